@@ -1,0 +1,172 @@
+"""The IR's data structures: values, ops and modules.
+
+A module is a straight-line SSA graph: inputs, named constants (weights, their data kept beside the IR
+text in an .npz), ops in topological order, outputs. Values and ops are compared by identity; types
+are frozen dataclasses compared by value. Structural equality of two modules is `modules_equal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ir.types import TensorType
+
+
+class Value:
+    """An SSA value: a module input, a constant (with `data`), or the result of one op (`producer`)."""
+
+    __slots__ = ("name", "type", "producer", "data")
+
+    def __init__(self, name: str, type: TensorType, producer: Op | None = None,
+                 data: np.ndarray | None = None) -> None:
+        self.name = name
+        self.type = type
+        self.producer = producer
+        self.data = data
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+    def __repr__(self) -> str:
+        return f"Value(%{self.name} : {self.type})"
+
+
+class Op:
+    """One operation: `opname` (e.g. `nn.conv2d`) applied to operand values, giving result values."""
+
+    __slots__ = ("opname", "operands", "results", "attrs")
+
+    def __init__(self, opname: str, operands: list[Value], result_types: list[TensorType],
+                 result_names: list[str], attrs: dict[str, Any]) -> None:
+        assert len(result_types) == len(result_names)
+        self.opname = opname
+        self.operands = list(operands)
+        self.attrs = dict(attrs)
+        self.results = [Value(name, t, producer=self) for name, t in zip(result_names, result_types)]
+
+    @property
+    def result(self) -> Value:
+        assert len(self.results) == 1, f"{self.opname} has {len(self.results)} results"
+        return self.results[0]
+
+    def __repr__(self) -> str:
+        return f"Op({self.opname} -> {', '.join('%' + r.name for r in self.results)})"
+
+
+class Module:
+    """A compiled unit: `inputs`, `constants`, `ops` (topologically ordered) and `outputs`."""
+
+    __slots__ = ("name", "inputs", "constants", "ops", "outputs")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.inputs: list[Value] = []
+        self.constants: list[Value] = []
+        self.ops: list[Op] = []
+        self.outputs: list[Value] = []
+
+    def values(self) -> Iterator[Value]:
+        """Every value defined in the module, in definition order."""
+        yield from self.inputs
+        yield from self.constants
+        for op in self.ops:
+            yield from op.results
+
+    def names(self) -> set[str]:
+        return {v.name for v in self.values()}
+
+    def fresh_name(self, base: str, taken: set[str] | None = None) -> str:
+        """A value name starting with `base` that no value in the module (or in `taken`) uses yet."""
+        taken = self.names() if taken is None else taken
+        if base not in taken:
+            return base
+        index = 1
+        while f"{base}.{index}" in taken:
+            index += 1
+        return f"{base}.{index}"
+
+    def add_constant(self, name: str, data: np.ndarray) -> Value:
+        data = np.ascontiguousarray(data)
+        value = Value(name, TensorType.of(data), data=data)
+        self.constants.append(value)
+        return value
+
+    def users(self) -> dict[Value, list[Op]]:
+        """For each value, the ops that read it (in op order)."""
+        users: dict[Value, list[Op]] = {}
+        for op in self.ops:
+            for operand in op.operands:
+                users.setdefault(operand, []).append(op)
+        return users
+
+    def replace_uses(self, old: Value, new: Value) -> None:
+        """Make every op and output that reads `old` read `new` instead."""
+        for op in self.ops:
+            op.operands = [new if v is old else v for v in op.operands]
+        self.outputs = [new if v is old else v for v in self.outputs]
+
+    def drop_unused_constants(self) -> None:
+        used = {id(v) for op in self.ops for v in op.operands} | {id(v) for v in self.outputs}
+        self.constants = [c for c in self.constants if id(c) in used]
+
+    def __repr__(self) -> str:
+        return f"Module(@{self.name}: {len(self.ops)} ops, {len(self.constants)} constants)"
+
+
+def _attrs_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, float) and isinstance(y, float) and np.isnan(x) and np.isnan(y):
+            continue
+        if type(x) is not type(y) or x != y:
+            return False
+    return True
+
+
+def _arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+
+
+def modules_equal(a: Module, b: Module) -> bool:
+    """Structural equality: same names, types, op names, attributes, constant data, and wiring."""
+    if a.name != b.name or len(a.ops) != len(b.ops):
+        return False
+    pairs: list[tuple[Value, Value]] = list(zip(a.inputs, b.inputs)) + list(zip(a.constants, b.constants))
+    if len(a.inputs) != len(b.inputs) or len(a.constants) != len(b.constants):
+        return False
+    for op_a, op_b in zip(a.ops, b.ops):
+        if op_a.opname != op_b.opname or not _attrs_equal(op_a.attrs, op_b.attrs):
+            return False
+        if [v.name for v in op_a.operands] != [v.name for v in op_b.operands]:
+            return False
+        if len(op_a.results) != len(op_b.results):
+            return False
+        pairs.extend(zip(op_a.results, op_b.results))
+    for va, vb in pairs:
+        if va.name != vb.name or va.type != vb.type or va.is_constant != vb.is_constant:
+            return False
+        if va.is_constant and not _arrays_equal(va.data, vb.data):
+            return False
+    return [v.name for v in a.outputs] == [v.name for v in b.outputs]
+
+
+def topological_order(ops: Iterable[Op], available: Iterable[Value]) -> list[Op]:
+    """Order `ops` so every operand is defined before use (stable: keeps the given order when valid)."""
+    ready = {id(v) for v in available}
+    pending = list(ops)
+    ordered: list[Op] = []
+    while pending:
+        progress = [op for op in pending if all(id(v) in ready for v in op.operands)]
+        assert progress, "cycle or undefined operand among ops"
+        progress_ids = {id(op) for op in progress}
+        for op in progress:
+            ordered.append(op)
+            ready.update(id(r) for r in op.results)
+        pending = [op for op in pending if id(op) not in progress_ids]
+    return ordered

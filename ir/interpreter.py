@@ -1,0 +1,34 @@
+"""The reference interpreter: executes a module op by op with the op table's numpy semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ir.core import Module, Value
+from ir.errors import RccError
+from ir.optable import OPS
+
+
+def check_inputs(module: Module, inputs: dict[str, np.ndarray]) -> None:
+    """RccError naming the input when one is missing or has the wrong shape or dtype."""
+    for value in module.inputs:
+        if value.name not in inputs:
+            raise RccError(f"input {value.name!r} is missing (expected {value.type})")
+        array = np.asarray(inputs[value.name])
+        if array.shape != value.type.shape or array.dtype != value.type.np_dtype:
+            raise RccError(f"input {value.name!r} is {array.dtype}{list(array.shape)}, expected {value.type}")
+
+
+def run(module: Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs by name for the given inputs (keyed by input name)."""
+    check_inputs(module, inputs)
+    env: dict[Value, np.ndarray] = {v: np.asarray(inputs[v.name]) for v in module.inputs}
+    env.update({c: c.data for c in module.constants})
+    for op in module.ops:
+        results = OPS[op.opname].run([env[v] for v in op.operands], op.attrs)
+        for value, array in zip(op.results, results):
+            assert value not in env, f"%{value.name} assigned twice"
+            assert array.shape == value.type.shape and array.dtype == value.type.np_dtype, \
+                f"{op.opname} gave {array.dtype}{list(array.shape)} for %{value.name} : {value.type}"
+            env[value] = array
+    return {v.name: env[v] for v in module.outputs}

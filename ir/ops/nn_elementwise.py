@@ -1,0 +1,121 @@
+"""Graph-level element-wise and normalising ops: activations, arithmetic with broadcasting, softmax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ir.optable import Attr, broadcast_shapes, define, same_as_operand
+from ir.types import TensorType
+
+
+def _binary_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    a, b = types
+    if a.dtype != b.dtype:
+        raise ValueError(f"operand dtypes differ: {a.dtype} and {b.dtype}")
+    return [TensorType(broadcast_shapes(a.shape, b.shape), a.dtype)]
+
+
+@define("nn.add", operands=("lhs", "rhs"), infer=_binary_infer, tags=("elementwise",))
+def add(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Element-wise sum with numpy broadcasting."""
+    return np.add(lhs, rhs, dtype=lhs.dtype)
+
+
+@define("nn.sub", operands=("lhs", "rhs"), infer=_binary_infer, tags=("elementwise",))
+def sub(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Element-wise difference with numpy broadcasting."""
+    return np.subtract(lhs, rhs, dtype=lhs.dtype)
+
+
+@define("nn.mul", operands=("lhs", "rhs"), infer=_binary_infer, tags=("elementwise",))
+def mul(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Element-wise product with numpy broadcasting."""
+    return np.multiply(lhs, rhs, dtype=lhs.dtype)
+
+
+@define("nn.div", operands=("lhs", "rhs"), infer=_binary_infer, tags=("elementwise",))
+def div(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Element-wise quotient; integer operands divide truncating toward zero, as C does."""
+    if lhs.dtype.kind in "iu":
+        quotient = np.floor_divide(lhs, rhs)
+        inexact = (np.remainder(lhs, rhs) != 0) & ((lhs < 0) != (rhs < 0))
+        return (quotient + inexact).astype(lhs.dtype)
+    return np.divide(lhs, rhs, dtype=lhs.dtype)
+
+
+@define("nn.identity", operands=("x",), infer=same_as_operand(0))
+def identity(x: np.ndarray) -> np.ndarray:
+    """The operand itself (ONNX Identity, and Dropout at inference)."""
+    return x
+
+
+@define("nn.relu", operands=("x",), infer=same_as_operand(0), tags=("elementwise",))
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0)."""
+    return np.maximum(x, np.zeros((), x.dtype))
+
+
+@define("nn.leaky_relu", operands=("x",), infer=same_as_operand(0), attrs={"alpha": Attr("float", 0.01)},
+        tags=("elementwise",))
+def leaky_relu(x: np.ndarray, *, alpha: float) -> np.ndarray:
+    """x where x ≥ 0, alpha·x elsewhere."""
+    return np.where(x >= 0, x, x * x.dtype.type(alpha)).astype(x.dtype)
+
+
+def _prelu_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, slope = types
+    if broadcast_shapes(x.shape, slope.shape) != x.shape:
+        raise ValueError(f"slope shape {list(slope.shape)} does not broadcast to {list(x.shape)}")
+    return [x]
+
+
+@define("nn.prelu", operands=("x", "slope"), infer=_prelu_infer, tags=("elementwise",))
+def prelu(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """x where x ≥ 0, slope·x elsewhere (slope broadcast to x)."""
+    return np.where(x >= 0, x, x * slope).astype(x.dtype)
+
+
+@define("nn.sigmoid", operands=("x",), infer=same_as_operand(0), tags=("elementwise",))
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), computed without overflow."""
+    with np.errstate(over="ignore"):
+        positive = 1 / (1 + np.exp(-np.abs(x)))
+    return np.where(x >= 0, positive, 1 - positive).astype(x.dtype)
+
+
+@define("nn.tanh", operands=("x",), infer=same_as_operand(0), tags=("elementwise",))
+def tanh(x: np.ndarray) -> np.ndarray:
+    """Hyperbolic tangent."""
+    return np.tanh(x)
+
+
+@define("nn.clip", operands=("x",), infer=same_as_operand(0),
+        attrs={"min": Attr("float", float("-inf")), "max": Attr("float", float("inf"))}, tags=("elementwise",))
+def clip(x: np.ndarray, *, min: float, max: float) -> np.ndarray:
+    """Clamp to [min, max]; bounds outside an integer dtype's range are clamped to that range."""
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        low = info.min if min == float("-inf") else int(np.clip(min, info.min, info.max))
+        high = info.max if max == float("inf") else int(np.clip(max, info.min, info.max))
+        return np.minimum(np.maximum(x, x.dtype.type(low)), x.dtype.type(high))
+    return np.minimum(np.maximum(x, x.dtype.type(min)), x.dtype.type(max))
+
+
+def _axis_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    if not 0 <= attrs["axis"] < types[0].rank:
+        raise ValueError(f"axis {attrs['axis']} out of range for rank {types[0].rank}")
+    return [types[0]]
+
+
+@define("nn.softmax", operands=("x",), infer=_axis_infer, attrs={"axis": Attr("int")})
+def softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
+    """exp(x) / sum(exp(x)) along `axis` (non-negative)."""
+    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return (shifted / np.sum(shifted, axis=axis, keepdims=True)).astype(x.dtype)
+
+
+@define("nn.log_softmax", operands=("x",), infer=_axis_infer, attrs={"axis": Attr("int")})
+def log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
+    """log(softmax(x)) along `axis`, computed stably."""
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)

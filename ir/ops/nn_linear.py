@@ -1,0 +1,165 @@
+"""Graph-level ops that carry weights: matmul, 2-D convolution and transposed convolution, batch norm.
+
+Conventions (ONNX's): activations NCHW, conv weights [M, C/group, kh, kw], transposed-conv weights
+[C, M/group, kh, kw], `pads` = [h_begin, w_begin, h_end, w_end].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ir.optable import Attr, define, same_as_operand
+from ir.types import TensorType
+
+_CONV_ATTRS = {
+    "strides": Attr("ints", (1, 1)),
+    "pads": Attr("ints", (0, 0, 0, 0)),
+    "dilations": Attr("ints", (1, 1)),
+    "group": Attr("int", 1),
+}
+
+
+def _matmul_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    a, b = types
+    if a.dtype != b.dtype:
+        raise ValueError(f"operand dtypes differ: {a.dtype} and {b.dtype}")
+    try:
+        shape = np.matmul(np.empty(a.shape, np.int8), np.empty(b.shape, np.int8)).shape
+    except ValueError:
+        raise ValueError(f"shapes {list(a.shape)} and {list(b.shape)} do not multiply") from None
+    return [TensorType(tuple(int(d) for d in shape), a.dtype)]
+
+
+@define("nn.matmul", operands=("lhs", "rhs"), infer=_matmul_infer, tags=("weighted",))
+def matmul(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """numpy.matmul (batch dimensions broadcast, 1-D operands promoted as numpy does)."""
+    return np.matmul(lhs, rhs)
+
+
+def _check_conv_attrs(attrs: dict) -> None:
+    if len(attrs["strides"]) != 2 or len(attrs["dilations"]) != 2 or len(attrs["pads"]) != 4:
+        raise ValueError("strides and dilations need 2 values, pads 4")
+    if min(attrs["strides"]) < 1 or min(attrs["dilations"]) < 1 or min(attrs["pads"]) < 0 or attrs["group"] < 1:
+        raise ValueError("strides, dilations and group must be positive, pads non-negative")
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int) -> int:
+    return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _conv_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    _check_conv_attrs(attrs)
+    x, w = types[0], types[1]
+    if x.rank != 4 or w.rank != 4:
+        raise ValueError(f"expects 4-D input and weight, got {x} and {w}")
+    group = attrs["group"]
+    if x.shape[1] != w.shape[1] * group or w.shape[0] % group:
+        raise ValueError(f"input channels {x.shape[1]} do not match weight {list(w.shape)} with group {group}")
+    if len(types) == 3 and types[2].shape != (w.shape[0],):
+        raise ValueError(f"bias shape {list(types[2].shape)} is not [{w.shape[0]}]")
+    (sh, sw), (dh, dw), p = attrs["strides"], attrs["dilations"], attrs["pads"]
+    oh = conv_output_size(x.shape[2], w.shape[2], sh, p[0], p[2], dh)
+    ow = conv_output_size(x.shape[3], w.shape[3], sw, p[1], p[3], dw)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"kernel larger than padded input ({oh}x{ow} output)")
+    return [TensorType((x.shape[0], w.shape[0], oh, ow), x.dtype)]
+
+
+def conv_windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, ...], pads: tuple[int, ...],
+                 dilations: tuple[int, ...], pad_value: float = 0.0) -> np.ndarray:
+    """View of x's receptive fields: [N, C, out_h, out_w, kh, kw] (padded copy, then strided view)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    padded = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=pad_value)
+    oh = conv_output_size(x.shape[2], kh, sh, pads[0], pads[2], dh)
+    ow = conv_output_size(x.shape[3], kw, sw, pads[1], pads[3], dw)
+    windows = sliding_window_view(padded, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
+    return windows[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :oh, :ow]
+
+
+@define("nn.conv2d", operands=("x", "weight", "bias?"), infer=_conv_infer, attrs=_CONV_ATTRS, tags=("weighted",))
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, *, strides: tuple[int, ...],
+           pads: tuple[int, ...], dilations: tuple[int, ...], group: int) -> np.ndarray:
+    """2-D cross-correlation as ONNX Conv defines it, computed as grouped im2col matmuls."""
+    n, _, _, _ = x.shape
+    m, c_per_group, kh, kw = weight.shape
+    windows = conv_windows(x, (kh, kw), strides, pads, dilations)
+    oh, ow = windows.shape[2:4]
+    # [group, N*oh*ow, C/g*kh*kw] @ [group, C/g*kh*kw, M/g]
+    cols = windows.reshape(n, group, c_per_group, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
+    cols = cols.reshape(group, n * oh * ow, c_per_group * kh * kw)
+    kernels = weight.reshape(group, m // group, c_per_group * kh * kw).transpose(0, 2, 1)
+    out = np.matmul(cols, kernels).reshape(group, n, oh, ow, m // group)
+    out = out.transpose(1, 0, 4, 2, 3).reshape(n, m, oh, ow)
+    if bias is not None:
+        out = out + bias.reshape(1, m, 1, 1)
+    return np.ascontiguousarray(out, dtype=x.dtype)
+
+
+def conv_transpose_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int,
+                               dilation: int, output_padding: int) -> int:
+    return (size - 1) * stride - pad_begin - pad_end + dilation * (kernel - 1) + output_padding + 1
+
+
+def _conv_transpose_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    _check_conv_attrs(attrs)
+    x, w = types[0], types[1]
+    if x.rank != 4 or w.rank != 4:
+        raise ValueError(f"expects 4-D input and weight, got {x} and {w}")
+    group, output_padding = attrs["group"], attrs["output_padding"]
+    if x.shape[1] != w.shape[0] or w.shape[0] % group:
+        raise ValueError(f"input channels {x.shape[1]} do not match weight {list(w.shape)} with group {group}")
+    m = w.shape[1] * group
+    if len(types) == 3 and types[2].shape != (m,):
+        raise ValueError(f"bias shape {list(types[2].shape)} is not [{m}]")
+    if len(output_padding) != 2 or min(output_padding) < 0:
+        raise ValueError("output_padding needs 2 non-negative values")
+    (sh, sw), (dh, dw), p = attrs["strides"], attrs["dilations"], attrs["pads"]
+    oh = conv_transpose_output_size(x.shape[2], w.shape[2], sh, p[0], p[2], dh, output_padding[0])
+    ow = conv_transpose_output_size(x.shape[3], w.shape[3], sw, p[1], p[3], dw, output_padding[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(f"pads crop the whole output ({oh}x{ow})")
+    return [TensorType((x.shape[0], m, oh, ow), x.dtype)]
+
+
+@define("nn.conv_transpose2d", operands=("x", "weight", "bias?"), infer=_conv_transpose_infer,
+        attrs={**_CONV_ATTRS, "output_padding": Attr("ints", (0, 0))}, tags=("weighted",))
+def conv_transpose2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, *,
+                     strides: tuple[int, ...], pads: tuple[int, ...], dilations: tuple[int, ...], group: int,
+                     output_padding: tuple[int, ...]) -> np.ndarray:
+    """ONNX ConvTranspose: every input pixel scatters x·W into the output (col2im), then pads crop."""
+    n, c, h, w = x.shape
+    _, m_per_group, kh, kw = weight.shape
+    (sh, sw), (dh, dw) = strides, dilations
+    oh = conv_transpose_output_size(h, kh, sh, pads[0], pads[2], dh, output_padding[0])
+    ow = conv_transpose_output_size(w, kw, sw, pads[1], pads[3], dw, output_padding[1])
+    # cols[n, g, m/g*kh*kw, h*w] = W_g^T x_g
+    kernels = weight.reshape(group, c // group, m_per_group * kh * kw).transpose(0, 2, 1)
+    cols = np.matmul(kernels[None], x.reshape(n, group, c // group, h * w))
+    cols = cols.reshape(n, group * m_per_group, kh, kw, h, w)
+    full = np.zeros((n, group * m_per_group, max((h - 1) * sh + dh * (kh - 1) + 1, pads[0] + oh),
+                     max((w - 1) * sw + dw * (kw - 1) + 1, pads[1] + ow)), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            full[:, :, i * dh:i * dh + (h - 1) * sh + 1:sh, j * dw:j * dw + (w - 1) * sw + 1:sw] += cols[:, :, i, j]
+    out = full[:, :, pads[0]:pads[0] + oh, pads[1]:pads[1] + ow]
+    if bias is not None:
+        out = out + bias.reshape(1, -1, 1, 1)
+    return np.ascontiguousarray(out, dtype=x.dtype)
+
+
+def _batch_norm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x = types[0]
+    if x.rank < 2 or any(t.shape != (x.shape[1],) for t in types[1:]):
+        raise ValueError(f"scale, bias, mean and var must be [{x.shape[1] if x.rank > 1 else '?'}]")
+    return [x]
+
+
+@define("nn.batch_norm", operands=("x", "scale", "bias", "mean", "var"), infer=_batch_norm_infer,
+        attrs={"epsilon": Attr("float", 1e-5)})
+def batch_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray, *,
+               epsilon: float) -> np.ndarray:
+    """Inference batch normalisation over axis 1: (x - mean) / sqrt(var + epsilon) * scale + bias."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    factor = (scale / np.sqrt(var + x.dtype.type(epsilon))).reshape(shape)
+    return ((x - mean.reshape(shape)) * factor + bias.reshape(shape)).astype(x.dtype)

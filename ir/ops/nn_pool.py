@@ -1,0 +1,117 @@
+"""Graph-level pooling and local normalisation: max/average pooling, global pooling, LRN."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ir.ops.nn_linear import conv_windows
+from ir.optable import Attr, define, same_as_operand
+from ir.types import TensorType
+
+_POOL_ATTRS = {
+    "kernel": Attr("ints"),
+    "strides": Attr("ints", (1, 1)),
+    "pads": Attr("ints", (0, 0, 0, 0)),
+    "dilations": Attr("ints", (1, 1)),
+    "ceil_mode": Attr("bool", False),
+}
+
+
+def pool_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int,
+                     ceil_mode: bool) -> int:
+    """ONNX pooling output length; in ceil mode a last window that starts in the end padding is dropped."""
+    span = size + pad_begin + pad_end - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_begin:
+        out -= 1
+    return out
+
+
+def _pool_shape(shape: tuple[int, ...], attrs: dict) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (dh, dw), p = attrs["kernel"], attrs["strides"], attrs["dilations"], attrs["pads"]
+    return (pool_output_size(shape[2], kh, sh, p[0], p[2], dh, attrs["ceil_mode"]),
+            pool_output_size(shape[3], kw, sw, p[1], p[3], dw, attrs["ceil_mode"]))
+
+
+def _pool_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x = types[0]
+    if x.rank != 4:
+        raise ValueError(f"expects a 4-D input, got {x}")
+    if len(attrs["kernel"]) != 2 or len(attrs["strides"]) != 2 or len(attrs["dilations"]) != 2 \
+            or len(attrs["pads"]) != 4:
+        raise ValueError("kernel, strides and dilations need 2 values, pads 4")
+    if min(attrs["kernel"] + attrs["strides"] + attrs["dilations"]) < 1 or min(attrs["pads"]) < 0:
+        raise ValueError("kernel, strides and dilations must be positive, pads non-negative")
+    oh, ow = _pool_shape(x.shape, attrs)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"kernel larger than padded input ({oh}x{ow} output)")
+    return [TensorType((x.shape[0], x.shape[1], oh, ow), x.dtype)]
+
+
+def _pool_windows(x: np.ndarray, pad_value: float, kernel: tuple[int, ...], strides: tuple[int, ...],
+                  pads: tuple[int, ...], dilations: tuple[int, ...], ceil_mode: bool) -> np.ndarray:
+    """Receptive fields [N, C, oh, ow, kh, kw]; ceil mode's extra end area is filled with `pad_value`."""
+    oh, ow = _pool_shape(x.shape, {"kernel": kernel, "strides": strides, "pads": pads,
+                                   "dilations": dilations, "ceil_mode": ceil_mode})
+    need_h = (oh - 1) * strides[0] + dilations[0] * (kernel[0] - 1) + 1
+    need_w = (ow - 1) * strides[1] + dilations[1] * (kernel[1] - 1) + 1
+    extra_h = max(0, need_h - (x.shape[2] + pads[0] + pads[2]))
+    extra_w = max(0, need_w - (x.shape[3] + pads[1] + pads[3]))
+    padded_pads = (pads[0], pads[1], pads[2] + extra_h, pads[3] + extra_w)
+    return conv_windows(x, tuple(kernel), strides, padded_pads, dilations, pad_value)[:, :, :oh, :ow]
+
+
+@define("nn.max_pool2d", operands=("x",), infer=_pool_infer, attrs=_POOL_ATTRS)
+def max_pool2d(x: np.ndarray, **attrs) -> np.ndarray:
+    """Maximum over each (dilated) window; padding never wins."""
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    return np.ascontiguousarray(_pool_windows(x, low, **attrs).max(axis=(4, 5)))
+
+
+@define("nn.avg_pool2d", operands=("x",), infer=_pool_infer,
+        attrs={**_POOL_ATTRS, "count_include_pad": Attr("bool", False)})
+def avg_pool2d(x: np.ndarray, *, count_include_pad: bool, **attrs) -> np.ndarray:
+    """Mean over each window; the divisor counts input cells, plus explicit pads if count_include_pad."""
+    sums = _pool_windows(x, 0.0, **attrs).sum(axis=(4, 5), dtype=np.float64)
+    pads = attrs["pads"]
+    # The divisor is the window sum of a mask: 1 on input cells, and on explicit pads when they count;
+    # ceil mode's extra end area never counts.
+    mask = np.pad(np.ones((1, 1) + x.shape[2:]), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
+                  constant_values=1.0 if count_include_pad else 0.0)
+    mask_windows = _pool_windows(mask, 0.0, **{**attrs, "pads": (0, 0, 0, 0)})
+    counts = mask_windows.sum(axis=(4, 5))[:, :, :sums.shape[2], :sums.shape[3]]
+    return (sums / counts).astype(x.dtype)
+
+
+def _global_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x = types[0]
+    if x.rank < 3:
+        raise ValueError(f"expects an input of rank ≥ 3, got {x}")
+    return [TensorType(x.shape[:2] + (1,) * (x.rank - 2), x.dtype)]
+
+
+@define("nn.global_avg_pool", operands=("x",), infer=_global_infer)
+def global_avg_pool(x: np.ndarray) -> np.ndarray:
+    """Mean over all spatial axes, kept as size-1 axes."""
+    return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype)
+
+
+@define("nn.global_max_pool", operands=("x",), infer=_global_infer)
+def global_max_pool(x: np.ndarray) -> np.ndarray:
+    """Maximum over all spatial axes, kept as size-1 axes."""
+    return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+@define("nn.lrn", operands=("x",), infer=same_as_operand(0),
+        attrs={"size": Attr("int"), "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75),
+               "bias": Attr("float", 1.0)})
+def lrn(x: np.ndarray, *, size: int, alpha: float, beta: float, bias: float) -> np.ndarray:
+    """Local response normalisation across channels, as ONNX LRN defines it."""
+    squares = np.square(x.astype(np.float64))
+    before, after = (size - 1) // 2, math.ceil((size - 1) / 2)
+    padded = np.pad(squares, [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2))
+    cumulative = np.concatenate([np.zeros_like(padded[:, :1]), np.cumsum(padded, axis=1)], axis=1)
+    window_sums = cumulative[:, size:size + x.shape[1]] - cumulative[:, :x.shape[1]]
+    return (x / (bias + alpha / size * window_sums) ** beta).astype(x.dtype)

@@ -1,0 +1,174 @@
+"""Graph-level data-movement ops: reshape, transpose, concat, pad, depth/space rearrangement, resize.
+
+Shapes here are static: the frontend resolves ONNX's shape inputs (-1, 0, axes) into attributes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ir.optable import Attr, define
+from ir.types import TensorType
+
+
+def _reshape_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    shape = attrs["shape"]
+    if min(shape, default=0) < 0 or math.prod(shape) != types[0].size:
+        raise ValueError(f"cannot reshape {types[0]} to {list(shape)}")
+    return [TensorType(shape, types[0].dtype)]
+
+
+@define("nn.reshape", operands=("x",), infer=_reshape_infer, attrs={"shape": Attr("ints")})
+def reshape(x: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
+    """The same elements in row-major order under a new static shape."""
+    return x.reshape(shape)
+
+
+def _transpose_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    perm, x = attrs["perm"], types[0]
+    if sorted(perm) != list(range(x.rank)):
+        raise ValueError(f"perm {list(perm)} is not a permutation of {x.rank} axes")
+    return [TensorType(tuple(x.shape[p] for p in perm), x.dtype)]
+
+
+@define("nn.transpose", operands=("x",), infer=_transpose_infer, attrs={"perm": Attr("ints")})
+def transpose(x: np.ndarray, *, perm: tuple[int, ...]) -> np.ndarray:
+    """Axes permuted: result axis i is operand axis perm[i]."""
+    return np.ascontiguousarray(np.transpose(x, perm))
+
+
+def _concat_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    axis, first = attrs["axis"], types[0]
+    if not 0 <= axis < first.rank:
+        raise ValueError(f"axis {axis} out of range for rank {first.rank}")
+    for t in types[1:]:
+        if t.dtype != first.dtype or t.rank != first.rank or \
+                any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis):
+            raise ValueError(f"cannot concatenate {t} with {first} on axis {axis}")
+    shape = list(first.shape)
+    shape[axis] = sum(t.shape[axis] for t in types)
+    return [TensorType(tuple(shape), first.dtype)]
+
+
+@define("nn.concat", operands=("inputs*",), infer=_concat_infer, attrs={"axis": Attr("int")})
+def concat(*inputs: np.ndarray, axis: int) -> np.ndarray:
+    """Operands joined along `axis` (non-negative)."""
+    return np.concatenate(inputs, axis=axis)
+
+
+def _pad_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, pads = types[0], attrs["pads"]
+    if len(pads) != 2 * x.rank:
+        raise ValueError(f"pads needs {2 * x.rank} values for rank {x.rank}, got {len(pads)}")
+    shape = tuple(d + pads[i] + pads[i + x.rank] for i, d in enumerate(x.shape))
+    if min(shape, default=1) < 0:
+        raise ValueError(f"pads {list(pads)} crop more than {x} holds")
+    return [TensorType(shape, x.dtype)]
+
+
+@define("nn.pad", operands=("x",), infer=_pad_infer, attrs={"pads": Attr("ints"), "value": Attr("float", 0.0)})
+def pad(x: np.ndarray, *, pads: tuple[int, ...], value: float) -> np.ndarray:
+    """Constant padding; `pads` = [begin_0, ..., begin_r, end_0, ..., end_r], negative values crop."""
+    rank = x.ndim
+    grown = np.pad(x, [(max(pads[i], 0), max(pads[i + rank], 0)) for i in range(rank)],
+                   constant_values=x.dtype.type(value))
+    crop = tuple(slice(max(-pads[i], 0), grown.shape[i] - max(-pads[i + rank], 0)) for i in range(rank))
+    return np.ascontiguousarray(grown[crop])
+
+
+def _depth_to_space_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, block = types[0], attrs["blocksize"]
+    if x.rank != 4 or block < 1 or x.shape[1] % (block * block):
+        raise ValueError(f"cannot move depth of {x} to space with blocksize {block}")
+    if attrs["mode"] not in ("DCR", "CRD"):
+        raise ValueError(f"mode must be DCR or CRD, got {attrs['mode']!r}")
+    n, c, h, w = x.shape
+    return [TensorType((n, c // (block * block), h * block, w * block), x.dtype)]
+
+
+@define("nn.depth_to_space", operands=("x",), infer=_depth_to_space_infer,
+        attrs={"blocksize": Attr("int"), "mode": Attr("str", "DCR")})
+def depth_to_space(x: np.ndarray, *, blocksize: int, mode: str) -> np.ndarray:
+    """Channel blocks spread over blocksize×blocksize pixels (DCR: depth-column-row order, CRD: column-row-depth)."""
+    n, c, h, w = x.shape
+    b = blocksize
+    if mode == "DCR":
+        moved = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        moved = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return np.ascontiguousarray(moved.reshape(n, c // (b * b), h * b, w * b))
+
+
+def _space_to_depth_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, block = types[0], attrs["blocksize"]
+    if x.rank != 4 or block < 1 or x.shape[2] % block or x.shape[3] % block:
+        raise ValueError(f"cannot move space of {x} to depth with blocksize {block}")
+    n, c, h, w = x.shape
+    return [TensorType((n, c * block * block, h // block, w // block), x.dtype)]
+
+
+@define("nn.space_to_depth", operands=("x",), infer=_space_to_depth_infer, attrs={"blocksize": Attr("int")})
+def space_to_depth(x: np.ndarray, *, blocksize: int) -> np.ndarray:
+    """blocksize×blocksize pixel blocks folded into channels (inverse of DCR depth_to_space)."""
+    n, c, h, w = x.shape
+    b = blocksize
+    moved = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    return np.ascontiguousarray(moved.reshape(n, c * b * b, h // b, w // b))
+
+
+COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nearest")
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def _resize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, sizes, scales = types[0], attrs["sizes"], attrs["scales"]
+    if len(sizes) != x.rank or len(scales) != x.rank or min(sizes, default=1) < 1 or min(scales, default=1) <= 0:
+        raise ValueError(f"sizes and scales need {x.rank} positive values")
+    if attrs["coordinate_transformation_mode"] not in COORDINATE_MODES:
+        raise ValueError(f"coordinate_transformation_mode {attrs['coordinate_transformation_mode']!r} is not "
+                         f"one of {', '.join(COORDINATE_MODES)}")
+    if attrs["nearest_mode"] not in NEAREST_MODES:
+        raise ValueError(f"nearest_mode {attrs['nearest_mode']!r} is not one of {', '.join(NEAREST_MODES)}")
+    return [TensorType(tuple(sizes), x.dtype)]
+
+
+def nearest_source_indices(in_size: int, out_size: int, scale: float, coordinate_mode: str,
+                           nearest_mode: str) -> np.ndarray:
+    """For each output index along one axis, the input index nearest-neighbour resizing reads."""
+    out = np.arange(out_size, dtype=np.float64)
+    if coordinate_mode == "half_pixel":
+        src = (out + 0.5) / scale - 0.5
+    elif coordinate_mode == "pytorch_half_pixel":
+        src = (out + 0.5) / scale - 0.5 if out_size > 1 else np.zeros_like(out)
+    elif coordinate_mode == "align_corners":
+        src = out * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(out)
+    elif coordinate_mode == "asymmetric":
+        src = out / scale
+    else:
+        src = (out + 0.5) / scale
+    if nearest_mode == "round_prefer_floor":
+        index = np.ceil(src - 0.5)
+    elif nearest_mode == "round_prefer_ceil":
+        index = np.floor(src + 0.5)
+    elif nearest_mode == "floor":
+        index = np.floor(src)
+    else:
+        index = np.ceil(src)
+    return np.clip(index, 0, in_size - 1).astype(np.int64)
+
+
+@define("nn.resize_nearest", operands=("x",), infer=_resize_infer,
+        attrs={"sizes": Attr("ints"), "scales": Attr("floats"),
+               "coordinate_transformation_mode": Attr("str", "half_pixel"),
+               "nearest_mode": Attr("str", "round_prefer_floor")})
+def resize_nearest(x: np.ndarray, *, sizes: tuple[int, ...], scales: tuple[float, ...],
+                   coordinate_transformation_mode: str, nearest_mode: str) -> np.ndarray:
+    """Nearest-neighbour resize to `sizes`; `scales` (output/input per axis) enter the coordinate map."""
+    out = x
+    for axis, (size, scale) in enumerate(zip(sizes, scales)):
+        if size != x.shape[axis] or scale != 1.0:
+            index = nearest_source_indices(x.shape[axis], size, scale, coordinate_transformation_mode, nearest_mode)
+            out = np.take(out, index, axis=axis)
+    return np.ascontiguousarray(out)

@@ -1,0 +1,107 @@
+"""The printer of the textual IR (grammar in `grammar.lark`) and saving a module as text + .npz."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ir.core import Module, Op, Value
+
+INLINE_LIMIT = 16
+_BARE_NAME = re.compile(r"[A-Za-z0-9_.]+")
+
+
+def value_ref(value: Value) -> str:
+    return "%" + (value.name if _BARE_NAME.fullmatch(value.name) else json.dumps(value.name))
+
+
+def format_scalar(item: Any) -> str:
+    """One literal: ints bare, floats in their shortest exact form (always with '.', 'e', inf or nan)."""
+    if isinstance(item, (bool, np.bool_)):
+        return "true" if item else "false"
+    if isinstance(item, (int, np.integer)):
+        return str(int(item))
+    if isinstance(item, np.floating) and item.dtype != np.float64:
+        text = str(item)  # numpy prints the shortest text that reads back to the same float32/16
+    elif isinstance(item, (float, np.floating)):
+        text = repr(float(item))
+    else:
+        return json.dumps(item)
+    return text if any(c in text for c in ".einf") else text + ".0"
+
+
+def format_attr(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(format_attr(v) for v in value) + "]"
+    return format_scalar(value)
+
+
+def format_op(op: Op) -> str:
+    results = ", ".join(value_ref(r) for r in op.results)
+    operands = ", ".join(value_ref(v) for v in op.operands)
+    attrs = ", ".join(f"{key} = {format_attr(val)}" for key, val in op.attrs.items())
+    attrs = f" {{{attrs}}}" if attrs else ""
+    types = ", ".join(str(r.type) for r in op.results)
+    return f"{results} = {op.opname}({operands}){attrs} : {types}"
+
+
+def print_module(module: Module, inline_limit: int = INLINE_LIMIT) -> str:
+    """The module's text; constants of more than `inline_limit` elements are referenced, not inlined."""
+    lines = [f"module @{module.name} {{"]
+    lines += [f"  input {value_ref(v)} : {v.type}" for v in module.inputs]
+    for const in module.constants:
+        inline = ""
+        if const.data.size <= inline_limit:
+            inline = " = [" + ", ".join(format_scalar(x) for x in const.data.reshape(-1)) + "]"
+        lines.append(f"  const {value_ref(const)} : {const.type}{inline}")
+    lines += [f"  {format_op(op)}" for op in module.ops]
+    lines.append("  output " + ", ".join(value_ref(v) for v in module.outputs))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def weights_path(ir_path: str | os.PathLike) -> Path:
+    """Where the weights of the IR text at `ir_path` live: the same name with `.npz`."""
+    return Path(ir_path).with_suffix(".npz")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz archive of `arrays` (any key text, unlike `np.savez` keyword arguments)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for key, array in arrays.items():
+            with archive.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def save_module(module: Module, path: str | os.PathLike, inline_limit: int = INLINE_LIMIT) -> list[Path]:
+    """Write the IR text to `path` and its large constants to the .npz beside it; return files written."""
+    path = Path(path)
+    text = print_module(module, inline_limit)
+    external = {c.name: c.data for c in module.constants if c.data.size > inline_limit}
+    written = []
+    if external:
+        _write_atomically(weights_path(path), npz_bytes(external))
+        written.append(weights_path(path))
+    _write_atomically(path, text.encode())
+    return [path] + written
