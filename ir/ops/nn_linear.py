@@ -114,6 +114,10 @@ def _conv_transpose_infer(types: list[TensorType], attrs: dict) -> list[TensorTy
         raise ValueError(f"bias shape {list(types[2].shape)} is not [{m}]")
     if len(output_padding) != 2 or min(output_padding) < 0:
         raise ValueError("output_padding needs 2 non-negative values")
+    # ONNX allows output_padding < max(stride, dilation), but onnxruntime (our reference) refuses ≥ stride.
+    if any(extra >= stride for extra, stride in zip(output_padding, attrs["strides"])):
+        raise ValueError(f"output_padding {list(output_padding)} must be smaller than strides "
+                         f"{list(attrs['strides'])} (onnxruntime's limit)")
     (sh, sw), (dh, dw), p = attrs["strides"], attrs["dilations"], attrs["pads"]
     oh = conv_transpose_output_size(x.shape[2], w.shape[2], sh, p[0], p[2], dh, output_padding[0])
     ow = conv_transpose_output_size(x.shape[3], w.shape[3], sw, p[1], p[3], dw, output_padding[1])

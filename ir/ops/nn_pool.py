@@ -65,8 +65,9 @@ def _pool_windows(x: np.ndarray, pad_value: float, kernel: tuple[int, ...], stri
 
 @define("nn.max_pool2d", operands=("x",), infer=_pool_infer, attrs=_POOL_ATTRS)
 def max_pool2d(x: np.ndarray, **attrs) -> np.ndarray:
-    """Maximum over each (dilated) window; padding never wins."""
-    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    """Maximum over each (dilated) window; a window of padding only gives the dtype's lowest finite value."""
+    # onnxruntime starts every window at numeric_limits::lowest(), not -inf
+    low = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     return np.ascontiguousarray(_pool_windows(x, low, **attrs).max(axis=(4, 5)))
 
 
@@ -104,7 +105,14 @@ def global_max_pool(x: np.ndarray) -> np.ndarray:
     return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
 
 
-@define("nn.lrn", operands=("x",), infer=same_as_operand(0),
+def _lrn_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    # ONNX defines even sizes too, but onnxruntime (our reference) refuses them.
+    if attrs["size"] < 1 or attrs["size"] % 2 == 0:
+        raise ValueError(f"size must be odd and positive (onnxruntime's limit), got {attrs['size']}")
+    return [types[0]]
+
+
+@define("nn.lrn", operands=("x",), infer=_lrn_infer,
         attrs={"size": Attr("int"), "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75),
                "bias": Attr("float", 1.0)})
 def lrn(x: np.ndarray, *, size: int, alpha: float, beta: float, bias: float) -> np.ndarray:

@@ -118,7 +118,7 @@ def space_to_depth(x: np.ndarray, *, blocksize: int) -> np.ndarray:
     return np.ascontiguousarray(moved.reshape(n, c * b * b, h // b, w // b))
 
 
-COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nearest")
+COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 

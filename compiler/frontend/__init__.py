@@ -1,0 +1,103 @@
+"""The ONNX frontend: `import_onnx(path)` loads, checks and lowers an ONNX model into graph-level IR.
+
+Nodes are visited in the graph's topological order. A node whose inputs are all known at compile time
+is folded (`fold.py`); any other node is lowered by its rule in `RULES` (`rules_*.py`). An op type
+without a rule is an UnsupportedError naming the node.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from compiler.frontend import rules_math, rules_shape, rules_spatial  # noqa: F401  (fill RULES)
+from compiler.frontend.context import LowerContext, initializer_arrays, node_label
+from compiler.frontend.fold import try_fold
+from compiler.frontend.loader import ShapeOverrides, graph_inputs, input_shape, load_onnx
+from compiler.frontend.registry import RULES
+from ir.core import Module, Value
+from ir.errors import RccError, UnsupportedError
+from ir.types import TensorType, dtype_name
+from ir.verifier import verify
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _module_name(model: onnx.ModelProto, source: str) -> str:
+    name = model.graph.name or Path(source).stem or "model"
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+
+
+def _add_inputs(ctx: LowerContext, model: onnx.ModelProto, shapes: ShapeOverrides) -> None:
+    unknown = set(shapes) - {i.name for i in graph_inputs(model)}
+    if unknown:
+        raise RccError(f"--input-shape names {sorted(unknown)[0]!r}, which is not an input of {ctx.source}")
+    for info in graph_inputs(model):
+        elem_type = info.type.tensor_type.elem_type
+        try:
+            dtype = dtype_name(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+        except (KeyError, ValueError, TypeError):
+            raise UnsupportedError(f"{ctx.source}: input {info.name!r} has element type "
+                                   f"{onnx.TensorProto.DataType.Name(elem_type)}") from None
+        value = Value(info.name, TensorType(input_shape(info, shapes, ctx.source), dtype))
+        ctx.module.inputs.append(value)
+        ctx.values[info.name] = value
+
+
+def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:
+    """Module outputs keep the ONNX output names, so results can be matched with onnxruntime's."""
+    for info in model.graph.output:
+        value = ctx.value_of(info.name)
+        if value.name != info.name or value.is_constant or value in ctx.module.inputs:
+            value = ctx.builder.op("nn.identity", [value], name=info.name)
+        ctx.module.outputs.append(value)
+
+
+def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverrides | None = None) -> Module:
+    """Graph-level IR of an already loaded model."""
+    ctx = LowerContext(Module(_module_name(model, source)), default_opset(model), source)
+    ctx.constants.update(initializer_arrays(model.graph))
+    _add_inputs(ctx, model, input_shapes or {})
+    ctx.used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    for index, node in enumerate(model.graph.node):
+        ctx.node, ctx.label = node, node_label(node, index)
+        if try_fold(ctx, node, list(model.opset_import)):
+            continue
+        lowering = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if lowering is None:
+            domain = f"{node.domain}." if node.domain else ""
+            raise UnsupportedError(f"{source}: {ctx.label}: unsupported op {domain}{node.op_type}")
+        lowering(ctx)
+        unbound = [name for name in node.output[:1] if name and name in ctx.used and name not in ctx.values]
+        assert not unbound, f"rule for {node.op_type} left {unbound} unbound"
+    ctx.node, ctx.label = None, "graph outputs"
+    _bind_outputs(ctx, model)
+    ctx.module.drop_unused_constants()
+    verify(ctx.module)
+    return ctx.module
+
+
+def import_onnx(path: str | os.PathLike, input_shapes: ShapeOverrides | None = None) -> Module:
+    """Load the ONNX model at `path` and lower it into graph-level IR."""
+    return lower_model(load_onnx(path), str(path), input_shapes)
+
+
+def random_inputs(module: Module, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs for every module input: standard normal floats, small non-negative integers."""
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for value in module.inputs:
+        dtype = value.type.np_dtype
+        if dtype.kind == "f":
+            inputs[value.name] = rng.standard_normal(value.type.shape).astype(dtype)
+        elif dtype.kind == "b":
+            inputs[value.name] = rng.integers(0, 2, value.type.shape).astype(dtype)
+        else:
+            inputs[value.name] = rng.integers(0, 8, value.type.shape).astype(dtype)
+    return inputs

@@ -1,0 +1,141 @@
+"""The state of lowering one ONNX graph: which ONNX tensor is which IR value or known constant.
+
+ONNX tensors whose values are known at compile time (initializers, Constant nodes, anything computed
+only from those, and shapes of statically shaped tensors) stay numpy arrays in `constants` and become
+IR constants only when an IR op reads them, so folded shape arithmetic leaves no trace in the IR.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ir.builder import Builder
+from ir.core import Module, Value
+from ir.errors import RccError, UnsupportedError
+from ir.types import DTYPES, TensorType
+
+
+def node_label(node: onnx.NodeProto, index: int) -> str:
+    name = node.name or f"#{index} (output {node.output[0] if node.output else '?'})"
+    return f"node {name!r} ({node.op_type})"
+
+
+class LowerContext:
+    """Lowering state for one graph; the lowering rules of ops read and bind tensors through it."""
+
+    def __init__(self, module: Module, opset: int, source: str) -> None:
+        self.module = module
+        self.builder = Builder(module)
+        self.opset = opset
+        self.source = source
+        self.values: dict[str, Value] = {}
+        self.constants: dict[str, np.ndarray] = {}
+        self.used: set[str] = set()  # ONNX tensor names some node or graph output reads
+        self.node: onnx.NodeProto | None = None
+        self.label = ""
+
+    # errors
+    def error(self, message: str) -> RccError:
+        return RccError(f"{self.source}: {self.label}: {message}")
+
+    def unsupported(self, message: str) -> UnsupportedError:
+        return UnsupportedError(f"{self.source}: {self.label}: {message}")
+
+    # reading the current node
+    def attr(self, name: str, default: Any = None) -> Any:
+        for attribute in self.node.attribute:
+            if attribute.name == name:
+                value = helper.get_attribute_value(attribute)
+                if isinstance(value, bytes):
+                    return value.decode()
+                if isinstance(value, list) and value and isinstance(value[0], bytes):
+                    return [v.decode() for v in value]
+                return value
+        return default
+
+    def has_input(self, index: int) -> bool:
+        return len(self.node.input) > index and self.node.input[index] != ""
+
+    def is_constant(self, index: int) -> bool:
+        return self.has_input(index) and self.node.input[index] in self.constants
+
+    def constant(self, index: int, what: str) -> np.ndarray:
+        """The compile-time value of input `index`; an error naming `what` when it is not known."""
+        if not self.has_input(index):
+            raise self.error(f"missing input {what}")
+        name = self.node.input[index]
+        if name not in self.constants:
+            raise self.unsupported(f"input {what} ({name!r}) must be a compile-time constant")
+        return self.constants[name]
+
+    def optional_constant(self, index: int, what: str) -> np.ndarray | None:
+        return self.constant(index, what) if self.has_input(index) else None
+
+    def input(self, index: int) -> Value:
+        """The IR value of input `index` (constants become IR constants on first use)."""
+        if not self.has_input(index):
+            raise self.error(f"missing input #{index}")
+        return self.value_of(self.node.input[index])
+
+    def input_type(self, index: int) -> TensorType:
+        name = self.node.input[index]
+        if name in self.constants:
+            return TensorType.of(self.constants[name])
+        return self.value_of(name).type
+
+    def value_of(self, name: str) -> Value:
+        if name in self.values:
+            return self.values[name]
+        if name in self.constants:
+            data = self.constants[name]
+            if data.dtype not in DTYPES.values():
+                raise self.unsupported(f"tensor {name!r} has dtype {data.dtype}, which rcc does not carry")
+            value = self.builder.constant(name, data)
+            self.values[name] = value
+            return value
+        raise self.error(f"input {name!r} is not produced by any node, initializer or graph input")
+
+    # binding results
+    def op(self, opname: str, operands: list[Value], attrs: dict[str, Any] | None = None,
+           name: str | None = None) -> Value:
+        """Append an IR op for the current node; shape errors name the node."""
+        try:
+            return self.builder.op(opname, operands, attrs, name=name or f"{self.node.output[0]}.{opname[3:]}")
+        except ValueError as err:
+            raise self.error(f"{opname}: {err}") from None
+
+    def bind(self, index: int, value: Value) -> None:
+        """Make `value` the ONNX tensor `output[index]`; an op result takes the ONNX name if it is free."""
+        name = self.node.output[index]
+        if value.producer is not None and value.name != name and name not in self.builder.taken \
+                and self.values.get(value.name) is not value:
+            self.builder.taken.discard(value.name)
+            value.name = name
+            self.builder.taken.add(name)
+        self.values[name] = value
+
+    def bind_constant(self, name: str, data: np.ndarray) -> None:
+        self.constants[name] = np.asarray(data)
+
+    def refuse_used_outputs(self, first: int, what: str) -> None:
+        """UnsupportedError if any output from index `first` on is read; those outputs are not lowered."""
+        if any(name in self.used for name in self.node.output[first:] if name):
+            raise self.unsupported(what)
+
+
+def initializer_arrays(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    arrays = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for sparse in graph.sparse_initializer:
+        values = numpy_helper.to_array(sparse.values)
+        indices = numpy_helper.to_array(sparse.indices)
+        out = np.zeros(tuple(sparse.dims), dtype=values.dtype)
+        if indices.ndim == 1:
+            out.reshape(-1)[indices] = values
+        else:
+            out[tuple(indices.T)] = values
+        arrays[sparse.values.name] = out
+    return arrays

@@ -1,0 +1,140 @@
+"""Lowering of ONNX's arithmetic ops: Gemm, MatMul, BatchNormalization, activations, element-wise math,
+softmax, and the ops that are identities at inference (Identity, Dropout)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from compiler.frontend.context import LowerContext
+from compiler.frontend.registry import rule
+from ir.core import Value
+
+
+def scaled(ctx: LowerContext, index: int, factor: float) -> Value:
+    """Input `index` times `factor` (folded into the constant when the input is one)."""
+    if factor == 1.0:
+        return ctx.input(index)
+    if ctx.is_constant(index):
+        data = ctx.constant(index, f"#{index}")
+        return ctx.builder.constant(ctx.node.input[index], (data * data.dtype.type(factor)).astype(data.dtype))
+    value = ctx.input(index)
+    factor_value = ctx.builder.constant("factor", np.array(factor, dtype=value.type.np_dtype))
+    return ctx.op("nn.mul", [value, factor_value])
+
+
+def transposed(ctx: LowerContext, index: int, value: Value) -> Value:
+    if ctx.is_constant(index) and value.is_constant:
+        return ctx.builder.constant(value.name + ".T", np.ascontiguousarray(value.data.T))
+    return ctx.op("nn.transpose", [value], {"perm": (1, 0)}, name=value.name + ".T")
+
+
+@rule("Gemm")
+def lower_gemm(ctx: LowerContext) -> None:
+    """Y = alpha · A' · B' + beta · C, with A' and B' optionally transposed."""
+    alpha, beta = float(ctx.attr("alpha", 1.0)), float(ctx.attr("beta", 1.0))
+    a = ctx.input(0)
+    if ctx.attr("transA", 0):
+        a = transposed(ctx, 0, a)
+    b = scaled(ctx, 1, alpha)
+    if ctx.attr("transB", 0):
+        b = transposed(ctx, 1, b)
+    y = ctx.op("nn.matmul", [a, b])
+    if ctx.has_input(2) and beta != 0.0:
+        y = ctx.op("nn.add", [y, scaled(ctx, 2, beta)], name=ctx.node.output[0])
+    ctx.bind(0, y)
+
+
+@rule("MatMul")
+def lower_matmul(ctx: LowerContext) -> None:
+    ctx.bind(0, ctx.op("nn.matmul", [ctx.input(0), ctx.input(1)]))
+
+
+@rule("BatchNormalization")
+def lower_batch_norm(ctx: LowerContext) -> None:
+    if ctx.attr("training_mode", 0) or ctx.attr("is_test", 1) == 0:
+        raise ctx.unsupported("BatchNormalization in training mode")
+    ctx.refuse_used_outputs(1, "BatchNormalization's running-statistics outputs")
+    operands = [ctx.input(i) for i in range(5)]
+    ctx.bind(0, ctx.op("nn.batch_norm", operands, {"epsilon": ctx.attr("epsilon", 1e-5)}))
+
+
+_UNARY = {"Relu": "nn.relu", "Sigmoid": "nn.sigmoid", "Tanh": "nn.tanh"}
+
+
+@rule(*_UNARY)
+def lower_unary(ctx: LowerContext) -> None:
+    ctx.bind(0, ctx.op(_UNARY[ctx.node.op_type], [ctx.input(0)]))
+
+
+@rule("LeakyRelu")
+def lower_leaky_relu(ctx: LowerContext) -> None:
+    ctx.bind(0, ctx.op("nn.leaky_relu", [ctx.input(0)], {"alpha": ctx.attr("alpha", 0.01)}))
+
+
+@rule("PRelu")
+def lower_prelu(ctx: LowerContext) -> None:
+    ctx.bind(0, ctx.op("nn.prelu", [ctx.input(0), ctx.input(1)]))
+
+
+@rule("Clip")
+def lower_clip(ctx: LowerContext) -> None:
+    if ctx.opset < 11:
+        low, high = ctx.attr("min", float("-inf")), ctx.attr("max", float("inf"))
+    else:
+        low_data, high_data = ctx.optional_constant(1, "min"), ctx.optional_constant(2, "max")
+        low = float("-inf") if low_data is None else float(low_data)
+        high = float("inf") if high_data is None else float(high_data)
+    ctx.bind(0, ctx.op("nn.clip", [ctx.input(0)], {"min": low, "max": high}))
+
+
+_BINARY = {"Add": "nn.add", "Sub": "nn.sub", "Mul": "nn.mul", "Div": "nn.div"}
+
+
+@rule(*_BINARY)
+def lower_binary(ctx: LowerContext) -> None:
+    if ctx.attr("broadcast", 0) and ctx.attr("axis") is not None:
+        raise ctx.unsupported("legacy broadcast with an axis attribute (opset < 7)")
+    ctx.bind(0, ctx.op(_BINARY[ctx.node.op_type], [ctx.input(0), ctx.input(1)]))
+
+
+@rule("Sum")
+def lower_sum(ctx: LowerContext) -> None:
+    total = ctx.input(0)
+    count = len(ctx.node.input)
+    if count == 1:
+        total = ctx.op("nn.identity", [total])
+    for index in range(1, count):
+        total = ctx.op("nn.add", [total, ctx.input(index)],
+                       name=ctx.node.output[0] if index == count - 1 else f"{ctx.node.output[0]}.partial")
+    ctx.bind(0, total)
+
+
+@rule("Softmax", "LogSoftmax")
+def lower_softmax(ctx: LowerContext) -> None:
+    """Opset ≥ 13 normalises along one axis; older opsets flatten to 2-D at `axis` first."""
+    x = ctx.input(0)
+    rank = x.type.rank
+    axis = int(ctx.attr("axis", -1 if ctx.opset >= 13 else 1))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < max(rank, 1):
+        raise ctx.error(f"axis {ctx.attr('axis')} is out of range for rank {rank}")
+    opname = "nn.softmax" if ctx.node.op_type == "Softmax" else "nn.log_softmax"
+    if ctx.opset >= 13 or axis == rank - 1:
+        ctx.bind(0, ctx.op(opname, [x], {"axis": axis}))
+        return
+    shape = x.type.shape
+    flat = ctx.op("nn.reshape", [x], {"shape": (math.prod(shape[:axis]), math.prod(shape[axis:]))},
+                  name=x.name + ".2d")
+    normalised = ctx.op(opname, [flat], {"axis": 1}, name=ctx.node.output[0] + ".2d")
+    ctx.bind(0, ctx.op("nn.reshape", [normalised], {"shape": shape}))
+
+
+@rule("Identity", "Dropout")
+def lower_identity(ctx: LowerContext) -> None:
+    if ctx.node.op_type == "Dropout":
+        ctx.refuse_used_outputs(1, "the mask output of Dropout")
+        if ctx.is_constant(2) and bool(ctx.constant(2, "training_mode")):
+            raise ctx.unsupported("Dropout in training mode")
+    ctx.bind(0, ctx.op("nn.identity", [ctx.input(0)]))

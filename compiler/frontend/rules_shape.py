@@ -1,0 +1,180 @@
+"""Lowering of ONNX's data-movement ops. Every shape, axis and pad input must be known at compile time
+and is resolved here into the static attributes of `nn.reshape`, `nn.transpose`, `nn.pad`, ..."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from compiler.frontend.context import LowerContext
+from compiler.frontend.registry import rule
+
+
+def _axes(ctx: LowerContext, rank: int, input_index: int, what: str = "axes") -> list[int] | None:
+    """Axes from the attribute (old opsets) or the input (new ones), made non-negative."""
+    raw = ctx.attr("axes")
+    if raw is None and ctx.has_input(input_index):
+        raw = ctx.constant(input_index, what).reshape(-1).tolist()
+    if raw is None:
+        return None
+    axes = [int(a) + rank if int(a) < 0 else int(a) for a in raw]
+    if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
+        raise ctx.error(f"{what} {list(raw)} out of range or repeated for rank {rank}")
+    return axes
+
+
+def reshape_to(ctx: LowerContext, shape: tuple[int, ...]) -> None:
+    ctx.bind(0, ctx.op("nn.reshape", [ctx.input(0)], {"shape": tuple(int(d) for d in shape)}))
+
+
+@rule("Reshape")
+def lower_reshape(ctx: LowerContext) -> None:
+    source = ctx.input_type(0).shape
+    requested = ctx.attr("shape") if ctx.opset < 5 else ctx.constant(1, "shape").reshape(-1).tolist()
+    allow_zero = ctx.attr("allowzero", 0)
+    shape = [source[i] if d == 0 and not allow_zero and i < len(source) else int(d) for i, d in enumerate(requested)]
+    if shape.count(-1) > 1:
+        raise ctx.error(f"shape {list(requested)} has more than one -1")
+    if -1 in shape:
+        known = math.prod(d for d in shape if d != -1)
+        total = math.prod(source)
+        if known == 0 or total % known:
+            raise ctx.error(f"cannot reshape {list(source)} to {list(requested)}")
+        shape[shape.index(-1)] = total // known
+    reshape_to(ctx, tuple(shape))
+
+
+@rule("Flatten")
+def lower_flatten(ctx: LowerContext) -> None:
+    shape = ctx.input_type(0).shape
+    axis = int(ctx.attr("axis", 1))
+    axis = axis + len(shape) if axis < 0 else axis
+    reshape_to(ctx, (math.prod(shape[:axis]), math.prod(shape[axis:])))
+
+
+@rule("Squeeze")
+def lower_squeeze(ctx: LowerContext) -> None:
+    shape = ctx.input_type(0).shape
+    axes = _axes(ctx, len(shape), 1)
+    if axes is None:
+        axes = [i for i, d in enumerate(shape) if d == 1]
+    if any(shape[a] != 1 for a in axes):
+        raise ctx.error(f"cannot squeeze axes {axes} of shape {list(shape)}")
+    reshape_to(ctx, tuple(d for i, d in enumerate(shape) if i not in axes))
+
+
+@rule("Unsqueeze")
+def lower_unsqueeze(ctx: LowerContext) -> None:
+    shape = list(ctx.input_type(0).shape)
+    raw = ctx.attr("axes")
+    if raw is None:
+        raw = ctx.constant(1, "axes").reshape(-1).tolist()
+    rank = len(shape) + len(raw)
+    axes = sorted(int(a) + rank if int(a) < 0 else int(a) for a in raw)
+    for axis in axes:
+        shape.insert(axis, 1)
+    reshape_to(ctx, tuple(shape))
+
+
+@rule("Transpose")
+def lower_transpose(ctx: LowerContext) -> None:
+    rank = ctx.input_type(0).rank
+    perm = ctx.attr("perm", list(range(rank))[::-1])
+    ctx.bind(0, ctx.op("nn.transpose", [ctx.input(0)], {"perm": tuple(int(p) for p in perm)}))
+
+
+@rule("Concat")
+def lower_concat(ctx: LowerContext) -> None:
+    operands = [ctx.input(i) for i in range(len(ctx.node.input)) if ctx.has_input(i)]
+    axis = int(ctx.attr("axis", 1))
+    axis = axis + operands[0].type.rank if axis < 0 else axis
+    ctx.bind(0, ctx.op("nn.concat", operands, {"axis": axis}))
+
+
+@rule("Pad")
+def lower_pad(ctx: LowerContext) -> None:
+    mode = ctx.attr("mode", "constant")
+    if mode != "constant":
+        raise ctx.unsupported(f"Pad mode {mode!r} (rcc handles 'constant')")
+    rank = ctx.input_type(0).rank
+    if ctx.opset < 11:
+        pads, value = list(ctx.attr("pads")), float(ctx.attr("value", 0.0))
+    else:
+        pads = ctx.constant(1, "pads").reshape(-1).tolist()
+        fill = ctx.optional_constant(2, "constant_value")
+        value = 0.0 if fill is None or fill.size == 0 else float(fill.reshape(-1)[0])
+        axes = _axes(ctx, rank, 3)
+        if axes is not None:
+            full = [0] * 2 * rank
+            for i, axis in enumerate(axes):
+                full[axis], full[axis + rank] = pads[i], pads[i + len(axes)]
+            pads = full
+    if len(pads) != 2 * rank:
+        raise ctx.error(f"pads has {len(pads)} values, expected {2 * rank}")
+    ctx.bind(0, ctx.op("nn.pad", [ctx.input(0)], {"pads": tuple(int(p) for p in pads), "value": value}))
+
+
+@rule("DepthToSpace")
+def lower_depth_to_space(ctx: LowerContext) -> None:
+    attrs = {"blocksize": int(ctx.attr("blocksize")), "mode": ctx.attr("mode", "DCR")}
+    ctx.bind(0, ctx.op("nn.depth_to_space", [ctx.input(0)], attrs))
+
+
+@rule("SpaceToDepth")
+def lower_space_to_depth(ctx: LowerContext) -> None:
+    ctx.bind(0, ctx.op("nn.space_to_depth", [ctx.input(0)], {"blocksize": int(ctx.attr("blocksize"))}))
+
+
+def _resize_scales_and_sizes(ctx: LowerContext, shape: tuple[int, ...], scales_index: int,
+                             sizes_index: int) -> tuple[list[float], list[int]]:
+    rank = len(shape)
+    axes = _axes(ctx, rank, -1) if ctx.attr("axes") is not None else list(range(rank))
+    scales_data = ctx.optional_constant(scales_index, "scales") if scales_index >= 0 else None
+    sizes_data = ctx.optional_constant(sizes_index, "sizes") if sizes_index >= 0 else None
+    if scales_data is None and ctx.attr("scales") is not None:
+        scales_data = np.array(ctx.attr("scales"), dtype=np.float32)
+    scales, sizes = [1.0] * rank, list(shape)
+    if sizes_data is not None and sizes_data.size:
+        given = [int(s) for s in sizes_data.reshape(-1)]
+        policy = ctx.attr("keep_aspect_ratio_policy", "stretch")
+        if policy != "stretch":
+            ratios = [given[i] / shape[a] for i, a in enumerate(axes)]
+            ratio = min(ratios) if policy == "not_larger" else max(ratios)
+            given = [int(math.floor(ratio * shape[a] + 0.5)) for a in axes]
+            for a in axes:
+                scales[a] = ratio
+        for i, axis in enumerate(axes):
+            sizes[axis] = given[i]
+            if policy == "stretch":
+                scales[axis] = given[i] / shape[axis]
+    elif scales_data is not None and scales_data.size:
+        for i, axis in enumerate(axes):
+            scales[axis] = float(scales_data.reshape(-1)[i])
+            sizes[axis] = int(math.floor(shape[axis] * scales[axis]))
+    else:
+        raise ctx.error("needs scales or sizes")
+    return scales, sizes
+
+
+@rule("Resize", "Upsample")
+def lower_resize(ctx: LowerContext) -> None:
+    mode = ctx.attr("mode", "nearest")
+    if mode != "nearest":
+        raise ctx.unsupported(f"{ctx.node.op_type} mode {mode!r} (rcc handles 'nearest')")
+    shape = ctx.input_type(0).shape
+    if ctx.node.op_type == "Upsample" or ctx.opset < 11:
+        scales, sizes = _resize_scales_and_sizes(ctx, shape, 1, -1)
+        coordinate_mode, nearest_mode = "asymmetric", "floor"
+    else:
+        scales, sizes = _resize_scales_and_sizes(ctx, shape, 2, 3)
+        coordinate_mode = ctx.attr("coordinate_transformation_mode", "half_pixel")
+        nearest_mode = ctx.attr("nearest_mode", "round_prefer_floor")
+    attrs = {"sizes": tuple(sizes), "scales": tuple(scales), "coordinate_transformation_mode": coordinate_mode,
+             "nearest_mode": nearest_mode}
+    try:
+        ctx.bind(0, ctx.op("nn.resize_nearest", [ctx.input(0)], attrs))
+    except Exception as err:
+        if "coordinate_transformation_mode" in str(err) or "nearest_mode" in str(err):
+            raise ctx.unsupported(str(err).split(": ", 2)[-1]) from None
+        raise
