@@ -1,0 +1,159 @@
+"""The `rcc` command line. Every action is a Python call in `compiler.driver`; this file only parses
+options, prints, and maps errors to exit codes: 0 success, 1 verification outside tolerance, 2 bad input.
+
+    rcc MODEL.onnx [--emit ir] [-o PATH] [--verify] [--executor interpreter] [--report FILE.json]
+    rcc opt FILE.ir -p PASS,PASS [--print-after-all] [-o OUT.ir]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from compiler import driver
+from compiler.frontend.loader import parse_input_shapes
+from compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
+from compiler.summary import format_layers, format_table, layer_rows, totals
+from compiler.verify import load_inputs
+from ir.errors import RccError
+from ir.parser import load_module
+from ir.printer import _write_atomically, print_module, save_module
+
+
+class UsageError(RccError):
+    """A command-line usage mistake."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        command = self.prog.removeprefix("rcc").strip()
+        raise UsageError(f"{command}: {message}" if command else message)
+
+
+def _compile_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rcc", description="Compile an ONNX model for a ReRAM crossbar accelerator.")
+    parser.add_argument("model", help="the ONNX model")
+    parser.add_argument("-o", "--output", help="where to write the result (default: beside the model)")
+    parser.add_argument("--emit", choices=["ir"], default="ir", help="what to write (default: ir)")
+    parser.add_argument("-p", "--pipeline", default=",".join(GRAPH_PIPELINE), help="passes to run, comma-separated")
+    parser.add_argument("--print-after-all", action="store_true", help="print the IR after each pass")
+    parser.add_argument("--input-shape", action="append", metavar="NAME=D1xD2...",
+                        help="static shape for an input with dynamic dimensions (repeatable)")
+    parser.add_argument("--verify", action="store_true", help="run against onnxruntime and compare")
+    parser.add_argument("--executor", default="interpreter", help="what runs the compiled model for --verify")
+    parser.add_argument("--inputs", help="inputs for --verify as an .npz keyed by input name")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs for --verify")
+    parser.add_argument("--report", help="write the machine-readable report (JSON) here")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and the verdict")
+    return parser
+
+
+def _opt_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rcc opt", description="Run passes on IR text.")
+    parser.add_argument("ir", help="IR text (weights from the .npz beside it)")
+    parser.add_argument("-p", "--pipeline", required=True, help="passes to run, comma-separated")
+    parser.add_argument("--print-after-all", action="store_true", help="print the IR after each pass")
+    parser.add_argument("-o", "--output", help="write the result here (with its .npz) instead of stdout")
+    return parser
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_number(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_number(v) for v in value]
+    return value
+
+
+def write_report(path: str, report: dict[str, Any]) -> None:
+    target = Path(path)
+    if not target.parent.exists():
+        raise RccError(f"--report {path}: directory {target.parent} does not exist")
+    _write_atomically(target, (json.dumps(_json_number(report), indent=2) + "\n").encode())
+
+
+def _format_metric(value: Any, digits: str) -> str:
+    return "exact" if value is None else format(value, digits)
+
+
+def print_verify(result) -> None:
+    rows = [[name, _format_metric(m["max_abs_err"], ".3g"), _format_metric(m["rel_l2"], ".3g"),
+             "inf" if m["snr_db"] is None and m["max_abs_err"] == 0 else _format_metric(m["snr_db"], ".1f"),
+             "ok" if m["passed"] else "FAIL"] for name, m in result.outputs.items()]
+    print(format_table(["output", "max_abs_err", "rel_l2", "snr_db", "within tolerance"], rows))
+    verdict = "PASSED" if result.passed else "FAILED"
+    print(f"verify ({result.executor} vs onnxruntime): {verdict}")
+
+
+def _check_output_dir(path: Path, flag: str) -> None:
+    if not path.parent.exists():
+        raise RccError(f"{flag} {path}: directory {path.parent} does not exist")
+
+
+def compile_command(argv: list[str]) -> int:
+    args = _compile_parser().parse_args(argv)
+    shapes = parse_input_shapes(args.input_shape)
+    inputs = load_inputs(args.inputs) if args.inputs else None
+    output = Path(args.output) if args.output else Path(args.model).with_suffix(".ir")
+    _check_output_dir(output, "-o")
+    if args.report:
+        _check_output_dir(Path(args.report), "--report")
+    module = driver.compile_model(args.model, shapes, args.pipeline, args.print_after_all)
+    rows = layer_rows(module)
+    report: dict[str, Any] = {"model": str(args.model), "pipeline": args.pipeline, "totals": totals(rows),
+                              "layers": rows}
+    result = None
+    if args.verify:
+        result = driver.verify_model(args.model, module, args.executor, inputs, args.seed)
+        report["verify"] = result.to_json()
+    written = save_module(module, output)
+    if args.report:
+        write_report(args.report, report)
+    if not args.quiet:
+        print(format_layers(rows))
+        print("wrote " + ", ".join(str(p) for p in written))
+    if result is not None:
+        print_verify(result)
+        return 0 if result.passed else 1
+    return 0
+
+
+def opt_command(argv: list[str]) -> int:
+    args = _opt_parser().parse_args(argv)
+    if args.output:
+        _check_output_dir(Path(args.output), "-o")
+    module = load_module(args.ir)
+    run_pipeline(module, args.pipeline, print_after_all=args.print_after_all)
+    if args.output:
+        save_module(module, args.output)
+    elif not args.print_after_all:
+        sys.stdout.write(print_module(module))
+    return 0
+
+
+COMMANDS = {"opt": opt_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        return compile_command(argv)
+    except RccError as err:
+        print(f"rcc: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("rcc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

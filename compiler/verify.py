@@ -1,0 +1,85 @@
+"""Verification against onnxruntime: run the original model there and compare outputs with metrics.
+
+Metrics per output: `max_abs_err`, `rel_l2` (‖actual − expected‖₂ / ‖expected‖₂), `snr_db`
+(10·log10(Σ expected² / Σ error²); None when the error is exactly zero), and `passed`, which holds when
+numpy.allclose(actual, expected, rtol, atol) does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ir.errors import RccError
+
+FLOAT_RTOL, FLOAT_ATOL = 1e-4, 1e-5
+
+
+def onnxruntime_outputs(model_path: str | os.PathLike, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs by name of the original model run by onnxruntime on the CPU."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
+        return dict(zip(names, session.run(names, feeds)))
+    except Exception as err:  # onnxruntime's errors have no common base class
+        raise RccError(f"{model_path}: onnxruntime cannot run the model: {str(err).splitlines()[0][:200]}") from None
+
+
+def output_metrics(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> dict[str, Any]:
+    if actual.shape != expected.shape:
+        return {"max_abs_err": None, "rel_l2": None, "snr_db": None, "passed": False,
+                "note": f"shape {list(actual.shape)} differs from onnxruntime's {list(expected.shape)}"}
+    actual64, expected64 = actual.astype(np.float64), expected.astype(np.float64)
+    error = actual64 - expected64
+    error_energy = float(np.sum(error * error))
+    signal_energy = float(np.sum(expected64 * expected64))
+    max_abs = float(np.max(np.abs(error))) if error.size else 0.0
+    rel_l2 = math.sqrt(error_energy / signal_energy) if signal_energy > 0 else (0.0 if error_energy == 0 else math.inf)
+    snr = None if error_energy == 0 else (10 * math.log10(signal_energy / error_energy) if signal_energy > 0 else -math.inf)
+    passed = bool(np.allclose(actual64, expected64, rtol=rtol, atol=atol, equal_nan=True))
+    return {"max_abs_err": max_abs, "rel_l2": rel_l2, "snr_db": snr, "passed": passed}
+
+
+@dataclass
+class VerifyResult:
+    executor: str
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(m["passed"] for m in self.outputs.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "executor": self.executor, **self.extra, "outputs": self.outputs}
+
+
+def compare_outputs(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], executor: str,
+                    rtol: float = FLOAT_RTOL, atol: float = FLOAT_ATOL) -> VerifyResult:
+    result = VerifyResult(executor, extra={"rtol": rtol, "atol": atol})
+    for name, reference in expected.items():
+        if name not in actual:
+            result.outputs[name] = {"max_abs_err": None, "rel_l2": None, "snr_db": None, "passed": False,
+                                    "note": "output missing from the compiled model"}
+            continue
+        result.outputs[name] = output_metrics(np.asarray(actual[name]), reference, rtol, atol)
+    return result
+
+
+def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise RccError(f"--inputs {path}: no such file") from None
+    except (OSError, ValueError) as err:
+        raise RccError(f"--inputs {path}: not a readable .npz archive ({err.__class__.__name__})") from None
