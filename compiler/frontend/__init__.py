@@ -54,6 +54,8 @@ def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:
     """Module outputs keep the ONNX output names, so results can be matched with onnxruntime's."""
     for info in model.graph.output:
         value = ctx.value_of(info.name)
+        if value.is_constant and value.name == info.name:  # free the name for the output
+            value.name = ctx.builder.fresh(info.name + ".value")
         if value.name != info.name or value.is_constant or value in ctx.module.inputs:
             value = ctx.builder.op("nn.identity", [value], name=info.name)
         ctx.module.outputs.append(value)

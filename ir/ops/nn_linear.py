@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ir.optable import Attr, define, same_as_operand
+from ir.optable import Attr, define
 from ir.types import TensorType
 
 _CONV_ATTRS = {

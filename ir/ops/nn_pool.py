@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ir.ops.nn_linear import conv_windows
-from ir.optable import Attr, define, same_as_operand
+from ir.optable import Attr, define
 from ir.types import TensorType
 
 _POOL_ATTRS = {
@@ -74,7 +74,10 @@ def max_pool2d(x: np.ndarray, **attrs) -> np.ndarray:
 @define("nn.avg_pool2d", operands=("x",), infer=_pool_infer,
         attrs={**_POOL_ATTRS, "count_include_pad": Attr("bool", False)})
 def avg_pool2d(x: np.ndarray, *, count_include_pad: bool, **attrs) -> np.ndarray:
-    """Mean over each window; the divisor counts input cells, plus explicit pads if count_include_pad."""
+    """Mean over each window; the divisor counts input cells, plus explicit pads if count_include_pad.
+
+    A dilated window can miss every input cell; without count_include_pad its mean is 0, as in onnxruntime.
+    """
     sums = _pool_windows(x, 0.0, **attrs).sum(axis=(4, 5), dtype=np.float64)
     pads = attrs["pads"]
     # The divisor is the window sum of a mask: 1 on input cells, and on explicit pads when they count;
@@ -83,7 +86,7 @@ def avg_pool2d(x: np.ndarray, *, count_include_pad: bool, **attrs) -> np.ndarray
                   constant_values=1.0 if count_include_pad else 0.0)
     mask_windows = _pool_windows(mask, 0.0, **{**attrs, "pads": (0, 0, 0, 0)})
     counts = mask_windows.sum(axis=(4, 5))[:, :, :sums.shape[2], :sums.shape[3]]
-    return (sums / counts).astype(x.dtype)
+    return (sums / np.maximum(counts, 1.0)).astype(x.dtype)
 
 
 def _global_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -118,7 +118,8 @@ def space_to_depth(x: np.ndarray, *, blocksize: int) -> np.ndarray:
     return np.ascontiguousarray(moved.reshape(n, c * b * b, h // b, w // b))
 
 
-COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn")
+COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+                    "tf_half_pixel_for_nn")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
@@ -134,26 +135,47 @@ def _resize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     return [TensorType(tuple(sizes), x.dtype)]
 
 
+def source_coordinates(in_size: int, out_size: int, scale: float, coordinate_mode: str) -> np.ndarray:
+    """Input coordinate of each output index along one axis.
+
+    Computed in float32 in onnxruntime's order of operations, because near whole numbers the rounding
+    decides the neighbour: resizing 14 → 4 (asymmetric), output 2 maps to 2 / float32(4/14) = 6.9999995,
+    so `floor` reads input 6 where exact arithmetic would read 7.
+    """
+    f32 = np.float32
+    out, scale, half = np.arange(out_size, dtype=f32), f32(scale), f32(0.5)
+    if coordinate_mode == "half_pixel" or (coordinate_mode == "pytorch_half_pixel" and out_size > 1):
+        return (out + half) / scale - half
+    if coordinate_mode == "half_pixel_symmetric":
+        offset = f32(in_size) / f32(2) * (f32(1) - f32(out_size) / (scale * f32(in_size)))
+        return (np.float64(offset) + (out.astype(np.float64) + 0.5) / np.float64(scale) - 0.5).astype(f32)
+    if coordinate_mode == "align_corners" and out_size > 1:
+        return out * f32(in_size - 1) / f32(out_size - 1)
+    if coordinate_mode == "asymmetric":
+        return out / scale
+    if coordinate_mode == "tf_half_pixel_for_nn":
+        return (out + half) / scale
+    return np.zeros_like(out)  # pytorch_half_pixel and align_corners with one output element
+
+
+# onnxruntime (probed with 1.32) rounds a coordinate within 1e-6 of a half-way point as if it were exactly
+# half-way: 7 → 2 (asymmetric) maps output 1 to 3.4999998, and round_prefer_ceil reads input 4 there.
+HALF_WAY_TOLERANCE = np.float32(1e-6)
+
+
 def nearest_source_indices(in_size: int, out_size: int, scale: float, coordinate_mode: str,
                            nearest_mode: str) -> np.ndarray:
     """For each output index along one axis, the input index nearest-neighbour resizing reads."""
-    out = np.arange(out_size, dtype=np.float64)
-    if coordinate_mode == "half_pixel":
-        src = (out + 0.5) / scale - 0.5
-    elif coordinate_mode == "pytorch_half_pixel":
-        src = (out + 0.5) / scale - 0.5 if out_size > 1 else np.zeros_like(out)
-    elif coordinate_mode == "align_corners":
-        src = out * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(out)
-    elif coordinate_mode == "asymmetric":
-        src = out / scale
-    else:
-        src = (out + 0.5) / scale
+    src = source_coordinates(in_size, out_size, scale, coordinate_mode)
+    below = np.floor(src)
+    fraction = src - below  # exact in float32
+    half_way = np.abs(fraction - np.float32(0.5)) < HALF_WAY_TOLERANCE
     if nearest_mode == "round_prefer_floor":
-        index = np.ceil(src - 0.5)
+        index = np.where(half_way | (fraction < 0.5), below, below + 1)
     elif nearest_mode == "round_prefer_ceil":
-        index = np.floor(src + 0.5)
+        index = np.where(half_way | (fraction >= 0.5), below + 1, below)
     elif nearest_mode == "floor":
-        index = np.floor(src)
+        index = below
     else:
         index = np.ceil(src)
     return np.clip(index, 0, in_size - 1).astype(np.int64)
@@ -165,10 +187,16 @@ def nearest_source_indices(in_size: int, out_size: int, scale: float, coordinate
                "nearest_mode": Attr("str", "round_prefer_floor")})
 def resize_nearest(x: np.ndarray, *, sizes: tuple[int, ...], scales: tuple[float, ...],
                    coordinate_transformation_mode: str, nearest_mode: str) -> np.ndarray:
-    """Nearest-neighbour resize to `sizes`; `scales` (output/input per axis) enter the coordinate map."""
+    """Nearest-neighbour resize to `sizes`; `scales` (output/input per axis, used as float32) map coordinates.
+
+    As in onnxruntime, a result the shape of the input is the input, whatever `scales` says (ONNX would
+    still map 3 → 3 elements through a scale of 1.25), and an axis with scale 1 is copied.
+    """
+    if tuple(sizes) == x.shape:
+        return x.copy()
     out = x
     for axis, (size, scale) in enumerate(zip(sizes, scales)):
-        if size != x.shape[axis] or scale != 1.0:
+        if size != x.shape[axis] or np.float32(scale) != 1:
             index = nearest_source_indices(x.shape[axis], size, scale, coordinate_transformation_mode, nearest_mode)
             out = np.take(out, index, axis=axis)
     return np.ascontiguousarray(out)

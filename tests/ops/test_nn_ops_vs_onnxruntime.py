@@ -8,6 +8,7 @@ single-node ONNX model, runs it on CPU and checks that `OPS[name].run` gives the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import onnxruntime as ort
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper
+from onnx import helper
 from onnx.helper import np_dtype_to_tensor_dtype
 
 import ir.ops  # noqa: F401  (fills OPS)
@@ -62,7 +63,7 @@ def assert_op_matches(name: str, arrays: list[np.ndarray], attrs: dict[str, Any]
 
 
 def check(name: str, arrays: list[np.ndarray | None], attrs: dict[str, Any], op_type: str,
-          onnx_attrs: dict[str, Any] | None = None, extra_inputs: list[np.ndarray | None] = (),
+          onnx_attrs: dict[str, Any] | None = None, extra_inputs: Sequence[np.ndarray | None] = (),
           opset: int = 17) -> None:
     """Compare OPS[name] on `arrays` (None operands dropped) with ONNX `op_type` on arrays + extra_inputs."""
     expected = run_onnxruntime(op_type, list(arrays) + list(extra_inputs), onnx_attrs, opset)
@@ -173,9 +174,10 @@ def _ir_pool_attrs(geo: dict[str, Any]) -> dict[str, Any]:
 
 
 @SETTINGS
-@given(geo=pool_geometry(dilated=True))
-def test_max_pool2d(geo: dict[str, Any]) -> None:
-    x = floats(geo["seed"], geo["shape"])
+@given(geo=pool_geometry(dilated=True), dtype=st.sampled_from([np.float32, np.int8, np.uint8]))
+def test_max_pool2d(geo: dict[str, Any], dtype: type) -> None:
+    x = floats(geo["seed"], geo["shape"], 100.0)
+    x = x.astype(dtype) if dtype is not np.uint8 else np.abs(x).astype(dtype)
     check("nn.max_pool2d", [x], _ir_pool_attrs(geo), "MaxPool", _onnx_pool_attrs(geo))
 
 
@@ -250,9 +252,27 @@ def test_space_to_depth(block: int, c: int, h: int, w: int, seed: int) -> None:
     check("nn.space_to_depth", [x], {"blocksize": block}, "SpaceToDepth", {"blocksize": block})
 
 
-RESIZE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn")
+RESIZE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+                "tf_half_pixel_for_nn")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
-SCALES = (0.25, 1 / 3, 0.5, 0.6, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+SCALES = tuple(float(np.float32(s)) for s in (0.25, 1 / 3, 0.5, 0.6, 0.7, 0.75, 1.0, 1.2, 1.25, 1.5, 1.6, 2.0, 2.4,
+                                               2.5, 3.0, 3.5, 4.0))
+
+
+def resized_length(length: int, scale: float) -> int:
+    """Output length of Resize with `scales`: floor(length * scale), the product in float32 as onnxruntime does."""
+    return int(np.float32(scale) * np.float32(length))
+
+
+def run_resize_nearest(x: np.ndarray, coordinate_mode: str, nearest_mode: str, *, sizes: tuple[int, ...] | None = None,
+                       scales: tuple[float, ...] | None = None) -> np.ndarray:
+    """onnxruntime's Resize (mode nearest) with either sizes or scales; Resize-11 for tf_half_pixel_for_nn."""
+    opset = 11 if coordinate_mode == "tf_half_pixel_for_nn" else 19  # ONNX dropped tf_half_pixel_for_nn in 13
+    # Resize-11 needs roi and scales even when unused (empty); Resize-19 takes them as omitted inputs
+    unused = np.zeros(0, np.float32) if opset == 11 else None
+    extra = [unused, np.array(scales, np.float32)] if sizes is None else [unused, unused, np.array(sizes, np.int64)]
+    attrs = {"mode": "nearest", "coordinate_transformation_mode": coordinate_mode, "nearest_mode": nearest_mode}
+    return run_onnxruntime("Resize", [x] + extra, attrs, opset)
 
 
 @settings(max_examples=60, deadline=None)
@@ -262,21 +282,32 @@ def test_resize_nearest(coordinate_mode: str, nearest_mode: str, by_sizes: bool,
                         seed: int) -> None:
     shape = (1, data.draw(st.integers(1, 2)), data.draw(st.integers(1, 7)), data.draw(st.integers(1, 7)))
     x = floats(seed, shape)
-    opset = 11 if coordinate_mode == "tf_half_pixel_for_nn" else 19  # ONNX dropped tf_half_pixel_for_nn in 13
-    # Resize-11 needs roi and scales even when unused (empty); Resize-19 takes them as omitted inputs
-    no_roi, no_scales = (np.zeros(0, np.float32),) * 2 if opset == 11 else (None, None)
     if by_sizes:
         sizes = shape[:2] + tuple(data.draw(st.integers(1, 12)) for _ in range(2))
         scales = tuple(out / dim for out, dim in zip(sizes, shape))
-        extra = [no_roi, no_scales, np.array(sizes, np.int64)]
+        expected = run_resize_nearest(x, coordinate_mode, nearest_mode, sizes=sizes)
     else:
-        scales = (1.0, 1.0) + tuple(data.draw(st.sampled_from(SCALES).filter(lambda s, d=dim: d * s >= 1))
+        scales = (1.0, 1.0) + tuple(data.draw(st.sampled_from(SCALES).filter(lambda s, d=dim: resized_length(d, s)))
                                     for dim in shape[2:])
-        sizes = tuple(math.floor(dim * scale) for dim, scale in zip(shape, scales))
-        extra = [no_roi, np.array(scales, np.float32)]
-    attrs = {"coordinate_transformation_mode": coordinate_mode, "nearest_mode": nearest_mode}
-    check("nn.resize_nearest", [x], {**attrs, "sizes": sizes, "scales": scales}, "Resize",
-          {**attrs, "mode": "nearest"}, extra_inputs=extra, opset=opset)
+        sizes = tuple(resized_length(dim, scale) for dim, scale in zip(shape, scales))
+        expected = run_resize_nearest(x, coordinate_mode, nearest_mode, scales=scales)
+    attrs = {"sizes": sizes, "scales": scales, "coordinate_transformation_mode": coordinate_mode,
+             "nearest_mode": nearest_mode}
+    assert_op_matches("nn.resize_nearest", [x], attrs, expected)
+
+
+@pytest.mark.parametrize("coordinate_mode", RESIZE_MODES)
+def test_resize_nearest_index_grid(coordinate_mode: str) -> None:
+    """Every length 1-9 resized to every length 1-20: the float32 ties (7 → 2 lands on 3.4999998) all agree."""
+    for in_size in range(1, 10):
+        x = np.arange(in_size, dtype=np.float32).reshape(1, 1, 1, in_size)
+        for out_size in range(1, 21):
+            sizes = (1, 1, 1, out_size)
+            for nearest_mode in NEAREST_MODES:
+                expected = run_resize_nearest(x, coordinate_mode, nearest_mode, sizes=sizes)
+                attrs = {"sizes": sizes, "scales": (1.0, 1.0, 1.0, out_size / in_size),
+                         "coordinate_transformation_mode": coordinate_mode, "nearest_mode": nearest_mode}
+                assert_op_matches("nn.resize_nearest", [x], attrs, expected)
 
 
 # --- element-wise, normalising, matmul -----------------------------------------------------------
@@ -374,8 +405,10 @@ def test_int32_division_truncates_toward_zero() -> None:
     assert OPS["nn.div"].run([lhs, rhs], {})[0].tolist() == [3, -3, -3, 3, 0, 0, 0, -2]
 
 
-@pytest.mark.parametrize("size", [10, 11])
-def test_max_pool_ceil_mode_keeps_only_windows_starting_inside(size: int) -> None:
+@pytest.mark.parametrize(("size", "pad"), [(5, 0), (11, 1)])
+def test_pool_ceil_mode_keeps_only_windows_starting_inside(size: int, pad: int) -> None:
+    """5 → 3 windows (the last one half outside); 11 padded by 1 → 6, not 7 (the 7th starts in the padding)."""
     x = floats(0, (1, 1, size, size))
-    geo = {"kernel": [2, 2], "strides": [2, 2], "dilations": [1, 1], "pads": [1, 1, 1, 1], "ceil_mode": True}
+    geo = {"kernel": [2, 2], "strides": [2, 2], "dilations": [1, 1], "pads": [pad] * 4, "ceil_mode": True}
     check("nn.max_pool2d", [x], geo, "MaxPool", _onnx_pool_attrs(geo))
+    check("nn.avg_pool2d", [x], geo, "AveragePool", _onnx_pool_attrs(geo), opset=19)

@@ -1,0 +1,34 @@
+"""ONNX conformance node cases through the frontend and the interpreter, against the cases' outputs.
+
+Each selected case is one test: it passes, fails, or is skipped when rcc names a construct it does not
+handle (3-D pooling, Pad modes other than constant, Resize modes other than nearest, ...). The terminal
+summary prints the tally (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.frontend import lower_model
+from ir import interpreter
+from ir.errors import UnsupportedError
+from tests.conformance import TALLY, frozen_model, selected_cases
+
+
+@pytest.mark.parametrize("case", selected_cases(), ids=lambda c: c.name)
+def test_conformance_case(case) -> None:
+    TALLY["selected"] += 1
+    model, keep = frozen_model(case)
+    try:
+        module = lower_model(model, case.name)
+    except UnsupportedError as err:
+        TALLY["unsupported"] += 1
+        pytest.skip(str(err))
+    for inputs, expected in case.data_sets:
+        feeds = {model.graph.input[i].name: np.asarray(inputs[keep[i]]) for i in range(len(keep))}
+        actual = interpreter.run(module, feeds)
+        for info, reference in zip(case.model.graph.output, expected):
+            np.testing.assert_allclose(actual[info.name], reference, rtol=max(case.rtol, 1e-4),
+                                       atol=max(case.atol, 1e-5), err_msg=f"{case.name}: output {info.name}")
+    TALLY["passed"] += 1
