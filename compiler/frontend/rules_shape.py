@@ -123,7 +123,8 @@ def lower_depth_to_space(ctx: LowerContext) -> None:
 
 @rule("SpaceToDepth")
 def lower_space_to_depth(ctx: LowerContext) -> None:
-    ctx.bind(0, ctx.op("nn.space_to_depth", [ctx.input(0)], {"blocksize": int(ctx.attr("blocksize"))}))
+    attrs = {"blocksize": int(ctx.attr("blocksize")), "mode": ctx.attr("mode", "DCR")}
+    ctx.bind(0, ctx.op("nn.space_to_depth", [ctx.input(0)], attrs))
 
 
 def _resize_scales_and_sizes(ctx: LowerContext, shape: tuple[int, ...], scales_index: int,
@@ -151,10 +152,21 @@ def _resize_scales_and_sizes(ctx: LowerContext, shape: tuple[int, ...], scales_i
     elif scales_data is not None and scales_data.size:
         for i, axis in enumerate(axes):
             scales[axis] = float(scales_data.reshape(-1)[i])
-            sizes[axis] = int(math.floor(shape[axis] * scales[axis]))
+            # onnxruntime multiplies in float32 and truncates (10 × 0.7 gives 7, not 6)
+            sizes[axis] = int(np.float32(shape[axis]) * np.float32(scales[axis]))
     else:
         raise ctx.error("needs scales or sizes")
     return scales, sizes
+
+
+def _legacy_nearest_mode(ctx: LowerContext, scales: list[float]) -> str:
+    """Upsample and Resize-10 read floor(x / scale); onnxruntime rounds up when shrinking instead."""
+    resized = [s for s in scales if s != 1.0]
+    if all(s > 1.0 for s in resized):
+        return "floor"
+    if all(s < 1.0 for s in resized):
+        return "ceil"
+    raise ctx.unsupported("opset-10 nearest resizing that grows some axes and shrinks others")
 
 
 @rule("Resize", "Upsample")
@@ -165,7 +177,7 @@ def lower_resize(ctx: LowerContext) -> None:
     shape = ctx.input_type(0).shape
     if ctx.node.op_type == "Upsample" or ctx.opset < 11:
         scales, sizes = _resize_scales_and_sizes(ctx, shape, 1, -1)
-        coordinate_mode, nearest_mode = "asymmetric", "floor"
+        coordinate_mode, nearest_mode = "asymmetric", _legacy_nearest_mode(ctx, scales)
     else:
         scales, sizes = _resize_scales_and_sizes(ctx, shape, 2, 3)
         coordinate_mode = ctx.attr("coordinate_transformation_mode", "half_pixel")

@@ -105,16 +105,20 @@ def _space_to_depth_infer(types: list[TensorType], attrs: dict) -> list[TensorTy
     x, block = types[0], attrs["blocksize"]
     if x.rank != 4 or block < 1 or x.shape[2] % block or x.shape[3] % block:
         raise ValueError(f"cannot move space of {x} to depth with blocksize {block}")
+    if attrs["mode"] not in ("DCR", "CRD"):
+        raise ValueError(f"mode must be DCR or CRD, got {attrs['mode']!r}")
     n, c, h, w = x.shape
     return [TensorType((n, c * block * block, h // block, w // block), x.dtype)]
 
 
-@define("nn.space_to_depth", operands=("x",), infer=_space_to_depth_infer, attrs={"blocksize": Attr("int")})
-def space_to_depth(x: np.ndarray, *, blocksize: int) -> np.ndarray:
-    """blocksize×blocksize pixel blocks folded into channels (inverse of DCR depth_to_space)."""
+@define("nn.space_to_depth", operands=("x",), infer=_space_to_depth_infer,
+        attrs={"blocksize": Attr("int"), "mode": Attr("str", "DCR")})
+def space_to_depth(x: np.ndarray, *, blocksize: int, mode: str) -> np.ndarray:
+    """blocksize×blocksize pixel blocks folded into channels; the inverse of depth_to_space in `mode`."""
     n, c, h, w = x.shape
     b = blocksize
-    moved = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    blocks = x.reshape(n, c, h // b, b, w // b, b)
+    moved = blocks.transpose(0, 3, 5, 1, 2, 4) if mode == "DCR" else blocks.transpose(0, 1, 3, 5, 2, 4)
     return np.ascontiguousarray(moved.reshape(n, c * b * b, h // b, w // b))
 
 

@@ -1,0 +1,133 @@
+"""The `rcc` command line as a user meets it: outputs, reports, exit codes, and one-line errors that
+leave no output file behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from compiler.cli import main
+from tests.conftest import ROOT
+
+LENET = ROOT / "models" / "lenet5.onnx"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_verify_writes_ir_and_report(tmp_path, capsys) -> None:
+    code, out, err = run_cli(capsys, LENET, "--verify", "--executor", "interpreter", "-o", tmp_path / "l.ir",
+                             "--report", tmp_path / "r.json", "--seed", "7")
+    assert code == 0, err
+    assert "verify (interpreter vs onnxruntime): PASSED" in out and "conv1" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    verify = report["verify"]
+    assert verify["passed"] is True and verify["executor"] == "interpreter"
+    metrics = verify["outputs"]["logits"]
+    assert set(metrics) >= {"max_abs_err", "rel_l2", "snr_db"} and metrics["rel_l2"] < 1e-5
+    assert report["totals"]["macs"] == sum(layer["macs"] for layer in report["layers"]) > 0
+    assert (tmp_path / "l.ir").exists() and (tmp_path / "l.npz").exists()
+
+
+def test_inputs_file_is_used(tmp_path, capsys) -> None:
+    np.savez(tmp_path / "in.npz", input=np.zeros((1, 1, 28, 28), np.float32))
+    code, out, _ = run_cli(capsys, LENET, "--verify", "--inputs", tmp_path / "in.npz", "-o", tmp_path / "l.ir")
+    assert code == 0 and "PASSED" in out
+    np.savez(tmp_path / "bad.npz", input=np.zeros((2, 2), np.float32))
+    code, _, err = run_cli(capsys, LENET, "--verify", "--inputs", tmp_path / "bad.npz", "-o", tmp_path / "m.ir")
+    assert code == 2 and "input 'input'" in err and not (tmp_path / "m.ir").exists()
+
+
+def test_opt_runs_passes_and_prints_after_each(tmp_path, capsys) -> None:
+    code, _, _ = run_cli(capsys, ROOT / "models" / "resnet_small.onnx", "-p", "constant-fold", "-o", tmp_path / "r.ir")
+    assert code == 0
+    code, out, _ = run_cli(capsys, "opt", tmp_path / "r.ir", "-p", "fold-batch-norm,dce", "--print-after-all")
+    assert code == 0
+    assert "// ----- IR after fold-batch-norm -----" in out and "// ----- IR after dce -----" in out
+    assert "nn.batch_norm" not in out.split("IR after dce -----")[1]
+
+
+def _unsupported_model(path: Path) -> None:
+    node = helper.make_node("Hardmax", ["x"], ["y"], name="the_hardmax")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def _dynamic_model(path: Path) -> None:
+    node = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def _bad_input(kind: str, tmp_path: Path) -> list[str]:
+    model = tmp_path / "model.onnx"
+    if kind == "missing file":
+        return [str(tmp_path / "absent.onnx")]
+    if kind == "not onnx":
+        model.write_text("this is not a model\n")
+    elif kind == "truncated onnx":
+        model.write_bytes(LENET.read_bytes()[:5000])
+    elif kind == "unsupported op":
+        _unsupported_model(model)
+    elif kind == "dynamic dimension":
+        _dynamic_model(model)
+    elif kind == "bad flag":
+        return [str(LENET), "--frobnicate"]
+    elif kind == "bad input shape":
+        return [str(LENET), "--input-shape", "input=1xAx3"]
+    elif kind == "unknown pass":
+        return [str(LENET), "-p", "constant-fold,no-such-pass"]
+    elif kind == "malformed ir":
+        (tmp_path / "m.ir").write_text("module @m {\n  input %x : f32[2]\n  %y = nn.relu(%x : f32[2]\n  output %y\n}\n")
+        return ["opt", str(tmp_path / "m.ir"), "-p", "dce", "-o", str(tmp_path / "out.ir")]
+    return [str(model)]
+
+
+EXPECTED = {
+    "missing file": "absent.onnx: no such file",
+    "not onnx": "model.onnx: not a readable ONNX model",
+    "truncated onnx": "model.onnx: not a readable ONNX model",
+    "unsupported op": "node 'the_hardmax' (Hardmax): unsupported op Hardmax",
+    "dynamic dimension": "input 'x' has dynamic dimension 'batch'; give its shape with --input-shape x=",
+    "bad flag": "unrecognized arguments: --frobnicate",
+    "bad input shape": "--input-shape 'input=1xAx3'",
+    "unknown pass": "unknown pass 'no-such-pass'",
+    "malformed ir": "m.ir:3:19: syntax error: unexpected ':'",
+}
+
+
+@pytest.mark.parametrize("kind", list(EXPECTED))
+def test_bad_input_is_one_line_exit_2_and_no_output(kind, tmp_path, capsys) -> None:
+    args = _bad_input(kind, tmp_path)
+    before = set(tmp_path.iterdir())
+    output_args = [] if args[0] == "opt" else ["-o", str(tmp_path / "out.ir"), "--report", str(tmp_path / "r.json")]
+    code, out, err = run_cli(capsys, *args, *output_args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rcc: error: ") and EXPECTED[kind] in lines[0], err
+    assert set(tmp_path.iterdir()) == before, "an output file was left behind"
+
+
+def test_dynamic_dimension_with_input_shape_works(tmp_path, capsys) -> None:
+    _dynamic_model(tmp_path / "d.onnx")
+    code, out, err = run_cli(capsys, tmp_path / "d.onnx", "--input-shape", "x=3x4", "--verify")
+    assert code == 0 and "PASSED" in out, err
+
+
+def test_console_script_prints_no_traceback(tmp_path) -> None:
+    (tmp_path / "x.onnx").write_bytes(b"\x08\x07garbage")
+    done = subprocess.run([sys.executable, "-m", "compiler.cli", str(tmp_path / "x.onnx")], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
