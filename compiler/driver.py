@@ -9,15 +9,28 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from compiler.frontend import import_onnx, random_inputs
 from compiler.frontend.loader import ShapeOverrides
-from compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
+from backends.emit import emit_program
+from backends.program import Program
+from backends.target import Target
+from compiler.pass_manager import GRAPH_PIPELINE, make_pass, run_pipeline
+from compiler.passes.lower_to_xbar import LowerToXbar
 from compiler.verify import VerifyResult, compare_outputs, onnxruntime_outputs
 from ir import interpreter
 from ir.core import Module
+from ir.parser import parse_module
+from ir.printer import print_module
 from ir.errors import RccError
+
+def copy_module(module: Module) -> Module:
+    """A deep copy through the text form (constants shared: passes never mutate constant data)."""
+    return parse_module(print_module(module, inline_limit=0), {c.name: c.data for c in module.constants})
+
 
 Executor = Callable[[Module, dict[str, np.ndarray]], dict[str, np.ndarray]]
 EXECUTORS: dict[str, Executor] = {"interpreter": interpreter.run}
@@ -28,6 +41,38 @@ def compile_model(path: str | os.PathLike, input_shapes: ShapeOverrides | None =
     """Import the ONNX model at `path` and run the pipeline on it."""
     module = import_onnx(path, input_shapes)
     return run_pipeline(module, pipeline, print_after_all=print_after_all)
+
+
+@dataclass
+class Compiled:
+    """Every stage of one compilation: graph-level IR, crossbar-level IR, and the program."""
+
+    graph: Module
+    xbar: Module
+    program: Program
+    target: Target
+    precision: str
+
+
+def lower_for_target(graph: Module, target: Target, precision: str = "int", calibration: dict | None = None,
+                     print_after_all: bool = False) -> Module:
+    """Crossbar-level IR of a graph-level module (the module is copied, not changed)."""
+    xbar = copy_module(graph)
+    passes = [make_pass("deconv-zero-insertion"), LowerToXbar(precision=precision, target=target,
+                                                                calibration=calibration), make_pass("dce")]
+    return run_pipeline(xbar, passes, print_after_all=print_after_all)
+
+
+def compile_program(path: str | os.PathLike, target: Target | None = None, precision: str = "int",
+                    input_shapes: ShapeOverrides | None = None, pipeline: str | Sequence[str] = GRAPH_PIPELINE,
+                    calibration: dict | None = None, print_after_all: bool = False) -> Compiled:
+    """ONNX model → graph IR → crossbar IR → program for `target`."""
+    if precision not in ("int", "float"):
+        raise RccError(f"--precision {precision!r}: choose int or float")
+    target = target or Target()
+    graph = compile_model(path, input_shapes, pipeline, print_after_all)
+    xbar = lower_for_target(graph, target, precision, calibration, print_after_all)
+    return Compiled(graph, xbar, emit_program(xbar, target, precision), target, precision)
 
 
 def verify_model(path: str | os.PathLike, module: Module, executor: str = "interpreter",

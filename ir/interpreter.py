@@ -21,6 +21,12 @@ def check_inputs(module: Module, inputs: dict[str, np.ndarray]) -> None:
 
 def run(module: Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs by name for the given inputs (keyed by input name)."""
+    env = evaluate(module, inputs)
+    return {v.name: env[v] for v in module.outputs}
+
+
+def evaluate(module: Module, inputs: dict[str, np.ndarray]) -> dict[Value, np.ndarray]:
+    """Every value of the module (inputs, constants, op results) for the given inputs."""
     check_inputs(module, inputs)
     env: dict[Value, np.ndarray] = {v: np.asarray(inputs[v.name]) for v in module.inputs}
     env.update({c: c.data for c in module.constants})
@@ -31,4 +37,4 @@ def run(module: Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             assert array.shape == value.type.shape and array.dtype == value.type.np_dtype, \
                 f"{op.opname} gave {array.dtype}{list(array.shape)} for %{value.name} : {value.type}"
             env[value] = array
-    return {v.name: env[v] for v in module.outputs}
+    return env

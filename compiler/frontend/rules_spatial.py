@@ -159,7 +159,7 @@ def lower_pool(ctx: LowerContext) -> None:
     pads = explicit_pads(ctx, x.type.shape[2:], kernel, strides, dilations)
     attrs = {"kernel": as_2d(spatial, kernel, 1), "strides": as_2d(spatial, strides, 1),
              "dilations": as_2d(spatial, dilations, 1), "pads": pads_2d(spatial, pads),
-             "ceil_mode": bool(ctx.attr("ceil_mode", 0))}
+             "ceil_mode": False}
     if ctx.node.op_type == "AveragePool":
         attrs["count_include_pad"] = bool(ctx.attr("count_include_pad", 0))
         pooled = ctx.op("nn.avg_pool2d", [to_2d(ctx, x, spatial)], attrs)

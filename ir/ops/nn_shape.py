@@ -1,4 +1,5 @@
-"""Graph-level data-movement ops: reshape, transpose, concat, pad, depth/space rearrangement, resize.
+"""Graph-level data-movement ops: reshape, transpose, concat, pad, zero insertion, depth/space rearrangement,
+resize.
 
 Shapes here are static: the frontend resolves ONNX's shape inputs (-1, 0, axes) into attributes.
 """
@@ -76,6 +77,26 @@ def pad(x: np.ndarray, *, pads: tuple[int, ...], value: float) -> np.ndarray:
                    constant_values=x.dtype.type(value))
     crop = tuple(slice(max(-pads[i], 0), grown.shape[i] - max(-pads[i + rank], 0)) for i in range(rank))
     return np.ascontiguousarray(grown[crop])
+
+
+def _zero_insert_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, strides = types[0], attrs["strides"]
+    if x.rank != 4 or len(strides) != 2 or min(strides) < 1:
+        raise ValueError(f"zero insertion needs a 4-D operand and 2 strides ≥ 1, got {x} and {list(strides)}")
+    n, c, h, w = x.shape
+    if h < 1 or w < 1:
+        raise ValueError(f"cannot insert zeros into the empty spatial axes of {x}")
+    return [TensorType((n, c, (h - 1) * strides[0] + 1, (w - 1) * strides[1] + 1), x.dtype)]
+
+
+@define("nn.zero_insert", operands=("x",), infer=_zero_insert_infer, attrs={"strides": Attr("ints")})
+def zero_insert(x: np.ndarray, *, strides: tuple[int, ...]) -> np.ndarray:
+    """strides[i] − 1 zeros between neighbouring pixels of each spatial axis: x lands at [::sh, ::sw]."""
+    n, c, h, w = x.shape
+    sh, sw = strides
+    out = np.zeros((n, c, (h - 1) * sh + 1, (w - 1) * sw + 1), dtype=x.dtype)
+    out[:, :, ::sh, ::sw] = x
+    return out
 
 
 def _depth_to_space_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -1,0 +1,1 @@
+"""ReRAM targets, the program format, and lowering of crossbar-level IR into programs."""

@@ -1,0 +1,56 @@
+"""Lowering crossbar-level IR into a program: one instruction per op, buffers named after values.
+
+Inputs are `load`ed and outputs `store`d; `vec.im2col`, `vec.quantize`, `xbar.mvm` and `vec.dequantize`
+become the instructions of the same name; every other op (no weights) becomes a `vec` instruction
+that names the op, executed by the digital vector unit. Constants are preloaded into buffers of their
+own name; an `mvm`'s weights are programmed into its arrays when the machine loads the program.
+"""
+
+from __future__ import annotations
+
+from backends.program import Instruction, Program
+from backends.target import Target
+from ir.core import Module, Op
+from ir.errors import RccError
+
+_DEDICATED = {"vec.im2col": "im2col", "vec.quantize": "quantize", "xbar.mvm": "mvm", "vec.dequantize": "dequantize"}
+
+
+def _instruction(op: Op) -> Instruction:
+    shapes = [list(r.type.shape) for r in op.results]
+    dtypes = [r.type.dtype for r in op.results]
+    dst = [r.name for r in op.results]
+    src = [v.name for v in op.operands]
+    if op.opname == "xbar.mvm":
+        attrs = {**op.attrs, "weights_shape": list(op.operands[1].type.shape)}
+        return Instruction("mvm", dst, src, attrs, shapes, dtypes)
+    if op.opname in _DEDICATED:
+        return Instruction(_DEDICATED[op.opname], dst, src, dict(op.attrs), shapes, dtypes)
+    if op.opname.startswith("nn.") and "weighted" in _tags(op):
+        raise RccError(f"{op.opname} producing %{op.result.name} has weights but was not mapped onto crossbars")
+    return Instruction("vec", dst, src, {"fn": op.opname, "attrs": dict(op.attrs)}, shapes, dtypes)
+
+
+def _tags(op: Op) -> frozenset[str]:
+    from ir.optable import OPS
+
+    if op.opname == "nn.matmul" and not op.operands[1].is_constant:
+        return frozenset()
+    return OPS[op.opname].tags
+
+
+def emit_program(module: Module, target: Target, precision: str) -> Program:
+    """The program of a crossbar-level module; RccError if a weighted op was left unmapped."""
+    instructions = [Instruction("load", [v.name], [], {}, [list(v.type.shape)], [v.type.dtype])
+                    for v in module.inputs]
+    instructions += [_instruction(op) for op in module.ops]
+    arrays = sum(op.attrs["arrays"] for op in module.ops if op.opname == "xbar.mvm")
+    if target.max_arrays is not None and arrays > target.max_arrays:
+        raise RccError(f"model {module.name!r} needs {arrays} crossbar arrays; the target has {target.max_arrays} "
+                       f"({target.chips} chips × {target.tiles_per_chip} tiles × {target.arrays_per_tile} arrays); "
+                       f"raise --chips or use larger arrays")
+    instructions += [Instruction("store", [], [v.name], {"output": v.name}) for v in module.outputs]
+    inputs = [{"name": v.name, "shape": list(v.type.shape), "dtype": v.type.dtype} for v in module.inputs]
+    constants = {c.name: c.data for c in module.constants}
+    return Program(module.name, target.to_dict(), precision, inputs, [v.name for v in module.outputs],
+                   instructions, constants)

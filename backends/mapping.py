@@ -1,0 +1,63 @@
+"""How a weight matrix is laid onto crossbar arrays: tiles, slices, arrays, and the figures of a mapping.
+
+A layer's weights are [G, K, M] (groups, rows = input features, columns = outputs). Each group is tiled
+separately: K into row tiles of `xbar_rows`; each weight's magnitude is split into `weight_slices`
+cells of `cell_bits` that sit in neighbouring columns of one array, so an array holds
+`xbar_cols // weight_slices` outputs; a differential pair doubles the arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends.target import Target
+
+
+@dataclass(frozen=True)
+class MvmPlan:
+    groups: int
+    rows: int          # K per group
+    outputs: int       # M per group
+    row_tiles: int
+    col_tiles: int
+    weight_slices: int
+    signs: int
+
+    @property
+    def arrays(self) -> int:
+        return self.groups * self.row_tiles * self.col_tiles * self.signs
+
+
+def plan_mvm(target: Target, groups: int, rows: int, outputs: int) -> MvmPlan:
+    per_array = target.weights_per_array_row
+    return MvmPlan(groups, rows, outputs, -(-rows // target.xbar_rows), -(-outputs // per_array),
+                   target.weight_slices, target.signs)
+
+
+def weight_levels(weights: np.ndarray, weight_bits: int, cell_bits: int, slices: int,
+                  encoding: str) -> list[np.ndarray]:
+    """Per sign array, the cell levels [slices, ...weights.shape] (uint8) that encode integer weights.
+
+    Differential: |w| of the positive part on one array, of the negative part on the other.
+    Offset: w + 2^(weight_bits−1) on one array (the offset is removed digitally).
+    """
+    wide = weights.astype(np.int64)
+    if encoding == "differential":
+        magnitudes = [np.maximum(wide, 0), np.maximum(-wide, 0)]
+    else:
+        magnitudes = [wide + 2 ** (weight_bits - 1)]
+    mask = (1 << cell_bits) - 1
+    return [np.stack([(mag >> (cell_bits * s)) & mask for s in range(slices)]).astype(np.uint8)
+            for mag in magnitudes]
+
+
+def nonzero_cells(weights: np.ndarray, weight_bits: int, cell_bits: int, slices: int, encoding: str) -> int:
+    """Cells with a non-zero level over all arrays of the mapping (for utilisation), from the histogram
+    of weight values, so a 100 M-weight layer costs one bincount."""
+    values, counts = np.unique(weights.astype(np.int64), return_counts=True)
+    cells_per_value = [sum(int(np.count_nonzero(level)) for level in
+                           weight_levels(np.array([v]), weight_bits, cell_bits, slices, encoding))
+                       for v in values]
+    return int(np.dot(counts, cells_per_value)) if len(values) else 0

@@ -1,0 +1,124 @@
+"""The program file: what the backend writes and the runtime loads (`.rccp`, versioned).
+
+A program is a list of instructions over named buffers, the constants they read (crossbar weights,
+scales, biases), the target it was compiled for, and its inputs and outputs. On disk it is a zip
+archive: `program.json` (format, version, target, precision, inputs, outputs, instructions) and one
+`.npy` member per constant. Zip CRCs catch corruption; truncation breaks the archive; both, a wrong
+format name or a newer version are a ProgramError naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ir.errors import RccError
+from ir.printer import _write_atomically
+
+PROGRAM_FORMAT = "rcc-program"
+PROGRAM_VERSION = 1
+
+
+class ProgramError(RccError):
+    """A program file that cannot be loaded; the message names the file."""
+
+
+@dataclass
+class Instruction:
+    """One machine instruction: `opcode` from the runtime's instruction table, buffers it writes and reads."""
+
+    opcode: str
+    dst: list[str]
+    src: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    shapes: list[list[int]] = field(default_factory=list)   # of dst
+    dtypes: list[str] = field(default_factory=list)         # of dst
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.opcode, "dst": self.dst, "src": self.src, "attrs": _jsonable(self.attrs),
+                "shapes": self.shapes, "dtypes": self.dtypes}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return {"float": repr(value)}
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"float"}:
+            return float(value["float"])
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
+@dataclass
+class Program:
+    name: str
+    target: dict[str, Any]
+    precision: str
+    inputs: list[dict[str, Any]]
+    outputs: list[str]
+    instructions: list[Instruction]
+    constants: dict[str, np.ndarray]
+
+    def header(self) -> dict[str, Any]:
+        return {"format": PROGRAM_FORMAT, "version": PROGRAM_VERSION, "name": self.name, "target": self.target,
+                "precision": self.precision, "inputs": self.inputs, "outputs": self.outputs,
+                "constants": sorted(self.constants), "instructions": [i.to_json() for i in self.instructions]}
+
+
+def program_bytes(program: Program) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("program.json", json.dumps(program.header(), indent=1))
+        for index, name in enumerate(sorted(program.constants)):
+            with archive.open(f"constants/{index}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(program.constants[name]), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def save_program(program: Program, path: str | os.PathLike) -> None:
+    """Write the program atomically (a failure leaves no partial file)."""
+    _write_atomically(Path(path), program_bytes(program))
+
+
+def load_program(path: str | os.PathLike) -> Program:
+    path = Path(path)
+    if not path.is_file():
+        raise ProgramError(f"{path}: no such file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            header = json.loads(archive.read("program.json"))
+            if header.get("format") != PROGRAM_FORMAT:
+                raise ProgramError(f"{path}: not an rcc program (format {header.get('format')!r})")
+            if not isinstance(header.get("version"), int) or header["version"] > PROGRAM_VERSION:
+                raise ProgramError(f"{path}: program version {header.get('version')!r} is newer than this "
+                                   f"rcc reads ({PROGRAM_VERSION})")
+            constants = {}
+            for index, name in enumerate(header["constants"]):
+                with archive.open(f"constants/{index}.npy") as member:
+                    constants[name] = np.lib.format.read_array(io.BytesIO(member.read()), allow_pickle=False)
+            instructions = [Instruction(i["op"], i["dst"], i["src"], _from_json(i["attrs"]), i["shapes"], i["dtypes"])
+                            for i in header["instructions"]]
+            return Program(header["name"], header["target"], header["precision"], header["inputs"],
+                           header["outputs"], instructions, constants)
+    except ProgramError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, EOFError, OSError) as err:
+        detail = str(err).splitlines()[0][:120] if str(err) else err.__class__.__name__
+        raise ProgramError(f"{path}: corrupted or truncated program file ({detail})") from None

@@ -1,0 +1,53 @@
+"""Calibration: the range of every activation that feeds a crossbar, measured on sample inputs.
+
+Samples are seeded random inputs (as `--verify` draws them, from other seeds) or the user's
+`--calibrate FILE.npz` (arrays keyed by input name; a leading axis of samples is allowed when the
+array has one more dimension than the input).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.frontend import random_inputs
+from ir.core import Module, Value
+from ir.errors import RccError
+from ir.interpreter import evaluate
+
+DEFAULT_SAMPLES = 4
+CALIBRATION_SEED = 1_000_003
+
+
+def calibration_samples(module: Module, data: dict[str, np.ndarray] | None = None,
+                        samples: int = DEFAULT_SAMPLES) -> list[dict[str, np.ndarray]]:
+    if data is None:
+        return [random_inputs(module, CALIBRATION_SEED + i) for i in range(samples)]
+    batches: list[dict[str, np.ndarray]] = []
+    for value in module.inputs:
+        if value.name not in data:
+            raise RccError(f"--calibrate: input {value.name!r} is missing")
+        array = np.asarray(data[value.name])
+        if array.shape == value.type.shape:
+            array = array[None]
+        if array.shape[1:] != value.type.shape:
+            raise RccError(f"--calibrate: input {value.name!r} is {list(array.shape)}, expected "
+                           f"{list(value.type.shape)} or [samples, {', '.join(map(str, value.type.shape))}]")
+        for index, sample in enumerate(array.astype(value.type.np_dtype)):
+            if index == len(batches):
+                batches.append({})
+            batches[index][value.name] = sample
+    return batches
+
+
+def activation_ranges(module: Module, values: list[Value], samples: list[dict[str, np.ndarray]]
+                      ) -> dict[Value, tuple[float, float]]:
+    """(min, max) of each of `values` over all samples."""
+    ranges: dict[Value, tuple[float, float]] = {}
+    for sample in samples:
+        env = evaluate(module, sample)
+        for value in values:
+            array = env[value]
+            low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+            old = ranges.get(value, (low, high))
+            ranges[value] = (min(old[0], low), max(old[1], high))
+    return ranges

@@ -1,0 +1,186 @@
+"""`lower-to-xbar`: quantise and map every weighted op onto crossbar arrays (the crossbar-level IR).
+
+    %y = nn.conv2d(%x, %w, %b) {strides = [1, 1], pads = [1, 1, 1, 1], ...} : f32[1,8,16,16]
+        →
+    %y.cols = vec.im2col(%x) {kernel = [3, 3], ...}                         : f32[256,27]
+    %y.xq   = vec.quantize(%y.cols) {scale = 0.0123, bits = 8, signed = true} : i32[256,27]
+    %y.acc  = xbar.mvm(%y.xq, %y.wq) {xbar_rows = 128, row_tiles = 1, ...}  : i64[256,8]
+    %y.rows = vec.dequantize(%y.acc, %y.w_scale, %b) {input_scale = 0.0123} : f32[256,8]
+    %y.nhwc = nn.reshape(%y.rows) {shape = [1, 16, 16, 8]}                  : f32[1,16,16,8]
+    %y      = nn.transpose(%y.nhwc) {perm = [0, 3, 1, 2]}                    : f32[1,8,16,16]
+
+Quantisation scheme (integer mode):
+- weights: symmetric per output channel, w_q = round(w / s_w[m]) in [−(2^(b−1)−1), 2^(b−1)−1] with
+  s_w[m] = max|w[:, m]| / (2^(b−1)−1), b = `weight_bits`;
+- activations feeding a crossbar: per tensor, calibrated on sample inputs (`compiler/calibrate.py`):
+  unsigned with s_x = max / (2^B − 1) when the tensor is never negative (after ReLU), otherwise
+  symmetric signed with s_x = max|x| / (2^(B−1) − 1), B = `input_bits`; values saturate;
+- the crossbar produces exact integer accumulators (with a lossless ADC); `vec.dequantize` applies
+  s_x · s_w[m] and the float bias.
+Float mode (`precision = "float"`) keeps float weights and activations on the same mapping: no
+quantisation, ideal analog arithmetic, so any difference from the graph-level IR is a mapping error.
+
+Only `nn.conv2d` and `nn.matmul` whose weights are constants map onto arrays (run `deconv-zero-insertion`
+first for transposed convolutions); a matmul of two activations stays on the vector unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backends.mapping import plan_mvm
+from backends.target import Target
+from compiler.calibrate import activation_ranges, calibration_samples
+from compiler.passes.base import Pass
+from ir.builder import make_op
+from ir.core import Module, Op, Value
+from ir.ops.xbar import quantize_limits
+
+
+def _is_mappable(op: Op) -> bool:
+    if op.opname == "nn.conv2d":
+        return all(v.is_constant for v in op.operands[1:])
+    if op.opname == "nn.matmul":
+        lhs, rhs = op.operands
+        return rhs.is_constant and rhs.type.rank == 2 and lhs.type.rank >= 1 and lhs.type.dtype == "f32"
+    return False
+
+
+def grouped_weights(op: Op) -> np.ndarray:
+    """The op's weights as [G, K, M]: conv rows ordered (c, kh, kw) like `vec.im2col` columns."""
+    weight = op.operands[1].data
+    if op.opname == "nn.matmul":
+        return weight[None]
+    groups = op.attrs["group"]
+    m, c_per_group, kh, kw = weight.shape
+    return weight.reshape(groups, m // groups, c_per_group * kh * kw).transpose(0, 2, 1)
+
+
+def quantize_weights(weights: np.ndarray, weight_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel integers [G, K, M] and their scales [G·M]."""
+    limit = 2 ** (weight_bits - 1) - 1
+    peak = np.abs(weights.astype(np.float64)).max(axis=1)  # [G, M]
+    scale = np.where(peak > 0, peak / limit, 1.0)
+    quantized = np.clip(np.rint(weights / scale[:, None, :]), -limit, limit)
+    return quantized.astype(np.int8 if weight_bits <= 8 else np.int16), scale.reshape(-1).astype(np.float32)
+
+
+def input_quantization(low: float, high: float, input_bits: int) -> tuple[float, bool]:
+    """(scale, signed) of an activation tensor with calibrated range [low, high]."""
+    signed = low < 0
+    _, limit = quantize_limits(input_bits, signed)
+    peak = max(abs(low), abs(high))
+    return (peak / limit if peak > 0 else 1.0), signed
+
+
+@dataclass
+class LowerToXbar(Pass):
+    name = "lower-to-xbar"
+    precision: str = "int"
+    target: Target = field(default_factory=Target)
+    calibration: dict | None = None  # input name → array (optionally with a leading samples axis)
+
+    def run(self, module: Module) -> bool:
+        mapped = [op for op in module.ops if _is_mappable(op)]
+        if not mapped:
+            return False
+        ranges = {}
+        if self.precision == "int":
+            samples = calibration_samples(module, self.calibration)
+            ranges = activation_ranges(module, [op.operands[0] for op in mapped], samples)
+        taken = module.names()
+        next_array = 0
+        new_ops: list[Op] = []
+        for op in module.ops:
+            if op not in mapped:
+                new_ops.append(op)
+                continue
+            lowering = _Lowering(module, op, self.target, self.precision, taken, next_array)
+            created = lowering.ops(ranges.get(op.operands[0]))
+            new_ops.extend(created)
+            module.replace_uses(op.result, created[-1].result)
+            next_array += lowering.arrays
+        module.ops = new_ops
+        module.drop_unused_constants()
+        return True
+
+
+class _Lowering:
+    """The ops replacing one weighted op."""
+
+    def __init__(self, module: Module, op: Op, target: Target, precision: str, taken: set[str],
+                 first_array: int) -> None:
+        self.module, self.op, self.target, self.precision = module, op, target, precision
+        self.taken, self.first_array = taken, first_array
+        self.name = op.result.name
+        self.created: list[Op] = []
+        self.arrays = 0
+
+    def fresh(self, suffix: str) -> str:
+        name = self.module.fresh_name(f"{self.name}.{suffix}", self.taken)
+        self.taken.add(name)
+        return name
+
+    def emit(self, opname: str, operands: list[Value], attrs: dict, suffix: str | None = None) -> Value:
+        new = make_op(opname, operands, attrs, [self.fresh(suffix) if suffix else self.name])
+        self.created.append(new)
+        return new.result
+
+    def constant(self, suffix: str, data: np.ndarray) -> Value:
+        return self.module.add_constant(self.fresh(suffix), data)
+
+    def ops(self, activation_range: tuple[float, float] | None) -> list[Op]:
+        op, target = self.op, self.target
+        rows = self.rows(op.operands[0])
+        weights = grouped_weights(op)
+        groups, k, m = weights.shape
+        bias = op.operands[2] if op.opname == "nn.conv2d" and len(op.operands) > 2 else None
+        if self.precision == "int":
+            quantized, w_scale = quantize_weights(weights, target.weight_bits)
+            x_scale, signed = input_quantization(*activation_range, target.input_bits)
+            rows = self.emit("vec.quantize", [rows], {"scale": x_scale, "bits": target.input_bits,
+                                                      "signed": signed}, "xq")
+        else:
+            quantized, w_scale = weights.astype(np.float32), np.ones(groups * m, np.float32)
+            x_scale, signed = 1.0, True
+        plan = plan_mvm(target, groups, k, m)
+        self.arrays = plan.arrays
+        mapping = {"layer": self.name, "xbar_rows": target.xbar_rows, "xbar_cols": target.xbar_cols,
+                   "weight_bits": target.weight_bits, "input_bits": target.input_bits, "input_signed": signed,
+                   "cell_bits": target.cell_bits, "dac_bits": target.dac_bits,
+                   "adc_bits": target.effective_adc_bits, "encoding": target.encoding, "groups": groups,
+                   "row_tiles": plan.row_tiles, "col_tiles": plan.col_tiles, "weight_slices": plan.weight_slices,
+                   "arrays": plan.arrays, "first_array": self.first_array}
+        acc = self.emit("xbar.mvm", [rows, self.constant("wq", np.ascontiguousarray(quantized))], mapping, "acc")
+        operands = [acc, self.constant("w_scale", w_scale)] + ([bias] if bias is not None else [])
+        out = self.emit("vec.dequantize", operands, {"input_scale": x_scale}, "rows")
+        self.restore_shape(out)
+        return self.created
+
+    def rows(self, x: Value) -> Value:
+        """The activation as a matrix whose rows are the vectors fed to the arrays."""
+        op = self.op
+        if op.opname == "nn.conv2d":
+            kernel = op.operands[1].type.shape[2:]
+            attrs = {"kernel": kernel, "strides": op.attrs["strides"], "pads": op.attrs["pads"],
+                     "dilations": op.attrs["dilations"]}
+            return self.emit("vec.im2col", [x], attrs, "cols")
+        if x.type.rank == 2:
+            return x
+        return self.emit("nn.reshape", [x], {"shape": (x.type.size // x.type.shape[-1], x.type.shape[-1])}, "vectors")
+
+    def restore_shape(self, out: Value) -> None:
+        """Bring [P, M] back to the original result's shape, finishing with the original name."""
+        final = self.op.result.type
+        last = self.created[-1]
+        if final.rank == 2 and self.op.opname == "nn.matmul":
+            last.results[0].name = self.name
+            return
+        if self.op.opname == "nn.matmul":
+            self.emit("nn.reshape", [out], {"shape": final.shape})
+            return
+        n, m, oh, ow = final.shape
+        nhwc = self.emit("nn.reshape", [out], {"shape": (n, oh, ow, m)}, "nhwc")
+        self.emit("nn.transpose", [nhwc], {"perm": (0, 3, 1, 2)})

@@ -1,0 +1,135 @@
+"""Crossbar-level (`xbar.`) and vector-unit (`vec.`) ops: the IR after lowering for a ReRAM target.
+
+    %cols = vec.im2col(%x) {...}                       : f32[P,K]   receptive fields as rows
+    %xq   = vec.quantize(%cols) {scale, bits, signed}  : i32[P,K]   activations to input_bits integers
+    %acc  = xbar.mvm(%xq, %wq) {mapping...}            : i64[P,M]   integer matrix-vector products
+    %y    = vec.dequantize(%acc, %w_scale, %bias) {input_scale} : f32[P,M]
+
+`xbar.mvm` carries its whole mapping as attributes (array size, bit widths, tiles, slices, arrays, the
+index of its first array). Its semantics here are the ideal product (what a lossless ADC gives); the
+machine model in `runtime/` executes the same op bit-accurately. Every other graph-level op without
+weights runs on the digital vector unit unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ir.ops.nn_linear import _check_conv_attrs, conv_output_size, conv_windows
+from ir.optable import Attr, define
+from ir.types import TensorType
+
+_EXACT_FLOAT64 = 2.0 ** 53
+
+
+def _im2col_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x = types[0]
+    if x.rank != 4 or len(attrs["kernel"]) != 2:
+        raise ValueError(f"expects a 4-D input and a 2-D kernel, got {x}")
+    _check_conv_attrs({**attrs, "group": 1})
+    (kh, kw), (sh, sw), (dh, dw), p = attrs["kernel"], attrs["strides"], attrs["dilations"], attrs["pads"]
+    oh = conv_output_size(x.shape[2], kh, sh, p[0], p[2], dh)
+    ow = conv_output_size(x.shape[3], kw, sw, p[1], p[3], dw)
+    if oh < 1 or ow < 1:
+        raise ValueError("kernel larger than padded input")
+    return [TensorType((x.shape[0] * oh * ow, x.shape[1] * kh * kw), x.dtype)]
+
+
+@define("vec.im2col", operands=("x",), infer=_im2col_infer,
+        attrs={"kernel": Attr("ints"), "strides": Attr("ints", (1, 1)), "pads": Attr("ints", (0, 0, 0, 0)),
+               "dilations": Attr("ints", (1, 1))})
+def im2col(x: np.ndarray, *, kernel, strides, pads, dilations) -> np.ndarray:
+    """Receptive fields as rows [N·OH·OW, C·kh·kw] (row order n, oh, ow; column order c, kh, kw)."""
+    windows = conv_windows(x, tuple(kernel), strides, pads, dilations)  # [N, C, OH, OW, kh, kw]
+    n, c, oh, ow, kh, kw = windows.shape
+    return np.ascontiguousarray(windows.transpose(0, 2, 3, 1, 4, 5)).reshape(n * oh * ow, c * kh * kw)
+
+
+def _quantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    if types[0].dtype not in ("f32", "f64") or not 1 <= attrs["bits"] <= 16 or not attrs["scale"] > 0:
+        raise ValueError("quantizes float tensors to 1..16 bits with a positive scale")
+    return [TensorType(types[0].shape, "i32")]
+
+
+def quantize_limits(bits: int, signed: bool) -> tuple[int, int]:
+    """Integer range of quantized activations: symmetric when signed, [0, 2^bits − 1] otherwise."""
+    high = 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
+    return (-high if signed else 0), high
+
+
+@define("vec.quantize", operands=("x",), infer=_quantize_infer,
+        attrs={"scale": Attr("float"), "bits": Attr("int"), "signed": Attr("bool")})
+def quantize(x: np.ndarray, *, scale: float, bits: int, signed: bool) -> np.ndarray:
+    """round(x / scale) (half to even), saturated to the range of `bits` (symmetric if signed)."""
+    low, high = quantize_limits(bits, signed)
+    return np.clip(np.rint(x.astype(np.float64) / scale), low, high).astype(np.int32)
+
+
+def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    acc, w_scale = types[0], types[1]
+    if acc.rank != 2 or w_scale.shape != (acc.shape[1],) or any(t.shape != (acc.shape[1],) for t in types[2:]):
+        raise ValueError(f"expects accumulators [P, M] with scales and bias [M], got {', '.join(map(str, types))}")
+    return [TensorType(acc.shape, "f32")]
+
+
+@define("vec.dequantize", operands=("acc", "w_scale", "bias?"), infer=_dequantize_infer,
+        attrs={"input_scale": Attr("float", 1.0)})
+def dequantize(acc: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None = None, *,
+               input_scale: float) -> np.ndarray:
+    """acc · input_scale · w_scale[m] (+ bias[m]) in float64, rounded once to float32."""
+    out = acc.astype(np.float64) * (input_scale * w_scale.astype(np.float64))
+    if bias is not None:
+        out += bias
+    return out.astype(np.float32)
+
+
+_MVM_ATTRS = {
+    "layer": Attr("str"),
+    "xbar_rows": Attr("int"), "xbar_cols": Attr("int"),
+    "weight_bits": Attr("int"), "input_bits": Attr("int"), "input_signed": Attr("bool"),
+    "cell_bits": Attr("int"), "dac_bits": Attr("int"), "adc_bits": Attr("int"), "encoding": Attr("str"),
+    "groups": Attr("int"), "row_tiles": Attr("int"), "col_tiles": Attr("int"), "weight_slices": Attr("int"),
+    "arrays": Attr("int"), "first_array": Attr("int"),
+}
+
+
+def _mvm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, w = types
+    if x.rank != 2 or w.rank != 3 or x.shape[1] != w.shape[0] * w.shape[1] or w.shape[0] != attrs["groups"]:
+        raise ValueError(f"expects x [P, G·K] and weights [G, K, M] with G = groups, got {x} and {w}")
+    integer = x.dtype == "i32" and w.dtype in ("i8", "i16")
+    if not integer and not (x.dtype == "f32" and w.dtype == "f32"):
+        raise ValueError(f"operands must be i32 × i8/i16 (integer mode) or f32 × f32 (float mode), got {x}, {w}")
+    if attrs["encoding"] not in ("differential", "offset"):
+        raise ValueError(f"encoding must be differential or offset, got {attrs['encoding']!r}")
+    groups, k, m = w.shape
+    rows, cols, slices = attrs["xbar_rows"], attrs["xbar_cols"], attrs["weight_slices"]
+    if slices < 1 or cols < slices or attrs["row_tiles"] != -(-k // rows) \
+            or attrs["col_tiles"] != -(-m // (cols // slices)):
+        raise ValueError("row_tiles/col_tiles do not match the weight shape, array size and slices")
+    signs = 2 if attrs["encoding"] == "differential" else 1
+    if attrs["arrays"] != groups * attrs["row_tiles"] * attrs["col_tiles"] * signs:
+        raise ValueError("arrays is not groups · row_tiles · col_tiles · signs")
+    return [TensorType((x.shape[0], groups * m), "i64" if integer else "f32")]
+
+
+def exact_grouped_product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Exact integer x [P, G·K] × w [G, K, M] → [P, G·M] int64; float64 BLAS when the bound proves it
+    exact (K · max|x| · max|w| < 2^53), int64 arithmetic otherwise."""
+    groups, k, m = w.shape
+    xg = x.reshape(x.shape[0], groups, k).transpose(1, 0, 2)
+    bound = float(k) * float(np.abs(x).max(initial=0)) * float(np.abs(w.astype(np.int64)).max(initial=0))
+    dtype = np.float64 if bound < _EXACT_FLOAT64 else np.int64
+    out = np.matmul(xg.astype(dtype), w.astype(dtype))  # [G, P, M]
+    return out.transpose(1, 0, 2).reshape(x.shape[0], groups * m).astype(np.int64)
+
+
+@define("xbar.mvm", operands=("x", "weights"), infer=_mvm_infer, attrs=_MVM_ATTRS, tags=("weighted",))
+def mvm(x: np.ndarray, weights: np.ndarray, **mapping) -> np.ndarray:
+    """Ideal grouped product x · W: exact integers in integer mode, float64-accumulated in float mode."""
+    if x.dtype == np.int32:
+        return exact_grouped_product(x, weights)
+    groups, k, m = weights.shape
+    xg = x.reshape(x.shape[0], groups, k).transpose(1, 0, 2).astype(np.float64)
+    out = np.matmul(xg, weights.astype(np.float64)).transpose(1, 0, 2).reshape(x.shape[0], groups * m)
+    return out.astype(np.float32)

@@ -1,0 +1,105 @@
+"""The instruction table: for each opcode, what it reads and writes, how it executes, what it counts.
+
+| opcode     | unit          | reads → writes                     | counts                                        |
+|------------|---------------|------------------------------------|-----------------------------------------------|
+| load       | buffers       | an input → a buffer                |                                               |
+| store      | buffers       | a buffer → an output               |                                               |
+| im2col     | vector unit   | activation → vectors [P, K]        | vec ops over the vectors                      |
+| quantize   | vector unit   | vectors → input_bits integers      | vec ops                                       |
+| mvm        | crossbars     | integer vectors → accumulators     | per vector: for each input bit-slice every    |
+|            |               |                                    | array of the layer is read once (mvm_ops),    |
+|            |               |                                    | every used column converted (adc_conversions) |
+|            |               |                                    | and shifted-and-added; row tiles and sign     |
+|            |               |                                    | arrays then merged digitally (accumulations)  |
+| dequantize | vector unit   | accumulators → float activations   | vec ops                                       |
+| vec        | vector unit   | any graph-level op without weights | vec ops over its largest operand or result    |
+
+Cycles: the arrays of a layer all hold their own weights and run in parallel; per vector and input
+bit-slice a layer takes one array read plus its ADCs' conversions (`adcs_per_array` per array);
+vector-unit work takes `vector_op_cycles` per `vector_lanes` elements. Layers run one after another.
+The vector unit's semantics are the IR op table's: one definition of every op.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends.program import Instruction
+from backends.target import Target
+from ir.ops.xbar import dequantize, im2col, quantize
+from ir.optable import OPS, normalize_attrs
+from runtime.counters import Counts
+from runtime.crossbar import ArrayGeometry, CrossbarGroup
+
+
+def _vector_counts(target: Target, elements: int) -> Counts:
+    ops = math.ceil(elements / target.vector_lanes)
+    return Counts(vec_ops=ops, cycles=ops * target.vector_op_cycles)
+
+
+def geometry_of(instruction: Instruction, k_per_group: int, m_per_group: int) -> ArrayGeometry:
+    a = instruction.attrs
+    return ArrayGeometry(a["xbar_rows"], a["xbar_cols"], a["groups"], k_per_group, m_per_group, a["row_tiles"],
+                         a["col_tiles"], a["weight_slices"], 2 if a["encoding"] == "differential" else 1,
+                         math.ceil(a["input_bits"] / a["dac_bits"]))
+
+
+def mvm_counts(target: Target, geometry: ArrayGeometry, vectors: int) -> Counts:
+    per_slice = target.array_read_cycles + \
+        math.ceil(geometry.max_columns_per_array / target.adcs_per_array) * target.adc_conversion_cycles
+    merges = geometry.row_tiles * geometry.signs - 1
+    outputs = geometry.groups * geometry.m
+    accumulate_steps = vectors * merges * math.ceil(outputs / target.vector_lanes)
+    return Counts(mvm_ops=vectors * geometry.input_cycles * geometry.arrays,
+                  adc_conversions=vectors * geometry.input_cycles * geometry.used_columns,
+                  accumulations=vectors * merges * outputs,
+                  cycles=vectors * geometry.input_cycles * per_slice + accumulate_steps * target.accumulate_cycles)
+
+
+@dataclass(frozen=True)
+class InstructionDef:
+    opcode: str
+    execute: Callable  # (machine, instruction, operands) -> list of results
+    count: Callable    # (target, instruction, operand shapes) -> Counts
+
+
+def _shape_size(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _vec_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
+    sizes = [_shape_size(s) for s in operand_shapes + instruction.shapes]
+    return _vector_counts(target, max(sizes, default=0))
+
+
+def _exec_vec(machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
+    opdef = OPS[instruction.attrs["fn"]]
+    return opdef.run(operands, normalize_attrs(opdef, instruction.attrs["attrs"]))
+
+
+def _exec_mvm(machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
+    return [machine.crossbars[instruction.dst[0]].run(operands[0], machine.force_sliced)]
+
+
+def _mvm_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
+    weights_shape = instruction.attrs["weights_shape"]
+    return mvm_counts(target, geometry_of(instruction, weights_shape[1], weights_shape[2]), operand_shapes[0][0])
+
+
+def _attr_call(fn: Callable, keys: tuple[str, ...]) -> Callable:
+    return lambda machine, instruction, operands: [fn(*operands, **{k: instruction.attrs[k] for k in keys})]
+
+
+INSTRUCTIONS: dict[str, InstructionDef] = {
+    "load": InstructionDef("load", lambda m, i, ops: [m.inputs[i.dst[0]]], lambda t, i, s: Counts()),
+    "store": InstructionDef("store", lambda m, i, ops: [], lambda t, i, s: Counts()),
+    "im2col": InstructionDef("im2col", _attr_call(im2col, ("kernel", "strides", "pads", "dilations")), _vec_count),
+    "quantize": InstructionDef("quantize", _attr_call(quantize, ("scale", "bits", "signed")), _vec_count),
+    "mvm": InstructionDef("mvm", _exec_mvm, _mvm_count),
+    "dequantize": InstructionDef("dequantize", _attr_call(dequantize, ("input_scale",)), _vec_count),
+    "vec": InstructionDef("vec", _exec_vec, _vec_count),
+}
