@@ -38,7 +38,8 @@ def plan_mvm(target: Target, groups: int, rows: int, outputs: int) -> MvmPlan:
 
 def weight_levels(weights: np.ndarray, weight_bits: int, cell_bits: int, slices: int,
                   encoding: str) -> list[np.ndarray]:
-    """Per sign array, the cell levels [slices, ...weights.shape] (uint8) that encode integer weights.
+    """Per sign array, the cell levels [slices, ...weights.shape] (uint8, uint16 for cells over 8 bits) that
+    encode integer weights.
 
     Differential: |w| of the positive part on one array, of the negative part on the other.
     Offset: w + 2^(weight_bits−1) on one array (the offset is removed digitally).
@@ -49,7 +50,8 @@ def weight_levels(weights: np.ndarray, weight_bits: int, cell_bits: int, slices:
     else:
         magnitudes = [wide + 2 ** (weight_bits - 1)]
     mask = (1 << cell_bits) - 1
-    return [np.stack([(mag >> (cell_bits * s)) & mask for s in range(slices)]).astype(np.uint8)
+    dtype = np.uint8 if cell_bits <= 8 else np.uint16  # the target allows cells up to 16 bits
+    return [np.stack([(mag >> (cell_bits * s)) & mask for s in range(slices)]).astype(dtype)
             for mag in magnitudes]
 
 

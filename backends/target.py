@@ -179,7 +179,7 @@ class Target:
             if getattr(self, name) > MAX_XBAR:
                 raise TargetError(f"{_label(name)} must be at most {MAX_XBAR}, got {getattr(self, name)}")
         self._check_range("weight_bits", 2, 16)
-        self._check_range("input_bits", 1, 16)
+        self._check_range("input_bits", 2, 16)  # signed activations need a sign bit and a magnitude bit
         if self.cell_bits > self.magnitude_bits:
             raise TargetError(f"--cell-bits {self.cell_bits} exceeds the {self.magnitude_bits} magnitude bits "
                               f"of a weight (--weight-bits {self.weight_bits}, --encoding {self.encoding})")

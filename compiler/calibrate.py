@@ -2,7 +2,9 @@
 
 Samples are seeded random inputs (as `--verify` draws them, from other seeds) or the user's
 `--calibrate FILE.npz` (arrays keyed by input name; a leading axis of samples is allowed when the
-array has one more dimension than the input).
+array has one more dimension than the input). The range is the maximum over the samples, so too few
+samples clip later inputs: small models get up to 32 random samples, large ones fewer, within a budget
+of about 2·10⁹ multiply-accumulates of calibration.
 """
 
 from __future__ import annotations
@@ -10,18 +12,26 @@ from __future__ import annotations
 import numpy as np
 
 from compiler.frontend import random_inputs
+from compiler.summary import op_macs
 from ir.core import Module, Value
 from ir.errors import RccError
 from ir.interpreter import evaluate
 
-DEFAULT_SAMPLES = 4
+MIN_SAMPLES, MAX_SAMPLES = 2, 32
+CALIBRATION_MACS = 2 * 10**9
 CALIBRATION_SEED = 1_000_003
 
 
+def default_sample_count(module: Module) -> int:
+    macs = sum(op_macs(op) for op in module.ops)
+    return int(min(MAX_SAMPLES, max(MIN_SAMPLES, CALIBRATION_MACS // max(macs, 1))))
+
+
 def calibration_samples(module: Module, data: dict[str, np.ndarray] | None = None,
-                        samples: int = DEFAULT_SAMPLES) -> list[dict[str, np.ndarray]]:
+                        samples: int | None = None) -> list[dict[str, np.ndarray]]:
     if data is None:
-        return [random_inputs(module, CALIBRATION_SEED + i) for i in range(samples)]
+        count = default_sample_count(module) if samples is None else samples
+        return [random_inputs(module, CALIBRATION_SEED + i) for i in range(count)]
     batches: list[dict[str, np.ndarray]] = []
     for value in module.inputs:
         if value.name not in data:

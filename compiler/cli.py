@@ -15,14 +15,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from backends.program import load_program, save_program
+from backends.target import add_target_arguments, target_from_args
 from compiler import driver
 from compiler.frontend.loader import parse_input_shapes
 from compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
-from compiler.summary import format_layers, format_table, layer_rows, totals
+from compiler.report import layer_rows, totals
+from compiler.summary import format_table
 from compiler.verify import load_inputs
 from ir.errors import RccError
 from ir.parser import load_module
-from ir.printer import _write_atomically, print_module, save_module
+from ir.printer import _write_atomically, npz_bytes, print_module, save_module
+from runtime.machine import Machine
+
+EMIT_SUFFIX = {"program": ".rccp", "ir": ".ir", "xbar": ".xbar.ir"}
+EXECUTOR_CHOICES = ("machine", "interpreter")
 
 
 class UsageError(RccError):
@@ -39,13 +46,19 @@ def _compile_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rcc", description="Compile an ONNX model for a ReRAM crossbar accelerator.")
     parser.add_argument("model", help="the ONNX model")
     parser.add_argument("-o", "--output", help="where to write the result (default: beside the model)")
-    parser.add_argument("--emit", choices=["ir"], default="ir", help="what to write (default: ir)")
-    parser.add_argument("-p", "--pipeline", default=",".join(GRAPH_PIPELINE), help="passes to run, comma-separated")
+    parser.add_argument("--emit", choices=list(EMIT_SUFFIX), default="program",
+                        help="what to write: the program (default), graph-level IR, or crossbar-level IR")
+    parser.add_argument("-p", "--pipeline", default=",".join(GRAPH_PIPELINE), help="graph passes, comma-separated")
     parser.add_argument("--print-after-all", action="store_true", help="print the IR after each pass")
     parser.add_argument("--input-shape", action="append", metavar="NAME=D1xD2...",
                         help="static shape for an input with dynamic dimensions (repeatable)")
+    parser.add_argument("--precision", choices=["int", "float"], default="int",
+                        help="int: quantised, bit-accurate (default); float: ideal analog arithmetic")
+    parser.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs (default: seeded random)")
+    add_target_arguments(parser)
     parser.add_argument("--verify", action="store_true", help="run against onnxruntime and compare")
-    parser.add_argument("--executor", default="interpreter", help="what runs the compiled model for --verify")
+    parser.add_argument("--executor", choices=list(EXECUTOR_CHOICES), default="machine",
+                        help="what runs the compiled model for --verify (default: machine)")
     parser.add_argument("--inputs", help="inputs for --verify as an .npz keyed by input name")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs for --verify")
     parser.add_argument("--report", help="write the machine-readable report (JSON) here")
@@ -59,6 +72,15 @@ def _opt_parser() -> argparse.ArgumentParser:
     parser.add_argument("-p", "--pipeline", required=True, help="passes to run, comma-separated")
     parser.add_argument("--print-after-all", action="store_true", help="print the IR after each pass")
     parser.add_argument("-o", "--output", help="write the result here (with its .npz) instead of stdout")
+    return parser
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rcc run", description="Execute a compiled program on the machine model.")
+    parser.add_argument("program", help="the program (.rccp)")
+    parser.add_argument("--inputs", required=True, help="inputs as an .npz keyed by input name")
+    parser.add_argument("-o", "--output", required=True, help="write the outputs here (.npz)")
+    parser.add_argument("--report", help="write the machine's counts here (JSON)")
     return parser
 
 
@@ -83,13 +105,30 @@ def _format_metric(value: Any, digits: str) -> str:
     return "exact" if value is None else format(value, digits)
 
 
+def format_program_layers(rows: list[dict[str, Any]], total: dict[str, Any]) -> str:
+    def utilization(value) -> str:
+        return "" if value is None else f"{100 * value:.1f}%"
+
+    table = [[r["name"], r["op"], r["crossbars"], utilization(r["utilization"]), r["macs"], r["cycles"]] for r in rows]
+    table.append(["total", f"{len(rows)} layers", total["crossbars"], utilization(total["utilization"]),
+                  total["macs"], total["cycles"]])
+    return format_table(["layer", "op", "crossbars", "utilization", "macs", "cycles"], table)
+
+
 def print_verify(result) -> None:
     rows = [[name, _format_metric(m["max_abs_err"], ".3g"), _format_metric(m["rel_l2"], ".3g"),
              "inf" if m["snr_db"] is None and m["max_abs_err"] == 0 else _format_metric(m["snr_db"], ".1f"),
              "ok" if m["passed"] else "FAIL"] for name, m in result.outputs.items()]
     print(format_table(["output", "max_abs_err", "rel_l2", "snr_db", "within tolerance"], rows))
     verdict = "PASSED" if result.passed else "FAILED"
-    print(f"verify ({result.executor} vs onnxruntime): {verdict}")
+    extra = result.extra
+    details = [f"precision {extra['precision']}"] if "precision" in extra else []
+    if "integer_reference_match" in extra:
+        details.append(f"integer reference match: {'yes' if extra['integer_reference_match'] else 'NO'}")
+    if "tolerance" in extra:
+        details.append(f"tolerance: {extra['tolerance']}")
+    suffix = f" ({'; '.join(details)})" if details else ""
+    print(f"verify ({result.executor} vs onnxruntime): {verdict}{suffix}")
 
 
 def _check_output_dir(path: Path, flag: str) -> None:
@@ -99,29 +138,54 @@ def _check_output_dir(path: Path, flag: str) -> None:
 
 def compile_command(argv: list[str]) -> int:
     args = _compile_parser().parse_args(argv)
+    target = target_from_args(args)
     shapes = parse_input_shapes(args.input_shape)
-    inputs = load_inputs(args.inputs) if args.inputs else None
-    output = Path(args.output) if args.output else Path(args.model).with_suffix(".ir")
+    inputs = load_inputs(args.inputs, "--inputs") if args.inputs else None
+    calibration = load_inputs(args.calibrate, "--calibrate") if args.calibrate else None
+    output = Path(args.output) if args.output else Path(args.model).with_suffix(EMIT_SUFFIX[args.emit])
     _check_output_dir(output, "-o")
     if args.report:
         _check_output_dir(Path(args.report), "--report")
-    module = driver.compile_model(args.model, shapes, args.pipeline, args.print_after_all)
-    rows = layer_rows(module)
-    report: dict[str, Any] = {"model": str(args.model), "pipeline": args.pipeline, "totals": totals(rows),
-                              "layers": rows}
+    compiled = driver.compile_program(args.model, target, args.precision, shapes, args.pipeline, calibration,
+                                      args.print_after_all)
+    rows = layer_rows(compiled.program, target)
+    report: dict[str, Any] = {"model": str(args.model), "target": target.to_dict(), "precision": args.precision,
+                              "totals": totals(rows), "layers": rows}
     result = None
     if args.verify:
-        result = driver.verify_model(args.model, module, args.executor, inputs, args.seed)
+        result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed)
         report["verify"] = result.to_json()
-    written = save_module(module, output)
+    written = _write_output(compiled, args.emit, output)
     if args.report:
         write_report(args.report, report)
     if not args.quiet:
-        print(format_layers(rows))
+        print(format_program_layers(rows, report["totals"]))
         print("wrote " + ", ".join(str(p) for p in written))
     if result is not None:
         print_verify(result)
         return 0 if result.passed else 1
+    return 0
+
+
+def _write_output(compiled, emit: str, output: Path) -> list[Path]:
+    if emit == "ir":
+        return save_module(compiled.graph, output)
+    if emit == "xbar":
+        return save_module(compiled.xbar, output)
+    save_program(compiled.program, output)
+    return [output]
+
+
+def run_command(argv: list[str]) -> int:
+    args = _run_parser().parse_args(argv)
+    _check_output_dir(Path(args.output), "-o")
+    program = load_program(args.program)
+    result = Machine(program).run(load_inputs(args.inputs, "--inputs"))
+    _write_atomically(Path(args.output), npz_bytes(result.outputs))
+    if args.report:
+        write_report(args.report, {"program": args.program, "totals": result.totals.to_json()})
+    print(f"wrote {args.output}: {', '.join(result.outputs)}; {result.totals.cycles:,} cycles, "
+          f"{result.totals.mvm_ops:,} array activations, {result.totals.adc_conversions:,} ADC conversions")
     return 0
 
 
@@ -138,7 +202,7 @@ def opt_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"opt": opt_command}
+COMMANDS = {"opt": opt_command, "run": run_command}
 
 
 def main(argv: list[str] | None = None) -> int:

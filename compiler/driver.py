@@ -20,7 +20,10 @@ from backends.program import Program
 from backends.target import Target
 from compiler.pass_manager import GRAPH_PIPELINE, make_pass, run_pipeline
 from compiler.passes.lower_to_xbar import LowerToXbar
-from compiler.verify import VerifyResult, compare_outputs, onnxruntime_outputs
+from compiler.verify import (FLOAT_MACHINE_TOLERANCE, Tolerance, VerifyResult, compare_outputs, integer_snr_bound,
+                             onnxruntime_outputs)
+from ir.ops.xbar import exact_grouped_product
+from runtime.machine import Machine
 from ir import interpreter
 from ir.core import Module
 from ir.parser import parse_module
@@ -33,7 +36,7 @@ def copy_module(module: Module) -> Module:
 
 
 Executor = Callable[[Module, dict[str, np.ndarray]], dict[str, np.ndarray]]
-EXECUTORS: dict[str, Executor] = {"interpreter": interpreter.run}
+EXECUTORS: dict[str, Executor] = {"interpreter": interpreter.run}  # executors of graph-level IR
 
 
 def compile_model(path: str | os.PathLike, input_shapes: ShapeOverrides | None = None,
@@ -84,3 +87,32 @@ def verify_model(path: str | os.PathLike, module: Module, executor: str = "inter
     actual = EXECUTORS[executor](module, inputs)
     expected = onnxruntime_outputs(path, inputs)
     return compare_outputs(actual, expected, executor)
+
+
+def integer_reference_match(compiled: Compiled, trace: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Whether every crossbar layer's integer accumulators equal the exact product of the same quantised
+    operands (`exact_grouped_product`: int64, or float64 BLAS where its bound proves exactness)."""
+    weights = {i.dst[0]: compiled.program.constants[i.src[1]] for i in compiled.program.instructions
+               if i.opcode == "mvm"}
+    return all(np.array_equal(acc, exact_grouped_product(x, weights[name])) for name, (x, acc) in trace.items())
+
+
+def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str = "machine",
+                    inputs: dict[str, np.ndarray] | None = None, seed: int = 0) -> VerifyResult:
+    """Run the compiled model (`machine`: the program on the machine model; `interpreter`: the graph IR)
+    and the original model in onnxruntime on the same inputs, and compare."""
+    if executor != "machine":
+        return verify_model(path, compiled.graph, executor, inputs, seed)
+    inputs = random_inputs(compiled.graph, seed) if inputs is None else inputs
+    run = Machine(compiled.program).run(inputs, trace=compiled.precision == "int")
+    if compiled.precision == "float":
+        tolerance = FLOAT_MACHINE_TOLERANCE
+    else:
+        tolerance = Tolerance("snr", bound=integer_snr_bound(compiled.target.weight_bits, compiled.target.input_bits))
+    result = compare_outputs(run.outputs, onnxruntime_outputs(path, inputs), "machine", tolerance)
+    result.extra["precision"] = compiled.precision
+    if compiled.precision == "int":
+        result.extra["adc_lossless"] = compiled.target.adc_is_lossless
+        result.extra["integer_reference_match"] = integer_reference_match(compiled, run.mvm_trace)
+    result.extra["counts"] = run.totals.to_json()
+    return result

@@ -55,7 +55,8 @@ class ArrayGeometry:
 
     @property
     def max_columns_per_array(self) -> int:
-        return min(self.cols, self.m * self.weight_slices)
+        """Columns with cells in the fullest array: whole outputs only, so `cols % weight_slices` stay empty."""
+        return min(self.cols // self.weight_slices * self.weight_slices, self.m * self.weight_slices)
 
 
 class CrossbarGroup:

@@ -106,9 +106,10 @@ def conv_transpose_pads(ctx: LowerContext, sizes: tuple[int, ...], kernel: list[
     spatial = len(sizes)
     auto_pad = ctx.attr("auto_pad", "NOTSET")
     output_shape = ctx.attr("output_shape")
+    implied = output_shape is None and auto_pad in ("SAME_UPPER", "SAME_LOWER")
     if output_shape is not None:
         output_shape = list(output_shape)[-spatial:]
-    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+    elif implied:
         output_shape = [size * s for size, s in zip(sizes, strides)]
     if output_shape is None:
         if auto_pad == "VALID":
@@ -120,8 +121,11 @@ def conv_transpose_pads(ctx: LowerContext, sizes: tuple[int, ...], kernel: list[
     begins, ends, extra = [], [], list(output_padding)
     for axis, (size, k, s, d, out) in enumerate(zip(sizes, kernel, strides, dilations, output_shape)):
         total = s * (size - 1) + output_padding[axis] + (k - 1) * d + 1 - out
-        if total < 0:  # the requested output is larger than the full result: grow the output padding
-            extra[axis] -= total
+        if total < 0:
+            # An explicit output_shape larger than the full result grows the output padding; the one
+            # SAME implies (in · stride) is clamped to the full result, as onnxruntime does.
+            if not implied:
+                extra[axis] -= total
             total = 0
         small, large = total // 2, total - total // 2
         begin, end = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
@@ -159,7 +163,7 @@ def lower_pool(ctx: LowerContext) -> None:
     pads = explicit_pads(ctx, x.type.shape[2:], kernel, strides, dilations)
     attrs = {"kernel": as_2d(spatial, kernel, 1), "strides": as_2d(spatial, strides, 1),
              "dilations": as_2d(spatial, dilations, 1), "pads": pads_2d(spatial, pads),
-             "ceil_mode": False}
+             "ceil_mode": bool(ctx.attr("ceil_mode", 0))}
     if ctx.node.op_type == "AveragePool":
         attrs["count_include_pad"] = bool(ctx.attr("count_include_pad", 0))
         pooled = ctx.op("nn.avg_pool2d", [to_2d(ctx, x, spatial)], attrs)

@@ -86,10 +86,11 @@ class LowerToXbar(Pass):
         mapped = [op for op in module.ops if _is_mappable(op)]
         if not mapped:
             return False
+        sources = {op: op.operands[0] for op in mapped}  # before earlier lowerings rewire the operands
         ranges = {}
         if self.precision == "int":
             samples = calibration_samples(module, self.calibration)
-            ranges = activation_ranges(module, [op.operands[0] for op in mapped], samples)
+            ranges = activation_ranges(module, list(sources.values()), samples)
         taken = module.names()
         next_array = 0
         new_ops: list[Op] = []
@@ -98,7 +99,7 @@ class LowerToXbar(Pass):
                 new_ops.append(op)
                 continue
             lowering = _Lowering(module, op, self.target, self.precision, taken, next_array)
-            created = lowering.ops(ranges.get(op.operands[0]))
+            created = lowering.ops(ranges.get(sources[op]))
             new_ops.extend(created)
             module.replace_uses(op.result, created[-1].result)
             next_array += lowering.arrays

@@ -25,9 +25,9 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_verify_writes_ir_and_report(tmp_path, capsys) -> None:
-    code, out, err = run_cli(capsys, LENET, "--verify", "--executor", "interpreter", "-o", tmp_path / "l.ir",
-                             "--report", tmp_path / "r.json", "--seed", "7")
+def test_verify_with_the_interpreter_writes_ir_and_report(tmp_path, capsys) -> None:
+    code, out, err = run_cli(capsys, LENET, "--verify", "--executor", "interpreter", "--emit", "ir",
+                             "-o", tmp_path / "l.ir", "--report", tmp_path / "r.json", "--seed", "7")
     assert code == 0, err
     assert "verify (interpreter vs onnxruntime): PASSED" in out and "conv1" in out
     report = json.loads((tmp_path / "r.json").read_text())
@@ -39,17 +39,49 @@ def test_verify_writes_ir_and_report(tmp_path, capsys) -> None:
     assert (tmp_path / "l.ir").exists() and (tmp_path / "l.npz").exists()
 
 
+@pytest.mark.parametrize("precision", ["int", "float"])
+def test_machine_verify_report_and_run(precision, tmp_path, capsys) -> None:
+    program, report_path = tmp_path / "lenet.rccp", tmp_path / "r.json"
+    code, out, err = run_cli(capsys, LENET, "--verify", "--precision", precision, "-o", program,
+                             "--report", report_path)
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    verify = report["verify"]
+    assert verify["passed"] and verify["executor"] == "machine" and verify["precision"] == precision
+    if precision == "int":
+        assert verify["integer_reference_match"] is True and verify["outputs"]["logits"]["snr_db"] >= 30
+    else:
+        assert verify["outputs"]["logits"]["rel_l2"] <= 1e-5
+    for key in ("crossbars", "utilization", "macs", "mvm_ops", "adc_conversions", "cycles"):
+        assert report["totals"][key] > 0 and all(key in layer for layer in report["layers"])
+    assert report["totals"]["cycles"] == verify["counts"]["cycles"]
+    np.savez(tmp_path / "in.npz", input=np.ones((1, 1, 28, 28), np.float32))
+    code, out, err = run_cli(capsys, "run", program, "--inputs", tmp_path / "in.npz", "-o", tmp_path / "out.npz")
+    assert code == 0, err
+    assert np.load(tmp_path / "out.npz")["logits"].shape == (1, 10)
+
+
+def test_narrow_adc_is_reported_not_hidden(tmp_path, capsys) -> None:
+    code, out, _ = run_cli(capsys, ROOT / "models" / "mlp.onnx", "--verify", "--adc-bits", "4", "-o",
+                           tmp_path / "m.rccp", "--report", tmp_path / "r.json")
+    verify = json.loads((tmp_path / "r.json").read_text())["verify"]
+    assert code == 1 and "FAILED" in out and verify["integer_reference_match"] is False
+    assert verify["adc_lossless"] is False
+
+
 def test_inputs_file_is_used(tmp_path, capsys) -> None:
-    np.savez(tmp_path / "in.npz", input=np.zeros((1, 1, 28, 28), np.float32))
-    code, out, _ = run_cli(capsys, LENET, "--verify", "--inputs", tmp_path / "in.npz", "-o", tmp_path / "l.ir")
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "in.npz", input=rng.standard_normal((1, 1, 28, 28)).astype(np.float32))
+    code, out, _ = run_cli(capsys, LENET, "--verify", "--inputs", tmp_path / "in.npz", "-o", tmp_path / "l.rccp")
     assert code == 0 and "PASSED" in out
     np.savez(tmp_path / "bad.npz", input=np.zeros((2, 2), np.float32))
-    code, _, err = run_cli(capsys, LENET, "--verify", "--inputs", tmp_path / "bad.npz", "-o", tmp_path / "m.ir")
-    assert code == 2 and "input 'input'" in err and not (tmp_path / "m.ir").exists()
+    code, _, err = run_cli(capsys, LENET, "--verify", "--inputs", tmp_path / "bad.npz", "-o", tmp_path / "m.rccp")
+    assert code == 2 and "input 'input'" in err and not (tmp_path / "m.rccp").exists()
 
 
 def test_opt_runs_passes_and_prints_after_each(tmp_path, capsys) -> None:
-    code, _, _ = run_cli(capsys, ROOT / "models" / "resnet_small.onnx", "-p", "constant-fold", "-o", tmp_path / "r.ir")
+    code, _, _ = run_cli(capsys, ROOT / "models" / "resnet_small.onnx", "-p", "constant-fold", "--emit", "ir",
+                         "-o", tmp_path / "r.ir")
     assert code == 0
     code, out, _ = run_cli(capsys, "opt", tmp_path / "r.ir", "-p", "fold-batch-norm,dce", "--print-after-all")
     assert code == 0
@@ -89,6 +121,28 @@ def _bad_input(kind: str, tmp_path: Path) -> list[str]:
         return [str(LENET), "--input-shape", "input=1xAx3"]
     elif kind == "unknown pass":
         return [str(LENET), "-p", "constant-fold,no-such-pass"]
+    elif kind == "bad target flag":
+        return [str(LENET), "--cell-bits", "9"]
+    elif kind == "bad target file":
+        (tmp_path / "t.toml").write_text("xbar_rows = 64\nsparkle = 3\n")
+        return [str(LENET), "--target", str(tmp_path / "t.toml")]
+    elif kind == "over the crossbar budget":
+        (tmp_path / "small.toml").write_text("chips = 1\ntiles_per_chip = 2\narrays_per_tile = 8\n")
+        return [str(ROOT / "models" / "resnet_small.onnx"), "--target", str(tmp_path / "small.toml")]
+    elif kind == "truncated program":
+        program = tmp_path / "p.rccp"
+        assert main([str(LENET), "-q", "-o", str(program)]) == 0
+        program.write_bytes(program.read_bytes()[:3000])
+        np.savez(tmp_path / "in.npz", input=np.ones((1, 1, 28, 28), np.float32))
+        return ["run", str(program), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")]
+    elif kind == "corrupted program":
+        program = tmp_path / "p.rccp"
+        assert main([str(LENET), "-q", "-o", str(program)]) == 0
+        data = bytearray(program.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        program.write_bytes(bytes(data))
+        np.savez(tmp_path / "in.npz", input=np.ones((1, 1, 28, 28), np.float32))
+        return ["run", str(program), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")]
     elif kind == "malformed ir":
         (tmp_path / "m.ir").write_text("module @m {\n  input %x : f32[2]\n  %y = nn.relu(%x : f32[2]\n  output %y\n}\n")
         return ["opt", str(tmp_path / "m.ir"), "-p", "dce", "-o", str(tmp_path / "out.ir")]
@@ -104,6 +158,11 @@ EXPECTED = {
     "bad flag": "unrecognized arguments: --frobnicate",
     "bad input shape": "--input-shape 'input=1xAx3'",
     "unknown pass": "unknown pass 'no-such-pass'",
+    "bad target flag": "--cell-bits",
+    "bad target file": "sparkle",
+    "over the crossbar budget": "crossbar arrays; the target has",
+    "truncated program": "p.rccp: corrupted or truncated program file",
+    "corrupted program": "p.rccp: corrupted or truncated program file",
     "malformed ir": "m.ir:3:19: syntax error: unexpected ':'",
 }
 
@@ -111,8 +170,10 @@ EXPECTED = {
 @pytest.mark.parametrize("kind", list(EXPECTED))
 def test_bad_input_is_one_line_exit_2_and_no_output(kind, tmp_path, capsys) -> None:
     args = _bad_input(kind, tmp_path)
+    capsys.readouterr()
     before = set(tmp_path.iterdir())
-    output_args = [] if args[0] == "opt" else ["-o", str(tmp_path / "out.ir"), "--report", str(tmp_path / "r.json")]
+    output_args = [] if args[0] in ("opt", "run") else ["-o", str(tmp_path / "out.ir"), "--report",
+                                                         str(tmp_path / "r.json")]
     code, out, err = run_cli(capsys, *args, *output_args)
     assert code == 2
     lines = err.strip().splitlines()
@@ -122,7 +183,8 @@ def test_bad_input_is_one_line_exit_2_and_no_output(kind, tmp_path, capsys) -> N
 
 def test_dynamic_dimension_with_input_shape_works(tmp_path, capsys) -> None:
     _dynamic_model(tmp_path / "d.onnx")
-    code, out, err = run_cli(capsys, tmp_path / "d.onnx", "--input-shape", "x=3x4", "--verify")
+    code, out, err = run_cli(capsys, tmp_path / "d.onnx", "--input-shape", "x=3x4", "--verify", "-o",
+                             tmp_path / "d.rccp")
     assert code == 0 and "PASSED" in out, err
 
 

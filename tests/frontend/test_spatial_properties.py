@@ -75,7 +75,7 @@ def pad_attrs(auto_pad: str, axes: list[Axis]) -> dict[str, Any]:
     """auto_pad, and explicit pads with NOTSET (the spec forbids pads next to any other auto_pad)."""
     if auto_pad != "NOTSET":
         return {"auto_pad": auto_pad}
-    return {"pads": [a.pad_begin for a in axes] + [a.pad_end for a in axes]}
+    return {"auto_pad": auto_pad, "pads": [a.pad_begin for a in axes] + [a.pad_end for a in axes]}
 
 
 def spelled(data: st.DataObject, attrs: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -84,8 +84,9 @@ def spelled(data: st.DataObject, attrs: dict[str, Any], defaults: dict[str, Any]
             if value != defaults.get(name) or data.draw(st.booleans(), label=f"spell {name}")}
 
 
-def window_defaults(spatial: int) -> dict[str, Any]:
-    return {"auto_pad": "NOTSET", "strides": [1] * spatial, "dilations": [1] * spatial,
+def window_defaults(spatial: int, kernel: list[int] | None = None) -> dict[str, Any]:
+    """Defaults of the window attributes; Conv and ConvTranspose take `kernel` from the weight's shape."""
+    return {"kernel_shape": kernel, "auto_pad": "NOTSET", "strides": [1] * spatial, "dilations": [1] * spatial,
             "pads": [0] * 2 * spatial, "group": 1, "output_padding": [0] * spatial, "ceil_mode": 0,
             "count_include_pad": 0}
 
@@ -160,9 +161,10 @@ def test_conv(spatial: int, auto_pad: str, chans: dict[str, int], bias: bool, se
     initializers = {"w": floats(rng, (m, chans["c_per_group"], *(a.kernel for a in axes)))}
     if bias:
         initializers["b"] = floats(rng, (m,))
-    attrs = spelled(data, {"kernel_shape": [a.kernel for a in axes], "strides": [a.stride for a in axes],
+    kernel = [a.kernel for a in axes]
+    attrs = spelled(data, {"kernel_shape": kernel, "strides": [a.stride for a in axes],
                            "dilations": [a.dilation for a in axes], "group": group, **pad_attrs(auto_pad, axes)},
-                    window_defaults(spatial))
+                    window_defaults(spatial, kernel))
     assert_frontend_matches(one_node_model("Conv", x, attrs, initializers), x)
 
 
@@ -208,7 +210,7 @@ def test_conv_transpose(spatial: int, auto_pad: str, chans: dict[str, int], bias
              **pad_attrs(auto_pad, axes)}
     if with_output_shape:
         attrs["output_shape"] = output_shape  # explicit pads next to it are ignored, as the spec says
-    attrs = spelled(data, attrs, window_defaults(spatial))
+    attrs = spelled(data, attrs, window_defaults(spatial, attrs["kernel_shape"]))
     assert_frontend_matches(one_node_model("ConvTranspose", x, attrs, initializers), x)
 
 
