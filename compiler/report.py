@@ -1,8 +1,8 @@
 """Per-layer figures of a compiled program: crossbars, utilisation, MACs and the machine's counts.
 
-A layer is an `mvm` together with the vector-unit instructions lowered from the same graph op (named
-`<layer>.<suffix>`); every other vector-unit instruction is a layer of its own. Counts are the static
-ones of the instruction table, which the machine's counters equal when it runs the program.
+A layer is what one graph-level op became (runtime/schedule.py). Counts are the static ones of the
+instruction table, which the machine's counters equal when it runs the program; `zero_macs` are the
+multiply-accumulates spent on zeros a deconvolution lowering inserted between input pixels.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from backends.program import Program
 from backends.target import Target
 from runtime.counters import Counts
 from runtime.instructions import INSTRUCTIONS
+from runtime.schedule import instruction_layers, layer_counts
 
 
 def operand_shapes(program: Program) -> list[list[list[int]]]:
@@ -32,28 +33,30 @@ def static_counts(program: Program, target: Target) -> list[Counts]:
     return [INSTRUCTIONS[i.opcode].count(target, i, s) for i, s in zip(program.instructions, operand_shapes(program))]
 
 
-def _owner(name: str, layers: list[str]) -> str:
-    matches = [layer for layer in layers if name == layer or name.startswith(layer + ".")]
-    return max(matches, key=len) if matches else name
-
-
 def layer_rows(program: Program, target: Target, counts: list[Counts] | None = None) -> list[dict[str, Any]]:
-    """One row per layer, in program order."""
+    """One row per layer, in program order (see runtime/schedule.py for what a layer is)."""
     counts = static_counts(program, target) if counts is None else counts
-    mvm_layers = [i.attrs["layer"] for i in program.instructions if i.opcode == "mvm"]
     rows: dict[str, dict[str, Any]] = {}
-    for instruction, count in zip(program.instructions, counts):
-        if instruction.opcode in ("load", "store"):
+    cells: dict[str, list[int]] = {}
+    for instruction, layer in zip(program.instructions, instruction_layers(program)):
+        if layer is None:
             continue
-        name = instruction.attrs["layer"] if instruction.opcode == "mvm" else _owner(instruction.dst[0], mvm_layers)
-        row = rows.setdefault(name, {"name": name, "op": "", "crossbars": 0, "utilization": None, "macs": 0,
-                                     **Counts().to_json()})
-        for key, value in count.to_json().items():
-            row[key] += value
+        row = rows.setdefault(layer, {"name": layer, "op": "", "crossbars": 0, "utilization": None, "macs": 0,
+                                      "zero_macs": 0})
         if instruction.opcode == "mvm":
-            row.update(_mvm_figures(program, instruction))
+            figures = _mvm_figures(program, instruction)
+            row["op"] = "xbar.mvm"
+            for key in ("crossbars", "macs", "zero_macs"):
+                row[key] += figures[key]
+            used, total = cells.setdefault(layer, [0, 0])
+            cells[layer] = [used + figures["used_cells"], total + figures["cells"]]
         elif not row["op"]:
             row["op"] = instruction.attrs.get("fn", instruction.opcode)
+    for layer, count in layer_counts(program, counts).items():
+        rows[layer].update(count.to_json())
+        if layer in cells:
+            used, total = cells[layer]
+            rows[layer]["utilization"] = used / total if total else 0.0
     return list(rows.values())
 
 
@@ -67,12 +70,12 @@ def _mvm_figures(program: Program, instruction) -> dict[str, Any]:
         used = nonzero_cells(weights, a["weight_bits"], a["cell_bits"], a["weight_slices"], a["encoding"])
     else:  # float mode: a non-zero weight occupies its slices on one array of the pair
         used = int(np.count_nonzero(weights)) * a["weight_slices"]
-    return {"op": "xbar.mvm", "crossbars": a["arrays"], "utilization": used / cells if cells else 0.0,
-            "macs": vectors * groups * k * m}
+    return {"crossbars": a["arrays"], "used_cells": used, "cells": cells, "macs": vectors * groups * k * m,
+            "zero_macs": a.get("zero_macs", 0)}
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ["crossbars", "macs", *Counts().to_json()]
+    keys = ["crossbars", "macs", "zero_macs", *Counts().to_json()]
     total = {key: sum(row[key] for row in rows) for key in keys}
     mapped = [row for row in rows if row["crossbars"]]
     cells_used = sum(row["utilization"] * row["crossbars"] for row in mapped)

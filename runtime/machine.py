@@ -13,9 +13,9 @@ import numpy as np
 from backends.program import Program, ProgramError
 from backends.target import Target, TargetError
 from ir.types import DTYPES
-from runtime.counters import Counts
 from runtime.crossbar import CrossbarGroup
 from runtime.instructions import INSTRUCTIONS
+from runtime.schedule import total_counts
 
 _TARGET_FIELDS = set(Target.__dataclass_fields__)
 
@@ -23,8 +23,8 @@ _TARGET_FIELDS = set(Target.__dataclass_fields__)
 @dataclass
 class MachineResult:
     outputs: dict[str, np.ndarray]
-    totals: Counts
-    per_instruction: list[Counts]
+    totals: Counts                  # the program's, with the layers' parallel arrays overlapped
+    per_instruction: list[Counts]   # each instruction on its own
     mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # dst → (x, acc)
 
 
@@ -68,7 +68,7 @@ class Machine:
     def run(self, inputs: dict[str, np.ndarray], trace: bool = False) -> MachineResult:
         self.inputs = self._checked_inputs(inputs)
         buffers: dict[str, np.ndarray] = dict(self.program.constants)
-        totals, per_instruction, mvm_trace = Counts(), [], {}
+        per_instruction, mvm_trace = [], {}
         outputs: dict[str, np.ndarray] = {}
         for instruction in self.program.instructions:
             definition = INSTRUCTIONS[instruction.opcode]
@@ -82,8 +82,7 @@ class Machine:
                 mvm_trace[instruction.dst[0]] = (operands[0], results[0])
             counts = definition.count(self.target, instruction, [list(a.shape) for a in operands])
             per_instruction.append(counts)
-            totals += counts
-        return MachineResult(outputs, totals, per_instruction, mvm_trace)
+        return MachineResult(outputs, total_counts(self.program, per_instruction), per_instruction, mvm_trace)
 
     def _checked_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ir.errors import RccError

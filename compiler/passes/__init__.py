@@ -5,6 +5,7 @@ from __future__ import annotations
 from compiler.passes.base import Pass
 from compiler.passes.constant_fold import ConstantFold
 from compiler.passes.dce import DeadCodeElimination
+from compiler.passes.deconv_to_pixelwise import DeconvToPixelwise
 from compiler.passes.deconv_zero_insertion import DeconvZeroInsertion
 from compiler.passes.fold_batch_norm import FoldBatchNorm
 from compiler.passes.remove_identity import RemoveIdentity
@@ -15,6 +16,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     RemoveIdentity,
     DeadCodeElimination,
     DeconvZeroInsertion,
+    DeconvToPixelwise,
 )}
 
 __all__ = ["PASSES", "Pass"]

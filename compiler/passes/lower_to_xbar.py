@@ -37,6 +37,7 @@ from compiler.passes.base import Pass
 from ir.builder import make_op
 from ir.core import Module, Op, Value
 from ir.ops.xbar import quantize_limits
+from ir.optable import OPS
 
 
 def _is_mappable(op: Op) -> bool:
@@ -46,6 +47,25 @@ def _is_mappable(op: Op) -> bool:
         lhs, rhs = op.operands
         return rhs.is_constant and rhs.type.rank == 2 and lhs.type.rank >= 1 and lhs.type.dtype == "f32"
     return False
+
+
+def inserted_zero_macs(op: Op) -> int:
+    """MACs a conv spends on zeros that `nn.zero_insert` put between pixels (through an optional pad):
+    the 1-channel im2col of a mask (pixels 1, inserted zeros 0, pads −1) counts them per channel."""
+    source = op.operands[0].producer
+    pads = None
+    if source is not None and source.opname == "nn.pad":
+        pads, source = source.attrs["pads"], source.operands[0].producer
+    if op.opname != "nn.conv2d" or source is None or source.opname != "nn.zero_insert":
+        return 0
+    n, _, h, w = source.operands[0].type.shape
+    mask = OPS["nn.zero_insert"].run([np.ones((1, 1, h, w), np.float32)], source.attrs)[0]
+    if pads is not None:
+        mask = OPS["nn.pad"].run([mask], {"pads": pads, "value": -1.0})[0]
+    kernel = op.operands[1].type.shape
+    columns = OPS["vec.im2col"].run([mask], {"kernel": kernel[2:], "strides": op.attrs["strides"],
+                                            "pads": op.attrs["pads"], "dilations": op.attrs["dilations"]})[0]
+    return int(np.count_nonzero(columns == 0)) * n * kernel[1] * kernel[0]  # per channel × C/g × M
 
 
 def grouped_weights(op: Op) -> np.ndarray:
@@ -153,7 +173,7 @@ class _Lowering:
                    "cell_bits": target.cell_bits, "dac_bits": target.dac_bits,
                    "adc_bits": target.effective_adc_bits, "encoding": target.encoding, "groups": groups,
                    "row_tiles": plan.row_tiles, "col_tiles": plan.col_tiles, "weight_slices": plan.weight_slices,
-                   "arrays": plan.arrays, "first_array": self.first_array}
+                   "arrays": plan.arrays, "first_array": self.first_array, "zero_macs": inserted_zero_macs(op)}
         acc = self.emit("xbar.mvm", [rows, self.constant("wq", np.ascontiguousarray(quantized))], mapping, "acc")
         operands = [acc, self.constant("w_scale", w_scale)] + ([bias] if bias is not None else [])
         out = self.emit("vec.dequantize", operands, {"input_scale": x_scale}, "rows")

@@ -1,5 +1,5 @@
-"""Graph-level data-movement ops: reshape, transpose, concat, pad, zero insertion, depth/space rearrangement,
-resize.
+"""Graph-level data-movement ops: reshape, transpose, concat, pad, zero insertion, phase interleaving,
+depth/space rearrangement, resize.
 
 Shapes here are static: the frontend resolves ONNX's shape inputs (-1, 0, axes) into attributes.
 """
@@ -96,6 +96,45 @@ def zero_insert(x: np.ndarray, *, strides: tuple[int, ...]) -> np.ndarray:
     sh, sw = strides
     out = np.zeros((n, c, (h - 1) * sh + 1, (w - 1) * sw + 1), dtype=x.dtype)
     out[:, :, ::sh, ::sw] = x
+    return out
+
+
+def phase_size(size: int, stride: int, phase: int) -> int:
+    """How many of the indices 0..size−1 are ≡ phase (mod stride): the length of range(phase, size, stride)."""
+    return len(range(phase, size, stride))
+
+
+def _interleave_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    strides, size = attrs["strides"], attrs["size"]
+    if len(strides) != 2 or min(strides) < 1 or len(size) != 2 or min(size) < 1:
+        raise ValueError(f"interleave needs 2 strides ≥ 1 and 2 sizes ≥ 1, got {list(strides)} and {list(size)}")
+    sh, sw = strides
+    if len(types) != sh * sw:
+        raise ValueError(f"strides {list(strides)} need {sh * sw} phases, got {len(types)}")
+    first = types[0]
+    if first.rank != 4:
+        raise ValueError(f"phases must be 4-D, got {first}")
+    for index, t in enumerate(types):
+        wanted = (*first.shape[:2], phase_size(size[0], sh, index // sw), phase_size(size[1], sw, index % sw))
+        if t.dtype != first.dtype or t.shape != wanted:
+            raise ValueError(f"phase {index // sw},{index % sw} is {t}, expected {TensorType(wanted, first.dtype)}")
+    return [TensorType((*first.shape[:2], *size), first.dtype)]
+
+
+@define("nn.interleave", operands=("phases*",), infer=_interleave_infer,
+        attrs={"strides": Attr("ints"), "size": Attr("ints")})
+def interleave(*phases: np.ndarray, strides: tuple[int, ...], size: tuple[int, ...]) -> np.ndarray:
+    """Output phases scattered onto a strided grid: phase (ρh, ρw), operand ρh·sw + ρw, fills y[:, :, ρh::sh, ρw::sw].
+
+    The inverse of taking every phase of y = [N, M, size_h, size_w]; a phase is empty when its offset is
+    past the size. With output sizes that are not multiples of the strides the phases differ in shape, so
+    this is a strided scatter rather than depth_to_space.
+    """
+    sh, sw = strides
+    n, m = phases[0].shape[:2]
+    out = np.empty((n, m, *size), dtype=phases[0].dtype)
+    for index, phase in enumerate(phases):
+        out[:, :, index // sw::sh, index % sw::sw] = phase
     return out
 
 

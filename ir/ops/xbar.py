@@ -90,6 +90,7 @@ _MVM_ATTRS = {
     "cell_bits": Attr("int"), "dac_bits": Attr("int"), "adc_bits": Attr("int"), "encoding": Attr("str"),
     "groups": Attr("int"), "row_tiles": Attr("int"), "col_tiles": Attr("int"), "weight_slices": Attr("int"),
     "arrays": Attr("int"), "first_array": Attr("int"),
+    "zero_macs": Attr("int", 0),  # MACs on zeros inserted between input pixels (a deconvolution's baseline)
 }
 
 

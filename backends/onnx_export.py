@@ -1,0 +1,346 @@
+"""The ONNX exporter of graph-level IR: `export_onnx(module)` gives a model onnxruntime runs and Netron opens.
+
+Each `nn.*` op has one small function in `EXPORTERS` that appends the ONNX node(s) computing it; the last
+node writes the op's result under the result's name, helper values get fresh names derived from it.
+Constants become initializers; inputs, outputs and every op result keep their names, dtypes and shapes
+(results as value_info). Ops without an exporter (`xbar.*`, `vec.*`) are an UnsupportedError: the ONNX
+export is for graph-level IR.
+
+Where onnxruntime lacks what the IR op means, the function emits an equivalent subgraph instead:
+SpaceToDepth in CRD mode, Resize with tf_half_pixel_for_nn (gone from ONNX since opset 13) or with scales
+onnxruntime would not reproduce, zero insertion and interleaving.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ir.core import Module, Op, Value
+from ir.errors import RccError, UnsupportedError
+from ir.ops.nn_shape import nearest_source_indices
+from ir.types import TensorType
+
+MIN_OPSET = 13  # Softmax over one axis, Pad/Clip/Resize bounds as inputs
+EXTERNAL_DATA_BYTES = int(1.8e9)  # protobuf refuses messages over 2 GB
+
+
+class GraphEmitter:
+    """The nodes, initializers and opset of the graph being built; hands out names no value uses."""
+
+    def __init__(self, module: Module, opset: int) -> None:
+        self.taken = module.names()
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.opset = opset
+
+    def fresh(self, base: str) -> str:
+        name, index = base, 1
+        while name in self.taken:
+            name, index = f"{base}.{index}", index + 1
+        self.taken.add(name)
+        return name
+
+    def require_opset(self, version: int) -> None:
+        self.opset = max(self.opset, version)
+
+    def constant(self, base: str, array: np.ndarray) -> str:
+        name = self.fresh(base)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def ints(self, base: str, values: Any) -> str:
+        return self.constant(base, np.asarray(values, dtype=np.int64).reshape(-1))
+
+    def node(self, op_type: str, inputs: list[str], output: str, **attrs: Any) -> str:
+        """Append a node named after its output; `output` "conv1/" asks for a fresh helper name "conv1.pad"."""
+        if output.endswith("/"):
+            output = self.fresh(output[:-1] + "." + op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
+        return output
+
+    # Helpers of several exporters; `out` ending in "/" asks for a fresh helper name.
+
+    def reshape(self, x: str, shape: tuple[int, ...], out: str) -> str:
+        if 0 in shape:  # a literal 0 would otherwise copy the input's dimension
+            self.require_opset(14)
+            return self.node("Reshape", [x, self.ints(out.rstrip("/") + ".shape", shape)], out, allowzero=1)
+        return self.node("Reshape", [x, self.ints(out.rstrip("/") + ".shape", shape)], out)
+
+    def pad(self, x: str, pads: list[int], value: float, dtype: np.dtype, out: str) -> str:
+        """Constant Pad; onnxruntime crops on negative pads (opset ≥ 11), so they need no Slice."""
+        base = out.rstrip("/")
+        return self.node("Pad", [x, self.ints(base + ".pads", pads),
+                                 self.constant(base + ".value", np.array(value).astype(dtype))], out, mode="constant")
+
+
+
+Exporter = Callable[[GraphEmitter, Op], None]
+
+
+def _names(op: Op) -> list[str]:
+    return [v.name for v in op.operands]
+
+
+def _same(op_type: str, **fixed: Any) -> Exporter:
+    """An op that is one ONNX node of the same operands, with the IR attributes renamed or dropped."""
+
+    def export(emitter: GraphEmitter, op: Op) -> None:
+        emitter.node(op_type, _names(op), op.result.name, **{key: op.attrs[attr] for key, attr in fixed.items()})
+
+    return export
+
+
+def _window_attrs(op: Op, kernel: tuple[int, ...]) -> dict[str, Any]:
+    return {"kernel_shape": list(kernel), "strides": list(op.attrs["strides"]), "pads": list(op.attrs["pads"]),
+            "dilations": list(op.attrs["dilations"])}
+
+
+def _conv2d(emitter: GraphEmitter, op: Op) -> None:
+    attrs = _window_attrs(op, op.operands[1].type.shape[2:])
+    emitter.node("Conv", _names(op), op.result.name, group=op.attrs["group"], **attrs)
+
+
+def _conv_transpose2d(emitter: GraphEmitter, op: Op) -> None:
+    attrs = _window_attrs(op, op.operands[1].type.shape[2:])
+    emitter.node("ConvTranspose", _names(op), op.result.name, group=op.attrs["group"],
+                 output_padding=list(op.attrs["output_padding"]), **attrs)
+
+
+def _clip(emitter: GraphEmitter, op: Op) -> None:
+    x = op.operands[0]
+    dtype = x.type.np_dtype
+    bounds = []
+    for key in ("min", "max"):
+        bound = op.attrs[key]
+        if math.isinf(bound):
+            bounds.append("")  # an omitted bound: the dtype's whole range
+        elif dtype.kind in "iu":  # as the IR does: a bound outside the dtype's range is that range's end
+            info = np.iinfo(dtype)
+            bounds.append(emitter.constant(f"{op.result.name}.{key}", np.array(np.clip(bound, info.min, info.max)).astype(dtype)))
+        else:
+            bounds.append(emitter.constant(f"{op.result.name}.{key}", np.array(bound, dtype)))
+    while bounds and not bounds[-1]:
+        bounds.pop()
+    emitter.node("Clip", [x.name] + bounds, op.result.name)
+
+
+def _max_pool2d(emitter: GraphEmitter, op: Op) -> None:
+    emitter.node("MaxPool", _names(op), op.result.name, ceil_mode=int(op.attrs["ceil_mode"]),
+                 **_window_attrs(op, op.attrs["kernel"]))
+
+
+def _avg_pool2d(emitter: GraphEmitter, op: Op) -> None:
+    attrs = _window_attrs(op, op.attrs["kernel"])
+    if attrs["dilations"] != [1, 1]:
+        emitter.require_opset(19)  # AveragePool takes dilations from opset 19 on
+    else:
+        del attrs["dilations"]
+    emitter.node("AveragePool", _names(op), op.result.name, ceil_mode=int(op.attrs["ceil_mode"]),
+                 count_include_pad=int(op.attrs["count_include_pad"]), **attrs)
+
+
+def _lrn(emitter: GraphEmitter, op: Op) -> None:
+    emitter.node("LRN", _names(op), op.result.name, **op.attrs)
+
+
+def _reshape(emitter: GraphEmitter, op: Op) -> None:
+    emitter.reshape(op.operands[0].name, op.attrs["shape"], op.result.name)
+
+
+def _pad(emitter: GraphEmitter, op: Op) -> None:
+    x = op.operands[0]
+    emitter.pad(x.name, list(op.attrs["pads"]), op.attrs["value"], x.type.np_dtype, op.result.name)
+
+
+def _space_to_depth(emitter: GraphEmitter, op: Op) -> None:
+    x, block = op.operands[0], op.attrs["blocksize"]
+    if op.attrs["mode"] == "DCR":
+        emitter.node("SpaceToDepth", [x.name], op.result.name, blocksize=block)
+        return
+    # onnxruntime's SpaceToDepth has no mode; CRD keeps each channel's block together
+    n, c, h, w = x.type.shape
+    base = op.result.name + "/"
+    blocks = emitter.reshape(x.name, (n, c, h // block, block, w // block, block), base)
+    moved = emitter.node("Transpose", [blocks], base, perm=[0, 1, 3, 5, 2, 4])
+    emitter.reshape(moved, op.result.type.shape, op.result.name)
+
+
+def _resize_nearest(emitter: GraphEmitter, op: Op) -> None:
+    x, result = op.operands[0], op.result
+    sizes, scales = op.attrs["sizes"], op.attrs["scales"]
+    coordinate_mode, nearest_mode = op.attrs["coordinate_transformation_mode"], op.attrs["nearest_mode"]
+    f32 = np.float32
+    # onnxruntime derives float32 scales from `sizes`, or sizes as floor(scale · size) from `scales`
+    by_sizes = all(f32(scale) == f32(size) / f32(dim) for scale, size, dim in zip(scales, sizes, x.type.shape))
+    by_scales = all(int(f32(scale) * f32(dim)) == size for scale, size, dim in zip(scales, sizes, x.type.shape))
+    if coordinate_mode != "tf_half_pixel_for_nn" and (by_sizes or by_scales):
+        if coordinate_mode == "half_pixel_symmetric":
+            emitter.require_opset(19)
+        inputs = [x.name, "", "", emitter.ints(result.name + ".sizes", sizes)] if by_sizes else \
+            [x.name, "", emitter.constant(result.name + ".scales", np.array(scales, f32))]
+        emitter.node("Resize", inputs, result.name, mode="nearest",
+                     coordinate_transformation_mode=coordinate_mode, nearest_mode=nearest_mode)
+        return
+    # Otherwise gather the IR's own source indices along every axis that changes.
+    current = x.name
+    changed = [axis for axis, (size, scale) in enumerate(zip(sizes, scales))
+               if tuple(sizes) != x.type.shape and (size != x.type.shape[axis] or f32(scale) != 1)]
+    for position, axis in enumerate(changed):
+        index = nearest_source_indices(x.type.shape[axis], sizes[axis], scales[axis], coordinate_mode, nearest_mode)
+        out = result.name if position == len(changed) - 1 else result.name + "/"
+        current = emitter.node("Gather", [current, emitter.ints(f"{result.name}.index{axis}", index)], out, axis=axis)
+    if not changed:
+        emitter.node("Identity", [current], result.name)
+
+
+def _zero_insert(emitter: GraphEmitter, op: Op) -> None:
+    """[N,C,H,W] → [N,C,H,1,W,1], pad each unit axis by stride − 1 at its end, merge, crop the trailing zeros.
+
+    Cropping is a negative Pad rather than a Slice, so the export imports back into rcc."""
+    x, result = op.operands[0], op.result
+    (n, c, h, w), (sh, sw) = x.type.shape, op.attrs["strides"]
+    if (sh, sw) == (1, 1):
+        emitter.node("Identity", [x.name], result.name)
+        return
+    base = result.name + "/"
+    spread = emitter.reshape(x.name, (n, c, h, 1, w, 1), base)
+    padded = emitter.pad(spread, [0] * 6 + [0, 0, 0, sh - 1, 0, sw - 1], 0.0, x.type.np_dtype, base)
+    merged = emitter.reshape(padded, (n, c, h * sh, w * sw), base)
+    emitter.pad(merged, [0, 0, 0, 0, 0, 0, 1 - sh, 1 - sw], 0.0, x.type.np_dtype, result.name)
+
+
+def _interleave(emitter: GraphEmitter, op: Op) -> None:
+    """Phases [N,M,Hρ,Wρ] (row-major ρ = (ρh, ρw)) padded or cropped to [N,M,⌈H/sh⌉,⌈W/sw⌉], stacked on the
+    channel axis as [N,sh,sw,M,·,·], moved to [N,M,·,sh,·,sw], merged and cropped to [H, W] (negative Pads
+    crop, as in `_zero_insert`)."""
+    result = op.result
+    (sh, sw), (height, width) = op.attrs["strides"], op.attrs["size"]
+    n, m = result.type.shape[:2]
+    rows, cols = -(-height // sh), -(-width // sw)
+    base = result.name + "/"
+    phases = []
+    for phase in op.operands:
+        extra_rows, extra_cols = rows - phase.type.shape[2], cols - phase.type.shape[3]
+        phases.append(phase.name if (extra_rows, extra_cols) == (0, 0) else
+                      emitter.pad(phase.name, [0, 0, 0, 0, 0, 0, extra_rows, extra_cols], 0.0,
+                                  phase.type.np_dtype, base))
+    stacked = emitter.node("Concat", phases, base, axis=1)
+    blocks = emitter.reshape(stacked, (n, sh, sw, m, rows, cols), base)
+    moved = emitter.node("Transpose", [blocks], base, perm=[0, 3, 4, 1, 5, 2])
+    if (rows * sh, cols * sw) == (height, width):
+        emitter.reshape(moved, result.type.shape, result.name)
+    else:
+        merged = emitter.reshape(moved, (n, m, rows * sh, cols * sw), base)
+        emitter.pad(merged, [0, 0, 0, 0, 0, 0, height - rows * sh, width - cols * sw], 0.0,
+                    result.type.np_dtype, result.name)
+
+
+EXPORTERS: dict[str, Exporter] = {
+    "nn.conv2d": _conv2d,
+    "nn.conv_transpose2d": _conv_transpose2d,
+    "nn.matmul": _same("MatMul"),
+    "nn.add": _same("Add"),
+    "nn.sub": _same("Sub"),
+    "nn.mul": _same("Mul"),
+    "nn.div": _same("Div"),
+    "nn.relu": _same("Relu"),
+    "nn.sigmoid": _same("Sigmoid"),
+    "nn.tanh": _same("Tanh"),
+    "nn.leaky_relu": _same("LeakyRelu", alpha="alpha"),
+    "nn.prelu": _same("PRelu"),
+    "nn.clip": _clip,
+    "nn.softmax": _same("Softmax", axis="axis"),
+    "nn.log_softmax": _same("LogSoftmax", axis="axis"),
+    "nn.identity": _same("Identity"),
+    "nn.batch_norm": _same("BatchNormalization", epsilon="epsilon"),
+    "nn.reshape": _reshape,
+    "nn.transpose": _same("Transpose", perm="perm"),
+    "nn.concat": _same("Concat", axis="axis"),
+    "nn.pad": _pad,
+    "nn.max_pool2d": _max_pool2d,
+    "nn.avg_pool2d": _avg_pool2d,
+    "nn.global_avg_pool": _same("GlobalAveragePool"),
+    "nn.global_max_pool": _same("GlobalMaxPool"),
+    "nn.lrn": _lrn,
+    "nn.depth_to_space": _same("DepthToSpace", blocksize="blocksize", mode="mode"),
+    "nn.space_to_depth": _space_to_depth,
+    "nn.resize_nearest": _resize_nearest,
+    "nn.zero_insert": _zero_insert,
+    "nn.interleave": _interleave,
+}
+
+
+def _value_info(value: Value) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(value.name, helper.np_dtype_to_tensor_dtype(value.type.np_dtype),
+                                         list(value.type.shape))
+
+
+def _build(module: Module, opset: int) -> onnx.ModelProto:
+    if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
+        raise RccError(f"ONNX export: opset {opset} is outside {MIN_OPSET}..{onnx.defs.onnx_opset_version()}")
+    emitter = GraphEmitter(module, opset)
+    emitter.initializers.extend(numpy_helper.from_array(c.data, c.name) for c in module.constants)
+    for op in module.ops:
+        export = EXPORTERS.get(op.opname)
+        if export is None:
+            results = ", ".join("%" + r.name for r in op.results)
+            raise UnsupportedError(f"ONNX export: {op.opname} (result {results}) has no ONNX form; "
+                                   f"--emit onnx takes graph-level (nn.*) IR")
+        export(emitter, op)
+    output_ids = {id(v) for v in module.outputs}
+    intermediates = [r for op in module.ops for r in op.results if id(r) not in output_ids]
+    graph = helper.make_graph(emitter.nodes, module.name, [_value_info(v) for v in module.inputs],
+                              [_value_info(v) for v in module.outputs], emitter.initializers,
+                              value_info=[_value_info(v) for v in intermediates])
+    opset_imports = [helper.make_opsetid("", emitter.opset)]
+    return helper.make_model(graph, opset_imports=opset_imports, producer_name="rcc",
+                             ir_version=helper.find_min_ir_version_for(opset_imports))
+
+
+def export_onnx(module: Module, opset: int = 17) -> onnx.ModelProto:
+    """An ONNX model computing `module` (graph-level IR) at `opset`, raised where an op needs a newer one.
+
+    UnsupportedError names the first op that has no ONNX form. The model passes onnx's full check (for
+    models too large to check in memory, `save_onnx` checks the written file).
+    """
+    model = _build(module, opset)
+    if model.ByteSize() <= EXTERNAL_DATA_BYTES:
+        onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def save_onnx(module: Module, path: str | os.PathLike, opset: int = 17) -> None:
+    """Export `module` to `path` atomically: written beside it, checked, then renamed into place.
+
+    A model over 1.8 GB keeps its tensors in `<path>.data` next to it (ONNX external data).
+    """
+    target = Path(path)
+    model = export_onnx(module, opset)
+    external = model.ByteSize() > EXTERNAL_DATA_BYTES
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as err:
+        raise RccError(f"{target}: cannot write the ONNX model ({err.strerror})") from None
+    try:
+        staged_model = staging / target.name
+        data_name = target.name + ".data"
+        onnx.save_model(model, staged_model, save_as_external_data=external, all_tensors_to_one_file=True,
+                        location=data_name)
+        if external:
+            onnx.checker.check_model(staged_model, full_check=True)
+            os.replace(staging / data_name, target.parent / data_name)
+        os.replace(staged_model, target)
+    except OSError as err:
+        raise RccError(f"{target}: cannot write the ONNX model ({err.strerror})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

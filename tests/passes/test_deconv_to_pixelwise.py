@@ -1,0 +1,183 @@
+"""`deconv-to-pixelwise` on random transposed convolutions, the zoo's deconvolution models, a 1-D
+ConvTranspose and the ONNX conformance cases.
+
+The property test draws over the ConvTranspose attribute space onnxruntime accepts (output_padding <
+stride): strides 1–4 and kernels 1–5 per axis (stride above the kernel leaves phases without taps),
+dilations 1–3 (gcd(d, s) > 1 empties whole residues), asymmetric pads that may exceed d·(k−1), groups and
+depthwise, bias on and off, batch 1–2, H ≠ W. The interpreter runs the module before and after the pass
+on the same inputs; the results must agree and no phase conv may stride.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from compiler.frontend import import_onnx, lower_model, random_inputs
+from compiler.pass_manager import run_pipeline
+from compiler.passes.deconv_to_pixelwise import phase_macs
+from compiler.verify import onnxruntime_outputs
+from ir import OPS, Builder, Module, TensorType, UnsupportedError, Value, interpreter
+from tests.conformance import frozen_model, selected_cases
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+PASS = "deconv-to-pixelwise"
+
+
+@st.composite
+def deconv_modules(draw: st.DrawFn) -> Module:
+    """A module of one constant-weight nn.conv_transpose2d with random attributes and shapes."""
+    group = draw(st.integers(1, 3))
+    depthwise = draw(st.booleans())
+    in_per_group = 1 if depthwise else draw(st.integers(1, 2))
+    out_per_group = 1 if depthwise else draw(st.integers(1, 2))
+    batch = draw(st.integers(1, 2))
+    axes = []
+    for _ in range(2):
+        size, kernel, stride = draw(st.integers(1, 4)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
+        dilation, extra = draw(st.integers(1, 3)), draw(st.integers(0, stride - 1))
+        full = (size - 1) * stride + dilation * (kernel - 1) + extra + 1  # output length before pads crop
+        begin = draw(st.integers(0, full - 1))
+        end = draw(st.integers(0, full - 1 - begin))
+        axes.append((size, kernel, stride, dilation, extra, begin, end))
+    sizes, kernels, strides, dilations, output_padding, begins, ends = (list(column) for column in zip(*axes))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    channels = group * in_per_group
+    module = Module("deconv")
+    x = Value("x", TensorType((batch, channels, *sizes), "f32"))
+    module.inputs.append(x)
+    builder = Builder(module)
+    weight = builder.constant("w", rng.standard_normal((channels, out_per_group, *kernels)).astype(np.float32))
+    operands = [x, weight]
+    if draw(st.booleans()):
+        operands.append(builder.constant("b", rng.standard_normal(group * out_per_group).astype(np.float32)))
+    attrs = {"strides": strides, "pads": begins + ends, "dilations": dilations, "group": group,
+             "output_padding": output_padding}
+    module.outputs.append(builder.op("nn.conv_transpose2d", operands, attrs, name="y"))
+    return module
+
+
+def assert_pixelwise(module: Module) -> None:
+    assert not any(op.opname == "nn.conv_transpose2d" for op in module.ops)
+    phases = [op for op in module.ops if op.opname == "nn.conv2d" and ".phase" in op.result.name]
+    assert all(tuple(op.attrs["strides"]) == (1, 1) for op in phases)
+
+
+@settings(max_examples=300, deadline=None)
+@given(module=deconv_modules(), seed=st.integers(0, 2**16))
+def test_phases_compute_the_transposed_convolution(module: Module, seed: int) -> None:
+    inputs = random_inputs(module, seed=seed)
+    before = interpreter.run(module, inputs)
+    deconv = module.ops[0]
+    macs = phase_macs(deconv)
+    run_pipeline(module, [PASS])
+    assert_pixelwise(module)
+    assert [v.name for v in module.outputs] == ["y"] and module.ops[-1].opname == "nn.interleave"
+    # phase_macs counts exactly what the phase convs compute
+    conv_macs = sum(op.result.type.size * np.prod(op.operands[1].type.shape[1:]) for op in module.ops
+                    if op.opname == "nn.conv2d")
+    assert conv_macs == macs
+    after = interpreter.run(module, inputs)
+    np.testing.assert_allclose(after["y"], before["y"], rtol=1e-4, atol=1e-5)
+
+
+def test_k4_s2_phases_take_a_quarter_of_the_kernel() -> None:
+    module = Module("dcgan_layer")
+    x = Value("x", TensorType((1, 8, 4, 4), "f32"))
+    module.inputs.append(x)
+    builder = Builder(module)
+    weight = builder.constant("w", np.ones((8, 4, 4, 4), np.float32))
+    module.outputs.append(builder.op("nn.conv_transpose2d", [x, weight], {"strides": [2, 2], "pads": [1, 1, 1, 1]},
+                                     name="y"))
+    zero_inserted_macs = 4 * 8 * 8 * 8 * 4 * 4  # [1,4,8,8] outputs, each over 8 channels × 4×4 taps
+    assert phase_macs(module.ops[0]) * 4 == zero_inserted_macs
+    run_pipeline(module, [PASS])
+    convs = [op for op in module.ops if op.opname == "nn.conv2d"]
+    assert [op.attrs["pads"] for op in convs] == [(1, 1, 0, 0), (1, 0, 0, 1), (0, 1, 1, 0), (0, 0, 1, 1)]
+    assert all(op.operands[1].type.shape == (4, 8, 2, 2) for op in convs)
+
+
+def test_interleave_scatters_phases_of_unequal_size() -> None:
+    y = np.arange(2 * 3 * 5 * 7, dtype=np.float32).reshape(2, 3, 5, 7)
+    phases = [y[:, :, row::2, col::3] for row in range(2) for col in range(3)]
+    attrs = {"strides": (2, 3), "size": (5, 7)}
+    assert OPS["nn.interleave"].infer([TensorType(p.shape) for p in phases], attrs) == [TensorType(y.shape)]
+    (out,) = OPS["nn.interleave"].run(phases, attrs)
+    np.testing.assert_array_equal(out, y)
+    with pytest.raises(ValueError, match="phase 0,1"):
+        OPS["nn.interleave"].infer([TensorType(phases[0].shape)] * 6, attrs)
+    with pytest.raises(ValueError, match="6 phases"):
+        OPS["nn.interleave"].infer([TensorType(p.shape) for p in phases[:4]], attrs)
+
+
+@pytest.mark.parametrize("model", ["dcgan_generator", "fcn_segmenter", "unet_small"])
+def test_zoo_deconvolutions_match_onnxruntime(model: str) -> None:
+    path = MODELS / f"{model}.onnx"
+    module = import_onnx(path)
+    assert any(op.opname == "nn.conv_transpose2d" for op in module.ops)
+    run_pipeline(module, [PASS])
+    assert_pixelwise(module)
+    inputs = random_inputs(module, seed=1)
+    expected = onnxruntime_outputs(path, inputs)
+    actual = interpreter.run(module, inputs)
+    assert actual.keys() == expected.keys()
+    for name, reference in expected.items():
+        np.testing.assert_allclose(actual[name], reference, rtol=1e-4, atol=1e-5, err_msg=f"{model}: {name}")
+
+
+def test_1d_conv_transpose_matches_onnxruntime(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((2, 3, 5)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], strides=[3], pads=[2, 1], dilations=[2],
+                            output_padding=[1])
+    graph = helper.make_graph([node], "deconv1d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 22])], [weight, bias])
+    path = tmp_path / "deconv1d.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    module = import_onnx(path)
+    run_pipeline(module, [PASS])
+    assert_pixelwise(module)
+    inputs = random_inputs(module, seed=2)
+    np.testing.assert_allclose(interpreter.run(module, inputs)["y"], onnxruntime_outputs(path, inputs)["y"],
+                               rtol=1e-4, atol=1e-5)
+
+
+def constant_weights(case) -> tuple[onnx.ModelProto, list[int]]:
+    """The conformance case's model frozen, with the ConvTranspose weight and bias inputs made initializers."""
+    model, keep = frozen_model(case)
+    weight_names = {name for node in model.graph.node if node.op_type == "ConvTranspose" for name in node.input[1:]}
+    kept, keep_index = [], []
+    for info, index in zip(list(model.graph.input), keep):
+        if info.name in weight_names:
+            model.graph.initializer.append(numpy_helper.from_array(np.asarray(case.data_sets[0][0][index]), info.name))
+        else:
+            kept.append(info)
+            keep_index.append(index)
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    return model, keep_index
+
+
+@pytest.mark.parametrize("case", [c for c in selected_cases() if c.name.startswith("test_convtranspose")],
+                         ids=lambda c: c.name)
+def test_conformance_conv_transpose(case) -> None:
+    model, keep = constant_weights(case)
+    try:
+        module = lower_model(model, case.name)
+    except UnsupportedError as err:
+        pytest.skip(str(err))
+    run_pipeline(module, [PASS])
+    assert_pixelwise(module)
+    inputs, expected = case.data_sets[0]
+    feeds = {model.graph.input[i].name: np.asarray(inputs[keep[i]]) for i in range(len(keep))}
+    actual = interpreter.run(module, feeds)
+    for info, reference in zip(case.model.graph.output, expected):
+        np.testing.assert_allclose(actual[info.name], reference, rtol=max(case.rtol, 1e-4), atol=max(case.atol, 1e-5),
+                                   err_msg=f"{case.name}: output {info.name}")
