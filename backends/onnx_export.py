@@ -6,9 +6,10 @@ Constants become initializers; inputs, outputs and every op result keep their na
 (results as value_info). Ops without an exporter (`xbar.*`, `vec.*`) are an UnsupportedError: the ONNX
 export is for graph-level IR.
 
-Where onnxruntime lacks what the IR op means, the function emits an equivalent subgraph instead:
+Where ONNX or onnxruntime lacks what the IR op means, the function emits an equivalent subgraph instead:
 SpaceToDepth in CRD mode, Resize with tf_half_pixel_for_nn (gone from ONNX since opset 13) or with scales
-onnxruntime would not reproduce, zero insertion and interleaving.
+onnxruntime would not reproduce, ceil-mode pooling whose last window onnxruntime drops (ONNX's shape
+inference keeps it), zero insertion and interleaving.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from onnx import helper, numpy_helper
 from ir.core import Module, Op, Value
 from ir.errors import RccError, UnsupportedError
 from ir.ops.nn_shape import nearest_source_indices
-from ir.types import TensorType
 
 MIN_OPSET = 13  # Softmax over one axis, Pad/Clip/Resize bounds as inputs
 EXTERNAL_DATA_BYTES = int(1.8e9)  # protobuf refuses messages over 2 GB
@@ -55,7 +55,7 @@ class GraphEmitter:
 
     def constant(self, base: str, array: np.ndarray) -> str:
         name = self.fresh(base)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
     def ints(self, base: str, values: Any) -> str:
@@ -80,7 +80,7 @@ class GraphEmitter:
         """Constant Pad; onnxruntime crops on negative pads (opset ≥ 11), so they need no Slice."""
         base = out.rstrip("/")
         return self.node("Pad", [x, self.ints(base + ".pads", pads),
-                                 self.constant(base + ".value", np.array(value).astype(dtype))], out, mode="constant")
+                                 self.constant(base + ".value", np.asarray(value).astype(dtype))], out, mode="constant")
 
 
 
@@ -100,20 +100,18 @@ def _same(op_type: str, **fixed: Any) -> Exporter:
     return export
 
 
-def _window_attrs(op: Op, kernel: tuple[int, ...]) -> dict[str, Any]:
-    return {"kernel_shape": list(kernel), "strides": list(op.attrs["strides"]), "pads": list(op.attrs["pads"]),
-            "dilations": list(op.attrs["dilations"])}
+def _conv_attrs(op: Op) -> dict[str, Any]:
+    return {"kernel_shape": list(op.operands[1].type.shape[2:]), "strides": list(op.attrs["strides"]),
+            "pads": list(op.attrs["pads"]), "dilations": list(op.attrs["dilations"]), "group": op.attrs["group"]}
 
 
 def _conv2d(emitter: GraphEmitter, op: Op) -> None:
-    attrs = _window_attrs(op, op.operands[1].type.shape[2:])
-    emitter.node("Conv", _names(op), op.result.name, group=op.attrs["group"], **attrs)
+    emitter.node("Conv", _names(op), op.result.name, **_conv_attrs(op))
 
 
 def _conv_transpose2d(emitter: GraphEmitter, op: Op) -> None:
-    attrs = _window_attrs(op, op.operands[1].type.shape[2:])
-    emitter.node("ConvTranspose", _names(op), op.result.name, group=op.attrs["group"],
-                 output_padding=list(op.attrs["output_padding"]), **attrs)
+    emitter.node("ConvTranspose", _names(op), op.result.name, output_padding=list(op.attrs["output_padding"]),
+                 **_conv_attrs(op))
 
 
 def _clip(emitter: GraphEmitter, op: Op) -> None:
@@ -124,29 +122,70 @@ def _clip(emitter: GraphEmitter, op: Op) -> None:
         bound = op.attrs[key]
         if math.isinf(bound):
             bounds.append("")  # an omitted bound: the dtype's whole range
-        elif dtype.kind in "iu":  # as the IR does: a bound outside the dtype's range is that range's end
+            continue
+        if dtype.kind in "iu":  # as in the IR: truncated, and outside the dtype's range that range's end
             info = np.iinfo(dtype)
-            bounds.append(emitter.constant(f"{op.result.name}.{key}", np.array(np.clip(bound, info.min, info.max)).astype(dtype)))
-        else:
-            bounds.append(emitter.constant(f"{op.result.name}.{key}", np.array(bound, dtype)))
+            bound = min(max(int(bound), info.min), info.max)
+        bounds.append(emitter.constant(f"{op.result.name}.{key}", np.asarray(bound).astype(dtype)))
     while bounds and not bounds[-1]:
         bounds.pop()
     emitter.node("Clip", [x.name] + bounds, op.result.name)
 
 
+def _onnx_pool_length(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int,
+                      ceil_mode: bool) -> int:
+    """Pooling output length by ONNX's shape inference, which keeps a ceil-mode window starting past the input."""
+    span = size + pad_begin + pad_end - dilation * (kernel - 1) - 1
+    return (-(-span // stride) if ceil_mode else span // stride) + 1
+
+
+def _pool(emitter: GraphEmitter, op: Op, op_type: str) -> None:
+    x, result = op.operands[0], op.result
+    kernel, strides, dilations, pads = (op.attrs[key] for key in ("kernel", "strides", "dilations", "pads"))
+    sizes, lengths = x.type.shape[2:], result.type.shape[2:]
+    attrs: dict[str, Any] = {"kernel_shape": list(kernel), "strides": list(strides)}
+    if dilations != (1, 1):
+        attrs["dilations"] = list(dilations)
+        if op_type == "AveragePool":
+            emitter.require_opset(19)  # AveragePool takes dilations from opset 19 on
+    if op_type == "AveragePool":
+        attrs["count_include_pad"] = int(op.attrs["count_include_pad"])
+    direct = all(_onnx_pool_length(sizes[i], kernel[i], strides[i], pads[i], pads[i + 2], dilations[i],
+                                   op.attrs["ceil_mode"]) == lengths[i] and max(pads[i], pads[i + 2]) < kernel[i]
+                 for i in range(2))
+    if direct:
+        emitter.node(op_type, [x.name], result.name, pads=list(pads), ceil_mode=int(op.attrs["ceil_mode"]), **attrs)
+        return
+    # onnxruntime drops a ceil-mode window that starts past the input and its begin padding, where ONNX's shape
+    # inference keeps it (their shapes would disagree), and refuses pads ≥ kernel: pad (or crop) the input to
+    # exactly the span the windows cover and pool in floor mode instead.
+    spans = [(lengths[i] - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1 for i in range(2)]
+    ends = [spans[i] - sizes[i] - pads[i] for i in range(2)]
+    dtype = x.type.np_dtype
+    if op_type == "MaxPool":  # onnxruntime pads max pooling with the lowest finite value, as the IR does
+        lowest = np.finfo(dtype).min if dtype.kind == "f" else np.iinfo(dtype).min
+        padded = emitter.pad(x.name, [0, 0, pads[0], pads[1], 0, 0, *ends], lowest, dtype, result.name + "/")
+        emitter.node(op_type, [padded], result.name, **attrs)
+        return
+    # Every window now lies inside the padded input, so AveragePool divides by kh·kw; rescale by kh·kw / count,
+    # count being the IR's divisor: input cells, and explicit pads when they count, never the ceil-mode extra.
+    padded = emitter.pad(x.name, [0, 0, pads[0], pads[1], 0, 0, *ends], 0.0, dtype, result.name + "/")
+    pooled = emitter.node(op_type, [padded], result.name + "/", **attrs)
+    counted = [[float(op.attrs["count_include_pad"])] * pads[i] + [1.0] * sizes[i] +
+               [float(op.attrs["count_include_pad"])] * pads[i + 2] + [0.0] * spans[i] for i in range(2)]
+    counts = [np.array([sum(counted[i][j * strides[i] + t * dilations[i]] for t in range(kernel[i]))
+                        for j in range(lengths[i])]) for i in range(2)]
+    factor = kernel[0] * kernel[1] / np.maximum(np.outer(counts[0], counts[1]), 1.0)
+    emitter.node("Mul", [pooled, emitter.constant(result.name + ".count_scale",
+                                                  factor.astype(dtype).reshape(1, 1, *lengths))], result.name)
+
+
 def _max_pool2d(emitter: GraphEmitter, op: Op) -> None:
-    emitter.node("MaxPool", _names(op), op.result.name, ceil_mode=int(op.attrs["ceil_mode"]),
-                 **_window_attrs(op, op.attrs["kernel"]))
+    _pool(emitter, op, "MaxPool")
 
 
 def _avg_pool2d(emitter: GraphEmitter, op: Op) -> None:
-    attrs = _window_attrs(op, op.attrs["kernel"])
-    if attrs["dilations"] != [1, 1]:
-        emitter.require_opset(19)  # AveragePool takes dilations from opset 19 on
-    else:
-        del attrs["dilations"]
-    emitter.node("AveragePool", _names(op), op.result.name, ceil_mode=int(op.attrs["ceil_mode"]),
-                 count_include_pad=int(op.attrs["count_include_pad"]), **attrs)
+    _pool(emitter, op, "AveragePool")
 
 
 def _lrn(emitter: GraphEmitter, op: Op) -> None:
@@ -220,9 +259,8 @@ def _zero_insert(emitter: GraphEmitter, op: Op) -> None:
 
 
 def _interleave(emitter: GraphEmitter, op: Op) -> None:
-    """Phases [N,M,Hρ,Wρ] (row-major ρ = (ρh, ρw)) padded or cropped to [N,M,⌈H/sh⌉,⌈W/sw⌉], stacked on the
-    channel axis as [N,sh,sw,M,·,·], moved to [N,M,·,sh,·,sw], merged and cropped to [H, W] (negative Pads
-    crop, as in `_zero_insert`)."""
+    """Phases [N,M,Hρ,Wρ] (row-major ρ = (ρh, ρw)) padded to [N,M,⌈H/sh⌉,⌈W/sw⌉], stacked on the channel
+    axis as [N,sh,sw,M,·,·], moved to [N,M,·,sh,·,sw], merged and cropped to [H, W] by a negative Pad."""
     result = op.result
     (sh, sw), (height, width) = op.attrs["strides"], op.attrs["size"]
     n, m = result.type.shape[:2]

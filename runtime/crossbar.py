@@ -1,22 +1,28 @@
 """The crossbar arrays of one `mvm` instruction: programmed conductance levels, bit-serial inputs, ADCs.
 
 Integer mode, per array and per input bit-slice (`dac_bits` bits of the input at a time, `input_cycles`
-of them): every column sums row_input × cell_level; the ADC converts that sum and saturates at
-2^adc_bits − 1; shift-and-add merges the weight slices (2^(cell_bits·s)) and the input slices
-(2^(dac_bits·k)); the row tiles' partial sums and the sign arrays are merged digitally.
+of them): every column sums row_input × cell_level; the ADC converts that sum v and saturates:
+ADC(v) = min(v, A) with A = 2^adc_bits − 1; shift-and-add merges the weight slices (2^(cell_bits·s))
+and the input slices (2^(dac_bits·k)); the row tiles' partial sums and the sign arrays are merged
+digitally. Signed inputs enter the arrays in offset binary (x + 2^(B−1), B = input_bits), signed
+weights as a differential pair (|w⁺| and |w⁻| on two arrays) or with an offset (w + 2^(b−1) on one
+array); the offsets are removed digitally with exact correction terms.
 
-Signed inputs enter the arrays in offset binary (x + 2^(B−1), B = input_bits) and signed weights as a
-differential pair (|w⁺| and |w⁻| on two arrays) or with an offset (w + 2^(b−1) on one array); the
-offsets are removed digitally with exact correction terms, so the result is the integer product x·W.
+How the machine computes that, exactly and fast: since ADC(v) = v − max(v − A, 0), the shift-and-add
+of the converted sums equals the shift-and-add of the raw sums, which is the exact integer product x·W
+(the offsets' corrections make it so), minus the shift-and-add of the saturation excess max(v − A, 0).
+So the layer's result is
+    exact product (float32 matmuls over row chunks short enough that every partial sum stays below
+    2^24, so each is exact; the chunks are summed in float64, exact below 2^53)
+  − Σ over arrays, input slices and columns of sign · 2^(dac_bits·k) · 2^(cell_bits·s) · max(v − A, 0),
+and the excess is computed only where it can be non-zero: for columns whose largest possible sum
+(2^dac_bits − 1)·Σ_rows level exceeds A, and for (vector, row tile, slice) triples whose active input
+total times the largest cell level exceeds A. Those column sums are float32 matmuls of small integers,
+each ≤ xbar_rows·(2^dac_bits−1)·(2^cell_bits−1) < 2^24 (the target refuses larger), so exact. With a
+lossless ADC nothing can exceed A and the result is the exact product. Tests compare this with a naive
+slice-by-slice simulation and with an int64 reference.
 
-Two exact paths compute this:
-- `sliced`: simulates every input slice × weight slice × sign array, with ADC saturation. Column sums
-  are float32 matmuls of small integers: each is ≤ xbar_rows·(2^dac_bits−1)·(2^cell_bits−1) < 2^24
-  (the target refuses larger), so float32 holds them exactly.
-- `merged`: when the ADC is lossless no column sum can saturate, and the shift-and-add of the slices is
-  by construction the integer product of each array's block; it computes each row tile's block product
-  directly (float32 when xbar_rows·max|x_u|·max|w| < 2^24, else float64) and sums the row tiles in
-  float64 (< 2^53). Tests prove both paths equal an int64 reference.
+Float mode: ideal analog arrays, the same product in float32 (the model's precision).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import numpy as np
 
 from backends.mapping import weight_levels
 
-CHUNK_ELEMENTS = 1 << 25  # bound on the temporaries of one step (elements)
+CHUNK_ELEMENTS = 1 << 24  # bound on the temporaries of one step (elements)
+_EXACT_FLOAT64 = 2.0 ** 53
+_EXACT_FLOAT32 = 2.0 ** 24
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,19 @@ class ArrayGeometry:
 
     @property
     def max_columns_per_array(self) -> int:
-        """Columns with cells in the fullest array: whole outputs only, so `cols % weight_slices` stay empty."""
+        """Columns holding cells in the fullest array; when `cols` is not a multiple of the slices, the
+        last `cols mod slices` columns of every array stay empty."""
         return min(self.cols // self.weight_slices * self.weight_slices, self.m * self.weight_slices)
+
+
+def grouped_rows(x: np.ndarray, groups: int) -> np.ndarray:
+    """x [P, G·K] as [G, P, K]."""
+    return x.reshape(x.shape[0], groups, -1).transpose(1, 0, 2)
+
+
+def ungrouped(out: np.ndarray) -> np.ndarray:
+    """[G, P, M] as [P, G·M]."""
+    return out.transpose(1, 0, 2).reshape(out.shape[1], -1)
 
 
 class CrossbarGroup:
@@ -72,96 +91,78 @@ class CrossbarGroup:
                                       2 if attrs["encoding"] == "differential" else 1,
                                       math.ceil(attrs["input_bits"] / attrs["dac_bits"]))
         self.input_offset = 2 ** (attrs["input_bits"] - 1) if attrs["input_signed"] else 0
-        self.weight_offset = 2 ** (attrs["weight_bits"] - 1) if attrs["encoding"] == "offset" else 0
         self.adc_max = 2 ** attrs["adc_bits"] - 1
         max_column_sum = attrs["xbar_rows"] * (2 ** attrs["dac_bits"] - 1) * (2 ** attrs["cell_bits"] - 1)
         self.adc_lossless = max_column_sum <= self.adc_max
-        if self.integer:
-            self.weight_column_sums = weights.astype(np.int64).sum(axis=1)  # [G, M], for the input offset
-
-    # ----- layout helpers
-    def _tiled_inputs(self, x: np.ndarray, group: int) -> np.ndarray:
-        """Group `group`'s slice of x [P, G·K] padded to [P, row_tiles, rows] (padded rows get no input)."""
-        g = self.geometry
-        block = x[:, group * g.k:(group + 1) * g.k]
-        padded = np.zeros((x.shape[0], g.row_tiles * g.rows), dtype=block.dtype)
-        padded[:, :g.k] = block
-        return padded.reshape(x.shape[0], g.row_tiles, g.rows)
-
-    def _tiled_weights(self, matrix: np.ndarray, dtype) -> np.ndarray:
-        """[K, N] padded to [row_tiles, rows, N]."""
-        g = self.geometry
-        padded = np.zeros((g.row_tiles * g.rows, matrix.shape[1]), dtype=dtype)
-        padded[:g.k] = matrix
-        return padded.reshape(g.row_tiles, g.rows, matrix.shape[1])
-
-    def _chunk(self, per_vector: int) -> int:
-        return max(1, CHUNK_ELEMENTS // max(1, per_vector))
+        self.matrix = weights.astype(np.float32)  # programmed once
+        self.weight_max = float(np.abs(weights.astype(np.int64)).max(initial=0)) if self.integer else 0.0
 
     # ----- execution
     def run(self, x: np.ndarray, sliced: bool | None = None) -> np.ndarray:
-        """The layer's accumulators [P, G·M]: int64 in integer mode, float32 in float mode."""
+        """The layer's accumulators [P, G·M]: int64 in integer mode, float32 in float mode.
+        `sliced` forces (True) or skips (False) the saturation analysis; by default it runs when the
+        ADC is not lossless."""
         if not self.integer:
-            return self._run_float(x)
-        use_sliced = (not self.adc_lossless) if sliced is None else sliced
-        outputs = [self._run_sliced(x, g) if use_sliced else self._run_merged(x, g)
-                   for g in range(self.geometry.groups)]
-        return np.concatenate(outputs, axis=1) if len(outputs) > 1 else outputs[0]
+            return ungrouped(np.matmul(grouped_rows(x, self.geometry.groups), self.matrix))
+        exact = self._exact_product(x)
+        if (not self.adc_lossless) if sliced is None else sliced:
+            for group in range(self.geometry.groups):
+                columns = slice(group * self.geometry.m, (group + 1) * self.geometry.m)
+                exact[:, columns] -= self._saturation_excess(x, group)
+        return exact
 
-    def _run_float(self, x: np.ndarray) -> np.ndarray:
-        """Ideal analog arrays: each row tile's block product in float64, tiles summed digitally."""
-        outputs = []
-        for group in range(self.geometry.groups):
-            tiles = self._tiled_inputs(x.astype(np.float64), group).transpose(1, 0, 2)   # [T, P, R]
-            weights = self._tiled_weights(self.weights[group].astype(np.float64), np.float64)
-            outputs.append(np.matmul(tiles, weights).sum(axis=0))
-        return np.concatenate(outputs, axis=1).astype(np.float32)
-
-    def _run_merged(self, x: np.ndarray, group: int) -> np.ndarray:
+    def _exact_product(self, x: np.ndarray) -> np.ndarray:
         g = self.geometry
-        x_max = float(np.abs(x).max(initial=0))
-        w_max = float(np.abs(self.weights[group]).max(initial=0))
-        dtype = np.float32 if g.rows * x_max * w_max < 2.0 ** 24 else np.float64
-        weights = self._tiled_weights(self.weights[group].astype(dtype), dtype)       # [T, R, M]
-        out = np.empty((x.shape[0], g.m), dtype=np.int64)
-        step = self._chunk(g.row_tiles * g.m)
-        for start in range(0, x.shape[0], step):
-            tiles = self._tiled_inputs(x[start:start + step].astype(dtype), group).transpose(1, 0, 2)
-            partial = np.matmul(tiles, weights)                                         # [T, Pc, M] exact
-            out[start:start + step] = partial.sum(axis=0, dtype=np.float64).astype(np.int64)
-        return out
+        x_max = max(abs(int(x.max(initial=0))), abs(int(x.min(initial=0))))
+        term_max = float(x_max) * self.weight_max
+        if g.k * term_max >= _EXACT_FLOAT64:
+            product = np.matmul(grouped_rows(x.astype(np.int64), g.groups), self.weights.astype(np.int64))
+            return ungrouped(product)
+        if term_max >= _EXACT_FLOAT32:  # a single product needs more than float32's 24 bits
+            product = np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64))
+            return ungrouped(product).astype(np.int64)
+        chunk = g.k if term_max == 0 else max(1, min(g.k, int((_EXACT_FLOAT32 - 1) // term_max)))
+        rows = grouped_rows(x.astype(np.float32), g.groups)
+        if chunk == g.k:
+            return ungrouped(np.matmul(rows, self.matrix)).astype(np.int64)
+        total = np.zeros((g.groups, x.shape[0], g.m), dtype=np.float64)
+        for start in range(0, g.k, chunk):
+            total += np.matmul(rows[:, :, start:start + chunk], self.matrix[:, start:start + chunk])
+        return ungrouped(total).astype(np.int64)
 
-    def _run_sliced(self, x: np.ndarray, group: int) -> np.ndarray:
+    def _saturation_excess(self, x: np.ndarray, group: int) -> np.ndarray:
+        """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output of one group [P, M]."""
         g, attrs = self.geometry, self.attrs
+        excess = np.zeros((x.shape[0], g.m), dtype=np.float64)
         dac_mask = (1 << attrs["dac_bits"]) - 1
         levels = weight_levels(self.weights[group], attrs["weight_bits"], attrs["cell_bits"], g.weight_slices,
-                               attrs["encoding"])                                       # per sign [S, K, M]
-        arrays = [self._tiled_weights(level.transpose(1, 0, 2).reshape(g.k, g.weight_slices * g.m), np.float32)
-                  for level in levels]                                                  # [T, R, S·M]
-        input_weights = 2.0 ** (attrs["dac_bits"] * np.arange(g.input_cycles))
-        slice_weights = 2.0 ** (attrs["cell_bits"] * np.arange(g.weight_slices))
-        out = np.empty((x.shape[0], g.m), dtype=np.int64)
-        step = self._chunk(g.row_tiles * g.input_cycles * g.weight_slices * g.m)
-        for start in range(0, x.shape[0], step):
-            unsigned = x[start:start + step, group * g.k:(group + 1) * g.k].astype(np.int64) + self.input_offset
-            padded = np.zeros((unsigned.shape[0], g.row_tiles * g.rows), dtype=np.int64)
-            padded[:, :g.k] = unsigned
-            # [T, cycles·Pc, R]: bit-slice k of every input vector, per row tile
-            slices = np.stack([(padded >> (attrs["dac_bits"] * k)) & dac_mask for k in range(g.input_cycles)])
-            slices = slices.reshape(g.input_cycles, -1, g.row_tiles, g.rows).transpose(2, 0, 1, 3)
-            slices = slices.reshape(g.row_tiles, -1, g.rows).astype(np.float32)
-            totals = []
-            for array in arrays:
-                column_sums = np.matmul(slices, array)                                   # [T, cycles·Pc, S·M]
-                converted = np.minimum(column_sums, self.adc_max)                      # the ADC saturates
-                converted = converted.reshape(g.row_tiles, g.input_cycles, -1, g.weight_slices, g.m)
-                totals.append(np.einsum("tkpsm,k,s->pm", converted, input_weights, slice_weights,
-                                        optimize=True))
-            merged = totals[0] - totals[1] if g.signs == 2 else totals[0]
-            acc = np.rint(merged).astype(np.int64)
-            if self.weight_offset:
-                acc -= self.weight_offset * unsigned.sum(axis=1, keepdims=True)
-            if self.input_offset:
-                acc -= self.input_offset * self.weight_column_sums[group][None, :]
-            out[start:start + step] = acc
-        return out
+                               attrs["encoding"])                        # per sign array [S, K, M]
+        for sign_index, level in enumerate(levels):
+            sign = -1.0 if sign_index == 1 else 1.0
+            flat = level.transpose(1, 0, 2).reshape(g.k, g.weight_slices * g.m)   # [K, S·M], column j = s·M + m
+            for tile in range(g.row_tiles):
+                rows = slice(tile * g.rows, min((tile + 1) * g.rows, g.k))
+                cells = flat[rows]
+                peak = (2 ** attrs["dac_bits"] - 1) * cells.sum(axis=0, dtype=np.int64)
+                saturable = np.flatnonzero(peak > self.adc_max)        # columns whose sum can exceed A
+                if saturable.size == 0:
+                    continue
+                column_cells = cells[:, saturable].astype(np.float32)
+                largest_level = float(column_cells.max())
+                # shift-and-add weight of each saturable column, scattered onto its output
+                scatter = np.zeros((saturable.size, g.m))
+                scatter[np.arange(saturable.size), saturable % g.m] = \
+                    sign * 2.0 ** (attrs["cell_bits"] * (saturable // g.m))
+                inputs = x[:, group * g.k:(group + 1) * g.k][:, rows].astype(np.int64) + self.input_offset
+                for cycle in range(g.input_cycles):
+                    bits = (inputs >> (attrs["dac_bits"] * cycle)) & dac_mask
+                    active = np.flatnonzero(bits.sum(axis=1) * largest_level > self.adc_max)
+                    if active.size == 0:
+                        continue
+                    step = max(1, CHUNK_ELEMENTS // saturable.size)
+                    for start in range(0, active.size, step):
+                        chosen = active[start:start + step]
+                        sums = np.matmul(bits[chosen].astype(np.float32), column_cells)   # exact column sums
+                        over = np.maximum(sums - self.adc_max, 0.0, dtype=np.float64)
+                        excess[chosen] += (2.0 ** (attrs["dac_bits"] * cycle)) * (over @ scatter)
+        return np.rint(excess).astype(np.int64)

@@ -45,7 +45,8 @@ class AxisPhase:
     size: int  # output pixels of this phase
 
 
-def axis_phases(in_size: int, out_size: int, kernel: int, stride: int, dilation: int, pad_begin: int) -> list[AxisPhase]:
+def axis_phases(in_size: int, out_size: int, kernel: int, stride: int, dilation: int,
+                pad_begin: int) -> list[AxisPhase]:
     """The `stride` phases of one spatial axis of a transposed convolution, in phase order."""
     step = stride // math.gcd(dilation, stride)  # between kernel indices of one phase
     phases = []

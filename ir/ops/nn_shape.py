@@ -124,7 +124,7 @@ def _interleave_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 @define("nn.interleave", operands=("phases*",), infer=_interleave_infer,
         attrs={"strides": Attr("ints"), "size": Attr("ints")})
 def interleave(*phases: np.ndarray, strides: tuple[int, ...], size: tuple[int, ...]) -> np.ndarray:
-    """Output phases scattered onto a strided grid: phase (ρh, ρw), operand ρh·sw + ρw, fills y[:, :, ρh::sh, ρw::sw].
+    """Output phases scattered onto a strided grid: operand ρh·sw + ρw fills y[:, :, ρh::sh, ρw::sw].
 
     The inverse of taking every phase of y = [N, M, size_h, size_w]; a phase is empty when its offset is
     past the size. With output sizes that are not multiples of the strides the phases differ in shape, so

@@ -60,9 +60,12 @@ def quantize_limits(bits: int, signed: bool) -> tuple[int, int]:
 @define("vec.quantize", operands=("x",), infer=_quantize_infer,
         attrs={"scale": Attr("float"), "bits": Attr("int"), "signed": Attr("bool")})
 def quantize(x: np.ndarray, *, scale: float, bits: int, signed: bool) -> np.ndarray:
-    """round(x / scale) (half to even), saturated to the range of `bits` (symmetric if signed)."""
+    """round(x · (1/scale)) in float32 (half to even), saturated to the range of `bits` (symmetric if signed)."""
     low, high = quantize_limits(bits, signed)
-    return np.clip(np.rint(x.astype(np.float64) / scale), low, high).astype(np.int32)
+    scaled = np.multiply(x, np.float32(1.0 / scale), dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, low, high, out=scaled)
+    return scaled.astype(np.int32)
 
 
 def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -18,12 +18,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from backends.onnx_export import export_onnx, save_onnx
+from backends import onnx_export
+from backends.onnx_export import EXPORTERS, export_onnx, save_onnx
 from compiler.frontend import RULES, lower_model, random_inputs
 from compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
 from compiler.verify import onnxruntime_outputs
 from ir import Builder, Module, OPS, RccError, TensorType, Value, interpreter
-from ir.ops.nn_shape import COORDINATE_MODES, NEAREST_MODES
+from ir.ops.nn_shape import COORDINATE_MODES, NEAREST_MODES, phase_size
 from tests.conftest import LIGHT, ZOO
 from tests.frontend.test_golden import with_classifier_inputs_exposed, with_random_weights
 
@@ -52,7 +53,7 @@ def run_export(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[st
 
 @pytest.mark.parametrize("path", ZOO + LIGHT_MODELS, ids=lambda p: p.stem)
 def test_exported_model_runs_like_the_original(path: Path, tmp_path: Path) -> None:
-    original, scaled_atol = onnx.load(path), 0.0
+    original, scaled_atol, name = onnx.load(path), 0.0, path.stem
     if path in LIGHT_MODELS:
         # Shipped light weights are one value per tensor (uniform outputs); random ones give 10^4-scale
         # logits whose float32 sums carry ~1e-5 of the scale as rounding once BN folding reorders them.
@@ -70,11 +71,11 @@ def test_exported_model_runs_like_the_original(path: Path, tmp_path: Path) -> No
     inputs = random_inputs(module, seed=1)
     expected = onnxruntime_outputs(path, inputs)
     assert_outputs_close(onnxruntime_outputs(tmp_path / "exported.onnx", inputs), expected,
-                         f"{path.stem} exported", scaled_atol)
+                         f"{name} exported", scaled_atol)
 
     reimported = lower_model(exported, "exported.onnx")
     assert_outputs_close(interpreter.run(reimported, inputs), interpreter.run(module, inputs),
-                         f"{path.stem} imported back")
+                         f"{name} imported back")
 
 
 # --- random graphs of the ops with non-trivial exports ----------------------------------------------
@@ -99,7 +100,7 @@ def _draw_layer(data: st.DataObject, builder: Builder, x: Value, rng: np.random.
     """One op on `x` with drawn attributes; `assume` drops the rare draw the op's verifier refuses."""
     n, c, h, w = x.type.shape
     kinds = ["conv2d", "max_pool2d", "avg_pool2d", "pad", "resize_nearest", "depth_to_space",
-             "space_to_depth", "zero_insert"] + (["interleave"] if "nn.interleave" in OPS else [])
+             "space_to_depth", "zero_insert", "interleave"]
     kind = data.draw(st.sampled_from(kinds), label="op")
     operands, attrs = [x], {}
     if kind == "conv2d":
@@ -147,14 +148,13 @@ def _draw_layer(data: st.DataObject, builder: Builder, x: Value, rng: np.random.
 
 def _interleave_operands(data: st.DataObject, builder: Builder, x: Value, rng: np.random.Generator
                          ) -> tuple[list[Value], dict]:
-    """x as the first phase of an sh×sw interleave; the other phases are constants of the sizes they cover."""
+    """x as the first phase of an sh×sw interleave; the other phases (some empty) are constants."""
     n, c, h, w = x.type.shape
     sh, sw = (data.draw(st.integers(1, 3)) for _ in range(2))
     height, width = (h - 1) * sh + data.draw(st.integers(1, sh)), (w - 1) * sw + data.draw(st.integers(1, sw))
-    phases = [x]
-    for rho in range(1, sh * sw):
-        rows, cols = -(-(height - rho // sw) // sh), -(-(width - rho % sw) // sw)
-        phases.append(builder.constant("phase", _floats(rng, (n, c, rows, cols))))
+    phases = [x] + [builder.constant("phase", _floats(rng, (n, c, phase_size(height, sh, rho // sw),
+                                                             phase_size(width, sw, rho % sw))))
+                    for rho in range(1, sh * sw)]
     return phases, {"strides": [sh, sw], "size": [height, width]}
 
 
@@ -179,13 +179,54 @@ def test_random_graphs_export_exactly(data: st.DataObject, seed: int) -> None:
         assert_outputs_close(interpreter.run(lower_model(exported, "random"), inputs), expected, "imported back")
 
 
-# --- opsets, errors, files -----------------------------------------------------------------------
+# --- single ops the models above do not reach ----------------------------------------------------
 
-def _one_op_module(opname: str, attrs: dict, shape: tuple[int, ...] = (1, 2, 6, 6)) -> Module:
+def _one_op_module(opname: str, attrs: dict, shape: tuple[int, ...] = (1, 2, 6, 6), dtype: str = "f32",
+                   constants: tuple[np.ndarray, ...] = ()) -> Module:
     module = Module("one_op")
-    module.inputs.append(Value("x", TensorType(shape)))
-    module.outputs.append(Builder(module).op(opname, module.inputs, attrs, name="y"))
+    module.inputs.append(Value("x", TensorType(shape, dtype)))
+    builder = Builder(module)
+    operands = module.inputs + [builder.constant("c", array) for array in constants]
+    module.outputs.append(builder.op(opname, operands, attrs, name="y"))
     return module
+
+
+_RNG = np.random.default_rng(0)
+SINGLE_OPS = [
+    ("nn.clip", {"min": -0.5}, (1, 2, 6, 6), "f32", ()),
+    ("nn.clip", {"max": 0.25}, (1, 2, 6, 6), "f32", ()),
+    ("nn.clip", {"min": -2.5, "max": 1e12}, (2, 5), "i32", ()),
+    ("nn.leaky_relu", {"alpha": 0.2}, (1, 2, 6, 6), "f32", ()),
+    ("nn.prelu", {}, (1, 2, 6, 6), "f32", (_floats(_RNG, (2, 1, 1)),)),
+    ("nn.log_softmax", {"axis": 1}, (3, 4), "f32", ()),
+    ("nn.softmax", {"axis": 0}, (3, 4), "f32", ()),
+    ("nn.sub", {}, (1, 2, 6, 6), "f32", (_floats(_RNG, (6,)),)),
+    ("nn.div", {}, (2, 5), "i32", (np.array([3, -2, 5, -7, 1], np.int32),)),
+    ("nn.global_max_pool", {}, (1, 2, 6, 6), "f32", ()),
+    ("nn.identity", {}, (3,), "f32", ()),
+    ("nn.reshape", {"shape": (0, 6)}, (2, 0, 3), "f32", ()),
+    ("nn.concat", {"axis": 1}, (1, 2, 6, 6), "f32", (_floats(_RNG, (1, 3, 6, 6)),)),
+    ("nn.pad", {"pads": (1, -2, 0, 3), "value": 7.0}, (4, 5), "i32", ()),
+    ("nn.max_pool2d", {"kernel": (2, 2), "strides": (2, 2), "pads": (1, 1, 1, 1), "ceil_mode": True},
+     (1, 2, 11, 11), "i8", ()),
+    ("nn.conv_transpose2d", {"strides": (2, 3), "output_padding": (1, 2), "pads": (1, 0, 0, 1)}, (1, 2, 4, 4),
+     "f32", (_floats(_RNG, (2, 3, 3, 2)), _floats(_RNG, (3,)))),
+]
+
+
+@pytest.mark.parametrize(("opname", "attrs", "shape", "dtype", "constants"), SINGLE_OPS,
+                         ids=[f"{spec[0]}-{index}" for index, spec in enumerate(SINGLE_OPS)])
+def test_single_op_exports_exactly(opname: str, attrs: dict, shape: tuple, dtype: str, constants: tuple) -> None:
+    module = _one_op_module(opname, attrs, shape, dtype, constants)
+    inputs = random_inputs(module)
+    assert_outputs_close(run_export(export_onnx(module), inputs), interpreter.run(module, inputs), opname)
+
+
+def test_every_graph_level_op_has_an_exporter() -> None:
+    assert set(EXPORTERS) == {name for name in OPS if name.startswith("nn.")}
+
+
+# --- opsets, errors, files -----------------------------------------------------------------------
 
 
 def test_dilated_average_pooling_raises_the_opset_to_19() -> None:
@@ -205,6 +246,16 @@ def test_unsupported_op_is_named() -> None:
 def test_opset_below_13_is_refused() -> None:
     with pytest.raises(RccError, match="opset 12"):
         export_onnx(_one_op_module("nn.relu", {}), opset=12)
+
+
+def test_large_models_are_saved_with_external_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 1000)
+    module = lower_model(onnx.load(next(p for p in ZOO if p.stem == "lenet5")), "lenet5")
+    save_onnx(module, tmp_path / "lenet5.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.onnx", "lenet5.onnx.data"]
+    inputs = random_inputs(module)
+    assert_outputs_close(onnxruntime_outputs(tmp_path / "lenet5.onnx", inputs), interpreter.run(module, inputs),
+                         "lenet5 with external data")
 
 
 def test_save_onnx_into_a_missing_folder_is_an_rcc_error(tmp_path: Path) -> None:
