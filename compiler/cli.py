@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from backends.onnx_export import save_onnx
 from backends.program import load_program, save_program
 from backends.target import add_target_arguments, target_from_args
 from compiler import driver
@@ -28,7 +29,7 @@ from ir.parser import load_module
 from ir.printer import _write_atomically, npz_bytes, print_module, save_module
 from runtime.machine import Machine
 
-EMIT_SUFFIX = {"program": ".rccp", "ir": ".ir", "xbar": ".xbar.ir"}
+EMIT_SUFFIX = {"program": ".rccp", "ir": ".ir", "xbar": ".xbar.ir", "onnx": ".rcc.onnx"}
 EXECUTOR_CHOICES = ("machine", "interpreter")
 
 
@@ -47,7 +48,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="the ONNX model")
     parser.add_argument("-o", "--output", help="where to write the result (default: beside the model)")
     parser.add_argument("--emit", choices=list(EMIT_SUFFIX), default="program",
-                        help="what to write: the program (default), graph-level IR, or crossbar-level IR")
+                        help="what to write: the program (default), graph-level IR, crossbar-level IR, or the "
+                             "graph-level IR as ONNX (rewrites included)")
     parser.add_argument("-p", "--pipeline", default=",".join(GRAPH_PIPELINE), help="graph passes, comma-separated")
     parser.add_argument("--print-after-all", action="store_true", help="print the IR after each pass")
     parser.add_argument("--input-shape", action="append", metavar="NAME=D1xD2...",
@@ -55,6 +57,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=["int", "float"], default="int",
                         help="int: quantised, bit-accurate (default); float: ideal analog arithmetic")
     parser.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs (default: seeded random)")
+    parser.add_argument("--deconv", choices=list(driver.DECONV_PASSES), default="pixelwise",
+                        help="how transposed convolutions are lowered (default: pixelwise, zero-free)")
     add_target_arguments(parser)
     parser.add_argument("--verify", action="store_true", help="run against onnxruntime and compare")
     parser.add_argument("--executor", choices=list(EXECUTOR_CHOICES), default="machine",
@@ -147,9 +151,10 @@ def compile_command(argv: list[str]) -> int:
     if args.report:
         _check_output_dir(Path(args.report), "--report")
     compiled = driver.compile_program(args.model, target, args.precision, shapes, args.pipeline, calibration,
-                                      args.print_after_all)
+                                      args.print_after_all, args.deconv)
     rows = layer_rows(compiled.program, target)
     report: dict[str, Any] = {"model": str(args.model), "target": target.to_dict(), "precision": args.precision,
+                              "deconv": args.deconv,
                               "totals": totals(rows), "layers": rows}
     result = None
     if args.verify:
@@ -172,6 +177,9 @@ def _write_output(compiled, emit: str, output: Path) -> list[Path]:
         return save_module(compiled.graph, output)
     if emit == "xbar":
         return save_module(compiled.xbar, output)
+    if emit == "onnx":
+        save_onnx(compiled.graph, output)
+        return [output]
     save_program(compiled.program, output)
     return [output]
 

@@ -48,7 +48,8 @@ def compile_model(path: str | os.PathLike, input_shapes: ShapeOverrides | None =
 
 @dataclass
 class Compiled:
-    """Every stage of one compilation: graph-level IR, crossbar-level IR, and the program."""
+    """Every stage of one compilation: graph-level IR (transposed convolutions already rewritten),
+    crossbar-level IR, and the program."""
 
     graph: Module
     xbar: Module
@@ -61,19 +62,25 @@ def lower_for_target(graph: Module, target: Target, precision: str = "int", cali
                      print_after_all: bool = False) -> Module:
     """Crossbar-level IR of a graph-level module (the module is copied, not changed)."""
     xbar = copy_module(graph)
-    passes = [make_pass("deconv-zero-insertion"), LowerToXbar(precision=precision, target=target,
-                                                                calibration=calibration), make_pass("dce")]
+    passes = [LowerToXbar(precision=precision, target=target, calibration=calibration), make_pass("dce")]
     return run_pipeline(xbar, passes, print_after_all=print_after_all)
+
+
+DECONV_PASSES = {"pixelwise": "deconv-to-pixelwise", "zero-insertion": "deconv-zero-insertion"}
 
 
 def compile_program(path: str | os.PathLike, target: Target | None = None, precision: str = "int",
                     input_shapes: ShapeOverrides | None = None, pipeline: str | Sequence[str] = GRAPH_PIPELINE,
-                    calibration: dict | None = None, print_after_all: bool = False) -> Compiled:
-    """ONNX model → graph IR → crossbar IR → program for `target`."""
+                    calibration: dict | None = None, print_after_all: bool = False,
+                    deconv: str = "pixelwise") -> Compiled:
+    """ONNX model → graph IR (pipeline, then the deconvolution lowering) → crossbar IR → program."""
     if precision not in ("int", "float"):
         raise RccError(f"--precision {precision!r}: choose int or float")
+    if deconv not in DECONV_PASSES:
+        raise RccError(f"--deconv {deconv!r}: choose {' or '.join(DECONV_PASSES)}")
     target = target or Target()
     graph = compile_model(path, input_shapes, pipeline, print_after_all)
+    run_pipeline(graph, [DECONV_PASSES[deconv]], print_after_all=print_after_all)
     xbar = lower_for_target(graph, target, precision, calibration, print_after_all)
     return Compiled(graph, xbar, emit_program(xbar, target, precision), target, precision)
 
