@@ -2,9 +2,9 @@
 
     %y = nn.conv2d(%x, %w, %b) {strides = [1, 1], pads = [1, 1, 1, 1], ...} : f32[1,8,16,16]
         →
-    %y.cols = vec.im2col(%x) {kernel = [3, 3], ...}                         : f32[256,27]
-    %y.xq   = vec.quantize(%y.cols) {scale = 0.0123, bits = 8, signed = true} : i32[256,27]
-    %y.acc  = xbar.mvm(%y.xq, %y.wq) {xbar_rows = 128, row_tiles = 1, ...}  : i64[256,8]
+    %y.xq   = vec.quantize(%x) {scale = 0.0123, bits = 8, signed = true}     : i32[1,3,16,16]
+    %y.cols = vec.im2col(%y.xq) {kernel = [3, 3], ...}                      : i32[256,27]
+    %y.acc  = xbar.mvm(%y.cols, %y.wq) {xbar_rows = 128, row_tiles = 1, ...} : i64[256,8]
     %y.rows = vec.dequantize(%y.acc, %y.w_scale, %b) {input_scale = 0.0123} : f32[256,8]
     %y.nhwc = nn.reshape(%y.rows) {shape = [1, 16, 16, 8]}                  : f32[1,16,16,8]
     %y      = nn.transpose(%y.nhwc) {perm = [0, 3, 1, 2]}                    : f32[1,8,16,16]
@@ -15,6 +15,8 @@ Quantisation scheme (integer mode):
 - activations feeding a crossbar: per tensor, calibrated on sample inputs (`compiler/calibrate.py`):
   unsigned with s_x = max / (2^B − 1) when the tensor is never negative (after ReLU), otherwise
   symmetric signed with s_x = max|x| / (2^(B−1) − 1), B = `input_bits`; values saturate;
+- activations are quantised before im2col (a padded zero quantises to 0), once per tensor and scale,
+  so convolutions reading the same tensor share one `vec.quantize`;
 - the crossbar produces exact integer accumulators (with a lossless ADC); `vec.dequantize` applies
   s_x · s_w[m] and the float bias.
 Float mode (`precision = "float"`) keeps float weights and activations on the same mapping: no
@@ -112,13 +114,14 @@ class LowerToXbar(Pass):
             samples = calibration_samples(module, self.calibration)
             ranges = activation_ranges(module, list(sources.values()), samples)
         taken = module.names()
+        quantized_inputs: dict[tuple, Value] = {}
         next_array = 0
         new_ops: list[Op] = []
         for op in module.ops:
             if op not in mapped:
                 new_ops.append(op)
                 continue
-            lowering = _Lowering(module, op, self.target, self.precision, taken, next_array)
+            lowering = _Lowering(module, op, self.target, self.precision, taken, next_array, quantized_inputs)
             created = lowering.ops(ranges.get(sources[op]))
             new_ops.extend(created)
             module.replace_uses(op.result, created[-1].result)
@@ -132,9 +135,9 @@ class _Lowering:
     """The ops replacing one weighted op."""
 
     def __init__(self, module: Module, op: Op, target: Target, precision: str, taken: set[str],
-                 first_array: int) -> None:
+                 first_array: int, quantized_inputs: dict[tuple, Value]) -> None:
         self.module, self.op, self.target, self.precision = module, op, target, precision
-        self.taken, self.first_array = taken, first_array
+        self.taken, self.first_array, self.quantized_inputs = taken, first_array, quantized_inputs
         self.name = op.result.name
         self.created: list[Op] = []
         self.arrays = 0
@@ -154,18 +157,18 @@ class _Lowering:
 
     def ops(self, activation_range: tuple[float, float] | None) -> list[Op]:
         op, target = self.op, self.target
-        rows = self.rows(op.operands[0])
         weights = grouped_weights(op)
         groups, k, m = weights.shape
         bias = op.operands[2] if op.opname == "nn.conv2d" and len(op.operands) > 2 else None
+        x = op.operands[0]
         if self.precision == "int":
             quantized, w_scale = quantize_weights(weights, target.weight_bits)
             x_scale, signed = input_quantization(*activation_range, target.input_bits)
-            rows = self.emit("vec.quantize", [rows], {"scale": x_scale, "bits": target.input_bits,
-                                                      "signed": signed}, "xq")
+            x = self.quantized(x, {"scale": x_scale, "bits": target.input_bits, "signed": signed})
         else:
             quantized, w_scale = weights.astype(np.float32), np.ones(groups * m, np.float32)
             x_scale, signed = 1.0, True
+        rows = self.rows(x)
         plan = plan_mvm(target, groups, k, m)
         self.arrays = plan.arrays
         mapping = {"layer": self.name, "xbar_rows": target.xbar_rows, "xbar_cols": target.xbar_cols,
@@ -179,6 +182,13 @@ class _Lowering:
         out = self.emit("vec.dequantize", operands, {"input_scale": x_scale}, "rows")
         self.restore_shape(out)
         return self.created
+
+    def quantized(self, x: Value, attrs: dict) -> Value:
+        """`vec.quantize` of x with `attrs`, shared with earlier layers that quantised x the same way."""
+        key = (id(x), attrs["scale"], attrs["bits"], attrs["signed"])
+        if key not in self.quantized_inputs:
+            self.quantized_inputs[key] = self.emit("vec.quantize", [x], attrs, "xq")
+        return self.quantized_inputs[key]
 
     def rows(self, x: Value) -> Value:
         """The activation as a matrix whose rows are the vectors fed to the arrays."""
