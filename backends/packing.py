@@ -40,10 +40,10 @@ KMEANS_MAX_ITER = 20
 # kmeans work cap: above this many non-zeros, Hamming distances are measured on a seeded sample of W's
 # rows holding about this many non-zeros (see `_kmeans_groups`).
 KMEANS_MAX_NNZ = 1 << 20
-# best's greedy work caps, in units of `_greedy_work` (≈ 5–10 ns each on the reference 2-core machine):
-# per greedy run over the whole matrix, and per side for tuning the chunk size on a sample.
-GREEDY_MAX_WORK = 2_000_000_000
-TUNING_MAX_WORK = 1_500_000_000
+# best's greedy work caps, in units of `_greedy_work` (≈ 0.3–0.6 ns each on the reference 2-core
+# machine): per greedy run, and per side for tuning the chunk size on a sample.
+GREEDY_MAX_WORK = 40_000_000_000
+TUNING_MAX_WORK = 30_000_000_000
 TUNING_SAMPLE = 2048  # cross indices (rows of W for column groups) the chunk size is tuned on
 
 
@@ -116,7 +116,7 @@ def planted_mask(K: int, M: int, rows: int, cols: int, blocks: int, density_insi
     return mask[rng.permutation(K)][:, rng.permutation(M)], blocks
 
 
-# --- patterns and plans ---------------------------------------------------------------------------------
+# --- sides, chunks and plans ----------------------------------------------------------------------------
 
 def _csr(matrix: sp.spmatrix) -> sp.csr_matrix:
     """CSR with sorted int64 indices, so `_gather` and slicing never mix index widths."""
@@ -125,23 +125,6 @@ def _csr(matrix: sp.spmatrix) -> sp.csr_matrix:
     matrix.indices = matrix.indices.astype(np.int64)
     matrix.indptr = matrix.indptr.astype(np.int64)
     return matrix
-
-
-@dataclass(frozen=True)
-class _Pattern:
-    """One chunk seen from the side being grouped: `by_line[i]` lists the cross indices where line i is
-    non-zero, `by_cross` is its transpose."""
-
-    by_line: sp.csr_matrix  # [n_lines, n_cross]
-    by_cross: sp.csr_matrix  # [n_cross, n_lines]
-
-    @staticmethod
-    def of(by_cross: sp.csr_matrix) -> "_Pattern":
-        return _Pattern(_csr(by_cross.T), _csr(by_cross))
-
-    @property
-    def line_nnz(self) -> np.ndarray:
-        return np.diff(self.by_line.indptr)
 
 
 def _gather(matrix: sp.csr_matrix, lines: np.ndarray) -> np.ndarray:
@@ -162,119 +145,137 @@ class _Side:
     tile: int
     transposed: bool
 
-    def chunks(self, chunk: int, stop: int | None = None) -> list[tuple[int, _Pattern]]:
-        """(first cross index, pattern) for consecutive chunks of `chunk` cross indices up to `stop`."""
-        stop = self.by_cross.shape[0] if stop is None else stop
-        return [(start, _Pattern.of(self.by_cross[start:min(start + chunk, stop)]))
-                for start in range(0, stop, chunk)]
+
+@dataclass(frozen=True)
+class _Chunked:
+    """A side's non-zeros with the cross indices cut into chunks of `chunk`: line i of chunk c becomes the
+    virtual line c·n_lines + i, so all chunks are grouped together in one vectorised pass."""
+
+    side: _Side
+    n_chunks: int
+    n_lines: int
+    by_line: sp.csr_matrix  # [n_chunks·n_lines, n_cross]
+    by_cross: sp.csr_matrix  # [n_cross, n_chunks·n_lines]
+
+    @staticmethod
+    def of(side: _Side, chunk: int, stop: int | None = None) -> "_Chunked":
+        """Chunks of `chunk` cross indices over the first `stop` (default: all)."""
+        coo = (side.by_cross if stop is None else side.by_cross[:stop]).tocoo()
+        (n_cross, n_lines), n_chunks = coo.shape, -(-coo.shape[0] // chunk)
+        virtual = (coo.row.astype(np.int64) // chunk) * n_lines + coo.col
+        by_cross = _csr(sp.csr_matrix((np.ones(coo.nnz, dtype=np.float32), (coo.row, virtual)),
+                                      shape=(n_cross, n_chunks * n_lines)))
+        return _Chunked(side, n_chunks, n_lines, _csr(by_cross.T), by_cross)
+
+    @property
+    def line_nnz(self) -> np.ndarray:
+        return np.diff(self.by_line.indptr)
 
 
-_Plan = list[tuple[int, _Pattern, list[np.ndarray]]]  # (chunk offset, chunk pattern, groups of lines)
+def _unions(chunked: _Chunked, groups: list[np.ndarray]) -> sp.csr_matrix:
+    """[groups, n_cross]: row g lists (sorted) the cross indices where some line of group g is non-zero."""
+    n_virtual = chunked.by_line.shape[0]
+    owner = np.repeat(np.arange(len(groups)), [g.size for g in groups])
+    onehot = sp.csr_matrix((np.ones(owner.size, dtype=np.float32), (owner, np.concatenate(groups))),
+                           shape=(len(groups), n_virtual))
+    return _csr(onehot @ chunked.by_line)
 
 
-def _plan_cost(plan: _Plan, tile: int) -> int:
-    """Σ over chunks and groups of ⌈|cross union| / tile⌉, from one boolean [cross, groups] table each."""
-    total = 0
-    for _, pattern, groups in plan:
-        n_lines, n_cross = pattern.by_line.shape
-        group_of = np.full(n_lines, -1, dtype=np.int64)
-        for g, group in enumerate(groups):
-            group_of[group] = g
-        owners = group_of[np.repeat(np.arange(n_lines), pattern.line_nnz)]
-        assert np.all(owners >= 0), "a non-zero line is in no group"
-        seen = np.zeros((n_cross, max(len(groups), 1)), dtype=bool)
-        seen[pattern.by_line.indices, owners] = True
-        total += int(np.sum(-(-seen.sum(axis=0) // tile)))
-    return total
+def _plan_cost(chunked: _Chunked, groups: list[np.ndarray]) -> int:
+    """Σ over groups of ⌈|union of the group's cross indices| / tile⌉."""
+    assert np.count_nonzero(chunked.line_nnz) == np.count_nonzero(chunked.line_nnz[np.concatenate(groups)]), \
+        "a non-zero line is in no group"
+    return int(np.sum(-(-np.diff(_unions(chunked, groups).indptr) // chunked.side.tile)))
 
 
-def _plan_blocks(plan: _Plan, side: _Side) -> list[Block]:
-    """Each group's non-zero cross indices, tiled, as blocks (rows and cols swapped back for row groups)."""
-    blocks = []
-    for offset, pattern, groups in plan:
-        for group in groups:
-            lines = np.sort(group).astype(np.int64)
-            cross = np.unique(_gather(pattern.by_line, lines)) + offset
-            for start in range(0, cross.size, side.tile):
-                part = cross[start:start + side.tile]
-                blocks.append(Block(rows=lines, cols=part) if side.transposed else Block(rows=part, cols=lines))
+def _plan_blocks(chunked: _Chunked, groups: list[np.ndarray]) -> list[Block]:
+    """Each group's cross indices tiled, as blocks (rows and cols swapped back for groups of W's rows)."""
+    side, blocks = chunked.side, []
+    unions = _unions(chunked, groups)
+    for g, group in enumerate(groups):
+        lines = np.sort(group % chunked.n_lines).astype(np.int64)
+        cross = unions.indices[unions.indptr[g]:unions.indptr[g + 1]]
+        for start in range(0, cross.size, side.tile):
+            part = cross[start:start + side.tile]
+            blocks.append(Block(rows=lines, cols=part) if side.transposed else Block(rows=part, cols=lines))
     return blocks
 
 
-# --- groupings of one chunk's lines ---------------------------------------------------------------------
+# --- groupings ------------------------------------------------------------------------------------------
 
-def _natural_groups(pattern: _Pattern, size: int) -> list[np.ndarray]:
-    """Lines in natural order, `size` at a time; a group is dropped only when all its lines are zero."""
-    n_lines = pattern.by_line.shape[0]
-    nonzero = pattern.line_nnz > 0
-    groups = [np.arange(s, min(s + size, n_lines)) for s in range(0, n_lines, size)]
+def _natural_groups(chunked: _Chunked) -> list[np.ndarray]:
+    """Lines in natural order, `size` at a time, per chunk; a group is dropped only when all-zero."""
+    n_virtual, size, nonzero = chunked.by_line.shape[0], chunked.side.size, chunked.line_nnz > 0
+    groups = [np.arange(start, min(start + size, (start // chunked.n_lines + 1) * chunked.n_lines))
+              for c in range(chunked.n_chunks) for start in range(c * chunked.n_lines, (c + 1) * chunked.n_lines, size)]
     return [g for g in groups if nonzero[g].any()]
 
 
-def _greedy_work(pattern: _Pattern, size: int) -> int:
-    """What `_greedy_groups` costs: a pass over all lines per step, and about one pass over the non-zeros
-    per group (each group's union re-gathers the lines of its cross indices)."""
-    active = int(np.count_nonzero(pattern.line_nnz))
-    return active * pattern.by_line.shape[0] + -(-active // size) * pattern.by_line.nnz
+def _greedy_work(chunked: _Chunked) -> int:
+    """What `_greedy_groups` costs, in units of about 0.3–0.6 ns on the reference 2-core machine: each step
+    (one line per chunk) scans all virtual lines and pays a fixed overhead; each round of groups gathers
+    about all non-zeros again (the union's cross indices' lines), at about 60 units a non-zero."""
+    per_chunk = chunked.line_nnz.reshape(chunked.n_chunks, chunked.n_lines)
+    steps = int(np.count_nonzero(per_chunk, axis=1).max(initial=0))
+    rounds = -(-steps // chunked.side.size)
+    return steps * (chunked.by_line.shape[0] + 60_000) + 60 * rounds * chunked.by_line.nnz
 
 
-def _greedy_groups(pattern: _Pattern, size: int) -> list[np.ndarray]:
-    """Grow one group at a time: seed it with the free line with most non-zeros, then keep adding the free
-    line whose non-zeros are least outside the group's union (smallest uncovered fraction; ties: fewest
-    new cross indices, then lowest index). Lines entirely inside the union are added in one step, which
-    is what one-at-a-time would do, since adding them changes no score."""
-    by_line, by_cross = pattern.by_line, pattern.by_cross
-    n_lines, n_cross = by_line.shape
-    nnz = pattern.line_nnz.astype(np.float64)
+def _greedy_groups(chunked: _Chunked) -> list[np.ndarray]:
+    """Grow groups one line at a time, in every chunk at once: seed with the free line with most
+    non-zeros, then add the free line whose non-zeros are least outside the group's union (smallest
+    uncovered fraction; ties: fewest new cross indices, then lowest index); `size` lines make a group."""
+    by_line, by_cross, size = chunked.by_line, chunked.by_cross, chunked.side.size
+    n_virtual, n_cross = by_line.shape
+    chunk_base = np.arange(chunked.n_chunks) * chunked.n_lines
+    nnz = chunked.line_nnz.astype(np.float64)
     tie = 0.5 / (nnz.max(initial=0.0) + 1.0) ** 3  # below any gap between two distinct fractions
     free = nnz > 0
     alone = np.where(free, 1.0 + tie * nnz, np.inf)  # the score of a line sharing nothing with the union
-    score, shared = alone.copy(), np.zeros(n_lines)
+    score, shared = alone.copy(), np.zeros(n_virtual)
     in_union = np.zeros(n_cross, dtype=bool)
-    groups, n_free = [], int(free.sum())
-    while n_free:
-        adding = np.array([np.argmax(np.where(free, nnz, -1.0))])
-        group, union, touched, room = [], [], [], size
-        while True:
-            group.append(adding)
-            free[adding], score[adding] = False, np.inf
-            n_free -= adding.size
-            room -= adding.size
-            if adding.size == 1:  # the common case, without the general gather's overhead
-                line = adding[0]
-                cross = by_line.indices[by_line.indptr[line]:by_line.indptr[line + 1]]
-                new = cross[~in_union[cross]]
+    groups = []
+    while free.any():
+        members, union, touched = [], [], []
+        for step in range(size):
+            if step == 0:
+                grid = np.where(free, nnz, -1.0).reshape(chunked.n_chunks, -1)
+                pick = np.argmax(grid, axis=1)
+                lines = (chunk_base + pick)[grid[np.arange(chunked.n_chunks), pick] > 0]
             else:
-                cross = _gather(by_line, adding)
-                new = np.unique(cross[~in_union[cross]])
-            if new.size:
-                in_union[new] = True
-                union.append(new)
-                hits = _gather(by_cross, new)
-                if new.size == 1:  # no repeats
-                    shared[hits] += 1.0
-                elif hits.size > n_lines // 16:  # a pass over all lines beats sorting the hits
-                    counts = np.bincount(hits, minlength=n_lines)
-                    hits = np.flatnonzero(counts)
-                    shared[hits] += counts[hits]
-                else:
-                    hits, counts = np.unique(hits, return_counts=True)
-                    shared[hits] += counts
-                hits = hits[free[hits]]
-                added = nnz[hits] - shared[hits]
-                score[hits] = added / nnz[hits] + tie * added
-                touched.append(hits)
-            if room == 0 or n_free == 0:
+                grid = score.reshape(chunked.n_chunks, -1)
+                pick = np.argmin(grid, axis=1)
+                lines = (chunk_base + pick)[np.isfinite(grid[np.arange(chunked.n_chunks), pick])]
+            if lines.size == 0:
                 break
-            best = int(np.argmin(score))
-            adding = np.flatnonzero(score == 0.0)[:room] if score[best] == 0.0 else np.array([best])
+            members.append(lines)
+            free[lines], score[lines] = False, np.inf
+            cross = _gather(by_line, lines)  # distinct: one line per chunk, chunks disjoint
+            new = cross[~in_union[cross]]
+            if new.size == 0:
+                continue
+            in_union[new] = True
+            union.append(new)
+            hits = _gather(by_cross, new)
+            if hits.size > n_virtual // 16:  # a pass over all lines beats sorting the hits
+                counts = np.bincount(hits, minlength=n_virtual)
+                hits = np.flatnonzero(counts)
+                counts = counts[hits]
+            else:
+                hits, counts = np.unique(hits, return_counts=True)
+            shared[hits] += counts
+            hits = hits[free[hits]]
+            added = nnz[hits] - shared[hits]
+            score[hits] = added / nnz[hits] + tie * added
+            touched.append(hits)
         if union:
             in_union[np.concatenate(union)] = False
         if touched:
             touched = np.concatenate(touched)
             shared[touched] = 0.0
             score[touched] = np.where(free[touched], alone[touched], np.inf)
-        groups.append(np.sort(np.concatenate(group)).astype(np.int64))
+        members = np.sort(np.concatenate(members))
+        groups += np.split(members, np.flatnonzero(np.diff(members // chunked.n_lines)) + 1)
     return groups
 
 
@@ -310,21 +311,21 @@ def _lloyd(points: sp.csr_matrix, k: int, rng: np.random.Generator) -> tuple[np.
     return labels, distances
 
 
-def _kmeans_groups(pattern: _Pattern, size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Lin et al.'s Algorithm 1 on the lines of `pattern`.
+def _kmeans_groups(by_line: sp.csr_matrix, size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Lin et al.'s Algorithm 1 on the lines (rows) of `by_line`.
 
     Repeatedly cluster the free lines into ⌈n/size⌉ clusters; every cluster with ≥ size members gives
     the `size` members nearest its centre as a group. Fallback the paper lacks: when no cluster reaches
     `size`, the largest cluster is grown by the free lines nearest its centre. Work cap: above
     KMEANS_MAX_NNZ non-zeros, distances are measured on a seeded random sample of cross indices holding
-    about that many (an unbiased estimate of the Hamming distance, scaled); the blocks stay exact.
+    about that many (the same distances up to scale and sampling noise); the blocks stay exact.
     """
-    by_line = pattern.by_line
+    line_nnz = np.diff(by_line.indptr)
     if by_line.nnz > KMEANS_MAX_NNZ:
         n_cross = by_line.shape[1]
         keep = rng.choice(n_cross, size=max(1, n_cross * KMEANS_MAX_NNZ // by_line.nnz), replace=False)
         by_line = by_line[:, np.sort(keep)].tocsr()
-    free = np.flatnonzero(pattern.line_nnz > 0)
+    free = np.flatnonzero(line_nnz > 0)
     groups = []
     while free.size > size:
         k = -(-free.size // size)
@@ -371,67 +372,71 @@ def _sides(mask: np.ndarray, rows: int, cols: int) -> tuple[_Side, _Side]:
     return _Side(by_rows, cols, rows, transposed=False), _Side(_csr(by_rows.T), rows, cols, transposed=True)
 
 
-def _whole(side: _Side) -> tuple[int, _Pattern]:
-    return side.chunks(side.by_cross.shape[0])[0]
+def _whole(side: _Side) -> _Chunked:
+    return _Chunked.of(side, max(side.by_cross.shape[0], 1))
 
 
-def _kmeans_plan(side: _Side, seed: int, restarts: int) -> _Plan:
+def _compact(side: _Side) -> list[Block]:
+    whole = _whole(side)
+    return _plan_blocks(whole, _natural_groups(whole))
+
+
+def _kmeans(side: _Side, seed: int, restarts: int) -> list[Block]:
     """Algorithm 1 with `restarts` seeds ([seed, r] for r < restarts); the one with the fewest blocks."""
-    offset, pattern = _whole(side)
-    plans = [[(offset, pattern, _kmeans_groups(pattern, side.size, np.random.default_rng([seed, r])))]
+    whole = _whole(side)
+    plans = [_kmeans_groups(whole.by_line, side.size, np.random.default_rng([seed, r]))
              for r in range(max(restarts, 1))]
-    return min(plans, key=lambda plan: _plan_cost(plan, side.tile))
+    return _plan_blocks(whole, min(plans, key=lambda groups: _plan_cost(whole, groups)))
 
 
-def _timed(name: str, side: _Side, make_plan: Callable[[], _Plan]) -> Candidate:
+def _timed(name: str, build: Callable[[], list[Block]]) -> Candidate:
     start = time.perf_counter()
-    blocks = _plan_blocks(make_plan(), side)
+    blocks = build()
     return Candidate(name, blocks, time.perf_counter() - start)
 
 
 def _greedy_candidates(side: _Side, name: str) -> list[Candidate]:
-    """Greedy grouping over the whole cross side, and within chunks of a size tuned on a sample (the
-    first TUNING_SAMPLE cross indices): 2·tile, 4·tile, ... (a chunk of one tile is the natural grouping
-    already, since every group then fits one block). Runs whose work would pass a cap are skipped and
-    say so."""
-    n_cross, size, tile = side.by_cross.shape[0], side.size, side.tile
+    """Greedy grouping over the whole cross side, and within chunks whose size is tuned on a sample (the
+    first TUNING_SAMPLE cross indices): 2·tile, 4·tile, ... (a chunk of one tile needs no search: every
+    group then fits one block, so natural groups are as good). Runs whose work would pass a cap are
+    skipped and say so."""
+    n_cross = side.by_cross.shape[0]
     whole = _whole(side)
-    work = _greedy_work(whole[1], size)
-    found = [_timed(f"{name}/greedy", side, lambda: [(*whole, _greedy_groups(whole[1], size))])
+    work = _greedy_work(whole)
+    found = [_timed(f"{name}/greedy", lambda: _plan_blocks(whole, _greedy_groups(whole)))
              if work <= GREEDY_MAX_WORK else
              Candidate(f"{name}/greedy", None, 0.0, f"skipped: work {work:.2g} > GREEDY_MAX_WORK")]
     start, sample, spent, best, skipped = time.perf_counter(), min(n_cross, TUNING_SAMPLE), 0, None, []
-    chunk = 2 * tile
+    chunk = 2 * side.tile
     while chunk < n_cross and chunk <= sample:
-        parts = side.chunks(chunk, stop=sample)
-        work = sum(_greedy_work(pattern, size) for _, pattern in parts)
+        chunked = _Chunked.of(side, chunk, stop=sample)
+        work = _greedy_work(chunked)
         if spent + work > TUNING_MAX_WORK or work * n_cross / sample > GREEDY_MAX_WORK:
             skipped.append(chunk)
         else:
             spent += work
-            plan = [(offset, pattern, _greedy_groups(pattern, size)) for offset, pattern in parts]
-            estimate = _plan_cost(plan, tile) * n_cross / sample
+            groups = _greedy_groups(chunked)
+            estimate = _plan_cost(chunked, groups) * n_cross / sample
             if best is None or estimate < best[0]:
-                best = (estimate, chunk, plan)
+                best = (estimate, chunk, chunked, groups)
         chunk *= 2
     note = f"chunks {skipped} skipped by the work caps" if skipped else ""
     if best is None:
         return found + [Candidate(f"{name}/greedy-chunked", None, 0.0, note or "no chunk size applies")]
-    _, chunk, plan = best
+    _, chunk, chunked, groups = best
     if sample < n_cross:
-        plan = [(offset, pattern, _greedy_groups(pattern, size)) for offset, pattern in side.chunks(chunk)]
-    blocks = _plan_blocks(plan, side)
+        chunked = _Chunked.of(side, chunk)
+        groups = _greedy_groups(chunked)
+    blocks = _plan_blocks(chunked, groups)
     return found + [Candidate(f"{name}/greedy-chunk{chunk}", blocks, time.perf_counter() - start, note)]
 
 
 def best_candidates(mask: np.ndarray, rows: int, cols: int, seed: int = 0, restarts: int = 5) -> list[Candidate]:
     """Every packing `best` chooses from, in order (the first with the fewest blocks wins)."""
     columns, by_rows = _sides(np.asarray(mask, dtype=bool), rows, cols)
-    column_whole = _whole(columns)
-    row_whole = _whole(by_rows)
-    return [_timed("compact", columns, lambda: [(*column_whole, _natural_groups(column_whole[1], cols))]),
-            _timed("kmeans", columns, lambda: _kmeans_plan(columns, seed, restarts)),
-            _timed("rows/natural", by_rows, lambda: [(*row_whole, _natural_groups(row_whole[1], rows))]),
+    return [_timed("compact", lambda: _compact(columns)),
+            _timed("kmeans", lambda: _kmeans(columns, seed, restarts)),
+            _timed("rows/natural", lambda: _compact(by_rows)),
             *_greedy_candidates(columns, "columns"),
             *_greedy_candidates(by_rows, "rows")]
 
@@ -454,6 +459,4 @@ def pack(mask: np.ndarray, rows: int, cols: int, mode: str, seed: int = 0, resta
         found = [c.blocks for c in best_candidates(mask, rows, cols, seed, restarts) if c.blocks is not None]
         return min(found, key=len)
     columns, _ = _sides(mask, rows, cols)
-    whole = _whole(columns)
-    plan = [(*whole, _natural_groups(whole[1], cols))] if mode == "compact" else _kmeans_plan(columns, seed, restarts)
-    return _plan_blocks(plan, columns)
+    return _compact(columns) if mode == "compact" else _kmeans(columns, seed, restarts)

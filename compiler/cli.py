@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.onnx_export import save_onnx
+from backends.packing import MODES as PACKING_MODES
 from backends.program import load_program, save_program
 from backends.target import add_target_arguments, target_from_args
 from compiler import driver
@@ -57,6 +58,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=["int", "float"], default="int",
                         help="int: quantised, bit-accurate (default); float: ideal analog arithmetic")
     parser.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs (default: seeded random)")
+    parser.add_argument("--packing", choices=list(PACKING_MODES), default="best",
+                        help="how sparse layers are packed onto arrays (default: best; dense = plain tiling)")
     parser.add_argument("--deconv", choices=list(driver.DECONV_PASSES), default="pixelwise",
                         help="how transposed convolutions are lowered (default: pixelwise, zero-free)")
     add_target_arguments(parser)
@@ -151,10 +154,10 @@ def compile_command(argv: list[str]) -> int:
     if args.report:
         _check_output_dir(Path(args.report), "--report")
     compiled = driver.compile_program(args.model, target, args.precision, shapes, args.pipeline, calibration,
-                                      args.print_after_all, args.deconv)
+                                      args.print_after_all, args.deconv, args.packing)
     rows = layer_rows(compiled.program, target)
     report: dict[str, Any] = {"model": str(args.model), "target": target.to_dict(), "precision": args.precision,
-                              "deconv": args.deconv,
+                              "deconv": args.deconv, "packing": args.packing,
                               "totals": totals(rows), "layers": rows}
     result = None
     if args.verify:

@@ -20,6 +20,7 @@ from backends.program import Program
 from backends.target import Target
 from compiler.pass_manager import GRAPH_PIPELINE, make_pass, run_pipeline
 from compiler.passes.lower_to_xbar import LowerToXbar
+from compiler.passes.pack_crossbars import PackCrossbars
 from compiler.verify import (FLOAT_MACHINE_TOLERANCE, Tolerance, VerifyResult, compare_outputs, integer_snr_bound,
                              onnxruntime_outputs)
 from ir.ops.xbar import exact_grouped_product
@@ -59,10 +60,11 @@ class Compiled:
 
 
 def lower_for_target(graph: Module, target: Target, precision: str = "int", calibration: dict | None = None,
-                     print_after_all: bool = False) -> Module:
+                     print_after_all: bool = False, packing: str = "best") -> Module:
     """Crossbar-level IR of a graph-level module (the module is copied, not changed)."""
     xbar = copy_module(graph)
-    passes = [LowerToXbar(precision=precision, target=target, calibration=calibration), make_pass("dce")]
+    passes = [LowerToXbar(precision=precision, target=target, calibration=calibration),
+              PackCrossbars(mode=packing), make_pass("dce")]
     return run_pipeline(xbar, passes, print_after_all=print_after_all)
 
 
@@ -72,7 +74,7 @@ DECONV_PASSES = {"pixelwise": "deconv-to-pixelwise", "zero-insertion": "deconv-z
 def compile_program(path: str | os.PathLike, target: Target | None = None, precision: str = "int",
                     input_shapes: ShapeOverrides | None = None, pipeline: str | Sequence[str] = GRAPH_PIPELINE,
                     calibration: dict | None = None, print_after_all: bool = False,
-                    deconv: str = "pixelwise") -> Compiled:
+                    deconv: str = "pixelwise", packing: str = "best") -> Compiled:
     """ONNX model → graph IR (pipeline, then the deconvolution lowering) → crossbar IR → program."""
     if precision not in ("int", "float"):
         raise RccError(f"--precision {precision!r}: choose int or float")
@@ -81,7 +83,7 @@ def compile_program(path: str | os.PathLike, target: Target | None = None, preci
     target = target or Target()
     graph = compile_model(path, input_shapes, pipeline, print_after_all)
     run_pipeline(graph, [DECONV_PASSES[deconv]], print_after_all=print_after_all)
-    xbar = lower_for_target(graph, target, precision, calibration, print_after_all)
+    xbar = lower_for_target(graph, target, precision, calibration, print_after_all, packing)
     return Compiled(graph, xbar, emit_program(xbar, target, precision), target, precision)
 
 

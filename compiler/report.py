@@ -41,12 +41,12 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
     for instruction, layer in zip(program.instructions, instruction_layers(program)):
         if layer is None:
             continue
-        row = rows.setdefault(layer, {"name": layer, "op": "", "crossbars": 0, "utilization": None, "macs": 0,
-                                      "zero_macs": 0})
+        row = rows.setdefault(layer, {"name": layer, "op": "", "crossbars": 0, "crossbars_dense": 0,
+                                      "utilization": None, "macs": 0, "zero_macs": 0})
         if instruction.opcode == "mvm":
             figures = _mvm_figures(program, instruction)
             row["op"] = "xbar.mvm"
-            for key in ("crossbars", "macs", "zero_macs"):
+            for key in ("crossbars", "crossbars_dense", "macs", "zero_macs"):
                 row[key] += figures[key]
             used, total = cells.setdefault(layer, [0, 0])
             cells[layer] = [used + figures["used_cells"], total + figures["cells"]]
@@ -70,12 +70,12 @@ def _mvm_figures(program: Program, instruction) -> dict[str, Any]:
         used = nonzero_cells(weights, a["weight_bits"], a["cell_bits"], a["weight_slices"], a["encoding"])
     else:  # float mode: a non-zero weight occupies its slices on one array of the pair
         used = int(np.count_nonzero(weights)) * a["weight_slices"]
-    return {"crossbars": a["arrays"], "used_cells": used, "cells": cells, "macs": vectors * groups * k * m,
+    return {"crossbars": a["arrays"], "crossbars_dense": a.get("dense_arrays") or a["arrays"], "used_cells": used, "cells": cells, "macs": vectors * groups * k * m,
             "zero_macs": a.get("zero_macs", 0)}
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ["crossbars", "macs", "zero_macs", *Counts().to_json()]
+    keys = ["crossbars", "crossbars_dense", "macs", "zero_macs", *Counts().to_json()]
     total = {key: sum(row[key] for row in rows) for key in keys}
     mapped = [row for row in rows if row["crossbars"]]
     cells_used = sum(row["utilization"] * row["crossbars"] for row in mapped)

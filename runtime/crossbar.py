@@ -51,21 +51,47 @@ class ArrayGeometry:
     weight_slices: int
     signs: int
     input_cycles: int
+    blocks: int = 0             # packed: array blocks (0: dense tiling)
+    block_outputs: int = 0      # packed: Σ over blocks of the outputs each holds
+    max_block_outputs: int = 0  # packed: outputs of the fullest block
+    covered_outputs: int = 0    # packed: outputs held by at least one block
 
     @property
     def arrays(self) -> int:
+        if self.blocks:
+            return self.blocks * self.signs
         return self.groups * self.row_tiles * self.col_tiles * self.signs
 
     @property
     def used_columns(self) -> int:
         """Columns with cells, over all arrays (each output uses `weight_slices` columns per sign array)."""
-        return self.groups * self.row_tiles * self.signs * self.m * self.weight_slices
+        outputs = self.block_outputs if self.blocks else self.groups * self.row_tiles * self.m
+        return outputs * self.signs * self.weight_slices
 
     @property
     def max_columns_per_array(self) -> int:
         """Columns holding cells in the fullest array; when `cols` is not a multiple of the slices, the
         last `cols mod slices` columns of every array stay empty."""
-        return min(self.cols // self.weight_slices * self.weight_slices, self.m * self.weight_slices)
+        outputs = self.max_block_outputs if self.blocks else self.m
+        return min(self.cols // self.weight_slices * self.weight_slices, outputs * self.weight_slices)
+
+    @property
+    def merges(self) -> int:
+        """Digital additions per input vector that merge row tiles (or blocks) and sign arrays."""
+        if self.blocks:
+            return max(self.block_outputs * self.signs - self.covered_outputs, 0)
+        return (self.row_tiles * self.signs - 1) * self.groups * self.m
+
+
+def geometry_of(attrs: dict, k: int, m: int) -> ArrayGeometry:
+    """The arrays an `mvm` with these attributes uses for weights [G, k, m]."""
+    return ArrayGeometry(attrs["xbar_rows"], attrs["xbar_cols"], attrs["groups"], k, m, attrs["row_tiles"],
+                         attrs["col_tiles"], attrs["weight_slices"], 2 if attrs["encoding"] == "differential" else 1,
+                         math.ceil(attrs["input_bits"] / attrs["dac_bits"]),
+                         attrs["arrays"] // (2 if attrs["encoding"] == "differential" else 1)
+                         if attrs.get("packing", "dense") != "dense" else 0,
+                         attrs.get("block_outputs", 0), attrs.get("max_block_outputs", 0),
+                         attrs.get("covered_outputs", 0))
 
 
 def grouped_rows(x: np.ndarray, groups: int) -> np.ndarray:
@@ -78,18 +104,28 @@ def ungrouped(out: np.ndarray) -> np.ndarray:
     return out.transpose(1, 0, 2).reshape(out.shape[1], -1)
 
 
-class CrossbarGroup:
-    """The arrays holding one layer's weights [G, K, M], and their execution."""
+def blocks_of(row_map: np.ndarray, col_map: np.ndarray, k: int, m: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(group, rows within the group, outputs within the group) of every packed block."""
+    blocks = []
+    for rows, cols in zip(row_map, col_map):
+        rows, cols = rows[rows >= 0], cols[cols >= 0]
+        group = int(cols[0] // m) if cols.size else 0
+        blocks.append((group, rows - group * k, cols - group * m))
+    return blocks
 
-    def __init__(self, weights: np.ndarray, attrs: dict) -> None:
+
+class CrossbarGroup:
+    """The arrays holding one layer's weights [G, K, M], and their execution. A packed layer comes with
+    `row_map`/`col_map`: each array block's input rows (gathered from x) and outputs (scattered back)."""
+
+    def __init__(self, weights: np.ndarray, attrs: dict, row_map: np.ndarray | None = None,
+                 col_map: np.ndarray | None = None) -> None:
         self.weights = weights
         self.attrs = attrs
         self.integer = weights.dtype.kind == "i"
         groups, k, m = weights.shape
-        self.geometry = ArrayGeometry(attrs["xbar_rows"], attrs["xbar_cols"], groups, k, m, attrs["row_tiles"],
-                                      attrs["col_tiles"], attrs["weight_slices"],
-                                      2 if attrs["encoding"] == "differential" else 1,
-                                      math.ceil(attrs["input_bits"] / attrs["dac_bits"]))
+        self.geometry = geometry_of(attrs, k, m)
+        self.blocks = None if row_map is None else blocks_of(row_map, col_map, k, m)
         self.input_offset = 2 ** (attrs["input_bits"] - 1) if attrs["input_signed"] else 0
         self.adc_max = 2 ** attrs["adc_bits"] - 1
         max_column_sum = attrs["xbar_rows"] * (2 ** attrs["dac_bits"] - 1) * (2 ** attrs["cell_bits"] - 1)
@@ -97,19 +133,44 @@ class CrossbarGroup:
         self.matrix = weights.astype(np.float32)  # programmed once
         self.weight_max = float(np.abs(weights.astype(np.int64)).max(initial=0)) if self.integer else 0.0
 
+    def tiles(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(group, rows, outputs) of every array (pair): the packed blocks, or the dense row tiles (a dense
+        row tile's column tiles are taken together: a column's sum never crosses arrays)."""
+        if self.blocks is not None:
+            return self.blocks
+        g = self.geometry
+        return [(group, np.arange(start, min(start + g.rows, g.k)), np.arange(g.m))
+                for group in range(g.groups) for start in range(0, g.k, g.rows)]
+
     # ----- execution
     def run(self, x: np.ndarray, sliced: bool | None = None) -> np.ndarray:
         """The layer's accumulators [P, G·M]: int64 in integer mode, float32 in float mode.
         `sliced` forces (True) or skips (False) the saturation analysis; by default it runs when the
         ADC is not lossless."""
-        if not self.integer:
+        if self.blocks is not None:
+            exact = self._block_product(x)
+        elif not self.integer:
             return ungrouped(np.matmul(grouped_rows(x, self.geometry.groups), self.matrix))
-        exact = self._exact_product(x)
+        else:
+            exact = self._exact_product(x)
+        if not self.integer:
+            return exact
         if (not self.adc_lossless) if sliced is None else sliced:
-            for group in range(self.geometry.groups):
-                columns = slice(group * self.geometry.m, (group + 1) * self.geometry.m)
-                exact[:, columns] -= self._saturation_excess(x, group)
+            exact -= self._saturation_excess(x)
         return exact
+
+    def _block_product(self, x: np.ndarray) -> np.ndarray:
+        """Σ over blocks of x[:, rows] · W[rows, outputs], scattered onto the outputs: exact per block in
+        float32 when rows·max|x|·max|w| < 2^24 (else float64), summed in float64."""
+        g = self.geometry
+        x_max = max(abs(float(x.max(initial=0))), abs(float(x.min(initial=0))))
+        dtype = np.float32 if not self.integer or g.rows * x_max * self.weight_max < _EXACT_FLOAT32 else np.float64
+        total = np.zeros((x.shape[0], g.groups * g.m), dtype=np.float64)
+        inputs = x.astype(dtype)
+        for group, rows, cols in self.blocks:
+            block = self.matrix[group][np.ix_(rows, cols)].astype(dtype, copy=False)
+            total[:, group * g.m + cols] += np.matmul(inputs[:, group * g.k + rows], block)
+        return total.astype(np.int64) if self.integer else total.astype(np.float32)
 
     def _exact_product(self, x: np.ndarray) -> np.ndarray:
         g = self.geometry
@@ -130,39 +191,35 @@ class CrossbarGroup:
             total += np.matmul(rows[:, :, start:start + chunk], self.matrix[:, start:start + chunk])
         return ungrouped(total).astype(np.int64)
 
-    def _saturation_excess(self, x: np.ndarray, group: int) -> np.ndarray:
-        """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output of one group [P, M]."""
+    def _saturation_excess(self, x: np.ndarray) -> np.ndarray:
+        """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output [P, G·M], over arrays."""
         g, attrs = self.geometry, self.attrs
-        excess = np.zeros((x.shape[0], g.m), dtype=np.float64)
+        excess = np.zeros((x.shape[0], g.groups * g.m), dtype=np.float64)
         dac_mask = (1 << attrs["dac_bits"]) - 1
-        levels = weight_levels(self.weights[group], attrs["weight_bits"], attrs["cell_bits"], g.weight_slices,
-                               attrs["encoding"])                        # per sign array [S, K, M]
-        for sign_index, level in enumerate(levels):
-            sign = -1.0 if sign_index == 1 else 1.0
-            flat = level.transpose(1, 0, 2).reshape(g.k, g.weight_slices * g.m)   # [K, S·M], column j = s·M + m
-            for tile in range(g.row_tiles):
-                rows = slice(tile * g.rows, min((tile + 1) * g.rows, g.k))
-                cells = flat[rows]
-                peak = (2 ** attrs["dac_bits"] - 1) * cells.sum(axis=0, dtype=np.int64)
-                saturable = np.flatnonzero(peak > self.adc_max)        # columns whose sum can exceed A
+        for group, rows, cols in self.tiles():
+            levels = weight_levels(self.weights[group][np.ix_(rows, cols)], attrs["weight_bits"], attrs["cell_bits"],
+                                   g.weight_slices, attrs["encoding"])     # per sign array [S, rows, outputs]
+            inputs = x[:, group * g.k + rows].astype(np.int64) + self.input_offset
+            for sign_index, level in enumerate(levels):
+                cells = level.transpose(1, 0, 2).reshape(rows.size, -1)     # column j = s·outputs + i
+                peak = dac_mask * cells.sum(axis=0, dtype=np.int64)
+                saturable = np.flatnonzero(peak > self.adc_max)             # columns whose sum can exceed A
                 if saturable.size == 0:
                     continue
                 column_cells = cells[:, saturable].astype(np.float32)
                 largest_level = float(column_cells.max())
-                # shift-and-add weight of each saturable column, scattered onto its output
-                scatter = np.zeros((saturable.size, g.m))
-                scatter[np.arange(saturable.size), saturable % g.m] = \
-                    sign * 2.0 ** (attrs["cell_bits"] * (saturable // g.m))
-                inputs = x[:, group * g.k:(group + 1) * g.k][:, rows].astype(np.int64) + self.input_offset
+                # shift-and-add weights of the slices, with the array's sign
+                slice_weights = (-1.0 if sign_index == 1 else 1.0) * 2.0 ** (attrs["cell_bits"] * np.arange(g.weight_slices))
+                outputs = group * g.m + cols
                 for cycle in range(g.input_cycles):
                     bits = (inputs >> (attrs["dac_bits"] * cycle)) & dac_mask
                     active = np.flatnonzero(bits.sum(axis=1) * largest_level > self.adc_max)
-                    if active.size == 0:
-                        continue
-                    step = max(1, CHUNK_ELEMENTS // saturable.size)
+                    step = max(1, CHUNK_ELEMENTS // cells.shape[1])
                     for start in range(0, active.size, step):
                         chosen = active[start:start + step]
                         sums = np.matmul(bits[chosen].astype(np.float32), column_cells)   # exact column sums
-                        over = np.maximum(sums - self.adc_max, 0.0, dtype=np.float64)
-                        excess[chosen] += (2.0 ** (attrs["dac_bits"] * cycle)) * (over @ scatter)
+                        over = np.zeros((chosen.size, cells.shape[1]))
+                        over[:, saturable] = np.maximum(sums - self.adc_max, 0.0)
+                        merged = over.reshape(chosen.size, g.weight_slices, cols.size).transpose(0, 2, 1) @ slice_weights
+                        excess[np.ix_(chosen, outputs)] += (2.0 ** (attrs["dac_bits"] * cycle)) * merged
         return np.rint(excess).astype(np.int64)

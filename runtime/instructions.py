@@ -33,7 +33,7 @@ from backends.target import Target
 from ir.ops.xbar import dequantize, im2col, quantize
 from ir.optable import OPS, normalize_attrs
 from runtime.counters import Counts
-from runtime.crossbar import ArrayGeometry, CrossbarGroup
+from runtime.crossbar import ArrayGeometry, geometry_of
 
 
 def _vector_counts(target: Target, elements: int) -> Counts:
@@ -41,22 +41,13 @@ def _vector_counts(target: Target, elements: int) -> Counts:
     return Counts(vec_ops=ops, cycles=ops * target.vector_op_cycles)
 
 
-def geometry_of(instruction: Instruction, k_per_group: int, m_per_group: int) -> ArrayGeometry:
-    a = instruction.attrs
-    return ArrayGeometry(a["xbar_rows"], a["xbar_cols"], a["groups"], k_per_group, m_per_group, a["row_tiles"],
-                         a["col_tiles"], a["weight_slices"], 2 if a["encoding"] == "differential" else 1,
-                         math.ceil(a["input_bits"] / a["dac_bits"]))
-
-
 def mvm_counts(target: Target, geometry: ArrayGeometry, vectors: int) -> Counts:
     per_slice = target.array_read_cycles + \
         math.ceil(geometry.max_columns_per_array / target.adcs_per_array) * target.adc_conversion_cycles
-    merges = geometry.row_tiles * geometry.signs - 1
-    outputs = geometry.groups * geometry.m
-    accumulate_steps = vectors * merges * math.ceil(outputs / target.vector_lanes)
+    accumulate_steps = vectors * math.ceil(geometry.merges / target.vector_lanes)
     return Counts(mvm_ops=vectors * geometry.input_cycles * geometry.arrays,
                   adc_conversions=vectors * geometry.input_cycles * geometry.used_columns,
-                  accumulations=vectors * merges * outputs,
+                  accumulations=vectors * geometry.merges,
                   cycles=vectors * geometry.input_cycles * per_slice + accumulate_steps * target.accumulate_cycles)
 
 
@@ -87,7 +78,8 @@ def _exec_mvm(machine, instruction: Instruction, operands: list[np.ndarray]) -> 
 
 def _mvm_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
     weights_shape = instruction.attrs["weights_shape"]
-    return mvm_counts(target, geometry_of(instruction, weights_shape[1], weights_shape[2]), operand_shapes[0][0])
+    return mvm_counts(target, geometry_of(instruction.attrs, weights_shape[1], weights_shape[2]),
+                      operand_shapes[0][0])
 
 
 def _attr_call(fn: Callable, keys: tuple[str, ...]) -> Callable:

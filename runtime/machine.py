@@ -58,7 +58,8 @@ class Machine:
         self.program = program
         self.target = target_of(program)
         self.force_sliced = force_sliced
-        self.crossbars = {i.dst[0]: CrossbarGroup(program.constants[i.src[1]], i.attrs)
+        self.crossbars = {i.dst[0]: CrossbarGroup(program.constants[i.src[1]], i.attrs,
+                                                  *[program.constants[name] for name in i.src[2:]])
                           for i in program.instructions if i.opcode == "mvm"}
         arrays = sum(group.geometry.arrays for group in self.crossbars.values())
         if self.target.max_arrays is not None and arrays > self.target.max_arrays:

@@ -8,6 +8,8 @@ from compiler.passes.dce import DeadCodeElimination
 from compiler.passes.deconv_to_pixelwise import DeconvToPixelwise
 from compiler.passes.deconv_zero_insertion import DeconvZeroInsertion
 from compiler.passes.fold_batch_norm import FoldBatchNorm
+from compiler.passes.lower_to_xbar import LowerToXbar
+from compiler.passes.pack_crossbars import PackCrossbars
 from compiler.passes.remove_identity import RemoveIdentity
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
@@ -17,6 +19,8 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     DeadCodeElimination,
     DeconvZeroInsertion,
     DeconvToPixelwise,
+    LowerToXbar,
+    PackCrossbars,
 )}
 
 __all__ = ["PASSES", "Pass"]

@@ -94,11 +94,14 @@ _MVM_ATTRS = {
     "groups": Attr("int"), "row_tiles": Attr("int"), "col_tiles": Attr("int"), "weight_slices": Attr("int"),
     "arrays": Attr("int"), "first_array": Attr("int"),
     "zero_macs": Attr("int", 0),  # MACs on zeros inserted between input pixels (a deconvolution's baseline)
+    # packing (`pack-crossbars`): the mode, the dense tiling's array count, and the packed blocks' figures
+    "packing": Attr("str", "dense"), "dense_arrays": Attr("int", 0),
+    "block_outputs": Attr("int", 0), "max_block_outputs": Attr("int", 0), "covered_outputs": Attr("int", 0),
 }
 
 
 def _mvm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
-    x, w = types
+    x, w = types[:2]
     if x.rank != 2 or w.rank != 3 or x.shape[1] != w.shape[0] * w.shape[1] or w.shape[0] != attrs["groups"]:
         raise ValueError(f"expects x [P, G·K] and weights [G, K, M] with G = groups, got {x} and {w}")
     integer = x.dtype == "i32" and w.dtype in ("i8", "i16")
@@ -112,7 +115,16 @@ def _mvm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
             or attrs["col_tiles"] != -(-m // (cols // slices)):
         raise ValueError("row_tiles/col_tiles do not match the weight shape, array size and slices")
     signs = 2 if attrs["encoding"] == "differential" else 1
-    if attrs["arrays"] != groups * attrs["row_tiles"] * attrs["col_tiles"] * signs:
+    if len(types) == 4:
+        row_map, col_map = types[2:]
+        if row_map.dtype != "i64" or col_map.dtype != "i64" or row_map.rank != 2 or col_map.rank != 2 \
+                or row_map.shape != (col_map.shape[0], rows) or col_map.shape[1] != cols // slices:
+            raise ValueError(f"row_map and col_map must be i64 [blocks, {rows}] and [blocks, {cols // slices}]")
+        if attrs["arrays"] != row_map.shape[0] * signs:
+            raise ValueError("arrays is not blocks · signs")
+    elif len(types) == 3:
+        raise ValueError("row_map and col_map come together")
+    elif attrs["arrays"] != groups * attrs["row_tiles"] * attrs["col_tiles"] * signs:
         raise ValueError("arrays is not groups · row_tiles · col_tiles · signs")
     return [TensorType((x.shape[0], groups * m), "i64" if integer else "f32")]
 
@@ -128,9 +140,13 @@ def exact_grouped_product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out.transpose(1, 0, 2).reshape(x.shape[0], groups * m).astype(np.int64)
 
 
-@define("xbar.mvm", operands=("x", "weights"), infer=_mvm_infer, attrs=_MVM_ATTRS, tags=("weighted",))
-def mvm(x: np.ndarray, weights: np.ndarray, **mapping) -> np.ndarray:
-    """Ideal grouped product x · W: exact integers in integer mode, float64-accumulated in float mode."""
+@define("xbar.mvm", operands=("x", "weights", "row_map?", "col_map?"), infer=_mvm_infer, attrs=_MVM_ATTRS,
+        tags=("weighted",))
+def mvm(x: np.ndarray, weights: np.ndarray, row_map: np.ndarray | None = None, col_map: np.ndarray | None = None,
+        **mapping) -> np.ndarray:
+    """Ideal grouped product x · W: exact integers in integer mode, float64-accumulated in float mode.
+    A packed mapping (`row_map`/`col_map`: per array block, the global input rows and outputs it holds,
+    −1 padded) computes the same product, which is what the machine's blocks must reproduce."""
     if x.dtype == np.int32:
         return exact_grouped_product(x, weights)
     groups, k, m = weights.shape

@@ -1,0 +1,89 @@
+"""`pack-crossbars`: map each sparse layer's non-zero weights onto as few arrays as possible.
+
+    %acc = xbar.mvm(%xq, %wq) {packing = "dense", arrays = 8, row_tiles = 2, col_tiles = 2, ...}
+        →
+    %acc = xbar.mvm(%xq, %wq, %acc.row_map, %acc.col_map) {packing = "best", arrays = 2, dense_arrays = 8, ...}
+
+`row_map` [blocks, xbar_rows] and `col_map` [blocks, xbar_cols // weight_slices] (int64, −1 padded) say
+which input rows feed each array block and which outputs it produces (global indices over the groups);
+the machine gathers and scatters through them, so results are unchanged bit for bit. A differential
+pair shares its block's wiring. Modes (backends/packing.py): `dense` (no change), `compact`, `kmeans`
+(Lin et al., ASP-DAC 2019) and `best`. Layers whose weights are less than `min_sparsity` zeros, and
+layers packing would not shrink, stay densely tiled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends.packing import MODES, pack
+from compiler.passes.base import Pass
+from ir.builder import make_op
+from ir.core import Module, Op
+from ir.errors import RccError
+
+
+def block_maps(weights: np.ndarray, rows: int, outputs_per_array: int, mode: str, seed: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(row_map, col_map) of a packing of weights [G, K, M], group by group."""
+    groups, k, m = weights.shape
+    row_maps, col_maps = [], []
+    for group in range(groups):
+        for block in pack(weights[group] != 0, rows, outputs_per_array, mode, seed=seed):
+            row_map = np.full(rows, -1, dtype=np.int64)
+            col_map = np.full(outputs_per_array, -1, dtype=np.int64)
+            row_map[:block.rows.size] = block.rows + group * k
+            col_map[:block.cols.size] = block.cols + group * m
+            row_maps.append(row_map)
+            col_maps.append(col_map)
+    empty = (np.zeros((0, rows), np.int64), np.zeros((0, outputs_per_array), np.int64))
+    return (np.stack(row_maps), np.stack(col_maps)) if row_maps else empty
+
+
+def packed_figures(col_map: np.ndarray) -> dict[str, int]:
+    used = col_map >= 0
+    return {"block_outputs": int(used.sum()), "max_block_outputs": int(used.sum(axis=1).max(initial=0)),
+            "covered_outputs": int(np.unique(col_map[used]).size)}
+
+
+@dataclass
+class PackCrossbars(Pass):
+    name = "pack-crossbars"
+    mode: str = "best"
+    min_sparsity: float = 0.5
+    seed: int = 0
+
+    def run(self, module: Module) -> bool:
+        if self.mode not in MODES:
+            raise RccError(f"--packing {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.mode == "dense":
+            return False
+        changed = False
+        for index, op in enumerate(module.ops):
+            if op.opname != "xbar.mvm" or len(op.operands) != 2 or op.attrs["packing"] != "dense":
+                continue
+            replacement = self.packed(module, op)
+            if replacement is not None:
+                module.ops[index] = replacement
+                module.replace_uses(op.result, replacement.result)
+                changed = True
+        return changed
+
+    def packed(self, module: Module, op: Op) -> Op | None:
+        weights = op.operands[1].data
+        if weights.size == 0 or np.count_nonzero(weights) > (1 - self.min_sparsity) * weights.size:
+            return None
+        attrs = op.attrs
+        row_map, col_map = block_maps(weights, attrs["xbar_rows"], attrs["xbar_cols"] // attrs["weight_slices"],
+                                      self.mode, self.seed)
+        signs = 2 if attrs["encoding"] == "differential" else 1
+        if row_map.shape[0] * signs >= attrs["arrays"] or row_map.shape[0] == 0:
+            return None
+        name = op.result.name
+        maps = [module.add_constant(module.fresh_name(f"{name}.{what}"), data)
+                for what, data in (("row_map", row_map), ("col_map", col_map))]
+        new_attrs = {**attrs, "packing": self.mode, "dense_arrays": attrs["arrays"],
+                     "arrays": row_map.shape[0] * signs, **packed_figures(col_map)}
+        return make_op("xbar.mvm", [*op.operands, *maps], new_attrs, [name])
