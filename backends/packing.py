@@ -39,7 +39,7 @@ MODES = ("dense", "compact", "kmeans", "best")
 KMEANS_MAX_ITER = 20
 # kmeans work cap: above this many non-zeros, Hamming distances are measured on a seeded sample of W's
 # rows holding about this many non-zeros (see `_kmeans_groups`).
-KMEANS_MAX_NNZ = 1 << 20
+KMEANS_MAX_NNZ = 1 << 23
 # best's greedy work caps, in units of `_greedy_work` (≈ 0.3–0.6 ns each on the reference 2-core
 # machine): per greedy run, and per side for tuning the chunk size on a sample.
 GREEDY_MAX_WORK = 40_000_000_000
