@@ -63,3 +63,38 @@ def nonzero_cells(weights: np.ndarray, weight_bits: int, cell_bits: int, slices:
                            weight_levels(np.array([v]), weight_bits, cell_bits, slices, encoding))
                        for v in values]
     return int(np.dot(counts, cells_per_value)) if len(values) else 0
+
+
+def array_blocks(weights_shape: tuple[int, int, int], attrs: dict, row_map: np.ndarray | None = None,
+                 col_map: np.ndarray | None = None) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(group, rows, outputs) held by every array (pair) of an `xbar.mvm`: its packed blocks, or the dense
+    tiles (row tile × column tile) of each group."""
+    groups, k, m = weights_shape
+    if row_map is not None:
+        blocks = []
+        for rows, cols in zip(row_map, col_map):
+            rows, cols = rows[rows >= 0], cols[cols >= 0]
+            group = int(cols[0] // m) if cols.size else 0
+            blocks.append((group, rows - group * k, cols - group * m))
+        return blocks
+    per_array = attrs["xbar_cols"] // attrs["weight_slices"]
+    return [(group, np.arange(r, min(r + attrs["xbar_rows"], k)), np.arange(c, min(c + per_array, m)))
+            for group in range(groups) for r in range(0, k, attrs["xbar_rows"]) for c in range(0, m, per_array)]
+
+
+def array_occupancy(weights: np.ndarray, attrs: dict, row_map: np.ndarray | None = None,
+                    col_map: np.ndarray | None = None) -> np.ndarray:
+    """Fraction of cells with a non-zero level in every array (sign arrays of a pair one after the other)."""
+    cells = attrs["xbar_rows"] * attrs["xbar_cols"]
+    occupancy = []
+    for group, rows, cols in array_blocks(weights.shape, attrs, row_map, col_map):
+        block = weights[group][np.ix_(rows, cols)]
+        for level in weight_levels(block, attrs["weight_bits"], attrs["cell_bits"], attrs["weight_slices"],
+                                   attrs["encoding"]):
+            occupancy.append(np.count_nonzero(level) / cells)
+    return np.array(occupancy)
+
+
+def occupancy_histogram(occupancy: np.ndarray, bins: int = 10) -> list[int]:
+    """Arrays per utilisation bin [0, 10%), [10%, 20%), ..., [90%, 100%]."""
+    return np.histogram(occupancy, bins=bins, range=(0.0, 1.0))[0].astype(int).tolist()

@@ -7,7 +7,7 @@ b, which equals x @ W exactly when the packing is valid (`check_packing`): every
 block, and no cell lies in two blocks (the blocks that hold a column have disjoint row sets).
 
 Modes of `pack` (deterministic for a given seed):
-- `dense`: the plain ⌈K/R⌉×⌈M/L⌉ tiling, all-zero tiles included, since a dense mapping spends them too.
+- `dense`: the plain ⌈K/R⌉×⌈M/L⌉ tiling, all-zero tiles included (a dense mapping spends them too).
 - `compact`: columns in natural order in groups of L; per group, rows all-zero within it are dropped and
   the rest tiled by R (an empty group costs nothing).
 - `kmeans`: Lin et al., ASP-DAC 2019, Algorithm 1 with a single row block (all of W's rows; see
@@ -16,6 +16,10 @@ Modes of `pack` (deterministic for a given seed):
   (columns grouped by L, or W's rows grouped by R) natural-order groups and greedy union-minimising
   groups (`_greedy_groups`), the latter over all of the other side or within chunks of it whose size is
   tuned on a sample (the paper's row blocks). It never uses more arrays than compact or kmeans.
+  Why these: the greedy recovers planted blocks exactly (a line of another block shares no cross index
+  with the union, so its uncovered fraction stays 1), where Hamming k-means mixes blocks at low density;
+  on i.i.d. masks at small arrays most of the gain comes from chunking (a chunk of 2–4 tiles lets whole
+  groups fit one array), and which side to group is a coin toss, so both are tried (bench/packing.py).
 
 Every mode but `dense` partitions the non-zero "lines" of one side into groups (W's columns into groups
 of ≤ L, or W's rows into groups of ≤ R), within chunks of the other ("cross") side; a group costs
@@ -26,9 +30,9 @@ need no array and are left out of every grouping.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import time
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -183,8 +187,8 @@ def _unions(chunked: _Chunked, groups: list[np.ndarray]) -> sp.csr_matrix:
 
 def _plan_cost(chunked: _Chunked, groups: list[np.ndarray]) -> int:
     """Σ over groups of ⌈|union of the group's cross indices| / tile⌉."""
-    assert np.count_nonzero(chunked.line_nnz) == np.count_nonzero(chunked.line_nnz[np.concatenate(groups)]), \
-        "a non-zero line is in no group"
+    grouped = np.count_nonzero(chunked.line_nnz[np.concatenate(groups)])
+    assert grouped == np.count_nonzero(chunked.line_nnz), "a non-zero line is in no group"
     return int(np.sum(-(-np.diff(_unions(chunked, groups).indptr) // chunked.side.tile)))
 
 
@@ -205,9 +209,9 @@ def _plan_blocks(chunked: _Chunked, groups: list[np.ndarray]) -> list[Block]:
 
 def _natural_groups(chunked: _Chunked) -> list[np.ndarray]:
     """Lines in natural order, `size` at a time, per chunk; a group is dropped only when all-zero."""
-    n_virtual, size, nonzero = chunked.by_line.shape[0], chunked.side.size, chunked.line_nnz > 0
-    groups = [np.arange(start, min(start + size, (start // chunked.n_lines + 1) * chunked.n_lines))
-              for c in range(chunked.n_chunks) for start in range(c * chunked.n_lines, (c + 1) * chunked.n_lines, size)]
+    n_lines, size, nonzero = chunked.n_lines, chunked.side.size, chunked.line_nnz > 0
+    groups = [np.arange(c * n_lines + start, c * n_lines + min(start + size, n_lines))
+              for c in range(chunked.n_chunks) for start in range(0, n_lines, size)]
     return [g for g in groups if nonzero[g].any()]
 
 
@@ -295,7 +299,8 @@ def _lloyd(points: sp.csr_matrix, k: int, rng: np.random.Generator) -> tuple[np.
     centres = points[chosen].toarray()
     labels = np.full(n, -1)
     for _ in range(KMEANS_MAX_ITER):
-        distances = norms[:, None] + (centres ** 2).sum(axis=1)[None, :] - 2.0 * np.asarray(points @ centres.T)
+        products = np.asarray(points @ centres.T)
+        distances = norms[:, None] + (centres ** 2).sum(axis=1)[None, :] - 2.0 * products
         new_labels = np.argmin(distances, axis=1)
         if np.array_equal(new_labels, labels):
             break
@@ -431,7 +436,8 @@ def _greedy_candidates(side: _Side, name: str) -> list[Candidate]:
     return found + [Candidate(f"{name}/greedy-chunk{chunk}", blocks, time.perf_counter() - start, note)]
 
 
-def best_candidates(mask: np.ndarray, rows: int, cols: int, seed: int = 0, restarts: int = 5) -> list[Candidate]:
+def best_candidates(mask: np.ndarray, rows: int, cols: int, seed: int = 0,
+                    restarts: int = 5) -> list[Candidate]:
     """Every packing `best` chooses from, in order (the first with the fewest blocks wins)."""
     columns, by_rows = _sides(np.asarray(mask, dtype=bool), rows, cols)
     return [_timed("compact", lambda: _compact(columns)),

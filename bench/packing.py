@@ -32,7 +32,8 @@ from onnx import numpy_helper
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backends.packing import best_candidates, check_packing, lower_bound, pack, planted_mask  # noqa: E402
+from backends.packing import (MODES, best_candidates, check_packing, lower_bound, pack,  # noqa: E402
+                              planted_mask)
 
 PLANTED = [  # K, M, R, L, planted blocks, density inside a block
     (256, 256, 32, 32, 6, 0.5),
@@ -54,8 +55,8 @@ class Measured:
     """Arrays per mode and median seconds per mode for one mask (or a sum of masks)."""
 
     lower: int = 0
-    arrays: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("dense", "compact", "kmeans", "best"), 0))
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("compact", "kmeans", "best"), 0.0))
+    arrays: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MODES, 0))
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(MODES[1:], 0.0))
     winners: list[str] = field(default_factory=list)
 
     def add(self, other: "Measured") -> None:
@@ -138,10 +139,10 @@ def planted_table(repeats: int) -> list[tuple[bool, bool]]:
         mask, optimum = planted_mask(K, M, R, L, n_blocks, density, seed=1)
         m = measure(mask, R, L, repeats)
         verdicts.append((m.arrays["best"] == optimum, m.arrays["best"] <= m.arrays["kmeans"]))
-        rows.append((f"{K}x{M}", f"{R}x{L}", density, m.arrays["dense"], m.arrays["compact"], m.arrays["kmeans"],
-                     m.arrays["best"], optimum, m.winners[0], m.seconds["kmeans"], m.seconds["best"]))
+        rows.append((f"{K}x{M}", f"{R}x{L}", density, *m.arrays.values(), optimum, m.winners[0],
+                     m.seconds["kmeans"], m.seconds["best"]))
     print_table("(a) planted block-sparse matrices (rows and columns permuted)",
-                ("W", "RxL", "inside", "dense", "compact", "kmeans", "best", "optimum", "best win",
+                ("W", "RxL", "inside", *MODES, "optimum", "best win",
                  "kmeans s", "best s"), rows)
     return verdicts
 
@@ -154,12 +155,11 @@ def random_table(repeats: int) -> list[tuple[float, int, Measured]]:
         for size in RANDOM_ARRAYS:
             m = measure(mask, size, size, repeats)
             found.append((density, size, m))
-            rows.append((f"{density:.0%}", f"{size}x{size}", m.arrays["dense"], m.arrays["compact"],
-                         m.arrays["kmeans"], m.arrays["best"], m.lower, f"{m.saving:.1f}", m.winners[0],
-                         m.seconds["compact"], m.seconds["kmeans"], m.seconds["best"]))
+            rows.append((f"{density:.0%}", f"{size}x{size}", *m.arrays.values(), m.lower, f"{m.saving:.1f}",
+                         m.winners[0], *m.seconds.values()))
     print_table("(b) i.i.d. random 1024x1024 masks",
-                ("density", "RxL", "dense", "compact", "kmeans", "best", "lower", "best vs dense %", "best win",
-                 "compact s", "kmeans s", "best s"), rows)
+                ("density", "RxL", *MODES, "lower", "best vs dense %", "best win", "compact s", "kmeans s",
+                 "best s"), rows)
     return found
 
 
@@ -177,10 +177,9 @@ def real_table(repeats: int, quick: bool) -> list[tuple[str, int, Measured]]:
                     total.add(measure(mask, size, size, repeats))
                 found.append((path.stem, size, total))
                 winners = sorted(set(total.winners), key=total.winners.index)
-                rows.append((path.stem, len(layers), f"{sparsity:.0%}", f"{size}x{size}", total.arrays["dense"],
-                             total.arrays["compact"], total.arrays["kmeans"], total.arrays["best"], total.lower,
-                             f"{total.saving:.1f}", ",".join(winners), total.seconds["kmeans"],
-                             total.seconds["best"]))
+                rows.append((path.stem, len(layers), f"{sparsity:.0%}", f"{size}x{size}",
+                             *total.arrays.values(), total.lower, f"{total.saving:.1f}", ",".join(winners),
+                             total.seconds["kmeans"], total.seconds["best"]))
     if not quick:
         rng = np.random.default_rng(6)
         weights = rng.standard_normal(FC6_SHAPE, dtype=np.float32)
@@ -189,11 +188,10 @@ def real_table(repeats: int, quick: bool) -> list[tuple[str, int, Measured]]:
         for size in ZOO_ARRAYS:
             m = measure(mask, size, size, repeats)
             found.append(("fc6", size, m))
-            rows.append(("fc6 25088x4096", 1, f"{1 - FC6_DENSITY:.0%}", f"{size}x{size}", m.arrays["dense"],
-                         m.arrays["compact"], m.arrays["kmeans"], m.arrays["best"], m.lower, f"{m.saving:.1f}",
-                         m.winners[0], m.seconds["kmeans"], m.seconds["best"]))
+            rows.append(("fc6 25088x4096", 1, f"{1 - FC6_DENSITY:.0%}", f"{size}x{size}", *m.arrays.values(),
+                         m.lower, f"{m.saving:.1f}", m.winners[0], m.seconds["kmeans"], m.seconds["best"]))
     print_table("(c) magnitude-pruned layers (zoo: sums over each model's Conv/Gemm layers)",
-                ("model", "layers", "sparsity", "RxL", "dense", "compact", "kmeans", "best", "lower",
+                ("model", "layers", "sparsity", "RxL", *MODES, "lower",
                  "best vs dense %", "best wins", "kmeans s", "best s"), rows)
     return found
 
@@ -209,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     every = [m for *_, m in random] + [m for *_, m in real]
     print("\nsummary")
     print(f"  best finds the planted optimum: {sum(hit for hit, _ in planted)}/{len(planted)}")
-    print(f"  best <= kmeans: {sum(ok for _, ok in planted) + sum(m.arrays['best'] <= m.arrays['kmeans'] for m in every)}"
-          f"/{len(planted) + len(every)} rows; best < kmeans strictly in "
+    not_worse = sum(ok for _, ok in planted) + sum(m.arrays["best"] <= m.arrays["kmeans"] for m in every)
+    print(f"  best <= kmeans: {not_worse}/{len(planted) + len(every)} rows; best < kmeans strictly in "
           f"{sum(m.arrays['best'] < m.arrays['kmeans'] for m in every)}/{len(every)} random and real rows")
     for density, size, m in random:
         if (density, size) == (0.04, 32):

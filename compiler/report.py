@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.mapping import nonzero_cells
+from backends.mapping import array_occupancy, nonzero_cells, occupancy_histogram
 from backends.program import Program
 from backends.target import Target
 from runtime.counters import Counts
@@ -48,6 +48,9 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
             row["op"] = "xbar.mvm"
             for key in ("crossbars", "crossbars_dense", "macs", "zero_macs"):
                 row[key] += figures[key]
+            if figures["utilization_histogram"] is not None:
+                old = row.get("utilization_histogram") or [0] * len(figures["utilization_histogram"])
+                row["utilization_histogram"] = [a + b for a, b in zip(old, figures["utilization_histogram"])]
             used, total = cells.setdefault(layer, [0, 0])
             cells[layer] = [used + figures["used_cells"], total + figures["cells"]]
         elif not row["op"]:
@@ -70,7 +73,10 @@ def _mvm_figures(program: Program, instruction) -> dict[str, Any]:
         used = nonzero_cells(weights, a["weight_bits"], a["cell_bits"], a["weight_slices"], a["encoding"])
     else:  # float mode: a non-zero weight occupies its slices on one array of the pair
         used = int(np.count_nonzero(weights)) * a["weight_slices"]
-    return {"crossbars": a["arrays"], "crossbars_dense": a.get("dense_arrays") or a["arrays"], "used_cells": used, "cells": cells, "macs": vectors * groups * k * m,
+    maps = [program.constants[name] for name in instruction.src[2:]]
+    histogram = occupancy_histogram(array_occupancy(weights, a, *maps)) if weights.dtype.kind == "i" else None
+    return {"crossbars": a["arrays"], "crossbars_dense": a.get("dense_arrays") or a["arrays"],
+            "utilization_histogram": histogram, "used_cells": used, "cells": cells, "macs": vectors * groups * k * m,
             "zero_macs": a.get("zero_macs", 0)}
 
 

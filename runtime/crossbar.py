@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.mapping import weight_levels
+from backends.mapping import array_blocks, weight_levels
 
 CHUNK_ELEMENTS = 1 << 24  # bound on the temporaries of one step (elements)
 _EXACT_FLOAT64 = 2.0 ** 53
@@ -104,16 +104,6 @@ def ungrouped(out: np.ndarray) -> np.ndarray:
     return out.transpose(1, 0, 2).reshape(out.shape[1], -1)
 
 
-def blocks_of(row_map: np.ndarray, col_map: np.ndarray, k: int, m: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """(group, rows within the group, outputs within the group) of every packed block."""
-    blocks = []
-    for rows, cols in zip(row_map, col_map):
-        rows, cols = rows[rows >= 0], cols[cols >= 0]
-        group = int(cols[0] // m) if cols.size else 0
-        blocks.append((group, rows - group * k, cols - group * m))
-    return blocks
-
-
 class CrossbarGroup:
     """The arrays holding one layer's weights [G, K, M], and their execution. A packed layer comes with
     `row_map`/`col_map`: each array block's input rows (gathered from x) and outputs (scattered back)."""
@@ -125,7 +115,7 @@ class CrossbarGroup:
         self.integer = weights.dtype.kind == "i"
         groups, k, m = weights.shape
         self.geometry = geometry_of(attrs, k, m)
-        self.blocks = None if row_map is None else blocks_of(row_map, col_map, k, m)
+        self.blocks = None if row_map is None else array_blocks(weights.shape, attrs, row_map, col_map)
         self.input_offset = 2 ** (attrs["input_bits"] - 1) if attrs["input_signed"] else 0
         self.adc_max = 2 ** attrs["adc_bits"] - 1
         max_column_sum = attrs["xbar_rows"] * (2 ** attrs["dac_bits"] - 1) * (2 ** attrs["cell_bits"] - 1)

@@ -112,3 +112,23 @@ def test_bad_arguments_are_user_errors() -> None:
         pack(mask, 0, 2, "dense")
     with pytest.raises(PackingError, match="2-D"):
         pack(np.ones(4), 2, 2, "compact")
+
+
+def test_kmeans_work_cap_samples_distances_but_packs_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import backends.packing as packing
+
+    mask = np.random.default_rng(2).random((200, 120)) < 0.2
+    monkeypatch.setattr(packing, "KMEANS_MAX_NNZ", 500)
+    check_packing(mask, pack(mask, 16, 8, "kmeans"), 16, 8)
+
+
+def test_best_candidates_name_what_a_work_cap_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import backends.packing as packing
+
+    mask = np.random.default_rng(3).random((64, 64)) < 0.1
+    monkeypatch.setattr(packing, "GREEDY_MAX_WORK", 0)
+    candidates = packing.best_candidates(mask, 8, 8)
+    skipped = [c for c in candidates if c.blocks is None]
+    assert {c.name for c in skipped} >= {"columns/greedy", "rows/greedy"}
+    assert all("skipped" in c.note for c in skipped)
+    check_packing(mask, pack(mask, 8, 8, "best"), 8, 8)

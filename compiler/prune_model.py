@@ -1,0 +1,250 @@
+"""`rcc prune`: magnitude pruning of an ONNX model's weights, so users can make sparse models to study.
+
+Every Conv, ConvTranspose, Gemm and MatMul whose weight is an initializer is pruned in place of a copy
+of the model; biases and everything else are left alone. Two granularities:
+
+- `none` (unstructured): the ⌈s·size⌉ weights of smallest |w| become zero, ties broken by a stable sort
+  on the flat index, so the count is exact (weights already zero sort first).
+- `crossbar` (Lin et al., ASP-DAC 2019, crossbar-grained pruning): the weight is viewed as the matrix the
+  arrays hold, [K, M] per group (K = C/g·kh·kw input rows, M = output channels; [in, out] for Gemm and
+  MatMul), tiled into blocks of `xbar_rows` rows × `xbar_cols // weight_slices` outputs, the span of one
+  array. Whole blocks are zeroed in order of increasing salience Σ|w| until at least s of the weights are
+  zero; the last block may overshoot, and the achieved sparsity is reported.
+
+    rcc prune lenet5.onnx --sparsity 0.9 --structured crossbar --xbar 32x32 -o lenet5_s90.onnx
+
+The sparsity is read as the decimal the user wrote (0.9 is 9/10, not the binary float just above it),
+so ⌈0.9 · 100⌉ is 90, not 91.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from backends.target import Target, add_target_arguments, target_from_args
+from compiler.frontend.loader import load_onnx
+from compiler.summary import format_table
+from ir.errors import RccError
+from ir.printer import _write_atomically
+
+STRUCTURES = ("none", "crossbar")
+PRUNABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+MAX_PROTO_BYTES = 2**31 - 1  # protobuf cannot serialise a message this large
+
+
+def _attribute(node: onnx.NodeProto, name: str, default: int) -> int:
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return int(onnx.helper.get_attribute_value(attribute))
+    return default
+
+
+def _weight_input(node: onnx.NodeProto) -> str | None:
+    """The name of the node's weight operand (Conv/ConvTranspose W, Gemm B, MatMul's second input)."""
+    return node.input[1] if len(node.input) > 1 and node.input[1] else None
+
+
+def _node_label(node: onnx.NodeProto, index: int) -> str:
+    return node.name or f"{node.op_type} #{index}"
+
+
+def crossbar_view(weight: np.ndarray, node: onnx.NodeProto, label: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The weight as the matrices the arrays hold, [G, K, M], and the permutation of `weight`'s axes that,
+    reshaped to [G, K, M], gives it (so the view can be mapped back with `_from_view`)."""
+    if node.op_type == "Gemm":
+        if weight.ndim != 2:
+            raise RccError(f"{label} (Gemm): weight B must be 2-D, got shape {list(weight.shape)}")
+        matrix = weight.T if _attribute(node, "transB", 0) else weight
+        return matrix[None], (1, 0) if _attribute(node, "transB", 0) else (0, 1)
+    if node.op_type == "MatMul":
+        if weight.ndim == 1:
+            return weight.reshape(1, -1, 1), (0,)
+        return weight.reshape(-1, *weight.shape[-2:]), tuple(range(weight.ndim))
+    if weight.ndim < 3:
+        raise RccError(f"{label} ({node.op_type}): weight must have at least 3 dimensions, "
+                       f"got shape {list(weight.shape)}")
+    groups = _attribute(node, "group", 1)
+    kernel = weight.shape[2:]
+    if node.op_type == "Conv":  # W [M, C/g, *k]: the outputs lead
+        outputs, rows = weight.shape[0], weight.shape[1]
+        channel_axis, row_axis = 0, 1
+    else:  # ConvTranspose W [C, M/g, *k]: the inputs lead
+        rows, outputs = weight.shape[0], weight.shape[1]
+        channel_axis, row_axis = 1, 0
+    leading = weight.shape[0]
+    if groups < 1 or leading % groups:
+        raise RccError(f"{label} ({node.op_type}): weight dimension 0 ({leading}) is not divisible by "
+                       f"group = {groups}")
+    per_group = leading // groups
+    grouped = weight.reshape(groups, per_group, *weight.shape[1:])
+    # grouped axes: 0 = group, 1 = leading-per-group, 2 = second dim, 3.. = kernel
+    kernel_axes = tuple(range(3, 3 + len(kernel)))
+    if node.op_type == "Conv":
+        order = (0, 2, *kernel_axes, 1)  # [G, C/g, *k, M/g]
+        k, m = rows * math.prod(kernel), per_group
+    else:
+        order = (0, 1, *kernel_axes, 2)  # [G, C/g, *k, M/g]
+        k, m = (rows // groups) * math.prod(kernel), outputs
+    del channel_axis, row_axis
+    return grouped.transpose(order).reshape(groups, k, m), order
+
+
+def _from_view(view: np.ndarray, weight: np.ndarray, node: onnx.NodeProto, order: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `crossbar_view`: the [G, K, M] matrices back in the weight's own layout."""
+    if node.op_type == "Gemm":
+        return view[0].transpose(order)
+    if node.op_type == "MatMul":
+        return view.reshape(weight.shape)
+    groups = view.shape[0]
+    grouped_shape = (groups, weight.shape[0] // groups, *weight.shape[1:])
+    permuted_shape = tuple(grouped_shape[axis] for axis in order)
+    return view.reshape(permuted_shape).transpose(np.argsort(order)).reshape(weight.shape)
+
+
+def _target_zeros(size: int, sparsity: Fraction) -> int:
+    return math.ceil(sparsity * size)
+
+
+def prune_unstructured(weight: np.ndarray, sparsity: Fraction) -> np.ndarray:
+    """A copy of `weight` with its ⌈s·size⌉ smallest-|w| entries zero (stable sort: ties by flat index)."""
+    count = _target_zeros(weight.size, sparsity)
+    order = np.argsort(np.abs(weight).ravel(), kind="stable")
+    pruned = weight.copy().ravel()
+    pruned[order[:count]] = 0
+    return pruned.reshape(weight.shape)
+
+
+def prune_blocks(view: np.ndarray, sparsity: Fraction, block_rows: int,
+                 block_cols: int) -> tuple[np.ndarray, int, int]:
+    """Zero whole [block_rows × block_cols] blocks of each [K, M] matrix of `view` ([G, K, M]), least
+    salient first, until at least s of the weights are zero. Returns the pruned copy, the blocks zeroed
+    (those that held a non-zero) and the total number of blocks."""
+    groups, rows, cols = view.shape
+    needed = _target_zeros(view.size, sparsity)
+    zeros = int(np.count_nonzero(view == 0))
+    blocks = [(g, r, c) for g in range(groups) for r in range(0, rows, block_rows) for c in range(0, cols, block_cols)]
+    magnitude = np.abs(view.astype(np.float64))
+    salience = [magnitude[g, r:r + block_rows, c:c + block_cols].sum() for g, r, c in blocks]
+    pruned = view.copy()
+    removed = 0
+    for index in np.argsort(np.asarray(salience, dtype=np.float64), kind="stable"):
+        if zeros >= needed:
+            break
+        g, r, c = blocks[index]
+        block = pruned[g, r:r + block_rows, c:c + block_cols]
+        nonzero = int(np.count_nonzero(block))
+        if nonzero:
+            block[...] = 0
+            zeros += nonzero
+            removed += 1
+    return pruned, removed, len(blocks)
+
+
+def _sparsity(array: np.ndarray) -> float:
+    return float(np.count_nonzero(array == 0) / array.size) if array.size else 0.0
+
+
+def _as_fraction(sparsity: float, option: str) -> Fraction:
+    if not isinstance(sparsity, (int, float)) or isinstance(sparsity, bool) or not 0 <= sparsity < 1:
+        raise RccError(f"{option} must be a number in [0, 1), got {sparsity!r}")
+    return Fraction(repr(float(sparsity)))  # the decimal the user wrote, not its binary neighbour
+
+
+def prune_onnx(model: onnx.ModelProto, sparsity: float, structured: str = "none",
+               target: Target | None = None) -> tuple[onnx.ModelProto, list[dict[str, Any]]]:
+    """A pruned copy of `model` and one report row per pruned weight tensor (see the module docstring).
+
+    A weight initializer shared by several nodes is pruned once, in the view of its first consumer."""
+    fraction = _as_fraction(sparsity, "sparsity")
+    if structured not in STRUCTURES:
+        raise RccError(f"--structured must be one of {', '.join(STRUCTURES)}, got {structured!r}")
+    target = target or Target()
+    pruned_model = onnx.ModelProto()
+    pruned_model.CopyFrom(model)
+    initializers = {init.name: init for init in pruned_model.graph.initializer}
+    done: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    for index, node in enumerate(pruned_model.graph.node):
+        name = _weight_input(node) if node.op_type in PRUNABLE_OPS else None
+        if name is None or name not in initializers or name in done:
+            continue
+        done.add(name)
+        label = _node_label(node, index)
+        weight = numpy_helper.to_array(initializers[name])
+        if weight.size == 0 or not np.issubdtype(weight.dtype, np.number):
+            continue
+        row: dict[str, Any] = {"node": label, "op_type": node.op_type, "tensor": name, "shape": list(weight.shape),
+                               "size": int(weight.size), "sparsity_before": _sparsity(weight),
+                               "blocks_removed": None, "blocks_total": None}
+        if structured == "none":
+            pruned = prune_unstructured(weight, fraction)
+        else:
+            view, order = crossbar_view(weight, node, label)
+            pruned_view, removed, total = prune_blocks(view, fraction, target.xbar_rows,
+                                                       target.weights_per_array_row)
+            pruned = _from_view(pruned_view, weight, node, order)
+            row["blocks_removed"], row["blocks_total"] = removed, total
+        row["sparsity_after"] = _sparsity(pruned)
+        initializers[name].CopyFrom(numpy_helper.from_array(pruned.astype(weight.dtype, copy=False), name))
+        rows.append(row)
+    return pruned_model, rows
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    from compiler.cli import _Parser  # lazily: compiler.cli imports this module
+
+    parser = _Parser(prog="rcc prune", description="Magnitude-prune an ONNX model's weights.")
+    parser.add_argument("model", help="the ONNX model")
+    parser.add_argument("--sparsity", type=float, required=True, metavar="S",
+                        help="fraction of each weight tensor to make zero, in [0, 1)")
+    parser.add_argument("--structured", choices=STRUCTURES, default="none",
+                        help="none: single weights by |w| (default); crossbar: whole array-sized blocks of the "
+                             "[K, M] weight matrix by Σ|w|, sized by the target")
+    parser.add_argument("-o", "--output", required=True, help="where to write the pruned model")
+    add_target_arguments(parser)
+    return parser
+
+
+def format_prune_rows(rows: list[dict[str, Any]]) -> str:
+    def blocks(row: dict[str, Any]) -> str:
+        return "" if row["blocks_total"] is None else f"{row['blocks_removed']}/{row['blocks_total']}"
+
+    table = [[r["tensor"], r["op_type"], "x".join(map(str, r["shape"])),
+              f"{100 * r['sparsity_before']:.1f}% → {100 * r['sparsity_after']:.1f}%", blocks(r)] for r in rows]
+    size = sum(r["size"] for r in rows)
+    if size:
+        zeros_after = sum(round(r["sparsity_after"] * r["size"]) for r in rows)
+        zeros_before = sum(round(r["sparsity_before"] * r["size"]) for r in rows)
+        table.append(["total", f"{len(rows)} tensors", f"{size:,} weights",
+                      f"{100 * zeros_before / size:.1f}% → {100 * zeros_after / size:.1f}%", ""])
+    return format_table(["tensor", "op", "shape", "sparsity", "blocks removed"], table)
+
+
+def prune_command(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    _as_fraction(args.sparsity, "--sparsity")
+    target = target_from_args(args)
+    output = Path(args.output)
+    if not output.parent.exists():
+        raise RccError(f"-o {output}: directory {output.parent} does not exist")
+    if output.is_dir():
+        raise RccError(f"-o {output}: is a directory")
+    model = load_onnx(args.model)
+    pruned, rows = prune_onnx(model, args.sparsity, args.structured, target)
+    if pruned.ByteSize() > MAX_PROTO_BYTES:
+        raise RccError(f"{args.model}: the pruned model is over 2 GiB, too large for one ONNX file")
+    _write_atomically(output, pruned.SerializeToString())
+    print(format_prune_rows(rows) if rows else "no Conv, ConvTranspose, Gemm or MatMul weight initializers to prune")
+    print(f"wrote {output}")
+    return 0
