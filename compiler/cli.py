@@ -60,6 +60,10 @@ def _compile_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs (default: seeded random)")
     parser.add_argument("--packing", choices=list(PACKING_MODES), default="best",
                         help="how sparse layers are packed onto arrays (default: best; dense = plain tiling)")
+    parser.add_argument("--prune-budget", metavar="FRACTION|error=MAX",
+                        help="crossbar-grained pruning (lossy, off by default): remove this fraction of each "
+                             "layer's least salient array blocks, or as many as keep the output error "
+                             "(rel L2 vs onnxruntime on calibration inputs) within MAX")
     parser.add_argument("--deconv", choices=list(driver.DECONV_PASSES), default="pixelwise",
                         help="how transposed convolutions are lowered (default: pixelwise, zero-free)")
     add_target_arguments(parser)
@@ -153,12 +157,15 @@ def compile_command(argv: list[str]) -> int:
     _check_output_dir(output, "-o")
     if args.report:
         _check_output_dir(Path(args.report), "--report")
+    prune = driver.PruneBudget.parse(args.prune_budget) if args.prune_budget else None
     compiled = driver.compile_program(args.model, target, args.precision, shapes, args.pipeline, calibration,
-                                      args.print_after_all, args.deconv, args.packing)
+                                      args.print_after_all, args.deconv, args.packing, prune)
     rows = layer_rows(compiled.program, target)
     report: dict[str, Any] = {"model": str(args.model), "target": target.to_dict(), "precision": args.precision,
                               "deconv": args.deconv, "packing": args.packing,
                               "totals": totals(rows), "layers": rows}
+    if compiled.pruning is not None:
+        report["pruning"] = compiled.pruning
     result = None
     if args.verify:
         result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed)
@@ -168,6 +175,11 @@ def compile_command(argv: list[str]) -> int:
         write_report(args.report, report)
     if not args.quiet:
         print(format_program_layers(rows, report["totals"]))
+        if compiled.pruning is not None:
+            p = compiled.pruning
+            removed = sum(layer["removed_blocks"] for layer in p["layers"])
+            print(f"pruned {removed} array blocks ({p['fraction']:.0%} of each layer's); output error "
+                  f"rel L2 {p['rel_l2_error']:.3g} against onnxruntime on {p['samples']} calibration inputs")
         print("wrote " + ", ".join(str(p) for p in written))
     if result is not None:
         print_verify(result)

@@ -21,6 +21,8 @@ from backends.target import Target
 from compiler.pass_manager import GRAPH_PIPELINE, make_pass, run_pipeline
 from compiler.passes.lower_to_xbar import LowerToXbar
 from compiler.passes.pack_crossbars import PackCrossbars
+from compiler.passes.prune_crossbars import PruneCrossbars
+from compiler.calibrate import calibration_samples
 from compiler.verify import (FLOAT_MACHINE_TOLERANCE, Tolerance, VerifyResult, compare_outputs, integer_snr_bound,
                              onnxruntime_outputs)
 from ir.ops.xbar import exact_grouped_product
@@ -57,6 +59,7 @@ class Compiled:
     program: Program
     target: Target
     precision: str
+    pruning: dict | None = None  # what `--prune-budget` removed and the error it caused
 
 
 def lower_for_target(graph: Module, target: Target, precision: str = "int", calibration: dict | None = None,
@@ -68,13 +71,73 @@ def lower_for_target(graph: Module, target: Target, precision: str = "int", cali
     return run_pipeline(xbar, passes, print_after_all=print_after_all)
 
 
+@dataclass(frozen=True)
+class PruneBudget:
+    """`--prune-budget`: a fraction of each layer's array blocks to remove, or the largest output error
+    (relative L2 against onnxruntime on the calibration inputs) that removal may cause."""
+
+    fraction: float | None = None
+    max_error: float | None = None
+
+    @staticmethod
+    def parse(text: str) -> PruneBudget:
+        try:
+            if text.startswith("error="):
+                bound = float(text.removeprefix("error="))
+                if bound > 0:
+                    return PruneBudget(max_error=bound)
+            elif 0 < float(text) < 1:
+                return PruneBudget(fraction=float(text))
+        except ValueError:
+            pass
+        raise RccError(f"--prune-budget {text!r}: give a fraction of crossbars in (0, 1) or error=MAX_REL_L2")
+
+
+PRUNE_STEPS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def pruning_error(path: str | os.PathLike, graph: Module, samples: list[dict[str, np.ndarray]]) -> float:
+    """The largest relative L2 error of any output of `graph` against onnxruntime on the samples."""
+    worst = 0.0
+    for sample in samples:
+        expected = onnxruntime_outputs(path, sample)
+        actual = interpreter.run(graph, sample)
+        for name, reference in expected.items():
+            norm = float(np.linalg.norm(reference.astype(np.float64)))
+            error = float(np.linalg.norm(actual[name].astype(np.float64) - reference))
+            worst = max(worst, error / norm if norm > 0 else error)
+    return worst
+
+
+def prune_graph(path: str | os.PathLike, graph: Module, target: Target, budget: PruneBudget, packing: str,
+                calibration: dict | None = None) -> tuple[Module, dict]:
+    """A copy of `graph` with crossbar blocks pruned under `budget`, and what was removed and its error."""
+    samples = calibration_samples(graph, calibration)[:4]
+    fractions = [budget.fraction] if budget.fraction is not None else list(PRUNE_STEPS)
+    best = (copy_module(graph), PruneCrossbars(fraction=0.0), 0.0)
+    for fraction in fractions:
+        candidate = copy_module(graph)
+        pruner = PruneCrossbars(fraction=fraction, mode=packing if packing != "dense" else "compact",
+                                target=target)
+        run_pipeline(candidate, [pruner])
+        error = pruning_error(path, candidate, samples)
+        if budget.max_error is not None and error > budget.max_error:
+            break
+        best = (candidate, pruner, error)
+    pruned, pruner, error = best
+    report = {"budget": budget.fraction if budget.fraction is not None else f"error<={budget.max_error}",
+              "fraction": pruner.fraction, "rel_l2_error": error, "samples": len(samples),
+              "layers": pruner.removed}
+    return pruned, report
+
+
 DECONV_PASSES = {"pixelwise": "deconv-to-pixelwise", "zero-insertion": "deconv-zero-insertion"}
 
 
 def compile_program(path: str | os.PathLike, target: Target | None = None, precision: str = "int",
                     input_shapes: ShapeOverrides | None = None, pipeline: str | Sequence[str] = GRAPH_PIPELINE,
                     calibration: dict | None = None, print_after_all: bool = False,
-                    deconv: str = "pixelwise", packing: str = "best") -> Compiled:
+                    deconv: str = "pixelwise", packing: str = "best", prune: PruneBudget | None = None) -> Compiled:
     """ONNX model → graph IR (pipeline, then the deconvolution lowering) → crossbar IR → program."""
     if precision not in ("int", "float"):
         raise RccError(f"--precision {precision!r}: choose int or float")
@@ -83,8 +146,11 @@ def compile_program(path: str | os.PathLike, target: Target | None = None, preci
     target = target or Target()
     graph = compile_model(path, input_shapes, pipeline, print_after_all)
     run_pipeline(graph, [DECONV_PASSES[deconv]], print_after_all=print_after_all)
+    pruning = None
+    if prune is not None:
+        graph, pruning = prune_graph(path, graph, target, prune, packing, calibration)
     xbar = lower_for_target(graph, target, precision, calibration, print_after_all, packing)
-    return Compiled(graph, xbar, emit_program(xbar, target, precision), target, precision)
+    return Compiled(graph, xbar, emit_program(xbar, target, precision), target, precision, pruning)
 
 
 def verify_model(path: str | os.PathLike, module: Module, executor: str = "interpreter",

@@ -23,6 +23,7 @@ import argparse
 import math
 from fractions import Fraction
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,57 +57,38 @@ def _node_label(node: onnx.NodeProto, index: int) -> str:
     return node.name or f"{node.op_type} #{index}"
 
 
-def crossbar_view(weight: np.ndarray, node: onnx.NodeProto, label: str) -> tuple[np.ndarray, tuple[int, ...]]:
-    """The weight as the matrices the arrays hold, [G, K, M], and the permutation of `weight`'s axes that,
-    reshaped to [G, K, M], gives it (so the view can be mapped back with `_from_view`)."""
+def crossbar_view(weight: np.ndarray, node: onnx.NodeProto,
+                  label: str) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The weight as the matrices the arrays hold, [G, K, M] (rows in (c, *k) order, as lower-to-xbar lays
+    them), and the function that puts such matrices back into the weight's own layout."""
     if node.op_type == "Gemm":
         if weight.ndim != 2:
             raise RccError(f"{label} (Gemm): weight B must be 2-D, got shape {list(weight.shape)}")
-        matrix = weight.T if _attribute(node, "transB", 0) else weight
-        return matrix[None], (1, 0) if _attribute(node, "transB", 0) else (0, 1)
-    if node.op_type == "MatMul":
-        if weight.ndim == 1:
-            return weight.reshape(1, -1, 1), (0,)
-        return weight.reshape(-1, *weight.shape[-2:]), tuple(range(weight.ndim))
+        if _attribute(node, "transB", 0):  # B is [out, in]
+            return weight.T[None], lambda view: view[0].T
+        return weight[None], lambda view: view[0]
+    if node.op_type == "MatMul":  # [..., K, M]: every leading index is its own matrix
+        matrices = weight.reshape(1, -1, 1) if weight.ndim == 1 else weight.reshape(-1, *weight.shape[-2:])
+        return matrices, lambda view: view.reshape(weight.shape)
     if weight.ndim < 3:
         raise RccError(f"{label} ({node.op_type}): weight must have at least 3 dimensions, "
                        f"got shape {list(weight.shape)}")
     groups = _attribute(node, "group", 1)
-    kernel = weight.shape[2:]
-    if node.op_type == "Conv":  # W [M, C/g, *k]: the outputs lead
-        outputs, rows = weight.shape[0], weight.shape[1]
-        channel_axis, row_axis = 0, 1
-    else:  # ConvTranspose W [C, M/g, *k]: the inputs lead
-        rows, outputs = weight.shape[0], weight.shape[1]
-        channel_axis, row_axis = 1, 0
-    leading = weight.shape[0]
-    if groups < 1 or leading % groups:
-        raise RccError(f"{label} ({node.op_type}): weight dimension 0 ({leading}) is not divisible by "
+    if groups < 1 or weight.shape[0] % groups:
+        raise RccError(f"{label} ({node.op_type}): weight dimension 0 ({weight.shape[0]}) is not divisible by "
                        f"group = {groups}")
-    per_group = leading // groups
-    grouped = weight.reshape(groups, per_group, *weight.shape[1:])
-    # grouped axes: 0 = group, 1 = leading-per-group, 2 = second dim, 3.. = kernel
-    kernel_axes = tuple(range(3, 3 + len(kernel)))
-    if node.op_type == "Conv":
-        order = (0, 2, *kernel_axes, 1)  # [G, C/g, *k, M/g]
-        k, m = rows * math.prod(kernel), per_group
-    else:
-        order = (0, 1, *kernel_axes, 2)  # [G, C/g, *k, M/g]
-        k, m = (rows // groups) * math.prod(kernel), outputs
-    del channel_axis, row_axis
-    return grouped.transpose(order).reshape(groups, k, m), order
+    grouped = weight.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
+    kernel_axes = tuple(range(3, grouped.ndim))
+    # Conv W [M, C/g, *k] → [G, M/g, C/g, *k]; ConvTranspose W [C, M/g, *k] → [G, C/g, M/g, *k]; both to
+    # [G, C/g, *k, M/g].
+    order = (0, 2, *kernel_axes, 1) if node.op_type == "Conv" else (0, 1, *kernel_axes, 2)
+    permuted = grouped.transpose(order)
+    outputs = permuted.shape[-1]
 
+    def restore(view: np.ndarray) -> np.ndarray:
+        return view.reshape(permuted.shape).transpose(np.argsort(order)).reshape(weight.shape)
 
-def _from_view(view: np.ndarray, weight: np.ndarray, node: onnx.NodeProto, order: tuple[int, ...]) -> np.ndarray:
-    """Inverse of `crossbar_view`: the [G, K, M] matrices back in the weight's own layout."""
-    if node.op_type == "Gemm":
-        return view[0].transpose(order)
-    if node.op_type == "MatMul":
-        return view.reshape(weight.shape)
-    groups = view.shape[0]
-    grouped_shape = (groups, weight.shape[0] // groups, *weight.shape[1:])
-    permuted_shape = tuple(grouped_shape[axis] for axis in order)
-    return view.reshape(permuted_shape).transpose(np.argsort(order)).reshape(weight.shape)
+    return permuted.reshape(groups, -1, outputs), restore
 
 
 def _target_zeros(size: int, sparsity: Fraction) -> int:
@@ -187,10 +169,10 @@ def prune_onnx(model: onnx.ModelProto, sparsity: float, structured: str = "none"
         if structured == "none":
             pruned = prune_unstructured(weight, fraction)
         else:
-            view, order = crossbar_view(weight, node, label)
+            view, restore = crossbar_view(weight, node, label)
             pruned_view, removed, total = prune_blocks(view, fraction, target.xbar_rows,
                                                        target.weights_per_array_row)
-            pruned = _from_view(pruned_view, weight, node, order)
+            pruned = restore(pruned_view)
             row["blocks_removed"], row["blocks_total"] = removed, total
         row["sparsity_after"] = _sparsity(pruned)
         initializers[name].CopyFrom(numpy_helper.from_array(pruned.astype(weight.dtype, copy=False), name))

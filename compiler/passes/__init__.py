@@ -10,6 +10,7 @@ from compiler.passes.deconv_zero_insertion import DeconvZeroInsertion
 from compiler.passes.fold_batch_norm import FoldBatchNorm
 from compiler.passes.lower_to_xbar import LowerToXbar
 from compiler.passes.pack_crossbars import PackCrossbars
+from compiler.passes.prune_crossbars import PruneCrossbars
 from compiler.passes.remove_identity import RemoveIdentity
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
@@ -21,6 +22,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     DeconvToPixelwise,
     LowerToXbar,
     PackCrossbars,
+    PruneCrossbars,
 )}
 
 __all__ = ["PASSES", "Pass"]

@@ -1,0 +1,253 @@
+"""Pictures of how sparse layers sit on crossbars: one PNG per sparse `mvm` comparing the dense tiling
+with the packed blocks (`rcc --plot DIR`).
+
+    paths = plot_sparse_layers(compiled.program, Path("plots"))   # plots/fc1.matmul.png, ...
+
+Each figure shows the weights' non-zero pattern with the dense tile grid, the utilisation of every dense
+tile, the per-array utilisation before and after packing sorted from fullest to emptiest, and both
+utilisation histograms. Utilisation is the fraction of an array's cells holding a non-zero level, the
+same figure as `backends.mapping.array_occupancy`, computed here by table look-up so that a
+25088×4096 layer renders in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure  # the object API renders with Agg and never touches pyplot's state
+from matplotlib.ticker import PercentFormatter
+
+from backends.mapping import array_blocks, occupancy_histogram, weight_levels
+from backends.program import Program
+from ir.errors import RccError
+
+PATTERN_PIXELS = 480  # the non-zero pattern is binned down to at most this many pixels a side
+MAX_GRID_LINES = 48   # tile boundaries drawn over the pattern only while they stay readable
+DENSE_COLOUR, PACKED_COLOUR = "0.55", "tab:orange"
+
+
+def plot_sparse_layers(program: Program, directory: Path, min_sparsity: float = 0.5) -> list[Path]:
+    """Write `directory/<layer>.png` for every `mvm` whose weights are at least `min_sparsity` zeros, and
+    for every packed one; return the paths written."""
+    directory = Path(directory)
+    if not directory.parent.is_dir():
+        raise RccError(f"--plot {directory}: the folder {directory.parent} does not exist")
+    if directory.exists() and not directory.is_dir():
+        raise RccError(f"--plot {directory}: exists and is not a folder")
+    directory.mkdir(exist_ok=True)
+    written: list[Path] = []
+    used_names: set[str] = set()
+    for instruction in program.instructions:
+        if instruction.opcode != "mvm":
+            continue
+        weights = program.constants[instruction.src[1]]
+        maps = [program.constants[name] for name in instruction.src[2:]]
+        sparsity = 1.0 - np.count_nonzero(weights) / weights.size if weights.size else 0.0
+        if not maps and sparsity < min_sparsity:
+            continue
+        layer = str(instruction.attrs.get("layer") or instruction.dst[0])
+        path = directory / f"{_unique(_safe_name(layer), used_names)}.png"
+        figure = layer_figure(layer, weights, instruction.attrs, *maps)
+        _save_atomically(figure, path)
+        written.append(path)
+    return written
+
+
+def layer_figure(layer: str, weights: np.ndarray, attrs: dict, row_map: np.ndarray | None = None,
+                 col_map: np.ndarray | None = None) -> Figure:
+    """The before/after packing figure of one `mvm` (weights [G, K, M], maps as in its program)."""
+    groups, rows, outputs = weights.shape
+    cells = cells_per_weight(weights, attrs)
+    dense = tile_occupancy(cells, attrs)                       # [signs, G, row tiles, col tiles]
+    dense_arrays = np.moveaxis(dense, 0, -1).reshape(-1)       # array_occupancy's order
+    packed = block_occupancy(cells, attrs, row_map, col_map) if row_map is not None else None
+    sparsity = 1.0 - np.count_nonzero(weights) / weights.size if weights.size else 0.0
+
+    figure = Figure(figsize=(13, 9), dpi=100, layout="constrained")
+    (pattern_ax, tiles_ax), (sorted_ax, histogram_ax) = figure.subplots(2, 2)
+    shape = f"{rows}×{outputs}" + (f" × {groups} groups" if groups > 1 else "")
+    after = f"{packed.size} packed ({attrs.get('packing', '?')})" if packed is not None else "not packed"
+    figure.suptitle(f"{layer}: weights {shape} (inputs × outputs), {sparsity:.1%} zeros\n"
+                    f"crossbars {dense_arrays.size} dense → {after}, "
+                    f"{attrs['xbar_rows']}×{attrs['xbar_cols']} arrays, {attrs['weight_slices']} slices/weight, "
+                    f"{attrs['encoding']} encoding", fontsize=13)
+    _draw_pattern(pattern_ax, weights, attrs, figure)
+    _draw_tiles(tiles_ax, dense, figure)
+    _draw_sorted(sorted_ax, dense_arrays, packed, attrs)
+    _draw_histograms(histogram_ax, dense_arrays, packed)
+    return figure
+
+
+# ---- utilisation figures -------------------------------------------------------------------------------
+
+def cells_per_weight(weights: np.ndarray, attrs: dict) -> np.ndarray:
+    """[signs, G, K, M]: how many cells of each sign array every weight holds at a non-zero level."""
+    slices = attrs["weight_slices"]
+    signs = 2 if attrs["encoding"] == "differential" else 1
+    if weights.dtype.kind == "f":  # float mode: a non-zero weight fills its slices on one array of the pair
+        if signs == 1:
+            return ((weights != 0) * slices).astype(np.uint8)[None]
+        return np.stack([(weights > 0) * slices, (weights < 0) * slices]).astype(np.uint8)
+    # Every value of the weights' integer type, listed in the order of its unsigned view, so the unsigned
+    # view of the weights indexes the table directly.
+    unsigned = np.dtype(f"u{weights.dtype.itemsize}")
+    values = np.arange(np.iinfo(unsigned).max + 1, dtype=np.int64).astype(unsigned).view(weights.dtype)
+    levels = weight_levels(values, attrs["weight_bits"], attrs["cell_bits"], slices, attrs["encoding"])
+    table = np.stack([np.count_nonzero(level, axis=0) for level in levels]).astype(np.uint8)
+    return table[:, weights.view(unsigned)]
+
+
+def tile_occupancy(cells: np.ndarray, attrs: dict) -> np.ndarray:
+    """[signs, G, row tiles, col tiles]: utilisation of every array of the dense tiling."""
+    _, _, rows, outputs = cells.shape
+    per_array = attrs["xbar_cols"] // attrs["weight_slices"]
+    row_starts, col_starts = np.arange(0, rows, attrs["xbar_rows"]), np.arange(0, outputs, per_array)
+    by_row_tile = np.add.reduceat(cells, row_starts, axis=2, dtype=np.int64)
+    used = np.add.reduceat(by_row_tile, col_starts, axis=3, dtype=np.int64)
+    return used / (attrs["xbar_rows"] * attrs["xbar_cols"])
+
+
+def block_occupancy(cells: np.ndarray, attrs: dict, row_map: np.ndarray, col_map: np.ndarray) -> np.ndarray:
+    """Utilisation of every packed array (sign arrays of a pair one after the other)."""
+    signs, groups, rows, outputs = cells.shape
+    occupancy = []
+    for group, block_rows, block_cols in array_blocks((groups, rows, outputs), attrs, row_map, col_map):
+        block = cells[:, group][:, block_rows][:, :, block_cols]
+        occupancy.extend(block.reshape(signs, -1).sum(axis=1, dtype=np.int64))
+    return np.array(occupancy, dtype=np.float64) / (attrs["xbar_rows"] * attrs["xbar_cols"])
+
+
+# ---- panels --------------------------------------------------------------------------------------------
+
+def _side_by_side(per_group: np.ndarray) -> np.ndarray:
+    """[G, A, B] → [A, G·B]: groups laid next to each other."""
+    groups, height, width = per_group.shape
+    return per_group.transpose(1, 0, 2).reshape(height, groups * width)
+
+
+def _binned_density(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Fraction of True per pixel after binning a 2-D mask to at most PATTERN_PIXELS a side."""
+    height, width = mask.shape
+    row_bin, col_bin = -(-height // PATTERN_PIXELS), -(-width // PATTERN_PIXELS)
+    row_starts, col_starts = np.arange(0, height, row_bin), np.arange(0, width, col_bin)
+    counts = np.add.reduceat(np.add.reduceat(mask, row_starts, axis=0, dtype=np.int64), col_starts, axis=1,
+                             dtype=np.int64)
+    pixel_sizes = np.outer(np.diff(np.append(row_starts, height)), np.diff(np.append(col_starts, width)))
+    return counts / pixel_sizes, row_bin, col_bin
+
+
+def _draw_pattern(ax, weights: np.ndarray, attrs: dict, figure: Figure) -> None:
+    groups, rows, outputs = weights.shape
+    density, row_bin, col_bin = _binned_density(_side_by_side(weights != 0))
+    image = ax.imshow(density, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest",
+                      extent=(0, groups * outputs, rows, 0))
+    binned = f", {row_bin}×{col_bin} weights per pixel" if row_bin * col_bin > 1 else ""
+    per_array = attrs["xbar_cols"] // attrs["weight_slices"]
+    row_lines = np.arange(attrs["xbar_rows"], rows, attrs["xbar_rows"])
+    col_lines = np.concatenate([np.arange(g * outputs + per_array, (g + 1) * outputs, per_array)
+                                for g in range(groups)])
+    if row_lines.size <= MAX_GRID_LINES and col_lines.size <= MAX_GRID_LINES:
+        ax.hlines(row_lines, 0, groups * outputs, colors="tab:blue", linewidth=0.6, alpha=0.7)
+        ax.vlines(col_lines, 0, rows, colors="tab:blue", linewidth=0.6, alpha=0.7)
+        grid = f"blue lines: dense tiles of {attrs['xbar_rows']} rows × {per_array} outputs"
+    else:
+        grid = f"tile grid ({row_lines.size + 1}×{col_lines.size + groups} tiles) too fine to draw"
+    if 1 < groups <= MAX_GRID_LINES:
+        ax.vlines(np.arange(outputs, groups * outputs, outputs), 0, rows, colors="tab:red", linewidth=1.2)
+        grid += "; red lines: groups"
+    ax.set_title(f"Non-zero weights{binned}\n{grid}", fontsize=10)
+    ax.set_xlabel("output" + (" (groups side by side)" if groups > 1 else ""))
+    ax.set_ylabel("input row")
+    figure.colorbar(image, ax=ax, label="non-zero weights", format=PercentFormatter(1.0))
+
+
+def _draw_tiles(ax, dense: np.ndarray, figure: Figure) -> None:
+    signs, groups, row_tiles, col_tiles = dense.shape
+    per_tile = _side_by_side(dense.mean(axis=0))  # a pair's two arrays: used cells over both
+    image = ax.imshow(per_tile, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest",
+                      extent=(-0.5, groups * col_tiles - 0.5, row_tiles - 0.5, -0.5))
+    if 1 < groups <= MAX_GRID_LINES:
+        ax.vlines(np.arange(col_tiles, groups * col_tiles, col_tiles) - 0.5, -0.5, row_tiles - 0.5,
+                  colors="tab:red", linewidth=1.2)
+    unit = "tile (mean of its ± array pair)" if signs == 2 else "array"
+    ax.set_title(f"BEFORE packing: utilisation per dense {unit}\n"
+                 f"{row_tiles} row tiles × {col_tiles} column tiles" + (f" × {groups} groups" if groups > 1 else ""),
+                 fontsize=10)
+    ax.set_xlabel("column tile" + (" (groups side by side)" if groups > 1 else ""))
+    ax.set_ylabel("row tile")
+    figure.colorbar(image, ax=ax, label="cells holding a non-zero level", format=PercentFormatter(1.0))
+
+
+def _draw_sorted(ax, dense: np.ndarray, packed: np.ndarray | None, attrs: dict) -> None:
+    series = [("dense tiling", dense, DENSE_COLOUR)]
+    if packed is not None:
+        series.append((f"packed ({attrs.get('packing', '?')})", packed, PACKED_COLOUR))
+    for label, occupancy, colour in series:
+        ordered = np.sort(occupancy)[::-1]
+        positions = np.arange(ordered.size + 1)
+        ax.stairs(ordered, positions, fill=True, color=colour, alpha=0.55,
+                  label=f"{label}: {occupancy.size} arrays, mean {occupancy.mean():.1%}")
+        ax.stairs(ordered, positions, color=colour, linewidth=1.2)
+    ax.set_xlim(0, dense.size)
+    ax.set_ylim(0, 1)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title("AFTER packing: every array's utilisation, fullest first\n"
+                 "(equal areas: packing moves the same non-zero cells onto fewer arrays)", fontsize=10)
+    ax.set_xlabel("arrays (sorted)")
+    ax.set_ylabel("cells holding a non-zero level")
+    ax.legend(loc="upper right", fontsize=9)
+    ax.grid(alpha=0.3)
+
+
+def _draw_histograms(ax, dense: np.ndarray, packed: np.ndarray | None) -> None:
+    bins = np.arange(11)
+    ax.stairs(occupancy_histogram(dense), bins, fill=True, color=DENSE_COLOUR, alpha=0.55,
+              label=f"dense tiling ({dense.size} arrays)")
+    if packed is not None:
+        ax.stairs(occupancy_histogram(packed), bins, color=PACKED_COLOUR, linewidth=2.2,
+                  label=f"packed ({packed.size} arrays)")
+    ax.set_xticks(bins, [f"{10 * b}%" for b in bins])
+    ax.set_xlim(0, 10)
+    ax.set_title("Utilisation histograms", fontsize=10)
+    ax.set_xlabel("cells holding a non-zero level (10% bins)")
+    ax.set_ylabel("arrays")
+    ax.legend(loc="upper right", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+
+
+# ---- files ---------------------------------------------------------------------------------------------
+
+def _safe_name(layer: str) -> str:
+    """A file name for a layer: characters outside [A-Za-z0-9._-] become '_', and no leading dot."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", layer).lstrip(".") or "layer"
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, number = name, 2
+    while candidate in used:
+        candidate, number = f"{name}_{number}", number + 1
+    used.add(candidate)
+    return candidate
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _save_atomically(figure: Figure, path: Path) -> None:
+    """Save to a temporary file beside `path`, then rename it, so a reader never sees half a PNG."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            figure.savefig(stream, format="png")
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file private; a plot is not
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
