@@ -28,7 +28,6 @@ import re
 import tomllib
 from dataclasses import dataclass
 from os import PathLike
-from pathlib import Path
 from typing import Any, Final
 
 from ir.errors import RccError

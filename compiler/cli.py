@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from backends.onnx_export import save_onnx
 from backends.packing import MODES as PACKING_MODES
 from backends.program import load_program, save_program
 from backends.target import add_target_arguments, target_from_args
-from compiler import driver
+from compiler import driver, prune_model
 from compiler.frontend.loader import parse_input_shapes
 from compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
 from compiler.report import layer_rows, totals
@@ -225,7 +224,7 @@ def opt_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"opt": opt_command, "run": run_command}
+COMMANDS = {"opt": opt_command, "run": run_command, "prune": prune_model.prune_command}
 
 
 def main(argv: list[str] | None = None) -> int:

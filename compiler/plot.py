@@ -19,15 +19,21 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure  # the object API renders with Agg and never touches pyplot's state
+from matplotlib.colors import PowerNorm
 from matplotlib.ticker import PercentFormatter
 
-from backends.mapping import array_blocks, occupancy_histogram, weight_levels
+from backends.mapping import array_blocks, weight_levels
 from backends.program import Program
 from ir.errors import RccError
 
 PATTERN_PIXELS = 480  # the non-zero pattern is binned down to at most this many pixels a side
 MAX_GRID_LINES = 48   # tile boundaries drawn over the pattern only while they stay readable
 DENSE_COLOUR, PACKED_COLOUR = "0.55", "tab:orange"
+# Sparse layers fill a few percent of their cells: a square-root colour scale (its bar still reads 0–100%)
+# and utilisation axes zoomed to the fullest array keep those few percent visible.
+UTILISATION_NORM = PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
+UTILISATION_TICKS = [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]
+ZOOM_LIMITS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 
 def plot_sparse_layers(program: Program, directory: Path, min_sparsity: float = 0.5) -> list[Path]:
@@ -77,8 +83,10 @@ def layer_figure(layer: str, weights: np.ndarray, attrs: dict, row_map: np.ndarr
                     f"{attrs['encoding']} encoding", fontsize=13)
     _draw_pattern(pattern_ax, weights, attrs, figure)
     _draw_tiles(tiles_ax, dense, figure)
-    _draw_sorted(sorted_ax, dense_arrays, packed, attrs)
-    _draw_histograms(histogram_ax, dense_arrays, packed)
+    fullest = max(dense_arrays.max(initial=0.0), packed.max(initial=0.0) if packed is not None else 0.0)
+    zoom = next(limit for limit in ZOOM_LIMITS if limit >= min(1.0, fullest * 1.05))
+    _draw_sorted(sorted_ax, dense_arrays, packed, attrs, zoom)
+    _draw_histograms(histogram_ax, dense_arrays, packed, zoom)
     return figure
 
 
@@ -168,7 +176,7 @@ def _draw_pattern(ax, weights: np.ndarray, attrs: dict, figure: Figure) -> None:
 def _draw_tiles(ax, dense: np.ndarray, figure: Figure) -> None:
     signs, groups, row_tiles, col_tiles = dense.shape
     per_tile = _side_by_side(dense.mean(axis=0))  # a pair's two arrays: used cells over both
-    image = ax.imshow(per_tile, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest",
+    image = ax.imshow(per_tile, cmap="viridis", norm=UTILISATION_NORM, aspect="auto", interpolation="nearest",
                       extent=(-0.5, groups * col_tiles - 0.5, row_tiles - 0.5, -0.5))
     if 1 < groups <= MAX_GRID_LINES:
         ax.vlines(np.arange(col_tiles, groups * col_tiles, col_tiles) - 0.5, -0.5, row_tiles - 0.5,
@@ -179,10 +187,15 @@ def _draw_tiles(ax, dense: np.ndarray, figure: Figure) -> None:
                  fontsize=10)
     ax.set_xlabel("column tile" + (" (groups side by side)" if groups > 1 else ""))
     ax.set_ylabel("row tile")
-    figure.colorbar(image, ax=ax, label="cells holding a non-zero level", format=PercentFormatter(1.0))
+    figure.colorbar(image, ax=ax, label="cells holding a non-zero level (square-root scale)",
+                    ticks=UTILISATION_TICKS, format=PercentFormatter(1.0, decimals=0))
 
 
-def _draw_sorted(ax, dense: np.ndarray, packed: np.ndarray | None, attrs: dict) -> None:
+def _zoom_note(zoom: float) -> str:
+    return "" if zoom >= 1.0 else f"axis zoomed to 0–{zoom:.0%}: no array is fuller"
+
+
+def _draw_sorted(ax, dense: np.ndarray, packed: np.ndarray | None, attrs: dict, zoom: float) -> None:
     series = [("dense tiling", dense, DENSE_COLOUR)]
     if packed is not None:
         series.append((f"packed ({attrs.get('packing', '?')})", packed, PACKED_COLOUR))
@@ -193,27 +206,29 @@ def _draw_sorted(ax, dense: np.ndarray, packed: np.ndarray | None, attrs: dict) 
                   label=f"{label}: {occupancy.size} arrays, mean {occupancy.mean():.1%}")
         ax.stairs(ordered, positions, color=colour, linewidth=1.2)
     ax.set_xlim(0, dense.size)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, zoom)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_title("AFTER packing: every array's utilisation, fullest first\n"
-                 "(equal areas: packing moves the same non-zero cells onto fewer arrays)", fontsize=10)
+                 f"(equal areas: the same non-zero cells on fewer arrays)\n{_zoom_note(zoom)}", fontsize=10)
     ax.set_xlabel("arrays (sorted)")
     ax.set_ylabel("cells holding a non-zero level")
     ax.legend(loc="upper right", fontsize=9)
     ax.grid(alpha=0.3)
 
 
-def _draw_histograms(ax, dense: np.ndarray, packed: np.ndarray | None) -> None:
-    bins = np.arange(11)
-    ax.stairs(occupancy_histogram(dense), bins, fill=True, color=DENSE_COLOUR, alpha=0.55,
+def _draw_histograms(ax, dense: np.ndarray, packed: np.ndarray | None, zoom: float) -> None:
+    """Ten bins over the zoomed range (the report's `utilization_histogram` uses ten over 0–100%)."""
+    edges = np.linspace(0.0, zoom, 11)
+    ax.stairs(np.histogram(dense, edges)[0], edges, fill=True, color=DENSE_COLOUR, alpha=0.55,
               label=f"dense tiling ({dense.size} arrays)")
     if packed is not None:
-        ax.stairs(occupancy_histogram(packed), bins, color=PACKED_COLOUR, linewidth=2.2,
+        ax.stairs(np.histogram(packed, edges)[0], edges, color=PACKED_COLOUR, linewidth=2.2,
                   label=f"packed ({packed.size} arrays)")
-    ax.set_xticks(bins, [f"{10 * b}%" for b in bins])
-    ax.set_xlim(0, 10)
-    ax.set_title("Utilisation histograms", fontsize=10)
-    ax.set_xlabel("cells holding a non-zero level (10% bins)")
+    ax.set_xticks(edges)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1 if zoom < 0.1 else 0))
+    ax.set_xlim(0, zoom)
+    ax.set_title(f"Utilisation histograms, overlaid\n{_zoom_note(zoom)}", fontsize=10)
+    ax.set_xlabel(f"cells holding a non-zero level ({zoom * 10:g}% bins)")
     ax.set_ylabel("arrays")
     ax.legend(loc="upper right", fontsize=9)
     ax.grid(axis="y", alpha=0.3)

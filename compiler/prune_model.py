@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np

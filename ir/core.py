@@ -109,6 +109,12 @@ class Module:
             op.operands = [new if v is old else v for v in op.operands]
         self.outputs = [new if v is old else v for v in self.outputs]
 
+    def replace_op(self, op: Op, new_ops: list[Op]) -> None:
+        """Put `new_ops` where `op` was; readers of op's (single) result read the last new op's instead."""
+        position = self.ops.index(op)
+        self.ops[position:position + 1] = new_ops
+        self.replace_uses(op.result, new_ops[-1].result)
+
     def drop_unused_constants(self) -> None:
         used = {id(v) for op in self.ops for v in op.operands} | {id(v) for v in self.outputs}
         self.constants = [c for c in self.constants if id(c) in used]

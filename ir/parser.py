@@ -6,7 +6,6 @@ import json
 import os
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import lark
 import numpy as np

@@ -166,9 +166,7 @@ class DeconvToPixelwise(Pass):
         kernels: dict = {}  # (id of the weight, group, row taps, column taps) → the phase's conv2d weight
         for op in deconvs:
             lowered = _Rewriter(module, op, taken, kernels).rewrite()
-            position = module.ops.index(op)
-            module.ops[position:position + 1] = lowered
-            module.replace_uses(op.result, lowered[-1].result)
+            module.replace_op(op, lowered)
         if deconvs:
             module.drop_unused_constants()
         return bool(deconvs)

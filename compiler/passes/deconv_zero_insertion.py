@@ -79,9 +79,7 @@ class DeconvZeroInsertion(Pass):
                 taken.add(name)
                 flipped[key] = module.add_constant(name, flipped_kernel(weight.data, group))
             lowered = _lower(module, op, flipped[key], taken)
-            position = module.ops.index(op)
-            module.ops[position:position + 1] = lowered
-            module.replace_uses(op.result, lowered[-1].result)
+            module.replace_op(op, lowered)
         if deconvs:
             module.drop_unused_constants()
         return bool(deconvs)

@@ -25,42 +25,10 @@ from compiler.passes.deconv_to_pixelwise import phase_macs
 from compiler.verify import onnxruntime_outputs
 from ir import OPS, Builder, Module, TensorType, UnsupportedError, Value, interpreter
 from tests.conformance import frozen_model, selected_cases
+from tests.passes.deconv_cases import deconv_modules
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 PASS = "deconv-to-pixelwise"
-
-
-@st.composite
-def deconv_modules(draw: st.DrawFn) -> Module:
-    """A module of one constant-weight nn.conv_transpose2d with random attributes and shapes."""
-    group = draw(st.integers(1, 3))
-    depthwise = draw(st.booleans())
-    in_per_group = 1 if depthwise else draw(st.integers(1, 2))
-    out_per_group = 1 if depthwise else draw(st.integers(1, 2))
-    batch = draw(st.integers(1, 2))
-    axes = []
-    for _ in range(2):
-        size, kernel, stride = draw(st.integers(1, 4)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
-        dilation, extra = draw(st.integers(1, 3)), draw(st.integers(0, stride - 1))
-        full = (size - 1) * stride + dilation * (kernel - 1) + extra + 1  # output length before pads crop
-        begin = draw(st.integers(0, full - 1))
-        end = draw(st.integers(0, full - 1 - begin))
-        axes.append((size, kernel, stride, dilation, extra, begin, end))
-    sizes, kernels, strides, dilations, output_padding, begins, ends = (list(column) for column in zip(*axes))
-    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    channels = group * in_per_group
-    module = Module("deconv")
-    x = Value("x", TensorType((batch, channels, *sizes), "f32"))
-    module.inputs.append(x)
-    builder = Builder(module)
-    weight = builder.constant("w", rng.standard_normal((channels, out_per_group, *kernels)).astype(np.float32))
-    operands = [x, weight]
-    if draw(st.booleans()):
-        operands.append(builder.constant("b", rng.standard_normal(group * out_per_group).astype(np.float32)))
-    attrs = {"strides": strides, "pads": begins + ends, "dilations": dilations, "group": group,
-             "output_padding": output_padding}
-    module.outputs.append(builder.op("nn.conv_transpose2d", operands, attrs, name="y"))
-    return module
 
 
 def assert_pixelwise(module: Module) -> None:

@@ -18,43 +18,10 @@ from hypothesis import strategies as st
 from compiler.frontend import import_onnx, random_inputs
 from compiler.pass_manager import run_pipeline
 from compiler.verify import onnxruntime_outputs
-from ir import Builder, Module, OPS, TensorType, Value, interpreter
+from ir import Module, OPS, TensorType, interpreter
+from tests.passes.deconv_cases import deconv_modules
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-
-
-@st.composite
-def deconv_modules(draw: st.DrawFn) -> Module:
-    """A module of one constant-weight nn.conv_transpose2d with random attributes and shapes."""
-    group = draw(st.integers(1, 3))
-    depthwise = draw(st.booleans())
-    in_per_group = 1 if depthwise else draw(st.integers(1, 2))
-    out_per_group = 1 if depthwise else draw(st.integers(1, 2))
-    batch = draw(st.integers(1, 2))
-    sizes, kernels, strides, dilations, output_padding, begins, ends = [], [], [], [], [], [], []
-    for _ in range(2):
-        size, kernel, stride = draw(st.integers(1, 4)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
-        dilation, extra = draw(st.integers(1, 3)), draw(st.integers(0, stride - 1))
-        full = (size - 1) * stride + dilation * (kernel - 1) + extra + 1  # output length before pads crop
-        begin = draw(st.integers(0, full - 1))
-        end = draw(st.integers(0, full - 1 - begin))
-        for values, value in zip((sizes, kernels, strides, dilations, output_padding, begins, ends),
-                                 (size, kernel, stride, dilation, extra, begin, end)):
-            values.append(value)
-    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    channels = group * in_per_group
-    module = Module("deconv")
-    x = Value("x", TensorType((batch, channels, *sizes), "f32"))
-    module.inputs.append(x)
-    builder = Builder(module)
-    weight = builder.constant("w", rng.standard_normal((channels, out_per_group, *kernels)).astype(np.float32))
-    operands = [x, weight]
-    if draw(st.booleans()):
-        operands.append(builder.constant("b", rng.standard_normal(group * out_per_group).astype(np.float32)))
-    attrs = {"strides": strides, "pads": begins + ends, "dilations": dilations, "group": group,
-             "output_padding": output_padding}
-    module.outputs.append(builder.op("nn.conv_transpose2d", operands, attrs, name="y"))
-    return module
 
 
 @settings(max_examples=200, deadline=None)
