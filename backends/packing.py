@@ -41,9 +41,9 @@ from ir.errors import RccError
 
 MODES = ("dense", "compact", "kmeans", "best")
 KMEANS_MAX_ITER = 20
-# kmeans work cap: above this many non-zeros, Hamming distances are measured on a seeded sample of W's
-# rows holding about this many non-zeros (see `_kmeans_groups`).
-KMEANS_MAX_NNZ = 1 << 23
+# kmeans work cap, in non-zeros × first-round clusters (one Lloyd iteration's multiply-adds): above it,
+# Hamming distances are measured on a seeded sample of W's rows that fits (see `_kmeans_groups`).
+KMEANS_MAX_WORK = 1 << 28
 # best's greedy work caps, in units of `_greedy_work` (≈ 0.3–0.6 ns each on the reference 2-core
 # machine): per greedy run, and per side for tuning the chunk size on a sample.
 GREEDY_MAX_WORK = 40_000_000_000
@@ -321,16 +321,16 @@ def _kmeans_groups(by_line: sp.csr_matrix, size: int, rng: np.random.Generator) 
 
     Repeatedly cluster the free lines into ⌈n/size⌉ clusters; every cluster with ≥ size members gives
     the `size` members nearest its centre as a group. Fallback the paper lacks: when no cluster reaches
-    `size`, the largest cluster is grown by the free lines nearest its centre. Work cap: above
-    KMEANS_MAX_NNZ non-zeros, distances are measured on a seeded random sample of cross indices holding
-    about that many (the same distances up to scale and sampling noise); the blocks stay exact.
+    `size`, the largest cluster is grown by the free lines nearest its centre. Work cap: when non-zeros ×
+    first-round clusters pass KMEANS_MAX_WORK, distances are measured on a seeded random sample of the
+    cross indices that fits (the same distances up to scale and sampling noise); the blocks stay exact.
     """
-    line_nnz = np.diff(by_line.indptr)
-    if by_line.nnz > KMEANS_MAX_NNZ:
+    free = np.flatnonzero(np.diff(by_line.indptr) > 0)
+    work = by_line.nnz * -(-free.size // size)
+    if work > KMEANS_MAX_WORK:
         n_cross = by_line.shape[1]
-        keep = rng.choice(n_cross, size=max(1, n_cross * KMEANS_MAX_NNZ // by_line.nnz), replace=False)
+        keep = rng.choice(n_cross, size=max(1, n_cross * KMEANS_MAX_WORK // work), replace=False)
         by_line = by_line[:, np.sort(keep)].tocsr()
-    free = np.flatnonzero(line_nnz > 0)
     groups = []
     while free.size > size:
         k = -(-free.size // size)

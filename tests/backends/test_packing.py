@@ -118,7 +118,7 @@ def test_kmeans_work_cap_samples_distances_but_packs_exactly(monkeypatch: pytest
     import backends.packing as packing
 
     mask = np.random.default_rng(2).random((200, 120)) < 0.2
-    monkeypatch.setattr(packing, "KMEANS_MAX_NNZ", 500)
+    monkeypatch.setattr(packing, "KMEANS_MAX_WORK", 5000)
     check_packing(mask, pack(mask, 16, 8, "kmeans"), 16, 8)
 
 
