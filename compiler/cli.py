@@ -63,6 +63,8 @@ def _compile_parser() -> argparse.ArgumentParser:
                         help="crossbar-grained pruning (lossy, off by default): remove this fraction of each "
                              "layer's least salient array blocks, or as many as keep the output error "
                              "(rel L2 vs onnxruntime on calibration inputs) within MAX")
+    parser.add_argument("--plot", metavar="DIR", help="write a PNG per sparse layer: array occupancy before and "
+                                                      "after packing")
     parser.add_argument("--deconv", choices=list(driver.DECONV_PASSES), default="pixelwise",
                         help="how transposed convolutions are lowered (default: pixelwise, zero-free)")
     add_target_arguments(parser)
@@ -170,6 +172,10 @@ def compile_command(argv: list[str]) -> int:
         result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed)
         report["verify"] = result.to_json()
     written = _write_output(compiled, args.emit, output)
+    if args.plot:
+        from compiler.plot import plot_sparse_layers  # matplotlib loads only when pictures are asked for
+
+        written += plot_sparse_layers(compiled.program, Path(args.plot))
     if args.report:
         write_report(args.report, report)
     if not args.quiet:

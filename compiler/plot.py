@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # the object API renders with Agg and never touches pyplot's state
 from matplotlib.colors import PowerNorm
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from backends.mapping import array_blocks, weight_levels
 from backends.program import Program
@@ -76,7 +76,7 @@ def layer_figure(layer: str, weights: np.ndarray, attrs: dict, row_map: np.ndarr
 
     figure = Figure(figsize=(13, 9), dpi=100, layout="constrained")
     (pattern_ax, tiles_ax), (sorted_ax, histogram_ax) = figure.subplots(2, 2)
-    shape = f"{rows}×{outputs}" + (f" × {groups} groups" if groups > 1 else "")
+    shape = (f"{groups} groups of " if groups > 1 else "") + f"{rows}×{outputs}"
     after = f"{packed.size} packed ({attrs.get('packing', '?')})" if packed is not None else "not packed"
     figure.suptitle(f"{layer}: weights {shape} (inputs × outputs), {sparsity:.1%} zeros\n"
                     f"crossbars {dense_arrays.size} dense → {after}, "
@@ -168,7 +168,7 @@ def _binned_density(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
 def _draw_pattern(ax, weights: np.ndarray, attrs: dict, figure: Figure) -> None:
     groups, rows, outputs = weights.shape
     density, row_bin, col_bin = _binned_density(_side_by_side(weights != 0))
-    image = ax.imshow(density, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest",
+    image = ax.imshow(density, cmap="Greys", norm=UTILISATION_NORM, aspect="auto", interpolation="nearest",
                       extent=(0, groups * outputs, rows, 0))
     binned = f", {row_bin}×{col_bin} weights per pixel" if row_bin * col_bin > 1 else ""
     per_array = attrs["xbar_cols"] // attrs["weight_slices"]
@@ -187,7 +187,8 @@ def _draw_pattern(ax, weights: np.ndarray, attrs: dict, figure: Figure) -> None:
     ax.set_title(f"Non-zero weights{binned}\n{grid}", fontsize=10)
     ax.set_xlabel("output" + (" (groups side by side)" if groups > 1 else ""))
     ax.set_ylabel("input row")
-    figure.colorbar(image, ax=ax, label="non-zero weights", format=PercentFormatter(1.0))
+    figure.colorbar(image, ax=ax, label="non-zero weights per pixel (square-root scale)", ticks=UTILISATION_TICKS,
+                    format=PercentFormatter(1.0, decimals=0))
 
 
 def _draw_tiles(ax, dense: np.ndarray, figure: Figure) -> None:
@@ -200,12 +201,19 @@ def _draw_tiles(ax, dense: np.ndarray, figure: Figure) -> None:
                   colors="tab:red", linewidth=1.2)
     unit = "tile (mean of its ± array pair)" if signs == 2 else "array"
     ax.set_title(f"BEFORE packing: utilisation per dense {unit}\n"
-                 f"{row_tiles} row tiles × {col_tiles} column tiles" + (f" × {groups} groups" if groups > 1 else ""),
+                 f"{_count(row_tiles, 'row tile')} × {_count(col_tiles, 'column tile')}"
+                 + (f" × {groups} groups" if groups > 1 else ""),
                  fontsize=10)
     ax.set_xlabel("column tile" + (" (groups side by side)" if groups > 1 else ""))
     ax.set_ylabel("row tile")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     figure.colorbar(image, ax=ax, label="cells holding a non-zero level (square-root scale)",
                     ticks=UTILISATION_TICKS, format=PercentFormatter(1.0, decimals=0))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _zoom_note(zoom: float) -> str:
@@ -229,9 +237,17 @@ def _draw_sorted(ax, dense: np.ndarray, packed: np.ndarray | None, attrs: dict, 
     ax.set_xlim(0, max(occupancy.size for _, occupancy, _ in series) or 1)
     ax.set_ylim(0, zoom)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_title("AFTER packing: every array's utilisation, fullest first\n"
-                 f"(equal areas: the same non-zero cells on fewer arrays)\n{_zoom_note(zoom)}", fontsize=10)
+    if packed is None:
+        areas = "(layer not packed: the dense tiling is what runs)"
+    elif np.isclose(packed.sum(), dense.sum()):
+        areas = "(equal areas: the same non-zero cells on fewer arrays)"
+    else:
+        areas = f"(areas differ: {packed.sum() / dense.sum():.2f}× the dense tiling's non-zero cells)"
+    heading = "AFTER packing: every" if packed is not None else "Every"
+    ax.set_title(f"{heading} array's utilisation, fullest first\n{areas}\n{_zoom_note(zoom)}",
+                 fontsize=10)
     ax.set_xlabel("arrays (sorted)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_ylabel("cells holding a non-zero level")
     ax.legend(loc="upper right", fontsize=9)
     ax.grid(alpha=0.3)
@@ -251,6 +267,7 @@ def _draw_histograms(ax, dense: np.ndarray, packed: np.ndarray | None, zoom: flo
     ax.set_title(f"Utilisation histograms, overlaid\n{_zoom_note(zoom)}", fontsize=10)
     ax.set_xlabel(f"cells holding a non-zero level ({zoom * 10:g}% bins)")
     ax.set_ylabel("arrays")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.legend(loc="upper right", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
 
