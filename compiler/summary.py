@@ -1,10 +1,10 @@
-"""Per-layer figures of graph-level IR: output shape, weights and multiply-accumulates per op."""
+"""Figures of graph-level ops (multiply-accumulates) and the plain-text tables the CLI prints."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ir.core import Module, Op
+from ir.core import Op
 
 
 def op_macs(op: Op) -> int:
@@ -22,19 +22,6 @@ def op_macs(op: Op) -> int:
     return 0
 
 
-def layer_rows(module: Module) -> list[dict[str, Any]]:
-    rows = []
-    for op in module.ops:
-        weights = sum(v.type.size for v in op.operands if v.is_constant)
-        rows.append({"name": op.results[0].name, "op": op.opname, "shape": list(op.results[0].type.shape),
-                     "weights": weights, "macs": op_macs(op)})
-    return rows
-
-
-def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"ops": len(rows), "weights": sum(r["weights"] for r in rows), "macs": sum(r["macs"] for r in rows)}
-
-
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A plain-text table, numbers right-aligned."""
     cells = [[str(h) for h in headers]] + [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in rows]
@@ -46,12 +33,3 @@ def format_table(headers: list[str], rows: list[list[Any]]) -> str:
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
-
-
-def format_layers(rows: list[dict[str, Any]]) -> str:
-    table = [[r["name"], r["op"], "x".join(map(str, r["shape"])) or "scalar", r["weights"], r["macs"]] for r in rows]
-    total = totals(rows)
-    table.append(["total", f"{total['ops']} ops", "", total["weights"], total["macs"]])
-    return format_table(["layer", "op", "output", "weights", "macs"], table)
-
-

@@ -81,7 +81,10 @@ def output_metrics(actual: np.ndarray, expected: np.ndarray, tolerance: Toleranc
     signal_energy = float(np.sum(expected64 * expected64))
     max_abs = float(np.max(np.abs(error))) if error.size else 0.0
     rel_l2 = math.sqrt(error_energy / signal_energy) if signal_energy > 0 else (0.0 if error_energy == 0 else math.inf)
-    snr = None if error_energy == 0 else (10 * math.log10(signal_energy / error_energy) if signal_energy > 0 else -math.inf)
+    if error_energy == 0:
+        snr = None
+    else:
+        snr = 10 * math.log10(signal_energy / error_energy) if signal_energy > 0 else -math.inf
     close = bool(np.allclose(actual64, expected64, rtol=tolerance.rtol, atol=tolerance.atol, equal_nan=True))
     metrics = {"max_abs_err": max_abs, "rel_l2": rel_l2, "snr_db": snr}
     return {**metrics, "passed": tolerance.holds(metrics, close)}

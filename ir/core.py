@@ -7,7 +7,7 @@ are frozen dataclasses compared by value. Structural equality of two modules is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -160,19 +160,3 @@ def modules_equal(a: Module, b: Module) -> bool:
         if va.is_constant and not _arrays_equal(va.data, vb.data):
             return False
     return [v.name for v in a.outputs] == [v.name for v in b.outputs]
-
-
-def topological_order(ops: Iterable[Op], available: Iterable[Value]) -> list[Op]:
-    """Order `ops` so every operand is defined before use (stable: keeps the given order when valid)."""
-    ready = {id(v) for v in available}
-    pending = list(ops)
-    ordered: list[Op] = []
-    while pending:
-        progress = [op for op in pending if all(id(v) in ready for v in op.operands)]
-        assert progress, "cycle or undefined operand among ops"
-        progress_ids = {id(op) for op in progress}
-        for op in progress:
-            ordered.append(op)
-            ready.update(id(r) for r in op.results)
-        pending = [op for op in pending if id(op) not in progress_ids]
-    return ordered

@@ -12,8 +12,8 @@ How the machine computes that, exactly and fast: since ADC(v) = v − max(v − 
 of the converted sums equals the shift-and-add of the raw sums, which is the exact integer product x·W
 (the offsets' corrections make it so), minus the shift-and-add of the saturation excess max(v − A, 0).
 So the layer's result is
-    exact product (float32 matmuls over row chunks short enough that every partial sum stays below
-    2^24, so each is exact; the chunks are summed in float64, exact below 2^53)
+    exact product (one float32 matmul when every row's ‖x‖₁·max|w| < 2^24, which bounds every partial
+    sum; else float32 matmuls over row chunks short enough for that bound, summed in float64)
   − Σ over arrays, input slices and columns of sign · 2^(dac_bits·k) · 2^(cell_bits·s) · max(v − A, 0),
 and the excess is computed only where it can be non-zero: for columns whose largest possible sum
 (2^dac_bits − 1)·Σ_rows level exceeds A, and for (vector, row tile, slice) triples whose active input
@@ -163,6 +163,9 @@ class CrossbarGroup:
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
 
     def _exact_product(self, x: np.ndarray) -> np.ndarray:
+        """x · W exactly. Any partial sum of a row's products is at most ‖x_row‖₁ · max|w| in magnitude,
+        so when that is below 2^24 one float32 matmul is exact whatever order BLAS adds in; otherwise
+        float32 matmuls over row chunks short enough for the bound, summed in float64."""
         g = self.geometry
         x_max = max(abs(int(x.max(initial=0))), abs(int(x.min(initial=0))))
         term_max = float(x_max) * self.weight_max
@@ -172,10 +175,11 @@ class CrossbarGroup:
         if term_max >= _EXACT_FLOAT32:  # a single product needs more than float32's 24 bits
             product = np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64))
             return ungrouped(product).astype(np.int64)
-        chunk = g.k if term_max == 0 else max(1, min(g.k, int((_EXACT_FLOAT32 - 1) // term_max)))
         rows = grouped_rows(x.astype(np.float32), g.groups)
-        if chunk == g.k:
+        if g.k * term_max < _EXACT_FLOAT32 or \
+                float(np.abs(rows).sum(axis=2, dtype=np.float64).max(initial=0)) * self.weight_max < _EXACT_FLOAT32:
             return ungrouped(np.matmul(rows, self.matrix)).astype(np.int64)
+        chunk = max(1, min(g.k, int((_EXACT_FLOAT32 - 1) // term_max))) if term_max else g.k
         total = np.zeros((g.groups, x.shape[0], g.m), dtype=np.float64)
         for start in range(0, g.k, chunk):
             total += np.matmul(rows[:, :, start:start + chunk], self.matrix[:, start:start + chunk])
@@ -199,7 +203,8 @@ class CrossbarGroup:
                 column_cells = cells[:, saturable].astype(np.float32)
                 largest_level = float(column_cells.max())
                 # shift-and-add weights of the slices, with the array's sign
-                slice_weights = (-1.0 if sign_index == 1 else 1.0) * 2.0 ** (attrs["cell_bits"] * np.arange(g.weight_slices))
+                sign = -1.0 if sign_index == 1 else 1.0
+                slice_weights = sign * 2.0 ** (attrs["cell_bits"] * np.arange(g.weight_slices))
                 outputs = group * g.m + cols
                 for cycle in range(g.input_cycles):
                     bits = (inputs >> (attrs["dac_bits"] * cycle)) & dac_mask
@@ -210,6 +215,7 @@ class CrossbarGroup:
                         sums = np.matmul(bits[chosen].astype(np.float32), column_cells)   # exact column sums
                         over = np.zeros((chosen.size, cells.shape[1]))
                         over[:, saturable] = np.maximum(sums - self.adc_max, 0.0)
-                        merged = over.reshape(chosen.size, g.weight_slices, cols.size).transpose(0, 2, 1) @ slice_weights
+                        per_slice = over.reshape(chosen.size, g.weight_slices, cols.size).transpose(0, 2, 1)
+                        merged = per_slice @ slice_weights
                         excess[np.ix_(chosen, outputs)] += (2.0 ** (attrs["dac_bits"] * cycle)) * merged
         return np.rint(excess).astype(np.int64)

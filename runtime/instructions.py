@@ -59,7 +59,7 @@ class InstructionDef:
 
 
 def _shape_size(shape) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)
 
 
 def _vec_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:

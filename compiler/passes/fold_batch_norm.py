@@ -73,8 +73,8 @@ class FoldBatchNorm(Pass):
                         producer.operands[2] if len(producer.operands) > 2 else None)
             bias = old_bias.data.reshape(-1).astype(np.float64) if old_bias is not None else 0.0
             dtype = weight.type.np_dtype
-            new_weight = module.add_constant(module.fresh_name(weight.name + ".bn"),
-                                             _scaled_weight(producer, weight.data.astype(np.float64), factor).astype(dtype))
+            scaled = _scaled_weight(producer, weight.data.astype(np.float64), factor).astype(dtype)
+            new_weight = module.add_constant(module.fresh_name(weight.name + ".bn"), scaled)
             new_bias = module.add_constant(module.fresh_name(norm.result.name + ".bias"),
                                            ((bias - mean) * factor + beta).astype(dtype))
             x = producer.operands[0]
