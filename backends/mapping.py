@@ -57,7 +57,7 @@ def weight_levels(weights: np.ndarray, weight_bits: int, cell_bits: int, slices:
 
 def nonzero_cells(weights: np.ndarray, weight_bits: int, cell_bits: int, slices: int, encoding: str) -> int:
     """Cells with a non-zero level over all arrays of the mapping (for utilisation), from the histogram
-    of weight values, so a 100 M-weight layer costs one bincount."""
+    of weight values, so a 100 M-weight layer costs one np.unique."""
     values, counts = np.unique(weights.astype(np.int64), return_counts=True)
     cells_per_value = [sum(int(np.count_nonzero(level)) for level in
                            weight_levels(np.array([v]), weight_bits, cell_bits, slices, encoding))
