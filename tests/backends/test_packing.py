@@ -115,10 +115,10 @@ def test_bad_arguments_are_user_errors() -> None:
 
 
 def test_kmeans_work_cap_samples_distances_but_packs_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
-    import backends.packing as packing
+    import backends.packing_plans as plans
 
     mask = np.random.default_rng(2).random((200, 120)) < 0.2
-    monkeypatch.setattr(packing, "KMEANS_MAX_WORK", 5000)
+    monkeypatch.setattr(plans, "KMEANS_MAX_WORK", 5000)
     check_packing(mask, pack(mask, 16, 8, "kmeans"), 16, 8)
 
 
