@@ -13,6 +13,7 @@ import numpy as np
 from backends.program import Program, ProgramError
 from backends.target import Target, TargetError
 from ir.types import DTYPES
+from runtime.counters import Counts
 from runtime.crossbar import CrossbarGroup
 from runtime.instructions import INSTRUCTIONS
 from runtime.schedule import total_counts
