@@ -167,7 +167,8 @@ class CrossbarGroup:
         so when that is below 2^24 one float32 matmul is exact whatever order BLAS adds in; otherwise
         float32 matmuls over row chunks short enough for the bound, summed in float64."""
         g = self.geometry
-        x_max = max(abs(int(x.max(initial=0))), abs(int(x.min(initial=0))))
+        x_low = int(x.min(initial=0))
+        x_max = max(abs(int(x.max(initial=0))), abs(x_low))
         term_max = float(x_max) * self.weight_max
         if g.k * term_max >= _EXACT_FLOAT64:
             product = np.matmul(grouped_rows(x.astype(np.int64), g.groups), self.weights.astype(np.int64))
@@ -176,14 +177,20 @@ class CrossbarGroup:
             product = np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64))
             return ungrouped(product).astype(np.int64)
         rows = grouped_rows(x.astype(np.float32), g.groups)
-        if g.k * term_max < _EXACT_FLOAT32 or \
-                float(np.abs(rows).sum(axis=2, dtype=np.float64).max(initial=0)) * self.weight_max < _EXACT_FLOAT32:
+        if g.k * term_max < _EXACT_FLOAT32 or self._largest_l1(rows, x_max, x_low >= 0) * self.weight_max < _EXACT_FLOAT32:
             return ungrouped(np.matmul(rows, self.matrix)).astype(np.int64)
         chunk = max(1, min(g.k, int((_EXACT_FLOAT32 - 1) // term_max))) if term_max else g.k
         total = np.zeros((g.groups, x.shape[0], g.m), dtype=np.float64)
         for start in range(0, g.k, chunk):
             total += np.matmul(rows[:, :, start:start + chunk], self.matrix[:, start:start + chunk])
         return ungrouped(total).astype(np.int64)
+
+    def _largest_l1(self, rows: np.ndarray, x_max: int, nonnegative: bool) -> float:
+        """max over vectors of ‖x‖₁, summed in float32 when that is exact (every partial sum an integer
+        below 2^24), without the absolute value when no input is negative (unsigned activations)."""
+        dtype = np.float32 if self.geometry.k * x_max < _EXACT_FLOAT32 else np.float64
+        magnitudes = rows if nonnegative else np.abs(rows)
+        return float(magnitudes.sum(axis=2, dtype=dtype).max(initial=0))
 
     def _saturation_excess(self, x: np.ndarray) -> np.ndarray:
         """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output [P, G·M], over arrays."""
