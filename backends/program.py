@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ir.errors import RccError
-from ir.printer import _write_atomically
+from ir.printer import write_atomically
 
 PROGRAM_FORMAT = "rcc-program"
 PROGRAM_VERSION = 1
@@ -94,7 +94,7 @@ def program_bytes(program: Program) -> bytes:
 
 def save_program(program: Program, path: str | os.PathLike) -> None:
     """Write the program atomically (a failure leaves no partial file)."""
-    _write_atomically(Path(path), program_bytes(program))
+    write_atomically(Path(path), program_bytes(program))
 
 
 def load_program(path: str | os.PathLike) -> Program:

@@ -26,7 +26,7 @@ from compiler.summary import format_table
 from compiler.verify import load_inputs
 from ir.errors import RccError
 from ir.parser import load_module
-from ir.printer import _write_atomically, npz_bytes, print_module, save_module
+from ir.printer import write_atomically, npz_bytes, print_module, save_module
 from runtime.machine import Machine
 
 EMIT_SUFFIX = {"program": ".rccp", "ir": ".ir", "xbar": ".xbar.ir", "onnx": ".rcc.onnx"}
@@ -110,7 +110,7 @@ def write_report(path: str, report: dict[str, Any]) -> None:
     target = Path(path)
     if not target.parent.exists():
         raise RccError(f"--report {path}: directory {target.parent} does not exist")
-    _write_atomically(target, (json.dumps(_json_number(report), indent=2) + "\n").encode())
+    write_atomically(target, (json.dumps(_json_number(report), indent=2) + "\n").encode())
 
 
 def _format_metric(value: Any, digits: str) -> str:
@@ -209,7 +209,7 @@ def run_command(argv: list[str]) -> int:
     _check_output_dir(Path(args.output), "-o")
     program = load_program(args.program)
     result = Machine(program).run(load_inputs(args.inputs, "--inputs"))
-    _write_atomically(Path(args.output), npz_bytes(result.outputs))
+    write_atomically(Path(args.output), npz_bytes(result.outputs))
     if args.report:
         write_report(args.report, {"program": args.program, "totals": result.totals.to_json()})
     print(f"wrote {args.output}: {', '.join(result.outputs)}; {result.totals.cycles:,} cycles, "

@@ -34,7 +34,7 @@ from backends.target import Target, add_target_arguments, target_from_args
 from compiler.frontend.loader import load_onnx
 from compiler.summary import format_table
 from ir.errors import RccError
-from ir.printer import _write_atomically
+from ir.printer import write_atomically
 
 STRUCTURES = ("none", "crossbar")
 PRUNABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -226,7 +226,7 @@ def prune_command(argv: list[str]) -> int:
     pruned, rows = prune_onnx(model, args.sparsity, args.structured, target)
     if pruned.ByteSize() > MAX_PROTO_BYTES:
         raise RccError(f"{args.model}: the pruned model is over 2 GiB, too large for one ONNX file")
-    _write_atomically(output, pruned.SerializeToString())
+    write_atomically(output, pruned.SerializeToString())
     print(format_prune_rows(rows) if rows else "no Conv, ConvTranspose, Gemm or MatMul weight initializers to prune")
     print(f"wrote {output}")
     return 0

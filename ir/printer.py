@@ -73,7 +73,7 @@ def weights_path(ir_path: str | os.PathLike) -> Path:
     return Path(ir_path).with_suffix(".npz")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -101,7 +101,7 @@ def save_module(module: Module, path: str | os.PathLike, inline_limit: int = INL
     external = {c.name: c.data for c in module.constants if c.data.size > inline_limit}
     written = []
     if external:
-        _write_atomically(weights_path(path), npz_bytes(external))
+        write_atomically(weights_path(path), npz_bytes(external))
         written.append(weights_path(path))
-    _write_atomically(path, text.encode())
+    write_atomically(path, text.encode())
     return [path] + written
