@@ -6,8 +6,8 @@ with the packed blocks (`rcc --plot DIR`).
 Each figure shows the weights' non-zero pattern with the dense tile grid, the utilisation of every dense
 tile, the per-array utilisation before and after packing sorted from fullest to emptiest, and both
 utilisation histograms. Utilisation is the fraction of an array's cells holding a non-zero level, the
-same figure as `backends.mapping.array_occupancy`, computed here by table look-up so that a
-25088×4096 layer renders in seconds.
+figure of `backends.mapping.array_occupancy` (a table look-up per weight, so a 25088×4096 layer
+renders in seconds).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from matplotlib.figure import Figure  # the object API renders with Agg and neve
 from matplotlib.colors import PowerNorm
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from backends.mapping import array_blocks, weight_levels
+from backends.mapping import block_occupancy, cell_codes, sum_runs, tile_occupancy
 from backends.program import Program
 from ir.errors import RccError
 
@@ -91,62 +91,6 @@ def layer_figure(layer: str, weights: np.ndarray, attrs: dict, row_map: np.ndarr
     return figure
 
 
-# ---- utilisation figures -------------------------------------------------------------------------------
-
-def cell_codes(weights: np.ndarray, attrs: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, table): an unsigned code per weight, same shape, and table[sign, code] the cells of that sign
-    array the weight holds at a non-zero level. Looking codes up beats slicing 100 M weights into levels."""
-    slices = attrs["weight_slices"]
-    if weights.dtype.kind == "f":  # float mode: a non-zero weight fills its slices on one array of the pair
-        codes = ((weights > 0) + 2 * (weights < 0)).astype(np.uint8)  # 0 zero, 1 positive, 2 negative
-        table = [[0, slices, 0], [0, 0, slices]] if attrs["encoding"] == "differential" else [[0, slices, slices]]
-        return codes, np.array(table, dtype=np.uint8)
-    # Every value of the weights' integer type, in the order of its unsigned view, so that view is the code.
-    unsigned = np.dtype(f"u{weights.dtype.itemsize}")
-    values = np.arange(np.iinfo(unsigned).max + 1, dtype=np.int64).astype(unsigned).view(weights.dtype)
-    levels = weight_levels(values, attrs["weight_bits"], attrs["cell_bits"], slices, attrs["encoding"])
-    return weights.view(unsigned), np.stack([np.count_nonzero(level, axis=0) for level in levels]).astype(np.uint8)
-
-
-def tile_occupancy(codes: np.ndarray, table: np.ndarray, attrs: dict) -> np.ndarray:
-    """[signs, G, row tiles, col tiles]: utilisation of every array of the dense tiling."""
-    per_array = attrs["xbar_cols"] // attrs["weight_slices"]
-    used = [_sum_runs(_sum_runs(np.take(per_sign, codes), 1, attrs["xbar_rows"]), 2, per_array)
-            for per_sign in table]
-    return np.stack(used) / (attrs["xbar_rows"] * attrs["xbar_cols"])
-
-
-def block_occupancy(codes: np.ndarray, table: np.ndarray, attrs: dict, row_map: np.ndarray,
-                    col_map: np.ndarray) -> np.ndarray:
-    """Utilisation of every packed array (sign arrays of a pair one after the other)."""
-    groups, rows, outputs = codes.shape
-    flat = codes.reshape(groups, rows * outputs)
-    code_counts = [np.bincount(np.take(flat[group], block_rows[:, None] * outputs + block_cols).ravel(),
-                               minlength=table.shape[1])
-                   for group, block_rows, block_cols in array_blocks(codes.shape, attrs, row_map, col_map)]
-    if not code_counts:
-        return np.zeros(0)
-    used = np.stack(code_counts) @ table.T.astype(np.int64)   # [blocks, signs]
-    return used.reshape(-1) / (attrs["xbar_rows"] * attrs["xbar_cols"])
-
-
-def _sum_runs(values: np.ndarray, axis: int, run: int) -> np.ndarray:
-    """int64 sums of consecutive runs of `run` entries along `axis`, the last run possibly shorter (a
-    reshape for the whole runs: far faster than `np.add.reduceat` on 100 M cells)."""
-    length = values.shape[axis]
-    whole = length // run * run
-    index = [slice(None)] * values.ndim
-    index[axis] = slice(0, whole)
-    head = values[tuple(index)]
-    sums = head.reshape(head.shape[:axis] + (whole // run, run) + head.shape[axis + 1:]).sum(axis=axis + 1,
-                                                                                             dtype=np.int64)
-    if whole < length:
-        index[axis] = slice(whole, length)
-        tail = values[tuple(index)].sum(axis=axis, keepdims=True, dtype=np.int64)
-        sums = np.concatenate([sums, tail], axis=axis)
-    return sums
-
-
 # ---- panels --------------------------------------------------------------------------------------------
 
 def _side_by_side(per_group: np.ndarray) -> np.ndarray:
@@ -159,7 +103,7 @@ def _binned_density(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
     """Fraction of True per pixel after binning a 2-D mask to at most PATTERN_PIXELS a side."""
     height, width = mask.shape
     row_bin, col_bin = -(-height // PATTERN_PIXELS), -(-width // PATTERN_PIXELS)
-    counts = _sum_runs(_sum_runs(mask, 0, row_bin), 1, col_bin)
+    counts = sum_runs(sum_runs(mask, 0, row_bin), 1, col_bin)
     pixel_sizes = np.outer(np.minimum(row_bin, height - np.arange(0, height, row_bin)),
                            np.minimum(col_bin, width - np.arange(0, width, col_bin)))
     return counts / pixel_sizes, row_bin, col_bin

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from backends.mapping import array_occupancy, nonzero_cells, occupancy_histogram
 from backends.program import Program
@@ -69,10 +68,7 @@ def _mvm_figures(program: Program, instruction) -> dict[str, Any]:
     groups, k, m = weights.shape
     vectors = instruction.shapes[0][0]
     cells = a["arrays"] * a["xbar_rows"] * a["xbar_cols"]
-    if weights.dtype.kind == "i":
-        used = nonzero_cells(weights, a["weight_bits"], a["cell_bits"], a["weight_slices"], a["encoding"])
-    else:  # float mode: a non-zero weight occupies its slices on one array of the pair
-        used = int(np.count_nonzero(weights)) * a["weight_slices"]
+    used = nonzero_cells(weights, a)
     maps = [program.constants[name] for name in instruction.src[2:]]
     histogram = occupancy_histogram(array_occupancy(weights, a, *maps)) if weights.dtype.kind == "i" else None
     return {"crossbars": a["arrays"], "crossbars_dense": a.get("dense_arrays") or a["arrays"],
