@@ -34,13 +34,16 @@ def selected_cases() -> list:
     return [c for c in cases if c.data_sets and {n.op_type for n in c.model.graph.node} <= set(RULES)]
 
 
-def frozen_model(case) -> tuple[onnx.ModelProto, list[int]]:
-    """The case's model with parameter inputs turned into initializers; the indices of inputs left."""
+def frozen_model(case, also: dict[str, int] | None = None) -> tuple[onnx.ModelProto, list[int]]:
+    """The case's model with parameter inputs turned into initializers (those of PARAMETER_INPUTS, and of
+    `also`: op type → first input index to freeze, e.g. {"ConvTranspose": 1} for its weight and bias);
+    the indices of the inputs left."""
     model = onnx.ModelProto()
     model.CopyFrom(case.model)
     parameter_names = set()
+    freeze = {**PARAMETER_INPUTS, **(also or {})}
     for node in model.graph.node:
-        first = PARAMETER_INPUTS.get(node.op_type)
+        first = freeze.get(node.op_type)
         if first is not None:
             parameter_names.update(name for name in node.input[first:] if name)
     inputs = case.data_sets[0][0]

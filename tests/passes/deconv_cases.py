@@ -1,11 +1,16 @@
-"""Random transposed convolutions for the deconvolution passes' property tests."""
+"""Shared cases of the deconvolution passes' tests: random transposed convolutions, and the zoo models
+rewritten and checked against onnxruntime."""
 
 from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
 
-from ir import Builder, Module, TensorType, Value
+from compiler.frontend import import_onnx, random_inputs
+from compiler.pass_manager import run_pipeline
+from compiler.verify import onnxruntime_outputs
+from ir import Builder, Module, TensorType, Value, interpreter
+from tests.conftest import ROOT
 
 
 @st.composite
@@ -38,4 +43,21 @@ def deconv_modules(draw: st.DrawFn) -> Module:
     attrs = {"strides": strides, "pads": begins + ends, "dilations": dilations, "group": group,
              "output_padding": output_padding}
     module.outputs.append(builder.op("nn.conv_transpose2d", operands, attrs, name="y"))
+    return module
+
+
+def rewritten_zoo_model(model: str, pass_name: str) -> Module:
+    """The zoo model with `pass_name` applied, after checking that it removed every transposed conv and
+    that the interpreter still matches onnxruntime on the original model."""
+    path = ROOT / "models" / f"{model}.onnx"
+    module = import_onnx(path)
+    assert any(op.opname == "nn.conv_transpose2d" for op in module.ops)
+    run_pipeline(module, [pass_name])
+    assert not any(op.opname == "nn.conv_transpose2d" for op in module.ops)
+    inputs = random_inputs(module, seed=1)
+    expected = onnxruntime_outputs(path, inputs)
+    actual = interpreter.run(module, inputs)
+    assert actual.keys() == expected.keys()
+    for name, reference in expected.items():
+        np.testing.assert_allclose(actual[name], reference, rtol=1e-4, atol=1e-5, err_msg=f"{model}: {name}")
     return module

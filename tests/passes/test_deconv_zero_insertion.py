@@ -8,20 +8,17 @@ interpreter runs the module before and after the pass on the same inputs; the re
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.frontend import import_onnx, random_inputs
+from compiler.frontend import random_inputs
 from compiler.pass_manager import run_pipeline
-from compiler.verify import onnxruntime_outputs
 from ir import Module, OPS, TensorType, interpreter
-from tests.passes.deconv_cases import deconv_modules
+from tests.passes.deconv_cases import deconv_modules, rewritten_zoo_model
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 @settings(max_examples=200, deadline=None)
@@ -48,14 +45,4 @@ def test_zero_insert_places_pixels_on_the_stride_grid() -> None:
 
 @pytest.mark.parametrize("model", ["dcgan_generator", "fcn_segmenter", "unet_small"])
 def test_zoo_deconvolutions_lowered_match_onnxruntime(model: str) -> None:
-    path = MODELS / f"{model}.onnx"
-    module = import_onnx(path)
-    assert any(op.opname == "nn.conv_transpose2d" for op in module.ops)
-    run_pipeline(module, ["deconv-zero-insertion"])
-    assert not any(op.opname == "nn.conv_transpose2d" for op in module.ops)
-    inputs = random_inputs(module, seed=1)
-    expected = onnxruntime_outputs(path, inputs)
-    actual = interpreter.run(module, inputs)
-    assert actual.keys() == expected.keys()
-    for name, reference in expected.items():
-        np.testing.assert_allclose(actual[name], reference, rtol=1e-4, atol=1e-5, err_msg=f"{model}: {name}")
+    rewritten_zoo_model(model, "deconv-zero-insertion")
