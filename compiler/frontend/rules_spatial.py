@@ -86,18 +86,27 @@ def weight_2d(ctx: LowerContext, index: int, spatial: int) -> Value:
     return ctx.op("nn.reshape", [ctx.input(index)], {"shape": new_shape}, name=ctx.node.input[index] + ".2d")
 
 
-@rule("Conv")
-def lower_conv(ctx: LowerContext) -> None:
+def _conv_geometry(ctx: LowerContext) -> tuple[Value, int, list[int], list[int], list[int]]:
+    """(input, spatial rank, kernel, strides, dilations) of the current Conv or ConvTranspose."""
     x = ctx.input(0)
     spatial = _spatial_rank(ctx, x)
-    kernel = list(ctx.input_type(1).shape[2:])
-    strides = _ints(ctx, "strides", [1] * spatial)
-    dilations = _ints(ctx, "dilations", [1] * spatial)
-    pads = explicit_pads(ctx, x.type.shape[2:], kernel, strides, dilations)
+    return (x, spatial, list(ctx.input_type(1).shape[2:]), _ints(ctx, "strides", [1] * spatial),
+            _ints(ctx, "dilations", [1] * spatial))
+
+
+def _emit_conv(ctx: LowerContext, opname: str, x: Value, spatial: int, attrs: dict) -> None:
+    """The 2-D op over (x, W[, B]) in 2-D form, its result brought back to the input's rank."""
     operands = [to_2d(ctx, x, spatial), weight_2d(ctx, 1, spatial)] + ([ctx.input(2)] if ctx.has_input(2) else [])
-    attrs = {"strides": as_2d(spatial, strides, 1), "dilations": as_2d(spatial, dilations, 1),
-             "pads": pads_2d(spatial, pads), "group": int(ctx.attr("group", 1))}
-    ctx.bind(0, from_2d(ctx, ctx.op("nn.conv2d", operands, attrs), spatial))
+    attrs = {**attrs, "strides": as_2d(spatial, attrs["strides"], 1), "pads": pads_2d(spatial, attrs["pads"]),
+             "dilations": as_2d(spatial, attrs["dilations"], 1), "group": int(ctx.attr("group", 1))}
+    ctx.bind(0, from_2d(ctx, ctx.op(opname, operands, attrs), spatial))
+
+
+@rule("Conv")
+def lower_conv(ctx: LowerContext) -> None:
+    x, spatial, kernel, strides, dilations = _conv_geometry(ctx)
+    pads = explicit_pads(ctx, x.type.shape[2:], kernel, strides, dilations)
+    _emit_conv(ctx, "nn.conv2d", x, spatial, {"strides": strides, "dilations": dilations, "pads": pads})
 
 
 def conv_transpose_pads(ctx: LowerContext, sizes: tuple[int, ...], kernel: list[int], strides: list[int],
@@ -136,18 +145,11 @@ def conv_transpose_pads(ctx: LowerContext, sizes: tuple[int, ...], kernel: list[
 
 @rule("ConvTranspose")
 def lower_conv_transpose(ctx: LowerContext) -> None:
-    x = ctx.input(0)
-    spatial = _spatial_rank(ctx, x)
-    kernel = list(ctx.input_type(1).shape[2:])
-    strides = _ints(ctx, "strides", [1] * spatial)
-    dilations = _ints(ctx, "dilations", [1] * spatial)
+    x, spatial, kernel, strides, dilations = _conv_geometry(ctx)
     output_padding = _ints(ctx, "output_padding", [0] * spatial)
     pads, output_padding = conv_transpose_pads(ctx, x.type.shape[2:], kernel, strides, dilations, output_padding)
-    operands = [to_2d(ctx, x, spatial), weight_2d(ctx, 1, spatial)] + ([ctx.input(2)] if ctx.has_input(2) else [])
-    attrs = {"strides": as_2d(spatial, strides, 1), "dilations": as_2d(spatial, dilations, 1),
-             "pads": pads_2d(spatial, pads), "group": int(ctx.attr("group", 1)),
-             "output_padding": as_2d(spatial, output_padding, 0)}
-    ctx.bind(0, from_2d(ctx, ctx.op("nn.conv_transpose2d", operands, attrs), spatial))
+    _emit_conv(ctx, "nn.conv_transpose2d", x, spatial, {"strides": strides, "dilations": dilations, "pads": pads,
+                                                       "output_padding": as_2d(spatial, output_padding, 0)})
 
 
 @rule("MaxPool", "AveragePool")

@@ -42,7 +42,7 @@ from ir.ops.xbar import quantize_limits
 from ir.optable import OPS
 
 
-def _is_mappable(op: Op) -> bool:
+def is_mappable(op: Op) -> bool:
     if op.opname == "nn.conv2d":
         return all(v.is_constant for v in op.operands[1:])
     if op.opname == "nn.matmul":
@@ -105,7 +105,7 @@ class LowerToXbar(Pass):
     calibration: dict | None = None  # input name → array (optionally with a leading samples axis)
 
     def run(self, module: Module) -> bool:
-        mapped = [op for op in module.ops if _is_mappable(op)]
+        mapped = [op for op in module.ops if is_mappable(op)]
         if not mapped:
             return False
         sources = {op: op.operands[0] for op in mapped}  # before earlier lowerings rewire the operands

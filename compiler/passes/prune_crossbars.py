@@ -19,7 +19,7 @@ import numpy as np
 from backends.packing import pack
 from backends.target import Target
 from compiler.passes.base import Pass
-from compiler.passes.lower_to_xbar import _is_mappable, grouped_weights, quantize_weights
+from compiler.passes.lower_to_xbar import is_mappable, grouped_weights, quantize_weights
 from ir.core import Module, Op
 
 
@@ -45,7 +45,7 @@ class PruneCrossbars(Pass):
             return False
         changed = False
         for op in module.ops:
-            if _is_mappable(op):
+            if is_mappable(op):
                 changed |= self.prune(module, op)
         if changed:
             module.drop_unused_constants()
