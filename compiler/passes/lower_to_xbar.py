@@ -43,6 +43,7 @@ from ir.optable import OPS
 
 
 def is_mappable(op: Op) -> bool:
+    """Whether `op` maps onto crossbars: a conv or a float matmul whose weights are constants."""
     if op.opname == "nn.conv2d":
         return all(v.is_constant for v in op.operands[1:])
     if op.opname == "nn.matmul":
