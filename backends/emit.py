@@ -8,10 +8,10 @@ own name; an `mvm`'s weights are programmed into its arrays when the machine loa
 
 from __future__ import annotations
 
-from backends.program import Instruction, Program
-from backends.target import Target
-from ir.core import Module, Op
-from ir.errors import RccError
+from rcc.backends.program import Instruction, Program
+from rcc.backends.target import Target
+from rcc.ir.core import Module, Op
+from rcc.ir.errors import RccError
 
 _DEDICATED = {"vec.im2col": "im2col", "vec.quantize": "quantize", "xbar.mvm": "mvm", "vec.dequantize": "dequantize"}
 
@@ -32,7 +32,7 @@ def _instruction(op: Op) -> Instruction:
 
 
 def _tags(op: Op) -> frozenset[str]:
-    from ir.optable import OPS
+    from rcc.ir.optable import OPS
 
     if op.opname == "nn.matmul" and not op.operands[1].is_constant:
         return frozenset()

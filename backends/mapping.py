@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.target import Target
+from rcc.backends.target import Target
 
 
 @dataclass(frozen=True)

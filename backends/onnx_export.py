@@ -26,9 +26,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ir.core import Module, Op, Value
-from ir.errors import RccError, UnsupportedError
-from ir.ops.nn_shape import nearest_source_indices
+from rcc.ir.core import Module, Op, Value
+from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.ops.nn_shape import nearest_source_indices
 
 MIN_OPSET = 13  # Softmax over one axis, Pad/Clip/Resize bounds as inputs
 EXTERNAL_DATA_BYTES = int(1.8e9)  # protobuf refuses messages over 2 GB

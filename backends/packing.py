@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from backends.packing_plans import (Block, _Chunked, _csr, _greedy_groups, _greedy_work, _kmeans_groups,
+from rcc.backends.packing_plans import (Block, _Chunked, _csr, _greedy_groups, _greedy_work, _kmeans_groups,
                                     _natural_groups, _plan_blocks, _plan_cost, _Side)
-from ir.errors import RccError
+from rcc.ir.errors import RccError
 
 MODES = ("dense", "compact", "kmeans", "best")
 # best's greedy work caps, in units of `_greedy_work` (≈ 0.3–0.6 ns each on the reference 2-core

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ir.errors import RccError
-from ir.printer import write_atomically
+from rcc.ir.errors import RccError
+from rcc.ir.printer import write_atomically
 
 PROGRAM_FORMAT = "rcc-program"
 PROGRAM_VERSION = 1

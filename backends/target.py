@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import Any, Final
 
-from ir.errors import RccError
+from rcc.ir.errors import RccError
 
 
 class TargetError(RccError):

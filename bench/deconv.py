@@ -21,8 +21,8 @@ Per transposed-conv layer it prints MACs, MACs on inserted zeros, array passes (
 one input bit-slice, one vector), cycles and crossbars under each lowering, and the ratios; then the
 whole-model cycles, RED's published ranges and the arithmetic one can check by hand.
 
-    /work/venv/bin/python bench/deconv.py            # all three models (about 30 s)
-    /work/venv/bin/python bench/deconv.py --quick    # skip FCN-32s
+    python bench/deconv.py            # all three models (about 30 s)
+    python bench/deconv.py --quick    # skip FCN-32s
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from compiler.driver import Compiled, compile_program, verify_compiled
-from compiler.report import layer_rows, totals
+from rcc.compiler.driver import Compiled, compile_program, verify_compiled
+from rcc.compiler.report import layer_rows, totals
 
 LOWERINGS = ("zero-insertion", "pixelwise")
 CLASSES = 21

@@ -40,11 +40,11 @@ import numpy as np
 import onnx
 import onnxruntime
 
-from backends.target import Target
-from compiler.driver import Compiled, compile_program
-from compiler.frontend import random_inputs
-from ir.errors import RccError
-from runtime.machine import Machine
+from rcc.backends.target import Target
+from rcc.compiler.driver import Compiled, compile_program
+from rcc.compiler.frontend import random_inputs
+from rcc.ir.errors import RccError
+from rcc.runtime.machine import Machine
 
 REPO = Path(__file__).resolve().parent.parent
 LIGHT_DIR = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -58,7 +58,7 @@ VGG_PEAK_MB_TARGET = 4096.0
 # Runs in a fresh interpreter so the peak resident set belongs to one compilation alone.
 _PEAK_MEMORY_CHILD = """
 import json, sys, time
-from compiler.driver import compile_program
+from rcc.compiler.driver import compile_program
 
 def vm_kb(key):
     with open("/proc/self/status") as status:

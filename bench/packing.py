@@ -11,9 +11,9 @@ Three tables, every packing checked with `check_packing`:
 `best win` names the candidate of `best_candidates` that `best` returned. Times are medians over
 `--repeats` runs (one run each by default), in seconds.
 
-    /work/venv/bin/python bench/packing.py              # everything (a few minutes)
-    /work/venv/bin/python bench/packing.py --quick      # leave out the fc6-shaped matrix
-    /work/venv/bin/python bench/packing.py --repeats 3
+    python bench/packing.py              # everything (a few minutes)
+    python bench/packing.py --quick      # leave out the fc6-shaped matrix
+    python bench/packing.py --repeats 3
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from onnx import numpy_helper
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backends.packing import (MODES, best_candidates, check_packing, lower_bound, pack,  # noqa: E402
+from rcc.backends.packing import (MODES, best_candidates, check_packing, lower_bound, pack,  # noqa: E402
                               planted_mask)
 
 PLANTED = [  # K, M, R, L, planted blocks, density inside a block

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.frontend import random_inputs
-from compiler.summary import op_macs
-from ir.core import Module, Value
-from ir.errors import RccError
-from ir.interpreter import evaluate
+from rcc.compiler.frontend import random_inputs
+from rcc.compiler.summary import op_macs
+from rcc.ir.core import Module, Value
+from rcc.ir.errors import RccError
+from rcc.ir.interpreter import evaluate
 
 MIN_SAMPLES, MAX_SAMPLES = 2, 32
 CALIBRATION_MACS = 2 * 10**9

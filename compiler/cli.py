@@ -14,20 +14,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from backends.onnx_export import save_onnx
-from backends.packing import MODES as PACKING_MODES
-from backends.program import load_program, save_program
-from backends.target import add_target_arguments, target_from_args
-from compiler import driver, prune_model
-from compiler.frontend.loader import parse_input_shapes
-from compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
-from compiler.report import layer_rows, totals
-from compiler.summary import format_table
-from compiler.verify import load_inputs
-from ir.errors import RccError
-from ir.parser import load_module
-from ir.printer import write_atomically, npz_bytes, print_module, save_module
-from runtime.machine import Machine
+from rcc.backends.onnx_export import save_onnx
+from rcc.backends.packing import MODES as PACKING_MODES
+from rcc.backends.program import load_program, save_program
+from rcc.backends.target import add_target_arguments, target_from_args
+from rcc.compiler import driver, prune_model
+from rcc.compiler.frontend.loader import parse_input_shapes
+from rcc.compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
+from rcc.compiler.report import layer_rows, totals
+from rcc.compiler.summary import format_table
+from rcc.compiler.verify import load_inputs
+from rcc.ir.errors import RccError
+from rcc.ir.parser import load_module
+from rcc.ir.printer import write_atomically, npz_bytes, print_module, save_module
+from rcc.runtime.machine import Machine
 
 EMIT_SUFFIX = {"program": ".rccp", "ir": ".ir", "xbar": ".xbar.ir", "onnx": ".rcc.onnx"}
 EXECUTOR_CHOICES = ("machine", "interpreter")
@@ -173,7 +173,7 @@ def compile_command(argv: list[str]) -> int:
         report["verify"] = result.to_json()
     written = _write_output(compiled, args.emit, output)
     if args.plot:
-        from compiler.plot import plot_sparse_layers  # matplotlib loads only when pictures are asked for
+        from rcc.compiler.plot import plot_sparse_layers  # matplotlib loads only when pictures are asked for
 
         written += plot_sparse_layers(compiled.program, Path(args.plot))
     if args.report:

@@ -13,25 +13,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.frontend import import_onnx, random_inputs
-from compiler.frontend.loader import ShapeOverrides
-from backends.emit import emit_program
-from backends.program import Program
-from backends.target import Target
-from compiler.pass_manager import GRAPH_PIPELINE, make_pass, run_pipeline
-from compiler.passes.lower_to_xbar import LowerToXbar
-from compiler.passes.pack_crossbars import PackCrossbars
-from compiler.passes.prune_crossbars import PruneCrossbars
-from compiler.calibrate import calibration_samples
-from compiler.verify import (FLOAT_MACHINE_TOLERANCE, Tolerance, VerifyResult, compare_outputs, integer_snr_bound,
+from rcc.compiler.frontend import import_onnx, random_inputs
+from rcc.compiler.frontend.loader import ShapeOverrides
+from rcc.backends.emit import emit_program
+from rcc.backends.program import Program
+from rcc.backends.target import Target
+from rcc.compiler.pass_manager import GRAPH_PIPELINE, make_pass, run_pipeline
+from rcc.compiler.passes.lower_to_xbar import LowerToXbar
+from rcc.compiler.passes.pack_crossbars import PackCrossbars
+from rcc.compiler.passes.prune_crossbars import PruneCrossbars
+from rcc.compiler.calibrate import calibration_samples
+from rcc.compiler.verify import (FLOAT_MACHINE_TOLERANCE, Tolerance, VerifyResult, compare_outputs, integer_snr_bound,
                              onnxruntime_outputs)
-from ir.ops.xbar import exact_grouped_product
-from runtime.machine import Machine
-from ir import interpreter
-from ir.core import Module
-from ir.parser import parse_module
-from ir.printer import print_module
-from ir.errors import RccError
+from rcc.ir.ops.xbar import exact_grouped_product
+from rcc.runtime.machine import Machine
+from rcc.ir import interpreter
+from rcc.ir.core import Module
+from rcc.ir.parser import parse_module
+from rcc.ir.printer import print_module
+from rcc.ir.errors import RccError
 
 def copy_module(module: Module) -> Module:
     """A deep copy through the text form (constants shared: passes never mutate constant data)."""

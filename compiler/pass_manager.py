@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from compiler.passes import PASSES, Pass
-from ir.core import Module
-from ir.errors import RccError, VerifyError
-from ir.printer import print_module
-from ir.verifier import verify
+from rcc.compiler.passes import PASSES, Pass
+from rcc.ir.core import Module
+from rcc.ir.errors import RccError, VerifyError
+from rcc.ir.printer import print_module
+from rcc.ir.verifier import verify
 
 GRAPH_PIPELINE: tuple[str, ...] = ("constant-fold", "fold-batch-norm", "remove-identity", "dce")
 

@@ -22,9 +22,9 @@ from matplotlib.figure import Figure  # the object API renders with Agg and neve
 from matplotlib.colors import PowerNorm
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from backends.mapping import block_occupancy, cell_codes, sum_runs, tile_occupancy
-from backends.program import Program
-from ir.errors import RccError
+from rcc.backends.mapping import block_occupancy, cell_codes, sum_runs, tile_occupancy
+from rcc.backends.program import Program
+from rcc.ir.errors import RccError
 
 PATTERN_PIXELS = 480  # the non-zero pattern is binned down to at most this many pixels a side
 MAX_GRID_LINES = 48   # tile boundaries drawn over the pattern only while they stay readable

@@ -30,11 +30,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from backends.target import Target, add_target_arguments, target_from_args
-from compiler.frontend.loader import load_onnx
-from compiler.summary import format_table
-from ir.errors import RccError
-from ir.printer import write_atomically
+from rcc.backends.target import Target, add_target_arguments, target_from_args
+from rcc.compiler.frontend.loader import load_onnx
+from rcc.compiler.summary import format_table
+from rcc.ir.errors import RccError
+from rcc.ir.printer import write_atomically
 
 STRUCTURES = ("none", "crossbar")
 PRUNABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -184,7 +184,7 @@ def prune_onnx(model: onnx.ModelProto, sparsity: float, structured: str = "none"
 
 
 def _parser() -> argparse.ArgumentParser:
-    from compiler.cli import _Parser  # lazily: compiler.cli imports this module
+    from rcc.compiler.cli import _Parser  # lazily: compiler.cli imports this module
 
     parser = _Parser(prog="rcc prune", description="Magnitude-prune an ONNX model's weights.")
     parser.add_argument("model", help="the ONNX model")

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 
-from backends.mapping import array_occupancy, nonzero_cells, occupancy_histogram
-from backends.program import Program
-from backends.target import Target
-from runtime.counters import Counts
-from runtime.instructions import INSTRUCTIONS
-from runtime.schedule import instruction_layers, layer_counts
+from rcc.backends.mapping import array_occupancy, nonzero_cells, occupancy_histogram
+from rcc.backends.program import Program
+from rcc.backends.target import Target
+from rcc.runtime.counters import Counts
+from rcc.runtime.instructions import INSTRUCTIONS
+from rcc.runtime.schedule import instruction_layers, layer_counts
 
 
 def operand_shapes(program: Program) -> list[list[list[int]]]:

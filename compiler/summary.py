@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ir.core import Op
+from rcc.ir.core import Op
 
 
 def op_macs(op: Op) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ir.errors import RccError
+from rcc.ir.errors import RccError
 
 FLOAT_RTOL, FLOAT_ATOL = 1e-4, 1e-5
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ir.core import Module, Op, Value
-from ir.optable import OPS, normalize_attrs
+from rcc.ir.core import Module, Op, Value
+from rcc.ir.optable import OPS, normalize_attrs
 
 
 def make_op(opname: str, operands: list[Value], attrs: dict[str, Any], result_names: list[str]) -> Op:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ir.types import TensorType
+from rcc.ir.types import TensorType
 
 
 class Value:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.core import Module, Value
-from ir.errors import RccError
-from ir.optable import OPS
+from rcc.ir.core import Module, Value
+from rcc.ir.errors import RccError
+from rcc.ir.optable import OPS
 
 
 def check_inputs(module: Module, inputs: dict[str, np.ndarray]) -> None:

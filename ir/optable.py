@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ir.types import TensorType
+from rcc.ir.types import TensorType
 
 ATTR_KINDS = ("int", "float", "str", "bool", "ints", "floats")
 REQUIRED = object()

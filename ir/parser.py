@@ -10,12 +10,12 @@ from pathlib import Path
 import lark
 import numpy as np
 
-from ir.core import Module, Op, Value
-from ir.errors import IRParseError
-from ir.optable import OPS, coerce_attr
-from ir.printer import weights_path
-from ir.types import DTYPES, TensorType
-from ir.verifier import verify
+from rcc.ir.core import Module, Op, Value
+from rcc.ir.errors import IRParseError
+from rcc.ir.optable import OPS, coerce_attr
+from rcc.ir.printer import weights_path
+from rcc.ir.types import DTYPES, TensorType
+from rcc.ir.verifier import verify
 
 
 @cache

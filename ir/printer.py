@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ir.core import Module, Op, Value
+from rcc.ir.core import Module, Op, Value
 
 INLINE_LIMIT = 16
 _BARE_NAME = re.compile(r"[A-Za-z0-9_.]+")

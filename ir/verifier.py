@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ir.core import Module, Op
-from ir.errors import VerifyError
-from ir.optable import OPS, normalize_attrs
+from rcc.ir.core import Module, Op
+from rcc.ir.errors import VerifyError
+from rcc.ir.optable import OPS, normalize_attrs
 
 
 def infer_result_types(op: Op) -> list:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.mapping import array_blocks, weight_levels
+from rcc.backends.mapping import array_blocks, weight_levels
 
 CHUNK_ELEMENTS = 1 << 24  # bound on the temporaries of one step (elements)
 _EXACT_FLOAT64 = 2.0 ** 53

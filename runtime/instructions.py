@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.program import Instruction
-from backends.target import Target
-from ir.ops.xbar import dequantize, im2col, quantize
-from ir.optable import OPS, normalize_attrs
-from runtime.counters import Counts
-from runtime.crossbar import ArrayGeometry, geometry_of
+from rcc.backends.program import Instruction
+from rcc.backends.target import Target
+from rcc.ir.ops.xbar import dequantize, im2col, quantize
+from rcc.ir.optable import OPS, normalize_attrs
+from rcc.runtime.counters import Counts
+from rcc.runtime.crossbar import ArrayGeometry, geometry_of
 
 
 def _vector_counts(target: Target, elements: int) -> Counts:

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends.program import Program, ProgramError
-from backends.target import Target, TargetError
-from ir.types import DTYPES
-from runtime.counters import Counts
-from runtime.crossbar import CrossbarGroup
-from runtime.instructions import INSTRUCTIONS
-from runtime.schedule import total_counts
+from rcc.backends.program import Program, ProgramError
+from rcc.backends.target import Target, TargetError
+from rcc.ir.types import DTYPES
+from rcc.runtime.counters import Counts
+from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.instructions import INSTRUCTIONS
+from rcc.runtime.schedule import total_counts
 
 _TARGET_FIELDS = set(Target.__dataclass_fields__)
 
@@ -87,7 +87,7 @@ class Machine:
         return MachineResult(outputs, total_counts(self.program, per_instruction), per_instruction, mvm_trace)
 
     def _checked_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ir.errors import RccError
+        from rcc.ir.errors import RccError
 
         checked = {}
         for spec in self.program.inputs:

@@ -10,8 +10,8 @@ them, while its vector-unit work adds up.
 
 from __future__ import annotations
 
-from backends.program import Program
-from runtime.counters import Counts
+from rcc.backends.program import Program
+from rcc.runtime.counters import Counts
 
 
 def instruction_layers(program: Program) -> list[str | None]:

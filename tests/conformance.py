@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compiler.frontend.registry import RULES
+from rcc.compiler.frontend.registry import RULES
 
 # (op type, input index from which on inputs are parameters rcc needs at compile time)
 PARAMETER_INPUTS = {"Resize": 1, "Upsample": 1, "Clip": 1, "Pad": 1, "Reshape": 1, "Squeeze": 1,

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from compiler.frontend import rules_math, rules_shape, rules_spatial  # noqa: F401  (fill RULES)
-from compiler.frontend.context import LowerContext, initializer_arrays, node_label
-from compiler.frontend.fold import try_fold
-from compiler.frontend.loader import ShapeOverrides, graph_inputs, input_shape, load_onnx
-from compiler.frontend.registry import RULES
-from ir.core import Module, Value
-from ir.errors import RccError, UnsupportedError
-from ir.types import TensorType, dtype_name
-from ir.verifier import verify
+from rcc.compiler.frontend import rules_math, rules_shape, rules_spatial  # noqa: F401  (fill RULES)
+from rcc.compiler.frontend.context import LowerContext, initializer_arrays, node_label
+from rcc.compiler.frontend.fold import try_fold
+from rcc.compiler.frontend.loader import ShapeOverrides, graph_inputs, input_shape, load_onnx
+from rcc.compiler.frontend.registry import RULES
+from rcc.ir.core import Module, Value
+from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.types import TensorType, dtype_name
+from rcc.ir.verifier import verify
 
 
 def default_opset(model: onnx.ModelProto) -> int:

@@ -13,10 +13,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ir.builder import Builder
-from ir.core import Module, Value
-from ir.errors import RccError, UnsupportedError
-from ir.types import DTYPES, TensorType
+from rcc.ir.builder import Builder
+from rcc.ir.core import Module, Value
+from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.types import DTYPES, TensorType
 
 
 def node_label(node: onnx.NodeProto, index: int) -> str:

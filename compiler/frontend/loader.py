@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from ir.errors import RccError
+from rcc.ir.errors import RccError
 
 ShapeOverrides = dict[str, tuple[int, ...]]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from compiler.frontend.context import LowerContext
+from rcc.compiler.frontend.context import LowerContext
 
 LoweringRule = Callable[[LowerContext], None]
 RULES: dict[str, LoweringRule] = {}

@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 
-from compiler.frontend.context import LowerContext
-from compiler.frontend.registry import rule
-from ir.core import Value
+from rcc.compiler.frontend.context import LowerContext
+from rcc.compiler.frontend.registry import rule
+from rcc.ir.core import Value
 
 
 def scaled(ctx: LowerContext, index: int, factor: float) -> Value:

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from compiler.frontend.context import LowerContext
-from compiler.frontend.registry import rule
+from rcc.compiler.frontend.context import LowerContext
+from rcc.compiler.frontend.registry import rule
 
 
 def _axes(ctx: LowerContext, rank: int, input_index: int, what: str = "axes") -> list[int] | None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 
-from compiler.frontend.context import LowerContext
-from compiler.frontend.registry import rule
-from ir.core import Value
+from rcc.compiler.frontend.context import LowerContext
+from rcc.compiler.frontend.registry import rule
+from rcc.ir.core import Value
 
 
 def _spatial_rank(ctx: LowerContext, value: Value) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ir.core import Module
+from rcc.ir.core import Module
 
 
 @dataclass

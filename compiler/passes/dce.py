@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compiler.passes.base import Pass
-from ir.core import Module
+from rcc.compiler.passes.base import Pass
+from rcc.ir.core import Module
 
 
 @dataclass

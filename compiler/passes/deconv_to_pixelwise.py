@@ -27,11 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.passes.base import Pass
-from compiler.passes.deconv_zero_insertion import flipped_kernel
-from ir.builder import make_op
-from ir.core import Module, Op, Value
-from ir.ops.nn_shape import phase_size
+from rcc.compiler.passes.base import Pass
+from rcc.compiler.passes.deconv_zero_insertion import flipped_kernel
+from rcc.ir.builder import make_op
+from rcc.ir.core import Module, Op, Value
+from rcc.ir.ops.nn_shape import phase_size
 
 
 @dataclass(frozen=True)

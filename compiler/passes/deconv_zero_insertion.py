@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.passes.base import Pass
-from ir.builder import make_op
-from ir.core import Module, Op, Value
+from rcc.compiler.passes.base import Pass
+from rcc.ir.builder import make_op
+from rcc.ir.core import Module, Op, Value
 
 
 def flipped_kernel(weight: np.ndarray, group: int) -> np.ndarray:

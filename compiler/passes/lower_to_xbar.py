@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends.mapping import plan_mvm
-from backends.target import Target
-from compiler.calibrate import activation_ranges, calibration_samples
-from compiler.passes.base import Pass
-from ir.builder import make_op
-from ir.core import Module, Op, Value
-from ir.ops.xbar import quantize_limits
-from ir.optable import OPS
+from rcc.backends.mapping import plan_mvm
+from rcc.backends.target import Target
+from rcc.compiler.calibrate import activation_ranges, calibration_samples
+from rcc.compiler.passes.base import Pass
+from rcc.ir.builder import make_op
+from rcc.ir.core import Module, Op, Value
+from rcc.ir.ops.xbar import quantize_limits
+from rcc.ir.optable import OPS
 
 
 def is_mappable(op: Op) -> bool:

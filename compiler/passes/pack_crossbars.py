@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.packing import MODES, pack
-from compiler.passes.base import Pass
-from ir.builder import make_op
-from ir.core import Module, Op
-from ir.errors import RccError
+from rcc.backends.packing import MODES, pack
+from rcc.compiler.passes.base import Pass
+from rcc.ir.builder import make_op
+from rcc.ir.core import Module, Op
+from rcc.ir.errors import RccError
 
 
 def block_maps(weights: np.ndarray, rows: int, outputs_per_array: int, mode: str, seed: int

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends.packing import pack
-from backends.target import Target
-from compiler.passes.base import Pass
-from compiler.passes.lower_to_xbar import is_mappable, grouped_weights, quantize_weights
-from ir.core import Module, Op
+from rcc.backends.packing import pack
+from rcc.backends.target import Target
+from rcc.compiler.passes.base import Pass
+from rcc.compiler.passes.lower_to_xbar import is_mappable, grouped_weights, quantize_weights
+from rcc.ir.core import Module, Op
 
 
 def ungroup_weights(op: Op, grouped: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.optable import Attr, broadcast_shapes, define, same_as_operand
-from ir.types import TensorType
+from rcc.ir.optable import Attr, broadcast_shapes, define, same_as_operand
+from rcc.ir.types import TensorType
 
 
 def _binary_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ir.optable import Attr, define
-from ir.types import TensorType
+from rcc.ir.optable import Attr, define
+from rcc.ir.types import TensorType
 
 _CONV_ATTRS = {
     "strides": Attr("ints", (1, 1)),

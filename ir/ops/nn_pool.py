@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from ir.ops.nn_linear import conv_windows
-from ir.optable import Attr, define
-from ir.types import TensorType
+from rcc.ir.ops.nn_linear import conv_windows
+from rcc.ir.optable import Attr, define
+from rcc.ir.types import TensorType
 
 _POOL_ATTRS = {
     "kernel": Attr("ints"),

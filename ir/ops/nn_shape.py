@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from ir.optable import Attr, define
-from ir.types import TensorType
+from rcc.ir.optable import Attr, define
+from rcc.ir.types import TensorType
 
 
 def _reshape_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.ops.nn_linear import _check_conv_attrs, conv_output_size, conv_windows
-from ir.optable import Attr, define
-from ir.types import TensorType
+from rcc.ir.ops.nn_linear import _check_conv_attrs, conv_output_size, conv_windows
+from rcc.ir.optable import Attr, define
+from rcc.ir.types import TensorType
 
 _EXACT_FLOAT64 = 2.0 ** 53
 

@@ -18,13 +18,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from backends import onnx_export
-from backends.onnx_export import EXPORTERS, export_onnx, save_onnx
-from compiler.frontend import RULES, lower_model, random_inputs
-from compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
-from compiler.verify import onnxruntime_outputs
-from ir import Builder, Module, OPS, RccError, TensorType, Value, interpreter
-from ir.ops.nn_shape import COORDINATE_MODES, NEAREST_MODES, phase_size
+from rcc.backends import onnx_export
+from rcc.backends.onnx_export import EXPORTERS, export_onnx, save_onnx
+from rcc.compiler.frontend import RULES, lower_model, random_inputs
+from rcc.compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
+from rcc.compiler.verify import onnxruntime_outputs
+from rcc.ir import Builder, Module, OPS, RccError, TensorType, Value, interpreter
+from rcc.ir.ops.nn_shape import COORDINATE_MODES, NEAREST_MODES, phase_size
 from tests.conftest import LIGHT, ZOO
 from tests.frontend.test_golden import with_classifier_inputs_exposed, with_random_weights
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.packing import MODES, Block, PackingError, check_packing, lower_bound, pack, planted_mask
-from ir.errors import RccError
+from rcc.backends.packing import MODES, Block, PackingError, check_packing, lower_bound, pack, planted_mask
+from rcc.ir.errors import RccError
 
 
 def blocks_as_tuples(blocks: list[Block]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -115,7 +115,7 @@ def test_bad_arguments_are_user_errors() -> None:
 
 
 def test_kmeans_work_cap_samples_distances_but_packs_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
-    import backends.packing_plans as plans
+    import rcc.backends.packing_plans as plans
 
     mask = np.random.default_rng(2).random((200, 120)) < 0.2
     monkeypatch.setattr(plans, "KMEANS_MAX_WORK", 5000)
@@ -123,7 +123,7 @@ def test_kmeans_work_cap_samples_distances_but_packs_exactly(monkeypatch: pytest
 
 
 def test_best_candidates_name_what_a_work_cap_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    import backends.packing as packing
+    import rcc.backends.packing as packing
 
     mask = np.random.default_rng(3).random((64, 64)) < 0.1
     monkeypatch.setattr(packing, "GREEDY_MAX_WORK", 0)

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from backends.target import AUTO, Target, TargetError, add_target_arguments, parse_xbar, target_from_args
-from ir.errors import RccError
+from rcc.backends.target import AUTO, Target, TargetError, add_target_arguments, parse_xbar, target_from_args
+from rcc.ir.errors import RccError
 
 
 def test_defaults_and_derived_figures() -> None:

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from compiler.cli import main
+from rcc.compiler.cli import main
 from tests.conftest import ROOT
 
 LENET = ROOT / "models" / "lenet5.onnx"
@@ -190,6 +190,6 @@ def test_dynamic_dimension_with_input_shape_works(tmp_path, capsys) -> None:
 
 def test_console_script_prints_no_traceback(tmp_path) -> None:
     (tmp_path / "x.onnx").write_bytes(b"\x08\x07garbage")
-    done = subprocess.run([sys.executable, "-m", "compiler.cli", str(tmp_path / "x.onnx")], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "rcc", str(tmp_path / "x.onnx")], capture_output=True,
                           text=True, cwd=ROOT)
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1

@@ -8,11 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from backends.mapping import array_blocks, block_occupancy, cell_codes, tile_occupancy, weight_levels
-from backends.target import Target
-from compiler.driver import Compiled, compile_program
-from compiler.plot import plot_sparse_layers
-from ir.errors import RccError
+from rcc.backends.mapping import array_blocks, block_occupancy, cell_codes, tile_occupancy, weight_levels
+from rcc.backends.target import Target
+from rcc.compiler.driver import Compiled, compile_program
+from rcc.compiler.plot import plot_sparse_layers
+from rcc.ir.errors import RccError
 from tests.conftest import ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -15,10 +15,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from backends.target import Target
-from compiler import cli
-from compiler.driver import compile_program, verify_compiled
-from compiler.prune_model import crossbar_view, prune_command, prune_onnx
+from rcc.backends.target import Target
+from rcc.compiler import cli
+from rcc.compiler.driver import compile_program, verify_compiled
+from rcc.compiler.prune_model import crossbar_view, prune_command, prune_onnx
 from tests.conftest import ROOT
 
 MODELS = {name: ROOT / "models" / f"{name}.onnx" for name in ("lenet5", "resnet_small", "dcgan_generator")}
@@ -27,7 +27,7 @@ WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
-    """`rcc prune ...` through `compiler.cli.main` (registering the command if cli.py does not yet)."""
+    """`rcc prune ...` through `rcc.compiler.cli.main` (registering the command if cli.py does not yet)."""
     monkeypatch.setitem(cli.COMMANDS, "prune", cli.COMMANDS.get("prune", prune_command))
 
     def run(*args: object) -> tuple[int, str, str]:

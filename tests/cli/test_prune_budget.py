@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from backends.onnx_export import save_onnx
-from backends.target import Target
-from compiler.calibrate import calibration_samples
-from compiler.cli import main
-from compiler.driver import PruneBudget, compile_program
-from compiler.verify import onnxruntime_outputs
-from ir.errors import RccError
+from rcc.backends.onnx_export import save_onnx
+from rcc.backends.target import Target
+from rcc.compiler.calibrate import calibration_samples
+from rcc.compiler.cli import main
+from rcc.compiler.driver import PruneBudget, compile_program
+from rcc.compiler.verify import onnxruntime_outputs
+from rcc.ir.errors import RccError
 from tests.conftest import ROOT
 
 PRUNED_LENET = ROOT / "models" / "lenet5_pruned.onnx"

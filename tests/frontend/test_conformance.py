@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.frontend import lower_model
-from ir import interpreter
-from ir.errors import UnsupportedError
+from rcc.compiler.frontend import lower_model
+from rcc.ir import interpreter
+from rcc.ir.errors import UnsupportedError
 from tests.conformance import TALLY, frozen_model, selected_cases
 
 

@@ -13,11 +13,11 @@ import numpy as np
 import onnx
 import pytest
 
-from compiler.frontend import lower_model, random_inputs
-from compiler.frontend.loader import load_onnx
-from compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
-from compiler.verify import onnxruntime_outputs
-from ir import interpreter
+from rcc.compiler.frontend import lower_model, random_inputs
+from rcc.compiler.frontend.loader import load_onnx
+from rcc.compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
+from rcc.compiler.verify import onnxruntime_outputs
+from rcc.ir import interpreter
 from tests.conftest import LIGHT, ZOO
 
 

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from compiler.frontend import lower_model
-from ir import interpreter
-from ir.printer import print_module
+from rcc.compiler.frontend import lower_model
+from rcc.ir import interpreter
+from rcc.ir.printer import print_module
 
 ort.set_default_logger_severity(3)
 SETTINGS = settings(max_examples=50, deadline=None,

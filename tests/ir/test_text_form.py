@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ir import IRParseError, VerifyError, modules_equal, parse_module, print_module, run
+from rcc.ir import IRParseError, VerifyError, modules_equal, parse_module, print_module, run
 
 SAMPLE = """\
 module @sample {
@@ -82,6 +82,6 @@ def test_float_literals_round_trip_bit_exactly(values, alpha) -> None:
 
 
 def _literal(value: np.float32) -> str:
-    from ir.printer import format_scalar
+    from rcc.ir.printer import format_scalar
 
     return format_scalar(value)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from compiler.frontend import import_onnx
-from compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
-from ir import load_module, modules_equal, parse_module, print_module, save_module
+from rcc.compiler.frontend import import_onnx
+from rcc.compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
+from rcc.ir import load_module, modules_equal, parse_module, print_module, save_module
 from tests.conftest import LIGHT, ZOO
 
 SMALL_LIGHT = [p for p in LIGHT if p.stem not in ("light_vgg19", "light_bvlc_alexnet", "light_zfnet512")]

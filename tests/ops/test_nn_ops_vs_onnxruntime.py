@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from onnx import helper
 from onnx.helper import np_dtype_to_tensor_dtype
 
-import ir.ops  # noqa: F401  (fills OPS)
-from ir.optable import OPS, normalize_attrs
-from ir.types import TensorType
+import rcc.ir.ops  # noqa: F401  (fills OPS)
+from rcc.ir.optable import OPS, normalize_attrs
+from rcc.ir.types import TensorType
 
 ort.set_default_logger_severity(3)
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

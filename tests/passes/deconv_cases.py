@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from compiler.frontend import import_onnx, random_inputs
-from compiler.pass_manager import run_pipeline
-from compiler.verify import onnxruntime_outputs
-from ir import Builder, Module, TensorType, Value, interpreter
+from rcc.compiler.frontend import import_onnx, random_inputs
+from rcc.compiler.pass_manager import run_pipeline
+from rcc.compiler.verify import onnxruntime_outputs
+from rcc.ir import Builder, Module, TensorType, Value, interpreter
 from tests.conftest import ROOT
 
 

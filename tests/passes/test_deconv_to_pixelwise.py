@@ -19,11 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from compiler.frontend import import_onnx, lower_model, random_inputs
-from compiler.pass_manager import run_pipeline
-from compiler.passes.deconv_to_pixelwise import phase_macs
-from compiler.verify import onnxruntime_outputs
-from ir import OPS, Builder, Module, TensorType, UnsupportedError, Value, interpreter
+from rcc.compiler.frontend import import_onnx, lower_model, random_inputs
+from rcc.compiler.pass_manager import run_pipeline
+from rcc.compiler.passes.deconv_to_pixelwise import phase_macs
+from rcc.compiler.verify import onnxruntime_outputs
+from rcc.ir import OPS, Builder, Module, TensorType, UnsupportedError, Value, interpreter
 from tests.conformance import frozen_model, selected_cases
 from tests.passes.deconv_cases import deconv_modules, rewritten_zoo_model
 

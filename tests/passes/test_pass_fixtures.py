@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.frontend import random_inputs
-from compiler.pass_manager import run_pipeline
-from compiler.passes import PASSES
-from ir import interpreter, modules_equal, parse_module, print_module
+from rcc.compiler.frontend import random_inputs
+from rcc.compiler.pass_manager import run_pipeline
+from rcc.compiler.passes import PASSES
+from rcc.ir import interpreter, modules_equal, parse_module, print_module
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -21,16 +21,16 @@ from hypothesis import HealthCheck, example, given, settings, target
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from backends.mapping import plan_mvm
-from backends.program import Program
-from backends.target import Target, TargetError
-from compiler.driver import compile_program
-from compiler.frontend import random_inputs
-from ir import interpreter
-from runtime.counters import Counts
-from runtime.crossbar import CrossbarGroup
-from runtime.instructions import INSTRUCTIONS
-from runtime.machine import Machine, target_of
+from rcc.backends.mapping import plan_mvm
+from rcc.backends.program import Program
+from rcc.backends.target import Target, TargetError
+from rcc.compiler.driver import compile_program
+from rcc.compiler.frontend import random_inputs
+from rcc.ir import interpreter
+from rcc.runtime.counters import Counts
+from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.instructions import INSTRUCTIONS
+from rcc.runtime.machine import Machine, target_of
 
 LENET = Path(__file__).resolve().parents[2] / "models" / "lenet5.onnx"
 

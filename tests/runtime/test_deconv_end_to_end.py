@@ -25,15 +25,15 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from backends.onnx_export import save_onnx
-from backends.target import Target
-from compiler.driver import DECONV_PASSES, Compiled, compile_program, verify_compiled
-from compiler.frontend import import_onnx, random_inputs
-from compiler.report import layer_rows
-from compiler.verify import onnxruntime_outputs, output_metrics
-from ir.core import Op
-from ir.errors import RccError
-from runtime.machine import Machine
+from rcc.backends.onnx_export import save_onnx
+from rcc.backends.target import Target
+from rcc.compiler.driver import DECONV_PASSES, Compiled, compile_program, verify_compiled
+from rcc.compiler.frontend import import_onnx, random_inputs
+from rcc.compiler.report import layer_rows
+from rcc.compiler.verify import onnxruntime_outputs, output_metrics
+from rcc.ir.core import Op
+from rcc.ir.errors import RccError
+from rcc.runtime.machine import Machine
 from tests.conformance import selected_cases
 from tests.passes.test_deconv_to_pixelwise import constant_weights
 

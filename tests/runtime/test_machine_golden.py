@@ -12,7 +12,7 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from compiler.driver import compile_program, verify_compiled
+from rcc.compiler.driver import compile_program, verify_compiled
 from tests.conftest import LIGHT, ZOO
 from tests.frontend.test_golden import with_classifier_inputs_exposed, with_random_weights
 

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backends.mapping import array_blocks, weight_levels
-from backends.packing import Block, check_packing
-from backends.target import Target
-from compiler.driver import compile_program
-from compiler.frontend import random_inputs
-from compiler.passes.pack_crossbars import block_maps, packed_figures
-from runtime.crossbar import CrossbarGroup
-from runtime.machine import Machine
+from rcc.backends.mapping import array_blocks, weight_levels
+from rcc.backends.packing import Block, check_packing
+from rcc.backends.target import Target
+from rcc.compiler.driver import compile_program
+from rcc.compiler.frontend import random_inputs
+from rcc.compiler.passes.pack_crossbars import block_maps, packed_figures
+from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.machine import Machine
 from tests.conftest import ROOT
 from tests.runtime.test_crossbar_exactness import Layer, int64_product, layers
 

@@ -1,0 +1,19 @@
+"""rcc: an ONNX-to-ReRAM compiler with a bit-accurate machine model verified against onnxruntime.
+
+The import package is `rcc`; its layers live in the repository's top-level folders and are mapped
+into it by pyproject.toml's package-directory table:
+
+    rcc.ir        ir/        the IR: types, ops and their table, text form, interpreter
+    rcc.compiler  compiler/  ONNX frontend, passes, pass manager, verification, the `rcc` command
+    rcc.backends  backends/  the ReRAM target, weight mapping, program format and emission
+    rcc.runtime   runtime/   the machine model that executes programs
+
+`python -m rcc` runs the command line.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("rcc")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
