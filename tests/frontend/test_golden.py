@@ -18,7 +18,7 @@ from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
 from rcc.compiler.verify import onnxruntime_outputs
 from rcc.ir import interpreter
-from tests.conftest import LIGHT, ZOO
+from tests.conftest import LIGHT, ZOO, light_params
 
 
 def with_classifier_inputs_exposed(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -59,6 +59,24 @@ def with_random_weights(model: onnx.ModelProto, seed: int = 0, max_elements: int
     return randomised
 
 
+# A softmax output is compared only where float32 can resolve its logits: one unit in the last place
+# of the largest logit must stay below 0.01 (a 1% change of the softmax). The shipped light SqueezeNet's
+# logits are near 6.7e9, where one float32 step is 512: summing in another order than onnxruntime's
+# moves its softmax from 0.06 to 0.001, so its logits are compared instead.
+LOGIT_RESOLUTION = 1e-2
+
+
+def ill_conditioned_softmax_outputs(model: onnx.ModelProto, outputs: dict[str, np.ndarray]) -> set[str]:
+    """Softmax outputs whose logits are also among `outputs` and too large for float32 to resolve."""
+    found = set()
+    for node in model.graph.node:
+        if node.op_type == "Softmax" and node.output[0] in outputs and node.input[0] in outputs:
+            peak = np.float32(np.max(np.abs(outputs[node.input[0]])))
+            if np.spacing(peak) > LOGIT_RESOLUTION:
+                found.add(node.output[0])
+    return found
+
+
 def assert_matches_onnxruntime(model: onnx.ModelProto, tmp_path, batch_dims: dict | None = None,
                                degenerate_ok: bool = False, scaled_atol: float = 0.0) -> None:
     """rtol 1e-4, atol 1e-5, plus `scaled_atol` × max|reference| where outputs cancel deep sums."""
@@ -70,7 +88,10 @@ def assert_matches_onnxruntime(model: onnx.ModelProto, tmp_path, batch_dims: dic
     before = interpreter.run(module, inputs)
     run_pipeline(module, GRAPH_PIPELINE)
     after = interpreter.run(module, inputs)
+    unresolvable = ill_conditioned_softmax_outputs(model, expected)
     for name, reference in expected.items():
+        if name in unresolvable:
+            continue  # its logits are an output too, and are compared instead
         assert degenerate_ok or reference.std() > 0, f"{name} is degenerate"
         atol = 1e-5 + scaled_atol * float(np.max(np.abs(reference)))
         np.testing.assert_allclose(before[name], reference, rtol=1e-4, atol=atol, err_msg=f"{name} before passes")
@@ -82,12 +103,12 @@ def test_interpreter_matches_onnxruntime_on_the_zoo(path, tmp_path) -> None:
     assert_matches_onnxruntime(onnx.load(path), tmp_path)
 
 
-@pytest.mark.parametrize("path", LIGHT, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", light_params())
 def test_interpreter_matches_onnxruntime_on_light_models(path, tmp_path) -> None:
     model = onnx.load(path)
     for variant in ("as_shipped", "random"):
         (tmp_path / variant).mkdir()
-    assert_matches_onnxruntime(model, tmp_path / "as_shipped", degenerate_ok=True)
+    assert_matches_onnxruntime(with_classifier_inputs_exposed(model), tmp_path / "as_shipped", degenerate_ok=True)
     # Random weights make 10^4-scale logits from long float32 sums whose order differs from
     # onnxruntime's; an element that cancels to ~100 then carries ~1e-6 of the scale as rounding.
     assert_matches_onnxruntime(with_classifier_inputs_exposed(with_random_weights(model)), tmp_path / "random",

@@ -8,9 +8,9 @@ import pytest
 from rcc.compiler.frontend import import_onnx
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
 from rcc.ir import load_module, modules_equal, parse_module, print_module, save_module
-from tests.conftest import LIGHT, ZOO
+from tests.conftest import LARGE_LIGHT, LIGHT, ZOO, light_params
 
-SMALL_LIGHT = [p for p in LIGHT if p.stem not in ("light_vgg19", "light_bvlc_alexnet", "light_zfnet512")]
+SMALL_LIGHT = [p for p in LIGHT if p.stem not in LARGE_LIGHT]
 
 
 def assert_round_trips(module, tmp_path) -> None:
@@ -34,7 +34,7 @@ def test_model_ir_round_trips(path, tmp_path) -> None:
     assert_round_trips(module, tmp_path / "after")
 
 
-@pytest.mark.parametrize("path", [p for p in LIGHT if p not in SMALL_LIGHT], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", light_params([p for p in LIGHT if p not in SMALL_LIGHT]))
 def test_large_model_text_round_trips(path) -> None:
     """The three 60–140 M-weight models: text and structure in memory (no .npz written)."""
     module = import_onnx(path)

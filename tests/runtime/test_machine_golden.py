@@ -13,7 +13,7 @@ import onnx
 import pytest
 
 from rcc.compiler.driver import compile_program, verify_compiled
-from tests.conftest import LIGHT, ZOO
+from tests.conftest import LIGHT, ZOO, light_params
 from tests.frontend.test_golden import with_classifier_inputs_exposed, with_random_weights
 
 ZOO_SNR_DB = 30.0
@@ -51,7 +51,7 @@ def logits_only(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-@pytest.mark.parametrize("path", LIGHT, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", light_params())
 def test_light_model_verifies_on_the_machine(path, tmp_path) -> None:
     model = logits_only(with_classifier_inputs_exposed(with_random_weights(onnx.load(path))))
     randomised = tmp_path / f"{path.stem}.onnx"
