@@ -28,6 +28,7 @@ from onnx import helper, numpy_helper
 
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.files import write_output
 from rcc.ir.ops.nn_shape import nearest_source_indices
 
 MIN_OPSET = 13  # Softmax over one axis, Pad/Clip/Resize bounds as inputs
@@ -358,13 +359,17 @@ def export_onnx(module: Module, opset: int = 17) -> onnx.ModelProto:
 
 
 def save_onnx(module: Module, path: str | os.PathLike, opset: int = 17) -> None:
-    """Export `module` to `path` atomically: written beside it, checked, then renamed into place.
+    """Export `module` to `path` (through rcc.ir.files' writer: atomically, or directly to a special file).
 
-    A model over 1.8 GB keeps its tensors in `<path>.data` next to it (ONNX external data).
+    A model over 1.8 GB keeps its tensors in `<path>.data` next to it (ONNX external data): both are
+    written into a folder beside `path`, checked, then renamed into place.
     """
     target = Path(path)
     model = export_onnx(module, opset)
     external = model.ByteSize() > EXTERNAL_DATA_BYTES
+    if not external:
+        write_output(target, model.SerializeToString())
+        return
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     except OSError as err:
@@ -372,11 +377,10 @@ def save_onnx(module: Module, path: str | os.PathLike, opset: int = 17) -> None:
     try:
         staged_model = staging / target.name
         data_name = target.name + ".data"
-        onnx.save_model(model, staged_model, save_as_external_data=external, all_tensors_to_one_file=True,
+        onnx.save_model(model, staged_model, save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name)
-        if external:
-            onnx.checker.check_model(staged_model, full_check=True)
-            os.replace(staging / data_name, target.parent / data_name)
+        onnx.checker.check_model(staged_model, full_check=True)
+        os.replace(staging / data_name, target.parent / data_name)
         os.replace(staged_model, target)
     except OSError as err:
         raise RccError(f"{target}: cannot write the ONNX model ({err.strerror})") from None

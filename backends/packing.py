@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,12 +41,14 @@ import scipy.sparse as sp
 from rcc.backends.packing_plans import (Block, _Chunked, _csr, _greedy_groups, _greedy_work, _kmeans_groups,
                                     _natural_groups, _plan_blocks, _plan_cost, _Side)
 from rcc.ir.errors import RccError
+from rcc.ir.progress import stage
 
 MODES = ("dense", "compact", "kmeans", "best")
 # best's greedy work caps, in units of `_greedy_work` (≈ 0.3–0.6 ns each on the reference 2-core
 # machine): per greedy run, and per side for tuning the chunk size on a sample.
 GREEDY_MAX_WORK = 40_000_000_000
 TUNING_MAX_WORK = 30_000_000_000
+LARGE_LAYER_CELLS = 1 << 20  # packing a weight this large can take seconds: shown as a step
 TUNING_SAMPLE = 2048  # cross indices (rows of W for column groups) the chunk size is tuned on
 
 
@@ -219,6 +222,11 @@ def pack(mask: np.ndarray, rows: int, cols: int, mode: str, seed: int = 0, resta
         return _dense(mask.shape, rows, cols)
     if not mask.any():
         return []
+    with stage(f"pack {mask.shape[0]}x{mask.shape[1]} weights") if mask.size >= LARGE_LAYER_CELLS else nullcontext():
+        return _pack_sparse(mask, rows, cols, mode, seed, restarts)
+
+
+def _pack_sparse(mask: np.ndarray, rows: int, cols: int, mode: str, seed: int, restarts: int) -> list[Block]:
     if mode == "best":
         found = [c.blocks for c in best_candidates(mask, rows, cols, seed, restarts) if c.blocks is not None]
         return min(found, key=len)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rcc.ir.errors import RccError
-from rcc.ir.printer import write_atomically
+from rcc.ir.files import from_json_value as _from_json, to_json_value, write_output
 
 PROGRAM_FORMAT = "rcc-program"
 PROGRAM_VERSION = 1
@@ -42,28 +42,8 @@ class Instruction:
     dtypes: list[str] = field(default_factory=list)         # of dst
 
     def to_json(self) -> dict[str, Any]:
-        return {"op": self.opcode, "dst": self.dst, "src": self.src, "attrs": _jsonable(self.attrs),
+        return {"op": self.opcode, "dst": self.dst, "src": self.src, "attrs": to_json_value(self.attrs),
                 "shapes": self.shapes, "dtypes": self.dtypes}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return {"float": repr(value)}
-    return value
-
-
-def _from_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"float"}:
-            return float(value["float"])
-        return {k: _from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
 
 
 @dataclass
@@ -93,8 +73,8 @@ def program_bytes(program: Program) -> bytes:
 
 
 def save_program(program: Program, path: str | os.PathLike) -> None:
-    """Write the program atomically (a failure leaves no partial file)."""
-    write_atomically(Path(path), program_bytes(program))
+    """Write the program (atomically to a regular file: a failure leaves no partial file)."""
+    write_output(path, program_bytes(program))
 
 
 def load_program(path: str | os.PathLike) -> Program:

@@ -3,7 +3,7 @@
 A `Target` is a frozen, validated value. It owns the figures every later stage derives from the chip
 (slices per weight, input cycles, the largest column sum, the ADC range) so no pass recomputes them,
 and it owns how a user describes a chip: a TOML file (`--target chip.toml`) whose keys are the field
-names, then command-line flags that override it.
+names, then overrides (`with_overrides`; the command-line flags are compiler/commands/common.py).
 
     # chip.toml -- the options may sit at top level or in a [target] table
     xbar = "128x64"          # shorthand for xbar_rows = 128, xbar_cols = 64
@@ -20,7 +20,6 @@ taken as 100 of them, ISAAC's 100 ns read against a ~1 GHz digital clock.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import enum
 import math
@@ -294,43 +293,3 @@ def parse_xbar(text: str, *, option: str = "--xbar") -> tuple[int, int]:
                           f"got {text!r}")
     rows = int(match.group(1))
     return rows, int(match.group(2) or rows)
-
-
-def _int_or_auto(text: str) -> int | Auto:
-    if text.strip().lower() == "auto":
-        return AUTO
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
-
-
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `--target FILE.toml` and the per-option flags; flags override the file."""
-    default = Target()
-    group = parser.add_argument_group("target", "the ReRAM chip: a TOML file, then flags that override it")
-    group.add_argument("--target", metavar="FILE.toml", help="target description (keys are the option names)")
-    group.add_argument("--xbar", metavar="ROWSxCOLS",
-                       help=f"crossbar size (default: {default.xbar_rows}x{default.xbar_cols})")
-    group.add_argument("--weight-bits", type=int, metavar="N",
-                       help=f"signed weight width (default: {default.weight_bits})")
-    group.add_argument("--input-bits", type=int, metavar="N", help=f"input width (default: {default.input_bits})")
-    group.add_argument("--cell-bits", type=int, metavar="N",
-                       help=f"bits stored per cell (default: {default.cell_bits})")
-    group.add_argument("--dac-bits", type=int, metavar="N",
-                       help=f"input bits fed per cycle (default: {default.dac_bits})")
-    group.add_argument("--adc-bits", type=_int_or_auto, metavar="N|auto",
-                       help="ADC width; narrower than lossless saturates (default: auto, lossless)")
-    group.add_argument("--encoding", choices=ENCODINGS,
-                       help=f"how weight signs are stored (default: {default.encoding})")
-    group.add_argument("--chips", type=_int_or_auto, metavar="N|auto",
-                       help="chip budget (default: auto, as many as the model needs)")
-
-
-def target_from_args(args: argparse.Namespace) -> Target:
-    """The target from `--target` (or the defaults), with the flags given on the command line applied."""
-    target = Target.from_toml(args.target) if args.target is not None else Target()
-    rows, cols = parse_xbar(args.xbar) if args.xbar is not None else (None, None)
-    return target.with_overrides(xbar_rows=rows, xbar_cols=cols, weight_bits=args.weight_bits,
-                                 input_bits=args.input_bits, cell_bits=args.cell_bits, dac_bits=args.dac_bits,
-                                 adc_bits=args.adc_bits, encoding=args.encoding, chips=args.chips)

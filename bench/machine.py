@@ -44,6 +44,7 @@ from rcc.backends.target import Target
 from rcc.compiler.driver import Compiled, compile_program
 from rcc.compiler.frontend import random_inputs
 from rcc.ir.errors import RccError
+from rcc.ir.files import json_bytes, write_output
 from rcc.runtime.machine import Machine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -306,10 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in target_report(results):
         print(line)
     if args.json:
-        args.json.write_text(json.dumps({"environment": environment(), "repeats": args.repeats,
-                                         "max_seconds": args.max_seconds, "median_ratios": medians,
-                                         "targets": target_report(results),
-                                         "models": [asdict(r) for r in results]}, indent=2) + "\n")
+        write_output(args.json, json_bytes({"environment": environment(), "repeats": args.repeats,
+                                            "max_seconds": args.max_seconds, "median_ratios": medians,
+                                            "targets": target_report(results),
+                                            "models": [asdict(r) for r in results]}))
     return 0
 
 

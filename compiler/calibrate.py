@@ -16,6 +16,7 @@ from rcc.compiler.summary import op_macs
 from rcc.ir.core import Module, Value
 from rcc.ir.errors import RccError
 from rcc.ir.interpreter import evaluate
+from rcc.ir.progress import tracked
 
 MIN_SAMPLES, MAX_SAMPLES = 2, 32
 CALIBRATION_MACS = 2 * 10**9
@@ -53,7 +54,7 @@ def activation_ranges(module: Module, values: list[Value], samples: list[dict[st
                       ) -> dict[Value, tuple[float, float]]:
     """(min, max) of each of `values` over all samples."""
     ranges: dict[Value, tuple[float, float]] = {}
-    for sample in samples:
+    for sample in tracked(samples, "calibrate"):
         env = evaluate(module, sample)
         for value in values:
             array = env[value]

@@ -32,6 +32,7 @@ from rcc.ir.core import Module
 from rcc.ir.parser import parse_module
 from rcc.ir.printer import print_module
 from rcc.ir.errors import RccError
+from rcc.ir.progress import stage
 
 def copy_module(module: Module) -> Module:
     """A deep copy through the text form (constants shared: passes never mutate constant data)."""
@@ -45,7 +46,8 @@ EXECUTORS: dict[str, Executor] = {"interpreter": interpreter.run}  # executors o
 def compile_model(path: str | os.PathLike, input_shapes: ShapeOverrides | None = None,
                   pipeline: str | Sequence[str] = GRAPH_PIPELINE, print_after_all: bool = False) -> Module:
     """Import the ONNX model at `path` and run the pipeline on it."""
-    module = import_onnx(path, input_shapes)
+    with stage("import"):
+        module = import_onnx(path, input_shapes)
     return run_pipeline(module, pipeline, print_after_all=print_after_all)
 
 

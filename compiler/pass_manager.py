@@ -16,6 +16,7 @@ from rcc.compiler.passes import PASSES, Pass
 from rcc.ir.core import Module
 from rcc.ir.errors import RccError, VerifyError
 from rcc.ir.printer import print_module
+from rcc.ir.progress import stage
 from rcc.ir.verifier import verify
 
 GRAPH_PIPELINE: tuple[str, ...] = ("constant-fold", "fold-batch-norm", "remove-identity", "dce")
@@ -80,7 +81,8 @@ def run_pipeline(module: Module, pipeline: str | Sequence[str] | Sequence[Pass],
     passes = pipeline if pipeline and isinstance(pipeline[0], Pass) else parse_pipeline(pipeline)
     for pass_ in passes:
         try:
-            pass_.run(module)
+            with stage(f"pass {pass_.name}"):
+                pass_.run(module)
             verify(module)
         except VerifyError as err:
             raise PassError(f"pass {pass_.name!r} left invalid IR: {err}") from None

@@ -12,9 +12,8 @@ renders in seconds).
 
 from __future__ import annotations
 
-import os
+import io
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from rcc.backends.mapping import block_occupancy, cell_codes, sum_runs, tile_occupancy
 from rcc.backends.program import Program
-from rcc.ir.errors import RccError
+from rcc.ir.files import check_output_folder, write_output
 
 PATTERN_PIXELS = 480  # the non-zero pattern is binned down to at most this many pixels a side
 MAX_GRID_LINES = 48   # tile boundaries drawn over the pattern only while they stay readable
@@ -41,10 +40,7 @@ def plot_sparse_layers(program: Program, directory: Path, min_sparsity: float = 
     """Write `directory/<layer>.png` for every `mvm` whose weights are at least `min_sparsity` zeros, and
     for every packed one; return the paths written."""
     directory = Path(directory)
-    if not directory.parent.is_dir():
-        raise RccError(f"--plot {directory}: the folder {directory.parent} does not exist")
-    if directory.exists() and not directory.is_dir():
-        raise RccError(f"--plot {directory}: exists and is not a folder")
+    check_output_folder(directory, "--plot")
     directory.mkdir(exist_ok=True)
     written: list[Path] = []
     used_names: set[str] = set()
@@ -59,7 +55,7 @@ def plot_sparse_layers(program: Program, directory: Path, min_sparsity: float = 
         layer = str(instruction.attrs.get("layer") or instruction.dst[0])
         path = directory / f"{_unique(_safe_name(layer), used_names)}.png"
         figure = layer_figure(layer, weights, instruction.attrs, *maps)
-        _save_atomically(figure, path)
+        _save(figure, path)
         written.append(path)
     return written
 
@@ -231,20 +227,7 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _save_atomically(figure: Figure, path: Path) -> None:
-    """Save to a temporary file beside `path`, then rename it, so a reader never sees half a PNG."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png")
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file private; a plot is not
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def _save(figure: Figure, path: Path) -> None:
+    stream = io.BytesIO()
+    figure.savefig(stream, format="png")
+    write_output(path, stream.getvalue())

@@ -1,4 +1,5 @@
-"""`rcc prune`: magnitude pruning of an ONNX model's weights, so users can make sparse models to study.
+"""Magnitude pruning of an ONNX model's weights, so users can make sparse models to study (the Python
+call behind `rcc prune`, whose command line is compiler/commands/prune.py).
 
 Every Conv, ConvTranspose, Gemm and MatMul whose weight is an initializer is pruned in place of a copy
 of the model; biases and everything else are left alone. Two granularities:
@@ -19,26 +20,20 @@ so ⌈0.9 · 100⌉ is 90, not 91.
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from rcc.backends.target import Target, add_target_arguments, target_from_args
-from rcc.compiler.frontend.loader import load_onnx
-from rcc.compiler.summary import format_table
+from rcc.backends.target import Target
 from rcc.ir.errors import RccError
-from rcc.ir.printer import write_atomically
 
 STRUCTURES = ("none", "crossbar")
 PRUNABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-MAX_PROTO_BYTES = 2**31 - 1  # protobuf cannot serialise a message this large
 
 
 def _attribute(node: onnx.NodeProto, name: str, default: int) -> int:
@@ -134,7 +129,8 @@ def _sparsity(array: np.ndarray) -> float:
     return float(np.count_nonzero(array == 0) / array.size) if array.size else 0.0
 
 
-def _as_fraction(sparsity: float, option: str) -> Fraction:
+def sparsity_fraction(sparsity: float, option: str) -> Fraction:
+    """The sparsity as the exact decimal the user wrote; RccError naming `option` outside [0, 1)."""
     if not isinstance(sparsity, (int, float)) or isinstance(sparsity, bool) or not 0 <= sparsity < 1:
         raise RccError(f"{option} must be a number in [0, 1), got {sparsity!r}")
     return Fraction(repr(float(sparsity)))  # the decimal the user wrote, not its binary neighbour
@@ -145,7 +141,7 @@ def prune_onnx(model: onnx.ModelProto, sparsity: float, structured: str = "none"
     """A pruned copy of `model` and one report row per pruned weight tensor (see the module docstring).
 
     A weight initializer shared by several nodes is pruned once, in the view of its first consumer."""
-    fraction = _as_fraction(sparsity, "sparsity")
+    fraction = sparsity_fraction(sparsity, "sparsity")
     if structured not in STRUCTURES:
         raise RccError(f"--structured must be one of {', '.join(STRUCTURES)}, got {structured!r}")
     target = target or Target()
@@ -178,55 +174,3 @@ def prune_onnx(model: onnx.ModelProto, sparsity: float, structured: str = "none"
         initializers[name].CopyFrom(numpy_helper.from_array(pruned.astype(weight.dtype, copy=False), name))
         rows.append(row)
     return pruned_model, rows
-
-
-# ---- command line --------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    from rcc.compiler.cli import _Parser  # lazily: compiler.cli imports this module
-
-    parser = _Parser(prog="rcc prune", description="Magnitude-prune an ONNX model's weights.")
-    parser.add_argument("model", help="the ONNX model")
-    parser.add_argument("--sparsity", type=float, required=True, metavar="S",
-                        help="fraction of each weight tensor to make zero, in [0, 1)")
-    parser.add_argument("--structured", choices=STRUCTURES, default="none",
-                        help="none: single weights by |w| (default); crossbar: whole array-sized blocks of the "
-                             "[K, M] weight matrix by Σ|w|, sized by the target")
-    parser.add_argument("-o", "--output", required=True, help="where to write the pruned model")
-    add_target_arguments(parser)
-    return parser
-
-
-def format_prune_rows(rows: list[dict[str, Any]]) -> str:
-    def blocks(row: dict[str, Any]) -> str:
-        return "" if row["blocks_total"] is None else f"{row['blocks_removed']}/{row['blocks_total']}"
-
-    table = [[r["tensor"], r["op_type"], "x".join(map(str, r["shape"])),
-              f"{100 * r['sparsity_before']:.1f}% → {100 * r['sparsity_after']:.1f}%", blocks(r)] for r in rows]
-    size = sum(r["size"] for r in rows)
-    if size:
-        zeros_after = sum(round(r["sparsity_after"] * r["size"]) for r in rows)
-        zeros_before = sum(round(r["sparsity_before"] * r["size"]) for r in rows)
-        table.append(["total", f"{len(rows)} tensors", f"{size:,} weights",
-                      f"{100 * zeros_before / size:.1f}% → {100 * zeros_after / size:.1f}%", ""])
-    return format_table(["tensor", "op", "shape", "sparsity", "blocks removed"], table)
-
-
-def prune_command(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    _as_fraction(args.sparsity, "--sparsity")
-    target = target_from_args(args)
-    output = Path(args.output)
-    if not output.parent.exists():
-        raise RccError(f"-o {output}: directory {output.parent} does not exist")
-    if output.is_dir():
-        raise RccError(f"-o {output}: is a directory")
-    model = load_onnx(args.model)
-    pruned, rows = prune_onnx(model, args.sparsity, args.structured, target)
-    if pruned.ByteSize() > MAX_PROTO_BYTES:
-        raise RccError(f"{args.model}: the pruned model is over 2 GiB, too large for one ONNX file")
-    write_atomically(output, pruned.SerializeToString())
-    print(format_prune_rows(rows) if rows else "no Conv, ConvTranspose, Gemm or MatMul weight initializers to prune")
-    print(f"wrote {output}")
-    return 0

@@ -1,4 +1,5 @@
-"""Per-layer figures of a compiled program: crossbars, utilisation, MACs and the machine's counts.
+"""Per-layer figures of a compiled program: crossbars, utilisation, MACs and the machine's counts, and
+the whole report `rcc --report` writes (`build_report`).
 
 A layer is what one graph-level op became (runtime/schedule.py). Counts are the static ones of the
 instruction table, which the machine's counters equal when it runs the program; `zero_macs` are the
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from rcc.backends.mapping import array_occupancy, nonzero_cells, occupancy_histogram
 from rcc.backends.program import Program
 from rcc.backends.target import Target
+from rcc.compiler.driver import Compiled
+from rcc.compiler.verify import VerifyResult
 from rcc.runtime.counters import Counts
 from rcc.runtime.instructions import INSTRUCTIONS
 from rcc.runtime.schedule import instruction_layers, layer_counts
@@ -83,3 +85,18 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     cells_used = sum(row["utilization"] * row["crossbars"] for row in mapped)
     total["utilization"] = cells_used / total["crossbars"] if total["crossbars"] else None
     return total
+
+
+def build_report(compiled: Compiled, verify: VerifyResult | None = None,
+                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The machine-readable report of a compilation: `settings` (how it was made: model path, options,
+    as given), the target, precision, totals and per-layer figures, what pruning removed, and with
+    `verify` the metrics per output. Plain JSON values except non-finite floats (see rcc.ir.files)."""
+    rows = layer_rows(compiled.program, compiled.target)
+    report: dict[str, Any] = {**(settings or {}), "target": compiled.target.to_dict(),
+                              "precision": compiled.precision, "totals": totals(rows), "layers": rows}
+    if compiled.pruning is not None:
+        report["pruning"] = compiled.pruning
+    if verify is not None:
+        report["verify"] = verify.to_json()
+    return report

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rcc.ir.core import Module, Op, Value
+from rcc.ir.files import npz_bytes, write_output
 
 INLINE_LIMIT = 16
 _BARE_NAME = re.compile(r"[A-Za-z0-9_.]+")
@@ -73,27 +71,6 @@ def weights_path(ir_path: str | os.PathLike) -> Path:
     return Path(ir_path).with_suffix(".npz")
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An .npz archive of `arrays` (any key text, unlike `np.savez` keyword arguments)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for key, array in arrays.items():
-            with archive.open(key + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
 def save_module(module: Module, path: str | os.PathLike, inline_limit: int = INLINE_LIMIT) -> list[Path]:
     """Write the IR text to `path` and its large constants to the .npz beside it; return files written."""
     path = Path(path)
@@ -101,7 +78,7 @@ def save_module(module: Module, path: str | os.PathLike, inline_limit: int = INL
     external = {c.name: c.data for c in module.constants if c.data.size > inline_limit}
     written = []
     if external:
-        write_atomically(weights_path(path), npz_bytes(external))
+        write_output(weights_path(path), npz_bytes(external))
         written.append(weights_path(path))
-    write_atomically(path, text.encode())
+    write_output(path, text.encode())
     return [path] + written

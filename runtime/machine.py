@@ -12,6 +12,7 @@ import numpy as np
 
 from rcc.backends.program import Program, ProgramError
 from rcc.backends.target import Target, TargetError
+from rcc.ir.progress import tracked
 from rcc.ir.types import DTYPES
 from rcc.runtime.counters import Counts
 from rcc.runtime.crossbar import CrossbarGroup
@@ -72,7 +73,7 @@ class Machine:
         buffers: dict[str, np.ndarray] = dict(self.program.constants)
         per_instruction, mvm_trace = [], {}
         outputs: dict[str, np.ndarray] = {}
-        for instruction in self.program.instructions:
+        for instruction in tracked(self.program.instructions, "machine run"):
             definition = INSTRUCTIONS[instruction.opcode]
             operands = [buffers[name] for name in instruction.src]
             results = definition.execute(self, instruction, operands)

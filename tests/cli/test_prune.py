@@ -18,7 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 from rcc.backends.target import Target
 from rcc.compiler import cli
 from rcc.compiler.driver import compile_program, verify_compiled
-from rcc.compiler.prune_model import crossbar_view, prune_command, prune_onnx
+from rcc.compiler.commands.prune import prune_command
+from rcc.compiler.prune_model import crossbar_view, prune_onnx
 from tests.conftest import ROOT
 
 MODELS = {name: ROOT / "models" / f"{name}.onnx" for name in ("lenet5", "resnet_small", "dcgan_generator")}

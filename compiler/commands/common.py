@@ -1,0 +1,82 @@
+"""What every `rcc` command shares: the argument parser that reports mistakes as one line, the options
+every command has (`-q`, `--timings`), the target options, output-path checks and the JSON report writer."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from rcc.backends.target import AUTO, ENCODINGS, Auto, Target, parse_xbar
+from rcc.ir.errors import RccError
+from rcc.ir.files import check_output_path, json_bytes, write_output
+
+
+class UsageError(RccError):
+    """A command-line usage mistake."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose mistakes are one line naming the command and exit code 2, no usage dump."""
+
+    def error(self, message: str) -> None:
+        command = self.prog.removeprefix("rcc").strip()
+        raise UsageError(f"{command}: {message}" if command else message)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """`-q` and `--timings`, which every command takes."""
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only errors and the verdict; no progress display")
+    parser.add_argument("--timings", action="store_true", help="print how long each stage and pass took (stderr)")
+
+
+def _int_or_auto(text: str) -> int | Auto:
+    if text.strip().lower() == "auto":
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--target FILE.toml` and the per-option flags; flags override the file."""
+    default = Target()
+    group = parser.add_argument_group("target", "the ReRAM chip: a TOML file, then flags that override it")
+    group.add_argument("--target", metavar="FILE.toml", help="target description (keys are the option names)")
+    group.add_argument("--xbar", metavar="ROWSxCOLS",
+                       help=f"crossbar size (default: {default.xbar_rows}x{default.xbar_cols})")
+    group.add_argument("--weight-bits", type=int, metavar="N",
+                       help=f"signed weight width (default: {default.weight_bits})")
+    group.add_argument("--input-bits", type=int, metavar="N", help=f"input width (default: {default.input_bits})")
+    group.add_argument("--cell-bits", type=int, metavar="N",
+                       help=f"bits stored per cell (default: {default.cell_bits})")
+    group.add_argument("--dac-bits", type=int, metavar="N",
+                       help=f"input bits fed per cycle (default: {default.dac_bits})")
+    group.add_argument("--adc-bits", type=_int_or_auto, metavar="N|auto",
+                       help="ADC width; narrower than lossless saturates (default: auto, lossless)")
+    group.add_argument("--encoding", choices=ENCODINGS,
+                       help=f"how weight signs are stored (default: {default.encoding})")
+    group.add_argument("--chips", type=_int_or_auto, metavar="N|auto",
+                       help="chip budget (default: auto, as many as the model needs)")
+
+
+def target_from_args(args: argparse.Namespace) -> Target:
+    """The target from `--target` (or the defaults), with the flags given on the command line applied."""
+    target = Target.from_toml(args.target) if args.target is not None else Target()
+    rows, cols = parse_xbar(args.xbar) if args.xbar is not None else (None, None)
+    return target.with_overrides(xbar_rows=rows, xbar_cols=cols, weight_bits=args.weight_bits,
+                                 input_bits=args.input_bits, cell_bits=args.cell_bits, dac_bits=args.dac_bits,
+                                 adc_bits=args.adc_bits, encoding=args.encoding, chips=args.chips)
+
+
+def optional_output(path: str | None, flag: str) -> Path | None:
+    """The checked output path of an optional flag (None when the flag was not given; '' is an error)."""
+    return None if path is None else check_output_path(path, flag)
+
+
+def write_report(path: str | os.PathLike, report: dict[str, Any]) -> None:
+    """Write a report as JSON (non-finite numbers as {"float": "inf"}, see rcc.ir.files)."""
+    write_output(path, json_bytes(report))

@@ -1,0 +1,161 @@
+"""`rcc [compile] MODEL.onnx`: compile a model, optionally verify it, write the program (or IR, or ONNX),
+the report and plots, and print the per-layer summary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rcc.backends.onnx_export import save_onnx
+from rcc.backends.packing import MODES as PACKING_MODES
+from rcc.backends.program import save_program
+from rcc.compiler import driver
+from rcc.compiler.commands.common import (Parser, add_common_arguments, add_target_arguments, optional_output,
+                                          target_from_args, write_report)
+from rcc.compiler.commands.progress import showing_progress
+from rcc.compiler.frontend.loader import parse_input_shapes
+from rcc.compiler.pass_manager import GRAPH_PIPELINE
+from rcc.compiler.report import build_report
+from rcc.compiler.summary import format_table
+from rcc.compiler.verify import VerifyResult, load_inputs
+from rcc.ir.files import check_output_folder, check_output_path
+from rcc.ir.printer import save_module, weights_path
+from rcc.ir.progress import stage
+
+EMIT_SUFFIX = {"program": ".rccp", "ir": ".ir", "xbar": ".xbar.ir", "onnx": ".rcc.onnx"}
+EXECUTOR_CHOICES = ("machine", "interpreter")
+SUMMARY = "compile an ONNX model into a program for a ReRAM crossbar accelerator (the default command)"
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="rcc compile", usage="rcc [compile] MODEL.onnx [options]",
+                    description="Compile an ONNX model for a ReRAM crossbar accelerator.")
+    parser.add_argument("model", help="the ONNX model")
+    parser.add_argument("-o", "--output", help="where to write the result (default: beside the model)")
+    parser.add_argument("--emit", choices=list(EMIT_SUFFIX), default="program",
+                        help="what to write: the program (default), graph-level IR, crossbar-level IR, or the "
+                             "graph-level IR as ONNX (rewrites included)")
+    parser.add_argument("-p", "--pipeline", default=",".join(GRAPH_PIPELINE), help="graph passes, comma-separated")
+    parser.add_argument("--print-after-all", action="store_true", help="print the IR after each pass")
+    parser.add_argument("--input-shape", action="append", metavar="NAME=D1xD2...",
+                        help="static shape for an input with dynamic dimensions (repeatable)")
+    parser.add_argument("--precision", choices=["int", "float"], default="int",
+                        help="int: quantised, bit-accurate (default); float: ideal analog arithmetic")
+    parser.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs (default: seeded random)")
+    parser.add_argument("--packing", choices=list(PACKING_MODES), default="best",
+                        help="how sparse layers are packed onto arrays (default: best; dense = plain tiling)")
+    parser.add_argument("--prune-budget", metavar="FRACTION|error=MAX",
+                        help="crossbar-grained pruning (lossy, off by default): remove this fraction of each "
+                             "layer's least salient array blocks, or as many as keep the output error "
+                             "(rel L2 vs onnxruntime on calibration inputs) within MAX")
+    parser.add_argument("--plot", metavar="DIR", help="write a PNG per sparse layer: array occupancy before and "
+                                                      "after packing")
+    parser.add_argument("--deconv", choices=list(driver.DECONV_PASSES), default="pixelwise",
+                        help="how transposed convolutions are lowered (default: pixelwise, zero-free)")
+    add_target_arguments(parser)
+    parser.add_argument("--verify", action="store_true", help="run against onnxruntime and compare")
+    parser.add_argument("--executor", choices=list(EXECUTOR_CHOICES), default="machine",
+                        help="what runs the compiled model for --verify (default: machine)")
+    parser.add_argument("--inputs", help="inputs for --verify as an .npz keyed by input name")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs for --verify")
+    parser.add_argument("--report", help="write the machine-readable report (JSON) here")
+    add_common_arguments(parser)
+    return parser
+
+
+def format_program_layers(rows: list[dict[str, Any]], total: dict[str, Any]) -> str:
+    def utilization(value) -> str:
+        return "" if value is None else f"{100 * value:.1f}%"
+
+    table = [[r["name"], r["op"], r["crossbars"], utilization(r["utilization"]), r["macs"], r["cycles"]] for r in rows]
+    table.append(["total", f"{len(rows)} layers", total["crossbars"], utilization(total["utilization"]),
+                  total["macs"], total["cycles"]])
+    return format_table(["layer", "op", "crossbars", "utilization", "macs", "cycles"], table)
+
+
+def _format_metric(value: Any, digits: str) -> str:
+    return "exact" if value is None else format(value, digits)
+
+
+def print_verify(result: VerifyResult) -> None:
+    rows = [[name, _format_metric(m["max_abs_err"], ".3g"), _format_metric(m["rel_l2"], ".3g"),
+             "inf" if m["snr_db"] is None and m["max_abs_err"] == 0 else _format_metric(m["snr_db"], ".1f"),
+             "ok" if m["passed"] else "FAIL"] for name, m in result.outputs.items()]
+    print(format_table(["output", "max_abs_err", "rel_l2", "snr_db", "within tolerance"], rows))
+    verdict = "PASSED" if result.passed else "FAILED"
+    extra = result.extra
+    details = [f"precision {extra['precision']}"] if "precision" in extra else []
+    if "integer_reference_match" in extra:
+        details.append(f"integer reference match: {'yes' if extra['integer_reference_match'] else 'NO'}")
+    if "tolerance" in extra:
+        details.append(f"tolerance: {extra['tolerance']}")
+    suffix = f" ({'; '.join(details)})" if details else ""
+    print(f"verify ({result.executor} vs onnxruntime): {verdict}{suffix}")
+
+
+def _checked_outputs(args: argparse.Namespace) -> tuple[Path, Path | None, Path | None]:
+    """The output, report and plot paths, each checked before any work starts."""
+    output = check_output_path(args.output if args.output is not None
+                               else Path(args.model).with_suffix(EMIT_SUFFIX[args.emit]), "-o")
+    if args.emit in ("ir", "xbar"):  # large constants go to the .npz beside the text
+        check_output_path(weights_path(output), f"-o {output}: its weights file")
+    report = optional_output(args.report, "--report")
+    plot = None if args.plot is None else check_output_folder(args.plot, "--plot")
+    return output, report, plot
+
+
+def _write_output(compiled: driver.Compiled, emit: str, output: Path) -> list[Path]:
+    if emit == "ir":
+        return save_module(compiled.graph, output)
+    if emit == "xbar":
+        return save_module(compiled.xbar, output)
+    if emit == "onnx":
+        save_onnx(compiled.graph, output)
+        return [output]
+    save_program(compiled.program, output)
+    return [output]
+
+
+def compile_command(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    with showing_progress(args):
+        return _compile(args)
+
+
+def _compile(args: argparse.Namespace) -> int:
+    target = target_from_args(args)
+    shapes = parse_input_shapes(args.input_shape)
+    inputs = load_inputs(args.inputs, "--inputs") if args.inputs else None
+    calibration = load_inputs(args.calibrate, "--calibrate") if args.calibrate else None
+    output, report_path, plot_folder = _checked_outputs(args)
+    prune = driver.PruneBudget.parse(args.prune_budget) if args.prune_budget else None
+    with stage("compile"):
+        compiled = driver.compile_program(args.model, target, args.precision, shapes, args.pipeline, calibration,
+                                          args.print_after_all, args.deconv, args.packing, prune)
+    result = None
+    if args.verify:
+        with stage("verify"):
+            result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed)
+    report = build_report(compiled, result, {"model": str(args.model), "deconv": args.deconv,
+                                             "packing": args.packing})
+    with stage("write"):
+        written = _write_output(compiled, args.emit, output)
+        if plot_folder is not None:
+            from rcc.compiler.plot import plot_sparse_layers  # matplotlib loads only when pictures are asked for
+
+            written += plot_sparse_layers(compiled.program, plot_folder)
+        if report_path is not None:
+            write_report(report_path, report)
+    if not args.quiet:
+        print(format_program_layers(report["layers"], report["totals"]))
+        if compiled.pruning is not None:
+            p = compiled.pruning
+            removed = sum(layer["removed_blocks"] for layer in p["layers"])
+            print(f"pruned {removed} array blocks ({p['fraction']:.0%} of each layer's); output error "
+                  f"rel L2 {p['rel_l2_error']:.3g} against onnxruntime on {p['samples']} calibration inputs")
+        print("wrote " + ", ".join(str(p) for p in written))
+    if result is not None:
+        print_verify(result)
+        return 0 if result.passed else 1
+    return 0

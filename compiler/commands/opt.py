@@ -1,0 +1,40 @@
+"""`rcc opt FILE.ir -p PASSES`: run passes on IR text and print or write the result."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rcc.compiler.commands.common import Parser, add_common_arguments
+from rcc.compiler.commands.progress import showing_progress
+from rcc.compiler.pass_manager import run_pipeline
+from rcc.ir.files import check_output_path
+from rcc.ir.parser import load_module
+from rcc.ir.printer import print_module, save_module, weights_path
+
+SUMMARY = "run passes on IR text (with its .npz weights) and print or write the result"
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="rcc opt", description="Run passes on IR text.")
+    parser.add_argument("ir", help="IR text (weights from the .npz beside it)")
+    parser.add_argument("-p", "--pipeline", required=True, help="passes to run, comma-separated")
+    parser.add_argument("--print-after-all", action="store_true", help="print the IR after each pass")
+    parser.add_argument("-o", "--output", help="write the result here (with its .npz) instead of stdout")
+    add_common_arguments(parser)
+    return parser
+
+
+def opt_command(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    with showing_progress(args):
+        if args.output is not None:
+            output = check_output_path(args.output, "-o")
+            check_output_path(weights_path(output), f"-o {output}: its weights file")
+        module = load_module(args.ir)
+        run_pipeline(module, args.pipeline, print_after_all=args.print_after_all)
+        if args.output is not None:
+            save_module(module, output)
+    if args.output is None and not args.print_after_all:
+        sys.stdout.write(print_module(module))
+    return 0

@@ -1,0 +1,40 @@
+"""`rcc run PROGRAM.rccp --inputs IN.npz -o OUT.npz`: execute a compiled program on the machine model."""
+
+from __future__ import annotations
+
+import argparse
+
+from rcc.backends.program import load_program
+from rcc.compiler.commands.common import Parser, add_common_arguments, optional_output, write_report
+from rcc.compiler.commands.progress import showing_progress
+from rcc.compiler.verify import load_inputs
+from rcc.ir.files import check_output_path, npz_bytes, write_output
+from rcc.runtime.machine import Machine
+
+SUMMARY = "execute a compiled program (.rccp) on the machine model"
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="rcc run", description="Execute a compiled program on the machine model.")
+    parser.add_argument("program", help="the program (.rccp)")
+    parser.add_argument("--inputs", required=True, help="inputs as an .npz keyed by input name")
+    parser.add_argument("-o", "--output", required=True, help="write the outputs here (.npz)")
+    parser.add_argument("--report", help="write the machine's counts here (JSON)")
+    add_common_arguments(parser)
+    return parser
+
+
+def run_command(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    with showing_progress(args):
+        output = check_output_path(args.output, "-o")
+        report = optional_output(args.report, "--report")
+        program = load_program(args.program)
+        result = Machine(program).run(load_inputs(args.inputs, "--inputs"))
+        write_output(output, npz_bytes(result.outputs))
+        if report is not None:
+            write_report(report, {"program": args.program, "totals": result.totals.to_json()})
+    if not args.quiet:
+        print(f"wrote {args.output}: {', '.join(result.outputs)}; {result.totals.cycles:,} cycles, "
+              f"{result.totals.mvm_ops:,} array activations, {result.totals.adc_conversions:,} ADC conversions")
+    return 0
