@@ -36,7 +36,7 @@ _BLOCK_FIGURES = ("block_outputs", "max_block_outputs", "covered_outputs")
 @dataclass(frozen=True)
 class CrossbarMapping:
     """Every figure of how one `xbar.mvm`'s weights [G, K, M] sit on arrays: the widths, the weights' shape,
-    the packed blocks' figures (`blocks` 0 for the dense tiling), and as properties all that follows."""
+    the packed blocks' figures (`blocks` None for the dense tiling), and as properties all that follows."""
 
     xbar_rows: int
     xbar_cols: int
@@ -50,7 +50,7 @@ class CrossbarMapping:
     groups: int
     rows: int                   # K: weight rows (input features) per group
     outputs: int                # M: outputs per group
-    blocks: int = 0             # packed: array blocks (a differential pair counts once); 0: dense tiling
+    blocks: int | None = None   # packed: array blocks (a differential pair counts once); None: dense tiling
     block_outputs: int = 0      # packed: Σ over blocks of the outputs each holds
     max_block_outputs: int = 0  # packed: outputs of the fullest block
     covered_outputs: int = 0    # packed: outputs held by at least one block
@@ -64,7 +64,7 @@ class CrossbarMapping:
         groups, rows, outputs = (int(n) for n in weights_shape)
         widths = {key: attrs[key] for key in _WIDTHS}
         packed = attrs.get("packing", "dense") != "dense"
-        blocks = attrs["arrays"] // xbar_figures.sign_arrays(attrs["encoding"]) if packed else 0
+        blocks = attrs["arrays"] // xbar_figures.sign_arrays(attrs["encoding"]) if packed else None
         mapping = cls(**widths, groups=groups, rows=rows, outputs=outputs, blocks=blocks,
                       **{key: attrs.get(key, 0) for key in _BLOCK_FIGURES})
         stated = mapping.derived_attrs()
@@ -92,7 +92,7 @@ class CrossbarMapping:
     def attrs(self) -> dict[str, Any]:
         """The `xbar.mvm` attributes that state this mapping (packing mode and dense_arrays aside)."""
         widths = {key: getattr(self, key) for key in _WIDTHS}
-        blocks = {key: getattr(self, key) for key in _BLOCK_FIGURES} if self.blocks else {}
+        blocks = {key: getattr(self, key) for key in _BLOCK_FIGURES} if self.is_packed else {}
         return {**widths, **self.derived_attrs(), **blocks}
 
     def derived_attrs(self) -> dict[str, int]:
@@ -101,6 +101,10 @@ class CrossbarMapping:
                 "weight_slices": self.weight_slices, "arrays": self.arrays}
 
     # ---- figures ---------------------------------------------------------------------------------------
+
+    @property
+    def is_packed(self) -> bool:
+        return self.blocks is not None
 
     @property
     def signs(self) -> int:
@@ -116,32 +120,38 @@ class CrossbarMapping:
         """Outputs one array holds side by side (L)."""
         return xbar_figures.weights_per_array_row(self.xbar_cols, self.weight_slices)
 
+    def _tiling(self) -> tuple[int, int, int]:
+        return xbar_figures.dense_tiling(self.groups, self.rows, self.outputs, self.xbar_rows, self.xbar_cols,
+                                         self.weight_slices)
+
     @property
     def row_tiles(self) -> int:
         """Row tiles of the dense tiling of one group."""
-        return xbar_figures.tile_counts(self.rows, self.outputs, self.xbar_rows, self.xbar_cols,
-                                        self.weight_slices)[0]
+        return self._tiling()[0]
 
     @property
     def col_tiles(self) -> int:
         """Column tiles of the dense tiling of one group."""
-        return xbar_figures.tile_counts(self.rows, self.outputs, self.xbar_rows, self.xbar_cols,
-                                        self.weight_slices)[1]
+        return self._tiling()[1]
 
     @property
     def dense_arrays(self) -> int:
         """Arrays of the dense tiling (the packed layer's before packing)."""
-        return self.groups * self.row_tiles * self.col_tiles * self.signs
+        return xbar_figures.array_count(self._tiling()[2], self.encoding)
 
     @property
     def arrays(self) -> int:
         """Arrays the layer uses: its packed blocks' or its dense tiling's, sign arrays included."""
-        return self.blocks * self.signs if self.blocks else self.dense_arrays
+        return xbar_figures.array_count(self.blocks, self.encoding) if self.is_packed else self.dense_arrays
 
     @property
     def cells(self) -> int:
         """Cells over all the layer's arrays."""
-        return self.arrays * self.xbar_rows * self.xbar_cols
+        return self.arrays * self.cells_per_array
+
+    @property
+    def cells_per_array(self) -> int:
+        return self.xbar_rows * self.xbar_cols
 
     @property
     def weights(self) -> int:
@@ -173,20 +183,20 @@ class CrossbarMapping:
     @property
     def used_columns(self) -> int:
         """Columns with cells, over all arrays (each output uses `weight_slices` columns per sign array)."""
-        outputs = self.block_outputs if self.blocks else self.groups * self.row_tiles * self.outputs
+        outputs = self.block_outputs if self.is_packed else self.groups * self.row_tiles * self.outputs
         return outputs * self.signs * self.weight_slices
 
     @property
     def max_columns_per_array(self) -> int:
         """Columns holding cells in the fullest array; when `xbar_cols` is not a multiple of the slices, the
         last `xbar_cols mod slices` columns of every array stay empty."""
-        outputs = self.max_block_outputs if self.blocks else self.outputs
+        outputs = self.max_block_outputs if self.is_packed else self.outputs
         return min(self.weights_per_array_row, outputs) * self.weight_slices
 
     @property
     def merges(self) -> int:
         """Digital additions per input vector that merge row tiles (or blocks) and sign arrays."""
-        if self.blocks:
+        if self.is_packed:
             return max(self.block_outputs * self.signs - self.covered_outputs, 0)
         return (self.row_tiles * self.signs - 1) * self.groups * self.outputs
 
@@ -249,7 +259,7 @@ def tile_occupancy(codes: np.ndarray, table: np.ndarray, attrs: dict) -> np.ndar
     mapping = CrossbarMapping.of(attrs, codes.shape)
     used = [sum_runs(sum_runs(np.take(per_sign, codes), 1, mapping.xbar_rows), 2, mapping.weights_per_array_row)
             for per_sign in table]
-    return np.stack(used) / (mapping.xbar_rows * mapping.xbar_cols)
+    return np.stack(used) / mapping.cells_per_array
 
 
 def block_occupancy(codes: np.ndarray, table: np.ndarray, attrs: dict, row_map: np.ndarray,
@@ -263,7 +273,7 @@ def block_occupancy(codes: np.ndarray, table: np.ndarray, attrs: dict, row_map: 
     if not code_counts:
         return np.zeros(0)
     used = np.stack(code_counts) @ table.T.astype(np.int64)   # [blocks, signs]
-    return used.reshape(-1) / (attrs["xbar_rows"] * attrs["xbar_cols"])  # cells of one array
+    return used.reshape(-1) / CrossbarMapping.of(attrs, codes.shape).cells_per_array
 
 
 def sum_runs(values: np.ndarray, axis: int, run: int) -> np.ndarray:

@@ -32,9 +32,17 @@ def weights_per_array_row(xbar_cols: int, slices: int) -> int:
     return xbar_cols // slices
 
 
-def tile_counts(rows: int, outputs: int, xbar_rows: int, xbar_cols: int, slices: int) -> tuple[int, int]:
-    """(row tiles, column tiles) of the dense tiling of one group's weights [rows, outputs]."""
-    return ceil_div(rows, xbar_rows), ceil_div(outputs, weights_per_array_row(xbar_cols, slices))
+def dense_tiling(groups: int, rows: int, outputs: int, xbar_rows: int, xbar_cols: int, slices: int
+                 ) -> tuple[int, int, int]:
+    """(row tiles, column tiles, tiles over all groups) of the dense tiling of weights [groups, rows, outputs]."""
+    row_tiles = ceil_div(rows, xbar_rows)
+    col_tiles = ceil_div(outputs, weights_per_array_row(xbar_cols, slices))
+    return row_tiles, col_tiles, groups * row_tiles * col_tiles
+
+
+def array_count(blocks: int, encoding: str) -> int:
+    """Arrays holding `blocks` weight blocks (dense tiles or packed blocks): one per sign array each."""
+    return blocks * sign_arrays(encoding)
 
 
 def input_cycles(input_bits: int, dac_bits: int) -> int:

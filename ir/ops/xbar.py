@@ -92,9 +92,8 @@ def dequantize(acc: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None = N
 _MVM_ATTRS = {
     "layer": Attr("str"),
     "xbar_rows": Attr("int"), "xbar_cols": Attr("int"),
-    "weight_bits": Attr("int"), "input_bits": Attr("int"), "input_signed": Attr("bool", True),
-    "cell_bits": Attr("int"), "dac_bits": Attr("int", 1), "adc_bits": Attr("int", DERIVED),
-    "encoding": Attr("str", "differential"),
+    "weight_bits": Attr("int"), "input_bits": Attr("int"), "input_signed": Attr("bool"),
+    "cell_bits": Attr("int"), "dac_bits": Attr("int"), "adc_bits": Attr("int", DERIVED), "encoding": Attr("str"),
     "groups": Attr("int", DERIVED), "row_tiles": Attr("int", DERIVED), "col_tiles": Attr("int", DERIVED),
     "weight_slices": Attr("int", DERIVED), "arrays": Attr("int", DERIVED), "first_array": Attr("int", 0),
     "zero_macs": Attr("int", 0),  # MACs on zeros inserted between input pixels (a deconvolution's baseline)
@@ -114,10 +113,11 @@ def _mvm_derive(types: list[TensorType], attrs: dict) -> dict:
         raise ValueError("array sizes and bit widths must be positive")
     groups, k, m = weights.shape
     slices = xbar_figures.weight_slices(attrs["weight_bits"], attrs["cell_bits"], attrs["encoding"])
-    row_tiles, col_tiles = xbar_figures.tile_counts(k, m, attrs["xbar_rows"], attrs["xbar_cols"], slices)
-    blocks = types[2].shape[0] if len(types) > 2 else groups * row_tiles * col_tiles
+    row_tiles, col_tiles, tiles = xbar_figures.dense_tiling(groups, k, m, attrs["xbar_rows"], attrs["xbar_cols"],
+                                                            slices)
+    blocks = types[2].shape[0] if len(types) > 2 else tiles
     return {"groups": groups, "weight_slices": slices, "row_tiles": row_tiles, "col_tiles": col_tiles,
-            "arrays": blocks * xbar_figures.sign_arrays(attrs["encoding"]),
+            "arrays": xbar_figures.array_count(blocks, attrs["encoding"]),
             "adc_bits": xbar_figures.lossless_adc_bits(attrs["xbar_rows"], attrs["dac_bits"], attrs["cell_bits"])}
 
 
