@@ -113,6 +113,9 @@ def _mvm_derive(types: list[TensorType], attrs: dict) -> dict:
         raise ValueError("array sizes and bit widths must be positive")
     groups, k, m = weights.shape
     slices = xbar_figures.weight_slices(attrs["weight_bits"], attrs["cell_bits"], attrs["encoding"])
+    if not 1 <= slices <= attrs["xbar_cols"]:
+        raise ValueError(f"{attrs['xbar_cols']} columns cannot hold the {slices} slices of one "
+                         f"{attrs['weight_bits']}-bit {attrs['encoding']} weight")
     row_tiles, col_tiles, tiles = xbar_figures.dense_tiling(groups, k, m, attrs["xbar_rows"], attrs["xbar_cols"],
                                                             slices)
     blocks = types[2].shape[0] if len(types) > 2 else tiles

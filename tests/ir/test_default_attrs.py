@@ -47,9 +47,13 @@ def test_a_stated_narrow_adc_is_kept_and_a_wrong_derived_attribute_refused() -> 
         parse_module(wrong, weights())
 
 
-def test_a_missing_essential_attribute_is_named() -> None:
+def test_a_missing_essential_attribute_or_impossible_width_is_named() -> None:
     with pytest.raises(IRParseError, match="missing attribute 'cell_bits'"):
         parse_module(SHORT_MVM.replace("cell_bits = 1, ", ""), weights())
+    with pytest.raises(IRParseError, match="xbar.mvm: array sizes and bit widths must be positive"):
+        parse_module(SHORT_MVM.replace("cell_bits = 1", "cell_bits = 0"), weights())
+    with pytest.raises(IRParseError, match="8 columns cannot hold the 0 slices of one 1-bit differential"):
+        parse_module(SHORT_MVM.replace("weight_bits = 4", "weight_bits = 1"), weights())
 
 
 def test_short_and_full_text_parse_to_the_same_module_and_printing_round_trips() -> None:
