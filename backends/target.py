@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 import re
 import tomllib
 from dataclasses import dataclass
 from os import PathLike
 from typing import Any, Final
 
+from rcc.ir import xbar_figures
 from rcc.ir.errors import RccError
 
 
@@ -100,32 +100,32 @@ class Target:
     @property
     def magnitude_bits(self) -> int:
         """Bits of a weight's magnitude held in cells: the sign lives in the differential pair."""
-        return self.weight_bits - 1 if self.encoding == "differential" else self.weight_bits
+        return xbar_figures.magnitude_bits(self.weight_bits, self.encoding)
 
     @property
     def weight_slices(self) -> int:
         """Neighbouring columns one weight's magnitude is sliced across, `cell_bits` each."""
-        return math.ceil(self.magnitude_bits / self.cell_bits)
+        return xbar_figures.weight_slices(self.weight_bits, self.cell_bits, self.encoding)
 
     @property
     def input_cycles(self) -> int:
         """Cycles to feed one input value bit-serially, `dac_bits` per cycle."""
-        return math.ceil(self.input_bits / self.dac_bits)
+        return xbar_figures.input_cycles(self.input_bits, self.dac_bits)
 
     @property
     def signs(self) -> int:
         """Arrays per weight block: 2 for a differential (positive, negative) pair, 1 for offset."""
-        return 2 if self.encoding == "differential" else 1
+        return xbar_figures.sign_arrays(self.encoding)
 
     @property
     def max_column_sum(self) -> int:
         """Largest value one column can sum in one cycle: every row at full DAC level and full cell."""
-        return self.xbar_rows * (2**self.dac_bits - 1) * (2**self.cell_bits - 1)
+        return xbar_figures.max_column_sum(self.xbar_rows, self.dac_bits, self.cell_bits)
 
     @property
     def lossless_adc_bits(self) -> int:
         """Narrowest ADC that converts every possible column sum without saturating."""
-        return self.max_column_sum.bit_length()
+        return xbar_figures.lossless_adc_bits(self.xbar_rows, self.dac_bits, self.cell_bits)
 
     @property
     def effective_adc_bits(self) -> int:
@@ -135,7 +135,7 @@ class Target:
     @property
     def adc_max(self) -> int:
         """Largest code the ADC outputs; column sums above it saturate to it."""
-        return 2**self.effective_adc_bits - 1
+        return xbar_figures.adc_max(self.effective_adc_bits)
 
     @property
     def adc_is_lossless(self) -> bool:
@@ -145,7 +145,7 @@ class Target:
     @property
     def weights_per_array_row(self) -> int:
         """Output channels one array holds side by side, each spanning `weight_slices` columns."""
-        return self.xbar_cols // self.weight_slices
+        return xbar_figures.weights_per_array_row(self.xbar_cols, self.weight_slices)
 
     @property
     def max_arrays(self) -> int | None:

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure  # the object API renders with Agg and neve
 from matplotlib.colors import PowerNorm
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from rcc.backends.mapping import block_occupancy, cell_codes, sum_runs, tile_occupancy
+from rcc.backends.mapping import CrossbarMapping, block_occupancy, cell_codes, sum_runs, tile_occupancy
 from rcc.backends.program import Program
 from rcc.ir.files import check_output_folder, write_output
 
@@ -64,6 +64,7 @@ def layer_figure(layer: str, weights: np.ndarray, attrs: dict, row_map: np.ndarr
                  col_map: np.ndarray | None = None) -> Figure:
     """The before/after packing figure of one `mvm` (weights [G, K, M], maps as in its program)."""
     groups, rows, outputs = weights.shape
+    mapping = CrossbarMapping.of(attrs, weights.shape)
     codes, table = cell_codes(weights, attrs)
     dense = tile_occupancy(codes, table, attrs)                # [signs, G, row tiles, col tiles]
     dense_arrays = np.moveaxis(dense, 0, -1).reshape(-1)       # array_occupancy's order
@@ -76,9 +77,9 @@ def layer_figure(layer: str, weights: np.ndarray, attrs: dict, row_map: np.ndarr
     after = f"{packed.size} packed ({attrs.get('packing', '?')})" if packed is not None else "not packed"
     figure.suptitle(f"{layer}: weights {shape} (inputs × outputs), {sparsity:.1%} zeros\n"
                     f"crossbars {dense_arrays.size} dense → {after}, "
-                    f"{attrs['xbar_rows']}×{attrs['xbar_cols']} arrays, {attrs['weight_slices']} slices/weight, "
-                    f"{attrs['encoding']} encoding", fontsize=13)
-    _draw_pattern(pattern_ax, weights, attrs, figure)
+                    f"{mapping.xbar_rows}×{mapping.xbar_cols} arrays, {mapping.weight_slices} slices/weight, "
+                    f"{mapping.encoding} encoding", fontsize=13)
+    _draw_pattern(pattern_ax, weights, mapping, figure)
     _draw_tiles(tiles_ax, dense, figure)
     fullest = max(dense_arrays.max(initial=0.0), packed.max(initial=0.0) if packed is not None else 0.0)
     zoom = next(limit for limit in ZOOM_LIMITS if limit >= min(1.0, fullest * 1.05))
@@ -105,20 +106,20 @@ def _binned_density(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
     return counts / pixel_sizes, row_bin, col_bin
 
 
-def _draw_pattern(ax, weights: np.ndarray, attrs: dict, figure: Figure) -> None:
+def _draw_pattern(ax, weights: np.ndarray, mapping: CrossbarMapping, figure: Figure) -> None:
     groups, rows, outputs = weights.shape
     density, row_bin, col_bin = _binned_density(_side_by_side(weights != 0))
     image = ax.imshow(density, cmap="Greys", norm=UTILISATION_NORM, aspect="auto", interpolation="nearest",
                       extent=(0, groups * outputs, rows, 0))
     binned = f", {row_bin}×{col_bin} weights per pixel" if row_bin * col_bin > 1 else ""
-    per_array = attrs["xbar_cols"] // attrs["weight_slices"]
-    row_lines = np.arange(attrs["xbar_rows"], rows, attrs["xbar_rows"])
+    per_array = mapping.weights_per_array_row
+    row_lines = np.arange(mapping.xbar_rows, rows, mapping.xbar_rows)
     col_lines = np.concatenate([np.arange(g * outputs + per_array, (g + 1) * outputs, per_array)
                                 for g in range(groups)])
     if row_lines.size <= MAX_GRID_LINES and col_lines.size <= MAX_GRID_LINES:
         ax.hlines(row_lines, 0, groups * outputs, colors="tab:blue", linewidth=0.6, alpha=0.7)
         ax.vlines(col_lines, 0, rows, colors="tab:blue", linewidth=0.6, alpha=0.7)
-        grid = f"blue lines: dense tiles of {attrs['xbar_rows']} rows × {per_array} outputs"
+        grid = f"blue lines: dense tiles of {mapping.xbar_rows} rows × {per_array} outputs"
     else:
         grid = f"tile grid ({row_lines.size + 1}×{col_lines.size + groups} tiles) too fine to draw"
     if 1 < groups <= MAX_GRID_LINES:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rcc.backends.mapping import array_occupancy, nonzero_cells, occupancy_histogram
+from rcc.backends.mapping import CrossbarMapping, array_occupancy, nonzero_cells, occupancy_histogram
 from rcc.backends.program import Program
 from rcc.backends.target import Target
 from rcc.compiler.driver import Compiled
@@ -67,15 +67,14 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
 def _mvm_figures(program: Program, instruction) -> dict[str, Any]:
     a = instruction.attrs
     weights = program.constants[instruction.src[1]]
-    groups, k, m = weights.shape
+    mapping = CrossbarMapping.of(a, weights.shape)
     vectors = instruction.shapes[0][0]
-    cells = a["arrays"] * a["xbar_rows"] * a["xbar_cols"]
     used = nonzero_cells(weights, a)
     maps = [program.constants[name] for name in instruction.src[2:]]
     histogram = occupancy_histogram(array_occupancy(weights, a, *maps)) if weights.dtype.kind == "i" else None
-    return {"crossbars": a["arrays"], "crossbars_dense": a.get("dense_arrays") or a["arrays"],
-            "utilization_histogram": histogram, "used_cells": used, "cells": cells, "macs": vectors * groups * k * m,
-            "zero_macs": a.get("zero_macs", 0)}
+    return {"crossbars": mapping.arrays, "crossbars_dense": mapping.dense_arrays,
+            "utilization_histogram": histogram, "used_cells": used, "cells": mapping.cells,
+            "macs": vectors * mapping.weights, "zero_macs": a.get("zero_macs", 0)}
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:

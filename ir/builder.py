@@ -13,8 +13,9 @@ def make_op(opname: str, operands: list[Value], attrs: dict[str, Any], result_na
     opdef = OPS[opname]
     if not opdef.operand_count_ok(len(operands)):
         raise ValueError(f"{opname} takes operands ({', '.join(opdef.operands)}), got {len(operands)}")
-    canonical = normalize_attrs(opdef, attrs)
-    types = opdef.infer([v.type for v in operands], canonical)
+    operand_types = [v.type for v in operands]
+    canonical = normalize_attrs(opdef, attrs, operand_types)
+    types = opdef.infer(operand_types, canonical)
     return Op(opname, operands, types, result_names, canonical)
 
 

@@ -21,13 +21,16 @@ from rcc.ir.types import TensorType
 
 ATTR_KINDS = ("int", "float", "str", "bool", "ints", "floats")
 REQUIRED = object()
+DERIVED = object()  # the default is the op's `derive` rule applied to its operand types and other attributes
 
 InferRule = Callable[[list[TensorType], dict[str, Any]], list[TensorType]]
+DeriveRule = Callable[[list[TensorType], dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Attr:
-    """An attribute's kind (one of ATTR_KINDS) and its default (REQUIRED when it has none)."""
+    """An attribute's kind (one of ATTR_KINDS) and its default (REQUIRED when it has none, DERIVED when the
+    op's `derive` rule computes it)."""
 
     kind: str
     default: Any = REQUIRED
@@ -48,6 +51,7 @@ class OpDef:
     doc: str = ""
     results: int = 1
     tags: frozenset[str] = field(default_factory=frozenset)
+    derive: DeriveRule | None = None  # values of the DERIVED attributes, from operand types and the others
 
     def operand_count_ok(self, count: int) -> bool:
         required = sum(1 for o in self.operands if not o.endswith(("?", "*")))
@@ -65,13 +69,15 @@ OPS: dict[str, OpDef] = {}
 
 
 def define(name: str, operands: tuple[str, ...], infer: InferRule, attrs: dict[str, Attr] | None = None,
-           results: int = 1, tags: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+           results: int = 1, tags: tuple[str, ...] = (), derive: DeriveRule | None = None
+           ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated numpy function as the semantics of op `name`."""
 
     def register(impl: Callable[..., Any]) -> Callable[..., Any]:
         assert name not in OPS, f"op {name} defined twice"
+        assert derive is not None or all(a.default is not DERIVED for a in (attrs or {}).values()), name
         OPS[name] = OpDef(name, tuple(operands), dict(attrs or {}), infer, impl,
-                          (impl.__doc__ or "").strip(), results, frozenset(tags))
+                          (impl.__doc__ or "").strip(), results, frozenset(tags), derive)
         return impl
 
     return register
@@ -92,22 +98,30 @@ def coerce_attr(kind: str, value: Any) -> Any:
     raise ValueError(f"expected {kind}, got {value!r}")
 
 
-def normalize_attrs(opdef: OpDef, attrs: dict[str, Any]) -> dict[str, Any]:
-    """Fill defaults and coerce kinds; ValueError naming the attribute when one is unknown or wrong."""
+def normalize_attrs(opdef: OpDef, attrs: dict[str, Any], types: list[TensorType] | None = None) -> dict[str, Any]:
+    """Fill defaults and coerce kinds; ValueError naming the attribute when one is unknown or wrong.
+    DERIVED attributes that are missing are computed from the operand `types` (required for them)."""
     unknown = sorted(set(attrs) - set(opdef.attrs))
     if unknown:
         raise ValueError(f"unknown attribute {unknown[0]!r}")
     out: dict[str, Any] = {}
+    missing_derived = []
     for key, spec in opdef.attrs.items():
         if key in attrs:
             try:
                 out[key] = coerce_attr(spec.kind, attrs[key])
             except ValueError as err:
                 raise ValueError(f"attribute {key!r}: {err}") from None
-        elif spec.default is REQUIRED:
+        elif spec.default is REQUIRED or (spec.default is DERIVED and types is None):
             raise ValueError(f"missing attribute {key!r}")
+        elif spec.default is DERIVED:
+            missing_derived.append(key)
         else:
             out[key] = spec.default
+    if missing_derived:
+        derived = opdef.derive(types, out)
+        out.update({key: derived[key] for key in missing_derived})
+        out = {key: out[key] for key in opdef.attrs}  # the table's order, whatever was derived
     return out
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.errors import IRParseError
-from rcc.ir.optable import OPS, coerce_attr
+from rcc.ir.optable import OPS, coerce_attr, normalize_attrs
 from rcc.ir.printer import weights_path
 from rcc.ir.types import DTYPES, TensorType
 from rcc.ir.verifier import verify
@@ -132,6 +132,11 @@ class _ToModule(lark.Transformer):
             except ValueError as err:
                 raise _SemanticError(opname, f"{opname} attribute {key!r}: {err}") from None
         operands = [self._lookup(t) for t in operand_tokens]
+        if opdef.operand_count_ok(len(operands)):  # else the verifier names the operand count
+            try:  # fill the defaults (and derived attributes) a fixture leaves out
+                attrs = normalize_attrs(opdef, attrs, [v.type for v in operands])
+            except ValueError as err:
+                raise _SemanticError(opname, f"{opname}: {err}") from None
         op = Op(str(opname), operands, types, [_name(t) for t in result_tokens], attrs)
         for token, result in zip(result_tokens, op.results):
             self._define(token, result)

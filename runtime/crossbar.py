@@ -27,71 +27,13 @@ Float mode: ideal analog arrays, the same product in float32 (the model's precis
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 
-from rcc.backends.mapping import array_blocks, weight_levels
+from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 
 CHUNK_ELEMENTS = 1 << 24  # bound on the temporaries of one step (elements)
 _EXACT_FLOAT64 = 2.0 ** 53
 _EXACT_FLOAT32 = 2.0 ** 24
-
-
-@dataclass(frozen=True)
-class ArrayGeometry:
-    rows: int
-    cols: int
-    groups: int
-    k: int            # rows of the weight matrix per group
-    m: int            # outputs per group
-    row_tiles: int
-    col_tiles: int
-    weight_slices: int
-    signs: int
-    input_cycles: int
-    blocks: int = 0             # packed: array blocks (0: dense tiling)
-    block_outputs: int = 0      # packed: Σ over blocks of the outputs each holds
-    max_block_outputs: int = 0  # packed: outputs of the fullest block
-    covered_outputs: int = 0    # packed: outputs held by at least one block
-
-    @property
-    def arrays(self) -> int:
-        if self.blocks:
-            return self.blocks * self.signs
-        return self.groups * self.row_tiles * self.col_tiles * self.signs
-
-    @property
-    def used_columns(self) -> int:
-        """Columns with cells, over all arrays (each output uses `weight_slices` columns per sign array)."""
-        outputs = self.block_outputs if self.blocks else self.groups * self.row_tiles * self.m
-        return outputs * self.signs * self.weight_slices
-
-    @property
-    def max_columns_per_array(self) -> int:
-        """Columns holding cells in the fullest array; when `cols` is not a multiple of the slices, the
-        last `cols mod slices` columns of every array stay empty."""
-        outputs = self.max_block_outputs if self.blocks else self.m
-        return min(self.cols // self.weight_slices * self.weight_slices, outputs * self.weight_slices)
-
-    @property
-    def merges(self) -> int:
-        """Digital additions per input vector that merge row tiles (or blocks) and sign arrays."""
-        if self.blocks:
-            return max(self.block_outputs * self.signs - self.covered_outputs, 0)
-        return (self.row_tiles * self.signs - 1) * self.groups * self.m
-
-
-def geometry_of(attrs: dict, k: int, m: int) -> ArrayGeometry:
-    """The arrays an `mvm` with these attributes uses for weights [G, k, m]."""
-    return ArrayGeometry(attrs["xbar_rows"], attrs["xbar_cols"], attrs["groups"], k, m, attrs["row_tiles"],
-                         attrs["col_tiles"], attrs["weight_slices"], 2 if attrs["encoding"] == "differential" else 1,
-                         math.ceil(attrs["input_bits"] / attrs["dac_bits"]),
-                         attrs["arrays"] // (2 if attrs["encoding"] == "differential" else 1)
-                         if attrs.get("packing", "dense") != "dense" else 0,
-                         attrs.get("block_outputs", 0), attrs.get("max_block_outputs", 0),
-                         attrs.get("covered_outputs", 0))
 
 
 def grouped_rows(x: np.ndarray, groups: int) -> np.ndarray:
@@ -113,13 +55,10 @@ class CrossbarGroup:
         self.weights = weights
         self.attrs = attrs
         self.integer = weights.dtype.kind == "i"
-        groups, k, m = weights.shape
-        self.geometry = geometry_of(attrs, k, m)
+        self.mapping = CrossbarMapping.of(attrs, weights.shape)
         self.blocks = None if row_map is None else array_blocks(weights.shape, attrs, row_map, col_map)
-        self.input_offset = 2 ** (attrs["input_bits"] - 1) if attrs["input_signed"] else 0
-        self.adc_max = 2 ** attrs["adc_bits"] - 1
-        max_column_sum = attrs["xbar_rows"] * (2 ** attrs["dac_bits"] - 1) * (2 ** attrs["cell_bits"] - 1)
-        self.adc_lossless = max_column_sum <= self.adc_max
+        self.adc_max = self.mapping.adc_max
+        self.adc_lossless = self.mapping.adc_lossless
         self.matrix = weights.astype(np.float32)  # programmed once
         self.weight_max = float(np.abs(weights.astype(np.int64)).max(initial=0)) if self.integer else 0.0
 
@@ -128,9 +67,9 @@ class CrossbarGroup:
         row tile's column tiles are taken together: a column's sum never crosses arrays)."""
         if self.blocks is not None:
             return self.blocks
-        g = self.geometry
-        return [(group, np.arange(start, min(start + g.rows, g.k)), np.arange(g.m))
-                for group in range(g.groups) for start in range(0, g.k, g.rows)]
+        g = self.mapping
+        return [(group, np.arange(start, min(start + g.xbar_rows, g.rows)), np.arange(g.outputs))
+                for group in range(g.groups) for start in range(0, g.rows, g.xbar_rows)]
 
     # ----- execution
     def run(self, x: np.ndarray, sliced: bool | None = None) -> np.ndarray:
@@ -140,7 +79,7 @@ class CrossbarGroup:
         if self.blocks is not None:
             exact = self._block_product(x)
         elif not self.integer:
-            return ungrouped(np.matmul(grouped_rows(x, self.geometry.groups), self.matrix))
+            return ungrouped(np.matmul(grouped_rows(x, self.mapping.groups), self.matrix))
         else:
             exact = self._exact_product(x)
         if not self.integer:
@@ -152,55 +91,56 @@ class CrossbarGroup:
     def _block_product(self, x: np.ndarray) -> np.ndarray:
         """Σ over blocks of x[:, rows] · W[rows, outputs], scattered onto the outputs: exact per block in
         float32 when rows·max|x|·max|w| < 2^24 (else float64), summed in float64."""
-        g = self.geometry
+        g = self.mapping
         x_max = max(abs(float(x.max(initial=0))), abs(float(x.min(initial=0))))
-        dtype = np.float32 if not self.integer or g.rows * x_max * self.weight_max < _EXACT_FLOAT32 else np.float64
-        total = np.zeros((x.shape[0], g.groups * g.m), dtype=np.float64)
+        exact32 = g.xbar_rows * x_max * self.weight_max < _EXACT_FLOAT32
+        dtype = np.float32 if not self.integer or exact32 else np.float64
+        total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
         inputs = x.astype(dtype)
         for group, rows, cols in self.blocks:
             block = self.matrix[group][np.ix_(rows, cols)].astype(dtype, copy=False)
-            total[:, group * g.m + cols] += np.matmul(inputs[:, group * g.k + rows], block)
+            total[:, group * g.outputs + cols] += np.matmul(inputs[:, group * g.rows + rows], block)
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
 
     def _exact_product(self, x: np.ndarray) -> np.ndarray:
         """x · W exactly. Any partial sum of a row's products is at most ‖x_row‖₁ · max|w| in magnitude,
         so when that is below 2^24 one float32 matmul is exact whatever order BLAS adds in; otherwise
         float32 matmuls over row chunks short enough for the bound, summed in float64."""
-        g = self.geometry
+        g = self.mapping
         x_low = int(x.min(initial=0))
         x_max = max(abs(int(x.max(initial=0))), abs(x_low))
         term_max = float(x_max) * self.weight_max
-        if g.k * term_max >= _EXACT_FLOAT64:
+        if g.rows * term_max >= _EXACT_FLOAT64:
             product = np.matmul(grouped_rows(x.astype(np.int64), g.groups), self.weights.astype(np.int64))
             return ungrouped(product)
         if term_max >= _EXACT_FLOAT32:  # a single product needs more than float32's 24 bits
             product = np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64))
             return ungrouped(product).astype(np.int64)
         rows = grouped_rows(x.astype(np.float32), g.groups)
-        if g.k * term_max < _EXACT_FLOAT32 or self._largest_l1(rows, x_max, x_low >= 0) * self.weight_max < _EXACT_FLOAT32:
+        if g.rows * term_max < _EXACT_FLOAT32 or self._largest_l1(rows, x_max, x_low >= 0) * self.weight_max < _EXACT_FLOAT32:
             return ungrouped(np.matmul(rows, self.matrix)).astype(np.int64)
-        chunk = max(1, min(g.k, int((_EXACT_FLOAT32 - 1) // term_max))) if term_max else g.k
-        total = np.zeros((g.groups, x.shape[0], g.m), dtype=np.float64)
-        for start in range(0, g.k, chunk):
+        chunk = max(1, min(g.rows, int((_EXACT_FLOAT32 - 1) // term_max))) if term_max else g.rows
+        total = np.zeros((g.groups, x.shape[0], g.outputs), dtype=np.float64)
+        for start in range(0, g.rows, chunk):
             total += np.matmul(rows[:, :, start:start + chunk], self.matrix[:, start:start + chunk])
         return ungrouped(total).astype(np.int64)
 
     def _largest_l1(self, rows: np.ndarray, x_max: int, nonnegative: bool) -> float:
         """max over vectors of ‖x‖₁, summed in float32 when that is exact (every partial sum an integer
         below 2^24), without the absolute value when no input is negative (unsigned activations)."""
-        dtype = np.float32 if self.geometry.k * x_max < _EXACT_FLOAT32 else np.float64
+        dtype = np.float32 if self.mapping.rows * x_max < _EXACT_FLOAT32 else np.float64
         magnitudes = rows if nonnegative else np.abs(rows)
         return float(magnitudes.sum(axis=2, dtype=dtype).max(initial=0))
 
     def _saturation_excess(self, x: np.ndarray) -> np.ndarray:
         """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output [P, G·M], over arrays."""
-        g, attrs = self.geometry, self.attrs
-        excess = np.zeros((x.shape[0], g.groups * g.m), dtype=np.float64)
-        dac_mask = (1 << attrs["dac_bits"]) - 1
+        g = self.mapping
+        excess = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
+        dac_mask = (1 << g.dac_bits) - 1
         for group, rows, cols in self.tiles():
-            levels = weight_levels(self.weights[group][np.ix_(rows, cols)], attrs["weight_bits"], attrs["cell_bits"],
-                                   g.weight_slices, attrs["encoding"])     # per sign array [S, rows, outputs]
-            inputs = x[:, group * g.k + rows].astype(np.int64) + self.input_offset
+            levels = weight_levels(self.weights[group][np.ix_(rows, cols)], g.weight_bits, g.cell_bits,
+                                   g.weight_slices, g.encoding)     # per sign array [S, rows, outputs]
+            inputs = x[:, group * g.rows + rows].astype(np.int64) + g.input_offset
             for sign_index, level in enumerate(levels):
                 cells = level.transpose(1, 0, 2).reshape(rows.size, -1)     # column j = s·outputs + i
                 peak = dac_mask * cells.sum(axis=0, dtype=np.int64)
@@ -211,10 +151,10 @@ class CrossbarGroup:
                 largest_level = float(column_cells.max())
                 # shift-and-add weights of the slices, with the array's sign
                 sign = -1.0 if sign_index == 1 else 1.0
-                slice_weights = sign * 2.0 ** (attrs["cell_bits"] * np.arange(g.weight_slices))
-                outputs = group * g.m + cols
+                slice_weights = sign * 2.0 ** (g.cell_bits * np.arange(g.weight_slices))
+                outputs = group * g.outputs + cols
                 for cycle in range(g.input_cycles):
-                    bits = (inputs >> (attrs["dac_bits"] * cycle)) & dac_mask
+                    bits = (inputs >> (g.dac_bits * cycle)) & dac_mask
                     active = np.flatnonzero(bits.sum(axis=1) * largest_level > self.adc_max)
                     step = max(1, CHUNK_ELEMENTS // cells.shape[1])
                     for start in range(0, active.size, step):
@@ -224,5 +164,5 @@ class CrossbarGroup:
                         over[:, saturable] = np.maximum(sums - self.adc_max, 0.0)
                         per_slice = over.reshape(chosen.size, g.weight_slices, cols.size).transpose(0, 2, 1)
                         merged = per_slice @ slice_weights
-                        excess[np.ix_(chosen, outputs)] += (2.0 ** (attrs["dac_bits"] * cycle)) * merged
+                        excess[np.ix_(chosen, outputs)] += (2.0 ** (g.dac_bits * cycle)) * merged
         return np.rint(excess).astype(np.int64)

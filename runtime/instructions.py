@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.program import Instruction
 from rcc.backends.target import Target
 from rcc.ir.ops.xbar import dequantize, im2col, quantize
 from rcc.ir.optable import OPS, normalize_attrs
 from rcc.runtime.counters import Counts
-from rcc.runtime.crossbar import ArrayGeometry, geometry_of
 
 
 def _vector_counts(target: Target, elements: int) -> Counts:
@@ -41,14 +41,14 @@ def _vector_counts(target: Target, elements: int) -> Counts:
     return Counts(vec_ops=ops, cycles=ops * target.vector_op_cycles)
 
 
-def mvm_counts(target: Target, geometry: ArrayGeometry, vectors: int) -> Counts:
+def mvm_counts(target: Target, mapping: CrossbarMapping, vectors: int) -> Counts:
     per_slice = target.array_read_cycles + \
-        math.ceil(geometry.max_columns_per_array / target.adcs_per_array) * target.adc_conversion_cycles
-    accumulate_steps = vectors * math.ceil(geometry.merges / target.vector_lanes)
-    return Counts(mvm_ops=vectors * geometry.input_cycles * geometry.arrays,
-                  adc_conversions=vectors * geometry.input_cycles * geometry.used_columns,
-                  accumulations=vectors * geometry.merges,
-                  cycles=vectors * geometry.input_cycles * per_slice + accumulate_steps * target.accumulate_cycles)
+        math.ceil(mapping.max_columns_per_array / target.adcs_per_array) * target.adc_conversion_cycles
+    accumulate_steps = vectors * math.ceil(mapping.merges / target.vector_lanes)
+    return Counts(mvm_ops=vectors * mapping.input_cycles * mapping.arrays,
+                  adc_conversions=vectors * mapping.input_cycles * mapping.used_columns,
+                  accumulations=vectors * mapping.merges,
+                  cycles=vectors * mapping.input_cycles * per_slice + accumulate_steps * target.accumulate_cycles)
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,7 @@ def _exec_mvm(machine, instruction: Instruction, operands: list[np.ndarray]) -> 
 
 
 def _mvm_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
-    weights_shape = instruction.attrs["weights_shape"]
-    return mvm_counts(target, geometry_of(instruction.attrs, weights_shape[1], weights_shape[2]),
+    return mvm_counts(target, CrossbarMapping.of(instruction.attrs, instruction.attrs["weights_shape"]),
                       operand_shapes[0][0])
 
 

@@ -63,7 +63,7 @@ class Machine:
         self.crossbars = {i.dst[0]: CrossbarGroup(program.constants[i.src[1]], i.attrs,
                                                   *[program.constants[name] for name in i.src[2:]])
                           for i in program.instructions if i.opcode == "mvm"}
-        arrays = sum(group.geometry.arrays for group in self.crossbars.values())
+        arrays = sum(group.mapping.arrays for group in self.crossbars.values())
         if self.target.max_arrays is not None and arrays > self.target.max_arrays:
             raise ProgramError(f"program {program.name!r} needs {arrays} arrays; the target has "
                                f"{self.target.max_arrays}")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rcc.backends.mapping import plan_mvm
+from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.target import Target
 from rcc.compiler.calibrate import activation_ranges, calibration_samples
 from rcc.compiler.passes.base import Pass
@@ -170,14 +170,10 @@ class _Lowering:
             quantized, w_scale = weights.astype(np.float32), np.ones(groups * m, np.float32)
             x_scale, signed = 1.0, True
         rows = self.rows(x)
-        plan = plan_mvm(target, groups, k, m)
+        plan = CrossbarMapping.lowered(target, (groups, k, m), signed)
         self.arrays = plan.arrays
-        mapping = {"layer": self.name, "xbar_rows": target.xbar_rows, "xbar_cols": target.xbar_cols,
-                   "weight_bits": target.weight_bits, "input_bits": target.input_bits, "input_signed": signed,
-                   "cell_bits": target.cell_bits, "dac_bits": target.dac_bits,
-                   "adc_bits": target.effective_adc_bits, "encoding": target.encoding, "groups": groups,
-                   "row_tiles": plan.row_tiles, "col_tiles": plan.col_tiles, "weight_slices": plan.weight_slices,
-                   "arrays": plan.arrays, "first_array": self.first_array, "zero_macs": inserted_zero_macs(op)}
+        mapping = {"layer": self.name, **plan.attrs(), "first_array": self.first_array,
+                   "zero_macs": inserted_zero_macs(op)}
         acc = self.emit("xbar.mvm", [rows, self.constant("wq", np.ascontiguousarray(quantized))], mapping, "acc")
         operands = [acc, self.constant("w_scale", w_scale)] + ([bias] if bias is not None else [])
         out = self.emit("vec.dequantize", operands, {"input_scale": x_scale}, "rows")

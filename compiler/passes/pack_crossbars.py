@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.packing import MODES, pack
 from rcc.compiler.passes.base import Pass
 from rcc.ir.builder import make_op
@@ -40,12 +41,6 @@ def block_maps(weights: np.ndarray, rows: int, outputs_per_array: int, mode: str
             col_maps.append(col_map)
     empty = (np.zeros((0, rows), np.int64), np.zeros((0, outputs_per_array), np.int64))
     return (np.stack(row_maps), np.stack(col_maps)) if row_maps else empty
-
-
-def packed_figures(col_map: np.ndarray) -> dict[str, int]:
-    used = col_map >= 0
-    return {"block_outputs": int(used.sum()), "max_block_outputs": int(used.sum(axis=1).max(initial=0)),
-            "covered_outputs": int(np.unique(col_map[used]).size)}
 
 
 @dataclass
@@ -75,15 +70,13 @@ class PackCrossbars(Pass):
         weights = op.operands[1].data
         if weights.size == 0 or np.count_nonzero(weights) > (1 - self.min_sparsity) * weights.size:
             return None
-        attrs = op.attrs
-        row_map, col_map = block_maps(weights, attrs["xbar_rows"], attrs["xbar_cols"] // attrs["weight_slices"],
-                                      self.mode, self.seed)
-        signs = 2 if attrs["encoding"] == "differential" else 1
-        if row_map.shape[0] * signs >= attrs["arrays"] or row_map.shape[0] == 0:
+        dense = CrossbarMapping.of(op.attrs, weights.shape)
+        row_map, col_map = block_maps(weights, dense.xbar_rows, dense.weights_per_array_row, self.mode, self.seed)
+        packed = dense.packed(col_map)
+        if packed.arrays >= dense.arrays or row_map.shape[0] == 0:
             return None
         name = op.result.name
         maps = [module.add_constant(module.fresh_name(f"{name}.{what}"), data)
                 for what, data in (("row_map", row_map), ("col_map", col_map))]
-        new_attrs = {**attrs, "packing": self.mode, "dense_arrays": attrs["arrays"],
-                     "arrays": row_map.shape[0] * signs, **packed_figures(col_map)}
+        new_attrs = {**op.attrs, **packed.attrs(), "packing": self.mode, "dense_arrays": dense.arrays}
         return make_op("xbar.mvm", [*op.operands, *maps], new_attrs, [name])

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from rcc.ir.ops.nn_linear import _check_conv_attrs, conv_output_size, conv_windows
-from rcc.ir.optable import Attr, define
+from rcc.ir import xbar_figures
+from rcc.ir.optable import DERIVED, Attr, define
 from rcc.ir.types import TensorType
 
 _EXACT_FLOAT64 = 2.0 ** 53
@@ -86,18 +87,41 @@ def dequantize(acc: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None = N
     return out.astype(np.float32)
 
 
+# Attributes a fixture may leave out: DERIVED ones follow from the weights' shape and the widths (adc_bits
+# defaults to the lossless width; the others must equal their derivation), the rest have constant defaults.
 _MVM_ATTRS = {
     "layer": Attr("str"),
     "xbar_rows": Attr("int"), "xbar_cols": Attr("int"),
     "weight_bits": Attr("int"), "input_bits": Attr("int"), "input_signed": Attr("bool"),
-    "cell_bits": Attr("int"), "dac_bits": Attr("int"), "adc_bits": Attr("int"), "encoding": Attr("str"),
-    "groups": Attr("int"), "row_tiles": Attr("int"), "col_tiles": Attr("int"), "weight_slices": Attr("int"),
-    "arrays": Attr("int"), "first_array": Attr("int"),
+    "cell_bits": Attr("int"), "dac_bits": Attr("int"), "adc_bits": Attr("int", DERIVED), "encoding": Attr("str"),
+    "groups": Attr("int", DERIVED), "row_tiles": Attr("int", DERIVED), "col_tiles": Attr("int", DERIVED),
+    "weight_slices": Attr("int", DERIVED), "arrays": Attr("int", DERIVED), "first_array": Attr("int", 0),
     "zero_macs": Attr("int", 0),  # MACs on zeros inserted between input pixels (a deconvolution's baseline)
     # packing (`pack-crossbars`): the mode, the dense tiling's array count, and the packed blocks' figures
     "packing": Attr("str", "dense"), "dense_arrays": Attr("int", 0),
     "block_outputs": Attr("int", 0), "max_block_outputs": Attr("int", 0), "covered_outputs": Attr("int", 0),
 }
+
+
+def _mvm_derive(types: list[TensorType], attrs: dict) -> dict:
+    """The DERIVED attributes of an `xbar.mvm` with these operand types and widths."""
+    weights = types[1]
+    if weights.rank != 3 or any(t.rank != 2 for t in types[2:]):
+        raise ValueError(f"expects weights [G, K, M] and row_map/col_map [blocks, ...], "
+                         f"got {', '.join(map(str, types))}")
+    if min(attrs[key] for key in ("xbar_rows", "xbar_cols", "weight_bits", "cell_bits", "dac_bits")) < 1:
+        raise ValueError("array sizes and bit widths must be positive")
+    groups, k, m = weights.shape
+    slices = xbar_figures.weight_slices(attrs["weight_bits"], attrs["cell_bits"], attrs["encoding"])
+    if not 1 <= slices <= attrs["xbar_cols"]:
+        raise ValueError(f"{attrs['xbar_cols']} columns cannot hold the {slices} slices of one "
+                         f"{attrs['weight_bits']}-bit {attrs['encoding']} weight")
+    row_tiles, col_tiles, tiles = xbar_figures.dense_tiling(groups, k, m, attrs["xbar_rows"], attrs["xbar_cols"],
+                                                            slices)
+    blocks = types[2].shape[0] if len(types) > 2 else tiles
+    return {"groups": groups, "weight_slices": slices, "row_tiles": row_tiles, "col_tiles": col_tiles,
+            "arrays": xbar_figures.array_count(blocks, attrs["encoding"]),
+            "adc_bits": xbar_figures.lossless_adc_bits(attrs["xbar_rows"], attrs["dac_bits"], attrs["cell_bits"])}
 
 
 def _mvm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -109,23 +133,22 @@ def _mvm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
         raise ValueError(f"operands must be i32 × i8/i16 (integer mode) or f32 × f32 (float mode), got {x}, {w}")
     if attrs["encoding"] not in ("differential", "offset"):
         raise ValueError(f"encoding must be differential or offset, got {attrs['encoding']!r}")
-    groups, k, m = w.shape
+    groups, m = w.shape[0], w.shape[2]
     rows, cols, slices = attrs["xbar_rows"], attrs["xbar_cols"], attrs["weight_slices"]
-    if slices < 1 or cols < slices or attrs["row_tiles"] != -(-k // rows) \
-            or attrs["col_tiles"] != -(-m // (cols // slices)):
-        raise ValueError("row_tiles/col_tiles do not match the weight shape, array size and slices")
-    signs = 2 if attrs["encoding"] == "differential" else 1
+    if len(types) == 3:
+        raise ValueError("row_map and col_map come together")
+    if slices < 1 or cols < slices:
+        raise ValueError(f"{cols} columns cannot hold the {slices} slices of one weight")
     if len(types) == 4:
         row_map, col_map = types[2:]
         if row_map.dtype != "i64" or col_map.dtype != "i64" or row_map.rank != 2 or col_map.rank != 2 \
                 or row_map.shape != (col_map.shape[0], rows) or col_map.shape[1] != cols // slices:
             raise ValueError(f"row_map and col_map must be i64 [blocks, {rows}] and [blocks, {cols // slices}]")
-        if attrs["arrays"] != row_map.shape[0] * signs:
-            raise ValueError("arrays is not blocks · signs")
-    elif len(types) == 3:
-        raise ValueError("row_map and col_map come together")
-    elif attrs["arrays"] != groups * attrs["row_tiles"] * attrs["col_tiles"] * signs:
-        raise ValueError("arrays is not groups · row_tiles · col_tiles · signs")
+    derived = _mvm_derive(types, attrs)
+    for key in ("groups", "weight_slices", "row_tiles", "col_tiles", "arrays"):  # adc_bits may be narrower
+        if attrs[key] != derived[key]:
+            raise ValueError(f"{key} = {attrs[key]} does not match the weights' shape and the widths "
+                             f"(expected {derived[key]})")
     return [TensorType((x.shape[0], groups * m), "i64" if integer else "f32")]
 
 
@@ -141,7 +164,7 @@ def exact_grouped_product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 @define("xbar.mvm", operands=("x", "weights", "row_map?", "col_map?"), infer=_mvm_infer, attrs=_MVM_ATTRS,
-        tags=("weighted",))
+        tags=("weighted",), derive=_mvm_derive)
 def mvm(x: np.ndarray, weights: np.ndarray, row_map: np.ndarray | None = None, col_map: np.ndarray | None = None,
         **mapping) -> np.ndarray:
     """Ideal grouped product x · W: exact integers in integer mode, float64-accumulated in float mode.

@@ -5,7 +5,8 @@
 2. With a narrow ADC the `sliced` path equals a deliberately naive simulation written here: explicit
    loops over arrays, input bit-slices, cell columns and sign arrays, saturating every column sum.
 3. In float mode a compiled conv layer run on the machine equals the interpreter on the graph IR.
-4. The machine's counters equal the instruction table's counts derived from the program alone.
+4. The machine's counters equal the instruction table's counts derived from the program alone, and its
+   totals follow the schedule: a layer's parallel mvms (pixel-wise deconvolution phases) overlap in cycles.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from hypothesis import HealthCheck, example, given, settings, target
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from rcc.backends.mapping import plan_mvm
+from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.program import Program
 from rcc.backends.target import Target, TargetError
 from rcc.compiler.driver import compile_program
@@ -31,8 +33,10 @@ from rcc.runtime.counters import Counts
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.instructions import INSTRUCTIONS
 from rcc.runtime.machine import Machine, target_of
+from rcc.runtime.schedule import instruction_layers
 
-LENET = Path(__file__).resolve().parents[2] / "models" / "lenet5.onnx"
+MODELS = Path(__file__).resolve().parents[2] / "models"
+LENET = MODELS / "lenet5.onnx"
 
 
 # ----- layers built directly, with the attributes `lower-to-xbar` would give them
@@ -122,8 +126,8 @@ def int64_product(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
 @given(layers())
 def test_lossless_paths_equal_int64_product(layer: Layer) -> None:
     """Both paths of a lossless CrossbarGroup give exactly x·W in int64, whatever the geometry and widths,
-    including K and M that do not fill the last row or column tile; the attributes agree with `plan_mvm`
-    whenever the widths make a valid Target."""
+    including K and M that do not fill the last row or column tile; the attributes agree with the mapping
+    lowering writes whenever the widths make a valid Target."""
     a = layer.attrs
     try:
         chip = Target(xbar_rows=a["xbar_rows"], xbar_cols=a["xbar_cols"], weight_bits=a["weight_bits"],
@@ -132,10 +136,9 @@ def test_lossless_paths_equal_int64_product(layer: Layer) -> None:
     except TargetError:
         chip = None  # cell_bits above the magnitude bits: the crossbar is still exact, the target refuses it
     if chip is not None:
-        groups, k, m = layer.weights.shape
-        plan = plan_mvm(chip, groups, k, m)
-        assert (plan.row_tiles, plan.col_tiles, plan.weight_slices, plan.arrays, chip.lossless_adc_bits) == \
-            (a["row_tiles"], a["col_tiles"], a["weight_slices"], a["arrays"], a["adc_bits"])
+        lowered = CrossbarMapping.lowered(chip, layer.weights.shape, a["input_signed"]).attrs()
+        assert lowered == {key: a[key] for key in lowered}
+        assert chip.lossless_adc_bits == a["adc_bits"]
     crossbars = CrossbarGroup(layer.weights, a)
     assert crossbars.adc_lossless
     expected = int64_product(layer.x, layer.weights)
@@ -167,10 +170,10 @@ def test_geometry_columns_match_layout(layer: Layer) -> None:
     per_array, slices = a["xbar_cols"] // a["weight_slices"], a["weight_slices"]
     used = [sum(slices for j in range(per_array) if tile_col * per_array + j < m)
             for _ in range(groups * a["row_tiles"] * signs) for tile_col in range(a["col_tiles"])]
-    geometry = CrossbarGroup(layer.weights, a).geometry
-    assert geometry.arrays == len(used) == a["arrays"]
-    assert geometry.used_columns == sum(used)
-    assert geometry.max_columns_per_array == max(used)
+    mapping = CrossbarGroup(layer.weights, a).mapping
+    assert mapping.arrays == len(used) == a["arrays"]
+    assert mapping.used_columns == sum(used)
+    assert mapping.max_columns_per_array == max(used)
     assert all(0 < columns <= a["xbar_cols"] for columns in used)
 
 
@@ -378,8 +381,43 @@ def test_machine_counters_equal_static_counts(chip: Target, precision: str) -> N
     result = Machine(compiled.program).run(random_inputs(compiled.graph, 0))
     expected = static_counts(compiled.program)
     assert result.per_instruction == expected
+    assert result.totals == scheduled_totals(compiled.program, expected)
+    assert result.totals.mvm_ops > 0 and result.totals.adc_conversions > 0 and result.totals.cycles > 0
+
+
+def scheduled_totals(program: Program, counts: list[Counts]) -> Counts:
+    """The program's totals under the schedule's rule (runtime/schedule.py), stated as a correction of the
+    plain sum: the mvms of one layer run in parallel, so all but the slowest one's cycles overlap it."""
     total = Counts()
+    for count in counts:
+        total += count
+    mvm_cycles: dict[str, list[int]] = {}
+    for instruction, layer, count in zip(program.instructions, instruction_layers(program), counts):
+        if instruction.opcode == "mvm":
+            mvm_cycles.setdefault(layer, []).append(count.cycles)
+    total.cycles -= sum(sum(cycles) - max(cycles) for cycles in mvm_cycles.values())
+    return total
+
+
+@pytest.mark.parametrize("model", ["dcgan_generator", "fcn_segmenter"])
+@pytest.mark.parametrize("chip", [Target(), Target(xbar_rows=32, xbar_cols=32, adc_bits=6, encoding="offset")],
+                         ids=["default", "small-offset"])
+def test_parallel_mvms_of_a_layer_overlap_in_the_totals(model: str, chip: Target) -> None:
+    """Pixel-wise deconvolution layers hold several mvms (one per output phase, each over several arrays):
+    the machine's totals add their array reads, conversions and merges but count only the slowest one's
+    cycles, and they equal the static counts put together by that rule."""
+    compiled = compile_program(MODELS / f"{model}.onnx", chip)
+    program = compiled.program
+    layers = [layer for instruction, layer in zip(program.instructions, instruction_layers(program))
+              if instruction.opcode == "mvm"]
+    assert max(layers.count(layer) for layer in layers) > 1  # some layer really has parallel mvms
+    result = Machine(program).run(random_inputs(compiled.graph, 0))
+    expected = static_counts(program)
+    assert result.per_instruction == expected
+    assert result.totals == scheduled_totals(program, expected)
+    plain = Counts()
     for counts in expected:
-        total += counts
-    assert result.totals == total
-    assert total.mvm_ops > 0 and total.adc_conversions > 0 and total.cycles > 0
+        plain += counts
+    assert result.totals.cycles < plain.cycles
+    assert (result.totals.mvm_ops, result.totals.adc_conversions, result.totals.accumulations) == \
+        (plain.mvm_ops, plain.adc_conversions, plain.accumulations)

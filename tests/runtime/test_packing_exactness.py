@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rcc.backends.mapping import array_blocks, weight_levels
+from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 from rcc.backends.packing import Block, check_packing
 from rcc.backends.target import Target
 from rcc.compiler.driver import compile_program
 from rcc.compiler.frontend import random_inputs
-from rcc.compiler.passes.pack_crossbars import block_maps, packed_figures
+from rcc.compiler.passes.pack_crossbars import block_maps
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.machine import Machine
 from tests.conftest import ROOT
@@ -32,9 +32,8 @@ def sparse(layer: Layer, density: float, seed: int) -> Layer:
 def packed_attrs(layer: Layer, mode: str) -> tuple[dict, np.ndarray, np.ndarray]:
     a = layer.attrs
     row_map, col_map = block_maps(layer.weights, a["xbar_rows"], a["xbar_cols"] // a["weight_slices"], mode, seed=0)
-    signs = 2 if a["encoding"] == "differential" else 1
-    attrs = {**a, "packing": mode, "dense_arrays": a["arrays"], "arrays": row_map.shape[0] * signs,
-             **packed_figures(col_map)}
+    packed = CrossbarMapping.of(a, layer.weights.shape).packed(col_map)
+    attrs = {**a, **packed.attrs(), "packing": mode, "dense_arrays": a["arrays"]}
     return attrs, row_map, col_map
 
 
