@@ -26,15 +26,18 @@ def module_name(path: Path) -> str:
     return ".".join(["rcc", *parts])
 
 
-def imported_modules(path: Path) -> set[str]:
-    """The `rcc.*` (and stray old top-level) modules a file imports, anywhere in it."""
+def imported_modules(path: Path, modules: set[str] = frozenset()) -> set[str]:
+    """The `rcc.*` (and stray old top-level) modules a file imports, anywhere in it. `from P import name`
+    counts as importing P.name when that is one of `modules`, else P (a package's parents are imported
+    anyway, so they are not edges of their own)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                found.add(submodule if submodule in modules else node.module)
     return {name for name in found if name.split(".")[0] in {"rcc"} | OLD_TOP_LEVEL}
 
 
@@ -47,9 +50,7 @@ def import_graph() -> nx.DiGraph:
     graph = nx.DiGraph()
     graph.add_nodes_from(files)
     for name, path in files.items():
-        for target in imported_modules(path):
-            # `from rcc.ir import core` names a module; `from rcc.ir.core import Module` names a member
-            module = target if target in files else target.rpartition(".")[0]
+        for module in imported_modules(path, set(files)):
             if module in files and module != name and module != "rcc":
                 graph.add_edge(name, module)
     return graph
