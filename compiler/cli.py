@@ -20,7 +20,7 @@ from rcc.backends.program import load_program, save_program
 from rcc.backends.target import add_target_arguments, target_from_args
 from rcc.compiler import driver, prune_model
 from rcc.compiler.frontend.loader import parse_input_shapes
-from rcc.compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
+from rcc.compiler.pass_manager import GRAPH_PIPELINE, default_pipeline, run_pipeline
 from rcc.compiler.report import layer_rows, totals
 from rcc.compiler.summary import format_table
 from rcc.compiler.verify import load_inputs
@@ -159,8 +159,9 @@ def compile_command(argv: list[str]) -> int:
     if args.report:
         _check_output_dir(Path(args.report), "--report")
     prune = driver.PruneBudget.parse(args.prune_budget) if args.prune_budget else None
-    compiled = driver.compile_program(args.model, target, args.precision, shapes, args.pipeline, calibration,
-                                      args.print_after_all, args.deconv, args.packing, prune)
+    pipeline = default_pipeline(args.deconv, args.pipeline)
+    compiled = driver.compile_model(args.model, target, args.precision, shapes, pipeline, calibration,
+                                    args.print_after_all, args.deconv, args.packing, prune)
     rows = layer_rows(compiled.program, target)
     report: dict[str, Any] = {"model": str(args.model), "target": target.to_dict(), "precision": args.precision,
                               "deconv": args.deconv, "packing": args.packing,

@@ -24,8 +24,8 @@ from onnx import TensorProto, helper, numpy_helper
 from rcc.backends.mapping import plan_mvm
 from rcc.backends.program import Program
 from rcc.backends.target import Target, TargetError
-from rcc.compiler.driver import compile_program
-from rcc.compiler.frontend import random_inputs
+from rcc.compiler.driver import compile_model
+from rcc.ir.inputs import random_inputs
 from rcc.ir import interpreter
 from rcc.runtime.counters import Counts
 from rcc.runtime.crossbar import CrossbarGroup
@@ -328,7 +328,7 @@ def test_float_mode_equals_interpreter(case: tuple[onnx.ModelProto, dict[str, np
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "conv.onnx"
         onnx.save(model, path)
-        compiled = compile_program(path, chip, precision="float")
+        compiled = compile_model(path, chip, precision="float")
     expected = interpreter.run(compiled.graph, inputs)
     actual = Machine(compiled.program).run(inputs).outputs
     assert actual.keys() == expected.keys()
@@ -374,7 +374,7 @@ def lenet_targets(draw: st.DrawFn) -> Target:
 def test_machine_counters_equal_static_counts(chip: Target, precision: str) -> None:
     """On lenet5, the counts the machine accumulates while running equal, instruction by instruction and in
     total, the instruction table's counts computed statically from the program."""
-    compiled = compile_program(LENET, chip, precision=precision)
+    compiled = compile_model(LENET, chip, precision=precision)
     result = Machine(compiled.program).run(random_inputs(compiled.graph, 0))
     expected = static_counts(compiled.program)
     assert result.per_instruction == expected
