@@ -55,7 +55,7 @@ def option_fields(cls: type[Pass]) -> dict[str, dataclasses.Field]:
 
 
 def _option_type(field: dataclasses.Field) -> type | None:
-    annotation = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    annotation = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
     return _OPTION_TYPES.get(annotation.removesuffix(" | None"))
 
 
