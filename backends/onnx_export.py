@@ -39,17 +39,13 @@ class GraphEmitter:
     """The nodes, initializers and opset of the graph being built; hands out names no value uses."""
 
     def __init__(self, module: Module, opset: int) -> None:
-        self.taken = module.names()
+        self.names = module.name_allocator()
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.opset = opset
 
     def fresh(self, base: str) -> str:
-        name, index = base, 1
-        while name in self.taken:
-            name, index = f"{base}.{index}", index + 1
-        self.taken.add(name)
-        return name
+        return self.names.fresh(base)
 
     def require_opset(self, version: int) -> None:
         self.opset = max(self.opset, version)

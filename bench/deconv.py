@@ -39,7 +39,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from rcc.compiler.driver import Compiled, compile_program, verify_compiled
+from rcc.compiler.driver import Compiled, compile_model, verify_compiled
 from rcc.compiler.report import layer_rows, totals
 
 LOWERINGS = ("zero-insertion", "pixelwise")
@@ -220,7 +220,7 @@ def measure(name: str, directory: Path) -> tuple[list[str], dict[str, float]]:
     model = build()
     onnx.save(model, path)
     node_names = onnx_names(model)
-    compiled = {lowering: compile_program(path, precision=precision, deconv=lowering) for lowering in LOWERINGS}
+    compiled = {lowering: compile_model(path, precision=precision, deconv=lowering) for lowering in LOWERINGS}
     rows = {lowering: {row["name"]: row for row in layer_rows(c.program, c.target)} for lowering, c in compiled.items()}
     layers = deconv_layers(compiled["pixelwise"])
     lines = [f"== {label}  [{precision} mode, default target: 128x128 arrays, 8-bit weights/inputs]",
@@ -250,7 +250,7 @@ def measure(name: str, directory: Path) -> tuple[list[str], dict[str, float]]:
             continue
         lines.append(verification_line(path, compiled[lowering], lowering, whole[lowering]["cycles"]))
     if precision == "float":  # the integer pixel-wise program: same crossbars and passes, and it verifies
-        integer = compile_program(path, precision="int", deconv="pixelwise")
+        integer = compile_model(path, precision="int", deconv="pixelwise")
         integer_rows = {row["name"]: row for row in layer_rows(integer.program, integer.target)}
         for layer in layers:
             for key in ("macs", "zero_macs", "mvm_ops", "crossbars"):

@@ -6,7 +6,7 @@ For each model of the zoo (`models/*.onnx`) and onnx's light ResNet-50 and VGG-1
 - the machine's median time per inference in three modes: integer with the default lossless ADC,
   integer with a 6-bit ADC (`Target(adc_bits=6)`, which simulates every bit-slice), and float;
   each as a ratio to onnxruntime;
-- the compile time of the default pipeline (`compile_program`, integer mode; median of 3
+- the compile time of the default pipeline (`compile_model`, integer mode; median of 3
   compiles, 1 for VGG-19);
 - the peak memory of compiling, read as VmHWM inside a fresh subprocess per model.
 
@@ -41,8 +41,8 @@ import onnx
 import onnxruntime
 
 from rcc.backends.target import Target
-from rcc.compiler.driver import Compiled, compile_program
-from rcc.compiler.frontend import random_inputs
+from rcc.compiler.driver import Compiled, compile_model
+from rcc.ir.inputs import random_inputs
 from rcc.ir.errors import RccError
 from rcc.ir.files import json_bytes, write_output
 from rcc.runtime.machine import Machine
@@ -59,7 +59,7 @@ VGG_PEAK_MB_TARGET = 4096.0
 # Runs in a fresh interpreter so the peak resident set belongs to one compilation alone.
 _PEAK_MEMORY_CHILD = """
 import json, sys, time
-from rcc.compiler.driver import compile_program
+from rcc.compiler.driver import compile_model
 
 def vm_kb(key):
     with open("/proc/self/status") as status:
@@ -69,7 +69,7 @@ def vm_kb(key):
 
 imported_kb = vm_kb("VmHWM")
 start = time.perf_counter()
-compile_program(sys.argv[1])
+compile_model(sys.argv[1])
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_kb": vm_kb("VmHWM"),
                   "after_imports_kb": imported_kb}))
 """
@@ -166,11 +166,11 @@ def measure_model(name: str, path: Path, repeats: int, max_seconds: float) -> Mo
     def integer_lossless() -> None:
         compile_seconds = []
         start = time.perf_counter()
-        compiled = compile_program(path, precision="int")
+        compiled = compile_model(path, precision="int")
         compile_seconds.append(time.perf_counter() - start)
         while len(compile_seconds) < (1 if name == SLOW_MODEL else 3):
             start = time.perf_counter()
-            compile_program(path, precision="int")
+            compile_model(path, precision="int")
             compile_seconds.append(time.perf_counter() - start)
         result.samples["compile"] = compile_seconds
         result.compile_s = statistics.median(compile_seconds)
@@ -182,13 +182,13 @@ def measure_model(name: str, path: Path, repeats: int, max_seconds: float) -> Mo
         result.int_ms = median_ms(result.samples["int"])
 
     def integer_adc6() -> None:
-        compiled = compile_program(path, target=Target(adc_bits=6), precision="int")
+        compiled = compile_model(path, target=Target(adc_bits=6), precision="int")
         result.samples["adc6"] = machine_samples(compiled, random_inputs(compiled.graph, seed=0), repeats,
                                                  max_seconds)
         result.adc6_ms = median_ms(result.samples["adc6"])
 
     def float_mode() -> None:
-        compiled = compile_program(path, precision="float")
+        compiled = compile_model(path, precision="float")
         result.samples["float"] = machine_samples(compiled, random_inputs(compiled.graph, seed=0), repeats,
                                                   max_seconds)
         result.float_ms = median_ms(result.samples["float"])

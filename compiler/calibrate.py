@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from rcc.compiler.frontend import random_inputs
-from rcc.compiler.summary import op_macs
 from rcc.ir.core import Module, Value
 from rcc.ir.errors import RccError
+from rcc.ir.inputs import random_inputs
 from rcc.ir.interpreter import evaluate
 from rcc.ir.progress import tracked
+from rcc.ir.ops.nn_linear import op_macs
 
 MIN_SAMPLES, MAX_SAMPLES = 2, 32
 CALIBRATION_MACS = 2 * 10**9

@@ -31,6 +31,7 @@ from onnx import numpy_helper
 
 from rcc.backends.target import Target
 from rcc.ir.errors import RccError
+from rcc.ir.ops.nn_linear import conv_weight_from_matrix, conv_weight_matrix, swap_conv_transpose_weight
 
 STRUCTURES = ("none", "crossbar")
 PRUNABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -72,18 +73,12 @@ def crossbar_view(weight: np.ndarray, node: onnx.NodeProto,
     if groups < 1 or weight.shape[0] % groups:
         raise RccError(f"{label} ({node.op_type}): weight dimension 0 ({weight.shape[0]}) is not divisible by "
                        f"group = {groups}")
-    grouped = weight.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
-    kernel_axes = tuple(range(3, grouped.ndim))
-    # Conv W [M, C/g, *k] → [G, M/g, C/g, *k]; ConvTranspose W [C, M/g, *k] → [G, C/g, M/g, *k]; both to
-    # [G, C/g, *k, M/g].
-    order = (0, 2, *kernel_axes, 1) if node.op_type == "Conv" else (0, 1, *kernel_axes, 2)
-    permuted = grouped.transpose(order)
-    outputs = permuted.shape[-1]
-
-    def restore(view: np.ndarray) -> np.ndarray:
-        return view.reshape(permuted.shape).transpose(np.argsort(order)).reshape(weight.shape)
-
-    return permuted.reshape(groups, -1, outputs), restore
+    if node.op_type == "Conv":
+        return conv_weight_matrix(weight, groups), lambda view: conv_weight_from_matrix(view, weight.shape)
+    # ConvTranspose W [C, M/g, *k]: the conv weight [M, C/g, *k] with inputs and outputs swapped
+    swapped = swap_conv_transpose_weight(weight, groups)
+    return (conv_weight_matrix(swapped, groups),
+            lambda view: swap_conv_transpose_weight(conv_weight_from_matrix(view, swapped.shape), groups))
 
 
 def _target_zeros(size: int, sparsity: Fraction) -> int:

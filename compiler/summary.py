@@ -1,25 +1,8 @@
-"""Figures of graph-level ops (multiply-accumulates) and the plain-text tables the CLI prints."""
+"""The plain-text tables the CLI prints."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from rcc.ir.core import Op
-
-
-def op_macs(op: Op) -> int:
-    """Multiply-accumulates a dense implementation of `op` performs (0 for ops without weights)."""
-    out = op.results[0].type
-    if op.opname == "nn.conv2d":
-        weight = op.operands[1].type.shape
-        return out.size * weight[1] * weight[2] * weight[3]
-    if op.opname == "nn.conv_transpose2d":
-        x, weight = op.operands[0].type.shape, op.operands[1].type.shape
-        return x[0] * x[2] * x[3] * weight[0] * weight[1] * weight[2] * weight[3]
-    if op.opname == "nn.matmul":
-        lhs = op.operands[0].type.shape
-        return out.size * (lhs[-1] if lhs else 1)
-    return 0
 
 
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:

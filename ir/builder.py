@@ -24,12 +24,11 @@ class Builder:
 
     def __init__(self, module: Module) -> None:
         self.module = module
-        self.taken = module.names()
+        self.names = module.name_allocator()
+        self.taken = self.names.taken  # the allocator's set: renaming a value updates it directly
 
     def fresh(self, base: str) -> str:
-        name = self.module.fresh_name(base, self.taken)
-        self.taken.add(name)
-        return name
+        return self.names.fresh(base)
 
     def op(self, opname: str, operands: list[Value], attrs: dict[str, Any] | None = None, *,
            name: str | None = None) -> Value:

@@ -7,7 +7,7 @@ are frozen dataclasses compared by value. Structural equality of two modules is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,25 @@ class Op:
         return f"Op({self.opname} -> {', '.join('%' + r.name for r in self.results)})"
 
 
+class NameAllocator:
+    """Hands out names nobody has taken: `base` itself when free, else `base.1`, `base.2`, ...
+
+    The one name allocator of rcc: the frontend, every pass and the ONNX exporter draw names from it."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self, taken: Iterable[str] = ()) -> None:
+        self.taken = set(taken)
+
+    def fresh(self, base: str) -> str:
+        """A name starting with `base` not taken yet; it is taken from now on."""
+        name, index = base, 1
+        while name in self.taken:
+            name, index = f"{base}.{index}", index + 1
+        self.taken.add(name)
+        return name
+
+
 class Module:
     """A compiled unit: `inputs`, `constants`, `ops` (topologically ordered) and `outputs`."""
 
@@ -79,15 +98,33 @@ class Module:
     def names(self) -> set[str]:
         return {v.name for v in self.values()}
 
-    def fresh_name(self, base: str, taken: set[str] | None = None) -> str:
-        """A value name starting with `base` that no value in the module (or in `taken`) uses yet."""
-        taken = self.names() if taken is None else taken
-        if base not in taken:
-            return base
-        index = 1
-        while f"{base}.{index}" in taken:
-            index += 1
-        return f"{base}.{index}"
+    def name_allocator(self) -> NameAllocator:
+        """An allocator of names no value of the module uses yet (it does not see values added later
+        unless they were named through it)."""
+        return NameAllocator(self.names())
+
+    def fresh_name(self, base: str) -> str:
+        """One value name starting with `base` that no value in the module uses yet."""
+        return self.name_allocator().fresh(base)
+
+    def copy(self) -> Module:
+        """A structural copy: new values and ops, the same names, types, attributes and constant data
+        (shared: passes never mutate constant data)."""
+        copied = Module(self.name)
+        mapping: dict[int, Value] = {}
+        for value in self.inputs:
+            mapping[id(value)] = Value(value.name, value.type)
+            copied.inputs.append(mapping[id(value)])
+        for value in self.constants:
+            mapping[id(value)] = Value(value.name, value.type, data=value.data)
+            copied.constants.append(mapping[id(value)])
+        for op in self.ops:
+            new = Op(op.opname, [mapping[id(v)] for v in op.operands], [r.type for r in op.results],
+                     [r.name for r in op.results], op.attrs)
+            mapping.update((id(old), result) for old, result in zip(op.results, new.results))
+            copied.ops.append(new)
+        copied.outputs = [mapping[id(v)] for v in self.outputs]
+        return copied
 
     def add_constant(self, name: str, data: np.ndarray) -> Value:
         data = np.ascontiguousarray(data)

@@ -15,7 +15,7 @@ from rcc.compiler.commands.common import (Parser, add_common_arguments, add_targ
                                           target_from_args, write_report)
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import parse_input_shapes
-from rcc.compiler.pass_manager import GRAPH_PIPELINE
+from rcc.compiler.pass_manager import GRAPH_PIPELINE, default_pipeline
 from rcc.compiler.report import build_report
 from rcc.compiler.summary import format_table
 from rcc.compiler.verify import VerifyResult, load_inputs
@@ -131,8 +131,9 @@ def _compile(args: argparse.Namespace) -> int:
     output, report_path, plot_folder = _checked_outputs(args)
     prune = driver.PruneBudget.parse(args.prune_budget) if args.prune_budget else None
     with stage("compile"):
-        compiled = driver.compile_program(args.model, target, args.precision, shapes, args.pipeline, calibration,
-                                          args.print_after_all, args.deconv, args.packing, prune)
+        compiled = driver.compile_model(args.model, target, args.precision, shapes,
+                                        default_pipeline(args.deconv, args.pipeline), calibration,
+                                        args.print_after_all, args.deconv, args.packing, prune)
     result = None
     if args.verify:
         with stage("verify"):

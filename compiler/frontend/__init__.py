@@ -11,7 +11,6 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from rcc.compiler.frontend import rules_math, rules_shape, rules_spatial  # noqa: F401  (fill RULES)
@@ -89,17 +88,3 @@ def import_onnx(path: str | os.PathLike, input_shapes: ShapeOverrides | None = N
     """Load the ONNX model at `path` and lower it into graph-level IR."""
     return lower_model(load_onnx(path), str(path), input_shapes)
 
-
-def random_inputs(module: Module, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded inputs for every module input: standard normal floats, small non-negative integers."""
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for value in module.inputs:
-        dtype = value.type.np_dtype
-        if dtype.kind == "f":
-            inputs[value.name] = rng.standard_normal(value.type.shape).astype(dtype)
-        elif dtype.kind == "b":
-            inputs[value.name] = rng.integers(0, 2, value.type.shape).astype(dtype)
-        else:
-            inputs[value.name] = rng.integers(0, 8, value.type.shape).astype(dtype)
-    return inputs

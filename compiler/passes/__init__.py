@@ -1,4 +1,4 @@
-"""The pass table: every pass registered by its kebab-case name."""
+"""The pass table: every pass registered by its kebab-case name (`register_pass` adds your own)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rcc.compiler.passes.lower_to_xbar import LowerToXbar
 from rcc.compiler.passes.pack_crossbars import PackCrossbars
 from rcc.compiler.passes.prune_crossbars import PruneCrossbars
 from rcc.compiler.passes.remove_identity import RemoveIdentity
+from rcc.ir.errors import RccError
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     ConstantFold,
@@ -25,4 +26,14 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     PruneCrossbars,
 )}
 
-__all__ = ["PASSES", "Pass"]
+
+
+def register_pass(cls: type[Pass]) -> type[Pass]:
+    """Add a pass class to the table under its `name` (usable as a decorator); RccError on a clash."""
+    if not cls.name or PASSES.get(cls.name, cls) is not cls:
+        raise RccError(f"cannot register pass {cls.__name__}: name {cls.name!r} is empty or taken")
+    PASSES[cls.name] = cls
+    return cls
+
+
+__all__ = ["PASSES", "Pass", "register_pass"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.core import Module, Value
 from rcc.ir.optable import OPS
@@ -18,7 +19,7 @@ class ConstantFold(Pass):
     name = "constant-fold"
     max_elements: int = 1 << 26  # leave results larger than this (in elements) to run time
 
-    def run(self, module: Module) -> bool:
+    def run(self, module: Module, ctx: PassContext) -> bool:
         kept = []
         changed = False
         for op in module.ops:
@@ -32,6 +33,7 @@ class ConstantFold(Pass):
                 module.constants.append(constant)
                 module.replace_uses(result, constant)
             changed = True
+            ctx.report.removed.append({"op": op.opname, "value": op.results[0].name})
         module.ops = kept
         if changed:
             module.drop_unused_constants()

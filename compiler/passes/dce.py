@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.core import Module
 
@@ -17,15 +18,19 @@ from rcc.ir.core import Module
 class DeadCodeElimination(Pass):
     name = "dce"
 
-    def run(self, module: Module) -> bool:
+    def run(self, module: Module, ctx: PassContext) -> bool:
         live = {id(v) for v in module.outputs}
         kept = []
         for op in reversed(module.ops):
             if any(id(r) in live for r in op.results):
                 kept.append(op)
                 live.update(id(v) for v in op.operands)
-        changed = len(kept) != len(module.ops)
+        kept_ids = {id(op) for op in kept}
+        ctx.report.removed += [{"op": op.opname, "value": ", ".join(r.name for r in op.results)}
+                               for op in module.ops if id(op) not in kept_ids]
         module.ops = kept[::-1]
-        constants_before = len(module.constants)
+        constants_before = list(module.constants)
         module.drop_unused_constants()
-        return changed or len(module.constants) != constants_before
+        kept_constants = {id(c) for c in module.constants}
+        ctx.report.removed += [{"constant": c.name} for c in constants_before if id(c) not in kept_constants]
+        return bool(ctx.report.removed)

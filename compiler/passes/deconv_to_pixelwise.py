@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
-from rcc.compiler.passes.deconv_zero_insertion import flipped_kernel
 from rcc.ir.builder import make_op
-from rcc.ir.core import Module, Op, Value
+from rcc.ir.core import Module, NameAllocator, Op, Value
+from rcc.ir.ops.nn_linear import flipped_kernel
 from rcc.ir.ops.nn_shape import phase_size
 
 
@@ -85,19 +86,14 @@ def phase_macs(op: Op) -> int:
 class _Rewriter:
     """Builds the ops and constants that replace one transposed convolution."""
 
-    def __init__(self, module: Module, op: Op, taken: set[str], kernels: dict) -> None:
-        self.module, self.op, self.taken, self.kernels = module, op, taken, kernels
+    def __init__(self, module: Module, op: Op, names: NameAllocator, kernels: dict) -> None:
+        self.module, self.op, self.names, self.kernels = module, op, names, kernels
         self.ops: list[Op] = []
         self.cropped: dict[tuple[int, ...], Value] = {}  # crop → the cropped input
         self.constants: dict[tuple[int, int], Value] = {}  # phase shape → its bias-only constant
 
-    def fresh(self, base: str) -> str:
-        name = self.module.fresh_name(base, self.taken)
-        self.taken.add(name)
-        return name
-
     def constant(self, base: str, data: np.ndarray) -> Value:
-        return self.module.add_constant(self.fresh(base), data)
+        return self.module.add_constant(self.names.fresh(base), data)
 
     def input(self, row: AxisPhase, col: AxisPhase) -> Value:
         """The deconvolution's input with the phase's crop applied (one nn.pad shared by equal crops)."""
@@ -107,7 +103,7 @@ class _Rewriter:
             return x
         if crop not in self.cropped:
             pads = [0, 0, -crop[0], -crop[1], 0, 0, -crop[2], -crop[3]]
-            self.ops.append(make_op("nn.pad", [x], {"pads": pads}, [self.fresh(f"{self.op.result.name}.crop")]))
+            self.ops.append(make_op("nn.pad", [x], {"pads": pads}, [self.names.fresh(f"{self.op.result.name}.crop")]))
             self.cropped[crop] = self.ops[-1].result
         return self.cropped[crop]
 
@@ -139,7 +135,7 @@ class _Rewriter:
         attrs = {"strides": (1, 1), "pads": (row.pads[0], col.pads[0], row.pads[1], col.pads[1]),
                  "dilations": (row.dilation, col.dilation), "group": self.op.attrs["group"]}
         conv_operands = [self.input(row, col), self.kernel(row, col, label), *operands[2:]]
-        self.ops.append(make_op("nn.conv2d", conv_operands, attrs, [self.fresh(f"{result.name}.{label}")]))
+        self.ops.append(make_op("nn.conv2d", conv_operands, attrs, [self.names.fresh(f"{result.name}.{label}")]))
         return self.ops[-1].result
 
     def rewrite(self) -> list[Op]:
@@ -160,13 +156,14 @@ def _rewritable(op: Op) -> bool:
 class DeconvToPixelwise(Pass):
     name = "deconv-to-pixelwise"
 
-    def run(self, module: Module) -> bool:
+    def run(self, module: Module, ctx: PassContext) -> bool:
         deconvs = [op for op in module.ops if _rewritable(op)]
-        taken = module.names()
+        names = module.name_allocator()
         kernels: dict = {}  # (id of the weight, group, row taps, column taps) → the phase's conv2d weight
         for op in deconvs:
-            lowered = _Rewriter(module, op, taken, kernels).rewrite()
+            lowered = _Rewriter(module, op, names, kernels).rewrite()
             module.replace_op(op, lowered)
+            ctx.report.removed.append({"op": op.opname, "value": op.result.name})
         if deconvs:
             module.drop_unused_constants()
         return bool(deconvs)

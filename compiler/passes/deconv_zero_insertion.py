@@ -19,18 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.builder import make_op
-from rcc.ir.core import Module, Op, Value
-
-
-def flipped_kernel(weight: np.ndarray, group: int) -> np.ndarray:
-    """The conv2d weight [M, C/g, kh, kw] equivalent to transposed-conv weight [C, M/g, kh, kw], flipped."""
-    c, m_per_group, kh, kw = weight.shape
-    swapped = weight.reshape(group, c // group, m_per_group, kh, kw).transpose(0, 2, 1, 3, 4)
-    return np.ascontiguousarray(swapped.reshape(group * m_per_group, c // group, kh, kw)[:, :, ::-1, ::-1])
+from rcc.ir.core import Module, NameAllocator, Op, Value
+from rcc.ir.ops.nn_linear import flipped_kernel
 
 
 def conv_pads(op: Op) -> list[int]:
@@ -42,12 +35,10 @@ def conv_pads(op: Op) -> list[int]:
     return [0, 0, *begins, 0, 0, *ends]
 
 
-def _lower(module: Module, op: Op, weight: Value, taken: set[str]) -> list[Op]:
+def _lower(op: Op, weight: Value, names: NameAllocator) -> list[Op]:
     """zero_insert → pad → conv2d replacing `op`; the conv2d keeps the original result name."""
     def fresh(suffix: str) -> str:
-        name = module.fresh_name(f"{op.result.name}.{suffix}", taken)
-        taken.add(name)
-        return name
+        return names.fresh(f"{op.result.name}.{suffix}")
 
     x, attrs = op.operands[0], op.attrs
     lowered: list[Op] = []
@@ -67,19 +58,19 @@ def _lower(module: Module, op: Op, weight: Value, taken: set[str]) -> list[Op]:
 class DeconvZeroInsertion(Pass):
     name = "deconv-zero-insertion"
 
-    def run(self, module: Module) -> bool:
+    def run(self, module: Module, ctx: PassContext) -> bool:
         deconvs = [op for op in module.ops if op.opname == "nn.conv_transpose2d" and op.operands[1].is_constant]
-        taken = module.names()
+        names = module.name_allocator()
         flipped: dict[tuple[int, int], Value] = {}  # (id of the weight, group) → its conv2d weight
         for op in deconvs:
             weight, group = op.operands[1], op.attrs["group"]
             key = (id(weight), group)
             if key not in flipped:
-                name = module.fresh_name(weight.name + ".flipped", taken)
-                taken.add(name)
+                name = names.fresh(weight.name + ".flipped")
                 flipped[key] = module.add_constant(name, flipped_kernel(weight.data, group))
-            lowered = _lower(module, op, flipped[key], taken)
+            lowered = _lower(op, flipped[key], names)
             module.replace_op(op, lowered)
+            ctx.report.removed.append({"op": op.opname, "value": op.result.name})
         if deconvs:
             module.drop_unused_constants()
         return bool(deconvs)

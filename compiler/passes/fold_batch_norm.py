@@ -15,21 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.builder import make_op
 from rcc.ir.core import Module, Op, Value
-
-
-def _scaled_weight(op: Op, weight: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    """The weight with each output channel multiplied by its factor."""
-    if op.opname == "nn.conv2d":
-        return weight * factor.reshape(-1, 1, 1, 1)
-    if op.opname == "nn.conv_transpose2d":
-        group = op.attrs["group"]
-        c, m_per_group = weight.shape[:2]
-        grouped = weight.reshape(group, c // group, m_per_group, *weight.shape[2:])
-        return (grouped * factor.reshape(group, 1, m_per_group, 1, 1)).reshape(weight.shape)
-    return weight * factor.reshape(1, -1)  # nn.matmul: [K, M], channel = column
+from rcc.ir.ops.nn_linear import scale_output_channels
 
 
 def _match(module: Module, users: dict[Value, list[Op]], norm: Op) -> tuple[Op, Op | None] | None:
@@ -58,7 +48,7 @@ def _match(module: Module, users: dict[Value, list[Op]], norm: Op) -> tuple[Op, 
 class FoldBatchNorm(Pass):
     name = "fold-batch-norm"
 
-    def run(self, module: Module) -> bool:
+    def run(self, module: Module, ctx: PassContext) -> bool:
         changed = False
         for norm in [op for op in module.ops if op.opname == "nn.batch_norm"]:
             users = module.users()
@@ -73,7 +63,7 @@ class FoldBatchNorm(Pass):
                         producer.operands[2] if len(producer.operands) > 2 else None)
             bias = old_bias.data.reshape(-1).astype(np.float64) if old_bias is not None else 0.0
             dtype = weight.type.np_dtype
-            scaled = _scaled_weight(producer, weight.data.astype(np.float64), factor).astype(dtype)
+            scaled = scale_output_channels(producer, weight.data.astype(np.float64), factor).astype(dtype)
             new_weight = module.add_constant(module.fresh_name(weight.name + ".bn"), scaled)
             new_bias = module.add_constant(module.fresh_name(norm.result.name + ".bias"),
                                            ((bias - mean) * factor + beta).astype(dtype))
@@ -87,6 +77,7 @@ class FoldBatchNorm(Pass):
             module.ops[position:position + 1] = folded
             module.ops = [op for op in module.ops if op is not producer and op is not bias_add]
             module.replace_uses(norm.result, folded[-1].result)
+            ctx.report.removed.append({"op": norm.opname, "value": norm.result.name, "into": producer.result.name})
             changed = True
         if changed:
             module.drop_unused_constants()

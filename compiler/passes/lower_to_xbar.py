@@ -9,17 +9,15 @@
     %y.nhwc = nn.reshape(%y.rows) {shape = [1, 16, 16, 8]}                  : f32[1,16,16,8]
     %y      = nn.transpose(%y.nhwc) {perm = [0, 3, 1, 2]}                    : f32[1,8,16,16]
 
-Quantisation scheme (integer mode):
-- weights: symmetric per output channel, w_q = round(w / s_w[m]) in [−(2^(b−1)−1), 2^(b−1)−1] with
-  s_w[m] = max|w[:, m]| / (2^(b−1)−1), b = `weight_bits`;
-- activations feeding a crossbar: per tensor, calibrated on sample inputs (`compiler/calibrate.py`):
-  unsigned with s_x = max / (2^B − 1) when the tensor is never negative (after ReLU), otherwise
-  symmetric signed with s_x = max|x| / (2^(B−1) − 1), B = `input_bits`; values saturate;
+Quantisation (integer mode; the scheme is in `compiler/lowering.py`), with the target and calibration
+inputs of the `PassContext`:
+- weights symmetric per output channel; activations feeding a crossbar per tensor, their ranges
+  calibrated on sample inputs (`compiler/calibrate.py`);
 - activations are quantised before im2col (a padded zero quantises to 0), once per tensor and scale,
   so convolutions reading the same tensor share one `vec.quantize`;
 - the crossbar produces exact integer accumulators (with a lossless ADC); `vec.dequantize` applies
   s_x · s_w[m] and the float bias.
-Float mode (`precision = "float"`) keeps float weights and activations on the same mapping: no
+Float mode (the context's precision, or the option `precision=float`) keeps float weights and activations on the same mapping: no
 quantisation, ideal analog arithmetic, so any difference from the graph-level IR is a mapping error.
 
 Only `nn.conv2d` and `nn.matmul` whose weights are constants map onto arrays (run `deconv-zero-insertion`
@@ -34,22 +32,14 @@ import numpy as np
 
 from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.target import Target
-from rcc.compiler.calibrate import activation_ranges, calibration_samples
+from rcc.compiler.calibrate import activation_ranges
+from rcc.compiler.lowering import input_quantization, is_mappable, quantize_weights
+from rcc.compiler.pass_context import PRECISIONS, PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.builder import make_op
-from rcc.ir.core import Module, Op, Value
-from rcc.ir.ops.xbar import quantize_limits
+from rcc.ir.core import Module, NameAllocator, Op, Value
+from rcc.ir.ops.nn_linear import weight_matrix
 from rcc.ir.optable import OPS
-
-
-def is_mappable(op: Op) -> bool:
-    """Whether `op` maps onto crossbars: a conv or a float matmul whose weights are constants."""
-    if op.opname == "nn.conv2d":
-        return all(v.is_constant for v in op.operands[1:])
-    if op.opname == "nn.matmul":
-        lhs, rhs = op.operands
-        return rhs.is_constant and rhs.type.rank == 2 and lhs.type.rank >= 1 and lhs.type.dtype == "f32"
-    return False
 
 
 def inserted_zero_macs(op: Op) -> int:
@@ -71,50 +61,23 @@ def inserted_zero_macs(op: Op) -> int:
     return int(np.count_nonzero(columns == 0)) * n * kernel[1] * kernel[0]  # per channel × C/g × M
 
 
-def grouped_weights(op: Op) -> np.ndarray:
-    """The op's weights as [G, K, M]: conv rows ordered (c, kh, kw) like `vec.im2col` columns."""
-    weight = op.operands[1].data
-    if op.opname == "nn.matmul":
-        return weight[None]
-    groups = op.attrs["group"]
-    m, c_per_group, kh, kw = weight.shape
-    return weight.reshape(groups, m // groups, c_per_group * kh * kw).transpose(0, 2, 1)
-
-
-def quantize_weights(weights: np.ndarray, weight_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-output-channel integers [G, K, M] and their scales [G·M]."""
-    limit = 2 ** (weight_bits - 1) - 1
-    peak = np.abs(weights.astype(np.float64)).max(axis=1)  # [G, M]
-    scale = np.where(peak > 0, peak / limit, 1.0)
-    quantized = np.clip(np.rint(weights / scale[:, None, :]), -limit, limit)
-    return quantized.astype(np.int8 if weight_bits <= 8 else np.int16), scale.reshape(-1).astype(np.float32)
-
-
-def input_quantization(low: float, high: float, input_bits: int) -> tuple[float, bool]:
-    """(scale, signed) of an activation tensor with calibrated range [low, high]."""
-    signed = low < 0
-    _, limit = quantize_limits(input_bits, signed)
-    peak = max(abs(low), abs(high))
-    return (peak / limit if peak > 0 else 1.0), signed
-
-
 @dataclass
 class LowerToXbar(Pass):
     name = "lower-to-xbar"
-    precision: str = "int"
-    target: Target = field(default_factory=Target)
-    calibration: dict | None = None  # input name → array (optionally with a leading samples axis)
+    precision: str | None = field(default=None, metadata={"choices": PRECISIONS})  # None: the context's
 
-    def run(self, module: Module) -> bool:
+    def run(self, module: Module, ctx: PassContext) -> bool:
+        ctx.graph = module.copy()
         mapped = [op for op in module.ops if is_mappable(op)]
         if not mapped:
             return False
+        precision = self.precision or ctx.precision
         sources = {op: op.operands[0] for op in mapped}  # before earlier lowerings rewire the operands
         ranges = {}
-        if self.precision == "int":
-            samples = calibration_samples(module, self.calibration)
+        if precision == "int":
+            samples = ctx.calibration_samples(module)
             ranges = activation_ranges(module, list(sources.values()), samples)
-        taken = module.names()
+        names = module.name_allocator()
         quantized_inputs: dict[tuple, Value] = {}
         next_array = 0
         new_ops: list[Op] = []
@@ -122,31 +85,31 @@ class LowerToXbar(Pass):
             if op not in mapped:
                 new_ops.append(op)
                 continue
-            lowering = _Lowering(module, op, self.target, self.precision, taken, next_array, quantized_inputs)
+            lowering = _Lowering(module, op, ctx.target, precision, names, next_array, quantized_inputs)
             created = lowering.ops(ranges.get(sources[op]))
+            ctx.report.removed.append({"op": op.opname, "value": op.result.name, "arrays": lowering.arrays})
             new_ops.extend(created)
             module.replace_uses(op.result, created[-1].result)
             next_array += lowering.arrays
         module.ops = new_ops
         module.drop_unused_constants()
+        ctx.report.figures.update({"layers": len(mapped), "arrays": next_array, "precision": precision})
         return True
 
 
 class _Lowering:
     """The ops replacing one weighted op."""
 
-    def __init__(self, module: Module, op: Op, target: Target, precision: str, taken: set[str],
+    def __init__(self, module: Module, op: Op, target: Target, precision: str, names: NameAllocator,
                  first_array: int, quantized_inputs: dict[tuple, Value]) -> None:
         self.module, self.op, self.target, self.precision = module, op, target, precision
-        self.taken, self.first_array, self.quantized_inputs = taken, first_array, quantized_inputs
+        self.names, self.first_array, self.quantized_inputs = names, first_array, quantized_inputs
         self.name = op.result.name
         self.created: list[Op] = []
         self.arrays = 0
 
     def fresh(self, suffix: str) -> str:
-        name = self.module.fresh_name(f"{self.name}.{suffix}", self.taken)
-        self.taken.add(name)
-        return name
+        return self.names.fresh(f"{self.name}.{suffix}")
 
     def emit(self, opname: str, operands: list[Value], attrs: dict, suffix: str | None = None) -> Value:
         new = make_op(opname, operands, attrs, [self.fresh(suffix) if suffix else self.name])
@@ -158,7 +121,7 @@ class _Lowering:
 
     def ops(self, activation_range: tuple[float, float] | None) -> list[Op]:
         op, target = self.op, self.target
-        weights = grouped_weights(op)
+        weights = weight_matrix(op)
         groups, k, m = weights.shape
         bias = op.operands[2] if op.opname == "nn.conv2d" and len(op.operands) > 2 else None
         x = op.operands[0]

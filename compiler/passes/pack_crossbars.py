@@ -8,22 +8,22 @@
 which input rows feed each array block and which outputs it produces (global indices over the groups);
 the machine gathers and scatters through them, so results are unchanged bit for bit. A differential
 pair shares its block's wiring. Modes (backends/packing.py): `dense` (no change), `compact`, `kmeans`
-(Lin et al., ASP-DAC 2019) and `best`. Layers whose weights are less than `min_sparsity` zeros, and
+(Lin et al., ASP-DAC 2019) and `best`; the option `mode` overrides the context's `packing`. Layers whose weights are less than `min_sparsity` zeros, and
 layers packing would not shrink, stay densely tiled.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.packing import MODES, pack
+from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.builder import make_op
 from rcc.ir.core import Module, Op
-from rcc.ir.errors import RccError
 
 
 def block_maps(weights: np.ndarray, rows: int, outputs_per_array: int, mode: str, seed: int
@@ -46,37 +46,38 @@ def block_maps(weights: np.ndarray, rows: int, outputs_per_array: int, mode: str
 @dataclass
 class PackCrossbars(Pass):
     name = "pack-crossbars"
-    mode: str = "best"
+    mode: str | None = field(default=None, metadata={"choices": MODES})  # None: the context's packing
     min_sparsity: float = 0.5
     seed: int = 0
 
-    def run(self, module: Module) -> bool:
-        if self.mode not in MODES:
-            raise RccError(f"--packing {self.mode!r}: choose one of {', '.join(MODES)}")
-        if self.mode == "dense":
+    def run(self, module: Module, ctx: PassContext) -> bool:
+        mode = self.mode or ctx.packing
+        if mode == "dense":
             return False
         changed = False
         for index, op in enumerate(module.ops):
             if op.opname != "xbar.mvm" or len(op.operands) != 2 or op.attrs["packing"] != "dense":
                 continue
-            replacement = self.packed(module, op)
+            replacement = self.packed(module, op, mode)
             if replacement is not None:
                 module.ops[index] = replacement
                 module.replace_uses(op.result, replacement.result)
+                ctx.report.removed.append({"layer": op.attrs["layer"], "arrays": op.attrs["arrays"],
+                                           "packed_arrays": replacement.attrs["arrays"]})
                 changed = True
         return changed
 
-    def packed(self, module: Module, op: Op) -> Op | None:
+    def packed(self, module: Module, op: Op, mode: str) -> Op | None:
         weights = op.operands[1].data
         if weights.size == 0 or np.count_nonzero(weights) > (1 - self.min_sparsity) * weights.size:
             return None
         dense = CrossbarMapping.of(op.attrs, weights.shape)
-        row_map, col_map = block_maps(weights, dense.xbar_rows, dense.weights_per_array_row, self.mode, self.seed)
+        row_map, col_map = block_maps(weights, dense.xbar_rows, dense.weights_per_array_row, mode, self.seed)
         packed = dense.packed(col_map)
         if packed.arrays >= dense.arrays or row_map.shape[0] == 0:
             return None
-        name = op.result.name
-        maps = [module.add_constant(module.fresh_name(f"{name}.{what}"), data)
+        name, names = op.result.name, module.name_allocator()
+        maps = [module.add_constant(names.fresh(f"{name}.{what}"), data)
                 for what, data in (("row_map", row_map), ("col_map", col_map))]
-        new_attrs = {**op.attrs, **packed.attrs(), "packing": self.mode, "dense_arrays": dense.arrays}
+        new_attrs = {**op.attrs, **packed.attrs(), "packing": mode, "dense_arrays": dense.arrays}
         return make_op("xbar.mvm", [*op.operands, *maps], new_attrs, [name])

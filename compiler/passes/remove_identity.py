@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.core import Module
 
@@ -20,7 +21,7 @@ from rcc.ir.core import Module
 class RemoveIdentity(Pass):
     name = "remove-identity"
 
-    def run(self, module: Module) -> bool:
+    def run(self, module: Module, ctx: PassContext) -> bool:
         changed = False
         output_ids = {id(v) for v in module.outputs}
         for op in list(module.ops):
@@ -34,5 +35,6 @@ class RemoveIdentity(Pass):
                 output_ids.add(id(source))
             module.ops.remove(op)
             module.replace_uses(result, source)
+            ctx.report.removed.append({"op": op.opname, "value": result.name})
             changed = True
         return changed

@@ -1,7 +1,11 @@
-"""Graph-level ops that carry weights: matmul, 2-D convolution and transposed convolution, batch norm.
+"""Graph-level ops that carry weights: matmul, 2-D convolution and transposed convolution, batch norm,
+and what every other module needs to know about a weighted op: its weight as the matrices crossbars
+hold ([G, K, M]) and back, per-output-channel scaling, and its multiply-accumulate count.
 
 Conventions (ONNX's): activations NCHW, conv weights [M, C/group, kh, kw], transposed-conv weights
-[C, M/group, kh, kw], `pads` = [h_begin, w_begin, h_end, w_end].
+[C, M/group, kh, kw], `pads` = [h_begin, w_begin, h_end, w_end]. The matrix view of a conv weight is
+[G, K, M/G]: per group, rows ordered (c, kh, kw) like `vec.im2col` columns, one column per output
+channel; a matmul weight [K, M] is one group.
 """
 
 from __future__ import annotations
@@ -9,8 +13,81 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from rcc.ir.core import Op
 from rcc.ir.optable import Attr, define
 from rcc.ir.types import TensorType
+
+
+def conv_weight_matrix(weight: np.ndarray, group: int) -> np.ndarray:
+    """A conv weight [M, C/g, *kernel] (any number of kernel axes) as matrices [G, C/g·Πkernel, M/g]."""
+    return weight.reshape(group, weight.shape[0] // group, -1).transpose(0, 2, 1)
+
+
+def conv_weight_from_matrix(matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `conv_weight_matrix`: matrices [G, K, M/g] back to a conv weight of `shape`."""
+    return matrix.transpose(0, 2, 1).reshape(shape)
+
+
+def swap_conv_transpose_weight(weight: np.ndarray, group: int) -> np.ndarray:
+    """A transposed-conv weight [C, M/g, *kernel] as the conv weight [M, C/g, *kernel] with inputs and
+    outputs swapped (kernel not flipped); applied to that conv weight it gives the original back."""
+    c, m_per_group, *kernel = weight.shape
+    swapped = weight.reshape(group, c // group, m_per_group, *kernel).swapaxes(1, 2)
+    return swapped.reshape(group * m_per_group, c // group, *kernel)
+
+
+def conv_transpose_weight_matrix(weight: np.ndarray, group: int) -> np.ndarray:
+    """A transposed-conv weight [C, M/g, *kernel] as the matrices that scatter each input pixel,
+    [G, C/g, M/g·Πkernel]: per group, one row per input channel, columns ordered (m, *kernel)."""
+    return weight.reshape(group, weight.shape[0] // group, -1)
+
+
+def flipped_kernel(weight: np.ndarray, group: int) -> np.ndarray:
+    """The conv2d weight [M, C/g, kh, kw] equivalent to transposed-conv weight [C, M/g, kh, kw], flipped."""
+    return np.ascontiguousarray(swap_conv_transpose_weight(weight, group)[:, :, ::-1, ::-1])
+
+
+def weight_matrix(op: Op) -> np.ndarray:
+    """The constant weight of a nn.conv2d or nn.matmul as the matrices crossbars hold, [G, K, M]."""
+    weight = op.operands[1].data
+    if op.opname == "nn.matmul":
+        return weight[None]
+    assert op.opname == "nn.conv2d", op.opname
+    return conv_weight_matrix(weight, op.attrs["group"])
+
+
+def weight_from_matrix(op: Op, matrix: np.ndarray) -> np.ndarray:
+    """Inverse of `weight_matrix`: [G, K, M] back to the op's weight layout and dtype."""
+    original = op.operands[1].data
+    if op.opname == "nn.matmul":
+        return matrix[0].astype(original.dtype)
+    return conv_weight_from_matrix(matrix, original.shape).astype(original.dtype)
+
+
+def scale_output_channels(op: Op, weight: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """`weight` (in the layout of `op`'s weight) with output channel m multiplied by factor[m]."""
+    if op.opname == "nn.matmul":  # [K, M], channel = column
+        return weight * factor.reshape(1, -1)
+    group = op.attrs["group"]
+    if op.opname == "nn.conv_transpose2d":
+        conv = swap_conv_transpose_weight(weight, group)
+        return swap_conv_transpose_weight(conv * factor.reshape(-1, *(1,) * (conv.ndim - 1)), group)
+    return weight * factor.reshape(-1, *(1,) * (weight.ndim - 1))
+
+
+def op_macs(op: Op) -> int:
+    """Multiply-accumulates a dense implementation of `op` performs (0 for ops without weights)."""
+    out = op.results[0].type
+    if op.opname == "nn.conv2d":
+        weight = op.operands[1].type.shape
+        return out.size * weight[1] * weight[2] * weight[3]
+    if op.opname == "nn.conv_transpose2d":
+        x, weight = op.operands[0].type.shape, op.operands[1].type.shape
+        return x[0] * x[2] * x[3] * weight[0] * weight[1] * weight[2] * weight[3]
+    if op.opname == "nn.matmul":
+        lhs = op.operands[0].type.shape
+        return out.size * (lhs[-1] if lhs else 1)
+    return 0
 
 _CONV_ATTRS = {
     "strides": Attr("ints", (1, 1)),
@@ -88,8 +165,7 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, *,
     # [group, N*oh*ow, C/g*kh*kw] @ [group, C/g*kh*kw, M/g]
     cols = windows.reshape(n, group, c_per_group, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
     cols = cols.reshape(group, n * oh * ow, c_per_group * kh * kw)
-    kernels = weight.reshape(group, m // group, c_per_group * kh * kw).transpose(0, 2, 1)
-    out = np.matmul(cols, kernels).reshape(group, n, oh, ow, m // group)
+    out = np.matmul(cols, conv_weight_matrix(weight, group)).reshape(group, n, oh, ow, m // group)
     out = out.transpose(1, 0, 4, 2, 3).reshape(n, m, oh, ow)
     if bias is not None:
         out = out + bias.reshape(1, m, 1, 1)
@@ -138,7 +214,7 @@ def conv_transpose2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None 
     oh = conv_transpose_output_size(h, kh, sh, pads[0], pads[2], dh, output_padding[0])
     ow = conv_transpose_output_size(w, kw, sw, pads[1], pads[3], dw, output_padding[1])
     # cols[n, g, m/g*kh*kw, h*w] = W_g^T x_g
-    kernels = weight.reshape(group, c // group, m_per_group * kh * kw).transpose(0, 2, 1)
+    kernels = conv_transpose_weight_matrix(weight, group).transpose(0, 2, 1)
     cols = np.matmul(kernels[None], x.reshape(n, group, c // group, h * w))
     cols = cols.reshape(n, group * m_per_group, kh, kw, h, w)
     full = np.zeros((n, group * m_per_group, max((h - 1) * sh + dh * (kh - 1) + 1, pads[0] + oh),

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from rcc.backends import onnx_export
 from rcc.backends.onnx_export import EXPORTERS, export_onnx, save_onnx
-from rcc.compiler.frontend import RULES, lower_model, random_inputs
+from rcc.compiler.frontend import RULES, lower_model
+from rcc.ir.inputs import random_inputs
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
 from rcc.compiler.verify import onnxruntime_outputs
 from rcc.ir import Builder, Module, OPS, RccError, TensorType, Value, interpreter

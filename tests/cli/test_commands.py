@@ -60,7 +60,7 @@ def test_an_internal_error_is_exit_3_with_its_traceback(tmp_path, capsys, monkey
     def broken(*args, **kwargs):
         raise ValueError("an invariant broke")
 
-    monkeypatch.setattr(driver, "compile_program", broken)
+    monkeypatch.setattr(driver, "compile_model", broken)
     assert main([str(LENET), "-o", str(tmp_path / "l.rccp")]) == 3
     err = capsys.readouterr().err
     assert "Traceback" in err and "ValueError: an invariant broke" in err and "internal error" in err
@@ -71,7 +71,7 @@ def test_a_user_error_is_exit_2_without_traceback(tmp_path, capsys, monkeypatch)
     def refuse(*args, **kwargs):
         raise RccError("model.onnx: node 'x' is wrong")
 
-    monkeypatch.setattr(driver, "compile_program", refuse)
+    monkeypatch.setattr(driver, "compile_model", refuse)
     assert main([str(LENET), "-o", str(tmp_path / "l.rccp")]) == 2
     assert capsys.readouterr().err == "rcc: error: model.onnx: node 'x' is wrong\n"
 
@@ -124,7 +124,7 @@ def test_progress_shows_on_a_terminal_only_and_not_with_quiet() -> None:
 
 
 def test_build_report_is_a_python_call(tmp_path) -> None:
-    compiled = driver.compile_program(LENET)
+    compiled = driver.compile_model(LENET)
     result = driver.verify_compiled(LENET, compiled)
     report = build_report(compiled, result, {"model": "lenet5.onnx"})
     assert report["model"] == "lenet5.onnx" and report["precision"] == "int" and report["verify"]["passed"]

@@ -30,7 +30,7 @@ def work(tmp_path, monkeypatch) -> Path:
     def no_work(*args, **kwargs):
         raise AssertionError("the command started work before checking its outputs")
 
-    monkeypatch.setattr(driver, "compile_program", no_work)
+    monkeypatch.setattr(driver, "compile_model", no_work)
     return tmp_path
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from rcc.backends.mapping import array_blocks, block_occupancy, cell_codes, tile_occupancy, weight_levels
 from rcc.backends.target import Target
-from rcc.compiler.driver import Compiled, compile_program
+from rcc.compiler.driver import Compiled, compile_model
 from rcc.compiler.plot import plot_sparse_layers
 from rcc.ir.errors import RccError
 from tests.conftest import ROOT
@@ -21,7 +21,7 @@ SMALL_TARGET = Target(xbar_rows=32, xbar_cols=32)
 
 @pytest.fixture(scope="module")
 def pruned() -> Compiled:
-    return compile_program(ROOT / "models" / "lenet5_pruned.onnx", target=SMALL_TARGET, packing="best")
+    return compile_model(ROOT / "models" / "lenet5_pruned.onnx", target=SMALL_TARGET, packing="best")
 
 
 def mvms(compiled: Compiled) -> list:
@@ -40,7 +40,7 @@ def test_a_png_per_sparse_layer(pruned, tmp_path) -> None:
 
 
 def test_a_dense_model_gets_no_plots(tmp_path) -> None:
-    compiled = compile_program(ROOT / "models" / "lenet5.onnx", target=SMALL_TARGET, packing="best")
+    compiled = compile_model(ROOT / "models" / "lenet5.onnx", target=SMALL_TARGET, packing="best")
     assert all(len(instruction.src) == 2 for instruction in mvms(compiled))  # nothing packed
     assert plot_sparse_layers(compiled.program, tmp_path) == []
     assert list(tmp_path.iterdir()) == []
@@ -61,7 +61,7 @@ def counted_occupancy(weights: np.ndarray, attrs: dict, row_map=None, col_map=No
 
 @pytest.mark.parametrize("precision", ["int", "float"])
 def test_utilisation_matches_the_mapping(precision) -> None:
-    compiled = compile_program(ROOT / "models" / "lenet5_pruned.onnx", target=SMALL_TARGET, packing="best",
+    compiled = compile_model(ROOT / "models" / "lenet5_pruned.onnx", target=SMALL_TARGET, packing="best",
                                precision=precision)
     for instruction in mvms(compiled):
         weights = compiled.program.constants[instruction.src[1]]

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rcc.backends.target import Target
 from rcc.compiler import cli
-from rcc.compiler.driver import compile_program, verify_compiled
+from rcc.compiler.driver import compile_model, verify_compiled
 from rcc.compiler.commands.prune import prune_command
 from rcc.compiler.prune_model import crossbar_view, prune_onnx
 from tests.conftest import ROOT
@@ -223,9 +223,9 @@ def test_pruned_lenet_compiles_verifies_and_packs_into_fewer_crossbars(structure
     output = tmp_path / "lenet5_pruned.onnx"
     assert prune_command([str(MODELS["lenet5"]), "--sparsity", "0.9", "--structured", structured,
                           "--xbar", "32x32", "-o", str(output)]) == 0
-    compiled = compile_program(output)
+    compiled = compile_model(output)
     result = verify_compiled(output, compiled)
     assert result.passed and result.extra["integer_reference_match"]
     small = Target(xbar_rows=32, xbar_cols=32)
-    packed, dense = compile_program(output, small, packing="best"), compile_program(output, small, packing="dense")
+    packed, dense = compile_model(output, small, packing="best"), compile_model(output, small, packing="dense")
     assert crossbars(packed) < crossbars(dense)

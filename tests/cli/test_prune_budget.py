@@ -12,7 +12,7 @@ from rcc.backends.onnx_export import save_onnx
 from rcc.backends.target import Target
 from rcc.compiler.calibrate import calibration_samples
 from rcc.compiler.cli import main
-from rcc.compiler.driver import PruneBudget, compile_program
+from rcc.compiler.driver import PruneBudget, compile_model
 from rcc.compiler.verify import onnxruntime_outputs
 from rcc.ir.errors import RccError
 from tests.conftest import ROOT
@@ -26,8 +26,8 @@ def arrays(compiled) -> int:
 
 
 def test_fraction_budget_removes_arrays_and_reports_the_onnxruntime_error(tmp_path) -> None:
-    full = compile_program(PRUNED_LENET, SMALL_ARRAYS)
-    pruned = compile_program(PRUNED_LENET, SMALL_ARRAYS, prune=PruneBudget(fraction=0.25))
+    full = compile_model(PRUNED_LENET, SMALL_ARRAYS)
+    pruned = compile_model(PRUNED_LENET, SMALL_ARRAYS, prune=PruneBudget(fraction=0.25))
     report = pruned.pruning
     assert arrays(pruned) < arrays(full)
     assert sum(layer["removed_blocks"] for layer in report["layers"]) > 0 and report["fraction"] == 0.25
@@ -43,10 +43,10 @@ def test_fraction_budget_removes_arrays_and_reports_the_onnxruntime_error(tmp_pa
 
 def test_error_budget_is_kept(tmp_path) -> None:
     for bound in (0.05, 0.3):
-        pruned = compile_program(PRUNED_LENET, SMALL_ARRAYS, prune=PruneBudget(max_error=bound))
+        pruned = compile_model(PRUNED_LENET, SMALL_ARRAYS, prune=PruneBudget(max_error=bound))
         assert pruned.pruning["rel_l2_error"] <= bound
-    loose = compile_program(PRUNED_LENET, SMALL_ARRAYS, prune=PruneBudget(max_error=0.3))
-    tight = compile_program(PRUNED_LENET, SMALL_ARRAYS, prune=PruneBudget(max_error=0.05))
+    loose = compile_model(PRUNED_LENET, SMALL_ARRAYS, prune=PruneBudget(max_error=0.3))
+    tight = compile_model(PRUNED_LENET, SMALL_ARRAYS, prune=PruneBudget(max_error=0.05))
     assert loose.pruning["fraction"] >= tight.pruning["fraction"] and arrays(loose) <= arrays(tight)
 
 

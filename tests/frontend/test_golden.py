@@ -13,7 +13,8 @@ import numpy as np
 import onnx
 import pytest
 
-from rcc.compiler.frontend import lower_model, random_inputs
+from rcc.compiler.frontend import lower_model
+from rcc.ir.inputs import random_inputs
 from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
 from rcc.compiler.verify import onnxruntime_outputs

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from rcc.compiler.frontend import import_onnx, random_inputs
+from rcc.compiler.frontend import import_onnx
+from rcc.ir.inputs import random_inputs
 from rcc.compiler.pass_manager import run_pipeline
 from rcc.compiler.verify import onnxruntime_outputs
 from rcc.ir import Builder, Module, TensorType, Value, interpreter

@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from rcc.compiler.frontend import import_onnx, lower_model, random_inputs
+from rcc.compiler.frontend import import_onnx, lower_model
+from rcc.ir.inputs import random_inputs
 from rcc.compiler.pass_manager import run_pipeline
 from rcc.compiler.passes.deconv_to_pixelwise import phase_macs
 from rcc.compiler.verify import onnxruntime_outputs

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rcc.compiler.frontend import random_inputs
+from rcc.ir.inputs import random_inputs
 from rcc.compiler.pass_manager import run_pipeline
 from rcc.ir import Module, OPS, TensorType, interpreter
 from tests.passes.deconv_cases import deconv_modules, rewritten_zoo_model

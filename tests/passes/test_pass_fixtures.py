@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rcc.compiler.frontend import random_inputs
+from rcc.ir.inputs import random_inputs
 from rcc.compiler.pass_manager import run_pipeline
 from rcc.compiler.passes import PASSES
 from rcc.ir import interpreter, modules_equal, parse_module, print_module

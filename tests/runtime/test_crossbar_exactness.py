@@ -26,8 +26,8 @@ from onnx import TensorProto, helper, numpy_helper
 from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.program import Program
 from rcc.backends.target import Target, TargetError
-from rcc.compiler.driver import compile_program
-from rcc.compiler.frontend import random_inputs
+from rcc.compiler.driver import compile_model
+from rcc.ir.inputs import random_inputs
 from rcc.ir import interpreter
 from rcc.runtime.counters import Counts
 from rcc.runtime.crossbar import CrossbarGroup
@@ -331,7 +331,7 @@ def test_float_mode_equals_interpreter(case: tuple[onnx.ModelProto, dict[str, np
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "conv.onnx"
         onnx.save(model, path)
-        compiled = compile_program(path, chip, precision="float")
+        compiled = compile_model(path, chip, precision="float")
     expected = interpreter.run(compiled.graph, inputs)
     actual = Machine(compiled.program).run(inputs).outputs
     assert actual.keys() == expected.keys()
@@ -377,7 +377,7 @@ def lenet_targets(draw: st.DrawFn) -> Target:
 def test_machine_counters_equal_static_counts(chip: Target, precision: str) -> None:
     """On lenet5, the counts the machine accumulates while running equal, instruction by instruction and in
     total, the instruction table's counts computed statically from the program."""
-    compiled = compile_program(LENET, chip, precision=precision)
+    compiled = compile_model(LENET, chip, precision=precision)
     result = Machine(compiled.program).run(random_inputs(compiled.graph, 0))
     expected = static_counts(compiled.program)
     assert result.per_instruction == expected
@@ -406,7 +406,7 @@ def test_parallel_mvms_of_a_layer_overlap_in_the_totals(model: str, chip: Target
     """Pixel-wise deconvolution layers hold several mvms (one per output phase, each over several arrays):
     the machine's totals add their array reads, conversions and merges but count only the slowest one's
     cycles, and they equal the static counts put together by that rule."""
-    compiled = compile_program(MODELS / f"{model}.onnx", chip)
+    compiled = compile_model(MODELS / f"{model}.onnx", chip)
     program = compiled.program
     layers = [layer for instruction, layer in zip(program.instructions, instruction_layers(program))
               if instruction.opcode == "mvm"]

@@ -27,8 +27,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rcc.backends.onnx_export import save_onnx
 from rcc.backends.target import Target
-from rcc.compiler.driver import DECONV_PASSES, Compiled, compile_program, verify_compiled
-from rcc.compiler.frontend import import_onnx, random_inputs
+from rcc.compiler.driver import DECONV_PASSES, Compiled, compile_model, verify_compiled
+from rcc.compiler.frontend import import_onnx
+from rcc.ir.inputs import random_inputs
 from rcc.compiler.report import layer_rows
 from rcc.compiler.verify import onnxruntime_outputs, output_metrics
 from rcc.ir.core import Op
@@ -69,7 +70,7 @@ def test_conformance_selection_covers_1d_and_2d() -> None:
 @pytest.mark.parametrize("case", CONFORMANCE, ids=lambda c: c.name)
 def test_conformance_case_runs_on_the_machine(case, deconv: str, tmp_path: Path) -> None:
     path, feeds = saved_case(case, tmp_path)
-    compiled = compile_program(path, precision="float", deconv=deconv)
+    compiled = compile_model(path, precision="float", deconv=deconv)
     outputs = Machine(compiled.program).run(feeds).outputs
     expected = case.data_sets[0][1]
     for info, reference in zip(case.model.graph.output, expected):
@@ -77,7 +78,7 @@ def test_conformance_case_runs_on_the_machine(case, deconv: str, tmp_path: Path)
                                    err_msg=f"{case.name} ({deconv}): output {info.name}")
     # Integer mode, calibrated on the case's own input: its ramps (0..8, 0..19) lie far outside the
     # standard-normal samples the default calibration draws, and would clip.
-    integer = compile_program(path, precision="int", deconv=deconv, calibration=feeds)
+    integer = compile_model(path, precision="int", deconv=deconv, calibration=feeds)
     result = verify_compiled(path, integer, inputs=feeds)
     assert result.passed, result.to_json()
     assert result.extra["integer_reference_match"] is True
@@ -150,7 +151,7 @@ def test_pixelwise_program_computes_the_transposed_convolution(model: onnx.Model
         expected = onnxruntime_outputs(original, inputs)["y"]
     except RccError:
         reject()  # outside what onnxruntime accepts
-    compiled = compile_program(original, precision="float", deconv="pixelwise")
+    compiled = compile_model(original, precision="float", deconv="pixelwise")
     context = helper.printable_node(model.graph.node[0])
     save_onnx(compiled.graph, rewritten)
     np.testing.assert_allclose(onnxruntime_outputs(rewritten, inputs)["y"], expected, rtol=RTOL, atol=ATOL,
@@ -166,7 +167,7 @@ def test_pixelwise_program_computes_the_transposed_convolution(model: onnx.Model
 def deconv_rows(path: Path) -> dict[str, dict[str, Any]]:
     """Per transposed-conv layer (integer mode, default target): its report row under each lowering, its
     phase convs (pixel-wise graph) and its one conv over the zero-inserted input (zero-insertion graph)."""
-    compiled = {deconv: compile_program(path, deconv=deconv) for deconv in LOWERINGS}
+    compiled = {deconv: compile_model(path, deconv=deconv) for deconv in LOWERINGS}
     rows = {deconv: {row["name"]: row for row in layer_rows(c.program, c.target)} for deconv, c in compiled.items()}
     phases: dict[str, list] = {}
     for op in compiled["pixelwise"].graph.ops:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from rcc.compiler.driver import compile_program, verify_compiled
+from rcc.compiler.driver import compile_model, verify_compiled
 from tests.conftest import LIGHT, ZOO, light_params
 from tests.frontend.test_golden import with_classifier_inputs_exposed, with_random_weights
 
@@ -23,7 +23,7 @@ FLOAT_LIGHT = {"light_squeezenet", "light_shufflenet", "light_inception_v1"}
 
 
 def assert_verifies(path, precision: str, snr_bound: float) -> None:
-    compiled = compile_program(path, precision=precision)
+    compiled = compile_model(path, precision=precision)
     result = verify_compiled(path, compiled, seed=2)
     assert result.passed, result.to_json()
     for name, metrics in result.outputs.items():

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 from rcc.backends.packing import Block, check_packing
 from rcc.backends.target import Target
-from rcc.compiler.driver import compile_program
-from rcc.compiler.frontend import random_inputs
+from rcc.compiler.driver import compile_model
+from rcc.ir.inputs import random_inputs
 from rcc.compiler.passes.pack_crossbars import block_maps
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.machine import Machine
@@ -98,7 +98,7 @@ def test_every_packing_mode_runs_the_pruned_zoo_model_identically(precision) -> 
     target = Target(xbar_rows=32, xbar_cols=32)
     runs, arrays = {}, {}
     for mode in ["dense", *MODES]:
-        compiled = compile_program(path, target, precision, packing=mode)
+        compiled = compile_model(path, target, precision, packing=mode)
         inputs = random_inputs(compiled.graph, 4)
         runs[mode] = Machine(compiled.program).run(inputs, trace=True)
         arrays[mode] = sum(op.attrs["arrays"] for op in compiled.xbar.ops if op.opname == "xbar.mvm")

@@ -1,0 +1,108 @@
+"""What a pipeline's passes share: the compile settings (`PassContext`) and what each pass did (`PassReport`).
+
+    ctx = PassContext(target=Target(xbar_rows=64, xbar_cols=64), precision="float")
+    run_pipeline(module, DEFAULT_PIPELINE, ctx)
+    for report in ctx.reports:
+        print(report.name, report.changed, report.figures)
+
+Settings are inputs to passes; results (what a pass removed, its figures, the graph-level module that
+lowering started from) are written into the context, never into a pass's options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rcc.backends.packing import MODES as PACKING_MODES
+from rcc.backends.target import Target
+from rcc.compiler.calibrate import calibration_samples
+from rcc.ir.core import Module
+from rcc.ir.errors import RccError
+
+PRECISIONS = ("int", "float")
+DECONV_PASSES = {"pixelwise": "deconv-to-pixelwise", "zero-insertion": "deconv-zero-insertion"}
+
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class PruneBudget:
+    """`--prune-budget`: a fraction of each layer's array blocks to remove, or the largest output error
+    (relative L2 against the reference on the calibration inputs) that removal may cause."""
+
+    fraction: float | None = None
+    max_error: float | None = None
+
+    @staticmethod
+    def parse(text: str) -> PruneBudget:
+        try:
+            if text.startswith("error="):
+                bound = float(text.removeprefix("error="))
+                if bound > 0:
+                    return PruneBudget(max_error=bound)
+            elif 0 < float(text) < 1:
+                return PruneBudget(fraction=float(text))
+        except ValueError:
+            pass
+        raise RccError(f"--prune-budget {text!r}: give a fraction of crossbars in (0, 1) or error=MAX_REL_L2")
+
+
+@dataclass
+class PassReport:
+    """What one pass did: whether it changed the module, what it removed (one dict per item), its figures."""
+
+    name: str
+    changed: bool = False
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PassContext:
+    """The settings every pass of a pipeline reads, and the reports the passes write.
+
+    `calibration`: the user's calibration inputs (input name → array, optionally with a leading samples
+    axis), or None for seeded random samples. `reference`: the outputs pruning error is measured against
+    for one input sample (the driver gives onnxruntime on the original model; None means the interpreter
+    on the module before pruning)."""
+
+    target: Target = field(default_factory=Target)
+    precision: str = "int"
+    calibration: dict[str, np.ndarray] | None = None
+    packing: str = "best"
+    deconv: str = "pixelwise"
+    prune: PruneBudget | None = None
+    reference: Callable[[dict[str, np.ndarray]], Outputs] | None = None
+    reports: list[PassReport] = field(default_factory=list)
+    graph: Module | None = None  # the graph-level module `lower-to-xbar` started from (a copy)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise RccError(f"--precision {self.precision!r}: choose int or float")
+        if self.deconv not in DECONV_PASSES:
+            raise RccError(f"--deconv {self.deconv!r}: choose {' or '.join(DECONV_PASSES)}")
+        if self.packing not in PACKING_MODES:
+            raise RccError(f"--packing {self.packing!r}: choose one of {', '.join(PACKING_MODES)}")
+
+    def begin(self, name: str) -> PassReport:
+        """Start the report of pass `name` (the pass manager calls this before running the pass)."""
+        self.reports.append(PassReport(name))
+        return self.reports[-1]
+
+    @property
+    def report(self) -> PassReport:
+        """The report of the pass running now."""
+        assert self.reports, "no pass is running"
+        return self.reports[-1]
+
+    def report_of(self, name: str) -> PassReport | None:
+        """The last report of pass `name`, if it ran."""
+        return next((r for r in reversed(self.reports) if r.name == name), None)
+
+    def calibration_samples(self, module: Module) -> list[dict[str, np.ndarray]]:
+        """Input samples for calibrating `module`: the user's, or seeded random ones."""
+        return calibration_samples(module, self.calibration)
