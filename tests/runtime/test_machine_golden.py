@@ -13,7 +13,7 @@ import onnx
 import pytest
 
 from rcc.compiler.driver import compile_model, verify_compiled
-from tests.conftest import LIGHT, ZOO, light_params
+from tests.conftest import ZOO, light_params
 from tests.frontend.test_golden import with_classifier_inputs_exposed, with_random_weights
 
 ZOO_SNR_DB = 30.0
