@@ -14,22 +14,7 @@ from rcc.backends.mapping import array_occupancy, nonzero_cells, occupancy_histo
 from rcc.backends.program import Program
 from rcc.backends.target import Target
 from rcc.runtime.counters import Counts
-from rcc.runtime.instructions import INSTRUCTIONS
-from rcc.runtime.schedule import instruction_layers, layer_counts
-
-
-def operand_shapes(program: Program) -> list[list[list[int]]]:
-    """For each instruction, the shapes of what it reads, derived from the program alone."""
-    shapes = {name: list(array.shape) for name, array in program.constants.items()}
-    result = []
-    for instruction in program.instructions:
-        result.append([shapes[name] for name in instruction.src])
-        shapes.update(zip(instruction.dst, instruction.shapes))
-    return result
-
-
-def static_counts(program: Program, target: Target) -> list[Counts]:
-    return [INSTRUCTIONS[i.opcode].count(target, i, s) for i, s in zip(program.instructions, operand_shapes(program))]
+from rcc.runtime.schedule import instruction_layers, layer_counts, static_counts
 
 
 def layer_rows(program: Program, target: Target, counts: list[Counts] | None = None) -> list[dict[str, Any]]:

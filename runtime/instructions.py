@@ -2,8 +2,8 @@
 
 | opcode     | unit          | reads → writes                     | counts                                        |
 |------------|---------------|------------------------------------|-----------------------------------------------|
-| load       | buffers       | an input → a buffer                |                                               |
-| store      | buffers       | a buffer → an output               |                                               |
+| load       | buffers       | an input → a buffer                | off-chip bytes (`input_bits` per element)     |
+| store      | buffers       | a buffer → an output               | off-chip bytes (`input_bits` per element)     |
 | im2col     | vector unit   | activation → vectors [P, K]        | vec ops over the vectors                      |
 | quantize   | vector unit   | vectors → input_bits integers      | vec ops                                       |
 | mvm        | crossbars     | integer vectors → accumulators     | per vector: for each input bit-slice every    |
@@ -41,14 +41,33 @@ def _vector_counts(target: Target, elements: int) -> Counts:
     return Counts(vec_ops=ops, cycles=ops * target.vector_op_cycles)
 
 
+def activation_bytes(target: Target, elements: int) -> int:
+    """Bytes of `elements` activations moved at the target's input width."""
+    return elements * math.ceil(target.input_bits / 8)
+
+
+def driven_rows(geometry: ArrayGeometry) -> int:
+    """Rows a DAC drives per input bit-slice over all arrays: every row of a row tile on each of its
+    column tiles and sign arrays; a packed block is taken to fill its array's rows."""
+    if geometry.blocks:
+        return geometry.arrays * min(geometry.rows, geometry.k)
+    return geometry.groups * geometry.k * geometry.col_tiles * geometry.signs
+
+
 def mvm_counts(target: Target, geometry: ArrayGeometry, vectors: int) -> Counts:
     per_slice = target.array_read_cycles + \
         math.ceil(geometry.max_columns_per_array / target.adcs_per_array) * target.adc_conversion_cycles
     accumulate_steps = vectors * math.ceil(geometry.merges / target.vector_lanes)
-    return Counts(mvm_ops=vectors * geometry.input_cycles * geometry.arrays,
-                  adc_conversions=vectors * geometry.input_cycles * geometry.used_columns,
+    steps = vectors * geometry.input_cycles
+    conversions = steps * geometry.used_columns
+    return Counts(mvm_ops=steps * geometry.arrays, adc_conversions=conversions,
                   accumulations=vectors * geometry.merges,
-                  cycles=vectors * geometry.input_cycles * per_slice + accumulate_steps * target.accumulate_cycles)
+                  cycles=steps * per_slice + accumulate_steps * target.accumulate_cycles,
+                  dac_drives=steps * driven_rows(geometry), sh_samples=conversions, shift_adds=conversions,
+                  array_steps=steps, column_steps=steps * geometry.max_columns_per_array,
+                  bytes_in=activation_bytes(target, vectors * geometry.groups * geometry.k),
+                  bytes_out=activation_bytes(target, vectors * geometry.groups * geometry.m),
+                  macs=vectors * geometry.groups * geometry.k * geometry.m)
 
 
 @dataclass(frozen=True)
@@ -82,13 +101,18 @@ def _mvm_count(target: Target, instruction: Instruction, operand_shapes: list) -
                       operand_shapes[0][0])
 
 
+def _offchip_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
+    shapes = operand_shapes if instruction.opcode == "store" else instruction.shapes
+    return Counts(offchip_bytes=activation_bytes(target, sum(_shape_size(s) for s in shapes)))
+
+
 def _attr_call(fn: Callable, keys: tuple[str, ...]) -> Callable:
     return lambda machine, instruction, operands: [fn(*operands, **{k: instruction.attrs[k] for k in keys})]
 
 
 INSTRUCTIONS: dict[str, InstructionDef] = {
-    "load": InstructionDef("load", lambda m, i, ops: [m.inputs[i.dst[0]]], lambda t, i, s: Counts()),
-    "store": InstructionDef("store", lambda m, i, ops: [], lambda t, i, s: Counts()),
+    "load": InstructionDef("load", lambda m, i, ops: [m.inputs[i.dst[0]]], _offchip_count),
+    "store": InstructionDef("store", lambda m, i, ops: [], _offchip_count),
     "im2col": InstructionDef("im2col", _attr_call(im2col, ("kernel", "strides", "pads", "dilations")), _vec_count),
     "quantize": InstructionDef("quantize", _attr_call(quantize, ("scale", "bits", "signed")), _vec_count),
     "mvm": InstructionDef("mvm", _exec_mvm, _mvm_count),
