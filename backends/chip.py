@@ -170,7 +170,10 @@ def _check_value(key: str, value: Any, kind: type) -> None:
     allowed = (int,) if kind is int else (int, float)
     if isinstance(value, bool) or not isinstance(value, allowed) or not math.isfinite(value):
         raise ChipError(f"{key} must be a {'whole ' if kind is int else ''}number, got {value!r}")
-    if value < 0 or (value == 0 and key.rsplit(".", 1)[-1] not in _MAY_BE_ZERO):
+    if key.rsplit(".", 1)[-1] in _MAY_BE_ZERO:
+        if value < 0:
+            raise ChipError(f"{key} must not be negative, got {value!r}")
+    elif value <= 0:
         raise ChipError(f"{key} must be positive, got {value!r}")
 
 
@@ -254,7 +257,11 @@ def _component(name: str, table: dict[str, Any]) -> Component:
     for field in table:
         if field not in _COMPONENT_KEYS:
             raise ChipError(f"unknown key '{key}.{field}' (known: {', '.join(_COMPONENT_KEYS)})")
-    for field in _COMPONENT_REQUIRED:
+    event = table.get("event")
+    events = [event] if isinstance(event, str) else [e for e in event if isinstance(e, str)] \
+        if isinstance(event, list) else []
+    stated = ["events_per_cycle"] if any(e in STATED_RATE for e in events) else []
+    for field in [*_COMPONENT_REQUIRED, *stated, *(["bytes_per_ns"] if "offchip_byte" in events else [])]:
         if field not in table:
             raise ChipError(f"missing key '{key}.{field}'")
     for field, value in table.items():

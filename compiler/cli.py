@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rcc.backends.chip import PRESETS, load_chip
 from rcc.backends.onnx_export import save_onnx
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.program import load_program, save_program
@@ -21,12 +22,13 @@ from rcc.backends.target import add_target_arguments, target_from_args
 from rcc.compiler import driver, prune_model
 from rcc.compiler.frontend.loader import parse_input_shapes
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, run_pipeline
-from rcc.compiler.report import layer_rows, totals
+from rcc.compiler.report import attach_cost, layer_rows, totals
 from rcc.compiler.summary import format_table
 from rcc.compiler.verify import load_inputs
 from rcc.ir.errors import RccError
 from rcc.ir.parser import load_module
 from rcc.ir.printer import write_atomically, npz_bytes, print_module, save_module
+from rcc.runtime.cost import estimate_cost
 from rcc.runtime.machine import Machine
 
 EMIT_SUFFIX = {"program": ".rccp", "ir": ".ir", "xbar": ".xbar.ir", "onnx": ".rcc.onnx"}
@@ -68,6 +70,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deconv", choices=list(driver.DECONV_PASSES), default="pixelwise",
                         help="how transposed convolutions are lowered (default: pixelwise, zero-free)")
     add_target_arguments(parser)
+    parser.add_argument("--cost-model", default="isaac", metavar="|".join(PRESETS) + "|FILE.toml",
+                        help="component costs for energy, latency and area (default: isaac)")
     parser.add_argument("--verify", action="store_true", help="run against onnxruntime and compare")
     parser.add_argument("--executor", choices=list(EXECUTOR_CHOICES), default="machine",
                         help="what runs the compiled model for --verify (default: machine)")
@@ -121,10 +125,19 @@ def format_program_layers(rows: list[dict[str, Any]], total: dict[str, Any]) -> 
     def utilization(value) -> str:
         return "" if value is None else f"{100 * value:.1f}%"
 
-    table = [[r["name"], r["op"], r["crossbars"], utilization(r["utilization"]), r["macs"], r["cycles"]] for r in rows]
+    table = [[r["name"], r["op"], r["crossbars"], utilization(r["utilization"]), r["macs"], r["cycles"],
+              *_cost_cells(r)] for r in rows]
     table.append(["total", f"{len(rows)} layers", total["crossbars"], utilization(total["utilization"]),
-                  total["macs"], total["cycles"]])
-    return format_table(["layer", "op", "crossbars", "utilization", "macs", "cycles"], table)
+                  total["macs"], total["cycles"], *_cost_cells(total)])
+    cost_headers = ["energy_nj", "latency_us"] if "cost" in total else []
+    return format_table(["layer", "op", "crossbars", "utilization", "macs", "cycles", *cost_headers], table)
+
+
+def _cost_cells(row: dict[str, Any]) -> list[float]:
+    """Energy (nJ) and latency (µs) of a row with a `cost` object, to four significant digits."""
+    if "cost" not in row:
+        return []
+    return [float(f"{row['cost']['energy_pj'] / 1e3:.4g}"), float(f"{row['cost']['latency_ns'] / 1e3:.4g}")]
 
 
 def print_verify(result) -> None:
@@ -151,6 +164,7 @@ def _check_output_dir(path: Path, flag: str) -> None:
 def compile_command(argv: list[str]) -> int:
     args = _compile_parser().parse_args(argv)
     target = target_from_args(args)
+    chip = load_chip(args.cost_model)
     shapes = parse_input_shapes(args.input_shape)
     inputs = load_inputs(args.inputs, "--inputs") if args.inputs else None
     calibration = load_inputs(args.calibrate, "--calibrate") if args.calibrate else None
@@ -165,6 +179,8 @@ def compile_command(argv: list[str]) -> int:
     report: dict[str, Any] = {"model": str(args.model), "target": target.to_dict(), "precision": args.precision,
                               "deconv": args.deconv, "packing": args.packing,
                               "totals": totals(rows), "layers": rows}
+    cost = estimate_cost(compiled.program, chip).to_json()
+    attach_cost(report["totals"], rows, cost)
     if compiled.pruning is not None:
         report["pruning"] = compiled.pruning
     result = None
@@ -173,9 +189,10 @@ def compile_command(argv: list[str]) -> int:
         report["verify"] = result.to_json()
     written = _write_output(compiled, args.emit, output)
     if args.plot:
-        from rcc.compiler.plot import plot_sparse_layers  # matplotlib loads only when pictures are asked for
+        from rcc.compiler.plot import plot_energy_breakdown, plot_sparse_layers  # matplotlib loads only when pictures are asked for
 
         written += plot_sparse_layers(compiled.program, Path(args.plot))
+        written.append(plot_energy_breakdown(cost, Path(args.plot)))
     if args.report:
         write_report(args.report, report)
     if not args.quiet:
