@@ -32,6 +32,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from rcc.backends.target import read_toml
 from rcc.ir.errors import RccError
 
 PRESETS = ("isaac", "puma")
@@ -203,16 +204,7 @@ def load_chip(spec: str | PathLike[str]) -> Chip:
     if not text.endswith(".toml"):
         raise ChipError(f"--cost-model {text!r}: choose a preset ({', '.join(PRESETS)}) or a FILE.toml")
     path = Path(text)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChipError(f"--cost-model {path}: no such file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ChipError(f"--cost-model {path}: invalid TOML: {' '.join(str(err).split())}") from None
-    except UnicodeDecodeError:
-        raise ChipError(f"--cost-model {path}: invalid TOML: not UTF-8 text") from None
-    except OSError as err:
-        raise ChipError(f"--cost-model {path}: cannot read: {err.strerror or err}") from None
+    data = read_toml(path, ChipError, "--cost-model")
     return chip_from_dict(data, str(path))
 
 

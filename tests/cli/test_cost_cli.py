@@ -8,7 +8,7 @@ import json
 import pytest
 
 from rcc.compiler.cli import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ZOO
 
 LENET = ROOT / "models" / "lenet5.onnx"
 COST_KEYS = {"energy_pj", "energy_breakdown_pj", "latency_ns", "throughput_inf_s", "area_mm2", "power_mw",
@@ -56,3 +56,12 @@ def test_bad_cost_model_is_one_line_exit_2(kind, tmp_path, capsys) -> None:
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("rcc: error: ") and expected in lines[0], err
     assert set(tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("model", ZOO, ids=lambda path: path.stem)
+def test_every_zoo_model_gets_a_cost(model, tmp_path, capsys) -> None:
+    report_path = tmp_path / "r.json"
+    assert main([str(model), "--cost-model", "isaac", "-q", "-o", str(tmp_path / "m.rccp"),
+                 "--report", str(report_path)]) == 0, capsys.readouterr().err
+    cost = json.loads(report_path.read_text())["totals"]["cost"]
+    assert cost["energy_pj"] > 0 and cost["latency_ns"] > 0 and cost["tops_per_w"] < cost["peak_tops_per_w"]
