@@ -92,6 +92,14 @@ def test_small_layer_against_hand_computed_sums(tmp_path, isaac: Chip) -> None:
     assert breakdown["sample_hold"] == pytest.approx(slices * columns * 0.01 * 100 / 1024)
     assert breakdown["shift_add"] == pytest.approx(slices * columns * 0.2 * 100 / 1024)
     assert breakdown["offchip"] == pytest.approx((200 + 20) * 10.4e3 / 6.4)  # 1 byte per 8-bit activation
+    # 200 input bytes from the eDRAM to the arrays and 20 result bytes back, over the bus; the input crosses
+    # one router (the layer sits on tile 0, where the inputs arrive); results pass the tile's output register.
+    moved, clock = 200 + 20, 1.2
+    assert breakdown["buffer"] == pytest.approx(moved * 20.7 / (32 * clock))
+    assert breakdown["network"] == pytest.approx(moved * 7.0 / (48 * clock) + 200 * 1 * 42.0 / (32 * clock))
+    assert breakdown["registers"] == pytest.approx(reads * 1.24 * 100 / 8 + slices * columns * 0.23 * 100 / 1024
+                                                   + 20 * 1.68 / (32 * clock))
+    assert breakdown["static"] == 0  # ISAAC gives total power only
     # The busiest array holds all 20 outputs × 4 slices = 80 columns: 80 / 1.28 GS/s = 62.5 ns < the 100 ns
     # read, so the 8 reads set the crossbar time; the bus and link move 440 + 220 bytes in less.
     crossbar = max(slices * 100.0, slices * 80 / 1.28, 440 / (48 * 1.2) + 220 / 6.4)
