@@ -65,6 +65,33 @@ def plot_sparse_layers(program: Program, directory: Path, min_sparsity: float = 
     return written
 
 
+def plot_energy_breakdown(cost: dict, directory: Path) -> Path:
+    """Write `directory/energy.png`: each layer's energy per inference as a bar stacked by component,
+    from a cost's `to_json()` (`rcc --plot DIR` with a cost model); return the path."""
+    directory = Path(directory)
+    directory.mkdir(exist_ok=True)
+    layers = {name: figures["energy_breakdown_pj"] for name, figures in cost["layers"].items()
+              if figures["energy_pj"] > 0}
+    components = [c for c in cost["totals"]["energy_breakdown_pj"] if any(b[c] > 0 for b in layers.values())]
+    figure = Figure(figsize=(11, 1.5 + 0.3 * max(len(layers), 4)), dpi=100, layout="constrained")
+    ax = figure.subplots()
+    left = np.zeros(len(layers))
+    for index, component in enumerate(components):
+        widths = np.array([b[component] for b in layers.values()]) / 1e3
+        ax.barh(list(layers), widths, left=left, label=component, color=colormaps["tab20"](index))
+        left += widths
+    totals = cost["totals"]
+    ax.invert_yaxis()
+    ax.set_xlabel("energy per inference (nJ)")
+    ax.set_title(f"Energy per layer by component on {totals['chip']}: {totals['energy_pj'] / 1e6:.4g} µJ, "
+                 f"{totals['latency_ns'] / 1e3:.4g} µs per inference", fontsize=11)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    path = directory / "energy.png"
+    _save_atomically(figure, path)
+    return path
+
+
 def layer_figure(layer: str, weights: np.ndarray, attrs: dict, row_map: np.ndarray | None = None,
                  col_map: np.ndarray | None = None) -> Figure:
     """The before/after packing figure of one `mvm` (weights [G, K, M], maps as in its program)."""
@@ -249,30 +276,3 @@ def _save_atomically(figure: Figure, path: Path) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def plot_energy_breakdown(cost: dict, directory: Path) -> Path:
-    """Write `directory/energy.png`: each layer's energy per inference as a bar stacked by component,
-    from a cost's `to_json()` (`rcc --plot DIR` with a cost model); return the path."""
-    directory = Path(directory)
-    directory.mkdir(exist_ok=True)
-    layers = {name: figures["energy_breakdown_pj"] for name, figures in cost["layers"].items()
-              if figures["energy_pj"] > 0}
-    components = [c for c in cost["totals"]["energy_breakdown_pj"] if any(b[c] > 0 for b in layers.values())]
-    figure = Figure(figsize=(11, 1.5 + 0.3 * max(len(layers), 4)), dpi=100, layout="constrained")
-    ax = figure.subplots()
-    left = np.zeros(len(layers))
-    for index, component in enumerate(components):
-        widths = np.array([b[component] for b in layers.values()]) / 1e3
-        ax.barh(list(layers), widths, left=left, label=component, color=colormaps["tab20"](index))
-        left += widths
-    totals = cost["totals"]
-    ax.invert_yaxis()
-    ax.set_xlabel("energy per inference (nJ)")
-    ax.set_title(f"Energy per layer by component on {totals['chip']}: {totals['energy_pj'] / 1e6:.4g} µJ, "
-                 f"{totals['latency_ns'] / 1e3:.4g} µs per inference", fontsize=11)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    path = directory / "energy.png"
-    _save_atomically(figure, path)
-    return path

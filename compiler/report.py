@@ -61,6 +61,13 @@ def _mvm_figures(program: Program, instruction) -> dict[str, Any]:
             "zero_macs": a.get("zero_macs", 0)}
 
 
+def attach_cost(total: dict[str, Any], rows: list[dict[str, Any]], cost: dict[str, Any]) -> None:
+    """Put a cost's `to_json()` figures into the report: `cost` in the totals and in every layer row."""
+    total["cost"] = cost["totals"]
+    for row in rows:
+        row["cost"] = cost["layers"][row["name"]]
+
+
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ["crossbars", "crossbars_dense", "macs", "zero_macs", *Counts().to_json()]
     total = {key: sum(row[key] for row in rows) for key in keys}
@@ -68,10 +75,3 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     cells_used = sum(row["utilization"] * row["crossbars"] for row in mapped)
     total["utilization"] = cells_used / total["crossbars"] if total["crossbars"] else None
     return total
-
-
-def attach_cost(total: dict[str, Any], rows: list[dict[str, Any]], cost: dict[str, Any]) -> None:
-    """Put a cost's `to_json()` figures into the report: `cost` in the totals and in every layer row."""
-    total["cost"] = cost["totals"]
-    for row in rows:
-        row["cost"] = cost["layers"][row["name"]]
