@@ -30,6 +30,14 @@ def test_report_and_summary_carry_the_cost(tmp_path, capsys) -> None:
     assert sum(layer["cost"]["energy_pj"] for layer in report["layers"]) == pytest.approx(totals["energy_pj"])
 
 
+def test_plot_draws_the_energy_breakdown(tmp_path, capsys) -> None:
+    plots = tmp_path / "plots"
+    assert main([str(LENET), "-q", "-o", str(tmp_path / "l.rccp"), "--plot", str(plots)]) == 0, \
+        capsys.readouterr().err
+    data = (plots / "energy.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
 def _preset_with(tmp_path, old: str, new: str):
     text = (ROOT / "backends" / "presets" / "isaac.toml").read_text()
     assert old in text
