@@ -200,6 +200,14 @@ class CrossbarMapping:
             return max(self.block_outputs * self.signs - self.covered_outputs, 0)
         return (self.row_tiles * self.signs - 1) * self.groups * self.outputs
 
+    @property
+    def driven_rows(self) -> int:
+        """Rows the DACs drive per input bit-slice over all arrays: every weight row on each column tile and
+        sign array; a packed block is taken to fill its array's rows (its row count is not recorded)."""
+        if self.is_packed:
+            return self.arrays * min(self.xbar_rows, self.rows)
+        return self.groups * self.rows * self.col_tiles * self.signs
+
 
 def weight_levels(weights: np.ndarray, weight_bits: int, cell_bits: int, slices: int,
                   encoding: str) -> list[np.ndarray]:

@@ -206,17 +206,7 @@ class Target:
     @classmethod
     def from_toml(cls, path: str | PathLike[str]) -> Target:
         """Read a target file: keys are field names plus `xbar = "RxC"`, at top level or in [target]."""
-        try:
-            with open(path, "rb") as file:
-                data = tomllib.load(file)
-        except FileNotFoundError:
-            raise TargetError(f"{path}: no such file") from None
-        except tomllib.TOMLDecodeError as err:
-            raise TargetError(f"{path}: invalid TOML: {_one_line(err)}") from None
-        except UnicodeDecodeError:
-            raise TargetError(f"{path}: invalid TOML: not UTF-8 text") from None
-        except OSError as err:
-            raise TargetError(f"{path}: cannot read: {err.strerror or _one_line(err)}") from None
+        data = read_toml(path, TargetError)
         options, prefix = data, ""
         if "target" in data:
             if not isinstance(data["target"], dict):
@@ -260,6 +250,22 @@ class Target:
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
+
+
+def read_toml(path: str | PathLike[str], error: type[RccError], label: str = "") -> dict[str, Any]:
+    """A TOML file's tables; `error` with one line naming `label` and the file when it cannot be read."""
+    name = f"{label} {path}" if label else str(path)
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise error(f"{name}: no such file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise error(f"{name}: invalid TOML: {_one_line(err)}") from None
+    except UnicodeDecodeError:
+        raise error(f"{name}: invalid TOML: not UTF-8 text") from None
+    except OSError as err:
+        raise error(f"{name}: cannot read: {err.strerror or _one_line(err)}") from None
 
 
 def _fields_from_options(options: dict[str, Any], prefix: str, path: str | PathLike[str]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure  # the object API renders with Agg and never touches pyplot's state
+from matplotlib import colormaps
 from matplotlib.colors import PowerNorm
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
@@ -58,6 +59,33 @@ def plot_sparse_layers(program: Program, directory: Path, min_sparsity: float = 
         _save(figure, path)
         written.append(path)
     return written
+
+
+def plot_energy_breakdown(report: dict, directory: Path) -> Path:
+    """Write `directory/energy.png`: each layer's energy per inference as a bar stacked by component,
+    from a report with costs (`build_report(..., chip)`, `rcc --plot DIR`); return the path."""
+    directory = Path(directory)
+    directory.mkdir(exist_ok=True)
+    layers = {row["name"]: row["cost"]["energy_breakdown_pj"] for row in report["layers"]
+              if row["cost"]["energy_pj"] > 0}
+    totals = report["totals"]["cost"]
+    components = [c for c in totals["energy_breakdown_pj"] if any(b[c] > 0 for b in layers.values())]
+    figure = Figure(figsize=(11, 1.5 + 0.3 * max(len(layers), 4)), dpi=100, layout="constrained")
+    ax = figure.subplots()
+    left = np.zeros(len(layers))
+    for index, component in enumerate(components):
+        widths = np.array([b[component] for b in layers.values()]) / 1e3
+        ax.barh(list(layers), widths, left=left, label=component, color=colormaps["tab20"](index))
+        left += widths
+    ax.invert_yaxis()
+    ax.set_xlabel("energy per inference (nJ)")
+    ax.set_title(f"Energy per layer by component on {totals['chip']}: {totals['energy_pj'] / 1e6:.4g} µJ, "
+                 f"{totals['latency_ns'] / 1e3:.4g} µs per inference", fontsize=11)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    path = directory / "energy.png"
+    _save(figure, path)
+    return path
 
 
 def layer_figure(layer: str, weights: np.ndarray, attrs: dict, row_map: np.ndarray | None = None,

@@ -10,28 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from rcc.backends.chip import Chip
 from rcc.backends.mapping import CrossbarMapping, array_occupancy, nonzero_cells, occupancy_histogram
 from rcc.backends.program import Program
 from rcc.backends.target import Target
 from rcc.compiler.driver import Compiled
 from rcc.compiler.verify import VerifyResult
+from rcc.runtime.cost import estimate_cost
 from rcc.runtime.counters import Counts
-from rcc.runtime.instructions import INSTRUCTIONS
-from rcc.runtime.schedule import instruction_layers, layer_counts
-
-
-def operand_shapes(program: Program) -> list[list[list[int]]]:
-    """For each instruction, the shapes of what it reads, derived from the program alone."""
-    shapes = {name: list(array.shape) for name, array in program.constants.items()}
-    result = []
-    for instruction in program.instructions:
-        result.append([shapes[name] for name in instruction.src])
-        shapes.update(zip(instruction.dst, instruction.shapes))
-    return result
-
-
-def static_counts(program: Program, target: Target) -> list[Counts]:
-    return [INSTRUCTIONS[i.opcode].count(target, i, s) for i, s in zip(program.instructions, operand_shapes(program))]
+from rcc.runtime.schedule import instruction_layers, layer_counts, static_counts
 
 
 def layer_rows(program: Program, target: Target, counts: list[Counts] | None = None) -> list[dict[str, Any]]:
@@ -77,6 +64,13 @@ def _mvm_figures(program: Program, instruction) -> dict[str, Any]:
             "macs": vectors * mapping.weights, "zero_macs": a.get("zero_macs", 0)}
 
 
+def attach_cost(total: dict[str, Any], rows: list[dict[str, Any]], cost: dict[str, Any]) -> None:
+    """Put a cost's `to_json()` figures into the report: `cost` in the totals and in every layer row."""
+    total["cost"] = cost["totals"]
+    for row in rows:
+        row["cost"] = cost["layers"][row["name"]]
+
+
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ["crossbars", "crossbars_dense", "macs", "zero_macs", *Counts().to_json()]
     total = {key: sum(row[key] for row in rows) for key in keys}
@@ -86,14 +80,17 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
-def build_report(compiled: Compiled, verify: VerifyResult | None = None,
-                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(compiled: Compiled, verify: VerifyResult | None = None, settings: dict[str, Any] | None = None,
+                 chip: Chip | None = None) -> dict[str, Any]:
     """The machine-readable report of a compilation: `settings` (how it was made: model path, options,
-    as given), the target, precision, totals and per-layer figures, what pruning removed, and with
-    `verify` the metrics per output. Plain JSON values except non-finite floats (see rcc.ir.files)."""
+    as given), the target, precision, totals and per-layer figures, with `chip` the cost of one inference
+    (`cost` in the totals and every layer), what pruning removed, and with `verify` the metrics per output.
+    Plain JSON values except non-finite floats (see rcc.ir.files)."""
     rows = layer_rows(compiled.program, compiled.target)
     report: dict[str, Any] = {**(settings or {}), "target": compiled.target.to_dict(),
                               "precision": compiled.precision, "totals": totals(rows), "layers": rows}
+    if chip is not None:
+        attach_cost(report["totals"], rows, estimate_cost(compiled.program, chip).to_json())
     if compiled.pruning is not None:
         report["pruning"] = compiled.pruning
     if verify is not None:

@@ -1,4 +1,10 @@
-"""What the machine counts: array activations, ADC conversions, vector ops, digital adds, cycles."""
+"""What the machine counts: array activations, converter and register events, vector ops, digital adds,
+bytes moved, cycles. Every instruction's counts come from its one count function, which serves both
+the static estimate and the running machine.
+
+Within a layer the `mvm`s run in parallel on disjoint arrays, so the fields in `PARALLEL` (how long the
+crossbars are busy) take the slowest mvm's value; every other field adds up (runtime/schedule.py).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,15 @@ class Counts:
     vec_ops: int = 0          # vector-unit operations (one op over `vector_lanes` elements)
     accumulations: int = 0    # digital adds merging row tiles and sign arrays
     cycles: int = 0
+    dac_drives: int = 0       # rows driven by a DAC for one array activation
+    sh_samples: int = 0       # columns sampled and held for their ADC
+    shift_adds: int = 0       # converted columns shifted and added into the output register
+    array_steps: int = 0      # array reads in sequence: vectors × input bit-slices (arrays in parallel)
+    column_steps: int = 0     # conversions of the busiest array, in sequence (its ADCs share them)
+    bytes_in: int = 0         # activation bytes read from the tile buffer into the arrays' input registers
+    bytes_out: int = 0        # result bytes written from the arrays back to the tile buffer
+    offchip_bytes: int = 0    # model inputs and outputs over the off-chip link
+    macs: int = 0             # multiply-accumulates of the layer's weight matrix (zeros included)
 
     def __iadd__(self, other: Counts) -> Counts:
         for key, value in asdict(other).items():
@@ -20,3 +35,6 @@ class Counts:
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
+
+
+PARALLEL = ("cycles", "array_steps", "column_steps")

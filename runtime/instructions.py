@@ -2,8 +2,8 @@
 
 | opcode     | unit          | reads → writes                     | counts                                        |
 |------------|---------------|------------------------------------|-----------------------------------------------|
-| load       | buffers       | an input → a buffer                |                                               |
-| store      | buffers       | a buffer → an output               |                                               |
+| load       | buffers       | an input → a buffer                | off-chip bytes (`input_bits` per element)     |
+| store      | buffers       | a buffer → an output               | off-chip bytes (`input_bits` per element)     |
 | im2col     | vector unit   | activation → vectors [P, K]        | vec ops over the vectors                      |
 | quantize   | vector unit   | vectors → input_bits integers      | vec ops                                       |
 | mvm        | crossbars     | integer vectors → accumulators     | per vector: for each input bit-slice every    |
@@ -41,14 +41,25 @@ def _vector_counts(target: Target, elements: int) -> Counts:
     return Counts(vec_ops=ops, cycles=ops * target.vector_op_cycles)
 
 
+def activation_bytes(target: Target, elements: int) -> int:
+    """Bytes of `elements` activations moved at the target's input width."""
+    return elements * math.ceil(target.input_bits / 8)
+
+
 def mvm_counts(target: Target, mapping: CrossbarMapping, vectors: int) -> Counts:
     per_slice = target.array_read_cycles + \
         math.ceil(mapping.max_columns_per_array / target.adcs_per_array) * target.adc_conversion_cycles
     accumulate_steps = vectors * math.ceil(mapping.merges / target.vector_lanes)
-    return Counts(mvm_ops=vectors * mapping.input_cycles * mapping.arrays,
-                  adc_conversions=vectors * mapping.input_cycles * mapping.used_columns,
+    steps = vectors * mapping.input_cycles
+    conversions = steps * mapping.used_columns
+    return Counts(mvm_ops=steps * mapping.arrays, adc_conversions=conversions,
                   accumulations=vectors * mapping.merges,
-                  cycles=vectors * mapping.input_cycles * per_slice + accumulate_steps * target.accumulate_cycles)
+                  cycles=steps * per_slice + accumulate_steps * target.accumulate_cycles,
+                  dac_drives=steps * mapping.driven_rows, sh_samples=conversions, shift_adds=conversions,
+                  array_steps=steps, column_steps=steps * mapping.max_columns_per_array,
+                  bytes_in=activation_bytes(target, vectors * mapping.groups * mapping.rows),
+                  bytes_out=activation_bytes(target, vectors * mapping.groups * mapping.outputs),
+                  macs=vectors * mapping.weights)
 
 
 @dataclass(frozen=True)
@@ -81,13 +92,18 @@ def _mvm_count(target: Target, instruction: Instruction, operand_shapes: list) -
                       operand_shapes[0][0])
 
 
+def _offchip_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
+    shapes = operand_shapes if instruction.opcode == "store" else instruction.shapes
+    return Counts(offchip_bytes=activation_bytes(target, sum(_shape_size(s) for s in shapes)))
+
+
 def _attr_call(fn: Callable, keys: tuple[str, ...]) -> Callable:
     return lambda machine, instruction, operands: [fn(*operands, **{k: instruction.attrs[k] for k in keys})]
 
 
 INSTRUCTIONS: dict[str, InstructionDef] = {
-    "load": InstructionDef("load", lambda m, i, ops: [m.inputs[i.dst[0]]], lambda t, i, s: Counts()),
-    "store": InstructionDef("store", lambda m, i, ops: [], lambda t, i, s: Counts()),
+    "load": InstructionDef("load", lambda m, i, ops: [m.inputs[i.dst[0]]], _offchip_count),
+    "store": InstructionDef("store", lambda m, i, ops: [], _offchip_count),
     "im2col": InstructionDef("im2col", _attr_call(im2col, ("kernel", "strides", "pads", "dilations")), _vec_count),
     "quantize": InstructionDef("quantize", _attr_call(quantize, ("scale", "bits", "signed")), _vec_count),
     "mvm": InstructionDef("mvm", _exec_mvm, _mvm_count),

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rcc.backends.chip import PRESETS, load_chip
 from rcc.backends.onnx_export import save_onnx
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.program import save_program
@@ -54,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--deconv", choices=list(driver.DECONV_PASSES), default="pixelwise",
                         help="how transposed convolutions are lowered (default: pixelwise, zero-free)")
     add_target_arguments(parser)
+    parser.add_argument("--cost-model", default="isaac", metavar="|".join(PRESETS) + "|FILE.toml",
+                        help="component costs for energy, latency and area (default: isaac)")
     parser.add_argument("--verify", action="store_true", help="run against onnxruntime and compare")
     parser.add_argument("--executor", choices=list(EXECUTOR_CHOICES), default="machine",
                         help="what runs the compiled model for --verify (default: machine)")
@@ -68,10 +71,19 @@ def format_program_layers(rows: list[dict[str, Any]], total: dict[str, Any]) -> 
     def utilization(value) -> str:
         return "" if value is None else f"{100 * value:.1f}%"
 
-    table = [[r["name"], r["op"], r["crossbars"], utilization(r["utilization"]), r["macs"], r["cycles"]] for r in rows]
+    table = [[r["name"], r["op"], r["crossbars"], utilization(r["utilization"]), r["macs"], r["cycles"],
+              *_cost_cells(r)] for r in rows]
     table.append(["total", f"{len(rows)} layers", total["crossbars"], utilization(total["utilization"]),
-                  total["macs"], total["cycles"]])
-    return format_table(["layer", "op", "crossbars", "utilization", "macs", "cycles"], table)
+                  total["macs"], total["cycles"], *_cost_cells(total)])
+    cost_headers = ["energy_nj", "latency_us"] if "cost" in total else []
+    return format_table(["layer", "op", "crossbars", "utilization", "macs", "cycles", *cost_headers], table)
+
+
+def _cost_cells(row: dict[str, Any]) -> list[float]:
+    """Energy (nJ) and latency (µs) of a row with a `cost` object, to four significant digits."""
+    if "cost" not in row:
+        return []
+    return [float(f"{row['cost']['energy_pj'] / 1e3:.4g}"), float(f"{row['cost']['latency_ns'] / 1e3:.4g}")]
 
 
 def _format_metric(value: Any, digits: str) -> str:
@@ -125,6 +137,7 @@ def compile_command(argv: list[str]) -> int:
 
 def _compile(args: argparse.Namespace) -> int:
     target = target_from_args(args)
+    chip = load_chip(args.cost_model)
     shapes = parse_input_shapes(args.input_shape)
     inputs = load_inputs(args.inputs, "--inputs") if args.inputs else None
     calibration = load_inputs(args.calibrate, "--calibrate") if args.calibrate else None
@@ -139,13 +152,14 @@ def _compile(args: argparse.Namespace) -> int:
         with stage("verify"):
             result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed)
     report = build_report(compiled, result, {"model": str(args.model), "deconv": args.deconv,
-                                             "packing": args.packing})
+                                             "packing": args.packing, "cost_model": args.cost_model}, chip)
     with stage("write"):
         written = _write_output(compiled, args.emit, output)
         if plot_folder is not None:
-            from rcc.compiler.plot import plot_sparse_layers  # matplotlib loads only when pictures are asked for
+            from rcc.compiler.plot import plot_energy_breakdown, plot_sparse_layers  # matplotlib only when asked
 
             written += plot_sparse_layers(compiled.program, plot_folder)
+            written.append(plot_energy_breakdown(report, plot_folder))
         if report_path is not None:
             write_report(report_path, report)
     if not args.quiet:
