@@ -62,12 +62,17 @@ class Program:
                 "constants": sorted(self.constants), "instructions": [i.to_json() for i in self.instructions]}
 
 
+# Members carry a fixed timestamp, so compiling the same model twice gives the same bytes.
+_MEMBER_TIME = (1980, 1, 1, 0, 0, 0)
+
+
 def program_bytes(program: Program) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("program.json", json.dumps(program.header(), indent=1))
+        archive.writestr(zipfile.ZipInfo("program.json", _MEMBER_TIME), json.dumps(program.header(), indent=1))
         for index, name in enumerate(sorted(program.constants)):
-            with archive.open(f"constants/{index}.npy", "w", force_zip64=True) as member:
+            member_info = zipfile.ZipInfo(f"constants/{index}.npy", _MEMBER_TIME)
+            with archive.open(member_info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(program.constants[name]), allow_pickle=False)
     return buffer.getvalue()
 

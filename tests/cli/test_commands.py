@@ -15,6 +15,7 @@ import rcc
 from rcc.compiler import driver
 from rcc.compiler.cli import COMMANDS, main
 from rcc.compiler.commands.progress import showing_progress
+from rcc.backends.chip import load_chip
 from rcc.compiler.report import build_report
 from rcc.ir.errors import RccError
 from rcc.ir.progress import stage, tracked
@@ -132,5 +133,6 @@ def test_build_report_is_a_python_call(tmp_path) -> None:
     assert "verify" not in build_report(compiled)
     main([str(LENET), "-q", "--report", str(tmp_path / "r.json"), "-o", str(tmp_path / "l.rccp")])
     written = json.loads((tmp_path / "r.json").read_text())
-    assert written["totals"] == build_report(compiled)["totals"]
+    assert written["totals"] == build_report(compiled, chip=load_chip("isaac"))["totals"]  # the CLI's default
+    assert written["totals"]["cost"]["energy_pj"] > 0
     assert np.isclose(written["totals"]["utilization"], report["totals"]["utilization"])

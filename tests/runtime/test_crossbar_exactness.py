@@ -29,7 +29,7 @@ from rcc.backends.target import Target, TargetError
 from rcc.compiler.driver import compile_model
 from rcc.ir.inputs import random_inputs
 from rcc.ir import interpreter
-from rcc.runtime.counters import Counts
+from rcc.runtime.counters import PARALLEL, Counts
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.instructions import INSTRUCTIONS
 from rcc.runtime.machine import Machine, target_of
@@ -387,15 +387,19 @@ def test_machine_counters_equal_static_counts(chip: Target, precision: str) -> N
 
 def scheduled_totals(program: Program, counts: list[Counts]) -> Counts:
     """The program's totals under the schedule's rule (runtime/schedule.py), stated as a correction of the
-    plain sum: the mvms of one layer run in parallel, so all but the slowest one's cycles overlap it."""
+    plain sum: the mvms of one layer run in parallel, so of each time-like count (`PARALLEL`: cycles,
+    array and column steps) all but the slowest mvm's overlap it."""
     total = Counts()
     for count in counts:
         total += count
-    mvm_cycles: dict[str, list[int]] = {}
+    per_layer: dict[str, list[Counts]] = {}
     for instruction, layer, count in zip(program.instructions, instruction_layers(program), counts):
         if instruction.opcode == "mvm":
-            mvm_cycles.setdefault(layer, []).append(count.cycles)
-    total.cycles -= sum(sum(cycles) - max(cycles) for cycles in mvm_cycles.values())
+            per_layer.setdefault(layer, []).append(count)
+    for key in PARALLEL:
+        overlapped = sum(sum(getattr(c, key) for c in mvms) - max(getattr(c, key) for c in mvms)
+                         for mvms in per_layer.values())
+        setattr(total, key, getattr(total, key) - overlapped)
     return total
 
 
