@@ -14,20 +14,11 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 import rcc
-from rcc.compiler.commands import compile as compile_module
-from rcc.compiler.commands import opt, prune, run
-from rcc.compiler.commands.common import UsageError
-from rcc.ir.errors import RccError
+from rcc.compiler.commands import COMMANDS
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "compile": compile_module.compile_command, "run": run.run_command, "opt": opt.opt_command,
-    "prune": prune.prune_command,
-}
-SUMMARIES = {"compile": compile_module.SUMMARY, "run": run.SUMMARY, "opt": opt.SUMMARY, "prune": prune.SUMMARY}
 EXIT_INTERNAL_ERROR = 3
 VERSIONED_DEPENDENCIES = ("onnx", "onnxruntime", "numpy")
 
@@ -37,7 +28,7 @@ def help_text() -> str:
     lines = ["usage: rcc [COMMAND] ARGS... [options]", "",
              "rcc compiles ONNX models for ReRAM crossbar accelerators and runs them on a bit-accurate machine model.",
              "", "commands:"]
-    lines += [f"  {name.ljust(width)}  {SUMMARIES[name]}" for name in COMMANDS]
+    lines += [f"  {name.ljust(width)}  {command.summary}" for name, command in COMMANDS.items()]
     lines += ["", "`rcc MODEL.onnx ...` is `rcc compile MODEL.onnx ...`; `rcc COMMAND --help` lists a command's "
                   "options.",
               "", "options:", "  -h, --help  show this help", "  --version   show the versions of rcc, onnx, "
@@ -57,21 +48,27 @@ def version_text() -> str:
 
 
 def dispatch(argv: list[str]) -> int:
+    from rcc.compiler.commands.common import UsageError
+
     if not argv:
         raise UsageError("give a model (rcc MODEL.onnx) or a command; `rcc --help` lists them")
-    if argv[0] in ("-h", "--help"):
-        print(help_text())
-        return 0
-    if argv[0] == "--version":
-        print(version_text())
-        return 0
     if argv[0] in COMMANDS:
-        return COMMANDS[argv[0]](argv[1:])
-    return COMMANDS["compile"](argv)
+        return COMMANDS[argv[0]].function()(argv[1:])
+    return COMMANDS["compile"].function()(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        print(help_text())
+        return 0
+    if argv[:1] == ["--version"]:
+        print(version_text())
+        return 0
+    # Everything past here imports the IR (numpy, lark) and a command's module; --help and --version above
+    # stay fast by not doing so.
+    from rcc.ir.errors import RccError
+
     try:
         return dispatch(argv)
     except RccError as err:

@@ -26,7 +26,6 @@ from rcc.ir.progress import stage
 
 EMIT_SUFFIX = {"program": ".rccp", "ir": ".ir", "xbar": ".xbar.ir", "onnx": ".rcc.onnx"}
 EXECUTOR_CHOICES = ("machine", "interpreter")
-SUMMARY = "compile an ONNX model into a program for a ReRAM crossbar accelerator (the default command)"
 
 
 def parser() -> argparse.ArgumentParser:

@@ -12,7 +12,6 @@ from rcc.ir.files import check_output_path
 from rcc.ir.parser import load_module
 from rcc.ir.printer import print_module, save_module, weights_path
 
-SUMMARY = "run passes on IR text (with its .npz weights) and print or write the result"
 
 
 def parser() -> argparse.ArgumentParser:

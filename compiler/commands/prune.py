@@ -16,7 +16,6 @@ from rcc.ir.files import check_output_path, write_output
 from rcc.ir.progress import stage
 
 MAX_PROTO_BYTES = 2**31 - 1  # protobuf cannot serialise a message this large
-SUMMARY = "magnitude-prune an ONNX model's weights (unstructured or crossbar-grained) into a new model"
 
 
 def parser() -> argparse.ArgumentParser:

@@ -11,7 +11,6 @@ from rcc.compiler.verify import load_inputs
 from rcc.ir.files import check_output_path, npz_bytes, write_output
 from rcc.runtime.machine import Machine
 
-SUMMARY = "execute a compiled program (.rccp) on the machine model"
 
 
 def parser() -> argparse.ArgumentParser:

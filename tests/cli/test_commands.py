@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import subprocess
+import sys
 from importlib.metadata import version
 
 import numpy as np
@@ -136,3 +138,14 @@ def test_build_report_is_a_python_call(tmp_path) -> None:
     assert written["totals"] == build_report(compiled, chip=load_chip("isaac"))["totals"]  # the CLI's default
     assert written["totals"]["cost"]["energy_pj"] > 0
     assert np.isclose(written["totals"]["utilization"], report["totals"]["utilization"])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+def test_help_and_version_load_no_heavy_module(argv) -> None:
+    """Start-up: `rcc --help` and `--version` import neither numpy nor onnx (a command's module and the IR
+    are imported only when a command runs)."""
+    probe = ("import sys; from rcc.compiler.cli import main; code = main(%r); "
+             "print(code, sorted(m for m in ('numpy', 'onnx', 'onnxruntime', 'scipy', 'lark') if m in sys.modules))"
+             % argv)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr
