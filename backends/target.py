@@ -28,9 +28,11 @@ import re
 import tomllib
 from dataclasses import dataclass
 from os import PathLike
+from pathlib import Path
 from typing import Any, Final
 
 from rcc.ir.errors import RccError
+from rcc.ir.limits import read_bounded, regular_file_problem
 
 
 class TargetError(RccError):
@@ -207,9 +209,11 @@ class Target:
     @classmethod
     def from_toml(cls, path: str | PathLike[str]) -> Target:
         """Read a target file: keys are field names plus `xbar = "RxC"`, at top level or in [target]."""
+        problem = regular_file_problem(Path(path))
+        if problem:
+            raise TargetError(f"{path}: {problem}")
         try:
-            with open(path, "rb") as file:
-                data = tomllib.load(file)
+            data = tomllib.loads(read_bounded(path, "--target").decode())
         except FileNotFoundError:
             raise TargetError(f"{path}: no such file") from None
         except tomllib.TOMLDecodeError as err:
@@ -230,7 +234,8 @@ class Target:
         try:
             return cls(**_fields_from_options(options, prefix, path))
         except TargetError as err:
-            raise TargetError(f"{path}: {err}") from None
+            message = str(err)
+            raise TargetError(message if message.startswith(f"{path}: ") else f"{path}: {message}") from None
 
     def with_overrides(self, **changes: int | str | Auto | None) -> Target:
         """A validated copy with `changes` applied; None leaves a field as it is, AUTO sets an optional

@@ -72,7 +72,10 @@ def _compile_parser() -> argparse.ArgumentParser:
     parser.add_argument("--executor", choices=list(EXECUTOR_CHOICES), default="machine",
                         help="what runs the compiled model for --verify (default: machine)")
     parser.add_argument("--inputs", help="inputs for --verify as an .npz keyed by input name")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs for --verify")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs for --verify")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="accept NaN/Inf in weights, inputs and calibration data and propagate them as "
+                             "onnxruntime does (default: refuse them, naming the tensor)")
     parser.add_argument("--report", help="write the machine-readable report (JSON) here")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and the verdict")
     return parser
@@ -93,7 +96,20 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inputs", required=True, help="inputs as an .npz keyed by input name")
     parser.add_argument("-o", "--output", required=True, help="write the outputs here (.npz)")
     parser.add_argument("--report", help="write the machine's counts here (JSON)")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="accept NaN/Inf inputs and propagate them as onnxruntime does")
     return parser
+
+
+def _seed(text: str) -> int:
+    """A --seed value: an integer numpy's generators accept (0 ≤ seed < 2^63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 2^63 - 1")
+    return value
 
 
 def _json_number(value: Any) -> Any:
@@ -152,15 +168,15 @@ def compile_command(argv: list[str]) -> int:
     args = _compile_parser().parse_args(argv)
     target = target_from_args(args)
     shapes = parse_input_shapes(args.input_shape)
-    inputs = load_inputs(args.inputs, "--inputs") if args.inputs else None
-    calibration = load_inputs(args.calibrate, "--calibrate") if args.calibrate else None
+    inputs = load_inputs(args.inputs, "--inputs", args.allow_nonfinite) if args.inputs else None
+    calibration = load_inputs(args.calibrate, "--calibrate", args.allow_nonfinite) if args.calibrate else None
     output = Path(args.output) if args.output else Path(args.model).with_suffix(EMIT_SUFFIX[args.emit])
     _check_output_dir(output, "-o")
     if args.report:
         _check_output_dir(Path(args.report), "--report")
     prune = driver.PruneBudget.parse(args.prune_budget) if args.prune_budget else None
     compiled = driver.compile_program(args.model, target, args.precision, shapes, args.pipeline, calibration,
-                                      args.print_after_all, args.deconv, args.packing, prune)
+                                      args.print_after_all, args.deconv, args.packing, prune, args.allow_nonfinite)
     rows = layer_rows(compiled.program, target)
     report: dict[str, Any] = {"model": str(args.model), "target": target.to_dict(), "precision": args.precision,
                               "deconv": args.deconv, "packing": args.packing,
@@ -169,7 +185,7 @@ def compile_command(argv: list[str]) -> int:
         report["pruning"] = compiled.pruning
     result = None
     if args.verify:
-        result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed)
+        result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed, args.allow_nonfinite)
         report["verify"] = result.to_json()
     written = _write_output(compiled, args.emit, output)
     if args.plot:
@@ -208,7 +224,8 @@ def run_command(argv: list[str]) -> int:
     args = _run_parser().parse_args(argv)
     _check_output_dir(Path(args.output), "-o")
     program = load_program(args.program)
-    result = Machine(program).run(load_inputs(args.inputs, "--inputs"))
+    result = Machine(program).run(load_inputs(args.inputs, "--inputs", args.allow_nonfinite),
+                                  allow_nonfinite=args.allow_nonfinite)
     write_atomically(Path(args.output), npz_bytes(result.outputs))
     if args.report:
         write_report(args.report, {"program": args.program, "totals": result.totals.to_json()})

@@ -43,9 +43,10 @@ EXECUTORS: dict[str, Executor] = {"interpreter": interpreter.run}  # executors o
 
 
 def compile_model(path: str | os.PathLike, input_shapes: ShapeOverrides | None = None,
-                  pipeline: str | Sequence[str] = GRAPH_PIPELINE, print_after_all: bool = False) -> Module:
+                  pipeline: str | Sequence[str] = GRAPH_PIPELINE, print_after_all: bool = False,
+                  allow_nonfinite: bool = False) -> Module:
     """Import the ONNX model at `path` and run the pipeline on it."""
-    module = import_onnx(path, input_shapes)
+    module = import_onnx(path, input_shapes, allow_nonfinite)
     return run_pipeline(module, pipeline, print_after_all=print_after_all)
 
 
@@ -137,14 +138,15 @@ DECONV_PASSES = {"pixelwise": "deconv-to-pixelwise", "zero-insertion": "deconv-z
 def compile_program(path: str | os.PathLike, target: Target | None = None, precision: str = "int",
                     input_shapes: ShapeOverrides | None = None, pipeline: str | Sequence[str] = GRAPH_PIPELINE,
                     calibration: dict | None = None, print_after_all: bool = False,
-                    deconv: str = "pixelwise", packing: str = "best", prune: PruneBudget | None = None) -> Compiled:
+                    deconv: str = "pixelwise", packing: str = "best", prune: PruneBudget | None = None,
+                    allow_nonfinite: bool = False) -> Compiled:
     """ONNX model → graph IR (pipeline, then the deconvolution lowering) → crossbar IR → program."""
     if precision not in ("int", "float"):
         raise RccError(f"--precision {precision!r}: choose int or float")
     if deconv not in DECONV_PASSES:
         raise RccError(f"--deconv {deconv!r}: choose {' or '.join(DECONV_PASSES)}")
     target = target or Target()
-    graph = compile_model(path, input_shapes, pipeline, print_after_all)
+    graph = compile_model(path, input_shapes, pipeline, print_after_all, allow_nonfinite)
     run_pipeline(graph, [DECONV_PASSES[deconv]], print_after_all=print_after_all)
     pruning = None
     if prune is not None:
@@ -173,13 +175,14 @@ def integer_reference_match(compiled: Compiled, trace: dict[str, tuple[np.ndarra
 
 
 def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str = "machine",
-                    inputs: dict[str, np.ndarray] | None = None, seed: int = 0) -> VerifyResult:
+                    inputs: dict[str, np.ndarray] | None = None, seed: int = 0,
+                    allow_nonfinite: bool = False) -> VerifyResult:
     """Run the compiled model (`machine`: the program on the machine model; `interpreter`: the graph IR)
     and the original model in onnxruntime on the same inputs, and compare."""
     if executor != "machine":
         return verify_model(path, compiled.graph, executor, inputs, seed)
     inputs = random_inputs(compiled.graph, seed) if inputs is None else inputs
-    run = Machine(compiled.program).run(inputs, trace=compiled.precision == "int")
+    run = Machine(compiled.program).run(inputs, trace=compiled.precision == "int", allow_nonfinite=allow_nonfinite)
     if compiled.precision == "float":
         tolerance = FLOAT_MACHINE_TOLERANCE
     else:

@@ -111,6 +111,8 @@ def _mvm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
         raise ValueError(f"encoding must be differential or offset, got {attrs['encoding']!r}")
     groups, k, m = w.shape
     rows, cols, slices = attrs["xbar_rows"], attrs["xbar_cols"], attrs["weight_slices"]
+    if rows < 1 or cols < 1 or groups < 1:
+        raise ValueError(f"xbar_rows, xbar_cols and groups must be positive, got {rows}, {cols}, {groups}")
     if slices < 1 or cols < slices or attrs["row_tiles"] != -(-k // rows) \
             or attrs["col_tiles"] != -(-m // (cols // slices)):
         raise ValueError("row_tiles/col_tiles do not match the weight shape, array size and slices")
