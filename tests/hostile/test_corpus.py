@@ -1,0 +1,87 @@
+"""The hostile-input corpus (`cases.py`): every case exits with its exact code, prints one line on
+stderr and leaves no file behind, within bounded time (SIGALRM in-process, a timeout in a subprocess)
+and memory (RLIMIT_AS for the cases whose danger is memory)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.hostile import builders
+from tests.hostile.cases import CASES, Base
+from tests.hostile.harness import check_refusal, files_under, run_in_process, run_subprocess
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory) -> Base:
+    folder = tmp_path_factory.mktemp("hostile_base")
+    program, _ = builders.compiled_mlp(folder)
+    return Base(folder, folder / "mlp.onnx", program, builders.mlp_inputs(folder / "in.npz"))
+
+
+@pytest.mark.parametrize("name", sorted(CASES), ids=lambda name: f"{CASES[name][0]}:{name}")
+def test_hostile_case(name, base, tmp_path, monkeypatch) -> None:
+    _, build = CASES[name]
+    case = build(tmp_path, base)
+    before, base_before = files_under(tmp_path), files_under(base.folder)
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value)
+    outcome = run_subprocess(case.argv, case.env) if case.subprocess else run_in_process(case.argv)
+    created = {p.name for p in files_under(tmp_path) - before}
+    if case.code == 0:
+        assert outcome.code == 0, outcome.err[-600:]
+        assert created >= set(case.expect_files)
+    else:
+        check_refusal(outcome, case.code, case.fragment)
+        assert not created, f"left behind: {sorted(created)}"
+    assert files_under(base.folder) == base_before
+
+
+def test_nonfinite_inputs_propagate_like_onnxruntime_when_allowed(base, tmp_path) -> None:
+    """With --allow-nonfinite the machine gives NaN exactly where onnxruntime's output is not finite."""
+    from rcc.compiler.verify import onnxruntime_outputs
+
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)[:1]
+    x[0, 2] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x)
+    outcome = run_in_process(["run", base.program, "--inputs", tmp_path / "nan.npz", "-o", tmp_path / "o.npz",
+                              "--allow-nonfinite"])
+    assert outcome.code == 0, outcome.err
+    actual = np.load(tmp_path / "o.npz")["y"]
+    expected = onnxruntime_outputs(base.model, {"x": x})["y"]
+    assert np.array_equal(np.isnan(actual), ~np.isfinite(expected)) and np.isnan(actual).any()
+
+
+def test_constant_output_keeps_its_name(tmp_path) -> None:
+    from onnx import helper, numpy_helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="act"),
+             helper.make_node("Constant", [], ["k"], name="const",
+                              value=numpy_helper.from_array(np.array([1.5, -2.0], np.float32)))]
+    model = builders.save_model(tmp_path / "k.onnx", nodes, [builders.tensor("x", [1, 4])],
+                                [builders.tensor("y", [1, 4]), builders.tensor("k", [2])])
+    program = tmp_path / "k.rccp"
+    outcome = run_in_process([model, "--verify", "-o", program, "-q"])
+    assert outcome.code == 0, outcome.out + outcome.err
+    builders.mlp_inputs(tmp_path / "in.npz")
+    outcome = run_in_process(["run", program, "--inputs", tmp_path / "in.npz", "-o", tmp_path / "o.npz"])
+    assert outcome.code == 0, outcome.err
+    assert np.array_equal(np.load(tmp_path / "o.npz")["k"], [1.5, -2.0])
+
+
+def test_initializer_that_shadows_an_input_stays_an_input(tmp_path) -> None:
+    """onnxruntime treats such an initializer as the input's default, overridable by a feed."""
+    from onnx import helper, numpy_helper
+
+    nodes = [helper.make_node("Add", ["x", "b"], ["y"], name="add")]
+    model = builders.save_model(tmp_path / "s.onnx", nodes, [builders.tensor("x", [1, 3]),
+                                                             builders.tensor("b", [1, 3])],
+                                [builders.tensor("y", [1, 3])], [numpy_helper.from_array(np.ones((1, 3), np.float32),
+                                                                                         "b")])
+    program = tmp_path / "s.rccp"
+    outcome = run_in_process([model, "--verify", "-o", program, "-q"])
+    assert outcome.code == 0, outcome.out + outcome.err
+    np.savez(tmp_path / "in.npz", x=np.zeros((1, 3), np.float32), b=np.full((1, 3), 5, np.float32))
+    outcome = run_in_process(["run", program, "--inputs", tmp_path / "in.npz", "-o", tmp_path / "o.npz"])
+    assert outcome.code == 0, outcome.err
+    assert np.array_equal(np.load(tmp_path / "o.npz")["y"], np.full((1, 3), 5, np.float32))
