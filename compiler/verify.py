@@ -36,8 +36,6 @@ def onnxruntime_outputs(model_path: str | os.PathLike, inputs: dict[str, np.ndar
         session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
-        # inputs whose initializer is a default: feed what the compiled model was given
-        feeds.update({i.name: inputs[i.name] for i in session.get_overridable_initializers() if i.name in inputs})
         return dict(zip(names, session.run(names, feeds)))
     except Exception as err:  # onnxruntime's errors have no common base class
         raise RccError(f"{model_path}: onnxruntime cannot run the model: {str(err).splitlines()[0][:200]}") from None

@@ -69,8 +69,6 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
     (unless `allow_nonfinite`) or a node's result would exceed the tensor budget (`rcc.ir.limits`)."""
     ctx = LowerContext(Module(_module_name(model, source)), default_opset(model), source)
     ctx.constants.update(initializer_arrays(model.graph, source))
-    for info in graph_inputs(model):  # an input's initializer is only its default (onnxruntime's reading)
-        ctx.constants.pop(info.name, None)
     if not allow_nonfinite:
         for name, array in ctx.constants.items():
             check_finite(f"{source}: initializer {name!r}", array)

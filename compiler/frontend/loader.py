@@ -84,18 +84,9 @@ def parse_input_shapes(specs: list[str] | None) -> ShapeOverrides:
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    """The graph inputs that are real inputs. From IR version 4 on, an initializer that shares its name
-    with a graph input is that input's overridable default (onnxruntime feeds it when given), so it stays
-    an input; before, exporters listed every initializer as an input, and those are weights."""
-    return [i for i in model.graph.input if i.name not in shadowed_initializers(model)]
-
-
-def shadowed_initializers(model: onnx.ModelProto) -> set[str]:
-    """Initializers that are weights although a graph input has their name (IR version < 4 only)."""
+    """The graph inputs that are real inputs (not initializers listed as inputs, as old exporters do)."""
     initialized = {init.name for init in model.graph.initializer}
-    if model.ir_version >= 4:
-        return set()
-    return initialized & {i.name for i in model.graph.input}
+    return [i for i in model.graph.input if i.name not in initialized]
 
 
 def input_shape(info: onnx.ValueInfoProto, overrides: ShapeOverrides, source: str) -> tuple[int, ...]:

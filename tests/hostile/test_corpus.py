@@ -68,20 +68,3 @@ def test_constant_output_keeps_its_name(tmp_path) -> None:
     assert outcome.code == 0, outcome.err
     assert np.array_equal(np.load(tmp_path / "o.npz")["k"], [1.5, -2.0])
 
-
-def test_initializer_that_shadows_an_input_stays_an_input(tmp_path) -> None:
-    """onnxruntime treats such an initializer as the input's default, overridable by a feed."""
-    from onnx import helper, numpy_helper
-
-    nodes = [helper.make_node("Add", ["x", "b"], ["y"], name="add")]
-    model = builders.save_model(tmp_path / "s.onnx", nodes, [builders.tensor("x", [1, 3]),
-                                                             builders.tensor("b", [1, 3])],
-                                [builders.tensor("y", [1, 3])], [numpy_helper.from_array(np.ones((1, 3), np.float32),
-                                                                                         "b")])
-    program = tmp_path / "s.rccp"
-    outcome = run_in_process([model, "--verify", "-o", program, "-q"])
-    assert outcome.code == 0, outcome.out + outcome.err
-    np.savez(tmp_path / "in.npz", x=np.zeros((1, 3), np.float32), b=np.full((1, 3), 5, np.float32))
-    outcome = run_in_process(["run", program, "--inputs", tmp_path / "in.npz", "-o", tmp_path / "o.npz"])
-    assert outcome.code == 0, outcome.err
-    assert np.array_equal(np.load(tmp_path / "o.npz")["y"], np.full((1, 3), 5, np.float32))
