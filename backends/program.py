@@ -4,7 +4,8 @@ A program is a list of instructions over named buffers, the constants they read 
 scales, biases), the target it was compiled for, and its inputs and outputs. On disk it is a zip
 archive: `program.json` (format, version, target, precision, inputs, outputs, instructions) and one
 `.npy` member per constant. Zip CRCs catch corruption; truncation breaks the archive; both, a wrong
-format name or a newer version are a ProgramError naming the file.
+format name or a newer version are a ProgramError naming the file. Loading reads every member within
+the limits of `rcc.ir.limits` and checks the program against `program_schema` before returning it.
 """
 
 from __future__ import annotations

@@ -68,3 +68,10 @@ def test_constant_output_keeps_its_name(tmp_path) -> None:
     assert outcome.code == 0, outcome.err
     assert np.array_equal(np.load(tmp_path / "o.npz")["k"], [1.5, -2.0])
 
+
+
+def test_toml_errors_name_the_file_once(tmp_path) -> None:
+    path = tmp_path / "chip.toml"
+    path.write_text("[target]\nxbar = 128\nxbar_rows = 64\n")
+    outcome = run_in_process([builders.mlp_model(tmp_path / "m.onnx"), "--target", path, "-o", tmp_path / "m.rccp"])
+    assert outcome.code == 2 and outcome.err.count(str(path)) == 1, outcome.err
