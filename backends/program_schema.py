@@ -176,6 +176,9 @@ def _inferred_types(program, instruction, label: str, operand_types: list[Tensor
         _check_mvm(program, instruction, label, operand_types)
         attrs.pop("weights_shape", None)
     opdef = OPS[opname]
+    missing = sorted(set(opdef.attrs) - set(attrs)) if instruction.opcode != "vec" else []
+    if missing:  # the machine reads a dedicated instruction's attributes as written: no defaults
+        raise ProgramError(f"{label}: missing attribute {missing[0]!r}")
     if not opdef.operand_count_ok(len(operand_types)) or len(instruction.dst) != opdef.results:
         raise ProgramError(f"{label}: {opname} takes {', '.join(opdef.operands)} and gives {opdef.results} result(s)")
     try:

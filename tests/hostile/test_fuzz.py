@@ -9,6 +9,7 @@ Any other exception is a bug the contract forbids (exit 3).
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 import zipfile
@@ -30,7 +31,7 @@ from rcc.ir.printer import print_module
 from rcc.runtime.machine import Machine
 from tests.hostile import builders
 
-EXAMPLES = 150
+EXAMPLES = int(os.environ.get("RCC_FUZZ_EXAMPLES", "150"))
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                          suppress_health_check=list(HealthCheck))
 
@@ -64,12 +65,26 @@ def _mutate(header: dict, choice: int, key_choice: int, value) -> None:
     target[keys[key_choice % len(keys)]] = value
 
 
+constant_edits = st.one_of(st.none(), st.tuples(st.integers(0, 10), st.sampled_from(["<f4", "<f8", "|i1", "<i2", "<i8",
+                                                                                    "|b1", "<f2", "<u4"]),
+                                                st.lists(st.integers(0, 5), max_size=4), st.integers(-300, 300)))
+
+
+def _replacement_constant(edit) -> bytes:
+    _, dtype, shape, fill = edit
+    return builders.npy_bytes(np.full(shape, fill).astype(dtype))
+
+
 @FUZZ_SETTINGS
-@given(choice=st.integers(0, 10**6), key_choice=st.integers(0, 10**6), value=json_values)
-def test_mutated_programs_load_and_run_or_are_refused(program_files, choice, key_choice, value) -> None:
+@given(choice=st.integers(0, 10**6), key_choice=st.integers(0, 10**6), value=json_values, constant=constant_edits)
+def test_mutated_programs_load_and_run_or_are_refused(program_files, choice, key_choice, value, constant) -> None:
     folder, members, inputs = program_files
     header = json.loads(members["program.json"])
-    _mutate(header, choice, key_choice, value)
+    members = dict(members)
+    if constant is None:
+        _mutate(header, choice, key_choice, value)
+    else:
+        members[f"constants/{constant[0] % len(header['constants'])}.npy"] = _replacement_constant(constant)
     path = folder / "mutated.rccp"
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in members.items():
