@@ -38,8 +38,9 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
 
 
 def _one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0][:200] if lines else err.__class__.__name__
+    """The whole message on one line (onnx's checker names the node on its last line)."""
+    text = " ".join(str(err).replace("==>", "").split())
+    return text[:300] if text else err.__class__.__name__
 
 
 def _check_opsets(model: onnx.ModelProto, path: Path) -> None:

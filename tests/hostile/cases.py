@@ -187,12 +187,12 @@ def declared_input_needs_37_gib(folder: Path, base: Base) -> Case:
 
 @case("symbolic shapes")
 def node_result_needs_2_gib(folder: Path, base: Base) -> Case:
-    shape = numpy_helper.from_array(np.array([1, 1, 1, 64], np.int64), "reps")
-    nodes = [helper.make_node("Tile", ["x", "reps"], ["t"], name="tile_up"),
+    pads = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 0, 64512], np.int64), "pads")
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["t"], name="pad_wide"),
              helper.make_node("Relu", ["t"], ["y"], name="act")]
-    path = b.save_model(folder / "tile.onnx", nodes, [b.tensor("x", [1, 1, 8192, 1024])],
-                        [b.tensor("y", [1, 1, 8192, 65536])], [shape])
-    return Case([path, "-o", folder / "m.rccp"], fragment="node 'tile_up'", subprocess=True)
+    path = b.save_model(folder / "pad.onnx", nodes, [b.tensor("x", [1, 1, 8192, 1024])],
+                        [b.tensor("y", [1, 1, 8192, 65536])], [pads])
+    return Case([path, "-o", folder / "m.rccp"], fragment="node 'pad_wide'", subprocess=True)
 
 
 @case("symbolic shapes")
@@ -421,7 +421,7 @@ def int32_weights(folder: Path, base: Base) -> Case:
 
 @case("ONNX semantics")
 def invalid_node_is_named(folder: Path, base: Base) -> Case:
-    nodes = [helper.make_node("Relu", ["x", "x"], ["y"], name="the_bad_relu")]
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="the_bad_relu", foo=3)]
     path = b.save_model(folder / "bad.onnx", nodes, [b.tensor("x", [1, 4])], [b.tensor("y", [1, 4])])
     return Case([path, "-o", folder / "m.rccp"], fragment="the_bad_relu")
 
