@@ -408,28 +408,21 @@ def external_data_outside_the_folder(folder: Path, base: Base) -> Case:
 
 
 @case("ONNX semantics")
-def float16_weights(folder: Path, base: Base) -> Case:
-    path = b.mlp_model(folder / "f16.onnx", weight_dtype=np.float16)
-    return Case([path, "-o", folder / "m.rccp"], fragment="node 'fc'")
-
-
-@case("ONNX semantics")
-def int32_weights(folder: Path, base: Base) -> Case:
-    path = b.mlp_model(folder / "i32.onnx", weight_dtype=np.int32)
-    return Case([path, "-o", folder / "m.rccp"], fragment="node 'fc'")
-
-
-@case("ONNX semantics")
 def invalid_node_is_named(folder: Path, base: Base) -> Case:
     nodes = [helper.make_node("Relu", ["x"], ["y"], name="the_bad_relu", foo=3)]
     path = b.save_model(folder / "bad.onnx", nodes, [b.tensor("x", [1, 4])], [b.tensor("y", [1, 4])])
     return Case([path, "-o", folder / "m.rccp"], fragment="the_bad_relu")
 
 
-@case("ONNX semantics")
-def float64_weights(folder: Path, base: Base) -> Case:
-    path = b.mlp_model(folder / "f64.onnx", weight_dtype=np.float64)
-    return Case([path, "-o", folder / "m.rccp"], fragment="node 'fc'")
+def _weights_of_dtype(dtype: type) -> Callable[[Path, Base], Case]:
+    def build(folder: Path, base: Base) -> Case:
+        path = b.mlp_model(folder / "weights.onnx", weight_dtype=dtype)
+        return Case([path, "-o", folder / "m.rccp"], fragment="node 'fc'")
+    return build
+
+
+for _dtype in (np.float16, np.float64, np.int32):
+    CASES[f"{np.dtype(_dtype).name}_weights"] = ("ONNX semantics", _weights_of_dtype(_dtype))
 
 
 @case("unclear errors")

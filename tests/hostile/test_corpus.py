@@ -75,3 +75,12 @@ def test_toml_errors_name_the_file_once(tmp_path) -> None:
     path.write_text("[target]\nxbar = 128\nxbar_rows = 64\n")
     outcome = run_in_process([builders.mlp_model(tmp_path / "m.onnx"), "--target", path, "-o", tmp_path / "m.rccp"])
     assert outcome.code == 2 and outcome.err.count(str(path)) == 1, outcome.err
+
+
+def test_allowed_nonfinite_calibration_samples_calibrate_on_their_finite_values(base, tmp_path) -> None:
+    samples = np.full((4, 1, 4), np.nan, np.float32)
+    samples[0, 0] = [0.5, -1.0, 2.0, 0.1]
+    np.savez(tmp_path / "cal.npz", x=samples)
+    outcome = run_in_process([base.model, "--calibrate", tmp_path / "cal.npz", "--allow-nonfinite", "--verify",
+                              "-o", tmp_path / "m.rccp", "-q"])
+    assert outcome.code == 0, outcome.out + outcome.err
