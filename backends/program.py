@@ -4,7 +4,8 @@ A program is a list of instructions over named buffers, the constants they read 
 scales, biases), the target it was compiled for, and its inputs and outputs. On disk it is a zip
 archive: `program.json` (format, version, target, precision, inputs, outputs, instructions) and one
 `.npy` member per constant. Zip CRCs catch corruption; truncation breaks the archive; both, a wrong
-format name or a newer version are a ProgramError naming the file.
+format name or a newer version are a ProgramError naming the file. Loading reads every member within
+the limits of `rcc.ir.limits` and checks the program against `program_schema` before returning it.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from rcc.ir.errors import RccError
 from rcc.ir.files import from_json_value as _from_json, to_json_value, write_output
+from rcc.backends.program_schema import PROGRAM_FORMAT, PROGRAM_VERSION, ProgramError, check_header, \
+    check_program_semantics
+from rcc.ir.limits import regular_file_problem, read_member
 
-PROGRAM_FORMAT = "rcc-program"
-PROGRAM_VERSION = 1
-
-
-class ProgramError(RccError):
-    """A program file that cannot be loaded; the message names the file."""
+__all__ = ["PROGRAM_FORMAT", "PROGRAM_VERSION", "Instruction", "Program", "ProgramError", "load_program",
+           "program_bytes", "save_program"]
 
 
 @dataclass
@@ -83,27 +82,35 @@ def save_program(program: Program, path: str | os.PathLike) -> None:
 
 
 def load_program(path: str | os.PathLike) -> Program:
+    """The program at `path`, checked against the schema (`program_schema`) before anything runs it;
+    ProgramError (or LimitError) naming the file for anything malformed, oversized or tampered with."""
     path = Path(path)
-    if not path.is_file():
-        raise ProgramError(f"{path}: no such file")
+    problem = regular_file_problem(path)
+    if problem:
+        raise ProgramError(f"{path}: {problem}")
     try:
         with zipfile.ZipFile(path) as archive:
-            header = json.loads(archive.read("program.json"))
-            if header.get("format") != PROGRAM_FORMAT:
-                raise ProgramError(f"{path}: not an rcc program (format {header.get('format')!r})")
-            if not isinstance(header.get("version"), int) or header["version"] > PROGRAM_VERSION:
-                raise ProgramError(f"{path}: program version {header.get('version')!r} is newer than this "
-                                   f"rcc reads ({PROGRAM_VERSION})")
-            constants = {}
-            for index, name in enumerate(header["constants"]):
-                with archive.open(f"constants/{index}.npy") as member:
-                    constants[name] = np.lib.format.read_array(io.BytesIO(member.read()), allow_pickle=False)
-            instructions = [Instruction(i["op"], i["dst"], i["src"], _from_json(i["attrs"]), i["shapes"], i["dtypes"])
-                            for i in header["instructions"]]
-            return Program(header["name"], header["target"], header["precision"], header["inputs"],
-                           header["outputs"], instructions, constants)
+            header = json.loads(read_member(archive, "program.json", str(path)))
+            check_header(header, str(path))
+            constants = {name: read_member(archive, f"constants/{index}.npy", f"{path}: constant {name!r}")
+                         for index, name in enumerate(header["constants"])}
     except ProgramError:
         raise
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, EOFError, OSError) as err:
+    except RecursionError:
+        raise ProgramError(f"{path}: program.json is nested too deeply") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, ValueError, TypeError, EOFError, OSError,
+            NotImplementedError) as err:
         detail = str(err).splitlines()[0][:120] if str(err) else err.__class__.__name__
         raise ProgramError(f"{path}: corrupted or truncated program file ({detail})") from None
+    try:
+        instructions = [Instruction(i["op"], i["dst"], i["src"], _from_json(i["attrs"]), i["shapes"], i["dtypes"])
+                        for i in header["instructions"]]
+    except RecursionError:
+        raise ProgramError(f"{path}: an instruction's attributes are nested too deeply") from None
+    program = Program(header["name"], header["target"], header["precision"], header["inputs"],
+                      header["outputs"], instructions, constants)
+    try:
+        check_program_semantics(program)
+    except ProgramError as err:
+        raise ProgramError(f"{path}: {err}") from None
+    return program

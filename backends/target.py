@@ -26,10 +26,12 @@ import re
 import tomllib
 from dataclasses import dataclass
 from os import PathLike
+from pathlib import Path
 from typing import Any, Final
 
 from rcc.ir import xbar_figures
 from rcc.ir.errors import RccError
+from rcc.ir.limits import read_bounded, regular_file_problem
 
 
 class TargetError(RccError):
@@ -219,7 +221,8 @@ class Target:
         try:
             return cls(**_fields_from_options(options, prefix, path))
         except TargetError as err:
-            raise TargetError(f"{path}: {err}") from None
+            message = str(err)
+            raise TargetError(message if message.startswith(f"{path}: ") else f"{path}: {message}") from None
 
     def with_overrides(self, **changes: int | str | Auto | None) -> Target:
         """A validated copy with `changes` applied; None leaves a field as it is, AUTO sets an optional
@@ -255,9 +258,11 @@ def _one_line(err: BaseException) -> str:
 def read_toml(path: str | PathLike[str], error: type[RccError], label: str = "") -> dict[str, Any]:
     """A TOML file's tables; `error` with one line naming `label` and the file when it cannot be read."""
     name = f"{label} {path}" if label else str(path)
+    problem = regular_file_problem(Path(path))
+    if problem:
+        raise error(f"{name}: {problem}")
     try:
-        with open(path, "rb") as file:
-            return tomllib.load(file)
+        return tomllib.loads(read_bounded(path, name).decode())
     except FileNotFoundError:
         raise error(f"{name}: no such file") from None
     except tomllib.TOMLDecodeError as err:

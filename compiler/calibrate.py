@@ -58,6 +58,8 @@ def activation_ranges(module: Module, values: list[Value], samples: list[dict[st
         env = evaluate(module, sample)
         for value in values:
             array = env[value]
+            if array.dtype.kind == "f" and not np.isfinite(array).all():  # --allow-nonfinite data: skip NaN/Inf
+                array = array[np.isfinite(array)]
             low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
             old = ranges.get(value, (low, high))
             ranges[value] = (min(old[0], low), max(old[1], high))

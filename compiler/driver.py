@@ -64,13 +64,14 @@ def pruning_summary(ctx: PassContext) -> dict | None:
 def compile_model(path: str | os.PathLike, target: Target | None = None, precision: str = "int",
                   input_shapes: ShapeOverrides | None = None, pipeline: PipelineSpec | None = None,
                   calibration: dict | None = None, print_after_all: bool = False, deconv: str = "pixelwise",
-                  packing: str = "best", prune: PruneBudget | None = None) -> Compiled:
+                  packing: str = "best", prune: PruneBudget | None = None, allow_nonfinite: bool = False) -> Compiled:
     """ONNX model → graph IR → (`pipeline`, by default `default_pipeline(deconv)`) → crossbar IR → program.
-    Pruning error is measured against onnxruntime on the model at `path`."""
+    Pruning error is measured against onnxruntime on the model at `path`. NaN/Inf weights are refused
+    unless `allow_nonfinite`."""
     ctx = PassContext(target=target or Target(), precision=precision, calibration=calibration, packing=packing,
                       deconv=deconv, prune=prune, reference=lambda sample: onnxruntime_outputs(path, sample))
     with stage("import"):
-        module = import_onnx(path, input_shapes)
+        module = import_onnx(path, input_shapes, allow_nonfinite)
     run_pipeline(module, default_pipeline(deconv) if pipeline is None else pipeline, ctx, print_after_all)
     if ctx.graph is None:
         raise RccError("the pipeline has no lower-to-xbar, so there is no crossbar-level IR to emit")
@@ -99,13 +100,14 @@ def integer_reference_match(compiled: Compiled, trace: dict[str, tuple[np.ndarra
 
 
 def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str = "machine",
-                    inputs: dict[str, np.ndarray] | None = None, seed: int = 0) -> VerifyResult:
+                    inputs: dict[str, np.ndarray] | None = None, seed: int = 0,
+                    allow_nonfinite: bool = False) -> VerifyResult:
     """Run the compiled model (`machine`: the program on the machine model; `interpreter`: the graph IR)
     and the original model in onnxruntime on the same inputs, and compare."""
     if executor != "machine":
         return verify_model(path, compiled.graph, executor, inputs, seed)
     inputs = random_inputs(compiled.graph, seed) if inputs is None else inputs
-    run = Machine(compiled.program).run(inputs, trace=compiled.precision == "int")
+    run = Machine(compiled.program).run(inputs, trace=compiled.precision == "int", allow_nonfinite=allow_nonfinite)
     if compiled.precision == "float":
         tolerance = FLOAT_MACHINE_TOLERANCE
     else:

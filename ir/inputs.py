@@ -1,13 +1,50 @@
-"""Seeded random inputs for a module: what `--verify` feeds by default and what calibration samples.
+"""Inputs of a module or a program: the one input checker, and seeded random inputs.
 
-Numpy only, so every layer (the frontend, calibration, lowering, tests) can draw inputs without ONNX.
+The interpreter (`ir.interpreter`), the machine (`runtime.machine`) and the CLI's input files
+(`compiler.verify.load_inputs`) all call `check_inputs`, so a missing input, a wrong shape or dtype, or a
+NaN/Inf value is worded the same way wherever it is caught. `random_inputs` is what `--verify` feeds by
+default and what calibration samples; numpy only, so every layer can draw inputs without ONNX.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import numpy as np
 
 from rcc.ir.core import Module
+from rcc.ir.errors import RccError
+from rcc.ir.types import TensorType
+
+NONFINITE_HINT = "pass --allow-nonfinite to propagate NaN/Inf as onnxruntime does"
+
+
+def check_inputs(declared: Iterable[tuple[str, TensorType]], inputs: Mapping[str, np.ndarray],
+                 allow_nonfinite: bool = True) -> dict[str, np.ndarray]:
+    """The declared inputs from `inputs` as arrays; RccError naming the first input that is missing,
+    of the wrong shape or dtype, or (unless `allow_nonfinite`) holding NaN or Inf."""
+    checked = {}
+    for name, type_ in declared:
+        if name not in inputs:
+            raise RccError(f"input {name!r} is missing (expected {type_})")
+        array = np.asarray(inputs[name])
+        if array.shape != type_.shape or array.dtype != type_.np_dtype:
+            raise RccError(f"input {name!r} is {array.dtype}{list(array.shape)}, expected {type_}")
+        if not allow_nonfinite:
+            check_finite(f"input {name!r}", array)
+        checked[name] = array
+    return checked
+
+
+def check_finite(what: str, array: np.ndarray, hint: str = NONFINITE_HINT) -> None:
+    """RccError naming `what`, how many values are NaN/Inf and where the first is, when any is."""
+    if array.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        raise RccError(f"{what} has {int(bad.sum())} NaN/Inf value(s) (first {array[tuple(first)]} at {first}); "
+                       f"{hint}")
 
 
 def random_inputs(module: Module, seed: int = 0) -> dict[str, np.ndarray]:

@@ -5,18 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from rcc.ir.core import Module, Value
-from rcc.ir.errors import RccError
+from rcc.ir.inputs import check_inputs as check_declared_inputs
 from rcc.ir.optable import OPS
 
 
 def check_inputs(module: Module, inputs: dict[str, np.ndarray]) -> None:
     """RccError naming the input when one is missing or has the wrong shape or dtype."""
-    for value in module.inputs:
-        if value.name not in inputs:
-            raise RccError(f"input {value.name!r} is missing (expected {value.type})")
-        array = np.asarray(inputs[value.name])
-        if array.shape != value.type.shape or array.dtype != value.type.np_dtype:
-            raise RccError(f"input {value.name!r} is {array.dtype}{list(array.shape)}, expected {value.type}")
+    check_declared_inputs([(value.name, value.type) for value in module.inputs], inputs)
 
 
 def run(module: Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.errors import IRParseError
+from rcc.ir.limits import load_npz, read_bounded, regular_file_problem
 from rcc.ir.optable import OPS, coerce_attr, normalize_attrs
 from rcc.ir.printer import weights_path
 from rcc.ir.types import DTYPES, TensorType
@@ -151,12 +152,16 @@ def parse_module(text: str, weights: dict[str, np.ndarray] | None = None, filena
     """Parse IR text (constants not inlined come from `weights`) and verify it; IRParseError/VerifyError."""
     try:
         tree = _lark().parse(text)
+    except RecursionError:
+        raise IRParseError(f"{filename}: nested too deeply to read") from None
     except lark.exceptions.UnexpectedInput as err:
         found = getattr(err, "token", None) or getattr(err, "char", None)
         what = f"unexpected {str(found)!r}" if found else "unexpected end of input"
         raise IRParseError(f"{filename}:{err.line}:{err.column}: syntax error: {what}") from None
     try:
         module = _ToModule(weights).transform(tree)
+    except RecursionError:
+        raise IRParseError(f"{filename}: nested too deeply to read") from None
     except lark.exceptions.VisitError as err:
         cause = err.orig_exc
         if isinstance(cause, _SemanticError):
@@ -171,18 +176,17 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
     npz = weights_path(path)
     if not npz.exists():
         return None
-    try:
-        with np.load(npz, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as err:
-        raise IRParseError(f"{npz}: not a readable weights archive ({err})") from None
+    return load_npz(npz, "weights")
 
 
 def load_module(path: str | os.PathLike) -> Module:
     """Read IR text from `path` and its weights from the .npz beside it."""
     path = Path(path)
+    problem = regular_file_problem(path)
+    if problem:
+        raise IRParseError(f"{path}: {problem}")
     try:
-        text = path.read_text()
+        text = read_bounded(path, "IR text").decode()
     except FileNotFoundError:
         raise IRParseError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rcc.backends.program import Program, ProgramError
+from rcc.backends.program_schema import OPCODE_OPS, check_program_semantics
 from rcc.backends.target import Target, TargetError
 from rcc.ir.progress import tracked
-from rcc.ir.types import DTYPES
+from rcc.ir.inputs import check_inputs
+from rcc.ir.types import TensorType
 from rcc.runtime.counters import Counts
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.instructions import INSTRUCTIONS
@@ -37,18 +39,13 @@ def target_of(program: Program) -> Target:
         raise ProgramError(f"program {program.name!r}: invalid target ({err})") from None
 
 
+assert set(OPCODE_OPS) == set(INSTRUCTIONS), "the program schema and the instruction table disagree"
+
+
 def check_program(program: Program) -> None:
-    """ProgramError when an instruction is unknown or reads a buffer nothing wrote."""
-    defined = set(program.constants)
-    for index, instruction in enumerate(program.instructions):
-        if instruction.opcode not in INSTRUCTIONS:
-            raise ProgramError(f"program {program.name!r}: instruction {index} has unknown opcode "
-                               f"{instruction.opcode!r}")
-        missing = [name for name in instruction.src if name not in defined]
-        if missing:
-            raise ProgramError(f"program {program.name!r}: instruction {index} ({instruction.opcode}) reads "
-                               f"{missing[0]!r} before anything writes it")
-        defined.update(instruction.dst)
+    """ProgramError unless the program passes the schema (`backends.program_schema`): known opcodes,
+    buffers written before they are read, attributes in range, shapes consistent with the operands."""
+    check_program_semantics(program)
 
 
 class Machine:
@@ -68,15 +65,23 @@ class Machine:
             raise ProgramError(f"program {program.name!r} needs {arrays} arrays; the target has "
                                f"{self.target.max_arrays}")
 
-    def run(self, inputs: dict[str, np.ndarray], trace: bool = False) -> MachineResult:
-        self.inputs = self._checked_inputs(inputs)
+    def run(self, inputs: dict[str, np.ndarray], trace: bool = False, allow_nonfinite: bool = False
+            ) -> MachineResult:
+        """Execute the program; RccError naming the input when one is missing, of the wrong shape or dtype,
+        or (unless `allow_nonfinite`) holds NaN/Inf."""
+        declared = [(spec["name"], TensorType(tuple(spec["shape"]), spec["dtype"])) for spec in self.program.inputs]
+        self.inputs = check_inputs(declared, inputs, allow_nonfinite)
         buffers: dict[str, np.ndarray] = dict(self.program.constants)
         per_instruction, mvm_trace = [], {}
         outputs: dict[str, np.ndarray] = {}
+        poisoned: dict[str, np.ndarray] = {}
         for instruction in tracked(self.program.instructions, "machine run"):
             definition = INSTRUCTIONS[instruction.opcode]
             operands = [buffers[name] for name in instruction.src]
-            results = definition.execute(self, instruction, operands)
+            with np.errstate(invalid="ignore" if allow_nonfinite else "warn"):
+                results = definition.execute(self, instruction, operands)
+            if allow_nonfinite:
+                results = _propagate_nonfinite(instruction, operands, results, poisoned)
             for name, array in zip(instruction.dst, results):
                 buffers[name] = array
             if instruction.opcode == "store":
@@ -87,16 +92,21 @@ class Machine:
             per_instruction.append(counts)
         return MachineResult(outputs, total_counts(self.program, per_instruction), per_instruction, mvm_trace)
 
-    def _checked_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from rcc.ir.errors import RccError
 
-        checked = {}
-        for spec in self.program.inputs:
-            if spec["name"] not in inputs:
-                raise RccError(f"input {spec['name']!r} is missing (expected {spec['dtype']}{spec['shape']})")
-            array = np.asarray(inputs[spec["name"]])
-            if list(array.shape) != spec["shape"] or array.dtype != DTYPES[spec["dtype"]]:
-                raise RccError(f"input {spec['name']!r} is {array.dtype}{list(array.shape)}, expected "
-                               f"{spec['dtype']}{spec['shape']}")
-            checked[spec["name"]] = array
-        return checked
+def _propagate_nonfinite(instruction, operands: list[np.ndarray], results: list[np.ndarray],
+                         poisoned: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """NaN through the integer crossbars as onnxruntime's float arithmetic has it: a vector holding NaN
+    or Inf when it is quantised makes every output of its row NaN after dequantisation (x·w sums a NaN
+    or an Inf·0 into each output; an Inf result is reported as NaN). `poisoned` maps buffers to such rows."""
+    if instruction.opcode == "quantize":
+        x = operands[0].reshape(operands[0].shape[0], -1) if operands[0].ndim else operands[0].reshape(1, 1)
+        rows = ~np.isfinite(x).all(axis=1)
+        if rows.any():
+            poisoned[instruction.dst[0]] = rows
+    elif instruction.opcode == "mvm" and instruction.src[0] in poisoned:
+        poisoned[instruction.dst[0]] = poisoned[instruction.src[0]]
+    elif instruction.opcode == "dequantize" and instruction.src[0] in poisoned:
+        out = results[0].copy()
+        out[poisoned[instruction.src[0]]] = np.nan
+        return [out]
+    return results

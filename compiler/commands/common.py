@@ -80,3 +80,21 @@ def optional_output(path: str | None, flag: str) -> Path | None:
 def write_report(path: str | os.PathLike, report: dict[str, Any]) -> None:
     """Write a report as JSON (non-finite numbers as {"float": "inf"}, see rcc.ir.files)."""
     write_output(path, json_bytes(report))
+
+
+def seed(text: str) -> int:
+    """A --seed value: an integer numpy's generators accept (0 ≤ seed < 2^63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 2^63 - 1")
+    return value
+
+
+def add_nonfinite_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--allow-nonfinite`: accept NaN/Inf in `what` and propagate them as onnxruntime does."""
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help=f"accept NaN/Inf in {what} and propagate them as onnxruntime does "
+                             f"(default: refuse them, naming the tensor)")

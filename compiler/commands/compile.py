@@ -12,8 +12,8 @@ from rcc.backends.onnx_export import save_onnx
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.program import save_program
 from rcc.compiler import driver
-from rcc.compiler.commands.common import (Parser, add_common_arguments, add_target_arguments, optional_output,
-                                          target_from_args, write_report)
+from rcc.compiler.commands.common import (Parser, add_common_arguments, add_nonfinite_argument, add_target_arguments,
+                                          optional_output, seed, target_from_args, write_report)
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import parse_input_shapes
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, default_pipeline
@@ -60,7 +60,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--executor", choices=list(EXECUTOR_CHOICES), default="machine",
                         help="what runs the compiled model for --verify (default: machine)")
     parser.add_argument("--inputs", help="inputs for --verify as an .npz keyed by input name")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs for --verify")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the random inputs for --verify")
+    add_nonfinite_argument(parser, "weights, inputs and calibration data")
     parser.add_argument("--report", help="write the machine-readable report (JSON) here")
     add_common_arguments(parser)
     return parser
@@ -138,18 +139,20 @@ def _compile(args: argparse.Namespace) -> int:
     target = target_from_args(args)
     chip = load_chip(args.cost_model)
     shapes = parse_input_shapes(args.input_shape)
-    inputs = load_inputs(args.inputs, "--inputs") if args.inputs else None
-    calibration = load_inputs(args.calibrate, "--calibrate") if args.calibrate else None
+    inputs = load_inputs(args.inputs, "--inputs", args.allow_nonfinite) if args.inputs else None
+    calibration = load_inputs(args.calibrate, "--calibrate", args.allow_nonfinite) if args.calibrate else None
     output, report_path, plot_folder = _checked_outputs(args)
     prune = driver.PruneBudget.parse(args.prune_budget) if args.prune_budget else None
     with stage("compile"):
         compiled = driver.compile_model(args.model, target, args.precision, shapes,
                                         default_pipeline(args.deconv, args.pipeline), calibration,
-                                        args.print_after_all, args.deconv, args.packing, prune)
+                                        args.print_after_all, args.deconv, args.packing, prune,
+                                        args.allow_nonfinite)
     result = None
     if args.verify:
         with stage("verify"):
-            result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed)
+            result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed,
+                                            args.allow_nonfinite)
     report = build_report(compiled, result, {"model": str(args.model), "deconv": args.deconv,
                                              "packing": args.packing, "cost_model": args.cost_model}, chip)
     with stage("write"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from rcc.backends.program import load_program
-from rcc.compiler.commands.common import Parser, add_common_arguments, optional_output, write_report
+from rcc.compiler.commands.common import (Parser, add_common_arguments, add_nonfinite_argument, optional_output,
+                                          write_report)
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.verify import load_inputs
 from rcc.ir.files import check_output_path, npz_bytes, write_output
@@ -19,6 +20,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--inputs", required=True, help="inputs as an .npz keyed by input name")
     parser.add_argument("-o", "--output", required=True, help="write the outputs here (.npz)")
     parser.add_argument("--report", help="write the machine's counts here (JSON)")
+    add_nonfinite_argument(parser, "the inputs")
     add_common_arguments(parser)
     return parser
 
@@ -29,7 +31,8 @@ def run_command(argv: list[str]) -> int:
         output = check_output_path(args.output, "-o")
         report = optional_output(args.report, "--report")
         program = load_program(args.program)
-        result = Machine(program).run(load_inputs(args.inputs, "--inputs"))
+        result = Machine(program).run(load_inputs(args.inputs, "--inputs", args.allow_nonfinite),
+                                      allow_nonfinite=args.allow_nonfinite)
         write_output(output, npz_bytes(result.outputs))
         if report is not None:
             write_report(report, {"program": args.program, "totals": result.totals.to_json()})

@@ -20,6 +20,7 @@ from rcc.compiler.frontend.loader import ShapeOverrides, graph_inputs, input_sha
 from rcc.compiler.frontend.registry import RULES
 from rcc.ir.core import Module, Value
 from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.inputs import check_finite
 from rcc.ir.types import TensorType, dtype_name
 from rcc.ir.verifier import verify
 
@@ -55,15 +56,21 @@ def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:
         value = ctx.value_of(info.name)
         if value.is_constant and value.name == info.name:  # free the name for the output
             value.name = ctx.builder.fresh(info.name + ".value")
+            ctx.builder.taken.discard(info.name)
         if value.name != info.name or value.is_constant or value in ctx.module.inputs:
             value = ctx.builder.op("nn.identity", [value], name=info.name)
         ctx.module.outputs.append(value)
 
 
-def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverrides | None = None) -> Module:
-    """Graph-level IR of an already loaded model."""
+def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverrides | None = None,
+                allow_nonfinite: bool = False) -> Module:
+    """Graph-level IR of an already loaded model; RccError naming the tensor when a weight holds NaN/Inf
+    (unless `allow_nonfinite`) or a node's result would exceed the tensor budget (`rcc.ir.limits`)."""
     ctx = LowerContext(Module(_module_name(model, source)), default_opset(model), source)
-    ctx.constants.update(initializer_arrays(model.graph))
+    ctx.constants.update(initializer_arrays(model.graph, source))
+    if not allow_nonfinite:
+        for name, array in ctx.constants.items():
+            check_finite(f"{source}: initializer {name!r}", array)
     _add_inputs(ctx, model, input_shapes or {})
     ctx.used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
     for index, node in enumerate(model.graph.node):
@@ -84,7 +91,8 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
     return ctx.module
 
 
-def import_onnx(path: str | os.PathLike, input_shapes: ShapeOverrides | None = None) -> Module:
+def import_onnx(path: str | os.PathLike, input_shapes: ShapeOverrides | None = None,
+                allow_nonfinite: bool = False) -> Module:
     """Load the ONNX model at `path` and lower it into graph-level IR."""
-    return lower_model(load_onnx(path), str(path), input_shapes)
+    return lower_model(load_onnx(path), str(path), input_shapes, allow_nonfinite)
 

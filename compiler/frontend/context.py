@@ -16,6 +16,8 @@ from onnx import helper, numpy_helper
 from rcc.ir.builder import Builder
 from rcc.ir.core import Module, Value
 from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.limits import check_tensor_bytes
+from rcc.ir.optable import OPS
 from rcc.ir.types import DTYPES, TensorType
 
 
@@ -103,10 +105,30 @@ class LowerContext:
     def op(self, opname: str, operands: list[Value], attrs: dict[str, Any] | None = None,
            name: str | None = None) -> Value:
         """Append an IR op for the current node; shape errors name the node."""
+        if "weighted" in OPS[opname].tags and len(operands) > 1 and operands[1].is_constant \
+                and operands[1].type.dtype != "f32":
+            raise self.unsupported(f"weights {operands[1].name!r} are {operands[1].type.dtype}; crossbars are "
+                                   f"mapped from f32 weights only")
         try:
-            return self.builder.op(opname, operands, attrs, name=name or f"{self.node.output[0]}.{opname[3:]}")
+            value = self.builder.op(opname, operands, attrs, name=name or f"{self.node.output[0]}.{opname[3:]}")
         except ValueError as err:
             raise self.error(f"{opname}: {err}") from None
+        self._check_budget(value)
+        return value
+
+    def _check_budget(self, value: Value) -> None:
+        """LimitError naming the node when its result, or the receptive-field matrix a convolution is
+        computed through, would exceed the tensor budget."""
+        where = f"{self.source}: {self.label}"
+        check_tensor_bytes(f"{where}: result %{value.name}", value.type.shape, value.type.np_dtype)
+        op = value.producer
+        if op.opname in ("nn.conv2d", "nn.conv_transpose2d"):
+            x, w = op.operands[0].type.shape, op.operands[1].type.shape
+            if op.opname == "nn.conv2d":
+                rows, cols = value.type.shape[0] * value.type.shape[2] * value.type.shape[3], x[1] * w[2] * w[3]
+            else:
+                rows, cols = x[0] * x[2] * x[3], value.type.shape[1] * w[2] * w[3]
+            check_tensor_bytes(f"{where}: receptive fields of %{value.name}", (rows, cols), value.type.np_dtype)
 
     def bind(self, index: int, value: Value) -> None:
         """Make `value` the ONNX tensor `output[index]`; an op result takes the ONNX name if it is free."""
@@ -127,7 +149,12 @@ class LowerContext:
             raise self.unsupported(what)
 
 
-def initializer_arrays(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+def initializer_arrays(graph: onnx.GraphProto, source: str = "<model>") -> dict[str, np.ndarray]:
+    """Initializers by name (sparse ones densified), each checked against the tensor budget first."""
+    for init in graph.initializer:
+        _check_initializer_bytes(source, init.name, init.dims, init.data_type)
+    for sparse in graph.sparse_initializer:
+        _check_initializer_bytes(source, sparse.values.name, sparse.dims, sparse.values.data_type)
     arrays = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for sparse in graph.sparse_initializer:
         values = numpy_helper.to_array(sparse.values)
@@ -139,3 +166,11 @@ def initializer_arrays(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
             out[tuple(indices.T)] = values
         arrays[sparse.values.name] = out
     return arrays
+
+
+def _check_initializer_bytes(source: str, name: str, dims, data_type: int) -> None:
+    try:
+        dtype = helper.tensor_dtype_to_np_dtype(data_type)
+    except (KeyError, ValueError, TypeError):
+        raise RccError(f"{source}: initializer {name!r} has unknown element type {data_type}") from None
+    check_tensor_bytes(f"{source}: initializer {name!r}", tuple(dims), dtype)

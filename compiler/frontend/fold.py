@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from rcc.compiler.frontend.context import LowerContext
+from rcc.ir.limits import check_tensor_bytes
 
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                "Bernoulli", "If", "Loop", "Scan"}
@@ -38,6 +39,28 @@ def _evaluate(ctx: LowerContext, node: onnx.NodeProto, opsets: list[onnx.Operato
     return ReferenceEvaluator(model).run(None, {})
 
 
+def _check_folded_size(ctx: LowerContext, node: onnx.NodeProto) -> None:
+    """LimitError naming the node before folding would build a constant over the tensor budget (the ops
+    whose output size comes from input values rather than input sizes)."""
+    inputs = [ctx.constants[name] for name in node.input if name]
+    try:
+        if node.op_type == "ConstantOfShape":
+            shape = tuple(int(d) for d in inputs[0].reshape(-1))
+        elif node.op_type == "Expand":
+            shape = np.broadcast_shapes(inputs[0].shape, tuple(int(d) for d in inputs[1].reshape(-1)))
+        elif node.op_type == "Tile":
+            shape = tuple(int(d) * int(r) for d, r in zip(inputs[0].shape, inputs[1].reshape(-1)))
+        elif node.op_type == "Range":
+            start, limit, delta = (float(a.reshape(-1)[0]) for a in inputs[:3])
+            shape = (max(0, int(np.ceil((limit - start) / delta))) if delta else 0,)
+        else:
+            return
+    except (ValueError, IndexError, OverflowError, TypeError):
+        return  # malformed: the evaluator names the problem
+    dtype = inputs[0].dtype if node.op_type in ("Expand", "Tile", "Range") else np.float32
+    check_tensor_bytes(f"{ctx.source}: {ctx.label}: folded constant", tuple(max(d, 0) for d in shape), dtype)
+
+
 def try_fold(ctx: LowerContext, node: onnx.NodeProto, opsets: list[onnx.OperatorSetIdProto]) -> bool:
     """Fold `node` into constants if its value is known at compile time; True when it was folded."""
     if node.op_type in _NEVER_FOLD or node.domain not in ("", "ai.onnx"):
@@ -46,6 +69,7 @@ def try_fold(ctx: LowerContext, node: onnx.NodeProto, opsets: list[onnx.Operator
         return _fold_shape(ctx, node)
     if any(name and name not in ctx.constants for name in node.input):
         return False
+    _check_folded_size(ctx, node)
     try:
         results = _evaluate(ctx, node, opsets)
     except Exception as err:  # the reference evaluator raises many kinds; name the node instead

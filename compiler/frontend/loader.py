@@ -1,4 +1,5 @@
-"""Reading an ONNX file: load (external data included), check, and fix the graph's input shapes."""
+"""Reading an ONNX file: load (external data included, within the limits of `rcc.ir.limits`), check the
+opsets and the model, and fix the graph's input shapes (checked against the tensor budget)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
+from onnx import external_data_helper
 
 from rcc.ir.errors import RccError
+from rcc.ir.limits import check_tensor_bytes, regular_file_problem
 
 ShapeOverrides = dict[str, tuple[int, ...]]
 
@@ -16,20 +19,54 @@ ShapeOverrides = dict[str, tuple[int, ...]]
 def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     """The checked model at `path`; RccError naming the file when it is missing, not ONNX, or invalid."""
     path = Path(path)
-    if not path.is_file():
-        raise RccError(f"{path}: no such file")
+    problem = regular_file_problem(path)
+    if problem:
+        raise RccError(f"{path}: {problem}")
     try:
-        model = onnx.load(str(path), load_external_data=True)
+        model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, OSError) as err:
-        raise RccError(f"{path}: not a readable ONNX model ({err.__class__.__name__}: {str(err)[:120]})") from None
+        raise RccError(f"{path}: not a readable ONNX model ({err.__class__.__name__}: {_one_line(err)})") from None
+    _check_opsets(model, path)
+    _load_external_data(model, path)
     if not model.graph.node and not model.graph.output:
         raise RccError(f"{path}: not an ONNX model (no graph)")
     try:
         onnx.checker.check_model(model if model.ByteSize() < 2**31 - 1 else str(path))
     except (onnx.checker.ValidationError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
-        raise RccError(f"{path}: invalid ONNX model: {first_line}") from None
+        raise RccError(f"{path}: invalid ONNX model: {_one_line(err)}") from None
     return model
+
+
+def _one_line(err: BaseException) -> str:
+    """The whole message on one line (onnx's checker names the node on its last line)."""
+    text = " ".join(str(err).replace("==>", "").split())
+    return text[:300] if text else err.__class__.__name__
+
+
+def _check_opsets(model: onnx.ModelProto, path: Path) -> None:
+    """RccError when the model asks for a default-domain opset newer than the installed onnx defines."""
+    newest = onnx.defs.onnx_opset_version()
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > newest:
+            raise RccError(f"{path}: opset {opset.version} is newer than the installed onnx supports ({newest})")
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Tensors stored beside the model, each within the tensor budget and inside the model's folder."""
+    for tensor in external_data_helper._get_all_tensors(model):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        what = f"{path}: external data of tensor {tensor.name!r} ({info.location})"
+        try:
+            check_tensor_bytes(what, tuple(tensor.dims),
+                               onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
+        except (KeyError, ValueError, TypeError):
+            raise RccError(f"{what}: unsupported element type {tensor.data_type}") from None
+    try:
+        external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except (onnx.checker.ValidationError, ValueError, OSError, RuntimeError) as err:
+        raise RccError(f"{path}: cannot load external data: {_one_line(err)}") from None
 
 
 def parse_input_shapes(specs: list[str] | None) -> ShapeOverrides:
@@ -56,6 +93,7 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 def input_shape(info: onnx.ValueInfoProto, overrides: ShapeOverrides, source: str) -> tuple[int, ...]:
     """The static shape of one graph input, from the model or from `--input-shape`."""
     if info.name in overrides:
+        check_tensor_bytes(f"--input-shape {info.name}", overrides[info.name], _elem_dtype(info))
         return overrides[info.name]
     if not info.type.HasField("tensor_type"):
         raise RccError(f"{source}: input {info.name!r} is not a tensor")
@@ -67,4 +105,13 @@ def input_shape(info: onnx.ValueInfoProto, overrides: ShapeOverrides, source: st
             label = dim.dim_param or f"#{index}"
             raise RccError(f"{source}: input {info.name!r} has dynamic dimension {label!r}; "
                            f"give its shape with --input-shape {info.name}=D1xD2x...")
+    check_tensor_bytes(f"{source}: input {info.name!r}", dims, _elem_dtype(info))
     return tuple(dims)
+
+
+def _elem_dtype(info: onnx.ValueInfoProto) -> str:
+    """The input's numpy dtype for sizing (float32 when onnx does not map it; the caller refuses those)."""
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type)
+    except (KeyError, ValueError, TypeError):
+        return "float32"

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from rcc.ir.core import Op
-from rcc.ir.optable import Attr, define
+from rcc.ir.optable import Attr, broadcast_shapes, define
 from rcc.ir.types import TensorType
 
 
@@ -101,11 +101,23 @@ def _matmul_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     a, b = types
     if a.dtype != b.dtype:
         raise ValueError(f"operand dtypes differ: {a.dtype} and {b.dtype}")
+    return [TensorType(matmul_shape(a.shape, b.shape), a.dtype)]
+
+
+def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """numpy.matmul's result shape, worked out from the shapes alone (1-D operands promoted and the
+    added axis dropped, batch axes broadcast); ValueError when they do not multiply."""
+    if not a or not b:
+        raise ValueError(f"shapes {list(a)} and {list(b)} do not multiply (matmul needs rank ≥ 1)")
+    lhs = (1,) + tuple(a) if len(a) == 1 else tuple(a)
+    rhs = tuple(b) + (1,) if len(b) == 1 else tuple(b)
+    if lhs[-1] != rhs[-2]:
+        raise ValueError(f"shapes {list(a)} and {list(b)} do not multiply")
     try:
-        shape = np.matmul(np.empty(a.shape, np.int8), np.empty(b.shape, np.int8)).shape
+        batch = broadcast_shapes(lhs[:-2], rhs[:-2])
     except ValueError:
-        raise ValueError(f"shapes {list(a.shape)} and {list(b.shape)} do not multiply") from None
-    return [TensorType(tuple(int(d) for d in shape), a.dtype)]
+        raise ValueError(f"shapes {list(a)} and {list(b)} do not multiply (batch axes)") from None
+    return batch + (lhs[-2],) * (len(a) > 1) + (rhs[-1],) * (len(b) > 1)
 
 
 @define("nn.matmul", operands=("lhs", "rhs"), infer=_matmul_infer, tags=("weighted",))

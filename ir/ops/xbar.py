@@ -137,6 +137,8 @@ def _mvm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     rows, cols, slices = attrs["xbar_rows"], attrs["xbar_cols"], attrs["weight_slices"]
     if len(types) == 3:
         raise ValueError("row_map and col_map come together")
+    if rows < 1 or cols < 1 or groups < 1:
+        raise ValueError(f"xbar_rows, xbar_cols and groups must be positive, got {rows}, {cols}, {groups}")
     if slices < 1 or cols < slices:
         raise ValueError(f"{cols} columns cannot hold the {slices} slices of one weight")
     if len(types) == 4:
