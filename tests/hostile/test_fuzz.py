@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rcc.backends.program import load_program
-from rcc.compiler.frontend import import_onnx, random_inputs
+from rcc.compiler.frontend import import_onnx
+from rcc.ir.inputs import random_inputs
 from rcc.compiler.pass_manager import run_pipeline
 from rcc.ir.errors import RccError
 from rcc.ir.interpreter import run as interpret
