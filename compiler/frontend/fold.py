@@ -15,7 +15,8 @@ from onnx.reference import ReferenceEvaluator
 from rcc.compiler.frontend.context import LowerContext
 
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
-               "Bernoulli", "If", "Loop", "Scan"}
+               "Bernoulli", "If", "Loop", "Scan", "SequenceEmpty", "SequenceConstruct", "SequenceInsert",
+               "SequenceErase", "SequenceAt", "SequenceLength", "SplitToSequence", "ConcatFromSequence"}
 
 
 def _fold_shape(ctx: LowerContext, node: onnx.NodeProto) -> bool:
