@@ -20,15 +20,12 @@ from rcc.compiler.frontend.context import LowerContext, initializer_arrays, node
 from rcc.compiler.frontend.fold import try_fold
 from rcc.compiler.frontend.input_types import input_dtype
 from rcc.compiler.frontend.loader import ShapeOverrides, graph_inputs, input_shape, load_onnx
+from rcc.compiler.frontend.opsets import conversion_summary, default_opset  # noqa: F401  (frontend API)
 from rcc.compiler.frontend.registry import RULES
 from rcc.ir.core import Module, Value
 from rcc.ir.errors import RccError, UnsupportedError
 from rcc.ir.types import TensorType
 from rcc.ir.verifier import verify
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
 def _module_name(model: onnx.ModelProto, source: str) -> str:

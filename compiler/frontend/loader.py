@@ -1,4 +1,5 @@
-"""Reading an ONNX file: load (external data included), check, and fix the graph's input shapes."""
+"""Reading an ONNX file: load (external data included), check, convert opsets below 7, and fix the graph's
+input shapes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
+from rcc.compiler.frontend.opsets import upgrade_old_opset
 from rcc.ir.errors import RccError
 
 ShapeOverrides = dict[str, tuple[int, ...]]
@@ -29,7 +31,7 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     except (onnx.checker.ValidationError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
         raise RccError(f"{path}: invalid ONNX model: {first_line}") from None
-    return model
+    return upgrade_old_opset(model, str(path))
 
 
 def parse_input_shapes(specs: list[str] | None) -> ShapeOverrides:
