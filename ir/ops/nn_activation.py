@@ -4,7 +4,7 @@ softsign, shrinkage, sign, negation, absolute value, exp, sqrt, power, and binar
 Semantics follow onnxruntime. Ops defined on floats only (the ELU family, softplus, exp, sqrt, ...)
 refuse other dtypes in `infer`; sign, negation, absolute value, shrink, power and min/max also take
 integers (negation and absolute value wrap around as two's complement does; shrink and power compute in
-float64 and truncate toward zero, as onnxruntime's static_cast does).
+float and truncate toward zero, as onnxruntime's static_cast does).
 """
 
 from __future__ import annotations
@@ -90,9 +90,11 @@ def sqrt(x: np.ndarray) -> np.ndarray:
 @define("nn.shrink", operands=("x",), infer=_numeric_infer,
         attrs={"bias": Attr("float", 0.0), "lambd": Attr("float", 0.5)}, tags=("elementwise",))
 def shrink(x: np.ndarray, *, bias: float, lambd: float) -> np.ndarray:
-    """x + bias where x < −lambd, x − bias where x > lambd, 0 elsewhere."""
-    wide = x.astype(np.float64)
-    shrunk = np.where(wide < -lambd, wide + bias, np.where(wide > lambd, wide - bias, 0.0))
+    """x + bias where x < −lambd, x − bias where x > lambd, 0 elsewhere (integers computed in float32, as C
+    promotes int + float in onnxruntime, and truncated)."""
+    wide = x if x.dtype.kind == "f" else x.astype(np.float32)
+    low, high, shift = (wide.dtype.type(v) for v in (-lambd, lambd, bias))
+    shrunk = np.where(wide < low, wide + shift, np.where(wide > high, wide - shift, wide.dtype.type(0)))
     return _to_dtype(shrunk, x.dtype)
 
 
@@ -115,12 +117,10 @@ def abs_(x: np.ndarray) -> np.ndarray:
 
 
 def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """float64 values in `dtype`; integers truncate toward zero like a C cast, NaN and ±inf become 0."""
-    if dtype.kind in "iu":
-        values = np.trunc(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0))
-        info = np.iinfo(dtype)
-        values = np.where((values < info.min) | (values > info.max), 0, values)
-    return values.astype(dtype)
+    """Float values in `dtype`, integers truncated toward zero as a C cast does (NaN and out-of-range values
+    give what the CPU's conversion gives, as in onnxruntime)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(values).astype(dtype)
 
 
 def _pow_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
