@@ -16,11 +16,14 @@ from rcc.compiler.frontend.registry import rule
 from rcc.ir.core import Value
 
 
-def sequence_input(ctx: LowerContext, index: int) -> list[Value]:
-    """The elements of sequence input `index`; an error when that input is not a sequence rcc knows."""
+def sequence_input(ctx: LowerContext, index: int, needs_elements: str = "") -> list[Value]:
+    """The elements of sequence input `index`; an error when that input is not a sequence rcc knows, or
+    is empty and the op `needs_elements` ("erase from": "cannot erase from an empty sequence")."""
     name = ctx.node.input[index] if ctx.has_input(index) else ""
     if name not in ctx.sequences:
         raise ctx.unsupported(f"input {name!r} is not a sequence of compile-time length")
+    if needs_elements and not ctx.sequences[name]:
+        raise ctx.error(f"cannot {needs_elements} an empty sequence")
     return list(ctx.sequences[name])
 
 
@@ -58,17 +61,15 @@ def lower_sequence_insert(ctx: LowerContext) -> None:
 
 @rule("SequenceErase")
 def lower_sequence_erase(ctx: LowerContext) -> None:
-    elements = sequence_input(ctx, 0)
-    if not elements:
-        raise ctx.error("cannot erase from an empty sequence")
+    elements = sequence_input(ctx, 0, needs_elements="erase from")
     del elements[_position(ctx, 1, len(elements), len(elements) - 1)]
     bind_sequence(ctx, elements)
 
 
 @rule("SequenceAt")
 def lower_sequence_at(ctx: LowerContext) -> None:
-    elements = sequence_input(ctx, 0)
-    ctx.bind(0, ctx.op("nn.identity", [elements[_position(ctx, 1, len(elements), -1)]]))
+    elements = sequence_input(ctx, 0, needs_elements="pick from")
+    ctx.bind(0, ctx.op("nn.identity", [elements[_position(ctx, 1, len(elements), 0)]]))
 
 
 @rule("SequenceLength")
@@ -118,9 +119,7 @@ def lower_split_to_sequence(ctx: LowerContext) -> None:
 
 @rule("ConcatFromSequence")
 def lower_concat_from_sequence(ctx: LowerContext) -> None:
-    elements = sequence_input(ctx, 0)
-    if not elements:
-        raise ctx.error("cannot concatenate an empty sequence")
+    elements = sequence_input(ctx, 0, needs_elements="concatenate")
     new_axis = bool(ctx.attr("new_axis", 0))
     rank = elements[0].type.rank + new_axis
     axis = int(ctx.attr("axis"))

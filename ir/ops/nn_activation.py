@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rcc.ir.ops.nn_elementwise import _binary_infer  # the shape rule of nn.add and its kin
 from rcc.ir.optable import Attr, broadcast_shapes, define
 from rcc.ir.types import TensorType
 
@@ -142,20 +143,13 @@ def pow_(base: np.ndarray, exponent: np.ndarray) -> np.ndarray:
         return _to_dtype(np.power(base.astype(np.float64), exponent.astype(np.float64)), base.dtype)
 
 
-def _same_dtype_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
-    a, b = types
-    if a.dtype != b.dtype:
-        raise ValueError(f"operand dtypes differ: {a.dtype} and {b.dtype}")
-    return [TensorType(broadcast_shapes(a.shape, b.shape), a.dtype)]
-
-
-@define("nn.minimum", operands=("lhs", "rhs"), infer=_same_dtype_infer, tags=("elementwise",))
+@define("nn.minimum", operands=("lhs", "rhs"), infer=_binary_infer, tags=("elementwise",))
 def minimum(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Element-wise minimum with broadcasting; NaN wins."""
     return np.minimum(lhs, rhs)
 
 
-@define("nn.maximum", operands=("lhs", "rhs"), infer=_same_dtype_infer, tags=("elementwise",))
+@define("nn.maximum", operands=("lhs", "rhs"), infer=_binary_infer, tags=("elementwise",))
 def maximum(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Element-wise maximum with broadcasting; NaN wins."""
     return np.maximum(lhs, rhs)
