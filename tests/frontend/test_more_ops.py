@@ -12,20 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rcc.backends.onnx_export import export_onnx
-from rcc.backends.target import Target
-from rcc.compiler.driver import compile_program, verify_compiled
-from rcc.compiler.frontend import import_onnx, lower_model, random_inputs
+from rcc.compiler.frontend import import_onnx, lower_model
 from rcc.ir import interpreter
 from rcc.ir.core import modules_equal
 from rcc.ir.parser import parse_module
 from rcc.ir.printer import print_module
 from rcc.ir.errors import RccError, UnsupportedError
 from tests.backends.test_onnx_export import assert_outputs_close, run_export
+from tests.frontend.through_cli import compile_verified
 
 FLOAT = TensorProto.FLOAT
 
@@ -43,7 +41,8 @@ def _check_against_onnxruntime(model: onnx.ModelProto) -> None:
     text = print_module(module)
     reparsed = parse_module(text, {c.name: c.data for c in module.constants})
     assert modules_equal(reparsed, module) and print_module(reparsed) == text
-    inputs = random_inputs(module, seed=1)
+    rng = np.random.default_rng(1)
+    inputs = {value.name: rng.standard_normal(value.type.shape).astype(np.float32) for value in module.inputs}
     expected = run_export(model, inputs)
     assert_outputs_close(interpreter.run(module, inputs), expected, "interpreter")
     assert_outputs_close(run_export(export_onnx(module), inputs), expected, "export")
@@ -158,8 +157,6 @@ def test_activation_after_a_crossbar_layer_runs_on_the_vector_unit(op_type: str,
     path = tmp_path / f"conv_{op_type.lower()}.onnx"
     onnx.save(_model(nodes, {"x": (1, 3, 6, 6)}, ["y"], initializers=weights, output_shape=(1, 4, 6, 6)), path)
     for precision in ("float", "int"):
-        compiled = compile_program(path, Target(), precision=precision)
-        activation = [i for i in compiled.program.instructions if i.opcode == "vec" and i.dst == ["y"]]
+        program = compile_verified(path, precision, tmp_path)
+        activation = [i for i in program.instructions if i.opcode == "vec" and i.dst == ["y"]]
         assert activation and activation[0].attrs["fn"] == import_onnx(path).ops[-1].opname
-        result = verify_compiled(path, compiled, "machine")
-        assert result.passed, result.to_json()

@@ -14,14 +14,13 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from rcc.backends.target import Target
-from rcc.compiler.driver import compile_program, verify_compiled
 from rcc.compiler.frontend import import_onnx
 from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.frontend.opsets import conversion_note, conversion_summary, upgrade_old_opset
 from rcc.ir import interpreter
 from rcc.ir.errors import RccError
 from rcc.runtime.machine import Machine
+from tests.frontend.through_cli import compile_verified
 
 CHANNELS, CLASSES = 4, 5
 
@@ -101,17 +100,16 @@ def test_models_from_opset_7_on_are_not_converted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("precision", ["float", "int"])
-def test_opset6_model_compiles_verifies_and_runs_on_the_machine(legacy_path: Path, precision: str) -> None:
-    compiled = compile_program(legacy_path, Target(), precision=precision)
-    assert any(i.opcode == "mvm" for i in compiled.program.instructions)
-    result = verify_compiled(legacy_path, compiled, "machine")
-    assert result.passed, result.to_json()
+def test_opset6_model_compiles_verifies_and_runs_on_the_machine(legacy_path: Path, precision: str,
+                                                               tmp_path: Path) -> None:
+    program = compile_verified(legacy_path, precision, tmp_path)
+    assert sum(i.opcode == "mvm" for i in program.instructions) == 2  # the convolution and the Gemm
     x = np.random.default_rng(3).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    machine_y = Machine(compiled.program).run({"x": x}).outputs["y"]
+    machine_y = Machine(program).run({"x": x}).outputs["y"]
     expected = _explicit_outputs(x)
     if precision == "float":
         np.testing.assert_allclose(machine_y, expected, rtol=1e-4, atol=1e-4)
-    else:  # 8-bit weights and inputs: the same SNR bound verify_compiled applies
+    else:  # 8-bit weights and inputs: the SNR bound `--verify` applies
         snr = 10 * np.log10(np.sum(expected ** 2) / np.sum((machine_y - expected) ** 2))
         assert snr > 6.02 * 8 - 22
 
