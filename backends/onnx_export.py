@@ -194,8 +194,19 @@ def _reshape(emitter: GraphEmitter, op: Op) -> None:
 
 
 def _pad(emitter: GraphEmitter, op: Op) -> None:
-    x = op.operands[0]
-    emitter.pad(x.name, list(op.attrs["pads"]), op.attrs["value"], x.type.np_dtype, op.result.name)
+    x, mode = op.operands[0], op.attrs["mode"]
+    if mode == "constant":
+        emitter.pad(x.name, list(op.attrs["pads"]), op.attrs["value"], x.type.np_dtype, op.result.name)
+        return
+    if mode == "wrap":
+        emitter.require_opset(19)  # Pad takes mode wrap from opset 19 on
+    emitter.node("Pad", [x.name, emitter.ints(op.result.name + ".pads", op.attrs["pads"])], op.result.name, mode=mode)
+
+
+def _group_norm(emitter: GraphEmitter, op: Op) -> None:
+    emitter.require_opset(21)  # GroupNormalization takes scale and bias per channel from opset 21 on
+    emitter.node("GroupNormalization", _names(op), op.result.name, num_groups=op.attrs["num_groups"],
+                 epsilon=op.attrs["epsilon"])
 
 
 def _space_to_depth(emitter: GraphEmitter, op: Op) -> None:
@@ -294,6 +305,23 @@ EXPORTERS: dict[str, Exporter] = {
     "nn.leaky_relu": _same("LeakyRelu", alpha="alpha"),
     "nn.prelu": _same("PRelu"),
     "nn.clip": _clip,
+    "nn.elu": _same("Elu", alpha="alpha"),
+    "nn.selu": _same("Selu", alpha="alpha", gamma="gamma"),
+    "nn.celu": _same("Celu", alpha="alpha"),
+    "nn.softplus": _same("Softplus"),
+    "nn.softsign": _same("Softsign"),
+    "nn.thresholded_relu": _same("ThresholdedRelu", alpha="alpha"),
+    "nn.shrink": _same("Shrink", bias="bias", lambd="lambd"),
+    "nn.sign": _same("Sign"),
+    "nn.neg": _same("Neg"),
+    "nn.abs": _same("Abs"),
+    "nn.exp": _same("Exp"),
+    "nn.sqrt": _same("Sqrt"),
+    "nn.pow": _same("Pow"),
+    "nn.minimum": _same("Min"),
+    "nn.maximum": _same("Max"),
+    "nn.instance_norm": _same("InstanceNormalization", epsilon="epsilon"),
+    "nn.group_norm": _group_norm,
     "nn.softmax": _same("Softmax", axis="axis"),
     "nn.log_softmax": _same("LogSoftmax", axis="axis"),
     "nn.identity": _same("Identity"),

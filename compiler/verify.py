@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rcc.compiler.frontend.opsets import model_for_onnxruntime
 from rcc.ir.errors import RccError
 from rcc.ir.inputs import check_finite
 from rcc.ir.limits import load_npz
@@ -27,13 +28,15 @@ FLOAT_RTOL, FLOAT_ATOL = 1e-4, 1e-5
 
 
 def onnxruntime_outputs(model_path: str | os.PathLike, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Outputs by name of the original model run by onnxruntime on the CPU."""
+    """Outputs by name of the original model run by onnxruntime on the CPU (below opset 7, of the model
+    converted to opset 7, which is what rcc compiled)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     try:
-        session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(model_for_onnxruntime(model_path), options,
+                                               providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
         return dict(zip(names, session.run(names, feeds)))

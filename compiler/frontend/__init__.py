@@ -13,20 +13,19 @@ from pathlib import Path
 
 import onnx
 
-from rcc.compiler.frontend import rules_math, rules_shape, rules_spatial  # noqa: F401  (fill RULES)
+from rcc.compiler.frontend import (rules_activation, rules_math, rules_norm, rules_sequence,  # noqa: F401  (fill RULES)
+                                   rules_shape, rules_spatial)
 from rcc.compiler.frontend.context import LowerContext, initializer_arrays, node_label
 from rcc.compiler.frontend.fold import try_fold
+from rcc.compiler.frontend.input_types import input_dtype
 from rcc.compiler.frontend.loader import ShapeOverrides, graph_inputs, input_shape, load_onnx
+from rcc.compiler.frontend.opsets import conversion_summary, default_opset  # noqa: F401  (frontend API)
 from rcc.compiler.frontend.registry import RULES
 from rcc.ir.core import Module, Value
 from rcc.ir.errors import RccError, UnsupportedError
 from rcc.ir.inputs import check_finite
-from rcc.ir.types import TensorType, dtype_name
+from rcc.ir.types import TensorType
 from rcc.ir.verifier import verify
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
 def _module_name(model: onnx.ModelProto, source: str) -> str:
@@ -39,12 +38,7 @@ def _add_inputs(ctx: LowerContext, model: onnx.ModelProto, shapes: ShapeOverride
     if unknown:
         raise RccError(f"--input-shape names {sorted(unknown)[0]!r}, which is not an input of {ctx.source}")
     for info in graph_inputs(model):
-        elem_type = info.type.tensor_type.elem_type
-        try:
-            dtype = dtype_name(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
-        except (KeyError, ValueError, TypeError):
-            raise UnsupportedError(f"{ctx.source}: input {info.name!r} has element type "
-                                   f"{onnx.TensorProto.DataType.Name(elem_type)}") from None
+        dtype = input_dtype(info, ctx.source)
         value = Value(info.name, TensorType(input_shape(info, shapes, ctx.source), dtype))
         ctx.module.inputs.append(value)
         ctx.values[info.name] = value
@@ -53,6 +47,9 @@ def _add_inputs(ctx: LowerContext, model: onnx.ModelProto, shapes: ShapeOverride
 def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:
     """Module outputs keep the ONNX output names, so results can be matched with onnxruntime's."""
     for info in model.graph.output:
+        if info.name in ctx.sequences:
+            ctx.module.outputs.extend(rules_sequence.bind_sequence_output(ctx, info.name))
+            continue
         value = ctx.value_of(info.name)
         if value.is_constant and value.name == info.name:  # free the name for the output
             value.name = ctx.builder.fresh(info.name + ".value")
@@ -82,7 +79,8 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
             domain = f"{node.domain}." if node.domain else ""
             raise UnsupportedError(f"{source}: {ctx.label}: unsupported op {domain}{node.op_type}")
         lowering(ctx)
-        unbound = [name for name in node.output[:1] if name and name in ctx.used and name not in ctx.values]
+        unbound = [name for name in node.output[:1] if name and name in ctx.used
+                   and not any(name in bound for bound in (ctx.values, ctx.constants, ctx.sequences))]
         assert not unbound, f"rule for {node.op_type} left {unbound} unbound"
     ctx.node, ctx.label = None, "graph outputs"
     _bind_outputs(ctx, model)

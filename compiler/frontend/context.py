@@ -36,6 +36,7 @@ class LowerContext:
         self.source = source
         self.values: dict[str, Value] = {}
         self.constants: dict[str, np.ndarray] = {}
+        self.sequences: dict[str, list[Value]] = {}  # sequences of compile-time length, by their elements
         self.used: set[str] = set()  # ONNX tensor names some node or graph output reads
         self.node: onnx.NodeProto | None = None
         self.label = ""
@@ -99,6 +100,8 @@ class LowerContext:
             value = self.builder.constant(name, data)
             self.values[name] = value
             return value
+        if name in self.sequences:
+            raise self.unsupported(f"input {name!r} is a sequence where a tensor is expected")
         raise self.error(f"input {name!r} is not produced by any node, initializer or graph input")
 
     # binding results

@@ -16,7 +16,8 @@ from rcc.compiler.frontend.context import LowerContext
 from rcc.ir.limits import check_tensor_bytes
 
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
-               "Bernoulli", "If", "Loop", "Scan"}
+               "Bernoulli", "If", "Loop", "Scan", "SequenceEmpty", "SequenceConstruct", "SequenceInsert",
+               "SequenceErase", "SequenceAt", "SequenceLength", "SplitToSequence", "ConcatFromSequence"}
 
 
 def _fold_shape(ctx: LowerContext, node: onnx.NodeProto) -> bool:

@@ -1,5 +1,6 @@
 """Reading an ONNX file: load (external data included, within the limits of `rcc.ir.limits`), check the
-opsets and the model, and fix the graph's input shapes (checked against the tensor budget)."""
+opsets and the model, convert opsets below 7, and fix the graph's input shapes (checked against the
+tensor budget)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
+from rcc.compiler.frontend.opsets import upgrade_old_opset
 from rcc.ir.errors import RccError
 from rcc.ir.limits import check_tensor_bytes, regular_file_problem
 
@@ -34,7 +36,7 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
         onnx.checker.check_model(model if model.ByteSize() < 2**31 - 1 else str(path))
     except (onnx.checker.ValidationError, ValueError) as err:
         raise RccError(f"{path}: invalid ONNX model: {_one_line(err)}") from None
-    return model
+    return upgrade_old_opset(model, str(path))
 
 
 def _one_line(err: BaseException) -> str:

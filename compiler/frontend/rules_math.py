@@ -99,16 +99,21 @@ def lower_binary(ctx: LowerContext) -> None:
     ctx.bind(0, ctx.op(_BINARY[ctx.node.op_type], [ctx.input(0), ctx.input(1)]))
 
 
-@rule("Sum")
-def lower_sum(ctx: LowerContext) -> None:
+def lower_variadic(ctx: LowerContext, opname: str) -> None:
+    """A variadic node (Sum, Min, Max) as a chain of the binary `opname`; one input is its own result."""
     total = ctx.input(0)
     count = len(ctx.node.input)
     if count == 1:
         total = ctx.op("nn.identity", [total])
     for index in range(1, count):
-        total = ctx.op("nn.add", [total, ctx.input(index)],
+        total = ctx.op(opname, [total, ctx.input(index)],
                        name=ctx.node.output[0] if index == count - 1 else f"{ctx.node.output[0]}.partial")
     ctx.bind(0, total)
+
+
+@rule("Sum")
+def lower_sum(ctx: LowerContext) -> None:
+    lower_variadic(ctx, "nn.add")
 
 
 @rule("Softmax", "LogSoftmax")
@@ -133,6 +138,9 @@ def lower_softmax(ctx: LowerContext) -> None:
 
 @rule("Identity", "Dropout")
 def lower_identity(ctx: LowerContext) -> None:
+    if ctx.node.op_type == "Identity" and ctx.node.input[0] in ctx.sequences:
+        ctx.sequences[ctx.node.output[0]] = list(ctx.sequences[ctx.node.input[0]])
+        return
     if ctx.node.op_type == "Dropout":
         ctx.refuse_used_outputs(1, "the mask output of Dropout")
         if ctx.is_constant(2) and bool(ctx.constant(2, "training_mode")):

@@ -9,6 +9,7 @@ import numpy as np
 
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import rule
+from rcc.ir.ops.nn_shape import PAD_MODES
 
 
 def _axes(ctx: LowerContext, rank: int, input_index: int, what: str = "axes") -> list[int] | None:
@@ -95,8 +96,8 @@ def lower_concat(ctx: LowerContext) -> None:
 @rule("Pad")
 def lower_pad(ctx: LowerContext) -> None:
     mode = ctx.attr("mode", "constant")
-    if mode != "constant":
-        raise ctx.unsupported(f"Pad mode {mode!r} (rcc handles 'constant')")
+    if mode not in PAD_MODES:
+        raise ctx.unsupported(f"Pad mode {mode!r} (rcc handles {', '.join(map(repr, PAD_MODES))})")
     rank = ctx.input_type(0).rank
     if ctx.opset < 11:
         pads, value = list(ctx.attr("pads")), float(ctx.attr("value", 0.0))
@@ -112,7 +113,7 @@ def lower_pad(ctx: LowerContext) -> None:
             pads = full
     if len(pads) != 2 * rank:
         raise ctx.error(f"pads has {len(pads)} values, expected {2 * rank}")
-    ctx.bind(0, ctx.op("nn.pad", [ctx.input(0)], {"pads": tuple(int(p) for p in pads), "value": value}))
+    ctx.bind(0, ctx.op("nn.pad", [ctx.input(0)], {"pads": tuple(int(p) for p in pads), "value": value, "mode": mode}))
 
 
 @rule("DepthToSpace")

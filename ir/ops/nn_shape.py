@@ -59,24 +59,43 @@ def concat(*inputs: np.ndarray, axis: int) -> np.ndarray:
     return np.concatenate(inputs, axis=axis)
 
 
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
 def _pad_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
-    x, pads = types[0], attrs["pads"]
+    x, pads, mode = types[0], attrs["pads"], attrs["mode"]
+    if mode not in PAD_MODES:
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(PAD_MODES)}")
     if len(pads) != 2 * x.rank:
         raise ValueError(f"pads needs {2 * x.rank} values for rank {x.rank}, got {len(pads)}")
     shape = tuple(d + pads[i] + pads[i + x.rank] for i, d in enumerate(x.shape))
-    if min(shape, default=1) < 0:
+    cropped = tuple(d - max(-pads[i], 0) - max(-pads[i + x.rank], 0) for i, d in enumerate(x.shape))
+    if min(shape if mode == "constant" else cropped, default=1) < 0:
         raise ValueError(f"pads {list(pads)} crop more than {x} holds")
+    for axis, size in enumerate(cropped if mode != "constant" else ()):
+        grow = max(pads[axis], 0), max(pads[axis + x.rank], 0)
+        if mode == "reflect" and max(grow) >= max(size, 1) or max(grow) and not size:
+            raise ValueError(f"{mode} padding of {list(grow)} does not fit axis {axis} of size {size} after cropping")
     return [TensorType(shape, x.dtype)]
 
 
-@define("nn.pad", operands=("x",), infer=_pad_infer, attrs={"pads": Attr("ints"), "value": Attr("float", 0.0)})
-def pad(x: np.ndarray, *, pads: tuple[int, ...], value: float) -> np.ndarray:
-    """Constant padding; `pads` = [begin_0, ..., begin_r, end_0, ..., end_r], negative values crop."""
+@define("nn.pad", operands=("x",), infer=_pad_infer,
+        attrs={"pads": Attr("ints"), "value": Attr("float", 0.0), "mode": Attr("str", "constant")})
+def pad(x: np.ndarray, *, pads: tuple[int, ...], value: float, mode: str = "constant") -> np.ndarray:
+    """Padding with `value` (constant mode) or a mirror (reflect), the border (edge) or the opposite side
+    (wrap) of the operand; `pads` = [begin_0, ..., begin_r, end_0, ..., end_r], negative values crop.
+
+    Constant padding crops the padded tensor (so a crop may reach into the padding); the other modes crop
+    the operand first, as onnxruntime does, and pad what is left.
+    """
     rank = x.ndim
-    grown = np.pad(x, [(max(pads[i], 0), max(pads[i + rank], 0)) for i in range(rank)],
-                   constant_values=x.dtype.type(value))
-    crop = tuple(slice(max(-pads[i], 0), grown.shape[i] - max(-pads[i + rank], 0)) for i in range(rank))
-    return np.ascontiguousarray(grown[crop])
+    widths = [(max(pads[i], 0), max(pads[i + rank], 0)) for i in range(rank)]
+    if mode == "constant":
+        grown = np.pad(x, widths, constant_values=x.dtype.type(value))
+        crop = tuple(slice(max(-pads[i], 0), grown.shape[i] - max(-pads[i + rank], 0)) for i in range(rank))
+        return np.ascontiguousarray(grown[crop])
+    crop = tuple(slice(max(-pads[i], 0), x.shape[i] - max(-pads[i + rank], 0)) for i in range(rank))
+    return np.pad(x[crop], widths, mode=mode)
 
 
 def _zero_insert_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

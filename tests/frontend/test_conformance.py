@@ -13,7 +13,7 @@ import pytest
 from rcc.compiler.frontend import lower_model
 from rcc.ir import interpreter
 from rcc.ir.errors import UnsupportedError
-from tests.conformance import TALLY, frozen_model, selected_cases
+from tests.conformance import TALLY, case_feeds, case_outputs, frozen_model, selected_cases
 
 
 @pytest.mark.parametrize("case", selected_cases(), ids=lambda c: c.name)
@@ -26,9 +26,8 @@ def test_conformance_case(case) -> None:
         TALLY["unsupported"] += 1
         pytest.skip(str(err))
     for inputs, expected in case.data_sets:
-        feeds = {model.graph.input[i].name: np.asarray(inputs[keep[i]]) for i in range(len(keep))}
-        actual = interpreter.run(module, feeds)
-        for info, reference in zip(case.model.graph.output, expected):
-            np.testing.assert_allclose(actual[info.name], reference, rtol=max(case.rtol, 1e-4),
-                                       atol=max(case.atol, 1e-5), err_msg=f"{case.name}: output {info.name}")
+        actual = interpreter.run(module, case_feeds(model, keep, inputs))
+        for name, reference in case_outputs(case.model, expected).items():
+            np.testing.assert_allclose(actual[name], reference, rtol=max(case.rtol, 1e-4),
+                                       atol=max(case.atol, 1e-5), err_msg=f"{case.name}: output {name}")
     TALLY["passed"] += 1

@@ -1,0 +1,42 @@
+"""Lowering of ONNX's remaining element-wise activations and math: the ELU family, Softplus, Softsign,
+Shrink, ThresholdedRelu, Sign, Neg, Abs, Exp, Sqrt, Pow, and the variadic Min and Max."""
+
+from __future__ import annotations
+
+from rcc.compiler.frontend.context import LowerContext
+from rcc.compiler.frontend.registry import rule
+from rcc.compiler.frontend.rules_math import lower_variadic
+from rcc.ir.ops.nn_activation import SELU_ALPHA, SELU_GAMMA
+
+# ONNX op type → (IR op, {ONNX attribute: default}) of the one-operand ops
+_UNARY = {
+    "Elu": ("nn.elu", {"alpha": 1.0}),
+    "Selu": ("nn.selu", {"alpha": SELU_ALPHA, "gamma": SELU_GAMMA}),
+    "Celu": ("nn.celu", {"alpha": 1.0}),
+    "Softplus": ("nn.softplus", {}),
+    "Softsign": ("nn.softsign", {}),
+    "ThresholdedRelu": ("nn.thresholded_relu", {"alpha": 1.0}),
+    "Shrink": ("nn.shrink", {"bias": 0.0, "lambd": 0.5}),
+    "Sign": ("nn.sign", {}),
+    "Neg": ("nn.neg", {}),
+    "Abs": ("nn.abs", {}),
+    "Exp": ("nn.exp", {}),
+    "Sqrt": ("nn.sqrt", {}),
+}
+
+
+@rule(*_UNARY)
+def lower_activation(ctx: LowerContext) -> None:
+    opname, defaults = _UNARY[ctx.node.op_type]
+    attrs = {key: float(ctx.attr(key, default)) for key, default in defaults.items()}
+    ctx.bind(0, ctx.op(opname, [ctx.input(0)], attrs))
+
+
+@rule("Pow")
+def lower_pow(ctx: LowerContext) -> None:
+    ctx.bind(0, ctx.op("nn.pow", [ctx.input(0), ctx.input(1)]))
+
+
+@rule("Min", "Max")
+def lower_min_max(ctx: LowerContext) -> None:
+    lower_variadic(ctx, "nn.minimum" if ctx.node.op_type == "Min" else "nn.maximum")

@@ -1,0 +1,77 @@
+"""Graph-level normalisation over statistics computed at run time: instance and group normalisation.
+
+Both normalise x [N, C, ...] by the mean and (biased) variance of each sample's channel group, then
+scale and shift every channel: y = scale[c] · (x − mean) / sqrt(var + epsilon) + bias[c]. Instance
+normalisation is group normalisation with one channel per group. Arithmetic follows onnxruntime's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rcc.ir.optable import Attr, define
+from rcc.ir.types import TensorType
+
+
+def _check_channel_params(types: list[TensorType], groups: int) -> list[TensorType]:
+    x, scale, bias = types
+    if x.rank < 2 or x.np_dtype.kind != "f":
+        raise ValueError(f"operand must be a float tensor [N, C, ...], got {x}")
+    channels = x.shape[1]
+    for what, t in (("scale", scale), ("bias", bias)):
+        if t.shape != (channels,) or t.dtype != x.dtype:
+            raise ValueError(f"{what} must be {TensorType((channels,), x.dtype)}, got {t}")
+    if groups < 1 or channels % groups:
+        raise ValueError(f"num_groups {groups} does not divide {channels} channels")
+    return [x]
+
+
+def _instance_norm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    if types[0].rank < 3:
+        raise ValueError(f"operand must be [N, C, D1, ...] with at least one spatial axis, got {types[0]}")
+    return _check_channel_params(types, types[0].shape[1])
+
+
+def _group_norm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    return _check_channel_params(types, attrs["num_groups"])
+
+
+def normalized_groups(x: np.ndarray, groups: int, epsilon: float, scale: np.ndarray | None = None,
+                      bias: np.ndarray | None = None) -> np.ndarray:
+    """x with each (sample, channel group) normalised, times a per-group scale plus a per-group bias.
+
+    Computed in onnxruntime's order, so that a group whose variance is far below epsilon (where
+    mean · scale / std dwarfs the result) rounds alike: in float32 (float64 for f64), mean = Σx / n,
+    var = Σ(x − mean)² / n, s = scale / sqrt(var + epsilon), y = x · s + (bias − mean · s).
+    """
+    wide = np.float64 if x.dtype == np.float64 else np.float32
+    grouped = x.astype(wide).reshape(x.shape[0], groups, -1)
+    count = wide(grouped.shape[2])
+    mean = grouped.sum(axis=2, keepdims=True, dtype=wide) / count
+    variance = np.square(grouped - mean).sum(axis=2, keepdims=True, dtype=wide) / count
+    factor = wide(1) / np.sqrt(variance + wide(epsilon))
+    if scale is not None:
+        factor = factor * scale.astype(wide).reshape(1, groups, 1)
+    shift = np.zeros((), wide) if bias is None else bias.astype(wide).reshape(1, groups, 1)
+    return (grouped * factor + (shift - mean * factor)).reshape(x.shape)
+
+
+def _per_channel(x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return values.reshape((1, x.shape[1]) + (1,) * (x.ndim - 2))
+
+
+@define("nn.instance_norm", operands=("x", "scale", "bias"), infer=_instance_norm_infer,
+        attrs={"epsilon": Attr("float", 1e-5)})
+def instance_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, *, epsilon: float) -> np.ndarray:
+    """Each sample's channel normalised over its spatial positions, then scale[c]·x̂ + bias[c]."""
+    return normalized_groups(x, x.shape[1], epsilon, scale, bias).astype(x.dtype)
+
+
+@define("nn.group_norm", operands=("x", "scale", "bias"), infer=_group_norm_infer,
+        attrs={"num_groups": Attr("int"), "epsilon": Attr("float", 1e-5)})
+def group_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, *, num_groups: int,
+               epsilon: float) -> np.ndarray:
+    """Each sample's group of C / num_groups channels normalised together, then scale[c]·x̂ + bias[c]
+    (onnxruntime's GroupNormalization-21: instance normalisation of the groups, then the channels' affine map)."""
+    normalized = normalized_groups(x, num_groups, epsilon).astype(x.dtype)
+    return (normalized * _per_channel(x, scale) + _per_channel(x, bias)).astype(x.dtype)
