@@ -16,6 +16,7 @@ from rcc.compiler.commands.common import (Parser, add_common_arguments, add_nonf
                                           optional_output, seed, target_from_args, write_report)
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import parse_input_shapes
+from rcc.compiler.frontend.opsets import conversion_note
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, default_pipeline
 from rcc.compiler.report import build_report
 from rcc.compiler.summary import format_table
@@ -155,6 +156,9 @@ def _compile(args: argparse.Namespace) -> int:
                                             args.allow_nonfinite)
     report = build_report(compiled, result, {"model": str(args.model), "deconv": args.deconv,
                                              "packing": args.packing, "cost_model": args.cost_model}, chip)
+    converted = conversion_note(args.model)
+    if converted:
+        report["converted"] = converted
     with stage("write"):
         written = _write_output(compiled, args.emit, output)
         if plot_folder is not None:
@@ -165,6 +169,8 @@ def _compile(args: argparse.Namespace) -> int:
         if report_path is not None:
             write_report(report_path, report)
     if not args.quiet:
+        if converted:
+            print(f"{args.model}: {converted}")
         print(format_program_layers(report["layers"], report["totals"]))
         if compiled.pruning is not None:
             p = compiled.pruning

@@ -6,6 +6,7 @@ at opset 13 (bias and slope given their unit axes explicitly), run by onnxruntim
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
+from rcc.compiler.cli import main
 from rcc.compiler.frontend import import_onnx
 from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.frontend.opsets import conversion_note, conversion_summary, upgrade_old_opset
@@ -124,3 +126,10 @@ def test_failed_conversion_is_one_line_naming_node_and_opsets() -> None:
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("up.onnx: node 'up' (Upsample): cannot convert from opset 6 to 7: "), message
+
+
+def test_the_summary_and_report_say_the_model_was_converted(legacy_path: Path, tmp_path: Path, capsys) -> None:
+    report = tmp_path / "r.json"
+    assert main([str(legacy_path), "-o", str(tmp_path / "l.rccp"), "--report", str(report)]) == 0
+    assert f"{legacy_path}: converted from opset 6 to 7" in capsys.readouterr().out.splitlines()
+    assert json.loads(report.read_text())["converted"] == "converted from opset 6 to 7"
