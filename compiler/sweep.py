@@ -15,6 +15,7 @@ Each model is scattered to every worker once, not sent with each task.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask
 from distributed import Client, LocalCluster, as_completed
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
@@ -49,9 +49,8 @@ def sweep_client(scheduler: str | None = None, workers: int | None = None,
         with client:
             yield client
         return
-    with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "error"}):
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=40)
+    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", silence_logs=logging.ERROR)
     with cluster, Client(cluster, set_as_default=False) as client:
         yield client
 

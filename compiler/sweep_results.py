@@ -22,6 +22,7 @@ from rcc.compiler.sweep_space import SweepError
 from rcc.ir.files import check_output_path, write_output
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+_CSV_NULLS = pyarrow.csv.ConvertOptions(strings_can_be_null=True)  # an empty field was None, not ""
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class ResultsFile:
             return []
         try:
             table = (pyarrow.parquet.read_table(self.path) if self.format == "parquet"
-                     else pyarrow.csv.read_csv(self.path))
+                     else pyarrow.csv.read_csv(self.path, convert_options=_CSV_NULLS))
         except (pyarrow.ArrowException, OSError) as err:
             raise SweepError(f"--resume {self.path}: cannot read it as {self.format}: "
                              f"{str(err).splitlines()[0]}") from None

@@ -18,7 +18,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import optuna
+try:
+    import optuna
+except ImportError:  # an optional dependency: `pip install 'rcc[search]'`
+    optuna = None
 
 from rcc.compiler.sweep_point import FIGURE_COLUMNS
 from rcc.compiler.sweep_space import Point, SweepError, Value, grid_points
@@ -108,14 +111,15 @@ class OptunaSearch:
 
     def __init__(self, digests: list[str], space: dict[str, list[Value]], trials: int, objective: str,
                  constraints: tuple[Constraint, ...] = (), parallel: int = 1, seed: int = 0) -> None:
+        if optuna is None:
+            raise SweepError("--search optuna needs Optuna, which is not installed: pip install 'rcc[search]'")
         self.digests, self.space, self.trials, self.parallel = digests, space, trials, parallel
         self.objective, self.constraints = objective, constraints
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = optuna.samplers.TPESampler(
-            seed=seed, constraints_func=(lambda trial: trial.user_attrs["violations"]) if constraints else None)
+        sampler = optuna.samplers.TPESampler(seed=seed)  # reads the trials' constraints (set_constraint)
         direction = "maximize" if objective in MAXIMISED else "minimize"
         self.study = optuna.create_study(sampler=sampler, direction=direction)
-        self.running: dict[tuple[str, str], list[optuna.Trial]] = {}
+        self.running: dict[tuple[str, str], list] = {}  # (model, point) → its Optuna trials in flight
         self.asked = 0
 
     def propose(self, in_flight: int) -> list[Proposal]:
@@ -138,7 +142,9 @@ class OptunaSearch:
         if row["status"] != "ok" or value is None:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
-        trial.set_user_attr("violations", [c.violation(row) for c in self.constraints])
+        for constraint in self.constraints:
+            trial.set_constraint(f"{constraint.column}{constraint.comparison}{constraint.bound:g}",
+                                 constraint.violation(row))
         self.study.tell(trial, float(value))
 
 
