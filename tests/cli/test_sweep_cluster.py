@@ -90,7 +90,7 @@ def test_optuna_search_minimises_under_a_constraint(client, model) -> None:
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_sweep_loses_no_point(model, tmp_path) -> None:
-    points = grid_points(parse_grid(["xbar=32x32,64x64", "adc_bits=5:9", "cell_bits=1,2"]))
+    points = grid_points(parse_grid(["xbar=64x64,128x128", "adc_bits=5:9", "cell_bits=1,2"]))
     killed: list[int] = []
     with sweep_client(workers=2) as own_client:
         def kill_a_busy_worker(row, outcome) -> None:
@@ -111,11 +111,10 @@ def test_a_worker_killed_mid_sweep_loses_no_point(model, tmp_path) -> None:
                                                          for p in points}
 
 
-@pytest.mark.slow
-def test_command_line_sweep_plots_and_resumes(tmp_path, capsys) -> None:
+def test_command_line_sweep_on_a_scheduler_plots_and_resumes(client, tmp_path, capsys) -> None:
     out, plots = tmp_path / "r.parquet", tmp_path / "plots"
-    argv = ["sweep", str(MLP), "--grid", "xbar=64x64,128x128", "--grid", "packing=dense,best", "--workers", "1",
-            "--timeout", str(SWEEP_TIMEOUT), "-o", str(out)]
+    argv = ["sweep", str(MLP), "--grid", "xbar=64x64,128x128", "--grid", "packing=dense,best",
+            "--scheduler", client.scheduler.address, "--timeout", str(SWEEP_TIMEOUT), "-o", str(out)]
     assert main([*argv, "--plot", str(plots)]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "Pareto front over energy_pj" in printed and "4 points computed (0 failed), 0 kept" in printed
