@@ -57,11 +57,14 @@ def register_key(key: SweepKey) -> None:
 
 
 def _whole(text: str) -> int:
-    return int(text)
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
 
 
 def _whole_or_auto(text: str) -> int | None:
-    return None if text.lower() == "auto" else int(text)
+    return None if text.lower() == "auto" else _whole(text)
 
 
 def _choice(choices: tuple[str, ...] | list[str]) -> Callable[[str], str]:
@@ -116,7 +119,7 @@ def _values_of(key: SweepKey, text: str) -> list[Value]:
             parts = item.split(":")
             if len(parts) not in (2, 3):
                 raise ValueError(f"{item!r} is not a range LOW:HIGH or LOW:HIGH:STEP")
-            low, high, step = int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) == 3 else 1
+            low, high, step = _whole(parts[0]), _whole(parts[1]), _whole(parts[2]) if len(parts) == 3 else 1
             if step < 1:
                 raise ValueError(f"range {item!r}: the step must be a positive whole number")
             if low > high:
