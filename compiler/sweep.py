@@ -69,7 +69,7 @@ class SweepOutcome:
 def _lost_row(model: SweepModel, point: Point, err: BaseException) -> Row:
     """The row of a point Dask gave up on (its workers kept dying)."""
     return {"point_id": point_id(model.digest, point), "model": model.name, **point, "status": "failed",
-            "error": f"the point's worker died {type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+            "error": f"its workers kept dying ({type(err).__name__}: {str(err).splitlines()[0][:300]})"}
 
 
 def run_sweep(client: Client, models: list[SweepModel], search: Search, results: ResultsFile | None = None,

@@ -113,8 +113,9 @@ def evaluate_point(model: SweepModel, point: Point, verify: bool = True) -> dict
         figures = point_figures(model, point, verify)
         row.update(status="ok", error=None)
     except Exception as err:  # a sweep records every failing point, bugs included, and carries on
-        kind = "" if isinstance(err, RccError) else f"{type(err).__name__}: "
-        row.update(status="failed", error=(kind + str(err)).splitlines()[0][:500] if str(err) else kind.rstrip(": "))
+        kind = "" if isinstance(err, RccError) else f"{type(err).__name__}: "  # a bug names its exception
+        message = (kind + str(err)).strip() or type(err).__name__
+        row.update(status="failed", error=message.splitlines()[0][:500])
     row.update({column: figures.get(column) for column in FIGURE_COLUMNS})
     if not verify:
         for column in ("snr_db", "rel_l2", "max_abs_err", "verify_passed"):

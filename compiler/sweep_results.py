@@ -18,11 +18,13 @@ import pyarrow
 import pyarrow.csv
 import pyarrow.parquet
 
-from rcc.compiler.sweep_space import SweepError
+from rcc.compiler.sweep_space import KEYS, SweepError
 from rcc.ir.files import check_output_path, write_output
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-_CSV_NULLS = pyarrow.csv.ConvertOptions(strings_can_be_null=True)  # an empty field was None, not ""
+# An empty field was None, not ""; text options stay text ("0.2" is a prune budget, not a number).
+_CSV_TYPES = pyarrow.csv.ConvertOptions(strings_can_be_null=True, column_types={
+    name: pyarrow.string() for name, key in KEYS.items() if key.text})
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class ResultsFile:
             return []
         try:
             table = (pyarrow.parquet.read_table(self.path) if self.format == "parquet"
-                     else pyarrow.csv.read_csv(self.path, convert_options=_CSV_NULLS))
+                     else pyarrow.csv.read_csv(self.path, convert_options=_CSV_TYPES))
         except (pyarrow.ArrowException, OSError) as err:
             raise SweepError(f"--resume {self.path}: cannot read it as {self.format}: "
                              f"{str(err).splitlines()[0]}") from None

@@ -45,6 +45,7 @@ class SweepKey:
     group: str  # "target", "compile", "cost" or "verify": who consumes the value (see point_settings)
     parse: Callable[[str], Value]
     help: str
+    text: bool = False  # values are strings (kept as text when a CSV results file is read back)
 
 
 KEYS: dict[str, SweepKey] = {}
@@ -92,19 +93,19 @@ def _cost_model(text: str) -> str:
     return text
 
 
-register_key(SweepKey("xbar", "target", _xbar, "crossbar size ROWSxCOLS (sets xbar_rows and xbar_cols)"))
+register_key(SweepKey("xbar", "target", _xbar, "crossbar size ROWSxCOLS (sets xbar_rows and xbar_cols)", text=True))
 for _field in dataclasses.fields(Target):
     if _field.name == "encoding":
-        register_key(SweepKey("encoding", "target", _choice(ENCODINGS), "how weight signs are stored"))
+        register_key(SweepKey("encoding", "target", _choice(ENCODINGS), "how weight signs are stored", text=True))
     elif _field.name in ("adc_bits", "chips"):
         register_key(SweepKey(_field.name, "target", _whole_or_auto, f"target {_field.name}, a number or auto"))
     else:
         register_key(SweepKey(_field.name, "target", _whole, f"target {_field.name}"))
-register_key(SweepKey("precision", "compile", _choice(PRECISIONS), "int (bit-accurate) or float"))
-register_key(SweepKey("packing", "compile", _choice(list(PACKING_MODES)), "sparse packing mode"))
-register_key(SweepKey("deconv", "compile", _choice(list(DECONV_PASSES)), "transposed-convolution lowering"))
-register_key(SweepKey("prune", "compile", _prune, "prune budget: FRACTION, error=MAX or none"))
-register_key(SweepKey("cost_model", "cost", _cost_model, "cost preset (isaac, puma) or FILE.toml"))
+register_key(SweepKey("precision", "compile", _choice(PRECISIONS), "int (bit-accurate) or float", text=True))
+register_key(SweepKey("packing", "compile", _choice(list(PACKING_MODES)), "sparse packing mode", text=True))
+register_key(SweepKey("deconv", "compile", _choice(list(DECONV_PASSES)), "transposed-convolution lowering", text=True))
+register_key(SweepKey("prune", "compile", _prune, "prune budget: FRACTION, error=MAX or none", text=True))
+register_key(SweepKey("cost_model", "cost", _cost_model, "cost preset (isaac, puma) or FILE.toml", text=True))
 register_key(SweepKey("seed", "verify", _whole, "seed of the random verification inputs"))
 
 

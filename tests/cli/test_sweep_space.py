@@ -99,9 +99,9 @@ def test_a_point_row_and_a_failing_point() -> None:
 
 @pytest.mark.parametrize("name", ["r.parquet", "r.csv"])
 def test_results_file_round_trip(name, tmp_path) -> None:
-    rows = [{"point_id": "a", "model": "m", "adc_bits": None, "status": "ok", "error": None, "snr_db": math.inf,
+    rows = [{"point_id": "a", "model": "m", "adc_bits": None, "prune": "0.2", "status": "ok", "error": None, "snr_db": math.inf,
              "energy_pj": 1.5, "verify_passed": True},
-            {"point_id": "b", "model": "m", "adc_bits": 6, "status": "failed", "error": "no", "snr_db": None,
+            {"point_id": "b", "model": "m", "adc_bits": 6, "prune": None, "status": "failed", "error": "no", "snr_db": None,
              "energy_pj": None, "verify_passed": None}]
     results = ResultsFile.checked(tmp_path / name)
     assert results.read() == []
