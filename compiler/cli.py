@@ -5,6 +5,7 @@ to the exit code. The commands themselves live in compiler/commands/, one module
     rcc run PROGRAM.rccp --inputs IN.npz -o OUT.npz
     rcc opt FILE.ir -p PASS,PASS [-o OUT.ir]
     rcc prune MODEL.onnx --sparsity S -o OUT.onnx
+    rcc sweep MODEL.onnx [MODEL ...] --grid KEY=VALUES ... -o RESULTS.parquet
 
 Exit codes: 0 success, 1 verification outside tolerance, 2 bad input or usage (one line on stderr),
 3 internal error (a bug: the traceback and a request to report it), 130 interrupted.

@@ -1,0 +1,207 @@
+"""The design space of a sweep: the keys a point may set, `--grid KEY=VALUES` parsing, the grid's points,
+and how one point becomes the arguments of `compile_model` and `load_chip`.
+
+    space = parse_grid(["xbar=64x64,128x128", "adc_bits=4:9", "packing=dense,best"])
+    points = grid_points(space)          # [{"xbar": "64x64", "adc_bits": 4, "packing": "dense"}, ...]
+    check_points(points)                 # SweepError naming the keys of the first unusable point
+    settings = point_settings(points[0]) # Target, compile options, cost model, verify seed
+
+A point is a plain dict of canonical values (ints, strings, None for "auto"), so it travels to Dask
+workers, into a results file and back unchanged. Every key belongs to one group (`target`, `compile`,
+`cost`, `verify`); a new option (a device model, a data set) plugs in with `register_key` and a group
+that `point_settings` routes. Values are lists separated by commas; whole-number keys also take
+inclusive ranges `LOW:HIGH` or `LOW:HIGH:STEP` (`adc_bits=4:9` is 4, 5, 6, 7, 8, 9).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rcc.backends.chip import load_chip
+from rcc.backends.packing import MODES as PACKING_MODES
+from rcc.backends.target import AUTO, ENCODINGS, Target, parse_xbar
+from rcc.compiler.pass_context import DECONV_PASSES, PRECISIONS, PruneBudget
+from rcc.ir.errors import RccError
+
+Point = dict[str, Any]
+Value = int | str | None
+
+
+class SweepError(RccError):
+    """A sweep the user described wrongly: a bad grid, search, objective or results file."""
+
+
+@dataclass(frozen=True)
+class SweepKey:
+    """One option a sweep point can set: its group, how a value's text parses, and what it means."""
+
+    name: str
+    group: str  # "target", "compile", "cost" or "verify": who consumes the value (see point_settings)
+    parse: Callable[[str], Value]
+    help: str
+    text: bool = False  # values are strings (kept as text when a CSV results file is read back)
+
+
+KEYS: dict[str, SweepKey] = {}
+
+
+def register_key(key: SweepKey) -> None:
+    """Make `key` usable in `--grid` (a device model or data-set option registers itself here)."""
+    assert key.name not in KEYS, f"sweep key {key.name!r} registered twice"
+    KEYS[key.name] = key
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+
+
+def _whole_or_auto(text: str) -> int | None:
+    return None if text.lower() == "auto" else _whole(text)
+
+
+def _choice(choices: tuple[str, ...] | list[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"choose from {', '.join(choices)}")
+        return text
+    return parse
+
+
+def _xbar(text: str) -> str:
+    rows, cols = parse_xbar(text)
+    return f"{rows}x{cols}"
+
+
+def _prune(text: str) -> str | None:
+    if text.lower() == "none":
+        return None
+    PruneBudget.parse(text)
+    return text
+
+
+def _cost_model(text: str) -> str:
+    load_chip(text)  # a preset name or a readable cost file; ChipError names it otherwise
+    return text
+
+
+register_key(SweepKey("xbar", "target", _xbar, "crossbar size ROWSxCOLS (sets xbar_rows and xbar_cols)", text=True))
+for _field in dataclasses.fields(Target):
+    if _field.name == "encoding":
+        register_key(SweepKey("encoding", "target", _choice(ENCODINGS), "how weight signs are stored", text=True))
+    elif _field.name in ("adc_bits", "chips"):
+        register_key(SweepKey(_field.name, "target", _whole_or_auto, f"target {_field.name}, a number or auto"))
+    else:
+        register_key(SweepKey(_field.name, "target", _whole, f"target {_field.name}"))
+register_key(SweepKey("precision", "compile", _choice(PRECISIONS), "int (bit-accurate) or float", text=True))
+register_key(SweepKey("packing", "compile", _choice(list(PACKING_MODES)), "sparse packing mode", text=True))
+register_key(SweepKey("deconv", "compile", _choice(list(DECONV_PASSES)), "transposed-convolution lowering", text=True))
+register_key(SweepKey("prune", "compile", _prune, "prune budget: FRACTION, error=MAX or none", text=True))
+register_key(SweepKey("cost_model", "cost", _cost_model, "cost preset (isaac, puma) or FILE.toml", text=True))
+register_key(SweepKey("seed", "verify", _whole, "seed of the random verification inputs"))
+
+
+def _values_of(key: SweepKey, text: str) -> list[Value]:
+    """The values of one `--grid` item's right-hand side; ValueError or RccError when one does not parse."""
+    values: list[Value] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise ValueError("an empty value")
+        if ":" in item and key.parse in (_whole, _whole_or_auto):
+            parts = item.split(":")
+            if len(parts) not in (2, 3):
+                raise ValueError(f"{item!r} is not a range LOW:HIGH or LOW:HIGH:STEP")
+            low, high, step = _whole(parts[0]), _whole(parts[1]), _whole(parts[2]) if len(parts) == 3 else 1
+            if step < 1:
+                raise ValueError(f"range {item!r}: the step must be a positive whole number")
+            if low > high:
+                raise ValueError(f"range {item!r} is empty")
+            values += list(range(low, high + 1, step))
+        else:
+            values.append(key.parse(item))
+    return list(dict.fromkeys(values))  # repeated values would be repeated points
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Value]]:
+    """`["KEY=V1,V2", "KEY=LOW:HIGH", ...]` → key → values, in the order given; SweepError naming the key."""
+    space: dict[str, list[Value]] = {}
+    for item in items:
+        name, equals, text = item.partition("=")
+        name = name.strip()
+        if not equals:
+            raise SweepError(f"--grid {item!r}: expected KEY=VALUES, like adc_bits=4:9")
+        if name not in KEYS:
+            raise SweepError(f"--grid {name}: unknown key (known: {', '.join(sorted(KEYS))})")
+        if name in space:
+            raise SweepError(f"--grid {name}: given twice; list its values once, separated by commas")
+        try:
+            space[name] = _values_of(KEYS[name], text)
+        except (ValueError, RccError) as err:
+            raise SweepError(f"--grid {name}={text}: {str(err).splitlines()[0]}") from None
+    if "xbar" in space and {"xbar_rows", "xbar_cols"} & space.keys():
+        raise SweepError("--grid xbar: give either xbar or xbar_rows/xbar_cols, not both")
+    return space
+
+
+def grid_points(space: dict[str, list[Value]]) -> list[Point]:
+    """Every combination of the space's values, the last key varying fastest."""
+    names = list(space)
+    return [dict(zip(names, combination)) for combination in itertools.product(*space.values())]
+
+
+@dataclass(frozen=True)
+class PointSettings:
+    """What one point means: the target, `compile_model`'s keyword options, the cost model and verify seed."""
+
+    target: Target
+    compile_options: dict[str, Any]
+    cost_model: str = "isaac"
+    seed: int = 0
+
+
+def point_settings(point: Point) -> PointSettings:
+    """The settings of `point` (keys it leaves out keep rcc's defaults); RccError when they are unusable."""
+    by_group: dict[str, dict[str, Value]] = {}
+    for name, value in point.items():
+        by_group.setdefault(KEYS[name].group, {})[name] = value
+    target_options: dict[str, Any] = dict(by_group.get("target", {}))
+    if "xbar" in target_options:
+        target_options["xbar_rows"], target_options["xbar_cols"] = parse_xbar(target_options.pop("xbar"))
+    for name in ("adc_bits", "chips"):
+        if name in target_options and target_options[name] is None:
+            target_options[name] = AUTO
+    compile_options: dict[str, Any] = dict(by_group.get("compile", {}))
+    if compile_options.get("prune") is not None:
+        compile_options["prune"] = PruneBudget.parse(compile_options["prune"])
+    return PointSettings(Target().with_overrides(**target_options), compile_options,
+                         by_group.get("cost", {}).get("cost_model", "isaac"),
+                         by_group.get("verify", {}).get("seed", 0))
+
+
+def describe(point: Point) -> str:
+    return ", ".join(f"{name}={'auto' if value is None else value}" for name, value in point.items())
+
+
+def check_points(points: list[Point]) -> None:
+    """SweepError naming the point's keys and values when any point's settings are unusable together
+    (`--cell-bits 8` with 8-bit weights, a crossbar narrower than one weight's slices, ...)."""
+    for point in points:
+        try:
+            point_settings(point)
+        except RccError as err:
+            raise SweepError(f"--grid {describe(point)}: {str(err).splitlines()[0]}") from None
+
+
+def point_id(model_digest: str, point: Point) -> str:
+    """A stable name of one (model, point) pair: resumed sweeps recognise finished points by it."""
+    text = json.dumps([model_digest, sorted(point.items())], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
