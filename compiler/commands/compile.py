@@ -54,6 +54,12 @@ def parser() -> argparse.ArgumentParser:
                                                       "after packing")
     parser.add_argument("--deconv", choices=list(driver.DECONV_PASSES), default="pixelwise",
                         help="how transposed convolutions are lowered (default: pixelwise, zero-free)")
+    parser.add_argument("--replicate", default="none", metavar="none|auto|N",
+                        help="copies of each layer's weights: none (default), auto (balance the pipeline within "
+                             "the --chips budget) or N for every layer")
+    parser.add_argument("--pipelining", choices=["none", "layer", "row"], default="none",
+                        help="how layers overlap: none (default, one after another), layer (a pipeline of "
+                             "layers) or row (a layer starts when its first input rows exist)")
     add_target_arguments(parser)
     parser.add_argument("--cost-model", default="isaac", metavar="|".join(PRESETS) + "|FILE.toml",
                         help="component costs for energy, latency and area (default: isaac)")
@@ -146,7 +152,8 @@ def _compile(args: argparse.Namespace) -> int:
     with stage("compile"):
         compiled = driver.compile_model(args.model, target, args.precision, shapes,
                                         default_pipeline(args.deconv, args.pipeline), calibration,
-                                        args.print_after_all, args.deconv, args.packing, prune)
+                                        args.print_after_all, args.deconv, args.packing, prune,
+                                        args.replicate, args.pipelining)
     result = None
     if args.verify:
         with stage("verify"):
