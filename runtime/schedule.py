@@ -59,9 +59,13 @@ def instruction_counts(target: Target, instruction: Instruction, shapes: list[li
 
 
 def execute(machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
-    """Run one instruction; each copy of a replicated mvm computes its own input vectors."""
+    """Run one instruction; in integer mode each copy of a replicated mvm computes its own input vectors
+    (exact arithmetic, and the ADC saturation of each copy's vectors, give the same rows). Float mode
+    models ideal analog arithmetic with float32 BLAS, whose rounding depends on how many vectors one call
+    holds (an artefact of the simulator, not of the copies), so there the copies' vectors, which are
+    all the layer's vectors in order, are evaluated in one call and results stay independent of the schedule."""
     definition = INSTRUCTIONS[instruction.opcode]
-    if instruction.opcode != "mvm" or instruction.attrs.get("copies", 1) == 1:
+    if instruction.opcode != "mvm" or instruction.attrs.get("copies", 1) == 1 or machine.program.precision != "int":
         return definition.execute(machine, instruction, operands)
     bounds = copy_bounds(instruction.attrs, operands[0].shape[0])
     parts = [definition.execute(machine, instruction, [operands[0][start:stop], *operands[1:]])[0]
