@@ -104,10 +104,22 @@ class Cost:
     def write_ns(self) -> float:
         return sum(self.phase_write_ns)
 
+    def timeline(self) -> list[tuple[str, float, float]]:
+        """(layer or `write phase N`, start ns, finish ns) of one inference under the schedule."""
+        spans, now = [], 0.0
+        for index, layers in enumerate(self._phases()):
+            if self.phase_write_ns:
+                spans.append((f"write phase {index}", now, now + self.phase_write_ns[index]))
+                now += self.phase_write_ns[index]
+            phase = _phase_spans(layers, self.pipeline)
+            spans += [(name, now + start, now + finish) for name, start, finish in phase]
+            now += max((finish for _, _, finish in phase), default=0.0)
+        return spans
+
     @property
     def latency_ns(self) -> float:
         """One inference: every phase's writes and layers, layers overlapping as the pipeline allows."""
-        return self.write_ns + sum(_phase_latency(layers, self.pipeline) for layers in self._phases())
+        return max((finish for _, _, finish in self.timeline()), default=0.0)
 
     @property
     def interval_ns(self) -> float:
@@ -132,11 +144,16 @@ class Cost:
     def to_json(self) -> dict[str, Any]:
         totals = _figures(self.energy_breakdown_pj, self.latency_ns, self.interval_ns, self.area_mm2, self.ops)
         layers = {layer.name: layer.to_json() for layer in self.layers}
+        spans = self.timeline()
+        for name, start, finish in spans:
+            if name in layers:
+                layers[name].update({"start_ns": start, "finish_ns": finish})
         for name, figures in layers.items():
             figures.update({"stage_share": figures["latency_ns"] / self.bottleneck_ns if self.bottleneck_ns else 0.0,
                             "bottleneck": name == self.bottleneck})
         totals.update({"pipeline": self.pipeline, "phases": max(len(self.phase_write_ns), 1), "batch": self.batch,
                        "write_latency_ns": self.write_ns, "bottleneck": self.bottleneck,
+                       "writes": [[start, finish] for name, start, finish in spans if name not in layers],
                        "arrays": max((sum(layer.arrays for layer in phase) for phase in self._phases()), default=0),
                        "chip": self.chip, "array_area_mm2": self.array_area_mm2, "tiles": self.tiles,
                        "chips": self.chips, "chip_area_mm2": self.peak.chip_area_mm2,
@@ -145,20 +162,24 @@ class Cost:
         return {"totals": totals, "layers": layers}
 
 
-def _phase_latency(layers: list[LayerCost], pipeline: str) -> float:
-    """One phase's time: layers in sequence, or (`row`) each starting `lead` into the one before."""
-    if pipeline != "row":
-        return sum(layer.latency_ns for layer in layers)
-    start = finish = end = 0.0
+def _phase_spans(layers: list[LayerCost], pipeline: str) -> list[tuple[str, float, float]]:
+    """One phase's (layer, start, finish): in sequence, or (`row`) each layer starting once `lead` of the
+    one before has run (`lead` after its start, and no earlier than `1 - lead` before its finish) and
+    finishing no earlier than `lead` of itself after it."""
+    spans: list[tuple[str, float, float]] = []
+    start = finish = 0.0
     previous: LayerCost | None = None
     for layer in layers:
-        if previous is not None:
-            start += layer.lead * previous.latency_ns
+        if previous is None:
+            finish = layer.latency_ns
+        elif pipeline == "row":  # `lead` of the layer before exists no earlier than either bound
+            start = max(start + layer.lead * previous.latency_ns, finish - (1 - layer.lead) * previous.latency_ns)
             finish = max(start + layer.latency_ns, finish + layer.lead * layer.latency_ns)
         else:
-            finish = layer.latency_ns
-        end, previous = max(end, finish), layer
-    return end
+            start, finish = finish, finish + layer.latency_ns
+        spans.append((layer.name, start, finish))
+        previous = layer
+    return spans
 
 
 def _figures(breakdown: dict[str, float], latency_ns: float, interval_ns: float, area_mm2: float,

@@ -18,6 +18,7 @@ from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import parse_input_shapes
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, default_pipeline
 from rcc.compiler.report import build_report
+from rcc.compiler.schedule_report import format_schedule, is_scheduled
 from rcc.compiler.summary import format_table
 from rcc.compiler.verify import VerifyResult, load_inputs
 from rcc.ir.files import check_output_folder, check_output_path
@@ -159,18 +160,23 @@ def _compile(args: argparse.Namespace) -> int:
         with stage("verify"):
             result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed)
     report = build_report(compiled, result, {"model": str(args.model), "deconv": args.deconv,
-                                             "packing": args.packing, "cost_model": args.cost_model}, chip)
+                                             "packing": args.packing, "cost_model": args.cost_model,
+                                             "replicate": args.replicate, "pipelining": args.pipelining}, chip)
     with stage("write"):
         written = _write_output(compiled, args.emit, output)
         if plot_folder is not None:
             from rcc.compiler.plot import plot_energy_breakdown, plot_sparse_layers  # matplotlib only when asked
+            from rcc.compiler.schedule_report import plot_pipeline
 
             written += plot_sparse_layers(compiled.program, plot_folder)
             written.append(plot_energy_breakdown(report, plot_folder))
+            written.append(plot_pipeline(report, plot_folder))
         if report_path is not None:
             write_report(report_path, report)
     if not args.quiet:
         print(format_program_layers(report["layers"], report["totals"]))
+        if is_scheduled(report["totals"]["cost"], report["layers"]):
+            print(format_schedule(report))
         if compiled.pruning is not None:
             p = compiled.pruning
             removed = sum(layer["removed_blocks"] for layer in p["layers"])
