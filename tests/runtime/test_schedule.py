@@ -14,6 +14,7 @@ from rcc.backends.program import ProgramError, load_program, save_program
 from rcc.backends.target import Target
 from rcc.compiler.cli import main
 from rcc.compiler.driver import compile_model, verify_compiled
+from rcc.compiler.pass_manager import default_pipeline
 from rcc.ir import modules_equal, parse_module, print_module
 from rcc.ir.errors import RccError
 from rcc.ir.inputs import random_inputs
@@ -132,3 +133,12 @@ def test_a_model_three_times_the_chip_runs_in_phases_and_pays_for_writes() -> No
 def test_a_target_too_small_for_one_layer_is_a_clear_error() -> None:
     with pytest.raises(RccError, match="needs 6 crossbar arrays; the target has 4 in all"):
         compile_model(RESNET, Target(chips=1, tiles_per_chip=1, arrays_per_tile=4))
+
+
+def test_row_pipelining_checks_the_rows_it_holds_against_the_tile_buffer() -> None:
+    compiled = compile_model(RESNET, pipelining="row")
+    held = compiled.reports[-1].figures["row_buffer_bytes"]
+    assert held["bn1"] == 3 * 32 * 3   # three rows of the 3×32×32 int8 image
+    tiny = [*default_pipeline()[:-1], "replicate{tile_buffer_kb=0}"]
+    with pytest.raises(RccError, match="--pipelining row: layer 'bn1' holds 288 bytes of input rows"):
+        compile_model(RESNET, pipeline=tiny, pipelining="row")
