@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
+from pathlib import Path
 
 import pytest
 
 from rcc.backends.target import Target
 from rcc.compiler.driver import compile_model
+from rcc.compiler.pass_manager import run_pipeline
 from rcc.compiler.replication import (Stage, arrays_used, best_allocation, dp, greedy, isaac, schedule_key,
                                       uniform)
+from rcc.ir import parse_module
 from rcc.ir.errors import RccError
 from tests.conftest import ROOT
 
@@ -84,3 +88,11 @@ def test_pass_options_are_checked_and_a_budget_is_respected() -> None:
     report = compiled.reports[-1]
     assert report.name == "replicate" and report.figures["strategy"] in ("greedy", "dp")
     assert report.figures["arrays"] <= 48 and max(report.figures["copies"].values()) > 1
+
+
+def test_a_budget_of_one_layer_gives_one_phase_per_layer() -> None:
+    source = (Path(__file__).parent / "fixtures" / "replicate.ir").read_text()
+    module = parse_module(re.split(r"(?m)^(?=module @)", source)[1])
+    run_pipeline(module, "replicate{copies=auto;arrays=2}")
+    assert [(op.attrs["phase"], op.attrs["first_array"], op.attrs["copies"]) for op in module.ops] == \
+        [(0, 0, 1), (1, 0, 1)]

@@ -37,12 +37,15 @@ def test_outputs_are_identical_with_and_without_replication_and_pipelining(path,
     plain = compile_model(path, precision=precision)
     inputs = random_inputs(plain.graph, 0)
     expected = Machine(plain.program).run(inputs)
-    for replicate, pipelining in (("auto", "row"), ("3", "layer")):
-        scheduled = compile_model(path, precision=precision, replicate=replicate, pipelining=pipelining)
+    single = sum(i.attrs["arrays"] for i in mvms(plain.program))
+    for schedule in (f"copies=auto;pipeline=row;arrays={4 * single}", "copies=3;pipeline=layer"):
+        scheduled = compile_model(path, precision=precision,
+                                  pipeline=[*default_pipeline()[:-1], f"replicate{{{schedule}}}"])
+        assert max(i.attrs["copies"] for i in mvms(scheduled.program)) > 1
         run = Machine(scheduled.program).run(inputs)
         assert run.outputs.keys() == expected.outputs.keys()
         for name, array in expected.outputs.items():
-            assert np.array_equal(run.outputs[name], array), (replicate, name)
+            assert np.array_equal(run.outputs[name], array), (schedule, name)
         assert run.totals.mvm_ops == expected.totals.mvm_ops      # the same work, spread over copies
         assert run.totals.array_steps <= expected.totals.array_steps
 
