@@ -63,6 +63,7 @@ class Machine:
         self.crossbars = {i.dst[0]: CrossbarGroup(program.constants[i.src[1]], i.attrs,
                                                   *[program.constants[name] for name in i.src[2:]])
                           for i in program.instructions if i.opcode == "mvm"}
+        check_schedule(program, self.target)
         phases: dict[int, int] = {}
         for instruction in program.instructions:
             if instruction.opcode == "mvm":
@@ -72,7 +73,6 @@ class Machine:
         if self.target.max_arrays is not None and arrays > self.target.max_arrays:
             raise ProgramError(f"program {program.name!r} needs {arrays} arrays; the target has "
                                f"{self.target.max_arrays}")
-        check_schedule(program, self.target)
 
     def run(self, inputs: dict[str, np.ndarray], trace: bool = False) -> MachineResult:
         self.inputs = self._checked_inputs(inputs)

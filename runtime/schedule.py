@@ -87,9 +87,10 @@ def check_schedule(program: Program, target: Target) -> None:
         if instruction.opcode != "mvm":
             continue
         attrs, name = instruction.attrs, instruction.dst[0]
+        where = f"program {program.name!r}: mvm {name!r}"
+        _check_kinds(attrs, where)
         copies, phase = attrs.get("copies", 1), attrs.get("phase", 0)
         bounds, firsts = copy_bounds(attrs, operand[0][0]), copy_first_arrays(attrs)
-        where = f"program {program.name!r}: mvm {name!r}"
         if not isinstance(copies, int) or copies < 1 or len(bounds) != copies + 1 or len(firsts) != copies:
             raise ProgramError(f"{where} states {copies} copies but {len(bounds) - 1} row ranges and "
                                f"{len(firsts)} array placements")
@@ -107,6 +108,26 @@ def check_schedule(program: Program, target: Target) -> None:
         if target.max_arrays is not None and max(firsts) + attrs["arrays"] > target.max_arrays:
             raise ProgramError(f"{where}: uses arrays up to {max(firsts) + attrs['arrays']}; the target has "
                                f"{target.max_arrays}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_kinds(attrs: dict, where: str) -> None:
+    """ProgramError unless the schedule attributes an mvm states are integers, lists of integers, a
+    known pipeline and a lead in [0, 1]."""
+    wrong = next((key for key in ("copies", "phase", "first_array", "arrays")
+                  if key in attrs and not _is_int(attrs[key])), None)
+    wrong = wrong or next((key for key in ("copy_arrays", "copy_rows") if key in attrs and not (
+        isinstance(attrs[key], (list, tuple)) and all(_is_int(v) and v >= 0 for v in attrs[key]))), None)
+    if wrong is None and attrs.get("pipeline", "none") not in ("none", "layer", "row"):
+        wrong = "pipeline"
+    lead = attrs.get("lead", 1.0)
+    if wrong is None and not (isinstance(lead, (int, float)) and not isinstance(lead, bool) and 0 <= lead <= 1):
+        wrong = "lead"
+    if wrong is not None:
+        raise ProgramError(f"{where}: schedule attribute {wrong} = {attrs[wrong]!r} is malformed")
 
 
 def static_counts(program: Program, target: Target) -> list[Counts]:

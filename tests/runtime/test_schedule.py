@@ -103,6 +103,7 @@ def test_bad_schedules_are_refused_with_one_line(tmp_path, capsys) -> None:
     assert not (tmp_path / "o.npz").exists()
 
 
+@pytest.mark.slow
 def test_replication_and_pipelining_raise_throughput_in_the_cost() -> None:
     chip = load_chip("isaac")
     plain = estimate_cost(compile_model(RESNET).program, chip)
@@ -145,3 +146,11 @@ def test_row_pipelining_checks_the_rows_it_holds_against_the_tile_buffer() -> No
     tiny = [*default_pipeline()[:-1], "replicate{tile_buffer_kb=0}"]
     with pytest.raises(RccError, match="--pipelining row: layer 'bn1' holds 288 bytes of input rows"):
         compile_model(RESNET, pipeline=tiny, pipelining="row")
+
+
+@pytest.mark.parametrize("attrs", [{"copies": "2"}, {"copy_rows": [0, -1]}, {"copy_arrays": "0"},
+                                   {"pipeline": "warp"}, {"lead": 2.0}, {"phase": None}])
+def test_malformed_schedule_attributes_are_a_program_error(attrs) -> None:
+    program = compile_model(ROOT / "models" / "mlp.onnx").program
+    with pytest.raises(ProgramError, match=f"schedule attribute {next(iter(attrs))} = .* is malformed"):
+        Machine(_with_first_mvm(program, **attrs))
