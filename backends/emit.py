@@ -3,7 +3,8 @@
 Inputs are `load`ed and outputs `store`d; `vec.im2col`, `vec.quantize`, `xbar.mvm` and `vec.dequantize`
 become the instructions of the same name; every other op (no weights) becomes a `vec` instruction
 that names the op, executed by the digital vector unit. Constants are preloaded into buffers of their
-own name; an `mvm`'s weights are programmed into its arrays when the machine loads the program.
+own name; an `mvm`'s weights are programmed into its arrays when the machine loads the program. The
+schedule (copies, their arrays and rows, phases, pipeline overlap) travels in the `mvm` attributes.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def emit_program(module: Module, target: Target, precision: str) -> Program:
     instructions = [Instruction("load", [v.name], [], {}, [list(v.type.shape)], [v.type.dtype])
                     for v in module.inputs]
     instructions += [_instruction(op) for op in module.ops]
-    arrays = sum(op.attrs["arrays"] for op in module.ops if op.opname == "xbar.mvm")
+    phases: dict[int, int] = {}  # arrays each reprogramming phase holds, copies included
+    for op in module.ops:
+        if op.opname == "xbar.mvm":
+            phases[op.attrs["phase"]] = phases.get(op.attrs["phase"], 0) + op.attrs["arrays"] * op.attrs["copies"]
+    arrays = max(phases.values(), default=0)
     if target.max_arrays is not None and arrays > target.max_arrays:
         raise RccError(f"model {module.name!r} needs {arrays} crossbar arrays; the target has {target.max_arrays} "
                        f"({target.chips} chips × {target.tiles_per_chip} tiles × {target.arrays_per_tile} arrays); "

@@ -64,12 +64,14 @@ def pruning_summary(ctx: PassContext) -> dict | None:
 def compile_model(path: str | os.PathLike, target: Target | None = None, precision: str = "int",
                   input_shapes: ShapeOverrides | None = None, pipeline: PipelineSpec | None = None,
                   calibration: dict | None = None, print_after_all: bool = False, deconv: str = "pixelwise",
-                  packing: str = "best", prune: PruneBudget | None = None, allow_nonfinite: bool = False) -> Compiled:
+                  packing: str = "best", prune: PruneBudget | None = None, replicate: str = "none",
+                  pipelining: str = "none", allow_nonfinite: bool = False) -> Compiled:
     """ONNX model → graph IR → (`pipeline`, by default `default_pipeline(deconv)`) → crossbar IR → program.
     Pruning error is measured against onnxruntime on the model at `path`. NaN/Inf weights are refused
     unless `allow_nonfinite`."""
     ctx = PassContext(target=target or Target(), precision=precision, calibration=calibration, packing=packing,
-                      deconv=deconv, prune=prune, reference=lambda sample: onnxruntime_outputs(path, sample))
+                      deconv=deconv, prune=prune, replicate=replicate, pipelining=pipelining,
+                      reference=lambda sample: onnxruntime_outputs(path, sample))
     with stage("import"):
         module = import_onnx(path, input_shapes, allow_nonfinite)
     run_pipeline(module, default_pipeline(deconv) if pipeline is None else pipeline, ctx, print_after_all)

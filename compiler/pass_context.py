@@ -24,6 +24,7 @@ from rcc.ir.core import Module
 from rcc.ir.errors import RccError
 
 PRECISIONS = ("int", "float")
+PIPELINING = ("none", "layer", "row")
 DECONV_PASSES = {"pixelwise": "deconv-to-pixelwise", "zero-insertion": "deconv-zero-insertion"}
 
 Outputs = dict[str, np.ndarray]
@@ -76,6 +77,8 @@ class PassContext:
     packing: str = "best"
     deconv: str = "pixelwise"
     prune: PruneBudget | None = None
+    replicate: str = "none"     # `replicate`: none | auto | N copies
+    pipelining: str = "none"    # `replicate`: none | layer | row
     reference: Callable[[dict[str, np.ndarray]], Outputs] | None = None
     reports: list[PassReport] = field(default_factory=list)
     graph: Module | None = None  # the graph-level module `lower-to-xbar` started from (a copy)

@@ -27,12 +27,13 @@ from rcc.ir.progress import stage
 from rcc.ir.verifier import verify
 
 GRAPH_PIPELINE: tuple[str, ...] = ("constant-fold", "fold-batch-norm", "remove-identity", "dce")
-XBAR_PIPELINE: tuple[str, ...] = ("prune-crossbars", "lower-to-xbar", "pack-crossbars", "dce")
+XBAR_PIPELINE: tuple[str, ...] = ("prune-crossbars", "lower-to-xbar", "pack-crossbars", "dce", "replicate")
 
 
 def default_pipeline(deconv: str = "pixelwise", graph: str | Sequence[str] = GRAPH_PIPELINE) -> tuple[str, ...]:
     """The whole compile as data: graph passes, the deconvolution rewrite chosen by `deconv`, pruning (a
-    no-op without a budget), lowering onto crossbars, packing and dce."""
+    no-op without a budget), lowering onto crossbars, packing, dce and the schedule (replication, phases,
+    pipelining)."""
     if deconv not in DECONV_PASSES:
         raise RccError(f"--deconv {deconv!r}: choose {' or '.join(DECONV_PASSES)}")
     return (*([graph] if isinstance(graph, str) else graph), DECONV_PASSES[deconv], *XBAR_PIPELINE)

@@ -16,10 +16,19 @@ before it (or from tile 0, where the off-chip link delivers the model's inputs).
 consecutive tiles in program order; tiles share routers (`shared_by`) laid out as a square mesh, and a
 transfer takes the routers' Manhattan distance plus one hops.
 
-Latency: layers run one after another; a layer's arrays run in parallel, so its crossbar time is the
+Latency: a layer's arrays (and the copies of its weights) run in parallel, so its crossbar time is the
 slowest of its stages (array reads × input bit-slices, conversions of its busiest array ÷ the ADCs
 serving that array × sample time, bytes over the tile bus and the off-chip link), then its vector-unit
-work follows. As a pipeline, a new inference starts every slowest-layer time.
+work follows. How layers overlap is the program's schedule (the mvms' `pipeline` and `lead`):
+`none`: one after another, one inference at a time (throughput = 1 / latency); `layer`: one after
+another, but inferences overlap, one starting every slowest-layer time; `row`: also a layer starts when
+`lead` of the layer before has run (its first window's input rows; layers without crossbars stream)
+and finishes no earlier than `lead` of itself after the layer before finishes.
+
+Phases (a model larger than the chip): each phase's arrays are reprogrammed before it runs, every
+inference (batch 1) or once per `batch` inferences. Write figures: 50.88 ns and 3.91 nJ per write
+of one array row (PipeLayer, Song et al., HPCA 2017, §6.1, from NVSim for its ReRAM cell; the rows
+of an array are written one after another, arrays in parallel); charged as `write` energy.
 """
 
 from __future__ import annotations
@@ -34,9 +43,11 @@ from rcc.backends.program import Program
 from rcc.backends.target import Target
 from rcc.runtime.counters import Counts
 from rcc.runtime.machine import target_of
-from rcc.runtime.schedule import instruction_layers, layer_counts, static_counts
+from rcc.runtime.schedule import instruction_layers, layer_counts, mvm_arrays, static_counts
 
-CATEGORIES = tuple(dict.fromkeys([*EVENTS.values(), "static"]))
+CATEGORIES = tuple(dict.fromkeys([*EVENTS.values(), "static", "write"]))
+WRITE_ROW_NS = 50.88    # PipeLayer (HPCA 2017) §6.1: ReRAM write latency
+WRITE_ROW_PJ = 3910.0   # PipeLayer (HPCA 2017) §6.1: ReRAM write energy, 3.91 nJ
 
 
 @dataclass(frozen=True)
@@ -48,13 +59,19 @@ class LayerCost:
     latency_ns: float
     area_mm2: float   # its arrays' share of their tiles
     ops: int          # 2 per multiply-accumulate
+    arrays: int = 0   # copies included
+    copies: int = 1
+    phase: int = 0
+    lead: float = 1.0  # fraction of the layer before that runs before this one starts (`row` pipelining)
 
     @property
     def energy_pj(self) -> float:
         return sum(self.energy_breakdown_pj.values())
 
     def to_json(self) -> dict[str, Any]:
-        return _figures(self.energy_breakdown_pj, self.latency_ns, self.latency_ns, self.area_mm2, self.ops)
+        figures = _figures(self.energy_breakdown_pj, self.latency_ns, self.latency_ns, self.area_mm2, self.ops)
+        figures.update({"arrays": self.arrays, "copies": self.copies, "phase": self.phase})
+        return figures
 
 
 @dataclass(frozen=True)
@@ -69,14 +86,47 @@ class Cost:
     chips: int
     peak: Peak
     energy_breakdown_pj: dict[str, float] = field(default_factory=dict)
+    pipeline: str = "none"
+    phase_write_ns: tuple[float, ...] = ()   # reprogramming before each phase (empty: one phase, no writes)
+    batch: int = 1
 
     @property
     def energy_pj(self) -> float:
         return sum(self.energy_breakdown_pj.values())
 
+    def _phases(self) -> list[list[LayerCost]]:
+        phases: dict[int, list[LayerCost]] = {}
+        for layer in self.layers:
+            phases.setdefault(layer.phase, []).append(layer)
+        return [phases[key] for key in sorted(phases)]
+
+    @property
+    def write_ns(self) -> float:
+        return sum(self.phase_write_ns)
+
+    def timeline(self) -> list[tuple[str, float, float]]:
+        """(layer or `write phase N`, start ns, finish ns) of one inference under the schedule."""
+        spans, now = [], 0.0
+        for index, layers in enumerate(self._phases()):
+            if self.phase_write_ns:
+                spans.append((f"write phase {index}", now, now + self.phase_write_ns[index]))
+                now += self.phase_write_ns[index]
+            phase = _phase_spans(layers, self.pipeline)
+            spans += [(name, now + start, now + finish) for name, start, finish in phase]
+            now += max((finish for _, _, finish in phase), default=0.0)
+        return spans
+
     @property
     def latency_ns(self) -> float:
-        return sum(layer.latency_ns for layer in self.layers)
+        """One inference: every phase's writes and layers, layers overlapping as the pipeline allows."""
+        return max((finish for _, _, finish in self.timeline()), default=0.0)
+
+    @property
+    def interval_ns(self) -> float:
+        """Steady state: time between inferences (phases: `batch` inferences per reprogramming)."""
+        if len(self.phase_write_ns) > 1:
+            return (self.write_ns + self.batch * (self.latency_ns - self.write_ns)) / self.batch
+        return self.latency_ns if self.pipeline == "none" else self.bottleneck_ns
 
     @property
     def bottleneck_ns(self) -> float:
@@ -87,13 +137,49 @@ class Cost:
     def ops(self) -> int:
         return sum(layer.ops for layer in self.layers)
 
+    @property
+    def bottleneck(self) -> str | None:
+        return max(self.layers, key=lambda layer: layer.latency_ns).name if self.layers else None
+
     def to_json(self) -> dict[str, Any]:
-        totals = _figures(self.energy_breakdown_pj, self.latency_ns, self.bottleneck_ns, self.area_mm2, self.ops)
-        totals.update({"chip": self.chip, "array_area_mm2": self.array_area_mm2, "tiles": self.tiles,
+        totals = _figures(self.energy_breakdown_pj, self.latency_ns, self.interval_ns, self.area_mm2, self.ops)
+        layers = {layer.name: layer.to_json() for layer in self.layers}
+        spans = self.timeline()
+        for name, start, finish in spans:
+            if name in layers:
+                layers[name].update({"start_ns": start, "finish_ns": finish})
+        for name, figures in layers.items():
+            figures.update({"stage_share": figures["latency_ns"] / self.bottleneck_ns if self.bottleneck_ns else 0.0,
+                            "bottleneck": name == self.bottleneck})
+        totals.update({"pipeline": self.pipeline, "phases": max(len(self.phase_write_ns), 1), "batch": self.batch,
+                       "write_latency_ns": self.write_ns, "bottleneck": self.bottleneck,
+                       "writes": [[start, finish] for name, start, finish in spans if name not in layers],
+                       "arrays": max((sum(layer.arrays for layer in phase) for phase in self._phases()), default=0),
+                       "chip": self.chip, "array_area_mm2": self.array_area_mm2, "tiles": self.tiles,
                        "chips": self.chips, "chip_area_mm2": self.peak.chip_area_mm2,
                        "chip_power_mw": self.peak.chip_power_mw, "peak_tops_per_w": self.peak.tops_per_w,
                        "peak_tops_per_mm2": self.peak.tops_per_mm2})
-        return {"totals": totals, "layers": {layer.name: layer.to_json() for layer in self.layers}}
+        return {"totals": totals, "layers": layers}
+
+
+def _phase_spans(layers: list[LayerCost], pipeline: str) -> list[tuple[str, float, float]]:
+    """One phase's (layer, start, finish): in sequence, or (`row`) each layer starting once `lead` of the
+    one before has run (`lead` after its start, and no earlier than `1 - lead` before its finish) and
+    finishing no earlier than `lead` of itself after it."""
+    spans: list[tuple[str, float, float]] = []
+    start = finish = 0.0
+    previous: LayerCost | None = None
+    for layer in layers:
+        if previous is None:
+            finish = layer.latency_ns
+        elif pipeline == "row":  # `lead` of the layer before exists no earlier than either bound
+            start = max(start + layer.lead * previous.latency_ns, finish - (1 - layer.lead) * previous.latency_ns)
+            finish = max(start + layer.latency_ns, finish + layer.lead * layer.latency_ns)
+        else:
+            start, finish = finish, finish + layer.latency_ns
+        spans.append((layer.name, start, finish))
+        previous = layer
+    return spans
 
 
 def _figures(breakdown: dict[str, float], latency_ns: float, interval_ns: float, area_mm2: float,
@@ -106,9 +192,10 @@ def _figures(breakdown: dict[str, float], latency_ns: float, interval_ns: float,
             "tops_per_mm2": ops / latency_ns / 1e3 / area_mm2 if latency_ns and area_mm2 else None}
 
 
-def estimate_cost(program: Program, chip: Chip, counts: list[Counts] | None = None) -> Cost:
-    """The cost of one inference: from the program's static counts, or from `counts` (one per
-    instruction, as `Machine.run` returns them), which give the same figures."""
+def estimate_cost(program: Program, chip: Chip, counts: list[Counts] | None = None, batch: int = 1) -> Cost:
+    """The cost of one inference under the program's schedule: from its static counts, or from `counts`
+    (one per instruction, as `Machine.run` returns them), which give the same figures. `batch`: inferences
+    per reprogramming of a phased program."""
     target = target_of(program)
     counts = static_counts(program, target) if counts is None else counts
     adapted = adapt_chip(chip, target)
@@ -116,21 +203,32 @@ def estimate_cost(program: Program, chip: Chip, counts: list[Counts] | None = No
     per_layer = layer_counts(program, counts)
     arrays = _layer_arrays(program)
     hops = _layer_hops(adapted, per_layer, arrays)
-    total_arrays = sum(arrays.values())
+    plan = _layer_schedule(program)
+    phase_arrays: dict[int, int] = {}
+    for name, count in arrays.items():
+        phase_arrays[plan[name][1]] = phase_arrays.get(plan[name][1], 0) + count
+    total_arrays = max(phase_arrays.values(), default=0)
+    phased = len(phase_arrays) > 1
     tiles = math.ceil(total_arrays / adapted.arrays_per_tile)
     tile_area = adapted.tile_area_mm2()
     rows = [(name, count, _dynamic_pj(count, hops.get(name, 0), energies), _latency_ns(adapted, target, count))
             for name, count in per_layer.items()]
+    layer_plan = {name: _layer_plan(plan, name, layer_names=list(per_layer)) for name in per_layer}
     latency = sum(row[3] for row in rows)
     static_mw_per_array = (adapted.tile_static_mw() + adapted.chip_static_mw() / adapted.tiles_per_chip) \
         / adapted.arrays_per_tile
-    layers = tuple(LayerCost(name, {**breakdown, "static": static_mw_per_array * arrays.get(name, 0) * latency},
-                             layer_latency, tile_area * arrays.get(name, 0) / adapted.arrays_per_tile, 2 * count.macs)
+    write_pj = WRITE_ROW_PJ * target.xbar_rows / batch if phased else 0.0
+    layers = tuple(LayerCost(name, {**breakdown, "static": static_mw_per_array * arrays.get(name, 0) * latency,
+                                    "write": write_pj * arrays.get(name, 0)},
+                             layer_latency, tile_area * arrays.get(name, 0) / adapted.arrays_per_tile, 2 * count.macs,
+                             arrays.get(name, 0), *layer_plan[name])
                    for name, count, breakdown, layer_latency in rows)
     breakdown = {category: sum(layer.energy_breakdown_pj[category] for layer in layers) for category in CATEGORIES}
     array_area = sum(c.area_mm2 for c in adapted.of_event("array_read")) / adapted.arrays_per_core
+    pipeline = next((mode for mode, _phase, _copies, _lead in plan.values()), "none")
+    writes = tuple(WRITE_ROW_NS * target.xbar_rows for _ in phase_arrays) if phased else ()
     return Cost(chip.name, layers, tiles * tile_area, total_arrays * array_area, tiles,
-                math.ceil(tiles / adapted.tiles_per_chip), peak(chip, target), breakdown)
+                math.ceil(tiles / adapted.tiles_per_chip), peak(chip, target), breakdown, pipeline, writes, batch)
 
 
 def _event_counts(count: Counts, hop_bytes: int) -> dict[str, int]:
@@ -165,8 +263,30 @@ def _layer_arrays(program: Program) -> dict[str, int]:
     arrays: dict[str, int] = {}
     for instruction, layer in zip(program.instructions, instruction_layers(program)):
         if instruction.opcode == "mvm":
-            arrays[layer] = arrays.get(layer, 0) + instruction.attrs["arrays"]
+            arrays[layer] = arrays.get(layer, 0) + mvm_arrays(instruction)
     return arrays
+
+
+def _layer_schedule(program: Program) -> dict[str, tuple[str, int, int, float]]:
+    """Each crossbar layer's (pipeline, phase, most copies, least lead) from its mvms' schedule."""
+    plan: dict[str, tuple[str, int, int, float]] = {}
+    for instruction, layer in zip(program.instructions, instruction_layers(program)):
+        if instruction.opcode == "mvm":
+            a = instruction.attrs
+            held = plan.get(layer, (a.get("pipeline", "none"), a.get("phase", 0), 1, 1.0))
+            plan[layer] = (held[0], held[1], max(held[2], a.get("copies", 1)), min(held[3], a.get("lead", 1.0)))
+    return plan
+
+
+def _layer_plan(plan: dict[str, tuple[str, int, int, float]], name: str, layer_names: list[str]
+                ) -> tuple[int, int, float]:
+    """(copies, phase, lead) of a layer; one without crossbars runs in the phase of the crossbar layer
+    before it (or the first) and, when rows are pipelined, streams (lead 0)."""
+    if name in plan:
+        return plan[name][2], plan[name][1], plan[name][3]
+    before = [plan[n] for n in layer_names[:layer_names.index(name)] if n in plan] or list(plan.values())[:1]
+    pipeline, phase = (before[-1][0], before[-1][1]) if before else ("none", 0)
+    return 1, phase, 0.0 if pipeline == "row" else 1.0
 
 
 def _layer_hops(chip: Chip, layers: dict[str, Counts], arrays: dict[str, int]) -> dict[str, int]:

@@ -19,7 +19,7 @@ from rcc.ir.types import TensorType
 from rcc.runtime.counters import Counts
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.instructions import INSTRUCTIONS
-from rcc.runtime.schedule import total_counts
+from rcc.runtime.schedule import check_schedule, execute, instruction_counts, mvm_arrays, total_counts
 
 _TARGET_FIELDS = set(Target.__dataclass_fields__)
 
@@ -60,7 +60,13 @@ class Machine:
         self.crossbars = {i.dst[0]: CrossbarGroup(program.constants[i.src[1]], i.attrs,
                                                   *[program.constants[name] for name in i.src[2:]])
                           for i in program.instructions if i.opcode == "mvm"}
-        arrays = sum(group.mapping.arrays for group in self.crossbars.values())
+        check_schedule(program, self.target)
+        phases: dict[int, int] = {}
+        for instruction in program.instructions:
+            if instruction.opcode == "mvm":
+                phase = instruction.attrs.get("phase", 0)
+                phases[phase] = phases.get(phase, 0) + mvm_arrays(instruction)
+        arrays = max(phases.values(), default=0)
         if self.target.max_arrays is not None and arrays > self.target.max_arrays:
             raise ProgramError(f"program {program.name!r} needs {arrays} arrays; the target has "
                                f"{self.target.max_arrays}")
@@ -76,10 +82,9 @@ class Machine:
         outputs: dict[str, np.ndarray] = {}
         poisoned: dict[str, np.ndarray] = {}
         for instruction in tracked(self.program.instructions, "machine run"):
-            definition = INSTRUCTIONS[instruction.opcode]
             operands = [buffers[name] for name in instruction.src]
             with np.errstate(invalid="ignore" if allow_nonfinite else "warn"):
-                results = definition.execute(self, instruction, operands)
+                results = execute(self, instruction, operands)
             if allow_nonfinite:
                 results = _propagate_nonfinite(instruction, operands, results, poisoned)
             for name, array in zip(instruction.dst, results):
@@ -88,7 +93,7 @@ class Machine:
                 outputs[instruction.attrs["output"]] = operands[0]
             if trace and instruction.opcode == "mvm":
                 mvm_trace[instruction.dst[0]] = (operands[0], results[0])
-            counts = definition.count(self.target, instruction, [list(a.shape) for a in operands])
+            counts = instruction_counts(self.target, instruction, [list(a.shape) for a in operands])
             per_instruction.append(counts)
         return MachineResult(outputs, total_counts(self.program, per_instruction), per_instruction, mvm_trace)
 

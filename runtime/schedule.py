@@ -7,13 +7,21 @@ another. Within a layer, the `mvm`s hold disjoint arrays and read the same input
 a pixel-wise deconvolution), so they run in parallel: the layer's crossbar time is the slowest of
 them (the `PARALLEL` counts), while its vector-unit work adds up. A `load`'s off-chip bytes belong to
 the first layer that reads the input, a `store`'s to the layer that wrote the output.
+
+An `mvm` may hold `copies` of its weights (the `replicate` pass): copy c sits on arrays
+`copy_arrays[c]` … `+ arrays` and serves input vectors `copy_rows[c]` … `copy_rows[c + 1]`. The machine
+runs each copy on its own vectors (the results are the same rows, so outputs are unchanged bit for bit);
+the copies run in parallel, so the instruction's `PARALLEL` counts are its busiest copy's. Arrays are
+reprogrammed between `phase`s, so two mvms of one phase never share an array (`check_schedule`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from rcc.backends.program import Program
+import numpy as np
+
+from rcc.backends.program import Instruction, Program, ProgramError
 from rcc.backends.target import Target
 from rcc.runtime.counters import PARALLEL, Counts
 from rcc.runtime.instructions import INSTRUCTIONS
@@ -29,9 +37,102 @@ def operand_shapes(program: Program) -> list[list[list[int]]]:
     return result
 
 
+def copy_bounds(attrs: dict, vectors: int) -> list[int]:
+    """The input-vector bounds of an mvm's copies: copies + 1 increasing numbers from 0 to `vectors`."""
+    return list(attrs.get("copy_rows") or ()) or [0, vectors]
+
+
+def copy_first_arrays(attrs: dict) -> list[int]:
+    """The first array of each copy of an mvm's weights."""
+    return list(attrs.get("copy_arrays") or ()) or [attrs.get("first_array", 0)]
+
+
+def instruction_counts(target: Target, instruction: Instruction, shapes: list[list[int]]) -> Counts:
+    """One instruction's counts; a replicated mvm's `PARALLEL` counts are those of its busiest copy."""
+    count = INSTRUCTIONS[instruction.opcode].count(target, instruction, shapes)
+    if instruction.opcode != "mvm" or instruction.attrs.get("copies", 1) == 1:
+        return count
+    bounds = copy_bounds(instruction.attrs, shapes[0][0])
+    copies = [INSTRUCTIONS["mvm"].count(target, instruction, [[stop - start, *shapes[0][1:]], *shapes[1:]])
+              for start, stop in zip(bounds, bounds[1:])]
+    return dataclasses.replace(count, **{key: max(getattr(c, key) for c in copies) for key in PARALLEL})
+
+
+def execute(machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
+    """Run one instruction; in integer mode each copy of a replicated mvm computes its own input vectors
+    (exact arithmetic, and the ADC saturation of each copy's vectors, give the same rows). Float mode
+    models ideal analog arithmetic with float32 BLAS, whose rounding depends on how many vectors one call
+    holds (an artefact of the simulator, not of the copies), so there the copies' vectors, which are
+    all the layer's vectors in order, are evaluated in one call and results stay independent of the schedule."""
+    definition = INSTRUCTIONS[instruction.opcode]
+    if instruction.opcode != "mvm" or instruction.attrs.get("copies", 1) == 1 or machine.program.precision != "int":
+        return definition.execute(machine, instruction, operands)
+    bounds = copy_bounds(instruction.attrs, operands[0].shape[0])
+    parts = [definition.execute(machine, instruction, [operands[0][start:stop], *operands[1:]])[0]
+             for start, stop in zip(bounds, bounds[1:])]
+    return [np.concatenate(parts, axis=0)]
+
+
+def mvm_arrays(instruction: Instruction) -> int:
+    """Arrays an mvm occupies, all its copies included."""
+    return instruction.attrs["arrays"] * instruction.attrs.get("copies", 1)
+
+
+def check_schedule(program: Program, target: Target) -> None:
+    """ProgramError (one line) when a replicated mvm's copies disagree with its rows or arrays, a copy
+    serves no rows, an array holds two things in one phase, or a phase needs more arrays than the target has."""
+    shapes = operand_shapes(program)
+    owner: dict[tuple[int, int], str] = {}
+    for instruction, operand in zip(program.instructions, shapes):
+        if instruction.opcode != "mvm":
+            continue
+        attrs, name = instruction.attrs, instruction.dst[0]
+        where = f"program {program.name!r}: mvm {name!r}"
+        _check_kinds(attrs, where)
+        copies, phase = attrs.get("copies", 1), attrs.get("phase", 0)
+        bounds, firsts = copy_bounds(attrs, operand[0][0]), copy_first_arrays(attrs)
+        if not isinstance(copies, int) or copies < 1 or len(bounds) != copies + 1 or len(firsts) != copies:
+            raise ProgramError(f"{where} states {copies} copies but {len(bounds) - 1} row ranges and "
+                               f"{len(firsts)} array placements")
+        if bounds[0] != 0 or bounds[-1] != operand[0][0]:
+            raise ProgramError(f"{where}: its copies serve rows {bounds[0]}..{bounds[-1]}, not 0..{operand[0][0]}")
+        empty = next((c for c in range(copies) if bounds[c + 1] <= bounds[c]), None)
+        if empty is not None:
+            raise ProgramError(f"{where}: copy {empty} serves no rows ({bounds[empty]}..{bounds[empty + 1]})")
+        for copy, first in enumerate(firsts):
+            for array in range(first, first + attrs["arrays"]):
+                other = owner.setdefault((phase, array), f"{name} copy {copy}")
+                if other != f"{name} copy {copy}":
+                    raise ProgramError(f"{where}: copy {copy} uses array {array} of phase {phase}, which "
+                                       f"{other} already holds")
+        if target.max_arrays is not None and max(firsts) + attrs["arrays"] > target.max_arrays:
+            raise ProgramError(f"{where}: uses arrays up to {max(firsts) + attrs['arrays']}; the target has "
+                               f"{target.max_arrays}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_kinds(attrs: dict, where: str) -> None:
+    """ProgramError unless the schedule attributes an mvm states are integers, lists of integers, a
+    known pipeline and a lead in [0, 1]."""
+    wrong = next((key for key in ("copies", "phase", "first_array", "arrays")
+                  if key in attrs and not _is_int(attrs[key])), None)
+    wrong = wrong or next((key for key in ("copy_arrays", "copy_rows") if key in attrs and not (
+        isinstance(attrs[key], (list, tuple)) and all(_is_int(v) and v >= 0 for v in attrs[key]))), None)
+    if wrong is None and attrs.get("pipeline", "none") not in ("none", "layer", "row"):
+        wrong = "pipeline"
+    lead = attrs.get("lead", 1.0)
+    if wrong is None and not (isinstance(lead, (int, float)) and not isinstance(lead, bool) and 0 <= lead <= 1):
+        wrong = "lead"
+    if wrong is not None:
+        raise ProgramError(f"{where}: schedule attribute {wrong} = {attrs[wrong]!r} is malformed")
+
+
 def static_counts(program: Program, target: Target) -> list[Counts]:
     """Every instruction's counts from the program and its shapes alone (the machine counts the same)."""
-    return [INSTRUCTIONS[i.opcode].count(target, i, s) for i, s in zip(program.instructions, operand_shapes(program))]
+    return [instruction_counts(target, i, s) for i, s in zip(program.instructions, operand_shapes(program))]
 
 
 def instruction_layers(program: Program) -> list[str | None]:

@@ -19,6 +19,7 @@ from rcc.compiler.frontend.loader import parse_input_shapes
 from rcc.compiler.frontend.opsets import conversion_note
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, default_pipeline
 from rcc.compiler.report import build_report
+from rcc.compiler.schedule_report import format_schedule, is_scheduled
 from rcc.compiler.summary import format_table
 from rcc.compiler.verify import VerifyResult, load_inputs
 from rcc.ir.files import check_output_folder, check_output_path
@@ -54,6 +55,12 @@ def parser() -> argparse.ArgumentParser:
                                                       "after packing")
     parser.add_argument("--deconv", choices=list(driver.DECONV_PASSES), default="pixelwise",
                         help="how transposed convolutions are lowered (default: pixelwise, zero-free)")
+    parser.add_argument("--replicate", default="none", metavar="none|auto|N",
+                        help="copies of each layer's weights: none (default), auto (balance the pipeline within "
+                             "the --chips budget) or N for every layer")
+    parser.add_argument("--pipelining", choices=["none", "layer", "row"], default="none",
+                        help="how layers overlap: none (default, one after another), layer (a pipeline of "
+                             "layers) or row (a layer starts when its first input rows exist)")
     add_target_arguments(parser)
     parser.add_argument("--cost-model", default="isaac", metavar="|".join(PRESETS) + "|FILE.toml",
                         help="component costs for energy, latency and area (default: isaac)")
@@ -148,14 +155,16 @@ def _compile(args: argparse.Namespace) -> int:
         compiled = driver.compile_model(args.model, target, args.precision, shapes,
                                         default_pipeline(args.deconv, args.pipeline), calibration,
                                         args.print_after_all, args.deconv, args.packing, prune,
-                                        args.allow_nonfinite)
+                                        replicate=args.replicate, pipelining=args.pipelining,
+                                        allow_nonfinite=args.allow_nonfinite)
     result = None
     if args.verify:
         with stage("verify"):
             result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed,
                                             args.allow_nonfinite)
     report = build_report(compiled, result, {"model": str(args.model), "deconv": args.deconv,
-                                             "packing": args.packing, "cost_model": args.cost_model}, chip)
+                                             "packing": args.packing, "cost_model": args.cost_model,
+                                             "replicate": args.replicate, "pipelining": args.pipelining}, chip)
     converted = conversion_note(args.model)
     if converted:
         report["converted"] = converted
@@ -163,15 +172,19 @@ def _compile(args: argparse.Namespace) -> int:
         written = _write_output(compiled, args.emit, output)
         if plot_folder is not None:
             from rcc.compiler.plot import plot_energy_breakdown, plot_sparse_layers  # matplotlib only when asked
+            from rcc.compiler.schedule_report import plot_pipeline
 
             written += plot_sparse_layers(compiled.program, plot_folder)
             written.append(plot_energy_breakdown(report, plot_folder))
+            written.append(plot_pipeline(report, plot_folder))
         if report_path is not None:
             write_report(report_path, report)
     if not args.quiet:
         if converted:
             print(f"{args.model}: {converted}")
         print(format_program_layers(report["layers"], report["totals"]))
+        if is_scheduled(report["totals"]["cost"], report["layers"]):
+            print(format_schedule(report))
         if compiled.pruning is not None:
             p = compiled.pruning
             removed = sum(layer["removed_blocks"] for layer in p["layers"])

@@ -12,6 +12,7 @@ from rcc.compiler.passes.lower_to_xbar import LowerToXbar
 from rcc.compiler.passes.pack_crossbars import PackCrossbars
 from rcc.compiler.passes.prune_crossbars import PruneCrossbars
 from rcc.compiler.passes.remove_identity import RemoveIdentity
+from rcc.compiler.passes.replicate import Replicate
 from rcc.ir.errors import RccError
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
@@ -24,6 +25,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     LowerToXbar,
     PackCrossbars,
     PruneCrossbars,
+    Replicate,
 )}
 
 

@@ -100,6 +100,11 @@ _MVM_ATTRS = {
     # packing (`pack-crossbars`): the mode, the dense tiling's array count, and the packed blocks' figures
     "packing": Attr("str", "dense"), "dense_arrays": Attr("int", 0),
     "block_outputs": Attr("int", 0), "max_block_outputs": Attr("int", 0), "covered_outputs": Attr("int", 0),
+    # schedule (`replicate`, runtime/schedule.py): copies of the weights, each copy's first array and the
+    # input vectors it serves (copies + 1 bounds; empty: all), the reprogramming phase, and the overlap
+    # with the layer before (`pipeline` none|layer|row; `lead`: fraction of it that must finish first)
+    "copies": Attr("int", 1), "copy_arrays": Attr("ints", ()), "copy_rows": Attr("ints", ()),
+    "phase": Attr("int", 0), "pipeline": Attr("str", "none"), "lead": Attr("float", 1.0),
 }
 
 

@@ -127,7 +127,7 @@ def _bad_input(kind: str, tmp_path: Path) -> list[str]:
         (tmp_path / "t.toml").write_text("xbar_rows = 64\nsparkle = 3\n")
         return [str(LENET), "--target", str(tmp_path / "t.toml")]
     elif kind == "over the crossbar budget":
-        (tmp_path / "small.toml").write_text("chips = 1\ntiles_per_chip = 2\narrays_per_tile = 8\n")
+        (tmp_path / "small.toml").write_text("chips = 1\ntiles_per_chip = 1\narrays_per_tile = 4\n")  # a layer needs 6
         return [str(ROOT / "models" / "resnet_small.onnx"), "--target", str(tmp_path / "small.toml")]
     elif kind == "truncated program":
         program = tmp_path / "p.rccp"
