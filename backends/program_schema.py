@@ -25,7 +25,7 @@ from rcc.ir.optable import OPS, normalize_attrs
 from rcc.ir.types import DTYPES, TensorType
 
 PROGRAM_FORMAT = "rcc-program"
-PROGRAM_VERSION = 1
+PROGRAM_VERSION = 2  # 2: every mvm states its schedule (copies, arrays, rows, phase, pipelining)
 PRECISIONS = ("int", "float")
 # opcode → the IR op whose table entry defines its attributes and shape rule (None: checked here)
 OPCODE_OPS = {"load": None, "store": None, "im2col": "vec.im2col", "quantize": "vec.quantize", "mvm": "xbar.mvm",
@@ -62,6 +62,9 @@ def check_header(header: Any, where: str) -> None:
     if version > PROGRAM_VERSION:
         raise ProgramError(f"{where}: program version {version} is newer than this rcc reads "
                            f"(up to {PROGRAM_VERSION})")
+    if version < PROGRAM_VERSION:
+        raise ProgramError(f"{where}: program version {version} was written by an older rcc, before "
+                           f"programs carried their schedule; compile the model again")
     expected = {"name": str, "target": dict, "precision": str, "inputs": list, "outputs": list,
                 "constants": list, "instructions": list}
     for key, kind in expected.items():

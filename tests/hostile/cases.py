@@ -261,6 +261,7 @@ PROGRAM_TAMPERING = {
     "version_true": ("version true", _set("version", True)),
     "version_negative": ("version -7", _set("version", -7)),
     "version_string": ("not a positive integer", _set("version", "1")),
+    "version_old": ("written by an older rcc", _set("version", 1)),
     "quantize_bits_200": ("bits", _edit_instruction("quantize", bits=200)),
     "quantize_scale_zero": ("scale", _edit_instruction("quantize", scale=0.0)),
     "quantize_missing_scale": ("missing attribute 'scale'", _drop_attr("quantize", "scale")),
