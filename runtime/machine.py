@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rcc.backends.device import Device
+from rcc.backends.faults import FaultMap
 from rcc.backends.program import Program, ProgramError
 from rcc.backends.target import Target, TargetError
 from rcc.ir.progress import tracked
 from rcc.ir.types import DTYPES
 from rcc.runtime.counters import Counts
-from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.devices import program_crossbars
 from rcc.runtime.instructions import INSTRUCTIONS
 from rcc.runtime.schedule import total_counts
 
@@ -53,16 +55,17 @@ def check_program(program: Program) -> None:
 
 class Machine:
     """A chip loaded with one program. `force_sliced` makes every integer layer simulate bit-slices even
-    with a lossless ADC (tests use it to check the merged path against the full simulation)."""
+    with a lossless ADC (tests use it to check the merged path against the full simulation). `device`
+    (rcc.backends.device; None or ideal: exact cells) with `seed` for its noise, and `faults` (else the
+    device's random fault map), make the crossbars real devices (rcc.runtime.devices)."""
 
-    def __init__(self, program: Program, force_sliced: bool | None = None) -> None:
+    def __init__(self, program: Program, force_sliced: bool | None = None, device: Device | None = None,
+                 seed: int = 0, faults: FaultMap | None = None) -> None:
         check_program(program)
         self.program = program
         self.target = target_of(program)
         self.force_sliced = force_sliced
-        self.crossbars = {i.dst[0]: CrossbarGroup(program.constants[i.src[1]], i.attrs,
-                                                  *[program.constants[name] for name in i.src[2:]])
-                          for i in program.instructions if i.opcode == "mvm"}
+        self.crossbars = program_crossbars(program, device, seed, faults)
         arrays = sum(group.mapping.arrays for group in self.crossbars.values())
         if self.target.max_arrays is not None and arrays > self.target.max_arrays:
             raise ProgramError(f"program {program.name!r} needs {arrays} arrays; the target has "
