@@ -78,7 +78,7 @@ class ListedFaults(FaultMap):
         for column, (name, limit) in enumerate((("array", arrays), ("row", rows), ("column", cols))):
             bad = np.flatnonzero(self.cells[:, column] >= limit)
             if bad.size:
-                raise DeviceError(f"{self.origin}: line {bad[0] + 1} names {name} {self.cells[bad[0], column]}, "
+                raise DeviceError(f"{self.origin}: entry {bad[0] + 1} names {name} {self.cells[bad[0], column]}, "
                                   f"but the program's chip has {limit} {name}s"
                                   f"{' per array' if name != 'array' else ''}")
 
