@@ -5,6 +5,7 @@ from __future__ import annotations
 from rcc.compiler.passes.base import Pass
 from rcc.compiler.passes.constant_fold import ConstantFold
 from rcc.compiler.passes.dce import DeadCodeElimination
+from rcc.compiler.passes.fault_aware import FaultAware
 from rcc.compiler.passes.deconv_to_pixelwise import DeconvToPixelwise
 from rcc.compiler.passes.deconv_zero_insertion import DeconvZeroInsertion
 from rcc.compiler.passes.fold_batch_norm import FoldBatchNorm
@@ -24,6 +25,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     LowerToXbar,
     PackCrossbars,
     PruneCrossbars,
+    FaultAware,
 )}
 
 
