@@ -207,6 +207,7 @@ class Target:
     def from_toml(cls, path: str | PathLike[str]) -> Target:
         """Read a target file: keys are field names plus `xbar = "RxC"`, at top level or in [target]."""
         data = read_toml(path, TargetError)
+        data = {key: value for key, value in data.items() if key != "device"}  # [device]: rcc.backends.device
         options, prefix = data, ""
         if "target" in data:
             if not isinstance(data["target"], dict):

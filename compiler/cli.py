@@ -5,6 +5,7 @@ to the exit code. The commands themselves live in compiler/commands/, one module
     rcc run PROGRAM.rccp --inputs IN.npz -o OUT.npz
     rcc opt FILE.ir -p PASS,PASS [-o OUT.ir]
     rcc prune MODEL.onnx --sparsity S -o OUT.onnx
+    rcc eval MODEL.onnx --data X.npz [--labels Y.npy] [--device PRESET|FILE.toml] [--trials N]
 
 Exit codes: 0 success, 1 verification outside tolerance, 2 bad input or usage (one line on stderr),
 3 internal error (a bug: the traceback and a request to report it), 130 interrupted.
@@ -19,15 +20,17 @@ from importlib.metadata import PackageNotFoundError, version
 
 import rcc
 from rcc.compiler.commands import compile as compile_module
+from rcc.compiler.commands import eval as eval_module
 from rcc.compiler.commands import opt, prune, run
 from rcc.compiler.commands.common import UsageError
 from rcc.ir.errors import RccError
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "compile": compile_module.compile_command, "run": run.run_command, "opt": opt.opt_command,
-    "prune": prune.prune_command,
+    "prune": prune.prune_command, "eval": eval_module.eval_command,
 }
-SUMMARIES = {"compile": compile_module.SUMMARY, "run": run.SUMMARY, "opt": opt.SUMMARY, "prune": prune.SUMMARY}
+SUMMARIES = {"compile": compile_module.SUMMARY, "run": run.SUMMARY, "opt": opt.SUMMARY, "prune": prune.SUMMARY,
+             "eval": eval_module.SUMMARY}
 EXIT_INTERNAL_ERROR = 3
 VERSIONED_DEPENDENCIES = ("onnx", "onnxruntime", "numpy")
 
