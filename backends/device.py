@@ -13,8 +13,9 @@ the ADC reads a column's current in steps of Δg = (g_max − g_min)/L (runtime/
 Non-idealities (each formula's source is beside its coefficients in rcc.runtime.devices):
 - programming noise: `none`, `pcm` (aihwkit PCMLikeNoiseModel), `reram` (aihwkit ReRamWan2022NoiseModel,
   Wan et al., Nature 2022) or `constant` (σ = `programming_sigma` µS), scaled by `programming_noise_scale`;
-- read noise: each read of a cell adds N(0, (read_noise·g)²), drawn per MVM and column as the sum over the
-  column's driven cells; with `drift = "pcm"` also aihwkit's accumulated 1/f noise at the inference time;
+- read noise: each read of a driven cell adds N(0, (read_noise·g_max)²) (aihwkit's additive-constant weight
+  noise), drawn per conversion and column as their sum; with `drift = "pcm"` also aihwkit's accumulated
+  1/f noise at the inference time;
 - drift: `none`, `pcm` (ν per device from aihwkit's fit) or `fixed` (ν ~ N(drift_nu_mean, drift_nu_std));
   G(t) = G₀·((t + t₀)/t₀)^(−ν) at `time_s` after programming, with aihwkit's global drift compensation;
 - stuck-at faults: rates of cells stuck at the high-resistance state (g_min, reads as zero) and at the
@@ -56,7 +57,7 @@ class Device:
     programming_noise: str = "none"
     programming_noise_scale: float = 1.0
     programming_sigma: float = 0.0       # µS, for programming_noise = "constant"
-    read_noise: float = 0.0              # relative σ of one read of one cell
+    read_noise: float = 0.0              # σ of one read of one cell, as a fraction of g_max
     drift: str = "none"
     drift_nu_mean: float = 0.0           # for drift = "fixed"
     drift_nu_std: float = 0.0

@@ -24,9 +24,13 @@ Global drift compensation (aihwkit GlobalDriftCompensation: one scalar per layer
 just after programming and one at the inference time): the layer's column currents are scaled by
 Σ g_programmed / Σ g_drifted over its arrays.
 
-Reading, per input bit-slice k (`dac_bits` bits): the column current I = Σ_rows bit·g, plus read noise
-N(0, read_noise²·Σ_rows bit·g²) per column and MVM (each driven cell's read fluctuates independently);
-the ADC converts v = I/Δg, Δg = (g_max − g_min)/L, as clip(rint(v·(1 + gain_error) + offset), 0, A); then
+Reading, per input bit-slice k (`dac_bits` bits): the column current I = Σ_rows bit·g, plus read noise: each
+driven cell's read adds N(0, (read_noise·g_max)²) independently (aihwkit's `w_noise` of type
+ADDITIVE_CONSTANT, which aihwkit's ReRamWan2022NoiseModel recommends at about 0.01 for short-term read
+noise), i.e. N(0, (read_noise·g_max)²·Σ bit²) per column and conversion (Σ over the driven rows). The standard
+normals come from a tape of 2^24 drawn once from the seed, read at a fresh random offset per step (i.i.d.
+within a step; across steps values may recur, which keeps read noise from dominating the run time).
+The ADC converts v = I/Δg, Δg = (g_max − g_min)/L, as clip(rint(v·(1 + gain_error) + offset), 0, A); then
 shift-and-add of the codes over slices, input cycles and sign arrays, and the digital removal of the input
 and weight offsets (exact integers, as the ideal machine does). All bit-slices of a row tile (and all its
 column tiles) are one float32 matmul [cycles·vectors, rows] × [rows, signs·outputs·slices].
@@ -44,7 +48,8 @@ from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 from rcc.backends.program import Program
 from rcc.runtime.crossbar import CrossbarGroup
 
-CHUNK_ELEMENTS = 1 << 24     # bound on one step's temporaries (elements)
+CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
+NOISE_TAPE = 1 << 24         # standard normals drawn once per machine for read noise
 PCM_PROG_COEFF = (0.26348, 1.9650, -1.1731)                 # aihwkit PCMLikeNoiseModel prog_coeff
 PCM_PROG_G_MAX = 25.0                                        # µS, its reference g_max
 RERAM_PROG_COEFF = (0.348, 16.030, -43.853, 45.393, -16.815)  # aihwkit ReRamWan2022NoiseModel, 1 s
@@ -157,14 +162,30 @@ class _Unit:
     rows: np.ndarray
     outputs: np.ndarray          # logical outputs within the group, one per (output) column group
     conductance: np.ndarray      # float32 [rows, signs·outputs·S]
-    squared: np.ndarray | None   # conductance², for read noise
+
+
+class NoiseTape:
+    """Standard normals for read noise: NOISE_TAPE of them drawn once (lazily) from the seed; each draw is a
+    slice at a fresh random offset (a longer draw is drawn afresh)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng([seed, _READ_STREAM])
+        self.values: np.ndarray | None = None
+
+    def draw(self, count: int) -> np.ndarray:
+        if count > NOISE_TAPE:
+            return self.rng.standard_normal(count, dtype=np.float32)
+        if self.values is None:
+            self.values = self.rng.standard_normal(NOISE_TAPE, dtype=np.float32)
+        start = int(self.rng.integers(0, NOISE_TAPE - count + 1))
+        return self.values[start:start + count]
 
 
 class DeviceCrossbarGroup:
     """One `mvm`'s arrays built from `device` cells; `run` has CrossbarGroup's contract (int64 accumulators)."""
 
     def __init__(self, weights: np.ndarray, attrs: dict, row_map: np.ndarray | None, col_map: np.ndarray | None,
-                 device: Device, seed: int, first_array: int, faults: FaultMap | None, layer: int) -> None:
+                 device: Device, seed: int, first_array: int, faults: FaultMap | None, tape: NoiseTape) -> None:
         if weights.dtype.kind != "i":
             raise DeviceError(f"mvm {attrs.get('layer', '?')!r}: device models need integer precision "
                               f"(compile with --precision int)")
@@ -172,7 +193,7 @@ class DeviceCrossbarGroup:
         self.mapping = g = CrossbarMapping.of(attrs, weights.shape)
         self.level_max = (1 << g.cell_bits) - 1
         self.step = (device.g_max - device.g_min) / self.level_max
-        self.read_rng = np.random.default_rng([seed, _READ_STREAM, layer])
+        self.tape = tape
         self.blocks = physical_blocks(weights.shape, attrs, row_map, col_map)
         self.array_ids = first_array + np.arange(len(self.blocks) * g.signs).reshape(len(self.blocks), g.signs)
         self.units, drifted, programmed = self._program(seed, faults)
@@ -203,11 +224,10 @@ class DeviceCrossbarGroup:
                 previous.outputs = np.concatenate([previous.outputs, block.outputs])
                 previous.conductance = np.concatenate([previous.conductance, conductance], axis=2)
             else:
-                units.append(_Unit(block.group, block.rows, block.outputs, conductance, None))
+                units.append(_Unit(block.group, block.rows, block.outputs, conductance))
         for unit in units:   # [signs, rows, outputs, S] → [rows, signs·outputs·S]
             unit.conductance = np.ascontiguousarray(unit.conductance.transpose(1, 0, 2, 3).reshape(
                 unit.rows.size, -1)).astype(np.float32)
-            unit.squared = np.square(unit.conductance) if device.read_noise > 0 else None
         return units, drifted_total, programmed_total
 
     @property
@@ -239,25 +259,29 @@ class DeviceCrossbarGroup:
         cycles, mask = g.input_cycles, (1 << g.dac_bits) - 1
         columns = unit.conductance.shape[1]
         signs = g.signs
-        cycle_weights = 2.0 ** (g.dac_bits * np.arange(cycles))
+        exact32 = g.adc_max * 2.0 ** (g.dac_bits * cycles) < 2.0 ** 24       # the shift-and-add below, in float32
+        cycle_weights = (2.0 ** (g.dac_bits * np.arange(cycles))).astype(np.float32 if exact32 else np.float64)
         slice_weights = 2.0 ** (g.cell_bits * np.arange(g.weight_slices))
         sign_weights = np.array([1.0, -1.0][:signs])
-        gain = self.compensation * (1.0 + device.adc_gain_error) / self.step
+        gain = self.compensation * (1.0 + device.adc_gain_error) / self.step   # µS → ADC steps
+        levels = unit.conductance * np.float32(gain)                            # column sums in ADC steps
         result = np.zeros((inputs.shape[0], unit.outputs.size), dtype=np.float64)
         step = max(1, CHUNK_ELEMENTS // max(cycles * max(columns, unit.rows.size), 1))
         shifts = g.dac_bits * np.arange(cycles)
         for start in range(0, inputs.shape[0], step):
             chunk = inputs[start:start + step]
-            bits = ((chunk[None, :, :] >> shifts[:, None, None]) & mask).astype(np.float32)
-            bits = bits.reshape(-1, unit.rows.size)
-            current = bits @ unit.conductance                         # [cycles·P, columns] µS
-            if unit.squared is not None:
-                spread = np.sqrt(bits @ unit.squared) * device.read_noise
-                current += spread * self.read_rng.standard_normal(spread.shape, dtype=np.float32)
-            codes = np.clip(np.rint(current * gain + device.adc_offset), 0, g.adc_max)
-            codes = codes.reshape(cycles, chunk.shape[0], signs, unit.outputs.size, g.weight_slices)
-            merged = codes @ slice_weights.astype(np.float32)          # [cycles, P, signs, outputs]
-            result[start:start + step] = np.einsum("cpso,c,s->po", merged, cycle_weights, sign_weights)
+            bits = ((chunk[None, :, :] >> shifts[:, None, None]) & mask).astype(np.float32).reshape(-1, unit.rows.size)
+            analog = bits @ levels                                      # [cycles·P, columns]
+            if device.read_noise > 0:
+                spread = (gain * device.read_noise * device.g_max) * np.sqrt(np.einsum("ij,ij->i", bits, bits))
+                analog += self.tape.draw(analog.size).reshape(analog.shape) * spread[:, None].astype(np.float32)
+            if device.adc_offset:
+                analog += np.float32(device.adc_offset)
+            codes = np.clip(np.rint(analog, out=analog), 0, g.adc_max, out=analog)
+            # shift-and-add over input slices (exact: integers below 2^24 in float32, else float64), slices, signs
+            merged = (cycle_weights @ codes.reshape(cycles, -1)).astype(np.float64)
+            merged = merged.reshape(chunk.shape[0], signs, unit.outputs.size, g.weight_slices) @ slice_weights
+            result[start:start + step] = merged.transpose(0, 2, 1) @ sign_weights
         return result
 
 
@@ -284,10 +308,10 @@ def program_crossbars(program: Program, device: Device | None = None, seed: int 
             total = sum(CrossbarMapping.of(args[1], args[0].shape).arrays for args in operands)
             faults.check(total, mapping.xbar_rows, mapping.xbar_cols)
     crossbars: dict[str, CrossbarGroup | DeviceCrossbarGroup] = {}
-    first_array = 0
-    for layer, (instruction, (weights, attrs, *maps)) in enumerate(zip(mvms, operands)):
+    first_array, tape = 0, NoiseTape(seed)
+    for instruction, (weights, attrs, *maps) in zip(mvms, operands):
         group = DeviceCrossbarGroup(weights, attrs, *(maps or [None, None]), device=device, seed=seed,
-                                    first_array=first_array, faults=faults, layer=layer)
+                                    first_array=first_array, faults=faults, tape=tape)
         first_array += group.array_count
         crossbars[instruction.dst[0]] = group
     return crossbars

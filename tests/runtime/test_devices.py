@@ -12,7 +12,7 @@ from rcc.backends.faults import STUCK_OFF, STUCK_ON, ListedFaults, RandomFaults,
 from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.target import Target
 from rcc.runtime.crossbar import CrossbarGroup
-from rcc.runtime.devices import DeviceCrossbarGroup, program_array
+from rcc.runtime.devices import DeviceCrossbarGroup, NoiseTape, program_array
 
 
 def _layer(target: Target, shape=(1, 150, 40), seed=0, sparse=False):
@@ -26,7 +26,7 @@ def _layer(target: Target, shape=(1, 150, 40), seed=0, sparse=False):
 
 
 def _device_group(weights, attrs, device, seed=0, faults=None):
-    return DeviceCrossbarGroup(weights, attrs, None, None, device, seed, 0, faults, 0)
+    return DeviceCrossbarGroup(weights, attrs, None, None, device, seed, 0, faults, NoiseTape(seed))
 
 
 @pytest.mark.parametrize("target", [Target(), Target(encoding="offset"), Target(adc_bits=6),
@@ -160,3 +160,24 @@ def test_bad_device_options_and_files(tmp_path):
     fault_file.write_text("0,1,x,off\n")
     with pytest.raises(DeviceError, match="entry 1"):
         load_fault_map(fault_file)
+
+
+def test_read_noise_tape_is_standard_normal_and_seeded():
+    first = NoiseTape(3).draw(100_000)
+    assert stats.kstest(first, "norm").pvalue > 1e-3
+    assert np.array_equal(first, NoiseTape(3).draw(100_000))
+    assert not np.array_equal(first, NoiseTape(4).draw(100_000))
+
+
+def test_read_noise_spread_per_column_matches_the_per_cell_sum():
+    # zero weights, an ADC offset far from the rails: codes = rint(offset + N(0, σ²)), σ in LSB =
+    # read_noise·g_max·√(driven rows)/Δg with Δg = g_max/3 (2-bit cells)
+    target = Target(cell_bits=2, weight_bits=3, input_bits=2, dac_bits=2, adc_bits=12)
+    weights = np.zeros((1, 100, 1), dtype=np.int8)
+    attrs = {**CrossbarMapping.lowered(target, weights.shape, input_signed=False).attrs(), "packing": "dense"}
+    x = np.ones((20_000, 100), dtype=np.int64)
+    device = Device(read_noise=0.05, adc_offset=100.0)
+    group = _device_group(weights, attrs, device, seed=1)
+    codes = group.run(x)[:, 0]    # positive minus negative array: the difference of two independent columns
+    sigma = 0.05 * 3 * np.sqrt(100)
+    assert abs(codes.std() / (np.sqrt(2) * sigma) - 1) < 0.05
