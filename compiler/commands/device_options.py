@@ -1,4 +1,4 @@
-"""The device options a command can take (`rcc eval`): `--device PRESET|FILE.toml` (or a [device] table in
+"""The device options a command can take (`rcc eval`, `rcc run`): `--device PRESET|FILE.toml` (or a [device] table in
 the `--target` file), `--device-seed`, `--time`, `--faults RATE_OFF,RATE_ON`, `--fault-seed`, `--fault-map`
 and `--fault-aware`; and the `Device` and fault map they describe."""
 
@@ -11,7 +11,8 @@ from rcc.backends.faults import FaultMap, load_fault_map
 from rcc.backends.target import TargetError, read_toml
 
 
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+def add_device_arguments(parser: argparse.ArgumentParser, mapping: bool = True) -> None:
+    """The device flags; `mapping` adds `--fault-aware` (for commands that compile)."""
     group = parser.add_argument_group("device", "the cells' non-idealities (default: ideal, exact cells)")
     group.add_argument("--device", metavar="PRESET|FILE.toml",
                        help=f"a preset ({', '.join(PRESETS)}) or a TOML file with a [device] table")
@@ -22,8 +23,9 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
                        help="random stuck-at faults: rates of cells stuck off (reads zero) and on (reads the top level)")
     group.add_argument("--fault-seed", type=int, metavar="N", help="which chip: the random fault map's seed")
     group.add_argument("--fault-map", metavar="FILE.csv", help="stuck cells listed as array,row,column,off|on")
-    group.add_argument("--fault-aware", action="store_true",
-                       help="map rows and columns around the chip's stuck cells (the fault-aware pass)")
+    if mapping:
+        group.add_argument("--fault-aware", action="store_true",
+                           help="map rows and columns around the chip's stuck cells (the fault-aware pass)")
 
 
 def device_from_args(args: argparse.Namespace) -> tuple[Device, FaultMap | None]:

@@ -22,9 +22,7 @@ def _data():
 
 
 def run_cli(capsys, *args: object) -> tuple[int, str, str]:
-    code = cli.main(["eval", *map(str, args)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli_command(capsys, "eval", *args)
 
 
 def test_ideal_device_keeps_the_trained_models_accuracy():
@@ -88,3 +86,27 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case):
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("rcc: error:"), err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_run_takes_the_device_flags(tmp_path, capsys):
+    program, inputs = tmp_path / "mlp.rccp", tmp_path / "in.npz"
+    assert cli.main(["compile", str(ROOT / "models" / "mlp.onnx"), "-o", str(program), "-q"]) == 0
+    np.savez(inputs, **{"input": np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)})
+    outputs = {}
+    for name, extra in (("ideal", []), ("reram", ["--device", "reram", "--device-seed", "3"])):
+        code, _, err = run_cli_command(capsys, "run", program, "--inputs", inputs, "-o", tmp_path / f"{name}.npz", *extra)
+        assert code == 0, err
+        outputs[name] = np.load(tmp_path / f"{name}.npz")
+    key = next(iter(outputs["ideal"].files))
+    assert not np.array_equal(outputs["ideal"][key], outputs["reram"][key])
+    faults = tmp_path / "faults.csv"
+    faults.write_text("5000,0,0,on\n")
+    code, _, err = run_cli_command(capsys, "run", program, "--inputs", inputs, "-o", tmp_path / "x.npz",
+                                   "--fault-map", faults)
+    assert code == 2 and "array 5000" in err and not (tmp_path / "x.npz").exists()
+
+
+def run_cli_command(capsys, *args: object) -> tuple[int, str, str]:
+    code = cli.main([*map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
