@@ -235,14 +235,26 @@ class DeviceCrossbarGroup:
         return int(self.array_ids.size)
 
     def run(self, x: np.ndarray, sliced: bool | None = None) -> np.ndarray:
-        """The layer's accumulators [P, G·M] (int64) as the device arrays and ADCs produce them."""
+        """The layer's accumulators [P, G·M] (int64) as the device arrays and ADCs produce them (each unit's
+        read noise is drawn up front, in unit order)."""
         g = self.mapping
         total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
+        width = np.uint8 if g.input_bits <= 8 else np.uint16 if g.input_bits <= 16 else np.int64
+        jobs = []
         for unit in self.units:
-            inputs = x[:, unit.group * g.rows + unit.rows].astype(np.int64) + g.input_offset
+            inputs = (x[:, unit.group * g.rows + unit.rows].astype(np.int64) + g.input_offset).astype(width)
+            step = self._step(unit)
+            noise = [self.tape.draw(min(step, inputs.shape[0] - start) * g.input_cycles * unit.conductance.shape[1])
+                     if self.device.read_noise > 0 else None for start in range(0, inputs.shape[0], step)]
+            jobs.append((unit, inputs, noise))
+        for unit, inputs, noise in jobs:
             columns = unit.group * g.outputs + unit.outputs      # distinct within a unit
-            total[:, columns] += self._unit_raw(unit, inputs) - self._offsets(unit, inputs)
+            total[:, columns] += self._unit_raw(unit, inputs, noise) - self._offsets(unit, inputs)
         return np.rint(total).astype(np.int64)
+
+    def _step(self, unit: _Unit) -> int:
+        """Vectors per step, bounding a step's temporaries by CHUNK_ELEMENTS."""
+        return max(1, CHUNK_ELEMENTS // max(self.mapping.input_cycles * max(unit.conductance.shape[1], unit.rows.size), 1))
 
     def _offsets(self, unit: _Unit, inputs: np.ndarray) -> np.ndarray:
         """What the offset-binary inputs and offset-encoded weights add to the raw sums (exact integers)."""
@@ -250,10 +262,10 @@ class DeviceCrossbarGroup:
         weights = self.weights[unit.group][np.ix_(unit.rows, unit.outputs)].astype(np.int64)
         correction = g.input_offset * weights.sum(axis=0)[None, :].astype(np.float64)
         if g.encoding == "offset":
-            correction = correction + float(2 ** (g.weight_bits - 1)) * inputs.sum(axis=1, keepdims=True)
+            correction = correction + float(2 ** (g.weight_bits - 1)) * inputs.sum(axis=1, keepdims=True, dtype=np.int64)
         return correction
 
-    def _unit_raw(self, unit: _Unit, inputs: np.ndarray) -> np.ndarray:
+    def _unit_raw(self, unit: _Unit, inputs: np.ndarray, noise: list[np.ndarray | None]) -> np.ndarray:
         """Σ over sign arrays, input slices and cell slices of sign·2^(dac·k)·2^(cell·s)·ADC(column), [P, outputs]."""
         g, device = self.mapping, self.device
         cycles, mask = g.input_cycles, (1 << g.dac_bits) - 1
@@ -266,15 +278,16 @@ class DeviceCrossbarGroup:
         gain = self.compensation * (1.0 + device.adc_gain_error) / self.step   # µS → ADC steps
         levels = unit.conductance * np.float32(gain)                            # column sums in ADC steps
         result = np.zeros((inputs.shape[0], unit.outputs.size), dtype=np.float64)
-        step = max(1, CHUNK_ELEMENTS // max(cycles * max(columns, unit.rows.size), 1))
-        shifts = g.dac_bits * np.arange(cycles)
-        for start in range(0, inputs.shape[0], step):
+        step = self._step(unit)
+        shifts = (g.dac_bits * np.arange(cycles)).astype(inputs.dtype)
+        for start, normals in zip(range(0, inputs.shape[0], step), noise):
             chunk = inputs[start:start + step]
-            bits = ((chunk[None, :, :] >> shifts[:, None, None]) & mask).astype(np.float32).reshape(-1, unit.rows.size)
+            bits = ((chunk[None, :, :] >> shifts[:, None, None]) & inputs.dtype.type(mask)).astype(np.float32)
+            bits = bits.reshape(-1, unit.rows.size)
             analog = bits @ levels                                      # [cycles·P, columns]
             if device.read_noise > 0:
                 spread = (gain * device.read_noise * device.g_max) * np.sqrt(np.einsum("ij,ij->i", bits, bits))
-                analog += self.tape.draw(analog.size).reshape(analog.shape) * spread[:, None].astype(np.float32)
+                analog += normals.reshape(analog.shape) * spread[:, None].astype(np.float32)
             if device.adc_offset:
                 analog += np.float32(device.adc_offset)
             codes = np.clip(np.rint(analog, out=analog), 0, g.adc_max, out=analog)
