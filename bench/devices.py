@@ -32,6 +32,7 @@ from onnx import helper
 from deconv import GraphBuilder  # bench/ is the script's folder
 from machine import median_ms, onnxruntime_samples, timed_runs
 from rcc.backends.device import Device, load_device
+from rcc.backends.target import Target
 from rcc.compiler.driver import compile_model
 from rcc.compiler.evaluate import evaluate_model
 from rcc.ir.inputs import random_inputs
@@ -41,45 +42,45 @@ REPO = Path(__file__).resolve().parent.parent
 TRAINED = REPO / "models" / "trained"
 BATCH = 270
 
-# (title, x label, values, device for a value, whether to vary the chip); fault sweeps run plain and fault-aware
+PLAIN = [("plain", Target(), False)]
+# name: (x label, values, device for a value, columns: (label, target, fault-aware mapping))
 SWEEPS = {
     "programming noise": ("ReRAM programming-noise scale (× Wan et al. 2022 σ)", [0.0, 0.5, 1.0, 2.0, 4.0],
-                          lambda v: Device(g_max=40.0, programming_noise="reram", programming_noise_scale=v)),
+                          lambda v: Device(g_max=40.0, programming_noise="reram", programming_noise_scale=v), PLAIN),
     "drift": ("time after programming (s), aihwkit PCM, compensated", [0.0, 3600.0, 86400.0, 2.6e6, 3.15e7],
-              lambda v: load_device("pcm-aihwkit").with_overrides(time_s=v)),
+              lambda v: load_device("pcm-aihwkit").with_overrides(time_s=v), PLAIN),
     "stuck-at faults": ("stuck-at rate (off:on = 9:1)", [0.0, 0.01, 0.02, 0.05, 0.1, 0.2],
-                        lambda v: Device(stuck_off_rate=0.9 * v, stuck_on_rate=0.1 * v)),
-    "on/off ratio": ("on/off ratio", [math.inf, 1000.0, 100.0, 30.0, 10.0],
-                     lambda v: Device(on_off_ratio=v)),
+                        lambda v: Device(stuck_off_rate=0.9 * v, stuck_on_rate=0.1 * v),
+                        [*PLAIN, ("fault-aware", Target(), True)]),
+    # a differential pair's two columns carry the same off-state current, which cancels; offset encoding's does not
+    "on/off ratio": ("on/off ratio", [math.inf, 1000.0, 100.0, 30.0, 10.0], lambda v: Device(on_off_ratio=v),
+                     [("differential", Target(), False), ("offset encoding", Target(encoding="offset"), False)]),
 }
 ALL_ON = Device(name="all", programming_noise="pcm", read_noise=0.01, drift="pcm", time_s=3600.0,
                 stuck_off_rate=0.09, stuck_on_rate=0.01, wire_resistance=2.82, on_off_ratio=100.0,
                 adc_offset=0.1, adc_gain_error=0.01)
 
 
-def digits_accuracy(device: Device, trials: int, fault_aware: bool) -> dict:
+def digits_accuracy(device: Device, target: Target, trials: int, fault_aware: bool) -> dict:
+    """Accuracies over `trials` device seeds, or over `trials` chips (fault seeds) when the device has faults."""
     data, labels = {"pixels": np.load(TRAINED / "digits_test.npz")["pixels"]}, np.load(TRAINED / "digits_test_labels.npy")
     model = TRAINED / "digits_mlp.onnx"
     if not device.has_faults:
-        result = evaluate_model(model, data, labels, device=device, trials=trials, batch=BATCH)
+        result = evaluate_model(model, data, labels, target, device, trials=trials, batch=BATCH)
         return {"accuracy": result["accuracy"]["trials"], "onnxruntime": result["onnxruntime_accuracy"]}
-    per_chip = [evaluate_model(model, data, labels, device=device.with_overrides(fault_seed=chip), batch=BATCH,
+    per_chip = [evaluate_model(model, data, labels, target, device.with_overrides(fault_seed=chip), batch=BATCH,
                                fault_aware=fault_aware) for chip in range(trials)]
     return {"accuracy": [r["accuracy"]["mean"] for r in per_chip], "onnxruntime": per_chip[0]["onnxruntime_accuracy"]}
 
 
 def run_sweeps(trials: int, quick: bool) -> dict:
     results = {}
-    for name, (label, values, make) in SWEEPS.items():
-        values = values[::2] if quick else values
-        rows = []
-        for value in values:
-            row = {"value": value, "plain": digits_accuracy(make(value), trials, False)}
-            if make(value).has_faults:
-                row["fault_aware"] = digits_accuracy(make(value), trials, True)
-            rows.append(row)
-        results[name] = {"label": label, "rows": rows}
-        print_sweep(name, label, rows)
+    for name, (label, values, make, columns) in SWEEPS.items():
+        rows = [{"value": value, **{column: digits_accuracy(make(value), target, trials, aware)
+                                    for column, target, aware in columns}}
+                for value in (values[::2] if quick else values)]
+        results[name] = {"label": label, "columns": [column for column, _, _ in columns], "rows": rows}
+        print_sweep(name, results[name])
     return results
 
 
@@ -87,16 +88,14 @@ def _mean(entry: dict) -> float:
     return 100 * float(np.mean(entry["accuracy"]))
 
 
-def print_sweep(name: str, label: str, rows: list[dict]) -> None:
-    print(f"\n## {name}: digits_mlp top-1 accuracy (%), float onnxruntime {100 * rows[0]['plain']['onnxruntime']:.2f}%")
-    aware = any("fault_aware" in row for row in rows)
-    print(f"| {label} | plain |" + (" fault-aware |" if aware else ""))
-    print("|---|---|" + ("---|" if aware else ""))
+def print_sweep(name: str, sweep: dict) -> None:
+    rows, columns = sweep["rows"], sweep["columns"]
+    print(f"\n## {name}: digits_mlp top-1 accuracy (%), float onnxruntime "
+          f"{100 * rows[0][columns[0]]['onnxruntime']:.2f}%")
+    print(f"| {sweep['label']} | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
     for row in rows:
-        line = f"| {row['value']:g} | {_mean(row['plain']):.2f} |"
-        if aware:
-            line += f" {_mean(row['fault_aware']):.2f} |" if "fault_aware" in row else f" {_mean(row['plain']):.2f} |"
-        print(line)
+        print(f"| {row['value']:g} | " + " | ".join(f"{_mean(row[c]):.2f}" for c in columns) + " |")
 
 
 def plot_sweeps(results: dict, out: Path) -> None:
@@ -109,9 +108,8 @@ def plot_sweeps(results: dict, out: Path) -> None:
         figure, axes = plt.subplots(figsize=(5, 3.5))
         rows = sweep["rows"]
         xs = [r["value"] if math.isfinite(r["value"]) else 1e4 for r in rows]
-        axes.plot(xs, [_mean(r["plain"]) for r in rows], "o-", label="plain mapping")
-        if any("fault_aware" in r for r in rows):
-            axes.plot(xs, [_mean(r.get("fault_aware", r["plain"])) for r in rows], "s-", label="fault-aware mapping")
+        for column, marker in zip(sweep["columns"], ("o-", "s-")):
+            axes.plot(xs, [_mean(r[column]) for r in rows], marker, label=column)
         if name in ("drift", "on/off ratio"):
             axes.set_xscale("symlog" if name == "drift" else "log")
         axes.set_xlabel(sweep["label"] + (" (inf drawn at 1e4)" if name == "on/off ratio" else ""))
