@@ -29,13 +29,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from os import PathLike
 from typing import Any
 
-from rcc.backends.target import read_toml
+from rcc.backends.target import read_preset_or_file
 from rcc.ir.errors import RccError
 
 PRESETS = ("ideal", "reram", "pcm-aihwkit", "mnsim")
@@ -155,13 +153,8 @@ def device_from_dict(data: dict[str, Any], origin: str) -> Device:
 
 def load_device(spec: str | PathLike[str]) -> Device:
     """A preset by name or a TOML file; DeviceError naming the file and key on anything unusable."""
-    text = str(spec)
-    if text in PRESETS:
-        data = tomllib.loads(resources.files("rcc.backends").joinpath("presets", f"device-{text}.toml").read_text())
-        return device_from_dict(data, f"device preset {text}")
-    if not text.endswith(".toml"):
-        raise DeviceError(f"--device {text!r}: choose a preset ({', '.join(PRESETS)}) or a FILE.toml")
-    return device_from_dict(read_toml(spec, DeviceError, "--device"), text)
+    data, origin = read_preset_or_file(spec, PRESETS, "device-{name}.toml", DeviceError, "--device")
+    return device_from_dict(data, origin)
 
 
 _DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|m|min|h|d|y)?\s*")
