@@ -105,7 +105,10 @@ def evaluate_model(path: str | os.PathLike, data: dict[str, np.ndarray], labels:
     calibration_batches = min(samples // batch, CALIBRATION_BATCHES)
     calibration = {name: np.asarray(data[name][:calibration_batches * batch]).reshape(-1, *shapes[name])
                    for name in names}
-    pipeline = [*default_pipeline(), FaultAware(faults=chip), "dce"] if fault_aware and chip is not None else None
+    if fault_aware and chip is None:
+        raise RccError("--fault-aware needs stuck cells to map around: give --faults, --fault-map or a device "
+                       "with stuck-at rates")
+    pipeline = [*default_pipeline(), FaultAware(faults=chip), "dce"] if fault_aware else None
     compiled = compile_model(path, target, input_shapes=shapes, calibration=calibration, pipeline=pipeline)
     output = output or compiled.program.outputs[0]
     if output not in compiled.program.outputs:

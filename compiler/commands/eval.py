@@ -41,6 +41,8 @@ def load_labels(path: str) -> np.ndarray:
         labels = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise RccError(f"--labels {path}: cannot read an .npy array ({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(labels, np.ndarray):
+        raise RccError(f"--labels {path}: expected one .npy array of integer labels, got an .npz archive")
     if labels.dtype.kind not in "iu":
         raise RccError(f"--labels {path}: labels must be integers, got {labels.dtype}")
     return labels.astype(np.int64)

@@ -67,7 +67,8 @@ def test_same_device_seed_same_figures():
     assert first["snr_db"] == again["snr_db"]
 
 
-@pytest.mark.parametrize("case", ["malformed device", "rate", "fault map array", "bad duration"])
+@pytest.mark.parametrize("case", ["malformed device", "rate", "fault map array", "bad duration", "labels npz",
+                                  "fault-aware without faults"])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case):
     args = [MODEL, "--data", DATA, "--labels", LABELS, "--batch", 270]
     if case == "malformed device":
@@ -80,6 +81,10 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case):
         faults = tmp_path / "faults.csv"
         faults.write_text("array,row,column,state\n999,0,0,off\n")
         args += ["--fault-map", faults, "--report", tmp_path / "r.json"]
+    elif case == "labels npz":
+        args[4] = DATA
+    elif case == "fault-aware without faults":
+        args += ["--fault-aware"]
     else:
         args += ["--time", "soon"]
     code, out, err = run_cli(capsys, *args)
