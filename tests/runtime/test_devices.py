@@ -180,4 +180,6 @@ def test_read_noise_spread_per_column_matches_the_per_cell_sum():
     group = _device_group(weights, attrs, device, seed=1)
     codes = group.run(x)[:, 0]    # positive minus negative array: the difference of two independent columns
     sigma = 0.05 * 3 * np.sqrt(100)
-    assert abs(codes.std() / (np.sqrt(2) * sigma) - 1) < 0.05
+    expected = np.sqrt(2 * (sigma ** 2 + 1 / 12))       # two columns, each rounded by its ADC
+    assert abs(codes.std() / expected - 1) < 0.05
+    assert abs(codes.mean()) < 4 * expected / np.sqrt(codes.size)
