@@ -18,6 +18,8 @@ physical row or output slot), so it composes with `pack-crossbars` (run it after
 nothing new; a dense layer becomes a packed one with its tiles as blocks, in the tiles' order, so arrays
 keep their numbers (rcc.backends.faults). Results are unchanged bit for bit with perfect cells.
 The report gives, before and after, the faulty cells holding a non-zero level and the total cost.
+The chip is `faults` (a Python option: the machine's fault map), or else a random one from the text options
+`stuck_off_rate`, `stuck_on_rate` and `fault_seed` (`fault-aware{stuck_off_rate=0.09;stuck_on_rate=0.01}`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from rcc.backends.faults import STUCK_OFF, STUCK_ON, FaultMap
+from rcc.backends.faults import STUCK_OFF, STUCK_ON, FaultMap, RandomFaults
 from rcc.backends.mapping import CrossbarMapping
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.builder import make_op
 from rcc.ir.core import Module, Op
+from rcc.ir.errors import RccError
 from rcc.runtime.devices import PhysicalBlock, block_columns, block_levels, physical_blocks
 
 
@@ -77,10 +80,25 @@ class _ArrayCosts:
 class FaultAware(Pass):
     name = "fault-aware"
     rounds: int = 3
+    stuck_off_rate: float = 0.0      # without `faults`: a random chip with these rates and seed
+    stuck_on_rate: float = 0.0
+    fault_seed: int = 0
     faults: FaultMap | None = field(default=None, repr=False)   # the chip's stuck cells (not a text option)
 
+    def chip(self) -> FaultMap | None:
+        """The stuck cells to map around: `faults`, else the random chip of the rates (None: no faults)."""
+        if self.faults is not None:
+            return self.faults
+        for rate in (self.stuck_off_rate, self.stuck_on_rate):
+            if not 0.0 <= rate <= 1.0:
+                raise RccError(f"pass 'fault-aware': stuck-at rates must be in [0, 1], got {rate}")
+        if self.stuck_off_rate == 0 and self.stuck_on_rate == 0:
+            return None
+        return RandomFaults(self.stuck_off_rate, self.stuck_on_rate, self.fault_seed)
+
     def run(self, module: Module, ctx: PassContext) -> bool:
-        if self.faults is None:
+        faults = self.chip()
+        if faults is None:
             return False
         figures = {"faulty_nonzero_before": 0, "faulty_nonzero_after": 0, "fault_cost_before": 0.0,
                    "fault_cost_after": 0.0}
@@ -95,7 +113,7 @@ class FaultAware(Pass):
                 continue
             maps = [v.data for v in op.operands[2:4]] or [None, None]
             blocks = physical_blocks(weights.shape, op.attrs, *maps)
-            placed = [self._place(weights, mapping, block, first_array + b * mapping.signs, figures)
+            placed = [self._place(weights, mapping, block, faults, first_array + b * mapping.signs, figures)
                       for b, block in enumerate(blocks)]
             first_array += mapping.arrays
             replacement = self._rewritten(module, op, mapping, placed)
@@ -105,12 +123,12 @@ class FaultAware(Pass):
         ctx.report.figures.update(figures)
         return changed
 
-    def _place(self, weights: np.ndarray, mapping: CrossbarMapping, block: PhysicalBlock, first_id: int,
-               figures: dict) -> PhysicalBlock:
+    def _place(self, weights: np.ndarray, mapping: CrossbarMapping, block: PhysicalBlock, faults: FaultMap,
+               first_id: int, figures: dict) -> PhysicalBlock:
         level_max = (1 << mapping.cell_bits) - 1
         significance = np.tile(2.0 ** (mapping.cell_bits * np.arange(mapping.weight_slices)), block.outputs.size)
         levels = block_levels(weights, mapping, block)
-        states = [self.faults.states(first_id + sign, mapping.xbar_rows, mapping.xbar_cols)
+        states = [faults.states(first_id + sign, mapping.xbar_rows, mapping.xbar_cols)
                   for sign in range(mapping.signs)]
         shape = (block.rows.size, block.outputs.size, mapping.weight_slices)
         costs = _ArrayCosts([(lv * significance).reshape(shape) for lv in levels],
