@@ -25,14 +25,11 @@ hierarchy (arrays per core per read, ADCs × sample rate).
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
-from rcc.backends.target import read_toml
+from rcc.backends.target import read_preset_or_file
 from rcc.ir.errors import RccError
 
 PRESETS = ("isaac", "puma")
@@ -197,15 +194,8 @@ def _check_component(component: Component) -> None:
 
 def load_chip(spec: str | PathLike[str]) -> Chip:
     """A preset by name (`isaac`, `puma`) or a TOML file; ChipError naming the key on anything unusable."""
-    text = str(spec)
-    if text in PRESETS:
-        data = tomllib.loads(resources.files("rcc.backends").joinpath("presets", f"{text}.toml").read_text())
-        return chip_from_dict(data, f"preset {text}")
-    if not text.endswith(".toml"):
-        raise ChipError(f"--cost-model {text!r}: choose a preset ({', '.join(PRESETS)}) or a FILE.toml")
-    path = Path(text)
-    data = read_toml(path, ChipError, "--cost-model")
-    return chip_from_dict(data, str(path))
+    data, origin = read_preset_or_file(spec, PRESETS, "{name}.toml", ChipError, "--cost-model")
+    return chip_from_dict(data, origin)
 
 
 def chip_from_dict(data: dict[str, Any], origin: str) -> Chip:

@@ -25,6 +25,7 @@ import enum
 import re
 import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from os import PathLike
 from pathlib import Path
 from typing import Any, Final
@@ -209,6 +210,7 @@ class Target:
     def from_toml(cls, path: str | PathLike[str]) -> Target:
         """Read a target file: keys are field names plus `xbar = "RxC"`, at top level or in [target]."""
         data = read_toml(path, TargetError)
+        data = {key: value for key, value in data.items() if key != "device"}  # [device]: rcc.backends.device
         options, prefix = data, ""
         if "target" in data:
             if not isinstance(data["target"], dict):
@@ -271,6 +273,19 @@ def read_toml(path: str | PathLike[str], error: type[RccError], label: str = "")
         raise error(f"{name}: invalid TOML: not UTF-8 text") from None
     except OSError as err:
         raise error(f"{name}: cannot read: {err.strerror or _one_line(err)}") from None
+
+
+def read_preset_or_file(spec: str | PathLike[str], presets: tuple[str, ...], preset_file: str,
+                        error: type[RccError], flag: str) -> tuple[dict[str, Any], str]:
+    """(tables, origin) of a preset by name (`presets/<preset_file with {name}>` in rcc.backends) or of a
+    FILE.toml; `error` naming `flag` when the spec is neither or the file cannot be read."""
+    text = str(spec)
+    if text in presets:
+        resource = resources.files("rcc.backends").joinpath("presets", preset_file.format(name=text))
+        return tomllib.loads(resource.read_text()), f"preset {text}"
+    if not text.endswith(".toml"):
+        raise error(f"{flag} {text!r}: choose a preset ({', '.join(presets)}) or a FILE.toml")
+    return read_toml(text, error, flag), text
 
 
 def _fields_from_options(options: dict[str, Any], prefix: str, path: str | PathLike[str]) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rcc.backends.device import Device
+from rcc.backends.faults import FaultMap
 from rcc.backends.program import Program, ProgramError
 from rcc.backends.program_schema import OPCODE_OPS, check_program_semantics
 from rcc.backends.target import Target, TargetError
@@ -17,7 +19,7 @@ from rcc.ir.progress import tracked
 from rcc.ir.inputs import check_inputs
 from rcc.ir.types import TensorType
 from rcc.runtime.counters import Counts
-from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.devices import program_crossbars
 from rcc.runtime.instructions import INSTRUCTIONS
 from rcc.runtime.schedule import check_schedule, execute, instruction_counts, mvm_arrays, total_counts
 
@@ -50,16 +52,17 @@ def check_program(program: Program) -> None:
 
 class Machine:
     """A chip loaded with one program. `force_sliced` makes every integer layer simulate bit-slices even
-    with a lossless ADC (tests use it to check the merged path against the full simulation)."""
+    with a lossless ADC (tests use it to check the merged path against the full simulation). `device`
+    (rcc.backends.device; None or ideal: exact cells) with `seed` for its noise, and `faults` (else the
+    device's random fault map), make the crossbars real devices (rcc.runtime.devices)."""
 
-    def __init__(self, program: Program, force_sliced: bool | None = None) -> None:
+    def __init__(self, program: Program, force_sliced: bool | None = None, device: Device | None = None,
+                 seed: int = 0, faults: FaultMap | None = None) -> None:
         check_program(program)
         self.program = program
         self.target = target_of(program)
         self.force_sliced = force_sliced
-        self.crossbars = {i.dst[0]: CrossbarGroup(program.constants[i.src[1]], i.attrs,
-                                                  *[program.constants[name] for name in i.src[2:]])
-                          for i in program.instructions if i.opcode == "mvm"}
+        self.crossbars = program_crossbars(program, device, seed, faults)
         check_schedule(program, self.target)
         phases: dict[int, int] = {}
         for instruction in program.instructions:

@@ -29,5 +29,7 @@ COMMANDS: dict[str, Command] = {command.name: command for command in (
     Command("run", "execute a compiled program (.rccp) on the machine model"),
     Command("opt", "run passes on IR text (with its .npz weights) and print or write the result"),
     Command("prune", "magnitude-prune an ONNX model's weights (unstructured or crossbar-grained) into a new model"),
+    Command("eval", "run a data set through the machine (with device non-idealities, over seeds) and "
+                    "onnxruntime; report accuracy and SNR"),
     Command("sweep", "explore a design space: compile, cost and verify many target/compile settings on Dask"),
 )}

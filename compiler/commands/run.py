@@ -7,6 +7,7 @@ import argparse
 from rcc.backends.program import load_program
 from rcc.compiler.commands.common import (Parser, add_common_arguments, add_nonfinite_argument, optional_output,
                                           write_report)
+from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.verify import load_inputs
 from rcc.ir.files import check_output_path, npz_bytes, write_output
@@ -21,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="write the outputs here (.npz)")
     parser.add_argument("--report", help="write the machine's counts here (JSON)")
     add_nonfinite_argument(parser, "the inputs")
+    add_device_arguments(parser, mapping=False)
     add_common_arguments(parser)
     return parser
 
@@ -30,9 +32,10 @@ def run_command(argv: list[str]) -> int:
     with showing_progress(args):
         output = check_output_path(args.output, "-o")
         report = optional_output(args.report, "--report")
+        device, faults = device_from_args(args)
         program = load_program(args.program)
-        result = Machine(program).run(load_inputs(args.inputs, "--inputs", args.allow_nonfinite),
-                                      allow_nonfinite=args.allow_nonfinite)
+        result = Machine(program, device=device, seed=args.device_seed, faults=faults).run(
+            load_inputs(args.inputs, "--inputs", args.allow_nonfinite), allow_nonfinite=args.allow_nonfinite)
         write_output(output, npz_bytes(result.outputs))
         if report is not None:
             write_report(report, {"program": args.program, "totals": result.totals.to_json()})

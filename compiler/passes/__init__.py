@@ -7,6 +7,7 @@ from rcc.compiler.passes.constant_fold import ConstantFold
 from rcc.compiler.passes.dce import DeadCodeElimination
 from rcc.compiler.passes.deconv_to_pixelwise import DeconvToPixelwise
 from rcc.compiler.passes.deconv_zero_insertion import DeconvZeroInsertion
+from rcc.compiler.passes.fault_aware import FaultAware
 from rcc.compiler.passes.fold_batch_norm import FoldBatchNorm
 from rcc.compiler.passes.lower_to_xbar import LowerToXbar
 from rcc.compiler.passes.pack_crossbars import PackCrossbars
@@ -26,6 +27,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     PackCrossbars,
     PruneCrossbars,
     Replicate,
+    FaultAware,
 )}
 
 

@@ -29,13 +29,13 @@ LENET = ROOT / "models" / "lenet5.onnx"
 def test_help_names_every_command(capsys) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert set(COMMANDS) == {"compile", "run", "opt", "prune", "sweep"}
+    assert set(COMMANDS) == {"compile", "run", "opt", "prune", "sweep", "eval"}
     for name in COMMANDS:
         assert any(line.split()[:1] == [name] and len(line.split()) > 2 for line in out.splitlines()), name
     assert "exit codes" in out
 
 
-@pytest.mark.parametrize("command", ["compile", "run", "opt", "prune", "sweep"])
+@pytest.mark.parametrize("command", ["compile", "run", "opt", "prune", "sweep", "eval"])
 def test_each_command_has_help(capsys, command) -> None:
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out

@@ -1,0 +1,84 @@
+"""`rcc eval MODEL.onnx --data X.npz [--labels Y.npy] [--device ...] [--trials N]`: accuracy and output SNR on
+real devices, mean ± 95% interval over device seeds (the Python call is rcc.compiler.evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+import numpy as np
+
+from rcc.compiler.commands.common import (Parser, add_common_arguments, add_target_arguments, optional_output,
+                                          target_from_args, write_report)
+from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
+from rcc.compiler.commands.progress import showing_progress
+from rcc.compiler.evaluate import evaluate_model
+from rcc.compiler.verify import load_inputs
+from rcc.ir.errors import RccError
+
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="rcc eval", description="Run a data set through the machine and onnxruntime; report "
+                                                 "accuracy and output SNR over device seeds.")
+    parser.add_argument("model", help="the ONNX model")
+    parser.add_argument("--data", required=True, metavar="X.npz", help="inputs keyed by input name, samples first")
+    parser.add_argument("--labels", metavar="Y.npy", help="integer class labels (else: agreement with onnxruntime)")
+    parser.add_argument("--trials", type=int, default=1, metavar="N", help="device seeds to run (default 1)")
+    parser.add_argument("--batch", type=int, default=64, metavar="B", help="samples per machine run (default 64)")
+    parser.add_argument("--output", metavar="NAME", help="the model output to score (default: the first)")
+    parser.add_argument("--report", metavar="FILE.json", help="write the figures here (JSON)")
+    add_device_arguments(parser)
+    add_target_arguments(parser)
+    add_common_arguments(parser)
+    return parser
+
+
+def load_labels(path: str) -> np.ndarray:
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise RccError(f"--labels {path}: cannot read an .npy array ({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(labels, np.ndarray):
+        raise RccError(f"--labels {path}: expected one .npy array of integer labels, got an .npz archive")
+    if labels.dtype.kind not in "iu":
+        raise RccError(f"--labels {path}: labels must be integers, got {labels.dtype}")
+    return labels.astype(np.int64)
+
+
+def _figure(entry: dict[str, Any], scale: float = 1.0, unit: str = "") -> str:
+    if entry["mean"] is None:
+        return "n/a"
+    mean, half = entry["mean"] * scale, entry["ci95"] * scale
+    return f"{mean:.2f}{unit} ± {half:.2f}{unit}" if math.isfinite(mean) else "inf"
+
+
+def eval_command(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    with showing_progress(args):
+        report_path = optional_output(args.report, "--report")
+        target = target_from_args(args)
+        device, faults = device_from_args(args)
+        data = load_inputs(args.data, "--data")
+        labels = None if args.labels is None else load_labels(args.labels)
+        result = evaluate_model(args.model, data, labels, target, device, faults, trials=args.trials,
+                                seed=args.device_seed, batch=args.batch, fault_aware=args.fault_aware,
+                                output=args.output)
+        if report_path is not None:
+            write_report(report_path, result)
+    if not args.quiet:
+        line = f"{result['metric']}: {_figure(result['accuracy'], 100, '%')}"
+        if "top5" in result:
+            line += f", top-5 {_figure(result['top5'], 100, '%')}"
+        line += f"; output SNR {_figure(result['snr_db'], unit=' dB')}"
+        print(f"{args.model}: {result['samples']} samples × {result['trials']} trials on device "
+              f"{result['device']['name']!r}{' (fault-aware mapping)' if args.fault_aware else ''}")
+        print(line)
+        if "onnxruntime_accuracy" in result:
+            print(f"onnxruntime (float): {100 * result['onnxruntime_accuracy']:.2f}%")
+        if "fault_mapping" in result:
+            fm = result["fault_mapping"]
+            print(f"faulty cells holding non-zero levels: {fm['faulty_nonzero_before']} → {fm['faulty_nonzero_after']}"
+                  f"; fault cost {fm['fault_cost_before']:.0f} → {fm['fault_cost_after']:.0f}")
+    return 0

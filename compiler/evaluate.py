@@ -1,0 +1,134 @@
+"""Accuracy on real devices: a data set through the machine (device seeds 0…N−1) and through onnxruntime.
+
+    result = evaluate_model("models/trained/digits_mlp.onnx", {"pixels": x}, labels=y,
+                            device=load_device("mnsim"), trials=5, fault_aware=True)
+    result["accuracy"]["mean"], result["accuracy"]["ci95"], result["accuracy"]["trials"]
+
+The model is compiled once for a batch size (its first input's leading axis, fixed with an input-shape
+override), calibrated on the data's first samples, and, with `fault_aware`, mapped around the chip's
+stuck cells (the `fault-aware` pass). Each trial programs a fresh machine with device seed `seed + trial`
+(the chip, i.e. its fault map, stays the same) and runs the data batch by batch; the last batch is padded
+by repeating its last sample and the padding dropped. Scores per trial: top-1 and top-5 accuracy with
+labels, else top-1 agreement with onnxruntime; output SNR against onnxruntime in dB. Reported as the
+mean and the half-width of its 95% interval (Student's t over trials; 0 for one trial).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from rcc.backends.device import Device
+from rcc.backends.faults import FaultMap
+from rcc.backends.target import Target
+from rcc.compiler.driver import compile_model
+from rcc.compiler.frontend.loader import load_onnx
+from rcc.compiler.pass_manager import default_pipeline
+from rcc.compiler.passes.fault_aware import FaultAware
+from rcc.compiler.verify import onnxruntime_outputs
+from rcc.ir.errors import RccError
+from rcc.ir.progress import tracked
+from rcc.runtime.devices import chip_faults
+from rcc.runtime.machine import Machine
+
+CALIBRATION_BATCHES = 4
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    """{"mean", "ci95", "trials"}: the mean and the half-width of its 95% Student-t interval."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    mean = float(np.mean(finite)) if finite else None
+    if len(finite) > 1:
+        half = float(stats.t.ppf(0.975, len(finite) - 1) * np.std(finite, ddof=1) / math.sqrt(len(finite)))
+    else:
+        half = 0.0 if finite else None
+    return {"mean": mean, "ci95": half, "trials": values}
+
+
+def _checked_data(path: str | os.PathLike, data: dict[str, np.ndarray], labels: np.ndarray | None
+                  ) -> tuple[list[str], int]:
+    model = load_onnx(path)
+    names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    missing = [name for name in names if name not in data]
+    if missing:
+        raise RccError(f"--data: input {missing[0]!r} of {path} is missing (the file has {', '.join(data) or 'nothing'})")
+    counts = {np.asarray(data[name]).shape[0] if np.asarray(data[name]).ndim else 0 for name in names}
+    if len(counts) != 1 or 0 in counts:
+        raise RccError("--data: every input needs the same number of samples along its first axis")
+    samples = counts.pop()
+    if labels is not None and (labels.ndim != 1 or labels.shape[0] != samples):
+        raise RccError(f"--labels: expected {samples} integer labels, got shape {list(labels.shape)}")
+    return names, samples
+
+
+def _batches(data: dict[str, np.ndarray], names: list[str], samples: int, batch: int):
+    for start in range(0, samples, batch):
+        stop = min(start + batch, samples)
+        chunk = {}
+        for name in names:
+            part = np.asarray(data[name][start:stop])
+            if stop - start < batch:
+                part = np.concatenate([part, np.repeat(part[-1:], batch - (stop - start), axis=0)])
+            chunk[name] = part
+        yield start, stop, chunk
+
+
+def _scores(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
+    flat, ref = outputs.reshape(outputs.shape[0], -1), reference.reshape(reference.shape[0], -1)
+    truth = labels if labels is not None else ref.argmax(axis=1)
+    scores = {"accuracy": float((flat.argmax(axis=1) == truth).mean())}
+    if labels is not None and flat.shape[1] >= 5:
+        top5 = np.argsort(-flat, axis=1)[:, :5]
+        scores["top5"] = float((top5 == truth[:, None]).any(axis=1).mean())
+    error = float(np.sum((flat.astype(np.float64) - ref) ** 2))
+    scores["snr_db"] = 10 * math.log10(float(np.sum(ref.astype(np.float64) ** 2)) / error) if error > 0 else math.inf
+    return scores
+
+
+def evaluate_model(path: str | os.PathLike, data: dict[str, np.ndarray], labels: np.ndarray | None = None,
+                   target: Target | None = None, device: Device | None = None, faults: FaultMap | None = None,
+                   trials: int = 1, seed: int = 0, batch: int = 64, fault_aware: bool = False,
+                   output: str | None = None) -> dict[str, Any]:
+    """Run `data` (input name → [samples, ...]) through the machine `trials` times and through onnxruntime;
+    the report dict described in the module docstring."""
+    if trials < 1 or batch < 1:
+        raise RccError("--trials and --batch must be at least 1")
+    names, samples = _checked_data(path, data, labels)
+    batch = min(batch, samples)
+    device = device or Device()
+    chip = chip_faults(device, faults)
+    shapes = {name: (batch, *np.asarray(data[name]).shape[1:]) for name in names}
+    calibration_batches = min(samples // batch, CALIBRATION_BATCHES)
+    calibration = {name: np.asarray(data[name][:calibration_batches * batch]).reshape(-1, *shapes[name])
+                   for name in names}
+    if fault_aware and chip is None:
+        raise RccError("--fault-aware needs stuck cells to map around: give --faults, --fault-map or a device "
+                       "with stuck-at rates")
+    pipeline = [*default_pipeline(), FaultAware(faults=chip), "dce"] if fault_aware else None
+    compiled = compile_model(path, target, input_shapes=shapes, calibration=calibration, pipeline=pipeline)
+    output = output or compiled.program.outputs[0]
+    if output not in compiled.program.outputs:
+        raise RccError(f"--output {output!r}: the model's outputs are {', '.join(compiled.program.outputs)}")
+    reference = np.concatenate([onnxruntime_outputs(path, chunk)[output][:stop - start]
+                                for start, stop, chunk in _batches(data, names, samples, batch)])
+    per_trial: list[dict[str, float]] = []
+    for trial in tracked(range(trials), "eval trials"):
+        machine = Machine(compiled.program, device=device, seed=seed + trial, faults=faults)
+        results = [machine.run(chunk).outputs[output][:stop - start]
+                   for start, stop, chunk in tracked(list(_batches(data, names, samples, batch)), f"trial {trial}")]
+        per_trial.append(_scores(np.concatenate(results), reference, labels))
+    report = {"model": str(path), "samples": samples, "batch": batch, "trials": trials, "seed": seed,
+              "device": device.to_dict(), "fault_aware": fault_aware, "output": output,
+              "metric": "top-1 accuracy" if labels is not None else "top-1 agreement with onnxruntime"}
+    for key in per_trial[0]:
+        report[key] = summary([scores[key] for scores in per_trial])
+    if labels is not None:
+        report["onnxruntime_accuracy"] = _scores(reference, reference, labels)["accuracy"]
+    fault_report = next((r for r in compiled.reports if r.name == "fault-aware"), None)
+    if fault_report is not None:
+        report["fault_mapping"] = dict(fault_report.figures)
+    return report

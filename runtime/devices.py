@@ -1,0 +1,329 @@
+"""Crossbars made of real devices: programmed conductances with noise, drift, stuck cells, a finite on/off
+ratio and IR drop, read bit-slice by bit-slice through the ADC (rcc.backends.device says what each knob is).
+
+Programming (once per machine, seeded per array): every array's cell grid [xbar_rows, xbar_cols] of levels
+l ∈ [0, L] becomes target conductances g = g_min + (g_max − g_min)·l/L, then
+1. programming noise g ← max(g + s·σ(g̃)·N(0, 1), 0), g̃ = g/g_max, with σ in µS
+   - `pcm`: aihwkit PCMLikeNoiseModel: σ = (0.26348 + 1.9650·g̃ − 1.1731·g̃²)·g_max/25
+     (coefficients fitted at g_max = 25 µS; aihwkit src/aihwkit/inference/noise/pcm.py);
+   - `reram`: aihwkit ReRamWan2022NoiseModel at 1 s: σ = (0.348 + 16.030·g̃ − 43.853·g̃² + 45.393·g̃³
+     − 16.815·g̃⁴)·g_max/40 (fitted at g_max = 40 µS; aihwkit src/aihwkit/inference/noise/reram.py, after
+     Wan et al., Nature 2022);
+   - `constant`: σ = programming_sigma;
+2. drift at t = time_s + t₀: g ← g·(t/t₀)^(−ν), ν per device: `pcm` |N(μ, σ)| with
+   μ = clip(−0.0155·ln g̃ + 0.0244, 0.049, 0.1), σ = clip(−0.0125·ln g̃ − 0.0059, 0.008, 0.045) and
+   g̃ = max(g_target/g_max, 1e-7) (aihwkit PCMLikeNoiseModel.generate_drift_coefficients); `fixed`
+   |N(drift_nu_mean, drift_nu_std)|. With `pcm` drift, aihwkit's accumulated 1/f read noise follows:
+   g ← max(g + |g|·Q_s·√(ln((t + t_read)/(2·t_read)))·N(0, 1), 0), Q_s = min(0.0088/max(g̃_prog^0.65, 1e-3),
+   0.2), t_read = 250 ns;
+3. stuck cells: stuck off → g_min, stuck on → g_max (rcc.backends.faults);
+4. IR drop, first order: a cell at row i, column j sees the wire of (j + 1) row segments from its driver and
+   (xbar_rows − i) column segments to its sense amplifier, R_w each, in series:
+   g ← g / (1 + g·R_w·segments) (the other cells' currents on the wires are neglected).
+Global drift compensation (aihwkit GlobalDriftCompensation: one scalar per layer from a reference read
+just after programming and one at the inference time): the layer's column currents are scaled by
+Σ g_programmed / Σ g_drifted over its arrays.
+
+Reading, per input bit-slice k (`dac_bits` bits): the column current I = Σ_rows bit·g, plus read noise: each
+driven cell's read adds N(0, (read_noise·g_max)²) independently (aihwkit's `w_noise` of type
+ADDITIVE_CONSTANT, which aihwkit's ReRamWan2022NoiseModel recommends at about 0.01 for short-term read
+noise), i.e. N(0, (read_noise·g_max)²·Σ bit²) per column and conversion (Σ over the driven rows). The standard
+normals come from a tape of 2^24 drawn once from the seed, read at a fresh random offset per step (i.i.d.
+within a step; across steps values may recur, which keeps read noise from dominating the run time).
+The ADC converts v = I/Δg, Δg = (g_max − g_min)/L, as clip(rint(v·(1 + gain_error) + offset), 0, A); then
+shift-and-add of the codes over slices, input cycles and sign arrays, and the digital removal of the input
+and weight offsets (exact integers, as the ideal machine does). All bit-slices of a row tile (and all its
+column tiles) are one float32 matmul [cycles·vectors, rows] × [rows, signs·outputs·slices].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rcc.backends.device import Device, DeviceError
+from rcc.backends.faults import STUCK_OFF, STUCK_ON, FaultMap, RandomFaults
+from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
+from rcc.backends.program import Program
+from rcc.runtime.crossbar import CrossbarGroup
+
+CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
+NOISE_TAPE = 1 << 24         # standard normals drawn once per machine for read noise
+PCM_PROG_COEFF = (0.26348, 1.9650, -1.1731)                 # aihwkit PCMLikeNoiseModel prog_coeff
+PCM_PROG_G_MAX = 25.0                                        # µS, its reference g_max
+RERAM_PROG_COEFF = (0.348, 16.030, -43.853, 45.393, -16.815)  # aihwkit ReRamWan2022NoiseModel, 1 s
+RERAM_PROG_G_MAX = 40.0                                      # µS, its reference g_max
+PCM_T_READ = 250e-9                                          # s, aihwkit PCMLikeNoiseModel t_read
+_PROGRAM_STREAM, _READ_STREAM = 0xD0, 0xD1
+
+
+@dataclass(frozen=True)
+class PhysicalBlock:
+    """One array (pair) of a layer: its logical rows and outputs (within `group`) and where they sit."""
+
+    group: int
+    rows: np.ndarray        # logical rows, in physical-row order
+    row_slots: np.ndarray   # the physical row of each
+    outputs: np.ndarray     # logical outputs
+    output_slots: np.ndarray  # the output position (columns slot·S … slot·S + S − 1) of each
+
+
+def physical_blocks(weights_shape: tuple[int, int, int], attrs: dict, row_map: np.ndarray | None = None,
+                    col_map: np.ndarray | None = None) -> list[PhysicalBlock]:
+    """Every array (pair) of an mvm in the machine's (and the fault map's) order, with cell positions: a packed
+    block's map position is its physical row or output slot; a dense tile fills its array from slot 0."""
+    groups, k, m = weights_shape
+    if row_map is None:
+        return [PhysicalBlock(group, rows, np.arange(rows.size), outputs, np.arange(outputs.size))
+                for group, rows, outputs in array_blocks(weights_shape, attrs)]
+    blocks = []
+    for rows, cols in zip(row_map, col_map):
+        row_slots, output_slots = np.flatnonzero(rows >= 0), np.flatnonzero(cols >= 0)
+        group = int(cols[output_slots[0]] // m) if output_slots.size else 0
+        blocks.append(PhysicalBlock(group, rows[row_slots] - group * k, row_slots, cols[output_slots] - group * m,
+                                    output_slots))
+    return blocks
+
+
+def block_levels(weights: np.ndarray, mapping: CrossbarMapping, block: PhysicalBlock) -> list[np.ndarray]:
+    """Per sign array, the levels [rows, outputs·S] of a block's cells (column o·S + s: output o, slice s)."""
+    levels = weight_levels(weights[block.group][np.ix_(block.rows, block.outputs)], mapping.weight_bits,
+                           mapping.cell_bits, mapping.weight_slices, mapping.encoding)
+    return [level.transpose(1, 2, 0).reshape(block.rows.size, -1) for level in levels]
+
+
+def block_columns(mapping: CrossbarMapping, block: PhysicalBlock) -> np.ndarray:
+    """Physical column of each of a block's cells' columns (o·S + s order)."""
+    slices = mapping.weight_slices
+    return (block.output_slots[:, None] * slices + np.arange(slices)).reshape(-1)
+
+
+def programming_sigma(device: Device, g: np.ndarray) -> np.ndarray:
+    """σ of the programming noise (µS) at target conductances g."""
+    relative = g / device.g_max
+    if device.programming_noise == "pcm":
+        coeff, reference = PCM_PROG_COEFF, PCM_PROG_G_MAX
+    elif device.programming_noise == "reram":
+        coeff, reference = RERAM_PROG_COEFF, RERAM_PROG_G_MAX
+    else:
+        return np.full_like(g, device.programming_sigma)
+    sigma = sum(c * relative ** power for power, c in enumerate(coeff))
+    return sigma * (device.g_max / reference)
+
+
+def pcm_drift_nu(device: Device, g_target: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """ν per device from aihwkit's PCM fit (the formula in the module docstring)."""
+    log_g = np.log(np.maximum(np.abs(g_target) / device.g_max, 1e-7))
+    mean = np.clip(-0.0155 * log_g + 0.0244, 0.049, 0.1)
+    std = np.clip(-0.0125 * log_g - 0.0059, 0.008, 0.045)
+    return np.abs(mean + std * normal)
+
+
+def ir_drop_segments(rows: int, cols: int) -> np.ndarray:
+    """Wire segments in series with each cell: (j + 1) along its row, (rows − i) down its column."""
+    return (np.arange(1, cols + 1)[None, :] + (rows - np.arange(rows))[:, None]).astype(np.float64)
+
+
+def program_array(device: Device, levels: np.ndarray, level_max: int, states: np.ndarray | None,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(conductances at the inference time, conductances just after programming) of one array's cell grid."""
+    g_min = device.g_min
+    g = g_min + (device.g_max - g_min) * levels.astype(np.float64) / level_max
+    target = g
+    if device.programming_noise != "none":
+        g = np.maximum(g + device.programming_noise_scale * programming_sigma(device, g)
+                       * rng.standard_normal(g.shape), 0.0)
+    programmed = g
+    if device.drift != "none":
+        t = device.time_s + device.drift_t0_s
+        normal = rng.standard_normal(g.shape)
+        nu = pcm_drift_nu(device, target, normal) if device.drift == "pcm" else \
+            np.abs(device.drift_nu_mean + device.drift_nu_std * normal)
+        g = g * (t / device.drift_t0_s) ** (-nu)
+        if device.drift == "pcm":
+            q_s = np.minimum(0.0088 / np.maximum((np.abs(programmed) / device.g_max) ** 0.65, 1e-3), 0.2)
+            sigma = q_s * np.sqrt(np.log((t + PCM_T_READ) / (2 * PCM_T_READ)))
+            g = np.maximum(g + np.abs(g) * sigma * rng.standard_normal(g.shape), 0.0)
+    if states is not None:
+        g = np.where(states == STUCK_OFF, g_min, np.where(states == STUCK_ON, device.g_max, g))
+        programmed = np.where(states == STUCK_OFF, g_min, np.where(states == STUCK_ON, device.g_max, programmed))
+    if device.wire_resistance > 0:
+        series = 1e-6 * device.wire_resistance * ir_drop_segments(*g.shape)   # µS·Ω = 1e-6
+        g = g / (1.0 + g * series)
+    return g, programmed
+
+
+@dataclass
+class _Unit:
+    """Arrays read by one matmul: same group and rows; columns [signs, outputs, slices] of all its blocks."""
+
+    group: int
+    rows: np.ndarray
+    outputs: np.ndarray          # logical outputs within the group, one per (output) column group
+    conductance: np.ndarray      # float32 [rows, signs·outputs·S]
+
+
+class NoiseTape:
+    """Standard normals for read noise: NOISE_TAPE of them drawn once (lazily) from the seed; each draw is a
+    slice at a fresh random offset (a longer draw is drawn afresh)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng([seed, _READ_STREAM])
+        self.values: np.ndarray | None = None
+
+    def draw(self, count: int) -> np.ndarray:
+        if count > NOISE_TAPE:
+            return self.rng.standard_normal(count, dtype=np.float32)
+        if self.values is None:
+            self.values = self.rng.standard_normal(NOISE_TAPE, dtype=np.float32)
+        start = int(self.rng.integers(0, NOISE_TAPE - count + 1))
+        return self.values[start:start + count]
+
+
+class DeviceCrossbarGroup:
+    """One `mvm`'s arrays built from `device` cells; `run` has CrossbarGroup's contract (int64 accumulators)."""
+
+    def __init__(self, weights: np.ndarray, attrs: dict, row_map: np.ndarray | None, col_map: np.ndarray | None,
+                 device: Device, seed: int, first_array: int, faults: FaultMap | None, tape: NoiseTape) -> None:
+        if weights.dtype.kind != "i":
+            raise DeviceError(f"mvm {attrs.get('layer', '?')!r}: device models need integer precision "
+                              f"(compile with --precision int)")
+        self.weights, self.attrs, self.device = weights, attrs, device
+        self.mapping = g = CrossbarMapping.of(attrs, weights.shape)
+        self.level_max = (1 << g.cell_bits) - 1
+        self.step = (device.g_max - device.g_min) / self.level_max
+        self.tape = tape
+        self.blocks = physical_blocks(weights.shape, attrs, row_map, col_map)
+        self.array_ids = first_array + np.arange(len(self.blocks) * g.signs).reshape(len(self.blocks), g.signs)
+        self.units, drifted, programmed = self._program(seed, faults)
+        self.compensation = programmed / drifted if device.drift != "none" and device.drift_compensation \
+            and drifted > 0 else 1.0
+
+    def _program(self, seed: int, faults: FaultMap | None) -> tuple[list[_Unit], float, float]:
+        g, device = self.mapping, self.device
+        units: list[_Unit] = []
+        drifted_total = programmed_total = 0.0
+        for block, ids in zip(self.blocks, self.array_ids):
+            columns = block_columns(g, block)
+            per_sign = []
+            for level, array_id in zip(block_levels(self.weights, g, block), ids):
+                grid = np.zeros((g.xbar_rows, g.xbar_cols), dtype=np.int64)
+                grid[np.ix_(block.row_slots, columns)] = level
+                states = None if faults is None else faults.states(int(array_id), g.xbar_rows, g.xbar_cols)
+                rng = np.random.default_rng([seed, _PROGRAM_STREAM, int(array_id)])
+                now, programmed = program_array(device, grid, self.level_max, states, rng)
+                used = np.ix_(block.row_slots, columns)
+                drifted_total += float(now[used].sum())
+                programmed_total += float(programmed[used].sum())
+                per_sign.append(now[used].reshape(block.rows.size, block.outputs.size, g.weight_slices))
+            conductance = np.stack(per_sign)              # [signs, rows, outputs, S]
+            previous = units[-1] if units else None
+            dense_neighbour = previous is not None and not self.mapping.is_packed and previous.group == block.group
+            if dense_neighbour and np.array_equal(previous.rows, block.rows):   # column tiles of one row tile
+                previous.outputs = np.concatenate([previous.outputs, block.outputs])
+                previous.conductance = np.concatenate([previous.conductance, conductance], axis=2)
+            else:
+                units.append(_Unit(block.group, block.rows, block.outputs, conductance))
+        for unit in units:   # [signs, rows, outputs, S] → [rows, signs·outputs·S]
+            unit.conductance = np.ascontiguousarray(unit.conductance.transpose(1, 0, 2, 3).reshape(
+                unit.rows.size, -1)).astype(np.float32)
+        return units, drifted_total, programmed_total
+
+    @property
+    def array_count(self) -> int:
+        return int(self.array_ids.size)
+
+    def run(self, x: np.ndarray, sliced: bool | None = None) -> np.ndarray:
+        """The layer's accumulators [P, G·M] (int64) as the device arrays and ADCs produce them (each unit's
+        read noise is drawn up front, in unit order)."""
+        g = self.mapping
+        total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
+        width = np.uint8 if g.input_bits <= 8 else np.uint16 if g.input_bits <= 16 else np.int64
+        jobs = []
+        for unit in self.units:
+            inputs = (x[:, unit.group * g.rows + unit.rows].astype(np.int64) + g.input_offset).astype(width)
+            step = self._step(unit)
+            noise = [self.tape.draw(min(step, inputs.shape[0] - start) * g.input_cycles * unit.conductance.shape[1])
+                     if self.device.read_noise > 0 else None for start in range(0, inputs.shape[0], step)]
+            jobs.append((unit, inputs, noise))
+        for unit, inputs, noise in jobs:
+            columns = unit.group * g.outputs + unit.outputs      # distinct within a unit
+            total[:, columns] += self._unit_raw(unit, inputs, noise) - self._offsets(unit, inputs)
+        return np.rint(total).astype(np.int64)
+
+    def _step(self, unit: _Unit) -> int:
+        """Vectors per step, bounding a step's temporaries by CHUNK_ELEMENTS."""
+        return max(1, CHUNK_ELEMENTS // max(self.mapping.input_cycles * max(unit.conductance.shape[1], unit.rows.size), 1))
+
+    def _offsets(self, unit: _Unit, inputs: np.ndarray) -> np.ndarray:
+        """What the offset-binary inputs and offset-encoded weights add to the raw sums (exact integers)."""
+        g = self.mapping
+        weights = self.weights[unit.group][np.ix_(unit.rows, unit.outputs)].astype(np.int64)
+        correction = g.input_offset * weights.sum(axis=0)[None, :].astype(np.float64)
+        if g.encoding == "offset":
+            correction = correction + float(2 ** (g.weight_bits - 1)) * inputs.sum(axis=1, keepdims=True, dtype=np.int64)
+        return correction
+
+    def _unit_raw(self, unit: _Unit, inputs: np.ndarray, noise: list[np.ndarray | None]) -> np.ndarray:
+        """Σ over sign arrays, input slices and cell slices of sign·2^(dac·k)·2^(cell·s)·ADC(column), [P, outputs]."""
+        g, device = self.mapping, self.device
+        cycles, mask = g.input_cycles, (1 << g.dac_bits) - 1
+        signs = g.signs
+        exact32 = g.adc_max * 2.0 ** (g.dac_bits * cycles) < 2.0 ** 24       # the shift-and-add below, in float32
+        cycle_weights = (2.0 ** (g.dac_bits * np.arange(cycles))).astype(np.float32 if exact32 else np.float64)
+        slice_weights = 2.0 ** (g.cell_bits * np.arange(g.weight_slices))
+        sign_weights = np.array([1.0, -1.0][:signs])
+        gain = self.compensation * (1.0 + device.adc_gain_error) / self.step   # µS → ADC steps
+        levels = unit.conductance * np.float32(gain)                            # column sums in ADC steps
+        result = np.zeros((inputs.shape[0], unit.outputs.size), dtype=np.float64)
+        step = self._step(unit)
+        shifts = (g.dac_bits * np.arange(cycles)).astype(inputs.dtype)
+        for start, normals in zip(range(0, inputs.shape[0], step), noise):
+            chunk = inputs[start:start + step]
+            bits = ((chunk[None, :, :] >> shifts[:, None, None]) & inputs.dtype.type(mask)).astype(np.float32)
+            bits = bits.reshape(-1, unit.rows.size)
+            analog = bits @ levels                                      # [cycles·P, columns]
+            if device.read_noise > 0:
+                spread = (gain * device.read_noise * device.g_max) * np.sqrt(np.einsum("ij,ij->i", bits, bits))
+                analog += normals.reshape(analog.shape) * spread[:, None].astype(np.float32)
+            if device.adc_offset:
+                analog += np.float32(device.adc_offset)
+            codes = np.clip(np.rint(analog, out=analog), 0, g.adc_max, out=analog)
+            # shift-and-add over input slices (exact: integers below 2^24 in float32, else float64), slices, signs
+            merged = (cycle_weights @ codes.reshape(cycles, -1)).astype(np.float64)
+            merged = merged.reshape(chunk.shape[0], signs, unit.outputs.size, g.weight_slices) @ slice_weights
+            result[start:start + step] = merged.transpose(0, 2, 1) @ sign_weights
+        return result
+
+
+def chip_faults(device: Device, faults: FaultMap | None) -> FaultMap | None:
+    """The fault map a machine uses: the one given, else the device's random one (None when it has none)."""
+    if faults is not None:
+        return faults
+    return RandomFaults(device.stuck_off_rate, device.stuck_on_rate, device.fault_seed) if device.has_faults else None
+
+
+def program_crossbars(program: Program, device: Device | None = None, seed: int = 0,
+                      faults: FaultMap | None = None) -> dict[str, CrossbarGroup | DeviceCrossbarGroup]:
+    """The crossbars of every `mvm` of `program`, by destination buffer: exact `CrossbarGroup`s for the ideal
+    device without faults (today's machine, bit for bit), else `DeviceCrossbarGroup`s programmed with `seed`."""
+    mvms = [i for i in program.instructions if i.opcode == "mvm"]
+    operands = [(program.constants[i.src[1]], i.attrs, *[program.constants[n] for n in i.src[2:]]) for i in mvms]
+    faults = None if device is None else chip_faults(device, faults)
+    if device is None or (device.is_ideal and faults is None):
+        return {i.dst[0]: CrossbarGroup(*args) for i, args in zip(mvms, operands)}
+    if faults is not None:
+        first = next((args for args in operands), None)
+        if first is not None:
+            mapping = CrossbarMapping.of(first[1], first[0].shape)
+            total = sum(CrossbarMapping.of(args[1], args[0].shape).arrays for args in operands)
+            faults.check(total, mapping.xbar_rows, mapping.xbar_cols)
+    crossbars: dict[str, CrossbarGroup | DeviceCrossbarGroup] = {}
+    first_array, tape = 0, NoiseTape(seed)
+    for instruction, (weights, attrs, *maps) in zip(mvms, operands):
+        group = DeviceCrossbarGroup(weights, attrs, *(maps or [None, None]), device=device, seed=seed,
+                                    first_array=first_array, faults=faults, tape=tape)
+        first_array += group.array_count
+        crossbars[instruction.dst[0]] = group
+    return crossbars
