@@ -1,13 +1,18 @@
-"""`rcc opt FILE.ir -p PASSES`: run passes on IR text and print or write the result."""
+"""`rcc opt FILE.ir -p PASSES [target flags]`: run passes on IR text and print or write the result. The
+target flags, precision, calibration and packing set the pass context, so any prefix of the default
+pipeline (lowering and packing included) runs on IR text."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rcc.compiler.commands.common import Parser, add_common_arguments
+from rcc.backends.packing import MODES as PACKING_MODES
+from rcc.compiler.commands.common import Parser, add_common_arguments, add_target_arguments, target_from_args
 from rcc.compiler.commands.progress import showing_progress
+from rcc.compiler.pass_context import PassContext
 from rcc.compiler.pass_manager import run_pipeline
+from rcc.compiler.verify import load_inputs
 from rcc.ir.files import check_output_path
 from rcc.ir.parser import load_module
 from rcc.ir.printer import print_module, save_module, weights_path
@@ -20,18 +25,27 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("-p", "--pipeline", required=True, help="passes to run, comma-separated")
     parser.add_argument("--print-after-all", action="store_true", help="print the IR after each pass")
     parser.add_argument("-o", "--output", help="write the result here (with its .npz) instead of stdout")
+    parser.add_argument("--precision", choices=["int", "float"], default="int",
+                        help="what lower-to-xbar maps: int (quantised, default) or float")
+    parser.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs (default: seeded random)")
+    parser.add_argument("--packing", choices=list(PACKING_MODES), default="best",
+                        help="the packing pack-crossbars uses unless its `mode` option says otherwise")
+    add_target_arguments(parser)
     add_common_arguments(parser)
     return parser
 
 
 def opt_command(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    calibration = load_inputs(args.calibrate, "--calibrate") if args.calibrate else None
+    ctx = PassContext(target=target_from_args(args), precision=args.precision, calibration=calibration,
+                      packing=args.packing)
     with showing_progress(args):
         if args.output is not None:
             output = check_output_path(args.output, "-o")
             check_output_path(weights_path(output), f"-o {output}: its weights file")
         module = load_module(args.ir)
-        run_pipeline(module, args.pipeline, print_after_all=args.print_after_all)
+        run_pipeline(module, args.pipeline, ctx, print_after_all=args.print_after_all)
         if args.output is not None:
             save_module(module, output)
     if args.output is None and not args.print_after_all:

@@ -149,3 +149,15 @@ def test_help_and_version_load_no_heavy_module(argv) -> None:
              % argv)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr
+
+
+def test_opt_runs_lowering_and_packing_for_a_target_given_by_flags(tmp_path, capsys) -> None:
+    """`rcc opt` sets the pass context from the target flags, so lowering and packing run on IR text."""
+    fixture = (ROOT / "tests" / "passes" / "fixtures" / "lower-to-xbar.ir").read_text()
+    source = tmp_path / "mm.ir"
+    source.write_text(fixture[fixture.index("module"):fixture.index("module", fixture.index("module") + 1)])
+    assert main(["opt", str(source), "-p", "lower-to-xbar,pack-crossbars", "--xbar", "64x64"]) == 0
+    out = capsys.readouterr().out
+    assert "xbar.mvm" in out and "xbar_rows = 64" in out and "xbar_cols = 64" in out
+    assert main(["opt", str(source), "-p", "lower-to-xbar{target=big}"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
