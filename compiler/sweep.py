@@ -10,7 +10,7 @@ Robustness: a point that fails is a row with its error (sweep_point.py); a worke
 rescheduled by Dask on the others (`allowed-failures` times, then the point is recorded as failed); with
 `resume`, points whose `point_id` is already in the results file are not computed again; the file is
 replaced atomically, at most every `write_interval` seconds and when the sweep ends or is interrupted.
-Each model is scattered to every worker once, not sent with each task.
+Each model, and the `--data` set (`SweepData`), is scattered to every worker once, not sent with each task.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from distributed import Client, LocalCluster, as_completed
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
-from rcc.compiler.sweep_point import SweepModel, evaluate_point
+from rcc.compiler.sweep_point import SweepData, SweepModel, evaluate_point
 from rcc.compiler.sweep_results import ResultsFile
 from rcc.compiler.sweep_search import Search
 from rcc.compiler.sweep_space import Point, SweepError, point_id
@@ -66,16 +66,18 @@ class SweepOutcome:
     failed: int = 0
 
 
-def _lost_row(model: SweepModel, point: Point, err: BaseException) -> Row:
+def _lost_row(model: SweepModel, point: Point, data_digest: str | None, err: BaseException) -> Row:
     """The row of a point Dask gave up on (its workers kept dying)."""
-    return {"point_id": point_id(model.digest, point), "model": model.name, **point, "status": "failed",
+    return {"point_id": point_id(model.digest, point, data_digest), "model": model.name, **point, "status": "failed",
             "error": f"its workers kept dying ({type(err).__name__}: {str(err).splitlines()[0][:300]})"}
 
 
 def run_sweep(client: Client, models: list[SweepModel], search: Search, results: ResultsFile | None = None,
               resume: bool = False, verify: bool = True, on_row: Callable[[Row, SweepOutcome], None] | None = None,
-              timeout: float | None = None, write_interval: float = 1.0) -> SweepOutcome:
+              timeout: float | None = None, write_interval: float = 1.0, data: SweepData | None = None
+              ) -> SweepOutcome:
     """Run `search`'s points for every model on `client`'s workers; `on_row` sees each finished row.
+    With `data`, every row also has the point's accuracy on it (sweep_point.accuracy_figures).
     With `resume`, rows already in `results` are kept and their points skipped. SweepError when the
     sweep takes longer than `timeout` seconds (the rows finished by then are written)."""
     outcome = SweepOutcome()
@@ -84,6 +86,8 @@ def run_sweep(client: Client, models: list[SweepModel], search: Search, results:
     outcome.rows = list(previous)
     outcome.resumed = len(previous)
     shared = {model.digest: client.scatter(model, broadcast=True, hash=False) for model in models}
+    shared_data = None if data is None else client.scatter(data, broadcast=True, hash=False)
+    data_digest = None if data is None else data.digest
     by_digest = {model.digest: model for model in models}
     pending: dict[Any, tuple[SweepModel, Point]] = {}
     repeats: dict[str, list[Point]] = {}  # point_id of a running point → the same point proposed again
@@ -95,14 +99,14 @@ def run_sweep(client: Client, models: list[SweepModel], search: Search, results:
         # observed at once from its row, a running one when it finishes; neither is computed twice.
         while proposals := search.propose(len(pending)):
             for digest, point in proposals:
-                ident = point_id(digest, point)
+                ident = point_id(digest, point, data_digest)
                 if ident in done:
                     search.observe(point, digest, done[ident])
                 elif ident in repeats:
                     repeats[ident].append(point)
                 else:
-                    future = client.submit(evaluate_point, shared[digest], point, verify, key=f"point-{ident}",
-                                           pure=False)
+                    future = client.submit(evaluate_point, shared[digest], point, verify, shared_data,
+                                           key=f"point-{ident}", pure=False)
                     pending[future] = (by_digest[digest], point)
                     repeats[ident] = []
                     finished.add(future)
@@ -118,7 +122,7 @@ def run_sweep(client: Client, models: list[SweepModel], search: Search, results:
             try:
                 row = future.result()
             except (KilledWorker, FutureCancelledError) as err:
-                row = _lost_row(model, point, err)
+                row = _lost_row(model, point, data_digest, err)
             done[row["point_id"]] = row
             outcome.rows.append(row)
             outcome.computed += 1

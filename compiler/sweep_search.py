@@ -6,8 +6,8 @@ free and tells it each finished row:
     search.propose(in_flight) -> [(model_digest, point), ...]    # [] when it has nothing more to run now
     search.observe(point, model_digest, row)
 
-Objectives and constraints name results columns (`energy` is `energy_pj`; see ALIASES). `accuracy`
-needs `--data`, which comes with `rcc eval`.
+Objectives and constraints name results columns (`energy` is `energy_pj`; see ALIASES); the accuracy
+columns exist when the sweep has `--data`.
 """
 
 from __future__ import annotations
@@ -23,23 +23,26 @@ try:
 except ImportError:  # an optional dependency: `pip install 'rcc[search]'`
     optuna = None
 
-from rcc.compiler.sweep_point import FIGURE_COLUMNS
+from rcc.compiler.sweep_point import ACCURACY_COLUMNS, FIGURE_COLUMNS
 from rcc.compiler.sweep_space import Point, SweepError, Value, grid_points
 
 ALIASES = {"energy": "energy_pj", "latency": "latency_ns", "area": "area_mm2", "throughput": "throughput_inf_s",
            "power": "power_mw", "snr": "snr_db", "efficiency": "tops_per_w"}
-MAXIMISED = frozenset({"throughput_inf_s", "tops_per_w", "utilization", "snr_db", "accuracy", "verify_passed"})
+MAXIMISED = frozenset({"throughput_inf_s", "tops_per_w", "utilization", "snr_db", "accuracy", "top5",
+                       "verify_passed"})
 Proposal = tuple[str, Point]
 
 
-def column_of(name: str, flag: str) -> str:
-    """The results column an objective or constraint names; SweepError when there is none."""
+def column_of(name: str, flag: str, has_data: bool = False) -> str:
+    """The results column an objective or constraint names (the accuracy columns only when the sweep has
+    `--data`); SweepError when there is none."""
     column = ALIASES.get(name, name)
-    if column == "accuracy":
-        raise SweepError(f"{flag} {name}: accuracy needs --data, which is not available yet (it comes with "
-                         f"`rcc eval`); use a cost or verify column such as snr_db")
-    if column not in FIGURE_COLUMNS:
-        raise SweepError(f"{flag} {name}: not a results column (known: {', '.join(FIGURE_COLUMNS)})")
+    if column in ACCURACY_COLUMNS and not has_data:
+        raise SweepError(f"{flag} {name}: accuracy needs --data X.npz (and --labels Y.npy for top-1 against "
+                         f"labels); without it use a cost or verify column such as snr_db")
+    known = FIGURE_COLUMNS + (ACCURACY_COLUMNS if has_data else ())
+    if column not in known:
+        raise SweepError(f"{flag} {name}: not a results column (known: {', '.join(known)})")
     return column
 
 
@@ -55,7 +58,7 @@ class Constraint:
     bound: float
 
     @staticmethod
-    def parse(text: str) -> Constraint:
+    def parse(text: str, has_data: bool = False) -> Constraint:
         match = re.fullmatch(r"\s*([A-Za-z_]+)\s*(>=|<=|>|<)\s*([-+0-9.eE]+|inf)\s*", text)
         if match is None:
             raise SweepError(f"--constraint {text!r}: expected COLUMN>=NUMBER (or <=, >, <), like snr_db>=30")
@@ -63,7 +66,7 @@ class Constraint:
             bound = float(match.group(3))
         except ValueError:
             raise SweepError(f"--constraint {text!r}: {match.group(3)!r} is not a number") from None
-        return Constraint(column_of(match.group(1), "--constraint"), match.group(2), bound)
+        return Constraint(column_of(match.group(1), "--constraint", has_data), match.group(2), bound)
 
     def violation(self, row: dict[str, Any]) -> float:
         """How far `row` is from meeting the constraint: ≤ 0 when it does (Optuna's convention)."""
@@ -73,6 +76,11 @@ class Constraint:
         if _COMPARISONS[self.comparison](float(value), self.bound):
             return 0.0
         return abs(float(value) - self.bound) or 1.0
+
+
+def feasible(rows: list[dict[str, Any]], constraints: tuple[Constraint, ...]) -> list[dict[str, Any]]:
+    """The rows that meet every constraint."""
+    return [row for row in rows if all(c.violation(row) <= 0 for c in constraints)]
 
 
 class Search(Protocol):

@@ -8,8 +8,9 @@ and how one point becomes the arguments of `compile_model` and `load_chip`.
 
 A point is a plain dict of canonical values (ints, strings, None for "auto"), so it travels to Dask
 workers, into a results file and back unchanged. Every key belongs to one group (`target`, `compile`,
-`cost`, `verify`); a new option (a device model, a data set) plugs in with `register_key` and a group
-that `point_settings` routes. Values are lists separated by commas; whole-number keys also take
+`cost`, `verify`, `device`); a new option plugs in with `register_key` and a group that `point_settings`
+routes. Device keys (`device`, `device_seed`, `faults=OFF/ON`, `fault_aware`, `time`) only matter to the
+accuracy a sweep measures with `--data` (`check_device_keys`). Values are lists separated by commas; whole-number keys also take
 inclusive ranges `LOW:HIGH` or `LOW:HIGH:STEP` (`adc_bits=4:9` is 4, 5, 6, 7, 8, 9).
 """
 
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rcc.backends.chip import load_chip
+from rcc.backends.device import PRESETS as DEVICE_PRESETS
+from rcc.backends.device import Device, load_device, parse_duration, parse_rates
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.target import AUTO, ENCODINGS, Target, parse_xbar
 from rcc.compiler.pass_context import DECONV_PASSES, PRECISIONS, PruneBudget
@@ -42,7 +45,7 @@ class SweepKey:
     """One option a sweep point can set: its group, how a value's text parses, and what it means."""
 
     name: str
-    group: str  # "target", "compile", "cost" or "verify": who consumes the value (see point_settings)
+    group: str  # "target", "compile", "cost", "verify" or "device": who consumes the value (see point_settings)
     parse: Callable[[str], Value]
     help: str
     text: bool = False  # values are strings (kept as text when a CSV results file is read back)
@@ -109,6 +112,35 @@ register_key(SweepKey("cost_model", "cost", _cost_model, "cost preset (isaac, pu
 register_key(SweepKey("seed", "verify", _whole, "seed of the random verification inputs"))
 
 
+def _rates(text: str) -> str:
+    """`OFF/ON` stuck-at rates (a slash, since commas separate a key's values), e.g. 0.09/0.01."""
+    if text.count("/") != 1:
+        raise ValueError("give the stuck-off and stuck-on rates as OFF/ON, like 0.09/0.01")
+    parse_rates(text.replace("/", ","), "faults")
+    return text
+
+
+def _yes_no(text: str) -> int:
+    choices = {"yes": 1, "true": 1, "on": 1, "1": 1, "no": 0, "false": 0, "off": 0, "0": 0}
+    if text.lower() not in choices:
+        raise ValueError("choose yes or no")
+    return choices[text.lower()]
+
+
+def _duration(text: str) -> str:
+    parse_duration(text, "time")
+    return text
+
+
+register_key(SweepKey("device", "device", _choice(list(DEVICE_PRESETS)), "device preset of the --data accuracy",
+                      text=True))
+register_key(SweepKey("device_seed", "device", _whole, "first device-noise seed of the --data trials"))
+register_key(SweepKey("faults", "device", _rates, "stuck-at rates OFF/ON, like 0.09/0.01", text=True))
+register_key(SweepKey("fault_aware", "device", _yes_no, "map around stuck cells (yes or no)"))
+register_key(SweepKey("time", "device", _duration, "inference time after programming: 30s, 1h, 1y", text=True))
+DEVICE_KEYS = tuple(name for name, key in KEYS.items() if key.group == "device")
+
+
 def _values_of(key: SweepKey, text: str) -> list[Value]:
     """The values of one `--grid` item's right-hand side; ValueError or RccError when one does not parse."""
     values: list[Value] = []
@@ -166,6 +198,9 @@ class PointSettings:
     compile_options: dict[str, Any]
     cost_model: str = "isaac"
     seed: int = 0
+    device: Device = Device()
+    device_seed: int = 0
+    fault_aware: bool = False
 
 
 def point_settings(point: Point) -> PointSettings:
@@ -182,9 +217,27 @@ def point_settings(point: Point) -> PointSettings:
     compile_options: dict[str, Any] = dict(by_group.get("compile", {}))
     if compile_options.get("prune") is not None:
         compile_options["prune"] = PruneBudget.parse(compile_options["prune"])
+    device_options = by_group.get("device", {})
     return PointSettings(Target().with_overrides(**target_options), compile_options,
                          by_group.get("cost", {}).get("cost_model", "isaac"),
-                         by_group.get("verify", {}).get("seed", 0))
+                         by_group.get("verify", {}).get("seed", 0), _device_of(device_options),
+                         device_options.get("device_seed", 0), bool(device_options.get("fault_aware", 0)))
+
+
+def _device_of(options: dict[str, Value]) -> Device:
+    """The device a point's device keys describe (the `--device`, `--faults` and `--time` flags of rcc eval)."""
+    device = load_device(options["device"]) if options.get("device") is not None else Device()
+    rates = parse_rates(options["faults"].replace("/", ","), "faults") if options.get("faults") else (None, None)
+    time_s = parse_duration(options["time"], "time") if options.get("time") is not None else None
+    return device.with_overrides(time_s=time_s, stuck_off_rate=rates[0], stuck_on_rate=rates[1])
+
+
+def check_device_keys(space: dict[str, list[Value]], has_data: bool) -> None:
+    """SweepError naming the first device key of a sweep without `--data` (only accuracy sees a device)."""
+    used = [name for name in space if name in DEVICE_KEYS]
+    if used and not has_data:
+        raise SweepError(f"--grid {used[0]}: device keys set the device the --data accuracy is measured on; "
+                         f"give --data X.npz (or drop the key)")
 
 
 def describe(point: Point) -> str:
@@ -201,7 +254,9 @@ def check_points(points: list[Point]) -> None:
             raise SweepError(f"--grid {describe(point)}: {str(err).splitlines()[0]}") from None
 
 
-def point_id(model_digest: str, point: Point) -> str:
-    """A stable name of one (model, point) pair: resumed sweeps recognise finished points by it."""
-    text = json.dumps([model_digest, sorted(point.items())], separators=(",", ":"))
+def point_id(model_digest: str, point: Point, data_digest: str | None = None) -> str:
+    """A stable name of one (model, point) pair, and of the `--data` set when there is one: resumed sweeps
+    recognise finished points by it."""
+    parts = [model_digest, sorted(point.items())] + ([] if data_digest is None else [data_digest])
+    text = json.dumps(parts, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]

@@ -33,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--objective", metavar="COLUMN",
                         help="figure --search optuna optimises (energy, latency, area, crossbars, snr_db, ...)")
     parser.add_argument("--constraint", action="append", default=[], metavar="COLUMN>=X",
-                        help="a condition feasible points meet, like snr_db>=30 (repeatable)")
+                        help="a condition feasible points meet, like snr_db>=30 or accuracy>=0.97 (repeatable); "
+                             "the Pareto front and plots show feasible points only")
     parser.add_argument("--seed", type=int, default=0, help="seed of --search random and optuna (default 0)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the run against onnxruntime (no snr_db, rel_l2, max_abs_err columns)")
@@ -44,6 +45,12 @@ def parser() -> argparse.ArgumentParser:
                         help="give up reaching --scheduler after this long (default 10)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="stop the sweep after this long; finished points are written (--resume goes on)")
+    parser.add_argument("--data", metavar="X.npz", help="measure every point's accuracy on these inputs (keyed by "
+                        "input name, samples first) with rcc eval's machinery; enables the device keys")
+    parser.add_argument("--labels", metavar="Y.npy", help="integer labels of --data (else: agreement with "
+                        "onnxruntime)")
+    parser.add_argument("--eval-trials", type=int, default=1, metavar="N",
+                        help="device seeds each point's --data accuracy averages over (default 1)")
     parser.add_argument("--plot", metavar="DIR", help="write Pareto-front PNGs here")
     add_common_arguments(parser)
     return parser

@@ -12,13 +12,16 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rcc.compiler.commands.eval import load_labels
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.sweep import SweepOutcome, run_sweep, sweep_client
 from rcc.compiler.sweep_plot import front_table, plot_fronts
-from rcc.compiler.sweep_point import SweepModel
+from rcc.compiler.sweep_point import SweepData, SweepModel
 from rcc.compiler.sweep_results import ResultsFile
-from rcc.compiler.sweep_search import Constraint, GridSearch, OptunaSearch, RandomSearch, Search, column_of
-from rcc.compiler.sweep_space import KEYS, SweepError, check_points, grid_points, parse_grid
+from rcc.compiler.sweep_search import (Constraint, GridSearch, OptunaSearch, RandomSearch, Search, column_of,
+                                      feasible)
+from rcc.compiler.sweep_space import KEYS, SweepError, check_device_keys, check_points, grid_points, parse_grid
+from rcc.compiler.verify import load_inputs
 from rcc.ir.files import check_output_folder
 
 
@@ -27,18 +30,34 @@ def _positive(value: int | float | None, flag: str) -> None:
         raise SweepError(f"{flag} must be positive, got {value:g}")
 
 
+def constraints_of(args: argparse.Namespace) -> tuple[Constraint, ...]:
+    return tuple(Constraint.parse(text, args.data is not None) for text in args.constraint)
+
+
+def load_data(args: argparse.Namespace) -> SweepData | None:
+    """The `--data` set (with `--labels`), None without `--data`."""
+    _positive(args.eval_trials, "--eval-trials")
+    if args.data is None:
+        if args.labels is not None or args.eval_trials != 1:
+            raise SweepError("--labels and --eval-trials go with --data X.npz")
+        return None
+    labels = None if args.labels is None else load_labels(args.labels)
+    return SweepData.of(load_inputs(args.data, "--data"), labels, args.eval_trials)
+
+
 def build_search(args: argparse.Namespace, digests: list[str]) -> tuple[Search, int]:
     """The search the options describe and how many points it will evaluate at most."""
     space = parse_grid(args.grid)
+    check_device_keys(space, args.data is not None)
     points = grid_points(space)
     check_points(points)
-    constraints = tuple(Constraint.parse(text) for text in args.constraint)
-    objective = None if args.objective is None else column_of(args.objective, "--objective")
+    constraints = constraints_of(args)
+    objective = None if args.objective is None else column_of(args.objective, "--objective", args.data is not None)
     _positive(args.trials, "--trials")
     if args.search == "grid":
-        if args.trials is not None or objective is not None or constraints:
-            raise SweepError("--search grid evaluates every point; --trials, --objective and --constraint "
-                             "go with --search random or optuna")
+        if args.trials is not None or objective is not None:
+            raise SweepError("--search grid evaluates every point; --trials and --objective go with --search "
+                             "random or optuna")
         return GridSearch(digests, points), len(points) * len(digests)
     if args.trials is None:
         raise SweepError(f"--search {args.search}: give --trials N")
@@ -71,6 +90,7 @@ def sweep(args: argparse.Namespace) -> int:
     _positive(args.timeout, "--timeout")
     models = [SweepModel.load(path) for path in args.models]
     search, total = build_search(args, [model.digest for model in models])
+    data = load_data(args)
     results = ResultsFile.checked(args.output)
     plot_folder = None if args.plot is None else check_output_folder(args.plot, "--plot")
     with showing_progress(args), sweep_client(args.scheduler, args.workers, args.connect_timeout) as client, \
@@ -78,11 +98,14 @@ def sweep(args: argparse.Namespace) -> int:
         if isinstance(search, OptunaSearch):  # one trial per worker in flight: the sampler learns from the rest
             search.parallel = max(1, len(client.scheduler_info()["workers"]))
         outcome = run_sweep(client, models, search, results, args.resume, not args.no_verify, on_row,
-                            args.timeout)
-    written = [results.path] + (plot_fronts(outcome.rows, plot_folder) if plot_folder is not None else [])
+                            args.timeout, data=data)
+    shown = feasible(outcome.rows, constraints_of(args))  # the fronts of the points meeting --constraint
+    written = [results.path] + (plot_fronts(shown, plot_folder) if plot_folder is not None else [])
     if not args.quiet:
         options = list(dict.fromkeys(name for row in outcome.rows for name in row if name in KEYS))
-        print(front_table(outcome.rows, options))
+        if len(shown) < len(outcome.rows):
+            print(f"{len(outcome.rows) - len(shown)} of {len(outcome.rows)} points miss a --constraint")
+        print(front_table(shown, options))
         print(f"{outcome.computed} points computed ({outcome.failed} failed), {outcome.resumed} kept from "
               f"{results.path}")
         print("wrote " + ", ".join(map(str, written)))
