@@ -19,13 +19,24 @@ from rcc.compiler.frontend.loader import parse_input_shapes
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, default_pipeline
 from rcc.compiler.report import build_report
 from rcc.compiler.summary import format_table
-from rcc.compiler.verify import VerifyResult, load_inputs
+from rcc.compiler.verify import DEFAULT_SAMPLES, VerifyResult, load_inputs
 from rcc.ir.files import check_output_folder, check_output_path
 from rcc.ir.printer import save_module, weights_path
 from rcc.ir.progress import stage
 
 EMIT_SUFFIX = {"program": ".rccp", "ir": ".ir", "xbar": ".xbar.ir", "onnx": ".rcc.onnx"}
 EXECUTOR_CHOICES = ("machine", "interpreter")
+
+
+def sample_count(text: str) -> int:
+    """A --samples value: an integer from 2 to 1000 (the input-dependent SNR needs the output's spread)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 2 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 2 and 1000")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -61,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
                         help="what runs the compiled model for --verify (default: machine)")
     parser.add_argument("--inputs", help="inputs for --verify as an .npz keyed by input name")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the random inputs for --verify")
+    parser.add_argument("--samples", type=sample_count, default=DEFAULT_SAMPLES, metavar="K",
+                        help=f"input sets --verify runs (default {DEFAULT_SAMPLES}, at least 2): --inputs or seed, "
+                             "then seeds seed+1, ...; the input-dependent SNR is measured over them")
     add_nonfinite_argument(parser, "weights, inputs and calibration data")
     parser.add_argument("--report", help="write the machine-readable report (JSON) here")
     add_common_arguments(parser)
@@ -90,11 +104,24 @@ def _format_metric(value: Any, digits: str) -> str:
     return "exact" if value is None else format(value, digits)
 
 
+def _format_snr(snr: Any, max_abs_err: Any) -> str:
+    return "inf" if snr is None and max_abs_err == 0 else _format_metric(snr, ".1f")
+
+
+def _format_agreement(metrics: dict[str, Any]) -> str:
+    return "/".join(f"{100 * metrics[k]:.0f}%" for k in ("top1_agreement", "top5_agreement") if k in metrics)
+
+
 def print_verify(result: VerifyResult) -> None:
     rows = [[name, _format_metric(m["max_abs_err"], ".3g"), _format_metric(m["rel_l2"], ".3g"),
-             "inf" if m["snr_db"] is None and m["max_abs_err"] == 0 else _format_metric(m["snr_db"], ".1f"),
+             _format_snr(m["snr_db"], m["max_abs_err"]), _format_snr(m.get("snr_input_db"), m["max_abs_err"]),
+             {True: "ok", False: "below"}.get(m.get("within_input_bound"), ""), _format_agreement(m),
              "ok" if m["passed"] else "FAIL"] for name, m in result.outputs.items()]
-    print(format_table(["output", "max_abs_err", "rel_l2", "snr_db", "within tolerance"], rows))
+    print(format_table(["output", "max_abs_err", "rel_l2", "snr_db", "snr_input_db", "input bound", "top1/top5",
+                        "within tolerance"], rows))
+    for name, metrics in result.outputs.items():
+        if "note" in metrics:
+            print(f"{name}: {metrics['note']}")
     verdict = "PASSED" if result.passed else "FAILED"
     extra = result.extra
     details = [f"precision {extra['precision']}"] if "precision" in extra else []
@@ -102,6 +129,11 @@ def print_verify(result: VerifyResult) -> None:
         details.append(f"integer reference match: {'yes' if extra['integer_reference_match'] else 'NO'}")
     if "tolerance" in extra:
         details.append(f"tolerance: {extra['tolerance']}")
+    if "samples" in extra:
+        details.append(f"{extra['samples']} samples")
+    if "snr_input_bound" in extra:
+        details.append(f"input-dependent bound snr_input_db >= {extra['snr_input_bound']:.1f} "
+                       f"(depth {extra['crossbar_depth']}), reported only")
     suffix = f" ({'; '.join(details)})" if details else ""
     print(f"verify ({result.executor} vs onnxruntime): {verdict}{suffix}")
 
@@ -152,7 +184,7 @@ def _compile(args: argparse.Namespace) -> int:
     if args.verify:
         with stage("verify"):
             result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed,
-                                            args.allow_nonfinite)
+                                            args.allow_nonfinite, args.samples)
     report = build_report(compiled, result, {"model": str(args.model), "deconv": args.deconv,
                                              "packing": args.packing, "cost_model": args.cost_model}, chip)
     with stage("write"):
