@@ -16,10 +16,12 @@ from rcc.compiler.commands.common import (Parser, add_common_arguments, add_nonf
                                           optional_output, seed, target_from_args, write_report)
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import parse_input_shapes
+from rcc.compiler.localize import Localization, localize
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, default_pipeline
 from rcc.compiler.report import build_report
 from rcc.compiler.summary import format_table
 from rcc.compiler.verify import DEFAULT_SAMPLES, VerifyResult, load_inputs
+from rcc.ir.errors import RccError
 from rcc.ir.files import check_output_folder, check_output_path
 from rcc.ir.printer import save_module, weights_path
 from rcc.ir.progress import stage
@@ -68,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--cost-model", default="isaac", metavar="|".join(PRESETS) + "|FILE.toml",
                         help="component costs for energy, latency and area (default: isaac)")
     parser.add_argument("--verify", action="store_true", help="run against onnxruntime and compare")
+    parser.add_argument("--localize", action="store_true",
+                        help="with --verify: compare every intermediate tensor with onnxruntime's, name the first "
+                             "outside tolerance and split its layer's error by source")
     parser.add_argument("--executor", choices=list(EXECUTOR_CHOICES), default="machine",
                         help="what runs the compiled model for --verify (default: machine)")
     parser.add_argument("--inputs", help="inputs for --verify as an .npz keyed by input name")
@@ -138,6 +143,28 @@ def print_verify(result: VerifyResult) -> None:
     print(f"verify ({result.executor} vs onnxruntime): {verdict}{suffix}")
 
 
+def print_localization(localization: Localization) -> None:
+    rows = [[t["tensor"], t["op"], _format_metric(t["max_abs_err"], ".3g"), _format_metric(t["rel_l2"], ".3g"),
+             _format_snr(t["snr_db"], t["max_abs_err"]), "ok" if t["passed"] else "FAIL"] for t in localization.tensors]
+    print(format_table(["tensor", "onnx op", "max_abs_err", "rel_l2", "snr_db", "within tolerance"], rows))
+    if localization.first is None:
+        print(f"localize: every tensor within {localization.tolerance}")
+        return
+    print(f"localize: first tensor outside {localization.tolerance}: {localization.first}")
+    attribution = localization.attribution
+    if attribution is None:
+        return
+    sources = ", ".join(f"{name} {figures['rel_l2']:.3g}" if figures is not None else f"{name} not modelled"
+                        for name, figures in attribution["sources"].items())
+    print(f"layer {attribution['layer']}: rel L2 {attribution['rel_l2']:.3g} against its float output; by source: "
+          f"{sources}; {attribution['clipped_inputs']} inputs clipped")
+    for array in attribution["saturated_arrays"]:
+        columns = array["columns"]
+        shown = ", ".join(map(str, columns[:8])) + (f", … ({len(columns)} in all)" if len(columns) > 8 else "")
+        print(f"  ADC saturated on array {array['array']} (group {array['group']}, weight rows "
+              f"{array['rows'][0]}–{array['rows'][1]}): output columns {shown}")
+
+
 def _checked_outputs(args: argparse.Namespace) -> tuple[Path, Path | None, Path | None]:
     """The output, report and plot paths, each checked before any work starts."""
     output = check_output_path(args.output if args.output is not None
@@ -175,16 +202,22 @@ def _compile(args: argparse.Namespace) -> int:
     calibration = load_inputs(args.calibrate, "--calibrate", args.allow_nonfinite) if args.calibrate else None
     output, report_path, plot_folder = _checked_outputs(args)
     prune = driver.PruneBudget.parse(args.prune_budget) if args.prune_budget else None
+    if args.localize and not args.verify:
+        raise RccError("--localize needs --verify")
     with stage("compile"):
         compiled = driver.compile_model(args.model, target, args.precision, shapes,
                                         default_pipeline(args.deconv, args.pipeline), calibration,
                                         args.print_after_all, args.deconv, args.packing, prune,
                                         args.allow_nonfinite)
-    result = None
+    result = localization = None
     if args.verify:
         with stage("verify"):
             result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed,
                                             args.allow_nonfinite, args.samples)
+        if args.localize:
+            with stage("localize"):
+                localization = localize(args.model, compiled, inputs, args.seed)
+            result.extra["localization"] = localization.to_json()
     report = build_report(compiled, result, {"model": str(args.model), "deconv": args.deconv,
                                              "packing": args.packing, "cost_model": args.cost_model}, chip)
     with stage("write"):
@@ -206,5 +239,7 @@ def _compile(args: argparse.Namespace) -> int:
         print("wrote " + ", ".join(str(p) for p in written))
     if result is not None:
         print_verify(result)
+    if localization is not None:
+        print_localization(localization)
         return 0 if result.passed else 1
     return 0
