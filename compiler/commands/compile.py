@@ -241,5 +241,4 @@ def _compile(args: argparse.Namespace) -> int:
         print_verify(result)
     if localization is not None:
         print_localization(localization)
-        return 0 if result.passed else 1
-    return 0
+    return 0 if result is None or result.passed else 1

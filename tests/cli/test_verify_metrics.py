@@ -82,3 +82,10 @@ def test_softmax_of_huge_logits_is_judged_on_its_logits(tmp_path) -> None:
     probs = verify_compiled(path, compiled).outputs["probs"]
     assert "judged on its logits" in probs["note"] and probs["logits"]["rel_l2"] <= 1e-5
     assert probs["passed"] == probs["logits"]["passed"]
+
+
+def test_a_failed_verify_exits_1_with_and_without_localize(tmp_path, capsys) -> None:
+    mlp = LENET.parent / "mlp.onnx"
+    for extra in ([], ["--localize"]):
+        code, out, _ = run_cli(capsys, mlp, "--verify", "--adc-bits", "4", "-o", tmp_path / "m.rccp", *extra)
+        assert code == 1 and "FAILED" in out
