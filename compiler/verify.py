@@ -8,7 +8,7 @@ executor's tolerance:
 - machine, integer precision: snr_db ≥ 6.02·min(weight_bits, input_bits) − 22 dB (26.2 dB at 8 bits);
   lossy settings (a narrow ADC) are held to the same bound and reported. Beside it every output gets
   `within_input_bound`: its input-dependent SNR against `input_snr_bound(weight_bits, input_bits, depth)`
-  (reported; not yet the verdict: every zoo model falls below it, see README 'Verification').
+  (reported; not yet the verdict: 7 of the 9 zoo models fall below it, see README 'Verification').
 
 Over K seeded samples (`sample_metrics`), beside those: `snr_input_db` and `rel_l2_input`, the error
 relative to the output's deviation from its mean over the samples (an output that barely moves with the
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
