@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from rcc.compiler.driver import compile_model, crossbar_depth, verify_compiled
 from rcc.compiler.verify import input_dependent_metrics, input_snr_bound, sample_metrics, top_k_agreement
 from tests.cli.test_cli import LENET, run_cli
+from tests.conftest import LIGHT
 
 
 def test_input_dependent_snr_sees_error_the_whole_output_snr_hides() -> None:
@@ -89,3 +90,9 @@ def test_a_failed_verify_exits_1_with_and_without_localize(tmp_path, capsys) -> 
     for extra in ([], ["--localize"]):
         code, out, _ = run_cli(capsys, mlp, "--verify", "--adc-bits", "4", "-o", tmp_path / "m.rccp", *extra)
         assert code == 1 and "FAILED" in out
+
+
+def test_shipped_light_squeezenet_softmax_is_judged_on_its_logits() -> None:
+    path = next(p for p in LIGHT if p.stem == "light_squeezenet")  # logits near 6.7e9 as shipped
+    probs = verify_compiled(path, compile_model(path, precision="float")).outputs["softmaxout_1"]
+    assert "judged on its logits" in probs["note"] and probs["logits"]["rel_l2"] <= 1e-5 and probs["passed"]
