@@ -29,19 +29,20 @@ def default_sample_count(module: Module) -> int:
 
 
 def calibration_samples(module: Module, data: dict[str, np.ndarray] | None = None,
-                        samples: int | None = None) -> list[dict[str, np.ndarray]]:
+                        samples: int | None = None, flag: str = "--calibrate") -> list[dict[str, np.ndarray]]:
+    """Seeded random samples, or the sets in `data` (the arrays of the file given with `flag`)."""
     if data is None:
         count = default_sample_count(module) if samples is None else samples
         return [random_inputs(module, CALIBRATION_SEED + i) for i in range(count)]
     batches: list[dict[str, np.ndarray]] = []
     for value in module.inputs:
         if value.name not in data:
-            raise RccError(f"--calibrate: input {value.name!r} is missing")
+            raise RccError(f"{flag}: input {value.name!r} is missing")
         array = np.asarray(data[value.name])
         if array.shape == value.type.shape:
             array = array[None]
         if array.shape[1:] != value.type.shape:
-            raise RccError(f"--calibrate: input {value.name!r} is {list(array.shape)}, expected "
+            raise RccError(f"{flag}: input {value.name!r} is {list(array.shape)}, expected "
                            f"{list(value.type.shape)} or [samples, {', '.join(map(str, value.type.shape))}]")
         for index, sample in enumerate(array.astype(value.type.np_dtype)):
             if index == len(batches):

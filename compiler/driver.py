@@ -1,7 +1,7 @@
 """The Python calls behind the CLI: compile a model, run it with an executor, verify it.
 
     compiled = compile_model("models/lenet5.onnx", Target(xbar_rows=64, xbar_cols=64))
-    result = verify_compiled("models/lenet5.onnx", compiled)
+    result = verify_compiled("models/lenet5.onnx", compiled, samples=4)
 
 `compile_model` is import → `run_pipeline` (the default pipeline, `pass_manager.DEFAULT_PIPELINE`, or
 yours) → emit; everything the passes decided is in the returned `Compiled`, their reports included.
@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from rcc.backends.emit import emit_program
-from rcc.backends.program import Program
+from rcc.backends.program import Instruction, Program
 from rcc.backends.target import Target
+from rcc.compiler.calibrate import calibration_samples
 from rcc.compiler.frontend import import_onnx
-from rcc.compiler.frontend.loader import ShapeOverrides
+from rcc.compiler.frontend.loader import ShapeOverrides, load_onnx
 from rcc.compiler.pass_context import DECONV_PASSES, PassContext, PassReport, PruneBudget
 from rcc.compiler.pass_manager import PipelineSpec, default_pipeline, run_pipeline
-from rcc.compiler.verify import (FLOAT_MACHINE_TOLERANCE, Tolerance, VerifyResult, compare_outputs, integer_snr_bound,
-                                 onnxruntime_outputs)
+from rcc.compiler.verify import (DEFAULT_SAMPLES, FLOAT_MACHINE_TOLERANCE, Tolerance, VerifyResult, compare_outputs,
+                                 integer_snr_bound, judge_on_logits, mark_input_bound, onnxruntime_outputs, onnxruntime_runner)
 from rcc.ir import interpreter
 from rcc.ir.core import Module
 from rcc.ir.errors import RccError
@@ -82,15 +83,29 @@ def compile_model(path: str | os.PathLike, target: Target | None = None, precisi
     return Compiled(ctx.graph, module, program, ctx.target, ctx.precision, pruning_summary(ctx), ctx.reports)
 
 
+def input_samples(module: Module, inputs: dict[str, np.ndarray] | None, seed: int, samples: int
+                  ) -> list[dict[str, np.ndarray]]:
+    """The input sets to verify on: the user's `inputs` (one set, or several when every array has a
+    leading axis of samples, as `--calibrate` allows), else `samples` (≥ 2) seeded random sets from seeds
+    `seed`, `seed + 1`, …"""
+    if inputs is not None:
+        one_set = all(np.shape(inputs.get(v.name)) == v.type.shape for v in module.inputs)
+        return [inputs] if one_set else calibration_samples(module, inputs, flag="--inputs")
+    if samples < 2:
+        raise RccError(f"--samples {samples}: at least 2 (the input-dependent SNR needs the output's spread)")
+    return [random_inputs(module, seed + index) for index in range(samples)]
+
+
 def verify_model(path: str | os.PathLike, module: Module, executor: str = "interpreter",
-                 inputs: dict[str, np.ndarray] | None = None, seed: int = 0) -> VerifyResult:
-    """Run `module` with `executor` and the original model with onnxruntime on the same inputs; compare."""
+                 inputs: dict[str, np.ndarray] | None = None, seed: int = 0,
+                 samples: int = DEFAULT_SAMPLES) -> VerifyResult:
+    """Run `module` with `executor` and the original model with onnxruntime on the same `samples` inputs
+    (see `input_samples`); compare."""
     if executor not in EXECUTORS:
         raise RccError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    inputs = random_inputs(module, seed) if inputs is None else inputs
-    actual = EXECUTORS[executor](module, inputs)
-    expected = onnxruntime_outputs(path, inputs)
-    return compare_outputs(actual, expected, executor)
+    feeds = input_samples(module, inputs, seed, samples)
+    reference = onnxruntime_runner(path)
+    return compare_outputs([EXECUTORS[executor](module, f) for f in feeds], [reference(f) for f in feeds], executor)
 
 
 def integer_reference_match(compiled: Compiled, trace: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
@@ -101,23 +116,63 @@ def integer_reference_match(compiled: Compiled, trace: dict[str, tuple[np.ndarra
     return all(np.array_equal(acc, exact_grouped_product(x, weights[name])) for name, (x, acc) in trace.items())
 
 
+def crossbar_depth(program: Program) -> int:
+    """Crossbar layers (`mvm` instructions) on the longest path from an input to an output."""
+    depth: dict[str, int] = {}
+    for instruction in program.instructions:
+        reached = max((depth.get(name, 0) for name in instruction.src), default=0)
+        for name in instruction.dst:
+            depth[name] = reached + (instruction.opcode == "mvm")
+    return max((depth.get(i.src[0], 0) for i in program.instructions if i.opcode == "store"), default=0)
+
+
+def with_extra_stores(program: Program, buffers: list[str]) -> tuple[Program, list[str]]:
+    """A copy of `program` that also stores each of `buffers` the program writes, as an output of the
+    same name; and the names it stores (those that are not outputs already)."""
+    written = {name for i in program.instructions for name in i.dst}
+    added = [name for name in dict.fromkeys(buffers) if name in written and name not in program.outputs]
+    stores = [Instruction("store", [], [name], {"output": name}) for name in added]
+    return replace(program, outputs=[*program.outputs, *added], instructions=[*program.instructions, *stores]), added
+
+
+def softmax_logits(path: str | os.PathLike) -> dict[str, str]:
+    """Graph output → the input of the Softmax that produces it, for the model's softmax outputs."""
+    graph = load_onnx(path).graph
+    outputs = {o.name for o in graph.output}
+    return {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Softmax" and n.output[0] in outputs}
+
+
 def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str = "machine",
                     inputs: dict[str, np.ndarray] | None = None, seed: int = 0,
-                    allow_nonfinite: bool = False) -> VerifyResult:
+                    allow_nonfinite: bool = False, samples: int = DEFAULT_SAMPLES) -> VerifyResult:
     """Run the compiled model (`machine`: the program on the machine model; `interpreter`: the graph IR)
-    and the original model in onnxruntime on the same inputs, and compare."""
+    and the original model in onnxruntime on the same `samples` inputs (see `input_samples`), and compare.
+    A softmax output of very large logits is judged on its logits (`judge_on_logits`)."""
     if executor != "machine":
-        return verify_model(path, compiled.graph, executor, inputs, seed)
-    inputs = random_inputs(compiled.graph, seed) if inputs is None else inputs
-    run = Machine(compiled.program).run(inputs, trace=compiled.precision == "int", allow_nonfinite=allow_nonfinite)
+        return verify_model(path, compiled.graph, executor, inputs, seed, samples)
+    feeds = input_samples(compiled.graph, inputs, seed, samples)
+    logits = softmax_logits(path)
+    program, extra = with_extra_stores(compiled.program, list(logits.values()))
+    machine, reference = Machine(program), onnxruntime_runner(path, extra)
+    traced = compiled.precision == "int"
+    runs = [machine.run(f, trace=traced, allow_nonfinite=allow_nonfinite) for f in feeds]
+    expected = [reference(f) for f in feeds]
     if compiled.precision == "float":
         tolerance = FLOAT_MACHINE_TOLERANCE
     else:
         tolerance = Tolerance("snr", bound=integer_snr_bound(compiled.target.weight_bits, compiled.target.input_bits))
-    result = compare_outputs(run.outputs, onnxruntime_outputs(path, inputs), "machine", tolerance)
+    outputs = compiled.program.outputs
+    result = compare_outputs([{n: r.outputs[n] for n in outputs if n in r.outputs} for r in runs],
+                             [{n: e[n] for n in e if n not in extra} for e in expected], "machine", tolerance)
+    for output, tensor in logits.items():
+        if tensor in extra and output in result.outputs:
+            judge_on_logits(result.outputs[output], [r.outputs[tensor] for r in runs],
+                            [e[tensor] for e in expected], tolerance)
     result.extra["precision"] = compiled.precision
-    if compiled.precision == "int":
+    if traced:
+        mark_input_bound(result, compiled.target.weight_bits, compiled.target.input_bits,
+                         crossbar_depth(compiled.program))
         result.extra["adc_lossless"] = compiled.target.adc_is_lossless
-        result.extra["integer_reference_match"] = integer_reference_match(compiled, run.mvm_trace)
-    result.extra["counts"] = run.totals.to_json()
+        result.extra["integer_reference_match"] = all(integer_reference_match(compiled, r.mvm_trace) for r in runs)
+    result.extra["counts"] = runs[0].totals.to_json()
     return result

@@ -17,17 +17,30 @@ from rcc.compiler.commands.common import (Parser, add_common_arguments, add_nonf
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import parse_input_shapes
 from rcc.compiler.frontend.opsets import conversion_note
+from rcc.compiler.localize import Localization, localize
 from rcc.compiler.pass_manager import GRAPH_PIPELINE, default_pipeline
 from rcc.compiler.report import build_report
 from rcc.compiler.schedule_report import format_schedule, is_scheduled
 from rcc.compiler.summary import format_table
-from rcc.compiler.verify import VerifyResult, load_inputs
+from rcc.compiler.verify import DEFAULT_SAMPLES, VerifyResult, load_inputs
+from rcc.ir.errors import RccError
 from rcc.ir.files import check_output_folder, check_output_path
 from rcc.ir.printer import save_module, weights_path
 from rcc.ir.progress import stage
 
 EMIT_SUFFIX = {"program": ".rccp", "ir": ".ir", "xbar": ".xbar.ir", "onnx": ".rcc.onnx"}
 EXECUTOR_CHOICES = ("machine", "interpreter")
+
+
+def sample_count(text: str) -> int:
+    """A --samples value: an integer from 2 to 1000 (the input-dependent SNR needs the output's spread)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 2 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 2 and 1000")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,10 +78,16 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--cost-model", default="isaac", metavar="|".join(PRESETS) + "|FILE.toml",
                         help="component costs for energy, latency and area (default: isaac)")
     parser.add_argument("--verify", action="store_true", help="run against onnxruntime and compare")
+    parser.add_argument("--localize", action="store_true",
+                        help="with --verify: compare every intermediate tensor with onnxruntime's, name the first "
+                             "outside tolerance and split its layer's error by source")
     parser.add_argument("--executor", choices=list(EXECUTOR_CHOICES), default="machine",
                         help="what runs the compiled model for --verify (default: machine)")
     parser.add_argument("--inputs", help="inputs for --verify as an .npz keyed by input name")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the random inputs for --verify")
+    parser.add_argument("--samples", type=sample_count, default=DEFAULT_SAMPLES, metavar="K",
+                        help=f"input sets --verify runs (default {DEFAULT_SAMPLES}, at least 2): --inputs or seed, "
+                             "then seeds seed+1, ...; the input-dependent SNR is measured over them")
     add_nonfinite_argument(parser, "weights, inputs and calibration data")
     parser.add_argument("--report", help="write the machine-readable report (JSON) here")
     add_common_arguments(parser)
@@ -98,11 +117,24 @@ def _format_metric(value: Any, digits: str) -> str:
     return "exact" if value is None else format(value, digits)
 
 
+def _format_snr(snr: Any, max_abs_err: Any) -> str:
+    return "inf" if snr is None and max_abs_err == 0 else _format_metric(snr, ".1f")
+
+
+def _format_agreement(metrics: dict[str, Any]) -> str:
+    return "/".join(f"{100 * metrics[k]:.0f}%" for k in ("top1_agreement", "top5_agreement") if k in metrics)
+
+
 def print_verify(result: VerifyResult) -> None:
     rows = [[name, _format_metric(m["max_abs_err"], ".3g"), _format_metric(m["rel_l2"], ".3g"),
-             "inf" if m["snr_db"] is None and m["max_abs_err"] == 0 else _format_metric(m["snr_db"], ".1f"),
+             _format_snr(m["snr_db"], m["max_abs_err"]), _format_snr(m.get("snr_input_db"), m["max_abs_err"]),
+             {True: "ok", False: "below"}.get(m.get("within_input_bound"), ""), _format_agreement(m),
              "ok" if m["passed"] else "FAIL"] for name, m in result.outputs.items()]
-    print(format_table(["output", "max_abs_err", "rel_l2", "snr_db", "within tolerance"], rows))
+    print(format_table(["output", "max_abs_err", "rel_l2", "snr_db", "snr_input_db", "input bound", "top1/top5",
+                        "within tolerance"], rows))
+    for name, metrics in result.outputs.items():
+        if "note" in metrics:
+            print(f"{name}: {metrics['note']}")
     verdict = "PASSED" if result.passed else "FAILED"
     extra = result.extra
     details = [f"precision {extra['precision']}"] if "precision" in extra else []
@@ -110,8 +142,35 @@ def print_verify(result: VerifyResult) -> None:
         details.append(f"integer reference match: {'yes' if extra['integer_reference_match'] else 'NO'}")
     if "tolerance" in extra:
         details.append(f"tolerance: {extra['tolerance']}")
+    if "samples" in extra:
+        details.append(f"{extra['samples']} samples")
+    if "snr_input_bound" in extra:
+        details.append(f"input-dependent bound snr_input_db >= {extra['snr_input_bound']:.1f} "
+                       f"(depth {extra['crossbar_depth']}), reported only")
     suffix = f" ({'; '.join(details)})" if details else ""
     print(f"verify ({result.executor} vs onnxruntime): {verdict}{suffix}")
+
+
+def print_localization(localization: Localization) -> None:
+    rows = [[t["tensor"], t["op"], _format_metric(t["max_abs_err"], ".3g"), _format_metric(t["rel_l2"], ".3g"),
+             _format_snr(t["snr_db"], t["max_abs_err"]), "ok" if t["passed"] else "FAIL"] for t in localization.tensors]
+    print(format_table(["tensor", "onnx op", "max_abs_err", "rel_l2", "snr_db", "within tolerance"], rows))
+    if localization.first is None:
+        print(f"localize: every tensor within {localization.tolerance}")
+        return
+    print(f"localize: first tensor outside {localization.tolerance}: {localization.first}")
+    attribution = localization.attribution
+    if attribution is None:
+        return
+    sources = ", ".join(f"{name} {figures['rel_l2']:.3g}" if figures is not None else f"{name} not modelled"
+                        for name, figures in attribution["sources"].items())
+    print(f"layer {attribution['layer']}: rel L2 {attribution['rel_l2']:.3g} against its float output; by source: "
+          f"{sources}; {attribution['clipped_inputs']} inputs clipped")
+    for array in attribution["saturated_arrays"]:
+        columns = array["columns"]
+        shown = ", ".join(map(str, columns[:8])) + (f", … ({len(columns)} in all)" if len(columns) > 8 else "")
+        print(f"  ADC saturated on array {array['array']} (group {array['group']}, weight rows "
+              f"{array['rows'][0]}–{array['rows'][1]}): output columns {shown}")
 
 
 def _checked_outputs(args: argparse.Namespace) -> tuple[Path, Path | None, Path | None]:
@@ -151,17 +210,23 @@ def _compile(args: argparse.Namespace) -> int:
     calibration = load_inputs(args.calibrate, "--calibrate", args.allow_nonfinite) if args.calibrate else None
     output, report_path, plot_folder = _checked_outputs(args)
     prune = driver.PruneBudget.parse(args.prune_budget) if args.prune_budget else None
+    if args.localize and not args.verify:
+        raise RccError("--localize needs --verify")
     with stage("compile"):
         compiled = driver.compile_model(args.model, target, args.precision, shapes,
                                         default_pipeline(args.deconv, args.pipeline), calibration,
                                         args.print_after_all, args.deconv, args.packing, prune,
                                         replicate=args.replicate, pipelining=args.pipelining,
                                         allow_nonfinite=args.allow_nonfinite)
-    result = None
+    result = localization = None
     if args.verify:
         with stage("verify"):
             result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed,
-                                            args.allow_nonfinite)
+                                            args.allow_nonfinite, args.samples)
+        if args.localize:
+            with stage("localize"):
+                localization = localize(args.model, compiled, inputs, args.seed)
+            result.extra["localization"] = localization.to_json()
     report = build_report(compiled, result, {"model": str(args.model), "deconv": args.deconv,
                                              "packing": args.packing, "cost_model": args.cost_model,
                                              "replicate": args.replicate, "pipelining": args.pipelining}, chip)
@@ -193,5 +258,6 @@ def _compile(args: argparse.Namespace) -> int:
         print("wrote " + ", ".join(str(p) for p in written))
     if result is not None:
         print_verify(result)
-        return 0 if result.passed else 1
-    return 0
+    if localization is not None:
+        print_localization(localization)
+    return 0 if result is None or result.passed else 1

@@ -81,6 +81,7 @@ def test_allowed_nonfinite_calibration_samples_calibrate_on_their_finite_values(
     samples = np.full((4, 1, 4), np.nan, np.float32)
     samples[0, 0] = [0.5, -1.0, 2.0, 0.1]
     np.savez(tmp_path / "cal.npz", x=samples)
+    np.savez(tmp_path / "in.npz", x=samples[0])  # the calibrated input: random ones would clip at 4 values' range
     outcome = run_in_process([base.model, "--calibrate", tmp_path / "cal.npz", "--allow-nonfinite", "--verify",
-                              "-o", tmp_path / "m.rccp", "-q"])
+                              "--inputs", tmp_path / "in.npz", "-o", tmp_path / "m.rccp", "-q"])
     assert outcome.code == 0, outcome.out + outcome.err

@@ -1,0 +1,60 @@
+"""`--verify --localize`: the per-tensor table against onnxruntime, the first tensor outside tolerance,
+and its layer's error split by source (weight quantisation, activation rounding and clipping, ADC
+saturation with the arrays and columns that saturated)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rcc.backends.target import Target
+from rcc.compiler.driver import compile_model
+from rcc.compiler.localize import localize
+from tests.cli.test_cli import LENET, run_cli
+
+MLP = Path(__file__).resolve().parents[2] / "models" / "mlp.onnx"
+
+
+def test_a_4_bit_adc_is_localized_to_the_first_layer_and_its_saturated_columns() -> None:
+    result = localize(MLP, compile_model(MLP, Target(adc_bits=4)))
+    assert result.first == "fc1" and result.tensors[0]["tensor"] == "fc1" and not result.tensors[0]["passed"]
+    attribution = result.attribution
+    sources = attribution["sources"]
+    assert attribution["layer"] == "fc1.matmul" and sources["device_noise"] is None
+    assert sources["adc_saturation"]["rel_l2"] > 0.9 * attribution["rel_l2"]
+    assert sources["adc_saturation"]["rel_l2_without"] < 0.1 * attribution["rel_l2"]
+    assert sources["weight_quantization"]["rel_l2"] > 0 and sources["activation_clipping"]["rel_l2"] == 0
+    saturated = attribution["saturated_arrays"]
+    assert saturated and all(array["columns"] for array in saturated)
+
+
+def test_a_lossless_adc_localizes_nothing() -> None:
+    result = localize(LENET, compile_model(LENET))
+    assert result.first is None and result.attribution is None
+    assert [t["tensor"] for t in result.tensors][:3] == ["conv1", "relu1", "pool1"]
+    assert all(t["passed"] for t in result.tensors)
+
+
+def test_a_narrow_calibration_is_blamed_on_activation_clipping() -> None:
+    rng = np.random.default_rng(0)
+    narrow = {"input": (0.05 * rng.standard_normal((4, 1, 1, 28, 28))).astype(np.float32)}
+    result = localize(LENET, compile_model(LENET, calibration=narrow))
+    attribution = result.attribution
+    assert result.first == "conv1" and attribution["layer"] == "conv1" and attribution["clipped_inputs"] > 0
+    assert attribution["sources"]["activation_clipping"]["rel_l2"] > 0.5 * attribution["rel_l2"]
+    assert attribution["saturated_arrays"] == []
+
+
+def test_cli_prints_the_first_mismatch_and_reports_it(tmp_path, capsys) -> None:
+    code, out, _ = run_cli(capsys, MLP, "--verify", "--localize", "--adc-bits", "4", "-o", tmp_path / "m.rccp",
+                           "--report", tmp_path / "r.json", "-q")
+    localization = json.loads((tmp_path / "r.json").read_text())["verify"]["localization"]
+    assert code == 1 and localization["first"] == "fc1"
+    assert "first tensor outside" in out and "fc1" in out and "ADC saturated on array" in out
+
+
+def test_localize_without_verify_exits_2(tmp_path, capsys) -> None:
+    code, _, err = run_cli(capsys, LENET, "--localize", "-o", tmp_path / "l.rccp")
+    assert code == 2 and "--localize needs --verify" in err and not (tmp_path / "l.rccp").exists()
