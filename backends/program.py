@@ -54,11 +54,13 @@ class Program:
     outputs: list[str]
     instructions: list[Instruction]
     constants: dict[str, np.ndarray]
+    baked_inputs: list[str] = field(default_factory=list)  # model inputs whose default was compiled in
 
     def header(self) -> dict[str, Any]:
         return {"format": PROGRAM_FORMAT, "version": PROGRAM_VERSION, "name": self.name, "target": self.target,
                 "precision": self.precision, "inputs": self.inputs, "outputs": self.outputs,
-                "constants": sorted(self.constants), "instructions": [i.to_json() for i in self.instructions]}
+                "constants": sorted(self.constants), "instructions": [i.to_json() for i in self.instructions],
+                "baked_inputs": self.baked_inputs}
 
 
 # Members carry a fixed timestamp, so compiling the same model twice gives the same bytes.
@@ -108,7 +110,7 @@ def load_program(path: str | os.PathLike) -> Program:
     except RecursionError:
         raise ProgramError(f"{path}: an instruction's attributes are nested too deeply") from None
     program = Program(header["name"], header["target"], header["precision"], header["inputs"],
-                      header["outputs"], instructions, constants)
+                      header["outputs"], instructions, constants, header.get("baked_inputs", []))
     try:
         check_program_semantics(program)
     except ProgramError as err:

@@ -76,6 +76,8 @@ def check_header(header: Any, where: str) -> None:
         if not (isinstance(spec, dict) and set(spec) == {"name", "shape", "dtype"} and isinstance(spec["name"], str)
                 and _is_shape(spec["shape"]) and spec["dtype"] in DTYPES):
             raise ProgramError(f"{where}: input {spec!r:.80} is not {{name, shape, dtype}}")
+    if not _is_names(header.get("baked_inputs", [])):  # optional: version-2 programs before it load without
+        raise ProgramError(f"{where}: field 'baked_inputs' must be a list of names")
     if not _is_names(header["outputs"]) or not _is_names(header["constants"]):
         raise ProgramError(f"{where}: outputs and constants must be lists of names")
     if len(set(header["constants"])) != len(header["constants"]):

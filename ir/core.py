@@ -77,9 +77,11 @@ class NameAllocator:
 
 
 class Module:
-    """A compiled unit: `inputs`, `constants`, `ops` (topologically ordered) and `outputs`."""
+    """A compiled unit: `inputs`, `constants`, `ops` (topologically ordered) and `outputs`. `baked_inputs`
+    names inputs of the source model whose default value (an ONNX initializer of the same name) was compiled
+    in as a constant: callers may not feed them (`rcc.ir.inputs.check_inputs`)."""
 
-    __slots__ = ("name", "inputs", "constants", "ops", "outputs")
+    __slots__ = ("name", "inputs", "constants", "ops", "outputs", "baked_inputs")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -87,6 +89,7 @@ class Module:
         self.constants: list[Value] = []
         self.ops: list[Op] = []
         self.outputs: list[Value] = []
+        self.baked_inputs: list[str] = []
 
     def values(self) -> Iterator[Value]:
         """Every value defined in the module, in definition order."""
@@ -124,6 +127,7 @@ class Module:
             mapping.update((id(old), result) for old, result in zip(op.results, new.results))
             copied.ops.append(new)
         copied.outputs = [mapping[id(v)] for v in self.outputs]
+        copied.baked_inputs = list(self.baked_inputs)
         return copied
 
     def add_constant(self, name: str, data: np.ndarray) -> Value:

@@ -20,9 +20,14 @@ NONFINITE_HINT = "pass --allow-nonfinite to propagate NaN/Inf as onnxruntime doe
 
 
 def check_inputs(declared: Iterable[tuple[str, TensorType]], inputs: Mapping[str, np.ndarray],
-                 allow_nonfinite: bool = True) -> dict[str, np.ndarray]:
+                 allow_nonfinite: bool = True, baked: Iterable[str] = ()) -> dict[str, np.ndarray]:
     """The declared inputs from `inputs` as arrays; RccError naming the first input that is missing,
-    of the wrong shape or dtype, or (unless `allow_nonfinite`) holding NaN or Inf."""
+    of the wrong shape or dtype, or (unless `allow_nonfinite`) holding NaN or Inf, or that is one of the
+    `baked` inputs (ONNX inputs with a default that rcc compiled in: feeding one would be silently ignored)."""
+    for name in baked:
+        if name in inputs:
+            raise RccError(f"input {name!r} has a default value (an initializer of the same name) that rcc compiled "
+                           f"in as a constant; drop it from the inputs, or change the initializer and recompile")
     checked = {}
     for name, type_ in declared:
         if name not in inputs:

@@ -10,8 +10,8 @@ from rcc.ir.optable import OPS
 
 
 def check_inputs(module: Module, inputs: dict[str, np.ndarray]) -> None:
-    """RccError naming the input when one is missing or has the wrong shape or dtype."""
-    check_declared_inputs([(value.name, value.type) for value in module.inputs], inputs)
+    """RccError naming the input when one is missing, has the wrong shape or dtype, or is baked in."""
+    check_declared_inputs([(value.name, value.type) for value in module.inputs], inputs, baked=module.baked_inputs)
 
 
 def run(module: Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

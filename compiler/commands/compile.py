@@ -114,11 +114,17 @@ def _cost_cells(row: dict[str, Any]) -> list[float]:
 
 
 def _format_metric(value: Any, digits: str) -> str:
-    return "exact" if value is None else format(value, digits)
+    """An error figure: "exact" for a true zero error, "n/a" when it was not measured (None)."""
+    if value is None:
+        return "n/a"
+    return "exact" if value == 0 else format(value, digits)
 
 
-def _format_snr(snr: Any, max_abs_err: Any) -> str:
-    return "inf" if snr is None and max_abs_err == 0 else _format_metric(snr, ".1f")
+def _format_snr(snr: Any, error: Any) -> str:
+    """An SNR in dB: "inf" when `error` (the matching error figure) is a true zero, "n/a" when not measured."""
+    if snr is None:
+        return "inf" if error == 0 else "n/a"
+    return format(snr, ".1f")
 
 
 def _format_agreement(metrics: dict[str, Any]) -> str:
@@ -127,7 +133,7 @@ def _format_agreement(metrics: dict[str, Any]) -> str:
 
 def print_verify(result: VerifyResult) -> None:
     rows = [[name, _format_metric(m["max_abs_err"], ".3g"), _format_metric(m["rel_l2"], ".3g"),
-             _format_snr(m["snr_db"], m["max_abs_err"]), _format_snr(m.get("snr_input_db"), m["max_abs_err"]),
+             _format_snr(m["snr_db"], m["max_abs_err"]), _format_snr(m.get("snr_input_db"), m.get("rel_l2_input")),
              {True: "ok", False: "below"}.get(m.get("within_input_bound"), ""), _format_agreement(m),
              "ok" if m["passed"] else "FAIL"] for name, m in result.outputs.items()]
     print(format_table(["output", "max_abs_err", "rel_l2", "snr_db", "snr_input_db", "input bound", "top1/top5",

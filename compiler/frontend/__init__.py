@@ -18,7 +18,7 @@ from rcc.compiler.frontend import (rules_activation, rules_math, rules_norm, rul
 from rcc.compiler.frontend.context import LowerContext, initializer_arrays, node_label
 from rcc.compiler.frontend.fold import try_fold
 from rcc.compiler.frontend.input_types import input_dtype
-from rcc.compiler.frontend.loader import ShapeOverrides, graph_inputs, input_shape, load_onnx
+from rcc.compiler.frontend.loader import ShapeOverrides, graph_inputs, input_shape, load_onnx, shadowed_inputs
 from rcc.compiler.frontend.opsets import conversion_summary, default_opset  # noqa: F401  (frontend API)
 from rcc.compiler.frontend.registry import RULES
 from rcc.ir.core import Module, Value
@@ -42,6 +42,9 @@ def _add_inputs(ctx: LowerContext, model: onnx.ModelProto, shapes: ShapeOverride
         value = Value(info.name, TensorType(input_shape(info, shapes, ctx.source), dtype))
         ctx.module.inputs.append(value)
         ctx.values[info.name] = value
+    # An initializer named like a graph input is that input's default (ONNX IR >= 4; old exporters list every
+    # weight so). It stays a constant, as weights must be to be mapped; feeding it is refused, never ignored.
+    ctx.module.baked_inputs = shadowed_inputs(model)
 
 
 def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:

@@ -92,6 +92,13 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [i for i in model.graph.input if i.name not in initialized]
 
 
+def shadowed_inputs(model: onnx.ModelProto) -> list[str]:
+    """The graph inputs with an initializer of the same name: inputs with a default value the caller may
+    override in onnxruntime; rcc compiles the default in (`Module.baked_inputs`)."""
+    initialized = {init.name for init in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name in initialized]
+
+
 def input_shape(info: onnx.ValueInfoProto, overrides: ShapeOverrides, source: str) -> tuple[int, ...]:
     """The static shape of one graph input, from the model or from `--input-shape`."""
     if info.name in overrides:

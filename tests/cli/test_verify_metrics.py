@@ -96,3 +96,18 @@ def test_shipped_light_squeezenet_softmax_is_judged_on_its_logits() -> None:
     path = next(p for p in LIGHT if p.stem == "light_squeezenet")  # logits near 6.7e9 as shipped
     probs = verify_compiled(path, compile_model(path, precision="float")).outputs["softmaxout_1"]
     assert "judged on its logits" in probs["note"] and probs["logits"]["rel_l2"] <= 1e-5 and probs["passed"]
+
+
+def test_verify_table_prints_exact_only_for_a_zero_error_and_na_when_not_measured(capsys) -> None:
+    from rcc.compiler.commands.compile import print_verify
+    from rcc.compiler.verify import VerifyResult
+
+    exact = {"max_abs_err": 0.0, "rel_l2": 0.0, "snr_db": None, "passed": True}       # one sample: no input SNR
+    missing = {"max_abs_err": None, "rel_l2": None, "snr_db": None, "passed": False, "note": "shape differs"}
+    measured = {"max_abs_err": 0.5, "rel_l2": 0.01, "snr_db": 40.0, "snr_input_db": None, "rel_l2_input": 0.0,
+                "passed": True}
+    print_verify(VerifyResult("machine", {"exact": exact, "missing": missing, "measured": measured}))
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert rows["exact"][:4] == ["exact", "exact", "inf", "n/a"]
+    assert rows["missing"][:4] == ["n/a", "n/a", "n/a", "n/a"]
+    assert rows["measured"][:4] == ["0.5", "0.01", "40.0", "inf"]
