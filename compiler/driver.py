@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from rcc.backends.device import Device
 from rcc.backends.emit import emit_program
+from rcc.backends.faults import FaultMap
 from rcc.backends.program import Instruction, Program
 from rcc.backends.target import Target
 from rcc.compiler.calibrate import calibration_samples
@@ -144,16 +146,22 @@ def softmax_logits(path: str | os.PathLike) -> dict[str, str]:
 
 def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str = "machine",
                     inputs: dict[str, np.ndarray] | None = None, seed: int = 0,
-                    allow_nonfinite: bool = False, samples: int = DEFAULT_SAMPLES) -> VerifyResult:
-    """Run the compiled model (`machine`: the program on the machine model; `interpreter`: the graph IR)
-    and the original model in onnxruntime on the same `samples` inputs (see `input_samples`), and compare.
-    A softmax output of very large logits is judged on its logits (`judge_on_logits`)."""
+                    allow_nonfinite: bool = False, samples: int = DEFAULT_SAMPLES, device: Device | None = None,
+                    device_seed: int = 0, faults: FaultMap | None = None) -> VerifyResult:
+    """Run the compiled model (`machine`: the program on the machine model, its cells those of `device`
+    with `faults`; `interpreter`: the graph IR) and the original model in onnxruntime on the same `samples`
+    inputs (see `input_samples`), and compare. A softmax output of very large logits is judged on its
+    logits (`judge_on_logits`)."""
+    non_ideal = device is not None and not (device.is_ideal and faults is None)
     if executor != "machine":
+        if non_ideal:
+            raise RccError("--device, --faults and --fault-map act on the machine: use --executor machine")
         return verify_model(path, compiled.graph, executor, inputs, seed, samples)
     feeds = input_samples(compiled.graph, inputs, seed, samples)
     logits = softmax_logits(path)
     program, extra = with_extra_stores(compiled.program, list(logits.values()))
-    machine, reference = Machine(program), onnxruntime_runner(path, extra)
+    machine = Machine(program, device=device, seed=device_seed, faults=faults)
+    reference = onnxruntime_runner(path, extra)
     traced = compiled.precision == "int"
     runs = [machine.run(f, trace=traced, allow_nonfinite=allow_nonfinite) for f in feeds]
     expected = [reference(f) for f in feeds]
@@ -169,6 +177,10 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
             judge_on_logits(result.outputs[output], [r.outputs[tensor] for r in runs],
                             [e[tensor] for e in expected], tolerance)
     result.extra["precision"] = compiled.precision
+    if non_ideal:
+        stuck = f", stuck-at {device.stuck_off_rate:g}/{device.stuck_on_rate:g}" if device.has_faults else ""
+        listed = ", fault map" if faults is not None else ""
+        result.extra["device"] = f"{device.name} (seed {device_seed}{stuck}{listed})"
     if traced:
         mark_input_bound(result, compiled.target.weight_bits, compiled.target.input_bits,
                          crossbar_depth(compiled.program))

@@ -14,6 +14,7 @@ from rcc.backends.program import save_program
 from rcc.compiler import driver
 from rcc.compiler.commands.common import (Parser, add_common_arguments, add_nonfinite_argument, add_target_arguments,
                                           optional_output, seed, target_from_args, write_report)
+from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import parse_input_shapes
 from rcc.compiler.frontend.opsets import conversion_note
@@ -78,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--cost-model", default="isaac", metavar="|".join(PRESETS) + "|FILE.toml",
                         help="component costs for energy, latency and area (default: isaac)")
     parser.add_argument("--verify", action="store_true", help="run against onnxruntime and compare")
+    add_device_arguments(parser, mapping=False)
     parser.add_argument("--localize", action="store_true",
                         help="with --verify: compare every intermediate tensor with onnxruntime's, name the first "
                              "outside tolerance and split its layer's error by source")
@@ -144,6 +146,8 @@ def print_verify(result: VerifyResult) -> None:
     verdict = "PASSED" if result.passed else "FAILED"
     extra = result.extra
     details = [f"precision {extra['precision']}"] if "precision" in extra else []
+    if "device" in extra:
+        details.append(f"device {extra['device']}")
     if "integer_reference_match" in extra:
         details.append(f"integer reference match: {'yes' if extra['integer_reference_match'] else 'NO'}")
     if "tolerance" in extra:
@@ -218,6 +222,11 @@ def _compile(args: argparse.Namespace) -> int:
     prune = driver.PruneBudget.parse(args.prune_budget) if args.prune_budget else None
     if args.localize and not args.verify:
         raise RccError("--localize needs --verify")
+    device_flags = [flag for flag, value in (("--device", args.device), ("--time", args.time), ("--faults", args.faults),
+                                             ("--fault-map", args.fault_map)) if value is not None]
+    if device_flags and not args.verify:
+        raise RccError(f"{device_flags[0]} acts on the machine run of --verify (or use rcc run / rcc eval)")
+    device, faults = device_from_args(args)
     with stage("compile"):
         compiled = driver.compile_model(args.model, target, args.precision, shapes,
                                         default_pipeline(args.deconv, args.pipeline), calibration,
@@ -228,7 +237,7 @@ def _compile(args: argparse.Namespace) -> int:
     if args.verify:
         with stage("verify"):
             result = driver.verify_compiled(args.model, compiled, args.executor, inputs, args.seed,
-                                            args.allow_nonfinite, args.samples)
+                                            args.allow_nonfinite, args.samples, device, args.device_seed, faults)
         if args.localize:
             with stage("localize"):
                 localization = localize(args.model, compiled, inputs, args.seed)
