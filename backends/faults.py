@@ -94,6 +94,8 @@ def load_fault_map(path: str | PathLike[str]) -> ListedFaults:
         raise DeviceError(f"{origin}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise DeviceError(f"{origin}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    except csv.Error as err:
+        raise DeviceError(f"{origin}: not a CSV of array,row,column,state lines ({err})") from None
     if lines and lines[0] and lines[0][0].strip().lower() == "array":
         lines = lines[1:]
     cells = []

@@ -32,7 +32,7 @@ from rcc.compiler.verify import (FLOAT_MACHINE_TOLERANCE, Tolerance, integer_snr
                                  output_metrics)
 from rcc.ir.inputs import random_inputs
 from rcc.ir.ops.nn_linear import weight_matrix
-from rcc.ir.ops.xbar import exact_grouped_product, im2col
+from rcc.ir.ops.xbar import exact_grouped_product, im2col, quantize_limits
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.machine import Machine
 
@@ -138,8 +138,7 @@ def attribute_layer(compiled: Compiled, mvm: Instruction, buffers: dict[str, np.
     }
     total = out(machine_acc) - ideal
     norm = float(np.linalg.norm(ideal)) or 1.0
-    limit = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
-    low = -limit if signed else 0
+    low, limit = quantize_limits(bits, signed)
     sources = {name: {"rel_l2": float(np.linalg.norm(c)) / norm,
                       "rel_l2_without": float(np.linalg.norm(total - c)) / norm}
                for name, c in contributions.items()}

@@ -22,9 +22,10 @@ from rcc.compiler.sweep_space import KEYS, SweepError
 from rcc.ir.files import check_output_path, write_output
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-# An empty field was None, not ""; text options stay text ("0.2" is a prune budget, not a number).
+# An empty field was None, not ""; text options stay text ("0.2" is a prune budget, not a number), and so
+# does a point's id (a hex digest can look like a number).
 _CSV_TYPES = pyarrow.csv.ConvertOptions(strings_can_be_null=True, column_types={
-    name: pyarrow.string() for name, key in KEYS.items() if key.text})
+    "point_id": pyarrow.string(), **{name: pyarrow.string() for name, key in KEYS.items() if key.text}})
 
 
 @dataclass(frozen=True)

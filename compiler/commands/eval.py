@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
 def load_labels(path: str) -> np.ndarray:
     try:
         labels = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise RccError(f"--labels {path}: cannot read an .npy array ({str(err).splitlines()[0][:120]})") from None
     if not isinstance(labels, np.ndarray):
         raise RccError(f"--labels {path}: expected one .npy array of integer labels, got an .npz archive")

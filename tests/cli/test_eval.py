@@ -68,7 +68,8 @@ def test_same_device_seed_same_figures():
 
 
 @pytest.mark.parametrize("case", ["malformed device", "rate", "fault map array", "bad duration", "labels npz",
-                                  "fault-aware without faults"])
+                                  "fault-aware without faults", "labels empty", "labels broken zip",
+                                  "fault map huge field"])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case):
     args = [MODEL, "--data", DATA, "--labels", LABELS, "--batch", 270]
     if case == "malformed device":
@@ -83,6 +84,13 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case):
         args += ["--fault-map", faults, "--report", tmp_path / "r.json"]
     elif case == "labels npz":
         args[4] = DATA
+    elif case in ("labels empty", "labels broken zip"):
+        args[4] = tmp_path / "labels.npy"
+        args[4].write_bytes(b"" if case == "labels empty" else b"PK\x03\x04broken")
+    elif case == "fault map huge field":
+        faults = tmp_path / "faults.csv"
+        faults.write_text("array,row,column,state\n0,0,0," + "x" * 200_000 + "\n")
+        args += ["--fault-map", faults, "--report", tmp_path / "r.json"]
     elif case == "fault-aware without faults":
         args += ["--fault-aware"]
     else:

@@ -107,6 +107,10 @@ def test_results_file_round_trip(name, tmp_path) -> None:
     assert results.read() == []
     results.write(rows)
     assert results.read() == rows
+    digits = [{**rows[0], "point_id": "123"}, {**rows[1], "point_id": "1e5"}]  # ids that look like numbers
+    results.write(digits)
+    assert results.read() == digits
+    results.write(results.read() + [{**rows[0], "point_id": "abc"}])  # a resumed sweep appends
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SweepError, match="no point_id column"):
         ResultsFile.checked(tmp_path / "other.csv").read()
