@@ -38,12 +38,13 @@ class ProgramError(RccError):
     """A program file that cannot be loaded; the message names the file."""
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (JSON's true is not a count)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_shape(value: Any) -> bool:
-    return isinstance(value, list) and all(_is_int(d) and d >= 0 for d in value)
+    return isinstance(value, list) and all(is_int(d) and d >= 0 for d in value)
 
 
 def _is_names(value: Any) -> bool:
@@ -57,7 +58,7 @@ def check_header(header: Any, where: str) -> None:
     if header.get("format") != PROGRAM_FORMAT:
         raise ProgramError(f"{where}: not an rcc program (format {header.get('format')!r})")
     version = header.get("version")
-    if not _is_int(version) or version < 1:
+    if not is_int(version) or version < 1:
         raise ProgramError(f"{where}: program version {version!r} is not a positive integer")
     if version > PROGRAM_VERSION:
         raise ProgramError(f"{where}: program version {version} is newer than this rcc reads "
@@ -207,7 +208,7 @@ def _check_mvm(program, instruction, label: str, operand_types: list[TensorType]
     attrs = instruction.attrs
     if len(instruction.src) not in (2, 4) or any(name not in program.constants for name in instruction.src[1:]):
         raise ProgramError(f"{label}: reads activations, then weights (and row/col maps) held as constants")
-    if not all(_is_int(attrs.get(k)) for k in ("groups", "row_tiles", "col_tiles", "weight_slices", "arrays",
+    if not all(is_int(attrs.get(k)) for k in ("groups", "row_tiles", "col_tiles", "weight_slices", "arrays",
                                                "first_array")):
         raise ProgramError(f"{label}: groups, tiles, slices and arrays must be integers")
     try:

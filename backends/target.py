@@ -33,6 +33,7 @@ from typing import Any, Final
 from rcc.ir import xbar_figures
 from rcc.ir.errors import RccError
 from rcc.ir.limits import read_bounded, regular_file_problem
+from rcc.ir.ops.xbar import quantize_limits
 
 
 class TargetError(RccError):
@@ -158,11 +159,11 @@ class Target:
     @property
     def weight_max(self) -> int:
         """Largest weight magnitude; quantised weights are symmetric in [-weight_max, weight_max]."""
-        return 2 ** (self.weight_bits - 1) - 1
+        return quantize_limits(self.weight_bits, signed=True)[1]
 
     def input_max(self, signed: bool) -> int:
         """Largest input magnitude: 2^(input_bits-1)-1 for signed inputs, 2^input_bits-1 for unsigned."""
-        return 2 ** (self.input_bits - 1) - 1 if signed else 2**self.input_bits - 1
+        return quantize_limits(self.input_bits, signed)[1]
 
     # ---- validation ------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ def is_mappable(op: Op) -> bool:
 
 def quantize_weights(weights: np.ndarray, weight_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-output-channel integers [G, K, M] and their scales [G·M]."""
-    limit = 2 ** (weight_bits - 1) - 1
+    _, limit = quantize_limits(weight_bits, signed=True)
     peak = np.abs(weights.astype(np.float64)).max(axis=1)  # [G, M]
     scale = np.where(peak > 0, peak / limit, 1.0)
     quantized = np.clip(np.rint(weights / scale[:, None, :]), -limit, limit)

@@ -22,6 +22,7 @@ import dataclasses
 import numpy as np
 
 from rcc.backends.program import Instruction, Program, ProgramError
+from rcc.backends.program_schema import is_int
 from rcc.backends.target import Target
 from rcc.runtime.counters import PARALLEL, Counts
 from rcc.runtime.instructions import INSTRUCTIONS
@@ -110,17 +111,13 @@ def check_schedule(program: Program, target: Target) -> None:
                                f"{target.max_arrays}")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_kinds(attrs: dict, where: str) -> None:
     """ProgramError unless the schedule attributes an mvm states are integers, lists of integers, a
     known pipeline and a lead in [0, 1]."""
     wrong = next((key for key in ("copies", "phase", "first_array", "arrays")
-                  if key in attrs and not _is_int(attrs[key])), None)
+                  if key in attrs and not is_int(attrs[key])), None)
     wrong = wrong or next((key for key in ("copy_arrays", "copy_rows") if key in attrs and not (
-        isinstance(attrs[key], (list, tuple)) and all(_is_int(v) and v >= 0 for v in attrs[key]))), None)
+        isinstance(attrs[key], (list, tuple)) and all(is_int(v) and v >= 0 for v in attrs[key]))), None)
     if wrong is None and attrs.get("pipeline", "none") not in ("none", "layer", "row"):
         wrong = "pipeline"
     lead = attrs.get("lead", 1.0)
