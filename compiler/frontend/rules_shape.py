@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import rule
 from rcc.ir.ops.nn_shape import PAD_MODES
 
 
-def _axes(ctx: LowerContext, rank: int, input_index: int, what: str = "axes") -> list[int] | None:
+def axes_input(ctx: LowerContext, rank: int, input_index: int, what: str = "axes") -> list[int] | None:
     """Axes from the attribute (old opsets) or the input (new ones), made non-negative."""
     raw = ctx.attr("axes")
     if raw is None and ctx.has_input(input_index):
@@ -57,7 +55,7 @@ def lower_flatten(ctx: LowerContext) -> None:
 @rule("Squeeze")
 def lower_squeeze(ctx: LowerContext) -> None:
     shape = ctx.input_type(0).shape
-    axes = _axes(ctx, len(shape), 1)
+    axes = axes_input(ctx, len(shape), 1)
     if axes is None:
         axes = [i for i, d in enumerate(shape) if d == 1]
     if any(shape[a] != 1 for a in axes):
@@ -105,7 +103,7 @@ def lower_pad(ctx: LowerContext) -> None:
         pads = ctx.constant(1, "pads").reshape(-1).tolist()
         fill = ctx.optional_constant(2, "constant_value")
         value = 0.0 if fill is None or fill.size == 0 else float(fill.reshape(-1)[0])
-        axes = _axes(ctx, rank, 3)
+        axes = axes_input(ctx, rank, 3)
         if axes is not None:
             full = [0] * 2 * rank
             for i, axis in enumerate(axes):
@@ -127,67 +125,3 @@ def lower_space_to_depth(ctx: LowerContext) -> None:
     attrs = {"blocksize": int(ctx.attr("blocksize")), "mode": ctx.attr("mode", "DCR")}
     ctx.bind(0, ctx.op("nn.space_to_depth", [ctx.input(0)], attrs))
 
-
-def _resize_scales_and_sizes(ctx: LowerContext, shape: tuple[int, ...], scales_index: int,
-                             sizes_index: int) -> tuple[list[float], list[int]]:
-    rank = len(shape)
-    axes = _axes(ctx, rank, -1) if ctx.attr("axes") is not None else list(range(rank))
-    scales_data = ctx.optional_constant(scales_index, "scales") if scales_index >= 0 else None
-    sizes_data = ctx.optional_constant(sizes_index, "sizes") if sizes_index >= 0 else None
-    if scales_data is None and ctx.attr("scales") is not None:
-        scales_data = np.array(ctx.attr("scales"), dtype=np.float32)
-    scales, sizes = [1.0] * rank, list(shape)
-    if sizes_data is not None and sizes_data.size:
-        given = [int(s) for s in sizes_data.reshape(-1)]
-        policy = ctx.attr("keep_aspect_ratio_policy", "stretch")
-        if policy != "stretch":
-            ratios = [given[i] / shape[a] for i, a in enumerate(axes)]
-            ratio = min(ratios) if policy == "not_larger" else max(ratios)
-            given = [int(math.floor(ratio * shape[a] + 0.5)) for a in axes]
-            for a in axes:
-                scales[a] = ratio
-        for i, axis in enumerate(axes):
-            sizes[axis] = given[i]
-            if policy == "stretch":
-                scales[axis] = given[i] / shape[axis]
-    elif scales_data is not None and scales_data.size:
-        for i, axis in enumerate(axes):
-            scales[axis] = float(scales_data.reshape(-1)[i])
-            # onnxruntime multiplies in float32 and truncates (10 × 0.7 gives 7, not 6)
-            sizes[axis] = int(np.float32(shape[axis]) * np.float32(scales[axis]))
-    else:
-        raise ctx.error("needs scales or sizes")
-    return scales, sizes
-
-
-def _legacy_nearest_mode(ctx: LowerContext, scales: list[float]) -> str:
-    """Upsample and Resize-10 read floor(x / scale); onnxruntime rounds up when shrinking instead."""
-    resized = [s for s in scales if s != 1.0]
-    if all(s > 1.0 for s in resized):
-        return "floor"
-    if all(s < 1.0 for s in resized):
-        return "ceil"
-    raise ctx.unsupported("opset-10 nearest resizing that grows some axes and shrinks others")
-
-
-@rule("Resize", "Upsample")
-def lower_resize(ctx: LowerContext) -> None:
-    mode = ctx.attr("mode", "nearest")
-    if mode != "nearest":
-        raise ctx.unsupported(f"{ctx.node.op_type} mode {mode!r} (rcc handles 'nearest')")
-    shape = ctx.input_type(0).shape
-    if ctx.node.op_type == "Upsample" or ctx.opset < 11:
-        scales, sizes = _resize_scales_and_sizes(ctx, shape, 1, -1)
-        coordinate_mode, nearest_mode = "asymmetric", _legacy_nearest_mode(ctx, scales)
-    else:
-        scales, sizes = _resize_scales_and_sizes(ctx, shape, 2, 3)
-        coordinate_mode = ctx.attr("coordinate_transformation_mode", "half_pixel")
-        nearest_mode = ctx.attr("nearest_mode", "round_prefer_floor")
-    attrs = {"sizes": tuple(sizes), "scales": tuple(scales), "coordinate_transformation_mode": coordinate_mode,
-             "nearest_mode": nearest_mode}
-    try:
-        ctx.bind(0, ctx.op("nn.resize_nearest", [ctx.input(0)], attrs))
-    except Exception as err:
-        if "coordinate_transformation_mode" in str(err) or "nearest_mode" in str(err):
-            raise ctx.unsupported(str(err).split(": ", 2)[-1]) from None
-        raise

@@ -1,4 +1,5 @@
-"""Lowering of ONNX's spatial ops: Conv, ConvTranspose, pooling, LRN. 1-D forms become 2-D with H = 1.
+"""Lowering of ONNX's spatial ops: Conv, ConvTranspose, pooling, LRN. 1-D forms become 2-D with H = 1;
+3-D Conv and pooling are rewritten into 2-D ones (`volume.py`).
 
 `auto_pad` and `output_shape` are resolved here into explicit pads, so IR ops carry pads only.
 """
@@ -9,13 +10,14 @@ import math
 
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import rule
+from rcc.compiler.frontend.volume import conv3d, pool3d
 from rcc.ir.core import Value
 
 
-def _spatial_rank(ctx: LowerContext, value: Value) -> int:
+def _spatial_rank(ctx: LowerContext, value: Value, volumes: bool = False) -> int:
     spatial = value.type.rank - 2
-    if spatial not in (1, 2):
-        raise ctx.unsupported(f"{spatial}-D {ctx.node.op_type} (rcc handles 1-D and 2-D)")
+    if spatial not in ((1, 2, 3) if volumes else (1, 2)):
+        raise ctx.unsupported(f"{spatial}-D {ctx.node.op_type} (rcc handles 1-D{', 2-D and 3-D' if volumes else ' and 2-D'})")
     return spatial
 
 
@@ -86,10 +88,10 @@ def weight_2d(ctx: LowerContext, index: int, spatial: int) -> Value:
     return ctx.op("nn.reshape", [ctx.input(index)], {"shape": new_shape}, name=ctx.node.input[index] + ".2d")
 
 
-def _conv_geometry(ctx: LowerContext) -> tuple[Value, int, list[int], list[int], list[int]]:
+def _conv_geometry(ctx: LowerContext, volumes: bool = False) -> tuple[Value, int, list[int], list[int], list[int]]:
     """(input, spatial rank, kernel, strides, dilations) of the current Conv or ConvTranspose."""
     x = ctx.input(0)
-    spatial = _spatial_rank(ctx, x)
+    spatial = _spatial_rank(ctx, x, volumes)
     return (x, spatial, list(ctx.input_type(1).shape[2:]), _ints(ctx, "strides", [1] * spatial),
             _ints(ctx, "dilations", [1] * spatial))
 
@@ -104,8 +106,12 @@ def _emit_conv(ctx: LowerContext, opname: str, x: Value, spatial: int, attrs: di
 
 @rule("Conv")
 def lower_conv(ctx: LowerContext) -> None:
-    x, spatial, kernel, strides, dilations = _conv_geometry(ctx)
+    x, spatial, kernel, strides, dilations = _conv_geometry(ctx, volumes=True)
     pads = explicit_pads(ctx, x.type.shape[2:], kernel, strides, dilations)
+    if spatial == 3:
+        bias = ctx.input(2) if ctx.has_input(2) else None
+        ctx.bind(0, conv3d(ctx, x, 1, bias, strides, pads, dilations, int(ctx.attr("group", 1))))
+        return
     _emit_conv(ctx, "nn.conv2d", x, spatial, {"strides": strides, "dilations": dilations, "pads": pads})
 
 
@@ -155,7 +161,7 @@ def lower_conv_transpose(ctx: LowerContext) -> None:
 @rule("MaxPool", "AveragePool")
 def lower_pool(ctx: LowerContext) -> None:
     x = ctx.input(0)
-    spatial = _spatial_rank(ctx, x)
+    spatial = _spatial_rank(ctx, x, volumes=True)
     ctx.refuse_used_outputs(1, "the Indices output of MaxPool")
     kernel = _ints(ctx, "kernel_shape", [])
     if len(kernel) != spatial:
@@ -163,15 +169,17 @@ def lower_pool(ctx: LowerContext) -> None:
     strides = _ints(ctx, "strides", [1] * spatial)
     dilations = _ints(ctx, "dilations", [1] * spatial)
     pads = explicit_pads(ctx, x.type.shape[2:], kernel, strides, dilations)
-    attrs = {"kernel": as_2d(spatial, kernel, 1), "strides": as_2d(spatial, strides, 1),
-             "dilations": as_2d(spatial, dilations, 1), "pads": pads_2d(spatial, pads),
-             "ceil_mode": bool(ctx.attr("ceil_mode", 0))}
+    opname = "nn.avg_pool2d" if ctx.node.op_type == "AveragePool" else "nn.max_pool2d"
+    extra = {"ceil_mode": bool(ctx.attr("ceil_mode", 0))}
     if ctx.node.op_type == "AveragePool":
-        attrs["count_include_pad"] = bool(ctx.attr("count_include_pad", 0))
-        pooled = ctx.op("nn.avg_pool2d", [to_2d(ctx, x, spatial)], attrs)
-    else:
-        pooled = ctx.op("nn.max_pool2d", [to_2d(ctx, x, spatial)], attrs)
-    ctx.bind(0, from_2d(ctx, pooled, spatial))
+        extra["count_include_pad"] = bool(ctx.attr("count_include_pad", 0))
+    if spatial == 3:
+        attrs = {"kernel": kernel, "strides": strides, "dilations": dilations, "pads": pads, **extra}
+        ctx.bind(0, pool3d(ctx, opname, x, attrs))
+        return
+    attrs = {"kernel": as_2d(spatial, kernel, 1), "strides": as_2d(spatial, strides, 1),
+             "dilations": as_2d(spatial, dilations, 1), "pads": pads_2d(spatial, pads), **extra}
+    ctx.bind(0, from_2d(ctx, ctx.op(opname, [to_2d(ctx, x, spatial)], attrs), spatial))
 
 
 @rule("GlobalAveragePool", "GlobalMaxPool")

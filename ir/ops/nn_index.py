@@ -1,0 +1,148 @@
+"""Graph-level indexing ops: strided slices, gathers (by index, by element, by index tuple), broadcasting
+expansion and tiling.
+
+Shapes are static: the frontend resolves ONNX's starts/ends/steps, split sizes, target shapes and repeats
+into attributes. Index operands (`nn.gather*`) are integer tensors that may be activations (token ids,
+index selects); negative indices count from the end of the axis, as in ONNX, and an index outside the
+axis is an IndexError, as onnxruntime refuses it.
+
+Embedding look-ups (`nn.gather` of a constant table by activation indices) run on the vector unit: the
+table is a constant held in the vector unit's memory (a preloaded buffer of the program, its bytes are the
+table's), and each look-up copies the indexed rows. rcc does not map tables onto crossbars as one-hot MVMs:
+a one-hot MVM programs the whole table into arrays to read one row per index, which costs a crossbar read
+and an ADC conversion per table column where a memory read of the row is exact and cheaper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rcc.ir.optable import Attr, broadcast_shapes, define
+from rcc.ir.types import TensorType
+
+INDEX_DTYPES = ("i32", "i64")
+
+
+def _slice_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x = types[0]
+    starts, steps, sizes = attrs["starts"], attrs["steps"], attrs["sizes"]
+    if not len(starts) == len(steps) == len(sizes) == x.rank:
+        raise ValueError(f"starts, steps and sizes need {x.rank} values each")
+    for axis, (start, step, size) in enumerate(zip(starts, steps, sizes)):
+        last = start + (size - 1) * step
+        if step == 0 or size < 0 or size and not (0 <= start < x.shape[axis] and 0 <= last < x.shape[axis]):
+            raise ValueError(f"axis {axis}: {size} elements from {start} by {step} do not fit {x.shape[axis]}")
+    return [TensorType(tuple(sizes), x.dtype)]
+
+
+@define("nn.slice", operands=("x",), infer=_slice_infer,
+        attrs={"starts": Attr("ints"), "steps": Attr("ints"), "sizes": Attr("ints")})
+def slice_(x: np.ndarray, *, starts: tuple[int, ...], steps: tuple[int, ...], sizes: tuple[int, ...]) -> np.ndarray:
+    """On every axis, `sizes[i]` elements from index `starts[i]` on by `steps[i]` (a step may be negative)."""
+    index = tuple(np.arange(size) * step + start for start, step, size in zip(starts, steps, sizes))
+    return np.ascontiguousarray(x[np.ix_(*index)]) if x.ndim else x.copy()
+
+
+def _axis_in_range(axis: int, rank: int) -> None:
+    if not 0 <= axis < rank:
+        raise ValueError(f"axis {axis} out of range for rank {rank}")
+
+
+def _check_indices(indices: TensorType) -> None:
+    if indices.dtype not in INDEX_DTYPES:
+        raise ValueError(f"indices must be i32 or i64, got {indices}")
+
+
+def normalized_indices(indices: np.ndarray, size: int) -> np.ndarray:
+    """Indices into an axis of `size` with negative ones counted from its end; IndexError when outside."""
+    if indices.size and (indices.min() < -size or indices.max() >= size):
+        bad = indices[(indices < -size) | (indices >= size)].reshape(-1)[0]
+        raise IndexError(f"index {int(bad)} is out of range for an axis of {size}")
+    return np.where(indices < 0, indices + size, indices).astype(np.int64)
+
+
+def _gather_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, indices = types
+    _check_indices(indices)
+    _axis_in_range(attrs["axis"], x.rank)
+    axis = attrs["axis"]
+    return [TensorType(x.shape[:axis] + indices.shape + x.shape[axis + 1:], x.dtype)]
+
+
+@define("nn.gather", operands=("x", "indices"), infer=_gather_infer, attrs={"axis": Attr("int", 0)})
+def gather(x: np.ndarray, indices: np.ndarray, *, axis: int) -> np.ndarray:
+    """ONNX Gather: x's slices along `axis` picked by `indices` (the result's axes: x's before `axis`,
+    the indices', x's after it). With a constant x and activation indices, an embedding look-up."""
+    return np.take(x, normalized_indices(indices, x.shape[axis]), axis=axis)
+
+
+def _gather_elements_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, indices = types
+    _check_indices(indices)
+    _axis_in_range(attrs["axis"], x.rank)
+    if indices.rank != x.rank:
+        raise ValueError(f"indices {indices} and data {x} differ in rank")
+    return [TensorType(indices.shape, x.dtype)]
+
+
+@define("nn.gather_elements", operands=("x", "indices"), infer=_gather_elements_infer, attrs={"axis": Attr("int", 0)})
+def gather_elements(x: np.ndarray, indices: np.ndarray, *, axis: int) -> np.ndarray:
+    """ONNX GatherElements: out[i, j, k] = x[i, indices[i, j, k], k] (for axis 1), indices shaped like out."""
+    index = normalized_indices(indices, x.shape[axis])
+    # ONNX lets indices be smaller than x on the other axes: take the leading part of x there.
+    region = tuple(slice(0, d) if a != axis else slice(None) for a, d in enumerate(indices.shape))
+    return np.take_along_axis(x[region], index, axis=axis)
+
+
+def _gather_nd_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, indices = types
+    _check_indices(indices)
+    batch = attrs["batch_dims"]
+    depth = indices.shape[-1] if indices.rank else 0
+    if indices.rank < 1 or not 0 <= batch < min(x.rank, indices.rank) or batch + depth > x.rank \
+            or x.shape[:batch] != indices.shape[:batch]:
+        raise ValueError(f"indices {indices} do not index {x} with batch_dims {batch}")
+    return [TensorType(indices.shape[:-1] + x.shape[batch + depth:], x.dtype)]
+
+
+@define("nn.gather_nd", operands=("x", "indices"), infer=_gather_nd_infer, attrs={"batch_dims": Attr("int", 0)})
+def gather_nd(x: np.ndarray, indices: np.ndarray, *, batch_dims: int) -> np.ndarray:
+    """ONNX GatherND: each index tuple (the last axis of `indices`) picks a slice of x after the first
+    `batch_dims` axes, which x and the indices share."""
+    batch_shape = x.shape[:batch_dims]
+    depth = indices.shape[-1]
+    flat_x = x.reshape((math.prod(batch_shape),) + x.shape[batch_dims:])
+    flat_index = indices.reshape((math.prod(batch_shape), -1, depth))
+    picked = []
+    for b in range(flat_x.shape[0]):
+        columns = [normalized_indices(flat_index[b, :, d], x.shape[batch_dims + d]) for d in range(depth)]
+        picked.append(flat_x[b][tuple(columns)])
+    return np.stack(picked).reshape(indices.shape[:-1] + x.shape[batch_dims + depth:])
+
+
+def _expand_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    shape = broadcast_shapes(types[0].shape, tuple(attrs["shape"]))
+    if shape != tuple(attrs["shape"]):
+        raise ValueError(f"{types[0]} broadcast to {list(attrs['shape'])} gives {list(shape)}")
+    return [TensorType(shape, types[0].dtype)]
+
+
+@define("nn.expand", operands=("x",), infer=_expand_infer, attrs={"shape": Attr("ints")})
+def expand(x: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
+    """x broadcast (numpy rules) to the static `shape`; the frontend resolves ONNX's two-way broadcasting."""
+    return np.ascontiguousarray(np.broadcast_to(x, shape))
+
+
+def _tile_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, repeats = types[0], attrs["repeats"]
+    if len(repeats) != x.rank or min(repeats, default=0) < 0:
+        raise ValueError(f"repeats {list(repeats)} need {x.rank} non-negative values")
+    return [TensorType(tuple(d * r for d, r in zip(x.shape, repeats)), x.dtype)]
+
+
+@define("nn.tile", operands=("x",), infer=_tile_infer, attrs={"repeats": Attr("ints")})
+def tile(x: np.ndarray, *, repeats: tuple[int, ...]) -> np.ndarray:
+    """x repeated `repeats[i]` times along axis i."""
+    return np.tile(x, repeats)

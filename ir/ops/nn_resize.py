@@ -1,0 +1,169 @@
+"""Graph-level interpolating resize: `nn.resize` in linear and cubic modes (nearest is `nn.resize_nearest`,
+in nn_shape.py), with onnxruntime's coordinate transformations, cubic coefficient, exclude_outside,
+tf_crop_and_resize's region of interest and extrapolation value, and antialiasing (opset 18).
+
+Both modes are separable: along each axis whose size or scale changes, every output element is a weighted
+sum of input elements, so the op is a sequence of one matrix product per axis with a [out, in] weight
+matrix (`axis_weights`). Coordinates are float32 in onnxruntime's order of operations
+(`source_coordinates`); weights and sums are float64, the result the input's dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rcc.ir.ops.nn_shape import COORDINATE_MODES, source_coordinates
+from rcc.ir.optable import Attr, define
+from rcc.ir.types import TensorType
+
+RESIZE_MODES = ("linear", "cubic")
+RESIZE_COORDINATE_MODES = tuple(m for m in COORDINATE_MODES if m != "tf_half_pixel_for_nn") + ("tf_crop_and_resize",)
+
+
+def crop_coordinates(in_size: int, out_size: int, roi_start: float, roi_end: float) -> np.ndarray:
+    """tf_crop_and_resize: input coordinates spanning the region of interest [roi_start, roi_end] (fractions of
+    the axis), in onnxruntime's float32 order of operations."""
+    f32 = np.float32
+    start, end, last = f32(roi_start), f32(roi_end), f32(in_size - 1)
+    if out_size == 1:
+        return np.array([f32(0.5) * (start + end) * last], dtype=f32)
+    out = np.arange(out_size, dtype=f32)
+    return start * last + out * (end - start) * last / f32(out_size - 1)
+
+
+def _linear_filter(distance: np.ndarray, cubic_coeff_a: float) -> np.ndarray:
+    return np.clip(1.0 - np.abs(distance), 0.0, 1.0)
+
+
+def _cubic_filter(distance: np.ndarray, a: float) -> np.ndarray:
+    x = np.abs(distance)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((x - 5) * x + 8) * x * a - 4 * a
+    return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+
+
+_FILTERS = {"linear": (_linear_filter, 2), "cubic": (_cubic_filter, 4)}
+
+
+def _antialias_weights(src: np.ndarray, in_size: int, scale: float, mode: str, a: float,
+                       exclude_outside: bool) -> np.ndarray:
+    """onnxruntime's antialiasing (as ONNX's reference defines it): when shrinking by `scale`, the filter is
+    stretched by 1/scale and reads correspondingly more taps around each coordinate (indices clamped to the
+    edge); the weights are normalised to sum to 1."""
+    kernel, support_size = _FILTERS[mode]
+    shrink = min(float(np.float32(scale)), 1.0)
+    first = int(np.floor(-support_size / 2 / shrink) + 1)
+    offsets = np.arange(first, 2 - first)
+    coordinate = src.astype(np.float64)
+    base = np.ceil(coordinate).astype(np.int64) - 1  # a whole coordinate reads from its left neighbour
+    taps = base[:, None] + offsets[None, :]
+    tap_weights = kernel((offsets[None, :] - (coordinate - base)[:, None]) * shrink, a)
+    tap_weights /= tap_weights.sum(axis=1, keepdims=True)
+    return _scatter_taps(taps, tap_weights, in_size, exclude_outside)
+
+
+def _scatter_taps(taps: np.ndarray, tap_weights: np.ndarray, in_size: int, exclude_outside: bool) -> np.ndarray:
+    """The [out, in] matrix of per-output taps [out, T] and their weights; taps outside the input read the
+    edge, or with exclude_outside weigh 0 (the others renormalised)."""
+    if exclude_outside:
+        tap_weights = np.where((taps >= 0) & (taps < in_size), tap_weights, 0.0)
+        tap_weights = tap_weights / tap_weights.sum(axis=1, keepdims=True)
+    weights = np.zeros((taps.shape[0], in_size))
+    np.add.at(weights, (np.repeat(np.arange(taps.shape[0]), taps.shape[1]), np.clip(taps, 0, in_size - 1).reshape(-1)),
+              tap_weights.reshape(-1))
+    return weights
+
+
+def _tap_weights(src: np.ndarray, in_size: int, mode: str, a: float, exclude_outside: bool) -> np.ndarray:
+    """Plain interpolation: linear reads the two neighbours of the clamped coordinate, cubic the four
+    around it (indices clamped to the edge; with exclude_outside, outside taps weigh 0, the rest renormalised)."""
+    weights = np.zeros((len(src), in_size))
+    rows = np.arange(len(src))
+    if mode == "linear":
+        clamped = np.clip(src, np.float32(0), np.float32(in_size - 1)).astype(np.float64)
+        below = np.minimum(np.floor(clamped).astype(np.int64), in_size - 1)
+        above = np.minimum(below + 1, in_size - 1)
+        to_above = np.where(below == above, 0.5, clamped - below)
+        to_below = np.where(below == above, 0.5, above - clamped)
+        np.add.at(weights, (rows, below), to_below)
+        np.add.at(weights, (rows, above), to_above)
+        return weights
+    coordinate = src.astype(np.float64)
+    base = np.floor(coordinate).astype(np.int64)
+    offsets = np.arange(-1, 3)
+    tap_weights = _cubic_filter(offsets[None, :] - (coordinate - base)[:, None], a)
+    return _scatter_taps(base[:, None] + offsets[None, :], tap_weights, in_size, exclude_outside)
+
+
+def axis_source(in_size: int, out_size: int, scale: float, coordinate_mode: str,
+                roi: tuple[float, float]) -> np.ndarray:
+    """float32 input coordinate of each output index along one axis."""
+    if coordinate_mode == "tf_crop_and_resize":
+        return crop_coordinates(in_size, out_size, *roi)
+    return source_coordinates(in_size, out_size, scale, coordinate_mode)
+
+
+def axis_weights(in_size: int, out_size: int, scale: float, attrs: dict, roi: tuple[float, float]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The [out, in] interpolation matrix of one axis, and which outputs fall outside the input (only
+    tf_crop_and_resize extrapolates: those take `extrapolation_value`)."""
+    src = axis_source(in_size, out_size, scale, attrs["coordinate_transformation_mode"], roi)
+    outside = (src < 0) | (src > np.float32(in_size - 1))
+    if attrs["coordinate_transformation_mode"] != "tf_crop_and_resize":
+        outside[:] = False
+    if attrs["antialias"]:
+        weights = _antialias_weights(src, in_size, scale, attrs["mode"], attrs["cubic_coeff_a"],
+                                     attrs["exclude_outside"])
+    else:
+        weights = _tap_weights(src, in_size, attrs["mode"], attrs["cubic_coeff_a"], attrs["exclude_outside"])
+    return weights, outside
+
+
+def _roi_of_axis(roi: tuple[float, ...], axis: int, rank: int) -> tuple[float, float]:
+    return (roi[axis], roi[axis + rank]) if roi else (0.0, 1.0)
+
+
+def _changes(x_shape: tuple[int, ...], attrs: dict, axis: int) -> bool:
+    return (attrs["sizes"][axis] != x_shape[axis] or np.float32(attrs["scales"][axis]) != 1
+            or attrs["coordinate_transformation_mode"] == "tf_crop_and_resize")
+
+
+def _resize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, sizes, scales, roi = types[0], attrs["sizes"], attrs["scales"], attrs["roi"]
+    if x.dtype not in ("f16", "f32", "f64"):
+        raise ValueError(f"linear and cubic resizing take float tensors, got {x}")
+    if len(sizes) != x.rank or len(scales) != x.rank or min(sizes, default=1) < 1 or min(scales, default=1) <= 0:
+        raise ValueError(f"sizes and scales need {x.rank} positive values")
+    if attrs["mode"] not in RESIZE_MODES:
+        raise ValueError(f"mode {attrs['mode']!r} is not one of {', '.join(RESIZE_MODES)}")
+    if attrs["coordinate_transformation_mode"] not in RESIZE_COORDINATE_MODES:
+        raise ValueError(f"coordinate_transformation_mode {attrs['coordinate_transformation_mode']!r} is not one of "
+                         f"{', '.join(RESIZE_COORDINATE_MODES)}")
+    if roi and len(roi) != 2 * x.rank:
+        raise ValueError(f"roi needs {2 * x.rank} values, got {len(roi)}")
+    if min(x.shape, default=1) < 1:
+        raise ValueError(f"cannot interpolate the empty {x}")
+    return [TensorType(tuple(sizes), x.dtype)]
+
+
+@define("nn.resize", operands=("x",), infer=_resize_infer,
+        attrs={"mode": Attr("str"), "sizes": Attr("ints"), "scales": Attr("floats"),
+               "coordinate_transformation_mode": Attr("str", "half_pixel"), "cubic_coeff_a": Attr("float", -0.75),
+               "exclude_outside": Attr("bool", False), "extrapolation_value": Attr("float", 0.0),
+               "roi": Attr("floats", ()), "antialias": Attr("bool", False)})
+def resize(x: np.ndarray, **attrs) -> np.ndarray:
+    """ONNX Resize in linear or cubic mode to `sizes`; `scales` (output/input per axis, used as float32) map
+    coordinates, `roi` ([starts..., ends...] as fractions, tf_crop_and_resize only) crops first."""
+    rank = x.ndim
+    out = x.astype(np.float64)
+    outside = np.zeros((1,) * rank, dtype=bool)
+    for axis in range(rank):
+        if not _changes(x.shape, attrs, axis):
+            continue
+        roi = _roi_of_axis(attrs["roi"], axis, rank)
+        weights, axis_outside = axis_weights(x.shape[axis], attrs["sizes"][axis], attrs["scales"][axis], attrs, roi)
+        out = np.moveaxis(np.tensordot(weights, out, axes=([1], [axis])), 0, axis)
+        outside = outside | axis_outside.reshape([-1 if a == axis else 1 for a in range(rank)])
+    out = np.where(outside, attrs["extrapolation_value"], out)
+    return np.ascontiguousarray(out.astype(x.dtype))
+
