@@ -29,6 +29,7 @@ from onnx import helper, numpy_helper
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.errors import RccError, UnsupportedError
 from rcc.ir.files import write_output
+from rcc.ir.ops.nn_resize import interpolation_matrices
 from rcc.ir.ops.nn_shape import nearest_source_indices
 
 MIN_OPSET = 13  # Softmax over one axis, Pad/Clip/Resize bounds as inputs
@@ -410,3 +411,81 @@ def save_onnx(module: Module, path: str | os.PathLike, opset: int = 17) -> None:
         raise RccError(f"{target}: cannot write the ONNX model ({err.strerror})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+# --- indexing and interpolating resize (rcc.ir.ops.nn_index, nn_resize) ---
+
+def _slice(emitter: GraphEmitter, op: Op) -> None:
+    x, base = op.operands[0], op.result.name
+    starts, steps, sizes = op.attrs["starts"], op.attrs["steps"], op.attrs["sizes"]
+    # a backward slice ending before index 0 needs an end ONNX reads as "before the first element"
+    ends = [start + size * step if start + size * step >= 0 else -dim - 1
+            for start, step, size, dim in zip(starts, steps, sizes, x.type.shape)]
+    emitter.node("Slice", [x.name, emitter.ints(base + ".starts", starts), emitter.ints(base + ".ends", ends),
+                           emitter.ints(base + ".axes", range(len(starts))), emitter.ints(base + ".steps", steps)],
+                 base)
+
+
+def _with_shape_input(op_type: str, attr: str) -> Exporter:
+    """An op whose static attribute `attr` is ONNX's second input (Expand's shape, Tile's repeats)."""
+
+    def export(emitter: GraphEmitter, op: Op) -> None:
+        base = op.result.name
+        emitter.node(op_type, [op.operands[0].name, emitter.ints(f"{base}.{attr}", op.attrs[attr])], base)
+
+    return export
+
+
+def _resize(emitter: GraphEmitter, op: Op) -> None:
+    x, result, attrs = op.operands[0], op.result, op.attrs
+    f32 = np.float32
+    sizes, scales = attrs["sizes"], attrs["scales"]
+    by_scales = all(int(f32(scale) * f32(dim)) == size for scale, size, dim in zip(scales, sizes, x.type.shape))
+    by_sizes = all(f32(scale) == f32(size) / f32(dim) for scale, size, dim in zip(scales, sizes, x.type.shape))
+    if not (by_scales or by_sizes):
+        _resize_by_matrices(emitter, op)
+        return
+    if attrs["antialias"]:
+        emitter.require_opset(18)
+    if attrs["coordinate_transformation_mode"] == "half_pixel_symmetric":
+        emitter.require_opset(19)
+    base = result.name
+    roi = emitter.constant(base + ".roi", np.array(attrs["roi"], f32)) if attrs["roi"] else ""
+    # sizes when they give the scales (onnx's shape inference and onnxruntime may round scales · size apart)
+    inputs = [x.name, roi, "", emitter.ints(base + ".sizes", sizes)] if by_sizes else \
+        [x.name, roi, emitter.constant(base + ".scales", np.array(scales, f32))]
+    extra = {"antialias": 1} if attrs["antialias"] else {}
+    emitter.node("Resize", inputs, base, mode=attrs["mode"],
+                 coordinate_transformation_mode=attrs["coordinate_transformation_mode"],
+                 cubic_coeff_a=attrs["cubic_coeff_a"], exclude_outside=int(attrs["exclude_outside"]),
+                 extrapolation_value=attrs["extrapolation_value"], **extra)
+
+
+def _resize_by_matrices(emitter: GraphEmitter, op: Op) -> None:
+    """Resize as one MatMul per changing axis with the IR's own interpolation matrix (for scales and sizes
+    onnxruntime would not derive from one another, as keep_aspect_ratio_policy gives)."""
+    x, result = op.operands[0], op.result
+    rank, current, base = x.type.rank, x.name, result.name + "/"
+    matrices, outside = interpolation_matrices(x.type.shape, op.attrs)
+    for axis, weights in matrices:
+        perm = [a for a in range(rank) if a != axis] + [axis]
+        moved = emitter.node("Transpose", [current], base, perm=perm)
+        matrix = emitter.constant(f"{result.name}.weights{axis}", weights.T.astype(x.type.np_dtype))
+        product = emitter.node("MatMul", [moved, matrix], base)
+        current = emitter.node("Transpose", [product], base, perm=[int(p) for p in np.argsort(perm)])
+    if outside.any():
+        fill = emitter.constant(result.name + ".extrapolation", np.asarray(op.attrs["extrapolation_value"], x.type.np_dtype))
+        emitter.node("Where", [emitter.constant(result.name + ".outside", outside), fill, current], result.name)
+    else:
+        emitter.node("Identity", [current], result.name)
+
+
+EXPORTERS.update({
+    "nn.slice": _slice,
+    "nn.gather": _same("Gather", axis="axis"),
+    "nn.gather_elements": _same("GatherElements", axis="axis"),
+    "nn.gather_nd": _same("GatherND", batch_dims="batch_dims"),
+    "nn.expand": _with_shape_input("Expand", "shape"),
+    "nn.tile": _with_shape_input("Tile", "repeats"),
+    "nn.resize": _resize,
+})

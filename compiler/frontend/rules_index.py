@@ -24,9 +24,15 @@ def _axis(ctx: LowerContext, raw: int, rank: int) -> int:
     return axis
 
 
+_TO_THE_END = (2**31 - 1, 2**63 - 1)  # ends onnxruntime reads as "to the last element in the step's direction"
+
+
 def slice_bounds(start: int, end: int, step: int, size: int) -> tuple[int, int]:
-    """ONNX Slice's (first index, element count) along an axis of `size`: negative bounds count from
-    the end, then starts and ends are clamped (to [0, size] going forward, [-1, size - 1] going back)."""
+    """ONNX Slice's (first index, element count) along an axis of `size`, as onnxruntime computes it:
+    negative bounds count from the end, then starts and ends are clamped (to [0, size] going forward,
+    [-1, size - 1] going back); an end of INT32_MAX or INT64_MAX runs to the end in either direction."""
+    if end in _TO_THE_END:
+        end = size if step > 0 else -size - 1
     start, end = (b + size if b < 0 else b for b in (start, end))
     if step > 0:
         start, end = min(max(start, 0), size), min(max(end, 0), size)

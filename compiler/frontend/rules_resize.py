@@ -115,6 +115,8 @@ def _interpolation_attrs(ctx: LowerContext, mode: str, coordinate_mode: str, ran
              "exclude_outside": bool(ctx.attr("exclude_outside", 0)),
              "extrapolation_value": float(ctx.attr("extrapolation_value", 0.0)),
              "antialias": bool(ctx.attr("antialias", 0))}
+    if attrs["exclude_outside"] and mode == "linear" and not attrs["antialias"]:
+        raise ctx.error("exclude_outside applies to cubic resizing, or to linear resizing with antialias")
     if coordinate_mode == "tf_crop_and_resize":
         attrs["roi"] = _roi(ctx, rank)
     return attrs

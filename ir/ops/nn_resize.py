@@ -119,13 +119,32 @@ def axis_weights(in_size: int, out_size: int, scale: float, attrs: dict, roi: tu
     return weights, outside
 
 
-def _roi_of_axis(roi: tuple[float, ...], axis: int, rank: int) -> tuple[float, float]:
+def roi_of_axis(roi: tuple[float, ...], axis: int, rank: int) -> tuple[float, float]:
+    """(start, end) of the region of interest on `axis` (the whole axis without a roi)."""
     return (roi[axis], roi[axis + rank]) if roi else (0.0, 1.0)
 
 
-def _changes(x_shape: tuple[int, ...], attrs: dict, axis: int) -> bool:
-    return (attrs["sizes"][axis] != x_shape[axis] or np.float32(attrs["scales"][axis]) != 1
-            or attrs["coordinate_transformation_mode"] == "tf_crop_and_resize")
+def resize_axis_changes(x_shape: tuple[int, ...], attrs: dict, axis: int) -> bool:
+    """Whether the resize interpolates along `axis`. As in onnxruntime, an axis whose scale is 1 keeps its
+    values whatever the coordinate mode (even tf_crop_and_resize's region of interest), and so, with
+    antialias, does an axis whose size is unchanged whatever its scale."""
+    if np.float32(attrs["scales"][axis]) == 1:
+        return False
+    return not (attrs["antialias"] and attrs["sizes"][axis] == x_shape[axis])
+
+
+def interpolation_matrices(x_shape: tuple[int, ...], attrs: dict) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
+    """(axis, [out, in] interpolation matrix) of every axis the resize changes, in order, and the mask
+    (broadcastable to the result) of outputs that take `extrapolation_value`."""
+    rank = len(x_shape)
+    matrices, outside = [], np.zeros((1,) * rank, dtype=bool)
+    for axis in range(rank):
+        if resize_axis_changes(x_shape, attrs, axis):
+            weights, axis_outside = axis_weights(x_shape[axis], attrs["sizes"][axis], attrs["scales"][axis], attrs,
+                                                 roi_of_axis(attrs["roi"], axis, rank))
+            matrices.append((axis, weights))
+            outside = outside | axis_outside.reshape([-1 if a == axis else 1 for a in range(rank)])
+    return matrices, outside
 
 
 def _resize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -154,16 +173,9 @@ def _resize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def resize(x: np.ndarray, **attrs) -> np.ndarray:
     """ONNX Resize in linear or cubic mode to `sizes`; `scales` (output/input per axis, used as float32) map
     coordinates, `roi` ([starts..., ends...] as fractions, tf_crop_and_resize only) crops first."""
-    rank = x.ndim
+    matrices, outside = interpolation_matrices(x.shape, attrs)
     out = x.astype(np.float64)
-    outside = np.zeros((1,) * rank, dtype=bool)
-    for axis in range(rank):
-        if not _changes(x.shape, attrs, axis):
-            continue
-        roi = _roi_of_axis(attrs["roi"], axis, rank)
-        weights, axis_outside = axis_weights(x.shape[axis], attrs["sizes"][axis], attrs["scales"][axis], attrs, roi)
+    for axis, weights in matrices:
         out = np.moveaxis(np.tensordot(weights, out, axes=([1], [axis])), 0, axis)
-        outside = outside | axis_outside.reshape([-1 if a == axis else 1 for a in range(rank)])
     out = np.where(outside, attrs["extrapolation_value"], out)
     return np.ascontiguousarray(out.astype(x.dtype))
-
