@@ -53,8 +53,10 @@ def check_finite(what: str, array: np.ndarray, hint: str = NONFINITE_HINT) -> No
 
 
 def random_inputs(module: Module, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded inputs for every module input: standard normal floats, small non-negative integers."""
+    """Seeded inputs for every module input: standard normal floats, small non-negative integers (below 8,
+    and within the axis they index when they index a gather)."""
     rng = np.random.default_rng(seed)
+    bounds = _index_bounds(module)
     inputs = {}
     for value in module.inputs:
         dtype = value.type.np_dtype
@@ -63,5 +65,24 @@ def random_inputs(module: Module, seed: int = 0) -> dict[str, np.ndarray]:
         elif dtype.kind == "b":
             inputs[value.name] = rng.integers(0, 2, value.type.shape).astype(dtype)
         else:
-            inputs[value.name] = rng.integers(0, 8, value.type.shape).astype(dtype)
+            inputs[value.name] = rng.integers(0, min(8, bounds.get(value.name, 8)), value.type.shape).astype(dtype)
     return inputs
+
+
+def _index_bounds(module: Module) -> dict[str, int]:
+    """For inputs that index a gather (token ids, ...), the length of the shortest axis they index, so random
+    indices stay in range."""
+    bounds: dict[str, int] = {}
+    inputs = {value.name for value in module.inputs}
+    for op in module.ops:
+        if op.opname not in ("nn.gather", "nn.gather_elements", "nn.gather_nd") or op.operands[1].name not in inputs:
+            continue
+        data, indices = op.operands[0].type.shape, op.operands[1].type.shape
+        if op.opname == "nn.gather_nd":
+            batch = op.attrs["batch_dims"]
+            axes = data[batch:batch + (indices[-1] if indices else 0)]
+        else:
+            axes = (data[op.attrs["axis"]],)
+        bound = max(min(axes, default=1), 1)
+        bounds[op.operands[1].name] = min(bounds.get(op.operands[1].name, bound), bound)
+    return bounds

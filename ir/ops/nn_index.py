@@ -4,7 +4,7 @@ expansion and tiling.
 Shapes are static: the frontend resolves ONNX's starts/ends/steps, split sizes, target shapes and repeats
 into attributes. Index operands (`nn.gather*`) are integer tensors that may be activations (token ids,
 index selects); negative indices count from the end of the axis, as in ONNX, and an index outside the
-axis is an IndexError, as onnxruntime refuses it.
+axis is an RccError naming the op and the index (onnxruntime refuses it too).
 
 Embedding look-ups (`nn.gather` of a constant table by activation indices) run on the vector unit: the
 table is a constant held in the vector unit's memory (a preloaded buffer of the program, its bytes are the
@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from rcc.ir.errors import RccError
 from rcc.ir.optable import Attr, broadcast_shapes, define
 from rcc.ir.types import TensorType
 
@@ -55,11 +56,11 @@ def _check_indices(indices: TensorType) -> None:
         raise ValueError(f"indices must be i32 or i64, got {indices}")
 
 
-def normalized_indices(indices: np.ndarray, size: int) -> np.ndarray:
-    """Indices into an axis of `size` with negative ones counted from its end; IndexError when outside."""
+def normalized_indices(indices: np.ndarray, size: int, opname: str) -> np.ndarray:
+    """Indices into an axis of `size` with negative ones counted from its end; RccError when one is outside."""
     if indices.size and (indices.min() < -size or indices.max() >= size):
         bad = indices[(indices < -size) | (indices >= size)].reshape(-1)[0]
-        raise IndexError(f"index {int(bad)} is out of range for an axis of {size}")
+        raise RccError(f"{opname}: index {int(bad)} is out of range for an axis of {size}")
     return np.where(indices < 0, indices + size, indices).astype(np.int64)
 
 
@@ -75,7 +76,7 @@ def _gather_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def gather(x: np.ndarray, indices: np.ndarray, *, axis: int) -> np.ndarray:
     """ONNX Gather: x's slices along `axis` picked by `indices` (the result's axes: x's before `axis`,
     the indices', x's after it). With a constant x and activation indices, an embedding look-up."""
-    return np.take(x, normalized_indices(indices, x.shape[axis]), axis=axis)
+    return np.take(x, normalized_indices(indices, x.shape[axis], "nn.gather"), axis=axis)
 
 
 def _gather_elements_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -90,7 +91,7 @@ def _gather_elements_infer(types: list[TensorType], attrs: dict) -> list[TensorT
 @define("nn.gather_elements", operands=("x", "indices"), infer=_gather_elements_infer, attrs={"axis": Attr("int", 0)})
 def gather_elements(x: np.ndarray, indices: np.ndarray, *, axis: int) -> np.ndarray:
     """ONNX GatherElements: out[i, j, k] = x[i, indices[i, j, k], k] (for axis 1), indices shaped like out."""
-    index = normalized_indices(indices, x.shape[axis])
+    index = normalized_indices(indices, x.shape[axis], "nn.gather_elements")
     # ONNX lets indices be smaller than x on the other axes: take the leading part of x there.
     region = tuple(slice(0, d) if a != axis else slice(None) for a, d in enumerate(indices.shape))
     return np.take_along_axis(x[region], index, axis=axis)
@@ -117,7 +118,8 @@ def gather_nd(x: np.ndarray, indices: np.ndarray, *, batch_dims: int) -> np.ndar
     flat_index = indices.reshape((math.prod(batch_shape), -1, depth))
     picked = []
     for b in range(flat_x.shape[0]):
-        columns = [normalized_indices(flat_index[b, :, d], x.shape[batch_dims + d]) for d in range(depth)]
+        columns = [normalized_indices(flat_index[b, :, d], x.shape[batch_dims + d], "nn.gather_nd")
+                   for d in range(depth)]
         picked.append(flat_x[b][tuple(columns)])
     return np.stack(picked).reshape(indices.shape[:-1] + x.shape[batch_dims + depth:])
 
