@@ -474,7 +474,8 @@ def _resize_by_matrices(emitter: GraphEmitter, op: Op) -> None:
         product = emitter.node("MatMul", [moved, matrix], base)
         current = emitter.node("Transpose", [product], base, perm=[int(p) for p in np.argsort(perm)])
     if outside.any():
-        fill = emitter.constant(result.name + ".extrapolation", np.asarray(op.attrs["extrapolation_value"], x.type.np_dtype))
+        fill = emitter.constant(result.name + ".extrapolation",
+                                np.asarray(op.attrs["extrapolation_value"], x.type.np_dtype))
         emitter.node("Where", [emitter.constant(result.name + ".outside", outside), fill, current], result.name)
     else:
         emitter.node("Identity", [current], result.name)

@@ -77,7 +77,8 @@ class _Einsum:
         for term in terms:
             for letter, size in zip(term.letters, term.shape):
                 if sizes.setdefault(letter, size) != size:
-                    raise self.refuse(f"label {letter!r} has sizes {sizes[letter]} and {size} (rcc does not broadcast them)")
+                    raise self.refuse(f"label {letter!r} has sizes {sizes[letter]} and {size} "
+                                      f"(rcc does not broadcast them)")
         return sizes
 
     def times_constant(self, term: _Term, kept: str, reduced: str, matrix: np.ndarray) -> tuple[Value, bool]:

@@ -135,25 +135,21 @@ def _check_constant_indices(ctx: LowerContext, size: int) -> None:
             raise ctx.error(f"indices {ctx.node.input[1]!r} hold values outside [-{size}, {size - 1}]")
 
 
-@rule("Gather")
+_GATHERS = {"Gather": "nn.gather", "GatherElements": "nn.gather_elements"}
+
+
+@rule(*_GATHERS)
 def lower_gather(ctx: LowerContext) -> None:
     x = ctx.input(0)
     axis = _axis(ctx, ctx.attr("axis", 0), x.type.rank)
     _check_constant_indices(ctx, x.type.shape[axis])
-    ctx.bind(0, ctx.op("nn.gather", [x, _indices(ctx)], {"axis": axis}))
-
-
-@rule("GatherElements")
-def lower_gather_elements(ctx: LowerContext) -> None:
-    x = ctx.input(0)
-    axis = _axis(ctx, ctx.attr("axis", 0), x.type.rank)
-    _check_constant_indices(ctx, x.type.shape[axis])
-    ctx.bind(0, ctx.op("nn.gather_elements", [x, _indices(ctx)], {"axis": axis}))
+    ctx.bind(0, ctx.op(_GATHERS[ctx.node.op_type], [x, _indices(ctx)], {"axis": axis}))
 
 
 @rule("GatherND")
 def lower_gather_nd(ctx: LowerContext) -> None:
-    ctx.bind(0, ctx.op("nn.gather_nd", [ctx.input(0), _indices(ctx)], {"batch_dims": int(ctx.attr("batch_dims", 0))}))
+    batch_dims = int(ctx.attr("batch_dims", 0))
+    ctx.bind(0, ctx.op("nn.gather_nd", [ctx.input(0), _indices(ctx)], {"batch_dims": batch_dims}))
 
 
 @rule("Expand")

@@ -135,7 +135,8 @@ def lower_resize(ctx: LowerContext) -> None:
         coordinate_mode = ctx.attr("coordinate_transformation_mode", "half_pixel")
     all_modes = set(COORDINATE_MODES) | set(RESIZE_COORDINATE_MODES)
     if coordinate_mode not in all_modes:
-        raise ctx.error(f"coordinate_transformation_mode {coordinate_mode!r} is not one of {', '.join(sorted(all_modes))}")
+        raise ctx.error(f"coordinate_transformation_mode {coordinate_mode!r} is not one of "
+                        f"{', '.join(sorted(all_modes))}")
     attrs = {"sizes": tuple(sizes), "scales": tuple(scales)}
     if mode == "nearest":
         attrs.update(_nearest_attrs(ctx, coordinate_mode))

@@ -16,8 +16,10 @@ from rcc.ir.core import Value
 
 def _spatial_rank(ctx: LowerContext, value: Value, volumes: bool = False) -> int:
     spatial = value.type.rank - 2
-    if spatial not in ((1, 2, 3) if volumes else (1, 2)):
-        raise ctx.unsupported(f"{spatial}-D {ctx.node.op_type} (rcc handles 1-D{', 2-D and 3-D' if volumes else ' and 2-D'})")
+    handled = (1, 2, 3) if volumes else (1, 2)
+    if spatial not in handled:
+        names = ", ".join(f"{d}-D" for d in handled[:-1]) + f" and {handled[-1]}-D"
+        raise ctx.unsupported(f"{spatial}-D {ctx.node.op_type} (rcc handles {names})")
     return spatial
 
 

@@ -15,7 +15,8 @@ from rcc.compiler.cli import main
 from tests.frontend.through_cli import compile_verified
 
 
-def _save(path: Path, nodes: list, inputs: list, output: tuple, weights: dict[str, np.ndarray], opset: int = 18) -> Path:
+def _save(path: Path, nodes: list, inputs: list, output: tuple, weights: dict[str, np.ndarray],
+          opset: int = 18) -> Path:
     graph = helper.make_graph(nodes, path.stem, inputs, [helper.make_tensor_value_info(output[0], 1, output[1])],
                               [numpy_helper.from_array(a, n) for n, a in weights.items()])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9), path)
@@ -28,9 +29,10 @@ def _ints(*values: int) -> np.ndarray:
 
 @pytest.fixture
 def embedding_model(tmp_path: Path) -> Path:
-    """Token ids → embedding look-up → Slice → MatMul (crossbars) → Split → Add; Expand and Tile on the side."""
+    """Token ids → embedding look-up → Slice → MatMul (crossbars) → Split → Add → Expand → Tile."""
     rng = np.random.default_rng(0)
-    weights = {"table": rng.standard_normal((12, 8)).astype(np.float32), "w": rng.standard_normal((8, 4)).astype(np.float32),
+    weights = {"table": rng.standard_normal((12, 8)).astype(np.float32),
+               "w": rng.standard_normal((8, 4)).astype(np.float32),
                "starts": _ints(1), "ends": _ints(2**63 - 1), "axes": _ints(1), "shape": _ints(2, 1, 1),
                "repeats": _ints(1, 1, 2)}
     nodes = [helper.make_node("Gather", ["table", "tokens"], ["embedded"]),

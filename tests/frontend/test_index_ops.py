@@ -219,7 +219,8 @@ def test_shape_of_an_activation_folds_into_constant_of_shape_and_range() -> None
     """Shape(start, end), ConstantOfShape, Size and Range fold on static shapes: only the Add is left."""
     x = floats(7, (2, 5, 3))
     nodes = [helper.make_node("Shape", ["x"], ["s"], start=-1, end=5),
-             helper.make_node("ConstantOfShape", ["s"], ["c"], value=numpy_helper.from_array(np.array([2.5], np.float32))),
+             helper.make_node("ConstantOfShape", ["s"], ["c"],
+                              value=numpy_helper.from_array(np.array([2.5], np.float32))),
              helper.make_node("Size", ["x"], ["n"]),
              helper.make_node("Range", ["zero", "n", "three"], ["r"]),
              helper.make_node("Add", ["x", "c"], ["y"])]
