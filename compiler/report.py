@@ -30,7 +30,7 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
         if layer is None:
             continue
         row = rows.setdefault(layer, {"name": layer, "op": "", "crossbars": 0, "crossbars_dense": 0,
-                                      "utilization": None, "macs": 0, "zero_macs": 0})
+                                      "utilization": None, "macs": 0, "zero_macs": 0, "vector_memory_bytes": 0})
         if instruction.opcode == "mvm":
             figures = _mvm_figures(program, instruction)
             row["op"] = "xbar.mvm"
@@ -41,8 +41,11 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
                 row["utilization_histogram"] = [a + b for a, b in zip(old, figures["utilization_histogram"])]
             used, total = cells.setdefault(layer, [0, 0])
             cells[layer] = [used + figures["used_cells"], total + figures["cells"]]
-        elif not row["op"]:
-            row["op"] = instruction.attrs.get("fn", instruction.opcode)
+        else:
+            row["op"] = row["op"] or instruction.attrs.get("fn", instruction.opcode)
+            # constants the vector unit reads (embedding tables, ...) are held in its memory
+            row["vector_memory_bytes"] += sum(int(program.constants[name].nbytes) for name in instruction.src
+                                              if name in program.constants)
     for layer, count in layer_counts(program, counts).items():
         rows[layer].update(count.to_json())
         if layer in cells:
@@ -72,7 +75,7 @@ def attach_cost(total: dict[str, Any], rows: list[dict[str, Any]], cost: dict[st
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ["crossbars", "crossbars_dense", "macs", "zero_macs", *Counts().to_json()]
+    keys = ["crossbars", "crossbars_dense", "macs", "zero_macs", "vector_memory_bytes", *Counts().to_json()]
     total = {key: sum(row[key] for row in rows) for key in keys}
     mapped = [row for row in rows if row["crossbars"]]
     cells_used = sum(row["utilization"] * row["crossbars"] for row in mapped)

@@ -4,6 +4,7 @@ by the user refused in one line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,15 @@ def test_embedding_lookup_and_indexing_verify_on_the_machine(embedding_model: Pa
         gathers = [i for i in program.instructions if i.opcode == "vec" and i.attrs["fn"] == "nn.gather"]
         assert gathers and gathers[0].src[0] in program.constants  # the table is held by the vector unit
         assert sum(i.opcode == "mvm" for i in program.instructions) == 1
+
+
+def test_report_counts_the_embedding_table_in_vector_memory(embedding_model: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    assert main([str(embedding_model), "-q", "-o", str(tmp_path / "e.rccp"), "--report", str(report)]) == 0
+    layers = json.loads(report.read_text())["layers"]
+    [gather] = [row for row in layers if row["op"] == "nn.gather"]
+    assert gather["vector_memory_bytes"] == 12 * 8 * 4  # the f32 table
+    assert json.loads(report.read_text())["totals"]["vector_memory_bytes"] >= gather["vector_memory_bytes"]
 
 
 def test_token_id_out_of_range_is_a_one_line_error(embedding_model: Path, tmp_path: Path,
