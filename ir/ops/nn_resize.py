@@ -138,6 +138,8 @@ def interpolation_matrices(x_shape: tuple[int, ...], attrs: dict) -> tuple[list[
     (broadcastable to the result) of outputs that take `extrapolation_value`."""
     rank = len(x_shape)
     matrices, outside = [], np.zeros((1,) * rank, dtype=bool)
+    if tuple(attrs["sizes"]) == tuple(x_shape):
+        return matrices, outside  # as in onnxruntime: a result the shape of the input is the input
     for axis in range(rank):
         if resize_axis_changes(x_shape, attrs, axis):
             weights, axis_outside = axis_weights(x_shape[axis], attrs["sizes"][axis], attrs["scales"][axis], attrs,
@@ -172,7 +174,8 @@ def _resize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
                "roi": Attr("floats", ()), "antialias": Attr("bool", False)})
 def resize(x: np.ndarray, **attrs) -> np.ndarray:
     """ONNX Resize in linear or cubic mode to `sizes`; `scales` (output/input per axis, used as float32) map
-    coordinates, `roi` ([starts..., ends...] as fractions, tf_crop_and_resize only) crops first."""
+    coordinates, `roi` ([starts..., ends...] as fractions, tf_crop_and_resize only) crops first. As in
+    onnxruntime, a result the shape of the input is the input, whatever the scales say."""
     matrices, outside = interpolation_matrices(x.shape, attrs)
     out = x.astype(np.float64)
     for axis, weights in matrices:
