@@ -21,13 +21,13 @@ SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
 def erf_wide(x: np.ndarray) -> np.ndarray:
     """The error function of `x` in float64 (numpy has none; math.erf is exact to a float64 ulp)."""
-    return _erf(x.astype(np.float64)).astype(np.float64)
+    return np.asarray(_erf(np.asarray(x, np.float64)), dtype=np.float64)
 
 
 @_float_op("nn.erf")
 def erf(x: np.ndarray) -> np.ndarray:
     """The Gauss error function."""
-    return erf_wide(x).astype(x.dtype)
+    return np.asarray(erf_wide(x).astype(x.dtype))
 
 
 @define("nn.gelu", operands=("x",), infer=_float_infer, attrs={"approximate": Attr("str", "none")},
