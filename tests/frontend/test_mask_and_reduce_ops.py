@@ -17,6 +17,7 @@ from rcc.compiler.frontend import lower_model
 from rcc.ir import interpreter
 from rcc.ir.core import modules_equal
 from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.inputs import random_inputs
 from rcc.ir.parser import parse_module
 from rcc.ir.printer import print_module
 from tests.backends.test_onnx_export import assert_outputs_close, run_export
@@ -27,11 +28,13 @@ FLOAT = TensorProto.FLOAT
 
 def _model(nodes: list[onnx.NodeProto], inputs: dict[str, tuple], outputs: list[str] | dict[str, tuple],
            opset: int = 17, initializers: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
-    """A model of `nodes`; outputs are float (int64 when named "best"), with shapes when given as a dict."""
+    """A model of `nodes`; tensors named "best" or "ids" are int64 and "keep_mask" bool, others float;
+    output shapes when `outputs` is a dict."""
     shapes = outputs if isinstance(outputs, dict) else dict.fromkeys(outputs)
-    graph = helper.make_graph(nodes, "ops", [helper.make_tensor_value_info(n, FLOAT, s) for n, s in inputs.items()],
-                              [helper.make_tensor_value_info(n, TensorProto.INT64 if n == "best" else FLOAT, shape)
-                               for n, shape in shapes.items()],
+    types = {"best": TensorProto.INT64, "ids": TensorProto.INT64, "keep_mask": TensorProto.BOOL}
+    graph = helper.make_graph(nodes, "ops", [helper.make_tensor_value_info(n, types.get(n, FLOAT), s)
+                                             for n, s in inputs.items()],
+                              [helper.make_tensor_value_info(n, types.get(n, FLOAT), shape) for n, shape in shapes.items()],
                               [numpy_helper.from_array(a, n) for n, a in (initializers or {}).items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
@@ -42,8 +45,7 @@ def _check_against_onnxruntime(model: onnx.ModelProto) -> None:
     text = print_module(module)
     reparsed = parse_module(text, {c.name: c.data for c in module.constants})
     assert modules_equal(reparsed, module) and print_module(reparsed) == text
-    rng = np.random.default_rng(1)
-    inputs = {value.name: rng.standard_normal(value.type.shape).astype(np.float32) for value in module.inputs}
+    inputs = random_inputs(module, seed=1)
     expected = run_export(model, inputs)
     assert_outputs_close(interpreter.run(module, inputs), expected, "interpreter")
     assert_outputs_close(run_export(export_onnx(module), inputs), expected, "export")
@@ -99,9 +101,13 @@ def test_layer_norm_gelu_silu_and_mish_patterns() -> None:
 
 
 def _mask_model() -> onnx.ModelProto:
-    """x → (x < 0.3) → Where(mask, x, −4) → MatMul, gated by bool logic on the mask and the product."""
+    """Token ids (int64) and a bool mask input select x → Where(mask, x, −4) → MatMul, gated by bool logic
+    on the mask and the product; ArgMax gives int64 indices."""
     rng = np.random.default_rng(4)
-    nodes = [helper.make_node("Less", ["x", "threshold"], ["mask"]),
+    nodes = [helper.make_node("Less", ["x", "threshold"], ["below"]),
+             helper.make_node("Equal", ["ids", "pad_id"], ["padding"]),
+             helper.make_node("Xor", ["below", "padding"], ["either"]),
+             helper.make_node("And", ["either", "keep_mask"], ["mask"]),
              helper.make_node("Where", ["mask", "x", "fill"], ["masked"]),
              helper.make_node("MatMul", ["masked", "w"], ["h"]),
              helper.make_node("Greater", ["h", "zero"], ["positive"]),
@@ -113,9 +119,9 @@ def _mask_model() -> onnx.ModelProto:
              helper.make_node("Cast", ["keep"], ["gate"], to=FLOAT),
              helper.make_node("Mul", ["h", "gate"], ["y"]),
              helper.make_node("ArgMax", ["h"], ["best"], axis=1)]
-    weights = {"threshold": np.array(0.3, np.float32), "fill": np.array(-4.0, np.float32),
+    weights = {"threshold": np.array(0.3, np.float32), "fill": np.array(-4.0, np.float32), "pad_id": np.array(0),
                "zero": np.array(0.0, np.float32), "w": rng.standard_normal((8, 6)).astype(np.float32)}
-    return _model(nodes, {"x": (4, 8)}, {"y": (4, 6), "best": (4, 1)}, 17, weights)
+    return _model(nodes, {"x": (4, 8), "ids": (4, 8), "keep_mask": (4, 1)}, {"y": (4, 6), "best": (4, 1)}, 17, weights)
 
 
 def test_mask_path_exports_and_matches_onnxruntime() -> None:
@@ -128,7 +134,7 @@ def test_bool_mask_path_runs_on_the_machine(precision: str, tmp_path: Path) -> N
     onnx.save(_mask_model(), path)
     program = compile_verified(path, precision, tmp_path)
     vec_fns = {i.attrs["fn"] for i in program.instructions if i.opcode == "vec"}
-    assert {"nn.less", "nn.where", "nn.cast", "nn.logical_or", "nn.argmax"} <= vec_fns
+    assert {"nn.less", "nn.equal", "nn.logical_and", "nn.where", "nn.cast", "nn.logical_or", "nn.argmax"} <= vec_fns
     dtypes = {spec["name"]: spec["dtype"] for spec in program.inputs}
     dtypes.update({name: str(array.dtype) for name, array in program.constants.items()})
     for instruction in program.instructions:
@@ -187,3 +193,24 @@ def test_folding_that_both_evaluators_refuse_names_the_node_and_both() -> None:
     text = str(caught.value)
     assert text.startswith("broken.onnx: node 'fold_me' (Reshape): cannot evaluate on constant inputs: onnx's "
                            "reference evaluator: ") and "; onnxruntime: " in text and "\n" not in text
+
+
+def test_transformer_layer_runs_on_the_machine(tmp_path: Path) -> None:
+    """MatMul → LayerNorm → Gelu → MatMul with a residual, ReduceMean pooling and Softmax over axis 1."""
+    rng = np.random.default_rng(5)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]),
+             helper.make_node("LayerNormalization", ["h", "gamma", "beta"], ["ln"], axis=-1),
+             helper.make_node("Gelu", ["ln"], ["act"]), helper.make_node("MatMul", ["act", "w2"], ["o"]),
+             helper.make_node("Add", ["o", "x"], ["res"]),
+             helper.make_node("ReduceMean", ["res", "axes"], ["pooled"], keepdims=0),
+             helper.make_node("Softmax", ["res"], ["y"], axis=1)]
+    weights = {"w1": rng.standard_normal((8, 16)).astype(np.float32) / 3,
+               "w2": rng.standard_normal((16, 8)).astype(np.float32) / 4,
+               "gamma": rng.uniform(0.5, 1.5, 16).astype(np.float32), "beta": rng.standard_normal(16).astype(np.float32),
+               "axes": np.array([1])}
+    path = tmp_path / "layer.onnx"
+    onnx.save(_model(nodes, {"x": (1, 5, 8)}, {"y": (1, 5, 8), "pooled": (1, 8)}, 20, weights), path)
+    for precision in ("float", "int"):
+        program = compile_verified(path, precision, tmp_path)
+        assert {"nn.layer_norm", "nn.gelu", "nn.reduce_mean", "nn.softmax"} <= \
+            {i.attrs["fn"] for i in program.instructions if i.opcode == "vec"}

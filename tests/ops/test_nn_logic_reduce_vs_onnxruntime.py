@@ -188,14 +188,16 @@ def test_hardmax(shape: tuple, seed: int, data: st.DataObject) -> None:
 
 
 @SETTINGS
-@given(op_type=st.sampled_from(["Pow", "Neg", "Abs"]), dtype=st.sampled_from(["i32", "i64", "f32"]),
+@given(op_type=st.sampled_from(["Pow", "Neg", "Abs", "Min", "Max"]), dtype=st.sampled_from(["i32", "i64", "f32"]),
        exponent_dtype=st.sampled_from(["i32", "i64", "f32"]), shapes=broadcast_shapes(2), seed=SEEDS)
 def test_math_on_integers(op_type: str, dtype: str, exponent_dtype: str, shapes: list, seed: int) -> None:
     if op_type == "Pow":
         arrays = [values(seed, shapes[0], dtype, -5, 5), values(seed + 1, shapes[1], exponent_dtype, 0, 3)]
+    elif op_type in ("Min", "Max"):
+        arrays = [values(seed, shapes[0], dtype), values(seed + 1, shapes[1], dtype)]
     else:
         arrays = [values(seed, shapes[0], dtype)]
-    name = {"Pow": "nn.pow", "Neg": "nn.neg", "Abs": "nn.abs"}[op_type]
+    name = {"Pow": "nn.pow", "Neg": "nn.neg", "Abs": "nn.abs", "Min": "nn.minimum", "Max": "nn.maximum"}[op_type]
     assert_op_matches(name, arrays, {}, run_node(op_type, arrays))
 
 
