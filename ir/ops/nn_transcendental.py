@@ -62,18 +62,19 @@ def mish(x: np.ndarray) -> np.ndarray:
     return (wide * np.tanh(np.logaddexp(wide, 0.0))).astype(x.dtype)
 
 
-@_float_op("nn.reciprocal")
-def reciprocal(x: np.ndarray) -> np.ndarray:
-    """1 / x (±inf at zero)."""
-    with np.errstate(divide="ignore"):
-        return np.reciprocal(x)
+def _define_quiet(name: str, function, doc: str) -> None:
+    """A float op whose numpy function warns at its poles (1/0, log 0), computed with those warnings silenced."""
+
+    def impl(x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(function(x))
+
+    impl.__doc__ = doc
+    _float_op(name)(impl)
 
 
-@_float_op("nn.log")
-def log(x: np.ndarray) -> np.ndarray:
-    """Natural logarithm (−inf at zero, NaN below)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(x)
+_define_quiet("nn.reciprocal", np.reciprocal, "1 / x (±inf at zero).")
+_define_quiet("nn.log", np.log, "Natural logarithm (−inf at zero, NaN below).")
 
 
 @define("nn.hardmax", operands=("x",), infer=_axis_infer, attrs={"axis": Attr("int")})

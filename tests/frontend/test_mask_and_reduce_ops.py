@@ -12,15 +12,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from rcc.backends.onnx_export import export_onnx
 from rcc.compiler.frontend import lower_model
 from rcc.ir import interpreter
-from rcc.ir.core import modules_equal
 from rcc.ir.errors import RccError, UnsupportedError
-from rcc.ir.inputs import random_inputs
-from rcc.ir.parser import parse_module
-from rcc.ir.printer import print_module
-from tests.backends.test_onnx_export import assert_outputs_close, run_export
+from tests.frontend.test_more_ops import _check_against_onnxruntime
 from tests.frontend.through_cli import compile_verified
 
 FLOAT = TensorProto.FLOAT
@@ -37,18 +32,6 @@ def _model(nodes: list[onnx.NodeProto], inputs: dict[str, tuple], outputs: list[
                               [helper.make_tensor_value_info(n, types.get(n, FLOAT), shape) for n, shape in shapes.items()],
                               [numpy_helper.from_array(a, n) for n, a in (initializers or {}).items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
-
-
-def _check_against_onnxruntime(model: onnx.ModelProto) -> None:
-    """Interpreter, text round trip and ONNX export all agree with onnxruntime on the model."""
-    module = lower_model(model, "ops")
-    text = print_module(module)
-    reparsed = parse_module(text, {c.name: c.data for c in module.constants})
-    assert modules_equal(reparsed, module) and print_module(reparsed) == text
-    inputs = random_inputs(module, seed=1)
-    expected = run_export(model, inputs)
-    assert_outputs_close(interpreter.run(module, inputs), expected, "interpreter")
-    assert_outputs_close(run_export(export_onnx(module), inputs), expected, "export")
 
 
 @pytest.mark.parametrize("opset", [11, 13, 17, 18])
