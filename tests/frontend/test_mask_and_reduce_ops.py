@@ -197,3 +197,25 @@ def test_transformer_layer_runs_on_the_machine(tmp_path: Path) -> None:
         program = compile_verified(path, precision, tmp_path)
         assert {"nn.layer_norm", "nn.gelu", "nn.reduce_mean", "nn.softmax"} <= \
             {i.attrs["fn"] for i in program.instructions if i.opcode == "vec"}
+
+
+@pytest.mark.parametrize("opset", [7, 8, 12, 13])
+def test_variadic_sum_min_max_mean_in_every_opset(opset: int) -> None:
+    """Before opset 8 the variadic ops take equal shapes; from 8 on they broadcast."""
+    shapes = {"a": (2, 3), "b": (2, 3), "c": (2, 3)} if opset < 8 else {"a": (2, 3), "b": (3,), "c": (1, 1)}
+    nodes = [helper.make_node(op, ["a", "b", "c"], [op.lower()]) for op in ("Sum", "Min", "Max", "Mean")]
+    _check_against_onnxruntime(_model(nodes, shapes, ["sum", "min", "max", "mean"], opset))
+
+
+def test_remaining_ops_export_and_match_onnxruntime() -> None:
+    nodes = [helper.make_node("Erf", ["x"], ["erf"]), helper.make_node("Abs", ["x"], ["magnitude"]),
+             helper.make_node("Log", ["magnitude"], ["log"]), helper.make_node("Reciprocal", ["x"], ["reciprocal"]),
+             helper.make_node("LessOrEqual", ["x", "y"], ["le"]), helper.make_node("GreaterOrEqual", ["x", "y"], ["ge"]),
+             helper.make_node("Or", ["le", "ge"], ["either"]), helper.make_node("CastLike", ["either", "x"], ["both"]),
+             helper.make_node("ReduceMin", ["x"], ["min"], axes=[0]), helper.make_node("ReduceProd", ["x"], ["prod"]),
+             helper.make_node("ReduceL1", ["x"], ["l1"], axes=[-1], keepdims=0),
+             helper.make_node("ReduceLogSum", ["magnitude"], ["logsum"], axes=[1]),
+             helper.make_node("ArgMin", ["x"], ["argmin"], axis=1, select_last_index=1),
+             helper.make_node("Cast", ["argmin"], ["argmin_f"], to=FLOAT)]
+    outputs = ["erf", "log", "reciprocal", "both", "min", "prod", "l1", "logsum", "argmin_f"]
+    _check_against_onnxruntime(_model(nodes, {"x": (3, 4), "y": (4,)}, outputs, 15))
