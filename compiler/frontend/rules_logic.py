@@ -58,11 +58,9 @@ def _cast_to(ctx: LowerContext, to: str) -> None:
 @rule("Cast")
 def lower_cast(ctx: LowerContext) -> None:
     to = ctx.attr("to")
-    if to is None:
-        raise ctx.error("missing attribute 'to'")
-    if isinstance(to, str):  # opset 1-5 spelled the type's name
-        to = onnx.TensorProto.DataType.Value(to.upper()) if to.upper() in onnx.TensorProto.DataType.keys() else -1
-    _cast_to(ctx, _ir_dtype(ctx, int(to)))
+    if not isinstance(to, int):  # Cast-1's type names are gone once the model is converted to opset 7
+        raise ctx.error(f"attribute to={to!r} is not an ONNX element type")
+    _cast_to(ctx, _ir_dtype(ctx, to))
 
 
 @rule("CastLike")

@@ -14,6 +14,7 @@ import numpy as np
 from rcc.ir.ops.nn_activation import _float_infer, _float_op  # the float-only shape rule and decorator
 from rcc.ir.ops.nn_elementwise import _axis_infer
 from rcc.ir.optable import Attr, define
+from rcc.ir.types import TensorType
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -30,7 +31,13 @@ def erf(x: np.ndarray) -> np.ndarray:
     return np.asarray(erf_wide(x).astype(x.dtype))
 
 
-@define("nn.gelu", operands=("x",), infer=_float_infer, attrs={"approximate": Attr("str", "none")},
+def _gelu_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    if attrs["approximate"] not in ("none", "tanh"):
+        raise ValueError(f"approximate {attrs['approximate']!r} is not 'none' or 'tanh'")
+    return _float_infer(types, attrs)
+
+
+@define("nn.gelu", operands=("x",), infer=_gelu_infer, attrs={"approximate": Attr("str", "none")},
         tags=("elementwise",))
 def gelu(x: np.ndarray, *, approximate: str) -> np.ndarray:
     """x · Φ(x): 0.5·x·(1 + erf(x/√2)), or with approximate "tanh" 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."""

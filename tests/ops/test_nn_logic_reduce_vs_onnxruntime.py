@@ -209,6 +209,10 @@ def test_math_on_integers(op_type: str, dtype: str, exponent_dtype: str, shapes:
     ("nn.reduce_sum", {"axes": (0, 0)}, [TensorType((2, 3), "f32")]),
     ("nn.argmax", {"axis": 2}, [TensorType((2, 3), "f32")]),
     ("nn.layer_norm", {"axis": 1}, [TensorType((2, 3), "f32"), TensorType((2,), "f32")]),
+    ("nn.layer_norm", {"axis": 0, "stash_type": "f16"}, [TensorType((2,), "f32"), TensorType((2,), "f32")]),
+    ("nn.gelu", {"approximate": "erf"}, [TensorType((2,), "f32")]),
+    ("nn.cast", {"to": "string"}, [TensorType((2,), "f32")]),
+    ("nn.hardmax", {"axis": 1}, [TensorType((2,), "f32")]),
 ])
 def test_ill_typed_operands_are_refused(name: str, attrs: dict, types: list) -> None:
     opdef = OPS[name]
