@@ -18,7 +18,7 @@ from onnx.helper import np_dtype_to_tensor_dtype
 
 from rcc.ir.optable import OPS, normalize_attrs
 from rcc.ir.types import DTYPES, TensorType
-from tests.ops.test_nn_ops_vs_onnxruntime import SEEDS, assert_op_matches
+from tests.ops.test_nn_ops_vs_onnxruntime import SEEDS, assert_op_matches, check_both_reject
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -218,3 +218,9 @@ def test_ill_typed_operands_are_refused(name: str, attrs: dict, types: list) -> 
     opdef = OPS[name]
     with pytest.raises(ValueError):
         opdef.infer(types, normalize_attrs(opdef, attrs))
+
+
+@pytest.mark.parametrize("op_type", ["Exp", "Sqrt", "Erf", "Log", "Reciprocal"])
+def test_float_only_math_refuses_integers_as_onnxruntime_does(op_type: str) -> None:
+    name = {"Exp": "nn.exp", "Sqrt": "nn.sqrt", "Erf": "nn.erf", "Log": "nn.log", "Reciprocal": "nn.reciprocal"}[op_type]
+    check_both_reject(name, [np.arange(4, dtype=np.int32)], {}, op_type, opset=13)
