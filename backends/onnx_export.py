@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from rcc.backends.onnx_export_more import MORE_EXPORTERS
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.errors import RccError, UnsupportedError
 from rcc.ir.files import write_output
@@ -342,6 +343,7 @@ EXPORTERS: dict[str, Exporter] = {
     "nn.zero_insert": _zero_insert,
     "nn.interleave": _interleave,
 }
+EXPORTERS.update(MORE_EXPORTERS)
 
 
 def _value_info(value: Value) -> onnx.ValueInfoProto:

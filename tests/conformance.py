@@ -24,6 +24,8 @@ PARAMETER_INPUTS = {"Resize": 1, "Upsample": 1, "Clip": 1, "Pad": 1, "Reshape": 
                     "Unsqueeze": 1, "Dropout": 1, "SplitToSequence": 1, "SequenceInsert": 2, "SequenceAt": 1,
                     "SequenceErase": 1}
 PARAMETER_INPUTS.update({"Slice": 1, "Split": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0, "Range": 0})
+PARAMETER_INPUTS.update({op: 1 for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                                          "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")})
 
 TALLY: Counter = Counter()
 
@@ -36,6 +38,13 @@ def selected_cases() -> list:
 
         cases = collect_testcases()
     return [c for c in cases if c.data_sets and {n.op_type for n in c.model.graph.node} <= set(RULES)]
+
+
+def case_array(data) -> np.ndarray | None:
+    """A case's input or output as an array (some cases store TensorProtos); None for sequences and optionals."""
+    if isinstance(data, onnx.TensorProto):
+        return numpy_helper.to_array(data)
+    return np.asarray(data) if not isinstance(data, (list, type(None))) else None
 
 
 def frozen_model(case, also: dict[str, int] | None = None) -> tuple[onnx.ModelProto, list[int]]:
@@ -53,7 +62,7 @@ def frozen_model(case, also: dict[str, int] | None = None) -> tuple[onnx.ModelPr
     inputs = case.data_sets[0][0]
     kept, keep_index, constructs = [], [], []
     for index, (info, data) in enumerate(zip(list(model.graph.input), inputs)):
-        array = np.asarray(data) if not isinstance(data, (list, type(None))) else None
+        array = case_array(data)
         if array is not None and info.name in parameter_names:
             model.graph.initializer.append(numpy_helper.from_array(array, info.name))
         elif isinstance(data, list):  # a sequence input: its elements become inputs, its length fixed
@@ -76,7 +85,7 @@ def frozen_model(case, also: dict[str, int] | None = None) -> tuple[onnx.ModelPr
 
 def case_feeds(model: onnx.ModelProto, keep: list, inputs: list) -> dict[str, np.ndarray]:
     """The inputs of a `frozen_model` from one data set's inputs (elements of sequence inputs one by one)."""
-    return {model.graph.input[i].name: np.asarray(inputs[k] if isinstance(k, int) else inputs[k[0]][k[1]])
+    return {model.graph.input[i].name: case_array(inputs[k] if isinstance(k, int) else inputs[k[0]][k[1]])
             for i, k in enumerate(keep)}
 
 
@@ -87,7 +96,7 @@ def case_outputs(model: onnx.ModelProto, expected: list) -> dict[str, np.ndarray
         if isinstance(reference, list):
             outputs.update({f"{info.name}.{i}": np.asarray(element) for i, element in enumerate(reference)})
         else:
-            outputs[info.name] = reference
+            outputs[info.name] = case_array(reference)
     return outputs
 
 

@@ -15,7 +15,8 @@ import onnx
 
 from rcc.compiler.frontend import (rules_activation, rules_math, rules_norm, rules_sequence,  # noqa: F401  (fill RULES)
                                    rules_shape, rules_spatial)
-from rcc.compiler.frontend import rules_einsum, rules_index, rules_resize  # noqa: F401,E402  (fill RULES)
+from rcc.compiler.frontend import (rules_einsum, rules_index, rules_logic, rules_reduce,  # noqa: F401  (fill RULES)
+                                   rules_resize)
 from rcc.compiler.frontend.context import LowerContext, initializer_arrays, node_label
 from rcc.compiler.frontend.fold import try_fold
 from rcc.compiler.frontend.input_types import input_dtype

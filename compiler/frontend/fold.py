@@ -1,4 +1,7 @@
-"""Folding ONNX nodes whose inputs are all known at compile time, with onnx's reference evaluator.
+"""Folding ONNX nodes whose inputs are all known at compile time, with onnx's reference evaluator, and
+with onnxruntime (the same node as a one-node model) where the reference evaluator fails: it has bugs of
+its own (GatherElements over an axis of 64 or more entries, onnx 1.23 with numpy 2.4). A node that both
+fail on is an error naming the node and both evaluators' messages.
 
 This is how weights built by subgraphs (`ConstantOfShape`, `Shape`, `Gather`, `Unsqueeze`, `Concat`,
 `Reshape` on constants, ...) become plain constants before lowering. `Shape` and `Size` of a tensor
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -31,13 +35,50 @@ def _fold_shape(ctx: LowerContext, node: onnx.NodeProto) -> bool:
     return True
 
 
-def _evaluate(ctx: LowerContext, node: onnx.NodeProto, opsets: list[onnx.OperatorSetIdProto]) -> list[np.ndarray]:
+def _one_node_model(ctx: LowerContext, node: onnx.NodeProto, opsets: list[onnx.OperatorSetIdProto],
+                    inputs_as_initializers: bool) -> onnx.ModelProto:
     names = [name for name in node.input if name]
-    inputs = [numpy_helper.from_array(ctx.constants[name], name) for name in names]
+    arrays = [numpy_helper.from_array(ctx.constants[name], name) for name in names]
     outputs = [helper.make_empty_tensor_value_info(name) for name in node.output if name]
-    graph = helper.make_graph([node], "fold", [], outputs, initializer=inputs)
-    model = helper.make_model(graph, opset_imports=list(opsets))
-    return ReferenceEvaluator(model).run(None, {})
+    if inputs_as_initializers:
+        graph = helper.make_graph([node], "fold", [], outputs, initializer=arrays)
+    else:  # fed at run time, so that onnxruntime computes the node rather than its own constant folding
+        infos = [helper.make_tensor_value_info(name, array.data_type, list(array.dims))
+                 for name, array in zip(names, arrays)]
+        graph = helper.make_graph([node], "fold", list({i.name: i for i in infos}.values()), outputs)
+    return helper.make_model(graph, opset_imports=list(opsets))
+
+
+def _evaluate_with_reference(ctx: LowerContext, node: onnx.NodeProto,
+                             opsets: list[onnx.OperatorSetIdProto]) -> list[np.ndarray]:
+    return ReferenceEvaluator(_one_node_model(ctx, node, opsets, True)).run(None, {})
+
+
+def _evaluate_with_onnxruntime(ctx: LowerContext, node: onnx.NodeProto,
+                               opsets: list[onnx.OperatorSetIdProto]) -> list[np.ndarray]:
+    model = _one_node_model(ctx, node, opsets, False)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 4
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {name: ctx.constants[name] for name in node.input if name})
+
+
+def _message(err: Exception) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{err.__class__.__name__}: {text[:160]}"
+
+
+def _evaluate(ctx: LowerContext, node: onnx.NodeProto, opsets: list[onnx.OperatorSetIdProto]) -> list[np.ndarray]:
+    """The node's outputs by onnx's reference evaluator, or by onnxruntime when that fails; an error naming the
+    node and both evaluators when both fail."""
+    try:
+        return _evaluate_with_reference(ctx, node, opsets)
+    except Exception as reference_error:  # the reference evaluator raises many kinds (and has bugs)
+        try:
+            return _evaluate_with_onnxruntime(ctx, node, opsets)
+        except Exception as runtime_error:  # onnxruntime raises its own exception classes
+            raise ctx.error(f"cannot evaluate on constant inputs: onnx's reference evaluator: "
+                            f"{_message(reference_error)}; onnxruntime: {_message(runtime_error)}") from None
 
 
 def _check_folded_size(ctx: LowerContext, node: onnx.NodeProto) -> None:
@@ -71,10 +112,7 @@ def try_fold(ctx: LowerContext, node: onnx.NodeProto, opsets: list[onnx.Operator
     if any(name and name not in ctx.constants for name in node.input):
         return False
     _check_folded_size(ctx, node)
-    try:
-        results = _evaluate(ctx, node, opsets)
-    except Exception as err:  # the reference evaluator raises many kinds; name the node instead
-        raise ctx.error(f"cannot evaluate on constant inputs: {err.__class__.__name__}: {str(err)[:160]}") from None
+    results = _evaluate(ctx, node, opsets)
     for name, array in zip([n for n in node.output if n], results):
         ctx.bind_constant(name, np.asarray(array))
     return True

@@ -1,7 +1,10 @@
 """Lowering of ONNX's remaining element-wise activations and math: the ELU family, Softplus, Softsign,
-Shrink, ThresholdedRelu, Sign, Neg, Abs, Exp, Sqrt, Pow, and the variadic Min and Max."""
+Shrink, ThresholdedRelu, Sign, Neg, Abs, Exp, Sqrt, Erf, HardSigmoid, HardSwish, Mish, Reciprocal, Log,
+Gelu, Pow, and the variadic Min, Max and Mean."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import rule
@@ -22,6 +25,12 @@ _UNARY = {
     "Abs": ("nn.abs", {}),
     "Exp": ("nn.exp", {}),
     "Sqrt": ("nn.sqrt", {}),
+    "Erf": ("nn.erf", {}),
+    "HardSigmoid": ("nn.hard_sigmoid", {"alpha": 0.2, "beta": 0.5}),
+    "HardSwish": ("nn.hard_swish", {}),
+    "Mish": ("nn.mish", {}),
+    "Reciprocal": ("nn.reciprocal", {}),
+    "Log": ("nn.log", {}),
 }
 
 
@@ -40,3 +49,25 @@ def lower_pow(ctx: LowerContext) -> None:
 @rule("Min", "Max")
 def lower_min_max(ctx: LowerContext) -> None:
     lower_variadic(ctx, "nn.minimum" if ctx.node.op_type == "Min" else "nn.maximum")
+
+
+@rule("Gelu")
+def lower_gelu(ctx: LowerContext) -> None:
+    approximate = ctx.attr("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise ctx.error(f"attribute approximate={approximate!r} is not 'none' or 'tanh'")
+    ctx.bind(0, ctx.op("nn.gelu", [ctx.input(0)], {"approximate": approximate}))
+
+
+@rule("Mean")
+def lower_mean(ctx: LowerContext) -> None:
+    """The sum of the inputs (broadcast) divided by their count."""
+    count = len(ctx.node.input)
+    if count == 1:
+        ctx.bind(0, ctx.op("nn.identity", [ctx.input(0)]))
+        return
+    total = ctx.input(0)
+    for index in range(1, count):
+        total = ctx.op("nn.add", [total, ctx.input(index)], name=f"{ctx.node.output[0]}.sum")
+    divisor = ctx.builder.constant("count", np.array(count, dtype=total.type.np_dtype))
+    ctx.bind(0, ctx.op("nn.div", [total, divisor]))

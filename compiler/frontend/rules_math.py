@@ -1,5 +1,5 @@
 """Lowering of ONNX's arithmetic ops: Gemm, MatMul, BatchNormalization, activations, element-wise math,
-softmax, and the ops that are identities at inference (Identity, Dropout)."""
+softmax and hardmax, and the ops that are identities at inference (Identity, Dropout)."""
 
 from __future__ import annotations
 
@@ -116,7 +116,10 @@ def lower_sum(ctx: LowerContext) -> None:
     lower_variadic(ctx, "nn.add")
 
 
-@rule("Softmax", "LogSoftmax")
+_NORMALIZERS = {"Softmax": "nn.softmax", "LogSoftmax": "nn.log_softmax", "Hardmax": "nn.hardmax"}
+
+
+@rule(*_NORMALIZERS)
 def lower_softmax(ctx: LowerContext) -> None:
     """Opset ≥ 13 normalises along one axis; older opsets flatten to 2-D at `axis` first."""
     x = ctx.input(0)
@@ -125,7 +128,7 @@ def lower_softmax(ctx: LowerContext) -> None:
     axis = axis + rank if axis < 0 else axis
     if not 0 <= axis < max(rank, 1):
         raise ctx.error(f"axis {ctx.attr('axis')} is out of range for rank {rank}")
-    opname = "nn.softmax" if ctx.node.op_type == "Softmax" else "nn.log_softmax"
+    opname = _NORMALIZERS[ctx.node.op_type]
     if ctx.opset >= 13 or axis == rank - 1:
         ctx.bind(0, ctx.op(opname, [x], {"axis": axis}))
         return

@@ -1,4 +1,5 @@
-"""Lowering of ONNX's InstanceNormalization and GroupNormalization to `nn.instance_norm` and `nn.group_norm`.
+"""Lowering of ONNX's InstanceNormalization, GroupNormalization and LayerNormalization to `nn.instance_norm`,
+`nn.group_norm` and `nn.layer_norm`.
 
 GroupNormalization-18 gives scale and bias per group, -21 per channel; the IR op takes them per channel,
 so per-group constants are repeated over each group's channels here.
@@ -40,3 +41,22 @@ def lower_group_norm(ctx: LowerContext) -> None:
         raise ctx.error(f"num_groups {groups} does not divide the {channels} channels")
     operands = [x, _per_channel(ctx, 1, "scale", groups, channels), _per_channel(ctx, 2, "bias", groups, channels)]
     ctx.bind(0, ctx.op("nn.group_norm", operands, {"num_groups": groups, "epsilon": float(ctx.attr("epsilon", 1e-5))}))
+
+
+_STASH_TYPES = {1: "f32", 11: "f64"}  # onnxruntime's LayerNormalization stashes in float or double
+
+
+@rule("LayerNormalization")
+def lower_layer_norm(ctx: LowerContext) -> None:
+    ctx.refuse_used_outputs(1, "LayerNormalization's Mean and InvStdDev outputs")
+    x = ctx.input(0)
+    rank = x.type.rank
+    axis = int(ctx.attr("axis", -1))
+    if not -rank <= axis < rank:
+        raise ctx.error(f"axis {axis} is out of range for rank {rank}")
+    stash_type = int(ctx.attr("stash_type", 1))
+    if stash_type not in _STASH_TYPES:
+        raise ctx.unsupported(f"stash_type {stash_type} (rcc takes 1, float, and 11, double)")
+    operands = [x, ctx.input(1)] + ([ctx.input(2)] if ctx.has_input(2) else [])
+    attrs = {"axis": axis % rank, "epsilon": float(ctx.attr("epsilon", 1e-5)), "stash_type": _STASH_TYPES[stash_type]}
+    ctx.bind(0, ctx.op("nn.layer_norm", operands, attrs))

@@ -75,3 +75,34 @@ def group_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, *, num_groups
     (onnxruntime's GroupNormalization-21: instance normalisation of the groups, then the channels' affine map)."""
     normalized = normalized_groups(x, num_groups, epsilon).astype(x.dtype)
     return (normalized * _per_channel(x, scale) + _per_channel(x, bias)).astype(x.dtype)
+
+
+def _layer_norm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, params = types[0], types[1:]
+    axis = attrs["axis"]
+    if x.np_dtype.kind != "f" or not 0 <= axis < max(x.rank, 1):
+        raise ValueError(f"operand must be a float tensor with axis {axis}, got {x}")
+    normalized = x.shape[axis:]
+    for what, t in zip(("scale", "bias"), params):
+        if t.dtype != x.dtype or len(t.shape) > len(normalized) or \
+                any(d not in (1, n) for d, n in zip(t.shape[::-1], normalized[::-1])):
+            raise ValueError(f"{what} {t} does not broadcast to the normalised shape {list(normalized)}")
+    if attrs["stash_type"] not in ("f32", "f64"):
+        raise ValueError(f"stash_type {attrs['stash_type']} is not f32 or f64")
+    return [x]
+
+
+@define("nn.layer_norm", operands=("x", "scale", "bias?"), infer=_layer_norm_infer,
+        attrs={"axis": Attr("int"), "epsilon": Attr("float", 1e-5), "stash_type": Attr("str", "f32")})
+def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None = None, *, axis: int, epsilon: float,
+               stash_type: str) -> np.ndarray:
+    """x normalised over its axes from `axis` on (mean and biased variance in `stash_type`), then
+    scale·x̂ + bias (both broadcast to those axes)."""
+    wide = np.float64 if stash_type == "f64" else np.float32
+    stashed = x.astype(wide)
+    axes = tuple(range(axis, x.ndim))
+    mean = stashed.mean(axis=axes, keepdims=True, dtype=np.float64).astype(wide)
+    variance = np.square(stashed - mean).mean(axis=axes, keepdims=True, dtype=np.float64).astype(wide)
+    normalized = ((stashed - mean) / np.sqrt(variance + wide(epsilon))).astype(x.dtype)
+    y = normalized * scale
+    return (y if bias is None else y + bias).astype(x.dtype)

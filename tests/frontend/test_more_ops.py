@@ -22,6 +22,7 @@ from rcc.ir.core import modules_equal
 from rcc.ir.parser import parse_module
 from rcc.ir.printer import print_module
 from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.inputs import random_inputs
 from tests.backends.test_onnx_export import assert_outputs_close, run_export
 from tests.frontend.through_cli import compile_verified
 
@@ -41,8 +42,7 @@ def _check_against_onnxruntime(model: onnx.ModelProto) -> None:
     text = print_module(module)
     reparsed = parse_module(text, {c.name: c.data for c in module.constants})
     assert modules_equal(reparsed, module) and print_module(reparsed) == text
-    rng = np.random.default_rng(1)
-    inputs = {value.name: rng.standard_normal(value.type.shape).astype(np.float32) for value in module.inputs}
+    inputs = random_inputs(module, seed=1)
     expected = run_export(model, inputs)
     assert_outputs_close(interpreter.run(module, inputs), expected, "interpreter")
     assert_outputs_close(run_export(export_onnx(module), inputs), expected, "export")

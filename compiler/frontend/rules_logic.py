@@ -1,0 +1,68 @@
+"""Lowering of ONNX's comparisons (Equal, Less, LessOrEqual, Greater, GreaterOrEqual), boolean logic
+(And, Or, Xor, Not), Where, and the dtype conversions Cast and CastLike."""
+
+from __future__ import annotations
+
+import onnx
+
+from rcc.compiler.frontend.context import LowerContext
+from rcc.compiler.frontend.registry import rule
+from rcc.ir.types import TensorType, dtype_name
+
+_BINARY = {"Equal": "nn.equal", "Less": "nn.less", "LessOrEqual": "nn.less_equal", "Greater": "nn.greater",
+           "GreaterOrEqual": "nn.greater_equal", "And": "nn.logical_and", "Or": "nn.logical_or",
+           "Xor": "nn.logical_xor"}
+
+
+@rule(*_BINARY)
+def lower_comparison(ctx: LowerContext) -> None:
+    if ctx.attr("broadcast", 0) and ctx.attr("axis") is not None:
+        raise ctx.unsupported("legacy broadcast with an axis attribute (opset < 7)")
+    ctx.bind(0, ctx.op(_BINARY[ctx.node.op_type], [ctx.input(0), ctx.input(1)]))
+
+
+@rule("Not")
+def lower_not(ctx: LowerContext) -> None:
+    ctx.bind(0, ctx.op("nn.logical_not", [ctx.input(0)]))
+
+
+@rule("Where")
+def lower_where(ctx: LowerContext) -> None:
+    ctx.bind(0, ctx.op("nn.where", [ctx.input(0), ctx.input(1), ctx.input(2)]))
+
+
+def _ir_dtype(ctx: LowerContext, elem_type: int) -> str:
+    """The IR dtype of ONNX element type `elem_type`; UnsupportedError naming it when rcc does not carry it."""
+    try:
+        return dtype_name(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        try:
+            name = onnx.TensorProto.DataType.Name(elem_type)
+        except ValueError:
+            raise ctx.error(f"attribute to={elem_type} is not an ONNX element type") from None
+        raise ctx.unsupported(f"cast to {name}, an element type rcc does not carry") from None
+
+
+def _cast_to(ctx: LowerContext, to: str) -> None:
+    saturate = ctx.attr("saturate", 1)
+    if saturate not in (0, 1):
+        raise ctx.error(f"attribute saturate={saturate} is not 0 or 1")
+    x = ctx.input(0)
+    if x.type == TensorType(x.type.shape, to):
+        ctx.bind(0, ctx.op("nn.identity", [x]))
+        return
+    # saturate only changes casts to float8 types, which rcc does not carry
+    ctx.bind(0, ctx.op("nn.cast", [x], {"to": to}))
+
+
+@rule("Cast")
+def lower_cast(ctx: LowerContext) -> None:
+    to = ctx.attr("to")
+    if not isinstance(to, int):  # Cast-1's type names are gone once the model is converted to opset 7
+        raise ctx.error(f"attribute to={to!r} is not an ONNX element type")
+    _cast_to(ctx, _ir_dtype(ctx, to))
+
+
+@rule("CastLike")
+def lower_cast_like(ctx: LowerContext) -> None:
+    _cast_to(ctx, ctx.input_type(1).dtype)

@@ -1,0 +1,65 @@
+"""Lowering of ONNX's reductions (ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd, ReduceL1,
+ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp) and ArgMax / ArgMin, in every opset.
+
+Axes are an attribute before opset 18 (13 for ReduceSum) and an optional constant input from then on;
+no axes means all of them, unless noop_with_empty_axes (opset 13/18 on) makes the node an identity.
+"""
+
+from __future__ import annotations
+
+from rcc.compiler.frontend.context import LowerContext
+from rcc.compiler.frontend.registry import rule
+
+_REDUCTIONS = {"ReduceSum": "nn.reduce_sum", "ReduceMean": "nn.reduce_mean", "ReduceMax": "nn.reduce_max",
+               "ReduceMin": "nn.reduce_min", "ReduceProd": "nn.reduce_prod", "ReduceL1": "nn.reduce_l1",
+               "ReduceL2": "nn.reduce_l2", "ReduceSumSquare": "nn.reduce_sum_square",
+               "ReduceLogSum": "nn.reduce_log_sum", "ReduceLogSumExp": "nn.reduce_log_sum_exp"}
+
+
+def _axes_as_input(ctx: LowerContext) -> bool:
+    return ctx.opset >= (13 if ctx.node.op_type == "ReduceSum" else 18)
+
+
+def normalized_axes(ctx: LowerContext, axes: list[int], rank: int) -> tuple[int, ...]:
+    """`axes` made non-negative and sorted; an error naming the node when one is out of range or repeated."""
+    resolved = [a + rank if a < 0 else a for a in axes]
+    if any(not 0 <= a < max(rank, 1) for a in resolved) or len(set(resolved)) != len(resolved):
+        raise ctx.error(f"axes {list(axes)} are out of range or repeated for rank {rank}")
+    return tuple(sorted(a for a in resolved if a < rank))
+
+
+@rule(*_REDUCTIONS)
+def lower_reduction(ctx: LowerContext) -> None:
+    x = ctx.input(0)
+    if _axes_as_input(ctx):
+        if ctx.attr("axes") is not None:
+            raise ctx.error(f"attribute axes is not part of {ctx.node.op_type}-{ctx.opset}; axes are its input")
+        data = ctx.optional_constant(1, "axes")
+        axes = [] if data is None else [int(a) for a in data.reshape(-1)]
+        noop = bool(ctx.attr("noop_with_empty_axes", 0))
+    else:
+        axes, noop = [int(a) for a in ctx.attr("axes", [])], False
+    keepdims = ctx.attr("keepdims", 1)
+    if keepdims not in (0, 1):
+        raise ctx.error(f"attribute keepdims={keepdims} is not 0 or 1")
+    if not axes and noop:
+        ctx.bind(0, ctx.op("nn.identity", [x]))
+        return
+    rank = x.type.rank
+    resolved = normalized_axes(ctx, axes, rank) if axes else tuple(range(rank))
+    ctx.bind(0, ctx.op(_REDUCTIONS[ctx.node.op_type], [x], {"axes": resolved, "keepdims": bool(keepdims)}))
+
+
+@rule("ArgMax", "ArgMin")
+def lower_arg_reduction(ctx: LowerContext) -> None:
+    x = ctx.input(0)
+    axis = int(ctx.attr("axis", 0))
+    rank = x.type.rank
+    if not -rank <= axis < rank:
+        raise ctx.error(f"axis {axis} is out of range for rank {rank}")
+    flags = {key: ctx.attr(key, default) for key, default in (("keepdims", 1), ("select_last_index", 0))}
+    for key, value in flags.items():
+        if value not in (0, 1):
+            raise ctx.error(f"attribute {key}={value} is not 0 or 1")
+    opname = "nn.argmax" if ctx.node.op_type == "ArgMax" else "nn.argmin"
+    ctx.bind(0, ctx.op(opname, [x], {"axis": axis % rank, **{k: bool(v) for k, v in flags.items()}}))
