@@ -1,7 +1,8 @@
 """Lowering crossbar-level IR into a program: one instruction per op, buffers named after values.
 
 Inputs are `load`ed and outputs `store`d; `vec.im2col`, `vec.quantize`, `xbar.mvm` and `vec.dequantize`
-become the instructions of the same name; every other op (no weights) becomes a `vec` instruction
+become the instructions of the same name, `xbar.write_mvm` (weights written at run time) `write_mvm`;
+every other op (no weights) becomes a `vec` instruction
 that names the op, executed by the digital vector unit. Constants are preloaded into buffers of their
 own name; an `mvm`'s weights are programmed into its arrays when the machine loads the program. The
 schedule (copies, their arrays and rows, phases, pipeline overlap) travels in the `mvm` attributes.
@@ -14,7 +15,8 @@ from rcc.backends.target import Target
 from rcc.ir.core import Module, Op
 from rcc.ir.errors import RccError
 
-_DEDICATED = {"vec.im2col": "im2col", "vec.quantize": "quantize", "xbar.mvm": "mvm", "vec.dequantize": "dequantize"}
+_DEDICATED = {"vec.im2col": "im2col", "vec.quantize": "quantize", "xbar.mvm": "mvm", "vec.dequantize": "dequantize",
+              "xbar.write_mvm": "write_mvm"}
 
 
 def _instruction(op: Op) -> Instruction:
@@ -35,7 +37,7 @@ def _instruction(op: Op) -> Instruction:
 def _tags(op: Op) -> frozenset[str]:
     from rcc.ir.optable import OPS
 
-    if op.opname == "nn.matmul" and not op.operands[1].is_constant:
+    if not all(v.is_constant for v in op.operands[1:]):  # weights computed at run time: the vector unit's
         return frozenset()
     return OPS[op.opname].tags
 
@@ -47,8 +49,9 @@ def emit_program(module: Module, target: Target, precision: str) -> Program:
     instructions += [_instruction(op) for op in module.ops]
     phases: dict[int, int] = {}  # arrays each reprogramming phase holds, copies included
     for op in module.ops:
-        if op.opname == "xbar.mvm":
-            phases[op.attrs["phase"]] = phases.get(op.attrs["phase"], 0) + op.attrs["arrays"] * op.attrs["copies"]
+        if op.opname in ("xbar.mvm", "xbar.write_mvm"):
+            arrays = op.attrs["arrays"] * op.attrs.get("copies", 1)
+            phases[op.attrs["phase"]] = phases.get(op.attrs["phase"], 0) + arrays
     arrays = max(phases.values(), default=0)
     if target.max_arrays is not None and arrays > target.max_arrays:
         raise RccError(f"model {module.name!r} needs {arrays} crossbar arrays; the target has {target.max_arrays} "
