@@ -81,6 +81,7 @@ def check_header(header: Any, where: str) -> None:
         raise ProgramError(f"{where}: field 'baked_inputs' must be a list of names")
     if not _is_names(header["outputs"]) or not _is_names(header["constants"]):
         raise ProgramError(f"{where}: outputs and constants must be lists of names")
+    _check_host(header, where)
     if len(set(header["constants"])) != len(header["constants"]):
         raise ProgramError(f"{where}: a constant is listed twice")
     for index, record in enumerate(header["instructions"]):
@@ -90,6 +91,27 @@ def check_header(header: Any, where: str) -> None:
                 and all(_is_shape(s) for s in record["shapes"]) and _is_names(record["dtypes"])):
             raise ProgramError(f"{where}: instruction {index} is not an {{op, dst, src, attrs, shapes, dtypes}} "
                                f"record of the right types")
+
+
+_HOST_KEYS = {"node": str, "op_type": str, "nodes": int, "inputs": list, "outputs": list, "final_outputs": list}
+
+
+def _check_host(header: dict[str, Any], where: str) -> None:
+    """The optional `host` record: its fields, and names that the machine part or the model's inputs give
+    (host inputs) and that the host or the machine part give (final outputs)."""
+    if "host" not in header:
+        return
+    host = header["host"]
+    if not (isinstance(host, dict) and set(host) == set(_HOST_KEYS)
+            and all(isinstance(host[key], kind) and (kind is not list or _is_names(host[key]))
+                    for key, kind in _HOST_KEYS.items()) and is_int(host["nodes"])):
+        raise ProgramError(f"{where}: field 'host' must be {{{', '.join(_HOST_KEYS)}}} of the right types")
+    given = set(header["outputs"]) | {spec.get("name") for spec in header["inputs"] if isinstance(spec, dict)}
+    unknown = next((name for name in host["inputs"] if name not in given), None)
+    unknown = unknown or next((name for name in host["final_outputs"]
+                               if name not in set(host["outputs"]) | set(header["outputs"])), None)
+    if unknown is not None:
+        raise ProgramError(f"{where}: the host part reads or returns {unknown!r:.60}, which nothing produces")
 
 
 def check_program_semantics(program) -> None:

@@ -103,6 +103,8 @@ def build_report(compiled: Compiled, verify: VerifyResult | None = None, setting
         attach_cost(report["totals"], rows, estimate_cost(compiled.program, chip).to_json())
     if compiled.pruning is not None:
         report["pruning"] = compiled.pruning
+    if compiled.program.host is not None:  # the model after a data-dependent node: onnxruntime on the host
+        report["host"] = {**compiled.program.host, "runs_on": "onnxruntime"}
     if verify is not None:
         report["verify"] = verify.to_json()
     return report

@@ -263,6 +263,10 @@ def _compile(args: argparse.Namespace) -> int:
         if converted:
             print(f"{args.model}: {converted}")
         print(format_program_layers(report["layers"], report["totals"]))
+        if "host" in report:
+            host = report["host"]
+            print(f"host: {host['nodes']} nodes from {host['op_type']} {host['node']!r} onward run on onnxruntime "
+                  f"(data-dependent shapes), reading {', '.join(host['inputs'])}")
         if is_scheduled(report["totals"]["cost"], report["layers"]):
             print(format_schedule(report))
         if compiled.pruning is not None:
