@@ -21,7 +21,7 @@ from rcc.backends.faults import FaultMap
 from rcc.backends.program import Instruction, Program
 from rcc.backends.target import Target
 from rcc.compiler.calibrate import calibration_samples
-from rcc.compiler.frontend import import_onnx, lower_model
+from rcc.compiler.frontend import lower_model
 from rcc.compiler.frontend.host_split import split_for_host
 from rcc.compiler.host_run import HostPart
 from rcc.compiler.frontend.loader import ShapeOverrides, load_onnx

@@ -5,9 +5,6 @@ tampered host record or model is a one-line error."""
 
 from __future__ import annotations
 
-import json
-import zipfile
-
 import numpy as np
 import onnx
 import onnxruntime
@@ -20,6 +17,7 @@ from rcc.compiler.driver import compile_model, verify_compiled
 from rcc.compiler.frontend.host_split import split_for_host
 from rcc.compiler.host_run import HostPart
 from rcc.compiler.report import build_report
+from tests.hostile.builders import rewrite_program, save_model, tensor
 
 
 def split_model(path) -> str:
@@ -33,13 +31,8 @@ def split_model(path) -> str:
              helper.make_node("Reshape", ["y", "shape"], ["flat"], name="flatten"),
              helper.make_node("TopK", ["flat", "k"], ["vals", "idx"], name="topk"),
              helper.make_node("Gather", ["flat", "idx"], ["g"], axis=1, name="gather")]
-    graph = helper.make_graph(nodes, "host_split", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
-                              [helper.make_tensor_value_info("nz", TensorProto.INT64, [4, None]),
-                               helper.make_tensor_value_info("g", TensorProto.FLOAT, [1, 1, 3])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    onnx.save(model, path / "split.onnx")
-    return str(path / "split.onnx")
+    outputs = [tensor("nz", [4, None], TensorProto.INT64), tensor("g", [1, 1, 3])]
+    return str(save_model(path / "split.onnx", nodes, [tensor("x", [1, 3, 4, 4])], outputs, inits))
 
 
 @pytest.fixture(scope="module")
@@ -82,22 +75,18 @@ def test_rcc_run_runs_both_parts_from_the_program_alone(model, tmp_path, capsys)
 def test_a_tampered_host_part_is_a_program_error(model, tmp_path) -> None:
     compiled = compile_model(model, precision="float")
     save_program(compiled.program, tmp_path / "good.rccp")
-    with zipfile.ZipFile(tmp_path / "good.rccp") as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    header = json.loads(members["program.json"])
-    header["host"]["inputs"] = ["nowhere"]
-    _write(tmp_path / "record.rccp", {**members, "program.json": json.dumps(header).encode()})
+
+    def unknown_input(header: dict) -> dict:
+        header["host"]["inputs"] = ["nowhere"]
+        return header
+
+    rewrite_program(tmp_path / "good.rccp", tmp_path / "record.rccp", edit_header=unknown_input)
     with pytest.raises(ProgramError, match="host part reads or returns 'nowhere'"):
         load_program(tmp_path / "record.rccp")
-    _write(tmp_path / "model.rccp", {**members, "host.onnx": b"not onnx"})
+    rewrite_program(tmp_path / "good.rccp", tmp_path / "model.rccp", edit_members=lambda m: m.update(
+        {"host.onnx": b"not onnx"}))
     with pytest.raises(ProgramError, match="host model cannot be loaded"):
         HostPart(load_program(tmp_path / "model.rccp"))
-    _write(tmp_path / "missing.rccp", {name: data for name, data in members.items() if name != "host.onnx"})
+    rewrite_program(tmp_path / "good.rccp", tmp_path / "missing.rccp", edit_members=lambda m: m.pop("host.onnx"))
     with pytest.raises(ProgramError, match="corrupted or truncated"):
         load_program(tmp_path / "missing.rccp")
-
-
-def _write(path, members: dict[str, bytes]) -> None:
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)

@@ -6,9 +6,8 @@ the IR and the program round-trip; both modes are counted (digital MACs; row wri
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from rcc.backends.chip import load_chip
 from rcc.backends.program import load_program, save_program
@@ -20,6 +19,7 @@ from rcc.ir.ops.xbar import exact_grouped_product
 from rcc.runtime.cost import estimate_cost
 from rcc.runtime.machine import Machine
 from rcc.runtime.schedule import layer_counts, static_counts
+from tests.hostile.builders import save_model, tensor
 from tests.ir.test_text_roundtrip import assert_round_trips
 
 HEADS, TOKENS, DIM = 2, 6, 8
@@ -35,13 +35,8 @@ def attention_model(path) -> str:
               helper.make_node("MatMul", ["q", "kt"], ["scores"]),
               helper.make_node("Softmax", ["scores"], ["probs"], axis=-1),
               helper.make_node("MatMul", ["probs", "v"], ["y"])]
-    graph = helper.make_graph(nodes, "attention",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [HEADS, TOKENS, DIM])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [HEADS, TOKENS, DIM])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    onnx.save(model, path / "attention.onnx")
-    return str(path / "attention.onnx")
+    return str(save_model(path / "attention.onnx", nodes, [tensor("x", [HEADS, TOKENS, DIM])],
+                          [tensor("y", [HEADS, TOKENS, DIM])], weights))
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +115,8 @@ def test_crossbar_attention_is_counted_with_writes_and_wear(model) -> None:
 def test_a_convolution_with_computed_weights_runs_on_the_vector_unit_and_is_counted(tmp_path) -> None:
     """Digital fallback: a weighted op whose weights are activations does not block compilation."""
     nodes = [helper.make_node("Relu", ["w"], ["wr"]), helper.make_node("Conv", ["x", "wr"], ["y"])]
-    graph = helper.make_graph(nodes, "dynamic_conv",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6]),
-                               helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 3, 3, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])])
-    path = tmp_path / "dynamic_conv.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    path = save_model(tmp_path / "dynamic_conv.onnx", nodes, [tensor("x", [1, 3, 6, 6]), tensor("w", [4, 3, 3, 3])],
+                      [tensor("y", [1, 4, 4, 4])])
     compiled = compile_model(path)
     layers = layer_counts(compiled.program, static_counts(compiled.program, compiled.target))
     assert layers["y"].vector_macs == 4 * 4 * 4 * 3 * 3 * 3 and layers["y"].cycles > 0
