@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rcc.backends.mapping import CrossbarMapping
+from rcc.backends.target import ATTENTION_MODES
 from rcc.compiler.calibrate import activation_ranges
 from rcc.compiler.lowering import input_quantization
 from rcc.compiler.pass_context import PRECISIONS, PassContext
@@ -68,14 +69,16 @@ def next_free_array(module: Module) -> int:
 class PlaceAttention(Pass):
     name = "place-attention"
     precision: str | None = field(default=None, metadata={"choices": PRECISIONS})  # None: the context's
+    attention: str | None = field(default=None, metadata={"choices": ATTENTION_MODES})  # None: the target's
 
     def run(self, module: Module, ctx: PassContext) -> bool:
+        attention = self.attention or ctx.target.attention
         candidates = [op for op in module.ops if is_attention_matmul(op)]
-        placed = [op for op in candidates if ctx.target.attention == "crossbar" and _crossbar_ready(op)]
+        placed = [op for op in candidates if attention == "crossbar" and _crossbar_ready(op)]
         for op in candidates:
             ctx.report.removed.append({"op": op.opname, "value": op.result.name,
                                        "unit": "crossbar-write" if op in placed else "vector"})
-        ctx.report.figures.update({"attention": ctx.target.attention, "matmuls": len(candidates),
+        ctx.report.figures.update({"attention": attention, "matmuls": len(candidates),
                                    "on_crossbars": len(placed)})
         if not placed:
             return False
