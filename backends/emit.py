@@ -2,8 +2,9 @@
 
 Inputs are `load`ed and outputs `store`d; `vec.im2col`, `vec.quantize`, `xbar.mvm` and `vec.dequantize`
 become the instructions of the same name, `xbar.write_mvm` (weights written at run time) `write_mvm`;
-every other op (no weights) becomes a `vec` instruction
-that names the op, executed by the digital vector unit. Constants are preloaded into buffers of their
+every other op becomes a `vec` instruction that names the op, executed by the digital vector unit (the
+fallback for a weighted op no pass mapped onto arrays, e.g. a batched matmul of constant 3-D weights,
+whose multiply-accumulates the vector unit then counts). Constants are preloaded into buffers of their
 own name; an `mvm`'s weights are programmed into its arrays when the machine loads the program. The
 schedule (copies, their arrays and rows, phases, pipeline overlap) travels in the `mvm` attributes.
 """
@@ -29,21 +30,11 @@ def _instruction(op: Op) -> Instruction:
         return Instruction("mvm", dst, src, attrs, shapes, dtypes)
     if op.opname in _DEDICATED:
         return Instruction(_DEDICATED[op.opname], dst, src, dict(op.attrs), shapes, dtypes)
-    if op.opname.startswith("nn.") and "weighted" in _tags(op):
-        raise RccError(f"{op.opname} producing %{op.result.name} has weights but was not mapped onto crossbars")
     return Instruction("vec", dst, src, {"fn": op.opname, "attrs": dict(op.attrs)}, shapes, dtypes)
 
 
-def _tags(op: Op) -> frozenset[str]:
-    from rcc.ir.optable import OPS
-
-    if not all(v.is_constant for v in op.operands[1:]):  # weights computed at run time: the vector unit's
-        return frozenset()
-    return OPS[op.opname].tags
-
-
 def emit_program(module: Module, target: Target, precision: str) -> Program:
-    """The program of a crossbar-level module; RccError if a weighted op was left unmapped."""
+    """The program of a crossbar-level module; RccError if it needs more arrays than the target has."""
     instructions = [Instruction("load", [v.name], [], {}, [list(v.type.shape)], [v.type.dtype])
                     for v in module.inputs]
     instructions += [_instruction(op) for op in module.ops]

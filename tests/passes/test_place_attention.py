@@ -123,3 +123,14 @@ def test_a_convolution_with_computed_weights_runs_on_the_vector_unit_and_is_coun
     cost = estimate_cost(compiled.program, load_chip("isaac")).to_json()
     assert cost["layers"]["y"]["energy_breakdown_pj"]["vector_unit"] > 0
     assert verify_compiled(path, compiled, samples=2).passed
+
+
+def test_a_matmul_of_batched_constant_weights_falls_back_to_the_vector_unit(tmp_path) -> None:
+    """Weights no pass maps onto arrays (3-D constants) no longer block compilation: digital MACs."""
+    weights = numpy_helper.from_array(np.random.default_rng(0).normal(size=(2, 4, 5)).astype(np.float32), "w")
+    path = save_model(tmp_path / "batched.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])],
+                      [tensor("x", [2, 3, 4])], [tensor("y", [2, 3, 5])], [weights])
+    compiled = compile_model(path)
+    layers = layer_counts(compiled.program, static_counts(compiled.program, compiled.target))
+    assert layers["y"].vector_macs == 2 * 3 * 5 * 4 and layers["y"].mvm_ops == 0
+    assert verify_compiled(path, compiled, samples=2).passed
