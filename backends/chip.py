@@ -4,7 +4,8 @@ timing, and every component's power and area, loaded from TOML presets that cite
     chip = load_chip("isaac")               # backends/presets/isaac.toml
     chip = load_chip("my_chip.toml")        # a file with the same [chip] and [cost.*] tables
 
-A preset file has one `[chip]` table (hierarchy, crossbar read time, digital clock, ADC and DAC) and one
+A preset file has one `[chip]` table (hierarchy, crossbar read time, digital clock, ADC and DAC; optionally
+the vector unit's MAC energy, a row write's time and energy and the cells' endurance) and one
 `[cost.<component>]` table per component group:
 
     [cost.adc]
@@ -58,6 +59,14 @@ _CHIP_KEYS = {
     "xbar_rows": int, "xbar_cols": int, "cell_bits": int, "xbar_read_ns": float, "clock_ghz": float,
     "adcs_per_core": int, "adc_bits": int, "adc_gsps": float, "dac_bits": int,
 }
+# Figures of work outside the analog pipeline, optional in a preset (a file without them gets these):
+# a digital multiply-accumulate of the vector unit, integer (8-bit product into a 32-bit sum: 0.2 + 0.1 pJ)
+# and float32 (3.7 + 0.9 pJ), from Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm; a write of one
+# array row, 50.88 ns and 3.91 nJ (PipeLayer, Song et al., HPCA 2017, §6.1, from NVSim); and a cell's write
+# endurance, 10^12 cycles (Lee et al., "A fast, high-endurance and scalable non-volatile memory device made
+# from asymmetric Ta2O5−x/TaO2−x bilayer structures", Nature Materials 10, 2011).
+OPTIONAL_CHIP_KEYS = {"vector_mac_pj": 0.3, "vector_float_mac_pj": 4.6, "write_row_ns": 50.88,
+                      "write_row_pj": 3910.0, "cell_endurance": 1e12}
 _COMPONENT_KEYS = {
     "level": str, "event": list, "count": int, "power_mw": float, "static_mw": float, "area_mm2": float,
     "shared_by": int, "events_per_cycle": float, "bytes_per_ns": float, "source": str, "derivation": str,
@@ -108,9 +117,14 @@ class Chip:
     adc_gsps: float
     dac_bits: int
     components: tuple[Component, ...]
+    vector_mac_pj: float = OPTIONAL_CHIP_KEYS["vector_mac_pj"]
+    vector_float_mac_pj: float = OPTIONAL_CHIP_KEYS["vector_float_mac_pj"]
+    write_row_ns: float = OPTIONAL_CHIP_KEYS["write_row_ns"]
+    write_row_pj: float = OPTIONAL_CHIP_KEYS["write_row_pj"]
+    cell_endurance: float = OPTIONAL_CHIP_KEYS["cell_endurance"]
 
     def __post_init__(self) -> None:
-        for key, kind in _CHIP_KEYS.items():
+        for key, kind in {**_CHIP_KEYS, **dict.fromkeys(OPTIONAL_CHIP_KEYS, float)}.items():
             _check_value(f"chip.{key}", getattr(self, key), kind)
         names = [c.name for c in self.components]
         if len(set(names)) != len(names):
@@ -213,8 +227,8 @@ def _chip_from_dict(data: dict[str, Any]) -> Chip:
     chip = _table(data, "chip")
     cost = _table(data, "cost")
     for key in chip:
-        if key not in _CHIP_KEYS:
-            raise ChipError(f"unknown key 'chip.{key}' (known: {', '.join(_CHIP_KEYS)})")
+        if key not in _CHIP_KEYS and key not in OPTIONAL_CHIP_KEYS:
+            raise ChipError(f"unknown key 'chip.{key}' (known: {', '.join([*_CHIP_KEYS, *OPTIONAL_CHIP_KEYS])})")
     for key in _CHIP_KEYS:
         if key not in chip:
             raise ChipError(f"missing key 'chip.{key}'")
@@ -222,8 +236,11 @@ def _chip_from_dict(data: dict[str, Any]) -> Chip:
     if not cost:
         raise ChipError("no [cost.<component>] tables")
     components = tuple(_component(name, _table(cost, name, "cost.")) for name in cost)
+    optional = {key: chip[key] for key in OPTIONAL_CHIP_KEYS if key in chip}
+    for key, value in optional.items():
+        _check_value(f"chip.{key}", value, float)
     return Chip(**{key: (float(chip[key]) if kind is float else chip[key]) for key, kind in _CHIP_KEYS.items()},
-                components=components)
+                components=components, **{key: float(value) for key, value in optional.items()})
 
 
 def _table(data: dict[str, Any], key: str, prefix: str = "") -> dict[str, Any]:

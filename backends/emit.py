@@ -1,8 +1,10 @@
 """Lowering crossbar-level IR into a program: one instruction per op, buffers named after values.
 
 Inputs are `load`ed and outputs `store`d; `vec.im2col`, `vec.quantize`, `xbar.mvm` and `vec.dequantize`
-become the instructions of the same name; every other op (no weights) becomes a `vec` instruction
-that names the op, executed by the digital vector unit. Constants are preloaded into buffers of their
+become the instructions of the same name, `xbar.write_mvm` (weights written at run time) `write_mvm`;
+every other op becomes a `vec` instruction that names the op, executed by the digital vector unit (the
+fallback for a weighted op no pass mapped onto arrays, e.g. a batched matmul of constant 3-D weights,
+whose multiply-accumulates the vector unit then counts). Constants are preloaded into buffers of their
 own name; an `mvm`'s weights are programmed into its arrays when the machine loads the program. The
 schedule (copies, their arrays and rows, phases, pipeline overlap) travels in the `mvm` attributes.
 """
@@ -14,7 +16,8 @@ from rcc.backends.target import Target
 from rcc.ir.core import Module, Op
 from rcc.ir.errors import RccError
 
-_DEDICATED = {"vec.im2col": "im2col", "vec.quantize": "quantize", "xbar.mvm": "mvm", "vec.dequantize": "dequantize"}
+_DEDICATED = {"vec.im2col": "im2col", "vec.quantize": "quantize", "xbar.mvm": "mvm", "vec.dequantize": "dequantize",
+              "xbar.write_mvm": "write_mvm"}
 
 
 def _instruction(op: Op) -> Instruction:
@@ -27,28 +30,19 @@ def _instruction(op: Op) -> Instruction:
         return Instruction("mvm", dst, src, attrs, shapes, dtypes)
     if op.opname in _DEDICATED:
         return Instruction(_DEDICATED[op.opname], dst, src, dict(op.attrs), shapes, dtypes)
-    if op.opname.startswith("nn.") and "weighted" in _tags(op):
-        raise RccError(f"{op.opname} producing %{op.result.name} has weights but was not mapped onto crossbars")
     return Instruction("vec", dst, src, {"fn": op.opname, "attrs": dict(op.attrs)}, shapes, dtypes)
 
 
-def _tags(op: Op) -> frozenset[str]:
-    from rcc.ir.optable import OPS
-
-    if op.opname == "nn.matmul" and not op.operands[1].is_constant:
-        return frozenset()
-    return OPS[op.opname].tags
-
-
 def emit_program(module: Module, target: Target, precision: str) -> Program:
-    """The program of a crossbar-level module; RccError if a weighted op was left unmapped."""
+    """The program of a crossbar-level module; RccError if it needs more arrays than the target has."""
     instructions = [Instruction("load", [v.name], [], {}, [list(v.type.shape)], [v.type.dtype])
                     for v in module.inputs]
     instructions += [_instruction(op) for op in module.ops]
     phases: dict[int, int] = {}  # arrays each reprogramming phase holds, copies included
     for op in module.ops:
-        if op.opname == "xbar.mvm":
-            phases[op.attrs["phase"]] = phases.get(op.attrs["phase"], 0) + op.attrs["arrays"] * op.attrs["copies"]
+        if op.opname in ("xbar.mvm", "xbar.write_mvm"):
+            arrays = op.attrs["arrays"] * op.attrs.get("copies", 1)
+            phases[op.attrs["phase"]] = phases.get(op.attrs["phase"], 0) + arrays
     arrays = max(phases.values(), default=0)
     if target.max_arrays is not None and arrays > target.max_arrays:
         raise RccError(f"model {module.name!r} needs {arrays} crossbar arrays; the target has {target.max_arrays} "

@@ -3,7 +3,8 @@
 A program is a list of instructions over named buffers, the constants they read (crossbar weights,
 scales, biases), the target it was compiled for, and its inputs and outputs. On disk it is a zip
 archive: `program.json` (format, version, target, precision, inputs, outputs, instructions) and one
-`.npy` member per constant. Zip CRCs catch corruption; truncation breaks the archive; both, a wrong
+`.npy` member per constant; a model split for the host (compiler/frontend/host_split.py) adds `host`
+to the header (what the host part reads and writes) and its ONNX model as the member `host.onnx`. Zip CRCs catch corruption; truncation breaks the archive; both, a wrong
 format name or a newer version are a ProgramError naming the file. Loading reads every member within
 the limits of `rcc.ir.limits` and checks the program against `program_schema` before returning it.
 """
@@ -55,12 +56,14 @@ class Program:
     instructions: list[Instruction]
     constants: dict[str, np.ndarray]
     baked_inputs: list[str] = field(default_factory=list)  # model inputs whose default was compiled in
+    host: dict[str, Any] | None = None     # the part after a data-dependent node: node, op_type, nodes, inputs,
+    host_model: bytes | None = None        # outputs, final_outputs; and its ONNX model, run by onnxruntime
 
     def header(self) -> dict[str, Any]:
         return {"format": PROGRAM_FORMAT, "version": PROGRAM_VERSION, "name": self.name, "target": self.target,
                 "precision": self.precision, "inputs": self.inputs, "outputs": self.outputs,
                 "constants": sorted(self.constants), "instructions": [i.to_json() for i in self.instructions],
-                "baked_inputs": self.baked_inputs}
+                "baked_inputs": self.baked_inputs, **({"host": self.host} if self.host is not None else {})}
 
 
 # Members carry a fixed timestamp, so compiling the same model twice gives the same bytes.
@@ -75,6 +78,8 @@ def program_bytes(program: Program) -> bytes:
             member_info = zipfile.ZipInfo(f"constants/{index}.npy", _MEMBER_TIME)
             with archive.open(member_info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(program.constants[name]), allow_pickle=False)
+        if program.host_model is not None:
+            archive.writestr(zipfile.ZipInfo("host.onnx", _MEMBER_TIME), program.host_model)
     return buffer.getvalue()
 
 
@@ -96,6 +101,7 @@ def load_program(path: str | os.PathLike) -> Program:
             check_header(header, str(path))
             constants = {name: read_member(archive, f"constants/{index}.npy", f"{path}: constant {name!r}")
                          for index, name in enumerate(header["constants"])}
+            host_model = read_member(archive, "host.onnx", f"{path}: host model") if "host" in header else None
     except ProgramError:
         raise
     except RecursionError:
@@ -110,7 +116,8 @@ def load_program(path: str | os.PathLike) -> Program:
     except RecursionError:
         raise ProgramError(f"{path}: an instruction's attributes are nested too deeply") from None
     program = Program(header["name"], header["target"], header["precision"], header["inputs"],
-                      header["outputs"], instructions, constants, header.get("baked_inputs", []))
+                      header["outputs"], instructions, constants, header.get("baked_inputs", []),
+                      header.get("host"), host_model)
     try:
         check_program_semantics(program)
     except ProgramError as err:

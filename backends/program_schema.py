@@ -29,7 +29,7 @@ PROGRAM_VERSION = 2  # 2: every mvm states its schedule (copies, arrays, rows, p
 PRECISIONS = ("int", "float")
 # opcode → the IR op whose table entry defines its attributes and shape rule (None: checked here)
 OPCODE_OPS = {"load": None, "store": None, "im2col": "vec.im2col", "quantize": "vec.quantize", "mvm": "xbar.mvm",
-              "dequantize": "vec.dequantize", "vec": None}
+              "dequantize": "vec.dequantize", "vec": None, "write_mvm": "xbar.write_mvm"}
 _MVM_TARGET_FIELDS = ("xbar_rows", "xbar_cols", "weight_bits", "input_bits", "cell_bits", "dac_bits", "adc_bits",
                       "encoding")
 
@@ -81,6 +81,7 @@ def check_header(header: Any, where: str) -> None:
         raise ProgramError(f"{where}: field 'baked_inputs' must be a list of names")
     if not _is_names(header["outputs"]) or not _is_names(header["constants"]):
         raise ProgramError(f"{where}: outputs and constants must be lists of names")
+    _check_host(header, where)
     if len(set(header["constants"])) != len(header["constants"]):
         raise ProgramError(f"{where}: a constant is listed twice")
     for index, record in enumerate(header["instructions"]):
@@ -90,6 +91,27 @@ def check_header(header: Any, where: str) -> None:
                 and all(_is_shape(s) for s in record["shapes"]) and _is_names(record["dtypes"])):
             raise ProgramError(f"{where}: instruction {index} is not an {{op, dst, src, attrs, shapes, dtypes}} "
                                f"record of the right types")
+
+
+_HOST_KEYS = {"node": str, "op_type": str, "nodes": int, "inputs": list, "outputs": list, "final_outputs": list}
+
+
+def _check_host(header: dict[str, Any], where: str) -> None:
+    """The optional `host` record: its fields, and names that the machine part or the model's inputs give
+    (host inputs) and that the host or the machine part give (final outputs)."""
+    if "host" not in header:
+        return
+    host = header["host"]
+    if not (isinstance(host, dict) and set(host) == set(_HOST_KEYS)
+            and all(isinstance(host[key], kind) and (kind is not list or _is_names(host[key]))
+                    for key, kind in _HOST_KEYS.items()) and is_int(host["nodes"])):
+        raise ProgramError(f"{where}: field 'host' must be {{{', '.join(_HOST_KEYS)}}} of the right types")
+    given = set(header["outputs"]) | {spec.get("name") for spec in header["inputs"] if isinstance(spec, dict)}
+    unknown = next((name for name in host["inputs"] if name not in given), None)
+    unknown = unknown or next((name for name in host["final_outputs"]
+                               if name not in set(host["outputs"]) | set(header["outputs"])), None)
+    if unknown is not None:
+        raise ProgramError(f"{where}: the host part reads or returns {unknown!r:.60}, which nothing produces")
 
 
 def check_program_semantics(program) -> None:
@@ -181,6 +203,8 @@ def _inferred_types(program, instruction, label: str, operand_types: list[Tensor
     if instruction.opcode == "mvm":
         _check_mvm(program, instruction, label, operand_types)
         attrs.pop("weights_shape", None)
+    elif instruction.opcode == "write_mvm":
+        _check_crossbar_settings(instruction.attrs, label)
     opdef = OPS[opname]
     missing = sorted(set(opdef.attrs) - set(attrs)) if instruction.opcode != "vec" else []
     if missing:  # the machine reads a dedicated instruction's attributes as written: no defaults
@@ -208,17 +232,7 @@ def _check_mvm(program, instruction, label: str, operand_types: list[TensorType]
     attrs = instruction.attrs
     if len(instruction.src) not in (2, 4) or any(name not in program.constants for name in instruction.src[1:]):
         raise ProgramError(f"{label}: reads activations, then weights (and row/col maps) held as constants")
-    if not all(is_int(attrs.get(k)) for k in ("groups", "row_tiles", "col_tiles", "weight_slices", "arrays",
-                                               "first_array")):
-        raise ProgramError(f"{label}: groups, tiles, slices and arrays must be integers")
-    try:
-        target = Target(**{k: attrs.get(k) for k in _MVM_TARGET_FIELDS})
-    except (TargetError, TypeError) as err:
-        raise ProgramError(f"{label}: crossbar settings: {err}") from None
-    if attrs["adc_bits"] is None or attrs["weight_slices"] != target.weight_slices or attrs["arrays"] < 1 \
-            or attrs["first_array"] < 0:
-        raise ProgramError(f"{label}: adc_bits, weight_slices ({target.weight_slices} for these bits), "
-                           f"arrays (≥ 1) or first_array (≥ 0) out of range")
+    target = _check_crossbar_settings(attrs, label)
     weights = program.constants[instruction.src[1]]
     if attrs.get("weights_shape") != list(weights.shape):
         raise ProgramError(f"{label}: weights_shape {attrs.get('weights_shape')!r:.40} is not the weights' "
@@ -231,3 +245,19 @@ def _check_mvm(program, instruction, label: str, operand_types: list[TensorType]
         if row_map.size and (row_map.min() < -1 or row_map.max() >= weights.shape[1]) or \
                 col_map.size and (col_map.min() < -1 or col_map.max() >= weights.shape[2]):
             raise ProgramError(f"{label}: row_map/col_map index rows or outputs the weights do not have")
+
+
+def _check_crossbar_settings(attrs: dict, label: str) -> Target:
+    """The widths of an `mvm` or `write_mvm`: integers forming a valid target, slices and arrays in range."""
+    if not all(is_int(attrs.get(k)) for k in ("groups", "row_tiles", "col_tiles", "weight_slices", "arrays",
+                                               "first_array")):
+        raise ProgramError(f"{label}: groups, tiles, slices and arrays must be integers")
+    try:
+        target = Target(**{k: attrs.get(k) for k in _MVM_TARGET_FIELDS})
+    except (TargetError, TypeError) as err:
+        raise ProgramError(f"{label}: crossbar settings: {err}") from None
+    if attrs["adc_bits"] is None or attrs["weight_slices"] != target.weight_slices or attrs["arrays"] < 1 \
+            or attrs["first_array"] < 0:
+        raise ProgramError(f"{label}: adc_bits, weight_slices ({target.weight_slices} for these bits), "
+                           f"arrays (≥ 1) or first_array (≥ 0) out of range")
+    return target

@@ -52,6 +52,8 @@ class Auto(enum.Enum):
 AUTO: Final = Auto.AUTO
 
 ENCODINGS = ("differential", "offset")
+# Where a matmul of two activations (attention) runs: the digital vector unit, or crossbars written at run time.
+ATTENTION_MODES = ("vector", "crossbar")
 MAX_XBAR = 4096
 MAX_ADC_BITS = 32
 # Columns are summed in float32, whose integers are all exact only below 2**24.
@@ -61,7 +63,7 @@ EXACT_SUM_LIMIT = 2**24
 _FLAGS = {
     "xbar_rows": "--xbar", "xbar_cols": "--xbar", "weight_bits": "--weight-bits",
     "input_bits": "--input-bits", "cell_bits": "--cell-bits", "dac_bits": "--dac-bits",
-    "adc_bits": "--adc-bits", "encoding": "--encoding", "chips": "--chips",
+    "adc_bits": "--adc-bits", "encoding": "--encoding", "chips": "--chips", "attention": "--attention",
 }
 _LABELS = {"xbar_rows": "--xbar rows", "xbar_cols": "--xbar columns"}
 _OPTIONAL = frozenset({"adc_bits", "chips"})  # None means automatic
@@ -95,6 +97,8 @@ class Target:
     vector_lanes: int = 64
     vector_op_cycles: int = 1
     accumulate_cycles: int = 1
+    row_write_cycles: int = 51  # one array row written at run time: PipeLayer's 50.88 ns (HPCA 2017 §6.1)
+    attention: str = "vector"  # or "crossbar": see ATTENTION_MODES and compiler/passes/place_attention.py
 
     def __post_init__(self) -> None:
         self.validate()
@@ -171,9 +175,11 @@ class Target:
         """Raise TargetError, naming the option's flag or TOML key, on the first unusable value."""
         if not isinstance(self.encoding, str) or self.encoding not in ENCODINGS:
             raise TargetError(f"--encoding must be 'differential' or 'offset', got {self.encoding!r}")
+        if not isinstance(self.attention, str) or self.attention not in ATTENTION_MODES:
+            raise TargetError(f"--attention must be 'vector' or 'crossbar', got {self.attention!r}")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name == "encoding" or (value is None and field.name in _OPTIONAL):
+            if field.name in ("encoding", "attention") or (value is None and field.name in _OPTIONAL):
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise TargetError(f"{_label(field.name)} must be a positive integer, got {value!r}")

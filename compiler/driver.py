@@ -21,7 +21,9 @@ from rcc.backends.faults import FaultMap
 from rcc.backends.program import Instruction, Program
 from rcc.backends.target import Target
 from rcc.compiler.calibrate import calibration_samples
-from rcc.compiler.frontend import import_onnx
+from rcc.compiler.frontend import lower_model
+from rcc.compiler.frontend.host_split import split_for_host
+from rcc.compiler.host_run import HostPart
 from rcc.compiler.frontend.loader import ShapeOverrides, load_onnx
 from rcc.compiler.pass_context import DECONV_PASSES, PassContext, PassReport, PruneBudget
 from rcc.compiler.pass_manager import PipelineSpec, default_pipeline, run_pipeline
@@ -76,12 +78,16 @@ def compile_model(path: str | os.PathLike, target: Target | None = None, precisi
                       deconv=deconv, prune=prune, replicate=replicate, pipelining=pipelining,
                       reference=lambda sample: onnxruntime_outputs(path, sample))
     with stage("import"):
-        module = import_onnx(path, input_shapes, allow_nonfinite)
+        model = load_onnx(path)
+        split = split_for_host(model)  # a data-dependent node: the rest of the model runs on the host
+        module = lower_model(split.prefix if split else model, str(path), input_shapes, allow_nonfinite)
     run_pipeline(module, default_pipeline(deconv) if pipeline is None else pipeline, ctx, print_after_all)
     if ctx.graph is None:
         raise RccError("the pipeline has no lower-to-xbar, so there is no crossbar-level IR to emit")
     with stage("emit"):
         program = emit_program(module, ctx.target, ctx.precision)
+        if split is not None:
+            program.host, program.host_model = split.info, split.suffix
     return Compiled(ctx.graph, module, program, ctx.target, ctx.precision, pruning_summary(ctx), ctx.reports)
 
 
@@ -100,22 +106,27 @@ def input_samples(module: Module, inputs: dict[str, np.ndarray] | None, seed: in
 
 def verify_model(path: str | os.PathLike, module: Module, executor: str = "interpreter",
                  inputs: dict[str, np.ndarray] | None = None, seed: int = 0,
-                 samples: int = DEFAULT_SAMPLES) -> VerifyResult:
-    """Run `module` with `executor` and the original model with onnxruntime on the same `samples` inputs
-    (see `input_samples`); compare."""
+                 samples: int = DEFAULT_SAMPLES, host: HostPart | None = None) -> VerifyResult:
+    """Run `module` with `executor` (then the `host` part, when the model was split) and the original model
+    with onnxruntime on the same `samples` inputs (see `input_samples`); compare."""
     if executor not in EXECUTORS:
         raise RccError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     feeds = input_samples(module, inputs, seed, samples)
     reference = onnxruntime_runner(path)
-    return compare_outputs([EXECUTORS[executor](module, f) for f in feeds], [reference(f) for f in feeds], executor)
+    actual = [EXECUTORS[executor](module, f) for f in feeds]
+    if host is not None:
+        actual = [host.finish(outputs, f) for outputs, f in zip(actual, feeds)]
+    return compare_outputs(actual, [reference(f) for f in feeds], executor)
 
 
 def integer_reference_match(compiled: Compiled, trace: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
     """Whether every crossbar layer's integer accumulators equal the exact product of the same quantised
-    operands (`exact_grouped_product`: int64, or float64 BLAS where its bound proves exactness)."""
+    operands (`exact_grouped_product`: int64, or float64 BLAS where its bound proves exactness). Layers whose
+    weights are written at run time (`write_mvm`) are checked by tests/passes/test_place_attention.py."""
     weights = {i.dst[0]: compiled.program.constants[i.src[1]] for i in compiled.program.instructions
                if i.opcode == "mvm"}
-    return all(np.array_equal(acc, exact_grouped_product(x, weights[name])) for name, (x, acc) in trace.items())
+    return all(np.array_equal(acc, exact_grouped_product(x, weights[name])) for name, (x, acc) in trace.items()
+               if name in weights)
 
 
 def crossbar_depth(program: Program) -> int:
@@ -153,12 +164,13 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
     inputs (see `input_samples`), and compare. A softmax output of very large logits is judged on its
     logits (`judge_on_logits`)."""
     non_ideal = device is not None and not (device.is_ideal and faults is None)
+    host = HostPart.of(compiled.program)
     if executor != "machine":
         if non_ideal:
             raise RccError("--device, --faults and --fault-map act on the machine: use --executor machine")
-        return verify_model(path, compiled.graph, executor, inputs, seed, samples)
+        return verify_model(path, compiled.graph, executor, inputs, seed, samples, host)
     feeds = input_samples(compiled.graph, inputs, seed, samples)
-    logits = softmax_logits(path)
+    logits = softmax_logits(path) if host is None else {}  # a host part computes those outputs itself
     program, extra = with_extra_stores(compiled.program, list(logits.values()))
     machine = Machine(program, device=device, seed=device_seed, faults=faults)
     reference = onnxruntime_runner(path, extra)
@@ -170,7 +182,10 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
     else:
         tolerance = Tolerance("snr", bound=integer_snr_bound(compiled.target.weight_bits, compiled.target.input_bits))
     outputs = compiled.program.outputs
-    result = compare_outputs([{n: r.outputs[n] for n in outputs if n in r.outputs} for r in runs],
+    finals = [{n: r.outputs[n] for n in outputs if n in r.outputs} for r in runs]
+    if host is not None:
+        finals = [host.finish(final, feed) for final, feed in zip(finals, feeds)]
+    result = compare_outputs(finals,
                              [{n: e[n] for n in e if n not in extra} for e in expected], "machine", tolerance)
     for output, tensor in logits.items():
         if tensor in extra and output in result.outputs:

@@ -15,6 +15,7 @@ import numpy as np
 
 from rcc.ir.core import Op
 from rcc.ir.ops.xbar import quantize_limits
+from rcc.ir.ops.xbar_write import quantize_by_scale, weight_scales
 
 
 def is_mappable(op: Op) -> bool:
@@ -29,11 +30,8 @@ def is_mappable(op: Op) -> bool:
 
 def quantize_weights(weights: np.ndarray, weight_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-output-channel integers [G, K, M] and their scales [G·M]."""
-    _, limit = quantize_limits(weight_bits, signed=True)
-    peak = np.abs(weights.astype(np.float64)).max(axis=1)  # [G, M]
-    scale = np.where(peak > 0, peak / limit, 1.0)
-    quantized = np.clip(np.rint(weights / scale[:, None, :]), -limit, limit)
-    return quantized.astype(np.int8 if weight_bits <= 8 else np.int16), scale.reshape(-1).astype(np.float32)
+    scale = weight_scales(weights, weight_bits)
+    return quantize_by_scale(weights, scale, weight_bits), scale.reshape(-1).astype(np.float32)
 
 
 def input_quantization(low: float, high: float, input_bits: int) -> tuple[float, bool]:

@@ -1,7 +1,9 @@
 """Per-layer figures of a compiled program: crossbars, utilisation, MACs and the machine's counts, and
 the whole report `rcc --report` writes (`build_report`).
 
-A layer is what one graph-level op became (runtime/schedule.py). Counts are the static ones of the
+A layer is what one graph-level op became (runtime/schedule.py); `unit` says where it ran: `crossbar`
+(weights programmed when the program loads), `crossbar-write` (weights written at run time: attention
+on crossbars) or `vector` (the digital vector unit). Counts are the static ones of the
 instruction table, which the machine's counters equal when it runs the program; `zero_macs` are the
 multiply-accumulates spent on zeros a deconvolution lowering inserted between input pixels.
 """
@@ -18,7 +20,7 @@ from rcc.compiler.driver import Compiled
 from rcc.compiler.verify import VerifyResult
 from rcc.runtime.cost import estimate_cost
 from rcc.runtime.counters import Counts
-from rcc.runtime.schedule import instruction_layers, layer_counts, static_counts
+from rcc.runtime.schedule import instruction_layers, layer_counts, operand_shapes, static_counts
 
 
 def layer_rows(program: Program, target: Target, counts: list[Counts] | None = None) -> list[dict[str, Any]]:
@@ -26,14 +28,23 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
     counts = static_counts(program, target) if counts is None else counts
     rows: dict[str, dict[str, Any]] = {}
     cells: dict[str, list[int]] = {}
-    for instruction, layer in zip(program.instructions, instruction_layers(program)):
+    program_shapes = operand_shapes(program)
+    for index, (instruction, layer) in enumerate(zip(program.instructions, instruction_layers(program))):
         if layer is None:
             continue
-        row = rows.setdefault(layer, {"name": layer, "op": "", "crossbars": 0, "crossbars_dense": 0,
-                                      "utilization": None, "macs": 0, "zero_macs": 0, "vector_memory_bytes": 0})
-        if instruction.opcode == "mvm":
+        row = rows.setdefault(layer, {"name": layer, "op": "", "unit": "vector", "crossbars": 0,
+                                      "crossbars_dense": 0, "utilization": None, "macs": 0, "zero_macs": 0,
+                                      "vector_memory_bytes": 0})
+        if instruction.opcode == "write_mvm":
+            row["op"], row["unit"] = "xbar.write_mvm", "crossbar-write"
+            mapping = CrossbarMapping.of(instruction.attrs, program_shapes[index][1])
+            row["crossbars"] += mapping.arrays
+            row["crossbars_dense"] += mapping.arrays
+            used, total = cells.setdefault(layer, [0, 0])  # cells the operand is written into, zeros included
+            cells[layer] = [used + mapping.weights * mapping.weight_slices * mapping.signs, total + mapping.cells]
+        elif instruction.opcode == "mvm":
             figures = _mvm_figures(program, instruction)
-            row["op"] = "xbar.mvm"
+            row["op"], row["unit"] = "xbar.mvm", "crossbar"
             for key in ("crossbars", "crossbars_dense", "macs", "zero_macs"):
                 row[key] += figures[key]
             if figures["utilization_histogram"] is not None:
@@ -96,6 +107,8 @@ def build_report(compiled: Compiled, verify: VerifyResult | None = None, setting
         attach_cost(report["totals"], rows, estimate_cost(compiled.program, chip).to_json())
     if compiled.pruning is not None:
         report["pruning"] = compiled.pruning
+    if compiled.program.host is not None:  # the model after a data-dependent node: onnxruntime on the host
+        report["host"] = {**compiled.program.host, "runs_on": "onnxruntime"}
     if verify is not None:
         report["verify"] = verify.to_json()
     return report

@@ -26,9 +26,16 @@ another, but inferences overlap, one starting every slowest-layer time; `row`: a
 and finishes no earlier than `lead` of itself after the layer before finishes.
 
 Phases (a model larger than the chip): each phase's arrays are reprogrammed before it runs, every
-inference (batch 1) or once per `batch` inferences. Write figures: 50.88 ns and 3.91 nJ per write
-of one array row (PipeLayer, Song et al., HPCA 2017, §6.1, from NVSim for its ReRAM cell; the rows
+inference (batch 1) or once per `batch` inferences. Write figures: the chip's `write_row_ns` and
+`write_row_pj` per write of one array row (PipeLayer's 50.88 ns and 3.91 nJ in the presets; the rows
 of an array are written one after another, arrays in parallel); charged as `write` energy.
+
+Attention (`target.attention`): a matmul of two activations on the vector unit is charged
+`vector_mac_pj` (float mode: `vector_float_mac_pj`) per multiply-accumulate and takes
+`vector_op_cycles` per `vector_lanes` of them; on crossbars written at run time (`write_mvm`) its rows
+are charged as writes (energy and `write_steps` × `write_row_ns` before the reads) and wear the cells:
+`endurance` in the totals gives the cell writes per inference, the writes of the most written cell per
+inference and the inferences until the chip's `cell_endurance` is spent.
 """
 
 from __future__ import annotations
@@ -46,8 +53,6 @@ from rcc.runtime.machine import target_of
 from rcc.runtime.schedule import instruction_layers, layer_counts, mvm_arrays, static_counts
 
 CATEGORIES = tuple(dict.fromkeys([*EVENTS.values(), "static", "write"]))
-WRITE_ROW_NS = 50.88    # PipeLayer (HPCA 2017) §6.1: ReRAM write latency
-WRITE_ROW_PJ = 3910.0   # PipeLayer (HPCA 2017) §6.1: ReRAM write energy, 3.91 nJ
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class Cost:
     pipeline: str = "none"
     phase_write_ns: tuple[float, ...] = ()   # reprogramming before each phase (empty: one phase, no writes)
     batch: int = 1
+    endurance: dict[str, Any] = field(default_factory=dict)  # run-time writes and the cells' wear
 
     @property
     def energy_pj(self) -> float:
@@ -158,7 +164,7 @@ class Cost:
                        "chip": self.chip, "array_area_mm2": self.array_area_mm2, "tiles": self.tiles,
                        "chips": self.chips, "chip_area_mm2": self.peak.chip_area_mm2,
                        "chip_power_mw": self.peak.chip_power_mw, "peak_tops_per_w": self.peak.tops_per_w,
-                       "peak_tops_per_mm2": self.peak.tops_per_mm2})
+                       "peak_tops_per_mm2": self.peak.tops_per_mm2, "endurance": dict(self.endurance)})
         return {"totals": totals, "layers": layers}
 
 
@@ -211,24 +217,40 @@ def estimate_cost(program: Program, chip: Chip, counts: list[Counts] | None = No
     phased = len(phase_arrays) > 1
     tiles = math.ceil(total_arrays / adapted.arrays_per_tile)
     tile_area = adapted.tile_area_mm2()
-    rows = [(name, count, _dynamic_pj(count, hops.get(name, 0), energies), _latency_ns(adapted, target, count))
+    mac_pj = chip.vector_mac_pj if program.precision == "int" else chip.vector_float_mac_pj
+    rows = [(name, count, _dynamic_pj(count, hops.get(name, 0), energies, mac_pj, chip.write_row_pj),
+             _latency_ns(adapted, target, count))
             for name, count in per_layer.items()]
     layer_plan = {name: _layer_plan(plan, name, layer_names=list(per_layer)) for name in per_layer}
     latency = sum(row[3] for row in rows)
     static_mw_per_array = (adapted.tile_static_mw() + adapted.chip_static_mw() / adapted.tiles_per_chip) \
         / adapted.arrays_per_tile
-    write_pj = WRITE_ROW_PJ * target.xbar_rows / batch if phased else 0.0
+    write_pj = chip.write_row_pj * target.xbar_rows / batch if phased else 0.0
+    programmed = _layer_arrays(program, ("mvm",))  # written when a phase starts (run-time writes are counted)
     layers = tuple(LayerCost(name, {**breakdown, "static": static_mw_per_array * arrays.get(name, 0) * latency,
-                                    "write": write_pj * arrays.get(name, 0)},
+                                    "write": breakdown["write"] + write_pj * programmed.get(name, 0)},
                              layer_latency, tile_area * arrays.get(name, 0) / adapted.arrays_per_tile, 2 * count.macs,
                              arrays.get(name, 0), *layer_plan[name])
                    for name, count, breakdown, layer_latency in rows)
     breakdown = {category: sum(layer.energy_breakdown_pj[category] for layer in layers) for category in CATEGORIES}
     array_area = sum(c.area_mm2 for c in adapted.of_event("array_read")) / adapted.arrays_per_core
     pipeline = next((mode for mode, _phase, _copies, _lead in plan.values()), "none")
-    writes = tuple(WRITE_ROW_NS * target.xbar_rows for _ in phase_arrays) if phased else ()
+    writes = tuple(chip.write_row_ns * target.xbar_rows for _ in phase_arrays) if phased else ()
     return Cost(chip.name, layers, tiles * tile_area, total_arrays * array_area, tiles,
-                math.ceil(tiles / adapted.tiles_per_chip), peak(chip, target), breakdown, pipeline, writes, batch)
+                math.ceil(tiles / adapted.tiles_per_chip), peak(chip, target), breakdown, pipeline, writes, batch,
+                _endurance(program, counts, chip))
+
+
+def _endurance(program: Program, counts: list[Counts], chip: Chip) -> dict[str, Any]:
+    """Cells written per inference (from the counts), the cells the `write_mvm`s hold (each its own arrays),
+    writes per cell per inference and the inferences until the cells' endurance is spent."""
+    cell_writes = sum(count.cell_writes for count in counts)
+    held = sum(count.cell_writes for instruction, count in zip(program.instructions, static_counts(
+        program, target_of(program))) if instruction.opcode == "write_mvm")
+    per_cell = cell_writes / held if held else 0.0
+    return {"cell_writes": cell_writes, "written_cells": held, "writes_per_cell": per_cell,
+            "cell_endurance": chip.cell_endurance,
+            "inferences_to_wear_out": chip.cell_endurance / per_cell if per_cell else None}
 
 
 def _event_counts(count: Counts, hop_bytes: int) -> dict[str, int]:
@@ -240,10 +262,13 @@ def _event_counts(count: Counts, hop_bytes: int) -> dict[str, int]:
             "output_byte": count.bytes_out, "offchip_byte": count.offchip_bytes}
 
 
-def _dynamic_pj(count: Counts, hops: int, energies: dict[str, float]) -> dict[str, float]:
+def _dynamic_pj(count: Counts, hops: int, energies: dict[str, float], mac_pj: float,
+                write_row_pj: float) -> dict[str, float]:
     breakdown = dict.fromkeys(CATEGORIES, 0.0)
     for event, events in _event_counts(count, count.bytes_in * hops).items():
         breakdown[EVENTS[event]] += events * energies[event]
+    breakdown["vector_unit"] += count.vector_macs * mac_pj
+    breakdown["write"] += count.row_writes * write_row_pj
     return breakdown
 
 
@@ -255,14 +280,15 @@ def _latency_ns(chip: Chip, target: Target, count: Counts) -> float:
     movement = (count.bytes_in + count.bytes_out) / bus if bus else 0.0
     movement += count.offchip_bytes / link if link else 0.0
     digital_cycles = count.vec_ops * target.vector_op_cycles + \
-        count.accumulations / target.vector_lanes * target.accumulate_cycles
-    return max(reads, conversions, movement) + digital_cycles / chip.clock_ghz
+        count.accumulations / target.vector_lanes * target.accumulate_cycles + \
+        count.vector_macs / target.vector_lanes * target.vector_op_cycles
+    return count.write_steps * chip.write_row_ns + max(reads, conversions, movement) + digital_cycles / chip.clock_ghz
 
 
-def _layer_arrays(program: Program) -> dict[str, int]:
+def _layer_arrays(program: Program, opcodes: tuple[str, ...] = ("mvm", "write_mvm")) -> dict[str, int]:
     arrays: dict[str, int] = {}
     for instruction, layer in zip(program.instructions, instruction_layers(program)):
-        if instruction.opcode == "mvm":
+        if instruction.opcode in opcodes:
             arrays[layer] = arrays.get(layer, 0) + mvm_arrays(instruction)
     return arrays
 
@@ -271,7 +297,7 @@ def _layer_schedule(program: Program) -> dict[str, tuple[str, int, int, float]]:
     """Each crossbar layer's (pipeline, phase, most copies, least lead) from its mvms' schedule."""
     plan: dict[str, tuple[str, int, int, float]] = {}
     for instruction, layer in zip(program.instructions, instruction_layers(program)):
-        if instruction.opcode == "mvm":
+        if instruction.opcode in ("mvm", "write_mvm"):
             a = instruction.attrs
             held = plan.get(layer, (a.get("pipeline", "none"), a.get("phase", 0), 1, 1.0))
             plan[layer] = (held[0], held[1], max(held[2], a.get("copies", 1)), min(held[3], a.get("lead", 1.0)))

@@ -27,6 +27,10 @@ class Counts:
     bytes_out: int = 0        # result bytes written from the arrays back to the tile buffer
     offchip_bytes: int = 0    # model inputs and outputs over the off-chip link
     macs: int = 0             # multiply-accumulates of the layer's weight matrix (zeros included)
+    vector_macs: int = 0      # multiply-accumulates done digitally by the vector unit (a matmul of activations)
+    row_writes: int = 0       # array rows written at run time (weights computed by the model: attention)
+    cell_writes: int = 0      # cells written at run time
+    write_steps: int = 0      # row writes in sequence (rows of the fullest array; arrays written in parallel)
 
     def __iadd__(self, other: Counts) -> Counts:
         for key, value in asdict(other).items():
@@ -37,4 +41,4 @@ class Counts:
         return asdict(self)
 
 
-PARALLEL = ("cycles", "array_steps", "column_steps")
+PARALLEL = ("cycles", "array_steps", "column_steps", "write_steps")

@@ -12,11 +12,18 @@
 |            |               |                                    | and shifted-and-added; row tiles and sign     |
 |            |               |                                    | arrays then merged digitally (accumulations)  |
 | dequantize | vector unit   | accumulators → float activations   | vec ops                                       |
-| vec        | vector unit   | any graph-level op without weights | vec ops over its largest operand or result    |
+| write_mvm  | crossbars     | integer vectors and weights        | an mvm's counts, plus the weights written     |
+|            |               | computed at run time → accumulators| first: every row of every array holding them  |
+|            |               |                                    | (row_writes, cell_writes; write_steps rows of |
+|            |               |                                    | the fullest array in sequence)                |
+| vec        | vector unit   | any graph-level op without weights | vec ops over its largest operand or result;   |
+|            |               |                                    | a matmul or convolution of activations counts |
+|            |               |                                    | its multiply-accumulates (vector_macs)        |
 
 Cycles: the arrays of a layer all hold their own weights and run in parallel; per vector and input
 bit-slice a layer takes one array read plus its ADCs' conversions (`adcs_per_array` per array);
-vector-unit work takes `vector_op_cycles` per `vector_lanes` elements. Layers run one after another.
+vector-unit work takes `vector_op_cycles` per `vector_lanes` elements (or multiply-accumulates); a
+run-time write takes `row_write_cycles` per row of the fullest array. Layers run one after another.
 The vector unit's semantics are the IR op table's: one definition of every op.
 """
 
@@ -34,6 +41,7 @@ from rcc.backends.target import Target
 from rcc.ir.ops.xbar import dequantize, im2col, quantize
 from rcc.ir.optable import OPS, normalize_attrs
 from rcc.runtime.counters import Counts
+from rcc.runtime.crossbar import CrossbarGroup
 
 
 def _vector_counts(target: Target, elements: int) -> Counts:
@@ -73,9 +81,27 @@ def _shape_size(shape) -> int:
     return math.prod(shape)
 
 
+# Multiply-accumulates of a weighted graph op whose weights are activations, from its operand and result
+# shapes: every output element sums K products (matmul: K = the left operand's last axis; conv: the
+# weight's C/g·kh·kw; a transposed conv scatters every input element over the weight's M/g·kh·kw).
+_VECTOR_MACS = {
+    "nn.matmul": lambda operands, result: _shape_size(result) * operands[0][-1],
+    "nn.conv2d": lambda operands, result: _shape_size(result) * _shape_size(operands[1][1:]),
+    "nn.conv_transpose2d": lambda operands, result: _shape_size(operands[0]) * _shape_size(operands[1][1:]),
+}
+
+
 def _vec_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
+    macs = _VECTOR_MACS.get(instruction.attrs.get("fn")) if instruction.opcode == "vec" else None
+    if macs is not None:
+        return vector_mac_counts(target, macs(operand_shapes, instruction.shapes[0]))
     sizes = [_shape_size(s) for s in operand_shapes + instruction.shapes]
     return _vector_counts(target, max(sizes, default=0))
+
+
+def vector_mac_counts(target: Target, macs: int) -> Counts:
+    """`macs` multiply-accumulates on the vector unit, `vector_lanes` per `vector_op_cycles`."""
+    return Counts(vector_macs=macs, macs=macs, cycles=math.ceil(macs / target.vector_lanes) * target.vector_op_cycles)
 
 
 def _exec_vec(machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
@@ -90,6 +116,27 @@ def _exec_mvm(machine, instruction: Instruction, operands: list[np.ndarray]) -> 
 def _mvm_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
     return mvm_counts(target, CrossbarMapping.of(instruction.attrs, instruction.attrs["weights_shape"]),
                       operand_shapes[0][0])
+
+
+def _exec_write_mvm(machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
+    """Program the arrays with this inference's weights, then read them like any mvm (same DAC, ADC and
+    shift-and-add path; the device model applies only to arrays programmed when the program loads)."""
+    return [CrossbarGroup(operands[1], instruction.attrs).run(operands[0], machine.force_sliced)]
+
+
+def write_counts(target: Target, mapping: CrossbarMapping) -> Counts:
+    """Writing a dense mapping's weights once: every row holding weights, every cell of them (a zero level
+    is written too, over the last inference's), the fullest array's rows one after another."""
+    steps = min(mapping.xbar_rows, mapping.rows)
+    return Counts(row_writes=mapping.driven_rows, cell_writes=mapping.weights * mapping.weight_slices * mapping.signs,
+                  write_steps=steps, cycles=steps * target.row_write_cycles)
+
+
+def _write_mvm_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
+    mapping = CrossbarMapping.of(instruction.attrs, operand_shapes[1])
+    count = write_counts(target, mapping)
+    count += mvm_counts(target, mapping, operand_shapes[0][0])
+    return count
 
 
 def _offchip_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
@@ -109,4 +156,5 @@ INSTRUCTIONS: dict[str, InstructionDef] = {
     "mvm": InstructionDef("mvm", _exec_mvm, _mvm_count),
     "dequantize": InstructionDef("dequantize", _attr_call(dequantize, ("input_scale",)), _vec_count),
     "vec": InstructionDef("vec", _exec_vec, _vec_count),
+    "write_mvm": InstructionDef("write_mvm", _exec_write_mvm, _write_mvm_count),
 }

@@ -94,7 +94,7 @@ class Machine:
                 buffers[name] = array
             if instruction.opcode == "store":
                 outputs[instruction.attrs["output"]] = operands[0]
-            if trace and instruction.opcode == "mvm":
+            if trace and instruction.opcode in ("mvm", "write_mvm"):
                 mvm_trace[instruction.dst[0]] = (operands[0], results[0])
             counts = instruction_counts(self.target, instruction, [list(a.shape) for a in operands])
             per_instruction.append(counts)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rcc.backends.target import AUTO, ENCODINGS, Auto, Target, parse_xbar
+from rcc.backends.target import ATTENTION_MODES, AUTO, ENCODINGS, Auto, Target, parse_xbar
 from rcc.ir.errors import RccError
 from rcc.ir.files import check_output_path, json_bytes, write_output
 
@@ -61,6 +61,9 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"how weight signs are stored (default: {default.encoding})")
     group.add_argument("--chips", type=_int_or_auto, metavar="N|auto",
                        help="chip budget (default: auto, as many as the model needs)")
+    group.add_argument("--attention", choices=ATTENTION_MODES,
+                       help=f"where a matmul of two activations runs: the digital vector unit, or crossbars "
+                            f"written at run time (default: {default.attention})")
 
 
 def target_from_args(args: argparse.Namespace) -> Target:
@@ -69,7 +72,8 @@ def target_from_args(args: argparse.Namespace) -> Target:
     rows, cols = parse_xbar(args.xbar) if args.xbar is not None else (None, None)
     return target.with_overrides(xbar_rows=rows, xbar_cols=cols, weight_bits=args.weight_bits,
                                  input_bits=args.input_bits, cell_bits=args.cell_bits, dac_bits=args.dac_bits,
-                                 adc_bits=args.adc_bits, encoding=args.encoding, chips=args.chips)
+                                 adc_bits=args.adc_bits, encoding=args.encoding, chips=args.chips,
+                                 attention=args.attention)
 
 
 def optional_output(path: str | None, flag: str) -> Path | None:

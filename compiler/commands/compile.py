@@ -100,12 +100,12 @@ def format_program_layers(rows: list[dict[str, Any]], total: dict[str, Any]) -> 
     def utilization(value) -> str:
         return "" if value is None else f"{100 * value:.1f}%"
 
-    table = [[r["name"], r["op"], r["crossbars"], utilization(r["utilization"]), r["macs"], r["cycles"],
+    table = [[r["name"], r["op"], r["unit"], r["crossbars"], utilization(r["utilization"]), r["macs"], r["cycles"],
               *_cost_cells(r)] for r in rows]
-    table.append(["total", f"{len(rows)} layers", total["crossbars"], utilization(total["utilization"]),
+    table.append(["total", f"{len(rows)} layers", "", total["crossbars"], utilization(total["utilization"]),
                   total["macs"], total["cycles"], *_cost_cells(total)])
     cost_headers = ["energy_nj", "latency_us"] if "cost" in total else []
-    return format_table(["layer", "op", "crossbars", "utilization", "macs", "cycles", *cost_headers], table)
+    return format_table(["layer", "op", "unit", "crossbars", "utilization", "macs", "cycles", *cost_headers], table)
 
 
 def _cost_cells(row: dict[str, Any]) -> list[float]:
@@ -263,6 +263,10 @@ def _compile(args: argparse.Namespace) -> int:
         if converted:
             print(f"{args.model}: {converted}")
         print(format_program_layers(report["layers"], report["totals"]))
+        if "host" in report:
+            host = report["host"]
+            print(f"host: {host['nodes']} nodes from {host['op_type']} {host['node']!r} onward run on onnxruntime "
+                  f"(data-dependent shapes), reading {', '.join(host['inputs'])}")
         if is_scheduled(report["totals"]["cost"], report["layers"]):
             print(format_schedule(report))
         if compiled.pruning is not None:

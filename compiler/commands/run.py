@@ -1,4 +1,5 @@
-"""`rcc run PROGRAM.rccp --inputs IN.npz -o OUT.npz`: execute a compiled program on the machine model."""
+"""`rcc run PROGRAM.rccp --inputs IN.npz -o OUT.npz`: execute a compiled program on the machine model (and
+its host part, the model after a data-dependent node, on onnxruntime)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rcc.compiler.commands.common import (Parser, add_common_arguments, add_nonf
                                           write_report)
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
+from rcc.compiler.host_run import HostPart
 from rcc.compiler.verify import load_inputs
 from rcc.ir.files import check_output_path, npz_bytes, write_output
 from rcc.runtime.machine import Machine
@@ -34,12 +36,16 @@ def run_command(argv: list[str]) -> int:
         report = optional_output(args.report, "--report")
         device, faults = device_from_args(args)
         program = load_program(args.program)
+        host = HostPart.of(program)
+        inputs = load_inputs(args.inputs, "--inputs", args.allow_nonfinite)
         result = Machine(program, device=device, seed=args.device_seed, faults=faults).run(
-            load_inputs(args.inputs, "--inputs", args.allow_nonfinite), allow_nonfinite=args.allow_nonfinite)
-        write_output(output, npz_bytes(result.outputs))
+            inputs, allow_nonfinite=args.allow_nonfinite)
+        outputs = result.outputs if host is None else host.finish(result.outputs, inputs)
+        write_output(output, npz_bytes(outputs))
         if report is not None:
             write_report(report, {"program": args.program, "totals": result.totals.to_json()})
     if not args.quiet:
-        print(f"wrote {args.output}: {', '.join(result.outputs)}; {result.totals.cycles:,} cycles, "
+        on_host = "" if host is None else f" (after {program.host['op_type']} {program.host['node']!r}: on the host)"
+        print(f"wrote {args.output}: {', '.join(outputs)}{on_host}; {result.totals.cycles:,} cycles, "
               f"{result.totals.mvm_ops:,} array activations, {result.totals.adc_conversions:,} ADC conversions")
     return 0

@@ -11,6 +11,7 @@ from rcc.compiler.passes.fault_aware import FaultAware
 from rcc.compiler.passes.fold_batch_norm import FoldBatchNorm
 from rcc.compiler.passes.lower_to_xbar import LowerToXbar
 from rcc.compiler.passes.pack_crossbars import PackCrossbars
+from rcc.compiler.passes.place_attention import PlaceAttention
 from rcc.compiler.passes.prune_crossbars import PruneCrossbars
 from rcc.compiler.passes.remove_identity import RemoveIdentity
 from rcc.compiler.passes.replicate import Replicate
@@ -27,6 +28,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     PackCrossbars,
     PruneCrossbars,
     Replicate,
+    PlaceAttention,
     FaultAware,
 )}
 

@@ -21,7 +21,8 @@ Float mode (the context's precision, or the option `precision=float`) keeps floa
 quantisation, ideal analog arithmetic, so any difference from the graph-level IR is a mapping error.
 
 Only `nn.conv2d` and `nn.matmul` whose weights are constants map onto arrays (run `deconv-zero-insertion`
-first for transposed convolutions); a matmul of two activations stays on the vector unit.
+first for transposed convolutions); a matmul of two activations stays at graph level for `place-attention`
+(the vector unit, or crossbars written at run time, as the target's `attention` says).
 """
 
 from __future__ import annotations

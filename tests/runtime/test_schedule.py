@@ -141,7 +141,7 @@ def test_a_target_too_small_for_one_layer_is_a_clear_error() -> None:
 
 def test_row_pipelining_checks_the_rows_it_holds_against_the_tile_buffer() -> None:
     compiled = compile_model(RESNET, pipelining="row")
-    held = compiled.reports[-1].figures["row_buffer_bytes"]
+    held = next(r for r in compiled.reports if r.name == "replicate").figures["row_buffer_bytes"]
     assert held["bn1"] == 3 * 32 * 3   # three rows of the 3×32×32 int8 image
     tiny = [*default_pipeline()[:-1], "replicate{tile_buffer_kb=0}"]
     with pytest.raises(RccError, match="--pipelining row: layer 'bn1' holds 288 bytes of input rows"):

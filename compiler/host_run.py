@@ -1,0 +1,49 @@
+"""Running a program's host part: the ONNX model after its first data-dependent node, on onnxruntime.
+
+    host = HostPart(program)                           # None-safe: HostPart.of(program) is None without one
+    outputs = host.finish(machine_outputs, inputs)     # the whole model's outputs, in the model's order
+
+The machine part's outputs and the model's inputs feed the host model (`program.host["inputs"]`); the
+model's outputs come from the host where it computes them, else from the machine part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime
+
+from rcc.backends.program import Program, ProgramError
+
+
+class HostPart:
+    """An onnxruntime session of one program's host model, checked against the program's `host` record."""
+
+    def __init__(self, program: Program) -> None:
+        assert program.host is not None and program.host_model is not None
+        self.info = program.host
+        where = f"program {program.name!r}: host model"
+        try:
+            model = onnx.load_from_string(program.host_model)
+            onnx.checker.check_model(model)
+            self.session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnx and onnxruntime raise many types for a malformed model
+            raise ProgramError(f"{where} cannot be loaded ({err.__class__.__name__}: "
+                               f"{' '.join(str(err).split())[:160]})") from None
+        names = [value.name for value in self.session.get_inputs()]
+        outputs = [value.name for value in self.session.get_outputs()]
+        if sorted(names) != sorted(self.info["inputs"]) or outputs != list(self.info["outputs"]):
+            raise ProgramError(f"{where} reads {names} and writes {outputs}, not what the program states")
+
+    @classmethod
+    def of(cls, program: Program) -> HostPart | None:
+        return cls(program) if program.host is not None else None
+
+    def finish(self, machine_outputs: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model's outputs from the machine part's outputs and the model's inputs."""
+        feeds = {name: machine_outputs[name] if name in machine_outputs else inputs[name]
+                 for name in self.info["inputs"]}
+        results = dict(zip(self.info["outputs"], self.session.run(self.info["outputs"], feeds)))
+        return {name: results[name] if name in results else machine_outputs[name]
+                for name in self.info["final_outputs"]}

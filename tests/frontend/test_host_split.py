@@ -1,0 +1,92 @@
+"""A model with a data-dependent node (conv → NonZero, and → Reshape/TopK/Gather after it) compiles: the conv
+runs on the machine, the rest on the host (onnxruntime); `--verify` checks the whole model against
+onnxruntime on the original; the program carries the host model, so `rcc run PROGRAM` works alone; a
+tampered host record or model is a one-line error."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from rcc.backends.program import ProgramError, load_program, save_program
+from rcc.compiler.cli import main
+from rcc.compiler.driver import compile_model, verify_compiled
+from rcc.compiler.frontend.host_split import split_for_host
+from rcc.compiler.host_run import HostPart
+from rcc.compiler.report import build_report
+from tests.hostile.builders import rewrite_program, save_model, tensor
+
+
+def split_model(path) -> str:
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array([0.5, -0.25, 0.1, 0.3], np.float32), "b"),
+             numpy_helper.from_array(np.array([1, 64], np.int64), "shape"),
+             numpy_helper.from_array(np.array([3], np.int64), "k")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("NonZero", ["y"], ["nz"], name="nonzero"),
+             helper.make_node("Reshape", ["y", "shape"], ["flat"], name="flatten"),
+             helper.make_node("TopK", ["flat", "k"], ["vals", "idx"], name="topk"),
+             helper.make_node("Gather", ["flat", "idx"], ["g"], axis=1, name="gather")]
+    outputs = [tensor("nz", [4, None], TensorProto.INT64), tensor("g", [1, 1, 3])]
+    return str(save_model(path / "split.onnx", nodes, [tensor("x", [1, 3, 4, 4])], outputs, inits))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    return split_model(tmp_path_factory.mktemp("host"))
+
+
+def test_the_split_is_at_the_first_data_dependent_node(model) -> None:
+    split = split_for_host(onnx.load(model))
+    assert split.info["node"] == "nonzero" and split.info["nodes"] == 4 and split.info["inputs"] == ["y"]
+    assert [value.name for value in split.prefix.graph.output] == ["y"]
+    assert split_for_host(helper.make_model(helper.make_graph([], "empty", [], []))) is None
+
+
+@pytest.mark.parametrize("precision", ["int", "float"])
+def test_machine_and_host_verify_the_whole_model(model, precision) -> None:
+    compiled = compile_model(model, precision=precision)
+    assert compiled.program.host["final_outputs"] == ["nz", "g"]
+    assert [i.opcode for i in compiled.program.instructions].count("mvm") == 1
+    result = verify_compiled(model, compiled, samples=2)
+    assert result.passed and set(result.outputs) == {"nz", "g"}
+    assert verify_compiled(model, compiled, executor="interpreter", samples=2).passed
+    report = build_report(compiled)
+    assert report["host"]["op_type"] == "NonZero" and report["host"]["runs_on"] == "onnxruntime"
+
+
+def test_rcc_run_runs_both_parts_from_the_program_alone(model, tmp_path, capsys) -> None:
+    program = tmp_path / "split.rccp"
+    assert main([model, "-o", str(program), "--precision", "float"]) == 0
+    assert "host: 4 nodes from NonZero 'nonzero'" in capsys.readouterr().out
+    x = np.random.default_rng(1).normal(size=(1, 3, 4, 4)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    assert main(["run", str(program), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")]) == 0
+    outputs = np.load(tmp_path / "out.npz")
+    expected = onnxruntime.InferenceSession(model).run(["nz", "g"], {"x": x})
+    np.testing.assert_array_equal(outputs["nz"], expected[0])
+    np.testing.assert_allclose(outputs["g"], expected[1], rtol=1e-5)
+
+
+def test_a_tampered_host_part_is_a_program_error(model, tmp_path) -> None:
+    compiled = compile_model(model, precision="float")
+    save_program(compiled.program, tmp_path / "good.rccp")
+
+    def unknown_input(header: dict) -> dict:
+        header["host"]["inputs"] = ["nowhere"]
+        return header
+
+    rewrite_program(tmp_path / "good.rccp", tmp_path / "record.rccp", edit_header=unknown_input)
+    with pytest.raises(ProgramError, match="host part reads or returns 'nowhere'"):
+        load_program(tmp_path / "record.rccp")
+    rewrite_program(tmp_path / "good.rccp", tmp_path / "model.rccp", edit_members=lambda m: m.update(
+        {"host.onnx": b"not onnx"}))
+    with pytest.raises(ProgramError, match="host model cannot be loaded"):
+        HostPart(load_program(tmp_path / "model.rccp"))
+    rewrite_program(tmp_path / "good.rccp", tmp_path / "missing.rccp", edit_members=lambda m: m.pop("host.onnx"))
+    with pytest.raises(ProgramError, match="corrupted or truncated"):
+        load_program(tmp_path / "missing.rccp")
