@@ -1,3 +1,4 @@
 """Op definitions; importing this package fills `ir.optable.OPS`. One file per family of ops."""
 
 from rcc.ir.ops import nn_activation, nn_elementwise, nn_linear, nn_norm, nn_pool, nn_shape, xbar  # noqa: F401
+from rcc.ir.ops import nn_quant  # noqa: F401  (quantized-model ops)
