@@ -1,6 +1,6 @@
 """`fuse-qdq`: turn a QDQ model's DequantizeLinear → op → QuantizeLinear groups into the integer kernels
 onnxruntime runs for them under its default session options (QLinearConv, QGemm/QLinearMatMul,
-QLinearAdd, QLinearGlobalAveragePool, and data movement on the integers themselves).
+QLinearAdd, QLinearAveragePool, QLinearGlobalAveragePool, and data movement on the integers themselves).
 
     %x  = nn.dequantize_linear(%xq, %sx, %zx)                 %acc = nn.conv_integer(%xq, %wq, %zx, %zw)
     %w  = nn.dequantize_linear(%wq, %sw, %zw) {axis = 0}  →   %yq  = nn.requantize(%acc, %m, %zy, %bq)
@@ -11,7 +11,8 @@ QLinearAdd, QLinearGlobalAveragePool, and data movement on the integers themselv
 Groups (the result of the float op must have the QuantizeLinear as its only reader):
 - conv2d / matmul (+ add of a bias) / matmul of a transposed weight, with constant integer weights,
   per-tensor activations and per-tensor or per-output-channel weights, an int32 bias;
-- add of two per-tensor quantized tensors → `nn.qlinear_add`; global average pool → `nn.qlinear_global_avg_pool`;
+- add of two per-tensor quantized tensors → `nn.qlinear_add`; average pools (pads not counted) →
+  `nn.qlinear_avg_pool2d`, `nn.qlinear_global_avg_pool`;
 - max pool, reshape, transpose, identity, depth/space rearrangements with equal input and output
   quantization → the same op on the integers (exactly what the float detour gives).
 The float ops left without readers are removed by `dce`. A group that does not match stays in float.
@@ -154,7 +155,7 @@ def _per_tensor_attrs(group: _Group, prefix: str, operand: Dequantized) -> dict:
 def _fuse_elementwise(group: _Group) -> list[Op] | None:
     y = group.quantize.operands[0]
     op = y.producer
-    if op is None or op.opname not in ("nn.add", "nn.global_avg_pool") or not group.only_read_by_quantize(y) \
+    if op is None or op.opname not in ("nn.add", "nn.global_avg_pool", "nn.avg_pool2d") or not group.only_read_by_quantize(y) \
             or group.scale.type.size != 1:
         return None
     inputs = [dequantized(v) for v in op.operands]
@@ -166,6 +167,11 @@ def _fuse_elementwise(group: _Group) -> list[Op] | None:
     if op.opname == "nn.add":
         attrs.update(_per_tensor_attrs(group, "b", inputs[1]))
         return [make_op("nn.qlinear_add", [inputs[0].x, inputs[1].x], attrs, [group.name])]
+    if op.opname == "nn.avg_pool2d":
+        if op.attrs["count_include_pad"]:
+            return None
+        pool = {k: v for k, v in op.attrs.items() if k != "count_include_pad"}
+        return [make_op("nn.qlinear_avg_pool2d", [inputs[0].x], {**attrs, **pool}, [group.name])]
     if y.type.rank != 4:
         return None
     return [make_op("nn.qlinear_global_avg_pool", [inputs[0].x], attrs, [group.name])]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from rcc.ir.ops.nn_linear import conv2d
+from rcc.ir.ops.nn_pool import _POOL_ATTRS, _pool_infer, _pool_windows
 from rcc.ir.optable import OPS, Attr, broadcast_shapes, define
 from rcc.ir.types import TensorType, dtype_name
 
@@ -216,6 +217,32 @@ def qlinear_global_avg_pool(x: np.ndarray, *, a_scale: float, a_zero: int, y_sca
     total = x.astype(np.int32).sum(axis=axes, keepdims=True, dtype=np.int32) - np.int32(a_zero * size)
     scale = np.float32(a_scale) / np.float32(np.float32(y_scale) * np.float32(size))
     return _round_saturate(np.multiply(total.astype(np.float32), scale, dtype=np.float32), y_zero, dtype)
+
+
+def _qlinear_pool_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    if types[0].dtype != attrs["dtype"]:
+        raise ValueError(f"expects a {attrs['dtype']} tensor, got {types[0]}")
+    return _pool_infer(types, attrs)
+
+
+@define("nn.qlinear_avg_pool2d", operands=("x",), infer=_qlinear_pool_infer,
+        attrs={**_POOL_ATTRS, **{k: v for k, v in _QLINEAR_ATTRS.items() if not k.startswith("b_")}})
+def qlinear_avg_pool2d(x: np.ndarray, *, a_scale: float, a_zero: int, y_scale: float, y_zero: int, dtype: str,
+                       **pool) -> np.ndarray:
+    """com.microsoft QLinearAveragePool (NCHW, pads not counted) as onnxruntime computes it: the float32
+    dequantized window summed in order, divided by the count of input cells, then
+    saturate(rint(mean / y_scale + y_zero))."""
+    values = np.multiply((x.astype(np.int32) - a_zero).astype(np.float32), np.float32(a_scale), dtype=np.float32)
+    windows = _pool_windows(values, 0.0, **pool)
+    total = np.zeros(windows.shape[:4], np.float32)
+    for i in range(windows.shape[4]):
+        for j in range(windows.shape[5]):
+            total += windows[..., i, j]  # onnxruntime's order: the window's rows, then its columns
+    counts = _pool_windows(np.ones((1, 1) + x.shape[2:], np.float32), 0.0, **pool).sum(axis=(4, 5))
+    mean = np.divide(total, np.maximum(counts, 1.0).astype(np.float32), dtype=np.float32)
+    scaled = np.add(np.divide(mean, np.float32(y_scale), dtype=np.float32), np.float32(y_zero), dtype=np.float32)
+    low, high = integer_limits(dtype)
+    return np.clip(np.rint(scaled), low, high).astype(TensorType((), dtype).np_dtype)
 
 
 def quant_dtype(array: np.ndarray) -> str:
