@@ -175,7 +175,7 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
     boundaries = quantized_boundaries(path, compiled.program) if is_quantized(compiled.program) else []
     program, extra = with_extra_stores(compiled.program, [*logits.values(), *boundaries])
     machine = Machine(program, device=device, seed=device_seed, faults=faults)
-    reference = onnxruntime_runner(path, extra)
+    reference = onnxruntime_runner(path, [name for name in extra if name in logits.values()])
     traced = compiled.precision == "int"
     runs = [machine.run(f, trace=traced, allow_nonfinite=allow_nonfinite) for f in feeds]
     expected = [reference(f) for f in feeds]
@@ -192,8 +192,10 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
                             [e[tensor] for e in expected], tolerance)
     result.extra["precision"] = compiled.precision
     if is_quantized(compiled.program):
-        hold_to_bit_exactness(result, bit_exact_summary([r.outputs for r in runs], expected, outputs, boundaries),
-                              strict=not non_ideal and compiled.target.adc_is_lossless)
+        exposed = onnxruntime_runner(path, boundaries) if boundaries else reference
+        summary = bit_exact_summary([r.outputs for r in runs], expected, outputs, boundaries,
+                                    [exposed(f) for f in feeds] if boundaries else expected)
+        hold_to_bit_exactness(result, summary, strict=not non_ideal and compiled.target.adc_is_lossless)
     if non_ideal:
         stuck = f", stuck-at {device.stuck_off_rate:g}/{device.stuck_on_rate:g}" if device.has_faults else ""
         listed = ", fault map" if faults is not None else ""

@@ -48,17 +48,24 @@ def _differing(actual: np.ndarray, expected: np.ndarray) -> int:
 
 
 def bit_exact_summary(actual: list[dict[str, np.ndarray]], expected: list[dict[str, np.ndarray]],
-                      outputs: list[str], boundaries: list[str]) -> dict[str, Any]:
-    """`bit_exact` (every output and boundary equal in every sample), `differing` (output elements that
-    differ, over all samples, per output), and the boundaries: how many were compared and, for those that
-    differ, the count (the first such boundary in graph order is where the machine left onnxruntime)."""
+                      outputs: list[str], boundaries: list[str],
+                      expected_boundaries: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """`bit_exact` (every output equal to onnxruntime's on the model as given, in every sample),
+    `differing` (output elements that differ, over all samples, and per output), and the boundaries
+    (`expected_boundaries`: onnxruntime on a copy that exposes them): how many were compared, whether all
+    are equal, and the differing count of each that is not (the first in graph order is where the machine
+    left onnxruntime).
+
+    Exposing an int8 tensor stops onnxruntime's int8 → uint8 rewrite of its QuantizeLinear/
+    DequantizeLinear pair, which can keep that group in float (DequantizeLinear → Conv → QuantizeLinear)
+    in the copy; so the outputs are judged on the model as given and the boundaries are reported."""
     per_output = {name: sum(_differing(np.asarray(a[name]), np.asarray(e[name])) for a, e in zip(actual, expected))
                   for name in outputs if all(name in a for a in actual) and name in expected[0]}
-    per_boundary = {name: sum(_differing(np.asarray(a[name]), np.asarray(e[name])) for a, e in zip(actual, expected))
-                    for name in boundaries}
+    per_boundary = {name: sum(_differing(np.asarray(a[name]), np.asarray(e[name]))
+                              for a, e in zip(actual, expected_boundaries)) for name in boundaries}
     differing_boundaries = {name: count for name, count in per_boundary.items() if count}
-    return {"bit_exact": not any(per_output.values()) and not differing_boundaries
-            and len(per_output) == len(outputs),
+    return {"bit_exact": not any(per_output.values()) and len(per_output) == len(outputs),
             "differing": sum(per_output.values()), "differing_per_output": per_output,
-            "boundaries_compared": len(boundaries), "differing_boundaries": differing_boundaries,
+            "boundaries_compared": len(boundaries), "boundaries_bit_exact": not differing_boundaries,
+            "differing_boundaries": differing_boundaries,
             "first_differing_boundary": next(iter(differing_boundaries), None)}

@@ -231,7 +231,7 @@ def qlinear_avg_pool2d(x: np.ndarray, *, a_scale: float, a_zero: int, y_scale: f
                        **pool) -> np.ndarray:
     """com.microsoft QLinearAveragePool (NCHW, pads not counted) as onnxruntime computes it: the float32
     dequantized window summed in order, divided by the count of input cells, then
-    saturate(rint(mean / y_scale + y_zero))."""
+    saturate(rint(mean / y_scale + y_zero)); int8 as uint8 with both zero points + 128."""
     values = np.multiply((x.astype(np.int32) - a_zero).astype(np.float32), np.float32(a_scale), dtype=np.float32)
     windows = _pool_windows(values, 0.0, **pool)
     total = np.zeros(windows.shape[:4], np.float32)
@@ -240,9 +240,13 @@ def qlinear_avg_pool2d(x: np.ndarray, *, a_scale: float, a_zero: int, y_scale: f
             total += windows[..., i, j]  # onnxruntime's order: the window's rows, then its columns
     counts = _pool_windows(np.ones((1, 1) + x.shape[2:], np.float32), 0.0, **pool).sum(axis=(4, 5))
     mean = np.divide(total, np.maximum(counts, 1.0).astype(np.float32), dtype=np.float32)
-    scaled = np.add(np.divide(mean, np.float32(y_scale), dtype=np.float32), np.float32(y_zero), dtype=np.float32)
+    # int8 runs as uint8 with zero points + 128 (onnxruntime's QDQ int8 → uint8 rewrite), and the zero
+    # point is added in float32 before rounding, so the shift can change a rounding: reproduce it.
+    shift = 128 if dtype == "i8" else 0
+    scaled = np.add(np.divide(mean, np.float32(y_scale), dtype=np.float32), np.float32(y_zero + shift),
+                    dtype=np.float32)
     low, high = integer_limits(dtype)
-    return np.clip(np.rint(scaled), low, high).astype(TensorType((), dtype).np_dtype)
+    return (np.clip(np.rint(scaled), low + shift, high + shift) - shift).astype(TensorType((), dtype).np_dtype)
 
 
 def quant_dtype(array: np.ndarray) -> str:
