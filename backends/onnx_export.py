@@ -410,3 +410,8 @@ def save_onnx(module: Module, path: str | os.PathLike, opset: int = 17) -> None:
         raise RccError(f"{target}: cannot write the ONNX model ({err.strerror})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+from rcc.backends.onnx_export_quant import QUANT_EXPORTERS  # noqa: E402  (the quantized-model ops)
+
+EXPORTERS.update(QUANT_EXPORTERS)

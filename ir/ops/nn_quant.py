@@ -219,6 +219,12 @@ def qlinear_global_avg_pool(x: np.ndarray, *, a_scale: float, a_zero: int, y_sca
     return _round_saturate(np.multiply(total.astype(np.float32), scale, dtype=np.float32), y_zero, dtype)
 
 
+def pool_counts(shape: tuple[int, ...], pool: dict) -> np.ndarray:
+    """The input cells in each pooling window (at least 1), float32 [1, 1, oh, ow]."""
+    counts = _pool_windows(np.ones((1, 1) + tuple(shape[2:]), np.float32), 0.0, **pool).sum(axis=(4, 5))
+    return np.maximum(counts, 1.0).astype(np.float32)
+
+
 def _qlinear_pool_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     if types[0].dtype != attrs["dtype"]:
         raise ValueError(f"expects a {attrs['dtype']} tensor, got {types[0]}")
@@ -238,8 +244,7 @@ def qlinear_avg_pool2d(x: np.ndarray, *, a_scale: float, a_zero: int, y_scale: f
     for i in range(windows.shape[4]):
         for j in range(windows.shape[5]):
             total += windows[..., i, j]  # onnxruntime's order: the window's rows, then its columns
-    counts = _pool_windows(np.ones((1, 1) + x.shape[2:], np.float32), 0.0, **pool).sum(axis=(4, 5))
-    mean = np.divide(total, np.maximum(counts, 1.0).astype(np.float32), dtype=np.float32)
+    mean = np.divide(total, pool_counts(x.shape, pool), dtype=np.float32)
     # int8 runs as uint8 with zero points + 128 (onnxruntime's QDQ int8 → uint8 rewrite), and the zero
     # point is added in float32 before rounding, so the shift can change a rounding: reproduce it.
     shift = 128 if dtype == "i8" else 0
