@@ -21,21 +21,21 @@ import numpy as np
 from rcc.ir.ops.nn_linear import conv2d
 from rcc.ir.ops.nn_pool import _POOL_ATTRS, _pool_infer, _pool_windows
 from rcc.ir.optable import OPS, Attr, broadcast_shapes, define
-from rcc.ir.types import TensorType, dtype_name
+from rcc.ir.types import TensorType
 
 QUANT_DTYPES = ("u8", "i8")
 
 
 def integer_limits(dtype: np.dtype | str) -> tuple[int, int]:
     """The range of a quantized integer dtype (`u8` → (0, 255))."""
-    info = np.iinfo(np.dtype(dtype) if not isinstance(dtype, str) else TensorType((), dtype).np_dtype)
+    info = np.iinfo(TensorType((), dtype).np_dtype if isinstance(dtype, str) else dtype)
     return int(info.min), int(info.max)
 
 
 def along_axis(values: np.ndarray, rank: int, axis: int) -> np.ndarray:
     """A scalar or 1-D per-axis array shaped to broadcast against a rank-`rank` tensor on `axis`."""
     values = np.asarray(values)
-    if values.ndim == 0 or values.size == 1 and rank == 0:
+    if values.size == 1:  # one value broadcasts, whatever the axis
         return values.reshape(())
     shape = [1] * rank
     shape[axis % rank] = values.size
@@ -252,11 +252,6 @@ def qlinear_avg_pool2d(x: np.ndarray, *, a_scale: float, a_zero: int, y_scale: f
                     dtype=np.float32)
     low, high = integer_limits(dtype)
     return (np.clip(np.rint(scaled), low + shift, high + shift) - shift).astype(TensorType((), dtype).np_dtype)
-
-
-def quant_dtype(array: np.ndarray) -> str:
-    """The IR dtype of a zero point or quantized tensor (u8/i8)."""
-    return dtype_name(array.dtype)
 
 
 def _subtract_zero_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
