@@ -23,6 +23,8 @@ from rcc.compiler.frontend.registry import RULES
 PARAMETER_INPUTS = {"Resize": 1, "Upsample": 1, "Clip": 1, "Pad": 1, "Reshape": 1, "Squeeze": 1,
                     "Unsqueeze": 1, "Dropout": 1, "SplitToSequence": 1, "SequenceInsert": 2, "SequenceAt": 1,
                     "SequenceErase": 1}
+PARAMETER_INPUTS.update({"QuantizeLinear": 1, "DequantizeLinear": 1, "QLinearConv": 1, "QLinearMatMul": 1,
+                         "ConvInteger": 2, "MatMulInteger": 2})  # scales and zero points (weights too for QLinear*)
 
 TALLY: Counter = Counter()
 
@@ -53,7 +55,11 @@ def frozen_model(case, also: dict[str, int] | None = None) -> tuple[onnx.ModelPr
     kept, keep_index, constructs = [], [], []
     for index, (info, data) in enumerate(zip(list(model.graph.input), inputs)):
         array = np.asarray(data) if not isinstance(data, (list, type(None))) else None
-        if array is not None and info.name in parameter_names:
+        if isinstance(data, onnx.TensorProto) and info.name in parameter_names:  # 4-bit, float8, ...
+            model.graph.initializer.append(onnx.TensorProto())
+            model.graph.initializer[-1].CopyFrom(data)
+            model.graph.initializer[-1].name = info.name
+        elif array is not None and info.name in parameter_names:
             model.graph.initializer.append(numpy_helper.from_array(array, info.name))
         elif isinstance(data, list):  # a sequence input: its elements become inputs, its length fixed
             names = [f"{info.name}.{position}" for position in range(len(data))]
