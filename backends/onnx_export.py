@@ -492,3 +492,6 @@ EXPORTERS.update({
     "nn.tile": _with_shape_input("Tile", "repeats"),
     "nn.resize": _resize,
 })
+from rcc.backends.onnx_export_quant import QUANT_EXPORTERS  # noqa: E402  (the quantized-model ops)
+
+EXPORTERS.update(QUANT_EXPORTERS)

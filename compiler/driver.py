@@ -27,6 +27,7 @@ from rcc.compiler.host_run import HostPart
 from rcc.compiler.frontend.loader import ShapeOverrides, load_onnx
 from rcc.compiler.pass_context import DECONV_PASSES, PassContext, PassReport, PruneBudget
 from rcc.compiler.pass_manager import PipelineSpec, default_pipeline, run_pipeline
+from rcc.compiler.verify_quant import bit_exact_summary, is_quantized, quantized_boundaries
 from rcc.compiler.verify import (DEFAULT_SAMPLES, FLOAT_MACHINE_TOLERANCE, Tolerance, VerifyResult, compare_outputs,
                                  integer_snr_bound, judge_on_logits, mark_input_bound, onnxruntime_outputs, onnxruntime_runner)
 from rcc.ir import interpreter
@@ -155,6 +156,18 @@ def softmax_logits(path: str | os.PathLike) -> dict[str, str]:
     return {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Softmax" and n.output[0] in outputs}
 
 
+def hold_to_bit_exactness(result: VerifyResult, summary: dict, strict: bool) -> None:
+    """Record a quantized model's bit-exact comparison; when `strict` (lossless ADC, ideal cells) an output
+    passes only if every element equals onnxruntime's."""
+    result.extra.update(summary)
+    for name, metrics in result.outputs.items():
+        metrics["differing"] = summary["differing_per_output"].get(name)
+        if strict:
+            metrics["passed"] = metrics["differing"] == 0
+    if strict:
+        result.extra["tolerance"] = "bit-exact (quantized model, lossless ADC)"
+
+
 def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str = "machine",
                     inputs: dict[str, np.ndarray] | None = None, seed: int = 0,
                     allow_nonfinite: bool = False, samples: int = DEFAULT_SAMPLES, device: Device | None = None,
@@ -171,9 +184,10 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
         return verify_model(path, compiled.graph, executor, inputs, seed, samples, host)
     feeds = input_samples(compiled.graph, inputs, seed, samples)
     logits = softmax_logits(path) if host is None else {}  # a host part computes those outputs itself
-    program, extra = with_extra_stores(compiled.program, list(logits.values()))
+    boundaries = quantized_boundaries(path, compiled.program) if is_quantized(compiled.program) else []
+    program, extra = with_extra_stores(compiled.program, [*logits.values(), *boundaries])
     machine = Machine(program, device=device, seed=device_seed, faults=faults)
-    reference = onnxruntime_runner(path, extra)
+    reference = onnxruntime_runner(path, [name for name in extra if name in logits.values()])
     traced = compiled.precision == "int"
     runs = [machine.run(f, trace=traced, allow_nonfinite=allow_nonfinite) for f in feeds]
     expected = [reference(f) for f in feeds]
@@ -192,6 +206,11 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
             judge_on_logits(result.outputs[output], [r.outputs[tensor] for r in runs],
                             [e[tensor] for e in expected], tolerance)
     result.extra["precision"] = compiled.precision
+    if is_quantized(compiled.program):
+        exposed = onnxruntime_runner(path, boundaries) if boundaries else reference
+        summary = bit_exact_summary([r.outputs for r in runs], expected, outputs, boundaries,
+                                    [exposed(f) for f in feeds] if boundaries else expected)
+        hold_to_bit_exactness(result, summary, strict=not non_ideal and compiled.target.adc_is_lossless)
     if non_ideal:
         stuck = f", stuck-at {device.stuck_off_rate:g}/{device.stuck_on_rate:g}" if device.has_faults else ""
         listed = ", fault map" if faults is not None else ""

@@ -26,8 +26,9 @@ from rcc.ir.printer import print_module
 from rcc.ir.progress import stage
 from rcc.ir.verifier import verify
 
-GRAPH_PIPELINE: tuple[str, ...] = ("constant-fold", "fold-batch-norm", "remove-identity", "dce")
-XBAR_PIPELINE: tuple[str, ...] = ("prune-crossbars", "lower-to-xbar", "pack-crossbars", "dce", "replicate", "place-attention")
+GRAPH_PIPELINE: tuple[str, ...] = ("fuse-qdq", "constant-fold", "fold-batch-norm", "remove-identity", "dce")
+XBAR_PIPELINE: tuple[str, ...] = ("prune-crossbars", "lower-to-xbar", "lower-quantized", "pack-crossbars", "dce", "replicate",
+                                  "place-attention")
 
 
 def default_pipeline(deconv: str = "pixelwise", graph: str | Sequence[str] = GRAPH_PIPELINE) -> tuple[str, ...]:

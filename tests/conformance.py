@@ -26,6 +26,8 @@ PARAMETER_INPUTS = {"Resize": 1, "Upsample": 1, "Clip": 1, "Pad": 1, "Reshape": 
 PARAMETER_INPUTS.update({"Slice": 1, "Split": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0, "Range": 0})
 PARAMETER_INPUTS.update({op: 1 for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
                                           "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")})
+PARAMETER_INPUTS.update({"QuantizeLinear": 1, "DequantizeLinear": 1, "QLinearConv": 1, "QLinearMatMul": 1,
+                         "ConvInteger": 2, "MatMulInteger": 2})  # scales and zero points (weights too for QLinear*)
 
 TALLY: Counter = Counter()
 
@@ -63,7 +65,11 @@ def frozen_model(case, also: dict[str, int] | None = None) -> tuple[onnx.ModelPr
     kept, keep_index, constructs = [], [], []
     for index, (info, data) in enumerate(zip(list(model.graph.input), inputs)):
         array = case_array(data)
-        if array is not None and info.name in parameter_names:
+        if isinstance(data, onnx.TensorProto) and info.name in parameter_names:  # 4-bit, float8, ...
+            model.graph.initializer.append(onnx.TensorProto())
+            model.graph.initializer[-1].CopyFrom(data)
+            model.graph.initializer[-1].name = info.name
+        elif array is not None and info.name in parameter_names:
             model.graph.initializer.append(numpy_helper.from_array(array, info.name))
         elif isinstance(data, list):  # a sequence input: its elements become inputs, its length fixed
             names = [f"{info.name}.{position}" for position in range(len(data))]

@@ -152,6 +152,8 @@ def print_verify(result: VerifyResult) -> None:
         details.append(f"integer reference match: {'yes' if extra['integer_reference_match'] else 'NO'}")
     if "tolerance" in extra:
         details.append(f"tolerance: {extra['tolerance']}")
+    if "bit_exact" in extra:
+        details.append(bit_exact_line(extra))
     if "samples" in extra:
         details.append(f"{extra['samples']} samples")
     if "snr_input_bound" in extra:
@@ -159,6 +161,15 @@ def print_verify(result: VerifyResult) -> None:
                        f"(depth {extra['crossbar_depth']}), reported only")
     suffix = f" ({'; '.join(details)})" if details else ""
     print(f"verify ({result.executor} vs onnxruntime): {verdict}{suffix}")
+
+
+def bit_exact_line(extra: dict) -> str:
+    """A quantized model's bit-exact verdict: outputs, then the quantized boundaries compared."""
+    outputs = "yes" if extra["bit_exact"] else f"NO ({extra['differing']} output elements differ)"
+    boundaries = f"{extra['boundaries_compared']} boundaries"
+    if extra["differing_boundaries"]:
+        boundaries += f", first differing {extra['first_differing_boundary']}"
+    return f"bit-exact vs onnxruntime: {outputs}; {boundaries}"
 
 
 def print_localization(localization: Localization) -> None:

@@ -99,3 +99,4 @@ def import_onnx(path: str | os.PathLike, input_shapes: ShapeOverrides | None = N
     """Load the ONNX model at `path` and lower it into graph-level IR."""
     return lower_model(load_onnx(path), str(path), input_shapes, allow_nonfinite)
 
+from rcc.compiler.frontend import rules_quant  # noqa: E402,F401  (quantized-model rules)

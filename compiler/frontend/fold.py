@@ -22,6 +22,7 @@ from rcc.ir.limits import check_tensor_bytes
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                "Bernoulli", "If", "Loop", "Scan", "SequenceEmpty", "SequenceConstruct", "SequenceInsert",
                "SequenceErase", "SequenceAt", "SequenceLength", "SplitToSequence", "ConcatFromSequence"}
+_NEVER_FOLD |= {"DequantizeLinear"}  # quantized weights stay integers for `fuse-qdq` (rules_quant.py)
 
 
 def _fold_shape(ctx: LowerContext, node: onnx.NodeProto) -> bool:

@@ -9,6 +9,8 @@ from rcc.compiler.passes.deconv_to_pixelwise import DeconvToPixelwise
 from rcc.compiler.passes.deconv_zero_insertion import DeconvZeroInsertion
 from rcc.compiler.passes.fault_aware import FaultAware
 from rcc.compiler.passes.fold_batch_norm import FoldBatchNorm
+from rcc.compiler.passes.fuse_qdq import FuseQdq
+from rcc.compiler.passes.lower_quantized import LowerQuantized
 from rcc.compiler.passes.lower_to_xbar import LowerToXbar
 from rcc.compiler.passes.pack_crossbars import PackCrossbars
 from rcc.compiler.passes.place_attention import PlaceAttention
@@ -30,6 +32,8 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     Replicate,
     PlaceAttention,
     FaultAware,
+    FuseQdq,
+    LowerQuantized,
 )}
 
 

@@ -1,0 +1,186 @@
+"""ONNX forms of the quantized-model ops (`ir/ops/nn_quant.py`), in standard ONNX ops only.
+
+QuantizeLinear, DequantizeLinear, ConvInteger and MatMulInteger export as themselves. The requantisations
+are spelled with the float32 steps they are defined by, ending in QuantizeLinear with scale 1, which
+rounds ties to even and saturates: `nn.requantize` → Add(bias) → Cast(float) → Mul(multiplier) →
+QuantizeLinear(1, y_zero); `nn.qlinear_add`, `nn.qlinear_global_avg_pool` and `nn.qlinear_avg_pool2d`
+(its windows summed slice by slice in rcc's order, not by a float AveragePool) likewise, so onnxruntime
+runs every one of them to the integers rcc's semantics give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+from onnx import TensorProto
+
+from rcc.ir.core import Op
+from rcc.ir.ops.nn_quant import pool_counts
+
+
+class Emitter(Protocol):
+    """What an exporter needs of `backends.onnx_export.GraphEmitter`."""
+
+    def constant(self, base: str, array: np.ndarray) -> str: ...
+
+    def node(self, op_type: str, inputs: list[str], output: str, **attrs: Any) -> str: ...
+
+
+
+def _scalar_or_vector(emitter: Emitter, op: Op, index: int, suffix: str) -> str:
+    """Operand `index` (a constant scale or zero point) as ONNX wants it: a scalar, or 1-D per axis (a
+    zero point whose values are all equal is one value: onnxruntime's ConvInteger takes no other)."""
+    value = op.operands[index]
+    if value.data is None or (value.type.size != 1 and not (suffix.endswith("zero")
+                                                            and np.all(value.data == value.data.flat[0]))):
+        return value.name
+    return emitter.constant(f"{op.result.name}.{suffix}", np.asarray(value.data.flat[0]))
+
+
+def _linear(op_type: str) -> Callable[[Emitter, Op], None]:
+    def export(emitter: Emitter, op: Op) -> None:
+        inputs = [op.operands[0].name, _scalar_or_vector(emitter, op, 1, "scale"),
+                  _scalar_or_vector(emitter, op, 2, "zero_point")]
+        emitter.node(op_type, inputs, op.result.name, axis=op.attrs["axis"])
+
+    return export
+
+
+def _integer_product(op_type: str) -> Callable[[Emitter, Op], None]:
+    def export(emitter: Emitter, op: Op) -> None:
+        inputs = [op.operands[0].name, op.operands[1].name]
+        if len(op.operands) > 2:
+            inputs.append(_scalar_or_vector(emitter, op, 2, "x_zero"))
+        if len(op.operands) > 3:
+            inputs.append(_scalar_or_vector(emitter, op, 3, "w_zero"))
+        attrs = {}
+        if op_type == "ConvInteger":
+            attrs = {"kernel_shape": list(op.operands[1].type.shape[2:]), "strides": list(op.attrs["strides"]),
+                     "pads": list(op.attrs["pads"]), "dilations": list(op.attrs["dilations"]),
+                     "group": op.attrs["group"]}
+        emitter.node(op_type, inputs, op.result.name, **attrs)
+
+    return export
+
+
+def _quantize_unit(emitter: Emitter, value: str, op: Op, zero: int | str) -> None:
+    """QuantizeLinear(value, 1.0, zero): rint ties to even, + zero, saturated to the result's dtype."""
+    if isinstance(zero, int):
+        zero = emitter.constant(f"{op.result.name}.y_zero", np.array(zero, op.result.type.np_dtype))
+    one = emitter.constant(f"{op.result.name}.one", np.array(1.0, np.float32))
+    emitter.node("QuantizeLinear", [value, one, zero], op.result.name)
+
+
+def _centred_float(emitter: Emitter, x: str, zero: int, base: str) -> str:
+    """float32(x − zero) of a u8/i8 tensor."""
+    wide = emitter.node("Cast", [x], base + "/", to=TensorProto.INT32)
+    shifted = emitter.node("Sub", [wide, emitter.constant(base + ".zero", np.array(zero, np.int32))], base + "/")
+    return emitter.node("Cast", [shifted], base + "/", to=TensorProto.FLOAT)
+
+
+def _requantize(emitter: Emitter, op: Op) -> None:
+    acc, multiplier, zero = op.operands[:3]
+    total = emitter.node("Cast", [acc.name], op.result.name + "/", to=TensorProto.INT32)
+    rank, axis = acc.type.rank, op.attrs["axis"]
+    shape = [1] * rank
+    shape[axis % rank] = -1
+
+    def along_axis(name: str, data: np.ndarray | None, fallback: str) -> str:
+        if data is None:  # a computed bias: ONNX broadcasting puts it on the last axis
+            return fallback
+        return emitter.constant(name, data.reshape(shape) if data.size > 1 else data.reshape(()))
+
+    if len(op.operands) > 3:
+        bias = along_axis(f"{op.result.name}.bias", op.operands[3].data, op.operands[3].name)
+        total = emitter.node("Add", [total, bias], op.result.name + "/")
+    values = emitter.node("Cast", [total], op.result.name + "/", to=TensorProto.FLOAT)
+    scaled = emitter.node("Mul", [values, along_axis(f"{op.result.name}.multiplier", multiplier.data, multiplier.name)],
+                          op.result.name + "/")
+    _quantize_unit(emitter, scaled, op, _scalar_or_vector(emitter, op, 2, "y_zero"))
+
+
+def _qlinear_add(emitter: Emitter, op: Op) -> None:
+    attrs, base = op.attrs, op.result.name
+    terms = []
+    for index, prefix in enumerate(("a", "b")):
+        centred = _centred_float(emitter, op.operands[index].name, attrs[f"{prefix}_zero"], f"{base}.{prefix}")
+        ratio = np.float32(attrs[f"{prefix}_scale"]) / np.float32(attrs["y_scale"])
+        terms.append(emitter.node("Mul", [centred, emitter.constant(f"{base}.{prefix}_ratio", np.array(ratio))],
+                                  base + "/"))
+    _quantize_unit(emitter, emitter.node("Add", terms, base + "/"), op, attrs["y_zero"])
+
+
+def _qlinear_global_avg_pool(emitter: Emitter, op: Op) -> None:
+    attrs, base, x = op.attrs, op.result.name, op.operands[0]
+    size = int(np.prod(x.type.shape[2:]))
+    wide = emitter.node("Cast", [x.name], base + "/", to=TensorProto.INT32)
+    axes = emitter.constant(base + ".axes", np.arange(2, x.type.rank, dtype=np.int64))
+    total = emitter.node("ReduceSum", [wide, axes], base + "/", keepdims=1)
+    offset = emitter.constant(base + ".offset", np.array(attrs["a_zero"] * size, np.int32))
+    centred = emitter.node("Cast", [emitter.node("Sub", [total, offset], base + "/")], base + "/", to=TensorProto.FLOAT)
+    scale = np.float32(attrs["a_scale"]) / np.float32(np.float32(attrs["y_scale"]) * np.float32(size))
+    scaled = emitter.node("Mul", [centred, emitter.constant(base + ".scale", np.array(scale))], base + "/")
+    _quantize_unit(emitter, scaled, op, attrs["y_zero"])
+
+
+def _window_sum(emitter: Emitter, op: Op, values: str, base: str) -> str:
+    """The pooling windows of `values` summed cell by cell in the window's row-major order, in float32
+    (pads and ceil mode's extra end area are zeros), as `nn.qlinear_avg_pool2d` sums them."""
+    attrs = op.attrs
+    (kh, kw), (sh, sw), (dh, dw), pads = attrs["kernel"], attrs["strides"], attrs["dilations"], attrs["pads"]
+    _, _, height, width = op.operands[0].type.shape
+    _, _, oh, ow = op.result.type.shape
+    extra_h = max(0, (oh - 1) * sh + dh * (kh - 1) + 1 - (height + pads[0] + pads[2]))
+    extra_w = max(0, (ow - 1) * sw + dw * (kw - 1) + 1 - (width + pads[1] + pads[3]))
+    padded = emitter.node("Pad", [values, emitter.constant(base + ".pads", np.array(
+        [0, 0, pads[0], pads[1], 0, 0, pads[2] + extra_h, pads[3] + extra_w], np.int64))], base + "/")
+    total = None
+    for i in range(kh):
+        for j in range(kw):
+            starts = np.array([i * dh, j * dw], np.int64)
+            ends = starts + np.array([(oh - 1) * sh + 1, (ow - 1) * sw + 1], np.int64)
+            window = emitter.node("Slice", [padded, emitter.constant(base + ".starts", starts),
+                                            emitter.constant(base + ".ends", ends),
+                                            emitter.constant(base + ".axes", np.array([2, 3], np.int64)),
+                                            emitter.constant(base + ".steps", np.array([sh, sw], np.int64))],
+                                  base + "/")
+            total = window if total is None else emitter.node("Add", [total, window], base + "/")
+    return total
+
+
+def _qlinear_avg_pool2d(emitter: Emitter, op: Op) -> None:
+    attrs, base = op.attrs, op.result.name
+    values = emitter.node("Mul", [_centred_float(emitter, op.operands[0].name, attrs["a_zero"], base + ".x"),
+                                  emitter.constant(base + ".a_scale", np.array(attrs["a_scale"], np.float32))],
+                          base + "/")
+    pool = {k: attrs[k] for k in ("kernel", "strides", "pads", "dilations", "ceil_mode")}
+    counts = emitter.constant(base + ".counts", pool_counts(op.operands[0].type.shape, pool))
+    mean = emitter.node("Div", [_window_sum(emitter, op, values, base), counts], base + "/")
+    scaled = emitter.node("Div", [mean, emitter.constant(base + ".y_scale", np.array(attrs["y_scale"], np.float32))],
+                          base + "/")
+    shift = 128 if attrs["dtype"] == "i8" else 0  # as `nn.qlinear_avg_pool2d`: int8 rounds as uint8 does
+    shifted = emitter.node("Add", [scaled, emitter.constant(base + ".zero", np.array(attrs["y_zero"] + shift,
+                                                                                      np.float32))], base + "/")
+    one, zero = (emitter.constant(base + name, value) for name, value in
+                 ((".one", np.array(1.0, np.float32)), (".u8_zero", np.array(0, np.uint8))))
+    rounded = emitter.node("QuantizeLinear", [shifted, one, zero], base + "/")
+    if not shift:
+        emitter.node("Identity", [rounded], base)
+        return
+    wide = emitter.node("Cast", [rounded], base + "/", to=TensorProto.INT32)
+    back = emitter.node("Sub", [wide, emitter.constant(base + ".shift", np.array(shift, np.int32))], base + "/")
+    emitter.node("Cast", [back], base, to=TensorProto.INT8)
+
+
+QUANT_EXPORTERS: dict[str, Callable[[Emitter, Op], None]] = {
+    "nn.quantize_linear": _linear("QuantizeLinear"),
+    "nn.dequantize_linear": _linear("DequantizeLinear"),
+    "nn.conv_integer": _integer_product("ConvInteger"),
+    "nn.matmul_integer": _integer_product("MatMulInteger"),
+    "nn.requantize": _requantize,
+    "nn.qlinear_add": _qlinear_add,
+    "nn.qlinear_global_avg_pool": _qlinear_global_avg_pool,
+    "nn.qlinear_avg_pool2d": _qlinear_avg_pool2d,
+}

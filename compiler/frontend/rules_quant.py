@@ -1,0 +1,221 @@
+"""Lowering of ONNX's quantization ops: QuantizeLinear, DequantizeLinear (opsets 10–21, per tensor and per
+axis, 8-bit), QLinearConv, QLinearMatMul, ConvInteger and MatMulInteger.
+
+Scales and zero points must be compile-time constants, and are checked here, so a malformed quantized
+model is one line naming its node: a scale that is zero, negative or not finite, a zero point of another
+dtype than the tensor (or a non-zero one for int32), per-axis parameters whose length is not the axis's,
+scale and zero point of different shapes, an axis out of range. 4-bit, 16-bit and float8 types and
+blocked quantization (`block_size`, opset 21) are refused in one line. QLinearConv and QLinearMatMul
+become an integer product and `nn.requantize` (onnxruntime's output stage; `ir/ops/nn_quant.py`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from rcc.compiler.frontend.context import LowerContext
+from rcc.compiler.frontend.registry import rule
+from rcc.compiler.frontend.rules_spatial import explicit_pads
+from rcc.ir.core import Value
+from rcc.ir.ops.nn_quant import QUANT_DTYPES, requantize_multiplier
+from rcc.ir.types import TensorType
+
+_CARRIED = {np.dtype(np.uint8), np.dtype(np.int8)}
+
+
+def _dtype_label(array: np.ndarray) -> str:
+    return str(array.dtype) if array.dtype.names is None else "a custom type"
+
+
+def quant_params(ctx: LowerContext, scale_index: int, zero_index: int, tensor: TensorType, axis: int,
+                 zero_dtype: np.dtype | None = None, what: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The (scale f32, zero point) constants of a quantized tensor, checked; the zero point defaults to a
+    zero of `zero_dtype` (uint8 when None)."""
+    label = f"{what} " if what else ""
+    scale = ctx.constant(scale_index, f"{label}scale")
+    if scale.dtype != np.float32:
+        raise ctx.unsupported(f"{label}scale is {scale.dtype}; rcc reads float32 scales")
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ctx.error(f"{label}scale must be positive and finite, got {scale.reshape(-1)[:4].tolist()}")
+    if ctx.has_input(zero_index):
+        zero = ctx.constant(zero_index, f"{label}zero point")
+    else:
+        zero = np.zeros(scale.shape, zero_dtype or np.uint8)
+    if zero.dtype not in _CARRIED and zero.dtype != np.int32:
+        raise ctx.unsupported(f"{label}zero point of type {_dtype_label(zero)}: rcc handles uint8 and int8 "
+                              f"quantization (4-bit, 16-bit and float8 types are not supported)")
+    if zero_dtype is not None and zero.dtype != zero_dtype:
+        raise ctx.error(f"{label}zero point is {zero.dtype} but the tensor is {np.dtype(zero_dtype)}")
+    if zero.dtype == np.int32 and np.any(zero != 0):
+        raise ctx.error(f"{label}zero point of an int32 tensor must be 0, got {zero.reshape(-1)[:4].tolist()}")
+    if scale.size == 1 and zero.size == 1 and scale.ndim <= 1 and zero.ndim <= 1:
+        return scale.reshape(()), zero.reshape(())
+    if scale.shape != zero.shape:
+        raise ctx.error(f"{label}scale {list(scale.shape)} and zero point {list(zero.shape)} differ in shape")
+    if scale.ndim > 1:
+        raise ctx.error(f"{label}scale has rank {scale.ndim}; per-axis scales are 1-D (blocked quantization "
+                        f"is not supported)")
+    if scale.ndim == 1 and scale.size != 1:
+        if not -tensor.rank <= axis < tensor.rank:
+            raise ctx.error(f"axis {axis} is out of range for a rank-{tensor.rank} tensor")
+        if scale.size != tensor.shape[axis]:
+            raise ctx.error(f"{label}scale has {scale.size} values but axis {axis} of {tensor} has "
+                            f"{tensor.shape[axis]}")
+    return scale, zero
+
+
+def _axis(ctx: LowerContext) -> int:
+    if int(ctx.attr("block_size", 0)) != 0:
+        raise ctx.unsupported("blocked quantization (block_size) is not supported")
+    return int(ctx.attr("axis", 1))
+
+
+def _param(ctx: LowerContext, name: str, array: np.ndarray) -> Value:
+    return ctx.builder.constant(f"{ctx.node.output[0]}.{name}", array)
+
+
+@rule("QuantizeLinear")
+def lower_quantize_linear(ctx: LowerContext) -> None:
+    x = ctx.input(0)
+    axis = _axis(ctx)
+    output_dtype = int(ctx.attr("output_dtype", 0))
+    if x.type.dtype != "f32":
+        raise ctx.unsupported(f"QuantizeLinear of {x.type.dtype}: rcc quantizes float32 tensors")
+    scale, zero = quant_params(ctx, 1, 2, x.type, axis)
+    if output_dtype and not ctx.has_input(2):
+        zero = np.zeros(scale.shape, helper.tensor_dtype_to_np_dtype(output_dtype))
+        if zero.dtype not in _CARRIED:
+            raise ctx.unsupported(f"QuantizeLinear to {zero.dtype}: rcc handles uint8 and int8")
+    if zero.dtype not in _CARRIED:
+        raise ctx.error(f"zero point is {zero.dtype}; QuantizeLinear produces uint8 or int8")
+    operands = [x, _param(ctx, "scale", scale), _param(ctx, "zero_point", zero)]
+    ctx.bind(0, ctx.op("nn.quantize_linear", operands, {"axis": axis % max(x.type.rank, 1)}))
+
+
+@rule("DequantizeLinear")
+def lower_dequantize_linear(ctx: LowerContext) -> None:
+    x = ctx.input(0)
+    axis = _axis(ctx)
+    if x.type.dtype not in (*QUANT_DTYPES, "i32"):
+        raise ctx.unsupported(f"DequantizeLinear of {x.type.dtype}: rcc handles uint8, int8 and int32")
+    scale, zero = quant_params(ctx, 1, 2, x.type, axis, x.type.np_dtype)
+    operands = [x, _param(ctx, "scale", scale), _param(ctx, "zero_point", zero)]
+    ctx.bind(0, ctx.op("nn.dequantize_linear", operands, {"axis": axis % max(x.type.rank, 1)}))
+
+
+def _per_tensor(ctx: LowerContext, scale: np.ndarray, what: str) -> None:
+    if scale.size != 1:
+        raise ctx.error(f"{what} scale must be one value (per tensor), got {scale.size}")
+
+
+def _integer_operand(ctx: LowerContext, index: int, what: str) -> Value:
+    value = ctx.input(index)
+    if value.type.dtype not in QUANT_DTYPES:
+        raise ctx.unsupported(f"{what} of type {value.type.dtype}: rcc handles uint8 and int8")
+    return value
+
+
+def _conv_attrs(ctx: LowerContext, x: Value, w: Value) -> dict:
+    if x.type.rank != 4 or w.type.rank != 4:
+        raise ctx.unsupported(f"{x.type.rank - 2}-D {ctx.node.op_type} (rcc handles 2-D)")
+    kernel = list(w.type.shape[2:])
+    strides = [int(v) for v in ctx.attr("strides", [1, 1])]
+    dilations = [int(v) for v in ctx.attr("dilations", [1, 1])]
+    pads = explicit_pads(ctx, x.type.shape[2:], kernel, strides, dilations)
+    return {"strides": strides, "pads": pads, "dilations": dilations, "group": int(ctx.attr("group", 1))}
+
+
+def _weight_zero(ctx: LowerContext, index: int, w: Value, channels: int, what: str) -> np.ndarray | None:
+    if not ctx.has_input(index):
+        return None
+    zero = ctx.constant(index, f"{what} zero point")
+    if zero.dtype != w.type.np_dtype:
+        raise ctx.error(f"{what} zero point is {zero.dtype} but the weight is {w.type.np_dtype}")
+    if zero.size not in (1, channels) or zero.ndim > 1:
+        raise ctx.error(f"{what} zero point has shape {list(zero.shape)}; expected one value or {channels}")
+    return zero
+
+
+def _input_zero(ctx: LowerContext, index: int, x: Value) -> np.ndarray | None:
+    if not ctx.has_input(index):
+        return None
+    zero = ctx.constant(index, "input zero point")
+    if zero.dtype != x.type.np_dtype or zero.size != 1:
+        raise ctx.error(f"input zero point must be one {x.type.np_dtype}, got {zero.dtype}{list(zero.shape)}")
+    return zero
+
+
+def _product(ctx: LowerContext, opname: str, x: Value, w: Value, x_zero: np.ndarray | None,
+             w_zero: np.ndarray | None, attrs: dict, name: str | None = None) -> Value:
+    operands = [x, w]
+    if x_zero is not None or w_zero is not None:
+        operands.append(_param(ctx, "x_zero", x_zero if x_zero is not None else np.zeros((), x.type.np_dtype)))
+    if w_zero is not None:
+        operands.append(_param(ctx, "w_zero", w_zero))
+    return ctx.op(opname, operands, attrs, name=name)
+
+
+@rule("ConvInteger")
+def lower_conv_integer(ctx: LowerContext) -> None:
+    x, w = _integer_operand(ctx, 0, "input"), _integer_operand(ctx, 1, "weight")
+    attrs = _conv_attrs(ctx, x, w)
+    ctx.bind(0, _product(ctx, "nn.conv_integer", x, w, _input_zero(ctx, 2, x),
+                         _weight_zero(ctx, 3, w, w.type.shape[0], "weight"), attrs))
+
+
+@rule("MatMulInteger")
+def lower_matmul_integer(ctx: LowerContext) -> None:
+    a, b = _integer_operand(ctx, 0, "A"), _integer_operand(ctx, 1, "B")
+    if b.type.rank != 2:
+        raise ctx.unsupported(f"MatMulInteger with a rank-{b.type.rank} B (rcc handles a 2-D B)")
+    ctx.bind(0, _product(ctx, "nn.matmul_integer", a, b, _input_zero(ctx, 2, a),
+                         _weight_zero(ctx, 3, b, b.type.shape[1], "B"), {}))
+
+
+def _requantized(ctx: LowerContext, acc: Value, x_scale: np.ndarray, w_scale: np.ndarray, y_scale: np.ndarray,
+                 y_zero: np.ndarray, bias: Value | None, axis: int) -> Value:
+    multiplier = requantize_multiplier(x_scale, w_scale, y_scale)
+    operands = [acc, _param(ctx, "multiplier", multiplier), _param(ctx, "y_zero", y_zero.reshape(()))]
+    if bias is not None:
+        if bias.type.dtype != "i32" or bias.type.rank != 1:
+            raise ctx.error(f"bias must be a 1-D int32 tensor, got {bias.type}")
+        operands.append(bias)
+    return ctx.op("nn.requantize", operands, {"axis": axis}, name=ctx.node.output[0])
+
+
+@rule("QLinearConv")
+def lower_qlinear_conv(ctx: LowerContext) -> None:
+    x, w = _integer_operand(ctx, 0, "x"), _integer_operand(ctx, 3, "w")
+    channels = w.type.shape[0]
+    x_scale, x_zero = quant_params(ctx, 1, 2, x.type, 1, x.type.np_dtype, "x")
+    w_scale, w_zero = quant_params(ctx, 4, 5, w.type, 0, w.type.np_dtype, "w")
+    y_scale, y_zero = quant_params(ctx, 6, 7, x.type, 1, None, "y")
+    _per_tensor(ctx, x_scale, "x")
+    _per_tensor(ctx, y_scale, "y")
+    if y_zero.dtype not in _CARRIED:
+        raise ctx.error(f"y zero point is {y_zero.dtype}; QLinearConv produces uint8 or int8")
+    if w_scale.size not in (1, channels):
+        raise ctx.error(f"w scale has {w_scale.size} values; expected one or {channels} (output channels)")
+    acc = _product(ctx, "nn.conv_integer", x, w, x_zero.reshape(()), w_zero.reshape(-1) if w_zero.size > 1
+                   else w_zero.reshape(()), _conv_attrs(ctx, x, w), name=f"{ctx.node.output[0]}.acc")
+    bias = ctx.input(8) if ctx.has_input(8) else None
+    ctx.bind(0, _requantized(ctx, acc, x_scale, w_scale, y_scale, y_zero, bias, 1))
+
+
+@rule("QLinearMatMul")
+def lower_qlinear_matmul(ctx: LowerContext) -> None:
+    a, b = _integer_operand(ctx, 0, "a"), _integer_operand(ctx, 3, "b")
+    if b.type.rank != 2:
+        raise ctx.unsupported(f"QLinearMatMul with a rank-{b.type.rank} b (rcc handles a 2-D b)")
+    a_scale, a_zero = quant_params(ctx, 1, 2, a.type, -1, a.type.np_dtype, "a")
+    b_scale, b_zero = quant_params(ctx, 4, 5, b.type, 1, b.type.np_dtype, "b")
+    y_scale, y_zero = quant_params(ctx, 6, 7, a.type, -1, None, "y")
+    _per_tensor(ctx, a_scale, "a")
+    _per_tensor(ctx, y_scale, "y")
+    if y_zero.dtype not in _CARRIED:
+        raise ctx.error(f"y zero point is {y_zero.dtype}; QLinearMatMul produces uint8 or int8")
+    acc = _product(ctx, "nn.matmul_integer", a, b, a_zero.reshape(()), b_zero.reshape(-1) if b_zero.size > 1
+                   else b_zero.reshape(()), {}, name=f"{ctx.node.output[0]}.acc")
+    ctx.bind(0, _requantized(ctx, acc, a_scale, b_scale, y_scale, y_zero, None, -1 % acc.type.rank))
+

@@ -1,0 +1,213 @@
+"""`fuse-qdq`: turn a QDQ model's DequantizeLinear → op → QuantizeLinear groups into the integer kernels
+onnxruntime runs for them under its default session options (QLinearConv, QGemm/QLinearMatMul,
+QLinearAdd, QLinearAveragePool, QLinearGlobalAveragePool, and data movement on the integers themselves).
+
+    %x  = nn.dequantize_linear(%xq, %sx, %zx)                 %acc = nn.conv_integer(%xq, %wq, %zx, %zw)
+    %w  = nn.dequantize_linear(%wq, %sw, %zw) {axis = 0}  →   %yq  = nn.requantize(%acc, %m, %zy, %bq)
+    %b  = nn.dequantize_linear(%bq, %sb, %zb)                  (%m = float32(float32(sx · sw) / sy))
+    %y  = nn.conv2d(%x, %w, %b)
+    %yq = nn.quantize_linear(%y, %sy, %zy)
+
+Groups (the result of the float op must have the QuantizeLinear as its only reader):
+- conv2d / matmul (+ add of a bias) / matmul of a transposed weight, with constant integer weights,
+  per-tensor activations and per-tensor or per-output-channel weights, an int32 bias;
+- add of two per-tensor quantized tensors → `nn.qlinear_add`; average pools (pads not counted) →
+  `nn.qlinear_avg_pool2d`, `nn.qlinear_global_avg_pool`;
+- max pool, reshape, transpose, identity, depth/space rearrangements with equal input and output
+  quantization → the same op on the integers (exactly what the float detour gives).
+The float ops left without readers are removed by `dce`. A group that does not match stays in float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from rcc.compiler.pass_context import PassContext
+from rcc.compiler.passes.base import Pass
+from rcc.ir.builder import make_op
+from rcc.ir.core import Module, Op, Value
+from rcc.ir.ops.nn_quant import requantize_multiplier
+
+_PASSTHROUGH = ("nn.max_pool2d", "nn.reshape", "nn.transpose", "nn.identity", "nn.depth_to_space",
+                "nn.space_to_depth", "nn.global_max_pool")
+
+
+@dataclass(frozen=True)
+class Dequantized:
+    """A DequantizeLinear's integer operand and its constant parameters."""
+
+    x: Value
+    scale: Value
+    zero: Value
+    axis: int
+
+    @property
+    def per_tensor(self) -> bool:
+        return self.scale.type.size == 1
+
+
+def dequantized(value: Value) -> Dequantized | None:
+    """The DequantizeLinear that produces `value`, if it does, with constant scale and zero point."""
+    op = value.producer
+    if op is None or op.opname != "nn.dequantize_linear" or not all(v.is_constant for v in op.operands[1:]):
+        return None
+    return Dequantized(op.operands[0], op.operands[1], op.operands[2], op.attrs["axis"])
+
+
+class _Group:
+    """One QuantizeLinear and the module around it, with the helpers to build its replacement."""
+
+    def __init__(self, module: Module, quantize: Op, users: dict[Value, list[Op]]) -> None:
+        self.module, self.quantize, self.users = module, quantize, users
+        self.outputs = {id(v) for v in module.outputs}
+        self.name = quantize.result.name
+
+    def only_read_by_quantize(self, value: Value) -> bool:
+        return len(self.users.get(value, [])) == 1 and id(value) not in self.outputs
+
+    def constant(self, suffix: str, data: np.ndarray) -> Value:
+        return self.module.add_constant(self.module.fresh_name(f"{self.name}.{suffix}"), data)
+
+    @property
+    def scale(self) -> Value:
+        return self.quantize.operands[1]
+
+    @property
+    def zero(self) -> Value:
+        return self.quantize.operands[2]
+
+
+def _requantized(group: _Group, product: str, operands: list[Value], attrs: dict, x: Dequantized,
+                 w: Dequantized, bias: Value | None, axis: int) -> list[Op]:
+    acc = make_op(product, operands, attrs, [group.module.fresh_name(f"{group.name}.acc")])
+    multiplier = requantize_multiplier(x.scale.data, w.scale.data, group.scale.data)
+    requant_operands = [acc.result, group.constant("multiplier", multiplier), group.zero]
+    out = make_op("nn.requantize", requant_operands + ([bias] if bias is not None else []), {"axis": axis},
+                  [group.name])
+    return [acc, out]
+
+
+def _integer_bias(value: Value | None) -> Value | None | bool:
+    """The int32 constant under a bias's DequantizeLinear; None without a bias; False when not one."""
+    if value is None:
+        return None
+    bias = dequantized(value)
+    if bias is None or not bias.x.is_constant or bias.x.type.dtype != "i32" or bias.x.type.rank != 1:
+        return False
+    return bias.x
+
+
+def _fuse_conv(group: _Group) -> list[Op] | None:
+    y = group.quantize.operands[0]
+    conv = y.producer
+    if conv is None or conv.opname != "nn.conv2d" or not group.only_read_by_quantize(y) \
+            or not group.scale.type.size == 1:
+        return None
+    x, w = dequantized(conv.operands[0]), dequantized(conv.operands[1])
+    bias = _integer_bias(conv.operands[2] if len(conv.operands) > 2 else None)
+    if x is None or w is None or bias is False or not x.per_tensor or not w.x.is_constant \
+            or not (w.per_tensor or w.axis == 0):
+        return None
+    operands = [x.x, w.x, x.zero, w.zero]
+    return _requantized(group, "nn.conv_integer", operands, conv.attrs, x, w, bias, 1)
+
+
+def _fuse_matmul(group: _Group) -> list[Op] | None:
+    y = group.quantize.operands[0]
+    if y.producer is None or not group.only_read_by_quantize(y) or not group.scale.type.size == 1:
+        return None
+    bias_value = None
+    product = y.producer
+    if product.opname == "nn.add":
+        lhs, rhs = product.operands
+        product, bias_value = lhs.producer, rhs
+        if product is None or not group.only_read_by_quantize(lhs):
+            return None
+    if product.opname != "nn.matmul":
+        return None
+    weight, output_axis = product.operands[1], 1
+    if weight.producer is not None and weight.producer.opname == "nn.transpose" \
+            and tuple(weight.producer.attrs["perm"]) == (1, 0):
+        weight, output_axis = weight.producer.operands[0], 0
+    x, w = dequantized(product.operands[0]), dequantized(weight)
+    bias = _integer_bias(bias_value)
+    if x is None or w is None or bias is False or not x.per_tensor or not w.x.is_constant \
+            or w.x.type.rank != 2 or not (w.per_tensor or w.axis == output_axis):
+        return None
+    matrix = w.x if output_axis == 1 else group.constant("wq", np.ascontiguousarray(w.x.data.T))
+    acc_axis = product.result.type.rank - 1
+    return _requantized(group, "nn.matmul_integer", [x.x, matrix, x.zero, w.zero], {}, x, w, bias, acc_axis)
+
+
+def _same_quantization(a: Dequantized, scale: Value, zero: Value) -> bool:
+    return a.scale.type == scale.type and a.zero.type == zero.type and np.array_equal(a.scale.data, scale.data) \
+        and np.array_equal(a.zero.data, zero.data)
+
+
+def _per_tensor_attrs(group: _Group, prefix: str, operand: Dequantized) -> dict:
+    return {f"{prefix}_scale": float(operand.scale.data.reshape(-1)[0]),
+            f"{prefix}_zero": int(operand.zero.data.reshape(-1)[0])}
+
+
+def _fuse_elementwise(group: _Group) -> list[Op] | None:
+    y = group.quantize.operands[0]
+    op = y.producer
+    if op is None or op.opname not in ("nn.add", "nn.global_avg_pool", "nn.avg_pool2d") or not group.only_read_by_quantize(y) \
+            or group.scale.type.size != 1:
+        return None
+    inputs = [dequantized(v) for v in op.operands]
+    dtype = group.zero.type.dtype
+    if any(d is None or not d.per_tensor or d.x.type.dtype != dtype for d in inputs):
+        return None
+    attrs = {"y_scale": float(group.scale.data.reshape(-1)[0]), "y_zero": int(group.zero.data.reshape(-1)[0]),
+             "dtype": dtype, **_per_tensor_attrs(group, "a", inputs[0])}
+    if op.opname == "nn.add":
+        attrs.update(_per_tensor_attrs(group, "b", inputs[1]))
+        return [make_op("nn.qlinear_add", [inputs[0].x, inputs[1].x], attrs, [group.name])]
+    if op.opname == "nn.avg_pool2d":
+        if op.attrs["count_include_pad"]:
+            return None
+        pool = {k: v for k, v in op.attrs.items() if k != "count_include_pad"}
+        return [make_op("nn.qlinear_avg_pool2d", [inputs[0].x], {**attrs, **pool}, [group.name])]
+    if y.type.rank != 4:
+        return None
+    return [make_op("nn.qlinear_global_avg_pool", [inputs[0].x], attrs, [group.name])]
+
+
+def _fuse_passthrough(group: _Group) -> list[Op] | None:
+    y = group.quantize.operands[0]
+    op = y.producer
+    if op is None or op.opname not in _PASSTHROUGH or len(op.operands) != 1 or not group.only_read_by_quantize(y):
+        return None
+    x = dequantized(op.operands[0])
+    if x is None or not x.per_tensor or not _same_quantization(x, group.scale, group.zero):
+        return None
+    return [make_op(op.opname, [x.x], op.attrs, [group.name])]
+
+
+MATCHERS: tuple[Callable[[_Group], list[Op] | None], ...] = (_fuse_conv, _fuse_matmul, _fuse_elementwise,
+                                                             _fuse_passthrough)
+
+
+@dataclass
+class FuseQdq(Pass):
+    name = "fuse-qdq"
+
+    def run(self, module: Module, ctx: PassContext) -> bool:
+        changed = False
+        for quantize in [op for op in module.ops if op.opname == "nn.quantize_linear"]:
+            group = _Group(module, quantize, module.users())
+            for matcher in MATCHERS:
+                new_ops = matcher(group)
+                if new_ops:
+                    source = quantize.operands[0].producer
+                    module.replace_op(quantize, new_ops)
+                    ctx.report.removed.append({"op": source.opname, "value": group.name,
+                                               "fused": new_ops[-1].opname})
+                    changed = True
+                    break
+        ctx.report.figures["fused"] = len(ctx.report.removed)
+        return changed

@@ -1,0 +1,166 @@
+"""Quantized ONNX built by hand (QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger, QuantizeLinear/
+DequantizeLinear at opsets 10–21): compiled with the model's integers on crossbars, the machine's outputs
+equal onnxruntime's bit for bit; malformed quantization parameters are one-line errors naming the node."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from rcc.compiler.cli import main
+from rcc.compiler.driver import compile_model, verify_compiled
+from rcc.ir.errors import RccError, UnsupportedError
+from rcc.runtime.machine import Machine
+
+ONNX_TYPE = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8,
+             np.dtype(np.int32): TensorProto.INT32, np.dtype(np.float32): TensorProto.FLOAT}
+
+
+def save_model(tmp_path, nodes, inputs: dict[str, np.ndarray], initializers: dict[str, np.ndarray],
+               outputs: dict[str, tuple[type, tuple]], opset: int = 13, name: str = "q.onnx") -> str:
+    graph = helper.make_graph(
+        nodes, "quantized",
+        [helper.make_tensor_value_info(k, ONNX_TYPE[v.dtype], v.shape) for k, v in inputs.items()],
+        [helper.make_tensor_value_info(o, ONNX_TYPE[np.dtype(t)], shape) for o, (t, shape) in outputs.items()],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    path = tmp_path / name
+    onnx.save(model, path)
+    return str(path)
+
+
+def onnxruntime_run(path: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+
+
+def assert_machine_bit_exact(path: str, feeds: dict[str, np.ndarray]) -> None:
+    compiled = compile_model(path)
+    actual = Machine(compiled.program).run(feeds).outputs
+    expected = onnxruntime_run(path, feeds)
+    for name, value in expected.items():
+        assert actual[name].dtype == value.dtype and np.array_equal(actual[name], value), name
+
+
+def integers(rng, dtype, shape) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, shape).astype(dtype)
+
+
+@pytest.mark.parametrize("x_dtype, w_dtype, per_channel", [(np.uint8, np.int8, True), (np.int8, np.int8, False),
+                                                           (np.uint8, np.uint8, True)])
+def test_qlinear_conv_then_matmul_is_bit_exact(tmp_path, x_dtype, w_dtype, per_channel) -> None:
+    rng = np.random.default_rng(0)
+    channels = 6
+    w_zero = np.full(channels, 3 if w_dtype == np.uint8 else 0, w_dtype)
+    w_scale = rng.uniform(0.002, 0.01, channels).astype(np.float32)
+    if not per_channel:
+        w_zero, w_scale = w_zero[:1].reshape(()), w_scale[:1].reshape(())
+    x_zero = np.array(120 if x_dtype == np.uint8 else -5, x_dtype)
+    inits = {"xs": np.float32(0.03), "xz": x_zero, "w": integers(rng, w_dtype, (channels, 4, 3, 3)), "ws": w_scale,
+             "wz": w_zero, "ys": np.float32(0.21), "yz": np.array(7, x_dtype),
+             "b": rng.integers(-3000, 3000, channels).astype(np.int32),
+             "m": integers(rng, np.int8, (5, 3)), "ms": np.float32(0.05), "mz": np.array(0, np.int8),
+             "zs": np.float32(0.4), "zz": np.array(-2 if x_dtype == np.int8 else 9, x_dtype)}
+    nodes = [helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"], name="conv",
+                              pads=[1, 1, 1, 1], strides=[2, 1]),
+             helper.make_node("QLinearMatMul", ["y", "ys", "yz", "m", "ms", "mz", "zs", "zz"], ["z"], name="mm")]
+    path = save_model(tmp_path, nodes, {"x": integers(rng, x_dtype, (1, 4, 7, 5))}, inits,
+                      {"y": (x_dtype, (1, channels, 4, 5)), "z": (x_dtype, (1, channels, 4, 3))})
+    assert_machine_bit_exact(path, {"x": integers(rng, x_dtype, (1, 4, 7, 5))})
+
+
+def test_conv_integer_and_matmul_integer_are_exact_int32(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    inits = {"w": integers(rng, np.uint8, (4, 2, 2, 2)), "xz": np.array(128, np.uint8),
+             "wz": np.array(2, np.uint8), "b": integers(rng, np.int8, (3, 4)), "bz": np.array(-1, np.int8)}
+    nodes = [helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], name="ci", group=2),
+             helper.make_node("MatMulInteger", ["a", "b", "", "bz"], ["z"], name="mi")]
+    feeds = {"x": integers(rng, np.uint8, (1, 4, 5, 5)), "a": integers(rng, np.int8, (2, 3, 3))}
+    path = save_model(tmp_path, nodes, feeds, inits, {"y": (np.int32, (1, 4, 4, 4)), "z": (np.int32, (2, 3, 4))},
+                      opset=10)
+    assert_machine_bit_exact(path, feeds)
+
+
+@pytest.mark.parametrize("opset", [10, 13, 19, 21])
+def test_quantize_dequantize_round_trip_at_each_opset(tmp_path, opset) -> None:
+    rng = np.random.default_rng(opset)
+    per_axis = opset >= 13
+    scale = rng.uniform(0.01, 0.1, 3).astype(np.float32) if per_axis else np.float32(0.05)
+    zero = np.array([5, -7, 0], np.int8) if per_axis else np.array(-3, np.int8)
+    axis = {"axis": 1} if per_axis else {}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q", **axis),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq", **axis)]
+    feeds = {"x": (rng.standard_normal((2, 3, 4)) * 4).astype(np.float32)}
+    path = save_model(tmp_path, nodes, feeds, {"s": scale, "z": zero}, {"q": (np.int8, (2, 3, 4)), "y": (np.float32, (2, 3, 4))},
+                      opset=opset)
+    assert_machine_bit_exact(path, feeds)
+
+
+def test_a_qdq_conv_verifies_bit_exact_with_its_boundaries(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    inits = {"s": np.float32(0.02), "z": np.array(128, np.uint8), "w": integers(rng, np.int8, (3, 2, 3, 3)),
+             "ws": np.float32(0.01), "wz": np.array(0, np.int8), "ys": np.float32(0.05), "yz": np.array(3, np.uint8)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["y", "ys", "yz"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["out"])]
+    path = save_model(tmp_path, nodes, {"x": np.zeros((1, 2, 6, 6), np.float32)}, inits, {"out": (np.float32, (1, 3, 6, 6))})
+    compiled = compile_model(path)
+    assert {op.opname for op in compiled.graph.ops} >= {"nn.conv_integer", "nn.requantize"}
+    assert any(i.opcode == "mvm" and i.attrs["weight_bits"] == 8 for i in compiled.program.instructions)
+    result = verify_compiled(path, compiled, samples=2)
+    assert result.passed and result.extra["bit_exact"] and result.extra["differing"] == 0
+    assert result.extra["boundaries_compared"] == 2 and result.extra["boundaries_bit_exact"]
+
+
+def _quantize_model(tmp_path, scale, zero, axis: int = 1, opset: int = 13, block_size: int | None = None) -> str:
+    extra = {"block_size": block_size} if block_size is not None else {}
+    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="bad_q", axis=axis, **extra)
+    return save_model(tmp_path, [node], {"x": np.zeros((1, 3, 4), np.float32)}, {"s": scale, "z": zero},
+                      {"q": (zero.dtype, (1, 3, 4))}, opset=opset)
+
+
+@pytest.mark.parametrize("scale, zero, axis, words", [
+    (np.float32(0.0), np.array(0, np.uint8), 1, "scale must be positive"),
+    (np.array([0.1, 0.2], np.float32), np.array([0, 0], np.uint8), 1, "axis 1"),
+    (np.array([0.1, 0.2, 0.3], np.float32), np.array([0, 0, 0], np.uint8), 5, "axis 5 is out of range"),
+    (np.array([0.1, 0.2, 0.3], np.float32), np.array([0, 0], np.uint8), 1, "differ in shape"),
+])
+def test_malformed_quantization_is_one_line_naming_the_node(tmp_path, capsys, scale, zero, axis, words) -> None:
+    path = _quantize_model(tmp_path, scale, zero, axis)
+    code = main([path, "-o", str(tmp_path / "out.rccp")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "bad_q" in err and words in err
+    assert not (tmp_path / "out.rccp").exists()
+
+
+def test_a_non_zero_int32_zero_point_is_refused(tmp_path) -> None:
+    node = helper.make_node("DequantizeLinear", ["b", "s", "z"], ["y"], name="bias_dq")
+    path = save_model(tmp_path, [node], {"b": np.zeros(4, np.int32)},
+                      {"s": np.float32(0.1), "z": np.array(3, np.int32)}, {"y": (np.float32, (4,))})
+    with pytest.raises(RccError, match="bias_dq.*zero point of an int32 tensor must be 0"):
+        compile_model(path)
+
+
+def test_blocked_and_4_bit_quantization_are_named_unsupported(tmp_path) -> None:
+    blocked = _quantize_model(tmp_path, np.ones((1, 3, 2), np.float32), np.zeros((1, 3, 2), np.uint8), axis=2,
+                              opset=21, block_size=2)
+    with pytest.raises(UnsupportedError, match="bad_q.*block_size"):
+        compile_model(blocked)
+    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q4")
+    graph = helper.make_graph([node], "q4", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("q", TensorProto.INT4, [4])],
+                              [numpy_helper.from_array(np.float32(0.1), "s"),
+                               helper.make_tensor("z", TensorProto.INT4, [], [0])])
+    path = tmp_path / "q4.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), path)
+    with pytest.raises(RccError, match="q4"):
+        compile_model(path)
