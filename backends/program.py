@@ -55,12 +55,13 @@ class Program:
     instructions: list[Instruction]
     constants: dict[str, np.ndarray]
     baked_inputs: list[str] = field(default_factory=list)  # model inputs whose default was compiled in
+    input_defaults: dict[str, np.ndarray] = field(default_factory=dict)  # inputs' values when not fed
 
     def header(self) -> dict[str, Any]:
         return {"format": PROGRAM_FORMAT, "version": PROGRAM_VERSION, "name": self.name, "target": self.target,
                 "precision": self.precision, "inputs": self.inputs, "outputs": self.outputs,
                 "constants": sorted(self.constants), "instructions": [i.to_json() for i in self.instructions],
-                "baked_inputs": self.baked_inputs}
+                "baked_inputs": self.baked_inputs, "input_defaults": sorted(self.input_defaults)}
 
 
 # Members carry a fixed timestamp, so compiling the same model twice gives the same bytes.
@@ -71,10 +72,11 @@ def program_bytes(program: Program) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr(zipfile.ZipInfo("program.json", _MEMBER_TIME), json.dumps(program.header(), indent=1))
-        for index, name in enumerate(sorted(program.constants)):
-            member_info = zipfile.ZipInfo(f"constants/{index}.npy", _MEMBER_TIME)
-            with archive.open(member_info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(program.constants[name]), allow_pickle=False)
+        for folder, arrays in (("constants", program.constants), ("defaults", program.input_defaults)):
+            for index, name in enumerate(sorted(arrays)):
+                member_info = zipfile.ZipInfo(f"{folder}/{index}.npy", _MEMBER_TIME)
+                with archive.open(member_info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
     return buffer.getvalue()
 
 
@@ -96,6 +98,8 @@ def load_program(path: str | os.PathLike) -> Program:
             check_header(header, str(path))
             constants = {name: read_member(archive, f"constants/{index}.npy", f"{path}: constant {name!r}")
                          for index, name in enumerate(header["constants"])}
+            defaults = {name: read_member(archive, f"defaults/{index}.npy", f"{path}: default of input {name!r}")
+                        for index, name in enumerate(header.get("input_defaults", []))}
     except ProgramError:
         raise
     except RecursionError:
@@ -110,7 +114,7 @@ def load_program(path: str | os.PathLike) -> Program:
     except RecursionError:
         raise ProgramError(f"{path}: an instruction's attributes are nested too deeply") from None
     program = Program(header["name"], header["target"], header["precision"], header["inputs"],
-                      header["outputs"], instructions, constants, header.get("baked_inputs", []))
+                      header["outputs"], instructions, constants, header.get("baked_inputs", []), defaults)
     try:
         check_program_semantics(program)
     except ProgramError as err:

@@ -77,8 +77,11 @@ def check_header(header: Any, where: str) -> None:
         if not (isinstance(spec, dict) and set(spec) == {"name", "shape", "dtype"} and isinstance(spec["name"], str)
                 and _is_shape(spec["shape"]) and spec["dtype"] in DTYPES):
             raise ProgramError(f"{where}: input {spec!r:.80} is not {{name, shape, dtype}}")
-    if not _is_names(header.get("baked_inputs", [])):  # optional: version-2 programs before it load without
-        raise ProgramError(f"{where}: field 'baked_inputs' must be a list of names")
+    for optional in ("baked_inputs", "input_defaults"):  # optional: version-2 programs before them load without
+        if not _is_names(header.get(optional, [])):
+            raise ProgramError(f"{where}: field {optional!r} must be a list of names")
+    if len(set(header.get("input_defaults", []))) != len(header.get("input_defaults", [])):
+        raise ProgramError(f"{where}: an input default is listed twice")
     if not _is_names(header["outputs"]) or not _is_names(header["constants"]):
         raise ProgramError(f"{where}: outputs and constants must be lists of names")
     if len(set(header["constants"])) != len(header["constants"]):
@@ -104,6 +107,10 @@ def check_program_semantics(program) -> None:
     inputs = {spec["name"]: TensorType(tuple(spec["shape"]), spec["dtype"]) for spec in program.inputs}
     for name, type_ in inputs.items():
         _check_budget(f"{where}: input {name!r}", type_)
+    for name, array in program.input_defaults.items():
+        if name not in inputs or not isinstance(array, np.ndarray) or array.dtype not in DTYPES.values() \
+                or TensorType.of(array) != inputs[name]:
+            raise ProgramError(f"{where}: the default of {name!r} is not a value of one of its inputs' type")
     stored: list[str] = []
     for index, instruction in enumerate(program.instructions):
         label = f"{where}: instruction {index} ({instruction.opcode})"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rcc.ir import xbar_figures
-from rcc.ir.errors import RccError
+from rcc.ir.errors import RccError, one_line
 from rcc.ir.limits import read_bounded, regular_file_problem
 from rcc.ir.ops.xbar import quantize_limits
 
@@ -254,10 +254,6 @@ class Target:
         return result
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
-
-
 def read_toml(path: str | PathLike[str], error: type[RccError], label: str = "") -> dict[str, Any]:
     """A TOML file's tables; `error` with one line naming `label` and the file when it cannot be read."""
     name = f"{label} {path}" if label else str(path)
@@ -269,11 +265,11 @@ def read_toml(path: str | PathLike[str], error: type[RccError], label: str = "")
     except FileNotFoundError:
         raise error(f"{name}: no such file") from None
     except tomllib.TOMLDecodeError as err:
-        raise error(f"{name}: invalid TOML: {_one_line(err)}") from None
+        raise error(f"{name}: invalid TOML: {one_line(err)}") from None
     except UnicodeDecodeError:
         raise error(f"{name}: invalid TOML: not UTF-8 text") from None
     except OSError as err:
-        raise error(f"{name}: cannot read: {err.strerror or _one_line(err)}") from None
+        raise error(f"{name}: cannot read: {err.strerror or one_line(err)}") from None
 
 
 def read_preset_or_file(spec: str | PathLike[str], presets: tuple[str, ...], preset_file: str,

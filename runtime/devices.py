@@ -236,7 +236,11 @@ class DeviceCrossbarGroup:
 
     def run(self, x: np.ndarray, sliced: bool | None = None) -> np.ndarray:
         """The layer's accumulators [P, G·M] (int64) as the device arrays and ADCs produce them (each unit's
-        read noise is drawn up front, in unit order)."""
+        read noise is drawn up front, in unit order). Device cells are always read slice by slice through
+        the ADC, so `sliced` None or True is what happens; False (skip the slices) cannot be honoured."""
+        if sliced is False:
+            raise DeviceError(f"mvm {self.attrs.get('layer', '?')!r}: force_sliced=False cannot skip the bit-slices "
+                              f"of device cells (every read goes through the ADC); leave it None")
         g = self.mapping
         total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
         width = np.uint8 if g.input_bits <= 8 else np.uint16 if g.input_bits <= 16 else np.int64
