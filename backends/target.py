@@ -65,6 +65,7 @@ _FLAGS = {
 }
 _LABELS = {"xbar_rows": "--xbar rows", "xbar_cols": "--xbar columns"}
 _OPTIONAL = frozenset({"adc_bits", "chips"})  # None means automatic
+_MAY_BE_ZERO = frozenset({"spare_columns"})
 _DERIVED = ("magnitude_bits", "weight_slices", "input_cycles", "signs", "max_column_sum",
             "lossless_adc_bits", "effective_adc_bits", "adc_max", "adc_is_lossless",
             "weights_per_array_row", "max_arrays", "weight_max")
@@ -95,6 +96,7 @@ class Target:
     vector_lanes: int = 64
     vector_op_cycles: int = 1
     accumulate_cycles: int = 1
+    spare_columns: int = 0  # per array, beside its xbar_cols: repair columns for the fault-aware pass
 
     def __post_init__(self) -> None:
         self.validate()
@@ -175,11 +177,14 @@ class Target:
             value = getattr(self, field.name)
             if field.name == "encoding" or (value is None and field.name in _OPTIONAL):
                 continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise TargetError(f"{_label(field.name)} must be a positive integer, got {value!r}")
+            low = 0 if field.name in _MAY_BE_ZERO else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                kind = "a non-negative" if low == 0 else "a positive"
+                raise TargetError(f"{_label(field.name)} must be {kind} integer, got {value!r}")
         for name in ("xbar_rows", "xbar_cols"):
             if getattr(self, name) > MAX_XBAR:
                 raise TargetError(f"{_label(name)} must be at most {MAX_XBAR}, got {getattr(self, name)}")
+        self._check_range("spare_columns", 0, self.xbar_cols)
         self._check_range("weight_bits", 2, 16)
         self._check_range("input_bits", 2, 16)  # signed activations need a sign bit and a magnitude bit
         if self.cell_bits > self.magnitude_bits:
