@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rcc.backends.chip import PRESETS as CHIP_PRESETS
 from rcc.backends.target import AUTO, ENCODINGS, Auto, Target, parse_xbar
 from rcc.ir.errors import RccError
 from rcc.ir.files import check_output_path, json_bytes, write_output
@@ -61,6 +62,12 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"how weight signs are stored (default: {default.encoding})")
     group.add_argument("--chips", type=_int_or_auto, metavar="N|auto",
                        help="chip budget (default: auto, as many as the model needs)")
+
+
+def add_cost_model_argument(parser: argparse.ArgumentParser) -> None:
+    """`--cost-model PRESET|FILE.toml`: the component costs a report's `cost` objects use (rcc.backends.chip)."""
+    parser.add_argument("--cost-model", default="isaac", metavar="|".join(CHIP_PRESETS) + "|FILE.toml",
+                        help="component costs for energy, latency and area (default: isaac)")
 
 
 def target_from_args(args: argparse.Namespace) -> Target:
