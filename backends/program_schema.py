@@ -95,6 +95,10 @@ def check_header(header: Any, where: str) -> None:
                                f"record of the right types")
 
 
+# Attributes that programs written before them lack; the machine reads them with their op-table default.
+_ADDED_LATER = frozenset({"spare_columns"})
+
+
 def check_program_semantics(program) -> None:
     """ProgramError unless every instruction of `program` (a backends.program.Program) is well formed."""
     where = f"program {program.name!r}"
@@ -189,7 +193,7 @@ def _inferred_types(program, instruction, label: str, operand_types: list[Tensor
         _check_mvm(program, instruction, label, operand_types)
         attrs.pop("weights_shape", None)
     opdef = OPS[opname]
-    missing = sorted(set(opdef.attrs) - set(attrs)) if instruction.opcode != "vec" else []
+    missing = sorted(set(opdef.attrs) - set(attrs) - _ADDED_LATER) if instruction.opcode != "vec" else []
     if missing:  # the machine reads a dedicated instruction's attributes as written: no defaults
         raise ProgramError(f"{label}: missing attribute {missing[0]!r}")
     if not opdef.operand_count_ok(len(operand_types)) or len(instruction.dst) != opdef.results:

@@ -53,7 +53,7 @@ from rcc.backends.program import Program, ProgramError
 from rcc.runtime.crossbar import CrossbarGroup
 
 CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
-READ_THREADS = min(2, os.cpu_count() or 1)   # threads reading a layer's (unit, chunk) steps
+READ_THREADS = min(2, os.cpu_count() or 1)   # threads programming arrays and reading (unit, chunk) steps
 NOISE_TAPE = 1 << 24         # standard normals drawn once per machine for read noise
 PCM_PROG_COEFF = (0.26348, 1.9650, -1.1731)                 # aihwkit PCMLikeNoiseModel prog_coeff
 PCM_PROG_G_MAX = 25.0                                        # µS, its reference g_max
@@ -207,23 +207,19 @@ class DeviceCrossbarGroup:
             and drifted > 0 else 1.0
 
     def _program(self, seed: int, faults: FaultMap | None) -> tuple[list[_Unit], float, float]:
-        g, device = self.mapping, self.device
+        g = self.mapping
         units: list[_Unit] = []
         drifted_total = programmed_total = 0.0
-        for block, ids in zip(self.blocks, self.array_ids):
-            columns = block_columns(g, block)
+        jobs = [(block, level, int(array_id), seed, faults) for block, ids in zip(self.blocks, self.array_ids)
+                for level, array_id in zip(block_levels(self.weights, g, block), ids)]
+        cells = iter(in_parallel(self._program_cells, jobs))      # each array from its own seeded stream
+        for block in self.blocks:
             per_sign = []
-            for level, array_id in zip(block_levels(self.weights, g, block), ids):
-                grid = np.zeros((g.xbar_rows, g.xbar_cols), dtype=np.int64)
-                grid[np.ix_(block.row_slots, columns)] = level
-                states = None if faults is None else repaired_states(
-                    faults.states(int(array_id), g.xbar_rows, g.xbar_cols), self.spare_columns.get(int(array_id)))
-                rng = np.random.default_rng([seed, _PROGRAM_STREAM, int(array_id)])
-                now, programmed = program_array(device, grid, self.level_max, states, rng)
-                used = np.ix_(block.row_slots, columns)
-                drifted_total += float(now[used].sum())
-                programmed_total += float(programmed[used].sum())
-                per_sign.append(now[used].reshape(block.rows.size, block.outputs.size, g.weight_slices))
+            for _ in range(g.signs):
+                now, programmed = next(cells)
+                drifted_total += float(now.sum())
+                programmed_total += float(programmed.sum())
+                per_sign.append(now.reshape(block.rows.size, block.outputs.size, g.weight_slices))
             conductance = np.stack(per_sign)              # [signs, rows, outputs, S]
             previous = units[-1] if units else None
             dense_neighbour = previous is not None and not self.mapping.is_packed and previous.group == block.group
@@ -236,6 +232,20 @@ class DeviceCrossbarGroup:
             unit.conductance = np.ascontiguousarray(unit.conductance.transpose(1, 0, 2, 3).reshape(
                 unit.rows.size, -1)).astype(np.float32)
         return units, drifted_total, programmed_total
+
+    def _program_cells(self, block: PhysicalBlock, level: np.ndarray, array_id: int, seed: int,
+                       faults: FaultMap | None) -> tuple[np.ndarray, np.ndarray]:
+        """(conductances now, just after programming) of the cells of one array that hold the block's levels."""
+        g = self.mapping
+        columns = block_columns(g, block)
+        grid = np.zeros((g.xbar_rows, g.xbar_cols), dtype=np.int64)
+        grid[np.ix_(block.row_slots, columns)] = level
+        states = None if faults is None else repaired_states(
+            faults.states(array_id, g.xbar_rows, g.xbar_cols), self.spare_columns.get(array_id))
+        rng = np.random.default_rng([seed, _PROGRAM_STREAM, array_id])
+        now, programmed = program_array(self.device, grid, self.level_max, states, rng)
+        used = np.ix_(block.row_slots, columns)
+        return now[used], programmed[used]
 
     @property
     def array_count(self) -> int:
@@ -261,7 +271,7 @@ class DeviceCrossbarGroup:
                     if self.device.read_noise > 0 else None
                 tasks.append((unit, chunk, normals))
             units.append((unit, inputs))
-        raws = iter(read_in_parallel(self._chunk_raw, tasks))
+        raws = iter(in_parallel(self._chunk_raw, tasks))
         for unit, inputs in units:
             chunks = [next(raws) for _ in range(0, inputs.shape[0], self._step(unit))]
             raw = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
@@ -331,17 +341,17 @@ def work_buffer(name: str, shape: tuple[int, ...]) -> np.ndarray:
 _POOL: dict[str, object] = {}
 
 
-def read_in_parallel(read, tasks: list[tuple]) -> list[np.ndarray]:
-    """`read(*task)` of every task, in order, on READ_THREADS threads (numpy and BLAS release the GIL), each
+def in_parallel(work, tasks: list[tuple]) -> list:
+    """`work(*task)` of every task, in order, on READ_THREADS threads (numpy and BLAS release the GIL), each
     task's matmul on one BLAS thread: the tasks are the parallelism, and BLAS threads that wait for a core
     on a shared machine spin (measured: a third more CPU time for the same work)."""
     if len(tasks) < 2 or READ_THREADS < 2:
-        return [read(*task) for task in tasks]
+        return [work(*task) for task in tasks]
     if not _POOL:
         _POOL["threads"] = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="rcc-read")
         _POOL["blas"] = ThreadpoolController()
     with _POOL["blas"].limit(limits=1, user_api="blas"):
-        return list(_POOL["threads"].map(lambda task: read(*task), tasks))
+        return list(_POOL["threads"].map(lambda task: work(*task), tasks))
 
 
 def spare_columns(attrs: dict, first_array: int) -> dict[int, list[int]]:

@@ -83,3 +83,20 @@ def test_spare_columns_add_array_area_and_are_validated() -> None:
         Target(spare_columns=-1)
     with pytest.raises(TargetError, match="spare_columns"):
         Target(xbar_cols=32, spare_columns=33)
+
+
+def test_programs_written_before_spare_columns_still_load(tmp_path) -> None:
+    from rcc.backends.program import load_program, save_program
+    from tests.hostile.builders import rewrite_program
+
+    save_program(compile_model(MODEL).program, tmp_path / "m.rccp")
+
+    def drop_attribute(header):
+        for instruction in header["instructions"]:
+            instruction["attrs"].pop("spare_columns", None)
+        return header
+
+    older = load_program(rewrite_program(tmp_path / "m.rccp", tmp_path / "old.rccp", edit_header=drop_attribute))
+    inputs = random_inputs(compile_model(MODEL).graph, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(Machine(older).run(inputs).outputs.values(),
+                                                    Machine(load_program(tmp_path / "m.rccp")).run(inputs).outputs.values()))
