@@ -38,22 +38,18 @@ column tiles) are one float32 matmul [cycles·vectors, rows] × [rows, signs·ou
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from rcc.backends.device import Device, DeviceError
 from rcc.backends.faults import OK, STUCK_OFF, STUCK_ON, FaultMap, RandomFaults
 from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 from rcc.backends.program import Program, ProgramError
 from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.threads import in_parallel, work_buffer
 
 CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
-READ_THREADS = min(2, os.cpu_count() or 1)   # threads programming arrays and reading (unit, chunk) steps
 NOISE_TAPE = 1 << 24         # standard normals drawn once per machine for read noise
 PCM_PROG_COEFF = (0.26348, 1.9650, -1.1731)                 # aihwkit PCMLikeNoiseModel prog_coeff
 PCM_PROG_G_MAX = 25.0                                        # µS, its reference g_max
@@ -323,35 +319,6 @@ class DeviceCrossbarGroup:
         merged = np.einsum("k,kn->n", cycle_weights, codes.reshape(cycles, -1)).astype(np.float64)
         merged = merged.reshape(chunk.shape[0], signs, unit.outputs.size, g.weight_slices) @ slice_weights
         return merged.transpose(0, 2, 1) @ sign_weights
-
-
-_WORK = threading.local()
-
-
-def work_buffer(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """This thread's float32 scratch array `name` of `shape`, reused across calls: fresh multi-megabyte
-    temporaries cost a page fault per 4 KiB, which was a large part of the noisy path's time."""
-    size = int(np.prod(shape))
-    buffers = _WORK.__dict__.setdefault("buffers", {})
-    if name not in buffers or buffers[name].size < size:
-        buffers[name] = np.empty(size, dtype=np.float32)
-    return buffers[name][:size].reshape(shape)
-
-
-_POOL: dict[str, object] = {}
-
-
-def in_parallel(work, tasks: list[tuple]) -> list:
-    """`work(*task)` of every task, in order, on READ_THREADS threads (numpy and BLAS release the GIL), each
-    task's matmul on one BLAS thread: the tasks are the parallelism, and BLAS threads that wait for a core
-    on a shared machine spin (measured: a third more CPU time for the same work)."""
-    if len(tasks) < 2 or READ_THREADS < 2:
-        return [work(*task) for task in tasks]
-    if not _POOL:
-        _POOL["threads"] = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="rcc-read")
-        _POOL["blas"] = ThreadpoolController()
-    with _POOL["blas"].limit(limits=1, user_api="blas"):
-        return list(_POOL["threads"].map(lambda task: work(*task), tasks))
 
 
 def spare_columns(attrs: dict, first_array: int) -> dict[int, list[int]]:

@@ -187,6 +187,7 @@ def test_read_noise_spread_per_column_matches_the_per_cell_sum():
 
 def test_reads_on_two_threads_give_the_serial_result_bit_for_bit(monkeypatch):
     import rcc.runtime.devices as devices
+    import rcc.runtime.threads as threads
 
     target = Target(xbar_rows=32, xbar_cols=64)
     weights, attrs, _ = _layer(target, shape=(1, 100, 40))
@@ -195,9 +196,9 @@ def test_reads_on_two_threads_give_the_serial_result_bit_for_bit(monkeypatch):
     monkeypatch.setattr(devices, "CHUNK_ELEMENTS", 1 << 12)     # several chunks per unit, several units
     group = _device_group(weights, attrs, device, seed=4)
     assert len(group.units) > 1 and group._step(group.units[0]) < x.shape[0]
-    monkeypatch.setattr(devices, "READ_THREADS", 1)
+    monkeypatch.setattr(threads, "READ_THREADS", 1)
     serial = _device_group(weights, attrs, device, seed=4).run(x)
-    monkeypatch.setattr(devices, "READ_THREADS", 2)
+    monkeypatch.setattr(threads, "READ_THREADS", 2)
     assert np.array_equal(group.run(x), serial)
 
 
