@@ -114,7 +114,8 @@ def load_program(path: str | os.PathLike) -> Program:
     except RecursionError:
         raise ProgramError(f"{path}: an instruction's attributes are nested too deeply") from None
     program = Program(header["name"], header["target"], header["precision"], header["inputs"],
-                      header["outputs"], instructions, constants, header.get("baked_inputs", []), defaults)
+                      header["outputs"], instructions, constants, header.get("baked_inputs", []),
+                      input_defaults=defaults)
     try:
         check_program_semantics(program)
     except ProgramError as err:
