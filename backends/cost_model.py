@@ -28,24 +28,27 @@ _CONVERSION_EVENTS = frozenset({"conversion", "shift_add", "output_register"})
 def adapt_chip(chip: Chip, target: Target) -> Chip:
     """The chip with the target's array size, cell bits, ADC and DAC resolution: array groups scale with
     their cells (puma-simulator's xbar_pow_dict and xbar_area_dict: 0.075 mW at 64×64, 0.3 mW at
-    128×128), DACs with rows and resolution, sample-and-holds with columns, ADCs with resolution."""
+    128×128), DACs with rows and resolution, sample-and-holds with columns, ADCs with resolution; the
+    arrays' area also grows by the target's spare columns."""
     cells = target.xbar_rows * target.xbar_cols / (chip.xbar_rows * chip.xbar_cols)
     rows = target.xbar_rows / chip.xbar_rows
     factors = {"array_read": cells, "row_drive": rows * dac_scale(target.dac_bits, chip.dac_bits),
                "sample": target.xbar_cols / chip.xbar_cols,
                "conversion": adc_scale(target.effective_adc_bits, chip.adc_bits)}
-    components = tuple(_scaled(c, factors.get(c.events[0], 1.0)) if len(c.events) == 1 else c
-                       for c in chip.components)
+    # spare columns (fault repair) take area beside every array; they draw power only in place of a column
+    spares = (target.xbar_cols + target.spare_columns) / target.xbar_cols
+    components = tuple(_scaled(c, factors.get(c.events[0], 1.0), spares if c.events[0] == "array_read" else 1.0)
+                       if len(c.events) == 1 else c for c in chip.components)
     return dataclasses.replace(chip, xbar_rows=target.xbar_rows, xbar_cols=target.xbar_cols,
                                cell_bits=target.cell_bits, adc_bits=target.effective_adc_bits,
                                dac_bits=target.dac_bits, components=components)
 
 
-def _scaled(component: Component, factor: float) -> Component:
-    if factor == 1.0:
+def _scaled(component: Component, factor: float, area_factor: float = 1.0) -> Component:
+    if factor == 1.0 and area_factor == 1.0:
         return component
-    return dataclasses.replace(component, power_mw=component.power_mw * factor,
-                               static_mw=component.static_mw * factor, area_mm2=component.area_mm2 * factor)
+    return dataclasses.replace(component, power_mw=component.power_mw * factor, static_mw=component.static_mw * factor,
+                               area_mm2=component.area_mm2 * factor * area_factor)
 
 
 def columns_per_adc(chip: Chip) -> float:

@@ -52,4 +52,4 @@ def emit_program(module: Module, target: Target, precision: str) -> Program:
     inputs = [{"name": v.name, "shape": list(v.type.shape), "dtype": v.type.dtype} for v in module.inputs]
     constants = {c.name: c.data for c in module.constants}
     return Program(module.name, target.to_dict(), precision, inputs, [v.name for v in module.outputs],
-                   instructions, constants, list(module.baked_inputs))
+                   instructions, constants, list(module.baked_inputs), input_defaults=dict(module.input_defaults))

@@ -58,12 +58,14 @@ class Program:
     baked_inputs: list[str] = field(default_factory=list)  # model inputs whose default was compiled in
     host: dict[str, Any] | None = None     # the part after a data-dependent node: node, op_type, nodes, inputs,
     host_model: bytes | None = None        # outputs, final_outputs; and its ONNX model, run by onnxruntime
+    input_defaults: dict[str, np.ndarray] = field(default_factory=dict)  # inputs' values when not fed
 
     def header(self) -> dict[str, Any]:
         return {"format": PROGRAM_FORMAT, "version": PROGRAM_VERSION, "name": self.name, "target": self.target,
                 "precision": self.precision, "inputs": self.inputs, "outputs": self.outputs,
                 "constants": sorted(self.constants), "instructions": [i.to_json() for i in self.instructions],
-                "baked_inputs": self.baked_inputs, **({"host": self.host} if self.host is not None else {})}
+                "baked_inputs": self.baked_inputs, "input_defaults": sorted(self.input_defaults),
+                **({"host": self.host} if self.host is not None else {})}
 
 
 # Members carry a fixed timestamp, so compiling the same model twice gives the same bytes.
@@ -74,10 +76,11 @@ def program_bytes(program: Program) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr(zipfile.ZipInfo("program.json", _MEMBER_TIME), json.dumps(program.header(), indent=1))
-        for index, name in enumerate(sorted(program.constants)):
-            member_info = zipfile.ZipInfo(f"constants/{index}.npy", _MEMBER_TIME)
-            with archive.open(member_info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(program.constants[name]), allow_pickle=False)
+        for folder, arrays in (("constants", program.constants), ("defaults", program.input_defaults)):
+            for index, name in enumerate(sorted(arrays)):
+                member_info = zipfile.ZipInfo(f"{folder}/{index}.npy", _MEMBER_TIME)
+                with archive.open(member_info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
         if program.host_model is not None:
             archive.writestr(zipfile.ZipInfo("host.onnx", _MEMBER_TIME), program.host_model)
     return buffer.getvalue()
@@ -102,6 +105,8 @@ def load_program(path: str | os.PathLike) -> Program:
             constants = {name: read_member(archive, f"constants/{index}.npy", f"{path}: constant {name!r}")
                          for index, name in enumerate(header["constants"])}
             host_model = read_member(archive, "host.onnx", f"{path}: host model") if "host" in header else None
+            defaults = {name: read_member(archive, f"defaults/{index}.npy", f"{path}: default of input {name!r}")
+                        for index, name in enumerate(header.get("input_defaults", []))}
     except ProgramError:
         raise
     except RecursionError:
@@ -117,7 +122,7 @@ def load_program(path: str | os.PathLike) -> Program:
         raise ProgramError(f"{path}: an instruction's attributes are nested too deeply") from None
     program = Program(header["name"], header["target"], header["precision"], header["inputs"],
                       header["outputs"], instructions, constants, header.get("baked_inputs", []),
-                      header.get("host"), host_model)
+                      header.get("host"), host_model, input_defaults=defaults)
     try:
         check_program_semantics(program)
     except ProgramError as err:

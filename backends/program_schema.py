@@ -77,8 +77,11 @@ def check_header(header: Any, where: str) -> None:
         if not (isinstance(spec, dict) and set(spec) == {"name", "shape", "dtype"} and isinstance(spec["name"], str)
                 and _is_shape(spec["shape"]) and spec["dtype"] in DTYPES):
             raise ProgramError(f"{where}: input {spec!r:.80} is not {{name, shape, dtype}}")
-    if not _is_names(header.get("baked_inputs", [])):  # optional: version-2 programs before it load without
-        raise ProgramError(f"{where}: field 'baked_inputs' must be a list of names")
+    for optional in ("baked_inputs", "input_defaults"):  # optional: version-2 programs before them load without
+        if not _is_names(header.get(optional, [])):
+            raise ProgramError(f"{where}: field {optional!r} must be a list of names")
+    if len(set(header.get("input_defaults", []))) != len(header.get("input_defaults", [])):
+        raise ProgramError(f"{where}: an input default is listed twice")
     if not _is_names(header["outputs"]) or not _is_names(header["constants"]):
         raise ProgramError(f"{where}: outputs and constants must be lists of names")
     _check_host(header, where)
@@ -112,6 +115,8 @@ def _check_host(header: dict[str, Any], where: str) -> None:
                                if name not in set(host["outputs"]) | set(header["outputs"])), None)
     if unknown is not None:
         raise ProgramError(f"{where}: the host part reads or returns {unknown!r:.60}, which nothing produces")
+# Attributes that programs written before them lack; the machine reads them with their op-table default.
+_ADDED_LATER = frozenset({"spare_columns"})
 
 
 def check_program_semantics(program) -> None:
@@ -126,6 +131,10 @@ def check_program_semantics(program) -> None:
     inputs = {spec["name"]: TensorType(tuple(spec["shape"]), spec["dtype"]) for spec in program.inputs}
     for name, type_ in inputs.items():
         _check_budget(f"{where}: input {name!r}", type_)
+    for name, array in program.input_defaults.items():
+        if name not in inputs or not isinstance(array, np.ndarray) or array.dtype not in DTYPES.values() \
+                or TensorType.of(array) != inputs[name]:
+            raise ProgramError(f"{where}: the default of {name!r} is not a value of one of its inputs' type")
     stored: list[str] = []
     for index, instruction in enumerate(program.instructions):
         label = f"{where}: instruction {index} ({instruction.opcode})"
@@ -206,7 +215,7 @@ def _inferred_types(program, instruction, label: str, operand_types: list[Tensor
     elif instruction.opcode == "write_mvm":
         _check_crossbar_settings(instruction.attrs, label)
     opdef = OPS[opname]
-    missing = sorted(set(opdef.attrs) - set(attrs)) if instruction.opcode != "vec" else []
+    missing = sorted(set(opdef.attrs) - set(attrs) - _ADDED_LATER) if instruction.opcode != "vec" else []
     if missing:  # the machine reads a dedicated instruction's attributes as written: no defaults
         raise ProgramError(f"{label}: missing attribute {missing[0]!r}")
     if not opdef.operand_count_ok(len(operand_types)) or len(instruction.dst) != opdef.results:

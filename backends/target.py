@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rcc.ir import xbar_figures
-from rcc.ir.errors import RccError
+from rcc.ir.errors import RccError, one_line
 from rcc.ir.limits import read_bounded, regular_file_problem
 from rcc.ir.ops.xbar import quantize_limits
 
@@ -67,6 +67,7 @@ _FLAGS = {
 }
 _LABELS = {"xbar_rows": "--xbar rows", "xbar_cols": "--xbar columns"}
 _OPTIONAL = frozenset({"adc_bits", "chips"})  # None means automatic
+_MAY_BE_ZERO = frozenset({"spare_columns"})
 _DERIVED = ("magnitude_bits", "weight_slices", "input_cycles", "signs", "max_column_sum",
             "lossless_adc_bits", "effective_adc_bits", "adc_max", "adc_is_lossless",
             "weights_per_array_row", "max_arrays", "weight_max")
@@ -99,6 +100,7 @@ class Target:
     accumulate_cycles: int = 1
     row_write_cycles: int = 51  # one array row written at run time: PipeLayer's 50.88 ns (HPCA 2017 §6.1)
     attention: str = "vector"  # or "crossbar": see ATTENTION_MODES and compiler/passes/place_attention.py
+    spare_columns: int = 0  # per array, beside its xbar_cols: repair columns for the fault-aware pass
 
     def __post_init__(self) -> None:
         self.validate()
@@ -181,11 +183,14 @@ class Target:
             value = getattr(self, field.name)
             if field.name in ("encoding", "attention") or (value is None and field.name in _OPTIONAL):
                 continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise TargetError(f"{_label(field.name)} must be a positive integer, got {value!r}")
+            low = 0 if field.name in _MAY_BE_ZERO else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                kind = "a non-negative" if low == 0 else "a positive"
+                raise TargetError(f"{_label(field.name)} must be {kind} integer, got {value!r}")
         for name in ("xbar_rows", "xbar_cols"):
             if getattr(self, name) > MAX_XBAR:
                 raise TargetError(f"{_label(name)} must be at most {MAX_XBAR}, got {getattr(self, name)}")
+        self._check_range("spare_columns", 0, self.xbar_cols)
         self._check_range("weight_bits", 2, 16)
         self._check_range("input_bits", 2, 16)  # signed activations need a sign bit and a magnitude bit
         if self.cell_bits > self.magnitude_bits:
@@ -260,10 +265,6 @@ class Target:
         return result
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
-
-
 def read_toml(path: str | PathLike[str], error: type[RccError], label: str = "") -> dict[str, Any]:
     """A TOML file's tables; `error` with one line naming `label` and the file when it cannot be read."""
     name = f"{label} {path}" if label else str(path)
@@ -275,11 +276,11 @@ def read_toml(path: str | PathLike[str], error: type[RccError], label: str = "")
     except FileNotFoundError:
         raise error(f"{name}: no such file") from None
     except tomllib.TOMLDecodeError as err:
-        raise error(f"{name}: invalid TOML: {_one_line(err)}") from None
+        raise error(f"{name}: invalid TOML: {one_line(err)}") from None
     except UnicodeDecodeError:
         raise error(f"{name}: invalid TOML: not UTF-8 text") from None
     except OSError as err:
-        raise error(f"{name}: cannot read: {err.strerror or _one_line(err)}") from None
+        raise error(f"{name}: cannot read: {err.strerror or one_line(err)}") from None
 
 
 def read_preset_or_file(spec: str | PathLike[str], presets: tuple[str, ...], preset_file: str,

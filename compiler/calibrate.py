@@ -36,9 +36,9 @@ def calibration_samples(module: Module, data: dict[str, np.ndarray] | None = Non
         return [random_inputs(module, CALIBRATION_SEED + i) for i in range(count)]
     batches: list[dict[str, np.ndarray]] = []
     for value in module.inputs:
-        if value.name not in data:
+        if value.name not in data and value.name not in module.input_defaults:
             raise RccError(f"{flag}: input {value.name!r} is missing")
-        array = np.asarray(data[value.name])
+        array = np.asarray(data[value.name] if value.name in data else module.input_defaults[value.name])
         if array.shape == value.type.shape:
             array = array[None]
         if array.shape[1:] != value.type.shape:

@@ -34,7 +34,7 @@ from rcc.ir import interpreter
 from rcc.ir.core import Module
 from rcc.ir.errors import RccError
 from rcc.ir.progress import stage
-from rcc.ir.inputs import random_inputs
+from rcc.ir.inputs import check_inputs, random_inputs
 from rcc.ir.ops.xbar import exact_grouped_product
 from rcc.runtime.machine import Machine
 
@@ -98,7 +98,9 @@ def input_samples(module: Module, inputs: dict[str, np.ndarray] | None, seed: in
     leading axis of samples, as `--calibrate` allows), else `samples` (≥ 2) seeded random sets from seeds
     `seed`, `seed + 1`, …"""
     if inputs is not None:
-        one_set = all(np.shape(inputs.get(v.name)) == v.type.shape for v in module.inputs)
+        check_inputs([], inputs, baked=module.baked_inputs)     # a fed weight default is refused, never ignored
+        one_set = all(np.shape(inputs.get(v.name)) == v.type.shape for v in module.inputs
+                      if v.name in inputs or v.name not in module.input_defaults)
         return [inputs] if one_set else calibration_samples(module, inputs, flag="--inputs")
     if samples < 2:
         raise RccError(f"--samples {samples}: at least 2 (the input-dependent SNR needs the output's spread)")

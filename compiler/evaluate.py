@@ -7,7 +7,8 @@
 The model is compiled once for a batch size (its first input's leading axis, fixed with an input-shape
 override), calibrated on the data's first samples, and, with `fault_aware`, mapped around the chip's
 stuck cells (the `fault-aware` pass). Each trial programs a fresh machine with device seed `seed + trial`
-(the chip, i.e. its fault map, stays the same) and runs the data batch by batch; the last batch is padded
+(the chip, i.e. its fault map, stays the same) and runs the data batch by batch, the trials as tasks on a Dask
+cluster when a client is given (`rcc eval --trials N` starts a local one); the last batch is padded
 by repeating its last sample and the padding dropped. Scores per trial: top-1 and top-5 accuracy with
 labels, else top-1 agreement with onnxruntime; output SNR against onnxruntime in dB. Reported as the
 mean and the half-width of its 95% interval (Student's t over trials; 0 for one trial).
@@ -24,6 +25,7 @@ from scipy import stats
 
 from rcc.backends.device import Device
 from rcc.backends.faults import FaultMap
+from rcc.backends.program import Program
 from rcc.backends.target import Target
 from rcc.compiler.driver import compile_model
 from rcc.compiler.frontend.loader import load_onnx
@@ -89,12 +91,22 @@ def _scores(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | Non
     return scores
 
 
+def run_trial(program: Program, device: Device, seed: int, faults: FaultMap | None,
+              batches: list[tuple[int, int, dict[str, np.ndarray]]], output: str, label: str = "trial"
+              ) -> np.ndarray:
+    """One trial: a machine programmed with device seed `seed` runs every batch; `output` over the samples."""
+    machine = Machine(program, device=device, seed=seed, faults=faults)
+    return np.concatenate([machine.run(chunk).outputs[output][:stop - start]
+                           for start, stop, chunk in tracked(batches, label)])
+
+
 def evaluate_model(path: str | os.PathLike, data: dict[str, np.ndarray], labels: np.ndarray | None = None,
                    target: Target | None = None, device: Device | None = None, faults: FaultMap | None = None,
                    trials: int = 1, seed: int = 0, batch: int = 64, fault_aware: bool = False,
-                   output: str | None = None) -> dict[str, Any]:
+                   output: str | None = None, client: Any = None) -> dict[str, Any]:
     """Run `data` (input name → [samples, ...]) through the machine `trials` times and through onnxruntime;
-    the report dict described in the module docstring."""
+    the report dict described in the module docstring. With a Dask `client` (distributed.Client) the trials
+    run as its tasks, with the same seeds and so the same figures."""
     if trials < 1 or batch < 1:
         raise RccError("--trials and --batch must be at least 1")
     names, samples = _checked_data(path, data, labels)
@@ -115,12 +127,17 @@ def evaluate_model(path: str | os.PathLike, data: dict[str, np.ndarray], labels:
         raise RccError(f"--output {output!r}: the model's outputs are {', '.join(compiled.program.outputs)}")
     reference = np.concatenate([onnxruntime_outputs(path, chunk)[output][:stop - start]
                                 for start, stop, chunk in _batches(data, names, samples, batch)])
-    per_trial: list[dict[str, float]] = []
-    for trial in tracked(range(trials), "eval trials"):
-        machine = Machine(compiled.program, device=device, seed=seed + trial, faults=faults)
-        results = [machine.run(chunk).outputs[output][:stop - start]
-                   for start, stop, chunk in tracked(list(_batches(data, names, samples, batch)), f"trial {trial}")]
-        per_trial.append(_scores(np.concatenate(results), reference, labels))
+    batches = list(_batches(data, names, samples, batch))
+    seeds = [seed + trial for trial in range(trials)]
+    if client is not None and trials > 1:   # one Dask task per trial; the program and batches sent once
+        shared = client.scatter([compiled.program, batches], broadcast=True)
+        futures = client.map(run_trial, [shared[0]] * trials, [device] * trials, seeds, [faults] * trials,
+                             [shared[1]] * trials, [output] * trials, pure=False)
+        outputs = client.gather(futures)
+    else:
+        outputs = [run_trial(compiled.program, device, trial_seed, faults, batches, output, f"trial {trial}")
+                   for trial, trial_seed in enumerate(tracked(seeds, "eval trials"))]
+    per_trial = [_scores(result, reference, labels) for result in outputs]
     report = {"model": str(path), "samples": samples, "batch": batch, "trials": trials, "seed": seed,
               "device": device.to_dict(), "fault_aware": fault_aware, "output": output,
               "metric": "top-1 accuracy" if labels is not None else "top-1 agreement with onnxruntime"}

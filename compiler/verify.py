@@ -66,6 +66,8 @@ def onnxruntime_runner(model_path: str | os.PathLike, extra_outputs: Sequence[st
     def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
+            # inputs with a default (an initializer of the same name) take the value rcc's caller fed
+            feeds.update((i.name, inputs[i.name]) for i in session.get_overridable_initializers() if i.name in inputs)
             return dict(zip(names, session.run(names, feeds)))
         except Exception as err:  # as above
             raise RccError(f"{model_path}: onnxruntime cannot run the model: "

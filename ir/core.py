@@ -79,9 +79,10 @@ class NameAllocator:
 class Module:
     """A compiled unit: `inputs`, `constants`, `ops` (topologically ordered) and `outputs`. `baked_inputs`
     names inputs of the source model whose default value (an ONNX initializer of the same name) was compiled
-    in as a constant: callers may not feed them (`rcc.ir.inputs.check_inputs`)."""
+    in as a constant: callers may not feed them (`rcc.ir.inputs.check_inputs`). `input_defaults` holds the
+    default value of inputs that have one and stay inputs: a caller who does not feed one gets its default."""
 
-    __slots__ = ("name", "inputs", "constants", "ops", "outputs", "baked_inputs")
+    __slots__ = ("name", "inputs", "constants", "ops", "outputs", "baked_inputs", "input_defaults")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -90,6 +91,7 @@ class Module:
         self.ops: list[Op] = []
         self.outputs: list[Value] = []
         self.baked_inputs: list[str] = []
+        self.input_defaults: dict[str, np.ndarray] = {}
 
     def values(self) -> Iterator[Value]:
         """Every value defined in the module, in definition order."""
@@ -128,6 +130,7 @@ class Module:
             copied.ops.append(new)
         copied.outputs = [mapping[id(v)] for v in self.outputs]
         copied.baked_inputs = list(self.baked_inputs)
+        copied.input_defaults = dict(self.input_defaults)
         return copied
 
     def add_constant(self, name: str, data: np.ndarray) -> Value:

@@ -20,3 +20,10 @@ class VerifyError(RccError):
 
 class UnsupportedError(RccError):
     """A construct rcc does not handle (an ONNX op, an attribute value); the message names the node."""
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's whole message on one line, for wrapping a library's error in an RccError (onnx's
+    checker names the node on its last line; tomllib spreads context over several)."""
+    text = " ".join(str(err).replace("==>", "").split())
+    return text[:limit] if text else err.__class__.__name__

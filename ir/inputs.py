@@ -20,15 +20,20 @@ NONFINITE_HINT = "pass --allow-nonfinite to propagate NaN/Inf as onnxruntime doe
 
 
 def check_inputs(declared: Iterable[tuple[str, TensorType]], inputs: Mapping[str, np.ndarray],
-                 allow_nonfinite: bool = True, baked: Iterable[str] = ()) -> dict[str, np.ndarray]:
-    """The declared inputs from `inputs` as arrays; RccError naming the first input that is missing,
-    of the wrong shape or dtype, or (unless `allow_nonfinite`) holding NaN or Inf, or that is one of the
-    `baked` inputs (ONNX inputs with a default that rcc compiled in: feeding one would be silently ignored)."""
+                 allow_nonfinite: bool = True, baked: Iterable[str] = (),
+                 defaults: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The declared inputs from `inputs` as arrays, an input not fed taking its value from `defaults` when it
+    has one; RccError naming the first input that is missing, of the wrong shape or dtype, or (unless
+    `allow_nonfinite`) holding NaN or Inf, or that is one of the `baked` inputs (ONNX inputs with a default
+    that rcc compiled in as a weight: feeding one would be silently ignored)."""
     for name in baked:
         if name in inputs:
             raise RccError(f"input {name!r} has a default value (an initializer of the same name) that rcc compiled "
-                           f"in as a constant; drop it from the inputs, or change the initializer and recompile")
+                           f"in as a constant (a weight programmed into crossbar cells or a compile-time shape, "
+                           f"which a fed value cannot change); drop it from the inputs, or change the initializer "
+                           f"and recompile")
     checked = {}
+    inputs = {**(defaults or {}), **inputs}
     for name, type_ in declared:
         if name not in inputs:
             raise RccError(f"input {name!r} is missing (expected {type_})")
@@ -54,12 +59,16 @@ def check_finite(what: str, array: np.ndarray, hint: str = NONFINITE_HINT) -> No
 
 def random_inputs(module: Module, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded inputs for every module input: standard normal floats, small non-negative integers (below 8,
-    and within the axis they index when they index a gather)."""
+    and within the axis they index when they index a gather); an input with a default value
+    (`Module.input_defaults`) gets its default."""
     rng = np.random.default_rng(seed)
     bounds = _index_bounds(module)
     inputs = {}
     for value in module.inputs:
         dtype = value.type.np_dtype
+        if value.name in module.input_defaults:
+            inputs[value.name] = module.input_defaults[value.name]
+            continue
         if dtype.kind == "f":
             inputs[value.name] = rng.standard_normal(value.type.shape).astype(dtype)
         elif dtype.kind == "b":

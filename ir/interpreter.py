@@ -9,9 +9,11 @@ from rcc.ir.inputs import check_inputs as check_declared_inputs
 from rcc.ir.optable import OPS
 
 
-def check_inputs(module: Module, inputs: dict[str, np.ndarray]) -> None:
-    """RccError naming the input when one is missing, has the wrong shape or dtype, or is baked in."""
-    check_declared_inputs([(value.name, value.type) for value in module.inputs], inputs, baked=module.baked_inputs)
+def check_inputs(module: Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The module's inputs (defaults filled in); RccError naming the input when one is missing, has the
+    wrong shape or dtype, or is baked in."""
+    return check_declared_inputs([(value.name, value.type) for value in module.inputs], inputs,
+                                 baked=module.baked_inputs, defaults=module.input_defaults)
 
 
 def run(module: Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -22,7 +24,7 @@ def run(module: Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def evaluate(module: Module, inputs: dict[str, np.ndarray]) -> dict[Value, np.ndarray]:
     """Every value of the module (inputs, constants, op results) for the given inputs."""
-    check_inputs(module, inputs)
+    inputs = check_inputs(module, inputs)
     env: dict[Value, np.ndarray] = {v: np.asarray(inputs[v.name]) for v in module.inputs}
     env.update({c: c.data for c in module.constants})
     for op in module.ops:

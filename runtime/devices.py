@@ -43,10 +43,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from rcc.backends.device import Device, DeviceError
-from rcc.backends.faults import STUCK_OFF, STUCK_ON, FaultMap, RandomFaults
+from rcc.backends.faults import OK, STUCK_OFF, STUCK_ON, FaultMap, RandomFaults
 from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
-from rcc.backends.program import Program
+from rcc.backends.program import Program, ProgramError
 from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.threads import in_parallel, work_buffer
 
 CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
 NOISE_TAPE = 1 << 24         # standard normals drawn once per machine for read noise
@@ -196,27 +197,25 @@ class DeviceCrossbarGroup:
         self.tape = tape
         self.blocks = physical_blocks(weights.shape, attrs, row_map, col_map)
         self.array_ids = first_array + np.arange(len(self.blocks) * g.signs).reshape(len(self.blocks), g.signs)
+        self.spare_columns = spare_columns(attrs, first_array)
         self.units, drifted, programmed = self._program(seed, faults)
         self.compensation = programmed / drifted if device.drift != "none" and device.drift_compensation \
             and drifted > 0 else 1.0
 
     def _program(self, seed: int, faults: FaultMap | None) -> tuple[list[_Unit], float, float]:
-        g, device = self.mapping, self.device
+        g = self.mapping
         units: list[_Unit] = []
         drifted_total = programmed_total = 0.0
-        for block, ids in zip(self.blocks, self.array_ids):
-            columns = block_columns(g, block)
+        jobs = [(block, level, int(array_id), seed, faults) for block, ids in zip(self.blocks, self.array_ids)
+                for level, array_id in zip(block_levels(self.weights, g, block), ids)]
+        cells = iter(in_parallel(self._program_cells, jobs))      # each array from its own seeded stream
+        for block in self.blocks:
             per_sign = []
-            for level, array_id in zip(block_levels(self.weights, g, block), ids):
-                grid = np.zeros((g.xbar_rows, g.xbar_cols), dtype=np.int64)
-                grid[np.ix_(block.row_slots, columns)] = level
-                states = None if faults is None else faults.states(int(array_id), g.xbar_rows, g.xbar_cols)
-                rng = np.random.default_rng([seed, _PROGRAM_STREAM, int(array_id)])
-                now, programmed = program_array(device, grid, self.level_max, states, rng)
-                used = np.ix_(block.row_slots, columns)
-                drifted_total += float(now[used].sum())
-                programmed_total += float(programmed[used].sum())
-                per_sign.append(now[used].reshape(block.rows.size, block.outputs.size, g.weight_slices))
+            for _ in range(g.signs):
+                now, programmed = next(cells)
+                drifted_total += float(now.sum())
+                programmed_total += float(programmed.sum())
+                per_sign.append(now.reshape(block.rows.size, block.outputs.size, g.weight_slices))
             conductance = np.stack(per_sign)              # [signs, rows, outputs, S]
             previous = units[-1] if units else None
             dense_neighbour = previous is not None and not self.mapping.is_packed and previous.group == block.group
@@ -230,26 +229,50 @@ class DeviceCrossbarGroup:
                 unit.rows.size, -1)).astype(np.float32)
         return units, drifted_total, programmed_total
 
+    def _program_cells(self, block: PhysicalBlock, level: np.ndarray, array_id: int, seed: int,
+                       faults: FaultMap | None) -> tuple[np.ndarray, np.ndarray]:
+        """(conductances now, just after programming) of the cells of one array that hold the block's levels."""
+        g = self.mapping
+        columns = block_columns(g, block)
+        grid = np.zeros((g.xbar_rows, g.xbar_cols), dtype=np.int64)
+        grid[np.ix_(block.row_slots, columns)] = level
+        states = None if faults is None else repaired_states(
+            faults.states(array_id, g.xbar_rows, g.xbar_cols), self.spare_columns.get(array_id))
+        rng = np.random.default_rng([seed, _PROGRAM_STREAM, array_id])
+        now, programmed = program_array(self.device, grid, self.level_max, states, rng)
+        used = np.ix_(block.row_slots, columns)
+        return now[used], programmed[used]
+
     @property
     def array_count(self) -> int:
         return int(self.array_ids.size)
 
     def run(self, x: np.ndarray, sliced: bool | None = None) -> np.ndarray:
         """The layer's accumulators [P, G·M] (int64) as the device arrays and ADCs produce them (each unit's
-        read noise is drawn up front, in unit order)."""
+        read noise is drawn up front, in unit order). Device cells are always read slice by slice through
+        the ADC, so `sliced` None or True is what happens; False (skip the slices) cannot be honoured."""
+        if sliced is False:
+            raise DeviceError(f"mvm {self.attrs.get('layer', '?')!r}: force_sliced=False cannot skip the bit-slices "
+                              f"of device cells (every read goes through the ADC); leave it None")
         g = self.mapping
         total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
         width = np.uint8 if g.input_bits <= 8 else np.uint16 if g.input_bits <= 16 else np.int64
-        jobs = []
+        units, tasks = [], []
         for unit in self.units:
             inputs = (x[:, unit.group * g.rows + unit.rows].astype(np.int64) + g.input_offset).astype(width)
             step = self._step(unit)
-            noise = [self.tape.draw(min(step, inputs.shape[0] - start) * g.input_cycles * unit.conductance.shape[1])
-                     if self.device.read_noise > 0 else None for start in range(0, inputs.shape[0], step)]
-            jobs.append((unit, inputs, noise))
-        for unit, inputs, noise in jobs:
+            for start in range(0, inputs.shape[0], step):
+                chunk = inputs[start:start + step]
+                normals = self.tape.draw(chunk.shape[0] * g.input_cycles * unit.conductance.shape[1]) \
+                    if self.device.read_noise > 0 else None
+                tasks.append((unit, chunk, normals))
+            units.append((unit, inputs))
+        raws = iter(in_parallel(self._chunk_raw, tasks))
+        for unit, inputs in units:
+            chunks = [next(raws) for _ in range(0, inputs.shape[0], self._step(unit))]
+            raw = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
             columns = unit.group * g.outputs + unit.outputs      # distinct within a unit
-            total[:, columns] += self._unit_raw(unit, inputs, noise) - self._offsets(unit, inputs)
+            total[:, columns] += raw - self._offsets(unit, inputs)
         return np.rint(total).astype(np.int64)
 
     def _step(self, unit: _Unit) -> int:
@@ -265,36 +288,73 @@ class DeviceCrossbarGroup:
             correction = correction + float(2 ** (g.weight_bits - 1)) * inputs.sum(axis=1, keepdims=True, dtype=np.int64)
         return correction
 
-    def _unit_raw(self, unit: _Unit, inputs: np.ndarray, noise: list[np.ndarray | None]) -> np.ndarray:
-        """Σ over sign arrays, input slices and cell slices of sign·2^(dac·k)·2^(cell·s)·ADC(column), [P, outputs]."""
+    def _chunk_raw(self, unit: _Unit, chunk: np.ndarray, normals: np.ndarray | None) -> np.ndarray:
+        """Σ over sign arrays, input slices and cell slices of sign·2^(dac·k)·2^(cell·s)·ADC(column) for the
+        vectors of `chunk`, [vectors, outputs]: one float32 matmul of every input slice (a batch of
+        cycles·vectors rows) against every column of the unit, then the read noise, the ADC and the
+        shift-and-add, in place in this thread's work buffers."""
         g, device = self.mapping, self.device
-        cycles, mask = g.input_cycles, (1 << g.dac_bits) - 1
-        signs = g.signs
+        cycles, mask, signs = g.input_cycles, (1 << g.dac_bits) - 1, g.signs
         exact32 = g.adc_max * 2.0 ** (g.dac_bits * cycles) < 2.0 ** 24       # the shift-and-add below, in float32
         cycle_weights = (2.0 ** (g.dac_bits * np.arange(cycles))).astype(np.float32 if exact32 else np.float64)
         slice_weights = 2.0 ** (g.cell_bits * np.arange(g.weight_slices))
         sign_weights = np.array([1.0, -1.0][:signs])
         gain = self.compensation * (1.0 + device.adc_gain_error) / self.step   # µS → ADC steps
         levels = unit.conductance * np.float32(gain)                            # column sums in ADC steps
-        result = np.zeros((inputs.shape[0], unit.outputs.size), dtype=np.float64)
-        step = self._step(unit)
-        shifts = (g.dac_bits * np.arange(cycles)).astype(inputs.dtype)
-        for start, normals in zip(range(0, inputs.shape[0], step), noise):
-            chunk = inputs[start:start + step]
-            bits = ((chunk[None, :, :] >> shifts[:, None, None]) & inputs.dtype.type(mask)).astype(np.float32)
-            bits = bits.reshape(-1, unit.rows.size)
-            analog = bits @ levels                                      # [cycles·P, columns]
-            if device.read_noise > 0:
-                spread = (gain * device.read_noise * device.g_max) * np.sqrt(np.einsum("ij,ij->i", bits, bits))
-                analog += normals.reshape(analog.shape) * spread[:, None].astype(np.float32)
-            if device.adc_offset:
-                analog += np.float32(device.adc_offset)
-            codes = np.clip(np.rint(analog, out=analog), 0, g.adc_max, out=analog)
-            # shift-and-add over input slices (exact: integers below 2^24 in float32, else float64), slices, signs
-            merged = (cycle_weights @ codes.reshape(cycles, -1)).astype(np.float64)
-            merged = merged.reshape(chunk.shape[0], signs, unit.outputs.size, g.weight_slices) @ slice_weights
-            result[start:start + step] = merged.transpose(0, 2, 1) @ sign_weights
-        return result
+        shifts = (g.dac_bits * np.arange(cycles)).astype(chunk.dtype)
+        bits = work_buffer("bits", (cycles, chunk.shape[0], unit.rows.size))
+        np.bitwise_and(chunk[None, :, :] >> shifts[:, None, None], chunk.dtype.type(mask), out=bits, casting="unsafe")
+        bits = bits.reshape(-1, unit.rows.size)
+        analog = np.matmul(bits, levels, out=work_buffer("analog", (bits.shape[0], levels.shape[1])))
+        if device.read_noise > 0:
+            spread = (gain * device.read_noise * device.g_max) * np.sqrt(np.einsum("ij,ij->i", bits, bits))
+            noise = np.multiply(normals.reshape(analog.shape), spread[:, None].astype(np.float32),
+                                out=work_buffer("noise", analog.shape))
+            analog += noise
+        if device.adc_offset:
+            analog += np.float32(device.adc_offset)
+        codes = np.clip(np.rint(analog, out=analog), 0, g.adc_max, out=analog)
+        # shift-and-add over input slices (exact: integers below 2^24 in float32, else float64), slices, signs
+        # (einsum's contraction loop: several times faster than BLAS's GEMV on this [cycles] × [cycles, N] shape)
+        merged = np.einsum("k,kn->n", cycle_weights, codes.reshape(cycles, -1)).astype(np.float64)
+        merged = merged.reshape(chunk.shape[0], signs, unit.outputs.size, g.weight_slices) @ slice_weights
+        return merged.transpose(0, 2, 1) @ sign_weights
+
+
+def spare_columns(attrs: dict, first_array: int) -> dict[int, list[int]]:
+    """The columns an `mvm` replaced by spares (its `spare_columns` attribute: flattened pairs of the layer's
+    array and column), by chip array number."""
+    pairs = list(attrs.get("spare_columns", ()))
+    repaired: dict[int, list[int]] = {}
+    for array, column in zip(pairs[::2], pairs[1::2]):
+        repaired.setdefault(first_array + int(array), []).append(int(column))
+    return repaired
+
+
+def repaired_states(states: np.ndarray, columns: list[int] | None) -> np.ndarray:
+    """An array's cell states once `columns` are replaced by spare columns: the spares are taken as tested
+    good (a repair uses spares that passed test), so those columns read as perfect cells."""
+    if columns:
+        states = states.copy()
+        states[:, columns] = OK
+    return states
+
+
+def check_spares(program: Program) -> None:
+    """ProgramError when an `mvm` repairs more columns of an array than the target's `spare_columns`, or
+    names an array or column its layer does not have."""
+    allowed = int(program.target.get("spare_columns", 0))
+    for instruction in program.instructions:
+        if instruction.opcode != "mvm" or not instruction.attrs.get("spare_columns"):
+            continue
+        mapping = CrossbarMapping.of(instruction.attrs, program.constants[instruction.src[1]].shape)
+        repaired = spare_columns(instruction.attrs, 0)
+        counts = [len(columns) for columns in repaired.values()]
+        if len(instruction.attrs["spare_columns"]) % 2 or max(counts) > allowed or \
+                any(not 0 <= a < mapping.arrays or not all(0 <= c < mapping.xbar_cols for c in columns)
+                    for a, columns in repaired.items()):
+            raise ProgramError(f"program {program.name!r}: mvm {instruction.attrs.get('layer', '?')!r} repairs "
+                               f"columns the target's {allowed} spare columns per array cannot cover")
 
 
 def chip_faults(device: Device, faults: FaultMap | None) -> FaultMap | None:
@@ -308,6 +368,7 @@ def program_crossbars(program: Program, device: Device | None = None, seed: int 
                       faults: FaultMap | None = None) -> dict[str, CrossbarGroup | DeviceCrossbarGroup]:
     """The crossbars of every `mvm` of `program`, by destination buffer: exact `CrossbarGroup`s for the ideal
     device without faults (today's machine, bit for bit), else `DeviceCrossbarGroup`s programmed with `seed`."""
+    check_spares(program)
     mvms = [i for i in program.instructions if i.opcode == "mvm"]
     operands = [(program.constants[i.src[1]], i.attrs, *[program.constants[n] for n in i.src[2:]]) for i in mvms]
     faults = None if device is None else chip_faults(device, faults)

@@ -79,7 +79,8 @@ class Machine:
         """Execute the program; RccError naming the input when one is missing, of the wrong shape or dtype,
         or (unless `allow_nonfinite`) holds NaN/Inf."""
         declared = [(spec["name"], TensorType(tuple(spec["shape"]), spec["dtype"])) for spec in self.program.inputs]
-        self.inputs = check_inputs(declared, inputs, allow_nonfinite, self.program.baked_inputs)
+        self.inputs = check_inputs(declared, inputs, allow_nonfinite, self.program.baked_inputs,
+                                   self.program.input_defaults)
         buffers: dict[str, np.ndarray] = dict(self.program.constants)
         per_instruction, mvm_trace = [], {}
         outputs: dict[str, np.ndarray] = {}

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rcc.backends.chip import PRESETS as CHIP_PRESETS
 from rcc.backends.target import ATTENTION_MODES, AUTO, ENCODINGS, Auto, Target, parse_xbar
 from rcc.ir.errors import RccError
 from rcc.ir.files import check_output_path, json_bytes, write_output
@@ -64,6 +65,12 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--attention", choices=ATTENTION_MODES,
                        help=f"where a matmul of two activations runs: the digital vector unit, or crossbars "
                             f"written at run time (default: {default.attention})")
+
+
+def add_cost_model_argument(parser: argparse.ArgumentParser) -> None:
+    """`--cost-model PRESET|FILE.toml`: the component costs a report's `cost` objects use (rcc.backends.chip)."""
+    parser.add_argument("--cost-model", default="isaac", metavar="|".join(CHIP_PRESETS) + "|FILE.toml",
+                        help="component costs for energy, latency and area (default: isaac)")
 
 
 def target_from_args(args: argparse.Namespace) -> Target:

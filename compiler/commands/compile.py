@@ -7,13 +7,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rcc.backends.chip import PRESETS, load_chip
+from rcc.backends.chip import load_chip
 from rcc.backends.onnx_export import save_onnx
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.program import save_program
 from rcc.compiler import driver
-from rcc.compiler.commands.common import (Parser, add_common_arguments, add_nonfinite_argument, add_target_arguments,
-                                          optional_output, seed, target_from_args, write_report)
+from rcc.compiler.commands.common import (Parser, add_common_arguments, add_cost_model_argument, add_nonfinite_argument,
+                                          add_target_arguments, optional_output, seed, target_from_args, write_report)
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import parse_input_shapes
@@ -76,8 +76,7 @@ def parser() -> argparse.ArgumentParser:
                         help="how layers overlap: none (default, one after another), layer (a pipeline of "
                              "layers) or row (a layer starts when its first input rows exist)")
     add_target_arguments(parser)
-    parser.add_argument("--cost-model", default="isaac", metavar="|".join(PRESETS) + "|FILE.toml",
-                        help="component costs for energy, latency and area (default: isaac)")
+    add_cost_model_argument(parser)
     parser.add_argument("--verify", action="store_true", help="run against onnxruntime and compare")
     add_device_arguments(parser, mapping=False)
     parser.add_argument("--localize", action="store_true",

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,10 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=64, metavar="B", help="samples per machine run (default 64)")
     parser.add_argument("--output", metavar="NAME", help="the model output to score (default: the first)")
     parser.add_argument("--report", metavar="FILE.json", help="write the figures here (JSON)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="with --trials > 1: the local Dask cluster's worker processes (default: one per core, "
+                             "at most one per trial)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the trials on this Dask cluster instead")
     add_device_arguments(parser)
     add_target_arguments(parser)
     add_common_arguments(parser)
@@ -55,6 +62,20 @@ def _figure(entry: dict[str, Any], scale: float = 1.0, unit: str = "") -> str:
     return f"{mean:.2f}{unit} ± {half:.2f}{unit}" if math.isfinite(mean) else "inf"
 
 
+@contextmanager
+def trial_client(args: argparse.Namespace) -> Iterator[Any]:
+    """The Dask client the trials run on (None for a single trial). Dask is imported only then: it takes
+    seconds to import."""
+    if args.trials <= 1:
+        yield None
+        return
+    from rcc.compiler.sweep import sweep_client
+
+    workers = args.workers or min(args.trials, os.cpu_count() or 1)
+    with sweep_client(args.scheduler, workers) as client:
+        yield client
+
+
 def eval_command(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     with showing_progress(args):
@@ -63,9 +84,12 @@ def eval_command(argv: list[str]) -> int:
         device, faults = device_from_args(args)
         data = load_inputs(args.data, "--data")
         labels = None if args.labels is None else load_labels(args.labels)
-        result = evaluate_model(args.model, data, labels, target, device, faults, trials=args.trials,
-                                seed=args.device_seed, batch=args.batch, fault_aware=args.fault_aware,
-                                output=args.output)
+        if args.workers is not None and args.workers < 1:
+            raise RccError(f"--workers {args.workers}: at least 1")
+        with trial_client(args) as client:
+            result = evaluate_model(args.model, data, labels, target, device, faults, trials=args.trials,
+                                    seed=args.device_seed, batch=args.batch, fault_aware=args.fault_aware,
+                                    output=args.output, client=client)
         if report_path is not None:
             write_report(report_path, result)
     if not args.quiet:

@@ -20,7 +20,8 @@ from rcc.compiler.frontend import (rules_einsum, rules_index, rules_logic, rules
 from rcc.compiler.frontend.context import LowerContext, initializer_arrays, node_label
 from rcc.compiler.frontend.fold import try_fold
 from rcc.compiler.frontend.input_types import input_dtype
-from rcc.compiler.frontend.loader import ShapeOverrides, graph_inputs, input_shape, load_onnx, shadowed_inputs
+from rcc.compiler.frontend.loader import (ShapeOverrides, graph_inputs, input_shape, load_onnx, overridable_inputs,
+                                          shadowed_inputs)
 from rcc.compiler.frontend.opsets import conversion_summary, default_opset  # noqa: F401  (frontend API)
 from rcc.compiler.frontend.registry import RULES
 from rcc.ir.core import Module, Value
@@ -45,8 +46,16 @@ def _add_inputs(ctx: LowerContext, model: onnx.ModelProto, shapes: ShapeOverride
         ctx.module.inputs.append(value)
         ctx.values[info.name] = value
     # An initializer named like a graph input is that input's default (ONNX IR >= 4; old exporters list every
-    # weight so). It stays a constant, as weights must be to be mapped; feeding it is refused, never ignored.
-    ctx.module.baked_inputs = shadowed_inputs(model)
+    # weight so). Used only as run-time data, it stays an input with that default; otherwise (a weight to
+    # map onto crossbars, a shape) it is compiled in as a constant and feeding it is refused, never ignored.
+    overridable = overridable_inputs(model)
+    for name in overridable:
+        default = ctx.constants.pop(name)
+        value = Value(name, TensorType.of(default))
+        ctx.module.inputs.append(value)
+        ctx.module.input_defaults[name] = default
+        ctx.values[name] = value
+    ctx.module.baked_inputs = [name for name in shadowed_inputs(model) if name not in overridable]
 
 
 def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:

@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from rcc.compiler.frontend.opsets import upgrade_old_opset
-from rcc.ir.errors import RccError
+from rcc.ir.errors import RccError, one_line
 from rcc.ir.limits import check_tensor_bytes, regular_file_problem
 
 ShapeOverrides = dict[str, tuple[int, ...]]
@@ -27,7 +27,7 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, OSError) as err:
-        raise RccError(f"{path}: not a readable ONNX model ({err.__class__.__name__}: {_one_line(err)})") from None
+        raise RccError(f"{path}: not a readable ONNX model ({err.__class__.__name__}: {one_line(err)})") from None
     _check_opsets(model, path)
     _load_external_data(model, path)
     if not model.graph.node and not model.graph.output:
@@ -35,14 +35,8 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model if model.ByteSize() < 2**31 - 1 else str(path))
     except (onnx.checker.ValidationError, ValueError) as err:
-        raise RccError(f"{path}: invalid ONNX model: {_one_line(err)}") from None
+        raise RccError(f"{path}: invalid ONNX model: {one_line(err)}") from None
     return upgrade_old_opset(model, str(path))
-
-
-def _one_line(err: BaseException) -> str:
-    """The whole message on one line (onnx's checker names the node on its last line)."""
-    text = " ".join(str(err).replace("==>", "").split())
-    return text[:300] if text else err.__class__.__name__
 
 
 def _check_opsets(model: onnx.ModelProto, path: Path) -> None:
@@ -68,7 +62,7 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
     try:
         external_data_helper.load_external_data_for_model(model, str(path.parent))
     except (onnx.checker.ValidationError, ValueError, OSError, RuntimeError) as err:
-        raise RccError(f"{path}: cannot load external data: {_one_line(err)}") from None
+        raise RccError(f"{path}: cannot load external data: {one_line(err)}") from None
 
 
 def parse_input_shapes(specs: list[str] | None) -> ShapeOverrides:
@@ -80,8 +74,9 @@ def parse_input_shapes(specs: list[str] | None) -> ShapeOverrides:
             shape = tuple(int(d) for d in dims.lower().split("x")) if dims else ()
         except ValueError:
             shape = (-1,)
-        if not sep or not name or any(d < 0 for d in shape):
-            raise RccError(f"--input-shape {spec!r}: expected NAME=D1xD2x... with non-negative integers")
+        if not sep or not name or any(d <= 0 for d in shape):
+            raise RccError(f"--input-shape {spec!r}: expected NAME=D1xD2x... with positive integers "
+                           f"(an empty tensor has nothing to compute)")
         overrides[name] = shape
     return overrides
 
@@ -94,9 +89,37 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 def shadowed_inputs(model: onnx.ModelProto) -> list[str]:
     """The graph inputs with an initializer of the same name: inputs with a default value the caller may
-    override in onnxruntime; rcc compiles the default in (`Module.baked_inputs`)."""
+    override in onnxruntime."""
     initialized = {init.name for init in model.graph.initializer}
     return [i.name for i in model.graph.input if i.name in initialized]
+
+
+# Operand positions that take run-time data (activations) whatever their value: an input with a default used
+# only in these stays an input (a fed value overrides the default, as in onnxruntime). Any other use (a
+# weight that is programmed into crossbar cells, a shape, pads, scales, normalisation statistics) needs the
+# value at compile time, so the default is compiled in and feeding the input is refused.
+_EVERY_OPERAND = frozenset({
+    "Add", "Sub", "Mul", "Div", "Pow", "Min", "Max", "Sum", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu",
+    "Celu", "Softplus", "Softsign", "ThresholdedRelu", "Shrink", "Sign", "Neg", "Abs", "Exp", "Sqrt", "Softmax",
+    "LogSoftmax", "Identity", "Concat"})
+_FIRST_OPERAND = frozenset({
+    "Conv", "ConvTranspose", "MatMul", "Gemm", "BatchNormalization", "InstanceNormalization", "GroupNormalization",
+    "Flatten", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "MaxPool", "AveragePool", "GlobalAveragePool",
+    "GlobalMaxPool", "Clip", "PRelu", "Pad", "Resize", "Upsample", "LRN", "Dropout", "DepthToSpace",
+    "SpaceToDepth"})
+
+
+def overridable_inputs(model: onnx.ModelProto) -> list[str]:
+    """The shadowed inputs (`shadowed_inputs`) whose every use takes run-time data: they stay graph inputs
+    with the initializer as their default. The others are compiled in as constants (`Module.baked_inputs`)."""
+    data_uses: dict[str, bool] = {}
+    for node in model.graph.node:
+        domain_ok = node.domain in ("", "ai.onnx")
+        for position, name in enumerate(node.input):
+            data = domain_ok and (node.op_type in _EVERY_OPERAND or position == 0 and node.op_type in _FIRST_OPERAND)
+            data_uses[name] = data_uses.get(name, True) and data
+    outputs = {o.name for o in model.graph.output}
+    return [name for name in shadowed_inputs(model) if data_uses.get(name, False) and name not in outputs]
 
 
 def input_shape(info: onnx.ValueInfoProto, overrides: ShapeOverrides, source: str) -> tuple[int, ...]:

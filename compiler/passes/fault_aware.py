@@ -17,7 +17,12 @@ The placement is written as a packed layer's maps (`row_map`/`col_map`, the posi
 physical row or output slot), so it composes with `pack-crossbars` (run it after) and the machine needs
 nothing new; a dense layer becomes a packed one with its tiles as blocks, in the tiles' order, so arrays
 keep their numbers (rcc.backends.faults). Results are unchanged bit for bit with perfect cells.
-The report gives, before and after, the faulty cells holding a non-zero level and the total cost.
+Spare columns (target `spare_columns` per array): after the placement, each array's columns that still read
+wrong are replaced by its spares, costliest first (then the one with most faulty non-zero cells), recorded in
+the mvm's `spare_columns` attribute as (array of the layer, column) pairs; the machine reads a repaired column
+as perfect cells (spares are taken as tested good) and the cost model adds the spares' area.
+The report gives the faulty cells holding a non-zero level and the total cost before, after the permutation
+and after the spares (`faulty_nonzero_after` and `fault_cost_after` are the final figures).
 The chip is `faults` (a Python option: the machine's fault map), or else a random one from the text options
 `stuck_off_rate`, `stuck_on_rate` and `fault_seed` (`fault-aware{stuck_off_rate=0.09;stuck_on_rate=0.01}`).
 """
@@ -65,15 +70,20 @@ class _ArrayCosts:
                 total = total + np.einsum("ros,rps->op", cost, cells.astype(np.float64))
         return total
 
-    def totals(self, row_slots: np.ndarray, columns: np.ndarray) -> tuple[float, int]:
-        """(cost, faulty cells holding a non-zero level) of a placement."""
-        cost, faulty = 0.0, 0
+    def per_column(self, row_slots: np.ndarray, columns: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per sign array, (cost, faulty cells holding a non-zero level) of each of `columns` in a placement."""
+        figures = []
         for oc, nc, off, on, nz in zip(self.off_cost, self.on_cost, self.off, self.on, self.nonzero):
             off_here, on_here = off[np.ix_(row_slots, columns)], on[np.ix_(row_slots, columns)]
             shape = off_here.shape
-            cost += float((oc.reshape(shape) * off_here).sum() + (nc.reshape(shape) * on_here).sum())
-            faulty += int((nz.reshape(shape) & (off_here | on_here)).sum())
-        return cost, faulty
+            cost = (oc.reshape(shape) * off_here).sum(axis=0) + (nc.reshape(shape) * on_here).sum(axis=0)
+            figures.append((cost, (nz.reshape(shape) & (off_here | on_here)).sum(axis=0)))
+        return figures
+
+    def totals(self, row_slots: np.ndarray, columns: np.ndarray) -> tuple[float, int]:
+        """(cost, faulty cells holding a non-zero level) of a placement."""
+        figures = self.per_column(row_slots, columns)
+        return float(sum(cost.sum() for cost, _ in figures)), int(sum(faulty.sum() for _, faulty in figures))
 
 
 @dataclass
@@ -100,8 +110,10 @@ class FaultAware(Pass):
         faults = self.chip()
         if faults is None:
             return False
-        figures = {"faulty_nonzero_before": 0, "faulty_nonzero_after": 0, "fault_cost_before": 0.0,
-                   "fault_cost_after": 0.0}
+        figures = {"faulty_nonzero_before": 0, "faulty_nonzero_after_permutation": 0, "faulty_nonzero_after": 0,
+                   "fault_cost_before": 0.0, "fault_cost_after_permutation": 0.0, "fault_cost_after": 0.0,
+                   "spare_columns_used": 0}
+        spares = ctx.target.spare_columns
         changed, first_array = False, 0
         for index, op in enumerate(module.ops):
             if op.opname != "xbar.mvm":
@@ -113,28 +125,54 @@ class FaultAware(Pass):
                 continue
             maps = [v.data for v in op.operands[2:4]] or [None, None]
             blocks = physical_blocks(weights.shape, op.attrs, *maps)
-            placed = [self._place(weights, mapping, block, faults, first_array + b * mapping.signs, figures)
-                      for b, block in enumerate(blocks)]
+            placed, repaired = [], []
+            for b, block in enumerate(blocks):
+                costs = self._costs(weights, mapping, block, faults, first_array + b * mapping.signs)
+                best = self._place(costs, mapping, block, figures)
+                columns = self._repairs(costs, mapping, best, spares, figures)
+                placed.append(best)
+                repaired += [(b * mapping.signs + sign, int(column)) for sign, column in columns]
             first_array += mapping.arrays
-            replacement = self._rewritten(module, op, mapping, placed)
+            replacement = self._rewritten(module, op, mapping, placed, repaired)
             module.ops[index] = replacement
             module.replace_uses(op.result, replacement.result)
             changed = True
+        figures["faulty_nonzero_after_spares"] = figures["faulty_nonzero_after"]
+        figures["fault_cost_after_spares"] = figures["fault_cost_after"]
         ctx.report.figures.update(figures)
         return changed
 
-    def _place(self, weights: np.ndarray, mapping: CrossbarMapping, block: PhysicalBlock, faults: FaultMap,
-               first_id: int, figures: dict) -> PhysicalBlock:
+    @staticmethod
+    def _costs(weights: np.ndarray, mapping: CrossbarMapping, block: PhysicalBlock, faults: FaultMap,
+               first_id: int) -> _ArrayCosts:
         level_max = (1 << mapping.cell_bits) - 1
         significance = np.tile(2.0 ** (mapping.cell_bits * np.arange(mapping.weight_slices)), block.outputs.size)
         levels = block_levels(weights, mapping, block)
         states = [faults.states(first_id + sign, mapping.xbar_rows, mapping.xbar_cols)
                   for sign in range(mapping.signs)]
         shape = (block.rows.size, block.outputs.size, mapping.weight_slices)
-        costs = _ArrayCosts([(lv * significance).reshape(shape) for lv in levels],
-                            [((level_max - lv) * significance).reshape(shape) for lv in levels],
-                            [s == STUCK_OFF for s in states], [s == STUCK_ON for s in states],
-                            [lv != 0 for lv in levels])
+        return _ArrayCosts([(lv * significance).reshape(shape) for lv in levels],
+                           [((level_max - lv) * significance).reshape(shape) for lv in levels],
+                           [s == STUCK_OFF for s in states], [s == STUCK_ON for s in states],
+                           [lv != 0 for lv in levels])
+
+    @staticmethod
+    def _repairs(costs: _ArrayCosts, mapping: CrossbarMapping, block: PhysicalBlock, spares: int,
+                 figures: dict) -> list[tuple[int, int]]:
+        """(sign array, physical column) of the columns to replace by spares: per array the `spares` columns
+        that still read wrong, costliest first (then most faulty non-zero cells); figures after the repair."""
+        repaired = []
+        for sign, (cost, faulty) in enumerate(costs.per_column(block.row_slots, block_columns(mapping, block))):
+            order = np.lexsort((-faulty, -cost))[:spares]
+            chosen = order[(cost[order] > 0) | (faulty[order] > 0)]
+            figures["fault_cost_after"] -= float(cost[chosen].sum())
+            figures["faulty_nonzero_after"] -= int(faulty[chosen].sum())
+            repaired += [(sign, column) for column in block_columns(mapping, block)[chosen]]
+        figures["spare_columns_used"] += len(repaired)
+        return repaired
+
+    def _place(self, costs: _ArrayCosts, mapping: CrossbarMapping, block: PhysicalBlock,
+               figures: dict) -> PhysicalBlock:
         best = block
         best_cost, best_faulty = costs.totals(block.row_slots, block_columns(mapping, block))
         figures["fault_cost_before"] += best_cost
@@ -150,11 +188,13 @@ class FaultAware(Pass):
             cost, faulty = costs.totals(current.row_slots, block_columns(mapping, current))
             if cost < best_cost:
                 best, best_cost, best_faulty = current, cost, faulty
-        figures["fault_cost_after"] += best_cost
-        figures["faulty_nonzero_after"] += best_faulty
+        for suffix in ("_after_permutation", "_after"):
+            figures["fault_cost" + suffix] += best_cost
+            figures["faulty_nonzero" + suffix] += best_faulty
         return best
 
-    def _rewritten(self, module: Module, op: Op, mapping: CrossbarMapping, blocks: list[PhysicalBlock]) -> Op:
+    def _rewritten(self, module: Module, op: Op, mapping: CrossbarMapping, blocks: list[PhysicalBlock],
+                   repaired: list[tuple[int, int]]) -> Op:
         groups, k, m = op.operands[1].data.shape
         row_map = np.full((len(blocks), mapping.xbar_rows), -1, dtype=np.int64)
         col_map = np.full((len(blocks), mapping.weights_per_array_row), -1, dtype=np.int64)
@@ -168,7 +208,8 @@ class FaultAware(Pass):
         packed = mapping.packed(col_map)
         attrs = {**op.attrs, **packed.attrs(),
                  "packing": op.attrs["packing"] if mapping.is_packed else "fault-aware",
-                 "dense_arrays": op.attrs["dense_arrays"] if dense is None else dense.arrays}
+                 "dense_arrays": op.attrs["dense_arrays"] if dense is None else dense.arrays,
+                 "spare_columns": [index for pair in sorted(repaired) for index in pair]}
         return make_op("xbar.mvm", [*op.operands[:2], *maps], attrs, [name])
 
 

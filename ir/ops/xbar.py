@@ -105,6 +105,9 @@ _MVM_ATTRS = {
     # with the layer before (`pipeline` none|layer|row; `lead`: fraction of it that must finish first)
     "copies": Attr("int", 1), "copy_arrays": Attr("ints", ()), "copy_rows": Attr("ints", ()),
     "phase": Attr("int", 0), "pipeline": Attr("str", "none"), "lead": Attr("float", 1.0),
+    # fault repair (`fault-aware` with target spare_columns): (array of the layer, column) pairs, flattened, whose
+    # cells are replaced by a spare column of the same array
+    "spare_columns": Attr("ints", ()),
 }
 
 

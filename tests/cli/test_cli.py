@@ -119,6 +119,8 @@ def _bad_input(kind: str, tmp_path: Path) -> list[str]:
         return [str(LENET), "--frobnicate"]
     elif kind == "bad input shape":
         return [str(LENET), "--input-shape", "input=1xAx3"]
+    elif kind == "zero batch input shape":
+        return [str(LENET), "--input-shape", "input=0x1x28x28"]
     elif kind == "unknown pass":
         return [str(LENET), "-p", "constant-fold,no-such-pass"]
     elif kind == "bad target flag":
@@ -157,6 +159,7 @@ EXPECTED = {
     "dynamic dimension": "input 'x' has dynamic dimension 'batch'; give its shape with --input-shape x=",
     "bad flag": "unrecognized arguments: --frobnicate",
     "bad input shape": "--input-shape 'input=1xAx3'",
+    "zero batch input shape": "--input-shape 'input=0x1x28x28': expected NAME=D1xD2x... with positive integers",
     "unknown pass": "unknown pass 'no-such-pass'",
     "bad target flag": "--cell-bits",
     "bad target file": "sparkle",

@@ -73,3 +73,29 @@ def test_every_zoo_model_gets_a_cost(model, tmp_path, capsys) -> None:
                  "--report", str(report_path)]) == 0, capsys.readouterr().err
     cost = json.loads(report_path.read_text())["totals"]["cost"]
     assert cost["energy_pj"] > 0 and cost["latency_ns"] > 0 and cost["tops_per_w"] < cost["peak_tops_per_w"]
+
+
+def test_rcc_run_report_carries_the_cost_of_the_run(tmp_path, capsys) -> None:
+    import numpy as np
+
+    program = tmp_path / "l.rccp"
+    compile_report = tmp_path / "c.json"
+    assert main([str(LENET), "-q", "-o", str(program), "--cost-model", "puma", "--report", str(compile_report)]) == 0
+    np.savez(tmp_path / "in.npz", input=np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32))
+    report_path = tmp_path / "r.json"
+    assert main(["run", str(program), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "o.npz"), "-q",
+                 "--cost-model", "puma", "--report", str(report_path)]) == 0, capsys.readouterr().err
+    report = json.loads(report_path.read_text())
+    cost = report["totals"]["cost"]
+    assert report["cost_model"] == "puma" and COST_KEYS <= set(cost) and cost["chip"] == "puma"
+    assert report["layers"] and all(COST_KEYS <= set(layer["cost"]) for layer in report["layers"])
+    # the machine's counters give the static estimate's figures
+    static = json.loads(compile_report.read_text())["totals"]["cost"]
+    assert cost["energy_pj"] == pytest.approx(static["energy_pj"])
+    assert cost["latency_ns"] == pytest.approx(static["latency_ns"])
+    capsys.readouterr()
+    assert main(["run", str(program), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "p.npz"),
+                 "--cost-model", "nosuchchip", "--report", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "nosuchchip" in err
+    assert not (tmp_path / "p.npz").exists() and not (tmp_path / "s.json").exists()

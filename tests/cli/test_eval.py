@@ -45,10 +45,15 @@ def test_fault_aware_mapping_loses_less_accuracy_at_mnsim_rates():
     assert np.mean(losses[True]) < 0.5 * np.mean(losses[False]) and np.mean(losses[False]) > 0.05, losses
 
 
-def test_cli_report_over_trials(tmp_path, capsys):
+@pytest.mark.slow
+def test_cli_report_over_trials_on_dask(tmp_path, capsys):
     report = tmp_path / "eval.json"
-    code, out, err = run_cli(capsys, MODEL, "--data", DATA, "--labels", LABELS, "--device", "reram",
-                             "--trials", 2, "--batch", 270, "--report", report)
+    data, labels = _data()
+    data, labels = {"pixels": data["pixels"][:135]}, labels[:135]
+    np.savez(tmp_path / "x.npz", **data)
+    np.save(tmp_path / "y.npy", labels)
+    code, out, err = run_cli(capsys, MODEL, "--data", tmp_path / "x.npz", "--labels", tmp_path / "y.npy", "--device",
+                             "reram", "--trials", 2, "--batch", 135, "--report", report)
     assert code == 0, err
     assert "top-1 accuracy" in out
     figures = json.loads(report.read_text())
@@ -57,6 +62,9 @@ def test_cli_report_over_trials(tmp_path, capsys):
     snr = figures["snr_db"]["trials"]
     assert snr[0] != snr[1] and figures["snr_db"]["ci95"] > 0     # two device seeds, two noise draws
     assert figures["device"]["name"] == "reram" and "snr_db" in figures
+    # the two trials ran as Dask tasks on a local cluster: the figures are the in-process run's, seed for seed
+    serial = evaluate_model(MODEL, data, labels, device=load_device("reram"), trials=2, batch=135)
+    assert serial["snr_db"]["trials"] == snr and serial["accuracy"]["trials"] == accuracy["trials"]
 
 
 def test_same_device_seed_same_figures():

@@ -1,5 +1,7 @@
-"""ONNX inputs with a default (an initializer of the same name): rcc compiles the default in, verifies against
-onnxruntime running on its default too, and refuses a fed value in one line instead of silently ignoring it."""
+"""ONNX inputs with a default (an initializer of the same name), as onnxruntime has them: used only as run-time
+data (an add's operand) such an input stays an input and a fed value overrides its default, on the interpreter,
+the machine, `rcc run` and `--verify` (which feeds onnxruntime the same values); used as a weight programmed
+into crossbar cells, its default is compiled in and a fed value is refused in one line that says why."""
 
 from __future__ import annotations
 
@@ -8,16 +10,19 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rcc.backends.program import load_program
+from rcc.compiler.driver import compile_model
 from rcc.compiler.frontend import import_onnx
 from rcc.compiler.verify import onnxruntime_outputs
 from rcc.ir.errors import RccError
 from rcc.ir.interpreter import run
+from rcc.runtime.machine import Machine
 from tests.conftest import LIGHT
 from tests.hostile.builders import rewrite_program, save_model, tensor
 from tests.hostile.harness import check_refusal, files_under, run_in_process
 
 OFFSET = np.array([[0.5, -1.0, 2.0, 0.25]], dtype=np.float32)
 WEIGHT = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+FED_OFFSET = np.array([[-2.0, 3.0, 0.5, 1.5]], dtype=np.float32)
 
 
 def shadowed_model(path):
@@ -29,38 +34,68 @@ def shadowed_model(path):
                                               numpy_helper.from_array(WEIGHT, "W")])
 
 
-def test_defaults_are_compiled_in_and_verify_against_onnxruntime_on_its_default(tmp_path) -> None:
+def test_a_data_default_stays_an_input_and_a_weight_default_is_compiled_in(tmp_path) -> None:
     model = shadowed_model(tmp_path / "m.onnx")
     module = import_onnx(model)
-    assert [v.name for v in module.inputs] == ["x"] and module.baked_inputs == ["s", "W"]
+    assert [v.name for v in module.inputs] == ["x", "s"] and module.baked_inputs == ["W"]
+    np.testing.assert_array_equal(module.input_defaults["s"], OFFSET)
     x = np.random.default_rng(0).standard_normal((1, 4)).astype(np.float32)
-    expected = onnxruntime_outputs(model, {"x": x})["y"]
-    np.testing.assert_allclose(run(module, {"x": x})["y"], np.maximum((x + OFFSET) @ WEIGHT, 0), rtol=1e-6)
-    np.testing.assert_allclose(run(module, {"x": x})["y"], expected, rtol=1e-6)
+    for feeds in ({"x": x}, {"x": x, "s": FED_OFFSET}):
+        offset = feeds.get("s", OFFSET)
+        expected = onnxruntime_outputs(model, feeds)["y"]
+        np.testing.assert_allclose(expected, np.maximum((x + offset) @ WEIGHT, 0), rtol=1e-5)
+        np.testing.assert_allclose(run(module, feeds)["y"], expected, rtol=1e-6)
+
+
+def test_the_machine_takes_a_fed_value_and_falls_back_to_the_default(tmp_path) -> None:
+    model = shadowed_model(tmp_path / "m.onnx")
+    compiled = compile_model(model)
+    assert compiled.program.baked_inputs == ["W"] and list(compiled.program.input_defaults) == ["s"]
+    machine = Machine(compiled.program)
+    x = np.random.default_rng(1).standard_normal((1, 4)).astype(np.float32)
+    unfed, fed = machine.run({"x": x}).outputs["y"], machine.run({"x": x, "s": FED_OFFSET}).outputs["y"]
+    np.testing.assert_allclose(unfed, onnxruntime_outputs(model, {"x": x})["y"], rtol=0.05, atol=0.05)
+    np.testing.assert_allclose(fed, onnxruntime_outputs(model, {"x": x, "s": FED_OFFSET})["y"], rtol=0.05, atol=0.1)
+    assert not np.allclose(unfed, fed, atol=0.5)   # the fed value is used, not the default
+
+
+def test_verify_feeds_onnxruntime_the_same_values_fed_or_not(tmp_path) -> None:
+    model = shadowed_model(tmp_path / "m.onnx")
+    x = np.random.default_rng(2).standard_normal((1, 4)).astype(np.float32)
+    np.savez(tmp_path / "xs.npz", x=x, s=FED_OFFSET)
     outcome = run_in_process([model, "--verify", "-o", tmp_path / "m.rccp", "--quiet"])
     assert outcome.code == 0, outcome.err
-    assert load_program(tmp_path / "m.rccp").baked_inputs == ["s", "W"]
+    program = load_program(tmp_path / "m.rccp")
+    assert program.baked_inputs == ["W"]
+    np.testing.assert_array_equal(program.input_defaults["s"], OFFSET)
+    outcome = run_in_process([model, "--verify", "--inputs", tmp_path / "xs.npz", "--precision", "float", "-o",
+                              tmp_path / "f.rccp", "--quiet"])
+    assert outcome.code == 0, outcome.err
 
 
-def test_rcc_run_uses_the_default_and_refuses_a_fed_one_in_one_line(tmp_path) -> None:
+def test_rcc_run_uses_the_default_or_the_fed_value_and_refuses_a_fed_weight_in_one_line(tmp_path) -> None:
     model = shadowed_model(tmp_path / "m.onnx")
-    assert run_in_process([model, "-o", tmp_path / "m.rccp", "--quiet"]).code == 0
+    assert run_in_process([model, "-o", tmp_path / "m.rccp", "--quiet", "--precision", "float"]).code == 0
     x = np.ones((1, 4), dtype=np.float32)
     np.savez(tmp_path / "x.npz", x=x)
-    assert run_in_process(["run", tmp_path / "m.rccp", "--inputs", tmp_path / "x.npz", "-o", tmp_path / "y.npz",
-                           "--quiet"]).code == 0
-    expected = onnxruntime_outputs(model, {"x": x})["y"]
-    np.testing.assert_allclose(np.load(tmp_path / "y.npz")["y"], expected, rtol=0.05, atol=0.05)
-    np.savez(tmp_path / "xs.npz", x=x, s=np.zeros((1, 4), dtype=np.float32))
+    np.savez(tmp_path / "xs.npz", x=x, s=FED_OFFSET)
+    for feeds, name in (({"x": x}, "x.npz"), ({"x": x, "s": FED_OFFSET}, "xs.npz")):
+        outcome = run_in_process(["run", tmp_path / "m.rccp", "--inputs", tmp_path / name, "-o", tmp_path / "y.npz",
+                                  "--quiet"])
+        assert outcome.code == 0, outcome.err
+        np.testing.assert_allclose(np.load(tmp_path / "y.npz")["y"], onnxruntime_outputs(model, feeds)["y"],
+                                   rtol=1e-5, atol=1e-6)
+    np.savez(tmp_path / "xw.npz", x=x, W=np.zeros((4, 3), dtype=np.float32))
     before = files_under(tmp_path)
-    outcome = run_in_process(["run", tmp_path / "m.rccp", "--inputs", tmp_path / "xs.npz", "-o", tmp_path / "z.npz"])
-    check_refusal(outcome, 2, "input 's' has a default value")
+    outcome = run_in_process(["run", tmp_path / "m.rccp", "--inputs", tmp_path / "xw.npz", "-o", tmp_path / "z.npz"])
+    check_refusal(outcome, 2, "input 'W' has a default value")
+    assert "crossbar cells" in outcome.err
     assert files_under(tmp_path) == before
-    outcome = run_in_process([model, "--verify", "--inputs", tmp_path / "xs.npz", "-o", tmp_path / "v.rccp"])
+    outcome = run_in_process([model, "--verify", "--inputs", tmp_path / "xw.npz", "-o", tmp_path / "v.rccp"])
     check_refusal(outcome, 2, "recompile")
 
 
-def test_the_interpreter_refuses_a_fed_default(tmp_path) -> None:
+def test_the_interpreter_refuses_a_fed_weight_default(tmp_path) -> None:
     module = import_onnx(shadowed_model(tmp_path / "m.onnx"))
     x = np.ones((1, 4), dtype=np.float32)
     try:

@@ -183,3 +183,28 @@ def test_read_noise_spread_per_column_matches_the_per_cell_sum():
     expected = np.sqrt(2 * (sigma ** 2 + 1 / 12))       # two columns, each rounded by its ADC
     assert abs(codes.std() / expected - 1) < 0.05
     assert abs(codes.mean()) < 4 * expected / np.sqrt(codes.size)
+
+
+def test_reads_on_two_threads_give_the_serial_result_bit_for_bit(monkeypatch):
+    import rcc.runtime.devices as devices
+    import rcc.runtime.threads as threads
+
+    target = Target(xbar_rows=32, xbar_cols=64)
+    weights, attrs, _ = _layer(target, shape=(1, 100, 40))
+    x = np.random.default_rng(3).integers(-128, 128, size=(50, 100)).astype(np.int64)
+    device = load_device("mnsim").with_overrides(read_noise=0.02, adc_offset=0.3)
+    monkeypatch.setattr(devices, "CHUNK_ELEMENTS", 1 << 12)     # several chunks per unit, several units
+    group = _device_group(weights, attrs, device, seed=4)
+    assert len(group.units) > 1 and group._step(group.units[0]) < x.shape[0]
+    monkeypatch.setattr(threads, "READ_THREADS", 1)
+    serial = _device_group(weights, attrs, device, seed=4).run(x)
+    monkeypatch.setattr(threads, "READ_THREADS", 2)
+    assert np.array_equal(group.run(x), serial)
+
+
+def test_force_sliced_false_is_refused_on_device_cells():
+    weights, attrs, x = _layer(Target())
+    group = _device_group(weights, attrs, load_device("reram"), seed=1)
+    with pytest.raises(DeviceError, match="force_sliced=False"):
+        group.run(x, sliced=False)
+    assert np.array_equal(group.run(x, sliced=True), _device_group(weights, attrs, load_device("reram"), seed=1).run(x))
