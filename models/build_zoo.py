@@ -459,7 +459,7 @@ def build_lenet5_pruned() -> onnx.ModelProto:
 # (LayerNormalization, Erf, Pow, Gather/Cast/Where on activations, HardSwish, HardSigmoid, ReduceMean,
 # Resize linear, Split, Slice), and two of them take int64/bool inputs. So they are kept out of
 # BUILDERS, which the zoo tests iterate, until ZOO_BLOCKS_ENABLED is switched on (see BUILDERS).
-# `block_inputs(name, seed)` gives valid inputs (token ids inside the vocabulary, boolean masks).
+# `model_inputs(name, seed)` gives valid inputs (token ids inside the vocabulary, boolean masks).
 #     python models/build_zoo.py --blocks --out DIR    # write only these, with NAME.inputs.npz beside
 # --------------------------------------------------------------------------
 
@@ -727,9 +727,9 @@ BLOCK_BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
 }
 
 
-def block_inputs(name: str, seed: int = 0, samples: int | None = None) -> dict[str, np.ndarray]:
-    """Valid inputs of a zoo model: floats N(0, 1), token ids in the vocabulary, a padding mask whose last
-    quarter is False. With `samples`, that many sets stacked on a new leading axis (rcc's `--inputs`)."""
+def model_inputs(name: str, seed: int = 0, samples: int | None = None) -> dict[str, np.ndarray]:
+    """Valid inputs of a zoo model or block: floats N(0, 1) (the same the zoo tests draw), token ids in the
+    vocabulary, a padding mask whose last quarter is False. With `samples`, that many sets stacked on a new leading axis (rcc's `--inputs`)."""
     model = (BLOCK_BUILDERS.get(name) or BUILDERS[name])()
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
@@ -762,7 +762,7 @@ BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
 
 # Switch on once LayerNormalization, Erf, Pow, Gather/Cast/Where on activations, HardSwish, HardSigmoid,
 # ReduceMean, Resize linear, Split and Slice lower in rcc: the blocks then join the zoo (regenerate with
-# `python models/build_zoo.py`; their int64/bool inputs need `block_inputs` in the zoo tests).
+# `python models/build_zoo.py`; their int64/bool inputs need `model_inputs` in the zoo tests).
 ZOO_BLOCKS_ENABLED = False
 if ZOO_BLOCKS_ENABLED:
     BUILDERS.update(BLOCK_BUILDERS)
@@ -824,7 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out is None:
             parser.error("--blocks needs --out DIR (the blocks stay out of models/ until ZOO_BLOCKS_ENABLED)")
         for name, path in write_all(args.out, BLOCK_BUILDERS).items():
-            np.savez(args.out / f"{name}.inputs.npz", **block_inputs(name, samples=3))
+            np.savez(args.out / f"{name}.inputs.npz", **model_inputs(name, samples=3))
             print(f"{path}  {path.stat().st_size} bytes")
         return 0
     args.out = args.out or Path(__file__).resolve().parent
