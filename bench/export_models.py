@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -195,6 +196,12 @@ def sample_inputs(spec: Spec, seed: int = SEED, samples: int = SAMPLES) -> dict[
     return arrays
 
 
+def first_line(error: BaseException) -> str:
+    """`Type: first line of the message`, without the terminal colours torch's exporter puts in it."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def export_one(name: str, out_dir: Path, exporter: str) -> dict[str, Any]:
     """Build `name` with seeded random weights and export it; the manifest entry."""
     import torch
@@ -221,7 +228,8 @@ def export_one(name: str, out_dir: Path, exporter: str) -> dict[str, Any]:
             entry.update(exporter=kind, opset=18 if kind == "dynamo" else 17)
             break
         except Exception as error:  # noqa: BLE001  (record why, try the other exporter)
-            errors.append(f"{kind}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            errors.append(f"{kind}: {first_line(error)}" + (f" (cause: {first_line(error.__cause__)})"
+                                                              if error.__cause__ is not None else ""))
             path.unlink(missing_ok=True)
     else:
         entry["error"] = "; ".join(errors)
@@ -243,7 +251,7 @@ def child(name: str, out_dir: Path, exporter: str) -> int:
         entry = export_one(name, out_dir, exporter)
     except Exception as error:  # noqa: BLE001  (the parent records it and goes on)
         traceback.print_exc()
-        entry = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
+        entry = {"error": first_line(error)}
     entry["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(entry))
     return 0

@@ -164,7 +164,7 @@ def run_child(path: Path, timeout: float) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             ended = f"timed out after {timeout:g} s"
         result = json.loads(result_path.read_text()) if result_path.is_file() else {}
-    result["ended"] = ended
+    result["path"], result["ended"] = str(path), ended
     result["seconds"] = round(time.perf_counter() - started, 1)
     for stage in STAGES:  # a stage still running when the child died is where it stopped
         if result.get(stage, {}).get("status") == "running":
@@ -213,7 +213,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     for name, result in results.items():
         first = next((result[s] for s in STAGES if s in result and result[s]["status"] != "ok"), None)
         if first is not None:
-            lines.append(f"{name}: {first['status']}: {first['error']}")
+            lines.append(f"{name}: {first['status']}: {first['error'].removeprefix(result['path'] + ': ')}")
         elif result.get("ended") != "ok":
             lines.append(f"{name}: {result['ended']}")
     return "\n".join(lines)
