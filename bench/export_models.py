@@ -40,6 +40,7 @@ SAMPLES = 3
 SEED = 0
 SEQUENCE = 16  # tokens per sequence for the text models
 VOCAB = 512
+ERROR_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -197,9 +198,11 @@ def sample_inputs(spec: Spec, seed: int = SEED, samples: int = SAMPLES) -> dict[
 
 
 def first_line(error: BaseException) -> str:
-    """`Type: first line of the message`, without the terminal colours torch's exporter puts in it."""
+    """`Type: first line of the message` (at most ERROR_CHARS of it), without the terminal colours torch's
+    exporter puts in it."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+    line = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {line[:ERROR_CHARS]}{'...' if len(line) > ERROR_CHARS else ''}"
 
 
 def export_one(name: str, out_dir: Path, exporter: str) -> dict[str, Any]:
