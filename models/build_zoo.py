@@ -456,7 +456,7 @@ def build_lenet5_pruned() -> onnx.ModelProto:
 # Blocks of modern architectures (issue 11, zoo item 5)
 #
 # Built like the models above, but they need ops rcc lowers only once the op branches have merged
-# (LayerNormalization, Erf, Pow, Gather/Cast/Where on activations, HardSwish, HardSigmoid, ReduceMean,
+# (LayerNormalization, Erf, Gather/Cast/Where on activations, HardSwish, HardSigmoid, ReduceMean,
 # Resize linear, Split, Slice), and two of them take int64/bool inputs. So they are kept out of
 # BUILDERS, which the zoo tests iterate, until ZOO_BLOCKS_ENABLED is switched on (see BUILDERS).
 # `model_inputs(name, seed)` gives valid inputs (token ids inside the vocabulary, boolean masks).
@@ -760,7 +760,7 @@ BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
     "lenet5_pruned": build_lenet5_pruned,
 }
 
-# Switch on once LayerNormalization, Erf, Pow, Gather/Cast/Where on activations, HardSwish, HardSigmoid,
+# Switch on once LayerNormalization, Erf, Gather/Cast/Where on activations, HardSwish, HardSigmoid,
 # ReduceMean, Resize linear, Split and Slice lower in rcc: the blocks then join the zoo (regenerate with
 # `python models/build_zoo.py`; their int64/bool inputs need `model_inputs` in the zoo tests).
 ZOO_BLOCKS_ENABLED = False
