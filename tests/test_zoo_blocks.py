@@ -8,29 +8,17 @@ the same bytes twice, runs on `model_inputs` with finite outputs that depend on 
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
-BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "models" / "build_zoo.py"
+from tests.test_models_zoo import BUILD_SCRIPT, zoo
 
-
-def _load_builder() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("rcc_build_zoo_blocks", BUILD_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-zoo = _load_builder()
 BLOCKS = list(zoo.BLOCK_BUILDERS)
 
 
