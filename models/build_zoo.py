@@ -455,10 +455,8 @@ def build_lenet5_pruned() -> onnx.ModelProto:
 # --------------------------------------------------------------------------
 # Blocks of modern architectures (issue 11, zoo item 5)
 #
-# Built like the models above, but they need ops rcc lowers only once the op branches have merged
-# (LayerNormalization, Erf, Gather/Cast/Where on activations, HardSwish, HardSigmoid, ReduceMean,
-# Resize linear, Split, Slice), and two of them take int64/bool inputs. So they are kept out of
-# BUILDERS, which the zoo tests iterate, until ZOO_BLOCKS_ENABLED is switched on (see BUILDERS).
+# Built like the models above, with LayerNormalization, Erf, Gather/Cast/Where on activations, HardSwish,
+# HardSigmoid, ReduceMean, Resize linear, Split and Slice; two of them take int64/bool inputs, and
 # `model_inputs(name, seed)` gives valid inputs (token ids inside the vocabulary, boolean masks).
 #     python models/build_zoo.py --blocks --out DIR    # write only these, with NAME.inputs.npz beside
 # --------------------------------------------------------------------------
@@ -760,12 +758,7 @@ BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
     "lenet5_pruned": build_lenet5_pruned,
 }
 
-# Switch on once LayerNormalization, Erf, Gather/Cast/Where on activations, HardSwish, HardSigmoid,
-# ReduceMean, Resize linear, Split and Slice lower in rcc: the blocks then join the zoo (regenerate with
-# `python models/build_zoo.py`; their int64/bool inputs need `model_inputs` in the zoo tests).
-ZOO_BLOCKS_ENABLED = False
-if ZOO_BLOCKS_ENABLED:
-    BUILDERS.update(BLOCK_BUILDERS)
+BUILDERS.update(BLOCK_BUILDERS)  # the blocks are zoo models too (int64/bool inputs: see model_inputs)
 
 
 def build_all() -> dict[str, onnx.ModelProto]:
@@ -822,7 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.blocks:
         if args.out is None:
-            parser.error("--blocks needs --out DIR (the blocks stay out of models/ until ZOO_BLOCKS_ENABLED)")
+            parser.error("--blocks needs --out DIR")
         for name, path in write_all(args.out, BLOCK_BUILDERS).items():
             np.savez(args.out / f"{name}.inputs.npz", **model_inputs(name, samples=3))
             print(f"{path}  {path.stat().st_size} bytes")

@@ -42,9 +42,7 @@ def models() -> dict[str, onnx.ModelProto]:
 
 def _run(model: onnx.ModelProto, seed: int = 0) -> list[np.ndarray]:
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(seed)
-    feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
-    return sess.run(None, feeds)
+    return sess.run(None, zoo.model_inputs(model.graph.name, seed))
 
 
 def _static_shape(vi: onnx.ValueInfoProto) -> list[int]:
@@ -77,7 +75,10 @@ def test_metadata_and_naming(models: dict[str, onnx.ModelProto], name: str) -> N
     assert len(set(node_names)) == len(node_names), "node names must be unique"
     init_names = {i.name for i in model.graph.initializer}
     assert not init_names & {i.name for i in model.graph.input}, "weights must not be graph inputs"
-    for vi in list(model.graph.input) + list(model.graph.output):
+    for vi in model.graph.input:  # token ids and masks are integer and boolean
+        assert vi.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64, onnx.TensorProto.BOOL)
+        _static_shape(vi)
+    for vi in model.graph.output:
         assert vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
         _static_shape(vi)
     batch = _static_shape(model.graph.input[0])[0]

@@ -1,9 +1,8 @@
 """The issue-11 blocks of ``models/build_zoo.py`` (BLOCK_BUILDERS) in onnxruntime only.
 
-They stay out of the zoo (and of rcc's golden tests) until the ops they need lower in rcc; these tests
-keep them valid, reproducible and meaningful meanwhile: every block passes the full ONNX check, builds to
-the same bytes twice, runs on `model_inputs` with finite outputs that depend on the input, and its mask
-(encoder padding, GPT causal) really masks.
+They are zoo models (rcc's golden tests run them like the others); these tests keep them meaningful:
+every block passes the full ONNX check, builds to the same bytes twice, runs on `model_inputs` with
+finite outputs that depend on the input, and its mask (encoder padding, GPT causal) really masks.
 """
 
 from __future__ import annotations
@@ -26,10 +25,10 @@ def _session(name: str) -> ort.InferenceSession:
     return ort.InferenceSession(zoo.BLOCK_BUILDERS[name]().SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def test_blocks_stay_out_of_the_zoo_until_switched_on() -> None:
+def test_blocks_are_in_the_zoo() -> None:
     assert set(BLOCKS) == {"transformer_encoder_block", "gpt_decoder_block", "mobilenetv3_block",
                            "bilinear_seg_head", "shufflenet_block"}
-    assert zoo.ZOO_BLOCKS_ENABLED or not set(BLOCKS) & set(zoo.BUILDERS)
+    assert set(BLOCKS) <= set(zoo.BUILDERS)
 
 
 @pytest.mark.parametrize("name", BLOCKS)
