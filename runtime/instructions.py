@@ -91,11 +91,18 @@ _VECTOR_MACS = {
 }
 
 
+# Ops that copy out part of an operand (a look-up in an embedding table, a slice): their work is the
+# elements they produce and the indices they read, not the size of the table they read from.
+_RESULT_SIZED = frozenset({"nn.gather", "nn.gather_elements", "nn.gather_nd", "nn.slice"})
+
+
 def _vec_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
-    macs = _VECTOR_MACS.get(instruction.attrs.get("fn")) if instruction.opcode == "vec" else None
+    fn = instruction.attrs.get("fn") if instruction.opcode == "vec" else None
+    macs = _VECTOR_MACS.get(fn)
     if macs is not None:
         return vector_mac_counts(target, macs(operand_shapes, instruction.shapes[0]))
-    sizes = [_shape_size(s) for s in operand_shapes + instruction.shapes]
+    read = operand_shapes[1:] if fn in _RESULT_SIZED else operand_shapes
+    sizes = [_shape_size(s) for s in read + instruction.shapes]
     return _vector_counts(target, max(sizes, default=0))
 
 

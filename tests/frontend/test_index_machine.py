@@ -5,6 +5,7 @@ by the user refused in one line."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+from rcc.backends.target import Target
 from rcc.compiler.cli import main
 from tests.frontend.through_cli import compile_verified
 
@@ -62,6 +64,8 @@ def test_report_counts_the_embedding_table_in_vector_memory(embedding_model: Pat
     [gather] = [row for row in layers if row["op"] == "nn.gather"]
     assert gather["vector_memory_bytes"] == 12 * 8 * 4  # the f32 table
     assert json.loads(report.read_text())["totals"]["vector_memory_bytes"] >= gather["vector_memory_bytes"]
+    # a look-up costs the rows it copies (5 tokens × 8), not the table it reads from (12 × 8)
+    assert gather["vec_ops"] == math.ceil(5 * 8 / Target().vector_lanes) < math.ceil(12 * 8 / Target().vector_lanes)
 
 
 def test_token_id_out_of_range_is_a_one_line_error(embedding_model: Path, tmp_path: Path,
