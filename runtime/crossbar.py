@@ -27,6 +27,8 @@ Float mode: ideal analog arrays, the same product in float32 (the model's precis
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
@@ -46,6 +48,32 @@ def ungrouped(out: np.ndarray) -> np.ndarray:
     return out.transpose(1, 0, 2).reshape(out.shape[1], -1)
 
 
+def _roundoff_factor(terms: int) -> float:
+    """1/(1 − γ) with γ = n·u/(1 − n·u), n = terms + 1, u = 2^−24: a float32 sum s' of `terms` nonnegative
+    terms, each itself rounded once, satisfies s ≤ s'·factor whatever the order of addition (Higham,
+    Accuracy and Stability of Numerical Algorithms, §3.1). Infinite when the bound does not hold."""
+    nu = (terms + 1) * 2.0 ** -24
+    return math.inf if nu >= 0.5 else 1.0 / (1.0 - nu / (1.0 - nu))
+
+
+def _largest_column_norm(matrix: np.ndarray) -> float:
+    """An upper bound on max over groups and columns of ‖w_j‖₂ for float32 weights [G, K, M]."""
+    squares = np.einsum("gkm,gkm->gm", matrix, matrix).max(initial=0)
+    return math.sqrt(float(squares) * _roundoff_factor(matrix.shape[1]))
+
+
+def _partial_sum_bound(rows: np.ndarray, nonnegative: bool, weight_max: float, column_norm: float) -> float:
+    """An upper bound on |Σ_{i∈S} x_pi·w_ij| over every vector p, column j and subset S of the rows [G, P, k],
+    so on every partial sum a GEMM can form in any order: Σ_i |x_pi|·|w_ij| is at most ‖x_p‖₁·max|w|
+    (Hölder) and ‖x_p‖₂·‖w_j‖₂ (Cauchy–Schwarz); the norms, summed in float32, are inflated by their
+    round-off factor, and the result by 2^−20 for the final roundings."""
+    magnitudes = rows if nonnegative else np.abs(rows)
+    factor = _roundoff_factor(rows.shape[2])
+    l1 = float(np.matmul(magnitudes, np.ones(rows.shape[2], dtype=np.float32)).max(initial=0)) * factor
+    l2 = math.sqrt(float(np.einsum("gpk,gpk->gp", rows, rows).max(initial=0)) * factor)
+    return min(l1 * weight_max, l2 * column_norm) * (1.0 + 2.0 ** -20)
+
+
 class CrossbarGroup:
     """The arrays holding one layer's weights [G, K, M], and their execution. A packed layer comes with
     `row_map`/`col_map`: each array block's input rows (gathered from x) and outputs (scattered back)."""
@@ -61,6 +89,7 @@ class CrossbarGroup:
         self.adc_lossless = self.mapping.adc_lossless
         self.matrix = weights.astype(np.float32)  # programmed once
         self.weight_max = float(np.abs(weights.astype(np.int64)).max(initial=0)) if self.integer else 0.0
+        self._column_norm = _largest_column_norm(self.matrix) if self.integer else 0.0
 
     def tiles(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(group, rows, outputs) of every array (pair): the packed blocks, or the dense row tiles (a dense
@@ -103,9 +132,9 @@ class CrossbarGroup:
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
 
     def _exact_product(self, x: np.ndarray) -> np.ndarray:
-        """x · W exactly. Any partial sum of a row's products is at most ‖x_row‖₁ · max|w| in magnitude,
-        so when that is below 2^24 one float32 matmul is exact whatever order BLAS adds in; otherwise
-        float32 matmuls over row chunks short enough for the bound, summed in float64."""
+        """x · W exactly: one float32 GEMM when every partial sum BLAS can form is an integer below 2^24
+        (`_partial_sum_bound`); else float32 GEMMs over row chunks that each meet that bound, summed in
+        float64 (the same multiply-adds as one GEMM); float64 or int64 when a single product needs it."""
         g = self.mapping
         x_low = int(x.min(initial=0))
         x_max = max(abs(int(x.max(initial=0))), abs(x_low))
@@ -117,20 +146,32 @@ class CrossbarGroup:
             product = np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64))
             return ungrouped(product).astype(np.int64)
         rows = grouped_rows(x.astype(np.float32), g.groups)
-        if g.rows * term_max < _EXACT_FLOAT32 or self._largest_l1(rows, x_max, x_low >= 0) * self.weight_max < _EXACT_FLOAT32:
+        if g.rows * term_max < _EXACT_FLOAT32:
             return ungrouped(np.matmul(rows, self.matrix)).astype(np.int64)
-        chunk = max(1, min(g.rows, int((_EXACT_FLOAT32 - 1) // term_max))) if term_max else g.rows
-        total = np.zeros((g.groups, x.shape[0], g.outputs), dtype=np.float64)
-        for start in range(0, g.rows, chunk):
-            total += np.matmul(rows[:, :, start:start + chunk], self.matrix[:, start:start + chunk])
-        return ungrouped(total).astype(np.int64)
+        return ungrouped(self._chunked_product(rows, self.matrix, x_low >= 0, self._column_norm)).astype(np.int64)
 
-    def _largest_l1(self, rows: np.ndarray, x_max: int, nonnegative: bool) -> float:
-        """max over vectors of ‖x‖₁, summed in float32 when that is exact (every partial sum an integer
-        below 2^24), without the absolute value when no input is negative (unsigned activations)."""
-        dtype = np.float32 if self.mapping.rows * x_max < _EXACT_FLOAT32 else np.float64
-        magnitudes = rows if nonnegative else np.abs(rows)
-        return float(magnitudes.sum(axis=2, dtype=dtype).max(initial=0))
+    def _chunked_product(self, rows: np.ndarray, matrix: np.ndarray, nonnegative: bool,
+                         column_norm: float | None = None) -> np.ndarray:
+        """rows [G, P, k] · matrix [G, k, M] exactly: one float32 GEMM when its partial sums are bounded below
+        2^24, else the sum (in float64, exact below 2^53) of the products of row chunks, each bounded in
+        turn: chunks of at most 2^24 / (max|x|·max|w|) rows need no further check. The recursion ends: a
+        single row's products are below 2^24 (the caller checked)."""
+        k = rows.shape[2]
+        weight_max = float(np.abs(matrix).max(initial=0))
+        if column_norm is None:
+            column_norm = _largest_column_norm(matrix)
+        bound = _partial_sum_bound(rows, nonnegative, weight_max, column_norm)
+        if bound < _EXACT_FLOAT32 or k == 1:
+            return np.matmul(rows, matrix)
+        term_max = float(np.abs(rows).max(initial=0)) * weight_max
+        safe_rows = int((_EXACT_FLOAT32 - 1) // term_max)     # ≥ 1: the caller checked one product
+        step = max(safe_rows, math.ceil(k / math.ceil(bound / _EXACT_FLOAT32)))
+        total = np.zeros((rows.shape[0], rows.shape[1], matrix.shape[2]), dtype=np.float64)
+        for start in range(0, k, step):
+            chunk, weights = rows[:, :, start:start + step], matrix[:, start:start + step]
+            total += np.matmul(chunk, weights) if step <= safe_rows else \
+                self._chunked_product(chunk, weights, nonnegative)
+        return total
 
     def _saturation_excess(self, x: np.ndarray) -> np.ndarray:
         """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output [P, G·M], over arrays."""
