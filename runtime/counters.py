@@ -8,7 +8,7 @@ crossbars are busy) take the slowest mvm's value; every other field adds up (run
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 
 @dataclass
@@ -29,12 +29,17 @@ class Counts:
     macs: int = 0             # multiply-accumulates of the layer's weight matrix (zeros included)
 
     def __iadd__(self, other: Counts) -> Counts:
-        for key, value in asdict(other).items():
-            setattr(self, key, getattr(self, key) + value)
+        for key in _FIELDS:
+            setattr(self, key, getattr(self, key) + getattr(other, key))
         return self
+
+    def scaled(self, times: int) -> Counts:
+        """The counts of `times` such runs one after another (a batch of inferences)."""
+        return self if times == 1 else replace(self, **{key: getattr(self, key) * times for key in _FIELDS})
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
 
 
+_FIELDS = tuple(f.name for f in fields(Counts))
 PARALLEL = ("cycles", "array_steps", "column_steps")
