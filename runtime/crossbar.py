@@ -90,6 +90,7 @@ class CrossbarGroup:
         self.matrix = weights.astype(np.float32)  # programmed once
         self.weight_max = float(np.abs(weights.astype(np.int64)).max(initial=0)) if self.integer else 0.0
         self._column_norm = _largest_column_norm(self.matrix) if self.integer else 0.0
+        self._tiles: list[SaturableTile] | None = None   # the sliced path's cells, built on its first run
 
     def tiles(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(group, rows, outputs) of every array (pair): the packed blocks, or the dense row tiles (a dense
@@ -174,36 +175,82 @@ class CrossbarGroup:
         return total
 
     def _saturation_excess(self, x: np.ndarray) -> np.ndarray:
-        """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output [P, G·M], over arrays."""
+        """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output [P, G·M], over arrays. Per array
+        (pair) the column sums of every input slice k are one float32 matmul of the slice's bits [P, rows] with
+        both sign arrays' saturable columns side by side (exact: each sum ≤ rows·(2^dac−1)·(2^cell−1) < 2^24);
+        vectors whose active inputs cannot reach A are skipped."""
         g = self.mapping
         excess = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
         dac_mask = (1 << g.dac_bits) - 1
-        for group, rows, cols in self.tiles():
-            levels = weight_levels(self.weights[group][np.ix_(rows, cols)], g.weight_bits, g.cell_bits,
-                                   g.weight_slices, g.encoding)     # per sign array [S, rows, outputs]
-            inputs = x[:, group * g.rows + rows].astype(np.int64) + g.input_offset
-            for sign_index, level in enumerate(levels):
-                cells = level.transpose(1, 0, 2).reshape(rows.size, -1)     # column j = s·outputs + i
-                peak = dac_mask * cells.sum(axis=0, dtype=np.int64)
-                saturable = np.flatnonzero(peak > self.adc_max)             # columns whose sum can exceed A
-                if saturable.size == 0:
-                    continue
-                column_cells = cells[:, saturable].astype(np.float32)
-                largest_level = float(column_cells.max())
-                # shift-and-add weights of the slices, with the array's sign
-                sign = -1.0 if sign_index == 1 else 1.0
-                slice_weights = sign * 2.0 ** (g.cell_bits * np.arange(g.weight_slices))
-                outputs = group * g.outputs + cols
-                for cycle in range(g.input_cycles):
-                    bits = (inputs >> (g.dac_bits * cycle)) & dac_mask
-                    active = np.flatnonzero(bits.sum(axis=1) * largest_level > self.adc_max)
-                    step = max(1, CHUNK_ELEMENTS // cells.shape[1])
-                    for start in range(0, active.size, step):
-                        chosen = active[start:start + step]
-                        sums = np.matmul(bits[chosen].astype(np.float32), column_cells)   # exact column sums
-                        over = np.zeros((chosen.size, cells.shape[1]))
-                        over[:, saturable] = np.maximum(sums - self.adc_max, 0.0)
-                        per_slice = over.reshape(chosen.size, g.weight_slices, cols.size).transpose(0, 2, 1)
-                        merged = per_slice @ slice_weights
-                        excess[np.ix_(chosen, outputs)] += (2.0 ** (g.dac_bits * cycle)) * merged
+        for tile in self._saturable_tiles():
+            inputs = x[:, tile.group * g.rows + tile.rows].astype(np.int32) + np.int32(g.input_offset)
+            outputs = tile.group * g.outputs + tile.cols
+            step = max(1, CHUNK_ELEMENTS // tile.columns.size)
+            for cycle in range(g.input_cycles):
+                bits = ((inputs >> (g.dac_bits * cycle)) & dac_mask).astype(np.float32)
+                active = np.flatnonzero(bits.sum(axis=1) * tile.largest_level > self.adc_max)
+                for start in range(0, active.size, step):
+                    chosen = active[start:start + step]
+                    if chosen.size == x.shape[0]:
+                        sums = np.matmul(bits, tile.levels)                     # exact column sums
+                    else:
+                        sums = np.matmul(bits[chosen], tile.levels)
+                    np.subtract(sums, np.float32(self.adc_max), out=sums)
+                    np.maximum(sums, 0.0, out=sums)
+                    merged = tile.merge(sums) * (2.0 ** (g.dac_bits * cycle))
+                    if chosen.size == x.shape[0] and outputs.size == excess.shape[1]:
+                        excess += merged
+                    else:
+                        excess[np.ix_(chosen, outputs)] += merged
         return np.rint(excess).astype(np.int64)
+
+    def _saturable_tiles(self) -> list[SaturableTile]:
+        """Every array (pair)'s saturable columns, built when the sliced path first runs and kept (they are
+        the programmed cells)."""
+        if self._tiles is None:
+            g = self.mapping
+            self._tiles = []
+            for group, rows, cols in self.tiles():
+                levels = weight_levels(self.weights[group][np.ix_(rows, cols)], g.weight_bits, g.cell_bits,
+                                       g.weight_slices, g.encoding)     # per sign array [S, rows, outputs]
+                tile = SaturableTile.of(group, rows, cols, levels, g, self.adc_max)
+                if tile is not None:
+                    self._tiles.append(tile)
+        return self._tiles
+
+
+class SaturableTile:
+    """One array (pair)'s columns whose sum can exceed the ADC's range A: their cell levels [rows, columns]
+    (float32; column j = (sign·S + s)·outputs + i over the sign arrays and slices s), and how their
+    excesses merge onto the outputs: Σ over sign arrays and slices of sign · 2^(cell·s)."""
+
+    def __init__(self, group: int, rows: np.ndarray, cols: np.ndarray, levels: np.ndarray, columns: np.ndarray,
+                 column_weights: np.ndarray) -> None:
+        self.group, self.rows, self.cols = group, rows, cols
+        self.levels, self.columns, self.column_weights = levels, columns, column_weights
+        self.largest_level = float(levels.max(initial=0))
+        self.dense = columns.size == column_weights.size * cols.size
+        excess_max = rows.size * self.largest_level * float(np.abs(column_weights).sum())
+        self.merge_dtype = np.float32 if excess_max < _EXACT_FLOAT32 else np.float64
+
+    @classmethod
+    def of(cls, group: int, rows: np.ndarray, cols: np.ndarray, levels: list[np.ndarray], mapping: CrossbarMapping,
+           adc_max: int) -> SaturableTile | None:
+        slices = mapping.weight_slices
+        cells = np.concatenate([level.transpose(1, 0, 2).reshape(rows.size, -1) for level in levels], axis=1)
+        peak = ((1 << mapping.dac_bits) - 1) * cells.sum(axis=0, dtype=np.int64)
+        columns = np.flatnonzero(peak > adc_max)
+        if columns.size == 0:
+            return None
+        slice_weights = 2.0 ** (mapping.cell_bits * np.arange(slices))
+        column_weights = np.concatenate([sign * slice_weights for sign in (1.0, -1.0)[:len(levels)]])
+        return cls(group, rows, cols, cells[:, columns].astype(np.float32), columns, column_weights)
+
+    def merge(self, over: np.ndarray) -> np.ndarray:
+        """The saturable columns' excesses [P, columns] merged onto the outputs [P, outputs]."""
+        if not self.dense:
+            full = np.zeros((over.shape[0], self.column_weights.size * self.cols.size), dtype=np.float32)
+            full[:, self.columns] = over
+            over = full
+        blocks = over.reshape(over.shape[0], self.column_weights.size, self.cols.size)
+        return np.einsum("psi,s->pi", blocks, self.column_weights.astype(self.merge_dtype), dtype=self.merge_dtype)
