@@ -185,7 +185,7 @@ class CrossbarGroup:
         for tile in self._saturable_tiles():
             inputs = x[:, tile.group * g.rows + tile.rows].astype(np.int32) + np.int32(g.input_offset)
             outputs = tile.group * g.outputs + tile.cols
-            step = max(1, CHUNK_ELEMENTS // tile.columns.size)
+            step = max(1, CHUNK_ELEMENTS // tile.levels.shape[1])
             for cycle in range(g.input_cycles):
                 bits = ((inputs >> (g.dac_bits * cycle)) & dac_mask).astype(np.float32)
                 active = np.flatnonzero(bits.sum(axis=1) * tile.largest_level > self.adc_max)
@@ -220,37 +220,36 @@ class CrossbarGroup:
 
 
 class SaturableTile:
-    """One array (pair)'s columns whose sum can exceed the ADC's range A: their cell levels [rows, columns]
-    (float32; column j = (sign·S + s)·outputs + i over the sign arrays and slices s), and how their
-    excesses merge onto the outputs: Σ over sign arrays and slices of sign · 2^(cell·s)."""
+    """One array (pair)'s column blocks (one per sign array and weight slice) holding a column whose sum can
+    exceed the ADC's range A: their cell levels [rows, blocks·outputs] (float32; column b·outputs + i), and
+    the shift-and-add weight of each block, sign · 2^(cell·s). A block's other columns never exceed A, so
+    their excess is zero: computing it keeps the merge a plain sum over blocks."""
 
-    def __init__(self, group: int, rows: np.ndarray, cols: np.ndarray, levels: np.ndarray, columns: np.ndarray,
-                 column_weights: np.ndarray) -> None:
+    def __init__(self, group: int, rows: np.ndarray, cols: np.ndarray, levels: np.ndarray,
+                 block_weights: np.ndarray) -> None:
         self.group, self.rows, self.cols = group, rows, cols
-        self.levels, self.columns, self.column_weights = levels, columns, column_weights
+        self.levels, self.block_weights = levels, block_weights
         self.largest_level = float(levels.max(initial=0))
-        self.dense = columns.size == column_weights.size * cols.size
-        excess_max = rows.size * self.largest_level * float(np.abs(column_weights).sum())
+        excess_max = rows.size * self.largest_level * float(np.abs(block_weights).sum())
         self.merge_dtype = np.float32 if excess_max < _EXACT_FLOAT32 else np.float64
 
     @classmethod
     def of(cls, group: int, rows: np.ndarray, cols: np.ndarray, levels: list[np.ndarray], mapping: CrossbarMapping,
            adc_max: int) -> SaturableTile | None:
-        slices = mapping.weight_slices
-        cells = np.concatenate([level.transpose(1, 0, 2).reshape(rows.size, -1) for level in levels], axis=1)
-        peak = ((1 << mapping.dac_bits) - 1) * cells.sum(axis=0, dtype=np.int64)
-        columns = np.flatnonzero(peak > adc_max)
-        if columns.size == 0:
+        """The tile's saturable blocks, from the cell levels of each sign array [S, rows, outputs]; None when
+        no column can exceed A."""
+        blocks = np.concatenate(levels)                                       # [signs·S, rows, outputs]
+        peak = ((1 << mapping.dac_bits) - 1) * blocks.sum(axis=1, dtype=np.int64)   # [signs·S, outputs]
+        kept = np.flatnonzero((peak > adc_max).any(axis=1))
+        if kept.size == 0:
             return None
-        slice_weights = 2.0 ** (mapping.cell_bits * np.arange(slices))
-        column_weights = np.concatenate([sign * slice_weights for sign in (1.0, -1.0)[:len(levels)]])
-        return cls(group, rows, cols, cells[:, columns].astype(np.float32), columns, column_weights)
+        slice_weights = 2.0 ** (mapping.cell_bits * np.arange(mapping.weight_slices))
+        block_weights = np.concatenate([sign * slice_weights for sign in (1.0, -1.0)[:len(levels)]])[kept]
+        cells = blocks[kept].transpose(1, 0, 2).reshape(rows.size, -1).astype(np.float32)
+        return cls(group, rows, cols, cells, block_weights)
 
     def merge(self, over: np.ndarray) -> np.ndarray:
-        """The saturable columns' excesses [P, columns] merged onto the outputs [P, outputs]."""
-        if not self.dense:
-            full = np.zeros((over.shape[0], self.column_weights.size * self.cols.size), dtype=np.float32)
-            full[:, self.columns] = over
-            over = full
-        blocks = over.reshape(over.shape[0], self.column_weights.size, self.cols.size)
-        return np.einsum("psi,s->pi", blocks, self.column_weights.astype(self.merge_dtype), dtype=self.merge_dtype)
+        """The blocks' excesses [P, blocks·outputs] merged onto the outputs [P, outputs]."""
+        blocks = over.reshape(over.shape[0], self.block_weights.size, self.cols.size)
+        weights = self.block_weights.astype(self.merge_dtype)
+        return np.einsum("pbi,b->pi", blocks, weights, dtype=self.merge_dtype, casting="same_kind")
