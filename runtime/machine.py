@@ -32,6 +32,7 @@ class MachineResult:
     totals: Counts                  # the program's, with the layers' parallel arrays overlapped
     per_instruction: list[Counts]   # each instruction on its own
     mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # dst → (x, acc)
+    batch: int = 1                  # inferences run (a batch's samples); the counts are all of theirs
 
 
 def target_of(program: Program) -> Target:
@@ -104,7 +105,8 @@ class Machine:
             counts = instruction_counts(self.target, instruction, [list(a.shape) for a in operands[0]])
             per_instruction.append(counts.scaled(len(samples)))
         merged = {name: _stacked([o[name] for o in outputs]) for name in outputs[0]}
-        return MachineResult(merged, total_counts(self.program, per_instruction), per_instruction, mvm_trace)
+        return MachineResult(merged, total_counts(self.program, per_instruction), per_instruction, mvm_trace,
+                             len(samples))
 
     def _execute(self, instruction: Instruction, samples: list[dict[str, np.ndarray]],
                  operands: list[list[np.ndarray]]) -> list[list[np.ndarray]]:

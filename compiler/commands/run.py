@@ -1,15 +1,20 @@
-"""`rcc run PROGRAM.rccp --inputs IN.npz -o OUT.npz`: execute a compiled program on the machine model."""
+"""`rcc run PROGRAM.rccp --inputs IN.npz -o OUT.npz`: execute a compiled program on the machine model.
+
+Inputs with N samples along a leading axis the program declares as 1 run as one batch; the summary line
+and the report give the machine's time per inference and its throughput (wall clock of the run alone:
+loading the program and programming the crossbars excluded)."""
 
 from __future__ import annotations
 
 import argparse
+import time
 
 from rcc.backends.program import load_program
 from rcc.compiler.commands.common import (Parser, add_common_arguments, add_nonfinite_argument, optional_output,
                                           write_report)
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
-from rcc.compiler.verify import load_inputs
+from rcc.ir.inputs import load_inputs
 from rcc.ir.files import check_output_path, npz_bytes, write_output
 from rcc.runtime.machine import Machine
 
@@ -34,12 +39,18 @@ def run_command(argv: list[str]) -> int:
         report = optional_output(args.report, "--report")
         device, faults = device_from_args(args)
         program = load_program(args.program)
-        result = Machine(program, device=device, seed=args.device_seed, faults=faults).run(
-            load_inputs(args.inputs, "--inputs", args.allow_nonfinite), allow_nonfinite=args.allow_nonfinite)
+        machine = Machine(program, device=device, seed=args.device_seed, faults=faults)
+        inputs = load_inputs(args.inputs, "--inputs", args.allow_nonfinite)
+        start = time.perf_counter()
+        result = machine.run(inputs, allow_nonfinite=args.allow_nonfinite)
+        seconds = time.perf_counter() - start
         write_output(output, npz_bytes(result.outputs))
         if report is not None:
-            write_report(report, {"program": args.program, "totals": result.totals.to_json()})
+            write_report(report, {"program": args.program, "totals": result.totals.to_json(), "batch": result.batch,
+                                  "seconds": seconds, "seconds_per_inference": seconds / result.batch})
     if not args.quiet:
         print(f"wrote {args.output}: {', '.join(result.outputs)}; {result.totals.cycles:,} cycles, "
               f"{result.totals.mvm_ops:,} array activations, {result.totals.adc_conversions:,} ADC conversions")
+        print(f"{result.batch} inference{'s' if result.batch > 1 else ''} in {seconds * 1e3:.1f} ms: "
+              f"{seconds * 1e3 / result.batch:.2f} ms per inference, {result.batch / seconds:.1f} inferences/s")
     return 0
