@@ -33,9 +33,14 @@ class Counts:
             setattr(self, key, getattr(self, key) + getattr(other, key))
         return self
 
+    def copy(self) -> Counts:
+        fresh = Counts.__new__(Counts)
+        fresh.__dict__.update(self.__dict__)
+        return fresh
+
     def scaled(self, times: int) -> Counts:
         """The counts of `times` such runs one after another (a batch of inferences)."""
-        return self if times == 1 else replace(self, **{key: getattr(self, key) * times for key in _FIELDS})
+        return self.copy() if times == 1 else replace(self, **{key: getattr(self, key) * times for key in _FIELDS})
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)

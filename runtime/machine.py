@@ -63,6 +63,7 @@ class Machine:
         self.program = program
         self.target = target_of(program)
         self.force_sliced = force_sliced
+        self._counted: dict[tuple, tuple[list[Counts], Counts]] = {}
         self.crossbars = program_crossbars(program, device, seed, faults)
         check_schedule(program, self.target)
         phases: dict[int, int] = {}
@@ -87,26 +88,38 @@ class Machine:
                    for sample in batch_inputs(declared, inputs)]
         buffers = [dict(self.program.constants) for _ in samples]
         poisoned: list[dict[str, np.ndarray]] = [{} for _ in samples]
-        per_instruction, mvm_trace = [], {}
+        shapes: list[tuple[tuple[int, ...], ...]] = []
+        mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         outputs: list[dict[str, np.ndarray]] = [{} for _ in samples]
-        for instruction in tracked(self.program.instructions, "machine run"):
-            operands = [[sample_buffers[name] for name in instruction.src] for sample_buffers in buffers]
-            with np.errstate(invalid="ignore" if allow_nonfinite else "warn"):
+        with np.errstate(invalid="ignore" if allow_nonfinite else "warn"):
+            for instruction in tracked(self.program.instructions, "machine run"):
+                operands = [[sample_buffers[name] for name in instruction.src] for sample_buffers in buffers]
                 results = self._execute(instruction, samples, operands)
-            for sample in range(len(samples)):
-                if allow_nonfinite:
-                    results[sample] = _propagate_nonfinite(instruction, operands[sample], results[sample],
-                                                           poisoned[sample])
-                buffers[sample].update(zip(instruction.dst, results[sample]))
-                if instruction.opcode == "store":
-                    outputs[sample][instruction.attrs["output"]] = operands[sample][0]
-            if trace and instruction.opcode == "mvm":
-                mvm_trace[instruction.dst[0]] = (_stacked([o[0] for o in operands]), _stacked([r[0] for r in results]))
-            counts = instruction_counts(self.target, instruction, [list(a.shape) for a in operands[0]])
-            per_instruction.append(counts.scaled(len(samples)))
+                for sample in range(len(samples)):
+                    if allow_nonfinite:
+                        results[sample] = _propagate_nonfinite(instruction, operands[sample], results[sample],
+                                                               poisoned[sample])
+                    buffers[sample].update(zip(instruction.dst, results[sample]))
+                    if instruction.opcode == "store":
+                        outputs[sample][instruction.attrs["output"]] = operands[sample][0]
+                if trace and instruction.opcode == "mvm":
+                    mvm_trace[instruction.dst[0]] = (_stacked([o[0] for o in operands]),
+                                                     _stacked([r[0] for r in results]))
+                shapes.append(tuple(a.shape for a in operands[0]))
+        per_instruction, totals = self._counts(tuple(shapes))
         merged = {name: _stacked([o[name] for o in outputs]) for name in outputs[0]}
-        return MachineResult(merged, total_counts(self.program, per_instruction), per_instruction, mvm_trace,
-                             len(samples))
+        batch = len(samples)
+        return MachineResult(merged, totals.scaled(batch), [c.scaled(batch) for c in per_instruction], mvm_trace,
+                             batch)
+
+    def _counts(self, shapes: tuple[tuple[tuple[int, ...], ...], ...]) -> tuple[list[Counts], Counts]:
+        """Each instruction's counts, from the shapes of what it read in this run, and the program's totals;
+        kept per distinct set of shapes (they are a function of the shapes alone)."""
+        if shapes not in self._counted:
+            per_instruction = [instruction_counts(self.target, instruction, [list(s) for s in operand_shapes])
+                               for instruction, operand_shapes in zip(self.program.instructions, shapes)]
+            self._counted[shapes] = (per_instruction, total_counts(self.program, per_instruction))
+        return self._counted[shapes]
 
     def _execute(self, instruction: Instruction, samples: list[dict[str, np.ndarray]],
                  operands: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
