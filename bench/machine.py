@@ -214,9 +214,10 @@ def measure_model(name: str, path: Path, args: argparse.Namespace) -> ModelResul
         result.int_ms = sample("int", lambda: timed_runs(lambda: machine.run(inputs), repeats, max_seconds))
         with threadpool_limits(1, user_api="blas"):
             result.int1_ms = sample("int1", lambda: timed_runs(lambda: machine.run(inputs), repeats, max_seconds))
-        batch = batch_inputs(inputs, args.batch)
-        result.batch_ms = sample("batch", lambda: timed_runs(lambda: machine.run(batch), repeats, max_seconds)
-                                 ) / args.batch
+        if all(spec["shape"][:1] == [1] for spec in compiled.program.inputs):   # else the model fixes its batch
+            batch = batch_inputs(inputs, args.batch)
+            result.batch_ms = sample("batch", lambda: timed_runs(lambda: machine.run(batch), repeats, max_seconds)
+                                     ) / args.batch
         if args.memory and name == MEMORY_MODEL:
             result.memory = machine_memory(compiled)
 
