@@ -12,15 +12,20 @@ How the machine computes that, exactly and fast: since ADC(v) = v − max(v − 
 of the converted sums equals the shift-and-add of the raw sums, which is the exact integer product x·W
 (the offsets' corrections make it so), minus the shift-and-add of the saturation excess max(v − A, 0).
 So the layer's result is
-    exact product (one float32 matmul when every row's ‖x‖₁·max|w| < 2^24, which bounds every partial
-    sum; else float32 matmuls over row chunks short enough for that bound, summed in float64)
+    exact product (one float32 GEMM when every partial sum BLAS can form is an integer below 2^24: any
+    such sum is at most Σ_i |x_i|·|w_ij| ≤ min(‖x‖₁·max|w|, ‖x‖₂·max_j ‖w_j‖₂), norms bounded with their
+    float32 round-off; else float32 GEMMs over row chunks that each meet the bound, summed in float64,
+    exact below 2^53: the same multiply-adds as one GEMM)
   − Σ over arrays, input slices and columns of sign · 2^(dac_bits·k) · 2^(cell_bits·s) · max(v − A, 0),
-and the excess is computed only where it can be non-zero: for columns whose largest possible sum
-(2^dac_bits − 1)·Σ_rows level exceeds A, and for (vector, row tile, slice) triples whose active input
-total times the largest cell level exceeds A. Those column sums are float32 matmuls of small integers,
-each ≤ xbar_rows·(2^dac_bits−1)·(2^cell_bits−1) < 2^24 (the target refuses larger), so exact. With a
-lossless ADC nothing can exceed A and the result is the exact product. Tests compare this with a naive
-slice-by-slice simulation and with an int64 reference.
+and the excess is computed only where it can be non-zero: for the (sign array, weight slice) column
+blocks holding a column whose largest possible sum (2^dac_bits − 1)·Σ_rows level exceeds A, and for
+(vector, array, input slice) triples whose active input total times the largest cell level exceeds A.
+Per array and input slice, the column sums of both sign arrays' blocks are one float32 matmul of small
+integers, each ≤ xbar_rows·(2^dac_bits−1)·(2^cell_bits−1) < 2^24 (the target refuses larger), so exact;
+the excesses merge over blocks in one einsum. With a lossless ADC nothing can exceed A and the result is
+the exact product. Tests compare this with a naive slice-by-slice simulation and with an int64 reference.
+
+A batch's vectors arrive stacked ([N·P, K]); every vector's result depends on that vector alone.
 
 Float mode: ideal analog arrays, the same product in float32 (the model's precision).
 """
@@ -87,8 +92,9 @@ class CrossbarGroup:
         self.blocks = None if row_map is None else array_blocks(weights.shape, attrs, row_map, col_map)
         self.adc_max = self.mapping.adc_max
         self.adc_lossless = self.mapping.adc_lossless
-        self.matrix = weights.astype(np.float32)  # programmed once
-        self.weight_max = float(np.abs(weights.astype(np.int64)).max(initial=0)) if self.integer else 0.0
+        self.matrix = weights.astype(np.float32, copy=False)  # programmed once
+        self.weight_max = float(max(abs(int(weights.max(initial=0))), abs(int(weights.min(initial=0))))) \
+            if self.integer else 0.0
         self._column_norm = _largest_column_norm(self.matrix) if self.integer else 0.0
         self._tiles: list[SaturableTile] | None = None   # the sliced path's cells, built on its first run
 
@@ -149,22 +155,19 @@ class CrossbarGroup:
         rows = grouped_rows(x.astype(np.float32), g.groups)
         if g.rows * term_max < _EXACT_FLOAT32:
             return ungrouped(np.matmul(rows, self.matrix)).astype(np.int64)
-        return ungrouped(self._chunked_product(rows, self.matrix, x_low >= 0, self._column_norm)).astype(np.int64)
+        return ungrouped(self._chunked_product(rows, self.matrix, x_low >= 0)).astype(np.int64)
 
-    def _chunked_product(self, rows: np.ndarray, matrix: np.ndarray, nonnegative: bool,
-                         column_norm: float | None = None) -> np.ndarray:
-        """rows [G, P, k] · matrix [G, k, M] exactly: one float32 GEMM when its partial sums are bounded below
-        2^24, else the sum (in float64, exact below 2^53) of the products of row chunks, each bounded in
-        turn: chunks of at most 2^24 / (max|x|·max|w|) rows need no further check. The recursion ends: a
-        single row's products are below 2^24 (the caller checked)."""
+    def _chunked_product(self, rows: np.ndarray, matrix: np.ndarray, nonnegative: bool) -> np.ndarray:
+        """rows [G, P, k] · matrix [G, k, M] (rows of the layer's weights) exactly: one float32 GEMM when its
+        partial sums are bounded below 2^24, else the sum (in float64, exact below 2^53) of the products of
+        row chunks, each bounded in turn (the layer's max|w| and column norms bound any chunk's): chunks of
+        at most 2^24 / (max|x|·max|w|) rows need no check. The recursion ends: a single row's products are
+        below 2^24 (the caller checked)."""
         k = rows.shape[2]
-        weight_max = float(np.abs(matrix).max(initial=0))
-        if column_norm is None:
-            column_norm = _largest_column_norm(matrix)
-        bound = _partial_sum_bound(rows, nonnegative, weight_max, column_norm)
+        bound = _partial_sum_bound(rows, nonnegative, self.weight_max, self._column_norm)
         if bound < _EXACT_FLOAT32 or k == 1:
             return np.matmul(rows, matrix)
-        term_max = float(np.abs(rows).max(initial=0)) * weight_max
+        term_max = float(np.abs(rows).max(initial=0)) * self.weight_max
         safe_rows = int((_EXACT_FLOAT32 - 1) // term_max)     # ≥ 1: the caller checked one product
         step = max(safe_rows, math.ceil(k / math.ceil(bound / _EXACT_FLOAT32)))
         total = np.zeros((rows.shape[0], rows.shape[1], matrix.shape[2]), dtype=np.float64)
