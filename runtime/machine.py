@@ -64,6 +64,7 @@ class Machine:
         self.target = target_of(program)
         self.force_sliced = force_sliced
         self._counted: dict[tuple, tuple[list[Counts], Counts]] = {}
+        self._last_reads = _last_reads(program)
         self.crossbars = program_crossbars(program, device, seed, faults)
         check_schedule(program, self.target)
         phases: dict[int, int] = {}
@@ -92,7 +93,7 @@ class Machine:
         mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         outputs: list[dict[str, np.ndarray]] = [{} for _ in samples]
         with np.errstate(invalid="ignore" if allow_nonfinite else "warn"):
-            for instruction in tracked(self.program.instructions, "machine run"):
+            for index, instruction in enumerate(tracked(self.program.instructions, "machine run")):
                 operands = [[sample_buffers[name] for name in instruction.src] for sample_buffers in buffers]
                 results = self._execute(instruction, samples, operands)
                 for sample in range(len(samples)):
@@ -100,6 +101,8 @@ class Machine:
                         results[sample] = _propagate_nonfinite(instruction, operands[sample], results[sample],
                                                                poisoned[sample])
                     buffers[sample].update(zip(instruction.dst, results[sample]))
+                    for name in self._last_reads[index]:   # peak memory: drop what no later instruction reads
+                        buffers[sample].pop(name, None)
                     if instruction.opcode == "store":
                         outputs[sample][instruction.attrs["output"]] = operands[sample][0]
                 if trace and instruction.opcode == "mvm":
@@ -135,6 +138,16 @@ class Machine:
             self.inputs = sample
             results.append(execute(self, instruction, sample_operands))
         return results
+
+
+def _last_reads(program: Program) -> list[list[str]]:
+    """For each instruction, the buffers (not constants) it is the last to read."""
+    last = {name: index for index, instruction in enumerate(program.instructions) for name in instruction.src}
+    dropped: list[list[str]] = [[] for _ in program.instructions]
+    for name, index in last.items():
+        if name not in program.constants:
+            dropped[index].append(name)
+    return dropped
 
 
 def batch_inputs(declared: list[tuple[str, TensorType]], inputs: dict[str, np.ndarray]
