@@ -158,7 +158,7 @@ def batch_inputs(declared: list[tuple[str, TensorType]], inputs: dict[str, np.nd
     if len(arrays) != len(declared) or not declared:
         return [inputs]
     sizes = {array.shape[0] if array.ndim else None for array in arrays.values()}
-    if len(sizes) != 1 or None in sizes or sizes == {1} or not all(
+    if len(sizes) != 1 or None in sizes or min(sizes) < 2 or not all(
             t.shape[:1] == (1,) and arrays[name].shape[1:] == t.shape[1:] for name, t in declared):
         return [inputs]
     count = sizes.pop()

@@ -103,6 +103,8 @@ def test_only_a_leading_one_is_batched() -> None:
     ones = [("x", TensorType((1, 64), "f32")), ("y", TensorType((1, 2), "f32"))]
     mixed = {"x": np.zeros((2, 64), np.float32), "y": np.zeros((3, 2), np.float32)}
     assert batch_inputs(ones, mixed) == [mixed]             # disagreeing sample counts: not a batch
+    empty = {"x": np.zeros((0, 64), np.float32), "y": np.zeros((0, 2), np.float32)}
+    assert batch_inputs(ones, empty) == [empty]             # no samples: refused by the input check
 
 
 def test_counts_are_copies_the_caller_may_change() -> None:
