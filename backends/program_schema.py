@@ -247,7 +247,7 @@ def _check_mvm(program, instruction, label: str, operand_types: list[TensorType]
         raise ProgramError(f"{label}: weights_shape {attrs.get('weights_shape')!r:.40} is not the weights' "
                            f"{list(weights.shape)}")
     if weights.dtype.kind == "i" and weights.size and \
-            int(np.abs(weights.astype(np.int64)).max()) > target.weight_max:
+            max(-int(weights.min()), int(weights.max())) > target.weight_max:   # no int64 copy: peak memory
         raise ProgramError(f"{label}: weights exceed ±{target.weight_max} ({target.weight_bits}-bit)")
     if len(instruction.src) == 4 and weights.ndim == 3:
         row_map, col_map = (program.constants[name] for name in instruction.src[2:])

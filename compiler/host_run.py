@@ -10,8 +10,6 @@ model's outputs come from the host where it computes them, else from the machine
 from __future__ import annotations
 
 import numpy as np
-import onnx
-import onnxruntime
 
 from rcc.backends.program import Program, ProgramError
 
@@ -23,6 +21,9 @@ class HostPart:
         assert program.host is not None and program.host_model is not None
         self.info = program.host
         where = f"program {program.name!r}: host model"
+        import onnx  # only a program with a host part pays for these (rcc run starts without them)
+        import onnxruntime
+
         try:
             model = onnx.load_from_string(program.host_model)
             onnx.checker.check_model(model)

@@ -30,8 +30,7 @@ import numpy as np
 from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.frontend.opsets import model_for_onnxruntime
 from rcc.ir.errors import RccError
-from rcc.ir.inputs import check_finite
-from rcc.ir.limits import load_npz
+from rcc.ir.inputs import load_inputs  # noqa: F401  (re-exported: it moved to the lowest layer)
 
 FLOAT_RTOL, FLOAT_ATOL = 1e-4, 1e-5
 DEFAULT_SAMPLES = 4
@@ -260,13 +259,3 @@ def compare_outputs(actual: dict[str, np.ndarray] | list[dict[str, np.ndarray]],
     return result
 
 
-def load_inputs(path: str | os.PathLike, flag: str = "--inputs", allow_nonfinite: bool = False
-                ) -> dict[str, np.ndarray]:
-    """Arrays by name from an .npz the user gave with `flag`, read within the input limits
-    (`rcc.ir.limits`); RccError naming the flag and file when unreadable or (unless `allow_nonfinite`)
-    when an array holds NaN/Inf. Shapes and dtypes are checked by whatever runs them (`rcc.ir.inputs`)."""
-    arrays = load_npz(path, flag)
-    if not allow_nonfinite:
-        for key, array in arrays.items():
-            check_finite(f"{flag} {path}: array {key!r}", array)
-    return arrays

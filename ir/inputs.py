@@ -1,19 +1,21 @@
 """Inputs of a module or a program: the one input checker, and seeded random inputs.
 
 The interpreter (`ir.interpreter`), the machine (`runtime.machine`) and the CLI's input files
-(`compiler.verify.load_inputs`) all call `check_inputs`, so a missing input, a wrong shape or dtype, or a
+(`load_inputs`) all call `check_inputs`, so a missing input, a wrong shape or dtype, or a
 NaN/Inf value is worded the same way wherever it is caught. `random_inputs` is what `--verify` feeds by
 default and what calibration samples; numpy only, so every layer can draw inputs without ONNX.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from rcc.ir.core import Module
 from rcc.ir.errors import RccError
+from rcc.ir.limits import load_npz
 from rcc.ir.types import TensorType
 
 NONFINITE_HINT = "pass --allow-nonfinite to propagate NaN/Inf as onnxruntime does"
@@ -95,3 +97,13 @@ def _index_bounds(module: Module) -> dict[str, int]:
         bound = max(min(axes, default=1), 1)
         bounds[op.operands[1].name] = min(bounds.get(op.operands[1].name, bound), bound)
     return bounds
+def load_inputs(path: str | os.PathLike, flag: str = "--inputs", allow_nonfinite: bool = False
+                ) -> dict[str, np.ndarray]:
+    """Arrays by name from an .npz the user gave with `flag`, read within the input limits
+    (`rcc.ir.limits`); RccError naming the flag and file when unreadable or (unless `allow_nonfinite`)
+    when an array holds NaN/Inf. Shapes and dtypes are checked by whatever runs them (`rcc.ir.inputs`)."""
+    arrays = load_npz(path, flag)
+    if not allow_nonfinite:
+        for key, array in arrays.items():
+            check_finite(f"{flag} {path}: array {key!r}", array)
+    return arrays

@@ -8,7 +8,7 @@ crossbars are busy) take the slowest mvm's value; every other field adds up (run
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 
 @dataclass
@@ -33,12 +33,22 @@ class Counts:
     write_steps: int = 0      # row writes in sequence (rows of the fullest array; arrays written in parallel)
 
     def __iadd__(self, other: Counts) -> Counts:
-        for key, value in asdict(other).items():
-            setattr(self, key, getattr(self, key) + value)
+        for key in _FIELDS:
+            setattr(self, key, getattr(self, key) + getattr(other, key))
         return self
+
+    def copy(self) -> Counts:
+        fresh = Counts.__new__(Counts)
+        fresh.__dict__.update(self.__dict__)
+        return fresh
+
+    def scaled(self, times: int) -> Counts:
+        """The counts of `times` such runs one after another (a batch of inferences)."""
+        return self.copy() if times == 1 else replace(self, **{key: getattr(self, key) * times for key in _FIELDS})
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
 
 
+_FIELDS = tuple(f.name for f in fields(Counts))
 PARALLEL = ("cycles", "array_steps", "column_steps", "write_steps")

@@ -12,20 +12,27 @@ How the machine computes that, exactly and fast: since ADC(v) = v − max(v − 
 of the converted sums equals the shift-and-add of the raw sums, which is the exact integer product x·W
 (the offsets' corrections make it so), minus the shift-and-add of the saturation excess max(v − A, 0).
 So the layer's result is
-    exact product (one float32 matmul when every row's ‖x‖₁·max|w| < 2^24, which bounds every partial
-    sum; else float32 matmuls over row chunks short enough for that bound, summed in float64)
+    exact product (one float32 GEMM when every partial sum BLAS can form is an integer below 2^24: any
+    such sum is at most Σ_i |x_i|·|w_ij| ≤ min(‖x‖₁·max|w|, ‖x‖₂·max_j ‖w_j‖₂), norms bounded with their
+    float32 round-off; else float32 GEMMs over row chunks that each meet the bound, summed in float64,
+    exact below 2^53: the same multiply-adds as one GEMM)
   − Σ over arrays, input slices and columns of sign · 2^(dac_bits·k) · 2^(cell_bits·s) · max(v − A, 0),
-and the excess is computed only where it can be non-zero: for columns whose largest possible sum
-(2^dac_bits − 1)·Σ_rows level exceeds A, and for (vector, row tile, slice) triples whose active input
-total times the largest cell level exceeds A. Those column sums are float32 matmuls of small integers,
-each ≤ xbar_rows·(2^dac_bits−1)·(2^cell_bits−1) < 2^24 (the target refuses larger), so exact. With a
-lossless ADC nothing can exceed A and the result is the exact product. Tests compare this with a naive
-slice-by-slice simulation and with an int64 reference.
+and the excess is computed only where it can be non-zero: for the (sign array, weight slice) column
+blocks holding a column whose largest possible sum (2^dac_bits − 1)·Σ_rows level exceeds A, and for
+(vector, array, input slice) triples whose active input total times the largest cell level exceeds A.
+Per array and input slice, the column sums of both sign arrays' blocks are one float32 matmul of small
+integers, each ≤ xbar_rows·(2^dac_bits−1)·(2^cell_bits−1) < 2^24 (the target refuses larger), so exact;
+the excesses merge over blocks in one einsum. With a lossless ADC nothing can exceed A and the result is
+the exact product. Tests compare this with a naive slice-by-slice simulation and with an int64 reference.
+
+A batch's vectors arrive stacked ([N·P, K]); every vector's result depends on that vector alone.
 
 Float mode: ideal analog arrays, the same product in float32 (the model's precision).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -46,6 +53,32 @@ def ungrouped(out: np.ndarray) -> np.ndarray:
     return out.transpose(1, 0, 2).reshape(out.shape[1], -1)
 
 
+def _roundoff_factor(terms: int) -> float:
+    """1/(1 − γ) with γ = n·u/(1 − n·u), n = terms + 1, u = 2^−24: a float32 sum s' of `terms` nonnegative
+    terms, each itself rounded once, satisfies s ≤ s'·factor whatever the order of addition (Higham,
+    Accuracy and Stability of Numerical Algorithms, §3.1). Infinite when the bound does not hold."""
+    nu = (terms + 1) * 2.0 ** -24
+    return math.inf if nu >= 0.5 else 1.0 / (1.0 - nu / (1.0 - nu))
+
+
+def _largest_column_norm(matrix: np.ndarray) -> float:
+    """An upper bound on max over groups and columns of ‖w_j‖₂ for float32 weights [G, K, M]."""
+    squares = np.einsum("gkm,gkm->gm", matrix, matrix).max(initial=0)
+    return math.sqrt(float(squares) * _roundoff_factor(matrix.shape[1]))
+
+
+def _partial_sum_bound(rows: np.ndarray, nonnegative: bool, weight_max: float, column_norm: float) -> float:
+    """An upper bound on |Σ_{i∈S} x_pi·w_ij| over every vector p, column j and subset S of the rows [G, P, k],
+    so on every partial sum a GEMM can form in any order: Σ_i |x_pi|·|w_ij| is at most ‖x_p‖₁·max|w|
+    (Hölder) and ‖x_p‖₂·‖w_j‖₂ (Cauchy–Schwarz); the norms, summed in float32, are inflated by their
+    round-off factor, and the result by 2^−20 for the final roundings."""
+    magnitudes = rows if nonnegative else np.abs(rows)
+    factor = _roundoff_factor(rows.shape[2])
+    l1 = float(np.matmul(magnitudes, np.ones(rows.shape[2], dtype=np.float32)).max(initial=0)) * factor
+    l2 = math.sqrt(float(np.einsum("gpk,gpk->gp", rows, rows).max(initial=0)) * factor)
+    return min(l1 * weight_max, l2 * column_norm) * (1.0 + 2.0 ** -20)
+
+
 class CrossbarGroup:
     """The arrays holding one layer's weights [G, K, M], and their execution. A packed layer comes with
     `row_map`/`col_map`: each array block's input rows (gathered from x) and outputs (scattered back)."""
@@ -59,8 +92,11 @@ class CrossbarGroup:
         self.blocks = None if row_map is None else array_blocks(weights.shape, attrs, row_map, col_map)
         self.adc_max = self.mapping.adc_max
         self.adc_lossless = self.mapping.adc_lossless
-        self.matrix = weights.astype(np.float32)  # programmed once
-        self.weight_max = float(np.abs(weights.astype(np.int64)).max(initial=0)) if self.integer else 0.0
+        self.matrix = weights.astype(np.float32, copy=False)  # programmed once
+        self.weight_max = float(max(abs(int(weights.max(initial=0))), abs(int(weights.min(initial=0))))) \
+            if self.integer else 0.0
+        self._column_norm = _largest_column_norm(self.matrix) if self.integer else 0.0
+        self._tiles: list[SaturableTile] | None = None   # the sliced path's cells, built on its first run
 
     def tiles(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(group, rows, outputs) of every array (pair): the packed blocks, or the dense row tiles (a dense
@@ -103,9 +139,9 @@ class CrossbarGroup:
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
 
     def _exact_product(self, x: np.ndarray) -> np.ndarray:
-        """x · W exactly. Any partial sum of a row's products is at most ‖x_row‖₁ · max|w| in magnitude,
-        so when that is below 2^24 one float32 matmul is exact whatever order BLAS adds in; otherwise
-        float32 matmuls over row chunks short enough for the bound, summed in float64."""
+        """x · W exactly: one float32 GEMM when every partial sum BLAS can form is an integer below 2^24
+        (`_partial_sum_bound`); else float32 GEMMs over row chunks that each meet that bound, summed in
+        float64 (the same multiply-adds as one GEMM); float64 or int64 when a single product needs it."""
         g = self.mapping
         x_low = int(x.min(initial=0))
         x_max = max(abs(int(x.max(initial=0))), abs(x_low))
@@ -117,52 +153,106 @@ class CrossbarGroup:
             product = np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64))
             return ungrouped(product).astype(np.int64)
         rows = grouped_rows(x.astype(np.float32), g.groups)
-        if g.rows * term_max < _EXACT_FLOAT32 or self._largest_l1(rows, x_max, x_low >= 0) * self.weight_max < _EXACT_FLOAT32:
+        if g.rows * term_max < _EXACT_FLOAT32:
             return ungrouped(np.matmul(rows, self.matrix)).astype(np.int64)
-        chunk = max(1, min(g.rows, int((_EXACT_FLOAT32 - 1) // term_max))) if term_max else g.rows
-        total = np.zeros((g.groups, x.shape[0], g.outputs), dtype=np.float64)
-        for start in range(0, g.rows, chunk):
-            total += np.matmul(rows[:, :, start:start + chunk], self.matrix[:, start:start + chunk])
-        return ungrouped(total).astype(np.int64)
+        return ungrouped(self._chunked_product(rows, self.matrix, x_low >= 0)).astype(np.int64)
 
-    def _largest_l1(self, rows: np.ndarray, x_max: int, nonnegative: bool) -> float:
-        """max over vectors of ‖x‖₁, summed in float32 when that is exact (every partial sum an integer
-        below 2^24), without the absolute value when no input is negative (unsigned activations)."""
-        dtype = np.float32 if self.mapping.rows * x_max < _EXACT_FLOAT32 else np.float64
-        magnitudes = rows if nonnegative else np.abs(rows)
-        return float(magnitudes.sum(axis=2, dtype=dtype).max(initial=0))
+    def _chunked_product(self, rows: np.ndarray, matrix: np.ndarray, nonnegative: bool) -> np.ndarray:
+        """rows [G, P, k] · matrix [G, k, M] (rows of the layer's weights) exactly: one float32 GEMM when its
+        partial sums are bounded below 2^24, else the sum (in float64, exact below 2^53) of the products of
+        row chunks, each bounded in turn (the layer's max|w| and column norms bound any chunk's): chunks of
+        at most 2^24 / (max|x|·max|w|) rows need no check. The recursion ends: a single row's products are
+        below 2^24 (the caller checked)."""
+        k = rows.shape[2]
+        bound = _partial_sum_bound(rows, nonnegative, self.weight_max, self._column_norm)
+        if bound < _EXACT_FLOAT32 or k == 1:
+            return np.matmul(rows, matrix)
+        term_max = float(np.abs(rows).max(initial=0)) * self.weight_max
+        safe_rows = int((_EXACT_FLOAT32 - 1) // term_max)     # ≥ 1: the caller checked one product
+        step = max(safe_rows, math.ceil(k / math.ceil(bound / _EXACT_FLOAT32)))
+        total = np.zeros((rows.shape[0], rows.shape[1], matrix.shape[2]), dtype=np.float64)
+        for start in range(0, k, step):
+            chunk, weights = rows[:, :, start:start + step], matrix[:, start:start + step]
+            total += np.matmul(chunk, weights) if step <= safe_rows else \
+                self._chunked_product(chunk, weights, nonnegative)
+        return total
 
     def _saturation_excess(self, x: np.ndarray) -> np.ndarray:
-        """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output [P, G·M], over arrays."""
+        """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output [P, G·M], over arrays. Per array
+        (pair) the column sums of every input slice k are one float32 matmul of the slice's bits [P, rows] with
+        both sign arrays' saturable columns side by side (exact: each sum ≤ rows·(2^dac−1)·(2^cell−1) < 2^24);
+        vectors whose active inputs cannot reach A are skipped."""
         g = self.mapping
         excess = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
         dac_mask = (1 << g.dac_bits) - 1
-        for group, rows, cols in self.tiles():
-            levels = weight_levels(self.weights[group][np.ix_(rows, cols)], g.weight_bits, g.cell_bits,
-                                   g.weight_slices, g.encoding)     # per sign array [S, rows, outputs]
-            inputs = x[:, group * g.rows + rows].astype(np.int64) + g.input_offset
-            for sign_index, level in enumerate(levels):
-                cells = level.transpose(1, 0, 2).reshape(rows.size, -1)     # column j = s·outputs + i
-                peak = dac_mask * cells.sum(axis=0, dtype=np.int64)
-                saturable = np.flatnonzero(peak > self.adc_max)             # columns whose sum can exceed A
-                if saturable.size == 0:
-                    continue
-                column_cells = cells[:, saturable].astype(np.float32)
-                largest_level = float(column_cells.max())
-                # shift-and-add weights of the slices, with the array's sign
-                sign = -1.0 if sign_index == 1 else 1.0
-                slice_weights = sign * 2.0 ** (g.cell_bits * np.arange(g.weight_slices))
-                outputs = group * g.outputs + cols
-                for cycle in range(g.input_cycles):
-                    bits = (inputs >> (g.dac_bits * cycle)) & dac_mask
-                    active = np.flatnonzero(bits.sum(axis=1) * largest_level > self.adc_max)
-                    step = max(1, CHUNK_ELEMENTS // cells.shape[1])
-                    for start in range(0, active.size, step):
-                        chosen = active[start:start + step]
-                        sums = np.matmul(bits[chosen].astype(np.float32), column_cells)   # exact column sums
-                        over = np.zeros((chosen.size, cells.shape[1]))
-                        over[:, saturable] = np.maximum(sums - self.adc_max, 0.0)
-                        per_slice = over.reshape(chosen.size, g.weight_slices, cols.size).transpose(0, 2, 1)
-                        merged = per_slice @ slice_weights
-                        excess[np.ix_(chosen, outputs)] += (2.0 ** (g.dac_bits * cycle)) * merged
+        for tile in self._saturable_tiles():
+            inputs = x[:, tile.group * g.rows + tile.rows].astype(np.int32) + np.int32(g.input_offset)
+            outputs = tile.group * g.outputs + tile.cols
+            step = max(1, CHUNK_ELEMENTS // tile.levels.shape[1])
+            for cycle in range(g.input_cycles):
+                bits = ((inputs >> (g.dac_bits * cycle)) & dac_mask).astype(np.float32)
+                active = np.flatnonzero(bits.sum(axis=1) * tile.largest_level > self.adc_max)
+                for start in range(0, active.size, step):
+                    chosen = active[start:start + step]
+                    if chosen.size == x.shape[0]:
+                        sums = np.matmul(bits, tile.levels)                     # exact column sums
+                    else:
+                        sums = np.matmul(bits[chosen], tile.levels)
+                    np.subtract(sums, np.float32(self.adc_max), out=sums)
+                    np.maximum(sums, 0.0, out=sums)
+                    merged = tile.merge(sums) * (2.0 ** (g.dac_bits * cycle))
+                    if chosen.size == x.shape[0] and outputs.size == excess.shape[1]:
+                        excess += merged
+                    else:
+                        excess[np.ix_(chosen, outputs)] += merged
         return np.rint(excess).astype(np.int64)
+
+    def _saturable_tiles(self) -> list[SaturableTile]:
+        """Every array (pair)'s saturable columns, built when the sliced path first runs and kept (they are
+        the programmed cells)."""
+        if self._tiles is None:
+            g = self.mapping
+            self._tiles = []
+            for group, rows, cols in self.tiles():
+                levels = weight_levels(self.weights[group][np.ix_(rows, cols)], g.weight_bits, g.cell_bits,
+                                       g.weight_slices, g.encoding)     # per sign array [S, rows, outputs]
+                tile = SaturableTile.of(group, rows, cols, levels, g, self.adc_max)
+                if tile is not None:
+                    self._tiles.append(tile)
+        return self._tiles
+
+
+class SaturableTile:
+    """One array (pair)'s column blocks (one per sign array and weight slice) holding a column whose sum can
+    exceed the ADC's range A: their cell levels [rows, blocks·outputs] (float32; column b·outputs + i), and
+    the shift-and-add weight of each block, sign · 2^(cell·s). A block's other columns never exceed A, so
+    their excess is zero: computing it keeps the merge a plain sum over blocks."""
+
+    def __init__(self, group: int, rows: np.ndarray, cols: np.ndarray, levels: np.ndarray,
+                 block_weights: np.ndarray) -> None:
+        self.group, self.rows, self.cols = group, rows, cols
+        self.levels, self.block_weights = levels, block_weights
+        self.largest_level = float(levels.max(initial=0))
+        excess_max = rows.size * self.largest_level * float(np.abs(block_weights).sum())
+        self.merge_dtype = np.float32 if excess_max < _EXACT_FLOAT32 else np.float64
+
+    @classmethod
+    def of(cls, group: int, rows: np.ndarray, cols: np.ndarray, levels: list[np.ndarray], mapping: CrossbarMapping,
+           adc_max: int) -> SaturableTile | None:
+        """The tile's saturable blocks, from the cell levels of each sign array [S, rows, outputs]; None when
+        no column can exceed A."""
+        blocks = np.concatenate(levels)                                       # [signs·S, rows, outputs]
+        peak = ((1 << mapping.dac_bits) - 1) * blocks.sum(axis=1, dtype=np.int64)   # [signs·S, outputs]
+        kept = np.flatnonzero((peak > adc_max).any(axis=1))
+        if kept.size == 0:
+            return None
+        slice_weights = 2.0 ** (mapping.cell_bits * np.arange(mapping.weight_slices))
+        block_weights = np.concatenate([sign * slice_weights for sign in (1.0, -1.0)[:len(levels)]])[kept]
+        cells = blocks[kept].transpose(1, 0, 2).reshape(rows.size, -1).astype(np.float32)
+        return cls(group, rows, cols, cells, block_weights)
+
+    def merge(self, over: np.ndarray) -> np.ndarray:
+        """The blocks' excesses [P, blocks·outputs] merged onto the outputs [P, outputs]."""
+        blocks = over.reshape(over.shape[0], self.block_weights.size, self.cols.size)
+        weights = self.block_weights.astype(self.merge_dtype)
+        return np.einsum("pbi,b->pi", blocks, weights, dtype=self.merge_dtype, casting="same_kind")

@@ -12,7 +12,7 @@ import numpy as np
 
 from rcc.backends.device import Device
 from rcc.backends.faults import FaultMap
-from rcc.backends.program import Program, ProgramError
+from rcc.backends.program import Instruction, Program, ProgramError
 from rcc.backends.program_schema import OPCODE_OPS, check_program_semantics
 from rcc.backends.target import Target, TargetError
 from rcc.ir.progress import tracked
@@ -32,6 +32,7 @@ class MachineResult:
     totals: Counts                  # the program's, with the layers' parallel arrays overlapped
     per_instruction: list[Counts]   # each instruction on its own
     mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # dst → (x, acc)
+    batch: int = 1                  # inferences run (a batch's samples); the counts are all of theirs
 
 
 def target_of(program: Program) -> Target:
@@ -62,6 +63,8 @@ class Machine:
         self.program = program
         self.target = target_of(program)
         self.force_sliced = force_sliced
+        self._counted: dict[tuple, tuple[list[Counts], Counts]] = {}
+        self._last_reads = _last_reads(program)
         self.crossbars = program_crossbars(program, device, seed, faults)
         check_schedule(program, self.target)
         phases: dict[int, int] = {}
@@ -77,29 +80,94 @@ class Machine:
     def run(self, inputs: dict[str, np.ndarray], trace: bool = False, allow_nonfinite: bool = False
             ) -> MachineResult:
         """Execute the program; RccError naming the input when one is missing, of the wrong shape or dtype,
-        or (unless `allow_nonfinite`) holds NaN/Inf."""
+        or (unless `allow_nonfinite`) holds NaN/Inf. A batch (every input declared with a leading 1 given
+        N > 1 samples along that axis) runs as one: each `mvm` evaluates all N samples' vectors in one call,
+        the vector unit runs sample by sample; outputs are concatenated along the leading axis and the counts
+        are N inferences' (`batch_inputs`)."""
         declared = [(spec["name"], TensorType(tuple(spec["shape"]), spec["dtype"])) for spec in self.program.inputs]
-        self.inputs = check_inputs(declared, inputs, allow_nonfinite, self.program.baked_inputs,
-                                   self.program.input_defaults)
-        buffers: dict[str, np.ndarray] = dict(self.program.constants)
-        per_instruction, mvm_trace = [], {}
-        outputs: dict[str, np.ndarray] = {}
-        poisoned: dict[str, np.ndarray] = {}
-        for instruction in tracked(self.program.instructions, "machine run"):
-            operands = [buffers[name] for name in instruction.src]
-            with np.errstate(invalid="ignore" if allow_nonfinite else "warn"):
-                results = execute(self, instruction, operands)
-            if allow_nonfinite:
-                results = _propagate_nonfinite(instruction, operands, results, poisoned)
-            for name, array in zip(instruction.dst, results):
-                buffers[name] = array
-            if instruction.opcode == "store":
-                outputs[instruction.attrs["output"]] = operands[0]
-            if trace and instruction.opcode in ("mvm", "write_mvm"):
-                mvm_trace[instruction.dst[0]] = (operands[0], results[0])
-            counts = instruction_counts(self.target, instruction, [list(a.shape) for a in operands])
-            per_instruction.append(counts)
-        return MachineResult(outputs, total_counts(self.program, per_instruction), per_instruction, mvm_trace)
+        samples = [check_inputs(declared, sample, allow_nonfinite, self.program.baked_inputs,
+                                self.program.input_defaults)
+                   for sample in batch_inputs(declared, inputs)]
+        buffers = [dict(self.program.constants) for _ in samples]
+        poisoned: list[dict[str, np.ndarray]] = [{} for _ in samples]
+        shapes: list[tuple[tuple[int, ...], ...]] = []
+        mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        outputs: list[dict[str, np.ndarray]] = [{} for _ in samples]
+        with np.errstate(invalid="ignore" if allow_nonfinite else "warn"):
+            for index, instruction in enumerate(tracked(self.program.instructions, "machine run")):
+                operands = [[sample_buffers[name] for name in instruction.src] for sample_buffers in buffers]
+                results = self._execute(instruction, samples, operands)
+                for sample in range(len(samples)):
+                    if allow_nonfinite:
+                        results[sample] = _propagate_nonfinite(instruction, operands[sample], results[sample],
+                                                               poisoned[sample])
+                    buffers[sample].update(zip(instruction.dst, results[sample]))
+                    for name in self._last_reads[index]:   # peak memory: drop what no later instruction reads
+                        buffers[sample].pop(name, None)
+                    if instruction.opcode == "store":
+                        outputs[sample][instruction.attrs["output"]] = operands[sample][0]
+                if trace and instruction.opcode in ("mvm", "write_mvm"):
+                    mvm_trace[instruction.dst[0]] = (_stacked([o[0] for o in operands]),
+                                                     _stacked([r[0] for r in results]))
+                shapes.append(tuple(a.shape for a in operands[0]))
+        per_instruction, totals = self._counts(tuple(shapes))
+        merged = {name: _stacked([o[name] for o in outputs]) for name in outputs[0]}
+        batch = len(samples)
+        return MachineResult(merged, totals.scaled(batch), [c.scaled(batch) for c in per_instruction], mvm_trace,
+                             batch)
+
+    def _counts(self, shapes: tuple[tuple[tuple[int, ...], ...], ...]) -> tuple[list[Counts], Counts]:
+        """Each instruction's counts, from the shapes of what it read in this run, and the program's totals;
+        kept per distinct set of shapes (they are a function of the shapes alone)."""
+        if shapes not in self._counted:
+            per_instruction = [instruction_counts(self.target, instruction, [list(s) for s in operand_shapes])
+                               for instruction, operand_shapes in zip(self.program.instructions, shapes)]
+            self._counted[shapes] = (per_instruction, total_counts(self.program, per_instruction))
+        return self._counted[shapes]
+
+    def _execute(self, instruction: Instruction, samples: list[dict[str, np.ndarray]],
+                 operands: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+        """Each sample's results of one instruction: an `mvm` over a batch in one call on the stacked vectors
+        (each vector's result depends on that vector alone, replicated copies included), the rest per sample."""
+        if instruction.opcode == "mvm" and len(samples) > 1:
+            vectors = [sample_operands[0] for sample_operands in operands]
+            stacked = INSTRUCTIONS["mvm"].execute(self, instruction, [np.concatenate(vectors), *operands[0][1:]])[0]
+            bounds = np.cumsum([v.shape[0] for v in vectors])[:-1]
+            return [[part] for part in np.split(stacked, bounds)]
+        results = []
+        for sample, sample_operands in zip(samples, operands):
+            self.inputs = sample
+            results.append(execute(self, instruction, sample_operands))
+        return results
+
+
+def _last_reads(program: Program) -> list[list[str]]:
+    """For each instruction, the buffers (not constants) it is the last to read."""
+    last = {name: index for index, instruction in enumerate(program.instructions) for name in instruction.src}
+    dropped: list[list[str]] = [[] for _ in program.instructions]
+    for name, index in last.items():
+        if name not in program.constants:
+            dropped[index].append(name)
+    return dropped
+
+
+def batch_inputs(declared: list[tuple[str, TensorType]], inputs: dict[str, np.ndarray]
+                 ) -> list[dict[str, np.ndarray]]:
+    """The samples of a batch: when every declared input has a leading 1 and every given one has the same
+    N > 1 samples there (and otherwise its declared shape), N single inputs (views); else the inputs as given."""
+    arrays = {name: np.asarray(inputs[name]) for name, _ in declared if name in inputs}
+    if len(arrays) != len(declared) or not declared:
+        return [inputs]
+    sizes = {array.shape[0] if array.ndim else None for array in arrays.values()}
+    if len(sizes) != 1 or None in sizes or min(sizes) < 2 or not all(
+            t.shape[:1] == (1,) and arrays[name].shape[1:] == t.shape[1:] for name, t in declared):
+        return [inputs]
+    count = sizes.pop()
+    return [{**inputs, **{name: array[n:n + 1] for name, array in arrays.items()}} for n in range(count)]
+
+
+def _stacked(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _propagate_nonfinite(instruction, operands: list[np.ndarray], results: list[np.ndarray],

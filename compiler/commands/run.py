@@ -1,9 +1,14 @@
 """`rcc run PROGRAM.rccp --inputs IN.npz -o OUT.npz`: execute a compiled program on the machine model (and
-its host part, the model after a data-dependent node, on onnxruntime)."""
+its host part, the model after a data-dependent node, on onnxruntime).
+
+Inputs with N samples along a leading axis the program declares as 1 run as one batch; the summary line
+and the report give the machine's time per inference and its throughput (wall clock of the run alone:
+loading the program and programming the crossbars excluded)."""
 
 from __future__ import annotations
 
 import argparse
+import time
 
 from rcc.backends.chip import load_chip
 from rcc.backends.program import load_program
@@ -12,7 +17,7 @@ from rcc.compiler.commands.common import (Parser, add_common_arguments, add_cost
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.host_run import HostPart
-from rcc.compiler.verify import load_inputs
+from rcc.ir.inputs import load_inputs
 from rcc.ir.files import check_output_path, npz_bytes, write_output
 from rcc.runtime.cost import estimate_cost
 from rcc.runtime.machine import Machine
@@ -41,18 +46,24 @@ def run_command(argv: list[str]) -> int:
         chip = load_chip(args.cost_model) if report is not None else None
         program = load_program(args.program)
         host = HostPart.of(program)
+        machine = Machine(program, device=device, seed=args.device_seed, faults=faults)
         inputs = load_inputs(args.inputs, "--inputs", args.allow_nonfinite)
-        result = Machine(program, device=device, seed=args.device_seed, faults=faults).run(
-            inputs, allow_nonfinite=args.allow_nonfinite)
+        start = time.perf_counter()
+        result = machine.run(inputs, allow_nonfinite=args.allow_nonfinite)
+        seconds = time.perf_counter() - start
         outputs = result.outputs if host is None else host.finish(result.outputs, inputs)
         write_output(output, npz_bytes(outputs))
         if report is not None:
             cost = estimate_cost(program, chip, result.per_instruction).to_json()   # from the machine's counts
             write_report(report, {"program": args.program, "cost_model": args.cost_model,
                                   "totals": {**result.totals.to_json(), "cost": cost["totals"]},
-                                  "layers": [{"name": name, "cost": figures} for name, figures in cost["layers"].items()]})
+                                  "layers": [{"name": name, "cost": figures} for name, figures in cost["layers"].items()],
+                                  "batch": result.batch, "seconds": seconds,
+                                  "seconds_per_inference": seconds / result.batch})
     if not args.quiet:
         on_host = "" if host is None else f" (after {program.host['op_type']} {program.host['node']!r}: on the host)"
         print(f"wrote {args.output}: {', '.join(outputs)}{on_host}; {result.totals.cycles:,} cycles, "
               f"{result.totals.mvm_ops:,} array activations, {result.totals.adc_conversions:,} ADC conversions")
+        print(f"{result.batch} inference{'s' if result.batch > 1 else ''} in {seconds * 1e3:.1f} ms: "
+              f"{seconds * 1e3 / result.batch:.2f} ms per inference, {result.batch / seconds:.1f} inferences/s")
     return 0

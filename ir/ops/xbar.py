@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rcc.ir.ops.nn_linear import _check_conv_attrs, conv_output_size, conv_windows
+from rcc.ir.ops.nn_linear import _check_conv_attrs, conv_output_size
 from rcc.ir import xbar_figures
 from rcc.ir.optable import DERIVED, Attr, define
 from rcc.ir.types import TensorType
@@ -41,9 +41,18 @@ def _im2col_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
                "dilations": Attr("ints", (1, 1))})
 def im2col(x: np.ndarray, *, kernel, strides, pads, dilations) -> np.ndarray:
     """Receptive fields as rows [N·OH·OW, C·kh·kw] (row order n, oh, ow; column order c, kh, kw)."""
-    windows = conv_windows(x, tuple(kernel), strides, pads, dilations)  # [N, C, OH, OW, kh, kw]
-    n, c, oh, ow, kh, kw = windows.shape
-    return np.ascontiguousarray(windows.transpose(0, 2, 3, 1, 4, 5)).reshape(n * oh * ow, c * kh * kw)
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    n, c = x.shape[:2]
+    oh = conv_output_size(x.shape[2], kh, sh, pads[0], pads[2], dh)
+    ow = conv_output_size(x.shape[3], kw, sw, pads[1], pads[3], dw)
+    # one strided copy per kernel tap from a channels-last padded input: far faster than copying a
+    # 6-D transposed window view
+    padded = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (pads[0], pads[2]), (pads[1], pads[3]), (0, 0)))
+    cols = np.empty((n, oh, ow, c, kh, kw), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[..., i, j] = padded[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+    return cols.reshape(n * oh * ow, c * kh * kw)
 
 
 def _quantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
