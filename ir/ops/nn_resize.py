@@ -67,7 +67,8 @@ def _scatter_taps(taps: np.ndarray, tap_weights: np.ndarray, in_size: int, exclu
     edge, or with exclude_outside weigh 0 (the others renormalised)."""
     if exclude_outside:
         tap_weights = np.where((taps >= 0) & (taps < in_size), tap_weights, 0.0)
-        tap_weights = tap_weights / tap_weights.sum(axis=1, keepdims=True)
+        totals = tap_weights.sum(axis=1, keepdims=True)  # 0 where every tap is outside (an extrapolated output)
+        tap_weights = np.divide(tap_weights, totals, out=np.zeros_like(tap_weights), where=totals != 0)
     weights = np.zeros((taps.shape[0], in_size))
     np.add.at(weights, (np.repeat(np.arange(taps.shape[0]), taps.shape[1]), np.clip(taps, 0, in_size - 1).reshape(-1)),
               tap_weights.reshape(-1))
