@@ -5,7 +5,8 @@ are spelled with the float32 steps they are defined by, ending in QuantizeLinear
 rounds ties to even and saturates: `nn.requantize` → Add(bias) → Cast(float) → Mul(multiplier) →
 QuantizeLinear(1, y_zero); `nn.qlinear_add`, `nn.qlinear_global_avg_pool` and `nn.qlinear_avg_pool2d`
 (its windows summed slice by slice in rcc's order, not by a float AveragePool) likewise, so onnxruntime
-runs every one of them to the integers rcc's semantics give.
+runs every one of them to the integers rcc's semantics give. `nn.qlinear_lookup` is a Gather from its table;
+`nn.qlinear_softmax` a Gather from its float table, summed in order by CumSum.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from onnx import TensorProto
 
 from rcc.ir.core import Op
 from rcc.ir.ops.nn_quant import pool_counts
+from rcc.ir.ops.nn_quant_tables import softmax_multiplier, softmax_table
 
 
 class Emitter(Protocol):
@@ -112,6 +114,19 @@ def _qlinear_add(emitter: Emitter, op: Op) -> None:
     _quantize_unit(emitter, emitter.node("Add", terms, base + "/"), op, attrs["y_zero"])
 
 
+def _qlinear_mul(emitter: Emitter, op: Op) -> None:
+    attrs, base = op.attrs, op.result.name
+    centred = [emitter.node("Sub", [emitter.node("Cast", [op.operands[index].name], base + "/", to=TensorProto.INT32),
+                                    emitter.constant(f"{base}.{prefix}_zero", np.array(attrs[f"{prefix}_zero"], np.int32))],
+                            base + "/") for index, prefix in enumerate(("a", "b"))]
+    product = emitter.node("Cast", [emitter.node("Mul", centred, base + "/")], base + "/", to=TensorProto.FLOAT)
+    ratio = np.float32(np.float32(attrs["a_scale"]) * np.float32(attrs["b_scale"])) / np.float32(attrs["y_scale"])
+    scaled = emitter.node("Mul", [product, emitter.constant(base + ".ratio", np.array(ratio))], base + "/")
+    shifted = emitter.node("Add", [scaled, emitter.constant(base + ".y_zero", np.array(attrs["y_zero"], np.float32))],
+                           base + "/")
+    _quantize_unit(emitter, shifted, op, 0)
+
+
 def _qlinear_global_avg_pool(emitter: Emitter, op: Op) -> None:
     attrs, base, x = op.attrs, op.result.name, op.operands[0]
     size = int(np.prod(x.type.shape[2:]))
@@ -174,6 +189,38 @@ def _qlinear_avg_pool2d(emitter: Emitter, op: Op) -> None:
     emitter.node("Cast", [back], base, to=TensorProto.INT8)
 
 
+def _qlinear_lookup(emitter: Emitter, op: Op) -> None:
+    """Gather from the table at the byte of x (an int8 code k at (k + 256) mod 256)."""
+    x, table = op.operands
+    base = op.result.name
+    index = emitter.node("Cast", [x.name], base + "/", to=TensorProto.INT32)
+    if x.type.dtype == "i8":
+        byte = emitter.constant(base + ".bytes", np.array(256, np.int32))
+        index = emitter.node("Mod", [emitter.node("Add", [index, byte], base + "/"), byte], base + "/")
+    emitter.node("Gather", [table.name, index], base, axis=0)
+
+
+def _qlinear_softmax(emitter: Emitter, op: Op) -> None:
+    """The table at x − max + 255, summed in order (CumSum's last element), times floor(1 / y_scale), divided
+    by the sum, rounded and saturated by QuantizeLinear(1, y_zero)."""
+    attrs, base, axis = op.attrs, op.result.name, op.attrs["axis"]
+    x = op.operands[0]
+    wide = emitter.node("Cast", [x.name], base + "/", to=TensorProto.INT32)
+    largest = emitter.node("GatherElements", [wide, emitter.node("ArgMax", [wide], base + "/", axis=axis, keepdims=1)],
+                           base + "/", axis=axis)
+    offset = emitter.node("Add", [emitter.node("Sub", [wide, largest], base + "/"),
+                                  emitter.constant(base + ".top", np.array(255, np.int32))], base + "/")
+    table = softmax_table(attrs["x_scale"], x.type.shape[axis])
+    values = emitter.node("Gather", [emitter.constant(base + ".table", table), offset], base + "/", axis=0)
+    running = emitter.node("CumSum", [values, emitter.constant(base + ".axis", np.array(axis, np.int64))], base + "/")
+    total = emitter.node("Slice", [running, emitter.constant(base + ".starts", np.array([-1], np.int64)),
+                                   emitter.constant(base + ".ends", np.array([x.type.shape[axis]], np.int64)),
+                                   emitter.constant(base + ".axes", np.array([axis], np.int64))], base + "/")
+    multiplier = softmax_multiplier(attrs["y_scale"])
+    scaled = emitter.node("Mul", [values, emitter.constant(base + ".multiplier", np.array(multiplier))], base + "/")
+    _quantize_unit(emitter, emitter.node("Div", [scaled, total], base + "/"), op, attrs["y_zero"])
+
+
 QUANT_EXPORTERS: dict[str, Callable[[Emitter, Op], None]] = {
     "nn.quantize_linear": _linear("QuantizeLinear"),
     "nn.dequantize_linear": _linear("DequantizeLinear"),
@@ -183,4 +230,7 @@ QUANT_EXPORTERS: dict[str, Callable[[Emitter, Op], None]] = {
     "nn.qlinear_add": _qlinear_add,
     "nn.qlinear_global_avg_pool": _qlinear_global_avg_pool,
     "nn.qlinear_avg_pool2d": _qlinear_avg_pool2d,
+    "nn.qlinear_mul": _qlinear_mul,
+    "nn.qlinear_lookup": _qlinear_lookup,
+    "nn.qlinear_softmax": _qlinear_softmax,
 }

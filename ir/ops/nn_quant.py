@@ -11,7 +11,8 @@ The semantics are onnxruntime's CPU kernels (MLAS), bit for bit:
 - dequantize_linear: float32(x − zero_point) · scale;
 - requantize (QLinearConv, QLinearMatMul, QGemm): saturate(rint(float32(acc + bias) · multiplier) + zp),
   multiplier = float32(float32(x_scale · w_scale) / y_scale) per output channel, clamped before rounding;
-- qlinear_add and qlinear_global_avg_pool: the float formulas of onnxruntime's com.microsoft kernels.
+- qlinear_add, qlinear_mul and qlinear_global_avg_pool: the float formulas of onnxruntime's com.microsoft
+  kernels.
 """
 
 from __future__ import annotations
@@ -197,6 +198,19 @@ def qlinear_add(a: np.ndarray, b: np.ndarray, *, a_scale: float, a_zero: int, b_
     first = np.multiply((a.astype(np.int32) - a_zero).astype(np.float32), ratio_a, dtype=np.float32)
     second = np.multiply((b.astype(np.int32) - b_zero).astype(np.float32), ratio_b, dtype=np.float32)
     return _round_saturate(np.add(first, second, dtype=np.float32), y_zero, dtype)
+
+
+@define("nn.qlinear_mul", operands=("a", "b"), infer=_qlinear_add_infer, attrs=_QLINEAR_ATTRS)
+def qlinear_mul(a: np.ndarray, b: np.ndarray, *, a_scale: float, a_zero: int, b_scale: float, b_zero: int,
+                y_scale: float, y_zero: int, dtype: str) -> np.ndarray:
+    """com.microsoft QLinearMul as MLAS computes it on x86-64: the exact integer product
+    (a − a_zero)·(b − b_zero) in float32, times float32(float32(a_scale·b_scale)/y_scale), plus y_zero in
+    float32, rounded ties to even, saturated."""
+    ratio = np.float32(np.float32(a_scale) * np.float32(b_scale)) / np.float32(y_scale)
+    product = (a.astype(np.int32) - a_zero) * (b.astype(np.int32) - b_zero)
+    value = np.add(np.multiply(product.astype(np.float32), ratio, dtype=np.float32), np.float32(y_zero),
+                   dtype=np.float32)
+    return _round_saturate(value, 0, dtype)
 
 
 def _qlinear_gap_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
