@@ -15,7 +15,10 @@ Groups (the result of the float op must have the QuantizeLinear as its only read
   `nn.qlinear_avg_pool2d`, `nn.qlinear_global_avg_pool`;
 - max pool, reshape, transpose, identity, depth/space rearrangements with equal input and output
   quantization → the same op on the integers (exactly what the float detour gives);
-- sigmoid, leaky relu, softmax, concat → onnxruntime's lookup-table kernels (`fuse_qdq_tables.py`).
+- sigmoid, leaky relu, softmax, concat → onnxruntime's lookup-table kernels (`fuse_qdq_tables.py`);
+- conv_transpose2d, which onnxruntime runs in float → the exact integer product rescaled once
+  (`fuse_qdq_deconv.py`);
+- a float tanh or sigmoid of a dequantized tensor → a float32 table of MLAS's function (`fuse_qdq_tables.py`).
 The float ops left without readers are removed by `dce`. A group that does not match stays in float.
 """
 
@@ -28,7 +31,8 @@ import numpy as np
 
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
-from rcc.compiler.passes.fuse_qdq_tables import TABLE_MATCHERS
+from rcc.compiler.passes.fuse_qdq_deconv import fuse_conv_transpose
+from rcc.compiler.passes.fuse_qdq_tables import TABLE_MATCHERS, fuse_dequantized_function
 from rcc.compiler.passes.qdq_group import Dequantized, QdqGroup, dequantized
 from rcc.ir.builder import make_op
 from rcc.ir.core import Module, Op, Value
@@ -147,7 +151,8 @@ def _fuse_passthrough(group: QdqGroup) -> list[Op] | None:
 
 
 MATCHERS: tuple[Callable[[QdqGroup], list[Op] | None], ...] = (_fuse_conv, _fuse_matmul, _fuse_elementwise,
-                                                             _fuse_passthrough, *TABLE_MATCHERS)
+                                                             _fuse_passthrough, fuse_conv_transpose,
+                                                             *TABLE_MATCHERS)
 
 
 @dataclass
@@ -167,5 +172,11 @@ class FuseQdq(Pass):
                                                "fused": new_ops[-1].opname})
                     changed = True
                     break
+        for op in [op for op in module.ops if op.opname in ("nn.tanh", "nn.sigmoid")]:
+            new_ops = fuse_dequantized_function(module, op)
+            if new_ops:
+                module.replace_op(op, new_ops)
+                ctx.report.removed.append({"op": op.opname, "value": op.result.name, "fused": new_ops[-1].opname})
+                changed = True
         ctx.report.figures["fused"] = len(ctx.report.removed)
         return changed

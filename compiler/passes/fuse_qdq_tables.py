@@ -7,7 +7,8 @@
 
 All per tensor, the integers of one dtype throughout (onnxruntime's QLinearSigmoid, QLinearLeakyRelu,
 QLinearSoftmax, QLinearConcat; a concat it leaves in float, DequantizeLinear → Concat → QuantizeLinear,
-gives the same integers as the table).
+gives the same integers as the table). A float Tanh or Sigmoid of a DequantizeLinear (the float tail of a
+quantized model) becomes a lookup in a float32 table of MLAS's function (`fuse_dequantized_function`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import numpy as np
 
 from rcc.compiler.passes.qdq_group import Dequantized, QdqGroup, dequantized
 from rcc.ir.builder import make_op
-from rcc.ir.core import Op, Value
-from rcc.ir.ops.nn_quant_tables import leaky_relu_function, lookup_table, mlas_logistic
+from rcc.ir.core import Module, Op, Value
+from rcc.ir.ops.nn_quant_tables import float_table, leaky_relu_function, lookup_table, mlas_logistic, mlas_tanh
 
 _FUNCTIONS: dict[str, Callable[[dict], Callable[[np.ndarray], np.ndarray]]] = {
     "nn.sigmoid": lambda attrs: mlas_logistic,
@@ -89,6 +90,21 @@ def fuse_concat(group: QdqGroup) -> list[Op] | None:
         ops.append(lookup)
         parts.append(lookup.result)
     return ops + [make_op("nn.concat", parts, op.attrs, [group.name])]
+
+
+_FLOAT_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"nn.tanh": mlas_tanh, "nn.sigmoid": mlas_logistic}
+
+
+def fuse_dequantized_function(module: Module, op: Op) -> list[Op] | None:
+    """Tanh or Sigmoid of a per-tensor DequantizeLinear (left in float: no QuantizeLinear after it) → a
+    lookup in a float32 table of MLAS's function of the 256 dequantized codes, which onnxruntime's float
+    kernel gives for each of them."""
+    x = dequantized(op.operands[0]) if op.opname in _FLOAT_FUNCTIONS else None
+    if x is None or not x.per_tensor:
+        return None
+    table = float_table(x.x.type.dtype, _scalar(x.scale), _scalar(x.zero), _FLOAT_FUNCTIONS[op.opname])
+    constant = module.add_constant(module.fresh_name(f"{op.result.name}.table"), table)
+    return [make_op("nn.qlinear_lookup", [x.x, constant], {}, [op.result.name])]
 
 
 TABLE_MATCHERS: tuple[Callable[[QdqGroup], list[Op] | None], ...] = (fuse_lookup, fuse_softmax, fuse_concat)

@@ -1,5 +1,6 @@
 """Quantized-model ops that onnxruntime computes with lookup tables: its com.microsoft QLinearSigmoid,
-QLinearLeakyRelu, QLinearConcat (the requantisation of each input) and QLinearSoftmax, bit for bit.
+QLinearLeakyRelu, QLinearConcat (the requantisation of each input) and QLinearSoftmax, bit for bit; and
+MLAS's float Tanh and Sigmoid of a dequantized tensor (a float32 table over the 256 codes).
 
     %t = const u8[256]                                   (a table over the 256 integer codes)
     %y = nn.qlinear_lookup(%x, %t)                 : u8[1,8,16,16]   y = t[code of x]
@@ -37,25 +38,40 @@ _LOGISTIC_DENOMINATOR = (6.10247389755681e-13, 5.76102136993427e-09, 6.291067850
                          1.16817656904453e-01, 9.93151921023180e-01)
 
 
+_TANH_NUMERATOR = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+                   1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
+_TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+
+
 def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """float32 fused multiply-add: the float32 product is exact in float64, the sum is rounded there,
     then to float32."""
     return (a.astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)).astype(np.float32)
 
 
-def mlas_logistic(x: np.ndarray) -> np.ndarray:
-    """MLAS's float32 logistic (x86-64 FMA kernel): p(x)/q(x) + 0.5, clamped to [0, 1]."""
-    value = np.clip(x.astype(np.float32), np.float32(-18.0), np.float32(18.0))
+def _rational(x: np.ndarray, bound: float, numerator: tuple[float, ...], denominator: tuple[float, ...]) -> np.ndarray:
+    """Eigen's odd rational approximation as MLAS's x86-64 FMA kernels evaluate it: x clamped to ±bound,
+    p(x²)·x / q(x²) by Horner's rule with fused multiply-adds, in float32."""
+    value = np.clip(x.astype(np.float32), np.float32(-bound), np.float32(bound))
     square = np.multiply(value, value, dtype=np.float32)
-    numerator = np.full(value.shape, np.float32(_LOGISTIC_NUMERATOR[0]))
-    for coefficient in _LOGISTIC_NUMERATOR[1:]:
-        numerator = _fma32(numerator, square, np.float32(coefficient))
-    numerator = np.multiply(numerator, value, dtype=np.float32)
-    denominator = np.full(value.shape, np.float32(_LOGISTIC_DENOMINATOR[0]))
-    for coefficient in _LOGISTIC_DENOMINATOR[1:]:
-        denominator = _fma32(denominator, square, np.float32(coefficient))
-    ratio = np.divide(numerator, denominator, dtype=np.float32)
+    p = np.full(value.shape, np.float32(numerator[0]))
+    for coefficient in numerator[1:]:
+        p = _fma32(p, square, np.float32(coefficient))
+    q = np.full(value.shape, np.float32(denominator[0]))
+    for coefficient in denominator[1:]:
+        q = _fma32(q, square, np.float32(coefficient))
+    return np.divide(np.multiply(p, value, dtype=np.float32), q, dtype=np.float32)
+
+
+def mlas_logistic(x: np.ndarray) -> np.ndarray:
+    """MLAS's float32 logistic: p(x)/q(x) + 0.5 on [−18, 18], clamped to [0, 1]."""
+    ratio = _rational(x, 18.0, _LOGISTIC_NUMERATOR, _LOGISTIC_DENOMINATOR)
     return np.clip(np.add(ratio, np.float32(0.5), dtype=np.float32), np.float32(0.0), np.float32(1.0))
+
+
+def mlas_tanh(x: np.ndarray) -> np.ndarray:
+    """MLAS's float32 tanh (onnxruntime's Tanh kernel): p(x)/q(x) on [−9, 9]."""
+    return _rational(x, 9.0, _TANH_NUMERATOR, _TANH_DENOMINATOR)
 
 
 def _identity(x: np.ndarray) -> np.ndarray:
@@ -70,23 +86,31 @@ def leaky_relu_function(alpha: float) -> Callable[[np.ndarray], np.ndarray]:
 def lookup_table(dtype: str, x_scale: float, x_zero: int, y_scale: float, y_zero: int,
                  function: Callable[[np.ndarray], np.ndarray] = _identity) -> np.ndarray:
     """onnxruntime's 256-entry table: entry k (the byte of code x) = quantize(function(x_scale · (x − x_zero)))."""
+    values = float_table(dtype, x_scale, x_zero, function)
+    return quantize_linear(values, np.array(y_scale, np.float32), np.array(y_zero, TensorType((), dtype).np_dtype),
+                           axis=0)
+
+
+def float_table(dtype: str, x_scale: float, x_zero: int, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """A float32 table over the 256 codes: function(DequantizeLinear(code)), for a float op onnxruntime runs
+    on a dequantized tensor (MLAS's Tanh or Sigmoid)."""
     np_dtype = TensorType((), dtype).np_dtype
     codes = np.arange(256).astype(np.uint8).view(np_dtype)
     centred = (codes.astype(np.int32) - np.int32(x_zero)).astype(np.float32)
-    values = function(np.multiply(np.float32(x_scale), centred, dtype=np.float32)).astype(np.float32)
-    return quantize_linear(values, np.array(y_scale, np.float32), np.array(y_zero, np_dtype), axis=0)
+    return function(np.multiply(centred, np.float32(x_scale), dtype=np.float32)).astype(np.float32)
 
 
 def _lookup_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     x, table = types
-    if x.dtype not in QUANT_DTYPES or table.dtype not in QUANT_DTYPES or table.shape != (256,):
-        raise ValueError(f"expects a u8/i8 tensor and a u8/i8[256] table, got {x} and {table}")
+    if x.dtype not in QUANT_DTYPES or table.dtype not in (*QUANT_DTYPES, "f32") or table.shape != (256,):
+        raise ValueError(f"expects a u8/i8 tensor and a u8/i8/f32[256] table, got {x} and {table}")
     return [TensorType(x.shape, table.dtype)]
 
 
 @define("nn.qlinear_lookup", operands=("x", "table"), infer=_lookup_infer)
 def qlinear_lookup(x: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """table[byte of x]: an 8-bit function of an 8-bit tensor, as onnxruntime's table kernels apply it."""
+    """table[byte of x]: a function of an 8-bit tensor, as onnxruntime's table kernels apply it (8-bit
+    tables), or a float function of its dequantization (float32 tables)."""
     return table[np.ascontiguousarray(x).view(np.uint8)]
 
 
