@@ -18,7 +18,7 @@ import numpy as np
 from onnx import TensorProto
 
 from rcc.ir.core import Op
-from rcc.ir.ops.nn_quant import pool_counts
+from rcc.ir.ops.nn_quant import fma32, pool_counts
 from rcc.ir.ops.nn_quant_tables import softmax_multiplier, softmax_table
 
 
@@ -103,15 +103,42 @@ def _requantize(emitter: Emitter, op: Op) -> None:
     _quantize_unit(emitter, scaled, op, _scalar_or_vector(emitter, op, 2, "y_zero"))
 
 
+def _fma(emitter: Emitter, x: str, factor: np.float32, addend: str, base: str) -> str:
+    """float32(x · factor + addend) rounded once: the sum taken in float64, where it is exact."""
+    wide = emitter.node("Cast", [x], base + "/", to=TensorProto.DOUBLE)
+    product = emitter.node("Mul", [wide, emitter.constant(base + ".ratio", np.array(factor, np.float64))], base + "/")
+    total = emitter.node("Add", [product, emitter.node("Cast", [addend], base + "/", to=TensorProto.DOUBLE)], base + "/")
+    return emitter.node("Cast", [total], base + "/", to=TensorProto.FLOAT)
+
+
 def _qlinear_add(emitter: Emitter, op: Op) -> None:
+    """`nn.qlinear_add`'s fused multiply-adds on the (shifted) codes, then QuantizeLinear(1, 0) and the shift back."""
     attrs, base = op.attrs, op.result.name
-    terms = []
-    for index, prefix in enumerate(("a", "b")):
-        centred = _centred_float(emitter, op.operands[index].name, attrs[f"{prefix}_zero"], f"{base}.{prefix}")
-        ratio = np.float32(attrs[f"{prefix}_scale"]) / np.float32(attrs["y_scale"])
-        terms.append(emitter.node("Mul", [centred, emitter.constant(f"{base}.{prefix}_ratio", np.array(ratio))],
-                                  base + "/"))
-    _quantize_unit(emitter, emitter.node("Add", terms, base + "/"), op, attrs["y_zero"])
+    shift = 128 if attrs["as_uint8"] and attrs["dtype"] == "i8" else 0
+    ratio_a = np.float32(np.float32(attrs["a_scale"]) / np.float32(attrs["y_scale"]))
+    ratio_b = np.float32(np.float32(attrs["b_scale"]) / np.float32(attrs["y_scale"]))
+    zero_b = np.float32(ratio_b * np.float32(attrs["b_zero"] + shift))
+    fixed = np.float32(np.float32(attrs["y_zero"] + shift) - fma32(ratio_a, np.float32(attrs["a_zero"] + shift), zero_b))
+    codes = [emitter.node("Cast", [emitter.node("Add", [
+        emitter.node("Cast", [operand.name], base + "/", to=TensorProto.INT32),
+        emitter.constant(base + ".shift", np.array(shift, np.int32))], base + "/")], base + "/", to=TensorProto.FLOAT)
+        for operand in op.operands]
+    fixed_name = emitter.constant(base + ".fixed", np.array(fixed))
+    sizes = [operand.type.size for operand in op.operands]
+    if sizes[0] == 1 and sizes[1] > 1:
+        folded = emitter.node("Add", [fixed_name, emitter.node("Mul", [codes[0], emitter.constant(
+            base + ".ratio_a", np.array(ratio_a))], base + "/")], base + "/")
+        value = _fma(emitter, codes[1], ratio_b, folded, base)
+    elif sizes[1] == 1:
+        folded = emitter.node("Add", [fixed_name, emitter.node("Mul", [codes[1], emitter.constant(
+            base + ".ratio_b", np.array(ratio_b))], base + "/")], base + "/")
+        value = _fma(emitter, codes[0], ratio_a, folded, base)
+    else:
+        value = _fma(emitter, codes[0], ratio_a, _fma(emitter, codes[1], ratio_b, fixed_name, base), base)
+    if shift:
+        _round_as_uint8(emitter, value, base, shift)
+    else:
+        _quantize_unit(emitter, value, op, 0)
 
 
 def _qlinear_mul(emitter: Emitter, op: Op) -> None:
@@ -178,9 +205,15 @@ def _qlinear_avg_pool2d(emitter: Emitter, op: Op) -> None:
     shift = 128 if attrs["dtype"] == "i8" else 0  # as `nn.qlinear_avg_pool2d`: int8 rounds as uint8 does
     shifted = emitter.node("Add", [scaled, emitter.constant(base + ".zero", np.array(attrs["y_zero"] + shift,
                                                                                       np.float32))], base + "/")
+    _round_as_uint8(emitter, shifted, base, shift)
+
+
+def _round_as_uint8(emitter: Emitter, value: str, base: str, shift: int) -> None:
+    """The result `base`: value rounded and saturated as uint8 (QuantizeLinear(1, 0)), then less `shift`
+    (128: an int8 result computed as onnxruntime's uint8 rewrite computes it)."""
     one, zero = (emitter.constant(base + name, value) for name, value in
                  ((".one", np.array(1.0, np.float32)), (".u8_zero", np.array(0, np.uint8))))
-    rounded = emitter.node("QuantizeLinear", [shifted, one, zero], base + "/")
+    rounded = emitter.node("QuantizeLinear", [value, one, zero], base + "/")
     if not shift:
         emitter.node("Identity", [rounded], base)
         return

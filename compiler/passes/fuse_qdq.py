@@ -127,7 +127,7 @@ def _fuse_elementwise(group: QdqGroup) -> list[Op] | None:
     attrs = {"y_scale": float(group.scale.data.reshape(-1)[0]), "y_zero": int(group.zero.data.reshape(-1)[0]),
              "dtype": dtype, **_per_tensor_attrs(group, "a", inputs[0])}
     if op.opname == "nn.add":
-        attrs.update(_per_tensor_attrs(group, "b", inputs[1]))
+        attrs.update(_per_tensor_attrs(group, "b", inputs[1]), as_uint8=dtype == "i8")  # onnxruntime's rewrite
         return [make_op("nn.qlinear_add", [inputs[0].x, inputs[1].x], attrs, [group.name])]
     if op.opname == "nn.avg_pool2d":
         if op.attrs["count_include_pad"]:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rcc.ir.ops.nn_quant import QUANT_DTYPES, integer_limits, quantize_linear
+from rcc.ir.ops.nn_quant import QUANT_DTYPES, fma32, integer_limits, quantize_linear
 from rcc.ir.optable import Attr, define
 from rcc.ir.types import TensorType
 
@@ -43,12 +43,6 @@ _TANH_NUMERATOR = (-2.76076847742355e-16, 2.00018790482477e-13, -8.6046715221373
 _TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 
 
-def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """float32 fused multiply-add: the float32 product is exact in float64, the sum is rounded there,
-    then to float32."""
-    return (a.astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)).astype(np.float32)
-
-
 def _rational(x: np.ndarray, bound: float, numerator: tuple[float, ...], denominator: tuple[float, ...]) -> np.ndarray:
     """Eigen's odd rational approximation as MLAS's x86-64 FMA kernels evaluate it: x clamped to ±bound,
     p(x²)·x / q(x²) by Horner's rule with fused multiply-adds, in float32."""
@@ -56,10 +50,10 @@ def _rational(x: np.ndarray, bound: float, numerator: tuple[float, ...], denomin
     square = np.multiply(value, value, dtype=np.float32)
     p = np.full(value.shape, np.float32(numerator[0]))
     for coefficient in numerator[1:]:
-        p = _fma32(p, square, np.float32(coefficient))
+        p = fma32(p, square, np.float32(coefficient))
     q = np.full(value.shape, np.float32(denominator[0]))
     for coefficient in denominator[1:]:
-        q = _fma32(q, square, np.float32(coefficient))
+        q = fma32(q, square, np.float32(coefficient))
     return np.divide(np.multiply(p, value, dtype=np.float32), q, dtype=np.float32)
 
 
