@@ -93,6 +93,7 @@ class _Rewriter:
         self.ops: list[Op] = []
         self.cropped: dict[tuple[int, ...], Value] = {}  # crop → the cropped input
         self.constants: dict[tuple[int, int], Value] = {}  # phase shape → its bias-only constant
+        self.constants_by_name: dict[str, Value] = {}
 
     def constant(self, base: str, data: np.ndarray) -> Value:
         return self.module.add_constant(self.names.fresh(base), data)
@@ -137,10 +138,21 @@ class _Rewriter:
             return self.bias_only(row.size, col.size)
         attrs = {"strides": (1, 1), "pads": (row.pads[0], col.pads[0], row.pads[1], col.pads[1]),
                  "dilations": (row.dilation, col.dilation), "group": self.op.attrs["group"]}
-        conv_operands = [self.input(row, col), self.kernel(row, col, label), *operands[2:]]
+        conv_operands = [self.input(row, col), self.kernel(row, col, label), *self.extra_operands()]
         conv = _PHASE_CONV[self.op.opname]
         self.ops.append(make_op(conv, conv_operands, attrs, [self.names.fresh(f"{result.name}.{label}")]))
         return self.ops[-1].result
+
+    def extra_operands(self) -> list[Value]:
+        """The phase convs' operands after the weight: the bias, or the zero points of an integer product
+        (the weight's, one per output channel of a group, repeated for every group as conv_integer wants)."""
+        operands = self.op.operands[2:]
+        if self.op.opname != "nn.conv_transpose_integer" or len(operands) < 2 or operands[1].type.size == 1:
+            return list(operands)
+        if "w_zero" not in self.constants_by_name:
+            tiled = np.tile(operands[1].data.reshape(-1), self.op.attrs["group"])
+            self.constants_by_name["w_zero"] = self.constant(f"{self.op.result.name}.w_zero", tiled)
+        return [operands[0], self.constants_by_name["w_zero"]]
 
     def rewrite(self) -> list[Op]:
         """The replacement ops; the final nn.interleave keeps the original result name."""

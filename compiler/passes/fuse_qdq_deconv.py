@@ -49,6 +49,8 @@ def fuse_conv_transpose(group: QdqGroup) -> list[Op] | None:
                   [group.module.fresh_name(f"{group.name}.acc")])
     scale = np.multiply(np.float32(x.scale.data.reshape(-1)[0]), w.scale.data.reshape(-1).astype(np.float32),
                         dtype=np.float32)
+    if scale.size > 1:  # one per output channel of a group (axis 1 of the weight): repeat for every group
+        scale = np.tile(scale, deconv.attrs["group"])
     operands = [acc.result, group.constant("scale", scale), group.scale, group.zero]
     if bias is not None:
         operands.append(group.constant("bias", bias.astype(np.float32)))

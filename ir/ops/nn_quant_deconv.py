@@ -28,8 +28,9 @@ def _conv_transpose_integer_infer(types: list[TensorType], attrs: dict) -> list[
         raise ValueError(f"expects u8/i8 operands, got {x} and {w}")
     if len(types) > 2 and (types[2].dtype != x.dtype or types[2].size != 1):
         raise ValueError(f"the input's zero point must be one {x.dtype}, got {types[2]}")
-    if len(types) > 3 and (types[3].dtype != w.dtype or types[3].size not in (1, w.shape[1] * attrs["group"])):
-        raise ValueError(f"the weight's zero point must be one {w.dtype} or one per output channel, got {types[3]}")
+    if len(types) > 3 and (types[3].dtype != w.dtype or types[3].size not in (1, w.shape[1])):
+        raise ValueError(f"the weight's zero point must be one {w.dtype} or one per index of the weight's axis 1 "
+                         f"(output channel of a group), got {types[3]}")
     shape = OPS["nn.conv_transpose2d"].infer([TensorType(t.shape, "f32") for t in types[:2]], attrs)[0].shape
     return [TensorType(shape, "i32")]
 
@@ -38,8 +39,8 @@ def _conv_transpose_integer_infer(types: list[TensorType], attrs: dict) -> list[
         infer=_conv_transpose_integer_infer, attrs={**_CONV_ATTRS, "output_padding": Attr("ints", (0, 0))})
 def conv_transpose_integer(x: np.ndarray, weight: np.ndarray, x_zero: np.ndarray | None = None,
                            w_zero: np.ndarray | None = None, **attrs) -> np.ndarray:
-    """The exact int32 transposed convolution of (x − x_zero) and (w − w_zero) (w_zero per output channel,
-    axis 1 of the weight)."""
+    """The exact int32 transposed convolution of (x − x_zero) and (w − w_zero) (w_zero one value or one per
+    index of the weight's axis 1, as ONNX's per-axis DequantizeLinear of a ConvTranspose weight gives it)."""
     product = conv_transpose2d(shifted(x, x_zero).astype(np.float64), shifted(weight, w_zero, 1).astype(np.float64),
                                **attrs)
     return np.rint(product).astype(np.int32)
