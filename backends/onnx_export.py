@@ -495,3 +495,6 @@ EXPORTERS.update({
 from rcc.backends.onnx_export_quant import QUANT_EXPORTERS  # noqa: E402  (the quantized-model ops)
 
 EXPORTERS.update(QUANT_EXPORTERS)
+from rcc.backends.onnx_export_quant_deconv import DECONV_EXPORTERS  # noqa: E402  (quantized ConvTranspose)
+
+EXPORTERS.update(DECONV_EXPORTERS)

@@ -5,7 +5,8 @@ are spelled with the float32 steps they are defined by, ending in QuantizeLinear
 rounds ties to even and saturates: `nn.requantize` → Add(bias) → Cast(float) → Mul(multiplier) →
 QuantizeLinear(1, y_zero); `nn.qlinear_add`, `nn.qlinear_global_avg_pool` and `nn.qlinear_avg_pool2d`
 (its windows summed slice by slice in rcc's order, not by a float AveragePool) likewise, so onnxruntime
-runs every one of them to the integers rcc's semantics give.
+runs every one of them to the integers rcc's semantics give. `nn.qlinear_lookup` is a Gather from its table;
+`nn.qlinear_softmax` a Gather from its float table, summed in order by CumSum.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 from onnx import TensorProto
 
 from rcc.ir.core import Op
-from rcc.ir.ops.nn_quant import pool_counts
+from rcc.ir.ops.nn_quant import fma32, pool_counts
+from rcc.ir.ops.nn_quant_tables import softmax_multiplier, softmax_table
 
 
 class Emitter(Protocol):
@@ -101,15 +103,55 @@ def _requantize(emitter: Emitter, op: Op) -> None:
     _quantize_unit(emitter, scaled, op, _scalar_or_vector(emitter, op, 2, "y_zero"))
 
 
+def _fma(emitter: Emitter, x: str, factor: np.float32, addend: str, base: str) -> str:
+    """float32(x · factor + addend) rounded once: the sum taken in float64, where it is exact."""
+    wide = emitter.node("Cast", [x], base + "/", to=TensorProto.DOUBLE)
+    product = emitter.node("Mul", [wide, emitter.constant(base + ".ratio", np.array(factor, np.float64))], base + "/")
+    total = emitter.node("Add", [product, emitter.node("Cast", [addend], base + "/", to=TensorProto.DOUBLE)], base + "/")
+    return emitter.node("Cast", [total], base + "/", to=TensorProto.FLOAT)
+
+
 def _qlinear_add(emitter: Emitter, op: Op) -> None:
+    """`nn.qlinear_add`'s fused multiply-adds on the (shifted) codes, then QuantizeLinear(1, 0) and the shift back."""
     attrs, base = op.attrs, op.result.name
-    terms = []
-    for index, prefix in enumerate(("a", "b")):
-        centred = _centred_float(emitter, op.operands[index].name, attrs[f"{prefix}_zero"], f"{base}.{prefix}")
-        ratio = np.float32(attrs[f"{prefix}_scale"]) / np.float32(attrs["y_scale"])
-        terms.append(emitter.node("Mul", [centred, emitter.constant(f"{base}.{prefix}_ratio", np.array(ratio))],
-                                  base + "/"))
-    _quantize_unit(emitter, emitter.node("Add", terms, base + "/"), op, attrs["y_zero"])
+    shift = 128 if attrs["as_uint8"] and attrs["dtype"] == "i8" else 0
+    ratio_a = np.float32(np.float32(attrs["a_scale"]) / np.float32(attrs["y_scale"]))
+    ratio_b = np.float32(np.float32(attrs["b_scale"]) / np.float32(attrs["y_scale"]))
+    zero_b = np.float32(ratio_b * np.float32(attrs["b_zero"] + shift))
+    fixed = np.float32(np.float32(attrs["y_zero"] + shift) - fma32(ratio_a, np.float32(attrs["a_zero"] + shift), zero_b))
+    codes = [emitter.node("Cast", [emitter.node("Add", [
+        emitter.node("Cast", [operand.name], base + "/", to=TensorProto.INT32),
+        emitter.constant(base + ".shift", np.array(shift, np.int32))], base + "/")], base + "/", to=TensorProto.FLOAT)
+        for operand in op.operands]
+    fixed_name = emitter.constant(base + ".fixed", np.array(fixed))
+    sizes = [operand.type.size for operand in op.operands]
+    if sizes[0] == 1 and sizes[1] > 1:
+        folded = emitter.node("Add", [fixed_name, emitter.node("Mul", [codes[0], emitter.constant(
+            base + ".ratio_a", np.array(ratio_a))], base + "/")], base + "/")
+        value = _fma(emitter, codes[1], ratio_b, folded, base)
+    elif sizes[1] == 1:
+        folded = emitter.node("Add", [fixed_name, emitter.node("Mul", [codes[1], emitter.constant(
+            base + ".ratio_b", np.array(ratio_b))], base + "/")], base + "/")
+        value = _fma(emitter, codes[0], ratio_a, folded, base)
+    else:
+        value = _fma(emitter, codes[0], ratio_a, _fma(emitter, codes[1], ratio_b, fixed_name, base), base)
+    if shift:
+        _round_as_uint8(emitter, value, base, shift)
+    else:
+        _quantize_unit(emitter, value, op, 0)
+
+
+def _qlinear_mul(emitter: Emitter, op: Op) -> None:
+    attrs, base = op.attrs, op.result.name
+    centred = [emitter.node("Sub", [emitter.node("Cast", [op.operands[index].name], base + "/", to=TensorProto.INT32),
+                                    emitter.constant(f"{base}.{prefix}_zero", np.array(attrs[f"{prefix}_zero"], np.int32))],
+                            base + "/") for index, prefix in enumerate(("a", "b"))]
+    product = emitter.node("Cast", [emitter.node("Mul", centred, base + "/")], base + "/", to=TensorProto.FLOAT)
+    ratio = np.float32(np.float32(attrs["a_scale"]) * np.float32(attrs["b_scale"])) / np.float32(attrs["y_scale"])
+    scaled = emitter.node("Mul", [product, emitter.constant(base + ".ratio", np.array(ratio))], base + "/")
+    shifted = emitter.node("Add", [scaled, emitter.constant(base + ".y_zero", np.array(attrs["y_zero"], np.float32))],
+                           base + "/")
+    _quantize_unit(emitter, shifted, op, 0)
 
 
 def _qlinear_global_avg_pool(emitter: Emitter, op: Op) -> None:
@@ -163,15 +205,53 @@ def _qlinear_avg_pool2d(emitter: Emitter, op: Op) -> None:
     shift = 128 if attrs["dtype"] == "i8" else 0  # as `nn.qlinear_avg_pool2d`: int8 rounds as uint8 does
     shifted = emitter.node("Add", [scaled, emitter.constant(base + ".zero", np.array(attrs["y_zero"] + shift,
                                                                                       np.float32))], base + "/")
+    _round_as_uint8(emitter, shifted, base, shift)
+
+
+def _round_as_uint8(emitter: Emitter, value: str, base: str, shift: int) -> None:
+    """The result `base`: value rounded and saturated as uint8 (QuantizeLinear(1, 0)), then less `shift`
+    (128: an int8 result computed as onnxruntime's uint8 rewrite computes it)."""
     one, zero = (emitter.constant(base + name, value) for name, value in
                  ((".one", np.array(1.0, np.float32)), (".u8_zero", np.array(0, np.uint8))))
-    rounded = emitter.node("QuantizeLinear", [shifted, one, zero], base + "/")
+    rounded = emitter.node("QuantizeLinear", [value, one, zero], base + "/")
     if not shift:
         emitter.node("Identity", [rounded], base)
         return
     wide = emitter.node("Cast", [rounded], base + "/", to=TensorProto.INT32)
     back = emitter.node("Sub", [wide, emitter.constant(base + ".shift", np.array(shift, np.int32))], base + "/")
     emitter.node("Cast", [back], base, to=TensorProto.INT8)
+
+
+def _qlinear_lookup(emitter: Emitter, op: Op) -> None:
+    """Gather from the table at the byte of x (an int8 code k at (k + 256) mod 256)."""
+    x, table = op.operands
+    base = op.result.name
+    index = emitter.node("Cast", [x.name], base + "/", to=TensorProto.INT32)
+    if x.type.dtype == "i8":
+        byte = emitter.constant(base + ".bytes", np.array(256, np.int32))
+        index = emitter.node("Mod", [emitter.node("Add", [index, byte], base + "/"), byte], base + "/")
+    emitter.node("Gather", [table.name, index], base, axis=0)
+
+
+def _qlinear_softmax(emitter: Emitter, op: Op) -> None:
+    """The table at x − max + 255, summed in order (CumSum's last element), times floor(1 / y_scale), divided
+    by the sum, rounded and saturated by QuantizeLinear(1, y_zero)."""
+    attrs, base, axis = op.attrs, op.result.name, op.attrs["axis"]
+    x = op.operands[0]
+    wide = emitter.node("Cast", [x.name], base + "/", to=TensorProto.INT32)
+    largest = emitter.node("GatherElements", [wide, emitter.node("ArgMax", [wide], base + "/", axis=axis, keepdims=1)],
+                           base + "/", axis=axis)
+    offset = emitter.node("Add", [emitter.node("Sub", [wide, largest], base + "/"),
+                                  emitter.constant(base + ".top", np.array(255, np.int32))], base + "/")
+    table = softmax_table(attrs["x_scale"], x.type.shape[axis])
+    values = emitter.node("Gather", [emitter.constant(base + ".table", table), offset], base + "/", axis=0)
+    running = emitter.node("CumSum", [values, emitter.constant(base + ".axis", np.array(axis, np.int64))], base + "/")
+    total = emitter.node("Slice", [running, emitter.constant(base + ".starts", np.array([-1], np.int64)),
+                                   emitter.constant(base + ".ends", np.array([x.type.shape[axis]], np.int64)),
+                                   emitter.constant(base + ".axes", np.array([axis], np.int64))], base + "/")
+    multiplier = softmax_multiplier(attrs["y_scale"])
+    scaled = emitter.node("Mul", [values, emitter.constant(base + ".multiplier", np.array(multiplier))], base + "/")
+    _quantize_unit(emitter, emitter.node("Div", [scaled, total], base + "/"), op, attrs["y_zero"])
 
 
 QUANT_EXPORTERS: dict[str, Callable[[Emitter, Op], None]] = {
@@ -183,4 +263,7 @@ QUANT_EXPORTERS: dict[str, Callable[[Emitter, Op], None]] = {
     "nn.qlinear_add": _qlinear_add,
     "nn.qlinear_global_avg_pool": _qlinear_global_avg_pool,
     "nn.qlinear_avg_pool2d": _qlinear_avg_pool2d,
+    "nn.qlinear_mul": _qlinear_mul,
+    "nn.qlinear_lookup": _qlinear_lookup,
+    "nn.qlinear_softmax": _qlinear_softmax,
 }

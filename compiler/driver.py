@@ -27,7 +27,8 @@ from rcc.compiler.host_run import HostPart
 from rcc.compiler.frontend.loader import ShapeOverrides, load_onnx
 from rcc.compiler.pass_context import DECONV_PASSES, PassContext, PassReport, PruneBudget
 from rcc.compiler.pass_manager import PipelineSpec, default_pipeline, run_pipeline
-from rcc.compiler.verify_quant import bit_exact_summary, is_quantized, quantized_boundaries
+from rcc.compiler.verify_quant import (bit_exact_summary, float_kernel_boundaries, is_quantized,
+                                      quantized_boundaries)
 from rcc.compiler.verify import (DEFAULT_SAMPLES, FLOAT_MACHINE_TOLERANCE, Tolerance, VerifyResult, compare_outputs,
                                  integer_snr_bound, judge_on_logits, mark_input_bound, onnxruntime_outputs, onnxruntime_runner)
 from rcc.ir import interpreter
@@ -211,7 +212,8 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
     if is_quantized(compiled.program):
         exposed = onnxruntime_runner(path, boundaries) if boundaries else reference
         summary = bit_exact_summary([r.outputs for r in runs], expected, outputs, boundaries,
-                                    [exposed(f) for f in feeds] if boundaries else expected)
+                                    [exposed(f) for f in feeds] if boundaries else expected,
+                                    float_kernel_boundaries(path))
         hold_to_bit_exactness(result, summary, strict=not non_ideal and compiled.target.adc_is_lossless)
     if non_ideal:
         stuck = f", stuck-at {device.stuck_off_rate:g}/{device.stuck_on_rate:g}" if device.has_faults else ""

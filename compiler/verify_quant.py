@@ -23,6 +23,7 @@ from rcc.backends.program import Program
 from rcc.compiler.frontend.loader import load_onnx
 
 QUANTIZED_PRODUCERS = ("QuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
+FLOAT_KERNELS = ("ConvTranspose",)  # float ops onnxruntime has no integer kernel for: their QDQ group runs in float
 
 
 def is_quantized(program: Program) -> bool:
@@ -40,6 +41,18 @@ def quantized_boundaries(path: str | os.PathLike, program: Program) -> list[str]
     return [name for name in names if name in written]
 
 
+def float_kernel_boundaries(path: str | os.PathLike) -> set[str]:
+    """The QuantizeLinear outputs of the model whose float input onnxruntime computes with a float kernel
+    (`FLOAT_KERNELS`: DequantizeLinear → ConvTranspose → QuantizeLinear). rcc computes those groups exactly
+    (`nn.conv_transpose_integer`, `nn.rescale_quantize`); onnxruntime's float32 sum, rounded in MLAS's
+    order, can land on the other side of a rounding boundary of y_scale, which only its own float kernel
+    could reproduce."""
+    graph = load_onnx(path).graph
+    producers = {name: node for node in graph.node for name in node.output}
+    return {node.output[0] for node in graph.node if node.op_type == "QuantizeLinear" and node.input
+            and getattr(producers.get(node.input[0]), "op_type", None) in FLOAT_KERNELS}
+
+
 def _differing(actual: np.ndarray, expected: np.ndarray) -> int:
     if actual.shape != expected.shape:
         return int(max(actual.size, expected.size))
@@ -49,7 +62,8 @@ def _differing(actual: np.ndarray, expected: np.ndarray) -> int:
 
 def bit_exact_summary(actual: list[dict[str, np.ndarray]], expected: list[dict[str, np.ndarray]],
                       outputs: list[str], boundaries: list[str],
-                      expected_boundaries: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+                      expected_boundaries: list[dict[str, np.ndarray]],
+                      float_kernels: set[str] = frozenset()) -> dict[str, Any]:
     """`bit_exact` (every output equal to onnxruntime's on the model as given, in every sample),
     `differing` (output elements that differ, over all samples, and per output), and the boundaries
     (`expected_boundaries`: onnxruntime on a copy that exposes them): how many were compared, whether all
@@ -58,14 +72,22 @@ def bit_exact_summary(actual: list[dict[str, np.ndarray]], expected: list[dict[s
 
     Exposing an int8 tensor stops onnxruntime's int8 → uint8 rewrite of its QuantizeLinear/
     DequantizeLinear pair, which can keep that group in float (DequantizeLinear → Conv → QuantizeLinear)
-    in the copy; so the outputs are judged on the model as given and the boundaries are reported."""
+    in the copy; so the outputs are judged on the model as given and the boundaries are reported.
+
+    `float_kernels` (`float_kernel_boundaries`) are boundaries onnxruntime computes in float: their differing
+    counts are listed in `float_kernel_boundaries`, and `float_kernel_boundary` names the first differing
+    boundary when it is one of them (the outputs then differ by onnxruntime's float rounding, not by rcc).
+    """
     per_output = {name: sum(_differing(np.asarray(a[name]), np.asarray(e[name])) for a, e in zip(actual, expected))
                   for name in outputs if all(name in a for a in actual) and name in expected[0]}
     per_boundary = {name: sum(_differing(np.asarray(a[name]), np.asarray(e[name]))
                               for a, e in zip(actual, expected_boundaries)) for name in boundaries}
     differing_boundaries = {name: count for name, count in per_boundary.items() if count}
+    first = next(iter(differing_boundaries), None)
     return {"bit_exact": not any(per_output.values()) and len(per_output) == len(outputs),
             "differing": sum(per_output.values()), "differing_per_output": per_output,
             "boundaries_compared": len(boundaries), "boundaries_bit_exact": not differing_boundaries,
             "differing_boundaries": differing_boundaries,
-            "first_differing_boundary": next(iter(differing_boundaries), None)}
+            "first_differing_boundary": first,
+            "float_kernel_boundaries": {name: per_boundary[name] for name in boundaries if name in float_kernels},
+            "float_kernel_boundary": first if first in float_kernels else None}

@@ -168,6 +168,8 @@ def bit_exact_line(extra: dict) -> str:
     boundaries = f"{extra['boundaries_compared']} boundaries"
     if extra["differing_boundaries"]:
         boundaries += f", first differing {extra['first_differing_boundary']}"
+    if extra.get("float_kernel_boundary"):
+        boundaries += " (a float-kernel boundary: onnxruntime runs that group in float32, rcc exactly)"
     return f"bit-exact vs onnxruntime: {outputs}; {boundaries}"
 
 

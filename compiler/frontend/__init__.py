@@ -23,7 +23,7 @@ from rcc.compiler.frontend.input_types import input_dtype
 from rcc.compiler.frontend.loader import (ShapeOverrides, graph_inputs, input_shape, load_onnx, overridable_inputs,
                                           shadowed_inputs)
 from rcc.compiler.frontend.opsets import conversion_summary, default_opset  # noqa: F401  (frontend API)
-from rcc.compiler.frontend.registry import RULES
+from rcc.compiler.frontend.registry import RULES, rule_for  # noqa: F401  (RULES: re-exported)
 from rcc.ir.core import Module, Value
 from rcc.ir.errors import RccError, UnsupportedError
 from rcc.ir.inputs import check_finite
@@ -88,7 +88,7 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
         ctx.node, ctx.label = node, node_label(node, index)
         if try_fold(ctx, node, list(model.opset_import)):
             continue
-        lowering = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        lowering = rule_for(node)
         if lowering is None:
             domain = f"{node.domain}." if node.domain else ""
             raise UnsupportedError(f"{source}: {ctx.label}: unsupported op {domain}{node.op_type}")
@@ -109,3 +109,4 @@ def import_onnx(path: str | os.PathLike, input_shapes: ShapeOverrides | None = N
     return lower_model(load_onnx(path), str(path), input_shapes, allow_nonfinite)
 
 from rcc.compiler.frontend import rules_quant  # noqa: E402,F401  (quantized-model rules)
+from rcc.compiler.frontend import rules_quant_ms  # noqa: E402,F401  (com.microsoft quantized-model rules)

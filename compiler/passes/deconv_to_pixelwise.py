@@ -17,7 +17,9 @@ scatters the phases back with y[ρh::sh, ρw::sw], which also covers output_padd
     %y = nn.interleave(%y.phase0_0, %y.phase0_1, %y.phase1_0, %y.phase1_1) {strides = [2, 2], size = [8, 8]}
     with each %w.phaseρh_ρw a [4, 8/g, 2, 2] constant holding the k4 kernel's taps of that phase.
 
-Only transposed convolutions with a constant weight (and a constant bias, if any) are rewritten.
+Only transposed convolutions with a constant weight (and a constant bias, if any) are rewritten. A quantized
+model's `nn.conv_transpose_integer` (operands x, w, x_zero, w_zero) becomes `nn.conv_integer` phases the
+same way: their padding is x_zero, a phase without taps is int32 zeros.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class _Rewriter:
         self.ops: list[Op] = []
         self.cropped: dict[tuple[int, ...], Value] = {}  # crop → the cropped input
         self.constants: dict[tuple[int, int], Value] = {}  # phase shape → its bias-only constant
+        self.constants_by_name: dict[str, Value] = {}
 
     def constant(self, base: str, data: np.ndarray) -> Value:
         return self.module.add_constant(self.names.fresh(base), data)
@@ -121,9 +124,10 @@ class _Rewriter:
         result, operands = self.op.result, self.op.operands
         if (height, width) not in self.constants:
             n, m = result.type.shape[:2]
-            bias = operands[2].data if len(operands) == 3 else np.zeros(m, result.type.np_dtype)
+            biased = len(operands) == 3 and self.op.opname == "nn.conv_transpose2d"
+            bias = operands[2].data if biased else np.zeros(m, result.type.np_dtype)
             data = np.broadcast_to(bias.reshape(1, m, 1, 1), (n, m, height, width)).astype(result.type.np_dtype)
-            kind = "bias" if len(operands) == 3 else "zeros"
+            kind = "bias" if biased else "zeros"
             self.constants[(height, width)] = self.constant(f"{result.name}.{kind}", data)
         return self.constants[(height, width)]
 
@@ -134,9 +138,21 @@ class _Rewriter:
             return self.bias_only(row.size, col.size)
         attrs = {"strides": (1, 1), "pads": (row.pads[0], col.pads[0], row.pads[1], col.pads[1]),
                  "dilations": (row.dilation, col.dilation), "group": self.op.attrs["group"]}
-        conv_operands = [self.input(row, col), self.kernel(row, col, label), *operands[2:]]
-        self.ops.append(make_op("nn.conv2d", conv_operands, attrs, [self.names.fresh(f"{result.name}.{label}")]))
+        conv_operands = [self.input(row, col), self.kernel(row, col, label), *self.extra_operands()]
+        conv = _PHASE_CONV[self.op.opname]
+        self.ops.append(make_op(conv, conv_operands, attrs, [self.names.fresh(f"{result.name}.{label}")]))
         return self.ops[-1].result
+
+    def extra_operands(self) -> list[Value]:
+        """The phase convs' operands after the weight: the bias, or the zero points of an integer product
+        (the weight's, one per output channel of a group, repeated for every group as conv_integer wants)."""
+        operands = self.op.operands[2:]
+        if self.op.opname != "nn.conv_transpose_integer" or len(operands) < 2 or operands[1].type.size == 1:
+            return list(operands)
+        if "w_zero" not in self.constants_by_name:
+            tiled = np.tile(operands[1].data.reshape(-1), self.op.attrs["group"])
+            self.constants_by_name["w_zero"] = self.constant(f"{self.op.result.name}.w_zero", tiled)
+        return [operands[0], self.constants_by_name["w_zero"]]
 
     def rewrite(self) -> list[Op]:
         """The replacement ops; the final nn.interleave keeps the original result name."""
@@ -148,8 +164,11 @@ class _Rewriter:
         return self.ops
 
 
+_PHASE_CONV = {"nn.conv_transpose2d": "nn.conv2d", "nn.conv_transpose_integer": "nn.conv_integer"}
+
+
 def _rewritable(op: Op) -> bool:
-    return op.opname == "nn.conv_transpose2d" and all(v.is_constant for v in op.operands[1:])
+    return op.opname in _PHASE_CONV and all(v.is_constant for v in op.operands[1:])
 
 
 @dataclass

@@ -14,7 +14,11 @@ Groups (the result of the float op must have the QuantizeLinear as its only read
 - add of two per-tensor quantized tensors → `nn.qlinear_add`; average pools (pads not counted) →
   `nn.qlinear_avg_pool2d`, `nn.qlinear_global_avg_pool`;
 - max pool, reshape, transpose, identity, depth/space rearrangements with equal input and output
-  quantization → the same op on the integers (exactly what the float detour gives).
+  quantization → the same op on the integers (exactly what the float detour gives);
+- sigmoid, leaky relu, softmax, concat → onnxruntime's lookup-table kernels (`fuse_qdq_tables.py`);
+- conv_transpose2d, which onnxruntime runs in float → the exact integer product rescaled once
+  (`fuse_qdq_deconv.py`);
+- a float tanh or sigmoid of a dequantized tensor → a float32 table of MLAS's function (`fuse_qdq_tables.py`).
 The float ops left without readers are removed by `dce`. A group that does not match stays in float.
 """
 
@@ -27,6 +31,9 @@ import numpy as np
 
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
+from rcc.compiler.passes.fuse_qdq_deconv import fuse_conv_transpose
+from rcc.compiler.passes.fuse_qdq_tables import TABLE_MATCHERS, fuse_dequantized_function
+from rcc.compiler.passes.qdq_group import Dequantized, QdqGroup, dequantized
 from rcc.ir.builder import make_op
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.ops.nn_quant import requantize_multiplier
@@ -35,52 +42,7 @@ _PASSTHROUGH = ("nn.max_pool2d", "nn.reshape", "nn.transpose", "nn.identity", "n
                 "nn.space_to_depth", "nn.global_max_pool")
 
 
-@dataclass(frozen=True)
-class Dequantized:
-    """A DequantizeLinear's integer operand and its constant parameters."""
-
-    x: Value
-    scale: Value
-    zero: Value
-    axis: int
-
-    @property
-    def per_tensor(self) -> bool:
-        return self.scale.type.size == 1
-
-
-def dequantized(value: Value) -> Dequantized | None:
-    """The DequantizeLinear that produces `value`, if it does, with constant scale and zero point."""
-    op = value.producer
-    if op is None or op.opname != "nn.dequantize_linear" or not all(v.is_constant for v in op.operands[1:]):
-        return None
-    return Dequantized(op.operands[0], op.operands[1], op.operands[2], op.attrs["axis"])
-
-
-class _Group:
-    """One QuantizeLinear and the module around it, with the helpers to build its replacement."""
-
-    def __init__(self, module: Module, quantize: Op, users: dict[Value, list[Op]]) -> None:
-        self.module, self.quantize, self.users = module, quantize, users
-        self.outputs = {id(v) for v in module.outputs}
-        self.name = quantize.result.name
-
-    def only_read_by_quantize(self, value: Value) -> bool:
-        return len(self.users.get(value, [])) == 1 and id(value) not in self.outputs
-
-    def constant(self, suffix: str, data: np.ndarray) -> Value:
-        return self.module.add_constant(self.module.fresh_name(f"{self.name}.{suffix}"), data)
-
-    @property
-    def scale(self) -> Value:
-        return self.quantize.operands[1]
-
-    @property
-    def zero(self) -> Value:
-        return self.quantize.operands[2]
-
-
-def _requantized(group: _Group, product: str, operands: list[Value], attrs: dict, x: Dequantized,
+def _requantized(group: QdqGroup, product: str, operands: list[Value], attrs: dict, x: Dequantized,
                  w: Dequantized, bias: Value | None, axis: int) -> list[Op]:
     acc = make_op(product, operands, attrs, [group.module.fresh_name(f"{group.name}.acc")])
     multiplier = requantize_multiplier(x.scale.data, w.scale.data, group.scale.data)
@@ -100,7 +62,7 @@ def _integer_bias(value: Value | None) -> Value | None | bool:
     return bias.x
 
 
-def _fuse_conv(group: _Group) -> list[Op] | None:
+def _fuse_conv(group: QdqGroup) -> list[Op] | None:
     y = group.quantize.operands[0]
     conv = y.producer
     if conv is None or conv.opname != "nn.conv2d" or not group.only_read_by_quantize(y) \
@@ -115,7 +77,7 @@ def _fuse_conv(group: _Group) -> list[Op] | None:
     return _requantized(group, "nn.conv_integer", operands, conv.attrs, x, w, bias, 1)
 
 
-def _fuse_matmul(group: _Group) -> list[Op] | None:
+def _fuse_matmul(group: QdqGroup) -> list[Op] | None:
     y = group.quantize.operands[0]
     if y.producer is None or not group.only_read_by_quantize(y) or not group.scale.type.size == 1:
         return None
@@ -147,12 +109,12 @@ def _same_quantization(a: Dequantized, scale: Value, zero: Value) -> bool:
         and np.array_equal(a.zero.data, zero.data)
 
 
-def _per_tensor_attrs(group: _Group, prefix: str, operand: Dequantized) -> dict:
+def _per_tensor_attrs(group: QdqGroup, prefix: str, operand: Dequantized) -> dict:
     return {f"{prefix}_scale": float(operand.scale.data.reshape(-1)[0]),
             f"{prefix}_zero": int(operand.zero.data.reshape(-1)[0])}
 
 
-def _fuse_elementwise(group: _Group) -> list[Op] | None:
+def _fuse_elementwise(group: QdqGroup) -> list[Op] | None:
     y = group.quantize.operands[0]
     op = y.producer
     if op is None or op.opname not in ("nn.add", "nn.global_avg_pool", "nn.avg_pool2d") or not group.only_read_by_quantize(y) \
@@ -165,7 +127,7 @@ def _fuse_elementwise(group: _Group) -> list[Op] | None:
     attrs = {"y_scale": float(group.scale.data.reshape(-1)[0]), "y_zero": int(group.zero.data.reshape(-1)[0]),
              "dtype": dtype, **_per_tensor_attrs(group, "a", inputs[0])}
     if op.opname == "nn.add":
-        attrs.update(_per_tensor_attrs(group, "b", inputs[1]))
+        attrs.update(_per_tensor_attrs(group, "b", inputs[1]), as_uint8=dtype == "i8")  # onnxruntime's rewrite
         return [make_op("nn.qlinear_add", [inputs[0].x, inputs[1].x], attrs, [group.name])]
     if op.opname == "nn.avg_pool2d":
         if op.attrs["count_include_pad"]:
@@ -177,7 +139,7 @@ def _fuse_elementwise(group: _Group) -> list[Op] | None:
     return [make_op("nn.qlinear_global_avg_pool", [inputs[0].x], attrs, [group.name])]
 
 
-def _fuse_passthrough(group: _Group) -> list[Op] | None:
+def _fuse_passthrough(group: QdqGroup) -> list[Op] | None:
     y = group.quantize.operands[0]
     op = y.producer
     if op is None or op.opname not in _PASSTHROUGH or len(op.operands) != 1 or not group.only_read_by_quantize(y):
@@ -188,8 +150,9 @@ def _fuse_passthrough(group: _Group) -> list[Op] | None:
     return [make_op(op.opname, [x.x], op.attrs, [group.name])]
 
 
-MATCHERS: tuple[Callable[[_Group], list[Op] | None], ...] = (_fuse_conv, _fuse_matmul, _fuse_elementwise,
-                                                             _fuse_passthrough)
+MATCHERS: tuple[Callable[[QdqGroup], list[Op] | None], ...] = (_fuse_conv, _fuse_matmul, _fuse_elementwise,
+                                                             _fuse_passthrough, fuse_conv_transpose,
+                                                             *TABLE_MATCHERS)
 
 
 @dataclass
@@ -199,7 +162,7 @@ class FuseQdq(Pass):
     def run(self, module: Module, ctx: PassContext) -> bool:
         changed = False
         for quantize in [op for op in module.ops if op.opname == "nn.quantize_linear"]:
-            group = _Group(module, quantize, module.users())
+            group = QdqGroup(module, quantize, module.users())
             for matcher in MATCHERS:
                 new_ops = matcher(group)
                 if new_ops:
@@ -209,5 +172,11 @@ class FuseQdq(Pass):
                                                "fused": new_ops[-1].opname})
                     changed = True
                     break
+        for op in [op for op in module.ops if op.opname in ("nn.tanh", "nn.sigmoid")]:
+            new_ops = fuse_dequantized_function(module, op)
+            if new_ops:
+                module.replace_op(op, new_ops)
+                ctx.report.removed.append({"op": op.opname, "value": op.result.name, "fused": new_ops[-1].opname})
+                changed = True
         ctx.report.figures["fused"] = len(ctx.report.removed)
         return changed

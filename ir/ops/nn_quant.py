@@ -11,7 +11,8 @@ The semantics are onnxruntime's CPU kernels (MLAS), bit for bit:
 - dequantize_linear: float32(x − zero_point) · scale;
 - requantize (QLinearConv, QLinearMatMul, QGemm): saturate(rint(float32(acc + bias) · multiplier) + zp),
   multiplier = float32(float32(x_scale · w_scale) / y_scale) per output channel, clamped before rounding;
-- qlinear_add and qlinear_global_avg_pool: the float formulas of onnxruntime's com.microsoft kernels.
+- qlinear_add, qlinear_mul and qlinear_global_avg_pool: the float formulas of onnxruntime's com.microsoft
+  kernels.
 """
 
 from __future__ import annotations
@@ -187,16 +188,48 @@ def _qlinear_add_infer(types: list[TensorType], attrs: dict) -> list[TensorType]
     return [TensorType(broadcast_shapes(a.shape, b.shape), attrs["dtype"])]
 
 
-@define("nn.qlinear_add", operands=("a", "b"), infer=_qlinear_add_infer, attrs=_QLINEAR_ATTRS)
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 fused multiply-add a·b + c: the product of two float32 values is exact in float64, the sum is
+    rounded there, then to float32 (as one rounding wherever the float64 sum is exact)."""
+    return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(np.float32)
+
+
+@define("nn.qlinear_add", operands=("a", "b"), infer=_qlinear_add_infer,
+        attrs={**_QLINEAR_ATTRS, "as_uint8": Attr("bool", False)})
 def qlinear_add(a: np.ndarray, b: np.ndarray, *, a_scale: float, a_zero: int, b_scale: float, b_zero: int,
+                y_scale: float, y_zero: int, dtype: str, as_uint8: bool = False) -> np.ndarray:
+    """com.microsoft QLinearAdd as MLAS's x86-64 (AVX2) kernel computes it, on the raw codes: ratios
+    rA = float32(a_scale / y_scale), rB likewise, fixed = float32(y_zero − fma(rA, a_zero, float32(rB · b_zero))),
+    y = saturate(rint(fma(a, rA, fma(b, rB, fixed)))); a one-element operand is folded into fixed first
+    (fixed + float32(code · ratio)). `as_uint8`: an int8 QDQ add, which onnxruntime runs as uint8 with codes
+    and zero points + 128 (its int8 → uint8 rewrite)."""
+    shift = 128 if as_uint8 and dtype == "i8" else 0
+    ratio_a = np.float32(np.float32(a_scale) / np.float32(y_scale))
+    ratio_b = np.float32(np.float32(b_scale) / np.float32(y_scale))
+    zero_b = np.float32(ratio_b * np.float32(b_zero + shift))
+    fixed = np.float32(np.float32(y_zero + shift) - fma32(ratio_a, np.float32(a_zero + shift), zero_b))
+    codes_a, codes_b = ((v.astype(np.int32) + shift).astype(np.float32) for v in (a, b))
+    if codes_a.size == 1 and codes_b.size > 1:
+        value = fma32(codes_b, ratio_b, np.float32(fixed + np.float32(codes_a.reshape(()) * ratio_a)))
+    elif codes_b.size == 1:
+        value = fma32(codes_a, ratio_a, np.float32(fixed + np.float32(codes_b.reshape(()) * ratio_b)))
+    else:
+        value = fma32(codes_a, ratio_a, fma32(codes_b, ratio_b, fixed))
+    low, high = integer_limits(dtype)
+    return (np.clip(np.rint(value), low + shift, high + shift) - shift).astype(TensorType((), dtype).np_dtype)
+
+
+@define("nn.qlinear_mul", operands=("a", "b"), infer=_qlinear_add_infer, attrs=_QLINEAR_ATTRS)
+def qlinear_mul(a: np.ndarray, b: np.ndarray, *, a_scale: float, a_zero: int, b_scale: float, b_zero: int,
                 y_scale: float, y_zero: int, dtype: str) -> np.ndarray:
-    """com.microsoft QLinearAdd as MLAS computes it: (a − a_zero)·(a_scale/y_scale) + (b − b_zero)·(b_scale/y_scale),
-    float32, rounded ties to even, plus y_zero, saturated."""
-    ratio_a = np.float32(a_scale) / np.float32(y_scale)
-    ratio_b = np.float32(b_scale) / np.float32(y_scale)
-    first = np.multiply((a.astype(np.int32) - a_zero).astype(np.float32), ratio_a, dtype=np.float32)
-    second = np.multiply((b.astype(np.int32) - b_zero).astype(np.float32), ratio_b, dtype=np.float32)
-    return _round_saturate(np.add(first, second, dtype=np.float32), y_zero, dtype)
+    """com.microsoft QLinearMul as MLAS computes it on x86-64: the exact integer product
+    (a − a_zero)·(b − b_zero) in float32, times float32(float32(a_scale·b_scale)/y_scale), plus y_zero in
+    float32, rounded ties to even, saturated."""
+    ratio = np.float32(np.float32(a_scale) * np.float32(b_scale)) / np.float32(y_scale)
+    product = (a.astype(np.int32) - a_zero) * (b.astype(np.int32) - b_zero)
+    value = np.add(np.multiply(product.astype(np.float32), ratio, dtype=np.float32), np.float32(y_zero),
+                   dtype=np.float32)
+    return _round_saturate(value, 0, dtype)
 
 
 def _qlinear_gap_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
