@@ -174,6 +174,10 @@ def test_random_graphs_export_exactly(data: st.DataObject, seed: int) -> None:
     exported = export_onnx(module)
     inputs = random_inputs(module, seed)
     expected = interpreter.run(module, inputs)
+    # A max-pool window of padding only gives float32's lowest value; a conv after it overflows, and where
+    # the overflow lands (+inf or -inf) depends on the summation order, not on the export. Such draws test
+    # nothing about exporting; every other draw must be finite and equal.
+    assume(all(np.isfinite(array).all() for array in expected.values()))
     assert_outputs_close(run_export(exported, inputs), expected, "export of\n" + str(module.ops))
     # Imported back only when the frontend has a rule for every exported node type.
     if all(node.op_type in RULES for node in exported.graph.node):
