@@ -212,9 +212,10 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     lines.insert(1, "  ".join("-" * width for width in widths))
     checks = [[result.get(stage, {}) for stage in ("interpreter", "machine_int", "machine_float")]
               for result in results.values()]
-    passed = [name for name, stages in zip(results, checks) if all(stage.get("passed") for stage in stages)
-              and not any(stage.get("constant_reference") for stage in stages)]
-    vacuous = [name for name, stages in zip(results, checks) if any(stage.get("constant_reference") for stage in stages)]
+    vacuous = [name for name, stages in zip(results, checks)
+               if any(stage.get("constant_reference") for stage in stages)]
+    passed = [name for name, stages in zip(results, checks)
+              if all(stage.get("passed") for stage in stages) and name not in vacuous]
     lines += ["", f"SNR/input-dependent SNR in dB, worst output; {len(passed)} of {len(results)} models compile and "
                   f"verify in the interpreter and on the machine (int and float)" + (f": {', '.join(passed)}"
                                                                                      if passed else "")]
