@@ -80,7 +80,7 @@ def program_bytes(program: Program) -> bytes:
             for index, name in enumerate(sorted(arrays)):
                 member_info = zipfile.ZipInfo(f"{folder}/{index}.npy", _MEMBER_TIME)
                 with archive.open(member_info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+                    np.lib.format.write_array(member, np.asarray(arrays[name], order="C"), allow_pickle=False)
         if program.host_model is not None:
             archive.writestr(zipfile.ZipInfo("host.onnx", _MEMBER_TIME), program.host_model)
     return buffer.getvalue()

@@ -51,6 +51,7 @@ class Spec:
     inputs: dict[str, tuple[int, ...]]  # input name → shape; dtype from `token_inputs`
     token_inputs: dict[str, int] = field(default_factory=dict)  # int64 input name → vocabulary size (0: mask)
     family: str = "torchvision"
+    prepare: Callable[[Any, "Spec"], None] | None = None  # fixes a random-weight model before export
 
 
 def image(size: int) -> dict[str, tuple[int, ...]]:
@@ -146,6 +147,39 @@ def hf_model(kind: str) -> Callable[[], Any]:
     return build
 
 
+def random_vit_head(model: Any, spec: Spec) -> None:
+    """torchvision zero-initialises ViT's classifier head: every output would be 0 whatever the input, and a
+    verification of it proves nothing. Give it random weights (std 0.02, as its other linear layers)."""
+    import torch
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+
+
+def recalibrated_batchnorm(model: Any, spec: Spec, batches: int = 4,
+                           forward: Callable[[Any], Any] | None = None) -> None:
+    """With random weights and the default batch-norm statistics (mean 0, variance 1) the MobileNetV3
+    backbone's activations shrink to 1e-10: DeepLabV3's output is its last convolution's bias and SSDlite's
+    detections are the same for every input. Recompute the statistics on N(0, 1) images (training-mode
+    passes through `forward`, by default the model; cumulative averages), as a trained network's are, so
+    every layer sees unit-scale activations."""
+    import torch
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None
+    generator = torch.Generator().manual_seed(SEED + 1)
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            (forward or model)(*(torch.randn((8, *shape[1:]), generator=generator) for shape in spec.inputs.values()))
+    model.eval()
+
+
+def recalibrated_detector(model: Any, spec: Spec) -> None:
+    """`recalibrated_batchnorm` through SSDlite's backbone and head (the detector in training mode wants targets)."""
+    detector = model.model
+    recalibrated_batchnorm(model, spec, forward=lambda image: detector.head(list(detector.backbone(image).values())))
+
+
 MODELS: dict[str, Spec] = {
     "resnet18": Spec(torchvision_model("resnet18"), image(64)),
     "resnet50": Spec(torchvision_model("resnet50"), image(64)),
@@ -158,13 +192,13 @@ MODELS: dict[str, Spec] = {
     "regnet_y_400mf": Spec(torchvision_model("regnet_y_400mf"), image(64)),
     "densenet121": Spec(torchvision_model("densenet121"), image(64)),
     "convnext_tiny": Spec(torchvision_model("convnext_tiny"), image(64)),
-    "vit_b_16": Spec(torchvision_model("vit_b_16", image_size=64), image(64)),
+    "vit_b_16": Spec(torchvision_model("vit_b_16", image_size=64), image(64), prepare=random_vit_head),
     "swin_t": Spec(torchvision_model("swin_t"), image(64)),
     "fcn_resnet50": Spec(segmentation_model("fcn_resnet50", aux_loss=False), image(64)),
     "deeplabv3_mobilenet_v3_large": Spec(segmentation_model("deeplabv3_mobilenet_v3_large", aux_loss=False),
-                                         image(64)),
+                                         image(64), prepare=recalibrated_batchnorm),
     "lraspp_mobilenet_v3_large": Spec(segmentation_model("lraspp_mobilenet_v3_large"), image(64)),
-    "ssdlite320_mobilenet_v3_large": Spec(ssdlite, image(96)),
+    "ssdlite320_mobilenet_v3_large": Spec(ssdlite, image(96), prepare=recalibrated_detector),
     "bert_tiny": Spec(hf_model("bert"), text("input_ids", "attention_mask"),
                       {"input_ids": VOCAB, "attention_mask": 0}, "transformers"),
     "distilbert_tiny": Spec(hf_model("distilbert"), text("input_ids", "attention_mask"),
@@ -212,6 +246,8 @@ def export_one(name: str, out_dir: Path, exporter: str) -> dict[str, Any]:
     spec = MODELS[name]
     torch.manual_seed(SEED)
     model = spec.build().eval()
+    if spec.prepare is not None:
+        spec.prepare(model, spec)
     inputs = sample_inputs(spec)
     args = tuple(torch.from_numpy(array[0]) for array in inputs.values())
     path = out_dir / f"{name}.onnx"

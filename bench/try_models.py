@@ -13,7 +13,10 @@ seeded random inputs), in a child process with a timeout so a hang or crash cost
    integer program.
 
 Each stage's outcome is kept as soon as it is known, so a timeout still reports the stages before it.
-The table gives per verification the worst output's SNR (dB), input-dependent SNR (dB) and pass/fail.
+The table gives per verification the worst output's SNR (dB), input-dependent SNR (dB) and pass/fail; a `*`
+marks a verdict with a note (listed below the table). A model whose reference output is the same for every
+input (`constant_reference`: random export weights that vanish, or a zero-initialised head) proves nothing
+about the input-dependent part and is not counted as verified.
 
     python bench/try_models.py                                  # /work/exports → table on stdout
     python bench/try_models.py --dir /work/exports --out /work/exports/table_main.txt
@@ -75,7 +78,9 @@ def worst_output(verify: dict[str, Any]) -> dict[str, Any]:
         return min(values)
 
     return {"snr_db": lowest("snr_db"), "snr_input_db": lowest("snr_input_db"), "passed": verify["passed"],
-            "exact": all(m.get("max_abs_err") == 0 for m in outputs)}
+            "exact": all(m.get("max_abs_err") == 0 for m in outputs),
+            "notes": {name: m["note"] for name, m in verify["outputs"].items() if "note" in m},
+            "constant_reference": any(m.get("constant_reference") for m in outputs)}
 
 
 def run_stage(result: dict[str, Any], stage: str, save: Callable[[], None], work: Callable[[], Any]) -> Any:
@@ -184,7 +189,7 @@ def verdict(stage: dict[str, Any] | None) -> str:
         return "-"
     if stage["status"] != "ok":
         return stage["status"]
-    mark = "pass" if stage["passed"] else "FAIL"
+    mark = ("pass" if stage["passed"] else "FAIL") + ("*" if stage.get("notes") else "")
     if stage["exact"]:
         return f"exact {mark}"
     return f"{db(stage['snr_db'])}/{db(stage['snr_input_db'])} {mark}"
@@ -205,12 +210,25 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    passed = [name for name, result in results.items()
-              if all(result.get(stage, {}).get("passed") for stage in ("interpreter", "machine_int", "machine_float"))]
+    checks = [[result.get(stage, {}) for stage in ("interpreter", "machine_int", "machine_float")]
+              for result in results.values()]
+    vacuous = [name for name, stages in zip(results, checks)
+               if any(stage.get("constant_reference") for stage in stages)]
+    passed = [name for name, stages in zip(results, checks)
+              if all(stage.get("passed") for stage in stages) and name not in vacuous]
     lines += ["", f"SNR/input-dependent SNR in dB, worst output; {len(passed)} of {len(results)} models compile and "
                   f"verify in the interpreter and on the machine (int and float)" + (f": {', '.join(passed)}"
-                                                                                     if passed else ""), ""]
+                                                                                     if passed else "")]
+    if vacuous:
+        lines.append(f"not counted, an output the reference computes the same for every input: {', '.join(vacuous)}")
+    lines.append("")
     for name, result in results.items():
+        flagged: dict[tuple[str, str], list[str]] = {}  # (output, note) → the verifications that noted it
+        for stage in ("interpreter", "machine_int", "machine_float"):
+            for output, note in (result.get(stage) or {}).get("notes", {}).items():
+                flagged.setdefault((output, note), []).append(stage)
+        lines += [f"{name}: * {', '.join(stages)}, output {output!r}: {note}"
+                  for (output, note), stages in flagged.items()]
         first = next((result[s] for s in STAGES if s in result and result[s]["status"] != "ok"), None)
         if first is not None:
             lines.append(f"{name}: {first['status']}: {first['error'].removeprefix(result['path'] + ': ')}")

@@ -12,9 +12,9 @@ executor's tolerance:
 
 Over K seeded samples (`sample_metrics`), beside those: `snr_input_db` and `rel_l2_input`, the error
 relative to the output's deviation from its mean over the samples (an output that barely moves with the
-input cannot pass on its constant part), and `top1_agreement`/`top5_agreement` for classifier-shaped
-outputs ([N, C] or [N, C, 1, …]: the fraction of rows whose reference arg-max is the machine's arg-max,
-or among its five largest).
+input cannot pass on its constant part; one that does not move at all is marked `constant_reference`, with
+a note), and `top1_agreement`/`top5_agreement` for classifier-shaped outputs ([N, C] or [N, C, 1, …]: the
+fraction of rows whose reference arg-max is the machine's arg-max, or among its five largest).
 """
 
 from __future__ import annotations
@@ -159,11 +159,12 @@ def input_dependent_metrics(actual: np.ndarray, expected: np.ndarray) -> dict[st
     deviation = expected64[:, finite] - expected64[:, finite].mean(axis=0)
     error = actual64[:, finite] - expected64[:, finite]
     spread, error_energy = float(np.sum(deviation * deviation)), float(np.sum(error * error))
+    constant = {"constant_reference": True, "note": "the reference output does not change over the samples: "
+                "a pass says nothing about the input-dependent part"} if spread == 0 else {}
     if error_energy == 0:
-        return {"snr_input_db": None, "rel_l2_input": 0.0}
+        return {"snr_input_db": None, "rel_l2_input": 0.0, **constant}
     if spread == 0:
-        return {"snr_input_db": -math.inf, "rel_l2_input": math.inf,
-                "note": "the reference output does not change over the samples"}
+        return {"snr_input_db": -math.inf, "rel_l2_input": math.inf, **constant}
     return {"snr_input_db": 10 * math.log10(spread / error_energy), "rel_l2_input": math.sqrt(error_energy / spread)}
 
 

@@ -134,7 +134,7 @@ class Module:
         return copied
 
     def add_constant(self, name: str, data: np.ndarray) -> Value:
-        data = np.ascontiguousarray(data)
+        data = np.asarray(data, order="C")  # ascontiguousarray would make a scalar 1-D
         value = Value(name, TensorType.of(data), data=data)
         self.constants.append(value)
         return value

@@ -106,7 +106,7 @@ class _ToModule(lark.Transformer):
             if data.shape != type_.shape or data.dtype != type_.np_dtype:
                 raise _SemanticError(token, f"weights file holds {TensorType.of(data)} for {token}, "
                                             f"the text says {type_}")
-        self.module.constants.append(self._define(token, Value(name, type_, data=np.ascontiguousarray(data))))
+        self.module.constants.append(self._define(token, Value(name, type_, data=np.asarray(data, order="C"))))
 
     def output(self, items):
         self.module.outputs.extend(self._lookup(token) for token in items)

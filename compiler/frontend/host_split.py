@@ -59,7 +59,7 @@ def _names_read(node: onnx.NodeProto) -> set[str]:
 
 def split_for_host(model: onnx.ModelProto) -> HostSplit | None:
     """The machine prefix and host suffix of `model`, or None when no node is data-dependent; RccError
-    naming the tensor when a tensor crossing the cut has no static shape."""
+    naming the tensor when a tensor crossing the cut has no known element type."""
     graph = model.graph
     constants = _constant_names(graph)
     cut = next((index for index, node in enumerate(graph.node) if is_data_dependent(node, constants)), None)
@@ -77,8 +77,8 @@ def split_for_host(model: onnx.ModelProto) -> HostSplit | None:
     types = _value_types(model)
     for name in prefix_outputs:
         if name not in types:
-            raise RccError(f"tensor {name!r} crosses from the chip to the host (before {_label(tail[0])}) but has "
-                           f"no static shape")
+            raise RccError(f"tensor {name!r} crosses from the chip to the host (before {_label(tail[0])}) but "
+                           f"onnx's shape inference gives it no element type")
     read_by_head = set().union(*(_names_read(node) for node in head))
     prefix_graph = helper.make_graph(head, graph.name,
                                      [value for value in graph.input
@@ -108,7 +108,10 @@ def _model_like(model: onnx.ModelProto, graph: onnx.GraphProto) -> onnx.ModelPro
 
 
 def _value_types(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    """Value infos with a fully static shape, by tensor name, after onnx's shape inference."""
+    """Value infos with a known element type, by tensor name, after onnx's shape inference. Their shapes may
+    be partly symbolic (onnx does not propagate shapes computed by Shape → Gather → Concat → Reshape, as in
+    SSDlite's head): rcc's own lowering of the prefix gives every tensor a static shape, and onnxruntime
+    takes symbolic dimensions on the host part's inputs."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except (onnx.shape_inference.InferenceError, ValueError) as err:
@@ -116,5 +119,4 @@ def _value_types(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     graph = inferred.graph
     values = list(graph.input) + list(graph.value_info) + list(graph.output)
     return {value.name: value for value in values
-            if value.type.HasField("tensor_type") and value.type.tensor_type.HasField("shape")
-            and all(dim.HasField("dim_value") for dim in value.type.tensor_type.shape.dim)}
+            if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type}

@@ -134,7 +134,7 @@ def _expand_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 @define("nn.expand", operands=("x",), infer=_expand_infer, attrs={"shape": Attr("ints")})
 def expand(x: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
     """x broadcast (numpy rules) to the static `shape`; the frontend resolves ONNX's two-way broadcasting."""
-    return np.ascontiguousarray(np.broadcast_to(x, shape))
+    return np.asarray(np.broadcast_to(x, shape), order="C")
 
 
 def _tile_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -37,7 +37,7 @@ def _transpose_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 @define("nn.transpose", operands=("x",), infer=_transpose_infer, attrs={"perm": Attr("ints")})
 def transpose(x: np.ndarray, *, perm: tuple[int, ...]) -> np.ndarray:
     """Axes permuted: result axis i is operand axis perm[i]."""
-    return np.ascontiguousarray(np.transpose(x, perm))
+    return np.asarray(np.transpose(x, perm), order="C")
 
 
 def _concat_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -31,6 +31,13 @@ def test_input_dependent_snr_of_a_constant_reference_is_minus_infinity_with_a_no
     assert metrics["snr_input_db"] == -math.inf and "does not change" in metrics["note"]
 
 
+def test_an_exact_match_of_a_constant_reference_says_it_proves_little() -> None:
+    """ViT-B/16 as torchvision builds it: a zero-initialised head makes every output 0, matched exactly."""
+    metrics = sample_metrics([np.zeros((1, 5))] * 3, [np.zeros((1, 5))] * 3)
+    assert metrics["passed"] and metrics["rel_l2_input"] == 0 and metrics["constant_reference"]
+    assert "does not change" in metrics["note"]
+
+
 def test_top_k_agreement_counts_rows() -> None:
     expected = np.zeros((2, 1, 10))
     expected[0, 0, 3] = expected[1, 0, 7] = 1

@@ -90,3 +90,25 @@ def test_a_tampered_host_part_is_a_program_error(model, tmp_path) -> None:
     rewrite_program(tmp_path / "good.rccp", tmp_path / "missing.rccp", edit_members=lambda m: m.pop("host.onnx"))
     with pytest.raises(ProgramError, match="corrupted or truncated"):
         load_program(tmp_path / "missing.rccp")
+
+
+def test_a_crossing_tensor_shaped_by_computed_shapes_still_splits(tmp_path) -> None:
+    """SSDlite: the tensor before NonZero is reshaped by Shape → Gather → Concat, which onnx's shape inference
+    leaves symbolic; rcc folds those shapes, so the split compiles and verifies the whole model."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array([0], np.int64), "first"),
+             numpy_helper.from_array(np.array([-1], np.int64), "rest")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Shape", ["y"], ["y_shape"]),
+             helper.make_node("Gather", ["y_shape", "first"], ["batch"], axis=0),
+             helper.make_node("Concat", ["batch", "rest"], ["flat_shape"], axis=0),
+             helper.make_node("Reshape", ["y", "flat_shape"], ["flat"], name="flatten"),
+             helper.make_node("NonZero", ["flat"], ["nz"], name="nonzero")]
+    path = str(save_model(tmp_path / "computed.onnx", nodes, [tensor("x", [1, 3, 4, 4])],
+                          [tensor("nz", [2, None], TensorProto.INT64)], inits))
+    split = split_for_host(onnx.load(path))
+    assert split.info["inputs"] == ["flat"]
+    compiled = compile_model(path, precision="float")
+    assert [value.type.shape for value in compiled.graph.outputs] == [(1, 64)]
+    assert verify_compiled(path, compiled, samples=2).passed

@@ -174,6 +174,17 @@ def test_gather_from_a_constant_table_is_an_embedding_lookup() -> None:
     assert gather.operands[0].is_constant and not gather.operands[1].is_constant
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+def test_gather_with_a_scalar_constant_index_drops_the_axis(axis: int) -> None:
+    """ViT's class token x[:, 0] and Swin's q, k, v = qkv[0], qkv[1], qkv[2]: a 0-d initializer index
+    removes the axis (a scalar constant once became 1-D in the IR and kept it)."""
+    x = floats(4, (3, 5, 2))
+    model = one_node("Gather", {"x": x}, {"i": np.array(-1 if axis else 2, np.int64)}, axis=axis)
+    check_model(model, {"x": x})
+    [output] = lower_model(model, "one").outputs
+    assert output.type.shape == tuple(d for a, d in enumerate(x.shape) if a != axis)
+
+
 def test_gather_with_constant_indices_out_of_range_is_refused() -> None:
     x = floats(0, (3, 4))
     with pytest.raises(RccError, match=r"\(Gather\): indices 'i' hold values outside \[-4, 3\]"):
