@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from rcc.ir.optable import OPS, normalize_attrs
@@ -139,6 +139,12 @@ def test_instance_norm(batch: int, channels: int, spatial: list[int], epsilon: f
 def test_group_norm(batch: int, groups: int, per_group: int, spatial: list[int], epsilon: float, seed: int) -> None:
     channels = groups * per_group
     x = floats(seed, (batch, channels, *spatial), 4.0)
+    # onnxruntime's GroupNormalization takes the variance as E[x²] − E[x]² in float32, which loses about
+    # float32-epsilon · E[x²] / variance of it (found: a group of 2 values near −2.9, variance 0.0018, where it is
+    # 2.3e-5 off a float64 reference and rcc is not); the comparison with it is meaningful where that is small.
+    grouped = x.astype(np.float64).reshape(batch, groups, -1)
+    if grouped.shape[2] > 1:  # a group of one value normalises to exactly 0 whatever the variance
+        assume(bool(np.all((grouped ** 2).mean(axis=2) <= 100 * (grouped.var(axis=2) + epsilon))))
     scale, bias = floats(seed + 1, (channels,)), floats(seed + 2, (channels,))
     attrs = {"num_groups": groups, "epsilon": epsilon}
     check("nn.group_norm", [x, scale, bias], attrs, "GroupNormalization", attrs, opset=21)
