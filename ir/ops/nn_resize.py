@@ -142,11 +142,20 @@ def interpolation_matrices(x_shape: tuple[int, ...], attrs: dict) -> tuple[list[
     if tuple(attrs["sizes"]) == tuple(x_shape):
         return matrices, outside  # as in onnxruntime: a result the shape of the input is the input
     for axis in range(rank):
+        roi = roi_of_axis(attrs["roi"], axis, rank)
         if resize_axis_changes(x_shape, attrs, axis):
             weights, axis_outside = axis_weights(x_shape[axis], attrs["sizes"][axis], attrs["scales"][axis], attrs,
-                                                 roi_of_axis(attrs["roi"], axis, rank))
+                                                 roi)
             matrices.append((axis, weights))
-            outside = outside | axis_outside.reshape([-1 if a == axis else 1 for a in range(rank)])
+        elif (np.float32(attrs["scales"][axis]) != 1
+              and attrs["coordinate_transformation_mode"] == "tf_crop_and_resize"):
+            # an antialiased axis of unchanged size keeps its values, but onnxruntime still extrapolates the
+            # outputs whose region-of-interest coordinate falls outside the input (found by the property test)
+            src = crop_coordinates(x_shape[axis], attrs["sizes"][axis], *roi)
+            axis_outside = (src < 0) | (src > np.float32(x_shape[axis] - 1))
+        else:
+            continue
+        outside = outside | axis_outside.reshape([-1 if a == axis else 1 for a in range(rank)])
     return matrices, outside
 
 

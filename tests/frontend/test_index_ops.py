@@ -284,6 +284,17 @@ def test_resize_interpolation_matches_onnxruntime(mode: str, coordinate_mode: st
     check_model(one_node("Resize", {"x": x}, constants, **attrs), {"x": x})
 
 
+def test_resize_antialiased_axis_of_unchanged_size_still_extrapolates() -> None:
+    """tf_crop_and_resize with antialias: the width keeps its size (2 × 1.25 → 2), so its values are copied, but
+    the second column's region-of-interest coordinate (1.2) lies outside the input: onnxruntime gives the
+    extrapolation value there (a case hypothesis found)."""
+    x = floats(0, (1, 1, 2, 2))
+    constants = {"roi": np.array([0, 0, 0.0, 0.0, 1, 1, 1.2, 1.2], np.float32), "scales": np.array([1, 1, 0.5, 1.25],
+                                                                                                    np.float32)}
+    check_model(one_node("Resize", {"x": x}, constants, mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                         antialias=1, extrapolation_value=7.0), {"x": x})
+
+
 @pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
 def test_resize_axes_and_keep_aspect_ratio_policy(mode: str) -> None:
     x = floats(8, (1, 2, 4, 6))
