@@ -30,7 +30,6 @@ import numpy as np
 from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.frontend.opsets import model_for_onnxruntime
 from rcc.ir.errors import RccError
-from rcc.ir.inputs import load_inputs  # noqa: F401  (re-exported: it moved to the lowest layer)
 
 FLOAT_RTOL, FLOAT_ATOL = 1e-4, 1e-5
 DEFAULT_SAMPLES = 4

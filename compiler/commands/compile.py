@@ -23,7 +23,8 @@ from rcc.compiler.pass_manager import GRAPH_PIPELINE, default_pipeline
 from rcc.compiler.report import build_report
 from rcc.compiler.schedule_report import format_schedule, is_scheduled
 from rcc.compiler.summary import format_table
-from rcc.compiler.verify import DEFAULT_SAMPLES, VerifyResult, load_inputs
+from rcc.compiler.verify import DEFAULT_SAMPLES, VerifyResult
+from rcc.ir.inputs import load_inputs
 from rcc.ir.errors import RccError
 from rcc.ir.files import check_output_folder, check_output_path
 from rcc.ir.printer import save_module, weights_path

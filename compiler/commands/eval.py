@@ -18,7 +18,7 @@ from rcc.compiler.commands.common import (Parser, add_common_arguments, add_targ
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.evaluate import evaluate_model
-from rcc.compiler.verify import load_inputs
+from rcc.ir.inputs import load_inputs
 from rcc.ir.errors import RccError
 
 

@@ -12,7 +12,7 @@ from rcc.compiler.commands.common import Parser, add_common_arguments, add_targe
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.pass_manager import run_pipeline
-from rcc.compiler.verify import load_inputs
+from rcc.ir.inputs import load_inputs
 from rcc.ir.files import check_output_path
 from rcc.ir.parser import load_module
 from rcc.ir.printer import print_module, save_module, weights_path

@@ -21,7 +21,7 @@ from rcc.compiler.sweep_results import ResultsFile
 from rcc.compiler.sweep_search import (Constraint, GridSearch, OptunaSearch, RandomSearch, Search, column_of,
                                       feasible)
 from rcc.compiler.sweep_space import KEYS, SweepError, check_device_keys, check_points, grid_points, parse_grid
-from rcc.compiler.verify import load_inputs
+from rcc.ir.inputs import load_inputs
 from rcc.ir.files import check_output_folder
 
 
