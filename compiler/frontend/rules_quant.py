@@ -1,12 +1,17 @@
-"""Lowering of ONNX's quantization ops: QuantizeLinear, DequantizeLinear (opsets 10–21, per tensor and per
-axis, 8-bit), QLinearConv, QLinearMatMul, ConvInteger and MatMulInteger.
+"""Lowering of ONNX's quantization ops: QuantizeLinear, DequantizeLinear (opsets 10–21 and onnxruntime's
+com.microsoft versions, which its `quantize_static` writes for 4-bit weights; per tensor, per axis and
+blocked; int8, uint8, int4 and uint4), QLinearConv, QLinearMatMul, ConvInteger and MatMulInteger.
+
+int4/uint4 tensors are carried as i8/u8 with `bits = 4` on the Q/DQ ops (their values always fit). A
+blocked scale (`block_size`, opset 21) is expanded to one value per element of the tensor.
 
 Scales and zero points must be compile-time constants, and are checked here, so a malformed quantized
 model is one line naming its node: a scale that is zero, negative or not finite, a zero point of another
-dtype than the tensor (or a non-zero one for int32), per-axis parameters whose length is not the axis's,
-scale and zero point of different shapes, an axis out of range. 4-bit, 16-bit and float8 types and
-blocked quantization (`block_size`, opset 21) are refused in one line. QLinearConv and QLinearMatMul
-become an integer product and `nn.requantize` (onnxruntime's output stage; `ir/ops/nn_quant.py`).
+dtype than the tensor (or a non-zero one for int32), one that does not fit `output_dtype`, per-axis
+parameters whose length is not the axis's, scale and zero point of different shapes, an axis out of
+range, a block size that does not divide the axis. 16-bit and float8 types are refused in one line.
+QLinearConv and QLinearMatMul become an integer product and `nn.requantize` (onnxruntime's output
+stage; `ir/ops/nn_quant.py`).
 """
 
 from __future__ import annotations
@@ -15,17 +20,50 @@ import numpy as np
 from onnx import helper
 
 from rcc.compiler.frontend.context import LowerContext
-from rcc.compiler.frontend.registry import rule
+from rcc.compiler.frontend.registry import MS_DOMAIN, rule
 from rcc.compiler.frontend.rules_spatial import explicit_pads
 from rcc.ir.core import Value
-from rcc.ir.ops.nn_quant import QUANT_DTYPES, requantize_multiplier
+from rcc.ir.ops.nn_quant import QUANT_DTYPES, integer_limits, requantize_multiplier
 from rcc.ir.types import TensorType
 
 _CARRIED = {np.dtype(np.uint8), np.dtype(np.int8)}
+_FOUR_BIT = {"int4": np.int8, "uint4": np.uint8}  # ONNX's 4-bit types (ml_dtypes) → the dtype carrying them
 
 
 def _dtype_label(array: np.ndarray) -> str:
     return str(array.dtype) if array.dtype.names is None else "a custom type"
+
+
+def is_four_bit(array: np.ndarray) -> bool:
+    return array.dtype.name in _FOUR_BIT
+
+
+def widened(array: np.ndarray) -> np.ndarray:
+    """An int4/uint4 array as the int8/uint8 values rcc carries it in; other arrays unchanged."""
+    return array.astype(_FOUR_BIT[array.dtype.name]) if is_four_bit(array) else array
+
+
+def _checked_values(ctx: LowerContext, scale_index: int, zero_index: int, zero_dtype: np.dtype | None,
+                    label: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point (int4/uint4 widened, defaulting to zeros of `zero_dtype`, else uint8) with their
+    dtypes and values checked, not their shapes."""
+    scale = ctx.constant(scale_index, f"{label}scale")
+    if scale.dtype != np.float32:
+        raise ctx.unsupported(f"{label}scale is {scale.dtype}; rcc reads float32 scales")
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ctx.error(f"{label}scale must be positive and finite, got {scale.reshape(-1)[:4].tolist()}")
+    if ctx.has_input(zero_index):
+        zero = widened(ctx.constant(zero_index, f"{label}zero point"))
+    else:
+        zero = np.zeros(scale.shape, zero_dtype or np.uint8)
+    if zero.dtype not in _CARRIED and zero.dtype != np.int32:
+        raise ctx.unsupported(f"{label}zero point of type {_dtype_label(zero)}: rcc handles uint8, int8, uint4 "
+                              f"and int4 quantization (16-bit and float8 types are not supported)")
+    if zero_dtype is not None and zero.dtype != zero_dtype:
+        raise ctx.error(f"{label}zero point is {zero.dtype} but the tensor is {np.dtype(zero_dtype)}")
+    if zero.dtype == np.int32 and np.any(zero != 0):
+        raise ctx.error(f"{label}zero point of an int32 tensor must be 0, got {zero.reshape(-1)[:4].tolist()}")
+    return scale, zero
 
 
 def quant_params(ctx: LowerContext, scale_index: int, zero_index: int, tensor: TensorType, axis: int,
@@ -33,29 +71,14 @@ def quant_params(ctx: LowerContext, scale_index: int, zero_index: int, tensor: T
     """The (scale f32, zero point) constants of a quantized tensor, checked; the zero point defaults to a
     zero of `zero_dtype` (uint8 when None)."""
     label = f"{what} " if what else ""
-    scale = ctx.constant(scale_index, f"{label}scale")
-    if scale.dtype != np.float32:
-        raise ctx.unsupported(f"{label}scale is {scale.dtype}; rcc reads float32 scales")
-    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-        raise ctx.error(f"{label}scale must be positive and finite, got {scale.reshape(-1)[:4].tolist()}")
-    if ctx.has_input(zero_index):
-        zero = ctx.constant(zero_index, f"{label}zero point")
-    else:
-        zero = np.zeros(scale.shape, zero_dtype or np.uint8)
-    if zero.dtype not in _CARRIED and zero.dtype != np.int32:
-        raise ctx.unsupported(f"{label}zero point of type {_dtype_label(zero)}: rcc handles uint8 and int8 "
-                              f"quantization (4-bit, 16-bit and float8 types are not supported)")
-    if zero_dtype is not None and zero.dtype != zero_dtype:
-        raise ctx.error(f"{label}zero point is {zero.dtype} but the tensor is {np.dtype(zero_dtype)}")
-    if zero.dtype == np.int32 and np.any(zero != 0):
-        raise ctx.error(f"{label}zero point of an int32 tensor must be 0, got {zero.reshape(-1)[:4].tolist()}")
+    scale, zero = _checked_values(ctx, scale_index, zero_index, zero_dtype, label)
     if scale.size == 1 and zero.size == 1 and scale.ndim <= 1 and zero.ndim <= 1:
         return scale.reshape(()), zero.reshape(())
     if scale.shape != zero.shape:
         raise ctx.error(f"{label}scale {list(scale.shape)} and zero point {list(zero.shape)} differ in shape")
     if scale.ndim > 1:
-        raise ctx.error(f"{label}scale has rank {scale.ndim}; per-axis scales are 1-D (blocked quantization "
-                        f"is not supported)")
+        raise ctx.error(f"{label}scale has rank {scale.ndim}; per-axis scales are 1-D (a blocked scale needs "
+                        f"block_size)")
     if scale.ndim == 1 and scale.size != 1:
         if not -tensor.rank <= axis < tensor.rank:
             raise ctx.error(f"axis {axis} is out of range for a rank-{tensor.rank} tensor")
@@ -65,43 +88,91 @@ def quant_params(ctx: LowerContext, scale_index: int, zero_index: int, tensor: T
     return scale, zero
 
 
-def _axis(ctx: LowerContext) -> int:
-    if int(ctx.attr("block_size", 0)) != 0:
-        raise ctx.unsupported("blocked quantization (block_size) is not supported")
-    return int(ctx.attr("axis", 1))
-
-
 def _param(ctx: LowerContext, name: str, array: np.ndarray) -> Value:
     return ctx.builder.constant(f"{ctx.node.output[0]}.{name}", array)
 
 
+def _blocked_params(ctx: LowerContext, tensor: TensorType, axis: int, block_size: int,
+                    zero_dtype: np.dtype | None) -> tuple[np.ndarray, np.ndarray]:
+    """A blocked (opset 21) scale and zero point, checked and repeated to one value per element of `tensor`."""
+    if block_size < 0:
+        raise ctx.error(f"block_size must be positive, got {block_size}")
+    if not -tensor.rank <= axis < tensor.rank:
+        raise ctx.error(f"axis {axis} is out of range for a rank-{tensor.rank} tensor")
+    axis %= tensor.rank
+    length = tensor.shape[axis]
+    if length % block_size:
+        raise ctx.error(f"block_size {block_size} does not divide axis {axis} of {tensor} ({length})")
+    scale, zero = _checked_values(ctx, 1, 2, zero_dtype, "")
+    expected = tensor.shape[:axis] + (length // block_size,) + tensor.shape[axis + 1:]
+    if scale.shape != expected or zero.shape != expected:
+        raise ctx.error(f"blocked scale {list(scale.shape)} and zero point {list(zero.shape)} must both be "
+                        f"{list(expected)} for {tensor} with block_size {block_size} on axis {axis}")
+    return np.repeat(scale, block_size, axis), np.repeat(zero, block_size, axis)
+
+
+def _qdq_params(ctx: LowerContext, tensor: TensorType, zero_dtype: np.dtype | None,
+                output_dtype: np.dtype | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Scale, zero point (int4/uint4 widened) and the Q/DQ op's attributes (`axis`, `bits`)."""
+    axis, block_size = int(ctx.attr("axis", 1)), int(ctx.attr("block_size", 0))
+    declared = ctx.constant(2, "zero point") if ctx.has_input(2) else None
+    if declared is not None and output_dtype is not None and declared.dtype != output_dtype:
+        low, high = integer_limits(widened(np.zeros((), output_dtype)).dtype, 4 if output_dtype.name in _FOUR_BIT
+                                   else 8)
+        values = widened(declared).reshape(-1)[:4].tolist()
+        raise ctx.error(f"zero point {values} is {declared.dtype} but output_dtype is {output_dtype} "
+                        f"(range [{low}, {high}])")
+    if zero_dtype is None and declared is None and output_dtype is not None:
+        zero_dtype = output_dtype
+    four_bit = declared is not None and is_four_bit(declared) or zero_dtype is not None \
+        and np.dtype(zero_dtype).name in _FOUR_BIT
+    if zero_dtype is not None:
+        zero_dtype = widened(np.zeros((), zero_dtype)).dtype
+    if block_size:
+        scale, zero = _blocked_params(ctx, tensor, axis, block_size, zero_dtype)
+    else:
+        scale, zero = quant_params(ctx, 1, 2, tensor, axis, zero_dtype)
+    return scale, zero, {"axis": axis % max(tensor.rank, 1), "bits": 4 if four_bit else 8}
+
+
+def _quantized_input(ctx: LowerContext) -> Value:
+    """Input 0 of a DequantizeLinear; an int4/uint4 constant becomes its i8/u8 carrier."""
+    name = ctx.node.input[0]
+    if name in ctx.constants and is_four_bit(ctx.constants[name]):
+        return ctx.builder.constant(f"{ctx.node.output[0]}.x", widened(ctx.constants[name]))
+    return ctx.input(0)
+
+
 @rule("QuantizeLinear")
+@rule("QuantizeLinear", domain=MS_DOMAIN)
 def lower_quantize_linear(ctx: LowerContext) -> None:
     x = ctx.input(0)
-    axis = _axis(ctx)
-    output_dtype = int(ctx.attr("output_dtype", 0))
     if x.type.dtype != "f32":
         raise ctx.unsupported(f"QuantizeLinear of {x.type.dtype}: rcc quantizes float32 tensors")
-    scale, zero = quant_params(ctx, 1, 2, x.type, axis)
-    if output_dtype and not ctx.has_input(2):
-        zero = np.zeros(scale.shape, helper.tensor_dtype_to_np_dtype(output_dtype))
-        if zero.dtype not in _CARRIED:
-            raise ctx.unsupported(f"QuantizeLinear to {zero.dtype}: rcc handles uint8 and int8")
+    output_dtype = int(ctx.attr("output_dtype", 0))
+    declared = helper.tensor_dtype_to_np_dtype(output_dtype) if output_dtype else None
+    if declared is not None and declared.name not in _FOUR_BIT and declared not in _CARRIED:
+        raise ctx.unsupported(f"QuantizeLinear to {declared}: rcc handles uint8, int8, uint4 and int4")
+    scale, zero, attrs = _qdq_params(ctx, x.type, None, declared)
     if zero.dtype not in _CARRIED:
-        raise ctx.error(f"zero point is {zero.dtype}; QuantizeLinear produces uint8 or int8")
+        raise ctx.error(f"zero point is {zero.dtype}; QuantizeLinear produces uint8, int8, uint4 or int4")
     operands = [x, _param(ctx, "scale", scale), _param(ctx, "zero_point", zero)]
-    ctx.bind(0, ctx.op("nn.quantize_linear", operands, {"axis": axis % max(x.type.rank, 1)}))
+    ctx.bind(0, ctx.op("nn.quantize_linear", operands, attrs))
 
 
 @rule("DequantizeLinear")
+@rule("DequantizeLinear", domain=MS_DOMAIN)
 def lower_dequantize_linear(ctx: LowerContext) -> None:
-    x = ctx.input(0)
-    axis = _axis(ctx)
+    name = ctx.node.input[0]
+    raw = ctx.constants.get(name)
+    x = _quantized_input(ctx)
     if x.type.dtype not in (*QUANT_DTYPES, "i32"):
-        raise ctx.unsupported(f"DequantizeLinear of {x.type.dtype}: rcc handles uint8, int8 and int32")
-    scale, zero = quant_params(ctx, 1, 2, x.type, axis, x.type.np_dtype)
+        raise ctx.unsupported(f"DequantizeLinear of {x.type.dtype}: rcc handles uint8, int8, uint4, int4 and int32")
+    scale, zero, attrs = _qdq_params(ctx, x.type, raw.dtype if raw is not None else x.type.np_dtype)
+    if x.producer is not None and x.producer.opname == "nn.quantize_linear" and x.producer.attrs["bits"] == 4:
+        attrs["bits"] = 4
     operands = [x, _param(ctx, "scale", scale), _param(ctx, "zero_point", zero)]
-    ctx.bind(0, ctx.op("nn.dequantize_linear", operands, {"axis": axis % max(x.type.rank, 1)}))
+    ctx.bind(0, ctx.op("nn.dequantize_linear", operands, attrs))
 
 
 def _per_tensor(ctx: LowerContext, scale: np.ndarray, what: str) -> None:

@@ -7,8 +7,11 @@ MatMulInteger) and the requantisations onnxruntime's integer kernels apply after
     %y   = nn.dequantize_linear(%yq, %s_y, %y_zp)                       : f32[1,8,32,32]
 
 The semantics are onnxruntime's CPU kernels (MLAS), bit for bit:
-- quantize_linear: saturate(rint(x / scale) + zero_point), the division in float32, ties to even;
-- dequantize_linear: float32(x − zero_point) · scale;
+- quantize_linear: saturate(rint(x / scale) + zero_point), the division in float32, ties to even, into the
+  range of `bits` (8, or 4 for ONNX's int4/uint4, which rcc carries in i8/u8 tensors);
+- dequantize_linear: float32(x − zero_point) · scale (`bits` records the width the model declared);
+- scale and zero point: one value, one per index of `axis`, or (blocked quantization, expanded by the
+  frontend) one per element of x;
 - requantize (QLinearConv, QLinearMatMul, QGemm): saturate(rint(float32(acc + bias) · multiplier) + zp),
   multiplier = float32(float32(x_scale · w_scale) / y_scale) per output channel, clamped before rounding;
 - qlinear_add, qlinear_mul and qlinear_global_avg_pool: the float formulas of onnxruntime's com.microsoft
@@ -27,9 +30,12 @@ from rcc.ir.types import TensorType
 QUANT_DTYPES = ("u8", "i8")
 
 
-def integer_limits(dtype: np.dtype | str) -> tuple[int, int]:
-    """The range of a quantized integer dtype (`u8` → (0, 255))."""
+def integer_limits(dtype: np.dtype | str, bits: int = 8) -> tuple[int, int]:
+    """The range of a quantized integer dtype (`u8` → (0, 255)), or of its `bits`-bit narrowing (4: `i8` →
+    (−8, 7), `u8` → (0, 15): ONNX's int4/uint4)."""
     info = np.iinfo(TensorType((), dtype).np_dtype if isinstance(dtype, str) else dtype)
+    if bits < info.bits:
+        return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if info.min < 0 else (0, 2 ** bits - 1)
     return int(info.min), int(info.max)
 
 
@@ -38,6 +44,8 @@ def along_axis(values: np.ndarray, rank: int, axis: int) -> np.ndarray:
     values = np.asarray(values)
     if values.size == 1:  # one value broadcasts, whatever the axis
         return values.reshape(())
+    if values.ndim == rank > 1:  # one value per element (blocked quantization, expanded)
+        return values
     shape = [1] * rank
     shape[axis % rank] = values.size
     return values.reshape(shape)
@@ -45,7 +53,7 @@ def along_axis(values: np.ndarray, rank: int, axis: int) -> np.ndarray:
 
 def _check_per_axis(x: TensorType, params: list[TensorType], axis: int) -> None:
     for param in params:
-        if param.rank == 0 or param.size == 1 and param.rank <= 1:
+        if param.rank == 0 or param.size == 1 and param.rank <= 1 or param.rank > 1 and param.shape == x.shape:
             continue
         if param.rank != 1 or x.rank == 0 or not -x.rank <= axis < x.rank or param.shape[0] != x.shape[axis]:
             raise ValueError(f"scale/zero point {param} do not match axis {axis} of {x}")
@@ -57,14 +65,18 @@ def _quantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
         raise ValueError(f"quantizes f32 with an f32 scale and a u8/i8 zero point of the same shape, "
                          f"got {x}, {scale}, {zero}")
     _check_per_axis(x, [scale, zero], attrs["axis"])
+    if attrs["bits"] not in (4, 8):
+        raise ValueError(f"bits must be 4 or 8, got {attrs['bits']}")
     return [TensorType(x.shape, zero.dtype)]
 
 
 @define("nn.quantize_linear", operands=("x", "scale", "zero_point"), infer=_quantize_infer,
-        attrs={"axis": Attr("int", 1)})
-def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, *, axis: int) -> np.ndarray:
-    """saturate(rint(x / scale) + zero_point): float32 division, ties to even, per tensor or along `axis`."""
-    low, high = integer_limits(zero_point.dtype)
+        attrs={"axis": Attr("int", 1), "bits": Attr("int", 8)})
+def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, *, axis: int,
+                    bits: int = 8) -> np.ndarray:
+    """saturate(rint(x / scale) + zero_point): float32 division, ties to even, per tensor, along `axis` or
+    per element, into the range of `bits`."""
+    low, high = integer_limits(zero_point.dtype, bits)
     scaled = np.divide(x, along_axis(scale, x.ndim, axis), dtype=np.float32)
     shifted = np.rint(scaled) + along_axis(zero_point, x.ndim, axis).astype(np.float32)
     return np.clip(shifted, low, high).astype(zero_point.dtype)
@@ -77,13 +89,16 @@ def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
         raise ValueError(f"dequantizes u8/i8/i32 with an f32 scale and a zero point of its dtype and the "
                          f"scale's shape, got {x}, {scale}, {zero}")
     _check_per_axis(x, [scale, zero], attrs["axis"])
+    if attrs["bits"] not in (4, 8):
+        raise ValueError(f"bits must be 4 or 8, got {attrs['bits']}")
     return [TensorType(x.shape, "f32")]
 
 
 @define("nn.dequantize_linear", operands=("x", "scale", "zero_point"), infer=_dequantize_infer,
-        attrs={"axis": Attr("int", 1)})
-def dequantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, *, axis: int) -> np.ndarray:
-    """float32(x − zero_point) · scale, per tensor or along `axis`."""
+        attrs={"axis": Attr("int", 1), "bits": Attr("int", 8)})
+def dequantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, *, axis: int,
+                      bits: int = 8) -> np.ndarray:
+    """float32(x − zero_point) · scale, per tensor, along `axis` or per element (`bits` does not change it)."""
     shifted = x.astype(np.int64) - along_axis(zero_point, x.ndim, axis).astype(np.int64)
     return np.multiply(shifted.astype(np.float32), along_axis(scale, x.ndim, axis), dtype=np.float32)
 
