@@ -6,7 +6,7 @@ its outputs against onnxruntime's, element for element.
     summary = bit_exact_summary(machine_runs, onnxruntime_runs, outputs, boundaries)
 
 A quantized boundary is an integer tensor of the ONNX model that the compiled program computes under
-the same name: the output of a QuantizeLinear, QLinearConv, QLinearMatMul, ConvInteger or MatMulInteger
+the same name: the output of a QuantizeLinear (also com.microsoft's, which 4-bit models use), QLinearConv, QLinearMatMul, ConvInteger or MatMulInteger
 (what `fuse-qdq` and the quantization rules name their results after). onnxruntime computes them with
 its default session options, where QDQ groups run as its integer kernels; `nn.requantize` and the
 `nn.qlinear_*` ops reproduce those kernels, so with a lossless ADC every element must be equal.
@@ -15,15 +15,21 @@ its default session options, where QDQ groups run as its integer kernels; `nn.re
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
+import onnx
 
 from rcc.backends.program import Program
 from rcc.compiler.frontend.loader import load_onnx
+from rcc.compiler.frontend.registry import MS_DOMAIN
+from rcc.compiler.frontend.opsets import model_for_onnxruntime
 
 QUANTIZED_PRODUCERS = ("QuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
-FLOAT_KERNELS = ("ConvTranspose",)  # float ops onnxruntime has no integer kernel for: their QDQ group runs in float
+EXACT_FLOAT_OPS = frozenset({"DequantizeLinear", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity",
+                             "Concat", "Split", "Slice", "Gather", "MaxPool", "NhwcMaxPool", "GlobalMaxPool",
+                             "DepthToSpace", "SpaceToDepth", "Expand", "Tile"})
 
 
 def is_quantized(program: Program) -> bool:
@@ -36,21 +42,42 @@ def is_quantized(program: Program) -> bool:
 def quantized_boundaries(path: str | os.PathLike, program: Program) -> list[str]:
     """The ONNX model's quantized tensors (in graph order) that the program also writes."""
     written = {name for instruction in program.instructions for name in instruction.dst}
-    names = [node.output[0] for node in load_onnx(path).graph.node
-             if node.op_type in QUANTIZED_PRODUCERS and node.domain in ("", "ai.onnx") and node.output]
+    names = [node.output[0] for node in load_onnx(path).graph.node if node.op_type in QUANTIZED_PRODUCERS
+             and (node.domain in ("", "ai.onnx") or node.domain == MS_DOMAIN and node.op_type == "QuantizeLinear")
+             and node.output]
     return [name for name in names if name in written]
 
 
-def float_kernel_boundaries(path: str | os.PathLike) -> set[str]:
-    """The QuantizeLinear outputs of the model whose float input onnxruntime computes with a float kernel
-    (`FLOAT_KERNELS`: DequantizeLinear → ConvTranspose → QuantizeLinear). rcc computes those groups exactly
-    (`nn.conv_transpose_integer`, `nn.rescale_quantize`); onnxruntime's float32 sum, rounded in MLAS's
-    order, can land on the other side of a rounding boundary of y_scale, which only its own float kernel
-    could reproduce."""
-    graph = load_onnx(path).graph
-    producers = {name: node for node in graph.node for name in node.output}
-    return {node.output[0] for node in graph.node if node.op_type == "QuantizeLinear" and node.input
-            and getattr(producers.get(node.input[0]), "op_type", None) in FLOAT_KERNELS}
+def onnxruntime_optimized_graph(path: str | os.PathLike) -> onnx.GraphProto:
+    """The graph onnxruntime runs for the model under its default session options (CPU), as it saves it
+    through `SessionOptions.optimized_model_filepath`: QDQ groups it fused are its integer kernels there,
+    the groups it left in float are still DequantizeLinear → float op → QuantizeLinear."""
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory() as folder:
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        options.optimized_model_filepath = os.path.join(folder, "optimized.onnx")
+        onnxruntime.InferenceSession(model_for_onnxruntime(path), options, providers=["CPUExecutionProvider"])
+        return onnx.load(options.optimized_model_filepath).graph
+
+
+def float_kernel_boundaries(path: str | os.PathLike) -> dict[str, str]:
+    """The QuantizeLinear outputs of the model whose float input onnxruntime computes with a float kernel,
+    and that kernel's op type: in onnxruntime's optimized graph (`onnxruntime_optimized_graph`) the
+    QuantizeLinear's input comes from an arithmetic op (`EXACT_FLOAT_OPS` only move or select values, so
+    the integers they give are the same). rcc computes those groups exactly; onnxruntime's float32 sum,
+    rounded in MLAS's order, can land on the other side of a rounding boundary of y_scale, which only its own
+    float kernel could reproduce. Found there: ConvTranspose (no integer kernel); Conv and Gemm with 4-bit
+    weights; Conv, Add and Mul whose int8 activations its int8 → uint8 rewrite converted on one side only;
+    a linear Resize."""
+    optimized = onnxruntime_optimized_graph(path)
+    producers = {name: node for node in optimized.node for name in node.output}
+    computed = {node.input[0]: producers[node.input[0]].op_type for node in optimized.node
+                if node.op_type == "QuantizeLinear" and node.input and node.input[0] in producers
+                and producers[node.input[0]].op_type not in EXACT_FLOAT_OPS}
+    return {node.output[0]: computed[node.input[0]] for node in load_onnx(path).graph.node
+            if node.op_type == "QuantizeLinear" and node.input and node.input[0] in computed}
 
 
 def _differing(actual: np.ndarray, expected: np.ndarray) -> int:
@@ -63,7 +90,7 @@ def _differing(actual: np.ndarray, expected: np.ndarray) -> int:
 def bit_exact_summary(actual: list[dict[str, np.ndarray]], expected: list[dict[str, np.ndarray]],
                       outputs: list[str], boundaries: list[str],
                       expected_boundaries: list[dict[str, np.ndarray]],
-                      float_kernels: set[str] = frozenset()) -> dict[str, Any]:
+                      float_kernels: dict[str, str] | None = None) -> dict[str, Any]:
     """`bit_exact` (every output equal to onnxruntime's on the model as given, in every sample),
     `differing` (output elements that differ, over all samples, and per output), and the boundaries
     (`expected_boundaries`: onnxruntime on a copy that exposes them): how many were compared, whether all
@@ -75,13 +102,15 @@ def bit_exact_summary(actual: list[dict[str, np.ndarray]], expected: list[dict[s
     in the copy; so the outputs are judged on the model as given and the boundaries are reported.
 
     `float_kernels` (`float_kernel_boundaries`) are boundaries onnxruntime computes in float: their differing
-    counts are listed in `float_kernel_boundaries`, and `float_kernel_boundary` names the first differing
-    boundary when it is one of them (the outputs then differ by onnxruntime's float rounding, not by rcc).
+    counts are listed in `float_kernel_boundaries` and their kernels' op types in `float_kernels`, and
+    `float_kernel_boundary` names the first differing boundary when it is one of them (the outputs then
+    differ by onnxruntime's float rounding, not by rcc).
     """
     per_output = {name: sum(_differing(np.asarray(a[name]), np.asarray(e[name])) for a, e in zip(actual, expected))
                   for name in outputs if all(name in a for a in actual) and name in expected[0]}
     per_boundary = {name: sum(_differing(np.asarray(a[name]), np.asarray(e[name]))
                               for a, e in zip(actual, expected_boundaries)) for name in boundaries}
+    float_kernels = float_kernels or {}
     differing_boundaries = {name: count for name, count in per_boundary.items() if count}
     first = next(iter(differing_boundaries), None)
     return {"bit_exact": not any(per_output.values()) and len(per_output) == len(outputs),
@@ -90,4 +119,5 @@ def bit_exact_summary(actual: list[dict[str, np.ndarray]], expected: list[dict[s
             "differing_boundaries": differing_boundaries,
             "first_differing_boundary": first,
             "float_kernel_boundaries": {name: per_boundary[name] for name in boundaries if name in float_kernels},
-            "float_kernel_boundary": first if first in float_kernels else None}
+            "float_kernel_boundary": first if first in float_kernels else None,
+            "float_kernels": {name: float_kernels[name] for name in boundaries if name in float_kernels}}
