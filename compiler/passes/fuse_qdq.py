@@ -10,9 +10,13 @@ QLinearAdd, QLinearAveragePool, QLinearGlobalAveragePool, and data movement on t
 
 Groups (the result of the float op must have the QuantizeLinear as its only reader):
 - conv2d / matmul (+ add of a bias) / matmul of a transposed weight, with constant integer weights,
-  per-tensor activations and per-tensor or per-output-channel weights, an int32 bias;
-- add of two per-tensor quantized tensors → `nn.qlinear_add`; average pools (pads not counted) →
-  `nn.qlinear_avg_pool2d`, `nn.qlinear_global_avg_pool`;
+  per-tensor activations and per-tensor or per-output-channel weights, an int32 bias; with 4-bit weights
+  or activations onnxruntime runs the float kernel, so the exact product is rescaled once instead
+  (`float_kernel_ops`, as for conv_transpose2d);
+- add or multiply of two per-tensor quantized tensors → `nn.qlinear_add`, `nn.qlinear_mul`; average
+  pools (pads not counted) → `nn.qlinear_avg_pool2d`, `nn.qlinear_global_avg_pool`; not when onnxruntime's
+  int8 → uint8 rewrite leaves the activations of two dtypes (`QdqGroup.onnxruntime_fuses`): it keeps those
+  groups in float, and so does rcc;
 - max pool, reshape, transpose, identity, depth/space rearrangements with equal input and output
   quantization → the same op on the integers (exactly what the float detour gives);
 - sigmoid, leaky relu, softmax, concat → onnxruntime's lookup-table kernels (`fuse_qdq_tables.py`);
@@ -33,11 +37,12 @@ from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.compiler.passes.fuse_qdq_deconv import fuse_conv_transpose
 from rcc.compiler.passes.fuse_qdq_tables import TABLE_MATCHERS, fuse_dequantized_function
-from rcc.compiler.passes.qdq_group import Dequantized, QdqGroup, dequantized
+from rcc.compiler.passes.qdq_group import Dequantized, QdqGroup, dequantized, float_bias, float_kernel_ops
 from rcc.ir.builder import make_op
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.ops.nn_quant import requantize_multiplier
 
+_ELEMENTWISE = ("nn.add", "nn.mul", "nn.global_avg_pool", "nn.avg_pool2d")
 _PASSTHROUGH = ("nn.max_pool2d", "nn.reshape", "nn.transpose", "nn.identity", "nn.depth_to_space",
                 "nn.space_to_depth", "nn.global_max_pool")
 
@@ -62,6 +67,22 @@ def _integer_bias(value: Value | None) -> Value | None | bool:
     return bias.x
 
 
+def _runs_in_float(group: QdqGroup, x: Dequantized, w: Dequantized) -> bool:
+    """Whether onnxruntime runs the group's product as a float kernel: it has no integer kernel for 4-bit
+    operands, and on x86-64 its QDQ Conv/MatMul/Gemm selectors take uint8 activations only (int8 is allowed
+    on ARM alone), so an int8 activation its int8 → uint8 rewrite did not convert keeps the group in float."""
+    return x.bits == 4 or w.bits == 4 or {group.onnxruntime_dtype(x.x), group.onnxruntime_dtype(group.quantize.result)} != {"u8"}
+
+
+def _float_kernel(group: QdqGroup, product: str, operands: list[Value], attrs: dict, x: Dequantized,
+                  w: Dequantized, bias_value: Value | None, axis: int) -> list[Op] | None:
+    bias = float_bias(bias_value)
+    if bias is False or group.quantize.attrs["bits"] != 8:
+        return None
+    acc = make_op(product, operands, attrs, [group.module.fresh_name(f"{group.name}.acc")])
+    return float_kernel_ops(group, acc, x, w, bias, axis)
+
+
 def _fuse_conv(group: QdqGroup) -> list[Op] | None:
     y = group.quantize.operands[0]
     conv = y.producer
@@ -69,11 +90,14 @@ def _fuse_conv(group: QdqGroup) -> list[Op] | None:
             or not group.scale.type.size == 1:
         return None
     x, w = dequantized(conv.operands[0]), dequantized(conv.operands[1])
-    bias = _integer_bias(conv.operands[2] if len(conv.operands) > 2 else None)
+    bias_value = conv.operands[2] if len(conv.operands) > 2 else None
+    bias = _integer_bias(bias_value)
     if x is None or w is None or bias is False or not x.per_tensor or not w.x.is_constant \
-            or not (w.per_tensor or w.axis == 0):
+            or not (w.per_tensor or w.per_axis and w.axis == 0):
         return None
     operands = [x.x, w.x, x.zero, w.zero]
+    if _runs_in_float(group, x, w):
+        return _float_kernel(group, "nn.conv_integer", operands, conv.attrs, x, w, bias_value, 1)
     return _requantized(group, "nn.conv_integer", operands, conv.attrs, x, w, bias, 1)
 
 
@@ -97,11 +121,14 @@ def _fuse_matmul(group: QdqGroup) -> list[Op] | None:
     x, w = dequantized(product.operands[0]), dequantized(weight)
     bias = _integer_bias(bias_value)
     if x is None or w is None or bias is False or not x.per_tensor or not w.x.is_constant \
-            or w.x.type.rank != 2 or not (w.per_tensor or w.axis == output_axis):
+            or w.x.type.rank != 2 or not (w.per_tensor or w.per_axis and w.axis == output_axis):
         return None
     matrix = w.x if output_axis == 1 else group.constant("wq", np.ascontiguousarray(w.x.data.T))
     acc_axis = product.result.type.rank - 1
-    return _requantized(group, "nn.matmul_integer", [x.x, matrix, x.zero, w.zero], {}, x, w, bias, acc_axis)
+    operands = [x.x, matrix, x.zero, w.zero]
+    if _runs_in_float(group, x, w):
+        return _float_kernel(group, "nn.matmul_integer", operands, {}, x, w, bias_value, acc_axis)
+    return _requantized(group, "nn.matmul_integer", operands, {}, x, w, bias, acc_axis)
 
 
 def _same_quantization(a: Dequantized, scale: Value, zero: Value) -> bool:
@@ -117,18 +144,22 @@ def _per_tensor_attrs(group: QdqGroup, prefix: str, operand: Dequantized) -> dic
 def _fuse_elementwise(group: QdqGroup) -> list[Op] | None:
     y = group.quantize.operands[0]
     op = y.producer
-    if op is None or op.opname not in ("nn.add", "nn.global_avg_pool", "nn.avg_pool2d") or not group.only_read_by_quantize(y) \
+    if op is None or op.opname not in _ELEMENTWISE or not group.only_read_by_quantize(y) \
             or group.scale.type.size != 1:
         return None
     inputs = [dequantized(v) for v in op.operands]
     dtype = group.zero.type.dtype
-    if any(d is None or not d.per_tensor or d.x.type.dtype != dtype for d in inputs):
-        return None
+    if any(d is None or not d.per_tensor or d.x.type.dtype != dtype or d.bits != 8 for d in inputs) \
+            or group.quantize.attrs["bits"] != 8 or not group.onnxruntime_fuses(inputs):
+        return None  # onnxruntime leaves it in float, as rcc does (an exact float32 add or multiply)
     attrs = {"y_scale": float(group.scale.data.reshape(-1)[0]), "y_zero": int(group.zero.data.reshape(-1)[0]),
              "dtype": dtype, **_per_tensor_attrs(group, "a", inputs[0])}
-    if op.opname == "nn.add":
-        attrs.update(_per_tensor_attrs(group, "b", inputs[1]), as_uint8=dtype == "i8")  # onnxruntime's rewrite
-        return [make_op("nn.qlinear_add", [inputs[0].x, inputs[1].x], attrs, [group.name])]
+    if op.opname in ("nn.add", "nn.mul"):
+        attrs.update(_per_tensor_attrs(group, "b", inputs[1]))
+        if op.opname == "nn.mul":
+            return [make_op("nn.qlinear_mul", [inputs[0].x, inputs[1].x], attrs, [group.name])]
+        as_uint8 = group.onnxruntime_dtype(group.quantize.result) != dtype  # onnxruntime's int8 → uint8 rewrite
+        return [make_op("nn.qlinear_add", [inputs[0].x, inputs[1].x], {**attrs, "as_uint8": as_uint8}, [group.name])]
     if op.opname == "nn.avg_pool2d":
         if op.attrs["count_include_pad"]:
             return None

@@ -15,22 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rcc.compiler.passes.qdq_group import QdqGroup, dequantized
+from rcc.compiler.passes.qdq_group import QdqGroup, dequantized, float_bias, float_kernel_ops
 from rcc.ir.builder import make_op
-from rcc.ir.core import Op, Value
-from rcc.ir.ops.nn_quant import dequantize_linear
-
-
-def _float_bias(value: Value | None) -> np.ndarray | None | bool:
-    """The bias as float32 values: None without one, False when it is not constant."""
-    if value is None:
-        return None
-    if value.is_constant and value.type.dtype == "f32":
-        return value.data.reshape(-1)
-    bias = dequantized(value)
-    if bias is None or not bias.x.is_constant:
-        return False
-    return dequantize_linear(bias.x.data, bias.scale.data, bias.zero.data, axis=bias.axis).reshape(-1)
+from rcc.ir.core import Op
 
 
 def fuse_conv_transpose(group: QdqGroup) -> list[Op] | None:
@@ -40,18 +27,11 @@ def fuse_conv_transpose(group: QdqGroup) -> list[Op] | None:
             or group.scale.type.size != 1:
         return None
     x, w = dequantized(deconv.operands[0]), dequantized(deconv.operands[1])
-    bias = _float_bias(deconv.operands[2] if len(deconv.operands) > 2 else None)
+    bias = float_bias(deconv.operands[2] if len(deconv.operands) > 2 else None)
     if x is None or w is None or bias is False or not x.per_tensor or not w.x.is_constant \
-            or not (w.per_tensor or w.axis == 1) or w.x.type.dtype not in ("u8", "i8"):
+            or not (w.per_tensor or w.per_axis and w.axis == 1) or w.x.type.dtype not in ("u8", "i8"):
         return None
     w_zero = w.zero.data.reshape(-1) if w.zero.type.size > 1 else w.zero.data.reshape(())
     acc = make_op("nn.conv_transpose_integer", [x.x, w.x, x.zero, group.constant("w_zero", w_zero)], deconv.attrs,
                   [group.module.fresh_name(f"{group.name}.acc")])
-    scale = np.multiply(np.float32(x.scale.data.reshape(-1)[0]), w.scale.data.reshape(-1).astype(np.float32),
-                        dtype=np.float32)
-    if scale.size > 1:  # one per output channel of a group (axis 1 of the weight): repeat for every group
-        scale = np.tile(scale, deconv.attrs["group"])
-    operands = [acc.result, group.constant("scale", scale), group.scale, group.zero]
-    if bias is not None:
-        operands.append(group.constant("bias", bias.astype(np.float32)))
-    return [acc, make_op("nn.rescale_quantize", operands, {"axis": 1}, [group.name])]
+    return float_kernel_ops(group, acc, x, w, bias, 1, deconv.attrs["group"])

@@ -148,19 +148,3 @@ def test_a_non_zero_int32_zero_point_is_refused(tmp_path) -> None:
                       {"s": np.float32(0.1), "z": np.array(3, np.int32)}, {"y": (np.float32, (4,))})
     with pytest.raises(RccError, match="bias_dq.*zero point of an int32 tensor must be 0"):
         compile_model(path)
-
-
-def test_blocked_and_4_bit_quantization_are_named_unsupported(tmp_path) -> None:
-    blocked = _quantize_model(tmp_path, np.ones((1, 3, 2), np.float32), np.zeros((1, 3, 2), np.uint8), axis=2,
-                              opset=21, block_size=2)
-    with pytest.raises(UnsupportedError, match="bad_q.*block_size"):
-        compile_model(blocked)
-    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q4")
-    graph = helper.make_graph([node], "q4", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-                              [helper.make_tensor_value_info("q", TensorProto.INT4, [4])],
-                              [numpy_helper.from_array(np.float32(0.1), "s"),
-                               helper.make_tensor("z", TensorProto.INT4, [], [0])])
-    path = tmp_path / "q4.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), path)
-    with pytest.raises(RccError, match="q4"):
-        compile_model(path)
