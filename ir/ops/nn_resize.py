@@ -5,7 +5,10 @@ tf_crop_and_resize's region of interest and extrapolation value, and antialiasin
 Both modes are separable: along each axis whose size or scale changes, every output element is a weighted
 sum of input elements, so the op is a sequence of one matrix product per axis with a [out, in] weight
 matrix (`axis_weights`). Coordinates are float32 in onnxruntime's order of operations
-(`source_coordinates`); weights and sums are float64, the result the input's dtype.
+(`source_coordinates`); weights and sums are float64, the result the input's dtype. The commonest case,
+bilinear resizing of the two spatial axes of a float32 NCHW tensor, is onnxruntime's UpsampleBilinear
+float32 formula step for step instead (`onnxruntime_bilinear`), so a quantized model's float Resize
+gives onnxruntime's integers.
 """
 
 from __future__ import annotations
@@ -177,6 +180,40 @@ def _resize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     return [TensorType(tuple(sizes), x.dtype)]
 
 
+def _bilinear_taps(in_size: int, out_size: int, scale: float, coordinate_mode: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """onnxruntime's bilinear setup along one axis: the two neighbours of each clamped float32 coordinate and
+    the float32 distances to them (|c − low|, |c − high|; both 0.5 where the neighbours coincide)."""
+    coordinate = np.clip(source_coordinates(in_size, out_size, scale, coordinate_mode), np.float32(0),
+                         np.float32(in_size - 1))
+    low = np.minimum(coordinate.astype(np.int64), in_size - 1)
+    high = np.minimum(low + 1, in_size - 1)
+    to_low = np.abs(coordinate - low.astype(np.float32)).astype(np.float32)
+    to_high = np.abs(coordinate - high.astype(np.float32)).astype(np.float32)
+    same = low == high
+    to_low[same], to_high[same] = np.float32(0.5), np.float32(0.5)
+    return low, high, to_low, to_high
+
+
+def onnxruntime_bilinear(x: np.ndarray, attrs: dict) -> np.ndarray | None:
+    """onnxruntime's UpsampleBilinear for a float32 NCHW tensor whose last two axes are resized linearly (no
+    antialias, no region of interest): dx2·dy2·X11 + dx1·dy2·X21 + dx2·dy1·X12 + dx1·dy1·X22, each product
+    and sum rounded to float32 left to right. None when the resize is not that case."""
+    changed = [axis for axis in range(x.ndim) if resize_axis_changes(x.shape, attrs, axis)]
+    if x.dtype != np.float32 or x.ndim != 4 or changed != [2, 3] or attrs["mode"] != "linear" or attrs["antialias"] \
+            or attrs["coordinate_transformation_mode"] == "tf_crop_and_resize":
+        return None
+    mode = attrs["coordinate_transformation_mode"]
+    y1, y2, dy1, dy2 = _bilinear_taps(x.shape[2], attrs["sizes"][2], attrs["scales"][2], mode)
+    x1, x2, dx1, dx2 = _bilinear_taps(x.shape[3], attrs["sizes"][3], attrs["scales"][3], mode)
+    rows1, rows2 = x[:, :, y1, :], x[:, :, y2, :]
+    x11, x21, x12, x22 = rows1[..., x1], rows1[..., x2], rows2[..., x1], rows2[..., x2]
+    dy1, dy2 = dy1[:, None], dy2[:, None]
+    total = (dx2 * dy2) * x11 + (dx1 * dy2) * x21  # float32 throughout, in onnxruntime's order
+    total = total + (dx2 * dy1) * x12
+    return np.ascontiguousarray(total + (dx1 * dy1) * x22)
+
+
 @define("nn.resize", operands=("x",), infer=_resize_infer,
         attrs={"mode": Attr("str"), "sizes": Attr("ints"), "scales": Attr("floats"),
                "coordinate_transformation_mode": Attr("str", "half_pixel"), "cubic_coeff_a": Attr("float", -0.75),
@@ -186,6 +223,10 @@ def resize(x: np.ndarray, **attrs) -> np.ndarray:
     """ONNX Resize in linear or cubic mode to `sizes`; `scales` (output/input per axis, used as float32) map
     coordinates, `roi` ([starts..., ends...] as fractions, tf_crop_and_resize only) crops first. As in
     onnxruntime, a result the shape of the input is the input, whatever the scales say."""
+    if tuple(attrs["sizes"]) != tuple(x.shape):
+        bilinear = onnxruntime_bilinear(x, attrs)
+        if bilinear is not None:
+            return bilinear
     matrices, outside = interpolation_matrices(x.shape, attrs)
     out = x.astype(np.float64)
     for axis, weights in matrices:
