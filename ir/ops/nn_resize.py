@@ -196,11 +196,12 @@ def _bilinear_taps(in_size: int, out_size: int, scale: float, coordinate_mode: s
 
 
 def onnxruntime_bilinear(x: np.ndarray, attrs: dict) -> np.ndarray | None:
-    """onnxruntime's UpsampleBilinear for a float32 NCHW tensor whose last two axes are resized linearly (no
+    """onnxruntime's UpsampleBilinear for a float32 NCHW tensor whose last two axes (or one) are resized linearly (no
     antialias, no region of interest): dx2·dy2·X11 + dx1·dy2·X21 + dx2·dy1·X12 + dx1·dy1·X22, each product
     and sum rounded to float32 left to right. None when the resize is not that case."""
     changed = [axis for axis in range(x.ndim) if resize_axis_changes(x.shape, attrs, axis)]
-    if x.dtype != np.float32 or x.ndim != 4 or changed != [2, 3] or attrs["mode"] != "linear" or attrs["antialias"] \
+    if x.dtype != np.float32 or x.ndim != 4 or not changed or not set(changed) <= {2, 3} or attrs["mode"] != "linear" \
+            or attrs["antialias"] \
             or attrs["coordinate_transformation_mode"] == "tf_crop_and_resize":
         return None
     mode = attrs["coordinate_transformation_mode"]

@@ -412,3 +412,20 @@ def test_pool_ceil_mode_keeps_only_windows_starting_inside(size: int, pad: int) 
     geo = {"kernel": [2, 2], "strides": [2, 2], "dilations": [1, 1], "pads": [pad] * 4, "ceil_mode": True}
     check("nn.max_pool2d", [x], geo, "MaxPool", _onnx_pool_attrs(geo))
     check("nn.avg_pool2d", [x], geo, "AveragePool", _onnx_pool_attrs(geo), opset=19)
+
+
+@pytest.mark.parametrize("coordinate_mode", [m for m in RESIZE_MODES if m != "tf_half_pixel_for_nn"])
+def test_bilinear_resize_is_onnxruntimes_float32_formula_bit_for_bit(coordinate_mode: str) -> None:
+    """Linear resizing of an NCHW tensor's two spatial axes is onnxruntime's UpsampleBilinear to the last bit
+    (a quantized model's float Resize must give onnxruntime's integers): every pair of lengths 1-6 → 1-9."""
+    rng = np.random.default_rng(len(coordinate_mode))
+    for in_size in range(1, 7):
+        x = rng.standard_normal((1, 2, in_size, in_size + 1)).astype(np.float32)
+        for out_h, out_w in [(h, w) for h in range(1, 10) for w in (1, 4, 9)]:
+            sizes = (1, 2, out_h, out_w)
+            expected = run_onnxruntime("Resize", [x, None, None, np.array(sizes, np.int64)],
+                                       {"mode": "linear", "coordinate_transformation_mode": coordinate_mode}, 19)
+            attrs = {"mode": "linear", "sizes": sizes, "coordinate_transformation_mode": coordinate_mode,
+                     "scales": tuple(out / dim for out, dim in zip(sizes, x.shape))}
+            [got] = OPS["nn.resize"].run([x], normalize_attrs(OPS["nn.resize"], attrs))
+            assert np.array_equal(got, expected), (coordinate_mode, x.shape, sizes, np.abs(got - expected).max())
