@@ -6,10 +6,13 @@ its outputs against onnxruntime's, element for element.
     summary = bit_exact_summary(machine_runs, onnxruntime_runs, outputs, boundaries)
 
 A quantized boundary is an integer tensor of the ONNX model that the compiled program computes under
-the same name: the output of a QuantizeLinear (also com.microsoft's, which 4-bit models use), QLinearConv, QLinearMatMul, ConvInteger or MatMulInteger
-(what `fuse-qdq` and the quantization rules name their results after). onnxruntime computes them with
-its default session options, where QDQ groups run as its integer kernels; `nn.requantize` and the
-`nn.qlinear_*` ops reproduce those kernels, so with a lossless ADC every element must be equal.
+the same name: the output of a QuantizeLinear (also com.microsoft's, which 4-bit models use), QLinearConv,
+QLinearMatMul, ConvInteger or MatMulInteger (what `fuse-qdq` and the quantization rules name their results
+after). onnxruntime computes them with its default session options, where QDQ groups run as its integer
+kernels; `nn.requantize` and the `nn.qlinear_*` ops reproduce those kernels, so with a lossless ADC every
+element must be equal. Where onnxruntime keeps a group in float (`float_kernel_boundaries`, read from its
+own optimized graph) rcc computes the exact value rounded once, and a value within float32 error of a
+rounding tie can land on the other side in onnxruntime's float32 sum.
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ def _runs_in_float(group: QdqGroup, x: Dequantized, w: Dequantized) -> bool:
     """Whether onnxruntime runs the group's product as a float kernel: it has no integer kernel for 4-bit
     operands, and on x86-64 its QDQ Conv/MatMul/Gemm selectors take uint8 activations only (int8 is allowed
     on ARM alone), so an int8 activation its int8 → uint8 rewrite did not convert keeps the group in float."""
-    return x.bits == 4 or w.bits == 4 or {group.onnxruntime_dtype(x.x), group.onnxruntime_dtype(group.quantize.result)} != {"u8"}
+    activations = {group.onnxruntime_dtype(x.x), group.onnxruntime_dtype(group.quantize.result)}
+    return x.bits == 4 or w.bits == 4 or activations != {"u8"}
 
 
 def _float_kernel(group: QdqGroup, product: str, operands: list[Value], attrs: dict, x: Dequantized,

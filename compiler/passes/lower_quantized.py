@@ -9,11 +9,14 @@ constant weights) onto crossbars with the model's own integers: no re-quantisati
     %acc.nhwc = nn.reshape(%acc.mvm) ; %acc.i64 = nn.transpose(%acc.nhwc)   : i64[1,8,16,16]
     (+ vec.accumulators_i32 when a reader needs ConvInteger's int32 tensor)
 
-The weights on the arrays are wq − zw; `weight_bits` is the fewest signed bits that hold them (8 for
-onnxruntime's symmetric int8 weights) and `input_bits`/`input_signed` the fewest that hold xq − zx, so
-the bit widths follow the model, not the target's `--weight-bits`/`--input-bits`. With a lossless ADC
-the arrays give the exact integer accumulators, which `nn.requantize` (vector unit) turns into
-onnxruntime's output bit for bit. Runs after `lower-to-xbar` and numbers its arrays after that pass's.
+The weights on the arrays are wq − zw; `weight_bits` is the fewest signed bits that hold them in the
+arrays' symmetric range (8 for onnxruntime's symmetric int8 weights; 5 for int4/uint4 weights, whose
+wq − zw reach −8, 4 when they stay within ±7) and `input_bits`/`input_signed` the fewest that hold
+xq − zx, so the bit widths follow the model, not the target's `--weight-bits`/`--input-bits`. A 4-bit
+weight's magnitude (4 bits) takes half the slices of an 8-bit one (7 bits): 2 columns of 2-bit cells
+instead of 4, so 4-bit layers need about half the arrays (LeNet-5: 28 instead of 46). With a lossless
+ADC the arrays give the exact integer accumulators, which `nn.requantize` or `nn.rescale_quantize`
+(vector unit) turns into onnxruntime's output bit for bit. Runs after `lower-to-xbar` and numbers its arrays after that pass's.
 """
 
 from __future__ import annotations

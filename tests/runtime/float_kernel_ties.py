@@ -35,7 +35,8 @@ def _dequantized(name: str, producers: dict, constants: dict, values: dict[str, 
     integers = constants.get(node.input[0], values.get(node.input[0]))
     scale = constants[node.input[1]]
     zero = constants[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros_like(scale, np.int32)
-    return dequantize_linear(integers.astype(np.int32), scale, zero.astype(np.int32), axis=attrs.get("axis", 1) % max(integers.ndim, 1))
+    axis = attrs.get("axis", 1) % max(integers.ndim, 1)
+    return dequantize_linear(integers.astype(np.int32), scale, zero.astype(np.int32), axis=axis)
 
 
 def float_kernel_node(model: onnx.ModelProto, boundary: str) -> onnx.NodeProto:

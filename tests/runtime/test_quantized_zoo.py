@@ -36,7 +36,8 @@ CONFIGS = {"per-tensor-u8": (False, QuantType.QUInt8, QuantType.QInt8),
            "per-tensor-uint4-i8": (False, QuantType.QInt8, QuantType.QUInt4),
            "per-tensor-int4-u8": (False, QuantType.QUInt8, QuantType.QInt4)}
 EIGHT_BIT = ("per-tensor-u8", "per-channel-u8", "per-tensor-i8", "per-channel-i8")
-BLOCKS = ("transformer_encoder_block", "gpt_decoder_block", "mobilenetv3_block", "bilinear_seg_head", "shufflenet_block")
+BLOCKS = ("transformer_encoder_block", "gpt_decoder_block", "mobilenetv3_block", "bilinear_seg_head",
+          "shufflenet_block")
 EXACT = [(name, config) for name in ("lenet5", "lenet5_pruned", "resnet_small", "subpixel_sr", "subpixel_sr_crd",
                                      "mlp", "dcgan_generator") for config in EIGHT_BIT] \
     + [("fcn_segmenter", config) for config in ("per-tensor-u8", "per-channel-u8", "per-tensor-i8")] \
