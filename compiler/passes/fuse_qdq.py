@@ -156,11 +156,9 @@ def _fuse_elementwise(group: QdqGroup) -> list[Op] | None:
     attrs = {"y_scale": float(group.scale.data.reshape(-1)[0]), "y_zero": int(group.zero.data.reshape(-1)[0]),
              "dtype": dtype, **_per_tensor_attrs(group, "a", inputs[0])}
     if op.opname in ("nn.add", "nn.mul"):
-        attrs.update(_per_tensor_attrs(group, "b", inputs[1]))
-        if op.opname == "nn.mul":
-            return [make_op("nn.qlinear_mul", [inputs[0].x, inputs[1].x], attrs, [group.name])]
         as_uint8 = group.onnxruntime_dtype(group.quantize.result) != dtype  # onnxruntime's int8 → uint8 rewrite
-        return [make_op("nn.qlinear_add", [inputs[0].x, inputs[1].x], {**attrs, "as_uint8": as_uint8}, [group.name])]
+        attrs.update(_per_tensor_attrs(group, "b", inputs[1]), as_uint8=as_uint8)
+        return [make_op(f"nn.qlinear_{op.opname[3:]}", [inputs[0].x, inputs[1].x], attrs, [group.name])]
     if op.opname == "nn.avg_pool2d":
         if op.attrs["count_include_pad"]:
             return None

@@ -73,15 +73,17 @@ class QdqGroup:
         """The dtype onnxruntime computes `value` in. Its int8 → uint8 rewrite (QDQS8ToU8Transformer) turns an
         int8 QuantizeLinear → DequantizeLinear pair into uint8 (zero point + 128) when that DequantizeLinear
         is the QuantizeLinear's only reader, after it gave every reader of a DequantizeLinear its own copy
-        (EnsureUniqueDQForNodeUnit): so only when one float op reads the dequantized value, and neither is a
-        graph output. Constants and graph inputs stay int8. (Readers other than DequantizeLinear are integer
+        (EnsureUniqueDQForNodeUnit): so only when one float op (or the graph's outputs alone) reads the
+        dequantized value and the integers are no graph output. Constants and graph inputs stay int8. (Readers other than DequantizeLinear are integer
         ops `fuse-qdq` made: not counted.)"""
         if value.type.dtype != "i8" or value.producer is None or value.is_constant or id(value) in self.outputs:
             return value.type.dtype
         dequantizes = [op for op in self.users.get(value, []) if op.opname == "nn.dequantize_linear"]
-        if len(dequantizes) != 1 or id(dequantizes[0].result) in self.outputs:
+        if len(dequantizes) != 1:
             return "i8"
-        return "u8" if len(self.users.get(dequantizes[0].result, [])) == 1 else "i8"
+        result = dequantizes[0].result
+        consumers = len(self.users.get(result, [])) + (id(result) in self.outputs)  # a graph output counts as one
+        return "u8" if consumers == 1 else "i8"
 
     def onnxruntime_fuses(self, activations: list[Dequantized]) -> bool:
         """Whether onnxruntime's QDQ selectors replace the group by an integer kernel: they ask the dequantized

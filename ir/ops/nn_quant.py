@@ -234,17 +234,21 @@ def qlinear_add(a: np.ndarray, b: np.ndarray, *, a_scale: float, a_zero: int, b_
     return (np.clip(np.rint(value), low + shift, high + shift) - shift).astype(TensorType((), dtype).np_dtype)
 
 
-@define("nn.qlinear_mul", operands=("a", "b"), infer=_qlinear_add_infer, attrs=_QLINEAR_ATTRS)
+@define("nn.qlinear_mul", operands=("a", "b"), infer=_qlinear_add_infer,
+        attrs={**_QLINEAR_ATTRS, "as_uint8": Attr("bool", False)})
 def qlinear_mul(a: np.ndarray, b: np.ndarray, *, a_scale: float, a_zero: int, b_scale: float, b_zero: int,
-                y_scale: float, y_zero: int, dtype: str) -> np.ndarray:
+                y_scale: float, y_zero: int, dtype: str, as_uint8: bool = False) -> np.ndarray:
     """com.microsoft QLinearMul as MLAS computes it on x86-64: the exact integer product
     (a − a_zero)·(b − b_zero) in float32, times float32(float32(a_scale·b_scale)/y_scale), plus y_zero in
-    float32, rounded ties to even, saturated."""
+    float32, rounded ties to even, saturated. `as_uint8`: an int8 QDQ multiply onnxruntime runs as uint8
+    (its int8 → uint8 rewrite), where y_zero + 128 is what the float32 sum adds."""
+    shift = 128 if as_uint8 and dtype == "i8" else 0
     ratio = np.float32(np.float32(a_scale) * np.float32(b_scale)) / np.float32(y_scale)
     product = (a.astype(np.int32) - a_zero) * (b.astype(np.int32) - b_zero)
-    value = np.add(np.multiply(product.astype(np.float32), ratio, dtype=np.float32), np.float32(y_zero),
+    value = np.add(np.multiply(product.astype(np.float32), ratio, dtype=np.float32), np.float32(y_zero + shift),
                    dtype=np.float32)
-    return _round_saturate(value, 0, dtype)
+    low, high = integer_limits(dtype)
+    return (np.clip(np.rint(value), low + shift, high + shift) - shift).astype(TensorType((), dtype).np_dtype)
 
 
 def _qlinear_gap_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -148,3 +148,33 @@ def test_a_non_zero_int32_zero_point_is_refused(tmp_path) -> None:
                       {"s": np.float32(0.1), "z": np.array(3, np.int32)}, {"y": (np.float32, (4,))})
     with pytest.raises(RccError, match="bias_dq.*zero point of an int32 tensor must be 0"):
         compile_model(path)
+
+
+def test_int8_qdq_mul_and_add_are_bit_exact_as_onnxruntime_runs_them(tmp_path) -> None:
+    """x·y with int8 activations: onnxruntime's int8 → uint8 rewrite converts both and the result, and runs
+    QLinearMul on uint8; (x·y) + c with an int8 constant c: the constant stays int8, so the add stays float."""
+    rng = np.random.default_rng(5)
+    inits = {"sx": np.float32(0.037), "zx": np.array(-3, np.int8), "sy": np.float32(0.051), "zy": np.array(9, np.int8),
+             "sm": np.float32(0.011), "zm": np.array(-7, np.int8), "c": np.array([40, -90, 7, 127], np.int8),
+             "sc": np.float32(0.013), "zc": np.array(2, np.int8), "so": np.float32(0.017), "zo": np.array(1, np.int8)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("QuantizeLinear", ["y", "sy", "zy"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["yd"]),
+             helper.make_node("Mul", ["xd", "yd"], ["m"]),
+             helper.make_node("QuantizeLinear", ["m", "sm", "zm"], ["mq"]),
+             helper.make_node("DequantizeLinear", ["mq", "sm", "zm"], ["md"]),
+             helper.make_node("DequantizeLinear", ["c", "sc", "zc"], ["cd"]),
+             helper.make_node("Add", ["md", "cd"], ["a"]),
+             helper.make_node("QuantizeLinear", ["a", "so", "zo"], ["aq"]),
+             helper.make_node("DequantizeLinear", ["aq", "so", "zo"], ["out"])]
+    shape = (2, 3, 4)
+    feeds = {"x": (rng.standard_normal(shape) * 3).astype(np.float32),
+             "y": (rng.standard_normal(shape) * 3).astype(np.float32)}
+    path = save_model(tmp_path, nodes, feeds, inits, {"out": (np.float32, shape)})
+    compiled = compile_model(path)
+    mul = next(op for op in compiled.graph.ops if op.opname == "nn.qlinear_mul")
+    assert mul.attrs["as_uint8"] and any(op.opname == "nn.add" for op in compiled.graph.ops)
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        assert_machine_bit_exact(path, {name: (rng.standard_normal(shape) * 3).astype(np.float32) for name in feeds})
