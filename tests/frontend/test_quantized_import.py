@@ -46,6 +46,12 @@ def assert_machine_bit_exact(path: str, feeds: dict[str, np.ndarray]) -> None:
         assert actual[name].dtype == value.dtype and np.array_equal(actual[name], value), name
 
 
+def qdq_nodes(name: str, scale: str, zero: str) -> list[onnx.NodeProto]:
+    """QuantizeLinear `name` → `{name}q`, DequantizeLinear → `{name}d`: a QDQ model's activation."""
+    return [helper.make_node("QuantizeLinear", [name, scale, zero], [f"{name}q"]),
+            helper.make_node("DequantizeLinear", [f"{name}q", scale, zero], [f"{name}d"])]
+
+
 def integers(rng, dtype, shape) -> np.ndarray:
     info = np.iinfo(dtype)
     return rng.integers(info.min, info.max + 1, shape).astype(dtype)
@@ -157,21 +163,13 @@ def test_int8_qdq_mul_and_add_are_bit_exact_as_onnxruntime_runs_them(tmp_path) -
     inits = {"sx": np.float32(0.037), "zx": np.array(-3, np.int8), "sy": np.float32(0.051), "zy": np.array(9, np.int8),
              "sm": np.float32(0.011), "zm": np.array(-7, np.int8), "c": np.array([40, -90, 7, 127], np.int8),
              "sc": np.float32(0.013), "zc": np.array(2, np.int8), "so": np.float32(0.017), "zo": np.array(1, np.int8)}
-    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
-             helper.make_node("QuantizeLinear", ["y", "sy", "zy"], ["yq"]),
-             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["yd"]),
-             helper.make_node("Mul", ["xd", "yd"], ["m"]),
-             helper.make_node("QuantizeLinear", ["m", "sm", "zm"], ["mq"]),
-             helper.make_node("DequantizeLinear", ["mq", "sm", "zm"], ["md"]),
-             helper.make_node("DequantizeLinear", ["c", "sc", "zc"], ["cd"]),
-             helper.make_node("Add", ["md", "cd"], ["a"]),
-             helper.make_node("QuantizeLinear", ["a", "so", "zo"], ["aq"]),
-             helper.make_node("DequantizeLinear", ["aq", "so", "zo"], ["out"])]
+    nodes = [*qdq_nodes("x", "sx", "zx"), *qdq_nodes("y", "sy", "zy"), helper.make_node("Mul", ["xd", "yd"], ["m"]),
+             *qdq_nodes("m", "sm", "zm"), helper.make_node("DequantizeLinear", ["c", "sc", "zc"], ["cd"]),
+             helper.make_node("Add", ["md", "cd"], ["a"]), *qdq_nodes("a", "so", "zo")]
     shape = (2, 3, 4)
     feeds = {"x": (rng.standard_normal(shape) * 3).astype(np.float32),
              "y": (rng.standard_normal(shape) * 3).astype(np.float32)}
-    path = save_model(tmp_path, nodes, feeds, inits, {"out": (np.float32, shape)})
+    path = save_model(tmp_path, nodes, feeds, inits, {"ad": (np.float32, shape)})
     compiled = compile_model(path)
     mul = next(op for op in compiled.graph.ops if op.opname == "nn.qlinear_mul")
     assert mul.attrs["as_uint8"] and any(op.opname == "nn.add" for op in compiled.graph.ops)

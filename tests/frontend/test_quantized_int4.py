@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rcc.compiler.cli import main
 from rcc.compiler.driver import compile_model, verify_compiled
-from tests.frontend.test_quantized_import import assert_machine_bit_exact
+from tests.frontend.test_quantized_import import assert_machine_bit_exact, qdq_nodes
 
 FOUR_BIT = {"int4": (TensorProto.INT4, -8, 7), "uint4": (TensorProto.UINT4, 0, 15)}
 
@@ -69,17 +69,11 @@ def _qdq_conv_matmul(tmp_path, dtype: str) -> str:
              helper.make_tensor("m", onnx_type, [5, 4], rng.integers(low, high + 1, 20).tolist()),
              numpy_helper.from_array(np.float32(2.0 ** -3), "ms"), helper.make_tensor("mz", onnx_type, [], [w_zero]),
              numpy_helper.from_array(np.float32(0.25), "zs"), numpy_helper.from_array(np.uint8(120), "zz")]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
-             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
-             helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1]),
-             helper.make_node("QuantizeLinear", ["y", "ys", "yz"], ["yq"]),
-             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["yd"]),
+    nodes = [*qdq_nodes("x", "xs", "xz"), helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1]), *qdq_nodes("y", "ys", "yz"),
              helper.make_node("DequantizeLinear", ["m", "ms", "mz"], ["md"]),
-             helper.make_node("MatMul", ["yd", "md"], ["z"]),
-             helper.make_node("QuantizeLinear", ["z", "zs", "zz"], ["zq"]),
-             helper.make_node("DequantizeLinear", ["zq", "zs", "zz"], ["out"])]
-    return save(tmp_path, nodes, {"x": (TensorProto.FLOAT, [1, 3, 6, 5])}, {"out": (TensorProto.FLOAT, [1, 6, 6, 4])},
+             helper.make_node("MatMul", ["yd", "md"], ["z"]), *qdq_nodes("z", "zs", "zz")]
+    return save(tmp_path, nodes, {"x": (TensorProto.FLOAT, [1, 3, 6, 5])}, {"zd": (TensorProto.FLOAT, [1, 6, 6, 4])},
                 inits, name=f"conv_{dtype}.onnx")
 
 
