@@ -111,28 +111,33 @@ def _blocked_params(ctx: LowerContext, tensor: TensorType, axis: int, block_size
     return np.repeat(scale, block_size, axis), np.repeat(zero, block_size, axis)
 
 
+def _range_of(dtype: np.dtype) -> tuple[int, int]:
+    """The integers a quantized dtype holds, 4-bit ones included."""
+    zero = np.zeros((), dtype)
+    return integer_limits(widened(zero).dtype, 4 if is_four_bit(zero) else 8)
+
+
 def _qdq_params(ctx: LowerContext, tensor: TensorType, zero_dtype: np.dtype | None,
                 output_dtype: np.dtype | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Scale, zero point (int4/uint4 widened) and the Q/DQ op's attributes (`axis`, `bits`)."""
     axis, block_size = int(ctx.attr("axis", 1)), int(ctx.attr("block_size", 0))
     declared = ctx.constant(2, "zero point") if ctx.has_input(2) else None
     if declared is not None and output_dtype is not None and declared.dtype != output_dtype:
-        low, high = integer_limits(widened(np.zeros((), output_dtype)).dtype, 4 if output_dtype.name in _FOUR_BIT
-                                   else 8)
+        low, high = _range_of(output_dtype)
         values = widened(declared).reshape(-1)[:4].tolist()
         raise ctx.error(f"zero point {values} is {declared.dtype} but output_dtype is {output_dtype} "
                         f"(range [{low}, {high}])")
-    if zero_dtype is None and declared is None and output_dtype is not None:
+    if zero_dtype is None and declared is None:
         zero_dtype = output_dtype
-    four_bit = declared is not None and is_four_bit(declared) or zero_dtype is not None \
-        and np.dtype(zero_dtype).name in _FOUR_BIT
+    dtypes = [d for d in (declared.dtype if declared is not None else None, zero_dtype) if d is not None]
+    bits = 4 if any(is_four_bit(np.zeros((), d)) for d in dtypes) else 8
     if zero_dtype is not None:
         zero_dtype = widened(np.zeros((), zero_dtype)).dtype
     if block_size:
         scale, zero = _blocked_params(ctx, tensor, axis, block_size, zero_dtype)
     else:
         scale, zero = quant_params(ctx, 1, 2, tensor, axis, zero_dtype)
-    return scale, zero, {"axis": axis % max(tensor.rank, 1), "bits": 4 if four_bit else 8}
+    return scale, zero, {"axis": axis % max(tensor.rank, 1), "bits": bits}
 
 
 def _quantized_input(ctx: LowerContext) -> Value:
