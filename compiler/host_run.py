@@ -20,6 +20,7 @@ class HostPart:
     def __init__(self, program: Program) -> None:
         assert program.host is not None and program.host_model is not None
         self.info = program.host
+        self.machine_outputs = list(program.outputs)
         where = f"program {program.name!r}: host model"
         import onnx  # only a program with a host part pays for these (rcc run starts without them)
         import onnxruntime
@@ -36,6 +37,12 @@ class HostPart:
         outputs = [value.name for value in self.session.get_outputs()]
         if sorted(names) != sorted(self.info["inputs"]) or outputs != list(self.info["outputs"]):
             raise ProgramError(f"{where} reads {names} and writes {outputs}, not what the program states")
+
+    @property
+    def handed_over(self) -> list[str]:
+        """The tensors the machine part computes and hands to the host (the host's other inputs are the
+        model's own inputs)."""
+        return [name for name in self.info["inputs"] if name in self.machine_outputs]
 
     @classmethod
     def of(cls, program: Program) -> HostPart | None:
