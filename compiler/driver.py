@@ -73,11 +73,13 @@ def compile_model(path: str | os.PathLike, target: Target | None = None, precisi
                   input_shapes: ShapeOverrides | None = None, pipeline: PipelineSpec | None = None,
                   calibration: dict | None = None, print_after_all: bool = False, deconv: str = "pixelwise",
                   packing: str = "best", prune: PruneBudget | None = None, replicate: str = "none",
-                  pipelining: str = "none", allow_nonfinite: bool = False) -> Compiled:
+                  pipelining: str = "none", allow_nonfinite: bool = False,
+                  calibration_method: str = "max") -> Compiled:
     """ONNX model → graph IR → (`pipeline`, by default `default_pipeline(deconv)`) → crossbar IR → program.
     Pruning error is measured against onnxruntime on the model at `path`. NaN/Inf weights are refused
-    unless `allow_nonfinite`."""
-    ctx = PassContext(target=target or Target(), precision=precision, calibration=calibration, packing=packing,
+    unless `allow_nonfinite`. `calibration_method`: how activation ranges are chosen (calibrate.METHODS)."""
+    ctx = PassContext(target=target or Target(), precision=precision, calibration=calibration,
+                      calibration_method=calibration_method, packing=packing,
                       deconv=deconv, prune=prune, replicate=replicate, pipelining=pipelining,
                       reference=lambda sample: onnxruntime_outputs(path, sample))
     with stage("import"):
@@ -123,7 +125,7 @@ def verify_model(path: str | os.PathLike, module: Module, executor: str = "inter
         return compare_outputs(actual, [reference(f) for f in feeds], executor)
     finals = [host.finish(outputs, f) for outputs, f in zip(actual, feeds)]
     return verify_host_outputs(actual, finals, [reference(f) for f in feeds], executor, INTERPRETER_TOLERANCE,
-                               host.info)
+                               host.info, host.nms_iou)
 
 
 def integer_reference_match(compiled: Compiled, trace: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
@@ -206,7 +208,7 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
     finals = [{n: r.outputs[n] for n in outputs if n in r.outputs} for r in runs]
     if host is not None:
         parts, finals = finals, [host.finish(final, feed) for final, feed in zip(finals, feeds)]
-        result = verify_host_outputs(parts, finals, expected, "machine", tolerance, host.info)
+        result = verify_host_outputs(parts, finals, expected, "machine", tolerance, host.info, host.nms_iou)
     else:
         result = compare_outputs(finals, [{n: e[n] for n in e if n not in extra} for e in expected], "machine",
                                  tolerance)

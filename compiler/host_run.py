@@ -9,6 +9,8 @@ model's outputs come from the host where it computes them, else from the machine
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from rcc.backends.program import Program, ProgramError
@@ -33,6 +35,7 @@ class HostPart:
         except Exception as err:  # onnx and onnxruntime raise many types for a malformed model
             raise ProgramError(f"{where} cannot be loaded ({err.__class__.__name__}: "
                                f"{' '.join(str(err).split())[:160]})") from None
+        self.nms_iou = nms_iou_threshold(model)
         names = [value.name for value in self.session.get_inputs()]
         outputs = [value.name for value in self.session.get_outputs()]
         if sorted(names) != sorted(self.info["inputs"]) or outputs != list(self.info["outputs"]):
@@ -55,3 +58,19 @@ class HostPart:
         results = dict(zip(self.info["outputs"], self.session.run(self.info["outputs"], feeds)))
         return {name: results[name] if name in results else machine_outputs[name]
                 for name in self.info["final_outputs"]}
+
+
+def nms_iou_threshold(model: Any) -> float | None:
+    """The IoU threshold of the host model's one NonMaxSuppression (a constant input), or None when there is
+    no such node, more than one, or its threshold is computed."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    nodes = [node for node in graph.node if node.op_type == "NonMaxSuppression"]
+    if len(nodes) != 1 or len(nodes[0].input) < 4 or not nodes[0].input[3]:
+        return None
+    name = nodes[0].input[3]
+    constants = {init.name: init for init in graph.initializer}
+    constants.update((node.output[0], node.attribute[0].t) for node in graph.node
+                     if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value")
+    return float(numpy_helper.to_array(constants[name]).reshape(-1)[0]) if name in constants else None

@@ -13,16 +13,23 @@ sample) is judged by `detection_metrics`:
    bound, the float machine's rel L2, the interpreter's allclose), as any other output; boxes relative to
    their own size (each pair is measured from the reference box's centre: a detector regresses boxes as
    offsets in units of its anchors' sizes, so that is the scale its quantization error has);
-3. an unmatched detection (in either set) is allowed only near the cut: its score within `cut_margin` of the
-   lowest score either set kept in that sample. The margin is what the tolerance lets quantization change:
-   the tolerance allows score errors of relative size ε (10^(−bound/20) for an SNR bound: 4.9 % at 26.2 dB;
-   the rel L2 bound; the allclose rtol, plus atol), i.e. a score noise of σ = ε·rms(reference scores), and a
-   detection within CUT_SIGMAS·σ of the cut may flip. Anything else unmatched fails the output.
+3. an unmatched detection (in either set) is allowed only where the tolerated error can flip one of the
+   post-processing's decisions:
+   - the score cut (a score threshold or a top-k): its score within `cut_margin` of the lowest score either
+     set kept in that sample. The tolerance allows score errors of relative size ε (10^(−bound/20) for an
+     SNR bound: 4.9 % at 26.2 dB; the rel L2 bound; the allclose rtol, plus atol), i.e. a score noise of
+     σ = ε·rms(reference scores); a detection within CUT_SIGMAS·σ of the cut may flip;
+   - non-maximum suppression (when its IoU threshold t is known, `nms_iou`): a detection of the same label
+     in either set, scoring as high (less `cut_margin`), overlaps it by at least t − `nms_iou_margin`, so
+     which suppresses which can go either way (and a flip cascades to what the suppressed box suppressed).
+     The IoU margin is CUT_SIGMAS·4·e: four coordinates, each off by e of the box's size, where e is the
+     matched boxes' measured rel L2 (relative to their size), capped at ε.
+   Anything else unmatched fails the output.
 
 Reported: `detections` (reference, all samples), `matched_fraction` (matched over the larger of the two set
-sizes, summed over samples), `unmatched` and `unmatched_near_cut`, `cut_margin`, `mean_iou`, the matched
-boxes' and scores' metrics (`boxes`, `scores`: max_abs_err, rel_l2, snr_db) and `constant_reference` when the
-reference detections are the same for every sample.
+sizes, summed over samples), `unmatched` and `unmatched_excused`, `cut_margin`, `nms_iou_margin`, `mean_iou`,
+the matched boxes' and scores' metrics (`boxes`, `scores`: max_abs_err, rel_l2, snr_db) and
+`constant_reference` when the reference detections are the same for every sample.
 """
 
 from __future__ import annotations
@@ -128,50 +135,73 @@ def tolerance_epsilon(tolerance: Tolerance) -> tuple[float, float]:
 
 
 def detection_metrics(actual: Sequence[dict[str, np.ndarray]], expected: Sequence[dict[str, np.ndarray]],
-                      group: DetectionGroup, tolerance: Tolerance) -> dict[str, Any]:
+                      group: DetectionGroup, tolerance: Tolerance, nms_iou: float | None = None) -> dict[str, Any]:
     """Set-wise metrics of one detection group over the samples, `passed` under `tolerance` (see the module
-    docstring); `output_metrics` judges the matched boxes and scores."""
+    docstring); `output_metrics` judges the matched boxes and scores. `nms_iou`: the IoU threshold of the
+    post-processing's non-maximum suppression, when known."""
     relative, absolute = tolerance_epsilon(tolerance)
     all_scores = np.concatenate([np.asarray(e[group.scores], np.float64) for e in expected])
     rms = math.sqrt(float(np.mean(all_scores**2))) if all_scores.size else 0.0
     margin = CUT_SIGMAS * (relative * rms + absolute)
-    matched_boxes: list[tuple[np.ndarray, np.ndarray]] = []
-    matched_scores: list[tuple[np.ndarray, np.ndarray]] = []
-    ious: list[float] = []
-    counted = unmatched = near_cut = 0
-    for got, want in zip(actual, expected):
-        pairs = match_detections(got, want, group)
-        ref_index = np.array([p[0] for p in pairs], dtype=np.int64)
-        act_index = np.array([p[1] for p in pairs], dtype=np.int64)
-        matched_boxes.append((np.asarray(got[group.boxes])[act_index], np.asarray(want[group.boxes])[ref_index]))
-        matched_scores.append((np.asarray(got[group.scores])[act_index], np.asarray(want[group.scores])[ref_index]))
-        ious += [p[2] for p in pairs]
-        ref_scores, act_scores = np.asarray(want[group.scores], np.float64), np.asarray(got[group.scores], np.float64)
-        counted += max(len(ref_scores), len(act_scores))
-        left = [np.delete(ref_scores, ref_index), np.delete(act_scores, act_index)]
-        cut = float(np.min(np.concatenate([ref_scores, act_scores]), initial=math.inf))
-        unmatched += sum(len(scores) for scores in left)
-        near_cut += sum(int(np.count_nonzero(scores <= cut + margin)) for scores in left)
-    got_boxes, want_boxes = (np.concatenate(parts).reshape(-1, 4).astype(np.float64) for parts in zip(*matched_boxes))
+    pairs = [match_detections(got, want, group) for got, want in zip(actual, expected)]
+    got_boxes, want_boxes = (np.concatenate([np.asarray(sample[group.boxes])[[p[side] for p in matched]]
+                                             for sample, matched in zip(samples, pairs)]).reshape(-1, 4)
+                             .astype(np.float64) for side, samples in ((1, actual), (0, expected)))
     centres = np.tile((want_boxes[:, :2] + want_boxes[:, 2:]) / 2, 2)  # judged relative to the boxes' sizes
     boxes = output_metrics(got_boxes - centres, want_boxes - centres, tolerance)
-    scores = output_metrics(*(np.concatenate(parts) for parts in zip(*matched_scores)), tolerance)
-    matched = len(ious)
-    constant = all(_same_detections(expected[0], e, group) for e in expected[1:]) and len(expected) > 1
+    scores = output_metrics(*(np.concatenate([np.asarray(sample[group.scores])[[p[side] for p in matched]]
+                                              for sample, matched in zip(samples, pairs)])
+                              for side, samples in ((1, actual), (0, expected))), tolerance)
+    iou_margin = CUT_SIGMAS * 4 * min(boxes["rel_l2"] or 0.0, relative + absolute)
+    counted = unmatched = excused = 0
+    for got, want, matched in zip(actual, expected, pairs):
+        counted += max(len(got[group.scores]), len(want[group.scores]))
+        cut = float(np.min(np.concatenate([np.asarray(s[group.scores], np.float64) for s in (got, want)]),
+                           initial=math.inf))
+        for own, other, side in ((want, got, 0), (got, want, 1)):
+            left = np.setdiff1d(np.arange(len(own[group.scores])), [p[side] for p in matched])
+            unmatched += len(left)
+            excused += sum(cut_or_suppression(own, other, int(i), group, cut + margin, margin, nms_iou, iou_margin)
+                           for i in left)
+    ious = [p[2] for matched in pairs for p in matched]
     metrics: dict[str, Any] = {
         "detections": int(sum(len(e[group.scores]) for e in expected)),
-        "matched_fraction": matched / counted if counted else 1.0,
-        "unmatched": unmatched, "unmatched_near_cut": near_cut, "cut_margin": margin,
+        "matched_fraction": len(ious) / counted if counted else 1.0,
+        "unmatched": unmatched, "unmatched_excused": excused, "cut_margin": margin, "nms_iou_margin": iou_margin,
         "mean_iou": float(np.mean(ious)) if ious else None,
         "boxes": boxes, "scores": scores,
-        "passed": bool(boxes["passed"] and scores["passed"] and unmatched == near_cut)}
-    if constant:
+        "passed": bool(boxes["passed"] and scores["passed"] and unmatched == excused)}
+    if len(expected) > 1 and all(_same_detections(expected[0], e, group) for e in expected[1:]):
         metrics.update(constant_reference=True, note="the reference detections do not change over the samples: "
                                                      "a pass says nothing about the input-dependent part")
-    elif unmatched > near_cut:
-        metrics["note"] = (f"{unmatched - near_cut} detections unmatched (label and IoU >= {MATCH_IOU:g}) "
-                           f"whose score is not within {margin:.3g} of the cut")
+    elif unmatched > excused:
+        metrics["note"] = (f"{unmatched - excused} detections unmatched (label and IoU >= {MATCH_IOU:g}) "
+                           f"neither within {margin:.3g} of the score cut nor within {iou_margin:.3g} of an "
+                           f"NMS decision")
     return metrics
+
+
+def cut_or_suppression(own: dict[str, np.ndarray], other: dict[str, np.ndarray], index: int, group: DetectionGroup,
+                       near_cut: float, margin: float, nms_iou: float | None, iou_margin: float) -> bool:
+    """Whether detection `index` of set `own`, unmatched in `other`, sits where the tolerated error can flip
+    a decision: its score at most `near_cut`, or (with `nms_iou`) a detection of the same label in either
+    set, scoring at least as high (less `margin`), overlaps it by at least `nms_iou` − `iou_margin` (so the
+    suppression between the two can go either way, or went the other way in the other set)."""
+    score = float(own[group.scores][index])
+    if score <= near_cut:
+        return True
+    if nms_iou is None:
+        return False
+    box = np.asarray(own[group.boxes])[index:index + 1]
+    for sample, is_own in ((own, True), (other, False)):
+        rivals = np.asarray(sample[group.scores], np.float64) >= score - margin
+        if group.labels is not None:
+            rivals &= np.asarray(sample[group.labels]) == own[group.labels][index]
+        if is_own:
+            rivals[index] = False
+        if rivals.any() and float(box_iou(box, np.asarray(sample[group.boxes])[rivals]).max()) >= nms_iou - iou_margin:
+            return True
+    return False
 
 
 def _same_detections(a: dict[str, np.ndarray], b: dict[str, np.ndarray], group: DetectionGroup) -> bool:
@@ -195,7 +225,8 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare_with_detections(actual: list[dict[str, np.ndarray]], expected: list[dict[str, np.ndarray]],
-                            executor: str, tolerance: Tolerance, host_outputs: Sequence[str]) -> VerifyResult:
+                            executor: str, tolerance: Tolerance, host_outputs: Sequence[str],
+                            nms_iou: float | None = None) -> VerifyResult:
     """`compare_outputs` over K samples, except that detection-shaped groups among `host_outputs` (the outputs
     host post-processing computes) are judged set-wise; `extra["detection_groups"]` names them."""
     groups = detection_groups([*actual, *expected], [name for name in expected[0] if name in host_outputs])
@@ -205,7 +236,8 @@ def compare_with_detections(actual: list[dict[str, np.ndarray]], expected: list[
     if not groups:
         return result
     for group in groups:
-        result.outputs.update(group_output_metrics(detection_metrics(actual, expected, group, tolerance), group))
+        metrics = detection_metrics(actual, expected, group, tolerance, nms_iou)
+        result.outputs.update(group_output_metrics(metrics, group))
     result.outputs = {name: result.outputs[name] for name in expected[0]}  # the model's output order
     result.extra["detection_groups"] = [list(group.names) for group in groups]
     return result
@@ -213,16 +245,18 @@ def compare_with_detections(actual: list[dict[str, np.ndarray]], expected: list[
 
 def verify_host_outputs(parts: list[dict[str, np.ndarray]], finals: list[dict[str, np.ndarray]],
                         expected: list[dict[str, np.ndarray]], executor: str, tolerance: Tolerance,
-                        host_info: dict[str, Any]) -> VerifyResult:
+                        host_info: dict[str, Any], nms_iou: float | None = None) -> VerifyResult:
     """Verification of a model split for the host: `finals` (the model's outputs, machine part then host)
     against `expected` (onnxruntime's outputs, with the tensors the machine part hands to the host exposed
     as extra outputs), detection groups set-wise (`compare_with_detections`). When there are such groups the
     final outputs no longer check the machine part elementwise, so each tensor it hands to the host (`parts`:
-    the machine part's outputs) is compared under `tolerance` as an output named `NAME (to host)`."""
+    the machine part's outputs) is compared under `tolerance` as an output named `NAME (to host)`; constant
+    ones (shape constants the prefix hands over, the same in every sample and on the machine) are skipped."""
     finals_expected = [{name: e[name] for name in host_info["final_outputs"]} for e in expected]
-    result = compare_with_detections(finals, finals_expected, executor, tolerance, host_info["outputs"])
+    result = compare_with_detections(finals, finals_expected, executor, tolerance, host_info["outputs"], nms_iou)
     if "detection_groups" in result.extra:
-        boundary = [name for name in host_info["inputs"] if name in parts[0] and name in expected[0]]
+        boundary = [name for name in host_info["inputs"] if name in parts[0] and name in expected[0] and
+                    not all(np.array_equal(sample[name], expected[0][name]) for sample in [*parts, *expected])]
         handed = compare_outputs([{n: p[n] for n in boundary} for p in parts],
                                  [{n: e[n] for n in boundary} for e in expected], executor, tolerance)
         result.outputs.update({f"{name} (to host)": metrics for name, metrics in handed.outputs.items()})
