@@ -61,16 +61,20 @@ class HostPart:
 
 
 def nms_iou_threshold(model: Any) -> float | None:
-    """The IoU threshold of the host model's one NonMaxSuppression (a constant input), or None when there is
-    no such node, more than one, or its threshold is computed."""
+    """The IoU threshold of the host model's NonMaxSuppression nodes (in any subgraph: torchvision's batched
+    NMS sits in an If), when they share one constant threshold; else None."""
     from onnx import numpy_helper
 
-    graph = model.graph
-    nodes = [node for node in graph.node if node.op_type == "NonMaxSuppression"]
-    if len(nodes) != 1 or len(nodes[0].input) < 4 or not nodes[0].input[3]:
-        return None
-    name = nodes[0].input[3]
-    constants = {init.name: init for init in graph.initializer}
-    constants.update((node.output[0], node.attribute[0].t) for node in graph.node
+    graphs, index = [model.graph], 0
+    while index < len(graphs):  # the graph and every subgraph of If/Loop/Scan
+        graphs += [attr.g for node in graphs[index].node for attr in node.attribute if attr.g.node]
+        graphs += [sub for node in graphs[index].node for attr in node.attribute for sub in attr.graphs]
+        index += 1
+    constants = {init.name: init for graph in graphs for init in graph.initializer}
+    constants.update((node.output[0], node.attribute[0].t) for graph in graphs for node in graph.node
                      if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value")
-    return float(numpy_helper.to_array(constants[name]).reshape(-1)[0]) if name in constants else None
+    names = {node.input[3] if len(node.input) > 3 else "" for graph in graphs for node in graph.node
+             if node.op_type == "NonMaxSuppression"}
+    if len(names) != 1 or not names <= constants.keys():
+        return None
+    return float(numpy_helper.to_array(constants[names.pop()]).reshape(-1)[0])

@@ -44,7 +44,8 @@ import numpy as np
 from rcc.compiler.verify import Tolerance, VerifyResult, compare_outputs, output_metrics
 
 MATCH_IOU = 0.5      # the usual detection-matching threshold (PASCAL VOC, COCO's AP50)
-CUT_SIGMAS = 3.0     # a detection within 3σ of score noise of the cut may legitimately flip
+CUT_SIGMAS = 3.0
+BOX_PAD = 1e-4       # boxes are matched grown by this fraction of the sets' extent, so zero-area ones overlap     # a detection within 3σ of score noise of the cut may legitimately flip
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def match_detections(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], group: DetectionGroup
                      ) -> list[tuple[int, int, float]]:
     """(reference index, machine index, IoU) of matched detections: greedy, reference by descending score,
-    same label, largest IoU at least MATCH_IOU."""
-    iou = box_iou(np.asarray(expected[group.boxes]), np.asarray(actual[group.boxes]))
+    same label, largest IoU at least MATCH_IOU. Boxes are compared grown by BOX_PAD of the boxes' extent on
+    every side: a box clipped to the image edge can have zero area, and the IoU of two such boxes is 0/0."""
+    reference, machine = np.asarray(expected[group.boxes], np.float64), np.asarray(actual[group.boxes], np.float64)
+    both = np.concatenate([reference, machine])
+    pad = BOX_PAD * float(both.max() - both.min()) if both.size else 0.0  # boxes clipped to zero area still match
+    iou = box_iou(reference + [-pad, -pad, pad, pad], machine + [-pad, -pad, pad, pad])
     if group.labels is not None:
         iou = np.where(np.asarray(expected[group.labels])[:, None] == np.asarray(actual[group.labels])[None], iou, -1)
     taken = np.zeros(iou.shape[1], dtype=bool)

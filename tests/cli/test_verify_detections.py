@@ -57,6 +57,13 @@ def test_a_dropped_confident_detection_fails_and_one_at_the_cut_does_not() -> No
     assert not detection_metrics([swapped], [REFERENCE], GROUP, FLOAT_MACHINE_TOLERANCE)["passed"]
 
 
+def test_boxes_clipped_to_zero_area_still_match() -> None:
+    flat = detections([[13.4, 0, 78.9, 0], [0, 0, 10, 10]], [0.75, 0.5], [70, 1])
+    nearly = detections([[13.40003, 0, 78.93, 0], [0, 0, 10, 10]], [0.75, 0.5], [70, 1])
+    metrics = detection_metrics([nearly], [flat], GROUP, INTERPRETER_TOLERANCE)
+    assert metrics["unmatched"] == 0 and metrics["matched_fraction"] == 1.0
+
+
 def test_a_moved_box_or_a_changed_label_fails() -> None:
     moved = {name: array.copy() for name, array in REFERENCE.items()}
     moved["boxes"][1] += 1.5  # IoU 0.74: still matched, but a 15 % error in its coordinates
