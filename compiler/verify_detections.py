@@ -44,8 +44,8 @@ import numpy as np
 from rcc.compiler.verify import Tolerance, VerifyResult, compare_outputs, output_metrics
 
 MATCH_IOU = 0.5      # the usual detection-matching threshold (PASCAL VOC, COCO's AP50)
-CUT_SIGMAS = 3.0
-BOX_PAD = 1e-4       # boxes are matched grown by this fraction of the sets' extent, so zero-area ones overlap     # a detection within 3σ of score noise of the cut may legitimately flip
+CUT_SIGMAS = 3.0     # a detection within 3σ of score noise of the cut may legitimately flip
+BOX_PAD = 1e-4       # boxes are matched grown by this fraction of the sets' extent, so zero-area ones overlap
 
 
 @dataclass(frozen=True)
