@@ -5,6 +5,18 @@ Samples are seeded random inputs (as `--verify` draws them, from other seeds) or
 array has one more dimension than the input). The range is the maximum over the samples, so too few
 samples clip later inputs: small models get up to 32 random samples, large ones fewer, within a budget
 of about 2·10⁹ multiply-accumulates of calibration.
+
+How the range is chosen from what the samples produced (`--calibration-method`, METHODS):
+- `max` (default): the minimum and maximum seen. Nothing is clipped, but one outlier stretches the scale
+  and every other value gets fewer levels.
+- `percentile`: the magnitude at the PERCENTILE-th percentile of |x| bounds the range (TensorRT's and
+  onnxruntime's percentile calibration; onnxruntime's default is 99.999, TensorRT's examples 99.99):
+  the rare larger values are clipped.
+- `mse`: the clipping magnitude, among MSE_CANDIDATES fractions of the maximum, that minimises the mean
+  squared error of quantising the seen values to the target's input bits (clipping error plus rounding
+  error; NVIDIA's pytorch-quantization `mse` calibrator and OpenVINO's MSE range estimator).
+Both clip only the magnitude: the sign of the range (signed or unsigned quantisation) stays the measured
+one. They keep at most KEPT_VALUES values per tensor (an even stride over each sample's values).
 """
 
 from __future__ import annotations
@@ -17,10 +29,15 @@ from rcc.ir.inputs import random_inputs
 from rcc.ir.interpreter import evaluate
 from rcc.ir.progress import tracked
 from rcc.ir.ops.nn_linear import op_macs
+from rcc.ir.ops.xbar import quantize_limits
 
 MIN_SAMPLES, MAX_SAMPLES = 2, 32
 CALIBRATION_MACS = 2 * 10**9
 CALIBRATION_SEED = 1_000_003
+METHODS = ("max", "percentile", "mse")
+PERCENTILE = 99.99
+MSE_CANDIDATES = np.linspace(0.05, 1.0, 96)  # clipping magnitudes tried, as fractions of the largest |x|
+KEPT_VALUES = 1 << 20
 
 
 def default_sample_count(module: Module) -> int:
@@ -51,10 +68,15 @@ def calibration_samples(module: Module, data: dict[str, np.ndarray] | None = Non
     return batches
 
 
-def activation_ranges(module: Module, values: list[Value], samples: list[dict[str, np.ndarray]]
-                      ) -> dict[Value, tuple[float, float]]:
-    """(min, max) of each of `values` over all samples."""
+def activation_ranges(module: Module, values: list[Value], samples: list[dict[str, np.ndarray]],
+                      method: str = "max", bits: int = 8) -> dict[Value, tuple[float, float]]:
+    """(min, max) of each of `values` over all samples, its magnitude clipped as `method` says (for
+    `mse`, quantising to `bits`)."""
+    if method not in METHODS:
+        raise RccError(f"--calibration-method {method!r}: choose one of {', '.join(METHODS)}")
     ranges: dict[Value, tuple[float, float]] = {}
+    kept: dict[Value, list[np.ndarray]] = {value: [] for value in values}
+    per_sample = max(1, KEPT_VALUES // max(len(samples), 1))
     for sample in tracked(samples, "calibrate"):
         env = evaluate(module, sample)
         for value in values:
@@ -64,4 +86,30 @@ def activation_ranges(module: Module, values: list[Value], samples: list[dict[st
             low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
             old = ranges.get(value, (low, high))
             ranges[value] = (min(old[0], low), max(old[1], high))
-    return ranges
+            if method != "max":
+                flat = np.abs(array.reshape(-1).astype(np.float64))
+                kept[value].append(flat[::max(1, -(-flat.size // per_sample))])
+    if method == "max":
+        return ranges
+    clipped = {}
+    for value, (low, high) in ranges.items():
+        magnitudes = np.concatenate(kept[value]) if kept[value] else np.zeros(0)
+        peak = clipping_magnitude(magnitudes, method, bits, signed=low < 0)
+        clipped[value] = (max(low, -peak), min(high, peak))
+    return clipped
+
+
+def clipping_magnitude(magnitudes: np.ndarray, method: str, bits: int, signed: bool) -> float:
+    """The largest magnitude `method` keeps of the seen |x| values (`percentile` or `mse`)."""
+    largest = float(magnitudes.max(initial=0.0))
+    if largest == 0.0:
+        return 0.0
+    if method == "percentile":
+        return float(np.percentile(magnitudes, PERCENTILE))
+    _, limit = quantize_limits(bits, signed)
+    errors = []
+    for peak in MSE_CANDIDATES * largest:
+        step = peak / limit
+        rounded = np.minimum(np.round(magnitudes / step), limit) * step
+        errors.append(float(np.mean((rounded - magnitudes) ** 2)))
+    return float(MSE_CANDIDATES[int(np.argmin(errors))] * largest)

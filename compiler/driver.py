@@ -27,9 +27,10 @@ from rcc.compiler.host_run import HostPart
 from rcc.compiler.frontend.loader import ShapeOverrides, load_onnx
 from rcc.compiler.pass_context import DECONV_PASSES, PassContext, PassReport, PruneBudget
 from rcc.compiler.pass_manager import PipelineSpec, default_pipeline, run_pipeline
+from rcc.compiler.verify_detections import verify_host_outputs
 from rcc.compiler.verify_quant import (bit_exact_summary, float_kernel_boundaries, is_quantized,
                                       quantized_boundaries)
-from rcc.compiler.verify import (DEFAULT_SAMPLES, FLOAT_MACHINE_TOLERANCE, Tolerance, VerifyResult, compare_outputs,
+from rcc.compiler.verify import (DEFAULT_SAMPLES, FLOAT_MACHINE_TOLERANCE, INTERPRETER_TOLERANCE, Tolerance, VerifyResult, compare_outputs,
                                  integer_snr_bound, judge_on_logits, mark_input_bound, onnxruntime_outputs, onnxruntime_runner)
 from rcc.ir import interpreter
 from rcc.ir.core import Module
@@ -72,11 +73,13 @@ def compile_model(path: str | os.PathLike, target: Target | None = None, precisi
                   input_shapes: ShapeOverrides | None = None, pipeline: PipelineSpec | None = None,
                   calibration: dict | None = None, print_after_all: bool = False, deconv: str = "pixelwise",
                   packing: str = "best", prune: PruneBudget | None = None, replicate: str = "none",
-                  pipelining: str = "none", allow_nonfinite: bool = False) -> Compiled:
+                  pipelining: str = "none", allow_nonfinite: bool = False,
+                  calibration_method: str = "max") -> Compiled:
     """ONNX model → graph IR → (`pipeline`, by default `default_pipeline(deconv)`) → crossbar IR → program.
     Pruning error is measured against onnxruntime on the model at `path`. NaN/Inf weights are refused
-    unless `allow_nonfinite`."""
-    ctx = PassContext(target=target or Target(), precision=precision, calibration=calibration, packing=packing,
+    unless `allow_nonfinite`. `calibration_method`: how activation ranges are chosen (calibrate.METHODS)."""
+    ctx = PassContext(target=target or Target(), precision=precision, calibration=calibration,
+                      calibration_method=calibration_method, packing=packing,
                       deconv=deconv, prune=prune, replicate=replicate, pipelining=pipelining,
                       reference=lambda sample: onnxruntime_outputs(path, sample))
     with stage("import"):
@@ -116,11 +119,13 @@ def verify_model(path: str | os.PathLike, module: Module, executor: str = "inter
     if executor not in EXECUTORS:
         raise RccError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     feeds = input_samples(module, inputs, seed, samples)
-    reference = onnxruntime_runner(path)
+    reference = onnxruntime_runner(path, host.handed_over if host is not None else ())
     actual = [EXECUTORS[executor](module, f) for f in feeds]
-    if host is not None:
-        actual = [host.finish(outputs, f) for outputs, f in zip(actual, feeds)]
-    return compare_outputs(actual, [reference(f) for f in feeds], executor)
+    if host is None:
+        return compare_outputs(actual, [reference(f) for f in feeds], executor)
+    finals = [host.finish(outputs, f) for outputs, f in zip(actual, feeds)]
+    return verify_host_outputs(actual, finals, [reference(f) for f in feeds], executor, INTERPRETER_TOLERANCE,
+                               host.info, host.nms_iou)
 
 
 def integer_reference_match(compiled: Compiled, trace: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
@@ -190,7 +195,8 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
     boundaries = quantized_boundaries(path, compiled.program) if is_quantized(compiled.program) else []
     program, extra = with_extra_stores(compiled.program, [*logits.values(), *boundaries])
     machine = Machine(program, device=device, seed=device_seed, faults=faults)
-    reference = onnxruntime_runner(path, [name for name in extra if name in logits.values()])
+    reference = onnxruntime_runner(path, [*(name for name in extra if name in logits.values()),
+                                          *(host.handed_over if host is not None else ())])
     traced = compiled.precision == "int"
     runs = [machine.run(f, trace=traced, allow_nonfinite=allow_nonfinite) for f in feeds]
     expected = [reference(f) for f in feeds]
@@ -201,9 +207,11 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
     outputs = compiled.program.outputs
     finals = [{n: r.outputs[n] for n in outputs if n in r.outputs} for r in runs]
     if host is not None:
-        finals = [host.finish(final, feed) for final, feed in zip(finals, feeds)]
-    result = compare_outputs(finals,
-                             [{n: e[n] for n in e if n not in extra} for e in expected], "machine", tolerance)
+        parts, finals = finals, [host.finish(final, feed) for final, feed in zip(finals, feeds)]
+        result = verify_host_outputs(parts, finals, expected, "machine", tolerance, host.info, host.nms_iou)
+    else:
+        result = compare_outputs(finals, [{n: e[n] for n in e if n not in extra} for e in expected], "machine",
+                                 tolerance)
     for output, tensor in logits.items():
         if tensor in extra and output in result.outputs:
             judge_on_logits(result.outputs[output], [r.outputs[tensor] for r in runs],

@@ -19,8 +19,8 @@ import numpy as np
 
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.target import Target
-from rcc.compiler.calibrate import calibration_samples
-from rcc.ir.core import Module
+from rcc.compiler.calibrate import METHODS as CALIBRATION_METHODS, activation_ranges, calibration_samples
+from rcc.ir.core import Module, Value
 from rcc.ir.errors import RccError
 
 PRECISIONS = ("int", "float")
@@ -74,6 +74,7 @@ class PassContext:
     target: Target = field(default_factory=Target)
     precision: str = "int"
     calibration: dict[str, np.ndarray] | None = None
+    calibration_method: str = "max"  # how activation ranges are chosen: calibrate.METHODS
     packing: str = "best"
     deconv: str = "pixelwise"
     prune: PruneBudget | None = None
@@ -88,6 +89,9 @@ class PassContext:
             raise RccError(f"--precision {self.precision!r}: choose int or float")
         if self.deconv not in DECONV_PASSES:
             raise RccError(f"--deconv {self.deconv!r}: choose {' or '.join(DECONV_PASSES)}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise RccError(f"--calibration-method {self.calibration_method!r}: choose one of "
+                           f"{', '.join(CALIBRATION_METHODS)}")
         if self.packing not in PACKING_MODES:
             raise RccError(f"--packing {self.packing!r}: choose one of {', '.join(PACKING_MODES)}")
 
@@ -109,3 +113,8 @@ class PassContext:
     def calibration_samples(self, module: Module) -> list[dict[str, np.ndarray]]:
         """Input samples for calibrating `module`: the user's, or seeded random ones."""
         return calibration_samples(module, self.calibration)
+
+    def activation_ranges(self, module: Module, values: list[Value]) -> dict[Value, tuple[float, float]]:
+        """The calibrated (min, max) of each of `values` on `calibration_samples`, by `calibration_method`."""
+        return activation_ranges(module, values, self.calibration_samples(module), self.calibration_method,
+                                 self.target.input_bits)

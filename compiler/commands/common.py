@@ -10,6 +10,7 @@ from typing import Any
 
 from rcc.backends.chip import PRESETS as CHIP_PRESETS
 from rcc.backends.target import ATTENTION_MODES, AUTO, ENCODINGS, Auto, Target, parse_xbar
+from rcc.compiler.calibrate import METHODS as CALIBRATION_METHODS, PERCENTILE
 from rcc.ir.errors import RccError
 from rcc.ir.files import check_output_path, json_bytes, write_output
 
@@ -102,6 +103,16 @@ def seed(text: str) -> int:
     if not 0 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and 2^63 - 1")
     return value
+
+
+def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--calibrate FILE.npz` and `--calibration-method`: the inputs activation ranges are measured on, and
+    how a range is chosen from them (compiler/calibrate.py)."""
+    parser.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs (default: seeded random)")
+    parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="max",
+                        help="activation ranges: max (default: nothing clipped), percentile (clip at the "
+                             f"{PERCENTILE:g}th percentile of |x|) or mse (the clipping that minimises the "
+                             "quantisation error)")
 
 
 def add_nonfinite_argument(parser: argparse.ArgumentParser, what: str) -> None:

@@ -12,8 +12,9 @@ from rcc.backends.onnx_export import save_onnx
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.program import save_program
 from rcc.compiler import driver
-from rcc.compiler.commands.common import (Parser, add_common_arguments, add_cost_model_argument, add_nonfinite_argument,
-                                          add_target_arguments, optional_output, seed, target_from_args, write_report)
+from rcc.compiler.commands.common import (Parser, add_calibration_arguments, add_common_arguments,
+                                          add_cost_model_argument, add_nonfinite_argument, add_target_arguments,
+                                          optional_output, seed, target_from_args, write_report)
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import parse_input_shapes
@@ -59,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
                         help="static shape for an input with dynamic dimensions (repeatable)")
     parser.add_argument("--precision", choices=["int", "float"], default="int",
                         help="int: quantised, bit-accurate (default); float: ideal analog arithmetic")
-    parser.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs (default: seeded random)")
+    add_calibration_arguments(parser)
     parser.add_argument("--packing", choices=list(PACKING_MODES), default="best",
                         help="how sparse layers are packed onto arrays (default: best; dense = plain tiling)")
     parser.add_argument("--prune-budget", metavar="FRACTION|error=MAX",
@@ -245,7 +246,8 @@ def _compile(args: argparse.Namespace) -> int:
                                         default_pipeline(args.deconv, args.pipeline), calibration,
                                         args.print_after_all, args.deconv, args.packing, prune,
                                         replicate=args.replicate, pipelining=args.pipelining,
-                                        allow_nonfinite=args.allow_nonfinite)
+                                        allow_nonfinite=args.allow_nonfinite,
+                                        calibration_method=args.calibration_method)
     result = localization = None
     if args.verify:
         with stage("verify"):

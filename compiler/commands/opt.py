@@ -8,7 +8,8 @@ import argparse
 import sys
 
 from rcc.backends.packing import MODES as PACKING_MODES
-from rcc.compiler.commands.common import Parser, add_common_arguments, add_target_arguments, target_from_args
+from rcc.compiler.commands.common import (Parser, add_calibration_arguments, add_common_arguments, add_target_arguments,
+                                          target_from_args)
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.pass_manager import run_pipeline
@@ -27,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", help="write the result here (with its .npz) instead of stdout")
     parser.add_argument("--precision", choices=["int", "float"], default="int",
                         help="what lower-to-xbar maps: int (quantised, default) or float")
-    parser.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs (default: seeded random)")
+    add_calibration_arguments(parser)
     parser.add_argument("--packing", choices=list(PACKING_MODES), default="best",
                         help="the packing pack-crossbars uses unless its `mode` option says otherwise")
     add_target_arguments(parser)
@@ -39,6 +40,7 @@ def opt_command(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     calibration = load_inputs(args.calibrate, "--calibrate") if args.calibrate else None
     ctx = PassContext(target=target_from_args(args), precision=args.precision, calibration=calibration,
+                      calibration_method=args.calibration_method,
                       packing=args.packing)
     with showing_progress(args):
         if args.output is not None:

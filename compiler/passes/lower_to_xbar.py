@@ -33,7 +33,6 @@ import numpy as np
 
 from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.target import Target
-from rcc.compiler.calibrate import activation_ranges
 from rcc.compiler.lowering import input_quantization, is_mappable, quantize_weights
 from rcc.compiler.pass_context import PRECISIONS, PassContext
 from rcc.compiler.passes.base import Pass
@@ -76,8 +75,7 @@ class LowerToXbar(Pass):
         sources = {op: op.operands[0] for op in mapped}  # before earlier lowerings rewire the operands
         ranges = {}
         if precision == "int":
-            samples = ctx.calibration_samples(module)
-            ranges = activation_ranges(module, list(sources.values()), samples)
+            ranges = ctx.activation_ranges(module, list(sources.values()))
         names = module.name_allocator()
         quantized_inputs: dict[tuple, Value] = {}
         next_array = 0

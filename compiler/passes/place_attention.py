@@ -36,7 +36,6 @@ import numpy as np
 
 from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.target import ATTENTION_MODES
-from rcc.compiler.calibrate import activation_ranges
 from rcc.compiler.lowering import input_quantization
 from rcc.compiler.pass_context import PRECISIONS, PassContext
 from rcc.compiler.passes.base import Pass
@@ -85,7 +84,7 @@ class PlaceAttention(Pass):
         precision = self.precision or ctx.precision
         ranges = {}
         if precision == "int":
-            ranges = activation_ranges(module, [op.operands[0] for op in placed], ctx.calibration_samples(module))
+            ranges = ctx.activation_ranges(module, [op.operands[0] for op in placed])
         names = module.name_allocator()
         first_array = start = next_free_array(module)
         new_ops: list[Op] = []
