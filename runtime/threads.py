@@ -8,6 +8,7 @@ callers that sum them keep their order and their bits.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ _WORK = threading.local()
 def work_buffer(name: str, shape: tuple[int, ...]) -> np.ndarray:
     """This thread's float32 scratch array `name` of `shape`, reused across calls (a fresh multi-megabyte
     temporary costs a page fault per 4 KiB)."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buffers = _WORK.__dict__.setdefault("buffers", {})
     if name not in buffers or buffers[name].size < size:
         buffers[name] = np.empty(size, dtype=np.float32)
