@@ -35,7 +35,7 @@ from dominating the run time.
 The ADC converts v = I/Δg, Δg = (g_max − g_min)/L, as clip(rint(v·(1 + gain_error) + offset), 0, A); then
 shift-and-add of the codes over slices, input cycles and sign arrays, and the digital removal of the input
 and weight offsets (exact integers, as the ideal machine does). How it runs: all bit-slices of a row tile
-(and all its column tiles) form one bit matrix [vectors·cycles, rows], read in blocks of 32 vectors × 256
+(and all its column tiles) form one bit matrix [vectors·cycles, rows], read in blocks of 64 vectors × 256
 columns (one float32 matmul each, at BLAS's full speed, whose noise, ADC and shift-and-add passes stay in the
 core's cache); the ADC offset is a row of the cell matrix that every read drives.
 """
@@ -54,7 +54,7 @@ from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.threads import in_parallel, work_buffer
 
 CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
-BLOCK_VECTORS, BLOCK_COLUMNS = 32, 256   # a read block: 32·cycles × 256 column reads, GEMM-efficient and L2-sized
+BLOCK_VECTORS, BLOCK_COLUMNS = 64, 256   # a read block: 64·cycles × 256 column reads, GEMM-efficient and L2-sized
 _EXACT_FLOAT32 = 2.0 ** 24    # float32 holds every integer below it
 NOISE_TAPE = 1 << 20         # standard normals drawn once per machine for read noise
 PCM_PROG_COEFF = (0.26348, 1.9650, -1.1731)                 # aihwkit PCMLikeNoiseModel prog_coeff
@@ -280,7 +280,7 @@ class DeviceCrossbarGroup:
         units, tasks = [], []
         for unit in self.units:
             inputs = (x[:, unit.group * g.rows + unit.rows].astype(np.int64) + g.input_offset).astype(width)
-            step = self._step(unit)
+            step = self._step(unit, inputs.shape[0])
             for start in range(0, inputs.shape[0], step):
                 chunk = inputs[start:start + step]
                 blocks = -(-chunk.shape[0] // BLOCK_VECTORS) * -(-unit.levels.shape[1] // BLOCK_COLUMNS)
@@ -290,15 +290,19 @@ class DeviceCrossbarGroup:
             units.append((unit, inputs))
         raws = iter(in_parallel(self._chunk_raw, tasks))
         for unit, inputs in units:
-            chunks = [next(raws) for _ in range(0, inputs.shape[0], self._step(unit))]
+            chunks = [next(raws) for _ in range(0, inputs.shape[0], self._step(unit, inputs.shape[0]))]
             raw = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
             columns = unit.group * g.outputs + unit.outputs      # distinct within a unit
             total[:, columns] += raw - self._offsets(unit, inputs)
         return np.rint(total).astype(np.int64)
 
-    def _step(self, unit: _Unit) -> int:
-        """Vectors per step, bounding a step's temporaries by CHUNK_ELEMENTS."""
-        return max(1, CHUNK_ELEMENTS // max(self.mapping.input_cycles * max(unit.levels.shape[1], unit.rows.size), 1))
+    def _step(self, unit: _Unit, vectors: int) -> int:
+        """Vectors per step (a task of `in_parallel`): half of them in whole read blocks, so that a layer of
+        one unit still gives two threads work, and a step's temporaries bounded by CHUNK_ELEMENTS. The steps
+        do not depend on the thread count, so neither do the noise draws."""
+        bound = CHUNK_ELEMENTS // max(self.mapping.input_cycles * max(unit.levels.shape), 1)
+        half = -(-vectors // 2)
+        return max(1, min(bound, -(-half // BLOCK_VECTORS) * BLOCK_VECTORS))
 
     def _offsets(self, unit: _Unit, inputs: np.ndarray) -> np.ndarray:
         """What the offset-binary inputs and offset-encoded weights add to the raw sums (exact integers)."""
@@ -314,10 +318,13 @@ class DeviceCrossbarGroup:
         vectors of `chunk`, [vectors, outputs]. The chunk's input slices are one bit matrix (row vector·cycles
         + k; a last column of ones reads the unit's row of ADC offsets); it is read block by block
         (`BLOCK_VECTORS` vectors × `BLOCK_COLUMNS` columns: the block's GEMM runs at full speed and its passes
-        stay in the core's cache): one float32 matmul against the block's columns, then the read noise (a
-        contiguous slice of the tape at the block's drawn offset), the ADC and the shift-and-add over input
-        slices, in place in this thread's work buffers; then cell slices and sign arrays. The shift-and-adds
-        run in float32 when every sum they form is an integer below 2^24, else in float64."""
+        stay in the core's cache): one float32 matmul against the block's columns into this thread's work
+        buffer, then its read-out in one compiled pass (rcc.runtime.read_kernels: the read noise, a contiguous
+        slice of the tape at the block's drawn offset; the ADC; the shift-and-add over input slices); then
+        cell slices and sign arrays. The shift-and-adds run in float32 when every sum they form is an
+        integer below 2^24, else in float64."""
+        from rcc.runtime.read_kernels import input_slices, read_out   # numba's import takes most of a second:
+        #                                                                only machines with device cells pay it
         g, device = self.mapping, self.device
         cycles, signs, rows = g.input_cycles, g.signs, unit.rows.size
         vectors, columns = chunk.shape[0], unit.levels.shape[1]
@@ -326,19 +333,14 @@ class DeviceCrossbarGroup:
         exact32 = cycle_peak < _EXACT_FLOAT32
         merge_dtype = np.float32 if cycle_peak * slice_weights.sum() < _EXACT_FLOAT32 else np.float64
         cycle_weights = (2.0 ** (g.dac_bits * np.arange(cycles))).astype(np.float32 if exact32 else np.float64)
-        shifts = (g.dac_bits * np.arange(cycles)).astype(chunk.dtype)[None, :, None]
-        bits = work_buffer("bits", (vectors, cycles, unit.levels.shape[0]))
-        np.bitwise_and(chunk[:, None, :] >> shifts, chunk.dtype.type((1 << g.dac_bits) - 1), out=bits[:, :, :rows],
-                       casting="unsafe")
-        bits[:, :, rows:] = 1.0
-        bits = bits.reshape(vectors * cycles, -1)
+        bits = work_buffer("bits", (vectors * cycles, unit.levels.shape[0]))
+        bits[:, rows:] = 1.0
+        spread = np.empty(vectors * cycles if offsets is not None else 0, dtype=np.float32)
+        input_slices(chunk, g.dac_bits, cycles, bits, spread, np.float32(self.gain * device.read_noise * device.g_max))
         if offsets is not None:
-            driven = bits[:, :rows]
-            spread = np.sqrt(np.einsum("ij,ij->i", driven, driven)) * np.float32(self.gain * device.read_noise
-                                                                                 * device.g_max)
             tape, draws = self.tape.values, iter(offsets)
         merged = np.empty((vectors, columns), dtype=cycle_weights.dtype)
-        adc_max = np.float32(g.adc_max)
+        adc_max, no_noise = np.float32(g.adc_max), np.zeros((0, 0), dtype=np.float32)
         for first in range(0, vectors, BLOCK_VECTORS):
             last = min(first + BLOCK_VECTORS, vectors)
             reads = slice(first * cycles, last * cycles)
@@ -346,14 +348,13 @@ class DeviceCrossbarGroup:
                 block = slice(start, min(start + BLOCK_COLUMNS, columns))
                 analog = np.matmul(bits[reads], unit.levels[:, block],
                                    out=work_buffer("analog", ((last - first) * cycles, block.stop - start)))
+                normals = no_noise
                 if offsets is not None:   # this block's normals: a contiguous slice of the tape
                     at = next(draws)
                     normals = tape[at:at + analog.size].reshape(analog.shape)
-                    analog += np.multiply(normals, spread[reads, None], out=work_buffer("noise", analog.shape))
-                np.rint(analog, out=analog)
-                if analog.min() < 0 or analog.max() > adc_max:    # two reductions cost less than a clip
-                    np.clip(analog, np.float32(0), adc_max, out=analog)
-                np.matmul(cycle_weights, analog.reshape(last - first, cycles, -1), out=merged[first:last, block])
+                totals = np.empty((last - first, analog.shape[1]), dtype=merged.dtype)   # contiguous: vectorised
+                read_out(analog, normals, spread[reads], adc_max, cycle_weights, totals)
+                merged[first:last, block] = totals
         merged = merged.reshape(vectors, signs, unit.outputs.size, g.weight_slices).astype(merge_dtype, copy=False)
         merged = merged @ slice_weights.astype(merge_dtype)
         return (merged.transpose(0, 2, 1) @ np.array([1.0, -1.0][:signs], dtype=merge_dtype)).astype(np.float64)

@@ -195,7 +195,7 @@ def test_reads_on_two_threads_give_the_serial_result_bit_for_bit(monkeypatch):
     device = load_device("mnsim").with_overrides(read_noise=0.02, adc_offset=0.3)
     monkeypatch.setattr(devices, "CHUNK_ELEMENTS", 1 << 12)     # several chunks per unit, several units
     group = _device_group(weights, attrs, device, seed=4)
-    assert len(group.units) > 1 and group._step(group.units[0]) < x.shape[0]
+    assert len(group.units) > 1 and group._step(group.units[0], x.shape[0]) < x.shape[0]
     monkeypatch.setattr(threads, "READ_THREADS", 1)
     serial = _device_group(weights, attrs, device, seed=4).run(x)
     monkeypatch.setattr(threads, "READ_THREADS", 2)
