@@ -28,12 +28,16 @@ Reading, per input bit-slice k (`dac_bits` bits): the column current I = Σ_rows
 driven cell's read adds N(0, (read_noise·g_max)²) independently (aihwkit's `w_noise` of type
 ADDITIVE_CONSTANT, which aihwkit's ReRamWan2022NoiseModel recommends at about 0.01 for short-term read
 noise), i.e. N(0, (read_noise·g_max)²·Σ bit²) per column and conversion (Σ over the driven rows). The standard
-normals come from a tape of 2^24 drawn once from the seed, read at a fresh random offset per step (i.i.d.
-within a step; across steps values may recur, which keeps read noise from dominating the run time).
+normals come from a tape of 2^20 drawn once from the seed; each read block (below) takes a contiguous slice
+at a fresh random offset: i.i.d. within a block; across blocks values recur at shifted positions (two blocks'
+slices overlap with probability about 2·block/2^20, 12% at the default target), which keeps drawing normals
+from dominating the run time.
 The ADC converts v = I/Δg, Δg = (g_max − g_min)/L, as clip(rint(v·(1 + gain_error) + offset), 0, A); then
 shift-and-add of the codes over slices, input cycles and sign arrays, and the digital removal of the input
-and weight offsets (exact integers, as the ideal machine does). All bit-slices of a row tile (and all its
-column tiles) are one float32 matmul [cycles·vectors, rows] × [rows, signs·outputs·slices].
+and weight offsets (exact integers, as the ideal machine does). How it runs: all bit-slices of a row tile
+(and all its column tiles) form one bit matrix [vectors·cycles, rows], read in blocks of 64 vectors × 256
+columns (one float32 matmul each, at BLAS's full speed, whose noise, ADC and shift-and-add passes stay in the
+core's cache); the ADC offset is a row of the cell matrix that every read drives.
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.threads import in_parallel, work_buffer
 
 CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
-NOISE_TAPE = 1 << 24         # standard normals drawn once per machine for read noise
+BLOCK_VECTORS, BLOCK_COLUMNS = 64, 256   # a read block: 64·cycles × 256 column reads, GEMM-efficient and L2-sized
+_EXACT_FLOAT32 = 2.0 ** 24    # float32 holds every integer below it
+NOISE_TAPE = 1 << 20         # standard normals drawn once per machine for read noise
 PCM_PROG_COEFF = (0.26348, 1.9650, -1.1731)                 # aihwkit PCMLikeNoiseModel prog_coeff
 PCM_PROG_G_MAX = 25.0                                        # µS, its reference g_max
 RERAM_PROG_COEFF = (0.348, 16.030, -43.853, 45.393, -16.815)  # aihwkit ReRamWan2022NoiseModel, 1 s
@@ -162,23 +168,34 @@ class _Unit:
     group: int
     rows: np.ndarray
     outputs: np.ndarray          # logical outputs within the group, one per (output) column group
-    conductance: np.ndarray      # float32 [rows, signs·outputs·S]
+    levels: np.ndarray           # float32 [rows, signs·outputs·S]: each cell's read in ADC steps (programming
+                                 # builds it in µS as [signs, rows, outputs, S])
 
 
 class NoiseTape:
-    """Standard normals for read noise: NOISE_TAPE of them drawn once (lazily) from the seed; each draw is a
-    slice at a fresh random offset (a longer draw is drawn afresh)."""
+    """Standard normals for read noise: NOISE_TAPE of them drawn once (lazily) from the seed; a draw of
+    `count` ≤ NOISE_TAPE values is a contiguous slice at a fresh random offset (a longer draw is drawn afresh).
+    The reads draw their offsets up front (`offsets`) and read the slices later, on any thread."""
 
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng([seed, _READ_STREAM])
-        self.values: np.ndarray | None = None
+        self._values: np.ndarray | None = None
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            self._values = self.rng.standard_normal(NOISE_TAPE, dtype=np.float32)
+        return self._values
+
+    def offsets(self, draws: int, count: int) -> np.ndarray:
+        """Start offsets of `draws` slices of `count` ≤ NOISE_TAPE values."""
+        self.values   # noqa: B018 (the tape is drawn before the offsets, as `draw` does)
+        return self.rng.integers(0, NOISE_TAPE - count + 1, size=draws)
 
     def draw(self, count: int) -> np.ndarray:
         if count > NOISE_TAPE:
             return self.rng.standard_normal(count, dtype=np.float32)
-        if self.values is None:
-            self.values = self.rng.standard_normal(NOISE_TAPE, dtype=np.float32)
-        start = int(self.rng.integers(0, NOISE_TAPE - count + 1))
+        start = int(self.offsets(1, count)[0])
         return self.values[start:start + count]
 
 
@@ -201,6 +218,12 @@ class DeviceCrossbarGroup:
         self.units, drifted, programmed = self._program(seed, faults)
         self.compensation = programmed / drifted if device.drift != "none" and device.drift_compensation \
             and drifted > 0 else 1.0
+        self.gain = self.compensation * (1.0 + device.adc_gain_error) / self.step   # µS → ADC steps
+        for unit in self.units:   # µS [signs, rows, outputs, S] → ADC steps [rows, signs·outputs·S]
+            levels = (unit.levels * self.gain).transpose(1, 0, 2, 3).reshape(unit.rows.size, -1)
+            if device.adc_offset:   # a row every read drives: each conversion's offset, added by the matmul
+                levels = np.vstack([levels, np.full((1, levels.shape[1]), device.adc_offset)])
+            unit.levels = np.ascontiguousarray(levels, dtype=np.float32)
 
     def _program(self, seed: int, faults: FaultMap | None) -> tuple[list[_Unit], float, float]:
         g = self.mapping
@@ -221,12 +244,9 @@ class DeviceCrossbarGroup:
             dense_neighbour = previous is not None and not self.mapping.is_packed and previous.group == block.group
             if dense_neighbour and np.array_equal(previous.rows, block.rows):   # column tiles of one row tile
                 previous.outputs = np.concatenate([previous.outputs, block.outputs])
-                previous.conductance = np.concatenate([previous.conductance, conductance], axis=2)
+                previous.levels = np.concatenate([previous.levels, conductance], axis=2)
             else:
                 units.append(_Unit(block.group, block.rows, block.outputs, conductance))
-        for unit in units:   # [signs, rows, outputs, S] → [rows, signs·outputs·S]
-            unit.conductance = np.ascontiguousarray(unit.conductance.transpose(1, 0, 2, 3).reshape(
-                unit.rows.size, -1)).astype(np.float32)
         return units, drifted_total, programmed_total
 
     def _program_cells(self, block: PhysicalBlock, level: np.ndarray, array_id: int, seed: int,
@@ -260,24 +280,29 @@ class DeviceCrossbarGroup:
         units, tasks = [], []
         for unit in self.units:
             inputs = (x[:, unit.group * g.rows + unit.rows].astype(np.int64) + g.input_offset).astype(width)
-            step = self._step(unit)
+            step = self._step(unit, inputs.shape[0])
             for start in range(0, inputs.shape[0], step):
                 chunk = inputs[start:start + step]
-                normals = self.tape.draw(chunk.shape[0] * g.input_cycles * unit.conductance.shape[1]) \
+                blocks = -(-chunk.shape[0] // BLOCK_VECTORS) * -(-unit.levels.shape[1] // BLOCK_COLUMNS)
+                offsets = self.tape.offsets(blocks, BLOCK_VECTORS * g.input_cycles * BLOCK_COLUMNS) \
                     if self.device.read_noise > 0 else None
-                tasks.append((unit, chunk, normals))
+                tasks.append((unit, chunk, offsets))
             units.append((unit, inputs))
         raws = iter(in_parallel(self._chunk_raw, tasks))
         for unit, inputs in units:
-            chunks = [next(raws) for _ in range(0, inputs.shape[0], self._step(unit))]
+            chunks = [next(raws) for _ in range(0, inputs.shape[0], self._step(unit, inputs.shape[0]))]
             raw = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
             columns = unit.group * g.outputs + unit.outputs      # distinct within a unit
             total[:, columns] += raw - self._offsets(unit, inputs)
         return np.rint(total).astype(np.int64)
 
-    def _step(self, unit: _Unit) -> int:
-        """Vectors per step, bounding a step's temporaries by CHUNK_ELEMENTS."""
-        return max(1, CHUNK_ELEMENTS // max(self.mapping.input_cycles * max(unit.conductance.shape[1], unit.rows.size), 1))
+    def _step(self, unit: _Unit, vectors: int) -> int:
+        """Vectors per step (a task of `in_parallel`): half of them in whole read blocks, so that a layer of
+        one unit still gives two threads work, and a step's temporaries bounded by CHUNK_ELEMENTS. The steps
+        do not depend on the thread count, so neither do the noise draws."""
+        bound = CHUNK_ELEMENTS // max(self.mapping.input_cycles * max(unit.levels.shape), 1)
+        half = -(-vectors // 2)
+        return max(1, min(bound, -(-half // BLOCK_VECTORS) * BLOCK_VECTORS))
 
     def _offsets(self, unit: _Unit, inputs: np.ndarray) -> np.ndarray:
         """What the offset-binary inputs and offset-encoded weights add to the raw sums (exact integers)."""
@@ -288,37 +313,51 @@ class DeviceCrossbarGroup:
             correction = correction + float(2 ** (g.weight_bits - 1)) * inputs.sum(axis=1, keepdims=True, dtype=np.int64)
         return correction
 
-    def _chunk_raw(self, unit: _Unit, chunk: np.ndarray, normals: np.ndarray | None) -> np.ndarray:
+    def _chunk_raw(self, unit: _Unit, chunk: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
         """Σ over sign arrays, input slices and cell slices of sign·2^(dac·k)·2^(cell·s)·ADC(column) for the
-        vectors of `chunk`, [vectors, outputs]: one float32 matmul of every input slice (a batch of
-        cycles·vectors rows) against every column of the unit, then the read noise, the ADC and the
-        shift-and-add, in place in this thread's work buffers."""
+        vectors of `chunk`, [vectors, outputs]. The chunk's input slices are one bit matrix (row vector·cycles
+        + k; a last column of ones reads the unit's row of ADC offsets); it is read block by block
+        (`BLOCK_VECTORS` vectors × `BLOCK_COLUMNS` columns: the block's GEMM runs at full speed and its passes
+        stay in the core's cache): one float32 matmul against the block's columns into this thread's work
+        buffer, then its read-out in one compiled pass (rcc.runtime.read_kernels: the read noise, a contiguous
+        slice of the tape at the block's drawn offset; the ADC; the shift-and-add over input slices); then
+        cell slices and sign arrays. The shift-and-adds run in float32 when every sum they form is an
+        integer below 2^24, else in float64."""
+        from rcc.runtime.read_kernels import input_slices, read_out   # numba's import takes most of a second:
+        #                                                                only machines with device cells pay it
         g, device = self.mapping, self.device
-        cycles, mask, signs = g.input_cycles, (1 << g.dac_bits) - 1, g.signs
-        exact32 = g.adc_max * 2.0 ** (g.dac_bits * cycles) < 2.0 ** 24       # the shift-and-add below, in float32
-        cycle_weights = (2.0 ** (g.dac_bits * np.arange(cycles))).astype(np.float32 if exact32 else np.float64)
+        cycles, signs, rows = g.input_cycles, g.signs, unit.rows.size
+        vectors, columns = chunk.shape[0], unit.levels.shape[1]
+        cycle_peak = g.adc_max * (2.0 ** (g.dac_bits * cycles) - 1)          # a column's shift-and-add
         slice_weights = 2.0 ** (g.cell_bits * np.arange(g.weight_slices))
-        sign_weights = np.array([1.0, -1.0][:signs])
-        gain = self.compensation * (1.0 + device.adc_gain_error) / self.step   # µS → ADC steps
-        levels = unit.conductance * np.float32(gain)                            # column sums in ADC steps
-        shifts = (g.dac_bits * np.arange(cycles)).astype(chunk.dtype)
-        bits = work_buffer("bits", (cycles, chunk.shape[0], unit.rows.size))
-        np.bitwise_and(chunk[None, :, :] >> shifts[:, None, None], chunk.dtype.type(mask), out=bits, casting="unsafe")
-        bits = bits.reshape(-1, unit.rows.size)
-        analog = np.matmul(bits, levels, out=work_buffer("analog", (bits.shape[0], levels.shape[1])))
-        if device.read_noise > 0:
-            spread = (gain * device.read_noise * device.g_max) * np.sqrt(np.einsum("ij,ij->i", bits, bits))
-            noise = np.multiply(normals.reshape(analog.shape), spread[:, None].astype(np.float32),
-                                out=work_buffer("noise", analog.shape))
-            analog += noise
-        if device.adc_offset:
-            analog += np.float32(device.adc_offset)
-        codes = np.clip(np.rint(analog, out=analog), 0, g.adc_max, out=analog)
-        # shift-and-add over input slices (exact: integers below 2^24 in float32, else float64), slices, signs
-        # (einsum's contraction loop: several times faster than BLAS's GEMV on this [cycles] × [cycles, N] shape)
-        merged = np.einsum("k,kn->n", cycle_weights, codes.reshape(cycles, -1)).astype(np.float64)
-        merged = merged.reshape(chunk.shape[0], signs, unit.outputs.size, g.weight_slices) @ slice_weights
-        return merged.transpose(0, 2, 1) @ sign_weights
+        exact32 = cycle_peak < _EXACT_FLOAT32
+        merge_dtype = np.float32 if cycle_peak * slice_weights.sum() < _EXACT_FLOAT32 else np.float64
+        cycle_weights = (2.0 ** (g.dac_bits * np.arange(cycles))).astype(np.float32 if exact32 else np.float64)
+        bits = work_buffer("bits", (vectors * cycles, unit.levels.shape[0]))
+        bits[:, rows:] = 1.0
+        spread = np.empty(vectors * cycles if offsets is not None else 0, dtype=np.float32)
+        input_slices(chunk, g.dac_bits, cycles, bits, spread, np.float32(self.gain * device.read_noise * device.g_max))
+        if offsets is not None:
+            tape, draws = self.tape.values, iter(offsets)
+        merged = np.empty((vectors, columns), dtype=cycle_weights.dtype)
+        adc_max, no_noise = np.float32(g.adc_max), np.zeros((0, 0), dtype=np.float32)
+        for first in range(0, vectors, BLOCK_VECTORS):
+            last = min(first + BLOCK_VECTORS, vectors)
+            reads = slice(first * cycles, last * cycles)
+            for start in range(0, columns, BLOCK_COLUMNS):
+                block = slice(start, min(start + BLOCK_COLUMNS, columns))
+                analog = np.matmul(bits[reads], unit.levels[:, block],
+                                   out=work_buffer("analog", ((last - first) * cycles, block.stop - start)))
+                normals = no_noise
+                if offsets is not None:   # this block's normals: a contiguous slice of the tape
+                    at = next(draws)
+                    normals = tape[at:at + analog.size].reshape(analog.shape)
+                totals = np.empty((last - first, analog.shape[1]), dtype=merged.dtype)   # contiguous: vectorised
+                read_out(analog, normals, spread[reads], adc_max, cycle_weights, totals)
+                merged[first:last, block] = totals
+        merged = merged.reshape(vectors, signs, unit.outputs.size, g.weight_slices).astype(merge_dtype, copy=False)
+        merged = merged @ slice_weights.astype(merge_dtype)
+        return (merged.transpose(0, 2, 1) @ np.array([1.0, -1.0][:signs], dtype=merge_dtype)).astype(np.float64)
 
 
 def spare_columns(attrs: dict, first_array: int) -> dict[int, list[int]]:

@@ -8,6 +8,7 @@ callers that sum them keep their order and their bits.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ _WORK = threading.local()
 def work_buffer(name: str, shape: tuple[int, ...]) -> np.ndarray:
     """This thread's float32 scratch array `name` of `shape`, reused across calls (a fresh multi-megabyte
     temporary costs a page fault per 4 KiB)."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buffers = _WORK.__dict__.setdefault("buffers", {})
     if name not in buffers or buffers[name].size < size:
         buffers[name] = np.empty(size, dtype=np.float32)
@@ -36,13 +37,15 @@ _POOL: dict[str, object] = {}
 
 def in_parallel(work, tasks: list[tuple]) -> list:
     """`work(*task)` of every task, in order, on READ_THREADS threads (numpy and BLAS release the GIL), each
-    task's matmul on one BLAS thread: the tasks are the parallelism, and BLAS threads that wait for a core
-    on a shared machine spin (measured on bench/devices.py's ResNet-18 under load: 8.7 CPU seconds per
-    noisy inference with two BLAS threads, 5.5 with one)."""
-    if len(tasks) < 2 or READ_THREADS < 2:
-        return [work(*task) for task in tasks]
+    task's matmuls on one BLAS thread, also when the tasks run serially: the tasks are the parallelism, a
+    task's matmuls are small blocks that multi-threaded OpenBLAS runs many times slower (measured: a
+    [64, 128] × [128, 4096] float32 product at 2.8 GFLOP/s on two threads, 25 on one), and BLAS threads
+    that wait for a core on a shared machine spin."""
     if not _POOL:
-        _POOL["threads"] = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="rcc-read")
         _POOL["blas"] = ThreadpoolController()
     with _POOL["blas"].limit(limits=1, user_api="blas"):
+        if len(tasks) < 2 or READ_THREADS < 2:
+            return [work(*task) for task in tasks]
+        if "threads" not in _POOL:
+            _POOL["threads"] = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="rcc-read")
         return list(_POOL["threads"].map(lambda task: work(*task), tasks))

@@ -195,7 +195,7 @@ def test_reads_on_two_threads_give_the_serial_result_bit_for_bit(monkeypatch):
     device = load_device("mnsim").with_overrides(read_noise=0.02, adc_offset=0.3)
     monkeypatch.setattr(devices, "CHUNK_ELEMENTS", 1 << 12)     # several chunks per unit, several units
     group = _device_group(weights, attrs, device, seed=4)
-    assert len(group.units) > 1 and group._step(group.units[0]) < x.shape[0]
+    assert len(group.units) > 1 and group._step(group.units[0], x.shape[0]) < x.shape[0]
     monkeypatch.setattr(threads, "READ_THREADS", 1)
     serial = _device_group(weights, attrs, device, seed=4).run(x)
     monkeypatch.setattr(threads, "READ_THREADS", 2)
@@ -208,3 +208,20 @@ def test_force_sliced_false_is_refused_on_device_cells():
     with pytest.raises(DeviceError, match="force_sliced=False"):
         group.run(x, sliced=False)
     assert np.array_equal(group.run(x, sliced=True), _device_group(weights, attrs, load_device("reram"), seed=1).run(x))
+
+
+def test_reads_in_many_small_blocks_match_the_exact_machine(monkeypatch):
+    # blocks smaller than the vectors and the columns (edges included): perfect cells stay exact; an ADC
+    # offset below half a step (read by the offsets row every read drives) rounds away, one above it shows
+    # (offset encoding: one array per weight, so a uniform offset does not cancel between sign arrays)
+    import rcc.runtime.devices as devices
+
+    monkeypatch.setattr(devices, "BLOCK_VECTORS", 3)
+    monkeypatch.setattr(devices, "BLOCK_COLUMNS", 7)
+    weights, attrs, x = _layer(Target(encoding="offset"), shape=(1, 150, 40))
+    perfect = Device(programming_noise="constant", programming_sigma=0.0, adc_offset=0.3)
+    group = _device_group(weights, attrs, perfect)
+    assert group.units[0].levels.shape[1] > 7 and x.shape[0] > 3
+    assert np.array_equal(group.run(x), CrossbarGroup(weights, attrs).run(x))
+    shifted = _device_group(weights, attrs, perfect.with_overrides(adc_offset=0.7)).run(x)
+    assert not np.array_equal(shifted, CrossbarGroup(weights, attrs).run(x))
