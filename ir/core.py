@@ -184,8 +184,12 @@ def _arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def modules_equal(a: Module, b: Module) -> bool:
-    """Structural equality: same names, types, op names, attributes, constant data, and wiring."""
-    if a.name != b.name or len(a.ops) != len(b.ops):
+    """Structural equality: same names, types, op names, attributes, constant data, wiring, baked inputs and
+    input defaults."""
+    if a.name != b.name or len(a.ops) != len(b.ops) or a.baked_inputs != b.baked_inputs:
+        return False
+    if a.input_defaults.keys() != b.input_defaults.keys() or not all(
+            _arrays_equal(data, b.input_defaults[name]) for name, data in a.input_defaults.items()):
         return False
     pairs: list[tuple[Value, Value]] = list(zip(a.inputs, b.inputs)) + list(zip(a.constants, b.constants))
     if len(a.inputs) != len(b.inputs) or len(a.constants) != len(b.constants):

@@ -87,12 +87,25 @@ class _ToModule(lark.Transformer):
         return [item for item in items if item is not None]
 
     # statements
+    def default(self, items):
+        return ("default", items[0])
+
     def input(self, items):
-        token, type_ = items
+        token, type_, default = items
         self.module.inputs.append(self._define(token, Value(_name(token), type_)))
+        if default is not None:
+            self.module.input_defaults[_name(token)] = self._data(token, type_, default[1], "the default of input")
+
+    def baked(self, items):
+        self.module.baked_inputs.extend(_name(token) for token in items)
 
     def const(self, items):
         token, type_, inline = items
+        data = self._data(token, type_, inline, "constant")
+        self.module.constants.append(self._define(token, Value(_name(token), type_, data=data)))
+
+    def _data(self, token: lark.Token, type_: TensorType, inline: list | None, what: str) -> np.ndarray:
+        """The array of a constant or an input's default: inline, or from the weights file by name."""
         name = _name(token)
         if inline is not None:
             try:
@@ -100,13 +113,13 @@ class _ToModule(lark.Transformer):
             except (ValueError, TypeError, OverflowError):
                 raise _SemanticError(token, f"inline data of {token} does not fit {type_}") from None
         elif self.weights is None or name not in self.weights:
-            raise _SemanticError(token, f"no data for constant {token} in the weights file")
+            raise _SemanticError(token, f"no data for {what} {token} in the weights file")
         else:
             data = self.weights[name]
             if data.shape != type_.shape or data.dtype != type_.np_dtype:
                 raise _SemanticError(token, f"weights file holds {TensorType.of(data)} for {token}, "
                                             f"the text says {type_}")
-        self.module.constants.append(self._define(token, Value(name, type_, data=np.asarray(data, order="C"))))
+        return np.asarray(data, order="C")
 
     def output(self, items):
         self.module.outputs.extend(self._lookup(token) for token in items)

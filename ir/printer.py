@@ -17,8 +17,12 @@ INLINE_LIMIT = 16
 _BARE_NAME = re.compile(r"[A-Za-z0-9_.]+")
 
 
+def name_ref(name: str) -> str:
+    return "%" + (name if _BARE_NAME.fullmatch(name) else json.dumps(name))
+
+
 def value_ref(value: Value) -> str:
-    return "%" + (value.name if _BARE_NAME.fullmatch(value.name) else json.dumps(value.name))
+    return name_ref(value.name)
 
 
 def format_scalar(item: Any) -> str:
@@ -54,16 +58,31 @@ def format_op(op: Op) -> str:
 def print_module(module: Module, inline_limit: int = INLINE_LIMIT) -> str:
     """The module's text; constants of more than `inline_limit` elements are referenced, not inlined."""
     lines = [f"module @{module.name} {{"]
-    lines += [f"  input {value_ref(v)} : {v.type}" for v in module.inputs]
-    for const in module.constants:
-        inline = ""
-        if const.data.size <= inline_limit:
-            inline = " = [" + ", ".join(format_scalar(x) for x in const.data.reshape(-1)) + "]"
-        lines.append(f"  const {value_ref(const)} : {const.type}{inline}")
+    for value in module.inputs:
+        default = module.input_defaults.get(value.name)
+        suffix = "" if default is None else " default" + _inline(default, inline_limit)
+        lines.append(f"  input {value_ref(value)} : {value.type}{suffix}")
+    if module.baked_inputs:
+        lines.append("  baked " + ", ".join(name_ref(name) for name in module.baked_inputs))
+    lines += [f"  const {value_ref(c)} : {c.type}{_inline(c.data, inline_limit)}" for c in module.constants]
     lines += [f"  {format_op(op)}" for op in module.ops]
     lines.append("  output " + ", ".join(value_ref(v) for v in module.outputs))
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _inline(data: np.ndarray, inline_limit: int) -> str:
+    """` = [...]` for data of at most `inline_limit` elements (flat, row-major); else nothing (the .npz holds it)."""
+    if data.size > inline_limit:
+        return ""
+    return " = [" + ", ".join(format_scalar(x) for x in data.reshape(-1)) + "]"
+
+
+def external_arrays(module: Module, inline_limit: int = INLINE_LIMIT) -> dict[str, np.ndarray]:
+    """The arrays the text refers to and the .npz holds: large constants and input defaults, by value name."""
+    arrays = {c.name: c.data for c in module.constants if c.data.size > inline_limit}
+    arrays.update((name, data) for name, data in module.input_defaults.items() if data.size > inline_limit)
+    return arrays
 
 
 def weights_path(ir_path: str | os.PathLike) -> Path:
@@ -75,7 +94,7 @@ def save_module(module: Module, path: str | os.PathLike, inline_limit: int = INL
     """Write the IR text to `path` and its large constants to the .npz beside it; return files written."""
     path = Path(path)
     text = print_module(module, inline_limit)
-    external = {c.name: c.data for c in module.constants if c.data.size > inline_limit}
+    external = external_arrays(module, inline_limit)
     written = []
     if external:
         write_output(weights_path(path), npz_bytes(external))

@@ -15,7 +15,7 @@ SMALL_LIGHT = [p for p in LIGHT if p.stem not in LARGE_LIGHT]
 
 def assert_round_trips(module, tmp_path) -> None:
     text = print_module(module)
-    weights = {c.name: c.data for c in module.constants}
+    weights = {**{c.name: c.data for c in module.constants}, **module.input_defaults}
     parsed = parse_module(text, weights)
     assert print_module(parsed) == text
     assert modules_equal(parsed, module)
