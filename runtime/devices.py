@@ -28,9 +28,9 @@ Reading, per input bit-slice k (`dac_bits` bits): the column current I = Σ_rows
 driven cell's read adds N(0, (read_noise·g_max)²) independently (aihwkit's `w_noise` of type
 ADDITIVE_CONSTANT, which aihwkit's ReRamWan2022NoiseModel recommends at about 0.01 for short-term read
 noise), i.e. N(0, (read_noise·g_max)²·Σ bit²) per column and conversion (Σ over the driven rows). The standard
-normals come from a tape of 2^20 drawn once from the seed; each read block (below) takes a contiguous slice
+normals come from a tape of 2^21 drawn once from the seed; each read block (below) takes a contiguous slice
 at a fresh random offset: i.i.d. within a block; across blocks values recur at shifted positions (two blocks'
-slices overlap with probability about 2·block/2^20, 12% at the default target), which keeps drawing normals
+slices overlap with probability about 2·block/2^21, 12.5% at the default target (blocks of 2^17)), which keeps drawing normals
 from dominating the run time.
 The ADC converts v = I/Δg, Δg = (g_max − g_min)/L, as clip(rint(v·(1 + gain_error) + offset), 0, A); then
 shift-and-add of the codes over slices, input cycles and sign arrays, and the digital removal of the input
@@ -56,7 +56,7 @@ from rcc.runtime.threads import in_parallel, work_buffer
 CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
 BLOCK_VECTORS, BLOCK_COLUMNS = 64, 256   # a read block: 64·cycles × 256 column reads, GEMM-efficient and L2-sized
 _EXACT_FLOAT32 = 2.0 ** 24    # float32 holds every integer below it
-NOISE_TAPE = 1 << 20         # standard normals drawn once per machine for read noise
+NOISE_TAPE = 1 << 21         # standard normals drawn once per machine for read noise
 PCM_PROG_COEFF = (0.26348, 1.9650, -1.1731)                 # aihwkit PCMLikeNoiseModel prog_coeff
 PCM_PROG_G_MAX = 25.0                                        # µS, its reference g_max
 RERAM_PROG_COEFF = (0.348, 16.030, -43.853, 45.393, -16.815)  # aihwkit ReRamWan2022NoiseModel, 1 s
