@@ -30,8 +30,8 @@ ADDITIVE_CONSTANT, which aihwkit's ReRamWan2022NoiseModel recommends at about 0.
 noise), i.e. N(0, (read_noise·g_max)²·Σ bit²) per column and conversion (Σ over the driven rows). The standard
 normals come from a tape of 2^21 drawn once from the seed; each read block (below) takes a contiguous slice
 at a fresh random offset: i.i.d. within a block; across blocks values recur at shifted positions (two blocks'
-slices overlap with probability about 2·block/2^21, 12.5% at the default target (blocks of 2^17)), which keeps drawing normals
-from dominating the run time.
+slices overlap with probability about 2·block/2^21: 12.5% for the default target's blocks of 2^17), which
+keeps drawing normals from dominating the run time.
 The ADC converts v = I/Δg, Δg = (g_max − g_min)/L, as clip(rint(v·(1 + gain_error) + offset), 0, A); then
 shift-and-add of the codes over slices, input cycles and sign arrays, and the digital removal of the input
 and weight offsets (exact integers, as the ideal machine does). How it runs: all bit-slices of a row tile
