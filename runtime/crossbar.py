@@ -79,6 +79,14 @@ def _partial_sum_bound(rows: np.ndarray, nonnegative: bool, weight_max: float, c
     return min(l1 * weight_max, l2 * column_norm) * (1.0 + 2.0 ** -20)
 
 
+def _value_range(x: np.ndarray, x_range: tuple[int, int] | None) -> tuple[int, int]:
+    """(the lowest of x's values and 0, the largest magnitude among them): from `x_range` when it is
+    given, else from the data."""
+    low, high = x_range if x_range is not None else (int(x.min(initial=0)), int(x.max(initial=0)))
+    low = min(low, 0)
+    return low, max(abs(low), abs(high))
+
+
 class CrossbarGroup:
     """The arrays holding one layer's weights [G, K, M], and their execution. A packed layer comes with
     `row_map`/`col_map`: each array block's input rows (gathered from x) and outputs (scattered back)."""
@@ -108,27 +116,28 @@ class CrossbarGroup:
                 for group in range(g.groups) for start in range(0, g.rows, g.xbar_rows)]
 
     # ----- execution
-    def run(self, x: np.ndarray, sliced: bool | None = None) -> np.ndarray:
+    def run(self, x: np.ndarray, sliced: bool | None = None, x_range: tuple[int, int] | None = None) -> np.ndarray:
         """The layer's accumulators [P, G·M]: int64 in integer mode, float32 in float mode.
         `sliced` forces (True) or skips (False) the saturation analysis; by default it runs when the
-        ADC is not lossless."""
+        ADC is not lossless. `x_range` (low, high), when the caller knows it (a quantized input), bounds
+        x's values and spares the exactness test a pass over x."""
         if self.blocks is not None:
-            exact = self._block_product(x)
+            exact = self._block_product(x, x_range)
         elif not self.integer:
             return ungrouped(np.matmul(grouped_rows(x, self.mapping.groups), self.matrix))
         else:
-            exact = self._exact_product(x)
+            exact = self._exact_product(x, x_range)
         if not self.integer:
             return exact
         if (not self.adc_lossless) if sliced is None else sliced:
             exact -= self._saturation_excess(x)
         return exact
 
-    def _block_product(self, x: np.ndarray) -> np.ndarray:
+    def _block_product(self, x: np.ndarray, x_range: tuple[int, int] | None) -> np.ndarray:
         """Σ over blocks of x[:, rows] · W[rows, outputs], scattered onto the outputs: exact per block in
         float32 when rows·max|x|·max|w| < 2^24 (else float64), summed in float64."""
         g = self.mapping
-        x_max = max(abs(float(x.max(initial=0))), abs(float(x.min(initial=0))))
+        x_max = float(_value_range(x, x_range)[1]) if self.integer else 0.0
         exact32 = g.xbar_rows * x_max * self.weight_max < _EXACT_FLOAT32
         dtype = np.float32 if not self.integer or exact32 else np.float64
         total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
@@ -138,13 +147,12 @@ class CrossbarGroup:
             total[:, group * g.outputs + cols] += np.matmul(inputs[:, group * g.rows + rows], block)
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
 
-    def _exact_product(self, x: np.ndarray) -> np.ndarray:
+    def _exact_product(self, x: np.ndarray, x_range: tuple[int, int] | None) -> np.ndarray:
         """x · W exactly: one float32 GEMM when every partial sum BLAS can form is an integer below 2^24
         (`_partial_sum_bound`); else float32 GEMMs over row chunks that each meet that bound, summed in
         float64 (the same multiply-adds as one GEMM); float64 or int64 when a single product needs it."""
         g = self.mapping
-        x_low = int(x.min(initial=0))
-        x_max = max(abs(int(x.max(initial=0))), abs(x_low))
+        x_low, x_max = _value_range(x, x_range)
         term_max = float(x_max) * self.weight_max
         if g.rows * term_max >= _EXACT_FLOAT64:
             product = np.matmul(grouped_rows(x.astype(np.int64), g.groups), self.weights.astype(np.int64))
