@@ -46,13 +46,24 @@ def im2col(x: np.ndarray, *, kernel, strides, pads, dilations) -> np.ndarray:
     oh = conv_output_size(x.shape[2], kh, sh, pads[0], pads[2], dh)
     ow = conv_output_size(x.shape[3], kw, sw, pads[1], pads[3], dw)
     # one strided copy per kernel tap from a channels-last padded input: far faster than copying a
-    # 6-D transposed window view
-    padded = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (pads[0], pads[2]), (pads[1], pads[3]), (0, 0)))
+    # 6-D transposed window view; without pads the taps read x itself (a channels-last view)
+    padded = padded_channels_last(x, pads)
     cols = np.empty((n, oh, ow, c, kh, kw), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
             cols[..., i, j] = padded[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
     return cols.reshape(n * oh * ow, c * kh * kw)
+
+
+def padded_channels_last(x: np.ndarray, pads) -> np.ndarray:
+    """x [N, C, H, W] as [N, H + pads, W + pads, C] with zeros around (a view of x when the pads are 0)."""
+    nhwc = x.transpose(0, 2, 3, 1)
+    if not any(pads):
+        return nhwc
+    n, h, w, c = nhwc.shape
+    padded = np.zeros((n, h + pads[0] + pads[2], w + pads[1] + pads[3], c), dtype=x.dtype)
+    padded[:, pads[0]:pads[0] + h, pads[1]:pads[1] + w] = nhwc
+    return padded
 
 
 def _quantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
