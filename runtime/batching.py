@@ -10,7 +10,7 @@ Stacked in one call: `mvm`, `quantize`, `dequantize` and `im2col` (each row or s
 on the vector unit the element-wise ops (every stacked operand has the result's rank and leading size,
 every other one leading size 1 or a lower rank), reshapes (the leading size scales by N), transposes
 that keep axis 0 first, pooling and depth-to-space (per sample along axis 0), softmax, layer norm and
-concat along another axis. Left per sample: products of activations on the vector unit (`nn.matmul`,
+concat along another axis, the phases of a deconvolution interleaved, and `store`. Left per sample: products of activations on the vector unit (`nn.matmul`,
 `nn.conv2d`: BLAS may round a bigger call differently, and integer mode promises a batch's results
 bit for bit equal to single runs), and every other op (gather, slice, resize...: their attributes may
 address axis 0).
@@ -33,6 +33,8 @@ _ROW_OPCODES = frozenset({"quantize", "dequantize", "im2col", "mvm"})       # op
 def stacks(instruction: Instruction, operand_shapes: Sequence[Sequence[int]], stacked: Sequence[bool]) -> bool:
     """Whether `instruction`, given its per-sample operand shapes and which operands are stacked, computes
     the stacked batch's results in one call."""
+    if instruction.opcode == "store":
+        return True
     results = instruction.shapes
     if not results or any(len(shape) == 0 for shape in results):
         return False
@@ -49,8 +51,8 @@ def stacks(instruction: Instruction, operand_shapes: Sequence[Sequence[int]], st
         return len(first) >= 1 and all(results[0][1:]) and len(results[0]) >= 1
     if fn == "nn.transpose":
         return attrs["perm"][0] == 0
-    if fn == "nn.concat":
-        return attrs["axis"] >= 1 and all(stacked) and len({shape[0] for shape in operand_shapes}) == 1
+    if fn in ("nn.concat", "nn.interleave") and (fn != "nn.concat" or attrs["axis"] >= 1):
+        return all(stacked) and len({shape[0] for shape in operand_shapes} | {results[0][0]}) == 1
     if "elementwise" in OPS[fn].tags:
         return _broadcasts_per_sample(operand_shapes, stacked, results)
     return False

@@ -105,6 +105,7 @@ class CrossbarGroup:
             if self.integer else 0.0
         self._column_norm = _largest_column_norm(self.matrix) if self.integer else 0.0
         self._tiles: list[SaturableTile] | None = None   # the sliced path's cells, built on its first run
+        self._block_weights: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None  # packed: built on first run
 
     def tiles(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(group, rows, outputs) of every array (pair): the packed blocks, or the dense row tiles (a dense
@@ -142,9 +143,11 @@ class CrossbarGroup:
         dtype = np.float32 if not self.integer or exact32 else np.float64
         total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
         inputs = x.astype(dtype)
-        for group, rows, cols in self.blocks:
-            block = self.matrix[group][np.ix_(rows, cols)].astype(dtype, copy=False)
-            total[:, group * g.outputs + cols] += np.matmul(inputs[:, group * g.rows + rows], block)
+        if self._block_weights is None:     # the blocks' cells, gathered once (they are programmed once)
+            self._block_weights = [(group * g.rows + rows, group * g.outputs + cols,
+                                    self.matrix[group][np.ix_(rows, cols)]) for group, rows, cols in self.blocks]
+        for rows, cols, block in self._block_weights:
+            total[:, cols] += np.matmul(inputs[:, rows], block.astype(dtype, copy=False))
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
 
     def _exact_product(self, x: np.ndarray, x_range: tuple[int, int] | None) -> np.ndarray:
@@ -160,10 +163,23 @@ class CrossbarGroup:
         if term_max >= _EXACT_FLOAT32:  # a single product needs more than float32's 24 bits
             product = np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64))
             return ungrouped(product).astype(np.int64)
-        rows = grouped_rows(x.astype(np.float32), g.groups)
         if g.rows * term_max < _EXACT_FLOAT32:
-            return ungrouped(np.matmul(rows, self.matrix)).astype(np.int64)
+            return self.float32_product(x).astype(np.int64)
+        rows = grouped_rows(x.astype(np.float32), g.groups)
         return ungrouped(self._chunked_product(rows, self.matrix, x_low >= 0)).astype(np.int64)
+
+    def one_gemm(self, x_range: tuple[int, int], sliced: bool | None = None) -> bool:
+        """Whether `run(x, sliced)` on any integer x within `x_range` is one float32 GEMM, exact: an ideal
+        integer dense layer with nothing to subtract for ADC saturation, whose every partial sum is below
+        2^24 (rows · max|x| · max|w|)."""
+        saturates = (not self.adc_lossless) if sliced is None else sliced
+        return type(self) is CrossbarGroup and self.integer and self.blocks is None and not saturates and \
+            self.mapping.rows * _value_range(np.empty(0), x_range)[1] * self.weight_max < _EXACT_FLOAT32
+
+    def float32_product(self, x: np.ndarray) -> np.ndarray:
+        """x · W [P, G·M] in float32 for integer x (int32 or integer-valued float32) where `one_gemm` holds:
+        exact, the integers held in float32."""
+        return ungrouped(np.matmul(grouped_rows(x.astype(np.float32, copy=False), self.mapping.groups), self.matrix))
 
     def _chunked_product(self, rows: np.ndarray, matrix: np.ndarray, nonnegative: bool) -> np.ndarray:
         """rows [G, P, k] · matrix [G, k, M] (rows of the layer's weights) exactly: one float32 GEMM when its

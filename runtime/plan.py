@@ -8,7 +8,9 @@ its input in its slot before the first step; a `store` names the output it keeps
 
 A batch runs stacked (`runtime/batching.py`): a step runs once on the stacked operands when it can,
 else sample by sample on their parts; steps on constants alone run once. The operand shapes each
-instruction read (per sample) are recorded on request, for the counts.
+instruction read (per sample) are recorded on request, for the counts. A run that observes no
+intermediate values uses the fused steps (`runtime/fusion.py`: the same instructions on the same values,
+integers between quantize and dequantize carried in float32).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from rcc.backends.program import Instruction, Program
 from rcc.ir.progress import stage
 from rcc.runtime.batching import batch_attrs, stacks
+from rcc.runtime.fusion import fused_steps
 from rcc.runtime.instructions import Step, vector_step
 from rcc.runtime.schedule import operand_shapes, prepare
 
@@ -99,7 +102,7 @@ class Plan:
                                instruction.attrs.get("output") if instruction.opcode == "store" else None)
             if instruction.opcode != "load":
                 self.steps.append(step)
-        self.names = {index: name for name, index in slot.items()}
+        self.fused = fused_steps(machine, self.steps)   # for runs that observe no intermediate values
 
     def run(self, inputs: dict[str, np.ndarray], batch: int, record_shapes: bool,
             observe: Callable[[PlannedStep, list[np.ndarray], list[np.ndarray]], list[np.ndarray]] | None = None
@@ -114,7 +117,7 @@ class Plan:
         shapes: list[tuple[tuple[int, ...], ...]] | None = [()] * (len(self.steps) + len(self.loads)) \
             if record_shapes else None
         with stage("machine run", len(self.steps)) as advance:
-            for step in self.steps:
+            for step in self.steps if observe is not None else self.fused:
                 operands = [slots[i] for i in step.src]
                 if batch == 1 or step.mode == ONCE:
                     results = step.run(operands)

@@ -82,11 +82,17 @@ def quantize_limits(bits: int, signed: bool) -> tuple[int, int]:
         attrs={"scale": Attr("float"), "bits": Attr("int"), "signed": Attr("bool")})
 def quantize(x: np.ndarray, *, scale: float, bits: int, signed: bool) -> np.ndarray:
     """round(x · (1/scale)) in float32 (half to even), saturated to the range of `bits` (symmetric if signed)."""
+    return quantized_levels(x, scale, bits, signed).astype(np.int32)
+
+
+def quantized_levels(x: np.ndarray, scale: float, bits: int, signed: bool) -> np.ndarray:
+    """`quantize`'s integers, held in float32 (exact: at most 16 bits)."""
     low, high = quantize_limits(bits, signed)
     scaled = np.multiply(x, np.float32(1.0 / scale), dtype=np.float32)
     np.rint(scaled, out=scaled)
-    np.clip(scaled, low, high, out=scaled)
-    return scaled.astype(np.int32)
+    np.maximum(scaled, np.float32(low), out=scaled)
+    np.minimum(scaled, np.float32(high), out=scaled)
+    return scaled
 
 
 def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -101,7 +107,7 @@ def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def dequantize(acc: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None = None, *,
                input_scale: float) -> np.ndarray:
     """acc · input_scale · w_scale[m] (+ bias[m]) in float64, rounded once to float32."""
-    out = acc.astype(np.float64) * (input_scale * w_scale.astype(np.float64))
+    out = np.multiply(acc, input_scale * w_scale.astype(np.float64), dtype=np.float64)
     if bias is not None:
         out += bias
     return out.astype(np.float32)

@@ -1,0 +1,64 @@
+"""Fused steps of the machine's plan: quantize → (im2col →) mvm → dequantize carried in float32.
+
+When an ideal, dense, integer layer reads a quantized input (its range known from the `quantize`'s
+`bits` and `signed`, `instructions.input_range`) and every partial sum of its product stays below 2^24
+(`CrossbarGroup.one_gemm`), its exact product is one float32 GEMM, and every integer between the
+`quantize` and the `dequantize` is exactly representable in float32. The fused steps then keep them in
+float32: the quantize skips its int32 cast (`quantized_levels`), the im2col copies float32, the mvm
+returns its float32 product without the int64 cast and the dequantize reads it (float64 of either is
+the same number). Every instruction still runs, on the same values: results are identical bit for
+bit and the counts, which follow the shapes, are unchanged. A buffer read by anything else (a store, a
+second reader) keeps its integer type. Runs that observe intermediate values (a trace, NaN propagation)
+use the unfused steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import numpy as np
+
+from rcc.ir.ops.xbar import quantized_levels
+from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.instructions import input_range
+
+
+def fused_steps(machine, steps: list) -> list:
+    """The plan's `steps` (runtime/plan.py's PlannedStep) with every eligible quantize → (im2col →) mvm → dequantize chain carried in float32."""
+    readers = Counter(name for step in steps for name in step.instruction.src)
+    position = {name: k for k, step in enumerate(steps) for name in step.instruction.dst}
+    fused = list(steps)
+    for k, step in enumerate(steps):
+        instruction = step.instruction
+        group = machine.crossbars.get(instruction.dst[0]) if instruction.opcode == "mvm" else None
+        bound = input_range(machine.program, instruction.src[0]) if group is not None else None
+        if bound is None or not isinstance(group, CrossbarGroup) or not group.one_gemm(bound, machine.force_sliced):
+            continue
+        acc = instruction.dst[0]
+        to_dequantize = readers[acc] == 1 and any(steps[j].instruction.opcode == "dequantize"
+                                                  and steps[j].instruction.src[0] == acc for j in range(k + 1, len(steps)))
+        fused[k] = dataclasses.replace(step, run=_product(group, to_dequantize), stacked_run=None)
+        source = instruction.src[0]
+        if readers[source] != 1 or source not in position:
+            continue
+        producer = steps[position[source]]
+        if producer.instruction.opcode == "im2col":
+            source = producer.instruction.src[0]
+            if readers[source] != 1 or source not in position:
+                continue
+            producer = steps[position[source]]
+        if producer.instruction.opcode == "quantize":
+            fused[position[source]] = dataclasses.replace(producer, run=_levels(producer.instruction.attrs))
+    return fused
+
+
+def _product(group: CrossbarGroup, keep_float: bool):
+    if keep_float:
+        return lambda operands: [group.float32_product(operands[0])]
+    return lambda operands: [group.float32_product(operands[0]).astype(np.int64)]
+
+
+def _levels(attrs: dict):
+    scale, bits, signed = attrs["scale"], attrs["bits"], attrs["signed"]
+    return lambda operands: [quantized_levels(operands[0], scale, bits, signed)]
