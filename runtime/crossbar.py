@@ -71,10 +71,13 @@ def _partial_sum_bound(rows: np.ndarray, nonnegative: bool, weight_max: float, c
     """An upper bound on |Σ_{i∈S} x_pi·w_ij| over every vector p, column j and subset S of the rows [G, P, k],
     so on every partial sum a GEMM can form in any order: Σ_i |x_pi|·|w_ij| is at most ‖x_p‖₁·max|w|
     (Hölder) and ‖x_p‖₂·‖w_j‖₂ (Cauchy–Schwarz); the norms, summed in float32, are inflated by their
-    round-off factor, and the result by 2^−20 for the final roundings."""
+    round-off factor, and the result by 2^−20 for the final roundings. The second is skipped when the
+    first already proves a GEMM exact (below 2^24)."""
     magnitudes = rows if nonnegative else np.abs(rows)
     factor = _roundoff_factor(rows.shape[2])
     l1 = float(np.matmul(magnitudes, np.ones(rows.shape[2], dtype=np.float32)).max(initial=0)) * factor
+    if l1 * weight_max * (1.0 + 2.0 ** -20) < _EXACT_FLOAT32:   # enough to prove one GEMM exact
+        return l1 * weight_max * (1.0 + 2.0 ** -20)
     l2 = math.sqrt(float(np.einsum("gpk,gpk->gp", rows, rows).max(initial=0)) * factor)
     return min(l1 * weight_max, l2 * column_norm) * (1.0 + 2.0 ** -20)
 
@@ -127,7 +130,7 @@ class CrossbarGroup:
         elif not self.integer:
             return ungrouped(np.matmul(grouped_rows(x, self.mapping.groups), self.matrix))
         else:
-            exact = self._exact_product(x, x_range)
+            exact = self.exact_values(x, x_range).astype(np.int64, copy=False)
         if not self.integer:
             return exact
         if (not self.adc_lossless) if sliced is None else sliced:
@@ -150,36 +153,28 @@ class CrossbarGroup:
             total[:, cols] += np.matmul(inputs[:, rows], block.astype(dtype, copy=False))
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
 
-    def _exact_product(self, x: np.ndarray, x_range: tuple[int, int] | None) -> np.ndarray:
-        """x · W exactly: one float32 GEMM when every partial sum BLAS can form is an integer below 2^24
+    def exact_values(self, x: np.ndarray, x_range: tuple[int, int] | None = None) -> np.ndarray:
+        """x · W exactly for integer x (int32, or integer values held in float32), as float32, float64 or int64
+        integers: one float32 GEMM when every partial sum BLAS can form is an integer below 2^24
         (`_partial_sum_bound`); else float32 GEMMs over row chunks that each meet that bound, summed in
         float64 (the same multiply-adds as one GEMM); float64 or int64 when a single product needs it."""
         g = self.mapping
         x_low, x_max = _value_range(x, x_range)
         term_max = float(x_max) * self.weight_max
         if g.rows * term_max >= _EXACT_FLOAT64:
-            product = np.matmul(grouped_rows(x.astype(np.int64), g.groups), self.weights.astype(np.int64))
-            return ungrouped(product)
+            return ungrouped(np.matmul(grouped_rows(x.astype(np.int64), g.groups), self.weights.astype(np.int64)))
         if term_max >= _EXACT_FLOAT32:  # a single product needs more than float32's 24 bits
-            product = np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64))
-            return ungrouped(product).astype(np.int64)
+            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64)))
+        rows = grouped_rows(x.astype(np.float32, copy=False), g.groups)
         if g.rows * term_max < _EXACT_FLOAT32:
-            return self.float32_product(x).astype(np.int64)
-        rows = grouped_rows(x.astype(np.float32), g.groups)
-        return ungrouped(self._chunked_product(rows, self.matrix, x_low >= 0)).astype(np.int64)
+            return ungrouped(np.matmul(rows, self.matrix))
+        return ungrouped(self._chunked_product(rows, self.matrix, x_low >= 0))
 
-    def one_gemm(self, x_range: tuple[int, int], sliced: bool | None = None) -> bool:
-        """Whether `run(x, sliced)` on any integer x within `x_range` is one float32 GEMM, exact: an ideal
-        integer dense layer with nothing to subtract for ADC saturation, whose every partial sum is below
-        2^24 (rows · max|x| · max|w|)."""
+    def exact_without_saturation(self, sliced: bool | None = None) -> bool:
+        """Whether `run(x, sliced)` is `exact_values(x)`: an ideal integer dense layer with no ADC saturation
+        to subtract."""
         saturates = (not self.adc_lossless) if sliced is None else sliced
-        return type(self) is CrossbarGroup and self.integer and self.blocks is None and not saturates and \
-            self.mapping.rows * _value_range(np.empty(0), x_range)[1] * self.weight_max < _EXACT_FLOAT32
-
-    def float32_product(self, x: np.ndarray) -> np.ndarray:
-        """x · W [P, G·M] in float32 for integer x (int32 or integer-valued float32) where `one_gemm` holds:
-        exact, the integers held in float32."""
-        return ungrouped(np.matmul(grouped_rows(x.astype(np.float32, copy=False), self.mapping.groups), self.matrix))
+        return type(self) is CrossbarGroup and self.integer and self.blocks is None and not saturates
 
     def _chunked_product(self, rows: np.ndarray, matrix: np.ndarray, nonnegative: bool) -> np.ndarray:
         """rows [G, P, k] · matrix [G, k, M] (rows of the layer's weights) exactly: one float32 GEMM when its

@@ -1,12 +1,12 @@
-"""Fused steps of the machine's plan: quantize → (im2col →) mvm → dequantize carried in float32.
+"""Fused steps of the machine's plan: quantize → (im2col →) mvm → dequantize carried in float.
 
-When an ideal, dense, integer layer reads a quantized input (its range known from the `quantize`'s
-`bits` and `signed`, `instructions.input_range`) and every partial sum of its product stays below 2^24
-(`CrossbarGroup.one_gemm`), its exact product is one float32 GEMM, and every integer between the
-`quantize` and the `dequantize` is exactly representable in float32. The fused steps then keep them in
-float32: the quantize skips its int32 cast (`quantized_levels`), the im2col copies float32, the mvm
-returns its float32 product without the int64 cast and the dequantize reads it (float64 of either is
-the same number). Every instruction still runs, on the same values: results are identical bit for
+When an ideal, dense, integer layer with no ADC saturation to subtract (`CrossbarGroup.
+exact_without_saturation`) reads a quantized input (its range known from the `quantize`'s `bits` and
+`signed`, `instructions.input_range`), every integer between the `quantize` and the `dequantize` can be
+carried as a float holding it exactly: the quantize skips its int32 cast (`quantized_levels`: at most
+16 bits, exact in float32), the im2col copies float32, the mvm returns its exact product in whatever
+type computed it (`CrossbarGroup.exact_values`: float32 from one GEMM, float64 from row chunks, int64)
+without the int64 cast, and the dequantize reads it (float64 of any of them is the same number). Every instruction still runs, on the same values: results are identical bit for
 bit and the counts, which follow the shapes, are unchanged. A buffer read by anything else (a store, a
 second reader) keeps its integer type. Runs that observe intermediate values (a trace, NaN propagation)
 use the unfused steps.
@@ -33,12 +33,13 @@ def fused_steps(machine, steps: list) -> list:
         instruction = step.instruction
         group = machine.crossbars.get(instruction.dst[0]) if instruction.opcode == "mvm" else None
         bound = input_range(machine.program, instruction.src[0]) if group is not None else None
-        if bound is None or not isinstance(group, CrossbarGroup) or not group.one_gemm(bound, machine.force_sliced):
+        if bound is None or not isinstance(group, CrossbarGroup) or \
+                not group.exact_without_saturation(machine.force_sliced):
             continue
         acc = instruction.dst[0]
         to_dequantize = readers[acc] == 1 and any(steps[j].instruction.opcode == "dequantize"
                                                   and steps[j].instruction.src[0] == acc for j in range(k + 1, len(steps)))
-        fused[k] = dataclasses.replace(step, run=_product(group, to_dequantize), stacked_run=None)
+        fused[k] = dataclasses.replace(step, run=_product(group, bound, to_dequantize), stacked_run=None)
         source = instruction.src[0]
         if readers[source] != 1 or source not in position:
             continue
@@ -53,10 +54,10 @@ def fused_steps(machine, steps: list) -> list:
     return fused
 
 
-def _product(group: CrossbarGroup, keep_float: bool):
+def _product(group: CrossbarGroup, bound: tuple[int, int], keep_float: bool):
     if keep_float:
-        return lambda operands: [group.float32_product(operands[0])]
-    return lambda operands: [group.float32_product(operands[0]).astype(np.int64)]
+        return lambda operands: [group.exact_values(operands[0], bound)]
+    return lambda operands: [group.exact_values(operands[0], bound).astype(np.int64, copy=False)]
 
 
 def _levels(attrs: dict):

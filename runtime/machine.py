@@ -68,6 +68,7 @@ class Machine:
         self.crossbars = program_crossbars(program, device, seed, faults)
         check_schedule(program, self.target)
         self.plan = Plan(self)
+        self._declared = [(spec["name"], TensorType(tuple(spec["shape"]), spec["dtype"])) for spec in program.inputs]
         phases: dict[int, int] = {}
         for instruction in program.instructions:
             if instruction.opcode == "mvm":
@@ -78,15 +79,16 @@ class Machine:
             raise ProgramError(f"program {program.name!r} needs {arrays} arrays; the target has "
                                f"{self.target.max_arrays}")
 
-    def run(self, inputs: dict[str, np.ndarray], trace: bool = False, allow_nonfinite: bool = False
-            ) -> MachineResult:
+    def run(self, inputs: dict[str, np.ndarray], trace: bool = False, allow_nonfinite: bool = False,
+            timings: dict[str, float] | None = None) -> MachineResult:
         """Execute the program; RccError naming the input when one is missing, of the wrong shape or dtype,
         or (unless `allow_nonfinite`) holds NaN/Inf. A batch (every input declared with a leading 1 given
         N > 1 samples along that axis) runs as one: every buffer holds the N samples' values stacked along
         its leading axis, each `mvm` and every per-sample vector op runs once on them, other vector ops
         sample by sample (`runtime/batching.py`); outputs are stacked the same way and the counts are N
-        inferences' (`batch_inputs`)."""
-        declared = [(spec["name"], TensorType(tuple(spec["shape"]), spec["dtype"])) for spec in self.program.inputs]
+        inferences' (`batch_inputs`). `timings`, when given, accumulates the seconds spent per kind of
+        instruction (an opcode, or a vector op's IR op name): a profile."""
+        declared = self._declared
         samples = [check_inputs(declared, sample, allow_nonfinite, self.program.baked_inputs,
                                 self.program.input_defaults)
                    for sample in batch_inputs(declared, inputs)]
@@ -99,9 +101,9 @@ class Machine:
             if batch == 1 or self.plan.stackable:
                 stacked = samples[0] if batch == 1 else \
                     {name: np.concatenate([sample[name] for sample in samples]) for name in samples[0]}
-                merged, shapes = self.plan.run(stacked, batch, record, observe)
+                merged, shapes = self.plan.run(stacked, batch, record, observe, timings)
             else:   # a buffer without a leading axis: one sample at a time
-                runs = [self.plan.run(sample, 1, record, observe) for sample in samples]
+                runs = [self.plan.run(sample, 1, record, observe, timings) for sample in samples]
                 merged = {name: np.concatenate([outputs[name] for outputs, _ in runs]) for name in runs[0][0]}
                 shapes = runs[0][1]
         if record:

@@ -15,6 +15,7 @@ integers between quantize and dequantize carried in float32).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ class PlannedStep:
     stacked: tuple[bool, ...]        # which operands are stacked in a batch
     stacked_run: Step | None = None  # the callable for a stacked batch (an mvm's copies not split: exact anyway)
     output: str | None = None        # a store's output name
+    progress: int = 0                # steps to report done after this one (at every mvm and at the end)
     _batched: dict[int, Step] | None = None   # batch size → the step with batch-sized attributes
 
     def batched(self, batch: int) -> Step:
@@ -102,14 +104,20 @@ class Plan:
                                instruction.attrs.get("output") if instruction.opcode == "store" else None)
             if instruction.opcode != "load":
                 self.steps.append(step)
+        done = 0
+        for position, step in enumerate(self.steps):
+            if step.instruction.opcode in ("mvm", "write_mvm") or position == len(self.steps) - 1:
+                step.progress, done = position + 1 - done, position + 1
         self.fused = fused_steps(machine, self.steps)   # for runs that observe no intermediate values
 
     def run(self, inputs: dict[str, np.ndarray], batch: int, record_shapes: bool,
-            observe: Callable[[PlannedStep, list[np.ndarray], list[np.ndarray]], list[np.ndarray]] | None = None
+            observe: Callable[[PlannedStep, list[np.ndarray], list[np.ndarray]], list[np.ndarray]] | None = None,
+            timings: dict[str, float] | None = None
             ) -> tuple[dict[str, np.ndarray], list[tuple[tuple[int, ...], ...]] | None]:
         """The outputs of one run on `inputs` (a stacked batch of `batch` samples when batch > 1, which needs
         `stackable`), and, if `record_shapes`, every instruction's per-sample operand shapes. `observe`
-        (step, operands, results) → results sees every step's values (tracing, NaN propagation)."""
+        (step, operands, results) → results sees every step's values (tracing, NaN propagation);
+        `timings` accumulates the seconds of each kind of step (`step_kind`)."""
         slots = self.template.copy()
         for name, index in self.loads:
             slots[index] = inputs[name]
@@ -118,6 +126,7 @@ class Plan:
             if record_shapes else None
         with stage("machine run", len(self.steps)) as advance:
             for step in self.steps if observe is not None else self.fused:
+                start = time.perf_counter() if timings is not None else 0.0
                 operands = [slots[i] for i in step.src]
                 if batch == 1 or step.mode == ONCE:
                     results = step.run(operands)
@@ -137,8 +146,17 @@ class Plan:
                 if shapes is not None:
                     shapes[step.index] = tuple(_sample_shape(a.shape, batch if s else 1)
                                                for a, s in zip(operands, step.stacked))
-                advance()
+                if timings is not None:
+                    kind = step_kind(step.instruction)
+                    timings[kind] = timings.get(kind, 0.0) + time.perf_counter() - start
+                if step.progress:
+                    advance(step.progress)
         return outputs, shapes
+
+
+def step_kind(instruction: Instruction) -> str:
+    """An instruction's kind for a profile: its opcode, or a vector op's IR op."""
+    return instruction.attrs["fn"] if instruction.opcode == "vec" else instruction.opcode
 
 
 def _per_sample(step: PlannedStep, operands: list[np.ndarray], batch: int) -> list[np.ndarray]:

@@ -14,6 +14,7 @@ weights runs on the digital vector unit unchanged.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from rcc.ir.ops.nn_linear import _check_conv_attrs, conv_output_size
 from rcc.ir import xbar_figures
@@ -21,6 +22,7 @@ from rcc.ir.optable import DERIVED, Attr, define
 from rcc.ir.types import TensorType
 
 _EXACT_FLOAT64 = 2.0 ** 53
+_DEQUANTIZE_BLOCK = 1 << 15   # float64 elements dequantized at a time
 
 
 def _im2col_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -45,10 +47,15 @@ def im2col(x: np.ndarray, *, kernel, strides, pads, dilations) -> np.ndarray:
     n, c = x.shape[:2]
     oh = conv_output_size(x.shape[2], kh, sh, pads[0], pads[2], dh)
     ow = conv_output_size(x.shape[3], kw, sw, pads[1], pads[3], dw)
-    # one strided copy per kernel tap from a channels-last padded input: far faster than copying a
-    # 6-D transposed window view; without pads the taps read x itself (a channels-last view)
+    # from a channels-last padded input (x itself, viewed, without pads): one strided copy per kernel tap,
+    # far faster than copying the 6-D transposed window view, unless the taps are many and the channels
+    # few (each tap's copy then moves c-element runs): then the one window view in a single copy
     padded = padded_channels_last(x, pads)
     cols = np.empty((n, oh, ow, c, kh, kw), dtype=x.dtype)
+    if 4 * c < kh * kw:
+        s0, s1, s2, s3 = padded.strides
+        cols[...] = as_strided(padded, cols.shape, (s0, sh * s1, sw * s2, s3, dh * s1, dw * s2), writeable=False)
+        return cols.reshape(n * oh * ow, c * kh * kw)
     for i in range(kh):
         for j in range(kw):
             cols[..., i, j] = padded[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
@@ -107,10 +114,17 @@ def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def dequantize(acc: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None = None, *,
                input_scale: float) -> np.ndarray:
     """acc · input_scale · w_scale[m] (+ bias[m]) in float64, rounded once to float32."""
-    out = np.multiply(acc, input_scale * w_scale.astype(np.float64), dtype=np.float64)
-    if bias is not None:
-        out += bias
-    return out.astype(np.float32)
+    scale = input_scale * w_scale.astype(np.float64)
+    out = np.empty(acc.shape, dtype=np.float32)
+    step = max(1, _DEQUANTIZE_BLOCK // max(1, acc.shape[1]))   # rows whose float64 temporaries stay in cache
+    wide = np.empty((min(step, acc.shape[0]), acc.shape[1]), dtype=np.float64)
+    for start in range(0, acc.shape[0], step):
+        part = wide[:min(step, acc.shape[0] - start)]
+        np.multiply(acc[start:start + step], scale, out=part)
+        if bias is not None:
+            part += bias
+        out[start:start + step] = part
+    return out
 
 
 # Attributes a fixture may leave out: DERIVED ones follow from the weights' shape and the widths (adc_bits
