@@ -31,9 +31,18 @@ _TARGET_FIELDS = set(Target.__dataclass_fields__)
 class MachineResult:
     outputs: dict[str, np.ndarray]
     totals: Counts                  # the program's, with the layers' parallel arrays overlapped
-    per_instruction: list[Counts]   # each instruction on its own
+    counted: list[Counts] = field(repr=False)   # one inference's counts per instruction (the machine's: read only)
     mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # dst → (x, acc)
     batch: int = 1                  # inferences run (a batch's samples); the counts are all of theirs
+    _copies: list[Counts] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def per_instruction(self) -> list[Counts]:
+        """Each instruction's counts on its own (all the batch's inferences): copies, made when first asked for,
+        that the caller may change."""
+        if self._copies is None:
+            self._copies = [count.scaled(self.batch) for count in self.counted]
+        return self._copies
 
 
 def target_of(program: Program) -> Target:
@@ -109,8 +118,7 @@ class Machine:
         if record:
             self._counted[key] = self._counts(shapes)
         per_instruction, totals = self._counted[key]
-        return MachineResult(merged, totals.scaled(batch), [c.scaled(batch) for c in per_instruction], mvm_trace,
-                             batch)
+        return MachineResult(merged, totals.scaled(batch), per_instruction, mvm_trace, batch)
 
     def _counts(self, shapes: list[tuple[tuple[int, ...], ...]]) -> tuple[list[Counts], Counts]:
         """Each instruction's counts, from the shapes of what it read (per sample), and the program's totals

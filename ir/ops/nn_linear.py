@@ -168,8 +168,19 @@ def conv_windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, ...
     oh = conv_output_size(x.shape[2], kh, sh, pads[0], pads[2], dh)
     ow = conv_output_size(x.shape[3], kw, sw, pads[1], pads[3], dw)
     sn, sc, sy, sx = padded.strides
-    return as_strided(padded, (x.shape[0], x.shape[1], oh, ow, kh, kw),
-                      (sn, sc, sh * sy, sw * sx, dh * sy, dw * sx), writeable=False)
+    return strided_view(padded, padded, (x.shape[0], x.shape[1], oh, ow, kh, kw),
+                        (sn, sc, sh * sy, sw * sx, dh * sy, dw * sx))
+
+
+def strided_view(array: np.ndarray, owner: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of `array`'s memory with `shape` and `strides`, from its first element; `owner` is an
+    array starting at the same address (array itself, or the C-contiguous array it is a view of), which
+    makes the view a plain ndarray over its buffer, cheaper than numpy's as_strided."""
+    if owner.flags.c_contiguous and owner.__array_interface__["data"][0] == array.__array_interface__["data"][0]:
+        view = np.ndarray(shape, array.dtype, owner, 0, strides)
+        view.flags.writeable = False
+        return view
+    return as_strided(array, shape, strides, writeable=False)
 
 
 @define("nn.conv2d", operands=("x", "weight", "bias?"), infer=_conv_infer, attrs=_CONV_ATTRS, tags=("weighted",))

@@ -14,9 +14,8 @@ weights runs on the digital vector unit unchanged.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
-from rcc.ir.ops.nn_linear import _check_conv_attrs, conv_output_size
+from rcc.ir.ops.nn_linear import _check_conv_attrs, conv_output_size, strided_view
 from rcc.ir import xbar_figures
 from rcc.ir.optable import DERIVED, Attr, define
 from rcc.ir.types import TensorType
@@ -54,7 +53,8 @@ def im2col(x: np.ndarray, *, kernel, strides, pads, dilations) -> np.ndarray:
     cols = np.empty((n, oh, ow, c, kh, kw), dtype=x.dtype)
     if 4 * c < kh * kw:
         s0, s1, s2, s3 = padded.strides
-        cols[...] = as_strided(padded, cols.shape, (s0, sh * s1, sw * s2, s3, dh * s1, dw * s2), writeable=False)
+        cols[...] = strided_view(padded, x if padded.base is x else padded, cols.shape,
+                                 (s0, sh * s1, sw * s2, s3, dh * s1, dw * s2))
         return cols.reshape(n * oh * ow, c * kh * kw)
     for i in range(kh):
         for j in range(kw):
