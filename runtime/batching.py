@@ -10,10 +10,10 @@ Stacked in one call: `mvm`, `quantize`, `dequantize` and `im2col` (each row or s
 on the vector unit the element-wise ops (every stacked operand has the result's rank and leading size,
 every other one leading size 1 or a lower rank), reshapes (the leading size scales by N), transposes
 that keep axis 0 first, pooling and depth-to-space (per sample along axis 0), softmax, layer norm and
-concat along another axis, the phases of a deconvolution interleaved, and `store`. Left per sample: products of activations on the vector unit (`nn.matmul`,
-`nn.conv2d`: BLAS may round a bigger call differently, and integer mode promises a batch's results
-bit for bit equal to single runs), and every other op (gather, slice, resize...: their attributes may
-address axis 0).
+concat along another axis, the phases of a deconvolution interleaved, and `store`. Left per sample:
+products of activations on the vector unit (`nn.matmul`, `nn.conv2d`: BLAS may round a bigger call
+differently, and integer mode promises a batch's results bit for bit equal to single runs), and every
+other op (gather, slice, resize...: their attributes may address axis 0).
 """
 
 from __future__ import annotations

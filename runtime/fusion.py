@@ -2,11 +2,12 @@
 
 When an ideal, dense, integer layer with no ADC saturation to subtract (`CrossbarGroup.
 exact_without_saturation`) reads a quantized input (its range known from the `quantize`'s `bits` and
-`signed`, `instructions.input_range`), every integer between the `quantize` and the `dequantize` can be
+`signed`, `instructions.input_ranges`), every integer between the `quantize` and the `dequantize` can be
 carried as a float holding it exactly: the quantize skips its int32 cast (`quantized_levels`: at most
 16 bits, exact in float32), the im2col copies float32, the mvm returns its exact product in whatever
 type computed it (`CrossbarGroup.exact_values`: float32 from one GEMM, float64 from row chunks, int64)
-without the int64 cast, and the dequantize reads it (float64 of any of them is the same number). Every instruction still runs, on the same values: results are identical bit for
+without the int64 cast, and the dequantize reads it (float64 of any of them is the same number).
+Every instruction still runs, on the same values: results are identical bit for
 bit and the counts, which follow the shapes, are unchanged. A buffer read by anything else (a store, a
 second reader) keeps its integer type. Runs that observe intermediate values (a trace, NaN propagation)
 use the unfused steps.
@@ -21,24 +22,24 @@ import numpy as np
 
 from rcc.ir.ops.xbar import quantized_levels
 from rcc.runtime.crossbar import CrossbarGroup
-from rcc.runtime.instructions import input_range
 
 
 def fused_steps(machine, steps: list) -> list:
-    """The plan's `steps` (runtime/plan.py's PlannedStep) with every eligible quantize → (im2col →) mvm → dequantize chain carried in float32."""
+    """The plan's `steps` (runtime/plan.py's PlannedStep) with every eligible quantize → (im2col →) mvm →
+    dequantize chain carried in floats."""
     readers = Counter(name for step in steps for name in step.instruction.src)
     position = {name: k for k, step in enumerate(steps) for name in step.instruction.dst}
     fused = list(steps)
     for k, step in enumerate(steps):
         instruction = step.instruction
         group = machine.crossbars.get(instruction.dst[0]) if instruction.opcode == "mvm" else None
-        bound = input_range(machine.program, instruction.src[0]) if group is not None else None
+        bound = machine.input_ranges.get(instruction.src[0]) if group is not None else None
         if bound is None or not isinstance(group, CrossbarGroup) or \
                 not group.exact_without_saturation(machine.force_sliced):
             continue
         acc = instruction.dst[0]
-        to_dequantize = readers[acc] == 1 and any(steps[j].instruction.opcode == "dequantize"
-                                                  and steps[j].instruction.src[0] == acc for j in range(k + 1, len(steps)))
+        to_dequantize = readers[acc] == 1 and any(later.instruction.opcode == "dequantize" and
+                                                  later.instruction.src[0] == acc for later in steps[k + 1:])
         fused[k] = dataclasses.replace(step, run=_product(group, bound, to_dequantize), stacked_run=None)
         source = instruction.src[0]
         if readers[source] != 1 or source not in position:

@@ -133,24 +133,28 @@ def _prepare_vec(machine, instruction: Instruction) -> Step:
 
 def _prepare_mvm(machine, instruction: Instruction) -> Step:
     """The layer's crossbars (looked up at each call: tests may wrap a group's `run`); an ideal group is told
-    its input range when the program proves it (`input_range`), which spares it a reduction over the data."""
+    its input range when the program proves it (`Machine.input_ranges`), which spares it a pass over the data."""
     crossbars, name, sliced = machine.crossbars, instruction.dst[0], machine.force_sliced
-    bound = input_range(machine.program, instruction.src[0])
+    bound = machine.input_ranges.get(instruction.src[0])
     if bound is None or not isinstance(crossbars[name], CrossbarGroup):
         return lambda operands: [crossbars[name].run(operands[0], sliced)]
     return lambda operands: [crossbars[name].run(operands[0], sliced, bound)]
 
 
-def input_range(program, buffer: str) -> tuple[int, int] | None:
-    """The integer range [low, high] of `buffer` when it is a `quantize` result, or an `im2col` of one
-    (whose padding adds zeros, inside every quantized range); None when the program does not say."""
-    writers = {name: instruction for instruction in program.instructions for name in instruction.dst}
-    writer = writers.get(buffer)
-    if writer is not None and writer.opcode == "im2col":
-        writer = writers.get(writer.src[0])
-    if writer is None or writer.opcode != "quantize":
-        return None
-    return quantize_limits(int(writer.attrs["bits"]), bool(writer.attrs["signed"]))
+def input_ranges(program) -> dict[str, tuple[int, int]]:
+    """The integer range [low, high] of every buffer that is a `quantize` result, or an `im2col` of one (whose
+    padding adds zeros, inside every quantized range): what the program proves about an mvm's input."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for instruction in program.instructions:
+        if instruction.opcode == "quantize":
+            attrs = instruction.attrs
+            ranges[instruction.dst[0]] = quantize_limits(int(attrs["bits"]), bool(attrs["signed"]))
+        elif instruction.opcode == "im2col" and instruction.src[0] in ranges:
+            ranges[instruction.dst[0]] = ranges[instruction.src[0]]
+        else:   # a buffer written again by anything else proves nothing
+            for name in instruction.dst:
+                ranges.pop(name, None)
+    return ranges
 
 
 def _mvm_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:

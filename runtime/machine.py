@@ -20,7 +20,7 @@ from rcc.ir.inputs import check_inputs
 from rcc.ir.types import TensorType
 from rcc.runtime.counters import Counts
 from rcc.runtime.devices import program_crossbars
-from rcc.runtime.instructions import INSTRUCTIONS
+from rcc.runtime.instructions import INSTRUCTIONS, input_ranges
 from rcc.runtime.plan import Plan, PlannedStep
 from rcc.runtime.schedule import check_schedule, instruction_counts, mvm_arrays, total_counts
 
@@ -76,6 +76,7 @@ class Machine:
         self._counted: dict[tuple, tuple[list[Counts], Counts]] = {}   # input shapes → counts
         self.crossbars = program_crossbars(program, device, seed, faults)
         check_schedule(program, self.target)
+        self.input_ranges = input_ranges(program)   # buffer → (low, high) of what quantize proves
         self.plan = Plan(self)
         self._declared = [(spec["name"], TensorType(tuple(spec["shape"]), spec["dtype"])) for spec in program.inputs]
         phases: dict[int, int] = {}

@@ -41,7 +41,8 @@ def _check_batch(compiled, samples: int = 3) -> Machine:
     stacked = machine.run(batch) if samples > 1 else singles[0]
     assert stacked.batch == samples
     for name, output in stacked.outputs.items():
-        assert np.array_equal(output, np.concatenate([single.outputs[name] for single in singles]), equal_nan=True), name
+        expected = np.concatenate([single.outputs[name] for single in singles])
+        assert np.array_equal(output, expected, equal_nan=True), name
     expected = static_counts(compiled.program, machine.target)
     assert singles[0].per_instruction == expected
     assert stacked.per_instruction == [count.scaled(samples) for count in expected]
