@@ -109,6 +109,7 @@ class CrossbarGroup:
         self._column_norm = _largest_column_norm(self.matrix) if self.integer else 0.0
         self._tiles: list[SaturableTile] | None = None   # the sliced path's cells, built on its first run
         self._block_weights: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None  # packed: built on first run
+        self._reordered_matrix: tuple[np.ndarray, np.ndarray] | None = None   # (row order, matrix), `exact_values`
 
     def tiles(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(group, rows, outputs) of every array (pair): the packed blocks, or the dense row tiles (a dense
@@ -153,22 +154,33 @@ class CrossbarGroup:
             total[:, cols] += np.matmul(inputs[:, rows], block.astype(dtype, copy=False))
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
 
-    def exact_values(self, x: np.ndarray, x_range: tuple[int, int] | None = None) -> np.ndarray:
+    def exact_values(self, x: np.ndarray, x_range: tuple[int, int] | None = None,
+                     row_order: np.ndarray | None = None) -> np.ndarray:
         """x · W exactly for integer x (int32, or integer values held in float32), as float32, float64 or int64
         integers: one float32 GEMM when every partial sum BLAS can form is an integer below 2^24
         (`_partial_sum_bound`); else float32 GEMMs over row chunks that each meet that bound, summed in
-        float64 (the same multiply-adds as one GEMM); float64 or int64 when a single product needs it."""
+        float64 (the same multiply-adds as one GEMM); float64 or int64 when a single product needs it.
+        `row_order` (one group) gives x's columns as rows of W in another order (the same sums, so the
+        same integers); its reordered weights are kept."""
         g = self.mapping
         x_low, x_max = _value_range(x, x_range)
         term_max = float(x_max) * self.weight_max
+        weights = self.weights if row_order is None else self.weights[:, row_order]
         if g.rows * term_max >= _EXACT_FLOAT64:
-            return ungrouped(np.matmul(grouped_rows(x.astype(np.int64), g.groups), self.weights.astype(np.int64)))
+            return ungrouped(np.matmul(grouped_rows(x.astype(np.int64), g.groups), weights.astype(np.int64)))
         if term_max >= _EXACT_FLOAT32:  # a single product needs more than float32's 24 bits
-            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64)))
+            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), weights.astype(np.float64)))
+        matrix = self.matrix if row_order is None else self._reordered(row_order)
         rows = grouped_rows(x.astype(np.float32, copy=False), g.groups)
         if g.rows * term_max < _EXACT_FLOAT32:
-            return ungrouped(np.matmul(rows, self.matrix))
-        return ungrouped(self._chunked_product(rows, self.matrix, x_low >= 0))
+            return ungrouped(np.matmul(rows, matrix))
+        return ungrouped(self._chunked_product(rows, matrix, x_low >= 0))
+
+    def _reordered(self, row_order: np.ndarray) -> np.ndarray:
+        """The float32 weights with their rows in `row_order` (kept: the first order asked for)."""
+        if self._reordered_matrix is None or not np.array_equal(self._reordered_matrix[0], row_order):
+            self._reordered_matrix = (row_order, np.ascontiguousarray(self.matrix[:, row_order]))
+        return self._reordered_matrix[1]
 
     def exact_without_saturation(self, sliced: bool | None = None) -> bool:
         """Whether `run(x, sliced)` is `exact_values(x)`: an ideal integer dense layer with no ADC saturation

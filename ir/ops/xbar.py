@@ -56,10 +56,35 @@ def im2col(x: np.ndarray, *, kernel, strides, pads, dilations) -> np.ndarray:
         cols[...] = strided_view(padded, x if padded.base is x else padded, cols.shape,
                                  (s0, sh * s1, sw * s2, s3, dh * s1, dw * s2))
         return cols.reshape(n * oh * ow, c * kh * kw)
+    _copy_taps(padded, cols.transpose(4, 5, 0, 1, 2, 3), kernel, strides, dilations)
+    return cols.reshape(n * oh * ow, c * kh * kw)
+
+
+def im2col_taps_first(x: np.ndarray, kernel, strides, pads, dilations) -> np.ndarray:
+    """`im2col`'s rows with their columns in (kh, kw, c) order, each tap's channels contiguous (a faster
+    copy when channels are many); a layer reading them takes its weight rows in the same order
+    (`taps_first_order`)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    n, c = x.shape[:2]
+    oh = conv_output_size(x.shape[2], kh, sh, pads[0], pads[2], dh)
+    ow = conv_output_size(x.shape[3], kw, sw, pads[1], pads[3], dw)
+    cols = np.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
+    _copy_taps(padded_channels_last(x, pads), cols.transpose(3, 4, 0, 1, 2, 5), kernel, strides, dilations)
+    return cols.reshape(n * oh * ow, kh * kw * c)
+
+
+def taps_first_order(channels: int, taps: int) -> np.ndarray:
+    """Row r of the (kh, kw, c)-ordered columns is row order[r] of im2col's (c, kh, kw) order."""
+    return np.arange(channels * taps).reshape(channels, taps).T.reshape(-1)
+
+
+def _copy_taps(padded: np.ndarray, taps: np.ndarray, kernel, strides, dilations) -> None:
+    """Copy each kernel tap's pixels [N, OH, OW, C] from the channels-last padded input into `taps[i, j]`."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    oh, ow = taps.shape[3:5]
     for i in range(kh):
         for j in range(kw):
-            cols[..., i, j] = padded[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
-    return cols.reshape(n * oh * ow, c * kh * kw)
+            taps[i, j] = padded[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
 
 
 def padded_channels_last(x: np.ndarray, pads) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""The machine's execution plan (runtime/plan.py, runtime/batching.py): on every zoo model a batch run
-stacked gives its samples' single runs bit for bit (integer mode) and N times the counts computed
-statically from the program; a replicated layer in a batch too; a crossbar told its quantized input
+"""The machine's execution plan (runtime/plan.py, batching.py, fusion.py): on every zoo model the fused
+steps give the unfused steps' outputs bit for bit, a batch run stacked gives its samples' single runs
+bit for bit (integer mode) and N times the counts computed statically from the program; a replicated layer in a batch too; a crossbar told its quantized input
 range computes the same exact product as one that measures its input."""
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ def _check_batch(compiled, samples: int = 3) -> Machine:
     batch = _batch_of(random_inputs(compiled.graph, 0), compiled.program, samples)
     singles = [machine.run({name: array[s:s + 1] if samples > 1 else array for name, array in batch.items()})
                for s in range(samples)]
+    traced = machine.run({name: array[:1] if samples > 1 else array for name, array in batch.items()}, trace=True)
+    for name, output in traced.outputs.items():   # a trace runs the unfused steps: the same values
+        assert np.array_equal(output, singles[0].outputs[name], equal_nan=True), name
     stacked = machine.run(batch) if samples > 1 else singles[0]
     assert stacked.batch == samples
     for name, output in stacked.outputs.items():
