@@ -71,12 +71,23 @@ def _partial_sum_bound(rows: np.ndarray, nonnegative: bool, weight_max: float, c
     """An upper bound on |Σ_{i∈S} x_pi·w_ij| over every vector p, column j and subset S of the rows [G, P, k],
     so on every partial sum a GEMM can form in any order: Σ_i |x_pi|·|w_ij| is at most ‖x_p‖₁·max|w|
     (Hölder) and ‖x_p‖₂·‖w_j‖₂ (Cauchy–Schwarz); the norms, summed in float32, are inflated by their
-    round-off factor, and the result by 2^−20 for the final roundings."""
+    round-off factor, and the result by 2^−20 for the final roundings. The second is skipped when the
+    first already proves a GEMM exact (below 2^24)."""
     magnitudes = rows if nonnegative else np.abs(rows)
     factor = _roundoff_factor(rows.shape[2])
     l1 = float(np.matmul(magnitudes, np.ones(rows.shape[2], dtype=np.float32)).max(initial=0)) * factor
+    if l1 * weight_max * (1.0 + 2.0 ** -20) < _EXACT_FLOAT32:   # enough to prove one GEMM exact
+        return l1 * weight_max * (1.0 + 2.0 ** -20)
     l2 = math.sqrt(float(np.einsum("gpk,gpk->gp", rows, rows).max(initial=0)) * factor)
     return min(l1 * weight_max, l2 * column_norm) * (1.0 + 2.0 ** -20)
+
+
+def _value_range(x: np.ndarray, x_range: tuple[int, int] | None) -> tuple[int, int]:
+    """(the lowest of x's values and 0, the largest magnitude among them): from `x_range` when it is
+    given, else from the data."""
+    low, high = x_range if x_range is not None else (int(x.min(initial=0)), int(x.max(initial=0)))
+    low = min(low, 0)
+    return low, max(abs(low), abs(high))
 
 
 class CrossbarGroup:
@@ -97,6 +108,8 @@ class CrossbarGroup:
             if self.integer else 0.0
         self._column_norm = _largest_column_norm(self.matrix) if self.integer else 0.0
         self._tiles: list[SaturableTile] | None = None   # the sliced path's cells, built on its first run
+        self._block_weights: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None  # packed: built on first run
+        self._reordered_matrix: tuple[np.ndarray, np.ndarray] | None = None   # (row order, matrix), `exact_values`
 
     def tiles(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(group, rows, outputs) of every array (pair): the packed blocks, or the dense row tiles (a dense
@@ -108,54 +121,72 @@ class CrossbarGroup:
                 for group in range(g.groups) for start in range(0, g.rows, g.xbar_rows)]
 
     # ----- execution
-    def run(self, x: np.ndarray, sliced: bool | None = None) -> np.ndarray:
+    def run(self, x: np.ndarray, sliced: bool | None = None, x_range: tuple[int, int] | None = None) -> np.ndarray:
         """The layer's accumulators [P, G·M]: int64 in integer mode, float32 in float mode.
         `sliced` forces (True) or skips (False) the saturation analysis; by default it runs when the
-        ADC is not lossless."""
+        ADC is not lossless. `x_range` (low, high), when the caller knows it (a quantized input), bounds
+        x's values and spares the exactness test a pass over x."""
         if self.blocks is not None:
-            exact = self._block_product(x)
+            exact = self._block_product(x, x_range)
         elif not self.integer:
             return ungrouped(np.matmul(grouped_rows(x, self.mapping.groups), self.matrix))
         else:
-            exact = self._exact_product(x)
+            exact = self.exact_values(x, x_range).astype(np.int64, copy=False)
         if not self.integer:
             return exact
         if (not self.adc_lossless) if sliced is None else sliced:
             exact -= self._saturation_excess(x)
         return exact
 
-    def _block_product(self, x: np.ndarray) -> np.ndarray:
+    def _block_product(self, x: np.ndarray, x_range: tuple[int, int] | None) -> np.ndarray:
         """Σ over blocks of x[:, rows] · W[rows, outputs], scattered onto the outputs: exact per block in
         float32 when rows·max|x|·max|w| < 2^24 (else float64), summed in float64."""
         g = self.mapping
-        x_max = max(abs(float(x.max(initial=0))), abs(float(x.min(initial=0))))
+        x_max = float(_value_range(x, x_range)[1]) if self.integer else 0.0
         exact32 = g.xbar_rows * x_max * self.weight_max < _EXACT_FLOAT32
         dtype = np.float32 if not self.integer or exact32 else np.float64
         total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
         inputs = x.astype(dtype)
-        for group, rows, cols in self.blocks:
-            block = self.matrix[group][np.ix_(rows, cols)].astype(dtype, copy=False)
-            total[:, group * g.outputs + cols] += np.matmul(inputs[:, group * g.rows + rows], block)
+        if self._block_weights is None:     # the blocks' cells, gathered once (they are programmed once)
+            self._block_weights = [(group * g.rows + rows, group * g.outputs + cols,
+                                    self.matrix[group][np.ix_(rows, cols)]) for group, rows, cols in self.blocks]
+        for rows, cols, block in self._block_weights:
+            total[:, cols] += np.matmul(inputs[:, rows], block.astype(dtype, copy=False))
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
 
-    def _exact_product(self, x: np.ndarray) -> np.ndarray:
-        """x · W exactly: one float32 GEMM when every partial sum BLAS can form is an integer below 2^24
+    def exact_values(self, x: np.ndarray, x_range: tuple[int, int] | None = None,
+                     row_order: np.ndarray | None = None) -> np.ndarray:
+        """x · W exactly for integer x (int32, or integer values held in float32), as float32, float64 or int64
+        integers: one float32 GEMM when every partial sum BLAS can form is an integer below 2^24
         (`_partial_sum_bound`); else float32 GEMMs over row chunks that each meet that bound, summed in
-        float64 (the same multiply-adds as one GEMM); float64 or int64 when a single product needs it."""
+        float64 (the same multiply-adds as one GEMM); float64 or int64 when a single product needs it.
+        `row_order` (one group) gives x's columns as rows of W in another order (the same sums, so the
+        same integers); its reordered weights are kept."""
         g = self.mapping
-        x_low = int(x.min(initial=0))
-        x_max = max(abs(int(x.max(initial=0))), abs(x_low))
+        x_low, x_max = _value_range(x, x_range)
         term_max = float(x_max) * self.weight_max
+        weights = self.weights if row_order is None else self.weights[:, row_order]
         if g.rows * term_max >= _EXACT_FLOAT64:
-            product = np.matmul(grouped_rows(x.astype(np.int64), g.groups), self.weights.astype(np.int64))
-            return ungrouped(product)
+            return ungrouped(np.matmul(grouped_rows(x.astype(np.int64), g.groups), weights.astype(np.int64)))
         if term_max >= _EXACT_FLOAT32:  # a single product needs more than float32's 24 bits
-            product = np.matmul(grouped_rows(x.astype(np.float64), g.groups), self.weights.astype(np.float64))
-            return ungrouped(product).astype(np.int64)
-        rows = grouped_rows(x.astype(np.float32), g.groups)
+            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), weights.astype(np.float64)))
+        matrix = self.matrix if row_order is None else self._reordered(row_order)
+        rows = grouped_rows(x.astype(np.float32, copy=False), g.groups)
         if g.rows * term_max < _EXACT_FLOAT32:
-            return ungrouped(np.matmul(rows, self.matrix)).astype(np.int64)
-        return ungrouped(self._chunked_product(rows, self.matrix, x_low >= 0)).astype(np.int64)
+            return ungrouped(np.matmul(rows, matrix))
+        return ungrouped(self._chunked_product(rows, matrix, x_low >= 0))
+
+    def _reordered(self, row_order: np.ndarray) -> np.ndarray:
+        """The float32 weights with their rows in `row_order` (kept: the first order asked for)."""
+        if self._reordered_matrix is None or not np.array_equal(self._reordered_matrix[0], row_order):
+            self._reordered_matrix = (row_order, np.ascontiguousarray(self.matrix[:, row_order]))
+        return self._reordered_matrix[1]
+
+    def exact_without_saturation(self, sliced: bool | None = None) -> bool:
+        """Whether `run(x, sliced)` is `exact_values(x)`: an ideal integer dense layer with no ADC saturation
+        to subtract."""
+        saturates = (not self.adc_lossless) if sliced is None else sliced
+        return type(self) is CrossbarGroup and self.integer and self.blocks is None and not saturates
 
     def _chunked_product(self, rows: np.ndarray, matrix: np.ndarray, nonnegative: bool) -> np.ndarray:
         """rows [G, P, k] · matrix [G, k, M] (rows of the layer's weights) exactly: one float32 GEMM when its

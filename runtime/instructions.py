@@ -38,7 +38,7 @@ import numpy as np
 from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.program import Instruction
 from rcc.backends.target import Target
-from rcc.ir.ops.xbar import dequantize, im2col, quantize
+from rcc.ir.ops.xbar import dequantize, im2col, quantize, quantize_limits
 from rcc.ir.optable import OPS, normalize_attrs
 from rcc.runtime.counters import Counts
 from rcc.runtime.crossbar import CrossbarGroup
@@ -73,8 +73,15 @@ def mvm_counts(target: Target, mapping: CrossbarMapping, vectors: int) -> Counts
 @dataclass(frozen=True)
 class InstructionDef:
     opcode: str
-    execute: Callable  # (machine, instruction, operands) -> list of results
+    prepare: Callable  # (machine, instruction) -> Step: operands -> list of results (attributes resolved once)
     count: Callable    # (target, instruction, operand shapes) -> Counts
+
+    def execute(self, machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
+        """Run `instruction` once on `operands` (the machine's plan prepares each instruction once instead)."""
+        return self.prepare(machine, instruction)(operands)
+
+
+Step = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
 def _shape_size(shape) -> int:
@@ -111,13 +118,43 @@ def vector_mac_counts(target: Target, macs: int) -> Counts:
     return Counts(vector_macs=macs, macs=macs, cycles=math.ceil(macs / target.vector_lanes) * target.vector_op_cycles)
 
 
-def _exec_vec(machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
-    opdef = OPS[instruction.attrs["fn"]]
-    return opdef.run(operands, normalize_attrs(opdef, instruction.attrs["attrs"]))
+def vector_step(fn: str, attrs: dict) -> Step:
+    """The vector unit running IR op `fn` with `attrs` (normalized here, once)."""
+    opdef = OPS[fn]
+    impl, normalized = opdef.impl, normalize_attrs(opdef, attrs)
+    if opdef.results != 1:
+        return lambda operands: list(impl(*operands, **normalized))
+    return lambda operands: [impl(*operands, **normalized)]
 
 
-def _exec_mvm(machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
-    return [machine.crossbars[instruction.dst[0]].run(operands[0], machine.force_sliced)]
+def _prepare_vec(machine, instruction: Instruction) -> Step:
+    return vector_step(instruction.attrs["fn"], instruction.attrs["attrs"])
+
+
+def _prepare_mvm(machine, instruction: Instruction) -> Step:
+    """The layer's crossbars (looked up at each call: tests may wrap a group's `run`); an ideal group is told
+    its input range when the program proves it (`Machine.input_ranges`), which spares it a pass over the data."""
+    crossbars, name, sliced = machine.crossbars, instruction.dst[0], machine.force_sliced
+    bound = machine.input_ranges.get(instruction.src[0])
+    if bound is None or not isinstance(crossbars[name], CrossbarGroup):
+        return lambda operands: [crossbars[name].run(operands[0], sliced)]
+    return lambda operands: [crossbars[name].run(operands[0], sliced, bound)]
+
+
+def input_ranges(program) -> dict[str, tuple[int, int]]:
+    """The integer range [low, high] of every buffer that is a `quantize` result, or an `im2col` of one (whose
+    padding adds zeros, inside every quantized range): what the program proves about an mvm's input."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for instruction in program.instructions:
+        if instruction.opcode == "quantize":
+            attrs = instruction.attrs
+            ranges[instruction.dst[0]] = quantize_limits(int(attrs["bits"]), bool(attrs["signed"]))
+        elif instruction.opcode == "im2col" and instruction.src[0] in ranges:
+            ranges[instruction.dst[0]] = ranges[instruction.src[0]]
+        else:   # a buffer written again by anything else proves nothing
+            for name in instruction.dst:
+                ranges.pop(name, None)
+    return ranges
 
 
 def _mvm_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
@@ -125,10 +162,11 @@ def _mvm_count(target: Target, instruction: Instruction, operand_shapes: list) -
                       operand_shapes[0][0])
 
 
-def _exec_write_mvm(machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
+def _prepare_write_mvm(machine, instruction: Instruction) -> Step:
     """Program the arrays with this inference's weights, then read them like any mvm (same DAC, ADC and
     shift-and-add path; the device model applies only to arrays programmed when the program loads)."""
-    return [CrossbarGroup(operands[1], instruction.attrs).run(operands[0], machine.force_sliced)]
+    attrs, sliced = instruction.attrs, machine.force_sliced
+    return lambda operands: [CrossbarGroup(operands[1], attrs).run(operands[0], sliced)]
 
 
 def write_counts(target: Target, mapping: CrossbarMapping) -> Counts:
@@ -152,16 +190,23 @@ def _offchip_count(target: Target, instruction: Instruction, operand_shapes: lis
 
 
 def _attr_call(fn: Callable, keys: tuple[str, ...]) -> Callable:
-    return lambda machine, instruction, operands: [fn(*operands, **{k: instruction.attrs[k] for k in keys})]
+    def prepare(machine, instruction: Instruction) -> Step:
+        attrs = {k: instruction.attrs[k] for k in keys}
+        return lambda operands: [fn(*operands, **attrs)]
+    return prepare
+
+
+def _prepare_load(machine, instruction: Instruction) -> Step:
+    return lambda operands: [machine.inputs[instruction.dst[0]]]
 
 
 INSTRUCTIONS: dict[str, InstructionDef] = {
-    "load": InstructionDef("load", lambda m, i, ops: [m.inputs[i.dst[0]]], _offchip_count),
-    "store": InstructionDef("store", lambda m, i, ops: [], _offchip_count),
+    "load": InstructionDef("load", _prepare_load, _offchip_count),
+    "store": InstructionDef("store", lambda m, i: lambda operands: [], _offchip_count),
     "im2col": InstructionDef("im2col", _attr_call(im2col, ("kernel", "strides", "pads", "dilations")), _vec_count),
     "quantize": InstructionDef("quantize", _attr_call(quantize, ("scale", "bits", "signed")), _vec_count),
-    "mvm": InstructionDef("mvm", _exec_mvm, _mvm_count),
+    "mvm": InstructionDef("mvm", _prepare_mvm, _mvm_count),
     "dequantize": InstructionDef("dequantize", _attr_call(dequantize, ("input_scale",)), _vec_count),
-    "vec": InstructionDef("vec", _exec_vec, _vec_count),
-    "write_mvm": InstructionDef("write_mvm", _exec_write_mvm, _write_mvm_count),
+    "vec": InstructionDef("vec", _prepare_vec, _vec_count),
+    "write_mvm": InstructionDef("write_mvm", _prepare_write_mvm, _write_mvm_count),
 }

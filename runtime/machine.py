@@ -6,22 +6,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rcc.backends.device import Device
 from rcc.backends.faults import FaultMap
-from rcc.backends.program import Instruction, Program, ProgramError
+from rcc.backends.program import Program, ProgramError
 from rcc.backends.program_schema import OPCODE_OPS, check_program_semantics
 from rcc.backends.target import Target, TargetError
-from rcc.ir.progress import tracked
 from rcc.ir.inputs import check_inputs
 from rcc.ir.types import TensorType
 from rcc.runtime.counters import Counts
 from rcc.runtime.devices import program_crossbars
-from rcc.runtime.instructions import INSTRUCTIONS
-from rcc.runtime.schedule import check_schedule, execute, instruction_counts, mvm_arrays, total_counts
+from rcc.runtime.instructions import INSTRUCTIONS, input_ranges
+from rcc.runtime.plan import Plan, PlannedStep
+from rcc.runtime.schedule import check_schedule, instruction_counts, mvm_arrays, total_counts
 
 _TARGET_FIELDS = set(Target.__dataclass_fields__)
 
@@ -30,9 +31,18 @@ _TARGET_FIELDS = set(Target.__dataclass_fields__)
 class MachineResult:
     outputs: dict[str, np.ndarray]
     totals: Counts                  # the program's, with the layers' parallel arrays overlapped
-    per_instruction: list[Counts]   # each instruction on its own
+    counted: list[Counts] = field(repr=False)   # one inference's counts per instruction (the machine's: read only)
     mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # dst → (x, acc)
     batch: int = 1                  # inferences run (a batch's samples); the counts are all of theirs
+    _copies: list[Counts] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def per_instruction(self) -> list[Counts]:
+        """Each instruction's counts on its own (all the batch's inferences): copies, made when first asked for,
+        that the caller may change."""
+        if self._copies is None:
+            self._copies = [count.scaled(self.batch) for count in self.counted]
+        return self._copies
 
 
 def target_of(program: Program) -> Target:
@@ -63,10 +73,12 @@ class Machine:
         self.program = program
         self.target = target_of(program)
         self.force_sliced = force_sliced
-        self._counted: dict[tuple, tuple[list[Counts], Counts]] = {}
-        self._last_reads = _last_reads(program)
+        self._counted: dict[tuple, tuple[list[Counts], Counts]] = {}   # input shapes → counts
         self.crossbars = program_crossbars(program, device, seed, faults)
         check_schedule(program, self.target)
+        self.input_ranges = input_ranges(program)   # buffer → (low, high) of what quantize proves
+        self.plan = Plan(self)
+        self._declared = [(spec["name"], TensorType(tuple(spec["shape"]), spec["dtype"])) for spec in program.inputs]
         phases: dict[int, int] = {}
         for instruction in program.instructions:
             if instruction.opcode == "mvm":
@@ -77,78 +89,57 @@ class Machine:
             raise ProgramError(f"program {program.name!r} needs {arrays} arrays; the target has "
                                f"{self.target.max_arrays}")
 
-    def run(self, inputs: dict[str, np.ndarray], trace: bool = False, allow_nonfinite: bool = False
-            ) -> MachineResult:
+    def run(self, inputs: dict[str, np.ndarray], trace: bool = False, allow_nonfinite: bool = False,
+            timings: dict[str, float] | None = None) -> MachineResult:
         """Execute the program; RccError naming the input when one is missing, of the wrong shape or dtype,
         or (unless `allow_nonfinite`) holds NaN/Inf. A batch (every input declared with a leading 1 given
-        N > 1 samples along that axis) runs as one: each `mvm` evaluates all N samples' vectors in one call,
-        the vector unit runs sample by sample; outputs are concatenated along the leading axis and the counts
-        are N inferences' (`batch_inputs`)."""
-        declared = [(spec["name"], TensorType(tuple(spec["shape"]), spec["dtype"])) for spec in self.program.inputs]
+        N > 1 samples along that axis) runs as one: every buffer holds the N samples' values stacked along
+        its leading axis, each `mvm` and every per-sample vector op runs once on them, other vector ops
+        sample by sample (`runtime/batching.py`); outputs are stacked the same way and the counts are N
+        inferences' (`batch_inputs`). `timings`, when given, accumulates the seconds spent per kind of
+        instruction (an opcode, or a vector op's IR op name): a profile."""
+        declared = self._declared
         samples = [check_inputs(declared, sample, allow_nonfinite, self.program.baked_inputs,
                                 self.program.input_defaults)
                    for sample in batch_inputs(declared, inputs)]
-        buffers = [dict(self.program.constants) for _ in samples]
-        poisoned: list[dict[str, np.ndarray]] = [{} for _ in samples]
-        shapes: list[tuple[tuple[int, ...], ...]] = []
-        mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        outputs: list[dict[str, np.ndarray]] = [{} for _ in samples]
-        with np.errstate(invalid="ignore" if allow_nonfinite else "warn"):
-            for index, instruction in enumerate(tracked(self.program.instructions, "machine run")):
-                operands = [[sample_buffers[name] for name in instruction.src] for sample_buffers in buffers]
-                results = self._execute(instruction, samples, operands)
-                for sample in range(len(samples)):
-                    if allow_nonfinite:
-                        results[sample] = _propagate_nonfinite(instruction, operands[sample], results[sample],
-                                                               poisoned[sample])
-                    buffers[sample].update(zip(instruction.dst, results[sample]))
-                    for name in self._last_reads[index]:   # peak memory: drop what no later instruction reads
-                        buffers[sample].pop(name, None)
-                    if instruction.opcode == "store":
-                        outputs[sample][instruction.attrs["output"]] = operands[sample][0]
-                if trace and instruction.opcode in ("mvm", "write_mvm"):
-                    mvm_trace[instruction.dst[0]] = (_stacked([o[0] for o in operands]),
-                                                     _stacked([r[0] for r in results]))
-                shapes.append(tuple(a.shape for a in operands[0]))
-        per_instruction, totals = self._counts(tuple(shapes))
-        merged = {name: _stacked([o[name] for o in outputs]) for name in outputs[0]}
         batch = len(samples)
-        return MachineResult(merged, totals.scaled(batch), [c.scaled(batch) for c in per_instruction], mvm_trace,
-                             batch)
+        key = tuple(tuple(array.shape) for array in samples[0].values())
+        record = key not in self._counted
+        mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        observe = _observer(trace, allow_nonfinite, mvm_trace) if trace or allow_nonfinite else None
+        with np.errstate(invalid="ignore" if allow_nonfinite else "warn"):
+            if batch == 1 or self.plan.stackable:
+                stacked = samples[0] if batch == 1 else \
+                    {name: np.concatenate([sample[name] for sample in samples]) for name in samples[0]}
+                merged, shapes = self.plan.run(stacked, batch, record, observe, timings)
+            else:   # a buffer without a leading axis: one sample at a time
+                runs = [self.plan.run(sample, 1, record, observe, timings) for sample in samples]
+                merged = {name: np.concatenate([outputs[name] for outputs, _ in runs]) for name in runs[0][0]}
+                shapes = runs[0][1]
+        if record:
+            self._counted[key] = self._counts(shapes)
+        per_instruction, totals = self._counted[key]
+        return MachineResult(merged, totals.scaled(batch), per_instruction, mvm_trace, batch)
 
-    def _counts(self, shapes: tuple[tuple[tuple[int, ...], ...], ...]) -> tuple[list[Counts], Counts]:
-        """Each instruction's counts, from the shapes of what it read in this run, and the program's totals;
-        kept per distinct set of shapes (they are a function of the shapes alone)."""
-        if shapes not in self._counted:
-            per_instruction = [instruction_counts(self.target, instruction, [list(s) for s in operand_shapes])
-                               for instruction, operand_shapes in zip(self.program.instructions, shapes)]
-            self._counted[shapes] = (per_instruction, total_counts(self.program, per_instruction))
-        return self._counted[shapes]
+    def _counts(self, shapes: list[tuple[tuple[int, ...], ...]]) -> tuple[list[Counts], Counts]:
+        """Each instruction's counts, from the shapes of what it read (per sample), and the program's totals
+        (a function of the input shapes alone: computed once per input shape)."""
+        per_instruction = [instruction_counts(self.target, instruction, [list(s) for s in operand_shapes])
+                           for instruction, operand_shapes in zip(self.program.instructions, shapes)]
+        return per_instruction, total_counts(self.program, per_instruction)
 
-    def _execute(self, instruction: Instruction, samples: list[dict[str, np.ndarray]],
-                 operands: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
-        """Each sample's results of one instruction: an `mvm` over a batch in one call on the stacked vectors
-        (each vector's result depends on that vector alone, replicated copies included), the rest per sample."""
-        if instruction.opcode == "mvm" and len(samples) > 1:
-            vectors = [sample_operands[0] for sample_operands in operands]
-            stacked = INSTRUCTIONS["mvm"].execute(self, instruction, [np.concatenate(vectors), *operands[0][1:]])[0]
-            bounds = np.cumsum([v.shape[0] for v in vectors])[:-1]
-            return [[part] for part in np.split(stacked, bounds)]
-        results = []
-        for sample, sample_operands in zip(samples, operands):
-            self.inputs = sample
-            results.append(execute(self, instruction, sample_operands))
+
+def _observer(trace: bool, allow_nonfinite: bool, mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]]) -> Callable:
+    """What sees each step's values: the mvm trace (dst → (x, acc)) and NaN propagation through the crossbars."""
+    poisoned: dict[str, np.ndarray] = {}
+
+    def observe(step: PlannedStep, operands: list[np.ndarray], results: list[np.ndarray]) -> list[np.ndarray]:
+        if allow_nonfinite:
+            results = _propagate_nonfinite(step.instruction, operands, results, poisoned)
+        if trace and step.instruction.opcode in ("mvm", "write_mvm"):
+            mvm_trace[step.instruction.dst[0]] = (operands[0], results[0])
         return results
-
-
-def _last_reads(program: Program) -> list[list[str]]:
-    """For each instruction, the buffers (not constants) it is the last to read."""
-    last = {name: index for index, instruction in enumerate(program.instructions) for name in instruction.src}
-    dropped: list[list[str]] = [[] for _ in program.instructions]
-    for name, index in last.items():
-        if name not in program.constants:
-            dropped[index].append(name)
-    return dropped
+    return observe
 
 
 def batch_inputs(declared: list[tuple[str, TensorType]], inputs: dict[str, np.ndarray]
@@ -164,10 +155,6 @@ def batch_inputs(declared: list[tuple[str, TensorType]], inputs: dict[str, np.nd
         return [inputs]
     count = sizes.pop()
     return [{**inputs, **{name: array[n:n + 1] for name, array in arrays.items()}} for n in range(count)]
-
-
-def _stacked(arrays: list[np.ndarray]) -> np.ndarray:
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _propagate_nonfinite(instruction, operands: list[np.ndarray], results: list[np.ndarray],

@@ -25,7 +25,7 @@ from rcc.backends.program import Instruction, Program, ProgramError
 from rcc.backends.program_schema import is_int
 from rcc.backends.target import Target
 from rcc.runtime.counters import PARALLEL, Counts
-from rcc.runtime.instructions import INSTRUCTIONS
+from rcc.runtime.instructions import INSTRUCTIONS, Step
 
 
 def operand_shapes(program: Program) -> list[list[list[int]]]:
@@ -59,19 +59,29 @@ def instruction_counts(target: Target, instruction: Instruction, shapes: list[li
     return dataclasses.replace(count, **{key: max(getattr(c, key) for c in copies) for key in PARALLEL})
 
 
+def prepare(machine, instruction: Instruction, split_copies: bool = True) -> Step:
+    """One instruction prepared to run (the table's `prepare`); in integer mode each copy of a replicated mvm
+    computes its own input vectors (exact arithmetic, and the ADC saturation of each copy's vectors, give
+    the same rows). Float mode models ideal analog arithmetic with float32 BLAS, whose rounding depends on
+    how many vectors one call holds (an artefact of the simulator, not of the copies), so there the copies'
+    vectors, which are all the layer's vectors in order, are evaluated in one call and results stay
+    independent of the schedule. Without `split_copies` (a stacked batch's vectors, each copy's rows
+    N times over) an mvm runs all its vectors in one call, which in integer mode gives the same rows."""
+    step = INSTRUCTIONS[instruction.opcode].prepare(machine, instruction)
+    if instruction.opcode != "mvm" or instruction.attrs.get("copies", 1) == 1 or machine.program.precision != "int" \
+            or not split_copies:
+        return step
+
+    def run_copies(operands: list[np.ndarray]) -> list[np.ndarray]:
+        bounds = copy_bounds(instruction.attrs, operands[0].shape[0])
+        parts = [step([operands[0][start:stop], *operands[1:]])[0] for start, stop in zip(bounds, bounds[1:])]
+        return [np.concatenate(parts, axis=0)]
+    return run_copies
+
+
 def execute(machine, instruction: Instruction, operands: list[np.ndarray]) -> list[np.ndarray]:
-    """Run one instruction; in integer mode each copy of a replicated mvm computes its own input vectors
-    (exact arithmetic, and the ADC saturation of each copy's vectors, give the same rows). Float mode
-    models ideal analog arithmetic with float32 BLAS, whose rounding depends on how many vectors one call
-    holds (an artefact of the simulator, not of the copies), so there the copies' vectors, which are
-    all the layer's vectors in order, are evaluated in one call and results stay independent of the schedule."""
-    definition = INSTRUCTIONS[instruction.opcode]
-    if instruction.opcode != "mvm" or instruction.attrs.get("copies", 1) == 1 or machine.program.precision != "int":
-        return definition.execute(machine, instruction, operands)
-    bounds = copy_bounds(instruction.attrs, operands[0].shape[0])
-    parts = [definition.execute(machine, instruction, [operands[0][start:stop], *operands[1:]])[0]
-             for start, stop in zip(bounds, bounds[1:])]
-    return [np.concatenate(parts, axis=0)]
+    """Run one instruction once (`prepare`)."""
+    return prepare(machine, instruction)(operands)
 
 
 def mvm_arrays(instruction: Instruction) -> int:

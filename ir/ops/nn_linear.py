@@ -11,7 +11,7 @@ channel; a matmul weight [K, M] is one group.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from rcc.ir.core import Op
 from rcc.ir.optable import Attr, broadcast_shapes, define
@@ -157,13 +157,30 @@ def _conv_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 
 def conv_windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, ...], pads: tuple[int, ...],
                  dilations: tuple[int, ...], pad_value: float = 0.0) -> np.ndarray:
-    """View of x's receptive fields: [N, C, out_h, out_w, kh, kw] (padded copy, then strided view)."""
+    """Read-only view of x's receptive fields: [N, C, out_h, out_w, kh, kw] (of a padded copy when
+    there are pads, else of x itself)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
-    padded = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=pad_value)
+    padded = x
+    if any(pads):
+        n, c, h, w = x.shape
+        padded = np.full((n, c, h + pads[0] + pads[2], w + pads[1] + pads[3]), pad_value, dtype=x.dtype)
+        padded[:, :, pads[0]:pads[0] + h, pads[1]:pads[1] + w] = x
     oh = conv_output_size(x.shape[2], kh, sh, pads[0], pads[2], dh)
     ow = conv_output_size(x.shape[3], kw, sw, pads[1], pads[3], dw)
-    windows = sliding_window_view(padded, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    return windows[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :oh, :ow]
+    sn, sc, sy, sx = padded.strides
+    return strided_view(padded, padded, (x.shape[0], x.shape[1], oh, ow, kh, kw),
+                        (sn, sc, sh * sy, sw * sx, dh * sy, dw * sx))
+
+
+def strided_view(array: np.ndarray, owner: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of `array`'s memory with `shape` and `strides`, from its first element; `owner` is an
+    array starting at the same address (array itself, or the C-contiguous array it is a view of), which
+    makes the view a plain ndarray over its buffer, cheaper than numpy's as_strided."""
+    if owner.flags.c_contiguous and owner.__array_interface__["data"][0] == array.__array_interface__["data"][0]:
+        view = np.ndarray(shape, array.dtype, owner, 0, strides)
+        view.flags.writeable = False
+        return view
+    return as_strided(array, shape, strides, writeable=False)
 
 
 @define("nn.conv2d", operands=("x", "weight", "bias?"), infer=_conv_infer, attrs=_CONV_ATTRS, tags=("weighted",))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -63,12 +64,22 @@ def _pool_windows(x: np.ndarray, pad_value: float, kernel: tuple[int, ...], stri
     return conv_windows(x, tuple(kernel), strides, padded_pads, dilations, pad_value)[:, :, :oh, :ow]
 
 
+def _over_taps(windows: np.ndarray, combine: np.ufunc, dtype: np.dtype) -> np.ndarray:
+    """`combine` of the windows [N, C, oh, ow, kh, kw] over their taps, one strided tap at a time in
+    row-major tap order (a reduction over the two small strided axes is many times slower)."""
+    kh, kw = windows.shape[4:]
+    out = windows[..., 0, 0].astype(dtype)
+    for tap in range(1, kh * kw):
+        combine(out, windows[..., tap // kw, tap % kw], out=out)
+    return out
+
+
 @define("nn.max_pool2d", operands=("x",), infer=_pool_infer, attrs=_POOL_ATTRS)
 def max_pool2d(x: np.ndarray, **attrs) -> np.ndarray:
     """Maximum over each (dilated) window; a window of padding only gives the dtype's lowest finite value."""
     # onnxruntime starts every window at numeric_limits::lowest(), not -inf
     low = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-    return np.ascontiguousarray(_pool_windows(x, low, **attrs).max(axis=(4, 5)))
+    return _over_taps(_pool_windows(x, low, **attrs), np.maximum, x.dtype)
 
 
 @define("nn.avg_pool2d", operands=("x",), infer=_pool_infer,
@@ -78,15 +89,24 @@ def avg_pool2d(x: np.ndarray, *, count_include_pad: bool, **attrs) -> np.ndarray
 
     A dilated window can miss every input cell; without count_include_pad its mean is 0, as in onnxruntime.
     """
-    sums = _pool_windows(x, 0.0, **attrs).sum(axis=(4, 5), dtype=np.float64)
+    sums = _over_taps(_pool_windows(x, 0.0, **attrs), np.add, np.dtype(np.float64))
+    counts = _window_counts(x.shape[2:], count_include_pad, **{k: tuple(v) if isinstance(v, list) else v
+                                                               for k, v in attrs.items()})
+    return (sums / counts).astype(x.dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _window_counts(size: tuple[int, ...], count_include_pad: bool, **attrs) -> np.ndarray:
+    """The divisor of every window (at least 1): the window sum of a mask, 1 on input cells and on explicit
+    pads when they count; ceil mode's extra end area never counts."""
     pads = attrs["pads"]
-    # The divisor is the window sum of a mask: 1 on input cells, and on explicit pads when they count;
-    # ceil mode's extra end area never counts.
-    mask = np.pad(np.ones((1, 1) + x.shape[2:]), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
+    mask = np.pad(np.ones((1, 1) + size), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
                   constant_values=1.0 if count_include_pad else 0.0)
-    mask_windows = _pool_windows(mask, 0.0, **{**attrs, "pads": (0, 0, 0, 0)})
-    counts = mask_windows.sum(axis=(4, 5))[:, :, :sums.shape[2], :sums.shape[3]]
-    return (sums / np.maximum(counts, 1.0)).astype(x.dtype)
+    oh, ow = _pool_shape((1, 1) + size, attrs)
+    counts = _pool_windows(mask, 0.0, **{**attrs, "pads": (0, 0, 0, 0)}).sum(axis=(4, 5))[:, :, :oh, :ow]
+    counts = np.maximum(counts, 1.0)
+    counts.flags.writeable = False
+    return counts
 
 
 def _global_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from rcc.ir.ops.nn_linear import _check_conv_attrs, conv_output_size
+from rcc.ir.ops.nn_linear import _check_conv_attrs, conv_output_size, strided_view
 from rcc.ir import xbar_figures
 from rcc.ir.optable import DERIVED, Attr, define
 from rcc.ir.types import TensorType
 
 _EXACT_FLOAT64 = 2.0 ** 53
+_DEQUANTIZE_BLOCK = 1 << 15   # float64 elements dequantized at a time
 
 
 def _im2col_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -45,14 +46,56 @@ def im2col(x: np.ndarray, *, kernel, strides, pads, dilations) -> np.ndarray:
     n, c = x.shape[:2]
     oh = conv_output_size(x.shape[2], kh, sh, pads[0], pads[2], dh)
     ow = conv_output_size(x.shape[3], kw, sw, pads[1], pads[3], dw)
-    # one strided copy per kernel tap from a channels-last padded input: far faster than copying a
-    # 6-D transposed window view
-    padded = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (pads[0], pads[2]), (pads[1], pads[3]), (0, 0)))
+    # from a channels-last padded input (x itself, viewed, without pads): one strided copy per kernel tap,
+    # far faster than copying the 6-D transposed window view, unless the taps are many and the channels
+    # few (each tap's copy then moves c-element runs): then the one window view in a single copy
+    padded = padded_channels_last(x, pads)
     cols = np.empty((n, oh, ow, c, kh, kw), dtype=x.dtype)
+    if 4 * c < kh * kw:
+        s0, s1, s2, s3 = padded.strides
+        cols[...] = strided_view(padded, x if padded.base is x else padded, cols.shape,
+                                 (s0, sh * s1, sw * s2, s3, dh * s1, dw * s2))
+        return cols.reshape(n * oh * ow, c * kh * kw)
+    _copy_taps(padded, cols.transpose(4, 5, 0, 1, 2, 3), kernel, strides, dilations)
+    return cols.reshape(n * oh * ow, c * kh * kw)
+
+
+def im2col_taps_first(x: np.ndarray, kernel, strides, pads, dilations) -> np.ndarray:
+    """`im2col`'s rows with their columns in (kh, kw, c) order, each tap's channels contiguous (a faster
+    copy when channels are many); a layer reading them takes its weight rows in the same order
+    (`taps_first_order`)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    n, c = x.shape[:2]
+    oh = conv_output_size(x.shape[2], kh, sh, pads[0], pads[2], dh)
+    ow = conv_output_size(x.shape[3], kw, sw, pads[1], pads[3], dw)
+    cols = np.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
+    _copy_taps(padded_channels_last(x, pads), cols.transpose(3, 4, 0, 1, 2, 5), kernel, strides, dilations)
+    return cols.reshape(n * oh * ow, kh * kw * c)
+
+
+def taps_first_order(channels: int, taps: int) -> np.ndarray:
+    """Row r of the (kh, kw, c)-ordered columns is row order[r] of im2col's (c, kh, kw) order."""
+    return np.arange(channels * taps).reshape(channels, taps).T.reshape(-1)
+
+
+def _copy_taps(padded: np.ndarray, taps: np.ndarray, kernel, strides, dilations) -> None:
+    """Copy each kernel tap's pixels [N, OH, OW, C] from the channels-last padded input into `taps[i, j]`."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    oh, ow = taps.shape[3:5]
     for i in range(kh):
         for j in range(kw):
-            cols[..., i, j] = padded[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
-    return cols.reshape(n * oh * ow, c * kh * kw)
+            taps[i, j] = padded[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+
+
+def padded_channels_last(x: np.ndarray, pads) -> np.ndarray:
+    """x [N, C, H, W] as [N, H + pads, W + pads, C] with zeros around (a view of x when the pads are 0)."""
+    nhwc = x.transpose(0, 2, 3, 1)
+    if not any(pads):
+        return nhwc
+    n, h, w, c = nhwc.shape
+    padded = np.zeros((n, h + pads[0] + pads[2], w + pads[1] + pads[3], c), dtype=x.dtype)
+    padded[:, pads[0]:pads[0] + h, pads[1]:pads[1] + w] = nhwc
+    return padded
 
 
 def _quantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -71,11 +114,17 @@ def quantize_limits(bits: int, signed: bool) -> tuple[int, int]:
         attrs={"scale": Attr("float"), "bits": Attr("int"), "signed": Attr("bool")})
 def quantize(x: np.ndarray, *, scale: float, bits: int, signed: bool) -> np.ndarray:
     """round(x · (1/scale)) in float32 (half to even), saturated to the range of `bits` (symmetric if signed)."""
+    return quantized_levels(x, scale, bits, signed).astype(np.int32)
+
+
+def quantized_levels(x: np.ndarray, scale: float, bits: int, signed: bool) -> np.ndarray:
+    """`quantize`'s integers, held in float32 (exact: at most 16 bits)."""
     low, high = quantize_limits(bits, signed)
     scaled = np.multiply(x, np.float32(1.0 / scale), dtype=np.float32)
     np.rint(scaled, out=scaled)
-    np.clip(scaled, low, high, out=scaled)
-    return scaled.astype(np.int32)
+    np.maximum(scaled, np.float32(low), out=scaled)
+    np.minimum(scaled, np.float32(high), out=scaled)
+    return scaled
 
 
 def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -90,10 +139,17 @@ def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def dequantize(acc: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None = None, *,
                input_scale: float) -> np.ndarray:
     """acc · input_scale · w_scale[m] (+ bias[m]) in float64, rounded once to float32."""
-    out = acc.astype(np.float64) * (input_scale * w_scale.astype(np.float64))
-    if bias is not None:
-        out += bias
-    return out.astype(np.float32)
+    scale = input_scale * w_scale.astype(np.float64)
+    out = np.empty(acc.shape, dtype=np.float32)
+    step = max(1, _DEQUANTIZE_BLOCK // max(1, acc.shape[1]))   # rows whose float64 temporaries stay in cache
+    wide = np.empty((min(step, acc.shape[0]), acc.shape[1]), dtype=np.float64)
+    for start in range(0, acc.shape[0], step):
+        part = wide[:min(step, acc.shape[0] - start)]
+        np.multiply(acc[start:start + step], scale, out=part)
+        if bias is not None:
+            part += bias
+        out[start:start + step] = part
+    return out
 
 
 # Attributes a fixture may leave out: DERIVED ones follow from the weights' shape and the widths (adc_bits

@@ -1,0 +1,90 @@
+"""Fused steps of the machine's plan: quantize → (im2col →) mvm → dequantize carried in float.
+
+When an ideal, dense, integer layer with no ADC saturation to subtract (`CrossbarGroup.
+exact_without_saturation`) reads a quantized input (its range known from the `quantize`'s `bits` and
+`signed`, `instructions.input_ranges`), every integer between the `quantize` and the `dequantize` can be
+carried as a float holding it exactly: the quantize skips its int32 cast (`quantized_levels`: at most
+16 bits, exact in float32), the im2col copies float32, the mvm returns its exact product in whatever
+type computed it (`CrossbarGroup.exact_values`: float32 from one GEMM, float64 from row chunks, int64)
+without the int64 cast, and the dequantize reads it (float64 of any of them is the same number). An
+im2col read by such a layer alone, with many channels, writes its columns taps first (each tap's
+channels contiguous, a faster copy) and the layer reads its weight rows in that order: the same sums.
+Every instruction still runs, on the same values: results are identical bit for
+bit and the counts, which follow the shapes, are unchanged. A buffer read by anything else (a store, a
+second reader) keeps its integer type. Runs that observe intermediate values (a trace, NaN propagation)
+use the unfused steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import numpy as np
+
+from rcc.ir.ops.xbar import im2col_taps_first, quantized_levels, taps_first_order
+from rcc.runtime.crossbar import CrossbarGroup
+
+
+def fused_steps(machine, steps: list) -> list:
+    """The plan's `steps` (runtime/plan.py's PlannedStep) with every eligible quantize → (im2col →) mvm →
+    dequantize chain carried in floats."""
+    readers = Counter(name for step in steps for name in step.instruction.src)
+    position = {name: k for k, step in enumerate(steps) for name in step.instruction.dst}
+    fused = list(steps)
+    for k, step in enumerate(steps):
+        instruction = step.instruction
+        group = machine.crossbars.get(instruction.dst[0]) if instruction.opcode == "mvm" else None
+        bound = machine.input_ranges.get(instruction.src[0]) if group is not None else None
+        if bound is None or not isinstance(group, CrossbarGroup) or \
+                not group.exact_without_saturation(machine.force_sliced):
+            continue
+        acc = instruction.dst[0]
+        to_dequantize = readers[acc] == 1 and any(later.instruction.opcode == "dequantize" and
+                                                  later.instruction.src[0] == acc for later in steps[k + 1:])
+        source = instruction.src[0]
+        order = None
+        if readers[source] != 1 or source not in position:
+            fused[k] = dataclasses.replace(step, run=_product(group, bound, None, to_dequantize), stacked_run=None)
+            continue
+        producer = steps[position[source]]
+        if producer.instruction.opcode == "im2col":
+            order = _taps_first(producer, group)
+            if order is not None:
+                fused[position[source]] = dataclasses.replace(producer, run=_taps_first_cols(producer.instruction.attrs))
+        fused[k] = dataclasses.replace(step, run=_product(group, bound, order, to_dequantize), stacked_run=None)
+        if producer.instruction.opcode == "im2col":
+            source = producer.instruction.src[0]
+            if readers[source] != 1 or source not in position:
+                continue
+            producer = steps[position[source]]
+        if producer.instruction.opcode == "quantize":
+            fused[position[source]] = dataclasses.replace(producer, run=_levels(producer.instruction.attrs))
+    return fused
+
+
+def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool):
+    if keep_float:
+        return lambda operands: [group.exact_values(operands[0], bound, order)]
+    return lambda operands: [group.exact_values(operands[0], bound, order).astype(np.int64, copy=False)]
+
+
+def _taps_first(im2col_step, group: CrossbarGroup) -> np.ndarray | None:
+    """The weight row order for an im2col read by this layer alone when its taps-first columns copy faster
+    (one group, several taps, channels many enough for im2col's per-tap copies), else None."""
+    attrs = im2col_step.instruction.attrs
+    taps = attrs["kernel"][0] * attrs["kernel"][1]
+    channels = im2col_step.instruction.shapes[0][1] // taps
+    if group.mapping.groups != 1 or taps == 1 or 4 * channels < taps:
+        return None
+    return taps_first_order(channels, taps)
+
+
+def _taps_first_cols(attrs: dict):
+    kernel, strides, pads, dilations = attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"]
+    return lambda operands: [im2col_taps_first(operands[0], kernel, strides, pads, dilations)]
+
+
+def _levels(attrs: dict):
+    scale, bits, signed = attrs["scale"], attrs["bits"], attrs["signed"]
+    return lambda operands: [quantized_levels(operands[0], scale, bits, signed)]
