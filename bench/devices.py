@@ -205,14 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, help="write devices.json and the PNG curves here")
+    parser.add_argument("--speed-only", action="store_true", help="only the noisy machine's speed (no sweeps)")
     args = parser.parse_args(argv)
     trials = 1 if args.quick else args.trials
-    results = {"sweeps": run_sweeps(trials, args.quick)}
+    results = {} if args.speed_only else {"sweeps": run_sweeps(trials, args.quick)}
     if not args.quick:
         results["speed"] = speed(args.repeats, args.max_seconds)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        plot_sweeps(results["sweeps"], args.out)
+        if "sweeps" in results:
+            plot_sweeps(results["sweeps"], args.out)
         (args.out / "devices.json").write_text(json.dumps(results, indent=2, default=str))
     return 0
 
