@@ -244,6 +244,15 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def save(results: dict[str, dict[str, Any]], out: Path | None, text: str | None = None) -> None:
+    """The results to `out`'s .json sibling, and the table to `out` once there is one."""
+    if out is None:
+        return
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+    if text is not None:
+        out.write_text(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path, help="NAME.onnx files with NAME.inputs.npz beside them")
@@ -269,12 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.models:
         results[path.stem] = baseline(path, args.methods, args.activations, args.scopes, args.samples,
                                       None if args.rcc_live else args.rcc_table)
-        if args.out:  # keep what is done so far
-            args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+        save(results, args.out)  # what is done so far
     text = table(results)
+    save(results, args.out, text)
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
     return 0
 
 
