@@ -170,6 +170,7 @@ class _Unit:
     outputs: np.ndarray          # logical outputs within the group, one per (output) column group
     levels: np.ndarray           # float32 [rows, signs·outputs·S]: each cell's read in ADC steps (programming
                                  # builds it in µS as [signs, rows, outputs, S])
+    weight_sums: np.ndarray | None = None   # float64 [outputs]: Σ over the unit's rows of the integer weights
 
 
 class NoiseTape:
@@ -279,7 +280,8 @@ class DeviceCrossbarGroup:
         width = np.uint8 if g.input_bits <= 8 else np.uint16 if g.input_bits <= 16 else np.int64
         units, tasks = [], []
         for unit in self.units:
-            inputs = (x[:, unit.group * g.rows + unit.rows].astype(np.int64) + g.input_offset).astype(width)
+            part = x[:, _contiguous(unit.group * g.rows + unit.rows)]
+            inputs = (part + g.input_offset if g.input_offset else part).astype(width)
             step = self._step(unit, inputs.shape[0])
             for start in range(0, inputs.shape[0], step):
                 chunk = inputs[start:start + step]
@@ -292,7 +294,7 @@ class DeviceCrossbarGroup:
         for unit, inputs in units:
             chunks = [next(raws) for _ in range(0, inputs.shape[0], self._step(unit, inputs.shape[0]))]
             raw = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-            columns = unit.group * g.outputs + unit.outputs      # distinct within a unit
+            columns = _contiguous(unit.group * g.outputs + unit.outputs)      # distinct within a unit
             total[:, columns] += raw - self._offsets(unit, inputs)
         return np.rint(total).astype(np.int64)
 
@@ -307,8 +309,10 @@ class DeviceCrossbarGroup:
     def _offsets(self, unit: _Unit, inputs: np.ndarray) -> np.ndarray:
         """What the offset-binary inputs and offset-encoded weights add to the raw sums (exact integers)."""
         g = self.mapping
-        weights = self.weights[unit.group][np.ix_(unit.rows, unit.outputs)].astype(np.int64)
-        correction = g.input_offset * weights.sum(axis=0)[None, :].astype(np.float64)
+        if unit.weight_sums is None:   # the programmed weights' column sums, once
+            weights = self.weights[unit.group][np.ix_(unit.rows, unit.outputs)].astype(np.int64)
+            unit.weight_sums = weights.sum(axis=0).astype(np.float64)
+        correction = g.input_offset * unit.weight_sums[None, :]
         if g.encoding == "offset":
             correction = correction + float(2 ** (g.weight_bits - 1)) * inputs.sum(axis=1, keepdims=True, dtype=np.int64)
         return correction
@@ -358,6 +362,13 @@ class DeviceCrossbarGroup:
         merged = merged.reshape(vectors, signs, unit.outputs.size, g.weight_slices).astype(merge_dtype, copy=False)
         merged = merged @ slice_weights.astype(merge_dtype)
         return (merged.transpose(0, 2, 1) @ np.array([1.0, -1.0][:signs], dtype=merge_dtype)).astype(np.float64)
+
+
+def _contiguous(indices: np.ndarray) -> slice | np.ndarray:
+    """`indices` as a slice when they are a run of consecutive integers (a view, not a gather), else as they are."""
+    if indices.size and indices[-1] - indices[0] + 1 == indices.size and np.all(np.diff(indices) == 1):
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    return indices
 
 
 def spare_columns(attrs: dict, first_array: int) -> dict[int, list[int]]:

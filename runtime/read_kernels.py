@@ -54,13 +54,15 @@ def input_slices(chunk: np.ndarray, dac_bits: int, cycles: int, bits: np.ndarray
     rows = chunk.shape[1]
     noisy = spread.size > 0
     for v in range(chunk.shape[0]):
+        values = chunk[v]
         for k in range(cycles):
             r = v * cycles + k
             shift = dac_bits * k
-            squares = np.float32(0.0)
+            out = bits[r]
+            squares = 0        # an integer sum: vectorised without reassociating float additions
             for i in range(rows):
-                bit = np.float32((chunk[v, i] >> shift) & mask)
-                bits[r, i] = bit
+                bit = (values[i] >> shift) & mask
+                out[i] = bit
                 squares += bit * bit
             if noisy:
-                spread[r] = np.float32(np.sqrt(squares)) * spread_scale
+                spread[r] = np.float32(np.sqrt(np.float32(squares))) * spread_scale
