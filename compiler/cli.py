@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 import traceback
-from importlib.metadata import PackageNotFoundError, version
 
 import rcc
 from rcc.compiler.commands import COMMANDS
@@ -39,6 +38,8 @@ def help_text() -> str:
 
 
 def version_text() -> str:
+    from importlib.metadata import PackageNotFoundError, version   # 30 ms of start-up: only for --version
+
     def installed(name: str) -> str:
         try:
             return version(name)
