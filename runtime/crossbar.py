@@ -22,8 +22,8 @@ blocks holding a column whose largest possible sum (2^dac_bits − 1)·Σ_rows l
 (vector, array, input slice) triples whose active input total times the largest cell level exceeds A.
 Per array and input slice, the column sums of both sign arrays' blocks are one float32 matmul of small
 integers, each ≤ xbar_rows·(2^dac_bits−1)·(2^cell_bits−1) < 2^24 (the target refuses larger), so exact;
-the excesses merge over blocks in one einsum. With a lossless ADC nothing can exceed A and the result is
-the exact product. Tests compare this with a naive slice-by-slice simulation and with an int64 reference.
+the excesses merge over blocks into the vectors' rows in one compiled pass (read_kernels.add_excess). With a
+lossless ADC nothing can exceed A and the result is the exact product. Tests compare this with a naive slice-by-slice simulation and with an int64 reference.
 
 A batch's vectors arrive stacked ([N·P, K]); every vector's result depends on that vector alone.
 
@@ -41,6 +41,13 @@ from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 CHUNK_ELEMENTS = 1 << 24  # bound on the temporaries of one step (elements)
 _EXACT_FLOAT64 = 2.0 ** 53
 _EXACT_FLOAT32 = 2.0 ** 24
+
+
+def contiguous(indices: np.ndarray) -> slice | np.ndarray:
+    """`indices` as a slice when they are a run of consecutive integers (a view, not a gather), else as they are."""
+    if indices.size and indices[-1] - indices[0] + 1 == indices.size and np.all(np.diff(indices) == 1):
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    return indices
 
 
 def grouped_rows(x: np.ndarray, groups: int) -> np.ndarray:
@@ -213,29 +220,24 @@ class CrossbarGroup:
         (pair) the column sums of every input slice k are one float32 matmul of the slice's bits [P, rows] with
         both sign arrays' saturable columns side by side (exact: each sum ≤ rows·(2^dac−1)·(2^cell−1) < 2^24);
         vectors whose active inputs cannot reach A are skipped."""
+        from rcc.runtime.read_kernels import add_excess   # numba's import takes most of a second: only sliced runs
+
         g = self.mapping
         excess = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
         dac_mask = (1 << g.dac_bits) - 1
         for tile in self._saturable_tiles():
             inputs = x[:, tile.group * g.rows + tile.rows].astype(np.int32) + np.int32(g.input_offset)
-            outputs = tile.group * g.outputs + tile.cols
+            tile_excess = np.zeros((x.shape[0], tile.cols.size), dtype=np.float64)
             step = max(1, CHUNK_ELEMENTS // tile.levels.shape[1])
             for cycle in range(g.input_cycles):
                 bits = ((inputs >> (g.dac_bits * cycle)) & dac_mask).astype(np.float32)
                 active = np.flatnonzero(bits.sum(axis=1) * tile.largest_level > self.adc_max)
                 for start in range(0, active.size, step):
                     chosen = active[start:start + step]
-                    if chosen.size == x.shape[0]:
-                        sums = np.matmul(bits, tile.levels)                     # exact column sums
-                    else:
-                        sums = np.matmul(bits[chosen], tile.levels)
-                    np.subtract(sums, np.float32(self.adc_max), out=sums)
-                    np.maximum(sums, 0.0, out=sums)
-                    merged = tile.merge(sums) * (2.0 ** (g.dac_bits * cycle))
-                    if chosen.size == x.shape[0] and outputs.size == excess.shape[1]:
-                        excess += merged
-                    else:
-                        excess[np.ix_(chosen, outputs)] += merged
+                    sums = np.matmul(bits if chosen.size == x.shape[0] else bits[chosen], tile.levels)  # exact
+                    add_excess(sums, np.float32(self.adc_max), tile.block_weights, 2.0 ** (g.dac_bits * cycle),
+                               chosen, tile_excess)
+            excess[:, contiguous(tile.group * g.outputs + tile.cols)] += tile_excess
         return np.rint(excess).astype(np.int64)
 
     def _saturable_tiles(self) -> list[SaturableTile]:
@@ -264,8 +266,6 @@ class SaturableTile:
         self.group, self.rows, self.cols = group, rows, cols
         self.levels, self.block_weights = levels, block_weights
         self.largest_level = float(levels.max(initial=0))
-        excess_max = rows.size * self.largest_level * float(np.abs(block_weights).sum())
-        self.merge_dtype = np.float32 if excess_max < _EXACT_FLOAT32 else np.float64
 
     @classmethod
     def of(cls, group: int, rows: np.ndarray, cols: np.ndarray, levels: list[np.ndarray], mapping: CrossbarMapping,
@@ -281,9 +281,3 @@ class SaturableTile:
         block_weights = np.concatenate([sign * slice_weights for sign in (1.0, -1.0)[:len(levels)]])[kept]
         cells = blocks[kept].transpose(1, 0, 2).reshape(rows.size, -1).astype(np.float32)
         return cls(group, rows, cols, cells, block_weights)
-
-    def merge(self, over: np.ndarray) -> np.ndarray:
-        """The blocks' excesses [P, blocks·outputs] merged onto the outputs [P, outputs]."""
-        blocks = over.reshape(over.shape[0], self.block_weights.size, self.cols.size)
-        weights = self.block_weights.astype(self.merge_dtype)
-        return np.einsum("pbi,b->pi", blocks, weights, dtype=self.merge_dtype, casting="same_kind")

@@ -50,7 +50,7 @@ from rcc.backends.device import Device, DeviceError
 from rcc.backends.faults import OK, STUCK_OFF, STUCK_ON, FaultMap, RandomFaults
 from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 from rcc.backends.program import Program, ProgramError
-from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.crossbar import CrossbarGroup, contiguous
 from rcc.runtime.threads import in_parallel, work_buffer
 
 CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
@@ -280,7 +280,7 @@ class DeviceCrossbarGroup:
         width = np.uint8 if g.input_bits <= 8 else np.uint16 if g.input_bits <= 16 else np.int64
         units, tasks = [], []
         for unit in self.units:
-            part = x[:, _contiguous(unit.group * g.rows + unit.rows)]
+            part = x[:, contiguous(unit.group * g.rows + unit.rows)]
             inputs = (part + g.input_offset if g.input_offset else part).astype(width)
             step = self._step(unit, inputs.shape[0])
             for start in range(0, inputs.shape[0], step):
@@ -294,7 +294,7 @@ class DeviceCrossbarGroup:
         for unit, inputs in units:
             chunks = [next(raws) for _ in range(0, inputs.shape[0], self._step(unit, inputs.shape[0]))]
             raw = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-            columns = _contiguous(unit.group * g.outputs + unit.outputs)      # distinct within a unit
+            columns = contiguous(unit.group * g.outputs + unit.outputs)      # distinct within a unit
             total[:, columns] += raw - self._offsets(unit, inputs)
         return np.rint(total).astype(np.int64)
 
@@ -362,13 +362,6 @@ class DeviceCrossbarGroup:
         merged = merged.reshape(vectors, signs, unit.outputs.size, g.weight_slices).astype(merge_dtype, copy=False)
         merged = merged @ slice_weights.astype(merge_dtype)
         return (merged.transpose(0, 2, 1) @ np.array([1.0, -1.0][:signs], dtype=merge_dtype)).astype(np.float64)
-
-
-def _contiguous(indices: np.ndarray) -> slice | np.ndarray:
-    """`indices` as a slice when they are a run of consecutive integers (a view, not a gather), else as they are."""
-    if indices.size and indices[-1] - indices[0] + 1 == indices.size and np.all(np.diff(indices) == 1):
-        return slice(int(indices[0]), int(indices[-1]) + 1)
-    return indices
 
 
 def spare_columns(attrs: dict, first_array: int) -> dict[int, list[int]]:
