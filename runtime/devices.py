@@ -281,7 +281,7 @@ class DeviceCrossbarGroup:
         units, tasks = [], []
         for unit in self.units:
             part = x[:, contiguous(unit.group * g.rows + unit.rows)]
-            inputs = (part + g.input_offset if g.input_offset else part).astype(width)
+            inputs = (np.add(part, g.input_offset, dtype=np.int64) if g.input_offset else part).astype(width)
             step = self._step(unit, inputs.shape[0])
             for start in range(0, inputs.shape[0], step):
                 chunk = inputs[start:start + step]

@@ -225,3 +225,12 @@ def test_reads_in_many_small_blocks_match_the_exact_machine(monkeypatch):
     assert np.array_equal(group.run(x), CrossbarGroup(weights, attrs).run(x))
     shifted = _device_group(weights, attrs, perfect.with_overrides(adc_offset=0.7)).run(x)
     assert not np.array_equal(shifted, CrossbarGroup(weights, attrs).run(x))
+
+
+def test_int8_operands_read_like_int64_ones():
+    # an imported QDQ model may hand the arrays int8 vectors: the offset-binary shift must not overflow them
+    weights, attrs, x = _layer(Target(), shape=(1, 150, 40))
+    narrow = np.clip(x, -127, 127).astype(np.int8)
+    perfect = Device(programming_noise="constant", programming_sigma=0.0)
+    expected = CrossbarGroup(weights, attrs).run(narrow.astype(np.int64))
+    assert np.array_equal(_device_group(weights, attrs, perfect).run(narrow), expected)
