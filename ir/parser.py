@@ -92,12 +92,20 @@ class _ToModule(lark.Transformer):
 
     def input(self, items):
         token, type_, default = items
+        if _name(token) in self.module.baked_inputs:
+            raise _SemanticError(token, f"input {token} is also listed as baked (compiled in, so not an input)")
         self.module.inputs.append(self._define(token, Value(_name(token), type_)))
         if default is not None:
             self.module.input_defaults[_name(token)] = self._data(token, type_, default[1], "the default of input")
 
     def baked(self, items):
-        self.module.baked_inputs.extend(_name(token) for token in items)
+        inputs = {value.name for value in self.module.inputs}
+        for token in items:
+            name = _name(token)
+            if name in inputs or name in self.module.baked_inputs:
+                raise _SemanticError(token, f"baked {token} is {'an input' if name in inputs else 'listed twice'}: "
+                                            f"a baked input was compiled in and is listed once")
+            self.module.baked_inputs.append(name)
 
     def const(self, items):
         token, type_, inline = items

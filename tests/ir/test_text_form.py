@@ -47,6 +47,11 @@ def test_sample_parses_prints_and_runs() -> None:
     (SAMPLE.replace("const %big : f32[3,6]", "const %big : f32[3,4]"), "5:9", "weights file holds"),
     (SAMPLE.replace("%y = nn.add", "%sum = nn.add"), "7:3", "defined twice"),
     (SAMPLE[:-3], "", "unexpected end of input"),
+    (SAMPLE.replace("input %x : f32[2,3]", "input %x : f32[2,3] default"), "2:9", "no data for the default of input"),
+    (SAMPLE.replace("input %x : f32[2,3]", "input %x : f32[2,3] default = [1.0]"), "2:9", "does not fit"),
+    (SAMPLE.replace("  const %bias", "  baked %x\n  const %bias"), "4:9", "baked %x is an input"),
+    (SAMPLE.replace("  const %bias", "  baked %w0, %w0\n  const %bias"), "4:14", "listed twice"),
+    (SAMPLE.replace("  input %x", "  baked %x\n  input %x"), "3:9", "also listed as baked"),
 ])
 def test_parse_errors_carry_line_and_column(text, where, what) -> None:
     with pytest.raises(IRParseError) as err:
