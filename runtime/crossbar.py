@@ -40,7 +40,7 @@ from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 
 CHUNK_ELEMENTS = 1 << 24  # bound on the temporaries of one step (elements)
 _EXACT_FLOAT64 = 2.0 ** 53
-_EXACT_FLOAT32 = 2.0 ** 24
+EXACT_FLOAT32 = 2.0 ** 24  # float32 holds every integer below it
 
 
 def contiguous(indices: np.ndarray) -> slice | np.ndarray:
@@ -83,7 +83,7 @@ def _partial_sum_bound(rows: np.ndarray, nonnegative: bool, weight_max: float, c
     magnitudes = rows if nonnegative else np.abs(rows)
     factor = _roundoff_factor(rows.shape[2])
     l1 = float(np.matmul(magnitudes, np.ones(rows.shape[2], dtype=np.float32)).max(initial=0)) * factor
-    if l1 * weight_max * (1.0 + 2.0 ** -20) < _EXACT_FLOAT32:   # enough to prove one GEMM exact
+    if l1 * weight_max * (1.0 + 2.0 ** -20) < EXACT_FLOAT32:   # enough to prove one GEMM exact
         return l1 * weight_max * (1.0 + 2.0 ** -20)
     l2 = math.sqrt(float(np.einsum("gpk,gpk->gp", rows, rows).max(initial=0)) * factor)
     return min(l1 * weight_max, l2 * column_norm) * (1.0 + 2.0 ** -20)
@@ -150,7 +150,7 @@ class CrossbarGroup:
         float32 when rows·max|x|·max|w| < 2^24 (else float64), summed in float64."""
         g = self.mapping
         x_max = float(_value_range(x, x_range)[1]) if self.integer else 0.0
-        exact32 = g.xbar_rows * x_max * self.weight_max < _EXACT_FLOAT32
+        exact32 = g.xbar_rows * x_max * self.weight_max < EXACT_FLOAT32
         dtype = np.float32 if not self.integer or exact32 else np.float64
         total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
         inputs = x.astype(dtype)
@@ -175,11 +175,11 @@ class CrossbarGroup:
         weights = self.weights if row_order is None else self.weights[:, row_order]
         if g.rows * term_max >= _EXACT_FLOAT64:
             return ungrouped(np.matmul(grouped_rows(x.astype(np.int64), g.groups), weights.astype(np.int64)))
-        if term_max >= _EXACT_FLOAT32:  # a single product needs more than float32's 24 bits
+        if term_max >= EXACT_FLOAT32:  # a single product needs more than float32's 24 bits
             return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), weights.astype(np.float64)))
         matrix = self.matrix if row_order is None else self._reordered(row_order)
         rows = grouped_rows(x.astype(np.float32, copy=False), g.groups)
-        if g.rows * term_max < _EXACT_FLOAT32:
+        if g.rows * term_max < EXACT_FLOAT32:
             return ungrouped(np.matmul(rows, matrix))
         return ungrouped(self._chunked_product(rows, matrix, x_low >= 0))
 
@@ -203,11 +203,11 @@ class CrossbarGroup:
         below 2^24 (the caller checked)."""
         k = rows.shape[2]
         bound = _partial_sum_bound(rows, nonnegative, self.weight_max, self._column_norm)
-        if bound < _EXACT_FLOAT32 or k == 1:
+        if bound < EXACT_FLOAT32 or k == 1:
             return np.matmul(rows, matrix)
         term_max = float(np.abs(rows).max(initial=0)) * self.weight_max
-        safe_rows = int((_EXACT_FLOAT32 - 1) // term_max)     # ≥ 1: the caller checked one product
-        step = max(safe_rows, math.ceil(k / math.ceil(bound / _EXACT_FLOAT32)))
+        safe_rows = int((EXACT_FLOAT32 - 1) // term_max)     # ≥ 1: the caller checked one product
+        step = max(safe_rows, math.ceil(k / math.ceil(bound / EXACT_FLOAT32)))
         total = np.zeros((rows.shape[0], rows.shape[1], matrix.shape[2]), dtype=np.float64)
         for start in range(0, k, step):
             chunk, weights = rows[:, :, start:start + step], matrix[:, start:start + step]

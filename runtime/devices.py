@@ -50,12 +50,11 @@ from rcc.backends.device import Device, DeviceError
 from rcc.backends.faults import OK, STUCK_OFF, STUCK_ON, FaultMap, RandomFaults
 from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 from rcc.backends.program import Program, ProgramError
-from rcc.runtime.crossbar import CrossbarGroup, contiguous
+from rcc.runtime.crossbar import EXACT_FLOAT32, CrossbarGroup, contiguous
 from rcc.runtime.threads import in_parallel, work_buffer
 
 CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
 BLOCK_VECTORS, BLOCK_COLUMNS = 64, 256   # a read block: 64·cycles × 256 column reads, GEMM-efficient and L2-sized
-_EXACT_FLOAT32 = 2.0 ** 24    # float32 holds every integer below it
 NOISE_TAPE = 1 << 21         # standard normals drawn once per machine for read noise
 PCM_PROG_COEFF = (0.26348, 1.9650, -1.1731)                 # aihwkit PCMLikeNoiseModel prog_coeff
 PCM_PROG_G_MAX = 25.0                                        # µS, its reference g_max
@@ -184,13 +183,14 @@ class NoiseTape:
 
     @property
     def values(self) -> np.ndarray:
-        if self._values is None:
-            self._values = self.rng.standard_normal(NOISE_TAPE, dtype=np.float32)
+        """The tape (drawn by the first `offsets`)."""
+        assert self._values is not None, "offsets are drawn before the tape is read"
         return self._values
 
     def offsets(self, draws: int, count: int) -> np.ndarray:
         """Start offsets of `draws` slices of `count` ≤ NOISE_TAPE values."""
-        self.values   # noqa: B018 (the tape is drawn before the offsets, as `draw` does)
+        if self._values is None:    # the tape is drawn from the stream before any offset
+            self._values = self.rng.standard_normal(NOISE_TAPE, dtype=np.float32)
         return self.rng.integers(0, NOISE_TAPE - count + 1, size=draws)
 
     def draw(self, count: int) -> np.ndarray:
@@ -283,16 +283,17 @@ class DeviceCrossbarGroup:
             part = x[:, contiguous(unit.group * g.rows + unit.rows)]
             inputs = (np.add(part, g.input_offset, dtype=np.int64) if g.input_offset else part).astype(width)
             step = self._step(unit, inputs.shape[0])
-            for start in range(0, inputs.shape[0], step):
+            starts = range(0, inputs.shape[0], step)
+            for start in starts:
                 chunk = inputs[start:start + step]
                 blocks = -(-chunk.shape[0] // BLOCK_VECTORS) * -(-unit.levels.shape[1] // BLOCK_COLUMNS)
                 offsets = self.tape.offsets(blocks, BLOCK_VECTORS * g.input_cycles * BLOCK_COLUMNS) \
                     if self.device.read_noise > 0 else None
                 tasks.append((unit, chunk, offsets))
-            units.append((unit, inputs))
+            units.append((unit, inputs, len(starts)))
         raws = iter(in_parallel(self._chunk_raw, tasks))
-        for unit, inputs in units:
-            chunks = [next(raws) for _ in range(0, inputs.shape[0], self._step(unit, inputs.shape[0]))]
+        for unit, inputs, steps in units:
+            chunks = [next(raws) for _ in range(steps)]
             raw = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
             columns = contiguous(unit.group * g.outputs + unit.outputs)      # distinct within a unit
             total[:, columns] += raw - self._offsets(unit, inputs)
@@ -334,8 +335,8 @@ class DeviceCrossbarGroup:
         vectors, columns = chunk.shape[0], unit.levels.shape[1]
         cycle_peak = g.adc_max * (2.0 ** (g.dac_bits * cycles) - 1)          # a column's shift-and-add
         slice_weights = 2.0 ** (g.cell_bits * np.arange(g.weight_slices))
-        exact32 = cycle_peak < _EXACT_FLOAT32
-        merge_dtype = np.float32 if cycle_peak * slice_weights.sum() < _EXACT_FLOAT32 else np.float64
+        exact32 = cycle_peak < EXACT_FLOAT32
+        merge_dtype = np.float32 if cycle_peak * slice_weights.sum() < EXACT_FLOAT32 else np.float64
         cycle_weights = (2.0 ** (g.dac_bits * np.arange(cycles))).astype(np.float32 if exact32 else np.float64)
         bits = work_buffer("bits", (vectors * cycles, unit.levels.shape[0]))
         bits[:, rows:] = 1.0
