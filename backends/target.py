@@ -56,6 +56,7 @@ ENCODINGS = ("differential", "offset")
 ATTENTION_MODES = ("vector", "crossbar")
 MAX_XBAR = 4096
 MAX_ADC_BITS = 32
+MAX_INPUT_BITS = 16
 # Columns are summed in float32, whose integers are all exact only below 2**24.
 EXACT_SUM_LIMIT = 2**24
 
@@ -192,7 +193,7 @@ class Target:
                 raise TargetError(f"{_label(name)} must be at most {MAX_XBAR}, got {getattr(self, name)}")
         self._check_range("spare_columns", 0, self.xbar_cols)
         self._check_range("weight_bits", 2, 16)
-        self._check_range("input_bits", 2, 16)  # signed activations need a sign bit and a magnitude bit
+        self._check_range("input_bits", 2, MAX_INPUT_BITS)  # signed activations need a sign bit and a magnitude bit
         if self.cell_bits > self.magnitude_bits:
             raise TargetError(f"--cell-bits {self.cell_bits} exceeds the {self.magnitude_bits} magnitude bits "
                               f"of a weight (--weight-bits {self.weight_bits}, --encoding {self.encoding})")

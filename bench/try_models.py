@@ -21,6 +21,7 @@ about the input-dependent part and is not counted as verified.
     python bench/try_models.py                                  # /work/exports → table on stdout
     python bench/try_models.py --dir /work/exports --out /work/exports/table_main.txt
     python bench/try_models.py --dir /work/exports/zoo_blocks --models gpt_decoder_block
+    python bench/try_models.py --mixed-precision auto --models efficientnet_b0   # wider inputs where needed
 
 `--out FILE` writes the table there and the full results (every metric, error message and traceback)
 to FILE with the suffix `.json`.
@@ -107,10 +108,13 @@ def run_stage(result: dict[str, Any], stage: str, save: Callable[[], None], work
     return value
 
 
-def try_model(path: Path, result_path: Path) -> None:
-    """Every stage of one model, its results rewritten to `result_path` after each stage."""
+def try_model(path: Path, result_path: Path, mixed_precision: str | None = None) -> None:
+    """Every stage of one model, its results rewritten to `result_path` after each stage; `mixed_precision`
+    (auto or a goal in dB) as `rcc --mixed-precision` for the integer compile."""
     from rcc.backends.chip import load_chip
+    from rcc.backends.target import Target
     from rcc.compiler.driver import compile_model, verify_compiled
+    from rcc.compiler.passes.mixed_precision import mixed_precision_goal
     from rcc.compiler.report import layer_rows, totals
     from rcc.runtime.cost import estimate_cost
 
@@ -128,10 +132,12 @@ def try_model(path: Path, result_path: Path) -> None:
     result["inputs"] = inputs_path.name if inputs is not None else "random"
 
     def compile_int() -> tuple[Any, dict[str, Any]]:
-        compiled = compile_model(path, precision="int")
+        goal = None if mixed_precision is None else mixed_precision_goal(mixed_precision, Target())
+        compiled = compile_model(path, precision="int", mixed_precision=goal)
         cost = estimate_cost(compiled.program, load_chip("isaac"))
         return compiled, {"crossbars": totals(layer_rows(compiled.program, compiled.target))["crossbars"],
-                          "energy_uj": cost.energy_pj / 1e6, "latency_us": cost.latency_ns / 1e3}
+                          "energy_uj": cost.energy_pj / 1e6, "latency_us": cost.latency_ns / 1e3,
+                          "mixed_precision": compiled.mixed_precision}
 
     def verify(compiled: Any, executor: str) -> Callable[[], tuple[None, dict[str, Any]]]:
         def work() -> tuple[None, dict[str, Any]]:
@@ -157,11 +163,12 @@ def try_model(path: Path, result_path: Path) -> None:
 STAGES = ("compile_int", "interpreter", "machine_int", "compile_float", "machine_float")
 
 
-def run_child(path: Path, timeout: float) -> dict[str, Any]:
+def run_child(path: Path, timeout: float, mixed_precision: str | None = None) -> dict[str, Any]:
     """`try_model` in a fresh interpreter; what it had saved when it ended, with how it ended."""
     with tempfile.TemporaryDirectory() as tmp:
         result_path = Path(tmp) / "result.json"
-        command = [sys.executable, __file__, "--child", str(path), "--child-result", str(result_path)]
+        command = [sys.executable, __file__, "--child", str(path), "--child-result", str(result_path),
+                   *(["--mixed-precision", mixed_precision] if mixed_precision else [])]
         started = time.perf_counter()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -195,10 +202,22 @@ def verdict(stage: dict[str, Any] | None) -> str:
     return f"{db(stage['snr_db'])}/{db(stage['snr_input_db'])} {mark}"
 
 
+def wider_inputs(summary: dict[str, Any] | None) -> str:
+    """What `--mixed-precision` did: `-` (not asked), `12/64 @10` (12 of 64 layers at 10 bits), or `missed`."""
+    if not summary:
+        return "-"
+    if not summary["reached"]:
+        return f"missed ({summary['snr_db']:.1f} dB at 16)"
+    widths: dict[int, int] = {}
+    for bits in summary["widened_layers"].values():
+        widths[bits] = widths.get(bits, 0) + 1
+    return " ".join(f"{count}/{summary['layers']} @{bits}" for bits, count in sorted(widths.items())) or "none"
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     """The results as a fixed-width table, then each model's first error."""
     header = ("model", "unsupported ops", "compile", "interpreter", "machine int", "machine float",
-              "xbars", "energy uJ", "time s")
+              "xbars", "energy uJ", "wider inputs", "time s")
     rows = []
     for name, result in results.items():
         compiled = result.get("compile_int", {})
@@ -206,7 +225,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         rows.append((name, ",".join(result.get("unsupported", [])) or "-", compiled.get("status", "-"),
                      verdict(result.get("interpreter")), verdict(result.get("machine_int")),
                      verdict(result.get("machine_float")), str(compiled["crossbars"]) if ok else "-",
-                     f"{compiled['energy_uj']:.3g}" if ok else "-", f"{result['seconds']:.0f}"))
+                     f"{compiled['energy_uj']:.3g}" if ok else "-", wider_inputs(compiled.get("mixed_precision")),
+                     f"{result['seconds']:.0f}"))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
@@ -243,11 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", help="only these file stems")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per model (default 900)")
     parser.add_argument("--out", type=Path, help="write the table here and the results to its .json sibling")
+    parser.add_argument("--mixed-precision", metavar="auto|DB",
+                        help="as rcc's flag, for the integer compile (default: off, every input at 8 bits)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        try_model(args.child, args.child_result)
+        try_model(args.child, args.child_result, args.mixed_precision)
         return 0
 
     paths = sorted(args.dir.glob("*.onnx"))
@@ -259,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results: dict[str, dict[str, Any]] = {}
     for path in paths:
-        results[path.stem] = run_child(path, args.timeout)
+        results[path.stem] = run_child(path, args.timeout, args.mixed_precision)
         compiled = results[path.stem].get("compile_int", {})
         print(f"{path.stem:32s} {compiled.get('status', '-'):6s} {results[path.stem]['seconds']:7.1f} s",
               file=sys.stderr, flush=True)

@@ -59,6 +59,7 @@ class Compiled:
     precision: str
     pruning: dict | None = None  # what `--prune-budget` removed and the error it caused
     reports: list[PassReport] = field(default_factory=list)  # one per pass run, in order
+    mixed_precision: dict | None = None  # the layers `--mixed-precision` widened and the SNR it measured
 
 
 def pruning_summary(ctx: PassContext) -> dict | None:
@@ -69,17 +70,30 @@ def pruning_summary(ctx: PassContext) -> dict | None:
     return {**report.figures, "layers": report.removed}
 
 
+def mixed_precision_summary(ctx: PassContext) -> dict | None:
+    """The goal, the SNR measured before and after and the widened layers (the `mixed-precision` report),
+    or None when the pass had no goal."""
+    report = ctx.report_of("mixed-precision")
+    if report is None or "goal_db" not in report.figures:
+        return None
+    return {**report.figures, "widened_layers": {entry["layer"]: entry["input_bits"] for entry in report.removed}}
+
+
 def compile_model(path: str | os.PathLike, target: Target | None = None, precision: str = "int",
                   input_shapes: ShapeOverrides | None = None, pipeline: PipelineSpec | None = None,
                   calibration: dict | None = None, print_after_all: bool = False, deconv: str = "pixelwise",
                   packing: str = "best", prune: PruneBudget | None = None, replicate: str = "none",
                   pipelining: str = "none", allow_nonfinite: bool = False,
-                  calibration_method: str = "max") -> Compiled:
+                  calibration_method: str = "max", layer_input_bits: dict[str, int] | None = None,
+                  mixed_precision: float | None = None) -> Compiled:
     """ONNX model → graph IR → (`pipeline`, by default `default_pipeline(deconv)`) → crossbar IR → program.
     Pruning error is measured against onnxruntime on the model at `path`. NaN/Inf weights are refused
-    unless `allow_nonfinite`. `calibration_method`: how activation ranges are chosen (calibrate.METHODS)."""
+    unless `allow_nonfinite`. `calibration_method`: how activation ranges are chosen (calibrate.METHODS).
+    `layer_input_bits`: input widths of single crossbar layers; `mixed_precision`: an SNR goal (dB) the
+    `mixed-precision` pass widens layers' inputs to reach."""
     ctx = PassContext(target=target or Target(), precision=precision, calibration=calibration,
                       calibration_method=calibration_method, packing=packing,
+                      layer_input_bits=dict(layer_input_bits or {}), mixed_precision=mixed_precision,
                       deconv=deconv, prune=prune, replicate=replicate, pipelining=pipelining,
                       reference=lambda sample: onnxruntime_outputs(path, sample))
     with stage("import"):
@@ -93,7 +107,8 @@ def compile_model(path: str | os.PathLike, target: Target | None = None, precisi
         program = emit_program(module, ctx.target, ctx.precision)
         if split is not None:
             program.host, program.host_model = split.info, split.suffix
-    return Compiled(ctx.graph, module, program, ctx.target, ctx.precision, pruning_summary(ctx), ctx.reports)
+    return Compiled(ctx.graph, module, program, ctx.target, ctx.precision, pruning_summary(ctx), ctx.reports,
+                    mixed_precision_summary(ctx))
 
 
 def input_samples(module: Module, inputs: dict[str, np.ndarray] | None, seed: int, samples: int

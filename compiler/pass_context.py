@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rcc.backends.packing import MODES as PACKING_MODES
-from rcc.backends.target import Target
+from rcc.backends.target import MAX_INPUT_BITS, Target
 from rcc.compiler.calibrate import METHODS as CALIBRATION_METHODS, activation_ranges, calibration_samples
 from rcc.ir.core import Module, Value
 from rcc.ir.errors import RccError
@@ -81,6 +81,10 @@ class PassContext:
     replicate: str = "none"     # `replicate`: none | auto | N copies
     pipelining: str = "none"    # `replicate`: none | layer | row
     reference: Callable[[dict[str, np.ndarray]], Outputs] | None = None
+    # input widths of single crossbar layers (by layer name) beside the target's `input_bits`
+    # (`--layer-input-bits`; `mixed-precision` adds its choice), and that pass's SNR goal in dB (None: off)
+    layer_input_bits: dict[str, int] = field(default_factory=dict)
+    mixed_precision: float | None = None
     reports: list[PassReport] = field(default_factory=list)
     graph: Module | None = None  # the graph-level module `lower-to-xbar` started from (a copy)
 
@@ -92,6 +96,10 @@ class PassContext:
         if self.calibration_method not in CALIBRATION_METHODS:
             raise RccError(f"--calibration-method {self.calibration_method!r}: choose one of "
                            f"{', '.join(CALIBRATION_METHODS)}")
+        for layer, bits in self.layer_input_bits.items():
+            if not isinstance(bits, int) or not max(2, self.target.dac_bits) <= bits <= MAX_INPUT_BITS:
+                raise RccError(f"--layer-input-bits {layer}={bits}: the width must be an integer from "
+                               f"{max(2, self.target.dac_bits)} (--dac-bits) to {MAX_INPUT_BITS}")
         if self.packing not in PACKING_MODES:
             raise RccError(f"--packing {self.packing!r}: choose one of {', '.join(PACKING_MODES)}")
 
@@ -114,7 +122,13 @@ class PassContext:
         """Input samples for calibrating `module`: the user's, or seeded random ones."""
         return calibration_samples(module, self.calibration)
 
-    def activation_ranges(self, module: Module, values: list[Value]) -> dict[Value, tuple[float, float]]:
-        """The calibrated (min, max) of each of `values` on `calibration_samples`, by `calibration_method`."""
+    def input_bits_of(self, layer: str) -> int:
+        """The input width of crossbar layer `layer`: its own (`layer_input_bits`), else the target's."""
+        return self.layer_input_bits.get(layer, self.target.input_bits)
+
+    def activation_ranges(self, module: Module, values: list[Value], bits: int | None = None
+                          ) -> dict[Value, tuple[float, float]]:
+        """The calibrated (min, max) of each of `values` on `calibration_samples`, by `calibration_method`
+        (`mse` chooses its clipping for `bits`, by default the target's input width)."""
         return activation_ranges(module, values, self.calibration_samples(module), self.calibration_method,
-                                 self.target.input_bits)
+                                 bits or self.target.input_bits)

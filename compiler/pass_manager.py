@@ -27,13 +27,13 @@ from rcc.ir.progress import stage
 from rcc.ir.verifier import verify
 
 GRAPH_PIPELINE: tuple[str, ...] = ("fuse-qdq", "constant-fold", "fold-batch-norm", "remove-identity", "dce")
-XBAR_PIPELINE: tuple[str, ...] = ("prune-crossbars", "lower-to-xbar", "lower-quantized", "pack-crossbars", "dce", "replicate",
-                                  "place-attention")
+XBAR_PIPELINE: tuple[str, ...] = ("prune-crossbars", "mixed-precision", "lower-to-xbar", "lower-quantized",
+                                  "pack-crossbars", "dce", "replicate", "place-attention")
 
 
 def default_pipeline(deconv: str = "pixelwise", graph: str | Sequence[str] = GRAPH_PIPELINE) -> tuple[str, ...]:
     """The whole compile as data: graph passes, the deconvolution rewrite chosen by `deconv`, pruning (a
-    no-op without a budget), lowering onto crossbars, packing, dce and the schedule (replication, phases,
+    no-op without a budget), per-layer input widths (a no-op without a goal), lowering onto crossbars, packing, dce and the schedule (replication, phases,
     pipelining)."""
     if deconv not in DECONV_PASSES:
         raise RccError(f"--deconv {deconv!r}: choose {' or '.join(DECONV_PASSES)}")

@@ -44,7 +44,7 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
             cells[layer] = [used + mapping.weights * mapping.weight_slices * mapping.signs, total + mapping.cells]
         elif instruction.opcode == "mvm":
             figures = _mvm_figures(program, instruction)
-            row["op"], row["unit"] = "xbar.mvm", "crossbar"
+            row["op"], row["unit"], row["input_bits"] = "xbar.mvm", "crossbar", instruction.attrs["input_bits"]
             for key in ("crossbars", "crossbars_dense", "macs", "zero_macs"):
                 row[key] += figures[key]
             if figures["utilization_histogram"] is not None:
@@ -107,6 +107,8 @@ def build_report(compiled: Compiled, verify: VerifyResult | None = None, setting
         attach_cost(report["totals"], rows, estimate_cost(compiled.program, chip).to_json())
     if compiled.pruning is not None:
         report["pruning"] = compiled.pruning
+    if compiled.mixed_precision is not None:
+        report["mixed_precision"] = compiled.mixed_precision
     if compiled.program.host is not None:  # the model after a data-dependent node: onnxruntime on the host
         report["host"] = {**compiled.program.host, "runs_on": "onnxruntime"}
     if verify is not None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from rcc.ir.core import Module, Value
+from rcc.ir.core import Module, Op, Value
 from rcc.ir.inputs import check_inputs as check_declared_inputs
 from rcc.ir.optable import OPS
+
+Substitute = Callable[[Op, list[np.ndarray]], list[np.ndarray]]
 
 
 def check_inputs(module: Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -22,13 +26,16 @@ def run(module: Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {v.name: env[v] for v in module.outputs}
 
 
-def evaluate(module: Module, inputs: dict[str, np.ndarray]) -> dict[Value, np.ndarray]:
-    """Every value of the module (inputs, constants, op results) for the given inputs."""
+def evaluate(module: Module, inputs: dict[str, np.ndarray], substitute: Substitute | None = None
+             ) -> dict[Value, np.ndarray]:
+    """Every value of the module (inputs, constants, op results) for the given inputs. `substitute(op,
+    operands)`, when given, may replace the arrays an op reads (e.g. by their quantised values)."""
     inputs = check_inputs(module, inputs)
     env: dict[Value, np.ndarray] = {v: np.asarray(inputs[v.name]) for v in module.inputs}
     env.update({c: c.data for c in module.constants})
     for op in module.ops:
-        results = OPS[op.opname].run([env[v] for v in op.operands], op.attrs)
+        operands = [env[v] for v in op.operands]
+        results = OPS[op.opname].run(substitute(op, operands) if substitute else operands, op.attrs)
         for value, array in zip(op.results, results):
             assert value not in env, f"%{value.name} assigned twice"
             assert array.shape == value.type.shape and array.dtype == value.type.np_dtype, \

@@ -49,9 +49,9 @@ def _vector_counts(target: Target, elements: int) -> Counts:
     return Counts(vec_ops=ops, cycles=ops * target.vector_op_cycles)
 
 
-def activation_bytes(target: Target, elements: int) -> int:
-    """Bytes of `elements` activations moved at the target's input width."""
-    return elements * math.ceil(target.input_bits / 8)
+def activation_bytes(input_bits: int, elements: int) -> int:
+    """Bytes of `elements` activations moved at an input width of `input_bits`."""
+    return elements * math.ceil(input_bits / 8)
 
 
 def mvm_counts(target: Target, mapping: CrossbarMapping, vectors: int) -> Counts:
@@ -65,8 +65,8 @@ def mvm_counts(target: Target, mapping: CrossbarMapping, vectors: int) -> Counts
                   cycles=steps * per_slice + accumulate_steps * target.accumulate_cycles,
                   dac_drives=steps * mapping.driven_rows, sh_samples=conversions, shift_adds=conversions,
                   array_steps=steps, column_steps=steps * mapping.max_columns_per_array,
-                  bytes_in=activation_bytes(target, vectors * mapping.groups * mapping.rows),
-                  bytes_out=activation_bytes(target, vectors * mapping.groups * mapping.outputs),
+                  bytes_in=activation_bytes(mapping.input_bits, vectors * mapping.groups * mapping.rows),
+                  bytes_out=activation_bytes(mapping.input_bits, vectors * mapping.groups * mapping.outputs),
                   macs=vectors * mapping.weights)
 
 
@@ -186,7 +186,7 @@ def _write_mvm_count(target: Target, instruction: Instruction, operand_shapes: l
 
 def _offchip_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:
     shapes = operand_shapes if instruction.opcode == "store" else instruction.shapes
-    return Counts(offchip_bytes=activation_bytes(target, sum(_shape_size(s) for s in shapes)))
+    return Counts(offchip_bytes=activation_bytes(target.input_bits, sum(_shape_size(s) for s in shapes)))
 
 
 def _attr_call(fn: Callable, keys: tuple[str, ...]) -> Callable:

@@ -16,6 +16,7 @@ from rcc.compiler.commands.common import (Parser, add_calibration_arguments, add
                                           add_cost_model_argument, add_nonfinite_argument, add_target_arguments,
                                           optional_output, seed, target_from_args, write_report)
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
+from rcc.compiler.commands.precision_options import add_precision_arguments, precision_settings
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import parse_input_shapes
 from rcc.compiler.frontend.opsets import conversion_note
@@ -61,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=["int", "float"], default="int",
                         help="int: quantised, bit-accurate (default); float: ideal analog arithmetic")
     add_calibration_arguments(parser)
+    add_precision_arguments(parser)
     parser.add_argument("--packing", choices=list(PACKING_MODES), default="best",
                         help="how sparse layers are packed onto arrays (default: best; dense = plain tiling)")
     parser.add_argument("--prune-budget", metavar="FRACTION|error=MAX",
@@ -226,6 +228,22 @@ def compile_command(argv: list[str]) -> int:
         return _compile(args)
 
 
+def mixed_precision_line(summary: dict, input_bits: int) -> str:
+    """One line on what `--mixed-precision` chose and measured."""
+    widths: dict[int, int] = {}
+    for bits in summary["widened_layers"].values():
+        widths[bits] = widths.get(bits, 0) + 1
+    chosen = ", ".join(f"{count} at {bits} bits" for bits, count in sorted(widths.items())) or "none"
+    held_out = f"on {summary['samples']} held-out inputs"
+    if not summary["reached"]:
+        return (f"mixed precision: goal {summary['goal_db']:.1f} dB MISSED, out of reach of input widths: SNR "
+                f"{held_out} {summary['snr_db_before']:.1f} dB, {summary['snr_db']:.1f} dB with every input at "
+                f"16 bits; no layer widened")
+    return (f"mixed precision: of {summary['layers']} crossbar layers, widened {chosen} (the rest {input_bits}); "
+            f"SNR {held_out} {summary['snr_db_before']:.1f} -> {summary['snr_db']:.1f} dB, goal "
+            f"{summary['goal_db']:.1f} dB reached")
+
+
 def _compile(args: argparse.Namespace) -> int:
     target = target_from_args(args)
     chip = load_chip(args.cost_model)
@@ -247,7 +265,8 @@ def _compile(args: argparse.Namespace) -> int:
                                         args.print_after_all, args.deconv, args.packing, prune,
                                         replicate=args.replicate, pipelining=args.pipelining,
                                         allow_nonfinite=args.allow_nonfinite,
-                                        calibration_method=args.calibration_method)
+                                        calibration_method=args.calibration_method,
+                                        **precision_settings(args, target))
     result = localization = None
     if args.verify:
         with stage("verify"):
@@ -289,6 +308,8 @@ def _compile(args: argparse.Namespace) -> int:
             removed = sum(layer["removed_blocks"] for layer in p["layers"])
             print(f"pruned {removed} array blocks ({p['fraction']:.0%} of each layer's); output error "
                   f"rel L2 {p['rel_l2_error']:.3g} against onnxruntime on {p['samples']} calibration inputs")
+        if compiled.mixed_precision is not None:
+            print(mixed_precision_line(compiled.mixed_precision, compiled.target.input_bits))
         print("wrote " + ", ".join(str(p) for p in written))
     if result is not None:
         print_verify(result)

@@ -10,6 +10,7 @@ import sys
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.compiler.commands.common import (Parser, add_calibration_arguments, add_common_arguments, add_target_arguments,
                                           target_from_args)
+from rcc.compiler.commands.precision_options import add_precision_arguments, precision_settings
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.pass_manager import run_pipeline
@@ -29,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=["int", "float"], default="int",
                         help="what lower-to-xbar maps: int (quantised, default) or float")
     add_calibration_arguments(parser)
+    add_precision_arguments(parser)
     parser.add_argument("--packing", choices=list(PACKING_MODES), default="best",
                         help="the packing pack-crossbars uses unless its `mode` option says otherwise")
     add_target_arguments(parser)
@@ -39,9 +41,10 @@ def parser() -> argparse.ArgumentParser:
 def opt_command(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     calibration = load_inputs(args.calibrate, "--calibrate") if args.calibrate else None
-    ctx = PassContext(target=target_from_args(args), precision=args.precision, calibration=calibration,
-                      calibration_method=args.calibration_method,
-                      packing=args.packing)
+    target = target_from_args(args)
+    ctx = PassContext(target=target, precision=args.precision, calibration=calibration,
+                      calibration_method=args.calibration_method, packing=args.packing,
+                      **precision_settings(args, target))
     with showing_progress(args):
         if args.output is not None:
             output = check_output_path(args.output, "-o")

@@ -12,6 +12,7 @@ from rcc.compiler.passes.fold_batch_norm import FoldBatchNorm
 from rcc.compiler.passes.fuse_qdq import FuseQdq
 from rcc.compiler.passes.lower_quantized import LowerQuantized
 from rcc.compiler.passes.lower_to_xbar import LowerToXbar
+from rcc.compiler.passes.mixed_precision import MixedPrecision
 from rcc.compiler.passes.pack_crossbars import PackCrossbars
 from rcc.compiler.passes.place_attention import PlaceAttention
 from rcc.compiler.passes.prune_crossbars import PruneCrossbars
@@ -26,6 +27,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     DeadCodeElimination,
     DeconvZeroInsertion,
     DeconvToPixelwise,
+    MixedPrecision,
     LowerToXbar,
     PackCrossbars,
     PruneCrossbars,

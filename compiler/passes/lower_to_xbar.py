@@ -27,6 +27,7 @@ first for transposed convolutions); a matmul of two activations stays at graph l
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,7 @@ from rcc.compiler.pass_context import PRECISIONS, PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.builder import make_op
 from rcc.ir.core import Module, NameAllocator, Op, Value
+from rcc.ir.errors import RccError
 from rcc.ir.ops.nn_linear import weight_matrix
 from rcc.ir.optable import OPS
 
@@ -73,9 +75,12 @@ class LowerToXbar(Pass):
             return False
         precision = self.precision or ctx.precision
         sources = {op: op.operands[0] for op in mapped}  # before earlier lowerings rewire the operands
-        ranges = {}
-        if precision == "int":
-            ranges = ctx.activation_ranges(module, list(sources.values()))
+        unknown = sorted(set(ctx.layer_input_bits) - {op.result.name for op in mapped})
+        if unknown:
+            raise RccError(f"--layer-input-bits: no crossbar layer named {unknown[0]!r} (the layers: "
+                           f"{', '.join(op.result.name for op in mapped[:8])}{', ...' if len(mapped) > 8 else ''})")
+        widths = {op: ctx.input_bits_of(op.result.name) for op in mapped}
+        ranges = layer_ranges(module, sources, widths, ctx) if precision == "int" else {}
         names = module.name_allocator()
         quantized_inputs: dict[tuple, Value] = {}
         next_array = 0
@@ -84,8 +89,10 @@ class LowerToXbar(Pass):
             if op not in mapped:
                 new_ops.append(op)
                 continue
-            lowering = _Lowering(module, op, ctx.target, precision, names, next_array, quantized_inputs)
-            created = lowering.ops(ranges.get(sources[op]))
+            target = ctx.target if widths[op] == ctx.target.input_bits else \
+                dataclasses.replace(ctx.target, input_bits=widths[op])
+            lowering = _Lowering(module, op, target, precision, names, next_array, quantized_inputs)
+            created = lowering.ops(ranges.get(op))
             ctx.report.removed.append({"op": op.opname, "value": op.result.name, "arrays": lowering.arrays})
             new_ops.extend(created)
             module.replace_uses(op.result, created[-1].result)
@@ -93,7 +100,24 @@ class LowerToXbar(Pass):
         module.ops = new_ops
         module.drop_unused_constants()
         ctx.report.figures.update({"layers": len(mapped), "arrays": next_array, "precision": precision})
+        wide = {op.result.name: bits for op, bits in widths.items() if bits != ctx.target.input_bits}
+        if wide and precision == "int":
+            ctx.report.figures["layer_input_bits"] = wide
         return True
+
+
+def layer_ranges(module: Module, sources: dict[Op, Value], widths: dict[Op, int], ctx: PassContext
+                 ) -> dict[Op, tuple[float, float]]:
+    """The calibrated range of each layer's input; `mse` calibration chooses it for the layer's width,
+    the other methods do not depend on the width (one calibration run)."""
+    by_width: dict[int, list[Op]] = {}
+    for op, bits in widths.items():
+        by_width.setdefault(bits if ctx.calibration_method == "mse" else ctx.target.input_bits, []).append(op)
+    ranges = {}
+    for bits, ops in by_width.items():
+        measured = ctx.activation_ranges(module, [sources[op] for op in ops], bits)
+        ranges.update({op: measured[sources[op]] for op in ops})
+    return ranges
 
 
 class _Lowering:

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""How much a model amplifies a small perturbation of its input, measured in onnxruntime alone (no rcc).
+
+Every input set of `NAME.inputs.npz` (else 3 seeded N(0, 1) sets) is run clean and with white Gaussian
+noise added to each float input at a given SNR (default 60 and 40 dB); the output SNR (clean output
+against perturbed, summed over the sets) shows the model's noise gain. A model whose output SNR is far
+below its input SNR amplifies noise: integer quantisation, which adds noise at about 40 dB per 8-bit
+tensor, cannot then reach the verification bound (26.2 dB at 8 bits) on any machine; onnxruntime's own
+int8 quantisation misses it too (bench/ort_int8_baseline.py). Random-weight exports can sit in such a
+chaotic regime where trained weights would not.
+
+    python bench/noise_gain.py /work/exports_m11/all/deeplabv3_mobilenet_v3_large.onnx
+    python bench/noise_gain.py MODEL.onnx --tensors /model/Squeeze_1_output_0   # intermediate tensors too
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+
+
+def session(path: Path, tensors: list[str]) -> onnxruntime.InferenceSession:
+    """The model in onnxruntime with `tensors` exposed as extra outputs."""
+    model = onnx.load(str(path))
+    known = {output.name for output in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in tensors if name not in known)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def input_sets(path: Path, runner: onnxruntime.InferenceSession) -> list[dict[str, np.ndarray]]:
+    stacked = path.with_suffix(".inputs.npz")
+    if stacked.is_file():
+        arrays = dict(np.load(stacked))
+        return [{name: array[index] for name, array in arrays.items()}
+                for index in range(next(iter(arrays.values())).shape[0])]
+    rng = np.random.default_rng(0)
+    shapes = {i.name: [d if isinstance(d, int) else 1 for d in i.shape] for i in runner.get_inputs()}
+    return [{name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()} for _ in range(3)]
+
+
+def output_snrs(runner: onnxruntime.InferenceSession, sets: list[dict[str, np.ndarray]], input_snr_db: float,
+                seed: int = 0) -> dict[str, float]:
+    """Output SNR (dB) per output, each float input perturbed by white noise at `input_snr_db`."""
+    rng = np.random.default_rng(seed)
+    names = [output.name for output in runner.get_outputs()]
+    signal = dict.fromkeys(names, 0.0)
+    noise = dict.fromkeys(names, 0.0)
+    for feed in sets:
+        perturbed = {}
+        for name, value in feed.items():
+            if value.dtype.kind == "f":
+                sigma = math.sqrt(float(np.mean(value.astype(np.float64) ** 2)) / 10 ** (input_snr_db / 10))
+                value = (value + rng.standard_normal(value.shape) * sigma).astype(value.dtype)
+            perturbed[name] = value
+        for name, clean, moved in zip(names, runner.run(None, feed), runner.run(None, perturbed)):
+            if np.asarray(clean).dtype.kind not in "fiu":
+                continue
+            clean64, moved64 = np.asarray(clean, np.float64), np.asarray(moved, np.float64)
+            if clean64.shape != moved64.shape:  # a data-dependent shape (detections): no element-wise figure
+                noise[name] = math.nan
+                continue
+            signal[name] += float(np.sum(clean64 ** 2))
+            noise[name] += float(np.sum((clean64 - moved64) ** 2))
+    return {name: (10 * math.log10(signal[name] / noise[name]) if noise[name] > 0 else math.inf)
+            if signal[name] > 0 and not math.isnan(noise[name]) else math.nan for name in names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--snr", type=float, nargs="+", default=[60.0, 40.0], help="input SNRs in dB (default 60 40)")
+    parser.add_argument("--tensors", nargs="*", default=[], help="intermediate tensors to measure as well")
+    args = parser.parse_args(argv)
+    print(f"{'model':32s} {'output':40s} " + " ".join(f"in {snr:g} dB".rjust(10) for snr in args.snr))
+    for path in args.models:
+        runner = session(path, args.tensors)
+        sets = input_sets(path, runner)
+        figures = [output_snrs(runner, sets, snr) for snr in args.snr]
+        for name in figures[0]:
+            print(f"{path.stem:32s} {name[:40]:40s} " + " ".join(f"{f[name]:10.1f}" for f in figures), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

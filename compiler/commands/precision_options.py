@@ -1,0 +1,36 @@
+"""The precision flags of `rcc compile` and `rcc opt`: `--layer-input-bits LAYER=BITS` and
+`--mixed-precision auto|DB` (per-layer input widths; compiler/passes/mixed_precision.py). Kept apart from
+common.py so that `rcc run` does not import the passes."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rcc.backends.target import Target
+from rcc.compiler.passes.mixed_precision import AUTO_MARGIN_DB, mixed_precision_goal
+from rcc.ir.errors import RccError
+
+
+def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--layer-input-bits LAYER=BITS` (repeatable) and `--mixed-precision auto|DB`: input widths of single
+    crossbar layers beside the target's (compiler/passes/mixed_precision.py)."""
+    parser.add_argument("--layer-input-bits", action="append", default=[], metavar="LAYER=BITS",
+                        help="input width of one crossbar layer (named as in the report), beside --input-bits "
+                             "(repeatable)")
+    parser.add_argument("--mixed-precision", metavar="auto|DB",
+                        help="widen the inputs of the layers that cost the most accuracy until the model's SNR "
+                             "on held-out inputs reaches DB (auto: the integer verification bound + "
+                             f"{AUTO_MARGIN_DB:g} dB)")
+
+
+def precision_settings(args: argparse.Namespace, target: Target) -> dict[str, Any]:
+    """`compile_model`'s `layer_input_bits` and `mixed_precision` from the flags above."""
+    widths = {}
+    for item in args.layer_input_bits:
+        layer, _, bits = item.rpartition("=")
+        if not layer or not bits.strip().isdigit():
+            raise RccError(f"--layer-input-bits {item!r}: expected LAYER=BITS, e.g. conv1=10")
+        widths[layer] = int(bits)
+    goal = None if args.mixed_precision is None else mixed_precision_goal(args.mixed_precision, target)
+    return {"layer_input_bits": widths, "mixed_precision": goal}
