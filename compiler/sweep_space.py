@@ -30,6 +30,7 @@ from rcc.backends.device import Device, load_device, parse_duration, parse_rates
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.target import AUTO, ENCODINGS, Target, parse_xbar
 from rcc.compiler.pass_context import DECONV_PASSES, PRECISIONS, PruneBudget
+from rcc.compiler.passes.mixed_precision import mixed_precision_goal
 from rcc.ir.errors import RccError
 
 Point = dict[str, Any]
@@ -91,6 +92,14 @@ def _prune(text: str) -> str | None:
     return text
 
 
+def _mixed_precision(text: str) -> str | None:
+    """`none`, `auto` or an SNR goal in dB (as `--mixed-precision`), kept as text."""
+    if text.lower() == "none":
+        return None
+    mixed_precision_goal(text, Target())
+    return text
+
+
 def _cost_model(text: str) -> str:
     load_chip(text)  # a preset name or a readable cost file; ChipError names it otherwise
     return text
@@ -108,6 +117,8 @@ register_key(SweepKey("precision", "compile", _choice(PRECISIONS), "int (bit-acc
 register_key(SweepKey("packing", "compile", _choice(list(PACKING_MODES)), "sparse packing mode", text=True))
 register_key(SweepKey("deconv", "compile", _choice(list(DECONV_PASSES)), "transposed-convolution lowering", text=True))
 register_key(SweepKey("prune", "compile", _prune, "prune budget: FRACTION, error=MAX or none", text=True))
+register_key(SweepKey("mixed_precision", "compile", _mixed_precision,
+                      "SNR goal of the mixed-precision pass: none, auto or dB", text=True))
 register_key(SweepKey("cost_model", "cost", _cost_model, "cost preset (isaac, puma) or FILE.toml", text=True))
 register_key(SweepKey("seed", "verify", _whole, "seed of the random verification inputs"))
 
@@ -217,8 +228,11 @@ def point_settings(point: Point) -> PointSettings:
     compile_options: dict[str, Any] = dict(by_group.get("compile", {}))
     if compile_options.get("prune") is not None:
         compile_options["prune"] = PruneBudget.parse(compile_options["prune"])
+    target = Target().with_overrides(**target_options)
+    if compile_options.get("mixed_precision") is not None:
+        compile_options["mixed_precision"] = mixed_precision_goal(compile_options["mixed_precision"], target)
     device_options = by_group.get("device", {})
-    return PointSettings(Target().with_overrides(**target_options), compile_options,
+    return PointSettings(target, compile_options,
                          by_group.get("cost", {}).get("cost_model", "isaac"),
                          by_group.get("verify", {}).get("seed", 0), _device_of(device_options),
                          device_options.get("device_seed", 0), bool(device_options.get("fault_aware", 0)))

@@ -29,6 +29,10 @@ def test_grid_values_ranges_and_points() -> None:
     settings = point_settings({"xbar": "64x32", "adc_bits": None, "prune": "0.2", "cost_model": "puma"})
     assert (settings.target.xbar_rows, settings.target.xbar_cols, settings.target.adc_bits) == (64, 32, None)
     assert settings.compile_options["prune"].fraction == 0.2 and settings.cost_model == "puma"
+    assert parse_grid(["mixed_precision=none,auto,35"]) == {"mixed_precision": [None, "auto", "35"]}
+    goals = [point_settings({"mixed_precision": value, "input_bits": 6}).compile_options.get("mixed_precision")
+             for value in (None, "auto", "35")]
+    assert goals == [None, pytest.approx(6.02 * 6 - 22 + 3), 35.0]  # auto: the point's own bound + 3 dB
     assert point_id("d", points[0]) == point_id("d", dict(reversed(points[0].items())))
     assert point_id("d", points[0]) != point_id("e", points[0])
 
@@ -45,6 +49,7 @@ def test_grid_values_ranges_and_points() -> None:
     (["cell_bits=1,8"], "--grid cell_bits=8: --cell-bits 8 exceeds"),
     (["weight_bits=4", "cell_bits=4"], "--grid weight_bits=4, cell_bits=4: --cell-bits 4 exceeds"),
     (["cost_model=sparkle"], "--grid cost_model=sparkle:"),
+    (["mixed_precision=loud"], "--grid mixed_precision=loud: --mixed-precision 'loud': give auto or an SNR goal"),
 ])
 def test_bad_grid_is_one_line_exit_2(grid, message, tmp_path, capsys) -> None:
     argv = ["sweep", str(MLP), "-o", str(tmp_path / "r.parquet")]
