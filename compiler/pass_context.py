@@ -20,7 +20,7 @@ import numpy as np
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.target import MAX_INPUT_BITS, Target
 from rcc.compiler.calibrate import METHODS as CALIBRATION_METHODS, activation_ranges, calibration_samples
-from rcc.ir.core import Module, Value
+from rcc.ir.core import Module, Op, Value
 from rcc.ir.errors import RccError
 
 PRECISIONS = ("int", "float")
@@ -81,8 +81,10 @@ class PassContext:
     replicate: str = "none"     # `replicate`: none | auto | N copies
     pipelining: str = "none"    # `replicate`: none | layer | row
     reference: Callable[[dict[str, np.ndarray]], Outputs] | None = None
-    # input widths of single crossbar layers (by layer name) beside the target's `input_bits`
-    # (`--layer-input-bits`; `mixed-precision` adds its choice), and that pass's SNR goal in dB (None: off)
+    # input widths of single crossbar layers beside the target's `input_bits` (`--layer-input-bits`;
+    # `mixed-precision` adds its choice), keyed by the name of the op lowered or a dotted prefix of it (the
+    # report's layer: `fc1` for `fc1.matmul`, `up` for a deconvolution's `up.phase0_1`, ...), and that
+    # pass's SNR goal in dB (None: off)
     layer_input_bits: dict[str, int] = field(default_factory=dict)
     mixed_precision: float | None = None
     reports: list[PassReport] = field(default_factory=list)
@@ -96,10 +98,11 @@ class PassContext:
         if self.calibration_method not in CALIBRATION_METHODS:
             raise RccError(f"--calibration-method {self.calibration_method!r}: choose one of "
                            f"{', '.join(CALIBRATION_METHODS)}")
+        narrowest = max(2, self.target.dac_bits)  # a sign bit and a magnitude bit; at least one DAC step
         for layer, bits in self.layer_input_bits.items():
-            if not isinstance(bits, int) or not max(2, self.target.dac_bits) <= bits <= MAX_INPUT_BITS:
+            if not isinstance(bits, int) or not narrowest <= bits <= MAX_INPUT_BITS:
                 raise RccError(f"--layer-input-bits {layer}={bits}: the width must be an integer from "
-                               f"{max(2, self.target.dac_bits)} (--dac-bits) to {MAX_INPUT_BITS}")
+                               f"{narrowest} to {MAX_INPUT_BITS}")
         if self.packing not in PACKING_MODES:
             raise RccError(f"--packing {self.packing!r}: choose one of {', '.join(PACKING_MODES)}")
 
@@ -123,8 +126,29 @@ class PassContext:
         return calibration_samples(module, self.calibration)
 
     def input_bits_of(self, layer: str) -> int:
-        """The input width of crossbar layer `layer`: its own (`layer_input_bits`), else the target's."""
-        return self.layer_input_bits.get(layer, self.target.input_bits)
+        """The input width of the op lowered as `layer`: that of its name or of its longest dotted prefix in
+        `layer_input_bits`, else the target's."""
+        return self.layer_input_bits.get(self.width_key(layer) or "", self.target.input_bits)
+
+    def width_key(self, layer: str) -> str | None:
+        """The key of `layer_input_bits` that gives `layer` its width (its name, or its longest dotted prefix)."""
+        parts = layer.split(".")
+        return next((".".join(parts[:i]) for i in range(len(parts), 0, -1)
+                     if ".".join(parts[:i]) in self.layer_input_bits), None)
+
+    def layer_ranges(self, module: Module, sources: dict[Op, Value], widths: dict[Op, int]
+                     ) -> dict[Op, tuple[float, float]]:
+        """The calibrated range of each op's input `sources[op]` when quantised to `widths[op]` bits: `mse`
+        chooses the clipping per width (one calibration run per width), the other methods do not depend on
+        it (one run)."""
+        by_width: dict[int, list[Op]] = {}
+        for op, bits in widths.items():
+            by_width.setdefault(bits if self.calibration_method == "mse" else self.target.input_bits, []).append(op)
+        ranges = {}
+        for bits, ops in by_width.items():
+            measured = self.activation_ranges(module, [sources[op] for op in ops], bits)
+            ranges.update({op: measured[sources[op]] for op in ops})
+        return ranges
 
     def activation_ranges(self, module: Module, values: list[Value], bits: int | None = None
                           ) -> dict[Value, tuple[float, float]]:

@@ -44,7 +44,8 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
             cells[layer] = [used + mapping.weights * mapping.weight_slices * mapping.signs, total + mapping.cells]
         elif instruction.opcode == "mvm":
             figures = _mvm_figures(program, instruction)
-            row["op"], row["unit"], row["input_bits"] = "xbar.mvm", "crossbar", instruction.attrs["input_bits"]
+            row["op"], row["unit"] = "xbar.mvm", "crossbar"
+            row["input_bits"] = max(row.get("input_bits", 0), instruction.attrs["input_bits"])  # the widest mvm's
             for key in ("crossbars", "crossbars_dense", "macs", "zero_macs"):
                 row[key] += figures[key]
             if figures["utilization_histogram"] is not None:

@@ -66,7 +66,7 @@ def mvm_counts(target: Target, mapping: CrossbarMapping, vectors: int) -> Counts
                   dac_drives=steps * mapping.driven_rows, sh_samples=conversions, shift_adds=conversions,
                   array_steps=steps, column_steps=steps * mapping.max_columns_per_array,
                   bytes_in=activation_bytes(mapping.input_bits, vectors * mapping.groups * mapping.rows),
-                  bytes_out=activation_bytes(mapping.input_bits, vectors * mapping.groups * mapping.outputs),
+                  bytes_out=activation_bytes(target.input_bits, vectors * mapping.groups * mapping.outputs),
                   macs=vectors * mapping.weights)
 
 

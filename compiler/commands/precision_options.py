@@ -16,8 +16,8 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     """`--layer-input-bits LAYER=BITS` (repeatable) and `--mixed-precision auto|DB`: input widths of single
     crossbar layers beside the target's (compiler/passes/mixed_precision.py)."""
     parser.add_argument("--layer-input-bits", action="append", default=[], metavar="LAYER=BITS",
-                        help="input width of one crossbar layer (named as in the report), beside --input-bits "
-                             "(repeatable)")
+                        help="input width of one crossbar layer, beside --input-bits (repeatable); LAYER is a "
+                             "layer of the report or the `layer` of an xbar.mvm in --emit xbar")
     parser.add_argument("--mixed-precision", metavar="auto|DB",
                         help="widen the inputs of the layers that cost the most accuracy until the model's SNR "
                              "on held-out inputs reaches DB (auto: the integer verification bound + "
@@ -29,7 +29,7 @@ def precision_settings(args: argparse.Namespace, target: Target) -> dict[str, An
     widths = {}
     for item in args.layer_input_bits:
         layer, _, bits = item.rpartition("=")
-        if not layer or not bits.strip().isdigit():
+        if not layer or not (bits.isascii() and bits.strip().isdigit()):
             raise RccError(f"--layer-input-bits {item!r}: expected LAYER=BITS, e.g. conv1=10")
         widths[layer] = int(bits)
     goal = None if args.mixed_precision is None else mixed_precision_goal(args.mixed_precision, target)

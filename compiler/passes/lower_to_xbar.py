@@ -71,16 +71,13 @@ class LowerToXbar(Pass):
     def run(self, module: Module, ctx: PassContext) -> bool:
         ctx.graph = module.copy()
         mapped = [op for op in module.ops if is_mappable(op)]
+        precision = self.precision or ctx.precision
+        check_layer_widths(mapped, precision, ctx)
         if not mapped:
             return False
-        precision = self.precision or ctx.precision
         sources = {op: op.operands[0] for op in mapped}  # before earlier lowerings rewire the operands
-        unknown = sorted(set(ctx.layer_input_bits) - {op.result.name for op in mapped})
-        if unknown:
-            raise RccError(f"--layer-input-bits: no crossbar layer named {unknown[0]!r} (the layers: "
-                           f"{', '.join(op.result.name for op in mapped[:8])}{', ...' if len(mapped) > 8 else ''})")
         widths = {op: ctx.input_bits_of(op.result.name) for op in mapped}
-        ranges = layer_ranges(module, sources, widths, ctx) if precision == "int" else {}
+        ranges = ctx.layer_ranges(module, sources, widths) if precision == "int" else {}
         names = module.name_allocator()
         quantized_inputs: dict[tuple, Value] = {}
         next_array = 0
@@ -106,18 +103,20 @@ class LowerToXbar(Pass):
         return True
 
 
-def layer_ranges(module: Module, sources: dict[Op, Value], widths: dict[Op, int], ctx: PassContext
-                 ) -> dict[Op, tuple[float, float]]:
-    """The calibrated range of each layer's input; `mse` calibration chooses it for the layer's width,
-    the other methods do not depend on the width (one calibration run)."""
-    by_width: dict[int, list[Op]] = {}
-    for op, bits in widths.items():
-        by_width.setdefault(bits if ctx.calibration_method == "mse" else ctx.target.input_bits, []).append(op)
-    ranges = {}
-    for bits, ops in by_width.items():
-        measured = ctx.activation_ranges(module, [sources[op] for op in ops], bits)
-        ranges.update({op: measured[sources[op]] for op in ops})
-    return ranges
+def check_layer_widths(mapped: list[Op], precision: str, ctx: PassContext) -> None:
+    """RccError naming the first `--layer-input-bits` entry that widens nothing lowered here."""
+    if not ctx.layer_input_bits:
+        return
+    if precision != "int":
+        raise RccError("--layer-input-bits: float precision has no input widths (use --precision int)")
+    used = {ctx.width_key(op.result.name) for op in mapped}
+    unknown = [layer for layer in ctx.layer_input_bits if layer not in used]
+    if unknown:
+        names = ", ".join(op.result.name for op in mapped[:8]) + (", ..." if len(mapped) > 8 else "")
+        raise RccError(f"--layer-input-bits: no float crossbar layer named {unknown[0]!r} " +
+                       (f"(the layers: {names})" if mapped else
+                        "(the model has no float conv or matmul with constant weights; a quantized model's "
+                        "layers keep the widths of its own integers)"))
 
 
 class _Lowering:

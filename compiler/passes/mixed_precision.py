@@ -1,29 +1,33 @@
-"""`mixed-precision`: widen the inputs of the crossbar layers that cost the most accuracy until the model
-reaches an SNR goal (integer mode; off unless the context has a goal, `--mixed-precision auto|DB`).
+"""`mixed-precision`: widen the inputs of the crossbar layers that cost the most accuracy until the model reaches
+an SNR goal (integer mode; off unless the context has a goal, `--mixed-precision auto|DB`).
 
 A deep network quantised to 8-bit inputs everywhere can fall short of the integer verification bound
-(26.2 dB at 8 bits) although most of its layers lose little: the rounding noise of a few inputs with a
-wide range for their spread (squeeze-excite vectors, hard-swish outputs, depthwise layers) dominates. This
-pass gives those layers wider inputs (more input cycles on the DAC, nothing else changes: the same arrays,
-weights and ranges) and leaves the rest at the target's width. The choice goes into the context's
-`layer_input_bits`, which `lower-to-xbar` reads; the report lists the widened layers and the SNR measured
-before and after.
+(26.2 dB at 8 bits) although each layer loses little: the rounding noise of inputs with a wide range for
+their spread (squeeze-excite vectors, hard-swish outputs, depthwise layers) adds up. This pass gives some
+layers wider inputs (more input cycles on the DAC, nothing else changes: the same arrays, weights and
+calibration) and leaves the rest at the target's width. The choice goes into the context's
+`layer_input_bits`, which `lower-to-xbar` reads; layers the user gave a width (`--layer-input-bits`) keep
+it. The report lists the widened layers, in the order chosen, and the SNR measured before and after.
 
 How the SNR is measured: the graph-level module run with every crossbar layer's input quantised as
-`lower-to-xbar` will quantise it (its calibrated range, round half to even, saturation) and its weights
-replaced by their dequantised integers, against the same module in float, on HELD_OUT_SAMPLES seeded
-random inputs that calibration did not see (the user's `--calibrate` sets when given: then clipping on
-unseen inputs cannot show). The figure is the worst output's SNR over all samples' elements, as
-`--verify` computes it. Quantised float arithmetic stands in for the integer product: they differ by
-float32 rounding, far below any goal.
+`lower-to-xbar` will quantise it (its calibrated range at its width, round half to even, saturation), its
+weights replaced by their dequantised integers, and, with `--attention crossbar`, every matmul that
+`place-attention` writes into crossbars quantised as it will be; against the original model (the driver's
+onnxruntime reference, so pruning error counts; without one, the module in float), on HELD_OUT_SAMPLES
+seeded random inputs that calibration did not see (the user's `--calibrate` sets when given: then clipping
+on unseen inputs cannot show). The figure is the worst output's SNR over all samples' elements, as
+`--verify` computes it. Quantised float arithmetic stands in for the integer product: they differ by float
+rounding, far below any goal.
 
-The search, per width step (target width + 2, + 4, ... up to 16 bits): layers are ranked by the noise
-their input quantisation adds to their own output (‖W·(q(x) − x)‖² / ‖W·x‖² on one held-out sample);
-the fewest top-ranked layers whose widening reaches the goal are found by doubling, then bisection (the
-SNR is taken as growing with the count, which the final measurement checks). If every layer at one step
-still misses, all go to that width and the next step starts. A goal that even 16-bit inputs everywhere
-miss is out of reach of input widths (weight rounding or clipping limits the model): it is reported as
-missed with the SNR measured at the widest setting, and no layer is widened.
+The search, per width step (target width + 2, + 4, ... up to 16 bits): the free layers below the step are
+ranked by the noise their input quantisation adds to their own output (‖W·(q(x) − x)‖² / ‖W·x‖² on one
+held-out sample); the number of top-ranked layers to widen is found by doubling, then bisection between
+the last count measured to miss and the first to reach the goal. The SNR is not strictly monotone in the
+count, so the count is the fewest the bisection found, not a proven minimum; the setting returned is
+always one that was measured to reach the goal. If widening every free layer at one step still misses,
+all go to that width and the next step starts. A goal that even 16-bit inputs everywhere miss is out of
+reach of input widths (weight rounding, clipping or pruning limit the model): it is reported as missed,
+with the SNR measured at the widest setting, and no layer is widened.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from rcc.backends.target import MAX_INPUT_BITS, Target
 from rcc.compiler.lowering import input_quantization, is_mappable, quantize_weights
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
+from rcc.compiler.passes.place_attention import written_at_run_time
 from rcc.compiler.verify import integer_snr_bound
 from rcc.ir import interpreter
 from rcc.ir.core import Module, Op
@@ -44,6 +49,7 @@ from rcc.ir.errors import RccError
 from rcc.ir.inputs import random_inputs
 from rcc.ir.ops.nn_linear import weight_from_matrix, weight_matrix
 from rcc.ir.ops.xbar import quantized_levels
+from rcc.ir.ops.xbar_write import quantize_by_scale, weight_scales
 from rcc.ir.optable import OPS
 
 AUTO_MARGIN_DB = 3.0  # `auto`: the verification bound plus this, for inputs the search did not see
@@ -75,19 +81,25 @@ class MixedPrecision(Pass):
 
     def run(self, module: Module, ctx: PassContext) -> bool:
         goal = self.goal_db or ctx.mixed_precision
-        mapped = [op for op in module.ops if is_mappable(op)]
-        if not goal or ctx.precision != "int" or not mapped:
+        if not goal:
             return False
+        if ctx.precision != "int":
+            raise RccError("--mixed-precision: float precision has no input widths (use --precision int)")
+        mapped = [op for op in module.ops if is_mappable(op)]
+        if not mapped:
+            raise RccError("--mixed-precision: the model has no float conv or matmul with constant weights to "
+                           "widen (a quantized model's layers keep the widths of its own integers)")
         search = _Search(module, mapped, ctx)
         widths, snr = search.widths_for(goal)
-        widened = {layer: bits for layer, bits in widths.items() if bits != ctx.target.input_bits}
+        widened = {layer: widths[layer] for layer in search.order if widths[layer] != search.base[layer]}
         ctx.layer_input_bits.update(widened)
         ctx.report.figures.update({
-            "goal_db": goal, "snr_db_before": round(search.base_snr, 2), "snr_db": round(snr, 2),  # at the widest when missed
+            "goal_db": goal, "snr_db_before": round(search.base_snr, 2),
+            "snr_db": round(snr, 2),  # with every free layer at 16 bits when the goal is missed
             "reached": snr >= goal, "layers": len(mapped), "widened": len(widened),
-            "measurements": search.measurements, "samples": len(search.samples)})
-        ctx.report.removed = [{"layer": layer, "input_bits": widened[layer]} for layer in search.order
-                              if layer in widened]
+            "fixed_by_user": len(search.fixed), "measurements": search.measurements,
+            "samples": len(search.samples), "reference": search.reference_name})
+        ctx.report.removed = [{"layer": layer, "input_bits": bits} for layer, bits in widened.items()]
         return bool(widened)
 
 
@@ -95,43 +107,75 @@ class _Search:
     """The fake-quantised module's SNR for given layer widths, and the search over them."""
 
     def __init__(self, module: Module, mapped: list[Op], ctx: PassContext) -> None:
-        self.module, self.mapped, self.target = module, mapped, ctx.target
+        self.module, self.mapped, self.ctx, self.target = module, mapped, ctx, ctx.target
         self.base = {op.result.name: ctx.input_bits_of(op.result.name) for op in mapped}
+        self.fixed = {op.result.name for op in mapped if ctx.width_key(op.result.name) is not None}
         self.samples = (ctx.calibration_samples(module)[:HELD_OUT_SAMPLES] if ctx.calibration is not None else
                         [random_inputs(module, HELD_OUT_SEED + i) for i in range(HELD_OUT_SAMPLES)])
-        ranges = ctx.activation_ranges(module, [op.operands[0] for op in mapped])
-        self.ranges = {op: ranges[op.operands[0]] for op in mapped}
+        self.attention = [op for op in module.ops if written_at_run_time(op, ctx.target.attention)]
+        self.attention_ranges = ctx.activation_ranges(module, [op.operands[0] for op in self.attention]) \
+            if self.attention else {}
+        self.ranges: dict[int, dict[Op, tuple[float, float]]] = {}  # width → each layer's range at it
         self.weights = {op: dequantized_weight(op, self.target.weight_bits) for op in mapped}
-        self.expected = [interpreter.run(module, sample) for sample in self.samples]
+        self.expected, self.reference_name = self.references()
         self.measurements = 0
         self.order: list[str] = []  # the widened layers, in the order the search chose them
         self.base_snr = self.snr(self.base)
 
-    def quantized_input(self, op: Op, x: np.ndarray, bits: int) -> np.ndarray:
-        scale, signed = input_quantization(*self.ranges[op], bits)
-        return quantized_levels(x, scale, bits, signed) * np.float32(scale)
+    def references(self) -> tuple[list[dict[str, np.ndarray]], str]:
+        """The outputs to measure against: the original model's (the driver's onnxruntime reference: pruning
+        error counts) when it gives every output of the module, else the module's own in float."""
+        names = [value.name for value in self.module.outputs]
+        if self.ctx.reference is not None:
+            expected = [self.ctx.reference(sample) for sample in self.samples]
+            if all(name in outputs for outputs in expected for name in names):
+                return expected, "original model"
+        return [interpreter.run(self.module, sample) for sample in self.samples], "graph in float"
 
-    def snr(self, widths: Widths) -> float:
-        """The worst output's SNR (dB) of the module quantised with these widths, over the samples."""
-        self.measurements += 1
+    def range_of(self, op: Op, bits: int) -> tuple[float, float]:
+        """`op`'s input range quantised to `bits`, as `lower-to-xbar` will calibrate it."""
+        key = bits if self.ctx.calibration_method == "mse" else self.target.input_bits  # only mse depends on it
+        if key not in self.ranges:
+            self.ranges[key] = self.ctx.layer_ranges(self.module, {op: op.operands[0] for op in self.mapped},
+                                                     dict.fromkeys(self.mapped, key))
+        return self.ranges[key][op]
+
+    def quantized_input(self, op: Op, x: np.ndarray, bits: int) -> np.ndarray:
+        return fake_quantized(x, self.range_of(op, bits), bits)
+
+    def substitute(self, widths: Widths) -> interpreter.Substitute:
+        """The interpreter hook: each layer's input and weights as the arrays will see them, and attention
+        matmuls written into crossbars at run time (`--attention crossbar`) as `place-attention` quantises
+        them (their left operand's range calibrated here on the float graph; there on the quantised one)."""
         by_op = {op: widths[op.result.name] for op in self.mapped}
+        attention = set(self.attention)
+        input_bits, weight_bits = self.target.input_bits, self.target.weight_bits
 
         def quantized(op: Op, operands: list[np.ndarray]) -> list[np.ndarray]:
-            if op not in by_op:
-                return operands
-            return [self.quantized_input(op, operands[0], by_op[op]), self.weights[op], *operands[2:]]
+            if op in by_op:
+                return [self.quantized_input(op, operands[0], by_op[op]), self.weights[op], *operands[2:]]
+            if op in attention:
+                lhs, rhs = operands
+                return [fake_quantized(lhs, self.attention_ranges[op.operands[0]], input_bits),
+                        column_quantized(rhs, weight_bits)]
+            return operands
+        return quantized
 
+    def snr(self, widths: Widths) -> float:
+        """The worst output's SNR (dB) of the module quantised with these widths, over the samples (as
+        `--verify` computes it: −inf for an output whose reference is zero and whose error is not)."""
+        self.measurements += 1
+        substitute = self.substitute(widths)
         signal: dict[str, float] = {}
         noise: dict[str, float] = {}
         for sample, expected in zip(self.samples, self.expected):
-            env = interpreter.evaluate(self.module, sample, quantized)
+            env = interpreter.evaluate(self.module, sample, substitute)
             for value in self.module.outputs:
                 reference = expected[value.name].astype(np.float64)
                 signal[value.name] = signal.get(value.name, 0.0) + float(np.sum(reference ** 2))
                 error = env[value].astype(np.float64) - reference
                 noise[value.name] = noise.get(value.name, 0.0) + float(np.sum(error ** 2))
-        return min((10 * math.log10(signal[name] / noise[name]) if noise[name] > 0 else math.inf)
-                   for name in signal if signal[name] > 0) if signal else math.inf
+        return min((snr_db(signal[name], noise[name]) for name in signal), default=math.inf)
 
     def ranking(self, widths: Widths) -> list[str]:
         """Layers by the noise their input quantisation adds to their own output, worst first."""
@@ -153,7 +197,8 @@ class _Search:
         step_width = self.target.input_bits
         while snr < goal and step_width < MAX_INPUT_BITS:
             step_width = min(step_width + WIDTH_STEP, MAX_INPUT_BITS)
-            order = [layer for layer in self.ranking(widths) if widths[layer] < step_width]
+            order = [layer for layer in self.ranking(widths)
+                     if widths[layer] < step_width and layer not in self.fixed]
             if not order:
                 continue
 
@@ -185,6 +230,25 @@ class _Search:
             widths, snr = widened(high), best
             self.order = [layer for layer in self.order if layer not in order[:high]] + order[:high]
         return (widths, snr) if snr >= goal else (dict(self.base), snr)
+
+
+def snr_db(signal: float, noise: float) -> float:
+    if noise == 0:
+        return math.inf
+    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def fake_quantized(x: np.ndarray, value_range: tuple[float, float], bits: int) -> np.ndarray:
+    """x rounded to the `bits`-bit grid of its calibrated range, as `vec.quantize` then dequantise."""
+    scale, signed = input_quantization(*value_range, bits)
+    return quantized_levels(x, scale, bits, signed) * np.float32(scale)
+
+
+def column_quantized(rhs: np.ndarray, bits: int) -> np.ndarray:
+    """A run-time written operand [..., K, N] rounded per column to `bits` (`vec.quantize_weights`)."""
+    matrices = rhs.reshape(-1, *rhs.shape[-2:])
+    scales = weight_scales(matrices, bits)
+    return (quantize_by_scale(matrices, scales, bits) * scales[:, None, :]).reshape(rhs.shape).astype(rhs.dtype)
 
 
 def dequantized_weight(op: Op, weight_bits: int) -> np.ndarray:

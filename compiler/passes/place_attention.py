@@ -48,6 +48,11 @@ def is_attention_matmul(op: Op) -> bool:
     return op.opname == "nn.matmul" and not op.operands[1].is_constant
 
 
+def written_at_run_time(op: Op, attention: str) -> bool:
+    """Whether `place-attention` puts `op` on crossbars written at run time under this `attention` mode."""
+    return attention == "crossbar" and is_attention_matmul(op) and _crossbar_ready(op)
+
+
 def _crossbar_ready(op: Op) -> bool:
     lhs, rhs = (v.type for v in op.operands)
     return (lhs.dtype == rhs.dtype == "f32" and lhs.rank >= 2 and rhs.rank >= 2
@@ -73,7 +78,7 @@ class PlaceAttention(Pass):
     def run(self, module: Module, ctx: PassContext) -> bool:
         attention = self.attention or ctx.target.attention
         candidates = [op for op in module.ops if is_attention_matmul(op)]
-        placed = [op for op in candidates if attention == "crossbar" and _crossbar_ready(op)]
+        placed = [op for op in candidates if written_at_run_time(op, attention)]
         for op in candidates:
             ctx.report.removed.append({"op": op.opname, "value": op.result.name,
                                        "unit": "crossbar-write" if op in placed else "vector"})
