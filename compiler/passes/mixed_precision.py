@@ -192,44 +192,44 @@ class _Search:
         return sorted(noise, key=lambda layer: -noise[layer])
 
     def widths_for(self, goal: float) -> tuple[Widths, float]:
-        """The widths reaching `goal` with the fewest widened layers at each step, and their SNR."""
+        """The widths reaching `goal` with the fewest widened layers at each step, and their SNR (the base
+        widths and the widest setting's SNR when no step reaches it)."""
         widths, snr = dict(self.base), self.base_snr
         step_width = self.target.input_bits
         while snr < goal and step_width < MAX_INPUT_BITS:
             step_width = min(step_width + WIDTH_STEP, MAX_INPUT_BITS)
             order = [layer for layer in self.ranking(widths)
                      if widths[layer] < step_width and layer not in self.fixed]
-            if not order:
-                continue
-
-            def widened(count: int) -> Widths:
-                return {**widths, **{layer: step_width for layer in order[:count]}}
-
-            low, high, found = 0, 1, None
-            while found is None:      # doubling: the first count that reaches the goal
-                count = min(high, len(order))
-                measured = self.snr(widened(count))
-                if measured >= goal:
-                    found = (count, measured)
-                elif count == len(order):
-                    break
-                else:
-                    low, high = count, 2 * high
-            if found is None:
-                widths, snr = widened(len(order)), measured
-                self.order = [layer for layer in self.order if layer not in order] + order
-                continue
-            high, best = found
-            while high - low > 1:     # bisection between the last miss and the first hit
-                middle = (low + high) // 2
-                measured = self.snr(widened(middle))
-                if measured >= goal:
-                    high, best = middle, measured
-                else:
-                    low = middle
-            widths, snr = widened(high), best
-            self.order = [layer for layer in self.order if layer not in order[:high]] + order[:high]
+            if order:
+                count, snr = self.fewest_reaching(goal, order, widths, step_width)
+                widths = {**widths, **dict.fromkeys(order[:count], step_width)}
+                self.order = [layer for layer in self.order if layer not in order[:count]] + order[:count]
         return (widths, snr) if snr >= goal else (dict(self.base), snr)
+
+    def fewest_reaching(self, goal: float, order: list[str], widths: Widths, width: int) -> tuple[int, float]:
+        """How many of `order` (top-ranked first) to widen to `width` for `goal`, found by doubling, then
+        bisection between the last count that missed and the first that reached it, with their SNR; all of
+        them, and their SNR, when even that misses."""
+        def measured(count: int) -> float:
+            return self.snr({**widths, **dict.fromkeys(order[:count], width)})
+
+        low, count = 0, 1
+        while True:
+            count = min(count, len(order))
+            snr = measured(count)
+            if snr >= goal or count == len(order):
+                break
+            low, count = count, 2 * count
+        if snr < goal:
+            return count, snr
+        while count - low > 1:
+            middle = (low + count) // 2
+            middle_snr = measured(middle)
+            if middle_snr >= goal:
+                count, snr = middle, middle_snr
+            else:
+                low = middle
+        return count, snr
 
 
 def snr_db(signal: float, noise: float) -> float:
