@@ -84,7 +84,11 @@ class Plan:
             stacked_slot[index] = True
         self.steps: list[PlannedStep] = []
         self.stackable = True   # every stacked buffer has a leading axis to stack along
+        self.largest_gemm_macs = 0   # per sample: the multiply-accumulates of the largest crossbar GEMM
         for index, (instruction, shapes) in enumerate(zip(program.instructions, operand_shapes(program))):
+            if instruction.opcode in ("mvm", "write_mvm"):
+                _, rows, outputs = instruction.attrs["weights_shape"] if instruction.opcode == "mvm" else shapes[1]
+                self.largest_gemm_macs = max(self.largest_gemm_macs, shapes[0][0] * rows * outputs)
             src = tuple(slot[name] for name in instruction.src)
             stacked = tuple(stacked_slot[i] for i in src)
             if instruction.opcode == "load":
