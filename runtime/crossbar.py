@@ -183,6 +183,19 @@ class CrossbarGroup:
             return ungrouped(np.matmul(rows, matrix))
         return ungrouped(self._chunked_product(rows, matrix, x_low >= 0))
 
+    def exact_product(self, x_range: tuple[int, int], row_order: np.ndarray | None = None):
+        """`exact_values(x, x_range, row_order)` prepared for inputs known to lie in `x_range`: when that range
+        proves one float32 GEMM exact (rows·max|x|·max|w| < 2^24), the GEMM alone (the same float32 product,
+        without re-deciding per call); else `exact_values`."""
+        g = self.mapping
+        if g.rows * float(_value_range(None, x_range)[1]) * self.weight_max >= EXACT_FLOAT32:
+            return lambda x: self.exact_values(x, x_range, row_order)
+        matrix = self.matrix if row_order is None else self._reordered(row_order)
+        if g.groups == 1:
+            weights = matrix[0]
+            return lambda x: np.matmul(x.astype(np.float32, copy=False), weights)
+        return lambda x: ungrouped(np.matmul(grouped_rows(x.astype(np.float32, copy=False), g.groups), matrix))
+
     def _reordered(self, row_order: np.ndarray) -> np.ndarray:
         """The float32 weights with their rows in `row_order` (kept: the first order asked for)."""
         if self._reordered_matrix is None or not np.array_equal(self._reordered_matrix[0], row_order):

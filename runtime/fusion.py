@@ -64,18 +64,24 @@ def fused_steps(machine, steps: list) -> list:
 
 
 def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool):
+    product = group.exact_product(bound, order)
     if keep_float:
-        return lambda operands: [group.exact_values(operands[0], bound, order)]
-    return lambda operands: [group.exact_values(operands[0], bound, order).astype(np.int64, copy=False)]
+        return lambda operands: [product(operands[0])]
+    return lambda operands: [product(operands[0]).astype(np.int64, copy=False)]
+
+
+# Taps-first columns copy faster from this many channels on (measured on 3×3 kernels: 3 channels 58 µs against
+# im2col's 25, 16 channels 83 against 86, 32 channels 30 against 41).
+TAPS_FIRST_CHANNELS = 16
 
 
 def _taps_first(im2col_step, group: CrossbarGroup) -> np.ndarray | None:
     """The weight row order for an im2col read by this layer alone when its taps-first columns copy faster
-    (one group, several taps, channels many enough for im2col's per-tap copies), else None."""
+    (one group, several taps, at least TAPS_FIRST_CHANNELS channels), else None."""
     attrs = im2col_step.instruction.attrs
     taps = attrs["kernel"][0] * attrs["kernel"][1]
     channels = im2col_step.instruction.shapes[0][1] // taps
-    if group.mapping.groups != 1 or taps == 1 or 4 * channels < taps:
+    if group.mapping.groups != 1 or taps == 1 or channels < TAPS_FIRST_CHANNELS:
         return None
     return taps_first_order(channels, taps)
 

@@ -113,6 +113,7 @@ class Plan:
             if step.instruction.opcode in ("mvm", "write_mvm") or position == len(self.steps) - 1:
                 step.progress, done = position + 1 - done, position + 1
         self.fused = fused_steps(machine, self.steps)   # for runs that observe no intermediate values
+        self._single = [(step.run, step.src, step.dst, step.free, step.output, step.progress) for step in self.fused]
 
     def run(self, inputs: dict[str, np.ndarray], batch: int, record_shapes: bool,
             observe: Callable[[PlannedStep, list[np.ndarray], list[np.ndarray]], list[np.ndarray]] | None = None,
@@ -129,6 +130,9 @@ class Plan:
         shapes: list[tuple[tuple[int, ...], ...]] | None = [()] * (len(self.steps) + len(self.loads)) \
             if record_shapes else None
         with stage("machine run", len(self.steps)) as advance:
+            if batch == 1 and observe is None and shapes is None and timings is None:
+                self._run_single(slots, outputs, advance)
+                return outputs, shapes
             for step in self.steps if observe is not None else self.fused:
                 start = time.perf_counter() if timings is not None else 0.0
                 operands = [slots[i] for i in step.src]
@@ -156,6 +160,22 @@ class Plan:
                 if step.progress:
                     advance(step.progress)
         return outputs, shapes
+
+
+    def _run_single(self, slots: list, outputs: dict[str, np.ndarray], advance: Callable[[int], None]) -> None:
+        """`run`'s loop for one sample that nothing observes, records or times: the fused steps, with nothing
+        per step but the call and the slots' bookkeeping."""
+        for run, src, dst, free, output, progress in self._single:
+            operands = [slots[i] for i in src]
+            results = run(operands)
+            for index, result in zip(dst, results):
+                slots[index] = result
+            for index in free:
+                slots[index] = None
+            if output is not None:
+                outputs[output] = operands[0]
+            if progress:
+                advance(progress)
 
 
 def step_kind(instruction: Instruction) -> str:

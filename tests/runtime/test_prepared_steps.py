@@ -1,0 +1,53 @@
+"""Steps the machine prepares once per program agree with their definitions bit for bit: an im2col as one
+gather (`im2col_sources`), a dequantize with constant scales and bias (`dequantizer`, one block or many), and a
+layer's exact product prepared for a known input range (`CrossbarGroup.exact_product`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rcc.ir.ops.xbar import _DEQUANTIZE_BLOCK, dequantizer, im2col, im2col_sources, quantize_limits
+from tests.runtime.test_machine_fast_paths import _layer
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_im2col_as_a_gather_is_im2col(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(5, 12)), int(rng.integers(5, 12)))
+    attrs = {"kernel": tuple(int(k) for k in rng.integers(1, 5, 2)), "strides": tuple(int(s) for s in rng.integers(1, 3, 2)),
+             "pads": tuple(int(p) for p in rng.integers(0, 3, 4)), "dilations": tuple(int(d) for d in rng.integers(1, 3, 2))}
+    x = rng.standard_normal(shape).astype(np.float32)
+    sources = im2col_sources(shape, *attrs.values())
+    assert np.array_equal(np.take(np.append(x.reshape(-1), np.float32(0)), sources), im2col(x, **attrs))
+
+
+def _blockwise(acc: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float) -> np.ndarray:
+    """The definition: acc · input_scale · w_scale (+ bias) in float64, one row at a time, rounded once."""
+    scale = input_scale * w_scale.astype(np.float64)
+    rows = [row * scale + (0.0 if bias is None else bias.astype(np.float64)) for row in acc.astype(np.float64)]
+    return np.array(rows).astype(np.float32)
+
+
+@pytest.mark.parametrize("rows", [1, 37, 3 * _DEQUANTIZE_BLOCK // 16 + 5])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("acc_dtype", [np.int64, np.float32])
+def test_a_prepared_dequantize_is_the_float64_formula(rows: int, with_bias: bool, acc_dtype: type) -> None:
+    rng = np.random.default_rng(rows)
+    acc = rng.integers(-2 ** 20, 2 ** 20, (rows, 16)).astype(acc_dtype)
+    w_scale = rng.uniform(1e-4, 1e-2, 16).astype(np.float32)
+    bias = rng.standard_normal(16).astype(np.float32) if with_bias else None
+    assert np.array_equal(dequantizer(w_scale, bias, 0.037)(acc), _blockwise(acc, w_scale, bias, 0.037))
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("bits", [4, 8, 16])
+def test_a_product_prepared_for_a_range_is_exact_values(groups: int, bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    low, high = quantize_limits(bits, True)
+    x = rng.integers(low, high + 1, (40, groups * 300)).astype(np.float32)
+    weights = rng.integers(-127, 128, (groups, 300, 7))
+    layer = _layer(rng, 300, 7, x, weights)
+    expected = layer.exact_values(x, (low, high))
+    got = layer.exact_product((low, high))(x)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
