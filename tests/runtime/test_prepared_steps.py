@@ -1,6 +1,7 @@
 """Steps the machine prepares once per program agree with their definitions bit for bit: an im2col as one
 gather (`im2col_sources`), a dequantize with constant scales and bias (`dequantizer`, one block or many), and a
-layer's exact product prepared for a known input range (`CrossbarGroup.exact_product`)."""
+layer's exact product prepared for a known input range (`CrossbarGroup.exact_product`); a packed layer's blocks
+as one dense GEMM."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import numpy as np
 import pytest
 
 from rcc.ir.ops.xbar import _DEQUANTIZE_BLOCK, dequantizer, im2col, im2col_sources, quantize_limits
+from rcc.runtime import crossbar
+from rcc.runtime.crossbar import CrossbarGroup
+from tests.runtime.test_crossbar_exactness import Layer, int64_product, mvm_attrs
 from tests.runtime.test_machine_fast_paths import _layer
+from tests.runtime.test_packing_exactness import packed_attrs
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -51,3 +56,24 @@ def test_a_product_prepared_for_a_range_is_exact_values(groups: int, bits: int) 
     expected = layer.exact_values(x, (low, high))
     got = layer.exact_product((low, high))(x)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("input_bits", [8, 16])
+def test_a_packed_layer_as_one_dense_matrix_is_its_blocks_sum(monkeypatch, groups: int, input_bits: int) -> None:
+    """The packed blocks run as one GEMM (small layers) and block by block (large ones, here forced) give the
+    int64 product, in float32 and (16-bit inputs over 300 rows) float64."""
+    rng = np.random.default_rng(groups + input_bits)
+    k, m = 300, 40
+    weights = np.where(rng.random((groups, k, m)) < 0.2, rng.integers(-127, 128, (groups, k, m)), 0).astype(np.int8)
+    low, high = quantize_limits(input_bits, True)
+    x = rng.integers(low, high + 1, (23, groups * k)).astype(np.int32)
+    attrs = mvm_attrs(rows=128, cols=128, weight_bits=8, input_bits=input_bits, input_signed=True, cell_bits=2,
+                      dac_bits=1, encoding="differential", groups=groups, k=k, m=m)
+    layer = Layer(weights, x, attrs)
+    attrs, row_map, col_map = packed_attrs(layer, "compact")
+    expected = int64_product(x, weights)
+    assert np.array_equal(CrossbarGroup(weights, attrs, row_map, col_map).run(x, x_range=(low, high)), expected)
+    monkeypatch.setattr(crossbar, "DENSE_PACKED_ELEMENTS", 0)
+    looped = CrossbarGroup(weights, attrs, row_map, col_map)
+    assert np.array_equal(looped.run(x, x_range=(low, high)), expected) and looped._packed_dense is None
