@@ -210,13 +210,18 @@ class CrossbarGroup:
         proves one float32 GEMM exact (rows·max|x|·max|w| < 2^24), the GEMM alone (the same float32 product,
         without re-deciding per call); else `exact_values`."""
         g = self.mapping
-        if g.rows * float(_value_range(None, x_range)[1]) * self.weight_max >= EXACT_FLOAT32:
+        if not self.single_gemm_exact(x_range):
             return lambda x: self.exact_values(x, x_range, row_order)
         matrix = self.matrix if row_order is None else self._reordered(row_order)
         if g.groups == 1:
             weights = matrix[0]
             return lambda x: np.matmul(x.astype(np.float32, copy=False), weights)
         return lambda x: ungrouped(np.matmul(grouped_rows(x.astype(np.float32, copy=False), g.groups), matrix))
+
+    def single_gemm_exact(self, x_range: tuple[int, int]) -> bool:
+        """Whether, for every x in `x_range`, x · W is one exact float32 GEMM: rows·max|x|·max|w| < 2^24 bounds
+        every partial sum, in any order and over any subset of the rows."""
+        return self.mapping.rows * float(_value_range(None, x_range)[1]) * self.weight_max < EXACT_FLOAT32
 
     def _reordered(self, row_order: np.ndarray) -> np.ndarray:
         """The float32 weights with their rows in `row_order` (kept: the first order asked for)."""

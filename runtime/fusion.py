@@ -24,14 +24,18 @@ import numpy as np
 
 from rcc.ir.ops.xbar import im2col_taps_first, quantized_levels, taps_first_order
 from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.tap_conv import TapConvolution
 
 
-def fused_steps(machine, steps: list) -> list:
+def fused_steps(machine, steps: list) -> tuple[list, list]:
     """The plan's `steps` (runtime/plan.py's PlannedStep) with every eligible quantize → (im2col →) mvm →
-    dequantize chain carried in floats."""
+    dequantize chain carried in floats; and the same for a single sample whose steps need not show their
+    operands' shapes (`Plan.run`'s quickest loop), where a stride-1 im2col's layer may skip the columns
+    (`runtime/tap_conv.py`: its im2col passes the input on)."""
     readers = Counter(name for step in steps for name in step.instruction.src)
     position = {name: k for k, step in enumerate(steps) for name in step.instruction.dst}
     fused = list(steps)
+    taps: dict[int, tuple[int, TapConvolution, bool]] = {}   # mvm position → (its im2col's, the taps, keep_float)
     for k, step in enumerate(steps):
         instruction = step.instruction
         group = machine.crossbars.get(instruction.dst[0]) if instruction.opcode == "mvm" else None
@@ -53,6 +57,9 @@ def fused_steps(machine, steps: list) -> list:
             if order is not None:
                 fused[position[source]] = dataclasses.replace(producer, run=_taps_first_cols(producer.instruction.attrs))
         fused[k] = dataclasses.replace(step, run=_product(group, bound, order, to_dequantize), stacked_run=None)
+        if producer.instruction.opcode == "im2col" and group.mapping.groups == 1 and \
+                tuple(producer.instruction.attrs["strides"]) == (1, 1) and group.single_gemm_exact(bound):
+            taps[k] = (position[source], TapConvolution(group, producer.instruction.attrs), to_dequantize)
         if producer.instruction.opcode == "im2col":
             source = producer.instruction.src[0]
             if readers[source] != 1 or source not in position:
@@ -60,7 +67,21 @@ def fused_steps(machine, steps: list) -> list:
             producer = steps[position[source]]
         if producer.instruction.opcode == "quantize":
             fused[position[source]] = dataclasses.replace(producer, run=_levels(producer.instruction.attrs))
-    return fused
+    single = list(fused)
+    for k, (cols, tap, keep_float) in taps.items():
+        single[cols] = dataclasses.replace(fused[cols], run=lambda operands: operands[:1])
+        single[k] = dataclasses.replace(fused[k], run=_tap_product(tap, fused[cols].run, fused[k].run, keep_float))
+    return fused, single
+
+
+def _tap_product(tap: TapConvolution, cols, product, keep_float: bool):
+    """The layer's step reading its im2col's input: tap by tap when that pays, else the columns and product."""
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        if not tap.suits(operands[0].shape):
+            return product(cols(operands))
+        values = tap(operands[0])
+        return [values if keep_float else values.astype(np.int64)]
+    return run
 
 
 def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool):

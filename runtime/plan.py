@@ -112,8 +112,9 @@ class Plan:
         for position, step in enumerate(self.steps):
             if step.instruction.opcode in ("mvm", "write_mvm") or position == len(self.steps) - 1:
                 step.progress, done = position + 1 - done, position + 1
-        self.fused = fused_steps(machine, self.steps)   # for runs that observe no intermediate values
-        self._single = [(step.run, step.src, step.dst, step.free, step.output, step.progress) for step in self.fused]
+        # for runs that observe no intermediate values, and of those, single samples that record no shapes
+        self.fused, single = fused_steps(machine, self.steps)
+        self._single = [(step.run, step.src, step.dst, step.free, step.output, step.progress) for step in single]
 
     def run(self, inputs: dict[str, np.ndarray], batch: int, record_shapes: bool,
             observe: Callable[[PlannedStep, list[np.ndarray], list[np.ndarray]], list[np.ndarray]] | None = None,

@@ -1,16 +1,21 @@
 """Steps the machine prepares once per program agree with their definitions bit for bit: an im2col as one
 gather (`im2col_sources`), a dequantize with constant scales and bias (`dequantizer`, one block or many), and a
 layer's exact product prepared for a known input range (`CrossbarGroup.exact_product`); a packed layer's blocks
-as one dense GEMM."""
+as one dense GEMM; a stride-1 convolution's product tap by tap, without its im2col."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from rcc.compiler.driver import compile_model
+from rcc.ir.inputs import random_inputs
 from rcc.ir.ops.xbar import _DEQUANTIZE_BLOCK, dequantizer, im2col, im2col_sources, quantize_limits
 from rcc.runtime import crossbar
 from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.machine import Machine
+from rcc.runtime.tap_conv import TapConvolution
+from tests.conftest import ROOT
 from tests.runtime.test_crossbar_exactness import Layer, int64_product, mvm_attrs
 from tests.runtime.test_machine_fast_paths import _layer
 from tests.runtime.test_packing_exactness import packed_attrs
@@ -77,3 +82,36 @@ def test_a_packed_layer_as_one_dense_matrix_is_its_blocks_sum(monkeypatch, group
     monkeypatch.setattr(crossbar, "DENSE_PACKED_ELEMENTS", 0)
     looped = CrossbarGroup(weights, attrs, row_map, col_map)
     assert np.array_equal(looped.run(x, x_range=(low, high)), expected) and looped._packed_dense is None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_stride_one_convolution_tap_by_tap_is_the_im2col_product(seed: int) -> None:
+    """Random kernels, pads, dilations and batch sizes; int32 and float32 levels: the same float32 integers."""
+    rng = np.random.default_rng(seed)
+    n, c, m = int(rng.integers(1, 3)), int(rng.integers(1, 20)), int(rng.integers(1, 9))
+    attrs = {"kernel": tuple(int(k) for k in rng.integers(1, 4, 2)), "strides": (1, 1),
+             "pads": tuple(int(p) for p in rng.integers(0, 3, 4)), "dilations": tuple(int(d) for d in rng.integers(1, 3, 2))}
+    taps = attrs["kernel"][0] * attrs["kernel"][1]
+    x = rng.integers(0, 256, (n, c, int(rng.integers(6, 12)), int(rng.integers(6, 12)))).astype(np.int32)
+    weights = rng.integers(-127, 128, (1, c * taps, m))
+    layer = _layer(rng, c * taps, m, x, weights)
+    assert layer.single_gemm_exact((0, 255))
+    cols = im2col(x, **attrs)
+    expected = layer.exact_product((0, 255))(cols)
+    convolution = TapConvolution(layer, attrs)
+    for levels in (x, x.astype(np.float32)):
+        got = convolution(levels)
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+def test_a_single_run_with_tap_convolutions_gives_the_traced_runs_outputs() -> None:
+    compiled = compile_model(ROOT / "models" / "resnet_small.onnx", precision="int")
+    machine = Machine(compiled.program)
+    assert any(run.__qualname__.startswith("_tap_product") for run, *_ in machine.plan._single)
+    inputs = random_inputs(compiled.graph, 1)
+    first = machine.run(inputs)           # records the shapes for the counts: the fused steps
+    again = machine.run(inputs)           # the single-sample steps, convolutions tap by tap
+    traced = machine.run(inputs, trace=True)
+    for name, value in traced.outputs.items():
+        assert np.array_equal(first.outputs[name], value) and np.array_equal(again.outputs[name], value)
+    assert again.per_instruction == first.per_instruction
