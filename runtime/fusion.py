@@ -18,11 +18,12 @@ use the unfused steps.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 
 import numpy as np
 
-from rcc.ir.ops.xbar import im2col_taps_first, quantized_levels, taps_first_order
+from rcc.ir.ops.xbar import channels_first_dequantizer, im2col_taps_first, quantized_levels, taps_first_order
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.tap_conv import TapConvolution
 
@@ -69,9 +70,47 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
             fused[position[source]] = dataclasses.replace(producer, run=_levels(producer.instruction.attrs))
     single = list(fused)
     for k, (cols, tap, keep_float) in taps.items():
-        single[cols] = dataclasses.replace(fused[cols], run=lambda operands: operands[:1])
+        single[cols] = dataclasses.replace(fused[cols], run=_pass_on)
         single[k] = dataclasses.replace(fused[k], run=_tap_product(tap, fused[cols].run, fused[k].run, keep_float))
+    _dequantize_channels_first(machine, steps, single, readers, position)
     return fused, single
+
+
+def _pass_on(operands: list[np.ndarray]) -> list[np.ndarray]:
+    """A step whose work an earlier step did: its operand is already its result."""
+    return operands[:1]
+
+
+CHANNELS_FIRST_ELEMENTS = 1 << 17   # largest dequantize given channels first (its float64 temporary: 1 MiB)
+
+
+def _dequantize_channels_first(machine, steps: list, single: list, readers: Counter, position: dict) -> None:
+    """In `single`: a dequantize with constant scales read only by a reshape to [N, H, W, M] read only by a
+    transpose to [N, M, H, W] gives its values in that layout directly (transposed as they are widened to float64:
+    measured 26 µs against 35 for [1024, 16]); the reshape and transpose pass them on."""
+    constants = machine.program.constants
+    for k, step in enumerate(steps):
+        instruction = step.instruction
+        if instruction.opcode != "vec" or instruction.attrs["fn"] != "nn.transpose" or \
+                tuple(instruction.attrs["attrs"]["perm"]) != (0, 3, 1, 2):
+            continue
+        reshape = steps[position.get(instruction.src[0], k)]
+        if reshape.instruction.opcode != "vec" or reshape.instruction.attrs["fn"] != "nn.reshape" or \
+                readers[instruction.src[0]] != 1 or reshape.instruction.src[0] not in position:
+            continue
+        dequantize = steps[position[reshape.instruction.src[0]]]
+        scales = dequantize.instruction.src[1:]
+        shape = tuple(reshape.instruction.shapes[0])
+        if dequantize.instruction.opcode != "dequantize" or readers[reshape.instruction.src[0]] != 1 or \
+                not all(name in constants for name in scales) or len(shape) != 4 or \
+                math.prod(shape) > CHANNELS_FIRST_ELEMENTS:
+            continue
+        run = channels_first_dequantizer(constants[scales[0]], constants[scales[1]] if len(scales) > 1 else None,
+                                         dequantize.instruction.attrs["input_scale"], shape)
+        single[position[reshape.instruction.src[0]]] = dataclasses.replace(
+            dequantize, run=lambda operands, run=run: [run(operands[0])])
+        single[position[instruction.src[0]]] = dataclasses.replace(single[position[instruction.src[0]]], run=_pass_on)
+        single[k] = dataclasses.replace(single[k], run=_pass_on)
 
 
 def _tap_product(tap: TapConvolution, cols, product, keep_float: bool):

@@ -155,8 +155,7 @@ def dequantize(acc: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None = N
 
 def dequantizer(w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float):
     """`dequantize` with its scales and bias fixed (prepared once when they are constants): acc → float32."""
-    scale = input_scale * w_scale.astype(np.float64)
-    bias = None if bias is None else bias.astype(np.float64, copy=False)
+    scale, bias = _dequantize_terms(w_scale, bias, input_scale)
 
     def run(acc: np.ndarray) -> np.ndarray:
         step = max(1, _DEQUANTIZE_BLOCK // max(1, acc.shape[1]))   # rows whose float64 temporaries stay in cache
@@ -177,6 +176,32 @@ def dequantizer(w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float
                 np.add(part, bias, out=out[start:start + step])
         return out
     return run
+
+
+def channels_first_dequantizer(w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float,
+                               shape: tuple[int, int, int, int]):
+    """`dequantize` of accumulators [N·H·W, M] whose values then go channels first: acc → float32 [N, M, H, W]
+    (`shape` is [N, H, W, M]), the float64 arithmetic per element as `dequantize` does it, the transposition done
+    in the widening copy."""
+    scale, bias = _dequantize_terms(w_scale, bias, input_scale)
+    n, h, w, m = shape
+    scale = scale[:, None]
+    bias = None if bias is None else bias[:, None]
+
+    def run(acc: np.ndarray) -> np.ndarray:
+        wide = np.empty((n, m, h * w), dtype=np.float64)
+        wide[...] = acc.reshape(n, h * w, m).transpose(0, 2, 1)
+        wide *= scale
+        if bias is not None:
+            wide += bias
+        return wide.astype(np.float32).reshape(n, m, h, w)
+    return run
+
+
+def _dequantize_terms(w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The float64 per-output scale input_scale·w_scale[m] and bias[m] of a dequantize."""
+    return input_scale * w_scale.astype(np.float64), None if bias is None else bias.astype(np.float64, copy=False)
 
 
 # Attributes a fixture may leave out: DERIVED ones follow from the weights' shape and the widths (adc_bits

@@ -1,7 +1,7 @@
 """Steps the machine prepares once per program agree with their definitions bit for bit: an im2col as one
 gather (`im2col_sources`), a dequantize with constant scales and bias (`dequantizer`, one block or many), and a
 layer's exact product prepared for a known input range (`CrossbarGroup.exact_product`); a packed layer's blocks
-as one dense GEMM; a stride-1 convolution's product tap by tap, without its im2col."""
+as one dense GEMM; a dequantize given channels first; a stride-1 convolution's product tap by tap, without its im2col."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 
 from rcc.compiler.driver import compile_model
 from rcc.ir.inputs import random_inputs
-from rcc.ir.ops.xbar import _DEQUANTIZE_BLOCK, dequantizer, im2col, im2col_sources, quantize_limits
+from rcc.ir.ops.nn_shape import transpose
+from rcc.ir.ops.xbar import (_DEQUANTIZE_BLOCK, channels_first_dequantizer, dequantize, dequantizer, im2col,
+                             im2col_sources, quantize_limits)
 from rcc.runtime import crossbar
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.machine import Machine
@@ -48,6 +50,18 @@ def test_a_prepared_dequantize_is_the_float64_formula(rows: int, with_bias: bool
     w_scale = rng.uniform(1e-4, 1e-2, 16).astype(np.float32)
     bias = rng.standard_normal(16).astype(np.float32) if with_bias else None
     assert np.array_equal(dequantizer(w_scale, bias, 0.037)(acc), _blockwise(acc, w_scale, bias, 0.037))
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_a_dequantize_given_channels_first_is_dequantize_then_transpose(with_bias: bool) -> None:
+    rng = np.random.default_rng(7)
+    shape = (2, 5, 3, 11)
+    acc = rng.integers(-2 ** 20, 2 ** 20, (2 * 5 * 3, 11)).astype(np.float32)
+    w_scale = rng.uniform(1e-4, 1e-2, 11).astype(np.float32)
+    bias = rng.standard_normal(11).astype(np.float32) if with_bias else None
+    expected = transpose(dequantize(acc, w_scale, bias, input_scale=0.02).reshape(shape), perm=(0, 3, 1, 2))
+    got = channels_first_dequantizer(w_scale, bias, 0.02, shape)(acc)
+    assert got.flags.c_contiguous and np.array_equal(got, expected)
 
 
 @pytest.mark.parametrize("groups", [1, 3])
@@ -108,6 +122,7 @@ def test_a_single_run_with_tap_convolutions_gives_the_traced_runs_outputs() -> N
     compiled = compile_model(ROOT / "models" / "resnet_small.onnx", precision="int")
     machine = Machine(compiled.program)
     assert any(run.__qualname__.startswith("_tap_product") for run, *_ in machine.plan._single)
+    assert any(run.__qualname__.startswith("_dequantize_channels_first") for run, *_ in machine.plan._single)
     inputs = random_inputs(compiled.graph, 1)
     first = machine.run(inputs)           # records the shapes for the counts: the fused steps
     again = machine.run(inputs)           # the single-sample steps, convolutions tap by tap
