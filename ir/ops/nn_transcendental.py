@@ -48,7 +48,8 @@ def _horner(coefficients: tuple[float, ...], t: np.ndarray) -> np.ndarray:
 def erf_wide(x: np.ndarray) -> np.ndarray:
     """The error function of `x` in float64 (numpy has none), vectorised: x·P(x²) below 2, 1 − exp(−x²)·Q(|x|)
     from 2 to 6 (only for the elements there), ±1 beyond; NaN stays NaN."""
-    x = np.asarray(x, np.float64)
+    shape = np.shape(x)
+    x = np.asarray(x, np.float64).reshape(-1)   # 1-D: a 0-d array's arithmetic gives scalars, not arrays
     magnitude = np.abs(x)
     near = np.minimum(magnitude, 2.0)
     out = x * _horner(_ERF_NEAR, near * near * 0.5 - 1.0)
@@ -56,7 +57,7 @@ def erf_wide(x: np.ndarray) -> np.ndarray:
     if far.any():
         a = np.minimum(magnitude[far], 6.0)
         out[far] = np.copysign(1.0 - np.exp(-a * a) * _horner(_ERFCX_FAR, (a - 4.0) * 0.5), x[far])
-    return out
+    return out.reshape(shape)
 
 
 @_float_op("nn.erf")

@@ -30,6 +30,7 @@ def test_float32_results_round_as_math_erf_does() -> None:
 
 
 def test_special_values() -> None:
+    assert erf(np.array(0.5, np.float32)).shape == () and erf(np.zeros((2, 0), np.float32)).shape == (2, 0)
     x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 6.0, -7.5, 40.0], dtype=np.float32)
     got = erf(x)
     np.testing.assert_array_equal(got[:4], [0.0, -0.0, 1.0, -1.0])
