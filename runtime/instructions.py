@@ -141,15 +141,21 @@ def _prepare_mvm(machine, instruction: Instruction) -> Step:
     return lambda operands: [crossbars[name].run(operands[0], sliced, bound)]
 
 
+# vector ops whose result holds some of their operand's values and nothing else
+_VALUE_KEEPING_FNS = frozenset({"nn.reshape", "nn.transpose", "nn.slice"})
+
+
 def input_ranges(program) -> dict[str, tuple[int, int]]:
     """The integer range [low, high] of every buffer that is a `quantize` result, or an `im2col` of one (whose
-    padding adds zeros, inside every quantized range): what the program proves about an mvm's input."""
+    padding adds zeros, inside every quantized range), or a reshape, transpose or slice of one: what the program
+    proves about an mvm's input."""
     ranges: dict[str, tuple[int, int]] = {}
     for instruction in program.instructions:
         if instruction.opcode == "quantize":
             attrs = instruction.attrs
             ranges[instruction.dst[0]] = quantize_limits(int(attrs["bits"]), bool(attrs["signed"]))
-        elif instruction.opcode == "im2col" and instruction.src[0] in ranges:
+        elif instruction.src and instruction.src[0] in ranges and (instruction.opcode == "im2col" or (
+                instruction.opcode == "vec" and instruction.attrs["fn"] in _VALUE_KEEPING_FNS)):
             ranges[instruction.dst[0]] = ranges[instruction.src[0]]
         else:   # a buffer written again by anything else proves nothing
             for name in instruction.dst:

@@ -130,3 +130,17 @@ def test_a_single_run_with_tap_convolutions_gives_the_traced_runs_outputs() -> N
     for name, value in traced.outputs.items():
         assert np.array_equal(first.outputs[name], value) and np.array_equal(again.outputs[name], value)
     assert again.per_instruction == first.per_instruction
+
+
+def test_a_reshaped_quantized_input_keeps_its_range_and_its_results() -> None:
+    """The transformer block reshapes its quantized activations before each mvm: the range survives, so every
+    layer takes the prepared product, and the outputs are the traced (unfused) run's."""
+    compiled = compile_model(ROOT / "models" / "transformer_encoder_block.onnx", precision="int")
+    machine = Machine(compiled.program)
+    mvms = [instruction for instruction in compiled.program.instructions if instruction.opcode == "mvm"]
+    assert mvms and all(instruction.src[0] in machine.input_ranges for instruction in mvms)
+    inputs = random_inputs(compiled.graph, 2)
+    machine.run(inputs)
+    single, traced = machine.run(inputs), machine.run(inputs, trace=True)
+    for name, value in traced.outputs.items():
+        assert np.array_equal(single.outputs[name], value)
