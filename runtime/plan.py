@@ -115,6 +115,7 @@ class Plan:
         # for runs that observe no intermediate values, and of those, single samples that record no shapes
         self.fused, single = fused_steps(machine, self.steps)
         self._single = [(step.run, step.src, step.dst, step.free, step.output, step.progress) for step in single]
+        self._kinds = [step_kind(step.instruction) for step in single]
 
     def run(self, inputs: dict[str, np.ndarray], batch: int, record_shapes: bool,
             observe: Callable[[PlannedStep, list[np.ndarray], list[np.ndarray]], list[np.ndarray]] | None = None,
@@ -131,8 +132,8 @@ class Plan:
         shapes: list[tuple[tuple[int, ...], ...]] | None = [()] * (len(self.steps) + len(self.loads)) \
             if record_shapes else None
         with stage("machine run", len(self.steps)) as advance:
-            if batch == 1 and observe is None and shapes is None and timings is None:
-                self._run_single(slots, outputs, advance)
+            if batch == 1 and observe is None and shapes is None:
+                self._run_single(slots, outputs, advance, timings)
                 return outputs, shapes
             for step in self.steps if observe is not None else self.fused:
                 start = time.perf_counter() if timings is not None else 0.0
@@ -163,12 +164,18 @@ class Plan:
         return outputs, shapes
 
 
-    def _run_single(self, slots: list, outputs: dict[str, np.ndarray], advance: Callable[[int], None]) -> None:
-        """`run`'s loop for one sample that nothing observes, records or times: the fused steps, with nothing
-        per step but the call and the slots' bookkeeping."""
-        for run, src, dst, free, output, progress in self._single:
+    def _run_single(self, slots: list, outputs: dict[str, np.ndarray], advance: Callable[[int], None],
+                    timings: dict[str, float] | None) -> None:
+        """`run`'s loop for one sample that nothing observes or records: the single-sample steps (`fused_steps`),
+        with nothing per step but the call and the slots' bookkeeping (and, for a profile, its seconds)."""
+        for (run, src, dst, free, output, progress), kind in zip(self._single, self._kinds):
             operands = [slots[i] for i in src]
-            results = run(operands)
+            if timings is None:
+                results = run(operands)
+            else:
+                start = time.perf_counter()
+                results = run(operands)
+                timings[kind] = timings.get(kind, 0.0) + time.perf_counter() - start
             for index, result in zip(dst, results):
                 slots[index] = result
             for index in free:

@@ -127,9 +127,13 @@ def test_a_single_run_with_tap_convolutions_gives_the_traced_runs_outputs() -> N
     first = machine.run(inputs)           # records the shapes for the counts: the fused steps
     again = machine.run(inputs)           # the single-sample steps, convolutions tap by tap
     traced = machine.run(inputs, trace=True)
+    timings: dict[str, float] = {}
+    profiled = machine.run(inputs, timings=timings)   # the single-sample steps, each timed by its kind
     for name, value in traced.outputs.items():
         assert np.array_equal(first.outputs[name], value) and np.array_equal(again.outputs[name], value)
+        assert np.array_equal(profiled.outputs[name], value)
     assert again.per_instruction == first.per_instruction
+    assert {"mvm", "im2col", "quantize", "dequantize", "nn.relu"} <= set(timings)
 
 
 def test_a_reshaped_quantized_input_keeps_its_range_and_its_results() -> None:
