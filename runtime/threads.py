@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -58,13 +58,14 @@ def _blas_libraries() -> list:
     return [library for library in _POOL["blas"].lib_controllers if library.user_api == "blas"]
 
 
-@contextmanager
-def blas_limited(threads: int | None) -> Iterator[None]:
+def blas_limited(threads: int | None) -> AbstractContextManager:
     """Within: every BLAS library at most `threads` threads (None: unchanged); each one's setting restored after.
     Costs about a microsecond (threadpoolctl's `limit` takes several)."""
-    if threads is None:
-        yield
-        return
+    return nullcontext() if threads is None else _blas_at_most(threads)
+
+
+@contextmanager
+def _blas_at_most(threads: int) -> Iterator[None]:
     changed = []
     for library in _blas_libraries():
         before = library.get_num_threads()
