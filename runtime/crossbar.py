@@ -39,6 +39,7 @@ import numpy as np
 from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 
 CHUNK_ELEMENTS = 1 << 24  # bound on the temporaries of one step (elements)
+DENSE_PACKED_ELEMENTS = 1 << 22   # a packed layer's blocks run as one dense GEMM up to this size (32 MiB float64)
 _EXACT_FLOAT64 = 2.0 ** 53
 EXACT_FLOAT32 = 2.0 ** 24  # float32 holds every integer below it
 
@@ -116,6 +117,7 @@ class CrossbarGroup:
         self._column_norm = _largest_column_norm(self.matrix) if self.integer else 0.0
         self._tiles: list[SaturableTile] | None = None   # the sliced path's cells, built on its first run
         self._block_weights: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None  # packed: built on first run
+        self._packed_dense: tuple[np.ndarray, np.ndarray, float] | None = None   # packed, integer: the blocks as one matrix
         self._reordered_matrix: tuple[np.ndarray, np.ndarray] | None = None   # (row order, matrix), `exact_values`
 
     def tiles(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -152,14 +154,34 @@ class CrossbarGroup:
         x_max = float(_value_range(x, x_range)[1]) if self.integer else 0.0
         exact32 = g.xbar_rows * x_max * self.weight_max < EXACT_FLOAT32
         dtype = np.float32 if not self.integer or exact32 else np.float64
-        total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
-        inputs = x.astype(dtype)
         if self._block_weights is None:     # the blocks' cells, gathered once (they are programmed once)
             self._block_weights = [(group * g.rows + rows, group * g.outputs + cols,
                                     self.matrix[group][np.ix_(rows, cols)]) for group, rows, cols in self.blocks]
+            self._packed_dense = self._blocks_as_dense() if self.integer else None
+        if self._packed_dense is not None:
+            dense, dense32, dense_max = self._packed_dense
+            bound = dense.shape[0] * x_max * dense_max
+            if bound < _EXACT_FLOAT64:   # every sum is an integer the GEMM holds exactly: the blocks' sum
+                if bound < EXACT_FLOAT32:
+                    return np.matmul(x.astype(np.float32, copy=False), dense32).astype(np.int64)
+                return np.matmul(x.astype(np.float64, copy=False), dense).astype(np.int64)
+        total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
+        inputs = x.astype(dtype)
         for rows, cols, block in self._block_weights:
             total[:, cols] += np.matmul(inputs[:, rows], block.astype(dtype, copy=False))
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
+
+    def _blocks_as_dense(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """Integer mode: the packed blocks' cells added into one [G·K, G·M] matrix and its largest magnitude, when
+        it holds at most DENSE_PACKED_ELEMENTS (float64, and in float32); x · it is Σ over blocks of x[:, rows] · block, scattered (the same
+        integers when the GEMM is exact). None for a larger one."""
+        g = self.mapping
+        if g.groups * g.rows * g.groups * g.outputs > DENSE_PACKED_ELEMENTS:
+            return None
+        dense = np.zeros((g.groups * g.rows, g.groups * g.outputs), dtype=np.float64)
+        for rows, cols, block in self._block_weights:
+            np.add.at(dense, np.ix_(rows, cols), block)
+        return dense, dense.astype(np.float32), float(np.abs(dense).max(initial=0))
 
     def exact_values(self, x: np.ndarray, x_range: tuple[int, int] | None = None,
                      row_order: np.ndarray | None = None) -> np.ndarray:
@@ -182,6 +204,24 @@ class CrossbarGroup:
         if g.rows * term_max < EXACT_FLOAT32:
             return ungrouped(np.matmul(rows, matrix))
         return ungrouped(self._chunked_product(rows, matrix, x_low >= 0))
+
+    def exact_product(self, x_range: tuple[int, int], row_order: np.ndarray | None = None):
+        """`exact_values(x, x_range, row_order)` prepared for inputs known to lie in `x_range`: when that range
+        proves one float32 GEMM exact (rows·max|x|·max|w| < 2^24), the GEMM alone (the same float32 product,
+        without re-deciding per call); else `exact_values`."""
+        g = self.mapping
+        if not self.single_gemm_exact(x_range):
+            return lambda x: self.exact_values(x, x_range, row_order)
+        matrix = self.matrix if row_order is None else self._reordered(row_order)
+        if g.groups == 1:
+            weights = matrix[0]
+            return lambda x: np.matmul(x.astype(np.float32, copy=False), weights)
+        return lambda x: ungrouped(np.matmul(grouped_rows(x.astype(np.float32, copy=False), g.groups), matrix))
+
+    def single_gemm_exact(self, x_range: tuple[int, int]) -> bool:
+        """Whether, for every x in `x_range`, x · W is one exact float32 GEMM: rows·max|x|·max|w| < 2^24 bounds
+        every partial sum, in any order and over any subset of the rows."""
+        return self.mapping.rows * float(_value_range(None, x_range)[1]) * self.weight_max < EXACT_FLOAT32
 
     def _reordered(self, row_order: np.ndarray) -> np.ndarray:
         """The float32 weights with their rows in `row_order` (kept: the first order asked for)."""

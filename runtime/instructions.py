@@ -38,7 +38,7 @@ import numpy as np
 from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.program import Instruction
 from rcc.backends.target import Target
-from rcc.ir.ops.xbar import dequantize, im2col, quantize, quantize_limits
+from rcc.ir.ops.xbar import dequantize, dequantizer, im2col, im2col_sources, quantize, quantize_limits
 from rcc.ir.optable import OPS, normalize_attrs
 from rcc.runtime.counters import Counts
 from rcc.runtime.crossbar import CrossbarGroup
@@ -141,15 +141,21 @@ def _prepare_mvm(machine, instruction: Instruction) -> Step:
     return lambda operands: [crossbars[name].run(operands[0], sliced, bound)]
 
 
+# vector ops whose result holds some of their operand's values and nothing else
+_VALUE_KEEPING_FNS = frozenset({"nn.reshape", "nn.transpose", "nn.slice"})
+
+
 def input_ranges(program) -> dict[str, tuple[int, int]]:
     """The integer range [low, high] of every buffer that is a `quantize` result, or an `im2col` of one (whose
-    padding adds zeros, inside every quantized range): what the program proves about an mvm's input."""
+    padding adds zeros, inside every quantized range), or a reshape, transpose or slice of one: what the program
+    proves about an mvm's input."""
     ranges: dict[str, tuple[int, int]] = {}
     for instruction in program.instructions:
         if instruction.opcode == "quantize":
             attrs = instruction.attrs
             ranges[instruction.dst[0]] = quantize_limits(int(attrs["bits"]), bool(attrs["signed"]))
-        elif instruction.opcode == "im2col" and instruction.src[0] in ranges:
+        elif instruction.src and instruction.src[0] in ranges and (instruction.opcode == "im2col" or (
+                instruction.opcode == "vec" and instruction.attrs["fn"] in _VALUE_KEEPING_FNS)):
             ranges[instruction.dst[0]] = ranges[instruction.src[0]]
         else:   # a buffer written again by anything else proves nothing
             for name in instruction.dst:
@@ -196,6 +202,42 @@ def _attr_call(fn: Callable, keys: tuple[str, ...]) -> Callable:
     return prepare
 
 
+GATHERED_IM2COL_ELEMENTS = 1 << 18   # largest im2col run as a gather (its int64 index: 2 MiB)
+
+
+def _prepare_im2col(machine, instruction: Instruction) -> Step:
+    """An im2col whose taps outnumber its channels fourfold (each tap's copy moves a few elements at a time), and
+    whose result is small, runs as one gather through an index prepared per input shape (`im2col_sources`)."""
+    attrs = {k: instruction.attrs[k] for k in ("kernel", "strides", "pads", "dilations")}
+    taps = attrs["kernel"][0] * attrs["kernel"][1]
+    rows, columns = instruction.shapes[0]
+    if 4 * (columns // taps) >= taps or rows * columns > GATHERED_IM2COL_ELEMENTS:
+        return lambda operands: [im2col(operands[0], **attrs)]
+    sources: dict[tuple[int, ...], np.ndarray] = {}
+
+    def gather(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if x.size * taps > 4 * GATHERED_IM2COL_ELEMENTS:   # a large batch: an index would cost too much memory
+            return [im2col(x, **attrs)]
+        if x.shape not in sources:
+            sources[x.shape] = im2col_sources(x.shape, *attrs.values())
+        padded = np.empty(x.size + 1, dtype=x.dtype)
+        padded[:-1] = x.reshape(-1)
+        padded[-1] = 0
+        return [np.take(padded, sources[x.shape])]
+    return gather
+
+
+def _prepare_dequantize(machine, instruction: Instruction) -> Step:
+    """Scales and bias that are program constants (as the compiler emits them) are combined once."""
+    constants, input_scale = machine.program.constants, instruction.attrs["input_scale"]
+    if not all(name in constants for name in instruction.src[1:]):
+        return _attr_call(dequantize, ("input_scale",))(machine, instruction)
+    run = dequantizer(*(constants[name] for name in instruction.src[1:3]), input_scale) \
+        if len(instruction.src) > 2 else dequantizer(constants[instruction.src[1]], None, input_scale)
+    return lambda operands: [run(operands[0])]
+
+
 def _prepare_load(machine, instruction: Instruction) -> Step:
     return lambda operands: [machine.inputs[instruction.dst[0]]]
 
@@ -203,10 +245,10 @@ def _prepare_load(machine, instruction: Instruction) -> Step:
 INSTRUCTIONS: dict[str, InstructionDef] = {
     "load": InstructionDef("load", _prepare_load, _offchip_count),
     "store": InstructionDef("store", lambda m, i: lambda operands: [], _offchip_count),
-    "im2col": InstructionDef("im2col", _attr_call(im2col, ("kernel", "strides", "pads", "dilations")), _vec_count),
+    "im2col": InstructionDef("im2col", _prepare_im2col, _vec_count),
     "quantize": InstructionDef("quantize", _attr_call(quantize, ("scale", "bits", "signed")), _vec_count),
     "mvm": InstructionDef("mvm", _prepare_mvm, _mvm_count),
-    "dequantize": InstructionDef("dequantize", _attr_call(dequantize, ("input_scale",)), _vec_count),
+    "dequantize": InstructionDef("dequantize", _prepare_dequantize, _vec_count),
     "vec": InstructionDef("vec", _prepare_vec, _vec_count),
     "write_mvm": InstructionDef("write_mvm", _prepare_write_mvm, _write_mvm_count),
 }

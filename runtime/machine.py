@@ -23,6 +23,7 @@ from rcc.runtime.devices import program_crossbars
 from rcc.runtime.instructions import INSTRUCTIONS, input_ranges
 from rcc.runtime.plan import Plan, PlannedStep
 from rcc.runtime.schedule import check_schedule, instruction_counts, mvm_arrays, total_counts
+from rcc.runtime.threads import blas_limited, blas_threads_for
 
 _TARGET_FIELDS = set(Target.__dataclass_fields__)
 
@@ -96,7 +97,8 @@ class Machine:
         N > 1 samples along that axis) runs as one: every buffer holds the N samples' values stacked along
         its leading axis, each `mvm` and every per-sample vector op runs once on them, other vector ops
         sample by sample (`runtime/batching.py`); outputs are stacked the same way and the counts are N
-        inferences' (`batch_inputs`). `timings`, when given, accumulates the seconds spent per kind of
+        inferences' (`batch_inputs`). BLAS runs on one thread when the largest GEMM is too small for a second to
+        pay (`threads.blas_threads_for`). `timings`, when given, accumulates the seconds spent per kind of
         instruction (an opcode, or a vector op's IR op name): a profile."""
         declared = self._declared
         samples = [check_inputs(declared, sample, allow_nonfinite, self.program.baked_inputs,
@@ -107,7 +109,9 @@ class Machine:
         record = key not in self._counted
         mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         observe = _observer(trace, allow_nonfinite, mvm_trace) if trace or allow_nonfinite else None
-        with np.errstate(invalid="ignore" if allow_nonfinite else "warn"):
+        stacked_batch = batch if self.plan.stackable else 1
+        with np.errstate(invalid="ignore" if allow_nonfinite else "warn"), \
+                blas_limited(blas_threads_for(self.plan.largest_gemm_macs * stacked_batch)):
             if batch == 1 or self.plan.stackable:
                 stacked = samples[0] if batch == 1 else \
                     {name: np.concatenate([sample[name] for sample in samples]) for name in samples[0]}

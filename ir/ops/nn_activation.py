@@ -132,13 +132,30 @@ def _pow_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     return [TensorType(broadcast_shapes(base.shape, exponent.shape), base.dtype)]
 
 
+def _scalar_power(base: np.ndarray, power: float, exponent: np.ndarray) -> np.ndarray:
+    """A float base raised to the single value `power` (held in `exponent`, of the base's dtype)."""
+    if power == 2.0:
+        return base * base
+    if power == 3.0:
+        return base * base * base
+    if power == 0.5:
+        root = np.sqrt(base + base.dtype.type(0.0))     # −0 + 0 is +0
+        root[np.isneginf(base)] = np.inf
+        return root
+    return np.power(base, exponent)
+
+
 @define("nn.pow", operands=("base", "exponent"), infer=_pow_infer, tags=("elementwise",))
 def pow_(base: np.ndarray, exponent: np.ndarray) -> np.ndarray:
-    """base ** exponent with broadcasting, in the base's dtype (the exponent's dtype may differ)."""
+    """base ** exponent with broadcasting, in the base's dtype (the exponent's dtype may differ). A float base
+    raised to one exponent of 2 or 3 is x·x or x·x·x, as onnxruntime's Pow computes it; to 0.5, the square root
+    (what pow gives: correctly rounded, +0 at −0, +inf at −inf)."""
     if base.dtype.kind == "f" and exponent.dtype.kind != "f":
         exponent = exponent.astype(base.dtype)
     with np.errstate(all="ignore"):
         if base.dtype.kind == "f" and exponent.dtype == base.dtype:
+            if exponent.size == 1 and exponent.ndim <= base.ndim:
+                return _scalar_power(base, float(exponent.reshape(-1)[0]), exponent)
             return np.power(base, exponent)
         return _to_dtype(np.power(base.astype(np.float64), exponent.astype(np.float64)), base.dtype)
 

@@ -110,8 +110,9 @@ def _axis_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 @define("nn.softmax", operands=("x",), infer=_axis_infer, attrs={"axis": Attr("int")})
 def softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
     """exp(x) / sum(exp(x)) along `axis` (non-negative)."""
-    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return (shifted / np.sum(shifted, axis=axis, keepdims=True)).astype(x.dtype)
+    shifted = np.exp(x - x.max(axis=axis, keepdims=True))
+    shifted /= np.add.reduce(shifted, axis=axis, keepdims=True)   # np.sum's reduction, without its wrapper
+    return shifted.astype(x.dtype, copy=False)
 
 
 @define("nn.log_softmax", operands=("x",), infer=_axis_infer, attrs={"axis": Attr("int")})

@@ -7,6 +7,8 @@ normalisation is group normalisation with one channel per group. Arithmetic foll
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rcc.ir.optable import Attr, define
@@ -99,10 +101,12 @@ def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None = None,
     """x normalised over its axes from `axis` on (mean and biased variance in `stash_type`), then
     scale·x̂ + bias (both broadcast to those axes)."""
     wide = np.float64 if stash_type == "f64" else np.float32
-    stashed = x.astype(wide)
+    stashed = x.astype(wide, copy=False)
     axes = tuple(range(axis, x.ndim))
-    mean = stashed.mean(axis=axes, keepdims=True, dtype=np.float64).astype(wide)
-    variance = np.square(stashed - mean).mean(axis=axes, keepdims=True, dtype=np.float64).astype(wide)
-    normalized = ((stashed - mean) / np.sqrt(variance + wide(epsilon))).astype(x.dtype)
-    y = normalized * scale
-    return (y if bias is None else y + bias).astype(x.dtype)
+    count = math.prod(x.shape[axis:])   # the means sum in float64 and divide, as ndarray.mean does
+    mean = (np.add.reduce(stashed, axis=axes, dtype=np.float64, keepdims=True) / count).astype(wide)
+    centered = stashed - mean
+    variance = (np.add.reduce(np.square(centered), axis=axes, dtype=np.float64, keepdims=True) / count).astype(wide)
+    centered /= np.sqrt(variance + wide(epsilon))
+    y = centered.astype(x.dtype, copy=False) * scale
+    return (y if bias is None else y + bias).astype(x.dtype, copy=False)

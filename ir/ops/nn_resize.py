@@ -13,6 +13,8 @@ gives onnxruntime's integers.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from rcc.ir.ops.nn_shape import COORDINATE_MODES, source_coordinates
@@ -204,15 +206,35 @@ def onnxruntime_bilinear(x: np.ndarray, attrs: dict) -> np.ndarray | None:
             or attrs["antialias"] \
             or attrs["coordinate_transformation_mode"] == "tf_crop_and_resize":
         return None
-    mode = attrs["coordinate_transformation_mode"]
-    y1, y2, dy1, dy2 = _bilinear_taps(x.shape[2], attrs["sizes"][2], attrs["scales"][2], mode)
-    x1, x2, dx1, dx2 = _bilinear_taps(x.shape[3], attrs["sizes"][3], attrs["scales"][3], mode)
-    rows1, rows2 = x[:, :, y1, :], x[:, :, y2, :]
-    x11, x21, x12, x22 = rows1[..., x1], rows1[..., x2], rows2[..., x1], rows2[..., x2]
-    dy1, dy2 = dy1[:, None], dy2[:, None]
-    total = (dx2 * dy2) * x11 + (dx1 * dy2) * x21  # float32 throughout, in onnxruntime's order
-    total = total + (dx2 * dy1) * x12
-    return np.ascontiguousarray(total + (dx1 * dy1) * x22)
+    n, c, h, w = x.shape
+    out_h, out_w = attrs["sizes"][2:]
+    taps = _bilinear_plan(h, w, out_h, out_w, attrs["scales"][2], attrs["scales"][3],
+                          attrs["coordinate_transformation_mode"])
+    pixels = x.reshape(n * c, h * w)
+    (first, first_weight), *rest = taps
+    total = np.take(pixels, first, axis=1)
+    total *= first_weight
+    for index, weight in rest:   # float32 throughout, in onnxruntime's order
+        term = np.take(pixels, index, axis=1)
+        term *= weight
+        total += term
+    return total.reshape(n, c, out_h, out_w)
+
+
+@functools.lru_cache(maxsize=64)
+def _bilinear_plan(h: int, w: int, out_h: int, out_w: int, scale_h: float, scale_w: float, mode: str
+                   ) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """`onnxruntime_bilinear`'s four taps X11, X21, X12, X22 as (flat pixel index, float32 weight) per output
+    pixel: dx2·dy2, dx1·dy2, dx2·dy1, dx1·dy1 (computed once per geometry; callers only read them)."""
+    y1, y2, dy1, dy2 = _bilinear_taps(h, out_h, scale_h, mode)
+    x1, x2, dx1, dx2 = _bilinear_taps(w, out_w, scale_w, mode)
+    dy1, dy2, y1, y2 = dy1[:, None], dy2[:, None], y1[:, None], y2[:, None]
+    taps = tuple(((row * w + column).reshape(-1), (row_weight * column_weight).reshape(-1))
+                 for row, column, row_weight, column_weight in
+                 ((y1, x1, dy2, dx2), (y1, x2, dy2, dx1), (y2, x1, dy1, dx2), (y2, x2, dy1, dx1)))
+    for index, weight in taps:
+        index.flags.writeable = weight.flags.writeable = False
+    return taps
 
 
 @define("nn.resize", operands=("x",), infer=_resize_infer,

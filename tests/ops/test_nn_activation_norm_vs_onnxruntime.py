@@ -93,6 +93,20 @@ def test_pow(shapes: tuple, types: tuple[type, type], seed: int) -> None:
     check("nn.pow", [base, exponent], {}, "Pow", opset=15)
 
 
+@pytest.mark.parametrize("power", [2.0, 3.0, 0.5])
+@pytest.mark.parametrize("exponent_shape", [(), (1,), (1, 1, 1)])
+def test_pow_by_one_small_exponent_is_onnxruntimes_bit_for_bit(power: float, exponent_shape: tuple) -> None:
+    """x², x³ (onnxruntime multiplies) and x^0.5 (pow, correctly rounded as the square root) on values, zeros,
+    infinities and NaN: the same float32 bits (up to the sign of a zero)."""
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 3e12]
+    base = np.concatenate([floats(0, (200,), 50.0), np.array(special, np.float32)]).reshape(4, 2, 26)
+    exponent = np.full(exponent_shape, power, dtype=np.float32)
+    expected = run_onnxruntime("Pow", [base, exponent], None, 15)
+    [got] = OPS["nn.pow"].run([base, exponent], {})
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == np.float32
+
+
 @SETTINGS
 @given(op=st.sampled_from([("nn.minimum", "Min"), ("nn.maximum", "Max")]), shapes=broadcast_pair(),
        dtype=st.sampled_from([np.float32] + INT_DTYPES), seed=SEEDS)

@@ -1,0 +1,36 @@
+"""Pooling whose windows tile the input (no pads or dilation, strides equal to a kernel dividing the input),
+which runs on a reshaped view of the input, against onnxruntime and against the general windowed path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rcc.ir.ops import nn_pool
+from tests.ops.test_nn_ops_vs_onnxruntime import check, floats
+
+TILINGS = [((2, 2), (1, 3, 8, 6)), ((3, 3), (2, 2, 9, 3)), ((2, 3), (1, 4, 4, 9)), ((1, 1), (1, 2, 3, 3))]
+
+
+@pytest.mark.parametrize("kernel, shape", TILINGS)
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.int8])
+def test_tiled_max_pool_is_onnxruntimes(kernel: tuple, shape: tuple, ceil_mode: bool, dtype: type) -> None:
+    x = floats(1, shape, 100.0).astype(dtype)
+    attrs = {"kernel": kernel, "strides": kernel, "dilations": (1, 1), "pads": (0, 0, 0, 0), "ceil_mode": ceil_mode}
+    assert nn_pool._tiles(shape, kernel, kernel, (0, 0, 0, 0), (1, 1))
+    check("nn.max_pool2d", [x], attrs, "MaxPool", {"kernel_shape": kernel, "strides": kernel,
+                                                    "ceil_mode": int(ceil_mode)})
+
+
+@pytest.mark.parametrize("kernel, shape", TILINGS)
+@pytest.mark.parametrize("count_include_pad", [False, True])
+def test_tiled_average_pool_is_onnxruntimes_and_the_windowed_paths(monkeypatch, kernel: tuple, shape: tuple,
+                                                                    count_include_pad: bool) -> None:
+    x = floats(2, shape, 10.0)
+    attrs = {"kernel": kernel, "strides": kernel, "dilations": (1, 1), "pads": (0, 0, 0, 0), "ceil_mode": False}
+    check("nn.avg_pool2d", [x], {**attrs, "count_include_pad": count_include_pad}, "AveragePool",
+          {"kernel_shape": kernel, "strides": kernel, "count_include_pad": int(count_include_pad)}, opset=19)
+    tiled = nn_pool.avg_pool2d(x, count_include_pad=count_include_pad, **attrs)
+    monkeypatch.setattr(nn_pool, "_tiles", lambda *args: False)
+    assert np.array_equal(tiled, nn_pool.avg_pool2d(x, count_include_pad=count_include_pad, **attrs))

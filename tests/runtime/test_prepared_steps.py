@@ -1,0 +1,150 @@
+"""Steps the machine prepares once per program agree with their definitions bit for bit: an im2col as one
+gather (`im2col_sources`), a dequantize with constant scales and bias (`dequantizer`, one block or many), and a
+layer's exact product prepared for a known input range (`CrossbarGroup.exact_product`); a packed layer's blocks
+as one dense GEMM; a dequantize given channels first; a stride-1 convolution's product tap by tap, without its im2col."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rcc.compiler.driver import compile_model
+from rcc.ir.inputs import random_inputs
+from rcc.ir.ops.nn_shape import transpose
+from rcc.ir.ops.xbar import (_DEQUANTIZE_BLOCK, channels_first_dequantizer, dequantize, dequantizer, im2col,
+                             im2col_sources, quantize_limits)
+from rcc.runtime import crossbar
+from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.machine import Machine
+from rcc.runtime.tap_conv import TapConvolution
+from tests.conftest import ROOT
+from tests.runtime.test_crossbar_exactness import Layer, int64_product, mvm_attrs
+from tests.runtime.test_machine_fast_paths import _layer
+from tests.runtime.test_packing_exactness import packed_attrs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_im2col_as_a_gather_is_im2col(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(5, 12)), int(rng.integers(5, 12)))
+    attrs = {"kernel": tuple(int(k) for k in rng.integers(1, 5, 2)), "strides": tuple(int(s) for s in rng.integers(1, 3, 2)),
+             "pads": tuple(int(p) for p in rng.integers(0, 3, 4)), "dilations": tuple(int(d) for d in rng.integers(1, 3, 2))}
+    x = rng.standard_normal(shape).astype(np.float32)
+    sources = im2col_sources(shape, *attrs.values())
+    assert np.array_equal(np.take(np.append(x.reshape(-1), np.float32(0)), sources), im2col(x, **attrs))
+
+
+def _blockwise(acc: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float) -> np.ndarray:
+    """The definition: acc · input_scale · w_scale (+ bias) in float64, one row at a time, rounded once."""
+    scale = input_scale * w_scale.astype(np.float64)
+    rows = [row * scale + (0.0 if bias is None else bias.astype(np.float64)) for row in acc.astype(np.float64)]
+    return np.array(rows).astype(np.float32)
+
+
+@pytest.mark.parametrize("rows", [1, 37, 3 * _DEQUANTIZE_BLOCK // 16 + 5])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("acc_dtype", [np.int64, np.float32])
+def test_a_prepared_dequantize_is_the_float64_formula(rows: int, with_bias: bool, acc_dtype: type) -> None:
+    rng = np.random.default_rng(rows)
+    acc = rng.integers(-2 ** 20, 2 ** 20, (rows, 16)).astype(acc_dtype)
+    w_scale = rng.uniform(1e-4, 1e-2, 16).astype(np.float32)
+    bias = rng.standard_normal(16).astype(np.float32) if with_bias else None
+    assert np.array_equal(dequantizer(w_scale, bias, 0.037)(acc), _blockwise(acc, w_scale, bias, 0.037))
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_a_dequantize_given_channels_first_is_dequantize_then_transpose(with_bias: bool) -> None:
+    rng = np.random.default_rng(7)
+    shape = (2, 5, 3, 11)
+    acc = rng.integers(-2 ** 20, 2 ** 20, (2 * 5 * 3, 11)).astype(np.float32)
+    w_scale = rng.uniform(1e-4, 1e-2, 11).astype(np.float32)
+    bias = rng.standard_normal(11).astype(np.float32) if with_bias else None
+    expected = transpose(dequantize(acc, w_scale, bias, input_scale=0.02).reshape(shape), perm=(0, 3, 1, 2))
+    got = channels_first_dequantizer(w_scale, bias, 0.02, shape)(acc)
+    assert got.flags.c_contiguous and np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("bits", [4, 8, 16])
+def test_a_product_prepared_for_a_range_is_exact_values(groups: int, bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    low, high = quantize_limits(bits, True)
+    x = rng.integers(low, high + 1, (40, groups * 300)).astype(np.float32)
+    weights = rng.integers(-127, 128, (groups, 300, 7))
+    layer = _layer(rng, 300, 7, x, weights)
+    expected = layer.exact_values(x, (low, high))
+    got = layer.exact_product((low, high))(x)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("input_bits", [8, 16])
+def test_a_packed_layer_as_one_dense_matrix_is_its_blocks_sum(monkeypatch, groups: int, input_bits: int) -> None:
+    """The packed blocks run as one GEMM (small layers) and block by block (large ones, here forced) give the
+    int64 product, in float32 and (16-bit inputs over 300 rows) float64."""
+    rng = np.random.default_rng(groups + input_bits)
+    k, m = 300, 40
+    weights = np.where(rng.random((groups, k, m)) < 0.2, rng.integers(-127, 128, (groups, k, m)), 0).astype(np.int8)
+    low, high = quantize_limits(input_bits, True)
+    x = rng.integers(low, high + 1, (23, groups * k)).astype(np.int32)
+    attrs = mvm_attrs(rows=128, cols=128, weight_bits=8, input_bits=input_bits, input_signed=True, cell_bits=2,
+                      dac_bits=1, encoding="differential", groups=groups, k=k, m=m)
+    layer = Layer(weights, x, attrs)
+    attrs, row_map, col_map = packed_attrs(layer, "compact")
+    expected = int64_product(x, weights)
+    assert np.array_equal(CrossbarGroup(weights, attrs, row_map, col_map).run(x, x_range=(low, high)), expected)
+    monkeypatch.setattr(crossbar, "DENSE_PACKED_ELEMENTS", 0)
+    looped = CrossbarGroup(weights, attrs, row_map, col_map)
+    assert np.array_equal(looped.run(x, x_range=(low, high)), expected) and looped._packed_dense is None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_stride_one_convolution_tap_by_tap_is_the_im2col_product(seed: int) -> None:
+    """Random kernels, pads, dilations and batch sizes; int32 and float32 levels: the same float32 integers."""
+    rng = np.random.default_rng(seed)
+    n, c, m = int(rng.integers(1, 3)), int(rng.integers(1, 20)), int(rng.integers(1, 9))
+    attrs = {"kernel": tuple(int(k) for k in rng.integers(1, 4, 2)), "strides": (1, 1),
+             "pads": tuple(int(p) for p in rng.integers(0, 3, 4)), "dilations": tuple(int(d) for d in rng.integers(1, 3, 2))}
+    taps = attrs["kernel"][0] * attrs["kernel"][1]
+    x = rng.integers(0, 256, (n, c, int(rng.integers(6, 12)), int(rng.integers(6, 12)))).astype(np.int32)
+    weights = rng.integers(-127, 128, (1, c * taps, m))
+    layer = _layer(rng, c * taps, m, x, weights)
+    assert layer.single_gemm_exact((0, 255))
+    cols = im2col(x, **attrs)
+    expected = layer.exact_product((0, 255))(cols)
+    convolution = TapConvolution(layer, attrs)
+    for levels in (x, x.astype(np.float32)):
+        got = convolution(levels)
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+def test_a_single_run_with_tap_convolutions_gives_the_traced_runs_outputs() -> None:
+    compiled = compile_model(ROOT / "models" / "resnet_small.onnx", precision="int")
+    machine = Machine(compiled.program)
+    assert any(run.__qualname__.startswith("_tap_product") for run, *_ in machine.plan._single)
+    assert any(run.__qualname__.startswith("_dequantize_channels_first") for run, *_ in machine.plan._single)
+    inputs = random_inputs(compiled.graph, 1)
+    first = machine.run(inputs)           # records the shapes for the counts: the fused steps
+    again = machine.run(inputs)           # the single-sample steps, convolutions tap by tap
+    traced = machine.run(inputs, trace=True)
+    timings: dict[str, float] = {}
+    profiled = machine.run(inputs, timings=timings)   # the single-sample steps, each timed by its kind
+    for name, value in traced.outputs.items():
+        assert np.array_equal(first.outputs[name], value) and np.array_equal(again.outputs[name], value)
+        assert np.array_equal(profiled.outputs[name], value)
+    assert again.per_instruction == first.per_instruction
+    assert {"mvm", "im2col", "quantize", "dequantize", "nn.relu"} <= set(timings)
+
+
+def test_a_reshaped_quantized_input_keeps_its_range_and_its_results() -> None:
+    """The transformer block reshapes its quantized activations before each mvm: the range survives, so every
+    layer takes the prepared product, and the outputs are the traced (unfused) run's."""
+    compiled = compile_model(ROOT / "models" / "transformer_encoder_block.onnx", precision="int")
+    machine = Machine(compiled.program)
+    mvms = [instruction for instruction in compiled.program.instructions if instruction.opcode == "mvm"]
+    assert mvms and all(instruction.src[0] in machine.input_ranges for instruction in mvms)
+    inputs = random_inputs(compiled.graph, 2)
+    machine.run(inputs)
+    single, traced = machine.run(inputs), machine.run(inputs, trace=True)
+    for name, value in traced.outputs.items():
+        assert np.array_equal(single.outputs[name], value)
