@@ -27,7 +27,9 @@ lossless ADC nothing can exceed A and the result is the exact product. Tests com
 
 A batch's vectors arrive stacked ([N·P, K]); every vector's result depends on that vector alone.
 
-Float mode: ideal analog arrays, the same product in float32 (the model's precision).
+Float mode: ideal analog arrays (an analog sum has no rounding): the product summed in float64 and rounded
+once to float32, as the interpreter's matmul and conv round it, so the float machine differs from
+onnxruntime by onnxruntime's own rounding.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class CrossbarGroup:
         self.adc_max = self.mapping.adc_max
         self.adc_lossless = self.mapping.adc_lossless
         self.matrix = weights.astype(np.float32, copy=False)  # programmed once
+        self.analog = None if self.integer else weights.astype(np.float64)   # float mode: what the sums use
         self.weight_max = float(max(abs(int(weights.max(initial=0))), abs(int(weights.min(initial=0))))) \
             if self.integer else 0.0
         self._column_norm = _largest_column_norm(self.matrix) if self.integer else 0.0
@@ -138,7 +141,8 @@ class CrossbarGroup:
         if self.blocks is not None:
             exact = self._block_product(x, x_range)
         elif not self.integer:
-            return ungrouped(np.matmul(grouped_rows(x, self.mapping.groups), self.matrix))
+            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), self.mapping.groups), self.analog)
+                             ).astype(np.float32)
         else:
             exact = self.exact_values(x, x_range).astype(np.int64, copy=False)
         if not self.integer:
@@ -153,7 +157,7 @@ class CrossbarGroup:
         g = self.mapping
         x_max = float(_value_range(x, x_range)[1]) if self.integer else 0.0
         exact32 = g.xbar_rows * x_max * self.weight_max < EXACT_FLOAT32
-        dtype = np.float32 if not self.integer or exact32 else np.float64
+        dtype = np.float32 if self.integer and exact32 else np.float64
         if self._block_weights is None:     # the blocks' cells, gathered once (they are programmed once)
             self._block_weights = [(group * g.rows + rows, group * g.outputs + cols,
                                     self.matrix[group][np.ix_(rows, cols)]) for group, rows, cols in self.blocks]
