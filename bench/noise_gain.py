@@ -16,13 +16,14 @@ chaotic regime where trained weights would not.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime
+
+from rcc.compiler.noise_gain import output_snrs
 
 
 def session(path: Path, tensors: list[str]) -> onnxruntime.InferenceSession:
@@ -46,33 +47,6 @@ def input_sets(path: Path, runner: onnxruntime.InferenceSession) -> list[dict[st
     return [{name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()} for _ in range(3)]
 
 
-def output_snrs(runner: onnxruntime.InferenceSession, sets: list[dict[str, np.ndarray]], input_snr_db: float,
-                seed: int = 0) -> dict[str, float]:
-    """Output SNR (dB) per output, each float input perturbed by white noise at `input_snr_db`."""
-    rng = np.random.default_rng(seed)
-    names = [output.name for output in runner.get_outputs()]
-    signal = dict.fromkeys(names, 0.0)
-    noise = dict.fromkeys(names, 0.0)
-    for feed in sets:
-        perturbed = {}
-        for name, value in feed.items():
-            if value.dtype.kind == "f":
-                sigma = math.sqrt(float(np.mean(value.astype(np.float64) ** 2)) / 10 ** (input_snr_db / 10))
-                value = (value + rng.standard_normal(value.shape) * sigma).astype(value.dtype)
-            perturbed[name] = value
-        for name, clean, moved in zip(names, runner.run(None, feed), runner.run(None, perturbed)):
-            if np.asarray(clean).dtype.kind not in "fiu":
-                continue
-            clean64, moved64 = np.asarray(clean, np.float64), np.asarray(moved, np.float64)
-            if clean64.shape != moved64.shape:  # a data-dependent shape (detections): no element-wise figure
-                noise[name] = math.nan
-                continue
-            signal[name] += float(np.sum(clean64 ** 2))
-            noise[name] += float(np.sum((clean64 - moved64) ** 2))
-    return {name: (10 * math.log10(signal[name] / noise[name]) if noise[name] > 0 else math.inf)
-            if signal[name] > 0 and not math.isnan(noise[name]) else math.nan for name in names}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path)
@@ -83,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.models:
         runner = session(path, args.tensors)
         sets = input_sets(path, runner)
-        figures = [output_snrs(runner, sets, snr) for snr in args.snr]
+        names = [output.name for output in runner.get_outputs()]
+        run = lambda feed: dict(zip(names, runner.run(None, feed)))  # noqa: E731
+        figures = [output_snrs(run, sets, snr, seed=0) for snr in args.snr]
         for name in figures[0]:
             print(f"{path.stem:32s} {name[:40]:40s} " + " ".join(f"{f[name]:10.1f}" for f in figures), flush=True)
     return 0

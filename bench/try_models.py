@@ -68,7 +68,9 @@ def unsupported_ops(model: onnx.ModelProto) -> list[str]:
 
 
 def worst_output(verify: dict[str, Any]) -> dict[str, Any]:
-    """SNR, input-dependent SNR and verdict over all outputs: the lowest SNRs, passed only if all passed."""
+    """SNR, input-dependent SNR and verdict over all outputs: the lowest SNRs, passed only if all passed; the
+    outputs' notes and a failed integer verification's noise probe."""
+    from rcc.compiler.commands.compile import noise_probe_line
     outputs = list(verify["outputs"].values())
 
     def lowest(key: str) -> float | None:
@@ -80,7 +82,8 @@ def worst_output(verify: dict[str, Any]) -> dict[str, Any]:
 
     return {"snr_db": lowest("snr_db"), "snr_input_db": lowest("snr_input_db"), "passed": verify["passed"],
             "exact": all(m.get("max_abs_err") == 0 for m in outputs),
-            "notes": {name: m["note"] for name, m in verify["outputs"].items() if "note" in m},
+            "notes": {**{name: m["note"] for name, m in verify["outputs"].items() if "note" in m},
+                      **({"(all)": noise_probe_line(verify["noise_probe"])} if verify.get("noise_probe") else {})},
             "constant_reference": any(m.get("constant_reference") for m in outputs)}
 
 

@@ -9,6 +9,7 @@ yours) → emit; everything the passes decided is in the returned `Compiled`, th
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from rcc.compiler.calibrate import calibration_samples
 from rcc.compiler.frontend import lower_model
 from rcc.compiler.frontend.host_split import split_for_host
 from rcc.compiler.host_run import HostPart
+from rcc.compiler.noise_gain import output_snrs
 from rcc.compiler.frontend.loader import ShapeOverrides, load_onnx
 from rcc.compiler.pass_context import DECONV_PASSES, PassContext, PassReport, PruneBudget
 from rcc.compiler.pass_manager import PipelineSpec, default_pipeline, run_pipeline
@@ -31,7 +33,8 @@ from rcc.compiler.verify_detections import verify_host_outputs
 from rcc.compiler.verify_quant import (bit_exact_summary, float_kernel_boundaries, is_quantized,
                                       quantized_boundaries)
 from rcc.compiler.verify import (DEFAULT_SAMPLES, FLOAT_MACHINE_TOLERANCE, INTERPRETER_TOLERANCE, Tolerance, VerifyResult, compare_outputs,
-                                 integer_snr_bound, judge_on_logits, mark_input_bound, onnxruntime_outputs, onnxruntime_runner)
+                                 integer_snr_bound, judge_on_logits, mark_input_bound, onnxruntime_outputs, onnxruntime_runner,
+                                 operand_snr_db)
 from rcc.ir import interpreter
 from rcc.ir.core import Module
 from rcc.ir.errors import RccError
@@ -247,5 +250,12 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
                          crossbar_depth(compiled.program))
         result.extra["adc_lossless"] = compiled.target.adc_is_lossless
         result.extra["integer_reference_match"] = all(integer_reference_match(compiled, r.mvm_trace) for r in runs)
+        if not result.passed and not non_ideal:
+            measured = host.handed_over if host is not None else outputs
+            probe = operand_snr_db(compiled.target.weight_bits, compiled.target.input_bits)
+            result.extra["noise_probe"] = {"input_snr_db": probe, "bound_db": tolerance.bound,
+                                           "output_snr_db": {name: round(snr, 2) if math.isfinite(snr) else None
+                                                             for name, snr in
+                                                             output_snrs(reference, feeds, probe, measured).items()}}
     result.extra["counts"] = runs[0].totals.to_json()
     return result

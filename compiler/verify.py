@@ -112,12 +112,16 @@ def integer_snr_bound(weight_bits: int, input_bits: int) -> float:
     return 6.02 * min(weight_bits, input_bits) - 22.0
 
 
+def operand_snr_db(weight_bits: int, input_bits: int) -> float:
+    """The SNR (dB) of one operand's rounding: a b-bit quantiser over ±CREST_FACTOR·σ has SNR
+    6.02·b + 4.77 − 20·log10(CREST_FACTOR) (40.9 dB at 8 bits), b the narrower width."""
+    return 6.02 * min(weight_bits, input_bits) + 10 * math.log10(3) - 20 * math.log10(CREST_FACTOR)
+
+
 def input_snr_bound(weight_bits: int, input_bits: int, depth: int) -> float:
-    """The SNR (dB) integer mode must reach: a b-bit quantiser over ±CREST_FACTOR·σ has SNR
-    6.02·b + 4.77 − 20·log10(CREST_FACTOR) (40.9 dB at 8 bits); each of the `depth` crossbar layers on
-    the longest path quantises two operands, and independent errors add in power: − 10·log10(2·depth)."""
-    per_operand = 6.02 * min(weight_bits, input_bits) + 10 * math.log10(3) - 20 * math.log10(CREST_FACTOR)
-    return per_operand - 10 * math.log10(2 * max(depth, 1))
+    """The SNR (dB) integer mode must reach: each of the `depth` crossbar layers on the longest path
+    quantises two operands (`operand_snr_db` each), and independent errors add in power: − 10·log10(2·depth)."""
+    return operand_snr_db(weight_bits, input_bits) - 10 * math.log10(2 * max(depth, 1))
 
 
 def output_metrics(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance = INTERPRETER_TOLERANCE

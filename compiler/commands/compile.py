@@ -164,6 +164,23 @@ def print_verify(result: VerifyResult) -> None:
                        f"(depth {extra['crossbar_depth']}), reported only")
     suffix = f" ({'; '.join(details)})" if details else ""
     print(f"verify ({result.executor} vs onnxruntime): {verdict}{suffix}")
+    if extra.get("noise_probe"):
+        print(noise_probe_line(extra["noise_probe"]))
+
+
+def noise_probe_line(probe: dict) -> str:
+    """What the failed integer verification's noise probe (compiler/noise_gain.py) says about the model."""
+    measured = {name: snr for name, snr in probe["output_snr_db"].items() if snr is not None}
+    if not measured:
+        return "noise probe: no output could be measured element-wise"
+    name = min(measured, key=measured.get)
+    snr, level, bound = measured[name], probe["input_snr_db"], probe["bound_db"]
+    said = (f"noise probe: onnxruntime alone, its float inputs perturbed at one operand's rounding level "
+            f"({level:.1f} dB), gives {name} at {snr:.1f} dB")
+    if snr < bound:
+        return (f"{said}, below the {bound:.1f} dB bound: the model amplifies noise by {level - snr:.1f} dB, "
+                "so rounding its inputs alone at these widths would miss the bound, on any machine")
+    return f"{said} (gain {level - snr:.1f} dB): the model does not explain the miss; --localize shows where it arises"
 
 
 def bit_exact_line(extra: dict) -> str:

@@ -1,0 +1,88 @@
+"""The noise probe of a failed integer verification (compiler/noise_gain.py): onnxruntime alone, its inputs
+perturbed at one operand's rounding level, tells a model that amplifies noise from a miss of rcc's own."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from rcc.compiler.noise_gain import output_snrs
+from rcc.compiler.verify import integer_snr_bound, operand_snr_db
+from tests.cli.test_cli import LENET, run_cli
+
+FEATURES, OUTPUTS = 64, 4
+
+
+def weights() -> np.ndarray:
+    return np.random.default_rng(3).standard_normal((FEATURES, OUTPUTS)).astype(np.float32)
+
+
+def inputs_near_the_null_space(samples: int = 3) -> np.ndarray:
+    """Inputs whose product with `weights()` is tiny: almost orthogonal to its columns. x·W then amplifies
+    any perturbation of x (white noise has a full-size component along the columns)."""
+    w = weights().astype(np.float64)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((samples, FEATURES))
+    x -= x @ w @ np.linalg.pinv(w)                 # the part along W's columns removed
+    x += 1e-3 * rng.standard_normal((samples, OUTPUTS)) @ w.T
+    return x.astype(np.float32).reshape(samples, 1, FEATURES)
+
+
+def test_a_linear_gain_keeps_the_input_snr() -> None:
+    feeds = [{"x": np.random.default_rng(i).standard_normal((16, 256)).astype(np.float32)} for i in range(3)]
+    snr = output_snrs(lambda feed: {"y": 3 * feed["x"]}, feeds, 40.0)["y"]
+    assert abs(snr - 40.0) < 0.3
+
+
+def test_inputs_the_model_nearly_cancels_show_the_amplification() -> None:
+    w = weights()
+    feeds = [{"x": x} for x in inputs_near_the_null_space()]
+    snr = output_snrs(lambda feed: {"y": feed["x"] @ w}, feeds, 40.0)["y"]
+    assert snr < 10.0
+
+
+def test_outputs_without_an_element_wise_figure_are_nan_and_unmoved_ones_inf() -> None:
+    feeds = [{"x": np.linspace(-1, 1, 32, dtype=np.float32)}]
+    snrs = output_snrs(lambda feed: {"positive": feed["x"] > 0, "picked": feed["x"][feed["x"] > 0.5],
+                                     "constant": np.ones(3, np.float32), "y": feed["x"]}, feeds, 40.0,
+                       names=["positive", "picked", "constant"])
+    assert math.isnan(snrs["positive"]) and snrs["constant"] == math.inf and set(snrs) == {"positive", "picked",
+                                                                                             "constant"}
+    assert math.isnan(snrs["picked"]) or snrs["picked"] > 20  # NaN when the noise moved an element across 0.5
+
+
+def test_a_failed_verification_of_an_amplifying_model_says_the_model_is_the_cause(tmp_path, capsys) -> None:
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "cancel",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, FEATURES])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, OUTPUTS])],
+                              [numpy_helper.from_array(weights(), "w")])
+    model = tmp_path / "cancel.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    np.savez(tmp_path / "x.npz", x=inputs_near_the_null_space())
+    code, out, _ = run_cli(capsys, model, "--verify", "--inputs", tmp_path / "x.npz", "-o", tmp_path / "c.rccp",
+                           "--report", tmp_path / "r.json", "-q")
+    assert code == 1
+    probe = json.loads((tmp_path / "r.json").read_text())["verify"]["noise_probe"]
+    assert math.isclose(probe["input_snr_db"], operand_snr_db(8, 8)) and math.isclose(probe["bound_db"], integer_snr_bound(8, 8))
+    assert probe["output_snr_db"]["y"] < probe["bound_db"]
+    assert "noise probe:" in out and "the model amplifies noise" in out
+
+
+def test_a_miss_the_model_does_not_explain_points_to_localize(tmp_path, capsys) -> None:
+    code, out, _ = run_cli(capsys, LENET, "--verify", "--adc-bits", "2", "-o", tmp_path / "l.rccp",
+                           "--report", tmp_path / "r.json", "-q")
+    assert code == 1
+    probe = json.loads((tmp_path / "r.json").read_text())["verify"]["noise_probe"]
+    assert probe["output_snr_db"]["logits"] > probe["bound_db"]
+    assert "the model does not explain the miss; --localize" in out
+
+
+def test_a_passing_verification_runs_no_probe(tmp_path, capsys) -> None:
+    code, out, _ = run_cli(capsys, LENET, "--verify", "-o", tmp_path / "l.rccp", "--report", tmp_path / "r.json",
+                           "-q")
+    assert code == 0 and "noise probe" not in out
+    assert "noise_probe" not in json.loads((tmp_path / "r.json").read_text())["verify"]
