@@ -25,18 +25,18 @@ import numpy as np
 
 from rcc.ir.ops.xbar import channels_first_dequantizer, im2col_taps_first, quantized_levels, taps_first_order
 from rcc.runtime.crossbar import CrossbarGroup
-from rcc.runtime.tap_conv import TapConvolution
+from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
 
 
 def fused_steps(machine, steps: list) -> tuple[list, list]:
     """The plan's `steps` (runtime/plan.py's PlannedStep) with every eligible quantize → (im2col →) mvm →
     dequantize chain carried in floats; and the same for a single sample whose steps need not show their
     operands' shapes (`Plan.run`'s quickest loop), where a stride-1 im2col's layer may skip the columns
-    (`runtime/tap_conv.py`: its im2col passes the input on)."""
+    (`runtime/tap_conv.py`, dense stride-1 and depthwise layers: its im2col passes the input on)."""
     readers = Counter(name for step in steps for name in step.instruction.src)
     position = {name: k for k, step in enumerate(steps) for name in step.instruction.dst}
     fused = list(steps)
-    taps: dict[int, tuple[int, TapConvolution, bool]] = {}   # mvm position → (its im2col's, the taps, keep_float)
+    taps: dict[int, tuple[int, TapConvolution | DepthwiseTaps, bool]] = {}   # mvm position → (its im2col's, the taps, keep_float)
     for k, step in enumerate(steps):
         instruction = step.instruction
         group = machine.crossbars.get(instruction.dst[0]) if instruction.opcode == "mvm" else None
@@ -58,9 +58,10 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
             if order is not None:
                 fused[position[source]] = dataclasses.replace(producer, run=_taps_first_cols(producer.instruction.attrs))
         fused[k] = dataclasses.replace(step, run=_product(group, bound, order, to_dequantize), stacked_run=None)
-        if producer.instruction.opcode == "im2col" and group.mapping.groups == 1 and \
-                tuple(producer.instruction.attrs["strides"]) == (1, 1) and group.single_gemm_exact(bound):
-            taps[k] = (position[source], TapConvolution(group, producer.instruction.attrs), to_dequantize)
+        if producer.instruction.opcode == "im2col" and group.single_gemm_exact(bound):
+            tap = tap_product_of(group, producer.instruction.attrs)
+            if tap is not None:
+                taps[k] = (position[source], tap, to_dequantize)
         if producer.instruction.opcode == "im2col":
             source = producer.instruction.src[0]
             if readers[source] != 1 or source not in position:
@@ -113,7 +114,7 @@ def _dequantize_channels_first(machine, steps: list, single: list, readers: Coun
         single[k] = dataclasses.replace(single[k], run=_pass_on)
 
 
-def _tap_product(tap: TapConvolution, cols, product, keep_float: bool):
+def _tap_product(tap: TapConvolution | DepthwiseTaps, cols, product, keep_float: bool):
     """The layer's step reading its im2col's input: tap by tap when that pays, else the columns and product."""
     def run(operands: list[np.ndarray]) -> list[np.ndarray]:
         if not tap.suits(operands[0].shape):

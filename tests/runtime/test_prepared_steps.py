@@ -16,7 +16,8 @@ from rcc.ir.ops.xbar import (_DEQUANTIZE_BLOCK, channels_first_dequantizer, dequ
 from rcc.runtime import crossbar
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.machine import Machine
-from rcc.runtime.tap_conv import TapConvolution
+from rcc.runtime import tap_conv
+from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
 from tests.conftest import ROOT
 from tests.runtime.test_crossbar_exactness import Layer, int64_product, mvm_attrs
 from tests.runtime.test_machine_fast_paths import _layer
@@ -116,6 +117,56 @@ def test_a_stride_one_convolution_tap_by_tap_is_the_im2col_product(seed: int) ->
     for levels in (x, x.astype(np.float32)):
         got = convolution(levels)
         assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_depthwise_convolution_tap_by_tap_is_the_im2col_product(monkeypatch, seed: int) -> None:
+    """Random kernels, strides, pads, dilations, channel multipliers and batch sizes, channels first and (stride
+    1) channels last; int32 and float32 levels: the same float32 integers as the grouped product of the columns."""
+    rng = np.random.default_rng(100 + seed)
+    n, c, multiplier = int(rng.integers(1, 3)), int(rng.integers(2, 40)), int(rng.integers(1, 4))
+    attrs = {"kernel": tuple(int(k) for k in rng.integers(1, 4, 2)), "strides": tuple(int(s) for s in rng.integers(1, 4, 2)),
+             "pads": tuple(int(p) for p in rng.integers(0, 3, 4)), "dilations": tuple(int(d) for d in rng.integers(1, 3, 2))}
+    taps = attrs["kernel"][0] * attrs["kernel"][1]
+    x = rng.integers(-128, 128, (n, c, int(rng.integers(4, 12)), int(rng.integers(4, 12)))).astype(np.int32)
+    layer = _layer(rng, taps, multiplier, x, rng.integers(-127, 128, (c, taps, multiplier)))
+    assert layer.single_gemm_exact((-128, 127))
+    expected = layer.exact_product((-128, 127))(im2col(x, **attrs))
+    tap = tap_product_of(layer, attrs)
+    assert isinstance(tap, DepthwiseTaps) if taps > 1 else tap is None
+    if tap is None:
+        return
+    layouts = (0, 1 << 30) if attrs["strides"] == (1, 1) else (0,)   # channels first, channels last
+    for pixels in layouts:
+        monkeypatch.setattr(tap_conv, "CHANNELS_FIRST_PIXELS", pixels)
+        for levels in (x, x.astype(np.float32)):
+            got = tap(levels)
+            assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+def test_depthwise_taps_take_the_layers_they_pay_for() -> None:
+    """Stride 1 from DEPTHWISE_MIN_OUTPUTS outputs; strided only with output planes of CHANNELS_FIRST_PIXELS;
+    never when the tiled weights would pass SPREAD_ELEMENTS."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((1, 48, 16, 16), np.int32)
+    layer = _layer(rng, 9, 1, x, rng.integers(-127, 128, (48, 9, 1)))
+    attrs = {"kernel": (3, 3), "pads": (1, 1, 1, 1), "dilations": (1, 1)}
+    stride_one, stride_two = (DepthwiseTaps(layer, {**attrs, "strides": s}) for s in ((1, 1), (2, 2)))
+    assert stride_one.suits((1, 48, 16, 16)) and not stride_one.suits((1, 8, 8, 8))
+    assert not stride_two.suits((1, 48, 16, 16)) and stride_two.suits((1, 48, 32, 32))
+    assert not stride_one.suits((1, 48, 112, 112))
+
+
+def test_a_single_run_with_depthwise_taps_gives_the_traced_runs_outputs() -> None:
+    compiled = compile_model(ROOT / "models" / "mobilenetv3_block.onnx", precision="int")
+    machine = Machine(compiled.program)
+    inputs = random_inputs(compiled.graph, 3)
+    machine.run(inputs)
+    tapped = [run for run, *_ in machine.plan._single if run.__qualname__.startswith("_tap_product")]
+    assert any(isinstance(cell.cell_contents, DepthwiseTaps) for run in tapped for cell in run.__closure__)
+    again, traced = machine.run(inputs), machine.run(inputs, trace=True)
+    for name, value in traced.outputs.items():
+        assert np.array_equal(again.outputs[name], value)
 
 
 def test_a_single_run_with_tap_convolutions_gives_the_traced_runs_outputs() -> None:
