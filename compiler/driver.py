@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -194,6 +195,21 @@ def hold_to_bit_exactness(result: VerifyResult, summary: dict, strict: bool) -> 
         result.extra["tolerance"] = "bit-exact (quantized model, lossless ADC)"
 
 
+def noise_probe(compiled: Compiled, reference: Callable, feeds: list[dict[str, np.ndarray]], bound: float,
+                names: list[str]) -> dict[str, Any]:
+    """A failed integer verification's probe of the model itself (compiler/noise_gain.py): each output's SNR in
+    onnxruntime alone with every float input perturbed at one operand's rounding level; per output a number,
+    "not moved", "diverged" (driven to infinity) or None (not a float output, or a data-dependent shape)."""
+    level = operand_snr_db(compiled.target.weight_bits, compiled.target.input_bits)
+    probe: dict[str, Any] = {"input_snr_db": level, "bound_db": bound}
+    if not any(np.asarray(value).dtype.kind == "f" for feed in feeds for value in feed.values()):
+        return {**probe, "skipped": "no float input to perturb"}
+    snrs = output_snrs(reference, feeds, level, names)
+    return {**probe, "output_snr_db": {name: round(snr, 2) if math.isfinite(snr) else
+                                       None if math.isnan(snr) else "not moved" if snr > 0 else "diverged"
+                                       for name, snr in snrs.items()}}
+
+
 def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str = "machine",
                     inputs: dict[str, np.ndarray] | None = None, seed: int = 0,
                     allow_nonfinite: bool = False, samples: int = DEFAULT_SAMPLES, device: Device | None = None,
@@ -251,11 +267,7 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
         result.extra["adc_lossless"] = compiled.target.adc_is_lossless
         result.extra["integer_reference_match"] = all(integer_reference_match(compiled, r.mvm_trace) for r in runs)
         if not result.passed and not non_ideal:
-            measured = host.handed_over if host is not None else outputs
-            probe = operand_snr_db(compiled.target.weight_bits, compiled.target.input_bits)
-            result.extra["noise_probe"] = {"input_snr_db": probe, "bound_db": tolerance.bound,
-                                           "output_snr_db": {name: round(snr, 2) if math.isfinite(snr) else None
-                                                             for name, snr in
-                                                             output_snrs(reference, feeds, probe, measured).items()}}
+            result.extra["noise_probe"] = noise_probe(compiled, reference, feeds, tolerance.bound,
+                                                      host.handed_over if host is not None else outputs)
     result.extra["counts"] = runs[0].totals.to_json()
     return result

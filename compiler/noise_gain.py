@@ -29,8 +29,9 @@ def output_snrs(run: Runner, feeds: Sequence[dict[str, np.ndarray]], input_snr_d
                 names: Sequence[str] | None = None, seed: int = PROBE_SEED) -> dict[str, float]:
     """Each output's SNR (dB, summed over `feeds`) when every float input is perturbed by white noise
     `input_snr_db` below its mean power; `names` (default: every output of the first run) limits the outputs.
-    An output that is not numeric, or whose shape depends on the data (detections), gets NaN; one that the
-    noise does not move, inf."""
+    An output that is not float (indices, counts, masks: no signal to add noise to), that the run does not
+    return, or whose shape depends on the data (detections) gets NaN; one that the noise does not move, inf;
+    one that it drives to infinity, -inf."""
     rng = np.random.default_rng(seed)
     signal: dict[str, float] = {}
     noise: dict[str, float] = {}
@@ -38,8 +39,8 @@ def output_snrs(run: Runner, feeds: Sequence[dict[str, np.ndarray]], input_snr_d
         clean = run(feed)
         moved = run({name: perturbed(value, input_snr_db, rng) for name, value in feed.items()})
         for name in clean if names is None else names:
-            reference, other = np.asarray(clean[name]), np.asarray(moved[name])
-            measurable = reference.dtype.kind in "fiu" and reference.shape == other.shape
+            reference, other = np.asarray(clean.get(name, ())), np.asarray(moved.get(name, ()))
+            measurable = name in clean and reference.dtype.kind == "f" and reference.shape == other.shape
             reference64 = reference.astype(np.float64) if measurable else np.zeros(0)
             signal[name] = signal.get(name, 0.0) + float(np.sum(reference64 ** 2))
             noise[name] = noise.get(name, 0.0) + (float(np.sum((other - reference64) ** 2)) if measurable
@@ -58,6 +59,8 @@ def perturbed(value: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.
 
 
 def _snr_db(signal: float, noise: float) -> float:
-    if math.isnan(noise) or signal <= 0:
+    if math.isnan(noise) or math.isnan(signal) or signal <= 0:
         return math.nan
+    if math.isinf(noise):
+        return math.nan if math.isinf(signal) else -math.inf
     return 10 * math.log10(signal / noise) if noise > 0 else math.inf

@@ -1,5 +1,6 @@
 """Convolution products without im2col columns: Σ over the kernel's taps of the shifted input pixels × that
-tap's weights, for dense stride-1 layers (`TapConvolution`) and depthwise layers of any stride (`DepthwiseTaps`).
+tap's weights, for dense stride-1 layers (`TapConvolution`) and depthwise layers of any stride whose kernel has
+two or more taps (`DepthwiseTaps`).
 
 Dense layers: the input, channels last and zero-padded ([N, Hp, Wp, C], one copy), is a matrix of N·Hp·Wp
 pixel rows; the tap (i, j) of output pixel r reads pixel row r + i·dh·Wp + j·dw, so each tap is one GEMM of a contiguous block

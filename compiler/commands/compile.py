@@ -169,14 +169,22 @@ def print_verify(result: VerifyResult) -> None:
 
 
 def noise_probe_line(probe: dict) -> str:
-    """What the failed integer verification's noise probe (compiler/noise_gain.py) says about the model."""
-    measured = {name: snr for name, snr in probe["output_snr_db"].items() if snr is not None}
+    """What the failed integer verification's noise probe (compiler/driver.py `noise_probe`) says about the model."""
+    if "skipped" in probe:
+        return f"noise probe: skipped, {probe['skipped']}"
+    figures = probe["output_snr_db"]
+    level, bound = probe["input_snr_db"], probe["bound_db"]
+    said = f"noise probe: onnxruntime alone, its float inputs perturbed at one operand's rounding level ({level:.1f} dB),"
+    diverged = [name for name, snr in figures.items() if snr == "diverged"]
+    if diverged:
+        return f"{said} drives {diverged[0]} to infinity: the model amplifies noise without bound"
+    measured = {name: snr for name, snr in figures.items() if isinstance(snr, (int, float))}
     if not measured:
-        return "noise probe: no output could be measured element-wise"
+        unmoved = [name for name, snr in figures.items() if snr == "not moved"]
+        return f"{said} moves no output" if unmoved else "noise probe: no float output could be compared element-wise"
     name = min(measured, key=measured.get)
-    snr, level, bound = measured[name], probe["input_snr_db"], probe["bound_db"]
-    said = (f"noise probe: onnxruntime alone, its float inputs perturbed at one operand's rounding level "
-            f"({level:.1f} dB), gives {name} at {snr:.1f} dB")
+    snr = measured[name]
+    said += f" gives {name} at {snr:.1f} dB"
     if snr < bound:
         return (f"{said}, below the {bound:.1f} dB bound: the model amplifies noise by {level - snr:.1f} dB, "
                 "so rounding its inputs alone at these widths would miss the bound, on any machine")

@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from rcc.compiler.commands.compile import noise_probe_line
+from rcc.compiler.driver import compile_model, noise_probe
 from rcc.compiler.noise_gain import output_snrs
 from rcc.compiler.verify import integer_snr_bound, operand_snr_db
 from tests.cli.test_cli import LENET, run_cli
@@ -48,11 +50,38 @@ def test_inputs_the_model_nearly_cancels_show_the_amplification() -> None:
 def test_outputs_without_an_element_wise_figure_are_nan_and_unmoved_ones_inf() -> None:
     feeds = [{"x": np.linspace(-1, 1, 32, dtype=np.float32)}]
     snrs = output_snrs(lambda feed: {"positive": feed["x"] > 0, "picked": feed["x"][feed["x"] > 0.5],
-                                     "constant": np.ones(3, np.float32), "y": feed["x"]}, feeds, 40.0,
-                       names=["positive", "picked", "constant"])
-    assert math.isnan(snrs["positive"]) and snrs["constant"] == math.inf and set(snrs) == {"positive", "picked",
-                                                                                             "constant"}
+                                     "index": np.argmax(feed["x"]), "constant": np.ones(3, np.float32),
+                                     "y": feed["x"]}, feeds, 40.0,
+                       names=["positive", "picked", "index", "constant", "absent"])
+    assert set(snrs) == {"positive", "picked", "index", "constant", "absent"}
+    assert math.isnan(snrs["positive"]) and math.isnan(snrs["index"]) and math.isnan(snrs["absent"])
+    assert snrs["constant"] == math.inf
     assert math.isnan(snrs["picked"]) or snrs["picked"] > 20  # NaN when the noise moved an element across 0.5
+
+
+def exp(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.exp(x)
+
+
+def test_an_output_the_noise_drives_to_infinity_is_minus_infinity() -> None:
+    feeds = [{"x": np.full(64, 88.0, np.float32)}]      # exp(88) is finite in float32, exp(88.8) is not
+    assert output_snrs(lambda feed: {"e": exp(feed["x"])}, feeds, 40.9)["e"] == -math.inf
+
+
+def test_the_probe_says_what_it_found_in_one_line() -> None:
+    compiled = compile_model(LENET)
+    level = operand_snr_db(8, 8)
+    no_float = noise_probe(compiled, lambda feed: {"y": np.ones(2, np.float32)}, [{"ids": np.arange(4)}], 26.2, ["y"])
+    assert no_float["skipped"] == "no float input to perturb"
+    assert noise_probe_line(no_float) == "noise probe: skipped, no float input to perturb"
+    feeds = [{"x": np.full(64, 88.0, np.float32)}]
+    diverged = noise_probe(compiled, lambda feed: {"e": exp(feed["x"]), "c": np.ones(2, np.float32)}, feeds,
+                           26.2, ["e", "c"])
+    assert diverged["output_snr_db"] == {"e": "diverged", "c": "not moved"} and diverged["input_snr_db"] == level
+    assert "drives e to infinity" in noise_probe_line(diverged)
+    unmoved = noise_probe(compiled, lambda feed: {"c": np.ones(2, np.float32)}, feeds, 26.2, ["c"])
+    assert noise_probe_line(unmoved).endswith("moves no output")
 
 
 def test_a_failed_verification_of_an_amplifying_model_says_the_model_is_the_cause(tmp_path, capsys) -> None:
