@@ -113,8 +113,8 @@ class CrossbarGroup:
         self.blocks = None if row_map is None else array_blocks(weights.shape, attrs, row_map, col_map)
         self.adc_max = self.mapping.adc_max
         self.adc_lossless = self.mapping.adc_lossless
-        self.matrix = weights.astype(np.float32, copy=False)  # programmed once
-        self.analog = None if self.integer else weights.astype(np.float64)   # float mode: what the sums use
+        # programmed once: integers in float32 (exact), float weights widened to float64 (the analog sum's)
+        self.matrix = weights.astype(np.float32 if self.integer else np.float64, copy=False)
         self.weight_max = float(max(abs(int(weights.max(initial=0))), abs(int(weights.min(initial=0))))) \
             if self.integer else 0.0
         self._column_norm = _largest_column_norm(self.matrix) if self.integer else 0.0
@@ -141,7 +141,7 @@ class CrossbarGroup:
         if self.blocks is not None:
             exact = self._block_product(x, x_range)
         elif not self.integer:
-            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), self.mapping.groups), self.analog)
+            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), self.mapping.groups), self.matrix)
                              ).astype(np.float32)
         else:
             exact = self.exact_values(x, x_range).astype(np.int64, copy=False)

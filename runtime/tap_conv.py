@@ -109,13 +109,17 @@ class DepthwiseTaps:
         return ((shape[2] + p[0] + p[2] - dh * (kh - 1) - 1) // sh + 1,
                 (shape[3] + p[1] + p[3] - dw * (kw - 1) - 1) // sw + 1)
 
+    def phase_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """The height and width of one stride phase of the padded input (the padded input at stride 1)."""
+        (sh, sw), p = self.strides, self.pads
+        return -(-(shape[2] + p[0] + p[2]) // sh), -(-(shape[3] + p[1] + p[3]) // sw)
+
     def suits(self, shape: tuple[int, ...]) -> bool:
         """Whether an input of `shape` [N, C, H, W] has outputs enough for taps to pay (and, strided, planes
         large enough for the channels-first layout), and a padded input small enough for its tiled weights."""
-        (sh, sw), p = self.strides, self.pads
         oh, ow = self.output_size(shape)
-        padded = shape[0] * shape[1] * self.multiplier * \
-            (-(-(shape[2] + p[0] + p[2]) // sh) * sh) * (-(-(shape[3] + p[1] + p[3]) // sw) * sw)
+        ph, pw = self.phase_size(shape)
+        padded = shape[0] * shape[1] * self.multiplier * ph * self.strides[0] * pw * self.strides[1]
         return shape[0] * shape[1] * self.multiplier * oh * ow >= DEPTHWISE_MIN_OUTPUTS and \
             padded <= SPREAD_ELEMENTS and (self.strides == (1, 1) or oh * ow >= CHANNELS_FIRST_PIXELS)
 
@@ -130,7 +134,7 @@ class DepthwiseTaps:
         (kh, kw), (sh, sw), (dh, dw), p = self.kernel, self.strides, self.dilations, self.pads
         n, c, h, w = x.shape
         channels = c * self.multiplier
-        ph, pw = -(-(h + p[0] + p[2]) // sh), -(-(w + p[1] + p[3]) // sw)   # a phase's height and width
+        ph, pw = self.phase_size(x.shape)
         padded = np.zeros((n, channels, ph * sh, pw * sw), dtype=np.float32)
         padded[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x if self.multiplier == 1 else np.repeat(x, self.multiplier, 1)
         split = padded.reshape(n * channels, ph, sh, pw, sw)
