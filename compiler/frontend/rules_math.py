@@ -80,13 +80,19 @@ def lower_prelu(ctx: LowerContext) -> None:
 
 @rule("Clip")
 def lower_clip(ctx: LowerContext) -> None:
+    """An absent bound is the input type's lowest or largest finite value, as ONNX defines it (onnxruntime clamps
+    +inf to 3.4e38 when max is absent); an integer input's bounds are clamped to its range by nn.clip itself."""
+    x = ctx.input(0)
+    dtype = x.type.np_dtype
+    lowest, largest = (float(np.finfo(dtype).min), float(np.finfo(dtype).max)) if dtype.kind == "f" else \
+        (float("-inf"), float("inf"))
     if ctx.opset < 11:
-        low, high = ctx.attr("min", float("-inf")), ctx.attr("max", float("inf"))
+        low, high = ctx.attr("min", lowest), ctx.attr("max", largest)
     else:
         low_data, high_data = ctx.optional_constant(1, "min"), ctx.optional_constant(2, "max")
-        low = float("-inf") if low_data is None else float(low_data)
-        high = float("inf") if high_data is None else float(high_data)
-    ctx.bind(0, ctx.op("nn.clip", [ctx.input(0)], {"min": low, "max": high}))
+        low = lowest if low_data is None else float(low_data)
+        high = largest if high_data is None else float(high_data)
+    ctx.bind(0, ctx.op("nn.clip", [x], {"min": low, "max": high}))
 
 
 _BINARY = {"Add": "nn.add", "Sub": "nn.sub", "Mul": "nn.mul", "Div": "nn.div"}

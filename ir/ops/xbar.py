@@ -22,8 +22,6 @@ from rcc.ir.types import TensorType
 
 _EXACT_FLOAT64 = 2.0 ** 53
 _DEQUANTIZE_BLOCK = 1 << 15   # float64 elements dequantized at a time
-_CLIP_FROM = 1024   # elements from which np.clip's one pass beats maximum then minimum (measured: 16 K 8.8 µs
-                    # against 17.8; 256 elements 4.3 against 3.0, np.clip's wrapper costing more than the pass)
 
 
 def _im2col_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -135,11 +133,7 @@ def quantized_levels(x: np.ndarray, scale: float, bits: int, signed: bool) -> np
     low, high = quantize_limits(bits, signed)
     scaled = np.multiply(x, np.float32(1.0 / scale), dtype=np.float32)
     np.rint(scaled, out=scaled)
-    if scaled.size > _CLIP_FROM:   # one pass (NaN stays NaN either way)
-        return np.clip(scaled, np.float32(low), np.float32(high), out=scaled)
-    np.maximum(scaled, np.float32(low), out=scaled)
-    np.minimum(scaled, np.float32(high), out=scaled)
-    return scaled
+    return scaled.clip(np.float32(low), np.float32(high), out=scaled)   # one vectorised pass; NaN stays NaN
 
 
 def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -48,6 +48,22 @@ def _check_against_onnxruntime(model: onnx.ModelProto) -> None:
     assert_outputs_close(run_export(export_onnx(module), inputs), expected, "export")
 
 
+@pytest.mark.parametrize(("opset", "node"), [
+    (13, helper.make_node("Clip", ["x", "low"], ["y"])),             # max absent
+    (13, helper.make_node("Clip", ["x", "", "high"], ["y"])),        # min absent
+    (6, helper.make_node("Clip", ["x"], ["y"], min=-0.0)),           # attributes, max absent
+    (13, helper.make_node("Relu", ["x"], ["y"]))], ids=["max-absent", "min-absent", "opset6", "relu"])
+def test_clip_and_relu_bit_for_bit_on_special_values(opset: int, node: onnx.NodeProto) -> None:
+    """An absent Clip bound is the type's finite limit, as onnxruntime has it (±inf clamped to ±3.4e38); −0,
+    NaN and the bounds themselves come through bit for bit."""
+    x = np.array([-0.0, 0.0, np.nan, np.inf, -np.inf, -1.0, 7.0, 3.4e38], np.float32)
+    bounds = {"low": np.array(-0.0, np.float32), "high": np.array(6.0, np.float32)}
+    model = _model([node], {"x": x.shape}, ["y"], opset, {name: bounds[name] for name in node.input if name in bounds})
+    [actual] = interpreter.run(lower_model(model, "clip"), {"x": x}).values()
+    [expected] = run_export(model, {"x": x}).values()
+    assert np.array_equal(actual, expected, equal_nan=True) and np.array_equal(np.signbit(actual), np.signbit(expected))
+
+
 ACTIVATIONS = [("Elu", {"alpha": 0.7}), ("Selu", {}), ("Celu", {"alpha": 1.5}), ("Softplus", {}), ("Softsign", {}),
                ("Shrink", {"bias": 0.25, "lambd": 0.5}), ("Sign", {}), ("ThresholdedRelu", {"alpha": 0.3}),
                ("Neg", {}), ("Abs", {}), ("Exp", {})]

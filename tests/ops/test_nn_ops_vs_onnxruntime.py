@@ -353,6 +353,21 @@ def test_activations(shape: list[int], data: st.DataObject, seed: int, alpha: fl
     check("nn.prelu", [x, slope], {}, "PRelu")
 
 
+@pytest.mark.parametrize("size", [8, 1 << 14])
+def test_relu_and_clip_keep_signed_zeros_as_onnxruntime(size: int) -> None:
+    """onnxruntime's Relu and Clip keep −0 (and NaN); so do nn.relu and nn.clip, bit for bit."""
+    x = np.zeros(size, np.float32)
+    x[:8] = [-0.0, 0.0, np.nan, 7.0, -1.0, -0.0, np.inf, -np.inf]
+    cases = [("nn.relu", {}, "Relu", []),
+             ("nn.clip", {"min": 0.0, "max": 6.0}, "Clip", [np.array(0.0, np.float32), np.array(6.0, np.float32)]),
+             ("nn.clip", {"min": -0.0, "max": math.inf}, "Clip", [np.array(-0.0, np.float32), np.array(np.inf, np.float32)])]
+    for name, attrs, op_type, bounds in cases:
+        expected = run_onnxruntime(op_type, [x] + bounds, None, 13)
+        [actual] = OPS[name].run([x], normalize_attrs(OPS[name], attrs))
+        assert np.array_equal(actual, expected, equal_nan=True), name
+        assert np.array_equal(np.signbit(actual), np.signbit(expected)), name
+
+
 @SETTINGS
 @given(shape=st.lists(st.integers(1, 4), min_size=0, max_size=3), seed=SEEDS,
        low=st.none() | st.floats(-60, 60, width=32), high=st.none() | st.floats(-60, 60, width=32),
