@@ -80,10 +80,11 @@ def lower_prelu(ctx: LowerContext) -> None:
 
 @rule("Clip")
 def lower_clip(ctx: LowerContext) -> None:
-    """An absent bound is the input type's lowest or largest finite value, as ONNX defines it (onnxruntime clamps
-    +inf to 3.4e38 when max is absent); an integer input's bounds are clamped to its range by nn.clip itself."""
+    """An absent bound is the input type's lowest or largest finite value from opset 11 on, float32's before (as
+    ONNX defines them; onnxruntime clamps +inf to 3.4e38 when max is absent); an integer input's bounds are clamped
+    to its range by nn.clip itself."""
     x = ctx.input(0)
-    dtype = x.type.np_dtype
+    dtype = np.dtype(np.float32) if ctx.opset < 11 else x.type.np_dtype
     lowest, largest = (float(np.finfo(dtype).min), float(np.finfo(dtype).max)) if dtype.kind == "f" else \
         (float("-inf"), float("inf"))
     if ctx.opset < 11:

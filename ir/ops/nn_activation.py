@@ -147,14 +147,19 @@ def _scalar_power(base: np.ndarray, power: float, exponent: np.ndarray) -> np.nd
 
 @define("nn.pow", operands=("base", "exponent"), infer=_pow_infer, tags=("elementwise",))
 def pow_(base: np.ndarray, exponent: np.ndarray) -> np.ndarray:
-    """base ** exponent with broadcasting, in the base's dtype (the exponent's dtype may differ). A float base
-    raised to one exponent of 2 or 3 is x·x or x·x·x, as onnxruntime's Pow computes it; to 0.5, the square root
-    (what pow gives: correctly rounded, +0 at −0, +inf at −inf)."""
+    """base ** exponent with broadcasting, in the base's dtype (the exponent's dtype may differ). A base raised to
+    one exponent of 2 or 3 is x·x or x·x·x, as onnxruntime's Pow computes it (integers exactly, wrapping on
+    overflow; through float64 they would lose digits above 2^53); a float base to 0.5, the square root (what pow
+    gives: correctly rounded, +0 at −0, +inf at −inf)."""
+    single = exponent.size == 1 and exponent.ndim <= base.ndim
+    if base.dtype.kind in "iu" and single and float(exponent.reshape(-1)[0]) in (2.0, 3.0):
+        with np.errstate(over="ignore"):
+            return base * base if float(exponent.reshape(-1)[0]) == 2.0 else base * base * base
     if base.dtype.kind == "f" and exponent.dtype.kind != "f":
         exponent = exponent.astype(base.dtype)
     with np.errstate(all="ignore"):
         if base.dtype.kind == "f" and exponent.dtype == base.dtype:
-            if exponent.size == 1 and exponent.ndim <= base.ndim:
+            if single:
                 return _scalar_power(base, float(exponent.reshape(-1)[0]), exponent)
             return np.power(base, exponent)
         return _to_dtype(np.power(base.astype(np.float64), exponent.astype(np.float64)), base.dtype)

@@ -52,6 +52,10 @@ def _in_dtype(values, dtype: np.dtype) -> np.ndarray:
 
 
 def _wide(x: np.ndarray) -> np.ndarray:
+    """Where a reduction computes: integers in float64, float16 in float32 (as onnxruntime accumulates it: the
+    sum or the squares of representable values can overflow float16), other floats as they are."""
+    if x.dtype == np.float16:
+        return x.astype(np.float32)
     return x if x.dtype.kind == "f" else x.astype(np.float64)
 
 
@@ -67,13 +71,16 @@ def reduce_sum(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.nd
 
 @_reduction("nn.reduce_mean")
 def reduce_mean(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    """Σ x / n over `axes` (integers: the sum divided truncating toward zero; empty: NaN for floats)."""
+    """Σ x / n over `axes` (integers: the sum divided truncating toward zero; empty: NaN for floats; float16 summed
+    and divided in float32)."""
     count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
-    total = np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
     if x.dtype.kind in "iu":
+        total = np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
         return _in_dtype(np.trunc(total / max(count, 1)) if count else total, x.dtype)
+    wide = _wide(x)
+    total = np.sum(wide, axis=axes, keepdims=keepdims, dtype=wide.dtype)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(total / x.dtype.type(count), dtype=x.dtype)
+        return np.asarray(total / wide.dtype.type(count), dtype=x.dtype)
 
 
 @_reduction("nn.reduce_max")

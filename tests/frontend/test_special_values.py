@@ -1,0 +1,104 @@
+"""Special values and edge dtypes through the frontend and the interpreter, against onnxruntime bit for bit (or,
+where onnxruntime's kernel is an approximation, against the exact value): ±0, ±inf, NaN, float16 sums that
+overflow float16 midway, integer results beyond 2^53, integer bounds at the dtype's limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from rcc.compiler.frontend import lower_model
+from rcc.ir import interpreter
+from tests.backends.test_onnx_export import run_export
+
+
+def _one_node(node: onnx.NodeProto, inputs: dict[str, np.ndarray], opset: int,
+              constants: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    type_of = onnx.helper.np_dtype_to_tensor_dtype
+    first = next(iter(inputs.values()))
+    graph = helper.make_graph([node], "special", [helper.make_tensor_value_info(name, type_of(a.dtype), a.shape)
+                                                  for name, a in inputs.items()],
+                              [helper.make_tensor_value_info(node.output[0], type_of(first.dtype), None)],
+                              [numpy_helper.from_array(a, name) for name, a in (constants or {}).items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def _both(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    [ours] = interpreter.run(lower_model(model, "special", allow_nonfinite=True), inputs).values()
+    [theirs] = run_export(model, inputs).values()
+    return np.asarray(ours), theirs
+
+
+def _bitwise(ours: np.ndarray, theirs: np.ndarray) -> None:
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    assert np.array_equal(ours, theirs, equal_nan=True), (ours, theirs)
+    if ours.dtype.kind == "f":
+        assert np.array_equal(np.signbit(ours), np.signbit(theirs))
+
+
+def test_sigmoid_is_accurate_in_both_tails() -> None:
+    """1 − sigmoid(|x|) cancelled: 1e-4 relative error at −7 and 0 below −16.6 in float32. Within 4 ulps of the
+    exact value now (onnxruntime's MLAS kernel is a rational approximation: within 2e-7 of it)."""
+    x = np.concatenate([np.linspace(-88, 88, 4001), [-0.0, 0.0, np.inf, -np.inf, np.nan]]).astype(np.float32)
+    ours, theirs = _both(_one_node(helper.make_node("Sigmoid", ["x"], ["y"]), {"x": x}, 13), {"x": x})
+    with np.errstate(over="ignore", invalid="ignore"):
+        exact = (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+    finite = np.isfinite(exact) & (exact > 0)
+    ulps = np.abs(ours[finite].view(np.int32).astype(np.int64) - exact[finite].view(np.int32).astype(np.int64))
+    assert ulps.max() <= 4
+    assert np.allclose(ours, theirs, rtol=0, atol=2e-7, equal_nan=True)
+    assert ours[x == -np.inf][0] == 0.0 and ours[x == np.inf][0] == 1.0 and np.isnan(ours[-1])
+
+
+def test_sigmoid_float16_every_value() -> None:
+    """float16 in float32, rounded once: within an ulp of the exact value and of onnxruntime's (which rounds MLAS's
+    float32 approximation), where the float16 arithmetic was off by up to 7e-4 (sigmoid(−8) was 0)."""
+    x = np.arange(-2**15, 2**15, dtype=np.int32).astype(np.uint16).view(np.float16)
+    x = x[~np.isnan(x)]          # onnxruntime quiets signalling NaNs: payloads are not the point here
+    ours, theirs = _both(_one_node(helper.make_node("Sigmoid", ["x"], ["y"]), {"x": x}, 13), {"x": x})
+    with np.errstate(over="ignore"):
+        exact = (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float16)
+    ulps = np.abs(ours.view(np.int16).astype(np.int32) - exact.view(np.int16).astype(np.int32))
+    assert ulps.max() <= 1
+    assert np.allclose(ours, theirs, rtol=2**-10, atol=2e-7)   # an ulp, or the absolute error of MLAS's tail
+
+
+@pytest.mark.parametrize("op_type", ["ReduceMean", "ReduceL2", "ReduceLogSum"])
+def test_float16_reductions_accumulate_in_float32(op_type: str) -> None:
+    """Representable results whose float16 sum overflowed: ReduceMean([40000, 40000]) was inf."""
+    x = np.array([[40000, 40000], [300, 300], [65504, 0], [1, 2]], np.float16)
+    node = helper.make_node(op_type, ["x"], ["y"], axes=[1], keepdims=0)
+    ours, theirs = _both(_one_node(node, {"x": x}, 13), {"x": x})
+    assert np.isfinite(ours).all()
+    _bitwise(ours, theirs)
+
+
+@pytest.mark.parametrize("exponent", [np.array(2, np.int64), np.array(2.0, np.float32), np.array(3, np.int64)])
+def test_integer_pow_is_exact_and_wraps(exponent: np.ndarray) -> None:
+    """x·x in int64, not through float64 (3037000499² was off by 41); overflow wraps as onnxruntime's does."""
+    x = np.array([3037000499, 94906267, 2**53 + 1, -3, 2**40], np.int64)
+    if exponent == 3:
+        x = np.array([2097151, -2097151, 2**30, 7], np.int64)
+    node = helper.make_node("Pow", ["x", "e"], ["y"])
+    model = _one_node(node, {"x": x}, 15, {"e": exponent})
+    _bitwise(*_both(model, {"x": x}))
+    small = x.astype(np.int32)
+    _bitwise(*_both(_one_node(node, {"x": small}, 15, {"e": exponent}), {"x": small}))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8])
+def test_integer_clip_at_the_dtype_limits(dtype) -> None:
+    """Bounds at the dtype's limits: float(2^63 − 1) is 2^63, which crashed the interpreter."""
+    info = np.iinfo(dtype)
+    x = np.array([info.min, info.max, 0, 5], dtype)
+    node = helper.make_node("Clip", ["x", "low", "high"], ["y"])
+    bounds = {"low": np.array(info.min, dtype), "high": np.array(info.max, dtype)}
+    _bitwise(*_both(_one_node(node, {"x": x}, 13, bounds), {"x": x}))
+
+
+def test_clip6_absent_bounds_are_float32_limits() -> None:
+    """Clip-6's defaults are ±3.4e38 whatever the type: float16 ±inf stay ±inf (±3.4e38 is ±inf there)."""
+    x = np.array([np.inf, -np.inf, 65504, -0.0, np.nan], np.float16)
+    _bitwise(*_both(_one_node(helper.make_node("Clip", ["x"], ["y"]), {"x": x}, 6), {"x": x}))
