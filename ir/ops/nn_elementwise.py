@@ -62,8 +62,15 @@ def relu(x: np.ndarray) -> np.ndarray:
 @define("nn.leaky_relu", operands=("x",), infer=same_as_operand(0), attrs={"alpha": Attr("float", 0.01)},
         tags=("elementwise",))
 def leaky_relu(x: np.ndarray, *, alpha: float) -> np.ndarray:
-    """x where x ≥ 0, alpha·x elsewhere."""
-    return np.where(x >= 0, x, x * x.dtype.type(alpha)).astype(x.dtype)
+    """x where x ≥ 0, alpha·x elsewhere (float16: alpha·x in float32, rounded once, as onnxruntime does)."""
+    wide = float32_if_half(x)
+    return np.where(wide >= 0, wide, wide * wide.dtype.type(alpha)).astype(x.dtype)
+
+
+def float32_if_half(x: np.ndarray) -> np.ndarray:
+    """Where a float16 activation computes: in float32, rounded once at the end (onnxruntime's float16 kernels
+    widen; float16 arithmetic would round alpha, every step, and cancel in x/6 + 1/2)."""
+    return x.astype(np.float32) if x.dtype == np.float16 else x
 
 
 def _prelu_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -84,7 +91,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(−x)) without overflow or cancellation: with e = exp(−|x|), 1/(1 + e) for x ≥ 0 and e/(1 + e)
     below (1 − 1/(1 + e) cancels: 1e-4 relative error at x = −7 in float32, and 0 below −16.6). float16 is computed
     in float32 and rounded once, as onnxruntime does."""
-    wide = x.astype(np.float32) if x.dtype == np.float16 else x
+    wide = float32_if_half(x)
     small = np.exp(-np.abs(wide))
     positive = 1 / (1 + small)
     return np.where(wide >= 0, positive, small * positive).astype(x.dtype, copy=False)

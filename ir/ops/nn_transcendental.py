@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from rcc.ir.ops.nn_activation import _float_infer, _float_op  # the float-only shape rule and decorator
-from rcc.ir.ops.nn_elementwise import _axis_infer
+from rcc.ir.ops.nn_elementwise import _axis_infer, float32_if_half
 from rcc.ir.optable import Attr, define
 from rcc.ir.types import TensorType
 
@@ -86,15 +86,18 @@ def gelu(x: np.ndarray, *, approximate: str) -> np.ndarray:
 
 @_float_op("nn.hard_sigmoid", {"alpha": Attr("float", 0.2), "beta": Attr("float", 0.5)})
 def hard_sigmoid(x: np.ndarray, *, alpha: float, beta: float) -> np.ndarray:
-    """max(0, min(1, alpha·x + beta))."""
-    linear = x * x.dtype.type(alpha) + x.dtype.type(beta)
-    return np.clip(linear, 0, 1).astype(x.dtype)
+    """max(0, min(1, alpha·x + beta)) (float16 in float32, rounded once)."""
+    wide = float32_if_half(x)
+    linear = wide * wide.dtype.type(alpha) + wide.dtype.type(beta)
+    return linear.clip(0, 1).astype(x.dtype, copy=False)
 
 
 @_float_op("nn.hard_swish")
 def hard_swish(x: np.ndarray) -> np.ndarray:
-    """x · max(0, min(1, x/6 + 1/2))."""
-    return (x * np.clip(x * x.dtype.type(1 / 6) + x.dtype.type(0.5), 0, 1)).astype(x.dtype)
+    """x · max(0, min(1, x/6 + 1/2)) (float16 in float32, rounded once; −inf · 0 is NaN, as in onnxruntime)."""
+    wide = float32_if_half(x)
+    with np.errstate(invalid="ignore"):
+        return (wide * (wide * wide.dtype.type(1 / 6) + wide.dtype.type(0.5)).clip(0, 1)).astype(x.dtype, copy=False)
 
 
 @_float_op("nn.mish")
