@@ -115,6 +115,8 @@ class Device:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise DeviceError(f"device option {name!r} must be a finite number ≥ 0, got {value}")
+        if not 0 <= self.fault_seed < 2**63:    # the seeds numpy's generators accept (as --seed allows)
+            raise DeviceError(f"device option 'fault_seed' must be between 0 and 2^63 - 1, got {self.fault_seed}")
         if not self.drift_t0_s > 0:
             raise DeviceError(f"device option 'drift_t0_s' must be > 0, got {self.drift_t0_s}")
         for name in ("adc_offset", "adc_gain_error"):

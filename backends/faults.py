@@ -15,12 +15,15 @@ A random map's array `a` depends on (seed, a) only, so a compiler pass and the m
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from os import PathLike
+from pathlib import Path
 
 import numpy as np
 
 from rcc.backends.device import DeviceError
+from rcc.ir.limits import read_bounded, regular_file_problem
 
 OK, STUCK_OFF, STUCK_ON = 0, 1, 2
 _FAULT_STREAM = 0x5A17  # keeps fault draws apart from the device's noise draws of the same seed
@@ -85,13 +88,16 @@ class ListedFaults(FaultMap):
 
 def load_fault_map(path: str | PathLike[str]) -> ListedFaults:
     """A fault-map CSV: one stuck cell per line, `array,row,column,state` (state `off`/`on`, or 0 for stuck
-    at the high-resistance state and 1 for the low); a header line and `#` comments are allowed."""
+    at the high-resistance state and 1 for the low); a header line and `#` comments are allowed. Read like
+    every input file (rcc.ir.limits): a regular file of at most RCC_MAX_TEXT_BYTES."""
     origin = f"--fault-map {path}"
+    problem = regular_file_problem(Path(path))
+    if problem:
+        raise DeviceError(f"{origin}: {problem}")
     try:
-        with open(path, newline="") as file:
-            lines = list(csv.reader(row for row in file if row.strip() and not row.lstrip().startswith("#")))
-    except FileNotFoundError:
-        raise DeviceError(f"{origin}: no such file") from None
+        text = read_bounded(path, "--fault-map").decode("utf-8-sig")   # -sig: a spreadsheet's byte-order mark
+        lines = list(csv.reader(row for row in io.StringIO(text, newline="")
+                                if row.strip() and not row.lstrip().startswith("#")))
     except (OSError, UnicodeDecodeError) as err:
         raise DeviceError(f"{origin}: cannot read: {getattr(err, 'strerror', None) or err}") from None
     except csv.Error as err:
@@ -109,5 +115,8 @@ def load_fault_map(path: str | PathLike[str]) -> ListedFaults:
                 raise ValueError
         except ValueError:
             raise DeviceError(f"{origin}: entry {number} {','.join(fields)!r} is not array,row,column,off|on") from None
+        for name, value in (("array", array), ("row", row), ("column", column)):
+            if value >= 2**63:      # the cells are int64; no chip comes near
+                raise DeviceError(f"{origin}: entry {number} names {name} {value}, out of range")
         cells.append((array, row, column, _STATES[fields[3].lower()]))
     return ListedFaults(np.array(cells, dtype=np.int64).reshape(-1, 4), origin)

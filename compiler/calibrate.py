@@ -27,6 +27,7 @@ from rcc.ir.core import Module, Value
 from rcc.ir.errors import RccError
 from rcc.ir.inputs import random_inputs
 from rcc.ir.interpreter import evaluate
+from rcc.ir.limits import NpzArrays
 from rcc.ir.progress import tracked
 from rcc.ir.ops.nn_linear import op_macs
 from rcc.ir.ops.xbar import quantize_limits
@@ -47,25 +48,35 @@ def default_sample_count(module: Module) -> int:
 
 def calibration_samples(module: Module, data: dict[str, np.ndarray] | None = None,
                         samples: int | None = None, flag: str = "--calibrate") -> list[dict[str, np.ndarray]]:
-    """Seeded random samples, or the sets in `data` (the arrays of the file given with `flag`)."""
+    """Seeded random samples, or the sets in `data` (the arrays of the file given with `flag`). An input
+    with a default value that `data` lacks takes its default in every set."""
     if data is None:
         count = default_sample_count(module) if samples is None else samples
         return [random_inputs(module, CALIBRATION_SEED + i) for i in range(count)]
-    batches: list[dict[str, np.ndarray]] = []
+    origin = f"{flag} {data.path}" if isinstance(data, NpzArrays) and data.path is not None else flag
+    arrays: dict[str, np.ndarray] = {}
+    defaults: dict[str, np.ndarray] = {}
     for value in module.inputs:
         if value.name not in data and value.name not in module.input_defaults:
-            raise RccError(f"{flag}: input {value.name!r} is missing")
-        array = np.asarray(data[value.name] if value.name in data else module.input_defaults[value.name])
+            raise RccError(f"{origin}: input {value.name!r} is missing")
+        if value.name not in data:
+            defaults[value.name] = np.asarray(module.input_defaults[value.name]).astype(value.type.np_dtype)
+            continue
+        array = np.asarray(data[value.name])
         if array.shape == value.type.shape:
             array = array[None]
         if array.shape[1:] != value.type.shape:
-            raise RccError(f"{flag}: input {value.name!r} is {list(array.shape)}, expected "
+            raise RccError(f"{origin}: input {value.name!r} is {list(array.shape)}, expected "
                            f"{list(value.type.shape)} or [samples, {', '.join(map(str, value.type.shape))}]")
-        for index, sample in enumerate(array.astype(value.type.np_dtype)):
-            if index == len(batches):
-                batches.append({})
-            batches[index][value.name] = sample
-    return batches
+        if not len(array):
+            raise RccError(f"{origin}: input {value.name!r} has 0 samples ({list(array.shape)})")
+        arrays[value.name] = array.astype(value.type.np_dtype)
+    counts = {name: len(array) for name, array in arrays.items()}
+    if len(set(counts.values())) > 1:
+        raise RccError(f"{origin}: inputs have different sample counts "
+                       f"({', '.join(f'{name}: {count}' for name, count in counts.items())})")
+    return [{**defaults, **{name: array[index] for name, array in arrays.items()}}
+            for index in range(max(counts.values(), default=1))]
 
 
 def activation_ranges(module: Module, values: list[Value], samples: list[dict[str, np.ndarray]],

@@ -69,8 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # Everything past here imports the IR (numpy, lark) and a command's module; --help and --version above
     # stay fast by not doing so.
+    import numpy as np
+
     from rcc.ir.errors import RccError
 
+    # numpy's floating-point warnings are not messages for rcc's users: results carry inf and NaN as onnxruntime's
+    # do, and what matters about them (non-finite weights, inputs and outputs, verification) rcc says in its own
+    # line. Library callers keep numpy's setting.
+    np.seterr(all="ignore")
     try:
         return dispatch(argv)
     except RccError as err:

@@ -102,7 +102,7 @@ def compile_model(path: str | os.PathLike, target: Target | None = None, precisi
                       reference=lambda sample: onnxruntime_outputs(path, sample))
     with stage("import"):
         model = load_onnx(path)
-        split = split_for_host(model)  # a data-dependent node: the rest of the model runs on the host
+        split = split_for_host(model, str(path))  # a data-dependent node: the rest of the model runs on the host
         module = lower_model(split.prefix if split else model, str(path), input_shapes, allow_nonfinite)
     run_pipeline(module, default_pipeline(deconv) if pipeline is None else pipeline, ctx, print_after_all)
     if ctx.graph is None:

@@ -5,9 +5,10 @@ A pipeline is a sequence of pass specs (or `Pass` objects); a spec is a pass nam
 in braces, and a string may hold several specs separated by commas:
 `constant-fold,fold-batch-norm,dce` or `constant-fold{max_elements=1000},pack-crossbars{mode=compact}`.
 
-Only user mistakes reach the user as errors: an `RccError` a pass raises (as it is), or IR the verifier
-rejects after a pass (a `PassError` naming the pass). Any other exception is a bug in rcc and propagates
-unchanged, with its traceback.
+Only user mistakes reach the user as errors: an `RccError` a pass raises (as it is), or a module that is
+invalid before the first pass (its `VerifyError`). IR the verifier rejects after a pass is a bug in that
+pass, since its input was valid: a `PassError` naming the pass, which like any other exception propagates
+with its traceback (exit 3).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TextIO, Union
 from rcc.compiler.pass_context import DECONV_PASSES, PassContext
 from rcc.compiler.passes import PASSES, Pass
 from rcc.ir.core import Module
-from rcc.ir.errors import RccError, VerifyError
+from rcc.ir.errors import InternalError, RccError, VerifyError
 from rcc.ir.printer import print_module
 from rcc.ir.progress import stage
 from rcc.ir.verifier import verify
@@ -48,8 +49,8 @@ _SPEC_ITEM = re.compile(r"\s*([a-z0-9\-]+)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
 _OPTION_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
-class PassError(RccError):
-    """A pass failed or left the IR invalid; the message names the pass."""
+class PassError(InternalError):
+    """A pass left the IR invalid (a bug in rcc, never the user's input); the message names the pass."""
 
 
 def option_fields(cls: type[Pass]) -> dict[str, dataclasses.Field]:
@@ -138,16 +139,19 @@ def parse_pipeline(spec: PipelineSpec) -> list[Pass]:
 def run_pipeline(module: Module, pipeline: PipelineSpec, ctx: PassContext | None = None,
                  print_after_all: bool = False, stream: TextIO | None = None) -> Module:
     """Run each pass in order with `ctx` (a default `PassContext` when None), recording its report there
-    and verifying the module after it; PassError names the pass that failed or broke the IR."""
+    and verifying the module before the first and after each; VerifyError when `module` is invalid as given,
+    PassError naming the pass that broke the IR."""
     ctx = PassContext() if ctx is None else ctx
-    for pass_ in parse_pipeline(pipeline):
+    passes = parse_pipeline(pipeline)
+    verify(module)  # so that a verifier error after a pass is that pass's
+    for pass_ in passes:
         report = ctx.begin(pass_.name)
         try:
             with stage(f"pass {pass_.name}"):
                 changed = pass_.run(module, ctx)
             verify(module)
         except VerifyError as err:
-            raise PassError(f"pass {pass_.name!r} left invalid IR: {err}") from None
+            raise PassError(f"pass {pass_.name!r} left invalid IR: {err}") from err
         assert isinstance(changed, bool), f"pass {pass_.name!r} returned {changed!r}, not whether it changed the IR"
         report.changed = changed
         if print_after_all:

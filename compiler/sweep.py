@@ -25,6 +25,7 @@ from typing import Any
 
 from distributed import Client, LocalCluster, as_completed
 from distributed.client import FutureCancelledError
+from distributed.comm.addressing import get_address_host_port
 from distributed.scheduler import KilledWorker
 
 from rcc.compiler.sweep_point import SweepData, SweepModel, evaluate_point
@@ -35,18 +36,52 @@ from rcc.compiler.sweep_space import Point, SweepError, point_id
 Row = dict[str, Any]
 
 
+class _ClosingClient(Client):
+    """A Client that closes itself when connecting fails. distributed leaves a client whose start
+    raised (a malformed address, a service that is not a scheduler) to `__del__`, which closes it from
+    the garbage collector and prints a timeout traceback some 20 s later."""
+
+    def start(self, **kwargs: Any) -> None:
+        try:
+            super().start(**kwargs)
+        except BaseException:
+            self.close()
+            raise
+
+
+def check_scheduler_address(address: str) -> str:
+    """`address` if it has the form of a Dask scheduler's address (tcp://HOST:PORT; tls://, ws:// and
+    wss:// too, and HOST:PORT means tcp://); SweepError naming `--scheduler` otherwise."""
+    try:
+        host, port = get_address_host_port(address)
+    except ValueError:
+        host, port = "", 0
+    if not host or any(char.isspace() for char in host) or not 0 < port < 65536:
+        raise SweepError(f"--scheduler {address!r}: not a Dask scheduler address (tcp://HOST:PORT)")
+    return address
+
+
+def _connected_client(scheduler: str, connect_timeout: float) -> Client:
+    check_scheduler_address(scheduler)
+    try:
+        return _ClosingClient(scheduler, timeout=connect_timeout, set_as_default=False)
+    except OSError as err:  # refused, unresolvable, timed out (TimeoutError is an OSError)
+        raise SweepError(f"--scheduler {scheduler}: cannot reach the Dask scheduler within "
+                         f"{connect_timeout:g} s ({type(err).__name__})") from None
+    except Exception as err:  # something listens there but does not speak Dask (an HTTP dashboard port:
+        # its reply read as a frame length is a MemoryError; other bytes fail to unpack in assorted ways)
+        raise SweepError(f"--scheduler {scheduler}: what answers there is not a Dask scheduler "
+                         f"({type(err).__name__})") from None
+
+
 @contextmanager
 def sweep_client(scheduler: str | None = None, workers: int | None = None,
                  connect_timeout: float = 10.0) -> Iterator[Client]:
     """A Dask client: of a new local cluster (`workers` processes, one thread each; default one per
-    core), or connected to `scheduler` (tcp://HOST:PORT), failing with one line after `connect_timeout`."""
+    core), or connected to `scheduler` (tcp://HOST:PORT), failing with one line after `connect_timeout`
+    seconds (finite and positive). A client that fails to connect is closed at once."""
     if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout=f"{connect_timeout}s", set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as err:
-            raise SweepError(f"--scheduler {scheduler}: cannot reach the Dask scheduler within "
-                             f"{connect_timeout:g} s ({type(err).__name__})") from None
-        with client:
+        with _connected_client(scheduler, connect_timeout) as client:
             yield client
         return
     cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,

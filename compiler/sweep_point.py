@@ -30,7 +30,7 @@ import numpy as np
 
 from rcc.backends.chip import load_chip
 from rcc.compiler.driver import compile_model, verify_compiled
-from rcc.compiler.evaluate import evaluate_model
+from rcc.compiler.evaluate import declared_inputs, evaluate_model
 from rcc.compiler.report import layer_rows, totals
 from rcc.compiler.sweep_space import Point, point_id, point_settings
 from rcc.compiler.verify import VerifyResult
@@ -133,8 +133,10 @@ def point_figures(model: SweepModel, point: Point, verify: bool = True, data: Sw
     settings = point_settings(point)
     path = model.local_path()
     options = dict(settings.compile_options)
-    if data is not None:  # one sample of the data set fixes the shapes a dynamic batch axis leaves open
-        options["input_shapes"] = {name: (1, *np.shape(values)[1:]) for name, values in data.inputs.items()}
+    if data is not None:  # one sample of the data set fixes the shapes a symbolic batch axis leaves open
+        declared = declared_inputs(path)
+        options["input_shapes"] = {name: (1, *np.shape(values)[1:]) for name, values in data.inputs.items()
+                                   if not (declared.get(name) and declared[name][0])}
     compiled = compile_model(path, settings.target, **options)
     rows = layer_rows(compiled.program, compiled.target)
     total = totals(rows)

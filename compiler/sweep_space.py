@@ -11,7 +11,8 @@ workers, into a results file and back unchanged. Every key belongs to one group 
 `cost`, `verify`, `device`); a new option plugs in with `register_key` and a group that `point_settings`
 routes. Device keys (`device`, `device_seed`, `faults=OFF/ON`, `fault_aware`, `time`) only matter to the
 accuracy a sweep measures with `--data` (`check_device_keys`). Values are lists separated by commas; whole-number keys also take
-inclusive ranges `LOW:HIGH` or `LOW:HIGH:STEP` (`adc_bits=4:9` is 4, 5, 6, 7, 8, 9).
+inclusive ranges `LOW:HIGH` or `LOW:HIGH:STEP` (`adc_bits=4:9` is 4, 5, 6, 7, 8, 9); a key holds at most
+MAX_KEY_VALUES values and a grid MAX_GRID_POINTS points, counted before anything is listed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -152,8 +154,13 @@ register_key(SweepKey("time", "device", _duration, "inference time after program
 DEVICE_KEYS = tuple(name for name, key in KEYS.items() if key.group == "device")
 
 
+MAX_KEY_VALUES = 100_000  # of one key: far beyond any useful sweep (each point is a compile)
+MAX_GRID_POINTS = 1_000_000  # of the whole grid: every point is listed and checked before the sweep starts
+
+
 def _values_of(key: SweepKey, text: str) -> list[Value]:
-    """The values of one `--grid` item's right-hand side; ValueError or RccError when one does not parse."""
+    """The values of one `--grid` item's right-hand side; ValueError or RccError when one does not parse or
+    the ranges hold more than MAX_KEY_VALUES (counted before any range is listed)."""
     values: list[Value] = []
     for item in text.split(","):
         item = item.strip()
@@ -168,7 +175,10 @@ def _values_of(key: SweepKey, text: str) -> list[Value]:
                 raise ValueError(f"range {item!r}: the step must be a positive whole number")
             if low > high:
                 raise ValueError(f"range {item!r} is empty")
-            values += list(range(low, high + 1, step))
+            count = len(values) + (high - low) // step + 1
+            if count > MAX_KEY_VALUES:
+                raise ValueError(f"{count:,} values, over the limit of {MAX_KEY_VALUES:,} per key")
+            values += range(low, high + 1, step)
         else:
             values.append(key.parse(item))
     return list(dict.fromkeys(values))  # repeated values would be repeated points
@@ -192,6 +202,10 @@ def parse_grid(items: list[str]) -> dict[str, list[Value]]:
             raise SweepError(f"--grid {name}={text}: {str(err).splitlines()[0]}") from None
     if "xbar" in space and {"xbar_rows", "xbar_cols"} & space.keys():
         raise SweepError("--grid xbar: give either xbar or xbar_rows/xbar_cols, not both")
+    points = math.prod(len(values) for values in space.values())
+    if points > MAX_GRID_POINTS:
+        sizes = " × ".join(f"{len(values):,} {name}" for name, values in space.items())
+        raise SweepError(f"--grid: {points:,} points ({sizes}), over the limit of {MAX_GRID_POINTS:,}")
     return space
 
 

@@ -1,6 +1,7 @@
 """Errors a user can cause. Everything the user can fix is an `RccError`; internal invariants are asserts.
 
-The CLI prints `str(error)` as one line and exits with `error.exit_code`.
+The CLI prints `str(error)` as one line and exits with `error.exit_code`; any other exception, an
+`InternalError` included, is a bug in rcc: the CLI prints its traceback and exits 3.
 """
 
 
@@ -15,11 +16,17 @@ class IRParseError(RccError):
 
 
 class VerifyError(RccError):
-    """An IR module that breaks an invariant; the message names the offending op."""
+    """An IR module that breaks an invariant; the message names the offending op. Bad input when the user
+    wrote the IR (`rcc opt`); on IR that rcc built, the caller raises an `InternalError` instead."""
 
 
 class UnsupportedError(RccError):
     """A construct rcc does not handle (an ONNX op, an attribute value); the message names the node."""
+
+
+class InternalError(AssertionError):
+    """A broken invariant of rcc itself, such as IR that the frontend or a pass built failing the verifier:
+    never the user's input, so not an RccError (exit 3 with the traceback)."""
 
 
 def one_line(err: BaseException, limit: int = 300) -> str:

@@ -7,6 +7,8 @@
   /dev/null, a FIFO, /dev/stdout) is opened and written directly, never replaced.
 - `check_output_path(path, flag)` / `check_output_folder(path, flag)`: the checks a command runs on
   every output before doing any work, so a command that fails writes nothing.
+- `check_distinct_files(outputs, inputs)`: the check, also before any work, that no output replaces an
+  input or another output (`rcc m.onnx -o m.onnx`, `-o p.rccp --report p.rccp`).
 - `to_json_value` / `from_json_value`: JSON has no inf or nan; a non-finite float is written as
   `{"float": "inf"}` (or "-inf", "nan") and read back as the float. numpy scalars and arrays become
   plain numbers and lists.
@@ -23,7 +25,7 @@ import signal
 import stat
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,40 @@ def check_output_path(path: str | os.PathLike, flag: str) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputPathError(f"{where}: the folder {folder} is not writable")
     return target
+
+
+PathArgument = str | os.PathLike | None
+
+
+def check_distinct_files(outputs: Sequence[tuple[str, PathArgument]],
+                         inputs: Sequence[tuple[str, PathArgument]] = ()) -> None:
+    """OutputPathError when an output would replace an input or an earlier output. `outputs` are
+    (flag, path) pairs, the flag as in `check_output_path` (`"-o"`, `"-o m.ir: its weights file"`);
+    `inputs` are (what, path) pairs, `what` a noun phrase (`"the input model"`, `"the --inputs file"`).
+
+    Paths that are None are skipped, and so are special files (`-o /dev/null --report /dev/null` is
+    fine) and inputs that do not exist (their loader reports them). Two paths are one file when
+    `os.path.samefile` says so (a symlink, a hard link), or, while one does not exist yet, when they
+    resolve to the same absolute path. Rewriting an input in place is refused too, in every command:
+    the write is atomic, but it is nearly always a slip (and for a pruned model or a program, the
+    original is gone for good); writing elsewhere and renaming is one `mv` away.
+    """
+    taken = [(f"is {what}", Path(path)) for what, path in inputs
+             if path is not None and os.path.exists(path) and not is_special_file(path)]
+    for flag, path in outputs:
+        if path is None or is_special_file(path):
+            continue
+        for clash, earlier in taken:
+            if _same_file(Path(path), earlier):
+                raise OutputPathError(f"{flag} {os.fspath(path)}: {clash}")
+        taken.append((f"same file as {flag}", Path(path)))
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # not written yet: compare where the paths lead (realpath also survives a symlink loop)
+        return os.path.realpath(first) == os.path.realpath(second)
 
 
 def check_output_folder(path: str | os.PathLike, flag: str) -> Path:

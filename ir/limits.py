@@ -15,10 +15,15 @@ Genuinely huge models raise the limits through these environment variables (see 
 from __future__ import annotations
 
 import io
+import lzma
 import math
 import os
 import stat
+import tokenize
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -99,16 +104,31 @@ def regular_file_problem(path: Path) -> str | None:
     return None
 
 
+def _read_npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the `.npy` header at the start of `stream`; ValueError on anything
+    malformed. numpy lets some broken headers out as other types: an unterminated header dict as
+    tokenize.TokenError (from its Python 2 fallback), `{[]: 1}` as TypeError, and a shape of bools or
+    negative numbers through unchecked."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (tokenize.TokenError, SyntaxError, TypeError, RecursionError) as err:
+        raise ValueError(f"malformed .npy header ({err.args[0] if err.args else err.__class__.__name__})") from None
+    for size in shape:
+        if isinstance(size, bool) or not 0 <= size < 2**63:
+            raise ValueError(f"malformed .npy header: shape {shape!r} is not a tuple of sizes")
+    return shape, fortran, dtype
+
+
 def read_npy(stream: BinaryIO, available: int, what: str) -> np.ndarray:
     """One `.npy` array from `stream`, whose header is checked (dtype, shape, budget, `available` bytes)
     before the data is read; ValueError on a malformed header, LimitError over budget."""
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-    elif version in ((2, 0), (3, 0)):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-    else:
-        raise ValueError(f"unsupported .npy version {version}")
+    shape, fortran, dtype = _read_npy_header(stream)
     if dtype.hasobject or dtype.kind not in _ALLOWED_KINDS:
         raise ValueError(f"dtype {dtype} is not a numeric array")
     check_tensor_bytes(what, shape, dtype)
@@ -137,13 +157,13 @@ def read_member(archive: zipfile.ZipFile, name: str, what: str) -> bytes | np.nd
         if info.file_size > budget:
             raise LimitError(f"{what}: member {name} declares {format_bytes(info.file_size)}, more than "
                              f"{format_bytes(budget)} (raise {TEXT_LIMIT_ENV} to read it)")
-        with archive.open(info) as member:
+        with _inflating(name), archive.open(info) as member:
             return member.read(budget + 1)
     header_room = 2**16
     if info.file_size > limit(TENSOR_LIMIT_ENV) + header_room:
         raise LimitError(f"{what}: member {name} declares {format_bytes(info.file_size)}, over the "
                          f"{format_bytes(limit(TENSOR_LIMIT_ENV))} budget per tensor (raise {TENSOR_LIMIT_ENV})")
-    with archive.open(info) as member:
+    with _inflating(name), archive.open(info) as member:
         head = member.read(min(info.file_size, header_room))
         stream = io.BytesIO(head)
         array_start = _header_length(stream)
@@ -152,14 +172,17 @@ def read_member(archive: zipfile.ZipFile, name: str, what: str) -> bytes | np.nd
         return read_npy(rest, info.file_size - array_start, what)
 
 
-def _header_length(stream: io.BytesIO) -> int:
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        np.lib.format.read_array_header_1_0(stream)
-    elif version in ((2, 0), (3, 0)):
-        np.lib.format.read_array_header_2_0(stream)
-    else:
-        raise ValueError(f"unsupported .npy version {version}")
+@contextmanager
+def _inflating(name: str) -> Iterator[None]:
+    """Corrupted compressed data as ValueError: zlib and lzma raise their own error types (bzip2 raises OSError)."""
+    try:
+        yield
+    except (zlib.error, lzma.LZMAError) as err:
+        raise ValueError(f"member {name}: corrupted compressed data ({err})") from None
+
+
+def _header_length(stream: BinaryIO) -> int:
+    _read_npy_header(stream)
     return stream.tell()
 
 
@@ -178,20 +201,25 @@ class _ChainedStream:
         return data
 
 
-def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
+class NpzArrays(dict):
+    """The arrays of an `.npz` archive by key, remembering the file they came from, so that a check made
+    later (calibration's sample counts) can name it."""
+
+    path: Path | None = None
+
+
+def load_npz(path: str | os.PathLike, what: str) -> NpzArrays:
     """Every array of an `.npz` archive by key, each checked before it is inflated; LimitError or
     RccError naming `what` and the file (missing, a plain .npy, not an archive, malformed member)."""
-    path = Path(path)
-    problem = regular_file_problem(path)
-    if problem:
-        raise RccError(f"{what} {path}: {problem}")
+    path = _regular_file(path, what)
     try:
         with open(path, "rb") as file:
             if file.read(6) == b"\x93NUMPY":
                 raise RccError(f"{what} {path}: a plain .npy array; give an .npz archive keyed by name "
                                f"(numpy.savez(path, name=array))")
         with zipfile.ZipFile(path) as archive:
-            arrays = {}
+            arrays = NpzArrays()
+            arrays.path = path
             for name in archive.namelist():
                 if not name.endswith(".npy"):
                     raise ValueError(f"member {name!r} is not an .npy array")
@@ -200,5 +228,35 @@ def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
             return arrays
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, KeyError, EOFError, OSError,
             NotImplementedError) as err:
-        detail = " ".join(str(err).split())[:160] or err.__class__.__name__
-        raise RccError(f"{what} {path}: not a readable .npz archive ({detail})") from None
+        raise _unreadable(what, path, "a readable .npz archive", err) from None
+
+
+def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
+    """The array of one `.npy` file, its header checked before the data is read (as an archive member's);
+    LimitError or RccError naming `what` and the file (missing, a device, an archive, malformed)."""
+    path = _regular_file(path, what)
+    try:
+        with open(path, "rb") as file:
+            if file.read(4) == b"PK\x03\x04":
+                raise RccError(f"{what} {path}: a zip (.npz) archive; give one .npy array (numpy.save)")
+            file.seek(0)
+            array_start = _header_length(file)
+            file.seek(0)
+            return read_npy(file, os.fstat(file.fileno()).st_size - array_start, f"{what} {path}")
+    except (ValueError, EOFError, OSError) as err:
+        raise _unreadable(what, path, "a readable .npy array", err) from None
+
+
+def _regular_file(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a Path; RccError naming `what` when it is missing, a directory, a device or a pipe."""
+    path = Path(path)
+    problem = regular_file_problem(path)
+    if problem:
+        raise RccError(f"{what} {path}: {problem}")
+    return path
+
+
+def _unreadable(what: str, path: Path, kind: str, err: Exception) -> RccError:
+    """The one line for a file that is not `kind`, with the first 160 characters of why."""
+    detail = " ".join(str(err).split())[:160] or err.__class__.__name__
+    return RccError(f"{what} {path}: not {kind} ({detail})")

@@ -138,15 +138,16 @@ class CrossbarGroup:
         `sliced` forces (True) or skips (False) the saturation analysis; by default it runs when the
         ADC is not lossless. `x_range` (low, high), when the caller knows it (a quantized input), bounds
         x's values and spares the exactness test a pass over x."""
+        if not self.integer:   # ideal analog sums, rounded as IEEE does (±inf beyond float32), as onnxruntime
+            with np.errstate(over="ignore", invalid="ignore"):
+                if self.blocks is not None:
+                    return self._block_product(x, x_range)
+                return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), self.mapping.groups), self.matrix)
+                                 ).astype(np.float32)
         if self.blocks is not None:
             exact = self._block_product(x, x_range)
-        elif not self.integer:
-            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), self.mapping.groups), self.matrix)
-                             ).astype(np.float32)
         else:
             exact = self.exact_values(x, x_range).astype(np.int64, copy=False)
-        if not self.integer:
-            return exact
         if (not self.adc_lossless) if sliced is None else sliced:
             exact -= self._saturation_excess(x)
         return exact

@@ -42,6 +42,7 @@ core's cache); the ADC offset is a row of the cell matrix that every read drives
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,8 @@ RERAM_PROG_COEFF = (0.348, 16.030, -43.853, 45.393, -16.815)  # aihwkit ReRamWan
 RERAM_PROG_G_MAX = 40.0                                      # µS, its reference g_max
 PCM_T_READ = 250e-9                                          # s, aihwkit PCMLikeNoiseModel t_read
 _PROGRAM_STREAM, _READ_STREAM = 0xD0, 0xD1
+READ_LIMIT = 2.0 ** 64       # ADC steps: no physical cell read or read-noise σ comes near (a column's sum of
+                             # them stays far inside float32)
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,15 @@ def ir_drop_segments(rows: int, cols: int) -> np.ndarray:
 
 def program_array(device: Device, levels: np.ndarray, level_max: int, states: np.ndarray | None,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(conductances at the inference time, conductances just after programming) of one array's cell grid."""
+    """(conductances at the inference time, conductances just after programming) of one array's cell grid.
+    Options far outside a physical range (a time of 1e300 years, a programming σ of 1e300 µS) overflow to
+    inf or NaN here without a warning: DeviceCrossbarGroup refuses the reads they lead to."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _program_array(device, levels, level_max, states, rng)
+
+
+def _program_array(device: Device, levels: np.ndarray, level_max: int, states: np.ndarray | None,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     g_min = device.g_min
     g = g_min + (device.g_max - g_min) * levels.astype(np.float64) / level_max
     target = g
@@ -158,6 +169,12 @@ def program_array(device: Device, levels: np.ndarray, level_max: int, states: np
         series = 1e-6 * device.wire_resistance * ir_drop_segments(*g.shape)   # µS·Ω = 1e-6
         g = g / (1.0 + g * series)
     return g, programmed
+
+
+def _programming(device: Device) -> str:
+    """The programming-noise options, for a message."""
+    sigma = f" {device.programming_sigma:g} µS" if device.programming_noise == "constant" else ""
+    return f"programming noise {device.programming_noise}{sigma} ×{device.programming_noise_scale:g}"
 
 
 @dataclass
@@ -217,14 +234,44 @@ class DeviceCrossbarGroup:
         self.array_ids = first_array + np.arange(len(self.blocks) * g.signs).reshape(len(self.blocks), g.signs)
         self.spare_columns = spare_columns(attrs, first_array)
         self.units, drifted, programmed = self._program(seed, faults)
-        self.compensation = programmed / drifted if device.drift != "none" and device.drift_compensation \
-            and drifted > 0 else 1.0
-        self.gain = self.compensation * (1.0 + device.adc_gain_error) / self.step   # µS → ADC steps
-        for unit in self.units:   # µS [signs, rows, outputs, S] → ADC steps [rows, signs·outputs·S]
-            levels = (unit.levels * self.gain).transpose(1, 0, 2, 3).reshape(unit.rows.size, -1)
-            if device.adc_offset:   # a row every read drives: each conversion's offset, added by the matmul
-                levels = np.vstack([levels, np.full((1, levels.shape[1]), device.adc_offset)])
-            unit.levels = np.ascontiguousarray(levels, dtype=np.float32)
+        if not (math.isfinite(drifted) and math.isfinite(programmed)):   # program_array overflowed, quietly
+            raise DeviceError(f"device {device.name!r}: layer {attrs.get('layer', '?')!r}'s cells program to "
+                              f"conductances that are not finite numbers ({_programming(device)}, drift "
+                              f"{device.drift} to time_s {device.time_s:g}): a device option is far outside a "
+                              f"physical range")
+        with np.errstate(over="ignore", invalid="ignore"):   # out of a physical range: refused below
+            self.compensation = programmed / drifted if device.drift != "none" and device.drift_compensation \
+                and drifted > 0 else 1.0
+            self.gain = self.compensation * (1.0 + device.adc_gain_error) / self.step \
+                if self.step > 0 else math.inf   # µS → ADC steps (a g_max of 1e-320 µS leaves no step)
+            self.noise_steps = self.gain * device.read_noise * device.g_max   # σ of one cell's read, ADC steps
+            peaks = []
+            for unit in self.units:   # µS [signs, rows, outputs, S] → ADC steps [rows, signs·outputs·S]
+                levels = (unit.levels * self.gain).transpose(1, 0, 2, 3).reshape(unit.rows.size, -1)
+                if device.adc_offset:   # a row every read drives: each conversion's offset, added by the matmul
+                    levels = np.vstack([levels, np.full((1, levels.shape[1]), device.adc_offset)])
+                peaks.append(np.abs(levels).max(initial=0.0))
+                unit.levels = levels
+        self._check_reads(float(np.max(peaks, initial=0.0)))   # np.max, not max: a NaN peak must count
+        for unit in self.units:
+            unit.levels = np.ascontiguousarray(unit.levels, dtype=np.float32)
+
+    def _check_reads(self, peak: float) -> None:
+        """DeviceError unless the largest cell read (`peak`) and the read noise's σ, in ADC steps, are below
+        READ_LIMIT: else a device option is far outside a physical range, and the reads would leave float32
+        or be NaN. The message gives the figures that scale a read, so the option can be found."""
+        device, layer = self.device, self.attrs.get("layer", "?")
+        scaling = (f"ADC step {self.step:g} µS from g_max {device.g_max:g} µS, adc_gain_error "
+                   f"{device.adc_gain_error:g}, drift compensation ×{self.compensation:g} of drift and "
+                   f"wire_resistance")
+        if not peak < READ_LIMIT:   # NaN too
+            raise DeviceError(f"device {device.name!r}: layer {layer!r} reads a cell as {peak:g} ADC steps ({scaling}, "
+                              f"adc_offset {device.adc_offset:g}, {_programming(device)}): a device option is far "
+                              f"outside a physical range")
+        if not self.noise_steps < READ_LIMIT:
+            raise DeviceError(f"device {device.name!r}: layer {layer!r}'s read noise σ is {self.noise_steps:g} ADC "
+                              f"steps (read_noise {device.read_noise:g} of g_max, {scaling}): a device option is far "
+                              f"outside a physical range")
 
     def _program(self, seed: int, faults: FaultMap | None) -> tuple[list[_Unit], float, float]:
         g = self.mapping
@@ -341,7 +388,7 @@ class DeviceCrossbarGroup:
         bits = work_buffer("bits", (vectors * cycles, unit.levels.shape[0]))
         bits[:, rows:] = 1.0
         spread = np.empty(vectors * cycles if offsets is not None else 0, dtype=np.float32)
-        input_slices(chunk, g.dac_bits, cycles, bits, spread, np.float32(self.gain * device.read_noise * device.g_max))
+        input_slices(chunk, g.dac_bits, cycles, bits, spread, np.float32(self.noise_steps))
         if offsets is not None:
             tape, draws = self.tape.values, iter(offsets)
         merged = np.empty((vectors, columns), dtype=cycle_weights.dtype)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,7 +111,7 @@ class Machine:
         mvm_trace: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         observe = _observer(trace, allow_nonfinite, mvm_trace) if trace or allow_nonfinite else None
         stacked_batch = batch if self.plan.stackable else 1
-        with np.errstate(invalid="ignore" if allow_nonfinite else "warn"), \
+        with np.errstate(invalid="ignore") if allow_nonfinite else nullcontext(), \
                 blas_limited(blas_threads_for(self.plan.largest_gemm_macs * stacked_batch)):
             if batch == 1 or self.plan.stackable:
                 stacked = samples[0] if batch == 1 else \

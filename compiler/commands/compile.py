@@ -28,7 +28,7 @@ from rcc.compiler.summary import format_table
 from rcc.compiler.verify import DEFAULT_SAMPLES, VerifyResult
 from rcc.ir.inputs import load_inputs
 from rcc.ir.errors import RccError
-from rcc.ir.files import check_output_folder, check_output_path
+from rcc.ir.files import check_distinct_files, check_output_folder, check_output_path
 from rcc.ir.printer import save_module, weights_path
 from rcc.ir.progress import stage
 
@@ -225,12 +225,20 @@ def print_localization(localization: Localization) -> None:
 
 
 def _checked_outputs(args: argparse.Namespace) -> tuple[Path, Path | None, Path | None]:
-    """The output, report and plot paths, each checked before any work starts."""
+    """The output, report and plot paths, each checked before any work starts (and none an input or
+    another output)."""
     output = check_output_path(args.output if args.output is not None
                                else Path(args.model).with_suffix(EMIT_SUFFIX[args.emit]), "-o")
+    outputs = [("-o", output)]
     if args.emit in ("ir", "xbar"):  # large constants go to the .npz beside the text
-        check_output_path(weights_path(output), f"-o {output}: its weights file")
+        weights_flag = f"-o {output}: its weights file"
+        outputs.append((weights_flag, check_output_path(weights_path(output), weights_flag)))
     report = optional_output(args.report, "--report")
+    outputs.append(("--report", report))
+    check_distinct_files(outputs, [("the input model", args.model), ("the --inputs file", args.inputs),
+                                   ("the --calibrate file", args.calibrate), ("the --target file", args.target),
+                                   ("the --device file", args.device), ("the --fault-map file", args.fault_map),
+                                   ("the --cost-model file", args.cost_model)])
     plot = None if args.plot is None else check_output_folder(args.plot, "--plot")
     return output, report, plot
 

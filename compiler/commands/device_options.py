@@ -9,6 +9,7 @@ import argparse
 from rcc.backends.device import PRESETS, Device, device_from_dict, load_device, parse_duration, parse_rates
 from rcc.backends.faults import FaultMap, load_fault_map
 from rcc.backends.target import TargetError, read_toml
+from rcc.compiler.commands.common import seed
 
 
 def add_device_arguments(parser: argparse.ArgumentParser, mapping: bool = True) -> None:
@@ -16,12 +17,12 @@ def add_device_arguments(parser: argparse.ArgumentParser, mapping: bool = True) 
     group = parser.add_argument_group("device", "the cells' non-idealities (default: ideal, exact cells)")
     group.add_argument("--device", metavar="PRESET|FILE.toml",
                        help=f"a preset ({', '.join(PRESETS)}) or a TOML file with a [device] table")
-    group.add_argument("--device-seed", type=int, default=0, metavar="N",
+    group.add_argument("--device-seed", type=seed, default=0, metavar="N",
                        help="seed of the device noise (trials use N, N+1, ...; default 0)")
     group.add_argument("--time", metavar="DURATION", help="inference time after programming: 30s, 1h, 2d, 1y")
     group.add_argument("--faults", metavar="RATE_OFF,RATE_ON",
                        help="random stuck-at faults: rates of cells stuck off (reads zero) and on (reads the top level)")
-    group.add_argument("--fault-seed", type=int, metavar="N", help="which chip: the random fault map's seed")
+    group.add_argument("--fault-seed", type=seed, metavar="N", help="which chip: the random fault map's seed")
     group.add_argument("--fault-map", metavar="FILE.csv", help="stuck cells listed as array,row,column,off|on")
     if mapping:
         group.add_argument("--fault-aware", action="store_true",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,9 +16,11 @@ from rcc.compiler.commands.common import (Parser, add_common_arguments, add_targ
                                           target_from_args, write_report)
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
-from rcc.compiler.evaluate import evaluate_model
+from rcc.compiler.evaluate import DEFAULT_BATCH, evaluate_model
 from rcc.ir.inputs import load_inputs
 from rcc.ir.errors import RccError
+from rcc.ir.files import check_distinct_files
+from rcc.ir.limits import load_npy
 
 
 
@@ -30,7 +31,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, metavar="X.npz", help="inputs keyed by input name, samples first")
     parser.add_argument("--labels", metavar="Y.npy", help="integer class labels (else: agreement with onnxruntime)")
     parser.add_argument("--trials", type=int, default=1, metavar="N", help="device seeds to run (default 1)")
-    parser.add_argument("--batch", type=int, default=64, metavar="B", help="samples per machine run (default 64)")
+    parser.add_argument("--batch", type=int, metavar="B",
+                        help=f"samples per machine run (default: the model's batch when it is a number, else "
+                             f"{DEFAULT_BATCH})")
     parser.add_argument("--output", metavar="NAME", help="the model output to score (default: the first)")
     parser.add_argument("--report", metavar="FILE.json", help="write the figures here (JSON)")
     parser.add_argument("--workers", type=int, metavar="N",
@@ -44,14 +47,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_labels(path: str) -> np.ndarray:
-    try:
-        labels = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise RccError(f"--labels {path}: cannot read an .npy array ({str(err).splitlines()[0][:120]})") from None
-    if not isinstance(labels, np.ndarray):
-        raise RccError(f"--labels {path}: expected one .npy array of integer labels, got an .npz archive")
+    """The integer class labels of `--labels` as int64, one per sample (evaluate_model checks them against
+    the model's classes)."""
+    labels = load_npy(path, "--labels")
     if labels.dtype.kind not in "iu":
         raise RccError(f"--labels {path}: labels must be integers, got {labels.dtype}")
+    beyond = np.flatnonzero(labels > np.iinfo(np.int64).max)   # uint64 values the cast would wrap to negatives
+    if beyond.size:
+        raise RccError(f"--labels {path}: label {labels[beyond[0]]} at sample {beyond[0]} is not a class number")
     return labels.astype(np.int64)
 
 
@@ -80,6 +83,10 @@ def eval_command(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     with showing_progress(args):
         report_path = optional_output(args.report, "--report")
+        check_distinct_files([("--report", report_path)],
+                             [("the input model", args.model), ("the --data file", args.data),
+                              ("the --labels file", args.labels), ("the --target file", args.target),
+                              ("the --device file", args.device), ("the --fault-map file", args.fault_map)])
         target = target_from_args(args)
         device, faults = device_from_args(args)
         data = load_inputs(args.data, "--data")

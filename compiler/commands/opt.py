@@ -15,7 +15,7 @@ from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.pass_manager import run_pipeline
 from rcc.ir.inputs import load_inputs
-from rcc.ir.files import check_output_path
+from rcc.ir.files import check_distinct_files, check_output_path
 from rcc.ir.parser import load_module
 from rcc.ir.printer import print_module, save_module, weights_path
 
@@ -48,7 +48,11 @@ def opt_command(argv: list[str]) -> int:
     with showing_progress(args):
         if args.output is not None:
             output = check_output_path(args.output, "-o")
-            check_output_path(weights_path(output), f"-o {output}: its weights file")
+            weights_flag = f"-o {output}: its weights file"
+            weights = check_output_path(weights_path(output), weights_flag)
+            check_distinct_files([("-o", output), (weights_flag, weights)],
+                                 [("the input IR", args.ir), ("the input IR's weights file", weights_path(args.ir)),
+                                  ("the --calibrate file", args.calibrate), ("the --target file", args.target)])
         module = load_module(args.ir)
         run_pipeline(module, args.pipeline, ctx, print_after_all=args.print_after_all)
         if args.output is not None:

@@ -12,7 +12,7 @@ from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.prune_model import STRUCTURES, prune_onnx, sparsity_fraction
 from rcc.compiler.summary import format_table
 from rcc.ir.errors import RccError
-from rcc.ir.files import check_output_path, write_output
+from rcc.ir.files import check_distinct_files, check_output_path, write_output
 from rcc.ir.progress import stage
 
 MAX_PROTO_BYTES = 2**31 - 1  # protobuf cannot serialise a message this large
@@ -53,6 +53,7 @@ def prune_command(argv: list[str]) -> int:
         sparsity_fraction(args.sparsity, "--sparsity")
         target = target_from_args(args)
         output = check_output_path(args.output, "-o")
+        check_distinct_files([("-o", output)], [("the input model", args.model), ("the --target file", args.target)])
         model = load_onnx(args.model)
         with stage("prune"):
             pruned, rows = prune_onnx(model, args.sparsity, args.structured, target)

@@ -18,7 +18,7 @@ from rcc.compiler.commands.device_options import add_device_arguments, device_fr
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.host_run import HostPart
 from rcc.ir.inputs import load_inputs
-from rcc.ir.files import check_output_path, npz_bytes, write_output
+from rcc.ir.files import check_distinct_files, check_output_path, npz_bytes, write_output
 from rcc.runtime.cost import estimate_cost
 from rcc.runtime.machine import Machine
 
@@ -42,6 +42,10 @@ def run_command(argv: list[str]) -> int:
     with showing_progress(args):
         output = check_output_path(args.output, "-o")
         report = optional_output(args.report, "--report")
+        check_distinct_files([("-o", output), ("--report", report)],
+                             [("the input program", args.program), ("the --inputs file", args.inputs),
+                              ("the --device file", args.device), ("the --fault-map file", args.fault_map),
+                              ("the --cost-model file", args.cost_model)])
         device, faults = device_from_args(args)
         chip = load_chip(args.cost_model) if report is not None else None
         program = load_program(args.program)

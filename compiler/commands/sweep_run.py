@@ -5,6 +5,7 @@ the Pareto front."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rcc.compiler.commands.eval import load_labels
 from rcc.compiler.commands.progress import showing_progress
-from rcc.compiler.sweep import SweepOutcome, run_sweep, sweep_client
+from rcc.compiler.sweep import SweepOutcome, check_scheduler_address, run_sweep, sweep_client
 from rcc.compiler.sweep_plot import front_table, plot_fronts
 from rcc.compiler.sweep_point import SweepData, SweepModel
 from rcc.compiler.sweep_results import ResultsFile
@@ -22,11 +23,15 @@ from rcc.compiler.sweep_search import (Constraint, GridSearch, OptunaSearch, Ran
                                       feasible)
 from rcc.compiler.sweep_space import KEYS, SweepError, check_device_keys, check_points, grid_points, parse_grid
 from rcc.ir.inputs import load_inputs
-from rcc.ir.files import check_output_folder
+from rcc.ir.files import check_distinct_files, check_output_folder
 
 
 def _positive(value: int | float | None, flag: str) -> None:
-    if value is not None and value <= 0:
+    if value is None:
+        return
+    if isinstance(value, float) and not 0 < value < math.inf:  # nan compares false with everything
+        raise SweepError(f"{flag} must be positive and finite, got {value:g}")
+    if value <= 0:
         raise SweepError(f"{flag} must be positive, got {value:g}")
 
 
@@ -88,10 +93,14 @@ def sweep(args: argparse.Namespace) -> int:
     _positive(args.workers, "--workers")
     _positive(args.connect_timeout, "--connect-timeout")
     _positive(args.timeout, "--timeout")
+    if args.scheduler is not None:
+        check_scheduler_address(args.scheduler)
     models = [SweepModel.load(path) for path in args.models]
     search, total = build_search(args, [model.digest for model in models])
     data = load_data(args)
     results = ResultsFile.checked(args.output)
+    check_distinct_files([("-o", results.path)], [*(("the input model", path) for path in args.models),
+                                                  ("the --data file", args.data), ("the --labels file", args.labels)])
     plot_folder = None if args.plot is None else check_output_folder(args.plot, "--plot")
     with showing_progress(args), sweep_client(args.scheduler, args.workers, args.connect_timeout) as client, \
             _points_display(total, not args.quiet and sys.stderr.isatty()) as on_row:

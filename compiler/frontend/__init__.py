@@ -25,7 +25,7 @@ from rcc.compiler.frontend.loader import (ShapeOverrides, graph_inputs, input_sh
 from rcc.compiler.frontend.opsets import conversion_summary, default_opset  # noqa: F401  (frontend API)
 from rcc.compiler.frontend.registry import RULES, rule_for  # noqa: F401  (RULES: re-exported)
 from rcc.ir.core import Module, Value
-from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.errors import InternalError, RccError, UnsupportedError, VerifyError
 from rcc.ir.inputs import check_finite
 from rcc.ir.types import TensorType
 from rcc.ir.verifier import verify
@@ -59,7 +59,8 @@ def _add_inputs(ctx: LowerContext, model: onnx.ModelProto, shapes: ShapeOverride
 
 
 def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:
-    """Module outputs keep the ONNX output names, so results can be matched with onnxruntime's."""
+    """Module outputs keep the ONNX output names, so results can be matched with onnxruntime's. A graph input
+    that is also a graph output is that output itself: an identity could not take the input's name."""
     for info in model.graph.output:
         if info.name in ctx.sequences:
             ctx.module.outputs.extend(rules_sequence.bind_sequence_output(ctx, info.name))
@@ -68,7 +69,7 @@ def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:
         if value.is_constant and value.name == info.name:  # free the name for the output
             value.name = ctx.builder.fresh(info.name + ".value")
             ctx.builder.taken.discard(info.name)
-        if value.name != info.name or value.is_constant or value in ctx.module.inputs:
+        if value.name != info.name or value.is_constant:
             value = ctx.builder.op("nn.identity", [value], name=info.name)
         ctx.module.outputs.append(value)
 
@@ -76,8 +77,11 @@ def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:
 def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverrides | None = None,
                 allow_nonfinite: bool = False) -> Module:
     """Graph-level IR of an already loaded model; RccError naming the tensor when a weight holds NaN/Inf
-    (unless `allow_nonfinite`) or a node's result would exceed the tensor budget (`rcc.ir.limits`)."""
-    ctx = LowerContext(Module(_module_name(model, source)), default_opset(model), source)
+    (unless `allow_nonfinite`) or a node's result would exceed the tensor budget (`rcc.ir.limits`);
+    InternalError (a bug in rcc, not in the model) when the IR it built fails the verifier."""
+    if not model.graph.output:  # onnx.checker accepts a graph without outputs
+        raise RccError(f"{source}: the graph has no outputs, so there is nothing to compile")
+    ctx = LowerContext(Module(_module_name(model, source)), default_opset(model), source, allow_nonfinite)
     ctx.constants.update(initializer_arrays(model.graph, source))
     if not allow_nonfinite:
         for name, array in ctx.constants.items():
@@ -99,7 +103,10 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
     ctx.node, ctx.label = None, "graph outputs"
     _bind_outputs(ctx, model)
     ctx.module.drop_unused_constants()
-    verify(ctx.module)
+    try:
+        verify(ctx.module)
+    except VerifyError as err:  # IR that rcc built from a checked model: a bug in rcc, not in the model
+        raise InternalError(f"{source}: the frontend produced invalid IR: {err}") from err
     return ctx.module
 
 

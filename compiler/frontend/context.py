@@ -29,11 +29,12 @@ def node_label(node: onnx.NodeProto, index: int) -> str:
 class LowerContext:
     """Lowering state for one graph; the lowering rules of ops read and bind tensors through it."""
 
-    def __init__(self, module: Module, opset: int, source: str) -> None:
+    def __init__(self, module: Module, opset: int, source: str, allow_nonfinite: bool = False) -> None:
         self.module = module
         self.builder = Builder(module)
         self.opset = opset
         self.source = source
+        self.allow_nonfinite = allow_nonfinite  # --allow-nonfinite: NaN/Inf weights and scales are compiled as given
         self.values: dict[str, Value] = {}
         self.constants: dict[str, np.ndarray] = {}
         self.sequences: dict[str, list[Value]] = {}  # sequences of compile-time length, by their elements

@@ -7,9 +7,11 @@ the chip. `split_for_host(model)` cuts the graph's node list (topologically orde
 the first such node: the prefix keeps every graph input and outputs the tensors the rest reads (and the
 model outputs it produces); the suffix is a one-piece ONNX model (built with onnx.helper) whose inputs are
 those tensors and the graph inputs it reads, whose initializers are those it uses, and whose outputs are
-the model's others. Every node from the cut on runs on the host, whether or not rcc could lower it.
+the model's others. Every node from the cut on runs on the host, whether or not rcc could lower it. A cut
+that leaves the chip nothing to compute (the first node is data-dependent) is refused: rcc compiles for
+crossbars, and a program that only hands its inputs to onnxruntime would hide that nothing runs on them.
 
-    split = split_for_host(model)           # None: nothing data-dependent, compile the whole model
+    split = split_for_host(model, "m.onnx")  # None: nothing data-dependent, compile the whole model
     module = lower_model(split.prefix, ...)
     split.info    # {"node", "op_type", "nodes", "inputs", "outputs", "final_outputs"}: the program's `host`
     split.suffix  # the suffix's ONNX bytes: the program's `host.onnx` member
@@ -23,7 +25,8 @@ from typing import Any
 import onnx
 from onnx import helper
 
-from rcc.ir.errors import RccError
+from rcc.compiler.frontend.context import node_label
+from rcc.ir.errors import RccError, UnsupportedError
 
 ALWAYS_DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress", "If", "Loop", "Scan"})
 
@@ -57,9 +60,10 @@ def _names_read(node: onnx.NodeProto) -> set[str]:
     return names
 
 
-def split_for_host(model: onnx.ModelProto) -> HostSplit | None:
-    """The machine prefix and host suffix of `model`, or None when no node is data-dependent; RccError
-    naming the tensor when a tensor crossing the cut has no known element type."""
+def split_for_host(model: onnx.ModelProto, source: str = "<model>") -> HostSplit | None:
+    """The machine prefix and host suffix of `model` (read from `source`), or None when no node is
+    data-dependent; UnsupportedError naming the node when the prefix would compute nothing, RccError naming
+    the tensor when a tensor crossing the cut has no known element type."""
     graph = model.graph
     constants = _constant_names(graph)
     cut = next((index for index, node in enumerate(graph.node) if is_data_dependent(node, constants)), None)
@@ -72,13 +76,17 @@ def split_for_host(model: onnx.ModelProto) -> HostSplit | None:
     graph_inputs = [value.name for value in graph.input if value.name not in initializers]
     crossing = [name for node in head for name in node.output if name in read_by_tail]
     final = [value.name for value in graph.output]
+    if not crossing and not any(name in produced for name in final):
+        raise UnsupportedError(f"{source}: {node_label(tail[0], cut)}: its output shape depends on tensor values, "
+                               f"so it and every node after it would run on the host, and nothing before it "
+                               f"computes a result the model uses: nothing would run on the crossbars")
     prefix_outputs = list(dict.fromkeys(crossing + [name for name in final if name in produced or
                                                     name in graph_inputs]))
     types = _value_types(model)
     for name in prefix_outputs:
         if name not in types:
-            raise RccError(f"tensor {name!r} crosses from the chip to the host (before {_label(tail[0])}) but "
-                           f"onnx's shape inference gives it no element type")
+            raise RccError(f"{source}: tensor {name!r} crosses from the chip to the host (before "
+                           f"{_label(tail[0])}) but onnx's shape inference gives it no element type")
     read_by_head = set().union(*(_names_read(node) for node in head))
     prefix_graph = helper.make_graph(head, graph.name,
                                      [value for value in graph.input

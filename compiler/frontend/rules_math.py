@@ -10,6 +10,7 @@ import numpy as np
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import rule
 from rcc.ir.core import Value
+from rcc.ir.inputs import NONFINITE_HINT
 
 
 def scaled(ctx: LowerContext, index: int, factor: float) -> Value:
@@ -30,10 +31,19 @@ def transposed(ctx: LowerContext, index: int, value: Value) -> Value:
     return ctx.op("nn.transpose", [value], {"perm": (1, 0)}, name=value.name + ".T")
 
 
+def finite_scale(ctx: LowerContext, name: str) -> float:
+    """The float attribute `name` (default 1); an error naming it when NaN or Inf, unless --allow-nonfinite:
+    it is folded into weights, so it is refused as a NaN/Inf weight initializer is."""
+    value = float(ctx.attr(name, 1.0))
+    if not math.isfinite(value) and not ctx.allow_nonfinite:
+        raise ctx.error(f"attribute {name} is {value}; {NONFINITE_HINT}")
+    return value
+
+
 @rule("Gemm")
 def lower_gemm(ctx: LowerContext) -> None:
     """Y = alpha · A' · B' + beta · C, with A' and B' optionally transposed."""
-    alpha, beta = float(ctx.attr("alpha", 1.0)), float(ctx.attr("beta", 1.0))
+    alpha = finite_scale(ctx, "alpha")
     a = ctx.input(0)
     if ctx.attr("transA", 0):
         a = transposed(ctx, 0, a)
@@ -41,7 +51,8 @@ def lower_gemm(ctx: LowerContext) -> None:
     if ctx.attr("transB", 0):
         b = transposed(ctx, 1, b)
     y = ctx.op("nn.matmul", [a, b])
-    if ctx.has_input(2) and beta != 0.0:
+    beta = finite_scale(ctx, "beta") if ctx.has_input(2) else 0.0  # without C, beta scales nothing
+    if beta != 0.0:
         y = ctx.op("nn.add", [y, scaled(ctx, 2, beta)], name=ctx.node.output[0])
     ctx.bind(0, y)
 

@@ -102,6 +102,8 @@ class FaultAware(Pass):
         for rate in (self.stuck_off_rate, self.stuck_on_rate):
             if not 0.0 <= rate <= 1.0:
                 raise RccError(f"pass 'fault-aware': stuck-at rates must be in [0, 1], got {rate}")
+        if not 0 <= self.fault_seed < 2**63:
+            raise RccError(f"pass 'fault-aware': fault_seed must be between 0 and 2^63 - 1, got {self.fault_seed}")
         if self.stuck_off_rate == 0 and self.stuck_on_rate == 0:
             return None
         return RandomFaults(self.stuck_off_rate, self.stuck_on_rate, self.fault_seed)

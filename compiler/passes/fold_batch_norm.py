@@ -57,7 +57,10 @@ class FoldBatchNorm(Pass):
                 continue
             producer, bias_add = match
             scale, beta, mean, var = (v.data.astype(np.float64) for v in norm.operands[1:])
-            factor = scale / np.sqrt(var + norm.attrs["epsilon"])
+            with np.errstate(all="ignore"):
+                factor = scale / np.sqrt(var + norm.attrs["epsilon"])
+            if not np.isfinite(factor).all():   # a negative or zero variance: folded weights would be NaN or
+                continue                        # inf; the normalisation stays a vector op, NaN where ORT's is
             weight = producer.operands[1]
             old_bias = (bias_add.operands[1] if bias_add else
                         producer.operands[2] if len(producer.operands) > 2 else None)

@@ -128,10 +128,11 @@ def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
 @define("nn.matmul", operands=("lhs", "rhs"), infer=_matmul_infer, tags=("weighted",))
 def matmul(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """numpy.matmul (batch dimensions broadcast, 1-D operands promoted as numpy does); float32 operands are
-    multiplied in float64 and rounded once."""
-    if lhs.dtype == np.float32 and rhs.dtype == np.float32:
-        return np.matmul(lhs.astype(np.float64), rhs.astype(np.float64)).astype(np.float32)
-    return np.matmul(lhs, rhs)
+    multiplied in float64 and rounded once (a sum beyond float32 rounds to ±inf, as in onnxruntime)."""
+    with np.errstate(over="ignore", invalid="ignore"):   # IEEE: overflow to ±inf; inf − inf, 0·inf are NaN
+        if lhs.dtype == np.float32 and rhs.dtype == np.float32:
+            return np.matmul(lhs.astype(np.float64), rhs.astype(np.float64)).astype(np.float32)
+        return np.matmul(lhs, rhs)
 
 
 def _accumulated(*arrays: np.ndarray | None) -> list[np.ndarray | None]:
@@ -209,11 +210,12 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, *,
     # [group, N*oh*ow, C/g*kh*kw] @ [group, C/g*kh*kw, M/g]
     cols = windows.reshape(n, group, c_per_group, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
     cols = cols.reshape(group, n * oh * ow, c_per_group * kh * kw)
-    out = np.matmul(cols, conv_weight_matrix(weight, group)).reshape(group, n, oh, ow, m // group)
-    out = out.transpose(1, 0, 4, 2, 3).reshape(n, m, oh, ow)
-    if bias is not None:
-        out = out + bias.reshape(1, m, 1, 1)
-    return np.ascontiguousarray(out, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):   # IEEE, as in matmul
+        out = np.matmul(cols, conv_weight_matrix(weight, group)).reshape(group, n, oh, ow, m // group)
+        out = out.transpose(1, 0, 4, 2, 3).reshape(n, m, oh, ow)
+        if bias is not None:
+            out = out + bias.reshape(1, m, 1, 1)
+        return np.ascontiguousarray(out, dtype=dtype)
 
 
 def conv_transpose_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int,
@@ -261,17 +263,18 @@ def conv_transpose2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None 
     ow = conv_transpose_output_size(w, kw, sw, pads[1], pads[3], dw, output_padding[1])
     # cols[n, g, m/g*kh*kw, h*w] = W_g^T x_g
     kernels = conv_transpose_weight_matrix(weight, group).transpose(0, 2, 1)
-    cols = np.matmul(kernels[None], x.reshape(n, group, c // group, h * w))
-    cols = cols.reshape(n, group * m_per_group, kh, kw, h, w)
     full = np.zeros((n, group * m_per_group, max((h - 1) * sh + dh * (kh - 1) + 1, pads[0] + oh),
                      max((w - 1) * sw + dw * (kw - 1) + 1, pads[1] + ow)), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            full[:, :, i * dh:i * dh + (h - 1) * sh + 1:sh, j * dw:j * dw + (w - 1) * sw + 1:sw] += cols[:, :, i, j]
-    out = full[:, :, pads[0]:pads[0] + oh, pads[1]:pads[1] + ow]
-    if bias is not None:
-        out = out + bias.reshape(1, -1, 1, 1)
-    return np.ascontiguousarray(out, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):   # IEEE, as in matmul
+        cols = np.matmul(kernels[None], x.reshape(n, group, c // group, h * w))
+        cols = cols.reshape(n, group * m_per_group, kh, kw, h, w)
+        for i in range(kh):
+            for j in range(kw):
+                full[:, :, i * dh:i * dh + (h - 1) * sh + 1:sh, j * dw:j * dw + (w - 1) * sw + 1:sw] += cols[:, :, i, j]
+        out = full[:, :, pads[0]:pads[0] + oh, pads[1]:pads[1] + ow]
+        if bias is not None:
+            out = out + bias.reshape(1, -1, 1, 1)
+        return np.ascontiguousarray(out, dtype=dtype)
 
 
 def _batch_norm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -285,7 +288,9 @@ def _batch_norm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
         attrs={"epsilon": Attr("float", 1e-5)})
 def batch_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray, *,
                epsilon: float) -> np.ndarray:
-    """Inference batch normalisation over axis 1: (x - mean) / sqrt(var + epsilon) * scale + bias."""
+    """Inference batch normalisation over axis 1: (x - mean) / sqrt(var + epsilon) * scale + bias. A negative
+    var + epsilon gives NaN and a zero one ±inf, as in onnxruntime."""
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    factor = (scale / np.sqrt(var + x.dtype.type(epsilon))).reshape(shape)
-    return ((x - mean.reshape(shape)) * factor + bias.reshape(shape)).astype(x.dtype)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        factor = (scale / np.sqrt(var + x.dtype.type(epsilon))).reshape(shape)
+        return ((x - mean.reshape(shape)) * factor + bias.reshape(shape)).astype(x.dtype)

@@ -44,18 +44,20 @@ def normalized_groups(x: np.ndarray, groups: int, epsilon: float, scale: np.ndar
 
     Computed in onnxruntime's order, so that a group whose variance is far below epsilon (where
     mean · scale / std dwarfs the result) rounds alike: in float32 (float64 for f64), mean = Σx / n,
-    var = Σ(x − mean)² / n, s = scale / sqrt(var + epsilon), y = x · s + (bias − mean · s).
+    var = Σ(x − mean)² / n, s = scale / sqrt(var + epsilon), y = x · s + (bias − mean · s). Overflow,
+    a zero var + epsilon and a negative one give ±inf and NaN, as in onnxruntime.
     """
     wide = np.float64 if x.dtype == np.float64 else np.float32
     grouped = x.astype(wide).reshape(x.shape[0], groups, -1)
     count = wide(grouped.shape[2])
-    mean = grouped.sum(axis=2, keepdims=True, dtype=wide) / count
-    variance = np.square(grouped - mean).sum(axis=2, keepdims=True, dtype=wide) / count
-    factor = wide(1) / np.sqrt(variance + wide(epsilon))
-    if scale is not None:
-        factor = factor * scale.astype(wide).reshape(1, groups, 1)
-    shift = np.zeros((), wide) if bias is None else bias.astype(wide).reshape(1, groups, 1)
-    return (grouped * factor + (shift - mean * factor)).reshape(x.shape)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mean = grouped.sum(axis=2, keepdims=True, dtype=wide) / count
+        variance = np.square(grouped - mean).sum(axis=2, keepdims=True, dtype=wide) / count
+        factor = wide(1) / np.sqrt(variance + wide(epsilon))
+        if scale is not None:
+            factor = factor * scale.astype(wide).reshape(1, groups, 1)
+        shift = np.zeros((), wide) if bias is None else bias.astype(wide).reshape(1, groups, 1)
+        return (grouped * factor + (shift - mean * factor)).reshape(x.shape)
 
 
 def _per_channel(x: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -76,7 +78,8 @@ def group_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, *, num_groups
     """Each sample's group of C / num_groups channels normalised together, then scale[c]·x̂ + bias[c]
     (onnxruntime's GroupNormalization-21: instance normalisation of the groups, then the channels' affine map)."""
     normalized = normalized_groups(x, num_groups, epsilon).astype(x.dtype)
-    return (normalized * _per_channel(x, scale) + _per_channel(x, bias)).astype(x.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):   # inf · 0 is NaN, as in onnxruntime
+        return (normalized * _per_channel(x, scale) + _per_channel(x, bias)).astype(x.dtype)
 
 
 def _layer_norm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -99,14 +102,17 @@ def _layer_norm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None = None, *, axis: int, epsilon: float,
                stash_type: str) -> np.ndarray:
     """x normalised over its axes from `axis` on (mean and biased variance in `stash_type`), then
-    scale·x̂ + bias (both broadcast to those axes)."""
+    scale·x̂ + bias (both broadcast to those axes). Overflow, a zero variance + epsilon and a negative one
+    give ±inf and NaN, as in onnxruntime."""
     wide = np.float64 if stash_type == "f64" else np.float32
     stashed = x.astype(wide, copy=False)
     axes = tuple(range(axis, x.ndim))
     count = math.prod(x.shape[axis:])   # the means sum in float64 and divide, as ndarray.mean does
-    mean = (np.add.reduce(stashed, axis=axes, dtype=np.float64, keepdims=True) / count).astype(wide)
-    centered = stashed - mean
-    variance = (np.add.reduce(np.square(centered), axis=axes, dtype=np.float64, keepdims=True) / count).astype(wide)
-    centered /= np.sqrt(variance + wide(epsilon))
-    y = centered.astype(x.dtype, copy=False) * scale
-    return (y if bias is None else y + bias).astype(x.dtype, copy=False)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mean = (np.add.reduce(stashed, axis=axes, dtype=np.float64, keepdims=True) / count).astype(wide)
+        centered = stashed - mean
+        variance = (np.add.reduce(np.square(centered), axis=axes, dtype=np.float64, keepdims=True) / count
+                    ).astype(wide)
+        centered /= np.sqrt(variance + wide(epsilon))
+        y = centered.astype(x.dtype, copy=False) * scale
+        return (y if bias is None else y + bias).astype(x.dtype, copy=False)

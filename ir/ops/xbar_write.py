@@ -39,10 +39,12 @@ def weight_scales(weights: np.ndarray, weight_bits: int) -> np.ndarray:
 
 
 def quantize_by_scale(weights: np.ndarray, scales: np.ndarray, weight_bits: int) -> np.ndarray:
-    """round(w / s[g, m]) saturated to ±(2^(b−1)−1), as int8 (int16 above 8 bits)."""
+    """round(w / s[g, m]) saturated to ±(2^(b−1)−1), as int8 (int16 above 8 bits). A NaN ratio (a NaN weight,
+    or an infinite one over its infinite scale) becomes what the CPU's conversion gives, as in `nn.cast`."""
     _, limit = quantize_limits(weight_bits, signed=True)
-    quantized = np.clip(np.rint(weights / scales.astype(np.float64)[:, None, :]), -limit, limit)
-    return quantized.astype(weight_dtype(weight_bits))
+    with np.errstate(invalid="ignore"):
+        quantized = np.clip(np.rint(weights / scales.astype(np.float64)[:, None, :]), -limit, limit)
+        return quantized.astype(weight_dtype(weight_bits))
 
 
 def _check_bits(types: list[TensorType], attrs: dict) -> tuple[int, int, int]:

@@ -53,6 +53,16 @@ def test_without_labels_accuracy_is_agreement_and_no_top5(data_files) -> None:
     assert row["accuracy"] == expected["accuracy"]["mean"] and "top5" not in row
 
 
+def test_a_static_batch_model_keeps_its_batch() -> None:
+    """models/mlp.onnx declares its batch (4): the point compiles it as declared, where an override to batch 1
+    was refused, and its accuracy runs 6 samples as a full batch and a padded one."""
+    data = np.random.default_rng(0).standard_normal((6, 64)).astype(np.float32)
+    row = evaluate_point(SweepModel.load(ROOT / "models" / "mlp.onnx"), {"adc_bits": 6},
+                         data=SweepData.of({"input": data}))
+    assert row["status"] == "ok", row["error"]
+    assert row["verify_passed"] and 0 <= row["accuracy"] <= 1
+
+
 def test_device_keys_parse_and_reach_the_device() -> None:
     space = parse_grid(["faults=0.09/0.01,0/0", "fault_aware=yes,no", "time=1h"])
     assert space == {"faults": ["0.09/0.01", "0/0"], "fault_aware": [1, 0], "time": ["1h"]}

@@ -12,6 +12,7 @@ from rcc.backends.target import Target
 from rcc.compiler.driver import compile_model
 from rcc.compiler.pass_manager import default_pipeline
 from rcc.compiler.passes.fault_aware import FaultAware
+from rcc.ir.errors import RccError
 from rcc.ir.inputs import random_inputs
 from rcc.runtime.machine import Machine
 from tests.conftest import ROOT, ZOO
@@ -57,3 +58,10 @@ def test_ideal_device_is_todays_machine_bit_for_bit(path):
     today = Machine(compiled.program).run(inputs).outputs
     ideal = Machine(compiled.program, device=load_device("ideal"), seed=5).run(inputs).outputs
     assert all(np.array_equal(today[k], ideal[k]) for k in today)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_fault_seed_out_of_range_is_bad_input(seed: int) -> None:
+    """numpy refuses a negative seed with a ValueError deep in the pass (exit 3); the pass names its option."""
+    with pytest.raises(RccError, match="fault_seed must be between 0 and 2"):
+        FaultAware(stuck_off_rate=0.1, fault_seed=seed).chip()
