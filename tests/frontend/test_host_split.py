@@ -17,6 +17,7 @@ from rcc.compiler.driver import compile_model, verify_compiled
 from rcc.compiler.frontend.host_split import split_for_host
 from rcc.compiler.host_run import HostPart
 from rcc.compiler.report import build_report
+from rcc.compiler.verify import INTERPRETER_TOLERANCE, _ragged_metrics
 from tests.hostile.builders import rewrite_program, save_model, tensor
 
 
@@ -112,3 +113,22 @@ def test_a_crossing_tensor_shaped_by_computed_shapes_still_splits(tmp_path) -> N
     compiled = compile_model(path, precision="float")
     assert [value.type.shape for value in compiled.graph.outputs] == [(1, 64)]
     assert verify_compiled(path, compiled, samples=2).passed
+
+
+def test_an_output_whose_shape_changes_per_sample_verifies(tmp_path) -> None:
+    """NonZero after a Relu keeps a different count of entries in each sample: compared sample by sample
+    (np.stack of the samples crashed --verify with exit 3)."""
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"), helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("NonZero", ["r"], ["idx"], name="nz")]
+    path = str(save_model(tmp_path / "ragged.onnx", nodes, [tensor("x", [2, 8])],
+                          [tensor("idx", [2, None], TensorProto.INT64), tensor("r", [2, 8])], [weight]))
+    compiled = compile_model(path)
+    result = verify_compiled(path, compiled, samples=4)
+    assert result.passed and result.outputs["idx"]["rel_l2"] == 0
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    counts = {session.run(["idx"], {"x": np.random.default_rng(seed).standard_normal((2, 8)).astype(np.float32)})[0]
+              .shape[1] for seed in range(4)}
+    assert len(counts) > 1   # the samples' shapes do differ
+    shifted = _ragged_metrics([np.zeros((2, 3)), np.zeros((2, 4))], [np.zeros((2, 3)), np.zeros((2, 5))], INTERPRETER_TOLERANCE)
+    assert not shifted["passed"] and shifted["note"].startswith("sample 1: shape [2, 4] differs")
