@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import rcc
 from rcc.compiler.commands import COMMANDS
@@ -59,6 +62,19 @@ def dispatch(argv: list[str]) -> int:
     return COMMANDS["compile"].function()(argv)
 
 
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Within: no numpy floating-point warnings and no Python warnings from the libraries (unless `python -W`
+    asks for them). They are not messages for rcc's users: results carry inf and NaN as onnxruntime's do, and
+    what matters (non-finite weights, inputs and outputs, verification, malformed files) rcc says in its own line."""
+    import numpy as np
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        if not sys.warnoptions:
+            warnings.simplefilter("ignore")
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["-h"], ["--help"]):
@@ -69,16 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # Everything past here imports the IR (numpy, lark) and a command's module; --help and --version above
     # stay fast by not doing so.
-    import numpy as np
-
     from rcc.ir.errors import RccError
 
-    # numpy's floating-point warnings are not messages for rcc's users: results carry inf and NaN as onnxruntime's
-    # do, and what matters about them (non-finite weights, inputs and outputs, verification) rcc says in its own
-    # line. Library callers keep numpy's setting.
-    np.seterr(all="ignore")
     try:
-        return dispatch(argv)
+        with quiet_libraries():
+            return dispatch(argv)
     except RccError as err:
         print(f"rcc: error: {err}", file=sys.stderr)
         return err.exit_code

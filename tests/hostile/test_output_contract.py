@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import onnx
 from onnx import helper, numpy_helper
 
 from rcc.compiler import driver
@@ -24,7 +25,7 @@ from rcc.ir.ops import nn_linear, nn_norm
 from rcc.ir.ops.xbar_write import quantize_by_scale, weight_scales
 from tests.conftest import ROOT
 from tests.hostile.builders import compiled_mlp, mlp_inputs, mlp_model, save_model, tensor
-from tests.hostile.harness import SUBPROCESS_SECONDS, check_refusal, files_under, run_in_process
+from tests.hostile.harness import SUBPROCESS_SECONDS, check_refusal, files_under, run_in_process, run_subprocess
 
 MLP = ROOT / "models" / "mlp.onnx"
 
@@ -292,3 +293,18 @@ def test_ops_compute_ieee_results_without_warnings() -> None:
                                                       output_padding=(0, 0))).all()
         weights = np.array([[[np.nan, 1.0], [np.inf, 2.0]]], np.float32)
         assert quantize_by_scale(weights, weight_scales(weights, 8), 8).dtype == np.int8
+
+
+def test_library_warnings_stay_off_stderr(tmp_path) -> None:
+    """onnx warns about an unknown external-data key (twice) on stderr; the CLI's one-line contract has no room
+    for library warnings (a fresh process: pytest's own warning capture would hide them)."""
+    np.arange(12, dtype=np.float32).tofile(tmp_path / "w.bin")
+    weight = onnx.TensorProto(name="W", data_type=onnx.TensorProto.FLOAT, dims=[4, 3],
+                              data_location=onnx.TensorProto.EXTERNAL)
+    for key, value in (("location", "w.bin"), ("offset", "0"), ("length", "48"), ("colour", "blue")):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    model = save_model(tmp_path / "m.onnx", [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+                       [tensor("x", [2, 4])], [tensor("y", [2, 3])], [weight])
+    outcome = run_subprocess([str(model), "-q", "-o", str(tmp_path / "p.rccp")])
+    assert outcome.code == 0 and outcome.err == "", outcome.err
