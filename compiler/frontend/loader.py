@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +67,24 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         needed = _raw_bytes_needed(tensor)
         if info.length is not None and info.length != needed:
             raise RccError(f"{what}: length is {info.length} bytes, its {_typed_dims(tensor)} dims need {needed}")
+        if info.length is None:   # onnx reads to the end of the file: check what that is before it does
+            available = _bytes_after(path.parent / info.location, info.offset or 0)
+            if available is not None and available != needed:
+                raise RccError(f"{what}: holds {available} bytes from offset {info.offset or 0} to its end (no "
+                               f"length given), its {_typed_dims(tensor)} dims need {needed}")
     try:
         external_data_helper.load_external_data_for_model(model, str(path.parent))
     except (onnx.checker.ValidationError, ValueError, OSError, RuntimeError) as err:
         raise RccError(f"{path}: cannot load external data: {one_line(err)}") from None
+
+
+def _bytes_after(location: Path, offset: int) -> int | None:
+    """The bytes a regular file holds past `offset`, or None when it is not one (onnx's loader reports it)."""
+    try:
+        status = location.stat()
+    except OSError:
+        return None
+    return max(0, status.st_size - offset) if stat.S_ISREG(status.st_mode) else None
 
 
 def _external_data_info(tensor: onnx.TensorProto, path: Path) -> external_data_helper.ExternalDataInfo:

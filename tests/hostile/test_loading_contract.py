@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
 from rcc.backends.program import load_program
 from rcc.compiler import frontend
@@ -56,11 +56,13 @@ def matmul_model(path: Path, weight, x_shape: tuple = (1, 4)) -> Path:
                                [builders.tensor("y", [x_shape[0], 3])], [weight])
 
 
-def external_weight(location: str, offset: str, length: str, shape: tuple = (4, 3)):
+def external_weight(location: str, offset: str, length: str | None, shape: tuple = (4, 3)):
     weight = numpy_helper.from_array(np.ones(shape, np.float32), "W")
     weight.data_location = TensorProto.EXTERNAL
     weight.ClearField("raw_data")
     for key, value in (("location", location), ("offset", offset), ("length", length)):
+        if value is None:
+            continue
         entry = weight.external_data.add()
         entry.key, entry.value = key, value
     return weight
@@ -112,9 +114,23 @@ def test_external_data_offset_and_length_must_be_non_negative_integers(command, 
             f"got offset {offset!r}, length {length!r}")
 
 
-def test_external_data_of_the_right_length_loads(tmp_path) -> None:
+@pytest.mark.parametrize("command", ["compile", "prune"])
+def test_external_data_without_a_length_is_measured_before_reading(command, tmp_path, monkeypatch) -> None:
+    """No length: onnx reads to the end of the file, however large; the file's size is checked first."""
+    (tmp_path / "w.bin").write_bytes(bytes(8) + np.ones(1000, np.float32).tobytes())
+    model = matmul_model(tmp_path / "m.onnx", external_weight("w.bin", "8", None))
+    read = []
+    monkeypatch.setattr(external_data_helper, "load_external_data_for_model", lambda *a: read.append(a))
+    refused(commands(model, tmp_path)[command], tmp_path,
+            "m.onnx: external data of tensor 'W' (w.bin): holds 4000 bytes from offset 8 to its end (no length "
+            "given), its float32[4, 3] dims need 48")
+    assert not read
+
+
+@pytest.mark.parametrize("length", ["48", None])
+def test_external_data_of_the_right_length_loads(length, tmp_path) -> None:
     (tmp_path / "w.bin").write_bytes(bytes(8) + W.tobytes())
-    model = matmul_model(tmp_path / "m.onnx", external_weight("w.bin", "8", "48"))
+    model = matmul_model(tmp_path / "m.onnx", external_weight("w.bin", "8", length))
     outcome = run_in_process([model, "-o", tmp_path / "m.rccp", "--verify", "-q"])
     assert outcome.code == 0, outcome.err
 
