@@ -34,7 +34,7 @@ from rcc.compiler.verify_detections import verify_host_outputs
 from rcc.compiler.verify_quant import (bit_exact_summary, float_kernel_boundaries, is_quantized,
                                       quantized_boundaries)
 from rcc.compiler.verify import (DEFAULT_SAMPLES, FLOAT_MACHINE_TOLERANCE, INTERPRETER_TOLERANCE, Tolerance, VerifyResult, compare_outputs,
-                                 integer_snr_bound, judge_on_logits, mark_input_bound, onnxruntime_outputs, onnxruntime_runner,
+                                 integer_snr_bound, judge_on_logits, mark_input_bound, onnxruntime_runner,
                                  operand_snr_db)
 from rcc.ir import interpreter
 from rcc.ir.core import Module
@@ -83,6 +83,18 @@ def mixed_precision_summary(ctx: PassContext) -> dict | None:
     return {**report.figures, "widened_layers": {entry["layer"]: entry["input_bits"] for entry in report.removed}}
 
 
+def _lazy_reference(path: str | os.PathLike) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """The original model's outputs by onnxruntime, one session built at the first call and kept (the passes
+    that measure against it, pruning and mixed precision, call it once per sample)."""
+    runner: list[Callable] = []
+
+    def reference(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not runner:
+            runner.append(onnxruntime_runner(path))
+        return runner[0](sample)
+    return reference
+
+
 def compile_model(path: str | os.PathLike, target: Target | None = None, precision: str = "int",
                   input_shapes: ShapeOverrides | None = None, pipeline: PipelineSpec | None = None,
                   calibration: dict | None = None, print_after_all: bool = False, deconv: str = "pixelwise",
@@ -99,7 +111,7 @@ def compile_model(path: str | os.PathLike, target: Target | None = None, precisi
                       calibration_method=calibration_method, packing=packing,
                       layer_input_bits=dict(layer_input_bits or {}), mixed_precision=mixed_precision,
                       deconv=deconv, prune=prune, replicate=replicate, pipelining=pipelining,
-                      reference=lambda sample: onnxruntime_outputs(path, sample))
+                      reference=_lazy_reference(path))
     with stage("import"):
         model = load_onnx(path)
         split = split_for_host(model, str(path))  # a data-dependent node: the rest of the model runs on the host

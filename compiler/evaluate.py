@@ -22,7 +22,6 @@ import os
 from typing import Any
 
 import numpy as np
-import onnx
 from scipy import stats
 
 from rcc.backends.device import Device
@@ -30,7 +29,7 @@ from rcc.backends.faults import FaultMap
 from rcc.backends.program import Program
 from rcc.backends.target import Target
 from rcc.compiler.driver import compile_model
-from rcc.compiler.frontend.loader import load_onnx
+from rcc.compiler.frontend.loader import declared_inputs, load_onnx
 from rcc.compiler.pass_manager import default_pipeline
 from rcc.compiler.passes.fault_aware import FaultAware
 from rcc.compiler.verify import onnxruntime_outputs
@@ -54,26 +53,11 @@ def summary(values: list[float]) -> dict[str, Any]:
     return {"mean": mean, "ci95": half, "trials": values}
 
 
-def _declared_dims(value_info: onnx.ValueInfoProto) -> list[int | None] | None:
-    """A graph input's declared dims (None where symbolic), or None when it declares no shape."""
-    tensor_type = value_info.type.tensor_type
-    if not tensor_type.HasField("shape"):
-        return None
-    return [dim.dim_value if dim.HasField("dim_value") else None for dim in tensor_type.shape.dim]
-
-
-def declared_inputs(path: str | os.PathLike) -> dict[str, list[int | None] | None]:
-    """Each graph input of the model (initializers excluded) with its declared dims (`_declared_dims`)."""
-    model = load_onnx(path)
-    initializers = {t.name for t in model.graph.initializer}
-    return {i.name: _declared_dims(i) for i in model.graph.input if i.name not in initializers}
-
-
 def _checked_data(path: str | os.PathLike, data: dict[str, np.ndarray], labels: np.ndarray | None
                   ) -> tuple[list[str], int, int | None]:
     """The model's input names, the number of samples in `data` and the model's static batch (None when it
     has none); RccError naming --data or --labels when they do not fit the model."""
-    declared = declared_inputs(path)
+    declared = declared_inputs(load_onnx(path))
     names = list(declared)
     missing = [name for name in names if name not in data]
     if missing:

@@ -30,7 +30,8 @@ import numpy as np
 
 from rcc.backends.chip import load_chip
 from rcc.compiler.driver import compile_model, verify_compiled
-from rcc.compiler.evaluate import declared_inputs, evaluate_model
+from rcc.compiler.evaluate import evaluate_model
+from rcc.compiler.frontend.loader import declared_inputs, load_onnx
 from rcc.compiler.report import layer_rows, totals
 from rcc.compiler.sweep_space import Point, point_id, point_settings
 from rcc.compiler.verify import VerifyResult
@@ -134,7 +135,7 @@ def point_figures(model: SweepModel, point: Point, verify: bool = True, data: Sw
     path = model.local_path()
     options = dict(settings.compile_options)
     if data is not None:  # one sample of the data set fixes the shapes a symbolic batch axis leaves open
-        declared = declared_inputs(path)
+        declared = declared_inputs(load_onnx(path))
         options["input_shapes"] = {name: (1, *np.shape(values)[1:]) for name, values in data.inputs.items()
                                    if not (declared.get(name) and declared[name][0])}
     compiled = compile_model(path, settings.target, **options)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rcc.ir.ops.nn_linear import conv_output_size
 from rcc.runtime.crossbar import CrossbarGroup
 
 TAP_MIN_CHANNELS = 8
@@ -106,8 +107,7 @@ class DepthwiseTaps:
 
     def output_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
         (kh, kw), (sh, sw), (dh, dw), p = self.kernel, self.strides, self.dilations, self.pads
-        return ((shape[2] + p[0] + p[2] - dh * (kh - 1) - 1) // sh + 1,
-                (shape[3] + p[1] + p[3] - dw * (kw - 1) - 1) // sw + 1)
+        return (conv_output_size(shape[2], kh, sh, p[0], p[2], dh), conv_output_size(shape[3], kw, sw, p[1], p[3], dw))
 
     def phase_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """The height and width of one stride phase of the padded input (the padded input at stride 1)."""

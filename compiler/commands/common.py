@@ -89,6 +89,21 @@ def optional_output(path: str | None, flag: str) -> Path | None:
     return None if path is None else check_output_path(path, flag)
 
 
+# The file options commands read, by argparse attribute: what `input_files` names them.
+_INPUT_FILE_OPTIONS = {"inputs": "--inputs", "data": "--data", "labels": "--labels", "calibrate": "--calibrate",
+                       "target": "--target", "device": "--device", "fault_map": "--fault-map",
+                       "cost_model": "--cost-model"}
+
+
+def input_files(args: argparse.Namespace, *named: tuple[str, Any]) -> list[tuple[str, Any]]:
+    """The files a command reads, for `check_distinct_files`: the `named` (what, path) pairs (the model, the
+    program), then each of the command's file options that was given (a preset name is no file, and is skipped
+    there)."""
+    options = [(f"the {flag} file", getattr(args, attribute)) for attribute, flag in _INPUT_FILE_OPTIONS.items()
+               if getattr(args, attribute, None) is not None]
+    return [*named, *options]
+
+
 def write_report(path: str | os.PathLike, report: dict[str, Any]) -> None:
     """Write a report as JSON (non-finite numbers as {"float": "inf"}, see rcc.ir.files)."""
     write_output(path, json_bytes(report))

@@ -14,6 +14,7 @@ from rcc.backends.program import save_program
 from rcc.compiler import driver
 from rcc.compiler.commands.common import (Parser, add_calibration_arguments, add_common_arguments,
                                           add_cost_model_argument, add_nonfinite_argument, add_target_arguments,
+                                          input_files,
                                           optional_output, seed, target_from_args, write_report)
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.precision_options import add_precision_arguments, precision_settings
@@ -235,10 +236,7 @@ def _checked_outputs(args: argparse.Namespace) -> tuple[Path, Path | None, Path 
         outputs.append((weights_flag, check_output_path(weights_path(output), weights_flag)))
     report = optional_output(args.report, "--report")
     outputs.append(("--report", report))
-    check_distinct_files(outputs, [("the input model", args.model), ("the --inputs file", args.inputs),
-                                   ("the --calibrate file", args.calibrate), ("the --target file", args.target),
-                                   ("the --device file", args.device), ("the --fault-map file", args.fault_map),
-                                   ("the --cost-model file", args.cost_model)])
+    check_distinct_files(outputs, input_files(args, ("the input model", args.model)))
     plot = None if args.plot is None else check_output_folder(args.plot, "--plot")
     return output, report, plot
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from rcc.compiler.commands.common import (Parser, add_common_arguments, add_target_arguments, optional_output,
-                                          target_from_args, write_report)
+from rcc.compiler.commands.common import (Parser, add_common_arguments, add_target_arguments, input_files,
+                                          optional_output, target_from_args, write_report)
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.evaluate import DEFAULT_BATCH, evaluate_model
@@ -83,10 +83,7 @@ def eval_command(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     with showing_progress(args):
         report_path = optional_output(args.report, "--report")
-        check_distinct_files([("--report", report_path)],
-                             [("the input model", args.model), ("the --data file", args.data),
-                              ("the --labels file", args.labels), ("the --target file", args.target),
-                              ("the --device file", args.device), ("the --fault-map file", args.fault_map)])
+        check_distinct_files([("--report", report_path)], input_files(args, ("the input model", args.model)))
         target = target_from_args(args)
         device, faults = device_from_args(args)
         data = load_inputs(args.data, "--data")

@@ -9,7 +9,7 @@ import sys
 
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.compiler.commands.common import (Parser, add_calibration_arguments, add_common_arguments, add_target_arguments,
-                                          target_from_args)
+                                          input_files, target_from_args)
 from rcc.compiler.commands.precision_options import add_precision_arguments, precision_settings
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.pass_context import PassContext
@@ -51,8 +51,8 @@ def opt_command(argv: list[str]) -> int:
             weights_flag = f"-o {output}: its weights file"
             weights = check_output_path(weights_path(output), weights_flag)
             check_distinct_files([("-o", output), (weights_flag, weights)],
-                                 [("the input IR", args.ir), ("the input IR's weights file", weights_path(args.ir)),
-                                  ("the --calibrate file", args.calibrate), ("the --target file", args.target)])
+                                 input_files(args, ("the input IR", args.ir),
+                                             ("the input IR's weights file", weights_path(args.ir))))
         module = load_module(args.ir)
         run_pipeline(module, args.pipeline, ctx, print_after_all=args.print_after_all)
         if args.output is not None:

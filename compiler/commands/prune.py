@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rcc.compiler.commands.common import Parser, add_common_arguments, add_target_arguments, target_from_args
+from rcc.compiler.commands.common import (Parser, add_common_arguments, add_target_arguments, input_files,
+                                          target_from_args)
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.prune_model import STRUCTURES, prune_onnx, sparsity_fraction
@@ -53,7 +54,7 @@ def prune_command(argv: list[str]) -> int:
         sparsity_fraction(args.sparsity, "--sparsity")
         target = target_from_args(args)
         output = check_output_path(args.output, "-o")
-        check_distinct_files([("-o", output)], [("the input model", args.model), ("the --target file", args.target)])
+        check_distinct_files([("-o", output)], input_files(args, ("the input model", args.model)))
         model = load_onnx(args.model)
         with stage("prune"):
             pruned, rows = prune_onnx(model, args.sparsity, args.structured, target)

@@ -13,7 +13,7 @@ import time
 from rcc.backends.chip import load_chip
 from rcc.backends.program import load_program
 from rcc.compiler.commands.common import (Parser, add_common_arguments, add_cost_model_argument,
-                                          add_nonfinite_argument, optional_output, write_report)
+                                          add_nonfinite_argument, input_files, optional_output, write_report)
 from rcc.compiler.commands.device_options import add_device_arguments, device_from_args
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.host_run import HostPart
@@ -43,9 +43,7 @@ def run_command(argv: list[str]) -> int:
         output = check_output_path(args.output, "-o")
         report = optional_output(args.report, "--report")
         check_distinct_files([("-o", output), ("--report", report)],
-                             [("the input program", args.program), ("the --inputs file", args.inputs),
-                              ("the --device file", args.device), ("the --fault-map file", args.fault_map),
-                              ("the --cost-model file", args.cost_model)])
+                             input_files(args, ("the input program", args.program)))
         device, faults = device_from_args(args)
         chip = load_chip(args.cost_model) if report is not None else None
         program = load_program(args.program)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rcc.compiler.commands.common import input_files
 from rcc.compiler.commands.eval import load_labels
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.sweep import SweepOutcome, check_scheduler_address, run_sweep, sweep_client
@@ -99,8 +100,8 @@ def sweep(args: argparse.Namespace) -> int:
     search, total = build_search(args, [model.digest for model in models])
     data = load_data(args)
     results = ResultsFile.checked(args.output)
-    check_distinct_files([("-o", results.path)], [*(("the input model", path) for path in args.models),
-                                                  ("the --data file", args.data), ("the --labels file", args.labels)])
+    models_read = [("the input model", path) for path in args.models]
+    check_distinct_files([("-o", results.path)], input_files(args, *models_read))
     plot_folder = None if args.plot is None else check_output_folder(args.plot, "--plot")
     with showing_progress(args), sweep_client(args.scheduler, args.workers, args.connect_timeout) as client, \
             _points_display(total, not args.quiet and sys.stderr.isatty()) as on_row:

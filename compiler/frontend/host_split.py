@@ -86,7 +86,7 @@ def split_for_host(model: onnx.ModelProto, source: str = "<model>") -> HostSplit
     for name in prefix_outputs:
         if name not in types:
             raise RccError(f"{source}: tensor {name!r} crosses from the chip to the host (before "
-                           f"{_label(tail[0])}) but onnx's shape inference gives it no element type")
+                           f"{node_label(tail[0], cut)}) but onnx's shape inference gives it no element type")
     read_by_head = set().union(*(_names_read(node) for node in head))
     prefix_graph = helper.make_graph(head, graph.name,
                                      [value for value in graph.input
@@ -103,10 +103,6 @@ def split_for_host(model: onnx.ModelProto, source: str = "<model>") -> HostSplit
     info = {"node": tail[0].name or tail[0].output[0], "op_type": tail[0].op_type, "nodes": len(tail),
             "inputs": suffix_inputs, "outputs": host_outputs, "final_outputs": final}
     return HostSplit(prefix, suffix.SerializeToString(), info)
-
-
-def _label(node: onnx.NodeProto) -> str:
-    return f"{node.op_type} node {node.name or node.output[0]!r}"
 
 
 def _model_like(model: onnx.ModelProto, graph: onnx.GraphProto) -> onnx.ModelProto:

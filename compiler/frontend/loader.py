@@ -59,11 +59,10 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
             continue
         info = _external_data_info(tensor, path)
         what = f"{path}: external data of tensor {tensor.name!r} ({info.location})"
-        try:
-            check_tensor_bytes(what, tuple(tensor.dims),
-                               onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
-        except (KeyError, ValueError, TypeError):
-            raise RccError(f"{what}: unsupported element type {tensor.data_type}") from None
+        dtype = _element_dtype(tensor)
+        if dtype is None:
+            raise RccError(f"{what}: unsupported element type {tensor.data_type}")
+        check_tensor_bytes(what, tuple(tensor.dims), dtype)
         needed = _raw_bytes_needed(tensor)
         if info.length is not None and info.length != needed:
             raise RccError(f"{what}: length is {info.length} bytes, its {_typed_dims(tensor)} dims need {needed}")
@@ -195,6 +194,15 @@ _FIRST_OPERAND = frozenset({
     "Flatten", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "MaxPool", "AveragePool", "GlobalAveragePool",
     "GlobalMaxPool", "Clip", "PRelu", "Pad", "Resize", "Upsample", "LRN", "Dropout", "DepthToSpace",
     "SpaceToDepth"})
+
+
+def declared_inputs(model: onnx.ModelProto) -> dict[str, list[int | None] | None]:
+    """Each graph input (initializers excluded) with its declared dims, None where symbolic; None for an input
+    declared without a shape."""
+    initializers = {t.name for t in model.graph.initializer}
+    return {info.name: [dim.dim_value if _is_static(dim) else None for dim in info.type.tensor_type.shape.dim]
+            if info.type.tensor_type.HasField("shape") else None
+            for info in model.graph.input if info.name not in initializers}
 
 
 def overridable_inputs(model: onnx.ModelProto) -> list[str]:
