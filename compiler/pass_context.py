@@ -19,7 +19,8 @@ import numpy as np
 
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.target import MAX_INPUT_BITS, Target
-from rcc.compiler.calibrate import METHODS as CALIBRATION_METHODS, activation_ranges, calibration_samples
+from rcc.compiler.calibrate import (METHODS as CALIBRATION_METHODS, ActivationObservation, calibration_samples,
+                                    observe_activations)
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.errors import RccError
 
@@ -138,21 +139,19 @@ class PassContext:
 
     def layer_ranges(self, module: Module, sources: dict[Op, Value], widths: dict[Op, int]
                      ) -> dict[Op, tuple[float, float]]:
-        """The calibrated range of each op's input `sources[op]` when quantised to `widths[op]` bits: `mse`
-        chooses the clipping per width (one calibration run per width), the other methods do not depend on
-        it (one run)."""
-        by_width: dict[int, list[Op]] = {}
-        for op, bits in widths.items():
-            by_width.setdefault(bits if self.calibration_method == "mse" else self.target.input_bits, []).append(op)
-        ranges = {}
-        for bits, ops in by_width.items():
-            measured = self.activation_ranges(module, [sources[op] for op in ops], bits)
-            ranges.update({op: measured[sources[op]] for op in ops})
-        return ranges
+        """The calibrated range of each op's input `sources[op]` when quantised to `widths[op]` bits (one
+        calibration pass; `mse` then chooses the clipping per width, the other methods do not depend on it)."""
+        seen = self.observe(module, list(dict.fromkeys(sources.values())))
+        return {op: seen.range_of(sources[op], widths[op]) for op in widths}
 
     def activation_ranges(self, module: Module, values: list[Value], bits: int | None = None
                           ) -> dict[Value, tuple[float, float]]:
         """The calibrated (min, max) of each of `values` on `calibration_samples`, by `calibration_method`
         (`mse` chooses its clipping for `bits`, by default the target's input width)."""
-        return activation_ranges(module, values, self.calibration_samples(module), self.calibration_method,
-                                 bits or self.target.input_bits)
+        seen = self.observe(module, values)
+        return {value: seen.range_of(value, bits or self.target.input_bits) for value in values}
+
+    def observe(self, module: Module, values: list[Value]) -> ActivationObservation:
+        """One calibration pass over `calibration_samples`, keeping what `calibration_method` needs of `values`
+        (their ranges at any width: `ActivationObservation.range_of`)."""
+        return observe_activations(module, values, self.calibration_samples(module), self.calibration_method)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rcc.backends.target import MAX_INPUT_BITS, Target
+from rcc.compiler.calibrate import ActivationObservation
 from rcc.compiler.lowering import input_quantization, is_mappable, quantize_weights
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
@@ -115,7 +116,7 @@ class _Search:
         self.attention = [op for op in module.ops if written_at_run_time(op, ctx.target.attention)]
         self.attention_ranges = ctx.activation_ranges(module, [op.operands[0] for op in self.attention]) \
             if self.attention else {}
-        self.ranges: dict[int, dict[Op, tuple[float, float]]] = {}  # width → each layer's range at it
+        self.observed: ActivationObservation | None = None  # the layers' inputs on the calibration samples
         self.weights = {op: dequantized_weight(op, self.target.weight_bits) for op in mapped}
         self.expected, self.reference_name = self.references()
         self.measurements = 0
@@ -134,11 +135,9 @@ class _Search:
 
     def range_of(self, op: Op, bits: int) -> tuple[float, float]:
         """`op`'s input range quantised to `bits`, as `lower-to-xbar` will calibrate it."""
-        key = bits if self.ctx.calibration_method == "mse" else self.target.input_bits  # only mse depends on it
-        if key not in self.ranges:
-            self.ranges[key] = self.ctx.layer_ranges(self.module, {op: op.operands[0] for op in self.mapped},
-                                                     dict.fromkeys(self.mapped, key))
-        return self.ranges[key][op]
+        if self.observed is None:
+            self.observed = self.ctx.observe(self.module, list(dict.fromkeys(op.operands[0] for op in self.mapped)))
+        return self.observed.range_of(op.operands[0], bits)
 
     def quantized_input(self, op: Op, x: np.ndarray, bits: int) -> np.ndarray:
         return fake_quantized(x, self.range_of(op, bits), bits)

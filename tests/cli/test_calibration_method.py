@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from onnx import helper, numpy_helper
 
+import rcc.compiler.calibrate as calibrate
 from rcc.compiler.calibrate import clipping_magnitude
 from rcc.compiler.cli import main
 from rcc.compiler.driver import compile_model, verify_compiled
+from rcc.compiler.frontend import import_onnx
 from rcc.compiler.pass_context import PassContext
 from rcc.ir.errors import RccError
 from tests.hostile.builders import save_model, tensor
@@ -68,3 +70,20 @@ def test_an_unknown_method_is_a_one_line_error(model, capsys) -> None:
         PassContext(calibration_method="kl")
     assert main([model, "--calibration-method", "kl"]) == 2
     assert "--calibration-method" in capsys.readouterr().err
+
+
+def test_one_calibration_pass_serves_every_width(model, monkeypatch) -> None:
+    """Layers at different input widths (`--layer-input-bits`, mixed precision) are calibrated by one pass over
+    the samples, each clipped at its own width as a pass at that width alone would clip it."""
+    module = import_onnx(model)
+    sources = {op: op.operands[0] for op in module.ops if op.opname == "nn.matmul"}
+    ctx = PassContext(calibration_method="mse", calibration=calibration_data())
+    evaluated = []
+    original = calibrate.evaluate
+    monkeypatch.setattr(calibrate, "evaluate", lambda *args: evaluated.append(1) or original(*args))
+    first, second = sources
+    together = ctx.layer_ranges(module, sources, {first: 4, second: 10})
+    assert len(evaluated) == 16   # one pass over the 16 samples
+    assert together[first] == ctx.activation_ranges(module, [sources[first]], 4)[sources[first]]
+    assert together[second] == ctx.activation_ranges(module, [sources[second]], 10)[sources[second]]
+    assert together[first] != ctx.activation_ranges(module, [sources[first]], 10)[sources[first]]  # mse: by width
