@@ -20,30 +20,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime
 
+from rcc.compiler.frontend.loader import declared_inputs, load_onnx
 from rcc.compiler.noise_gain import output_snrs
+from rcc.compiler.verify import onnxruntime_runner
 
 
-def session(path: Path, tensors: list[str]) -> onnxruntime.InferenceSession:
-    """The model in onnxruntime with `tensors` exposed as extra outputs."""
-    model = onnx.load(str(path))
-    known = {output.name for output in model.graph.output}
-    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in tensors if name not in known)
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
-def input_sets(path: Path, runner: onnxruntime.InferenceSession) -> list[dict[str, np.ndarray]]:
+def input_sets(path: Path) -> list[dict[str, np.ndarray]]:
     stacked = path.with_suffix(".inputs.npz")
     if stacked.is_file():
         arrays = dict(np.load(stacked))
         return [{name: array[index] for name, array in arrays.items()}
                 for index in range(next(iter(arrays.values())).shape[0])]
     rng = np.random.default_rng(0)
-    shapes = {i.name: [d if isinstance(d, int) else 1 for d in i.shape] for i in runner.get_inputs()}
+    shapes = {name: [d or 1 for d in dims or []] for name, dims in declared_inputs(load_onnx(path)).items()}
     return [{name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()} for _ in range(3)]
 
 
@@ -55,10 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"{'model':32s} {'output':40s} " + " ".join(f"in {snr:g} dB".rjust(10) for snr in args.snr))
     for path in args.models:
-        runner = session(path, args.tensors)
-        sets = input_sets(path, runner)
-        names = [output.name for output in runner.get_outputs()]
-        run = lambda feed: dict(zip(names, runner.run(None, feed)))  # noqa: E731
+        run = onnxruntime_runner(path, extra_outputs=args.tensors)
+        sets = input_sets(path)
         figures = [output_snrs(run, sets, snr, seed=0) for snr in args.snr]
         for name in figures[0]:
             print(f"{path.stem:32s} {name[:40]:40s} " + " ".join(f"{f[name]:10.1f}" for f in figures), flush=True)

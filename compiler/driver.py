@@ -208,15 +208,16 @@ def hold_to_bit_exactness(result: VerifyResult, summary: dict, strict: bool) -> 
 
 
 def noise_probe(compiled: Compiled, reference: Callable, feeds: list[dict[str, np.ndarray]], bound: float,
-                names: list[str]) -> dict[str, Any]:
+                names: list[str], clean: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """A failed integer verification's probe of the model itself (compiler/noise_gain.py): each output's SNR in
     onnxruntime alone with every float input perturbed at one operand's rounding level; per output a number,
-    "not moved", "diverged" (driven to infinity) or None (not a float output, or a data-dependent shape)."""
+    "not moved", "diverged" (driven to infinity) or None (not a float output, or a data-dependent shape).
+    `clean`: onnxruntime's outputs on `feeds`, when verification already ran them."""
     level = operand_snr_db(compiled.target.weight_bits, compiled.target.input_bits)
     probe: dict[str, Any] = {"input_snr_db": level, "bound_db": bound}
     if not any(np.asarray(value).dtype.kind == "f" for feed in feeds for value in feed.values()):
         return {**probe, "skipped": "no float input to perturb"}
-    snrs = output_snrs(reference, feeds, level, names)
+    snrs = output_snrs(reference, feeds, level, names, clean=clean)
     return {**probe, "output_snr_db": {name: round(snr, 2) if math.isfinite(snr) else
                                        None if math.isnan(snr) else "not moved" if snr > 0 else "diverged"
                                        for name, snr in snrs.items()}}
@@ -280,6 +281,6 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
         result.extra["integer_reference_match"] = all(integer_reference_match(compiled, r.mvm_trace) for r in runs)
         if not result.passed and not non_ideal:
             result.extra["noise_probe"] = noise_probe(compiled, reference, feeds, tolerance.bound,
-                                                      host.handed_over if host is not None else outputs)
+                                                      host.handed_over if host is not None else outputs, expected)
     result.extra["counts"] = runs[0].totals.to_json()
     return result

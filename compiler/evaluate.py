@@ -32,7 +32,7 @@ from rcc.compiler.driver import compile_model
 from rcc.compiler.frontend.loader import declared_inputs, load_onnx
 from rcc.compiler.pass_manager import default_pipeline
 from rcc.compiler.passes.fault_aware import FaultAware
-from rcc.compiler.verify import onnxruntime_outputs
+from rcc.compiler.verify import onnxruntime_outputs, snr_db
 from rcc.ir.errors import RccError
 from rcc.ir.progress import tracked
 from rcc.runtime.devices import chip_faults
@@ -121,8 +121,8 @@ def _scores(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | Non
     if labels is not None and flat.shape[1] >= 5:
         top5 = np.argsort(-flat, axis=1)[:, :5]
         scores["top5"] = float((top5 == truth[:, None]).any(axis=1).mean())
-    error = float(np.sum((flat.astype(np.float64) - ref) ** 2))
-    scores["snr_db"] = 10 * math.log10(float(np.sum(ref.astype(np.float64) ** 2)) / error) if error > 0 else math.inf
+    scores["snr_db"] = snr_db(float(np.sum(ref.astype(np.float64) ** 2)),
+                              float(np.sum((flat.astype(np.float64) - ref) ** 2)))
     return scores
 
 

@@ -20,32 +20,35 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from rcc.compiler.verify import snr_db
+
 PROBE_SEED = 7_000_001
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 def output_snrs(run: Runner, feeds: Sequence[dict[str, np.ndarray]], input_snr_db: float,
-                names: Sequence[str] | None = None, seed: int = PROBE_SEED) -> dict[str, float]:
+                names: Sequence[str] | None = None, seed: int = PROBE_SEED,
+                clean: Sequence[dict[str, np.ndarray]] | None = None) -> dict[str, float]:
     """Each output's SNR (dB, summed over `feeds`) when every float input is perturbed by white noise
     `input_snr_db` below its mean power; `names` (default: every output of the first run) limits the outputs.
     An output that is not float (indices, counts, masks: no signal to add noise to), that the run does not
     return, or whose shape depends on the data (detections) gets NaN; one that the noise does not move, inf;
-    one that it drives to infinity, -inf."""
+    one that it drives to infinity, -inf. `clean`: the runs' outputs on `feeds` when the caller has them."""
     rng = np.random.default_rng(seed)
     signal: dict[str, float] = {}
     noise: dict[str, float] = {}
-    for feed in feeds:
-        clean = run(feed)
+    for index, feed in enumerate(feeds):
+        unperturbed = run(feed) if clean is None else clean[index]
         moved = run({name: perturbed(value, input_snr_db, rng) for name, value in feed.items()})
-        for name in clean if names is None else names:
-            reference, other = np.asarray(clean.get(name, ())), np.asarray(moved.get(name, ()))
-            measurable = name in clean and reference.dtype.kind == "f" and reference.shape == other.shape
+        for name in unperturbed if names is None else names:
+            reference, other = np.asarray(unperturbed.get(name, ())), np.asarray(moved.get(name, ()))
+            measurable = name in unperturbed and reference.dtype.kind == "f" and reference.shape == other.shape
             reference64 = reference.astype(np.float64) if measurable else np.zeros(0)
             signal[name] = signal.get(name, 0.0) + float(np.sum(reference64 ** 2))
             noise[name] = noise.get(name, 0.0) + (float(np.sum((other - reference64) ** 2)) if measurable
                                                   else math.nan)
-    return {name: _snr_db(signal[name], noise[name]) for name in signal}
+    return {name: snr_db(signal[name], noise[name]) if signal[name] > 0 else math.nan for name in signal}
 
 
 def perturbed(value: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
@@ -56,11 +59,3 @@ def perturbed(value: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.
         return value
     sigma = math.sqrt(float(np.mean(value.astype(np.float64) ** 2)) / 10 ** (snr_db / 10))
     return (value + rng.standard_normal(value.shape) * sigma).astype(value.dtype)
-
-
-def _snr_db(signal: float, noise: float) -> float:
-    if math.isnan(noise) or math.isnan(signal) or signal <= 0:
-        return math.nan
-    if math.isinf(noise):
-        return math.nan if math.isinf(signal) else -math.inf
-    return 10 * math.log10(signal / noise) if noise > 0 else math.inf

@@ -112,6 +112,19 @@ def integer_snr_bound(weight_bits: int, input_bits: int) -> float:
     return 6.02 * min(weight_bits, input_bits) - 22.0
 
 
+def snr_db(signal_energy: float, error_energy: float) -> float:
+    """10·log10(signal / error) of two energies (sums of squares): inf when the error is zero, −inf when the
+    signal is (or the error is infinite and the signal not), NaN when either is NaN or both are infinite."""
+    if math.isnan(signal_energy) or math.isnan(error_energy):
+        return math.nan
+    if error_energy == 0:
+        return math.inf
+    ratio = signal_energy / error_energy
+    if math.isnan(ratio):
+        return math.nan
+    return 10 * math.log10(ratio) if ratio > 0 else -math.inf
+
+
 def operand_snr_db(weight_bits: int, input_bits: int) -> float:
     """The SNR (dB) of one operand's rounding: a b-bit quantiser over ±CREST_FACTOR·σ has SNR
     6.02·b + 4.77 − 20·log10(CREST_FACTOR) (40.9 dB at 8 bits), b the narrower width."""
@@ -145,10 +158,7 @@ def output_metrics(actual: np.ndarray, expected: np.ndarray, tolerance: Toleranc
     signal_energy = float(np.sum(expected64 * expected64))
     max_abs = float(np.max(np.abs(error))) if error.size else 0.0
     rel_l2 = math.sqrt(error_energy / signal_energy) if signal_energy > 0 else (0.0 if error_energy == 0 else math.inf)
-    if error_energy == 0:
-        snr = None
-    else:
-        snr = 10 * math.log10(signal_energy / error_energy) if signal_energy > 0 else -math.inf
+    snr = None if error_energy == 0 else snr_db(signal_energy, error_energy)
     close = bool(np.allclose(actual64, expected64, rtol=tolerance.rtol, atol=tolerance.atol))
     metrics = {"max_abs_err": max_abs, "rel_l2": rel_l2, "snr_db": snr}
     return {**metrics, "passed": tolerance.holds(metrics, close)}
@@ -168,7 +178,7 @@ def input_dependent_metrics(actual: np.ndarray, expected: np.ndarray) -> dict[st
         return {"snr_input_db": None, "rel_l2_input": 0.0, **constant}
     if spread == 0:
         return {"snr_input_db": -math.inf, "rel_l2_input": math.inf, **constant}
-    return {"snr_input_db": 10 * math.log10(spread / error_energy), "rel_l2_input": math.sqrt(error_energy / spread)}
+    return {"snr_input_db": snr_db(spread, error_energy), "rel_l2_input": math.sqrt(error_energy / spread)}
 
 
 def top_k_agreement(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:

@@ -43,7 +43,7 @@ from rcc.compiler.lowering import input_quantization, is_mappable, quantize_weig
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.compiler.passes.place_attention import written_at_run_time
-from rcc.compiler.verify import integer_snr_bound
+from rcc.compiler.verify import integer_snr_bound, snr_db
 from rcc.ir import interpreter
 from rcc.ir.core import Module, Op
 from rcc.ir.errors import RccError
@@ -229,12 +229,6 @@ class _Search:
             else:
                 low = middle
         return count, snr
-
-
-def snr_db(signal: float, noise: float) -> float:
-    if noise == 0:
-        return math.inf
-    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 
 def fake_quantized(x: np.ndarray, value_range: tuple[float, float], bits: int) -> np.ndarray:

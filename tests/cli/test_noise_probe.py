@@ -115,3 +115,18 @@ def test_a_passing_verification_runs_no_probe(tmp_path, capsys) -> None:
                            "-q")
     assert code == 0 and "noise probe" not in out
     assert "noise_probe" not in json.loads((tmp_path / "r.json").read_text())["verify"]
+
+
+def test_the_probe_reuses_the_clean_outputs_verification_already_has() -> None:
+    """Given the unperturbed outputs, the probe runs onnxruntime once per feed (the perturbed run), not twice,
+    and finds the same figures (the noise draws do not depend on the clean run)."""
+    feeds = [{"x": np.random.default_rng(index).standard_normal(64).astype(np.float32)} for index in range(3)]
+    calls = []
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(1)
+        return {"y": 3 * feed["x"]}
+    fresh = output_snrs(run, feeds, 40.9)
+    assert len(calls) == 6
+    reused = output_snrs(run, feeds, 40.9, clean=[{"y": 3 * feed["x"]} for feed in feeds])
+    assert len(calls) == 9 and reused == fresh

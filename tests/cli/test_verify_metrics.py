@@ -12,7 +12,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rcc.compiler.driver import compile_model, crossbar_depth, verify_compiled
-from rcc.compiler.verify import input_dependent_metrics, input_snr_bound, sample_metrics, top_k_agreement
+from rcc.compiler.evaluate import _scores as eval_scores
+from rcc.compiler.verify import (input_dependent_metrics, input_snr_bound, sample_metrics, snr_db,
+                                 top_k_agreement)
 from tests.cli.test_cli import LENET, run_cli
 from tests.conftest import LIGHT
 
@@ -118,3 +120,18 @@ def test_verify_table_prints_exact_only_for_a_zero_error_and_na_when_not_measure
     assert rows["exact"][:4] == ["exact", "exact", "inf", "n/a"]
     assert rows["missing"][:4] == ["n/a", "n/a", "n/a", "n/a"]
     assert rows["measured"][:4] == ["0.5", "0.01", "40.0", "inf"]
+
+
+def test_one_snr_formula_for_every_figure() -> None:
+    """verify, the noise probe, mixed precision and eval share `snr_db`; its edges: no error is +inf, no signal
+    (or an infinite error) is -inf, NaN in or infinite over infinite is NaN."""
+    assert snr_db(100.0, 1.0) == 20.0
+    assert snr_db(1.0, 0.0) == math.inf and snr_db(0.0, 0.0) == math.inf
+    assert snr_db(0.0, 1.0) == -math.inf and snr_db(1.0, math.inf) == -math.inf
+    assert math.isnan(snr_db(math.nan, 1.0)) and math.isnan(snr_db(math.inf, math.inf))
+
+
+def test_eval_scores_an_all_zero_reference_without_crashing() -> None:
+    """`rcc eval`'s SNR of outputs against an all-zero reference (log10 of 0 raised ValueError: exit 3)."""
+    scores = eval_scores(np.full((4, 10), 0.5, np.float32), np.zeros((4, 10), np.float32), None)
+    assert scores["snr_db"] == -math.inf
