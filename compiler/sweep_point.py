@@ -70,6 +70,12 @@ class SweepModel:
             partial.replace(path)
         return path
 
+    def declared_inputs(self) -> dict[str, list[int | None] | None]:
+        """The model's graph inputs with their declared dims (the loader's `declared_inputs`), read once per process."""
+        if self.digest not in _DECLARED:
+            _DECLARED[self.digest] = declared_inputs(load_onnx(self.local_path()))
+        return _DECLARED[self.digest]
+
 
 @dataclass(frozen=True)
 class SweepData:
@@ -92,6 +98,7 @@ class SweepData:
 
 
 _FOLDER: list[Path] = []
+_DECLARED: dict[str, dict[str, list[int | None] | None]] = {}   # model digest → its declared inputs
 
 
 def _model_folder() -> Path:
@@ -135,7 +142,7 @@ def point_figures(model: SweepModel, point: Point, verify: bool = True, data: Sw
     path = model.local_path()
     options = dict(settings.compile_options)
     if data is not None:  # one sample of the data set fixes the shapes a symbolic batch axis leaves open
-        declared = declared_inputs(load_onnx(path))
+        declared = model.declared_inputs()
         options["input_shapes"] = {name: (1, *np.shape(values)[1:]) for name, values in data.inputs.items()
                                    if not (declared.get(name) and declared[name][0])}
     compiled = compile_model(path, settings.target, **options)

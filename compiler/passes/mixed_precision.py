@@ -50,7 +50,6 @@ from rcc.ir.errors import RccError
 from rcc.ir.inputs import random_inputs
 from rcc.ir.ops.nn_linear import weight_from_matrix, weight_matrix
 from rcc.ir.ops.xbar import quantized_levels
-from rcc.ir.ops.xbar_write import quantize_by_scale, weight_scales
 from rcc.ir.optable import OPS
 
 AUTO_MARGIN_DB = 3.0  # `auto`: the verification bound plus this, for inputs the search did not see
@@ -239,14 +238,15 @@ def fake_quantized(x: np.ndarray, value_range: tuple[float, float], bits: int) -
 
 def column_quantized(rhs: np.ndarray, bits: int) -> np.ndarray:
     """A run-time written operand [..., K, N] rounded per column to `bits` (`vec.quantize_weights`)."""
-    matrices = rhs.reshape(-1, *rhs.shape[-2:])
-    scales = weight_scales(matrices, bits)
-    return (quantize_by_scale(matrices, scales, bits) * scales[:, None, :]).reshape(rhs.shape).astype(rhs.dtype)
+    return dequantized(rhs.reshape(-1, *rhs.shape[-2:]), bits).reshape(rhs.shape).astype(rhs.dtype)
 
 
 def dequantized_weight(op: Op, weight_bits: int) -> np.ndarray:
-    """The op's weight as the arrays hold it: per-channel integers times their scales, in its layout."""
-    matrix = weight_matrix(op)
-    quantized, scale = quantize_weights(matrix, weight_bits)
-    groups, _, outputs = matrix.shape
-    return weight_from_matrix(op, quantized * scale.reshape(groups, 1, outputs).astype(np.float64))
+    """The op's weight as the arrays hold it, in its layout."""
+    return weight_from_matrix(op, dequantized(weight_matrix(op), weight_bits))
+
+
+def dequantized(matrices: np.ndarray, bits: int) -> np.ndarray:
+    """Weights [G, K, M] as the arrays hold them: per-column integers times their float32 scales, in float64."""
+    quantized, scale = quantize_weights(matrices, bits)
+    return quantized * scale.reshape(matrices.shape[0], 1, -1).astype(np.float64)
