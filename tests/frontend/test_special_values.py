@@ -75,6 +75,22 @@ def test_float16_reductions_accumulate_in_float32(op_type: str) -> None:
     _bitwise(ours, theirs)
 
 
+@pytest.mark.parametrize("op_type", ["Sum", "Mean"])
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_float16_sum_and_mean_accumulate_in_float32(op_type: str, count: int) -> None:
+    """Sum of three float16 inputs and Mean of two or more: onnxruntime adds in float32 and rounds once; a float16
+    chain rounded each step (1 + 2048 + 0.5 gave 2048, not 2050) and overflowed (Mean(40000, 40000) was inf).
+    Random values over float16's range, one input broadcast along the last axis."""
+    rng = np.random.default_rng(count)
+    inputs = {f"x{index}": (rng.standard_normal((64, 16)) * 10.0 ** rng.uniform(-3, 4.3, (64, 16))
+                            ).astype(np.float16) for index in range(count - 1)}
+    inputs[f"x{count - 1}"] = (rng.standard_normal(16) * 2000).astype(np.float16)
+    inputs["x0"][:4, :4] = [[40000, 40000, 1, 0.1], [40000, -40000, 2048, 0.2], [65504, 65504, 0.5, 0.3],
+                            [-65504, 1, 1, 3]]
+    node = helper.make_node(op_type, list(inputs), ["y"])
+    _bitwise(*_both(_one_node(node, inputs, 13), inputs))
+
+
 @pytest.mark.parametrize("exponent", [np.array(2, np.int64), np.array(2.0, np.float32), np.array(3, np.int64)])
 def test_integer_pow_is_exact_and_wraps(exponent: np.ndarray) -> None:
     """x·x in int64, not through float64 (3037000499² was off by 41); overflow wraps as onnxruntime's does."""
