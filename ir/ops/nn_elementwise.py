@@ -131,14 +131,16 @@ def _axis_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 
 @define("nn.softmax", operands=("x",), infer=_axis_infer, attrs={"axis": Attr("int")})
 def softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
-    """exp(x) / sum(exp(x)) along `axis` (non-negative)."""
-    shifted = np.exp(x - x.max(axis=axis, keepdims=True))
+    """exp(x) / sum(exp(x)) along `axis` (non-negative; float16 in float32, rounded once)."""
+    wide = float32_if_half(x)
+    shifted = np.exp(wide - wide.max(axis=axis, keepdims=True))
     shifted /= np.add.reduce(shifted, axis=axis, keepdims=True)   # np.sum's reduction, without its wrapper
     return shifted.astype(x.dtype, copy=False)
 
 
 @define("nn.log_softmax", operands=("x",), infer=_axis_infer, attrs={"axis": Attr("int")})
 def log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
-    """log(softmax(x)) along `axis`, computed stably."""
-    shifted = x - np.max(x, axis=axis, keepdims=True)
+    """log(softmax(x)) along `axis`, computed stably (float16 in float32, rounded once)."""
+    wide = float32_if_half(x)
+    shifted = wide - np.max(wide, axis=axis, keepdims=True)
     return (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)

@@ -102,7 +102,7 @@ def _layer_norm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None = None, *, axis: int, epsilon: float,
                stash_type: str) -> np.ndarray:
     """x normalised over its axes from `axis` on (mean and biased variance in `stash_type`), then
-    scale·x̂ + bias (both broadcast to those axes). Overflow, a zero variance + epsilon and a negative one
+    scale·x̂ + bias (both broadcast to those axes; float16 in float32, rounded once). Overflow, a zero variance + epsilon and a negative one
     give ±inf and NaN, as in onnxruntime."""
     wide = np.float64 if stash_type == "f64" else np.float32
     stashed = x.astype(wide, copy=False)
@@ -114,5 +114,8 @@ def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None = None,
         variance = (np.add.reduce(np.square(centered), axis=axes, dtype=np.float64, keepdims=True) / count
                     ).astype(wide)
         centered /= np.sqrt(variance + wide(epsilon))
+        if x.dtype == np.float16:   # scaled and shifted in float32, rounded once, as onnxruntime does
+            return (centered.astype(np.float32) * scale.astype(np.float32) +
+                    (0 if bias is None else bias.astype(np.float32))).astype(x.dtype)
         y = centered.astype(x.dtype, copy=False) * scale
         return (y if bias is None else y + bias).astype(x.dtype, copy=False)
