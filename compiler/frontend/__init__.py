@@ -18,6 +18,7 @@ from rcc.compiler.frontend import (rules_activation, rules_math, rules_norm, rul
 from rcc.compiler.frontend import (rules_einsum, rules_index, rules_logic, rules_reduce,  # noqa: F401  (fill RULES)
                                    rules_resize)
 from rcc.compiler.frontend.context import LowerContext, initializer_arrays, node_label
+from rcc.compiler.frontend.float16 import computes_in_float32, lower_in_float32
 from rcc.compiler.frontend.fold import try_fold
 from rcc.compiler.frontend.input_types import input_dtype
 from rcc.compiler.frontend.loader import (ShapeOverrides, graph_inputs, input_shape, load_onnx, overridable_inputs,
@@ -88,6 +89,10 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
             check_finite(f"{source}: initializer {name!r}", array)
     _add_inputs(ctx, model, input_shapes or {})
     ctx.used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        for name in node.input:
+            ctx.readers.setdefault(name, []).append(node)
+    ctx.graph_outputs, ctx.node_count = {o.name for o in model.graph.output}, len(model.graph.node)
     for index, node in enumerate(model.graph.node):
         ctx.node, ctx.label = node, node_label(node, index)
         if try_fold(ctx, node, list(model.opset_import)):
@@ -96,7 +101,10 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
         if lowering is None:
             domain = f"{node.domain}." if node.domain else ""
             raise UnsupportedError(f"{source}: {ctx.label}: unsupported op {domain}{node.op_type}")
-        lowering(ctx)
+        if computes_in_float32(ctx, node):
+            lower_in_float32(ctx, lowering)
+        else:
+            lowering(ctx)
         unbound = [name for name in node.output[:1] if name and name in ctx.used
                    and not any(name in bound for bound in (ctx.values, ctx.constants, ctx.sequences))]
         assert not unbound, f"rule for {node.op_type} left {unbound} unbound"

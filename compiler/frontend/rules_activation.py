@@ -8,7 +8,7 @@ import numpy as np
 
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import rule
-from rcc.compiler.frontend.rules_math import lower_variadic, summed_in_float32
+from rcc.compiler.frontend.rules_math import lower_variadic
 from rcc.ir.ops.nn_activation import SELU_ALPHA, SELU_GAMMA
 
 # ONNX op type → (IR op, {ONNX attribute: default}) of the one-operand ops
@@ -61,19 +61,13 @@ def lower_gelu(ctx: LowerContext) -> None:
 
 @rule("Mean")
 def lower_mean(ctx: LowerContext) -> None:
-    """The sum of the inputs (broadcast) divided by their count; float16 inputs in float32, rounded once at the
-    end, as onnxruntime computes it (`summed_in_float32`)."""
+    """The sum of the inputs (broadcast) divided by their count."""
     count = len(ctx.node.input)
     if count == 1:
         ctx.bind(0, ctx.op("nn.identity", [ctx.input(0)]))
         return
-    half = ctx.input_type(0).dtype == "f16"
-    if half:
-        total = summed_in_float32(ctx)
-    else:
-        total = ctx.input(0)
-        for index in range(1, count):
-            total = ctx.op("nn.add", [total, ctx.input(index)], name=f"{ctx.node.output[0]}.sum")
+    total = ctx.input(0)
+    for index in range(1, count):
+        total = ctx.op("nn.add", [total, ctx.input(index)], name=f"{ctx.node.output[0]}.sum")
     divisor = ctx.builder.constant("count", np.array(count, dtype=total.type.np_dtype))
-    mean = ctx.op("nn.div", [total, divisor])
-    ctx.bind(0, ctx.op("nn.cast", [mean], {"to": "f16"}) if half else mean)
+    ctx.bind(0, ctx.op("nn.div", [total, divisor]))

@@ -129,25 +129,9 @@ def lower_variadic(ctx: LowerContext, opname: str) -> None:
     ctx.bind(0, total)
 
 
-def summed_in_float32(ctx: LowerContext) -> Value:
-    """The node's float16 inputs added in order (broadcast) in float32, unrounded: onnxruntime accumulates
-    float16 Sum and Mean in float32 and rounds once (a float16 chain rounds, and can overflow, at every step)."""
-    widened = [ctx.op("nn.cast", [ctx.input(index)], {"to": "f32"}, name=f"{ctx.node.output[0]}.f32")
-               for index in range(len(ctx.node.input))]
-    total = widened[0]
-    for value in widened[1:]:
-        total = ctx.op("nn.add", [total, value], name=f"{ctx.node.output[0]}.sum")
-    return total
-
-
 @rule("Sum")
 def lower_sum(ctx: LowerContext) -> None:
-    """A chain of nn.add; three or more float16 inputs are summed in float32 and rounded once (two round once
-    either way)."""
-    if ctx.input_type(0).dtype == "f16" and len(ctx.node.input) > 2:
-        ctx.bind(0, ctx.op("nn.cast", [summed_in_float32(ctx)], {"to": "f16"}))
-    else:
-        lower_variadic(ctx, "nn.add")
+    lower_variadic(ctx, "nn.add")
 
 
 _NORMALIZERS = {"Softmax": "nn.softmax", "LogSoftmax": "nn.log_softmax", "Hardmax": "nn.hardmax"}

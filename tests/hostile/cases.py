@@ -422,7 +422,7 @@ def _weights_of_dtype(dtype: type) -> Callable[[Path, Base], Case]:
     return build
 
 
-for _dtype in (np.float16, np.float64, np.int32):
+for _dtype in (np.float64, np.int32):   # float16 models compile (tests/frontend/test_float16_models.py)
     CASES[f"{np.dtype(_dtype).name}_weights"] = ("ONNX semantics", _weights_of_dtype(_dtype))
 
 
