@@ -90,9 +90,10 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
     _add_inputs(ctx, model, input_shapes or {})
     ctx.used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
     for node in model.graph.node:
+        ctx.producers.update((name, node) for name in node.output if name)
         for name in node.input:
             ctx.readers.setdefault(name, []).append(node)
-    ctx.graph_outputs, ctx.node_count = {o.name for o in model.graph.output}, len(model.graph.node)
+    ctx.graph_outputs = {o.name for o in model.graph.output}
     for index, node in enumerate(model.graph.node):
         ctx.node, ctx.label = node, node_label(node, index)
         if try_fold(ctx, node, list(model.opset_import)):

@@ -40,12 +40,12 @@ class LowerContext:
         self.sequences: dict[str, list[Value]] = {}  # sequences of compile-time length, by their elements
         self.used: set[str] = set()  # ONNX tensor names some node or graph output reads
         # float16 models (frontend/float16.py): each float16 tensor's float32 value, the tensors whose producer
-        # computed them in float32, and every tensor's reading nodes
+        # computed them in float32, every tensor's producing and reading nodes, the graph's outputs
         self.float32_copies: dict[str, str] = {}
         self.float32_results: set[str] = set()
+        self.producers: dict[str, onnx.NodeProto] = {}
         self.readers: dict[str, list[onnx.NodeProto]] = {}
         self.graph_outputs: set[str] = set()
-        self.node_count = 0
         self.node: onnx.NodeProto | None = None
         self.label = ""
 

@@ -12,7 +12,7 @@ while later float32 nodes read the unrounded value. Crossbars see float32 weight
     %y2.f32 = nn.relu(%y1.f32)                     : f32    (%y1 = nn.cast(%y1.f32), unread: dropped)
     %y2     = nn.cast(%y2.f32) {to = "f16"}        : f16    read by a Reshape (a float16 kernel) or an output
 
-Measured on onnxruntime 1.2x (x86): Conv, Gemm, MatMul, BatchNormalization, Relu, Add, Softmax, pooling, the
+Measured on onnxruntime 1.32 (x86-64): Conv, Gemm, MatMul, BatchNormalization, Relu, Add, Softmax, pooling, the
 reductions, Resize, Where and the other arithmetic get casts; Reshape, Transpose, Concat, Slice, Gather,
 Split, Expand, Squeeze, Unsqueeze, Flatten, Identity, Clip, Max, Min, Round, Sign, Cast, IsNaN, Shrink,
 GatherElements and LayerNormalization are float16 kernels.
@@ -49,19 +49,34 @@ def computes_in_float32(ctx: LowerContext, node: onnx.NodeProto) -> bool:
 
 
 def _isolated(ctx: LowerContext, node: onnx.NodeProto) -> bool:
-    """onnxruntime's isolated float16 node, which it moves to float32 to spare the casts around it: a float16
-    kernel reading a float32 node's result, whose other float16 inputs are float32 results, constants or graph
-    inputs (exact in float32), whose results are read, all by nodes outside FLOAT16_KERNELS, and which gives no
-    graph output, in a graph of more than one node (measured on onnxruntime 1.32: a Reshape between an Add
-    and a MatMul, or a LayerNormalization, runs in float32; a Reshape then Transpose pair does not)."""
-    if node.op_type in _FLOAT16_RESULTLESS or ctx.node_count <= 1 or \
-            any(name in ctx.graph_outputs for name in node.output):
+    """onnxruntime's isolated float16 node (its InsertCastTransformer, 1.32), which it moves to float32 to spare
+    the casts around it: a float16 kernel that reads some node's result and gives no graph output, whose
+    float16 operands (the first tensor of each typed input of its schema: a Concat's first input only) come
+    from nodes that run in float32 where they come from a node at all, and whose float16 results are read only
+    by nodes outside FLOAT16_KERNELS. Nodes are visited in order: a node moved earlier counts as float32, a
+    later one as what its kernel is."""
+    if node.op_type in _FLOAT16_RESULTLESS or any(name in ctx.graph_outputs for name in node.output) or \
+            not any(name in ctx.producers for name in node.input if name):
         return False
-    half = [name for name in node.input if name and _dtype(ctx, name) == np.float16]
-    computed = [name for name in half if name not in ctx.constants and ctx.values[name].producer is not None]
+    for index in _typed_operands(node, ctx.opset):
+        name = node.input[index]
+        if name in ctx.producers and _dtype(ctx, name) == np.float16 and name not in ctx.float32_results and \
+                (name not in ctx.constants or ctx.producers[name].op_type in FLOAT16_KERNELS):
+            return False
     readers = [reader for name in node.output if name for reader in ctx.readers.get(name, [])]
-    return bool(computed) and all(name in ctx.float32_results for name in computed) and bool(readers) and \
-        all(reader.op_type not in FLOAT16_KERNELS for reader in readers)
+    return all(reader.op_type not in FLOAT16_KERNELS for reader in readers)
+
+
+def _typed_operands(node: onnx.NodeProto, opset: int) -> list[int]:
+    """The positions of the inputs onnxruntime looks at for float16: per formal input of the node's schema typed
+    by a type variable, its first tensor."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+    except onnx.defs.SchemaError:
+        return []
+    variables = {constraint.type_param_str for constraint in schema.type_constraints}
+    return [index for index, formal in enumerate(schema.inputs)
+            if index < len(node.input) and node.input[index] and formal.type_str in variables]
 
 
 def lower_in_float32(ctx: LowerContext, lowering: Callable[[LowerContext], None]) -> None:
