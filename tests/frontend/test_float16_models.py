@@ -13,6 +13,7 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from bench.float16_models import float16_copy
 from rcc.compiler.driver import compile_model, verify_compiled
 from rcc.compiler.frontend import import_onnx, lower_model
 from rcc.compiler.verify import FLOAT16_TOLERANCE, output_metrics
@@ -20,29 +21,6 @@ from rcc.ir import interpreter
 from tests.test_models_zoo import MODELS_DIR as MODELS
 
 HALF = TensorProto.FLOAT16
-
-
-def float16_copy(source: Path, target: Path) -> Path:
-    """`source` with its float32 weights, inputs, outputs and casts in float16 (Resize scales stay float32)."""
-    model = onnx.load(str(source))
-    graph = model.graph
-    scales = {node.input[i] for node in graph.node if node.op_type == "Resize" for i in (1, 2) if len(node.input) > i}
-    for index, tensor in enumerate(graph.initializer):
-        if tensor.data_type == TensorProto.FLOAT and tensor.name not in scales:
-            graph.initializer[index].CopyFrom(numpy_helper.from_array(
-                numpy_helper.to_array(tensor).astype(np.float16), tensor.name))
-    for info in [*graph.input, *graph.output, *graph.value_info]:
-        if info.type.tensor_type.elem_type == TensorProto.FLOAT:
-            info.type.tensor_type.elem_type = HALF
-    for node in graph.node:
-        for attribute in node.attribute:
-            if node.op_type == "Constant" and attribute.name == "value" and attribute.t.data_type == TensorProto.FLOAT:
-                attribute.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float16)))
-            if node.op_type == "Cast" and attribute.name == "to" and attribute.i == TensorProto.FLOAT:
-                attribute.i = HALF
-    onnx.checker.check_model(model)
-    onnx.save(model, str(target))
-    return target
 
 
 def unrewritten_onnxruntime(model: onnx.ModelProto | Path, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
