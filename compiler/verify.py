@@ -44,41 +44,61 @@ def onnxruntime_runner(model_path: str | os.PathLike, extra_outputs: Sequence[st
                        ) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """A function from inputs to outputs by name of the original model run by onnxruntime on the CPU (below
     opset 7, of the model converted to opset 7, which is what rcc compiled); `extra_outputs` names
-    intermediate tensors to return as well (exposed as extra graph outputs). A model with float16 inputs or
-    outputs runs without onnxruntime's graph rewrites: they fold float16 weights in float16 (Conv with
-    BatchNormalization: rel L2 4e-4 from its own unrewritten run on a small ResNet) and fuse float16
-    subgraphs into kernels that round elsewhere, so the rewritten run is not the graph's computation."""
+    intermediate tensors to return as well (exposed as extra graph outputs). A model with float16 tensors runs
+    without onnxruntime's graph rewrites: they fold float16 weights in float16 (Conv with BatchNormalization:
+    rel L2 4e-4 from its own unrewritten run on a small ResNet) and fuse float16 subgraphs into kernels that
+    round elsewhere, so the rewritten run is not the graph's computation; and its outputs come from the model
+    as it is, since an exposed float16 tensor changes where onnxruntime rounds (`compiler/frontend/float16.py`)."""
     import onnx
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     try:
+        half = holds_float16(model_path)
+        if half:
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sessions = []
         if extra_outputs:
             model = load_onnx(model_path)
             known = {o.name for o in model.graph.output}
             model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in extra_outputs if n not in known)
-            source: Any = model.SerializeToString()
-        else:
-            source = model_for_onnxruntime(model_path)
-        session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        if any(arg.type == "tensor(float16)" for arg in [*session.get_inputs(), *session.get_outputs()]):
-            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-            session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+            sessions.append(onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                                         providers=["CPUExecutionProvider"]))
+        if half or not extra_outputs:   # the model's own outputs from the model as it is
+            sessions.append(onnxruntime.InferenceSession(model_for_onnxruntime(model_path), options,
+                                                         providers=["CPUExecutionProvider"]))
     except Exception as err:  # onnxruntime's errors have no common base class
         raise RccError(f"{model_path}: onnxruntime cannot run the model: {str(err).splitlines()[0][:200]}") from None
-    names = [o.name for o in session.get_outputs()]
 
     def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs: dict[str, np.ndarray] = {}
         try:
-            feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
-            # inputs with a default (an initializer of the same name) take the value rcc's caller fed
-            feeds.update((i.name, inputs[i.name]) for i in session.get_overridable_initializers() if i.name in inputs)
-            return dict(zip(names, session.run(names, feeds)))
+            for session in sessions:   # the model's own session last: its outputs win
+                feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
+                # inputs with a default (an initializer of the same name) take the value rcc's caller fed
+                feeds.update((i.name, inputs[i.name]) for i in session.get_overridable_initializers()
+                             if i.name in inputs)
+                names = [o.name for o in session.get_outputs()]
+                outputs.update(zip(names, session.run(names, feeds)))
         except Exception as err:  # as above
             raise RccError(f"{model_path}: onnxruntime cannot run the model: "
                            f"{str(err).splitlines()[0][:200]}") from None
+        return outputs
     return run
+
+
+def holds_float16(model_path: str | os.PathLike) -> bool:
+    """Whether the model has a float16 tensor: an initializer, a declared value, a Constant or a Cast's target."""
+    import onnx
+
+    half = onnx.TensorProto.FLOAT16
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return any(tensor.data_type == half for tensor in graph.initializer) or \
+        any(info.type.tensor_type.elem_type == half for info in [*graph.input, *graph.output, *graph.value_info]) or \
+        any(attribute.i == half if node.op_type == "Cast" else attribute.t.data_type == half
+            for node in graph.node if node.op_type in ("Cast", "Constant")
+            for attribute in node.attribute if attribute.name in ("to", "value"))
 
 
 def onnxruntime_outputs(model_path: str | os.PathLike, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

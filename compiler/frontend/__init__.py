@@ -18,7 +18,7 @@ from rcc.compiler.frontend import (rules_activation, rules_math, rules_norm, rul
 from rcc.compiler.frontend import (rules_einsum, rules_index, rules_logic, rules_reduce,  # noqa: F401  (fill RULES)
                                    rules_resize)
 from rcc.compiler.frontend.context import LowerContext, initializer_arrays, node_label
-from rcc.compiler.frontend.float16 import computes_in_float32, lower_in_float32
+from rcc.compiler.frontend.float16 import computes_in_float32, fold_node, in_float32, lower_cast
 from rcc.compiler.frontend.fold import try_fold
 from rcc.compiler.frontend.input_types import input_dtype
 from rcc.compiler.frontend.loader import (ShapeOverrides, graph_inputs, input_shape, load_onnx, overridable_inputs,
@@ -94,16 +94,19 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
         for name in node.input:
             ctx.readers.setdefault(name, []).append(node)
     ctx.graph_outputs = {o.name for o in model.graph.output}
+    opsets = list(model.opset_import)
     for index, node in enumerate(model.graph.node):
         ctx.node, ctx.label = node, node_label(node, index)
-        if try_fold(ctx, node, list(model.opset_import)):
+        if fold_node(ctx, node, lambda copy: try_fold(ctx, copy, opsets)):
             continue
         lowering = rule_for(node)
         if lowering is None:
             domain = f"{node.domain}." if node.domain else ""
             raise UnsupportedError(f"{source}: {ctx.label}: unsupported op {domain}{node.op_type}")
-        if computes_in_float32(ctx, node):
-            lower_in_float32(ctx, lowering)
+        if computes_in_float32(ctx, node):   # a float16 node onnxruntime computes in float32
+            in_float32(ctx, lambda copy: lowering(ctx))
+        elif node.op_type == "Cast":
+            lower_cast(ctx, lowering)
         else:
             lowering(ctx)
         unbound = [name for name in node.output[:1] if name and name in ctx.used

@@ -12,10 +12,14 @@ while later float32 nodes read the unrounded value. Crossbars see float32 weight
     %y2.f32 = nn.relu(%y1.f32)                     : f32    (%y1 = nn.cast(%y1.f32), unread: dropped)
     %y2     = nn.cast(%y2.f32) {to = "f16"}        : f16    read by a Reshape (a float16 kernel) or an output
 
-Measured on onnxruntime 1.32 (x86-64): Conv, Gemm, MatMul, BatchNormalization, Relu, Add, Softmax, pooling, the
-reductions, Resize, Where and the other arithmetic get casts; Reshape, Transpose, Concat, Slice, Gather,
-Split, Expand, Squeeze, Unsqueeze, Flatten, Identity, Clip, Max, Min, Round, Sign, Cast, IsNaN, Shrink,
-GatherElements and LayerNormalization are float16 kernels.
+Also as onnxruntime has it: an isolated float16 kernel between float32 nodes moves into float32 (`_isolated`);
+the model's own Casts next to a float32 region lose their rounding where onnxruntime's cast remover drops them
+(`lower_cast`); and a float16 node on constants is folded in float32 and rounded once (`fold_node`), since an
+unrewritten onnxruntime run folds nothing and computes it so.
+
+Measured on onnxruntime 1.32 (x86-64), op by op: Conv, Gemm, MatMul, BatchNormalization, Relu, Add, Softmax,
+pooling, the reductions, Resize, Where, Size and the other arithmetic get casts; the ops in FLOAT16_KERNELS
+have float16 kernels. Its source (InsertCastTransformer, RemoveDuplicateCastTransformer) gave the rules.
 """
 
 from __future__ import annotations
@@ -28,60 +32,98 @@ import onnx
 from rcc.compiler.frontend.context import LowerContext
 
 FLOAT16_KERNELS = frozenset({
-    "Reshape", "Transpose", "Concat", "Slice", "Gather", "GatherElements", "Split", "Expand", "Squeeze",
+    "Reshape", "Transpose", "Concat", "Slice", "Gather", "GatherElements", "GatherND", "Split", "Expand", "Squeeze",
     "Unsqueeze", "Flatten", "Identity", "Clip", "Max", "Min", "Round", "Sign", "Cast", "CastLike", "IsNaN",
-    "Shrink", "LayerNormalization",
+    "Shrink", "LayerNormalization", "QuantizeLinear", "DequantizeLinear", "ScatterND", "ScatterElements",
+    "Compress", "Mod",
     # not arithmetic on float16 values, or holding subgraphs and sequences
-    "Shape", "Size", "If", "Loop", "Scan", "SequenceConstruct", "SequenceAt", "SequenceInsert", "SequenceEmpty",
+    "Shape", "If", "Loop", "Scan", "SequenceConstruct", "SequenceAt", "SequenceInsert", "SequenceEmpty",
     "SplitToSequence", "ConcatFromSequence", "SequenceLength"})
-_FLOAT16_RESULTLESS = frozenset({"Cast", "CastLike", "IsNaN", "Shape", "Size", "If", "Loop", "Scan", "SequenceConstruct",
-                                 "SequenceAt", "SequenceInsert", "SequenceEmpty", "SplitToSequence",
-                                 "ConcatFromSequence", "SequenceLength"})  # no float16 result, or a subgraph
+_FLOAT16_RESULTLESS = frozenset({"Cast", "CastLike", "IsNaN", "Shape", "QuantizeLinear", "If", "Loop", "Scan",
+                                 "SequenceConstruct", "SequenceAt", "SequenceInsert", "SequenceEmpty",
+                                 "SplitToSequence", "ConcatFromSequence", "SequenceLength"})  # or a subgraph
 
 
 def computes_in_float32(ctx: LowerContext, node: onnx.NodeProto) -> bool:
     """Whether onnxruntime runs float16 node `node` (its first float input float16) in float32: a standard op
-    outside FLOAT16_KERNELS, or an isolated one inside (`_isolated`). A float32 node reading float16 weights is
-    not one: onnxruntime refuses the mixed types, and so does lowering it."""
-    if node.domain not in ("", "ai.onnx") or _first_float(ctx, node) != np.float16:
+    outside FLOAT16_KERNELS, or an isolated one inside (`_isolated`). A node whose inputs of one type variable
+    are not all float16 is not one: onnxruntime refuses the mixed types, and lowering refuses them too."""
+    if node.domain not in ("", "ai.onnx") or _first_float(ctx, node) != np.float16 or _mixed(ctx, node):
         return False
     return node.op_type not in FLOAT16_KERNELS or _isolated(ctx, node)
 
 
 def _isolated(ctx: LowerContext, node: onnx.NodeProto) -> bool:
     """onnxruntime's isolated float16 node (its InsertCastTransformer, 1.32), which it moves to float32 to spare
-    the casts around it: a float16 kernel that reads some node's result and gives no graph output, whose
-    float16 operands (the first tensor of each typed input of its schema: a Concat's first input only) come
-    from nodes that run in float32 where they come from a node at all, and whose float16 results are read only
-    by nodes outside FLOAT16_KERNELS. Nodes are visited in order: a node moved earlier counts as float32, a
-    later one as what its kernel is."""
+    the casts around it: a float16 kernel that reads some node's result (a Constant node's is an initializer
+    there) and gives no graph output, whose float16 operands (the first tensor of each typed input of its
+    schema: a Concat's first input only) come from nodes that run in float32 where they come from a node at
+    all, and whose results are read only by nodes outside FLOAT16_KERNELS. Nodes are visited in order: a node
+    moved earlier counts as float32, a later one as what its kernel is."""
     if node.op_type in _FLOAT16_RESULTLESS or any(name in ctx.graph_outputs for name in node.output) or \
-            not any(name in ctx.producers for name in node.input if name):
+            not any(name in ctx.producers and ctx.producers[name].op_type != "Constant" for name in node.input):
         return False
     for index in _typed_operands(node, ctx.opset):
         name = node.input[index]
-        if name in ctx.producers and _dtype(ctx, name) == np.float16 and name not in ctx.float32_results and \
-                (name not in ctx.constants or ctx.producers[name].op_type in FLOAT16_KERNELS):
+        if name in ctx.producers and ctx.producers[name].op_type != "Constant" and \
+                _dtype(ctx, name) == np.float16 and not _from_float32_node(ctx, name):
             return False
     readers = [reader for name in node.output if name for reader in ctx.readers.get(name, [])]
     return all(reader.op_type not in FLOAT16_KERNELS for reader in readers)
 
 
+def _from_float32_node(ctx: LowerContext, name: str) -> bool:
+    """Whether onnxruntime computes `name` (a node's float16 result) in float32: a node rcc lowered or folded in
+    float32, or (folded from constants) one outside FLOAT16_KERNELS that reads a float16 tensor."""
+    if name in ctx.float32_results:
+        return True
+    producer = ctx.producers[name]
+    return name in ctx.constants and producer.op_type not in FLOAT16_KERNELS and \
+        any(_dtype(ctx, source) == np.float16 for source in producer.input if source)
+
+
+def _schema(node: onnx.NodeProto, opset: int) -> onnx.defs.OpSchema | None:
+    try:
+        return onnx.defs.get_schema(node.op_type, opset, node.domain)
+    except onnx.defs.SchemaError:
+        return None
+
+
 def _typed_operands(node: onnx.NodeProto, opset: int) -> list[int]:
     """The positions of the inputs onnxruntime looks at for float16: per formal input of the node's schema typed
     by a type variable, its first tensor."""
-    try:
-        schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
-    except onnx.defs.SchemaError:
+    schema = _schema(node, opset)
+    if schema is None:
         return []
     variables = {constraint.type_param_str for constraint in schema.type_constraints}
     return [index for index, formal in enumerate(schema.inputs)
             if index < len(node.input) and node.input[index] and formal.type_str in variables]
 
 
-def lower_in_float32(ctx: LowerContext, lowering: Callable[[LowerContext], None]) -> None:
-    """Run `lowering` on the float16 node with its float16 inputs in float32; its float32 results are bound
-    rounded to float16, with their float32 values kept for later float32 nodes."""
+def _mixed(ctx: LowerContext, node: onnx.NodeProto) -> bool:
+    """Whether the inputs bound to the type variable of the node's first float input are not all of one type."""
+    schema = _schema(node, ctx.opset)
+    if schema is None or not schema.inputs:
+        return False
+    formals = [schema.inputs[min(index, len(schema.inputs) - 1)].type_str for index in range(len(node.input))]
+    first = next(index for index, name in enumerate(node.input) if name and (_dtype(ctx, name) or np.dtype(bool)).kind == "f")
+    return len({_dtype(ctx, name) for name, formal in zip(node.input, formals)
+                if name and formal == formals[first]}) > 1
+
+
+def fold_node(ctx: LowerContext, node: onnx.NodeProto, folding: Callable[[onnx.NodeProto], bool]) -> bool:
+    """`folding` (constant folding) of `node`; a float16 node is folded in float32 and rounded once, as
+    onnxruntime, which folds nothing in an unrewritten run, computes it (float16 arithmetic rounds every step),
+    its float32 value kept when onnxruntime computes the node in float32 (`computes_in_float32`)."""
+    if node.domain not in ("", "ai.onnx") or _first_float(ctx, node) != np.float16 or _mixed(ctx, node):
+        return folding(node)
+    return bool(in_float32(ctx, folding, keep=computes_in_float32(ctx, node)))
+
+
+def in_float32(ctx: LowerContext, action: Callable[[onnx.NodeProto], bool | None], keep: bool = True) -> bool | None:
+    """Run `action` (lowering or folding) on a copy of the float16 node whose float16 inputs are their float32
+    values; its float32 results are bound rounded to float16 under the node's names, with (`keep`) their float32
+    values kept for later float32 nodes. Returns what `action` returned."""
     node = ctx.node
     widened = onnx.NodeProto()
     widened.CopyFrom(node)
@@ -91,20 +133,59 @@ def lower_in_float32(ctx: LowerContext, lowering: Callable[[LowerContext], None]
     for position, name in enumerate(node.output):
         if name:
             widened.output[position] = _unused_name(ctx, f"{name}.f32")
+            if name in ctx.used:   # so that a rule refusing a read output sees it read
+                ctx.used.add(widened.output[position])
     ctx.node = widened
     try:
-        lowering(ctx)
+        done = action(widened)
     finally:
         ctx.node = node
     for position, name in enumerate(node.output):
-        result = ctx.values.get(widened.output[position]) if name else None
-        if result is None:
-            continue
-        if result.type.dtype == "f32":
-            ctx.float32_copies[name] = widened.output[position]
-            ctx.float32_results.add(name)
-            result = ctx.op("nn.cast", [result], {"to": "f16"})
-        ctx.bind(position, result)
+        wide = widened.output[position] if name else ""
+        if wide in ctx.constants:
+            folded = ctx.constants[wide]
+            if folded.dtype == np.float32:
+                if keep:
+                    ctx.float32_copies[name] = wide
+                    ctx.float32_results.add(name)
+                folded = folded.astype(np.float16)
+            ctx.bind_constant(name, folded)
+        elif wide in ctx.values:
+            result = ctx.values[wide]
+            if result.type.dtype == "f32":
+                if keep:
+                    ctx.float32_copies[name] = wide
+                    ctx.float32_results.add(name)
+                result = ctx.op("nn.cast", [result], {"to": "f16"})
+            ctx.bind(position, result)
+    return done
+
+
+def lower_cast(ctx: LowerContext, lowering: Callable[[LowerContext], None]) -> None:
+    """A model's own Cast as onnxruntime leaves it once its cast remover has run (1.32): a Cast to float16 of a
+    float32 tensor rounds only for its float16 readers (float32 readers read the tensor itself) unless a Cast
+    reads it; a Cast of a float16 tensor computed in float32 reads the unrounded value when it casts to float32
+    and gives no graph output, or when every reader of that tensor is a Cast or a float32 node and it is no
+    graph output."""
+    node = ctx.node
+    source, target = node.input[0], ctx.attr("to")
+    if _dtype(ctx, source) == np.float16 and source in ctx.float32_results and (
+            target == onnx.TensorProto.FLOAT and node.output[0] not in ctx.graph_outputs or
+            source not in ctx.graph_outputs and all(reader.op_type == "Cast" or reader.op_type not in FLOAT16_KERNELS
+                                                    for reader in ctx.readers.get(source, []))):
+        widened = onnx.NodeProto()
+        widened.CopyFrom(node)
+        widened.input[0] = ctx.float32_copies[source]
+        ctx.node = widened
+        try:
+            lowering(ctx)
+        finally:
+            ctx.node = node
+        return
+    lowering(ctx)
+    if target == onnx.TensorProto.FLOAT16 and _dtype(ctx, source) == np.float32 and \
+            not any(reader.op_type == "Cast" for reader in ctx.readers.get(node.output[0], [])):
+        ctx.float32_copies[node.output[0]] = source
 
 
 def _first_float(ctx: LowerContext, node: onnx.NodeProto) -> np.dtype | None:
@@ -135,7 +216,8 @@ def _float32_copy(ctx: LowerContext, name: str) -> str:
 def _unused_name(ctx: LowerContext, base: str) -> str:
     """`base`, or `base` with a number, that names no ONNX tensor of the graph and nothing lowered yet."""
     name, count = base, 0
-    while name in ctx.used or name in ctx.values or name in ctx.constants or name in ctx.sequences:
+    while name in ctx.used or name in ctx.producers or name in ctx.values or name in ctx.constants or \
+            name in ctx.sequences:
         count += 1
         name = f"{base}.{count}"
     return name
