@@ -8,8 +8,8 @@ is copied with its float32 arrays in float16. Then tabulate with `bench/try_mode
     python bench/try_models.py --dir /work/exports_f16 --out /work/exports_f16/table.txt
 
 A float32 constant beyond float16's range is clamped to ±65504 (an attention mask's -3.4e38, as
-onnxconverter-common clamps); subgraphs (If, Loop), ConstantOfShape values and sparse initializers are left as
-they are, so a model with one may be invalid in float16: onnxruntime refuses those too.
+onnxconverter-common clamps); a ConstantOfShape without a value gets a float16 zero; subgraphs (If, Loop) and
+sparse initializers are left as they are, so a model with one may be invalid in float16: onnxruntime refuses those too.
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ def float16_copy(source: Path, target: Path) -> Path:
         if info.type.tensor_type.elem_type == TensorProto.FLOAT:
             info.type.tensor_type.elem_type = TensorProto.FLOAT16
     for node in graph.node:
+        if node.op_type == "ConstantOfShape" and not any(attribute.name == "value" for attribute in node.attribute):
+            node.attribute.append(onnx.helper.make_attribute("value", numpy_helper.from_array(np.zeros(1, np.float16))))
         for attribute in list(node.attribute):
-            if node.op_type == "Constant" and attribute.name == "value" and attribute.t.data_type == TensorProto.FLOAT:
+            if node.op_type in ("Constant", "ConstantOfShape") and attribute.name == "value" and \
+                    attribute.t.data_type == TensorProto.FLOAT:
                 attribute.t.CopyFrom(numpy_helper.from_array(_half(numpy_helper.to_array(attribute.t))))
             if node.op_type == "Constant" and attribute.name in ("value_float", "value_floats"):
                 value = np.array(attribute.f if attribute.name == "value_float" else list(attribute.floats))
