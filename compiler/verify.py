@@ -55,12 +55,13 @@ def onnxruntime_runner(model_path: str | os.PathLike, extra_outputs: Sequence[st
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     try:
-        half = holds_float16(model_path)
+        # the model read once: whole to expose tensors, else its graph only (weights stay on disk)
+        model = load_onnx(model_path) if extra_outputs else onnx.load(str(model_path), load_external_data=False)
+        half = holds_float16(model.graph)
         if half:
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         sessions = []
         if extra_outputs:
-            model = load_onnx(model_path)
             known = {o.name for o in model.graph.output}
             model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in extra_outputs if n not in known)
             sessions.append(onnxruntime.InferenceSession(model.SerializeToString(), options,
@@ -88,12 +89,11 @@ def onnxruntime_runner(model_path: str | os.PathLike, extra_outputs: Sequence[st
     return run
 
 
-def holds_float16(model_path: str | os.PathLike) -> bool:
-    """Whether the model has a float16 tensor: an initializer, a declared value, a Constant or a Cast's target."""
+def holds_float16(graph) -> bool:
+    """Whether an ONNX graph has a float16 tensor: an initializer, a declared value, a Constant or a Cast's target."""
     import onnx
 
     half = onnx.TensorProto.FLOAT16
-    graph = onnx.load(str(model_path), load_external_data=False).graph
     return any(tensor.data_type == half for tensor in graph.initializer) or \
         any(info.type.tensor_type.elem_type == half for info in [*graph.input, *graph.output, *graph.value_info]) or \
         any(attribute.i == half if node.op_type == "Cast" else attribute.t.data_type == half

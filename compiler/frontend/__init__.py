@@ -97,13 +97,14 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
     opsets = list(model.opset_import)
     for index, node in enumerate(model.graph.node):
         ctx.node, ctx.label = node, node_label(node, index)
-        if fold_node(ctx, node, lambda copy: try_fold(ctx, copy, opsets)):
+        widened = computes_in_float32(ctx, node)   # a float16 node onnxruntime computes in float32
+        if fold_node(ctx, node, lambda copy: try_fold(ctx, copy, opsets), widened):
             continue
         lowering = rule_for(node)
         if lowering is None:
             domain = f"{node.domain}." if node.domain else ""
             raise UnsupportedError(f"{source}: {ctx.label}: unsupported op {domain}{node.op_type}")
-        if computes_in_float32(ctx, node):   # a float16 node onnxruntime computes in float32
+        if widened:
             in_float32(ctx, lambda copy: lowering(ctx))
         elif node.op_type == "Cast":
             lower_cast(ctx, lowering)

@@ -48,9 +48,14 @@ def computes_in_float32(ctx: LowerContext, node: onnx.NodeProto) -> bool:
     """Whether onnxruntime runs float16 node `node` (its first float input float16) in float32: a standard op
     outside FLOAT16_KERNELS, or an isolated one inside (`_isolated`). A node whose inputs of one type variable
     are not all float16 is not one: onnxruntime refuses the mixed types, and lowering refuses them too."""
-    if node.domain not in ("", "ai.onnx") or _first_float(ctx, node) != np.float16 or _mixed(ctx, node):
-        return False
-    return node.op_type not in FLOAT16_KERNELS or _isolated(ctx, node)
+    return _float16_node(ctx, node) and (node.op_type not in FLOAT16_KERNELS or _isolated(ctx, node))
+
+
+def _float16_node(ctx: LowerContext, node: onnx.NodeProto) -> bool:
+    """A standard node whose first float input, and every input of that type variable, is float16."""
+    first = _first_float(ctx, node)
+    return node.domain in ("", "ai.onnx") and first is not None and \
+        _dtype(ctx, node.input[first]) == np.float16 and not _mixed(ctx, node, first)
 
 
 def _isolated(ctx: LowerContext, node: onnx.NodeProto) -> bool:
@@ -61,15 +66,19 @@ def _isolated(ctx: LowerContext, node: onnx.NodeProto) -> bool:
     all, and whose results are read only by nodes outside FLOAT16_KERNELS. Nodes are visited in order: a node
     moved earlier counts as float32, a later one as what its kernel is."""
     if node.op_type in _FLOAT16_RESULTLESS or any(name in ctx.graph_outputs for name in node.output) or \
-            not any(name in ctx.producers and ctx.producers[name].op_type != "Constant" for name in node.input):
+            not any(_computed(ctx, name) for name in node.input):
         return False
     for index in _typed_operands(node, ctx.opset):
         name = node.input[index]
-        if name in ctx.producers and ctx.producers[name].op_type != "Constant" and \
-                _dtype(ctx, name) == np.float16 and not _from_float32_node(ctx, name):
+        if _computed(ctx, name) and _dtype(ctx, name) == np.float16 and not _from_float32_node(ctx, name):
             return False
     readers = [reader for name in node.output if name for reader in ctx.readers.get(name, [])]
     return all(reader.op_type not in FLOAT16_KERNELS for reader in readers)
+
+
+def _computed(ctx: LowerContext, name: str) -> bool:
+    """Whether a node (other than a Constant, an initializer to onnxruntime) computes `name`."""
+    return name in ctx.producers and ctx.producers[name].op_type != "Constant"
 
 
 def _from_float32_node(ctx: LowerContext, name: str) -> bool:
@@ -100,24 +109,24 @@ def _typed_operands(node: onnx.NodeProto, opset: int) -> list[int]:
             if index < len(node.input) and node.input[index] and formal.type_str in variables]
 
 
-def _mixed(ctx: LowerContext, node: onnx.NodeProto) -> bool:
-    """Whether the inputs bound to the type variable of the node's first float input are not all of one type."""
+def _mixed(ctx: LowerContext, node: onnx.NodeProto, first: int) -> bool:
+    """Whether the inputs bound to the type variable of input `first` are not all of one type."""
     schema = _schema(node, ctx.opset)
     if schema is None or not schema.inputs:
         return False
     formals = [schema.inputs[min(index, len(schema.inputs) - 1)].type_str for index in range(len(node.input))]
-    first = next(index for index, name in enumerate(node.input) if name and (_dtype(ctx, name) or np.dtype(bool)).kind == "f")
     return len({_dtype(ctx, name) for name, formal in zip(node.input, formals)
                 if name and formal == formals[first]}) > 1
 
 
-def fold_node(ctx: LowerContext, node: onnx.NodeProto, folding: Callable[[onnx.NodeProto], bool]) -> bool:
-    """`folding` (constant folding) of `node`; a float16 node is folded in float32 and rounded once, as
-    onnxruntime, which folds nothing in an unrewritten run, computes it (float16 arithmetic rounds every step),
-    its float32 value kept when onnxruntime computes the node in float32 (`computes_in_float32`)."""
-    if node.domain not in ("", "ai.onnx") or _first_float(ctx, node) != np.float16 or _mixed(ctx, node):
+def fold_node(ctx: LowerContext, node: onnx.NodeProto, folding: Callable[[onnx.NodeProto], bool],
+              widened: bool) -> bool:
+    """`folding` (constant folding) of `node`; a float16 node on constants is folded in float32 and rounded
+    once, as onnxruntime, which folds nothing in an unrewritten run, computes it (float16 arithmetic rounds
+    every step), its float32 value kept when onnxruntime computes the node in float32 (`widened`)."""
+    if not all(name in ctx.constants for name in node.input if name) or not _float16_node(ctx, node):
         return folding(node)
-    return bool(in_float32(ctx, folding, keep=computes_in_float32(ctx, node)))
+    return bool(in_float32(ctx, folding, keep=widened))
 
 
 def in_float32(ctx: LowerContext, action: Callable[[onnx.NodeProto], bool | None], keep: bool = True) -> bool | None:
@@ -125,8 +134,7 @@ def in_float32(ctx: LowerContext, action: Callable[[onnx.NodeProto], bool | None
     values; its float32 results are bound rounded to float16 under the node's names, with (`keep`) their float32
     values kept for later float32 nodes. Returns what `action` returned."""
     node = ctx.node
-    widened = onnx.NodeProto()
-    widened.CopyFrom(node)
+    widened = _copy(node)
     for position, name in enumerate(node.input):
         if name and _dtype(ctx, name) == np.float16:
             widened.input[position] = _float32_copy(ctx, name)
@@ -135,30 +143,35 @@ def in_float32(ctx: LowerContext, action: Callable[[onnx.NodeProto], bool | None
             widened.output[position] = _unused_name(ctx, f"{name}.f32")
             if name in ctx.used:   # so that a rule refusing a read output sees it read
                 ctx.used.add(widened.output[position])
-    ctx.node = widened
-    try:
-        done = action(widened)
-    finally:
-        ctx.node = node
+    done = _as(ctx, widened, lambda: action(widened))
     for position, name in enumerate(node.output):
         wide = widened.output[position] if name else ""
+        if wide not in ctx.constants and wide not in ctx.values:
+            continue
+        wide32 = ctx.constants[wide].dtype == np.float32 if wide in ctx.constants else ctx.values[wide].type.dtype == "f32"
+        if wide32 and keep:
+            ctx.float32_copies[name] = wide
+            ctx.float32_results.add(name)
         if wide in ctx.constants:
-            folded = ctx.constants[wide]
-            if folded.dtype == np.float32:
-                if keep:
-                    ctx.float32_copies[name] = wide
-                    ctx.float32_results.add(name)
-                folded = folded.astype(np.float16)
-            ctx.bind_constant(name, folded)
-        elif wide in ctx.values:
-            result = ctx.values[wide]
-            if result.type.dtype == "f32":
-                if keep:
-                    ctx.float32_copies[name] = wide
-                    ctx.float32_results.add(name)
-                result = ctx.op("nn.cast", [result], {"to": "f16"})
-            ctx.bind(position, result)
+            ctx.bind_constant(name, ctx.constants[wide].astype(np.float16) if wide32 else ctx.constants[wide])
+        else:
+            ctx.bind(position, ctx.op("nn.cast", [ctx.values[wide]], {"to": "f16"}) if wide32 else ctx.values[wide])
     return done
+
+
+def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    return copy
+
+
+def _as(ctx: LowerContext, node: onnx.NodeProto, action: Callable[[], object]) -> object:
+    """`action` with `node` as the context's current node (restored after)."""
+    current, ctx.node = ctx.node, node
+    try:
+        return action()
+    finally:
+        ctx.node = current
 
 
 def lower_cast(ctx: LowerContext, lowering: Callable[[LowerContext], None]) -> None:
@@ -173,14 +186,9 @@ def lower_cast(ctx: LowerContext, lowering: Callable[[LowerContext], None]) -> N
             target == onnx.TensorProto.FLOAT and node.output[0] not in ctx.graph_outputs or
             source not in ctx.graph_outputs and all(reader.op_type == "Cast" or reader.op_type not in FLOAT16_KERNELS
                                                     for reader in ctx.readers.get(source, []))):
-        widened = onnx.NodeProto()
-        widened.CopyFrom(node)
+        widened = _copy(node)
         widened.input[0] = ctx.float32_copies[source]
-        ctx.node = widened
-        try:
-            lowering(ctx)
-        finally:
-            ctx.node = node
+        _as(ctx, widened, lambda: lowering(ctx))
         return
     lowering(ctx)
     if target == onnx.TensorProto.FLOAT16 and _dtype(ctx, source) == np.float32 and \
@@ -188,10 +196,11 @@ def lower_cast(ctx: LowerContext, lowering: Callable[[LowerContext], None]) -> N
         ctx.float32_copies[node.output[0]] = source
 
 
-def _first_float(ctx: LowerContext, node: onnx.NodeProto) -> np.dtype | None:
-    """The type of the node's first float input: its float results' type (Where's first input is a condition)."""
-    return next((_dtype(ctx, name) for name in node.input if name and (_dtype(ctx, name) or np.dtype(bool)).kind == "f"),
-                None)
+def _first_float(ctx: LowerContext, node: onnx.NodeProto) -> int | None:
+    """The position of the node's first float input, whose type its float results have (Where's first input is a
+    condition)."""
+    return next((index for index, name in enumerate(node.input)
+                 if name and (_dtype(ctx, name) or np.dtype(bool)).kind == "f"), None)
 
 
 def _dtype(ctx: LowerContext, name: str) -> np.dtype | None:
