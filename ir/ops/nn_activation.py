@@ -140,8 +140,7 @@ def _scalar_power(base: np.ndarray, power: float, exponent: np.ndarray) -> np.nd
         return base * base * base
     if power == 0.5:
         root = np.sqrt(base + base.dtype.type(0.0))     # −0 + 0 is +0
-        root[np.isneginf(base)] = np.inf
-        return root
+        return np.where(np.isneginf(base), np.inf, root)   # (a 0-d base's root is a scalar: no item assignment)
     return np.power(base, exponent)
 
 

@@ -141,3 +141,11 @@ def test_float16_activations_every_value(op_type: str, attrs: dict) -> None:
     x = x[~np.isnan(x)]
     opset = 14 if op_type == "HardSwish" else 13
     _bitwise(*_both(_one_node(helper.make_node(op_type, ["x"], ["y"], **attrs), {"x": x}, opset), {"x": x}))
+
+
+def test_square_root_power_of_a_scalar() -> None:
+    """Pow(x, 0.5) of a 0-d tensor (its root is a numpy scalar: marking -inf's root by item assignment crashed)."""
+    for value in (4.0, -np.inf, -0.0):
+        x = np.array(value, np.float32)
+        node = helper.make_node("Pow", ["x", "half"], ["y"])
+        _bitwise(*_both(_one_node(node, {"x": x}, 13, {"half": np.array(0.5, np.float32)}), {"x": x}))
