@@ -34,6 +34,7 @@ from rcc.ir.inputs import random_inputs
 from rcc.ir.ops.nn_linear import weight_matrix
 from rcc.ir.ops.xbar import exact_grouped_product, im2col, quantize_limits
 from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.instructions import vector_step
 from rcc.runtime.machine import Machine
 
 
@@ -100,17 +101,33 @@ def _grouped_float_product(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.einsum("pgk,gkm->pgm", grouped, weights.astype(np.float64)).reshape(rows.shape[0], groups * outputs)
 
 
+def _quantized_to_rows(producer: dict[str, Instruction], mvm: Instruction) -> list[Instruction]:
+    """The instructions between a crossbar layer's `quantize` and its `mvm` (an im2col, reshapes, transposes,
+    slices), in program order."""
+    chain = []
+    instruction = producer[mvm.src[0]]
+    while instruction.opcode != "quantize":
+        chain.append(instruction)
+        instruction = producer[instruction.src[0]]
+    return chain[::-1]
+
+
 def attribute_layer(compiled: Compiled, mvm: Instruction, buffers: dict[str, np.ndarray]) -> dict[str, Any]:
     """The error of one crossbar layer's output split by source (see the module docstring)."""
     producer = {name: i for i in compiled.program.instructions for name in i.dst}
-    unfold = producer[mvm.src[0]] if producer[mvm.src[0]].opcode == "im2col" else None
-    quantize = producer[unfold.src[0] if unfold else mvm.src[0]]
+    between = _quantized_to_rows(producer, mvm)
+    quantize = producer[between[0].src[0] if between else mvm.src[0]]
     dequantize = next(i for i in compiled.program.instructions if i.opcode == "dequantize" and i.src[0] == mvm.dst[0])
     scale, bits, signed = quantize.attrs["scale"], quantize.attrs["bits"], quantize.attrs["signed"]
 
     def rows_of(x: np.ndarray) -> np.ndarray:
-        shaped = {k: unfold.attrs[k] for k in ("kernel", "strides", "pads", "dilations")} if unfold else None
-        return im2col(x, **shaped) if unfold else x.reshape(-1, x.shape[-1])
+        """`x` moved as the program moves the quantised activations to the crossbar's rows."""
+        for instruction in between:
+            if instruction.opcode == "im2col":
+                x = im2col(x, **{k: instruction.attrs[k] for k in ("kernel", "strides", "pads", "dilations")})
+            else:
+                [x] = vector_step(instruction.attrs["fn"], instruction.attrs["attrs"])([x])
+        return x.reshape(-1, x.shape[-1])
 
     x_float = np.asarray(buffers[quantize.src[0]], np.float64)
     rows_clipped = np.asarray(buffers[mvm.src[0]]).astype(np.int64)

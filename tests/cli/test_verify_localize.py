@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from rcc.backends.target import Target
 from rcc.compiler.driver import compile_model
@@ -28,6 +30,23 @@ def test_a_4_bit_adc_is_localized_to_the_first_layer_and_its_saturated_columns()
     assert sources["weight_quantization"]["rel_l2"] > 0 and sources["activation_clipping"]["rel_l2"] == 0
     saturated = attribution["saturated_arrays"]
     assert saturated and all(array["columns"] for array in saturated)
+
+
+def test_a_layer_fed_through_a_reshape_is_attributed(tmp_path) -> None:
+    """A MatMul of a 3-D activation: the program reshapes the quantised input to rows between `quantize` and
+    `mvm` (attribution took the reshape for the quantize and crashed, exit 3, on MobileViT and Swin)."""
+    rng = np.random.default_rng(1)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "tokens",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 5, 16))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, (2, 5, 8))],
+        [numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w")])
+    path = tmp_path / "tokens.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    compiled = compile_model(path, Target(adc_bits=3))
+    assert any(i.opcode == "vec" and i.attrs["fn"] == "nn.reshape" for i in compiled.program.instructions)
+    attribution = localize(path, compiled).attribution
+    assert attribution is not None and attribution["sources"]["adc_saturation"]["rel_l2"] > 0
 
 
 def test_a_lossless_adc_localizes_nothing() -> None:
