@@ -99,6 +99,22 @@ def _same(op_type: str, **fixed: Any) -> Exporter:
     return export
 
 
+def _scatter(op_type: str, **fixed: Any) -> Exporter:
+    """A scatter: its reduction attribute written only when it reduces (opset 16 on; max and min 18 on)."""
+    plain = _same(op_type, **fixed)
+
+    def export(emitter: GraphEmitter, op: Op) -> None:
+        reduction = op.attrs["reduction"]
+        if reduction == "none":
+            plain(emitter, op)
+            return
+        emitter.require_opset(18 if reduction in ("max", "min") else 16)
+        emitter.node(op_type, _names(op), op.result.name, reduction=reduction,
+                     **{key: op.attrs[attr] for key, attr in fixed.items()})
+
+    return export
+
+
 def _conv_attrs(op: Op) -> dict[str, Any]:
     return {"kernel_shape": list(op.operands[1].type.shape[2:]), "strides": list(op.attrs["strides"]),
             "pads": list(op.attrs["pads"]), "dilations": list(op.attrs["dilations"]), "group": op.attrs["group"]}
@@ -463,6 +479,14 @@ def _resize(emitter: GraphEmitter, op: Op) -> None:
                  extrapolation_value=attrs["extrapolation_value"], **extra)
 
 
+def _grid_sample(emitter: GraphEmitter, op: Op) -> None:
+    """GridSample-20, whose mode names are rcc's (GridSample-16's bilinear and bicubic are invalid in a model
+    that another op takes to opset 20)."""
+    emitter.require_opset(20)
+    emitter.node("GridSample", _names(op), op.result.name, mode=op.attrs["mode"], padding_mode=op.attrs["padding_mode"],
+                 align_corners=int(op.attrs["align_corners"]))
+
+
 def _resize_by_matrices(emitter: GraphEmitter, op: Op) -> None:
     """Resize as one MatMul per changing axis with the IR's own interpolation matrix (for scales and sizes
     onnxruntime would not derive from one another, as keep_aspect_ratio_policy gives)."""
@@ -488,9 +512,12 @@ EXPORTERS.update({
     "nn.gather": _same("Gather", axis="axis"),
     "nn.gather_elements": _same("GatherElements", axis="axis"),
     "nn.gather_nd": _same("GatherND", batch_dims="batch_dims"),
+    "nn.scatter_nd": _scatter("ScatterND"),
+    "nn.scatter_elements": _scatter("ScatterElements", axis="axis"),
     "nn.expand": _with_shape_input("Expand", "shape"),
     "nn.tile": _with_shape_input("Tile", "repeats"),
     "nn.resize": _resize,
+    "nn.grid_sample": _grid_sample,
 })
 from rcc.backends.onnx_export_quant import QUANT_EXPORTERS  # noqa: E402  (the quantized-model ops)
 

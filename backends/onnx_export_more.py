@@ -1,4 +1,4 @@
-"""ONNX forms of the element-wise, logic, reduction and normalisation ops (`nn_logic`, `nn_reduce`,
+"""ONNX forms of the element-wise, logic, reduction (and running-sum) and normalisation ops (`nn_logic`, `nn_reduce`,
 `nn_transcendental`, `nn.layer_norm`): one small exporter each, merged into onnx_export's EXPORTERS.
 
 An exporter gets onnx_export's GraphEmitter (`node`, `ints`, `require_opset`) and the op; reductions
@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from onnx import helper
 
 from rcc.ir.core import Op
+from rcc.ir.ops.nn_math import TRANSCENDENTAL
+from rcc.ir.ops.nn_select import ONE_HOT_KERNELS
+from rcc.ir.types import DTYPES
 
 # IR op → (ONNX op type, {ONNX attribute: IR attribute}, opset the ONNX op needs)
 _ONE_NODE: dict[str, tuple[str, dict[str, str], int]] = {
@@ -24,6 +28,11 @@ _ONE_NODE: dict[str, tuple[str, dict[str, str], int]] = {
     "nn.hard_sigmoid": ("HardSigmoid", {"alpha": "alpha", "beta": "beta"}, 13),
     "nn.hard_swish": ("HardSwish", {}, 14), "nn.mish": ("Mish", {}, 18),
     "nn.reciprocal": ("Reciprocal", {}, 13), "nn.log": ("Log", {}, 13), "nn.hardmax": ("Hardmax", {"axis": "axis"}, 13),
+    **{name: (name[3:].capitalize(), {}, 13) for name in TRANSCENDENTAL},
+    "nn.floor": ("Floor", {}, 13), "nn.ceil": ("Ceil", {}, 13), "nn.round": ("Round", {}, 11),
+    "nn.isnan": ("IsNaN", {}, 13), "nn.mod": ("Mod", {"fmod": "fmod"}, 13),
+    "nn.bitwise_and": ("BitwiseAnd", {}, 18), "nn.bitwise_or": ("BitwiseOr", {}, 18),
+    "nn.bitwise_xor": ("BitwiseXor", {}, 18), "nn.bitwise_not": ("BitwiseNot", {}, 18),
 }
 _REDUCTIONS = {"nn.reduce_sum": "ReduceSum", "nn.reduce_mean": "ReduceMean", "nn.reduce_max": "ReduceMax",
                "nn.reduce_min": "ReduceMin", "nn.reduce_prod": "ReduceProd", "nn.reduce_l1": "ReduceL1",
@@ -64,10 +73,54 @@ def _cast(emitter: Any, op: Op) -> None:
                  to=helper.np_dtype_to_tensor_dtype(op.result.type.np_dtype))
 
 
-def _layer_norm(emitter: Any, op: Op) -> None:
-    emitter.require_opset(17)
-    emitter.node("LayerNormalization", [v.name for v in op.operands], op.result.name, axis=op.attrs["axis"],
-                 epsilon=op.attrs["epsilon"], stash_type=_STASH_TYPES[op.attrs["stash_type"]])
+def _cumsum(emitter: Any, op: Op) -> None:
+    emitter.require_opset(14)
+    emitter.node("CumSum", [op.operands[0].name, emitter.ints(op.result.name + ".axis", [op.attrs["axis"]])],
+                 op.result.name, exclusive=int(op.attrs["exclusive"]), reverse=int(op.attrs["reverse"]))
+
+
+def _top_k_indices(emitter: Any, op: Op) -> None:
+    """TopK's indices output (its values output unread: rcc gathers them)."""
+    emitter.require_opset(11)
+    emitter.nodes.append(helper.make_node(
+        "TopK", [op.operands[0].name, emitter.ints(op.result.name + ".k", [op.attrs["k"]])],
+        [op.result.name + ".values", op.result.name], name=op.result.name, axis=op.attrs["axis"],
+        largest=int(op.attrs["largest"]), sorted=1))
+
+
+def _one_hot(emitter: Any, op: Op) -> None:
+    """OneHot with a scalar depth of a dtype onnxruntime has a kernel for beside the indices' and values'."""
+    emitter.require_opset(11)
+    indices, values = (v.type.dtype for v in op.operands)
+    depth_dtype = next((d for i, d, v in sorted(ONE_HOT_KERNELS) if (i, v) == (indices, values)), "i64")
+    depth = emitter.constant(op.result.name + ".depth", np.array(op.attrs["depth"], DTYPES[depth_dtype]))
+    emitter.node("OneHot", [op.operands[0].name, depth, op.operands[1].name], op.result.name, axis=op.attrs["axis"])
+
+
+def _trilu(emitter: Any, op: Op) -> None:
+    emitter.require_opset(14)
+    emitter.node("Trilu", [op.operands[0].name, emitter.ints(op.result.name + ".k", [op.attrs["k"]])],
+                 op.result.name, upper=int(op.attrs["upper"]))
+
+
+def _isinf(emitter: Any, op: Op) -> None:
+    emitter.require_opset(10)
+    emitter.node("IsInf", [op.operands[0].name], op.result.name, detect_negative=int(op.attrs["detect_negative"]),
+                 detect_positive=int(op.attrs["detect_positive"]))
+
+
+def _bit_shift(emitter: Any, op: Op) -> None:
+    emitter.require_opset(11)
+    emitter.node("BitShift", [v.name for v in op.operands], op.result.name, direction=op.attrs["direction"])
+
+
+def _normalization(op_type: str, opset: int) -> Callable[[Any, Op], None]:
+    def export(emitter: Any, op: Op) -> None:
+        emitter.require_opset(opset)
+        emitter.node(op_type, [v.name for v in op.operands], op.result.name, axis=op.attrs["axis"],
+                     epsilon=op.attrs["epsilon"], stash_type=_STASH_TYPES[op.attrs["stash_type"]])
+
+    return export
 
 
 MORE_EXPORTERS: dict[str, Callable[[Any, Op], None]] = {
@@ -76,5 +129,12 @@ MORE_EXPORTERS: dict[str, Callable[[Any, Op], None]] = {
     "nn.argmax": _arg_reduction("ArgMax"),
     "nn.argmin": _arg_reduction("ArgMin"),
     "nn.cast": _cast,
-    "nn.layer_norm": _layer_norm,
+    "nn.layer_norm": _normalization("LayerNormalization", 17),
+    "nn.rms_norm": _normalization("RMSNormalization", 23),
+    "nn.cumsum": _cumsum,
+    "nn.top_k_indices": _top_k_indices,
+    "nn.one_hot": _one_hot,
+    "nn.trilu": _trilu,
+    "nn.isinf": _isinf,
+    "nn.bit_shift": _bit_shift,
 }

@@ -46,6 +46,13 @@ def default_sample_count(module: Module) -> int:
     return int(min(MAX_SAMPLES, max(MIN_SAMPLES, CALIBRATION_MACS // max(macs, 1))))
 
 
+def samples_origin(data: dict[str, np.ndarray] | None, flag: str = "--calibrate") -> str:
+    """What `calibration_samples(module, data)` draws from, for messages."""
+    if data is None:
+        return "seeded random inputs (integers below 8: give real ones with --calibrate FILE.npz)"
+    return f"{flag} {data.path}" if isinstance(data, NpzArrays) and data.path is not None else flag
+
+
 def calibration_samples(module: Module, data: dict[str, np.ndarray] | None = None,
                         samples: int | None = None, flag: str = "--calibrate") -> list[dict[str, np.ndarray]]:
     """Seeded random samples, or the sets in `data` (the arrays of the file given with `flag`). An input
@@ -53,7 +60,7 @@ def calibration_samples(module: Module, data: dict[str, np.ndarray] | None = Non
     if data is None:
         count = default_sample_count(module) if samples is None else samples
         return [random_inputs(module, CALIBRATION_SEED + i) for i in range(count)]
-    origin = f"{flag} {data.path}" if isinstance(data, NpzArrays) and data.path is not None else flag
+    origin = samples_origin(data, flag)
     arrays: dict[str, np.ndarray] = {}
     defaults: dict[str, np.ndarray] = {}
     for value in module.inputs:
@@ -102,15 +109,19 @@ class ActivationObservation:
 
 
 def observe_activations(module: Module, values: list[Value], samples: list[dict[str, np.ndarray]],
-                        method: str = "max") -> ActivationObservation:
-    """One pass of `module` over `samples`, keeping what `method` needs of each of `values`."""
+                        method: str = "max", origin: str = "the calibration inputs") -> ActivationObservation:
+    """One pass of `module` over `samples` (from `origin`, which an error running one names), keeping what
+    `method` needs of each of `values`."""
     if method not in METHODS:
         raise RccError(f"--calibration-method {method!r}: choose one of {', '.join(METHODS)}")
     ranges: dict[Value, tuple[float, float]] = {}
     kept: dict[Value, list[np.ndarray]] = {value: [] for value in values}
     per_sample = max(1, KEPT_VALUES // max(len(samples), 1))
-    for sample in tracked(samples, "calibrate"):
-        env = evaluate(module, sample)
+    for index, sample in enumerate(tracked(samples, "calibrate")):
+        try:
+            env = evaluate(module, sample)
+        except RccError as error:
+            raise RccError(f"calibrating on {origin}, sample {index}: {error}") from None
         for value in values:
             array = env[value]
             if array.dtype.kind == "f" and not np.isfinite(array).all():  # --allow-nonfinite data: skip NaN/Inf

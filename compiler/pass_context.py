@@ -20,7 +20,7 @@ import numpy as np
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.target import MAX_INPUT_BITS, Target
 from rcc.compiler.calibrate import (METHODS as CALIBRATION_METHODS, ActivationObservation, calibration_samples,
-                                    observe_activations)
+                                    observe_activations, samples_origin)
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.errors import RccError
 
@@ -154,4 +154,5 @@ class PassContext:
     def observe(self, module: Module, values: list[Value]) -> ActivationObservation:
         """One calibration pass over `calibration_samples`, keeping what `calibration_method` needs of `values`
         (their ranges at any width: `ActivationObservation.range_of`)."""
-        return observe_activations(module, values, self.calibration_samples(module), self.calibration_method)
+        return observe_activations(module, values, self.calibration_samples(module), self.calibration_method,
+                                   samples_origin(self.calibration))

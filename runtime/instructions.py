@@ -98,9 +98,9 @@ _VECTOR_MACS = {
 }
 
 
-# Ops that copy out part of an operand (a look-up in an embedding table, a slice): their work is the
-# elements they produce and the indices they read, not the size of the table they read from.
-_RESULT_SIZED = frozenset({"nn.gather", "nn.gather_elements", "nn.gather_nd", "nn.slice"})
+# Ops that copy out part of an operand (a look-up in an embedding table, a slice, samples at a grid's points):
+# their work is the elements they produce and the indices they read, not the size of the table they read from.
+_RESULT_SIZED = frozenset({"nn.gather", "nn.gather_elements", "nn.gather_nd", "nn.slice", "nn.grid_sample"})
 
 
 def _vec_count(target: Target, instruction: Instruction, operand_shapes: list) -> Counts:

@@ -23,7 +23,8 @@ from rcc.compiler.frontend.registry import RULES
 PARAMETER_INPUTS = {"Resize": 1, "Upsample": 1, "Clip": 1, "Pad": 1, "Reshape": 1, "Squeeze": 1,
                     "Unsqueeze": 1, "Dropout": 1, "SplitToSequence": 1, "SequenceInsert": 2, "SequenceAt": 1,
                     "SequenceErase": 1}
-PARAMETER_INPUTS.update({"Slice": 1, "Split": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0, "Range": 0})
+PARAMETER_INPUTS.update({"Slice": 1, "Split": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0, "Range": 0, "CumSum": 1,
+                         "TopK": 1, "OneHot": 1, "Trilu": 1})
 PARAMETER_INPUTS.update({op: 1 for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
                                           "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")})
 PARAMETER_INPUTS.update({"QuantizeLinear": 1, "DequantizeLinear": 1, "QLinearConv": 1, "QLinearMatMul": 1,

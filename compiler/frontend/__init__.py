@@ -16,7 +16,7 @@ import onnx
 from rcc.compiler.frontend import (rules_activation, rules_math, rules_norm, rules_sequence,  # noqa: F401  (fill RULES)
                                    rules_shape, rules_spatial)
 from rcc.compiler.frontend import (rules_einsum, rules_index, rules_logic, rules_reduce,  # noqa: F401  (fill RULES)
-                                   rules_resize)
+                                   rules_resize, rules_select)
 from rcc.compiler.frontend.context import LowerContext, initializer_arrays, node_label
 from rcc.compiler.frontend.float16 import computes_in_float32, fold_node, in_float32, lower_cast
 from rcc.compiler.frontend.fold import try_fold

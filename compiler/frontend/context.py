@@ -95,17 +95,21 @@ class LowerContext:
     def input_type(self, index: int) -> TensorType:
         name = self.node.input[index]
         if name in self.constants:
-            return TensorType.of(self.constants[name])
+            return TensorType.of(self._carried(name))
         return self.value_of(name).type
+
+    def _carried(self, name: str) -> np.ndarray:
+        """The constant `name`; UnsupportedError naming it when rcc has no dtype for it (bfloat16, float8...)."""
+        data = self.constants[name]
+        if data.dtype not in DTYPES.values():
+            raise self.unsupported(f"tensor {name!r} has dtype {data.dtype}, which rcc does not carry")
+        return data
 
     def value_of(self, name: str) -> Value:
         if name in self.values:
             return self.values[name]
         if name in self.constants:
-            data = self.constants[name]
-            if data.dtype not in DTYPES.values():
-                raise self.unsupported(f"tensor {name!r} has dtype {data.dtype}, which rcc does not carry")
-            value = self.builder.constant(name, data)
+            value = self.builder.constant(name, self._carried(name))
             self.values[name] = value
             return value
         if name in self.sequences:

@@ -1,6 +1,7 @@
 """Lowering of ONNX's remaining element-wise activations and math: the ELU family, Softplus, Softsign,
-Shrink, ThresholdedRelu, Sign, Neg, Abs, Exp, Sqrt, Erf, HardSigmoid, HardSwish, Mish, Reciprocal, Log,
-Gelu, Pow, and the variadic Min, Max and Mean."""
+Shrink, ThresholdedRelu, Sign, Neg, Abs, Exp, Sqrt, Erf, HardSigmoid, HardSwish, Mish, Reciprocal, Log, the
+trigonometric and hyperbolic functions and their inverses, Floor, Ceil, Round, Gelu, Pow, and the variadic
+Min, Max and Mean."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ _UNARY = {
     "Mish": ("nn.mish", {}),
     "Reciprocal": ("nn.reciprocal", {}),
     "Log": ("nn.log", {}),
+    **{op_type: (f"nn.{op_type.lower()}", {}) for op_type in (
+        "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Floor", "Ceil", "Round")},
 }
 
 

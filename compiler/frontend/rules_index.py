@@ -1,5 +1,6 @@
-"""Lowering of ONNX's indexing ops: Slice, Split, Gather, GatherElements, GatherND, Expand, Tile, and the
-shape producers (Shape, Size, ConstantOfShape, Range).
+"""Lowering of ONNX's indexing ops: Slice, Split, Gather, GatherElements, GatherND, ScatterND,
+ScatterElements (and its older name Scatter), Expand, Tile, and the shape producers (Shape, Size,
+ConstantOfShape, Range).
 
 Starts, ends, steps, axes, split sizes, target shapes and repeats must be known at compile time; they are
 resolved here into the static attributes of `nn.slice`, `nn.expand`, `nn.tile`. Split becomes one
@@ -150,6 +151,25 @@ def lower_gather(ctx: LowerContext) -> None:
 def lower_gather_nd(ctx: LowerContext) -> None:
     batch_dims = int(ctx.attr("batch_dims", 0))
     ctx.bind(0, ctx.op("nn.gather_nd", [ctx.input(0), _indices(ctx)], {"batch_dims": batch_dims}))
+
+
+# The scatter reductions each opset accepts: none before 16, add and mul from 16, max and min from 18.
+_SCATTER_REDUCTIONS = ((18, ("none", "add", "mul", "max", "min")), (16, ("none", "add", "mul")), (0, ("none",)))
+_SCATTERS = {"ScatterND": "nn.scatter_nd", "ScatterElements": "nn.scatter_elements", "Scatter": "nn.scatter_elements"}
+
+
+@rule(*_SCATTERS)
+def lower_scatter(ctx: LowerContext) -> None:
+    data, updates = ctx.input(0), ctx.input(2)
+    reduction = ctx.attr("reduction", "none")
+    allowed = next(names for since, names in _SCATTER_REDUCTIONS if ctx.opset >= since)
+    if reduction not in allowed:
+        raise ctx.error(f"attribute reduction={reduction!r} is not one of {', '.join(allowed)} in opset {ctx.opset}")
+    attrs: dict[str, object] = {"reduction": reduction}
+    if ctx.node.op_type != "ScatterND":
+        attrs["axis"] = axis = _axis(ctx, ctx.attr("axis", 0), data.type.rank)
+        _check_constant_indices(ctx, data.type.shape[axis])
+    ctx.bind(0, ctx.op(_SCATTERS[ctx.node.op_type], [data, _indices(ctx), updates], attrs))
 
 
 @rule("Expand")

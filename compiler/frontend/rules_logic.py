@@ -1,5 +1,6 @@
 """Lowering of ONNX's comparisons (Equal, Less, LessOrEqual, Greater, GreaterOrEqual), boolean logic
-(And, Or, Xor, Not), Where, and the dtype conversions Cast and CastLike."""
+(And, Or, Xor, Not), Where, the tests IsNaN and IsInf, integer bits (BitwiseAnd, BitwiseOr, BitwiseXor,
+BitwiseNot, BitShift), the remainder Mod, and the dtype conversions Cast and CastLike."""
 
 from __future__ import annotations
 
@@ -19,6 +20,50 @@ def lower_comparison(ctx: LowerContext) -> None:
     if ctx.attr("broadcast", 0) and ctx.attr("axis") is not None:
         raise ctx.unsupported("legacy broadcast with an axis attribute (opset < 7)")
     ctx.bind(0, ctx.op(_BINARY[ctx.node.op_type], [ctx.input(0), ctx.input(1)]))
+
+
+_BITWISE = {"BitwiseAnd": "nn.bitwise_and", "BitwiseOr": "nn.bitwise_or", "BitwiseXor": "nn.bitwise_xor"}
+
+
+@rule(*_BITWISE)
+def lower_bitwise(ctx: LowerContext) -> None:
+    ctx.bind(0, ctx.op(_BITWISE[ctx.node.op_type], [ctx.input(0), ctx.input(1)]))
+
+
+@rule("BitwiseNot", "IsNaN")
+def lower_bit_test(ctx: LowerContext) -> None:
+    ctx.bind(0, ctx.op("nn.bitwise_not" if ctx.node.op_type == "BitwiseNot" else "nn.isnan", [ctx.input(0)]))
+
+
+@rule("IsInf")
+def lower_isinf(ctx: LowerContext) -> None:
+    flags = {key: ctx.attr(key, 1) for key in ("detect_negative", "detect_positive")}
+    for key, value in flags.items():
+        if value not in (0, 1):
+            raise ctx.error(f"attribute {key}={value} is not 0 or 1")
+    ctx.bind(0, ctx.op("nn.isinf", [ctx.input(0)], {key: bool(value) for key, value in flags.items()}))
+
+
+@rule("BitShift")
+def lower_bit_shift(ctx: LowerContext) -> None:
+    direction = ctx.attr("direction")
+    if direction not in ("LEFT", "RIGHT"):
+        raise ctx.error(f"attribute direction={direction!r} is not LEFT or RIGHT")
+    x = ctx.input(0)
+    if ctx.opset < 28 and x.type.dtype[0] != "u":
+        raise ctx.error(f"BitShift-{ctx.opset} shifts unsigned integers only, got {x.type.dtype} (signed: opset 28)")
+    ctx.bind(0, ctx.op("nn.bit_shift", [x, ctx.input(1)], {"direction": direction}))
+
+
+@rule("Mod")
+def lower_mod(ctx: LowerContext) -> None:
+    fmod = ctx.attr("fmod", 0)
+    if fmod not in (0, 1):
+        raise ctx.error(f"attribute fmod={fmod} is not 0 or 1")
+    lhs = ctx.input(0)
+    if ctx.opset < 28 and not fmod and lhs.type.dtype.startswith("f"):
+        raise ctx.error(f"Mod-{ctx.opset} of {lhs.type.dtype} needs fmod=1 (a float remainder with fmod=0: opset 28)")
+    ctx.bind(0, ctx.op("nn.mod", [lhs, ctx.input(1)], {"fmod": bool(fmod)}))
 
 
 @rule("Not")

@@ -1,5 +1,5 @@
-"""Lowering of ONNX's InstanceNormalization, GroupNormalization and LayerNormalization to `nn.instance_norm`,
-`nn.group_norm` and `nn.layer_norm`.
+"""Lowering of ONNX's InstanceNormalization, GroupNormalization, LayerNormalization and RMSNormalization to
+`nn.instance_norm`, `nn.group_norm`, `nn.layer_norm` and `nn.rms_norm`.
 
 GroupNormalization-18 gives scale and bias per group, -21 per channel; the IR op takes them per channel,
 so per-group constants are repeated over each group's channels here.
@@ -46,9 +46,10 @@ def lower_group_norm(ctx: LowerContext) -> None:
 _STASH_TYPES = {1: "f32", 11: "f64"}  # onnxruntime's LayerNormalization stashes in float or double
 
 
-@rule("LayerNormalization")
+@rule("LayerNormalization", "RMSNormalization")
 def lower_layer_norm(ctx: LowerContext) -> None:
-    ctx.refuse_used_outputs(1, "LayerNormalization's Mean and InvStdDev outputs")
+    if ctx.node.op_type == "LayerNormalization":
+        ctx.refuse_used_outputs(1, "LayerNormalization's Mean and InvStdDev outputs")
     x = ctx.input(0)
     rank = x.type.rank
     axis = int(ctx.attr("axis", -1))
@@ -59,4 +60,5 @@ def lower_layer_norm(ctx: LowerContext) -> None:
         raise ctx.unsupported(f"stash_type {stash_type} (rcc takes 1, float, and 11, double)")
     operands = [x, ctx.input(1)] + ([ctx.input(2)] if ctx.has_input(2) else [])
     attrs = {"axis": axis % rank, "epsilon": float(ctx.attr("epsilon", 1e-5)), "stash_type": _STASH_TYPES[stash_type]}
-    ctx.bind(0, ctx.op("nn.layer_norm", operands, attrs))
+    opname = "nn.layer_norm" if ctx.node.op_type == "LayerNormalization" else "nn.rms_norm"
+    ctx.bind(0, ctx.op(opname, operands, attrs))

@@ -1,5 +1,5 @@
 """Lowering of ONNX's reductions (ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd, ReduceL1,
-ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp) and ArgMax / ArgMin, in every opset.
+ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp), ArgMax / ArgMin, in every opset, and CumSum.
 
 Axes are an attribute before opset 18 (13 for ReduceSum) and an optional constant input from then on;
 no axes means all of them, unless noop_with_empty_axes (opset 13/18 on) makes the node an identity.
@@ -63,3 +63,21 @@ def lower_arg_reduction(ctx: LowerContext) -> None:
             raise ctx.error(f"attribute {key}={value} is not 0 or 1")
     opname = "nn.argmax" if ctx.node.op_type == "ArgMax" else "nn.argmin"
     ctx.bind(0, ctx.op(opname, [x], {"axis": axis % rank, **{k: bool(v) for k, v in flags.items()}}))
+
+
+@rule("CumSum")
+def lower_cumsum(ctx: LowerContext) -> None:
+    """CumSum (opset 11, 14): its axis a constant scalar or one-element tensor."""
+    x = ctx.input(0)
+    axis = ctx.constant(1, "axis")
+    if axis.size != 1 or axis.ndim > 1 or axis.dtype.kind != "i":
+        raise ctx.error(f"input axis must be one integer, got {axis.dtype} of shape {list(axis.shape)}")
+    rank = x.type.rank
+    resolved = int(axis.reshape(-1)[0])
+    if not -rank <= resolved < rank:
+        raise ctx.error(f"axis {resolved} is out of range for rank {rank}")
+    flags = {key: ctx.attr(key, 0) for key in ("exclusive", "reverse")}
+    for key, value in flags.items():
+        if value not in (0, 1):
+            raise ctx.error(f"attribute {key}={value} is not 0 or 1")
+    ctx.bind(0, ctx.op("nn.cumsum", [x], {"axis": resolved % rank, **{k: bool(v) for k, v in flags.items()}}))

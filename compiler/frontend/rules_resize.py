@@ -1,9 +1,10 @@
-"""Lowering of ONNX's Resize (opsets 10 to 19) and Upsample (opsets 7 to 9).
+"""Lowering of ONNX's Resize (opsets 10 to 19), Upsample (opsets 7 to 9) and GridSample (16, 20).
 
 Scales, sizes, axes, keep_aspect_ratio_policy and the region of interest are resolved here into the static
 `sizes` and `scales` (output/input, per axis) of `nn.resize_nearest` (mode nearest) or `nn.resize` (modes
 linear and cubic, rcc.ir.ops.nn_resize). Upsample and opset-10 Resize map coordinates asymmetrically, as
-onnxruntime does; from opset 11 on the node's coordinate_transformation_mode says how.
+onnxruntime does; from opset 11 on the node's coordinate_transformation_mode says how. GridSample's
+modes are named as from opset 20 on (linear, nearest, cubic) in `nn.grid_sample`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import rule
 from rcc.compiler.frontend.rules_shape import axes_input
+from rcc.ir.ops.nn_grid_sample import GRID_PADDING_MODES
 from rcc.ir.ops.nn_resize import RESIZE_COORDINATE_MODES
 from rcc.ir.ops.nn_shape import COORDINATE_MODES, NEAREST_MODES
 
@@ -146,3 +148,25 @@ def lower_resize(ctx: LowerContext) -> None:
         return
     attrs.update(_interpolation_attrs(ctx, mode, coordinate_mode, len(shape)))
     ctx.bind(0, ctx.op("nn.resize", [ctx.input(0)], attrs))
+
+
+_GRID_MODES = {16: {"bilinear": "linear", "nearest": "nearest", "bicubic": "cubic"},
+               20: {"linear": "linear", "nearest": "nearest", "cubic": "cubic"}}
+
+
+@rule("GridSample")
+def lower_grid_sample(ctx: LowerContext) -> None:
+    names = _GRID_MODES[20 if ctx.opset >= 20 else 16]
+    mode = ctx.attr("mode", "linear" if ctx.opset >= 20 else "bilinear")
+    padding_mode = ctx.attr("padding_mode", "zeros")
+    align_corners = ctx.attr("align_corners", 0)
+    if mode not in names:
+        raise ctx.error(f"attribute mode={mode!r} is not one of {', '.join(names)} in opset {ctx.opset}")
+    if padding_mode not in GRID_PADDING_MODES:
+        raise ctx.error(f"attribute padding_mode={padding_mode!r} is not one of {', '.join(GRID_PADDING_MODES)}")
+    if align_corners not in (0, 1):
+        raise ctx.error(f"attribute align_corners={align_corners} is not 0 or 1")
+    if ctx.opset < 20 and ctx.input_type(0).rank != 4:
+        raise ctx.error(f"GridSample-{ctx.opset} samples 4-D inputs only (3-D sampling is opset 20)")
+    ctx.bind(0, ctx.op("nn.grid_sample", [ctx.input(0), ctx.input(1)],
+                       {"mode": names[mode], "padding_mode": padding_mode, "align_corners": bool(align_corners)}))

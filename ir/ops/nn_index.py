@@ -1,9 +1,10 @@
-"""Graph-level indexing ops: strided slices, gathers (by index, by element, by index tuple), broadcasting
+"""Graph-level indexing ops: strided slices, gathers and scatters (by index tuple, by element), broadcasting
 expansion and tiling.
 
 Shapes are static: the frontend resolves ONNX's starts/ends/steps, split sizes, target shapes and repeats
 into attributes. Index operands (`nn.gather*`) are integer tensors that may be activations (token ids,
-index selects); negative indices count from the end of the axis, as in ONNX, and an index outside the
+index selects) and so may the scatters' data and updates (BART's shifted token ids); negative indices
+count from the end of the axis, as in ONNX, and an index outside the
 axis is an RccError naming the op and the index (onnxruntime refuses it too).
 
 Embedding look-ups (`nn.gather` of a constant table by activation indices) run on the vector unit: the
@@ -149,3 +150,76 @@ def _tile_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def tile(x: np.ndarray, *, repeats: tuple[int, ...]) -> np.ndarray:
     """x repeated `repeats[i]` times along axis i."""
     return np.tile(x, repeats)
+
+
+# A scatter's reduction: how an update combines with the value already there, applied one index after the
+# other in the indices' order (onnxruntime's order; with "none" a repeated index keeps its last update).
+SCATTER_REDUCTIONS = {"none": None, "add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+# (dtype, reduction) pairs onnxruntime 1.32 has no kernel for, per scatter (it refuses them at run time)
+_SCATTER_GAPS = {"nn.scatter_nd": {("bool", "max"), ("bool", "min"), ("f16", "add"), ("f16", "mul"), ("f16", "max"),
+                                   ("f16", "min")},
+                 "nn.scatter_elements": {("bool", "max"), ("bool", "min"), ("f16", "add"), ("f16", "mul")}}
+
+
+def _check_reduction(opname: str, data: TensorType, reduction: str) -> None:
+    if reduction not in SCATTER_REDUCTIONS:
+        raise ValueError(f"reduction {reduction!r} is not one of {sorted(SCATTER_REDUCTIONS)}")
+    if (data.dtype, reduction) in _SCATTER_GAPS[opname]:
+        raise ValueError(f"reduction {reduction!r} of {data.dtype} data (onnxruntime has no such kernel either)")
+
+
+def _scatter(data: np.ndarray, where: tuple[np.ndarray, ...], updates: np.ndarray, reduction: str) -> np.ndarray:
+    """`data` with `updates` written to (or combined with) the elements at the index arrays `where`."""
+    out = data.copy()
+    combine = SCATTER_REDUCTIONS[reduction]
+    if combine is None:
+        out[where] = updates
+    else:
+        combine.at(out, where, updates)
+    return out
+
+
+def _scatter_nd_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    data, indices, updates = types
+    _check_indices(indices)
+    _check_reduction("nn.scatter_nd", data, attrs["reduction"])
+    depth = indices.shape[-1] if indices.rank else 0
+    if indices.rank < 1 or depth > data.rank or updates.shape != indices.shape[:-1] + data.shape[depth:] \
+            or updates.dtype != data.dtype:
+        raise ValueError(f"indices {indices} and updates {updates} do not scatter into {data}")
+    return [data]
+
+
+@define("nn.scatter_nd", operands=("data", "indices", "updates"), infer=_scatter_nd_infer,
+        attrs={"reduction": Attr("str", "none")})
+def scatter_nd(data: np.ndarray, indices: np.ndarray, updates: np.ndarray, *, reduction: str) -> np.ndarray:
+    """ONNX ScatterND: data with each slice named by an index tuple (the last axis of `indices`) replaced by,
+    or combined by `reduction` with, the matching slice of `updates`."""
+    depth = indices.shape[-1]
+    tuples = indices.reshape(-1, depth)
+    where = tuple(normalized_indices(tuples[:, d], data.shape[d], "nn.scatter_nd") for d in range(depth))
+    return _scatter(data, where, updates.reshape((len(tuples),) + data.shape[depth:]), reduction)
+
+
+def _scatter_elements_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    data, indices, updates = types
+    _check_indices(indices)
+    _check_reduction("nn.scatter_elements", data, attrs["reduction"])
+    _axis_in_range(attrs["axis"], data.rank)
+    if indices.shape != updates.shape or indices.rank != data.rank or updates.dtype != data.dtype or \
+            any(i > d for a, (i, d) in enumerate(zip(indices.shape, data.shape)) if a != attrs["axis"]):
+        raise ValueError(f"indices {indices} and updates {updates} do not scatter into {data}")
+    return [data]
+
+
+@define("nn.scatter_elements", operands=("data", "indices", "updates"), infer=_scatter_elements_infer,
+        attrs={"axis": Attr("int", 0), "reduction": Attr("str", "none")})
+def scatter_elements(data: np.ndarray, indices: np.ndarray, updates: np.ndarray, *, axis: int,
+                     reduction: str) -> np.ndarray:
+    """ONNX ScatterElements: out[i][indices[i][j]][k] = updates[i][j][k] (for axis 1), or combined with it by
+    `reduction`; indices and updates share a shape, no larger than data's off the axis."""
+    where = list(np.indices(indices.shape, sparse=True))
+    where[axis] = normalized_indices(indices, data.shape[axis], "nn.scatter_elements")
+    return _scatter(data, tuple(where), updates, reduction)

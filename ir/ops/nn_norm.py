@@ -1,4 +1,5 @@
-"""Graph-level normalisation over statistics computed at run time: instance and group normalisation.
+"""Graph-level normalisation over statistics computed at run time: instance, group, layer and RMS
+normalisation (`nn.rms_norm`: LLaMA's, ONNX's RMSNormalization of opset 23).
 
 Both normalise x [N, C, ...] by the mean and (biased) variance of each sample's channel group, then
 scale and shift every channel: y = scale[c] · (x − mean) / sqrt(var + epsilon) + bias[c]. Instance
@@ -119,3 +120,23 @@ def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None = None,
                     (0 if bias is None else bias.astype(np.float32))).astype(x.dtype)
         y = centered.astype(x.dtype, copy=False) * scale
         return (y if bias is None else y + bias).astype(x.dtype, copy=False)
+
+
+@define("nn.rms_norm", operands=("x", "scale"), infer=_layer_norm_infer,
+        attrs={"axis": Attr("int"), "epsilon": Attr("float", 1e-5), "stash_type": Attr("str", "f32")})
+def rms_norm(x: np.ndarray, scale: np.ndarray, *, axis: int, epsilon: float, stash_type: str) -> np.ndarray:
+    """x divided by its root mean square over the axes from `axis` on (epsilon added to the mean square), times
+    scale (broadcast to those axes). Computed as onnxruntime 1.32 computes it whatever `stash_type` says: in
+    float64 for float64 x, else in float32 (float16 rounded once at the end); the squares are summed in that
+    type (bit for bit with onnxruntime up to 8 values per row; beyond, its vectorised sum rounds differently,
+    within an ulp or two of the result)."""
+    wide = np.float64 if x.dtype == np.float64 else np.float32
+    stashed = x.astype(wide, copy=False)
+    axes = tuple(range(axis, x.ndim))
+    count = wide(math.prod(x.shape[axis:]))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mean_square = np.add.reduce(np.square(stashed), axis=axes, dtype=wide, keepdims=True) / count
+        normalized = stashed / np.sqrt(mean_square + wide(epsilon))
+        if x.dtype == np.float16:
+            return (normalized * scale.astype(np.float32)).astype(x.dtype)
+        return (normalized * scale).astype(x.dtype, copy=False)

@@ -1,5 +1,6 @@
 """Graph-level reductions over axes (`nn.reduce_sum`, `_mean`, `_max`, `_min`, `_prod`, `_l1`, `_l2`,
-`_sum_square`, `_log_sum`, `_log_sum_exp`) and the index reductions `nn.argmax` / `nn.argmin`.
+`_sum_square`, `_log_sum`, `_log_sum_exp`), the index reductions `nn.argmax` / `nn.argmin` and the running
+sum `nn.cumsum`.
 
 `axes` are non-negative, sorted and distinct (the frontend resolves ONNX's negative axes, the "all axes"
 default and noop_with_empty_axes); `keepdims` keeps each reduced axis with length 1. Semantics follow
@@ -168,3 +169,30 @@ def argmax(x: np.ndarray, *, axis: int, keepdims: bool, select_last_index: bool)
 def argmin(x: np.ndarray, *, axis: int, keepdims: bool, select_last_index: bool) -> np.ndarray:
     """Index (i64) of the smallest value along `axis`: its first occurrence, or its last one."""
     return _arg_reduce(np.argmin, x, axis, keepdims, select_last_index)
+
+
+_CUMSUM_DTYPES = frozenset({"f32", "f64", "i32", "i64"})  # onnxruntime's CumSum kernels (float16 runs in float32)
+
+
+def _cumsum_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    x, axis = types[0], attrs["axis"]
+    if x.dtype not in _CUMSUM_DTYPES:
+        raise ValueError(f"operand must be one of {sorted(_CUMSUM_DTYPES)}, got {x}")
+    if not 0 <= axis < x.rank:
+        raise ValueError(f"axis {axis} is not an axis of {x}")
+    return [x]
+
+
+@define("nn.cumsum", operands=("x",), infer=_cumsum_infer,
+        attrs={"axis": Attr("int"), "exclusive": Attr("bool", False), "reverse": Attr("bool", False)})
+def cumsum(x: np.ndarray, *, axis: int, exclusive: bool, reverse: bool) -> np.ndarray:
+    """Running sum along `axis`, in `x`'s dtype, added one element after the other from the first (from the
+    last when `reverse`), as onnxruntime adds; `exclusive` leaves each element out of its own sum (the first
+    is 0). Integers wrap around."""
+    ordered = np.flip(x, axis) if reverse else x
+    if exclusive:
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (1, 0)
+        ordered = np.pad(ordered, widths)[tuple(slice(0, -1) if a == axis else slice(None) for a in range(x.ndim))]
+    total = np.cumsum(ordered, axis=axis, dtype=x.dtype)
+    return np.flip(total, axis) if reverse else total

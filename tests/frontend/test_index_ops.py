@@ -1,5 +1,5 @@
-"""Slice, Split, Gather, GatherElements, GatherND, Expand, Tile, the shape producers and Resize (linear,
-cubic, nearest) through the frontend, against onnxruntime on one-node models.
+"""Slice, Split, Gather, GatherElements, GatherND, ScatterND, ScatterElements, Expand, Tile, the shape
+producers, Resize (linear, cubic, nearest), GridSample, TopK, OneHot and Trilu through the frontend, against onnxruntime on one-node models.
 
 Each model is lowered, printed and parsed back, run by the interpreter, exported back to ONNX and run by
 onnxruntime; both must match onnxruntime on the original model. Parameters (starts, ends, steps, split
@@ -23,8 +23,10 @@ from rcc.compiler.frontend import lower_model
 from rcc.ir import interpreter
 from rcc.ir.core import modules_equal
 from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.ops.nn_select import ONE_HOT_KERNELS
 from rcc.ir.parser import parse_module
 from rcc.ir.printer import print_module
+from rcc.ir.types import DTYPES
 
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SEEDS = st.integers(0, 2**32 - 1)
@@ -211,6 +213,102 @@ def test_gather_nd(x_shape: tuple, index: list, batch_dims: int) -> None:
     check_model(one_node("GatherND", {"x": x, "i": indices}, {}, batch_dims=batch_dims), {"x": x, "i": indices})
 
 
+# --- Scatters -----------------------------------------------------------------------------------
+
+REDUCTIONS = st.sampled_from(["none", "add", "mul", "max", "min"])
+
+
+def check_exact(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> None:
+    """`check_model`, and the interpreter bit for bit with onnxruntime (scatters: both apply the updates one
+    index after the other, the last of a repeated index winning without a reduction; GridSample: the same
+    float operations in the same order)."""
+    check_model(model, feeds)
+    actual = interpreter.run(lower_model(model, "one"), feeds)
+    for name, expected in onnxruntime_run(model, feeds).items():
+        np.testing.assert_array_equal(actual[name], expected, err_msg=name)
+
+
+@PROPERTY
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), data=st.data(), seed=SEEDS, reduction=REDUCTIONS)
+def test_scatter_nd_with_repeated_indices(shape: list[int], data: st.DataObject, seed: int, reduction: str) -> None:
+    depth = data.draw(st.integers(1, len(shape)), label="depth")
+    count = data.draw(st.integers(1, 6), label="updates")
+    rng = np.random.default_rng(seed)
+    indices = np.stack([rng.integers(-d, d, count) for d in shape[:depth]], axis=-1).astype(np.int64)
+    x, updates = floats(seed, tuple(shape)), floats(seed + 1, (count, *shape[depth:]))
+    attrs = {} if reduction == "none" else {"reduction": reduction}
+    feeds = {"x": x, "i": indices, "u": updates}
+    check_exact(one_node("ScatterND", feeds, {}, opset=18, **attrs), feeds)
+
+
+@PROPERTY
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), data=st.data(), seed=SEEDS, reduction=REDUCTIONS)
+def test_scatter_elements_with_repeated_indices(shape: list[int], data: st.DataObject, seed: int,
+                                                reduction: str) -> None:
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    index_shape = tuple(data.draw(st.integers(1, d)) if a != axis % len(shape) else data.draw(st.integers(1, 5))
+                        for a, d in enumerate(shape))
+    size = shape[axis]
+    indices = np.random.default_rng(seed).integers(-size, size, index_shape).astype(np.int64)
+    x, updates = floats(seed, tuple(shape)), floats(seed + 1, index_shape)
+    attrs = {} if reduction == "none" else {"reduction": reduction}
+    feeds = {"x": x, "i": indices, "u": updates}
+    check_exact(one_node("ScatterElements", feeds, {}, opset=18, axis=axis, **attrs), feeds)
+
+
+def test_scatter_of_opset_10_is_scatter_elements() -> None:
+    x, updates = floats(1, (3, 4)), floats(2, (2, 4))
+    indices = ints([[2, 0, 1, 2], [0, 1, 1, 0]])
+    feeds = {"x": x, "i": indices, "u": updates}
+    check_exact(one_node("Scatter", feeds, {}, opset=10, axis=0), feeds)
+
+
+@pytest.mark.parametrize("op_type", ["ScatterND", "ScatterElements"])
+@pytest.mark.parametrize(("dtype", "reduction"), [(np.bool_, "add"), (np.bool_, "mul"), (np.float16, "none"),
+                                                  (np.int32, "max")])
+def test_scatter_of_other_dtypes(op_type: str, dtype: type, reduction: str) -> None:
+    """bool add and mul are or and and; float16 scatters without arithmetic (as onnxruntime, which has them)."""
+    rng = np.random.default_rng(3)
+    x, updates = (rng.standard_normal((3, 4)) > 0).astype(dtype), (rng.standard_normal((3, 4)) > 0).astype(dtype)
+    if op_type == "ScatterND":
+        indices, updates = ints([[2], [0], [2]]), updates
+    else:
+        indices = ints([[0, 1, 1, 3], [2, 2, 0, 1], [3, 0, 0, 0]])
+    attrs = ({} if reduction == "none" else {"reduction": reduction}) | ({"axis": 1} if op_type != "ScatterND" else {})
+    feeds = {"x": x, "i": indices, "u": updates}
+    check_exact(one_node(op_type, feeds, {}, opset=18, **attrs), feeds)
+
+
+@pytest.mark.parametrize(("op_type", "dtype", "reduction"), [("ScatterND", np.float16, "add"),
+                                                             ("ScatterElements", np.float16, "mul"),
+                                                             ("ScatterND", np.bool_, "max")])
+def test_scatter_kernels_onnxruntime_lacks_are_refused(op_type: str, dtype: type, reduction: str) -> None:
+    x = np.ones((3, 4), dtype)
+    indices = ints([[1]]) if op_type == "ScatterND" else ints([[1, 0, 0, 0]])
+    updates = np.ones((1, 4), dtype)
+    feeds = {"x": x, "i": indices, "u": updates}
+    model = one_node(op_type, feeds, {}, opset=18, reduction=reduction)
+    with pytest.raises(Exception):
+        onnxruntime_run(model, feeds)
+    with pytest.raises(RccError, match=rf"reduction '{reduction}' of (f16|bool) data \(onnxruntime has no such kernel"):
+        lower_model(model, "one")
+
+
+@pytest.mark.parametrize(("op_type", "opset", "reduction", "message"), [
+    ("ScatterND", 13, "add", "attribute reduction='add' is not one of none in opset 13"),
+    ("ScatterElements", 16, "max", "attribute reduction='max' is not one of none, add, mul in opset 16"),
+    ("ScatterND", 18, "sum", "attribute reduction='sum' is not one of none, add, mul, max, min in opset 18")])
+def test_scatter_reduction_an_opset_lacks_is_a_one_line_error(op_type: str, opset: int, reduction: str,
+                                                             message: str) -> None:
+    x = floats(0, (3, 2))
+    model = one_node(op_type, {"x": x}, {"i": ints([[1]] if op_type == "ScatterND" else [[1, 0]]),
+                                         "u": floats(1, (1, 2))}, opset=opset, reduction=reduction)
+    model.graph.node[0].name = "put"
+    with pytest.raises(RccError) as caught:
+        lower_model(model, "bad.onnx")
+    assert str(caught.value) == f"bad.onnx: node 'put' ({op_type}): {message}"
+
+
 # --- Expand, Tile, shape producers --------------------------------------------------------------
 
 @pytest.mark.parametrize(("x_shape", "shape"), [((3, 1), (2, 3, 4)), ((1, 4), (3, 1)), ((2, 1, 3), (1, 1)),
@@ -326,3 +424,97 @@ def test_resize_with_a_bad_attribute_is_a_one_line_error() -> None:
     with pytest.raises(RccError, match=r"\(Resize\): coordinate_transformation_mode tf_crop_and_resize needs"):
         lower_model(one_node("Resize", {"x": x}, scales, mode="cubic",
                              coordinate_transformation_mode="tf_crop_and_resize"), "one")
+
+
+# --- GridSample ---------------------------------------------------------------------------------
+
+@PROPERTY
+@given(mode=st.sampled_from(["linear", "nearest", "cubic"]), padding=st.sampled_from(["zeros", "border", "reflection"]),
+       align=st.booleans(), volumetric=st.booleans(), double=st.booleans(), seed=SEEDS, data=st.data())
+def test_grid_sample_bit_for_bit(mode: str, padding: str, align: bool, volumetric: bool, double: bool, seed: int,
+                                 data: st.DataObject) -> None:
+    """Opset 20 (3-D, float64), and opset 16's names for 2-D float32; points inside, outside and on the pixel grid."""
+    volumetric = volumetric and mode != "cubic"
+    spatial = data.draw(st.lists(st.integers(1, 5), min_size=3 if volumetric else 2, max_size=3 if volumetric else 2))
+    out = data.draw(st.lists(st.integers(1, 4), min_size=len(spatial), max_size=len(spatial)))
+    opset = 20 if volumetric or double else data.draw(st.sampled_from([16, 20]))
+    rng = np.random.default_rng(seed)
+    dtype = np.float64 if double else np.float32
+    x = rng.standard_normal((2, 3, *spatial)).astype(dtype)
+    grid = rng.uniform(-2.5, 2.5, (2, *out, len(spatial))).astype(dtype)
+    if data.draw(st.booleans(), label="on quarter steps"):
+        grid = np.round(grid * 4) / 4
+    name = {"linear": "bilinear", "cubic": "bicubic"}.get(mode, mode) if opset == 16 else mode
+    model = one_node("GridSample", {"x": x, "grid": grid}, {}, opset=opset, mode=name, padding_mode=padding,
+                     align_corners=int(align))
+    check_exact(model, {"x": x, "grid": grid})
+
+
+@pytest.mark.parametrize(("opset", "rank", "attrs", "message"), [
+    (16, 4, {"mode": "linear"}, "attribute mode='linear' is not one of bilinear, nearest, bicubic in opset 16"),
+    (20, 4, {"padding_mode": "wrap"}, "attribute padding_mode='wrap' is not one of zeros, border, reflection"),
+    (16, 5, {}, "GridSample-16 samples 4-D inputs only (3-D sampling is opset 20)"),
+    (20, 5, {"mode": "cubic"}, "nn.grid_sample: cubic sampling is 2-D only, got f32[1,1,2,2,2]")])
+def test_grid_sample_refusals_name_the_node(opset: int, rank: int, attrs: dict, message: str) -> None:
+    x = floats(0, (1, 1) + (2,) * (rank - 2))
+    grid = floats(1, (1,) + (2,) * (rank - 2) + (rank - 2,))
+    model = one_node("GridSample", {"x": x, "grid": grid}, {}, opset=opset, **attrs)
+    model.graph.node[0].name = "warp"
+    with pytest.raises(RccError) as caught:
+        lower_model(model, "bad.onnx")
+    assert str(caught.value) == f"bad.onnx: node 'warp' (GridSample): {message}"
+
+
+# --- TopK, OneHot, Trilu ------------------------------------------------------------------------
+
+@PROPERTY
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), largest=st.booleans(), dtype=st.sampled_from(
+    [np.float32, np.int64, np.uint8]), opset=st.sampled_from([1, 10, 11]), seed=SEEDS, data=st.data())
+def test_top_k_with_ties_bit_for_bit(shape: list[int], largest: bool, dtype: type, opset: int, seed: int,
+                                     data: st.DataObject) -> None:
+    """Values and indices in onnxruntime's order: by value, equal values by lower index (few distinct values)."""
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    k = data.draw(st.integers(1 if opset == 1 else 0, shape[axis]), label="k")
+    dtype = dtype if opset >= 11 else np.float32   # integer TopK from opset 11 on
+    x = np.random.default_rng(seed).integers(0, 4, shape).astype(dtype)
+    if opset == 1:
+        model = one_node("TopK", {"x": x}, {}, outputs=2, opset=1, axis=axis % len(shape), k=k)
+    else:
+        attrs = {"largest": int(largest)} if opset >= 11 else {}
+        model = one_node("TopK", {"x": x}, {"k": ints([k])}, outputs=2, opset=opset, axis=axis, **attrs)
+    model.graph.output[1].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    check_exact(model, {"x": x})
+
+
+def test_unsorted_top_k_beyond_one_is_refused() -> None:
+    x = floats(0, (2, 5))
+    with pytest.raises(UnsupportedError, match=r"TopK with sorted=0"):
+        lower_model(one_node("TopK", {"x": x}, {"k": ints([3])}, opset=11, sorted=0), "one")
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1, 2])
+@pytest.mark.parametrize("types", sorted(ONE_HOT_KERNELS))
+def test_one_hot_with_negative_and_outside_indices(axis: int, types: tuple[str, str, str]) -> None:
+    """Every (indices, depth, values) dtype triple onnxruntime has a kernel for; float indices truncate."""
+    index_dtype, depth_dtype, value_dtype = (DTYPES[name] for name in types)
+    indices = np.array([[0, 3.7, -1, 5, 7], [2, -6, 1.2, 0, -7]]).astype(index_dtype)
+    model = one_node("OneHot", {"i": indices}, {"depth": np.array(6, depth_dtype), "values": np.array([5, 2], value_dtype)},
+                     opset=11, out_dtype=value_dtype, axis=axis)
+    check_exact(model, {"i": indices})
+
+
+def test_one_hot_of_dtypes_onnxruntime_lacks_is_refused() -> None:
+    indices = np.array([0, 2], np.int32)
+    model = one_node("OneHot", {"i": indices}, {"depth": np.array(3), "values": np.array([0, 1], np.float32)},
+                     opset=11, out_dtype=np.float32)
+    with pytest.raises(Exception):
+        onnxruntime_run(model, {"i": indices})
+    with pytest.raises(RccError, match=r"i32 indices, i64 depth and f32 values: onnxruntime has no such OneHot"):
+        lower_model(model, "one")
+
+
+@pytest.mark.parametrize("upper", [0, 1])
+@pytest.mark.parametrize("k", [None, -2, 0, 1, 5])
+def test_trilu(upper: int, k: int | None) -> None:
+    x = floats(3, (2, 3, 4))
+    check_exact(one_node("Trilu", {"x": x}, {"k": None if k is None else np.array(k)}, opset=14, upper=upper), {"x": x})

@@ -1,5 +1,6 @@
 """Frontend tests of the logic, reduction and transformer ops: every opset form of the reductions, Mean,
-Hardmax, LayerNormalization, Gelu, SiLU and Mish patterns, bool mask paths on the machine (float and
+Hardmax, LayerNormalization, Gelu, SiLU and Mish patterns, CumSum's position ids from an attention mask,
+scatters of token ids, warping by GridSample, bool mask paths on the machine (float and
 integer mode), one-line errors naming the node, and constant folding that falls back to onnxruntime.
 """
 
@@ -12,9 +13,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from rcc.backends.onnx_export import export_onnx
 from rcc.compiler.frontend import lower_model
 from rcc.ir import interpreter
 from rcc.ir.errors import RccError, UnsupportedError
+from tests.backends.test_onnx_export import run_export
 from tests.frontend.test_more_ops import _check_against_onnxruntime
 from tests.frontend.through_cli import compile_verified
 
@@ -140,10 +143,18 @@ def test_bool_mask_path_runs_on_the_machine(precision: str, tmp_path: Path) -> N
      "node 'pick' (ArgMax): axis 2 is out of range for rank 2"),
     (helper.make_node("Cast", ["x"], ["y"], name="narrow", to=TensorProto.BFLOAT16), 13,
      "node 'narrow' (Cast): cast to BFLOAT16, an element type rcc does not carry"),
+    (helper.make_node("Mod", ["x", "x"], ["y"], name="rest"), 18,
+     "node 'rest' (Mod): Mod-18 of f32 needs fmod=1 (a float remainder with fmod=0: opset 28)"),
+    (helper.make_node("CumSum", ["x", "x"], ["y"], name="running"), 14,
+     "node 'running' (CumSum): input axis ('x') must be a compile-time constant"),
+    (helper.make_node("CumSum", ["x", "two"], ["y"], name="running"), 14,
+     "node 'running' (CumSum): axis 2 is out of range for rank 2"),
+    (helper.make_node("CumSum", ["x", "one"], ["y"], name="running", reverse=2), 14,
+     "node 'running' (CumSum): attribute reverse=2 is not 0 or 1"),
 ])
 def test_bad_attributes_are_one_line_errors_naming_the_node(node: onnx.NodeProto, opset: int, message: str) -> None:
     with pytest.raises(RccError) as caught:
-        lower_model(_model([node], {"x": (2, 2)}, ["y"], opset), "bad.onnx")
+        lower_model(_model([node], {"x": (2, 2)}, ["y"], opset, {"two": np.array(2), "one": np.array([1])}), "bad.onnx")
     assert str(caught.value) == f"bad.onnx: {message}"
 
 
@@ -196,6 +207,171 @@ def test_transformer_layer_runs_on_the_machine(tmp_path: Path) -> None:
     for precision in ("float", "int"):
         program = compile_verified(path, precision, tmp_path)
         assert {"nn.layer_norm", "nn.gelu", "nn.reduce_mean", "nn.softmax"} <= \
+            {i.attrs["fn"] for i in program.instructions if i.opcode == "vec"}
+
+
+def _position_ids_model(opset: int, axis: np.ndarray) -> onnx.ModelProto:
+    """RoBERTa's, OPT's and BLOOM's position ids: the running count of unmasked tokens (CumSum of the int64
+    attention mask, here the positive ids), masked, offset, looked up in a position table and added to the
+    token features before a MatMul; plus an exclusive, reversed running sum of the float features."""
+    rng = np.random.default_rng(11)
+    nodes = [helper.make_node("Greater", ["ids", "zero"], ["unmasked"]),
+             helper.make_node("Cast", ["unmasked"], ["mask"], to=TensorProto.INT64),
+             helper.make_node("CumSum", ["mask", "axis"], ["count"]),
+             helper.make_node("Mul", ["count", "mask"], ["kept"]),
+             helper.make_node("Add", ["kept", "offset"], ["positions"]),
+             helper.make_node("Gather", ["table", "positions"], ["embedded"]),
+             helper.make_node("Add", ["x", "embedded"], ["features"]),
+             helper.make_node("CumSum", ["features", "axis"], ["tail"], exclusive=1, reverse=1),
+             helper.make_node("MatMul", ["tail", "w"], ["y"])]
+    weights = {"axis": axis, "zero": np.array(0, np.int64), "offset": np.array(1, np.int64),
+               "table": rng.standard_normal((10, 6)).astype(np.float32), "w": rng.standard_normal((6, 4)).astype(np.float32)}
+    return _model(nodes, {"x": (1, 8, 6), "ids": (1, 8)}, {"y": (1, 8, 4)}, opset, weights)
+
+
+@pytest.mark.parametrize(("opset", "axis"), [(11, np.array(1, np.int64)), (14, np.array([-2], np.int32))])
+def test_cumsum_position_ids_run_on_the_machine(opset: int, axis: np.ndarray, tmp_path: Path) -> None:
+    model = _position_ids_model(opset, axis)
+    if axis.ndim:  # -2 is the token axis of the features; the mask has rank 2, so only the features take it
+        model.graph.node[2].input[1] = "mask_axis"
+        model.graph.initializer.append(numpy_helper.from_array(np.array(1, np.int64), "mask_axis"))
+    _check_against_onnxruntime(model)
+    path = tmp_path / "positions.onnx"
+    onnx.save(model, path)
+    for precision in ("float", "int"):
+        program = compile_verified(path, precision, tmp_path)
+        assert "nn.cumsum" in {i.attrs["fn"] for i in program.instructions if i.opcode == "vec"}
+
+
+def test_shifted_token_ids_scatter_on_the_machine(tmp_path: Path) -> None:
+    """BART's decoder input: the token ids shifted right by one (ScatterND of ids[:, :-1] into a tensor of
+    start tokens), looked up in an embedding table and fed to a MatMul; and a ScatterElements adding the
+    features of every token into its id's row (a segment sum)."""
+    rng = np.random.default_rng(12)
+    nodes = [helper.make_node("Slice", ["ids", "zero", "minus_one", "one"], ["head"]),
+             helper.make_node("ScatterND", ["starts", "slots", "head"], ["shifted"]),
+             helper.make_node("Gather", ["table", "shifted"], ["embedded"]),
+             helper.make_node("ScatterElements", ["rows", "segments", "x"], ["pooled"], axis=0, reduction="add"),
+             helper.make_node("MatMul", ["embedded", "w"], ["y"])]
+    weights = {"zero": np.array([0]), "minus_one": np.array([-1]), "one": np.array([1]),
+               "starts": np.full((1, 8), 2, np.int64), "slots": np.array([[[0, t] for t in range(1, 8)]]),
+               "table": rng.standard_normal((300, 6)).astype(np.float32),
+               "rows": np.zeros((3, 6), np.float32), "segments": np.array([[0] * 6, [2] * 6, [0] * 6, [1] * 6]),
+               "w": rng.standard_normal((6, 4)).astype(np.float32)}
+    model = _model(nodes, {"ids": (1, 8), "x": (4, 6)}, {"y": (1, 8, 4), "pooled": (3, 6)}, 18, weights)
+    _check_against_onnxruntime(model)
+    path = tmp_path / "shifted.onnx"
+    onnx.save(model, path)
+    for precision in ("float", "int"):
+        program = compile_verified(path, precision, tmp_path)
+        assert {"nn.scatter_nd", "nn.scatter_elements"} <= {i.attrs["fn"] for i in program.instructions
+                                                            if i.opcode == "vec"}
+
+
+def test_warping_by_a_computed_flow_on_the_machine(tmp_path: Path) -> None:
+    """RAFT's warp: features from a convolution sampled (GridSample, bilinear, zeros) at an identity grid moved
+    by a flow that a second convolution computes from the input, then a convolution of the warped features."""
+    rng = np.random.default_rng(13)
+    ys, xs = np.meshgrid(np.linspace(-1, 1, 6), np.linspace(-1, 1, 6), indexing="ij")
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["features"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "w_flow"], ["flow"], pads=[1, 1, 1, 1]),
+             helper.make_node("Transpose", ["flow"], ["flow_last"], perm=[0, 2, 3, 1]),
+             helper.make_node("Add", ["identity", "flow_last"], ["grid"]),
+             helper.make_node("GridSample", ["features", "grid"], ["warped"], align_corners=1),
+             helper.make_node("Conv", ["warped", "w2"], ["y"])]
+    weights = {"w1": rng.standard_normal((4, 2, 3, 3)).astype(np.float32) / 3,
+               "w_flow": rng.standard_normal((2, 2, 3, 3)).astype(np.float32) / 10,
+               "identity": np.stack([xs, ys], axis=-1)[None].astype(np.float32),
+               "w2": rng.standard_normal((3, 4, 1, 1)).astype(np.float32)}
+    path = tmp_path / "warp.onnx"
+    onnx.save(_model(nodes, {"x": (1, 2, 6, 6)}, {"y": (1, 3, 6, 6)}, 16, weights), path)
+    for precision in ("float", "int"):
+        program = compile_verified(path, precision, tmp_path)
+        assert "nn.grid_sample" in {i.attrs["fn"] for i in program.instructions if i.opcode == "vec"}
+
+
+def test_run_time_math_on_the_machine(tmp_path: Path) -> None:
+    """A sinusoidal encoding of run-time positions (a NeRF's or a rotary embedding's Sin and Cos of a MatMul's
+    output, of tanh(x), whose range random calibration inputs cover); rounding and remainders of the model's input, an output of their own (of a product, any rounding
+    difference of the machine could move a value across an integer); NaN and infinity tests; integer
+    bit operations on token ids feeding an embedding look-up."""
+    rng = np.random.default_rng(14)
+    smooth, steps = ["Sin", "Cos", "Atan", "Sinh", "Asinh"], ["Floor", "Ceil", "Round"]
+    nodes = [helper.make_node("Tanh", ["x"], ["squashed"]), helper.make_node("MatMul", ["squashed", "w"], ["h"]),
+             *[helper.make_node(op, ["h"], [op.lower()]) for op in smooth],
+             *[helper.make_node(op, ["x"], [op.lower()]) for op in steps],
+             helper.make_node("Mod", ["x", "three"], ["wrapped"], fmod=1),
+             helper.make_node("Concat", [op.lower() for op in smooth], ["encoded"], axis=-1),
+             helper.make_node("Concat", [op.lower() for op in steps] + ["wrapped"], ["stepped"], axis=-1),
+             helper.make_node("IsInf", ["encoded"], ["infinite"]), helper.make_node("IsNaN", ["encoded"], ["nan"]),
+             helper.make_node("Or", ["infinite", "nan"], ["bad"]),
+             helper.make_node("Where", ["bad", "zero", "encoded"], ["clean"]),
+             helper.make_node("MatMul", ["clean", "w2"], ["y"]),
+             helper.make_node("BitwiseAnd", ["ids", "low_bits"], ["masked"]),
+             helper.make_node("BitwiseXor", ["masked", "flip"], ["flipped"]),
+             helper.make_node("Mod", ["flipped", "eight"], ["row"]),
+             helper.make_node("Gather", ["table", "row"], ["best"])]
+    weights = {"w": rng.standard_normal((4, 6)).astype(np.float32), "three": np.array(0.75, np.float32),
+               "zero": np.array(0.0, np.float32), "w2": rng.standard_normal((30, 5)).astype(np.float32),
+               "low_bits": np.array(7), "flip": np.array(5), "eight": np.array(8), "table": np.arange(8) * 10}
+    model = _model(nodes, {"x": (3, 4), "ids": (3, 4)}, {"y": (3, 5), "stepped": (3, 16), "best": (3, 4)}, 18, weights)
+    _check_against_onnxruntime(model)
+    path = tmp_path / "math.onnx"
+    onnx.save(model, path)
+    for precision in ("float", "int"):
+        program = compile_verified(path, precision, tmp_path)
+        assert {"nn.sin", "nn.floor", "nn.mod", "nn.isinf", "nn.bitwise_xor"} <= \
+            {i.attrs["fn"] for i in program.instructions if i.opcode == "vec"}
+
+
+@pytest.mark.parametrize(("dtype", "axis", "stash_type"), [(np.float32, -1, 1), (np.float32, 1, 11),
+                                                             (np.float64, -1, 1), (np.float16, -1, 1)])
+def test_rms_normalization_matches_onnxruntime(dtype: type, axis: int, stash_type: int) -> None:
+    """Opset 23's RMSNormalization: bit for bit on rows of up to 8 values, within float rounding beyond."""
+    rng = np.random.default_rng(15)
+    for length in (7, 64):
+        x = (rng.standard_normal((2, 3, length)) * 3).astype(dtype)
+        scale = rng.standard_normal(x.shape[axis:] if axis >= 0 else (length,)).astype(dtype)
+        node = helper.make_node("RMSNormalization", ["x", "scale"], ["y"], axis=axis, stash_type=stash_type,
+                                epsilon=1e-3)
+        graph = helper.make_graph([node], "rms", [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(
+            x.dtype), x.shape)], [helper.make_empty_tensor_value_info("y")], [numpy_helper.from_array(scale, "scale")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+        ours = interpreter.run(lower_model(model, "rms"), {"x": x})["y"]
+        [theirs] = run_export(model, {"x": x}).values()
+        if np.prod(x.shape[axis:]) <= 8:   # up to 8 squares: summed in the same order
+            np.testing.assert_array_equal(ours, theirs)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-3 if dtype == np.float16 else 1e-5, atol=1e-6)
+        np.testing.assert_allclose(run_export(export_onnx(lower_model(model, "rms")), {"x": x})["y"], theirs,
+                                   rtol=1e-3 if dtype == np.float16 else 1e-5, atol=1e-6)
+
+
+def test_llm_router_block_on_the_machine(tmp_path: Path) -> None:
+    """RMSNormalization and a Swish MLP (opset 24), a mixture-of-experts router's TopK of the token scores with
+    its indices one-hot encoded, and a causal Trilu mask."""
+    rng = np.random.default_rng(16)
+    nodes = [helper.make_node("RMSNormalization", ["x", "gain"], ["normed"]),
+             helper.make_node("MatMul", ["normed", "w1"], ["hidden"]), helper.make_node("Swish", ["hidden"], ["act"]),
+             helper.make_node("MatMul", ["act", "w2"], ["y"]),
+             helper.make_node("TopK", ["scores", "two"], ["top", "experts"], axis=-1),
+             helper.make_node("OneHot", ["experts", "four", "off_on"], ["routes"]),
+             helper.make_node("ReduceSum", ["routes", "minus_two"], ["load"], keepdims=0),
+             helper.make_node("Trilu", ["scores_square"], ["causal"], upper=0),
+             helper.make_node("MatMul", ["causal", "top"], ["mixed"])]
+    weights = {"gain": rng.uniform(0.5, 1.5, 8).astype(np.float32), "w1": rng.standard_normal((8, 16)).astype(np.float32) / 3,
+               "w2": rng.standard_normal((16, 8)).astype(np.float32) / 4, "two": np.array([2]), "four": np.array(4),
+               "off_on": np.array([0.0, 1.0], np.float32), "minus_two": np.array([-2])}
+    graph = helper.make_graph(nodes, "router", [helper.make_tensor_value_info("x", FLOAT, (5, 8)),
+                                                helper.make_tensor_value_info("scores", FLOAT, (5, 4)),
+                                                helper.make_tensor_value_info("scores_square", FLOAT, (5, 5))],
+                              [helper.make_tensor_value_info(n, FLOAT, shape)
+                               for n, shape in (("y", (5, 8)), ("load", (5, 4)), ("mixed", (5, 2)))],
+                              [numpy_helper.from_array(a, n) for n, a in weights.items()])
+    path = tmp_path / "router.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 24)]), path)
+    for precision in ("float", "int"):
+        program = compile_verified(path, precision, tmp_path)
+        assert {"nn.rms_norm", "nn.top_k_indices", "nn.one_hot", "nn.trilu"} <= \
             {i.attrs["fn"] for i in program.instructions if i.opcode == "vec"}
 
 

@@ -201,6 +201,84 @@ def test_math_on_integers(op_type: str, dtype: str, exponent_dtype: str, shapes:
     assert_op_matches(name, arrays, {}, run_node(op_type, arrays))
 
 
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=3).map(tuple),
+       dtype=st.sampled_from(["f32", "f64", "i32", "i64"]), exclusive=st.booleans(), reverse=st.booleans(), axis_dtype=st.sampled_from([np.int32, np.int64]), seed=SEEDS,
+       data=st.data())
+def test_cumsum(shape: tuple, dtype: str, exclusive: bool, reverse: bool, axis_dtype: type, seed: int,
+                data: st.DataObject) -> None:
+    """Bit for bit: both add one element after the other in the tensor's own type."""
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = values(seed, shape, dtype, -1000, 1000)
+    if dtype.startswith("f"):
+        x = (x * np.float32(1.37)).astype(x.dtype)  # values whose sums round
+    flags = {"exclusive": int(exclusive), "reverse": int(reverse)}
+    expected = run_node("CumSum", [x, np.array(axis, axis_dtype)], flags, 14)
+    attrs = {"axis": axis % len(shape), "exclusive": exclusive, "reverse": reverse}
+    assert_op_matches("nn.cumsum", [x], attrs, expected)
+    [got] = OPS["nn.cumsum"].run([x], normalize_attrs(OPS["nn.cumsum"], attrs))
+    np.testing.assert_array_equal(got, expected)
+
+
+MATH = {"Sin": "f64", "Cos": "f64", "Tan": "f32", "Asin": "f32", "Acos": "f32", "Atan": "f32", "Sinh": "f32",
+        "Cosh": "f32", "Asinh": "f32", "Acosh": "f32", "Atanh": "f32", "Floor": "f64", "Ceil": "f64", "Round": "f64"}
+
+
+@SETTINGS
+@given(op_type=st.sampled_from(sorted(MATH)), shape=SHAPES, wide=st.booleans(), seed=SEEDS)
+def test_unary_math(op_type: str, shape: tuple, wide: bool, seed: int) -> None:
+    """In and out of each function's domain (NaN there, as onnxruntime), halves for Round, ±0, ±inf."""
+    dtype = MATH[op_type] if wide else "f32"
+    x = np.asarray(values(seed, shape, dtype, -12, 12) / DTYPES[dtype].type(2), DTYPES[dtype])
+    if x.size:
+        x.reshape(-1)[:4] = np.array([np.inf, -np.inf, -0.0, 2.5], dtype=x.dtype)[:x.size]
+    assert_op_matches("nn." + op_type.lower(), [x], {}, run_node(op_type, [x], opset=13))
+
+
+@SETTINGS
+@given(dtype=st.sampled_from(["i8", "i32", "i64", "u8", "u32", "f32", "f64"]), fmod=st.booleans(),
+       shapes=broadcast_shapes(2), seed=SEEDS)
+def test_mod(dtype: str, fmod: bool, shapes: list, seed: int) -> None:
+    """Opset 28: a float remainder with the divisor's sign (fmod=0) too."""
+    lhs = values(seed, shapes[0], dtype, -30, 30)
+    rhs = values(seed + 1, shapes[1], dtype, -7, 7)
+    rhs[rhs == 0] = 3  # an integer remainder by zero is undefined in onnxruntime
+    assert_op_matches("nn.mod", [lhs, rhs], {"fmod": fmod}, run_node("Mod", [lhs, rhs], {"fmod": int(fmod)}, 28))
+
+
+@SETTINGS
+@given(op_type=st.sampled_from(["BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift"]),
+       dtype=st.sampled_from(["i8", "i32", "i64", "u8", "u16", "u64"]), left=st.booleans(), shapes=broadcast_shapes(2),
+       seed=SEEDS)
+def test_bits(op_type: str, dtype: str, left: bool, shapes: list, seed: int) -> None:
+    if op_type == "BitShift":   # opset 28 shifts signed integers too, by any amount
+        width = DTYPES[dtype].itemsize * 8
+        arrays = [values(seed, shapes[0], dtype, -128, 127), values(seed + 1, shapes[1], dtype, -3, width + 3)]
+        attrs = {"direction": "LEFT" if left else "RIGHT"}
+        assert_op_matches("nn.bit_shift", arrays, attrs, run_node("BitShift", arrays, attrs, 28))
+        return
+    arrays = [values(seed, shapes[0], dtype, -100, 100), values(seed + 1, shapes[1], dtype, -100, 100)]
+    assert_op_matches("nn.bitwise_" + op_type[7:].lower(), arrays, {}, run_node(op_type, arrays))
+    assert_op_matches("nn.bitwise_not", arrays[:1], {}, run_node("BitwiseNot", arrays[:1]))
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+@pytest.mark.parametrize(("negative", "positive"), [(True, True), (True, False), (False, True), (False, False)])
+def test_isinf_and_isnan(dtype: str, negative: bool, positive: bool) -> None:
+    x = np.array([np.inf, -np.inf, np.nan, 0.0, -1.0, 3e38], DTYPES[dtype])
+    attrs = {"detect_negative": negative, "detect_positive": positive}
+    assert_op_matches("nn.isinf", [x], attrs, run_node("IsInf", [x], {k: int(v) for k, v in attrs.items()}, 13))
+    assert_op_matches("nn.isnan", [x], {}, run_node("IsNaN", [x], opset=13))
+
+
+@pytest.mark.parametrize(("op_type", "dtype"), [("Tan", np.float64), ("Floor", np.int32), ("IsInf", np.float16),
+                                               ("BitwiseAnd", np.float32)])
+def test_math_onnxruntime_refuses_is_refused(op_type: str, dtype: type) -> None:
+    arrays = [np.ones(3, dtype)] * (2 if op_type == "BitwiseAnd" else 1)
+    name = {"Tan": "nn.tan", "Floor": "nn.floor", "IsInf": "nn.isinf", "BitwiseAnd": "nn.bitwise_and"}[op_type]
+    check_both_reject(name, arrays, {}, op_type, opset=18)
+
+
 @pytest.mark.parametrize(("name", "attrs", "types"), [
     ("nn.exp", {}, [TensorType((2,), "i32")]),
     ("nn.less", {}, [TensorType((2,), "f32"), TensorType((2,), "i32")]),
@@ -213,6 +291,8 @@ def test_math_on_integers(op_type: str, dtype: str, exponent_dtype: str, shapes:
     ("nn.gelu", {"approximate": "erf"}, [TensorType((2,), "f32")]),
     ("nn.cast", {"to": "string"}, [TensorType((2,), "f32")]),
     ("nn.hardmax", {"axis": 1}, [TensorType((2,), "f32")]),
+    ("nn.cumsum", {"axis": 1}, [TensorType((2,), "f32")]),
+    ("nn.cumsum", {"axis": 0}, [TensorType((2,), "u8")]),
 ])
 def test_ill_typed_operands_are_refused(name: str, attrs: dict, types: list) -> None:
     opdef = OPS[name]

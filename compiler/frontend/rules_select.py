@@ -1,0 +1,82 @@
+"""Lowering of ONNX's TopK (to `nn.top_k_indices` and a gather of the values), OneHot, Trilu and Swish.
+
+TopK's k, OneHot's depth and Trilu's k must be known at compile time (they decide the result's shape or
+are a static mask); OneHot's off/on values may be computed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rcc.compiler.frontend.context import LowerContext
+from rcc.compiler.frontend.registry import rule
+from rcc.ir.ops.nn_select import ONE_HOT_KERNELS
+
+
+def _axis(ctx: LowerContext, axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise ctx.error(f"axis {axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+def _one_integer(ctx: LowerContext, index: int, what: str) -> int:
+    data = ctx.constant(index, what)
+    if data.size != 1 or data.dtype.kind not in "iuf":
+        raise ctx.error(f"input {what} must be one number, got {data.dtype} of shape {list(data.shape)}")
+    return int(data.reshape(-1)[0])
+
+
+@rule("TopK")
+def lower_top_k(ctx: LowerContext) -> None:
+    x = ctx.input(0)
+    axis = _axis(ctx, int(ctx.attr("axis", -1)), x.type.rank)
+    k = int(ctx.attr("k")) if ctx.opset < 10 else _one_integer(ctx, 1, "K")
+    if not 0 <= k <= x.type.shape[axis]:
+        raise ctx.error(f"k={k} is outside [0, {x.type.shape[axis]}], the length of axis {axis}")
+    flags = {key: ctx.attr(key, 1) for key in ("largest", "sorted")}
+    for key, value in flags.items():
+        if value not in (0, 1):
+            raise ctx.error(f"attribute {key}={value} is not 0 or 1")
+    if not flags["sorted"] and k > 1:
+        raise ctx.unsupported("TopK with sorted=0 (onnxruntime's order of an unsorted selection is its own)")
+    indices = ctx.op("nn.top_k_indices", [x], {"k": k, "axis": axis, "largest": bool(flags["largest"])},
+                     name=ctx.node.output[1] if len(ctx.node.output) > 1 and ctx.node.output[1] else None)
+    ctx.bind(0, ctx.op("nn.gather_elements", [x, indices], {"axis": axis}))
+    if len(ctx.node.output) > 1 and ctx.node.output[1]:
+        ctx.bind(1, indices)
+
+
+@rule("OneHot")
+def lower_one_hot(ctx: LowerContext) -> None:
+    indices = ctx.input(0)
+    types = (indices.type.dtype, ctx.input_type(1).dtype, ctx.input_type(2).dtype)
+    if types not in ONE_HOT_KERNELS:
+        raise ctx.error(f"{types[0]} indices, {types[1]} depth and {types[2]} values: onnxruntime has no such "
+                        f"OneHot kernel either")
+    depth = _one_integer(ctx, 1, "depth")
+    if depth < 1:
+        raise ctx.error(f"depth {depth} is not positive")
+    axis = int(ctx.attr("axis", -1))
+    rank = indices.type.rank + 1
+    ctx.bind(0, ctx.op("nn.one_hot", [indices, ctx.input(2)], {"depth": depth, "axis": _axis(ctx, axis, rank)}))
+
+
+@rule("Trilu")
+def lower_trilu(ctx: LowerContext) -> None:
+    k = _one_integer(ctx, 1, "k") if ctx.has_input(1) else 0
+    upper = ctx.attr("upper", 1)
+    if upper not in (0, 1):
+        raise ctx.error(f"attribute upper={upper} is not 0 or 1")
+    ctx.bind(0, ctx.op("nn.trilu", [ctx.input(0)], {"k": k, "upper": bool(upper)}))
+
+
+@rule("Swish")
+def lower_swish(ctx: LowerContext) -> None:
+    """x · sigmoid(alpha · x) (opset 24), as the Mul and Sigmoid it is."""
+    x = ctx.input(0)
+    alpha = float(ctx.attr("alpha", 1.0))
+    if alpha != 1.0:
+        factor = ctx.builder.constant(ctx.node.output[0] + ".alpha", np.array(alpha, dtype=x.type.np_dtype))
+        x_scaled = ctx.op("nn.mul", [x, factor])
+    scaled = x if alpha == 1.0 else x_scaled
+    ctx.bind(0, ctx.op("nn.mul", [x, ctx.op("nn.sigmoid", [scaled])]))
