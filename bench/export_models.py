@@ -92,58 +92,76 @@ def segmentation_model(name: str, **kwargs: Any) -> Callable[[], Any]:
     return build
 
 
-def ssdlite() -> Any:
-    """SSDlite320-MobileNetV3: the whole detector with its post-processing, boxes/scores/labels out."""
-    import torch
-    import torchvision.models as tvm
-
-    class Detections(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = tvm.get_model("ssdlite320_mobilenet_v3_large", weights=None, weights_backbone=None)
-
-        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            found = self.model([image[0]])[0]
-            return found["boxes"], found["scores"], found["labels"]
-
-    return Detections()
+TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128}
+TINY_TEXT = {"vocab_size": VOCAB, "max_position_embeddings": 64, **TINY}
+TINY_IMAGE = {"image_size": 32, "patch_size": 8, **TINY}
+STAGES4 = {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1]}
+TOKENS = {"input_ids": VOCAB, "attention_mask": 0}
+INPUT_NAMES = {"text": ("input_ids", "attention_mask"), "image": ("pixel_values",),
+               "audio": ("input_values",), "features": ("input_features",)}
 
 
-def hf_model(kind: str) -> Callable[[], Any]:
-    """A transformers model in a tiny configuration (2 layers, hidden 64, 4 heads), eager attention,
-    returning its last hidden state."""
+def hf_model(config: str, model: str, inputs: str = "text", model_settings: dict[str, Any] | None = None,
+             **settings: Any) -> Callable[[], Any]:
+    """A transformers model built from `config` (a config class name, with `settings`: tiny sizes, eager
+    attention) as `model` (a model class name, given `model_settings`; `Class.encoder` for the encoder alone),
+    returning its first output (the last hidden state, or the logits of a task model) for the named `inputs`
+    (INPUT_NAMES)."""
     def build() -> Any:
         import torch
         import transformers as hf
 
-        small = {"attn_implementation": "eager"}
-        if kind == "bert":
-            config = hf.BertConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   intermediate_size=128, max_position_embeddings=64, **small)
-            model = hf.BertModel(config)
-        elif kind == "distilbert":
-            config = hf.DistilBertConfig(vocab_size=VOCAB, dim=64, n_layers=2, n_heads=4, hidden_dim=128,
-                                         max_position_embeddings=64, **small)
-            model = hf.DistilBertModel(config)
-        elif kind == "gpt2":
-            config = hf.GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64,
-                                   use_cache=False, **small)
-            model = hf.GPT2Model(config)
-        else:
-            config = hf.ViTConfig(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=128, **small)
-            model = hf.ViTModel(config, add_pooling_layer=False)
+        class_name, _, part = model.partition(".")
+        network = getattr(hf, class_name)(getattr(hf, config)(attn_implementation="eager", **settings),
+                                          **(model_settings or {}))
+        network = getattr(network, part) if part else network
 
-        class LastHidden(torch.nn.Module):
+        class FirstOutput(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.model = model
+                self.model = network
 
             def forward(self, *args: torch.Tensor) -> torch.Tensor:
-                names = ("pixel_values",) if kind == "vit" else ("input_ids", "attention_mask")
-                return self.model(**dict(zip(names, args)), return_dict=False)[0]
+                return self.model(**dict(zip(INPUT_NAMES[inputs], args)), return_dict=False)[0]
 
-        return LastHidden()
+        return FirstOutput()
+    return build
+
+
+def detector(name: str, **kwargs: Any) -> Callable[[], Any]:
+    """A torchvision detector with its post-processing, boxes/scores/labels out, for one image."""
+    def build() -> Any:
+        import torch
+        import torchvision.models as tvm
+
+        class Detections(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = tvm.get_model(name, weights=None, weights_backbone=None, **kwargs)
+
+            def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                found = self.model([image[0]])[0]
+                return found["boxes"], found["scores"], found["labels"]
+
+        return Detections()
+    return build
+
+
+def optical_flow(name: str) -> Callable[[], Any]:
+    """A torchvision optical-flow model (RAFT), its last refinement's flow out, 4 refinement steps."""
+    def build() -> Any:
+        import torch
+        import torchvision.models as tvm
+
+        class LastFlow(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = tvm.get_model(name, weights=None)
+
+            def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+                return self.model(first, second, num_flow_updates=4)[-1]
+
+        return LastFlow()
     return build
 
 
@@ -174,39 +192,127 @@ def recalibrated_batchnorm(model: Any, spec: Spec, batches: int = 4,
     model.eval()
 
 
-def recalibrated_detector(model: Any, spec: Spec) -> None:
-    """`recalibrated_batchnorm` through SSDlite's backbone and head (the detector in training mode wants targets)."""
-    detector = model.model
-    recalibrated_batchnorm(model, spec, forward=lambda image: detector.head(list(detector.backbone(image).values())))
+def recalibrated_batchnorm_of(part: str = "") -> Callable[[Any, Spec], None]:
+    """`recalibrated_batchnorm` through a detector's `part` (its backbone, or with `part` empty its backbone
+    and head: SSDlite's): the detector in training mode wants targets, so the passes go round it."""
+    def prepare(model: Any, spec: Spec) -> None:
+        detector = model.model
+        if part:
+            forward = getattr(detector, part)
+        else:
+            def forward(image: Any) -> Any:
+                return detector.head(list(detector.backbone(image).values()))
+        recalibrated_batchnorm(model, spec, forward=forward)
+    return prepare
+
+
+def classifiers(*names: str) -> dict[str, Spec]:
+    """torchvision classifiers as they come, on 64×64 images."""
+    return {name: Spec(torchvision_model(name), image(64)) for name in names}
 
 
 MODELS: dict[str, Spec] = {
-    "resnet18": Spec(torchvision_model("resnet18"), image(64)),
-    "resnet50": Spec(torchvision_model("resnet50"), image(64)),
-    "mobilenet_v2": Spec(torchvision_model("mobilenet_v2"), image(64)),
-    "mobilenet_v3_small": Spec(torchvision_model("mobilenet_v3_small"), image(64)),
-    "mobilenet_v3_large": Spec(torchvision_model("mobilenet_v3_large"), image(64)),
-    "efficientnet_b0": Spec(torchvision_model("efficientnet_b0"), image(64)),
-    "shufflenet_v2_x1_0": Spec(torchvision_model("shufflenet_v2_x1_0"), image(64)),
-    "mnasnet0_5": Spec(torchvision_model("mnasnet0_5"), image(64)),
-    "regnet_y_400mf": Spec(torchvision_model("regnet_y_400mf"), image(64)),
-    "densenet121": Spec(torchvision_model("densenet121"), image(64)),
-    "convnext_tiny": Spec(torchvision_model("convnext_tiny"), image(64)),
+    **classifiers("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
+                  "shufflenet_v2_x1_0", "mnasnet0_5", "regnet_y_400mf", "densenet121", "convnext_tiny"),
     "vit_b_16": Spec(torchvision_model("vit_b_16", image_size=64), image(64), prepare=random_vit_head),
     "swin_t": Spec(torchvision_model("swin_t"), image(64)),
     "fcn_resnet50": Spec(segmentation_model("fcn_resnet50", aux_loss=False), image(64)),
     "deeplabv3_mobilenet_v3_large": Spec(segmentation_model("deeplabv3_mobilenet_v3_large", aux_loss=False),
                                          image(64), prepare=recalibrated_batchnorm),
     "lraspp_mobilenet_v3_large": Spec(segmentation_model("lraspp_mobilenet_v3_large"), image(64)),
-    "ssdlite320_mobilenet_v3_large": Spec(ssdlite, image(96), prepare=recalibrated_detector),
-    "bert_tiny": Spec(hf_model("bert"), text("input_ids", "attention_mask"),
-                      {"input_ids": VOCAB, "attention_mask": 0}, "transformers"),
-    "distilbert_tiny": Spec(hf_model("distilbert"), text("input_ids", "attention_mask"),
-                            {"input_ids": VOCAB, "attention_mask": 0}, "transformers"),
-    "gpt2_tiny": Spec(hf_model("gpt2"), text("input_ids", "attention_mask"),
-                      {"input_ids": VOCAB, "attention_mask": 0}, "transformers"),
-    "hf_vit_tiny": Spec(hf_model("vit"), {"pixel_values": (1, 3, 32, 32)}, family="transformers"),
+    "ssdlite320_mobilenet_v3_large": Spec(detector("ssdlite320_mobilenet_v3_large"), image(96),
+                                          prepare=recalibrated_batchnorm_of()),
+    "bert_tiny": Spec(hf_model("BertConfig", "BertModel", **TINY_TEXT), text("input_ids", "attention_mask"),
+                      TOKENS, "transformers"),
+    "distilbert_tiny": Spec(hf_model("DistilBertConfig", "DistilBertModel", vocab_size=VOCAB, dim=64, n_layers=2,
+                                     n_heads=4, hidden_dim=128, max_position_embeddings=64),
+                            text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "gpt2_tiny": Spec(hf_model("GPT2Config", "GPT2Model", vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4,
+                               n_positions=64, use_cache=False), text("input_ids", "attention_mask"), TOKENS,
+                      "transformers"),
+    "hf_vit_tiny": Spec(hf_model("ViTConfig", "ViTModel", "image", {"add_pooling_layer": False}, **TINY_IMAGE),
+                        {"pixel_values": (1, 3, 32, 32)}, family="transformers"),
 }
+
+# A second wave, beyond issue 11's list: more CNN families, 3-D (video) convolutions, optical flow, two-stage
+# and anchor-free detectors, decoder-only language models (RMSNorm, rotary embeddings, grouped-query
+# attention, ALiBi), encoder-decoder and speech models, and vision transformers with relative positions.
+MORE_MODELS: dict[str, Spec] = {
+    **classifiers("squeezenet1_1", "alexnet", "resnext50_32x4d", "efficientnet_v2_s", "regnet_x_400mf", "swin_v2_t"),
+    "googlenet": Spec(torchvision_model("googlenet", init_weights=True), image(64)),
+    "inception_v3": Spec(torchvision_model("inception_v3", init_weights=True), image(96)),
+    "maxvit_t": Spec(torchvision_model("maxvit_t"), image(224)),
+    "r3d_18": Spec(torchvision_model("r3d_18"), {"video": (1, 3, 8, 32, 32)}),
+    "r2plus1d_18": Spec(torchvision_model("r2plus1d_18"), {"video": (1, 3, 8, 32, 32)}),
+    "raft_small": Spec(optical_flow("raft_small"), {"first": (1, 3, 128, 128), "second": (1, 3, 128, 128)}),
+    "fasterrcnn_mobilenet_v3_large_320_fpn": Spec(detector("fasterrcnn_mobilenet_v3_large_320_fpn"), image(128),
+                                                  prepare=recalibrated_batchnorm_of("backbone")),
+    "fcos_resnet50_fpn": Spec(detector("fcos_resnet50_fpn", min_size=128, max_size=128), image(128)),
+    "llama_tiny": Spec(hf_model("LlamaConfig", "LlamaModel", num_key_value_heads=2, **TINY_TEXT),
+                       text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "qwen2_tiny": Spec(hf_model("Qwen2Config", "Qwen2Model", num_key_value_heads=2, **TINY_TEXT),
+                       text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "gemma_tiny": Spec(hf_model("GemmaConfig", "GemmaModel", num_key_value_heads=1, head_dim=16, **TINY_TEXT),
+                       text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "phi_tiny": Spec(hf_model("PhiConfig", "PhiModel", **TINY_TEXT), text("input_ids", "attention_mask"), TOKENS,
+                     "transformers"),
+    "gpt_neox_tiny": Spec(hf_model("GPTNeoXConfig", "GPTNeoXModel", **TINY_TEXT), text("input_ids", "attention_mask"),
+                          TOKENS, "transformers"),
+    "opt_tiny": Spec(hf_model("OPTConfig", "OPTModel", vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
+                              ffn_dim=128, num_attention_heads=4, max_position_embeddings=64, word_embed_proj_dim=64),
+                     text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "bloom_tiny": Spec(hf_model("BloomConfig", "BloomModel", vocab_size=VOCAB, hidden_size=64, n_layer=2, n_head=4),
+                       text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "roberta_tiny": Spec(hf_model("RobertaConfig", "RobertaModel", **{**TINY_TEXT, "max_position_embeddings": 66}),
+                         text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "albert_tiny": Spec(hf_model("AlbertConfig", "AlbertModel", embedding_size=32, **TINY_TEXT),
+                        text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "deberta_v2_tiny": Spec(hf_model("DebertaV2Config", "DebertaV2Model", relative_attention=True,
+                                     pos_att_type=["p2c", "c2p"], position_buckets=16, **TINY_TEXT),
+                            text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "modernbert_tiny": Spec(hf_model("ModernBertConfig", "ModernBertModel", local_attention=8, pad_token_id=0,
+                                     bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2, **TINY_TEXT),
+                            text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "t5_encoder_tiny": Spec(hf_model("T5Config", "T5EncoderModel", vocab_size=VOCAB, d_model=64, d_kv=16, d_ff=128,
+                                     num_layers=2, num_heads=4), text("input_ids", "attention_mask"), TOKENS,
+                            "transformers"),
+    "bart_tiny": Spec(hf_model("BartConfig", "BartModel", vocab_size=VOCAB, d_model=64, encoder_layers=2,
+                               decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+                               encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=64),
+                      text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "whisper_encoder_tiny": Spec(hf_model("WhisperConfig", "WhisperModel.encoder", "features", vocab_size=VOCAB,
+                                          d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                                          decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+                                          num_mel_bins=16, max_source_positions=32, max_target_positions=64,
+                                          pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1),
+                                 {"input_features": (1, 16, 64)}, family="transformers"),
+    "wav2vec2_tiny": Spec(hf_model("Wav2Vec2Config", "Wav2Vec2Model", "audio", conv_dim=(32,) * 7,
+                                   num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, **TINY),
+                          {"input_values": (1, 1600)}, family="transformers"),
+    "deit_tiny": Spec(hf_model("DeiTConfig", "DeiTModel", "image", **TINY_IMAGE), {"pixel_values": (1, 3, 32, 32)},
+                      family="transformers"),
+    "beit_tiny": Spec(hf_model("BeitConfig", "BeitModel", "image", use_relative_position_bias=True, **TINY_IMAGE),
+                      {"pixel_values": (1, 3, 32, 32)}, family="transformers"),
+    "dinov2_tiny": Spec(hf_model("Dinov2Config", "Dinov2Model", "image", **TINY_IMAGE),
+                        {"pixel_values": (1, 3, 32, 32)}, family="transformers"),
+    "convnextv2_tiny": Spec(hf_model("ConvNextV2Config", "ConvNextV2Model", "image", **STAGES4),
+                            {"pixel_values": (1, 3, 64, 64)}, family="transformers"),
+    "segformer_tiny": Spec(hf_model("SegformerConfig", "SegformerForSemanticSegmentation", "image",
+                                    num_attention_heads=[1, 2, 4, 8], decoder_hidden_size=64, **STAGES4),
+                           {"pixel_values": (1, 3, 64, 64)}, family="transformers"),
+    "mobilevit_small": Spec(hf_model("MobileViTConfig", "MobileViTModel", "image", image_size=64),
+                            {"pixel_values": (1, 3, 64, 64)}, family="transformers", prepare=recalibrated_batchnorm),
+    "levit_128s": Spec(hf_model("LevitConfig", "LevitModel", "image", image_size=64),
+                       {"pixel_values": (1, 3, 64, 64)}, family="transformers"),
+    "poolformer_tiny": Spec(hf_model("PoolFormerConfig", "PoolFormerModel", "image", **STAGES4),
+                            {"pixel_values": (1, 3, 64, 64)}, family="transformers"),
+    "clip_text_tiny": Spec(hf_model("CLIPTextConfig", "CLIPTextModel", **TINY_TEXT),
+                           text("input_ids", "attention_mask"), TOKENS, "transformers"),
+    "yolos_tiny": Spec(hf_model("YolosConfig", "YolosModel", "image", num_detection_tokens=10,
+                                **{**TINY_IMAGE, "image_size": [32, 32]}), {"pixel_values": (1, 3, 32, 32)},
+                       family="transformers"),
+}
+MODELS.update(MORE_MODELS)
 
 
 # --------------------------------------------------------------------------

@@ -22,6 +22,12 @@ about the input-dependent part and is not counted as verified.
     python bench/try_models.py --dir /work/exports --out /work/exports/table_main.txt
     python bench/try_models.py --dir /work/exports/zoo_blocks --models gpt_decoder_block
     python bench/try_models.py --mixed-precision auto --models efficientnet_b0   # wider inputs where needed
+    python bench/try_models.py --calibrate-on-inputs --models opt_tiny    # ranges from the model's own samples
+
+Integer compiles calibrate on rcc's seeded random inputs (integers below 8), as `rcc MODEL` does without
+`--calibrate`; `--calibrate-on-inputs` calibrates on `NAME.inputs.npz` instead, the samples it is then verified
+on (optimistic: a user would hold out calibration data; OPT's position ids index a table with the running
+count of its attention mask, which random integers overrun).
 
 `--out FILE` writes the table there and the full results (every metric, error message and traceback)
 to FILE with the suffix `.json`.
@@ -111,9 +117,11 @@ def run_stage(result: dict[str, Any], stage: str, save: Callable[[], None], work
     return value
 
 
-def try_model(path: Path, result_path: Path, mixed_precision: str | None = None) -> None:
+def try_model(path: Path, result_path: Path, mixed_precision: str | None = None,
+              calibrate_on_inputs: bool = False) -> None:
     """Every stage of one model, its results rewritten to `result_path` after each stage; `mixed_precision`
-    (auto or a goal in dB) as `rcc --mixed-precision` for the integer compile."""
+    (auto or a goal in dB) as `rcc --mixed-precision` for the integer compile, calibrated on the model's input
+    samples when `calibrate_on_inputs`."""
     from rcc.backends.chip import load_chip
     from rcc.backends.target import Target
     from rcc.compiler.driver import compile_model, verify_compiled
@@ -136,7 +144,8 @@ def try_model(path: Path, result_path: Path, mixed_precision: str | None = None)
 
     def compile_int() -> tuple[Any, dict[str, Any]]:
         goal = None if mixed_precision is None else mixed_precision_goal(mixed_precision, Target())
-        compiled = compile_model(path, precision="int", mixed_precision=goal)
+        compiled = compile_model(path, precision="int", mixed_precision=goal,
+                                 calibration=inputs if calibrate_on_inputs else None)
         cost = estimate_cost(compiled.program, load_chip("isaac"))
         return compiled, {"crossbars": totals(layer_rows(compiled.program, compiled.target))["crossbars"],
                           "energy_uj": cost.energy_pj / 1e6, "latency_us": cost.latency_ns / 1e3,
@@ -166,12 +175,14 @@ def try_model(path: Path, result_path: Path, mixed_precision: str | None = None)
 STAGES = ("compile_int", "interpreter", "machine_int", "compile_float", "machine_float")
 
 
-def run_child(path: Path, timeout: float, mixed_precision: str | None = None) -> dict[str, Any]:
+def run_child(path: Path, timeout: float, mixed_precision: str | None = None,
+              calibrate_on_inputs: bool = False) -> dict[str, Any]:
     """`try_model` in a fresh interpreter; what it had saved when it ended, with how it ended."""
     with tempfile.TemporaryDirectory() as tmp:
         result_path = Path(tmp) / "result.json"
         command = [sys.executable, __file__, "--child", str(path), "--child-result", str(result_path),
-                   *(["--mixed-precision", mixed_precision] if mixed_precision else [])]
+                   *(["--mixed-precision", mixed_precision] if mixed_precision else []),
+                   *(["--calibrate-on-inputs"] if calibrate_on_inputs else [])]
         started = time.perf_counter()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -268,11 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the table here and the results to its .json sibling")
     parser.add_argument("--mixed-precision", metavar="auto|DB",
                         help="as rcc's flag, for the integer compile (default: off, every input at 8 bits)")
+    parser.add_argument("--calibrate-on-inputs", action="store_true",
+                        help="calibrate the integer compile on NAME.inputs.npz (default: rcc's seeded random inputs)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        try_model(args.child, args.child_result, args.mixed_precision)
+        try_model(args.child, args.child_result, args.mixed_precision, args.calibrate_on_inputs)
         return 0
 
     paths = sorted(args.dir.glob("*.onnx"))
@@ -284,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results: dict[str, dict[str, Any]] = {}
     for path in paths:
-        results[path.stem] = run_child(path, args.timeout, args.mixed_precision)
+        results[path.stem] = run_child(path, args.timeout, args.mixed_precision, args.calibrate_on_inputs)
         compiled = results[path.stem].get("compile_int", {})
         print(f"{path.stem:32s} {compiled.get('status', '-'):6s} {results[path.stem]['seconds']:7.1f} s",
               file=sys.stderr, flush=True)
