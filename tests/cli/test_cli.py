@@ -90,9 +90,9 @@ def test_opt_runs_passes_and_prints_after_each(tmp_path, capsys) -> None:
 
 
 def _unsupported_model(path: Path) -> None:
-    node = helper.make_node("Cos", ["x"], ["y"], name="the_cosine")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    node = helper.make_node("Det", ["x"], ["y"], name="the_determinant")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
@@ -155,7 +155,7 @@ EXPECTED = {
     "missing file": "absent.onnx: no such file",
     "not onnx": "model.onnx: not a readable ONNX model",
     "truncated onnx": "model.onnx: not a readable ONNX model",
-    "unsupported op": "node 'the_cosine' (Cos): unsupported op Cos",
+    "unsupported op": "node 'the_determinant' (Det): unsupported op Det",
     "dynamic dimension": "input 'x' has dynamic dimension 'batch'; give its shape with --input-shape x=",
     "bad flag": "unrecognized arguments: --frobnicate",
     "bad input shape": "--input-shape 'input=1xAx3'",
