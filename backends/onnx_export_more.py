@@ -30,7 +30,7 @@ _ONE_NODE: dict[str, tuple[str, dict[str, str], int]] = {
     "nn.reciprocal": ("Reciprocal", {}, 13), "nn.log": ("Log", {}, 13), "nn.hardmax": ("Hardmax", {"axis": "axis"}, 13),
     **{name: (name[3:].capitalize(), {}, 13) for name in TRANSCENDENTAL},
     "nn.floor": ("Floor", {}, 13), "nn.ceil": ("Ceil", {}, 13), "nn.round": ("Round", {}, 11),
-    "nn.isnan": ("IsNaN", {}, 13), "nn.mod": ("Mod", {"fmod": "fmod"}, 13),
+    "nn.isnan": ("IsNaN", {}, 13),
     "nn.bitwise_and": ("BitwiseAnd", {}, 18), "nn.bitwise_or": ("BitwiseOr", {}, 18),
     "nn.bitwise_xor": ("BitwiseXor", {}, 18), "nn.bitwise_not": ("BitwiseNot", {}, 18),
 }
@@ -109,8 +109,14 @@ def _isinf(emitter: Any, op: Op) -> None:
                  detect_positive=int(op.attrs["detect_positive"]))
 
 
+def _mod(emitter: Any, op: Op) -> None:
+    """Mod-13, or Mod-28 for a float remainder with the divisor's sign (fmod=0)."""
+    emitter.require_opset(28 if not op.attrs["fmod"] and op.operands[0].type.dtype.startswith("f") else 13)
+    emitter.node("Mod", [v.name for v in op.operands], op.result.name, fmod=int(op.attrs["fmod"]))
+
+
 def _bit_shift(emitter: Any, op: Op) -> None:
-    emitter.require_opset(11)
+    emitter.require_opset(11 if op.operands[0].type.dtype.startswith("u") else 28)  # signed shifts: opset 28
     emitter.node("BitShift", [v.name for v in op.operands], op.result.name, direction=op.attrs["direction"])
 
 
@@ -137,4 +143,5 @@ MORE_EXPORTERS: dict[str, Callable[[Any, Op], None]] = {
     "nn.trilu": _trilu,
     "nn.isinf": _isinf,
     "nn.bit_shift": _bit_shift,
+    "nn.mod": _mod,
 }

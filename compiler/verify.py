@@ -224,8 +224,8 @@ def input_dependent_metrics(actual: np.ndarray, expected: np.ndarray) -> dict[st
 def top_k_agreement(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
     """For classifier-shaped stacked samples ([K, N, C] or [K, N, C, 1, ...], C ≥ 2): the fraction of rows
     whose reference arg-max is the machine's arg-max (`top1_agreement`) or among its five largest
-    (`top5_agreement`, when C > 5); {} for other shapes."""
-    if actual.ndim < 3 or actual.shape[2] < 2 or math.prod(actual.shape[3:]) != 1:
+    (`top5_agreement`, when C > 5); {} for other shapes and for integer and bool outputs (masks, indices)."""
+    if actual.ndim < 3 or actual.shape[2] < 2 or math.prod(actual.shape[3:]) != 1 or actual.dtype.kind != "f":
         return {}
     classes = actual.shape[2]
     actual_rows, expected_rows = actual.reshape(-1, classes), expected.reshape(-1, classes)

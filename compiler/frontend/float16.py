@@ -196,11 +196,15 @@ def lower_cast(ctx: LowerContext, lowering: Callable[[LowerContext], None]) -> N
         ctx.float32_copies[node.output[0]] = source
 
 
+_RESULT_TYPED_BY = {"OneHot": 2}   # op type → the input whose type its results have, when not the first float one
+
+
 def _first_float(ctx: LowerContext, node: onnx.NodeProto) -> int | None:
-    """The position of the node's first float input, whose type its float results have (Where's first input is a
-    condition)."""
-    return next((index for index, name in enumerate(node.input)
-                 if name and (_dtype(ctx, name) or np.dtype(bool)).kind == "f"), None)
+    """The position of the input whose type the node's float results have: its first float input (Where's first
+    input is a condition), or OneHot's values."""
+    positions = [_RESULT_TYPED_BY[node.op_type]] if node.op_type in _RESULT_TYPED_BY else range(len(node.input))
+    return next((index for index in positions if index < len(node.input) and node.input[index] and
+                 (_dtype(ctx, node.input[index]) or np.dtype(bool)).kind == "f"), None)
 
 
 def _dtype(ctx: LowerContext, name: str) -> np.dtype | None:

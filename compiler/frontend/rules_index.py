@@ -153,8 +153,9 @@ def lower_gather_nd(ctx: LowerContext) -> None:
     ctx.bind(0, ctx.op("nn.gather_nd", [ctx.input(0), _indices(ctx)], {"batch_dims": batch_dims}))
 
 
-# The scatter reductions each opset accepts: none before 16, add and mul from 16, max and min from 18.
-_SCATTER_REDUCTIONS = ((18, ("none", "add", "mul", "max", "min")), (16, ("none", "add", "mul")), (0, ("none",)))
+# The scatter reductions each opset accepts: none before 16, then add, mul, max and min (ONNX has max and min
+# from 18 on; onnxruntime 1.32 runs them in opset 16 and 17 models too)
+_SCATTER_REDUCTIONS = ((16, ("none", "add", "mul", "max", "min")), (0, ("none",)))
 _SCATTERS = {"ScatterND": "nn.scatter_nd", "ScatterElements": "nn.scatter_elements", "Scatter": "nn.scatter_elements"}
 
 

@@ -61,6 +61,8 @@ def lower_mod(ctx: LowerContext) -> None:
     if fmod not in (0, 1):
         raise ctx.error(f"attribute fmod={fmod} is not 0 or 1")
     lhs = ctx.input(0)
+    if ctx.is_constant(1) and ctx.constant(1, "divisor").dtype.kind in "iu" and not ctx.constant(1, "divisor").all():
+        raise ctx.error("integer modulo by zero: the constant divisor holds a 0 (onnxruntime refuses it too)")
     if ctx.opset < 28 and not fmod and lhs.type.dtype.startswith("f"):
         raise ctx.error(f"Mod-{ctx.opset} of {lhs.type.dtype} needs fmod=1 (a float remainder with fmod=0: opset 28)")
     ctx.bind(0, ctx.op("nn.mod", [lhs, ctx.input(1)], {"fmod": bool(fmod)}))

@@ -56,9 +56,13 @@ def lower_layer_norm(ctx: LowerContext) -> None:
     if not -rank <= axis < rank:
         raise ctx.error(f"axis {axis} is out of range for rank {rank}")
     stash_type = int(ctx.attr("stash_type", 1))
+    if ctx.node.op_type == "RMSNormalization":
+        stash_type = 1   # onnxruntime 1.32 computes RMSNormalization without looking at stash_type (nn.rms_norm)
     if stash_type not in _STASH_TYPES:
         raise ctx.unsupported(f"stash_type {stash_type} (rcc takes 1, float, and 11, double)")
     operands = [x, ctx.input(1)] + ([ctx.input(2)] if ctx.has_input(2) else [])
-    attrs = {"axis": axis % rank, "epsilon": float(ctx.attr("epsilon", 1e-5)), "stash_type": _STASH_TYPES[stash_type]}
+    # an absent epsilon is onnxruntime's float 1e-5f, not the double 1e-5
+    attrs = {"axis": axis % rank, "epsilon": float(ctx.attr("epsilon", np.float32(1e-5))),
+             "stash_type": _STASH_TYPES[stash_type]}
     opname = "nn.layer_norm" if ctx.node.op_type == "LayerNormalization" else "nn.rms_norm"
     ctx.bind(0, ctx.op(opname, operands, attrs))

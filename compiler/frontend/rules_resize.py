@@ -4,7 +4,8 @@ Scales, sizes, axes, keep_aspect_ratio_policy and the region of interest are res
 `sizes` and `scales` (output/input, per axis) of `nn.resize_nearest` (mode nearest) or `nn.resize` (modes
 linear and cubic, rcc.ir.ops.nn_resize). Upsample and opset-10 Resize map coordinates asymmetrically, as
 onnxruntime does; from opset 11 on the node's coordinate_transformation_mode says how. GridSample's
-modes are named as from opset 20 on (linear, nearest, cubic) in `nn.grid_sample`.
+modes are named as from opset 20 on (linear, nearest, cubic) in `nn.grid_sample`; like onnxruntime, 3-D
+sampling is taken in opset 16 models too.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def lower_grid_sample(ctx: LowerContext) -> None:
         raise ctx.error(f"attribute padding_mode={padding_mode!r} is not one of {', '.join(GRID_PADDING_MODES)}")
     if align_corners not in (0, 1):
         raise ctx.error(f"attribute align_corners={align_corners} is not 0 or 1")
-    if ctx.opset < 20 and ctx.input_type(0).rank != 4:
-        raise ctx.error(f"GridSample-{ctx.opset} samples 4-D inputs only (3-D sampling is opset 20)")
-    ctx.bind(0, ctx.op("nn.grid_sample", [ctx.input(0), ctx.input(1)],
+    x, grid = ctx.input(0), ctx.input(1)
+    if grid.type.dtype != x.type.dtype and grid.type.dtype == "f16" and x.type.dtype in ("f32", "f64"):
+        grid = ctx.op("nn.cast", [grid], {"to": x.type.dtype})   # exact; onnxruntime takes the two types apart
+    ctx.bind(0, ctx.op("nn.grid_sample", [x, grid],
                        {"mode": names[mode], "padding_mode": padding_mode, "align_corners": bool(align_corners)}))

@@ -49,7 +49,9 @@ def lower_top_k(ctx: LowerContext) -> None:
 @rule("OneHot")
 def lower_one_hot(ctx: LowerContext) -> None:
     indices = ctx.input(0)
-    types = (indices.type.dtype, ctx.input_type(1).dtype, ctx.input_type(2).dtype)
+    # float16 reaches a kernel through onnxruntime's inserted casts to float32
+    types = tuple("f32" if t == "f16" else t for t in (indices.type.dtype, ctx.input_type(1).dtype,
+                                                        ctx.input_type(2).dtype))
     if types not in ONE_HOT_KERNELS:
         raise ctx.error(f"{types[0]} indices, {types[1]} depth and {types[2]} values: onnxruntime has no such "
                         f"OneHot kernel either")

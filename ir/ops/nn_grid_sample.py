@@ -34,6 +34,8 @@ def _grid_sample_infer(types: list[TensorType], attrs: dict) -> list[TensorType]
         raise ValueError(f"grid {grid} does not sample {x} (N×C×H×W with N×H_out×W_out×2, or 3-D)")
     if attrs["mode"] not in GRID_SAMPLE_MODES or attrs["padding_mode"] not in GRID_PADDING_MODES:
         raise ValueError(f"mode {attrs['mode']!r} or padding mode {attrs['padding_mode']!r} is unknown")
+    if 0 in x.shape[2:]:
+        raise ValueError(f"input spatial dimensions must be non-empty, got {x}")
     if attrs["mode"] == "cubic" and x.rank != 4:
         raise ValueError(f"cubic sampling is 2-D only, got {x}")
     return [TensorType(x.shape[:2] + grid.shape[1:-1], x.dtype)]

@@ -170,14 +170,36 @@ def _check_reduction(opname: str, data: TensorType, reduction: str) -> None:
         raise ValueError(f"reduction {reduction!r} of {data.dtype} data (onnxruntime has no such kernel either)")
 
 
+def _combine(reduction: str, current: np.ndarray, update: np.ndarray) -> np.ndarray:
+    """One update combined with the value there, as onnxruntime does: max and min keep the update unless it
+    compares strictly worse (so a NaN on either side gives the update)."""
+    if reduction == "max":
+        return np.where(update < current, current, update)
+    if reduction == "min":
+        return np.where(update > current, current, update)
+    return SCATTER_REDUCTIONS[reduction](current, update)
+
+
 def _scatter(data: np.ndarray, where: tuple[np.ndarray, ...], updates: np.ndarray, reduction: str) -> np.ndarray:
-    """`data` with `updates` written to (or combined with) the elements at the index arrays `where`."""
+    """`data` with `updates` written to (or combined with) the elements at the index arrays `where`, one update
+    after the other in index order."""
     out = data.copy()
-    combine = SCATTER_REDUCTIONS[reduction]
-    if combine is None:
+    if reduction == "none":
         out[where] = updates
-    else:
-        combine.at(out, where, updates)
+    elif reduction in ("add", "mul"):
+        SCATTER_REDUCTIONS[reduction].at(out, where, updates)
+    else:   # rounds: each element's first update, then its second, ... (repeated indices apply in order)
+        where = tuple(np.broadcast_to(w, updates.shape[:np.broadcast(*where).ndim]) for w in where)
+        flat = np.ravel_multi_index(where, data.shape[:len(where)]).reshape(-1)
+        values = updates.reshape((flat.size,) + data.shape[len(where):])
+        order = np.argsort(flat, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(flat[order])) + 1]
+        rank = np.empty(flat.size, np.int64)
+        rank[order] = np.arange(flat.size) - np.repeat(starts, np.diff(np.r_[starts, flat.size]))
+        view = out.reshape((-1,) + data.shape[len(where):])
+        for r in range(int(rank.max(initial=-1)) + 1):
+            chosen = rank == r
+            view[flat[chosen]] = _combine(reduction, view[flat[chosen]], values[chosen])
     return out
 
 
@@ -186,7 +208,7 @@ def _scatter_nd_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     _check_indices(indices)
     _check_reduction("nn.scatter_nd", data, attrs["reduction"])
     depth = indices.shape[-1] if indices.rank else 0
-    if indices.rank < 1 or depth > data.rank or updates.shape != indices.shape[:-1] + data.shape[depth:] \
+    if data.rank < 1 or indices.rank < 1 or depth > data.rank or updates.shape != indices.shape[:-1] + data.shape[depth:] \
             or updates.dtype != data.dtype:
         raise ValueError(f"indices {indices} and updates {updates} do not scatter into {data}")
     return [data]
@@ -198,7 +220,12 @@ def scatter_nd(data: np.ndarray, indices: np.ndarray, updates: np.ndarray, *, re
     """ONNX ScatterND: data with each slice named by an index tuple (the last axis of `indices`) replaced by,
     or combined by `reduction` with, the matching slice of `updates`."""
     depth = indices.shape[-1]
-    tuples = indices.reshape(-1, depth)
+    if depth == 0:   # every index tuple names the whole tensor: the updates replace (or combine with) it in turn
+        out = data.copy()
+        for update in updates.reshape((-1,) + data.shape):
+            out = update.copy() if reduction == "none" else np.asarray(_combine(reduction, out, update))
+        return out
+    tuples = indices.reshape(math.prod(indices.shape[:-1]), depth)
     where = tuple(normalized_indices(tuples[:, d], data.shape[d], "nn.scatter_nd") for d in range(depth))
     return _scatter(data, where, updates.reshape((len(tuples),) + data.shape[depth:]), reduction)
 

@@ -375,6 +375,44 @@ def test_llm_router_block_on_the_machine(tmp_path: Path) -> None:
             {i.attrs["fn"] for i in program.instructions if i.opcode == "vec"}
 
 
+def test_opset_28_mod_and_shifts_export_and_integer_modulo_by_zero_is_refused() -> None:
+    """The export asks for opset 28 where the node needs it (a signed BitShift crashed the export; a float
+    remainder with fmod=0 exported a model onnxruntime refused); an integer remainder by zero is refused, as
+    onnxruntime refuses it."""
+    nodes = [helper.make_node("Mod", ["x", "y"], ["rest"]), helper.make_node("BitShift", ["ids", "shift"], ["best"],
+                                                                              direction="RIGHT")]
+    model = _model(nodes, {"x": (2, 3), "y": (2, 3), "ids": (2, 3)}, {"rest": (2, 3), "best": (2, 3)}, 28,
+                   {"shift": np.array([1, 63, 64])})
+    _check_against_onnxruntime(model)
+    bad = _model([helper.make_node("Mod", ["ids", "zero"], ["best"])], {"ids": (2, 3)}, {"best": (2, 3)}, 13,
+                 {"zero": np.array([1, 0, 2])})
+    with pytest.raises(RccError, match="integer modulo by zero"):
+        lower_model(bad, "bad.onnx")
+
+
+def test_rms_normalization_defaults_as_onnxruntime() -> None:
+    """An absent epsilon is the float 1e-5f (float64 rows once differed by 1e-8); any stash_type is taken, and
+    ignored, as onnxruntime ignores it."""
+    rng = np.random.default_rng(17)
+    x = (rng.standard_normal((2, 4)) * 1e-3).astype(np.float64)
+    for attrs in ({}, {"stash_type": 0}):
+        node = helper.make_node("RMSNormalization", ["x", "scale"], ["y"], **attrs)
+        graph = helper.make_graph([node], "rms", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, x.shape)],
+                                  [helper.make_empty_tensor_value_info("y")],
+                                  [numpy_helper.from_array(np.ones(4), "scale")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+        np.testing.assert_array_equal(interpreter.run(lower_model(model, "rms"), {"x": x})["y"],
+                                      run_export(model, {"x": x})["y"])
+
+
+def test_verify_of_a_bool_output_that_changes_with_the_input(tmp_path: Path) -> None:
+    """--verify took the top-5 agreement of every 3-D output, negating bool ones (exit 3 on a plain Greater)."""
+    path = tmp_path / "greater.onnx"
+    onnx.save(_model([helper.make_node("Greater", ["x", "zero"], ["keep_mask"])], {"x": (1, 2, 6)},
+                     {"keep_mask": (1, 2, 6)}, 18, {"zero": np.array(0.0, np.float32)}), path)
+    compile_verified(path, "float", tmp_path)
+
+
 @pytest.mark.parametrize("opset", [7, 8, 12, 13])
 def test_variadic_sum_min_max_mean_in_every_opset(opset: int) -> None:
     """Before opset 8 the variadic ops take equal shapes; from 8 on they broadcast."""
