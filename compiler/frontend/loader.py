@@ -35,9 +35,9 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     _load_external_data(model, path)
     if not model.graph.node and not model.graph.output:
         raise RccError(f"{path}: not an ONNX model (no graph)")
-    try:
-        onnx.checker.check_model(model if model.ByteSize() < 2**31 - 1 else str(path))
-    except (onnx.checker.ValidationError, ValueError) as err:
+    try:   # full_check: strict type and shape inference, so a node of a type its schema does not take is refused
+        onnx.checker.check_model(model if model.ByteSize() < 2**31 - 1 else str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as err:
         raise RccError(f"{path}: invalid ONNX model: {one_line(err)}") from None
     _check_initializer_data(model, path)
     return upgrade_old_opset(model, str(path))

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from rcc.compiler.cli import main
 from tests.conftest import ROOT
@@ -196,3 +197,28 @@ def test_console_script_prints_no_traceback(tmp_path) -> None:
     done = subprocess.run([sys.executable, "-m", "rcc", str(tmp_path / "x.onnx")], capture_output=True,
                           text=True, cwd=ROOT)
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(("op_type", "opset", "dtype", "attrs", "extra"), [
+    ("TopK", 10, TensorProto.INT32, {}, {"k": np.array([2])}),          # integer TopK from opset 11 on
+    ("CumSum", 11, TensorProto.FLOAT16, {}, {"axis": np.array(0)}),     # float16 CumSum from opset 14 on
+    ("Swish", 24, TensorProto.INT32, {}, {}),                           # Swish is float only
+    ("ScatterND", 18, TensorProto.FLOAT, {}, {"indices": np.array([[1]], np.int32), "updates": np.ones(1, np.float32)}),
+])
+def test_an_ill_typed_node_is_refused_as_onnxruntime_refuses_it(op_type: str, opset: int, dtype: int, attrs: dict,
+                                                                 extra: dict, tmp_path, capsys) -> None:
+    """onnx's strict type check runs on load: a node whose input type its schema does not take is one line, exit
+    2, naming the node (rcc computed these, and onnxruntime refuses them as invalid models)."""
+    outputs = ["y", "indices_out"] if op_type == "TopK" else ["y"]
+    node = helper.make_node(op_type, ["x", *extra], outputs, name="odd", **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", dtype, [4])],
+                              [helper.make_tensor_value_info("y", dtype, [2 if op_type == "TopK" else 4])],
+                              [numpy_helper.from_array(array, name) for name, array in extra.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    path = tmp_path / "odd.onnx"
+    onnx.save(model, path)
+    with pytest.raises(Exception):
+        onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    code, out, err = run_cli(capsys, path, "-o", tmp_path / "out.rccp")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "invalid ONNX model" in err and op_type in err, err
+    assert not (tmp_path / "out.rccp").exists()

@@ -16,6 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rcc.compiler.cli import main
 from rcc.compiler.driver import compile_model, verify_compiled
+from rcc.compiler.frontend import lower_model
+from rcc.ir.errors import RccError
 from tests.frontend.test_quantized_import import assert_machine_bit_exact, qdq_nodes
 
 FOUR_BIT = {"int4": (TensorProto.INT4, -8, 7), "uint4": (TensorProto.UINT4, 0, 15)}
@@ -99,9 +101,13 @@ def test_a_four_bit_zero_point_that_does_not_fit_is_one_line(tmp_path, capsys) -
                 [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(20), "z")])
     code = main([path, "-o", str(tmp_path / "out.rccp")])
     err = capsys.readouterr().err
+    # an int8 zero point for an int4 output is ill-typed: onnx's type check names the node before rcc's range check
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "q_int4" in err and "[20]" in err and "int4" in err and "[-8, 7]" in err
+    assert "q_int4" in err and "does not match y_zero_point type INT8" in err
     assert not (tmp_path / "out.rccp").exists()
+    with pytest.raises(RccError) as caught:   # rcc's own check, for a model that reaches it unchecked
+        lower_model(onnx.load(path), "q4.onnx")
+    assert "q_int4" in str(caught.value) and "[20]" in str(caught.value) and "[-8, 7]" in str(caught.value)
 
 
 def test_a_block_size_that_does_not_divide_the_axis_is_one_line(tmp_path, capsys) -> None:
