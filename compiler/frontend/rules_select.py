@@ -13,6 +13,17 @@ from rcc.compiler.frontend.registry import rule
 from rcc.ir.ops.nn_select import ONE_HOT_KERNELS
 
 
+# dtypes onnxruntime 1.32 has TopK and Trilu kernels for (probed; float16 reaches them through casts)
+_KERNEL_DTYPES = {"TopK": ("f16", "f32", "f64", "i8", "i16", "i32", "i64", "u8"),
+                  "Trilu": ("f16", "f32", "f64", "i32", "i64", "bool")}
+
+
+def _check_kernel(ctx: LowerContext, dtype: str) -> None:
+    if dtype not in _KERNEL_DTYPES[ctx.node.op_type]:
+        raise ctx.unsupported(f"{ctx.node.op_type} of {dtype}: onnxruntime has no such kernel either (it takes "
+                        f"{', '.join(_KERNEL_DTYPES[ctx.node.op_type])})")
+
+
 def _axis(ctx: LowerContext, axis: int, rank: int) -> int:
     if not -rank <= axis < rank:
         raise ctx.error(f"axis {axis} is out of range for rank {rank}")
@@ -29,6 +40,7 @@ def _one_integer(ctx: LowerContext, index: int, what: str) -> int:
 @rule("TopK")
 def lower_top_k(ctx: LowerContext) -> None:
     x = ctx.input(0)
+    _check_kernel(ctx, x.type.dtype)
     axis = _axis(ctx, int(ctx.attr("axis", -1)), x.type.rank)
     k = int(ctx.attr("k")) if ctx.opset < 10 else _one_integer(ctx, 1, "K")
     if not 0 <= k <= x.type.shape[axis]:
@@ -69,7 +81,9 @@ def lower_trilu(ctx: LowerContext) -> None:
     upper = ctx.attr("upper", 1)
     if upper not in (0, 1):
         raise ctx.error(f"attribute upper={upper} is not 0 or 1")
-    ctx.bind(0, ctx.op("nn.trilu", [ctx.input(0)], {"k": k, "upper": bool(upper)}))
+    x = ctx.input(0)
+    _check_kernel(ctx, x.type.dtype)
+    ctx.bind(0, ctx.op("nn.trilu", [x], {"k": k, "upper": bool(upper)}))
 
 
 @rule("Swish")

@@ -564,3 +564,15 @@ def test_one_hot_takes_its_type_from_its_values_with_float16_anywhere(depth: typ
     model = one_node("OneHot", {"i": indices}, {"depth": np.array(3, depth), "values": np.array([0.1, 1e4], values)},
                      opset=11, out_dtype=values)
     check_exact(model, {"i": indices})
+
+
+@pytest.mark.parametrize(("op_type", "dtype"), [("TopK", np.uint16), ("TopK", np.uint64), ("Trilu", np.int8),
+                                                ("Trilu", np.uint8)])
+def test_top_k_and_trilu_of_dtypes_onnxruntime_has_no_kernel_for_are_refused(op_type: str, dtype: type) -> None:
+    x = np.ones((3, 4), dtype)
+    model = one_node(op_type, {"x": x}, {"k": ints([2])} if op_type == "TopK" else {}, outputs=2 if op_type == "TopK"
+                     else 1, opset=14)
+    with pytest.raises(Exception):
+        onnxruntime_run(model, {"x": x})
+    with pytest.raises(UnsupportedError, match=rf"{op_type} of [iu]\d+: onnxruntime has no such kernel either"):
+        lower_model(model, "one")
