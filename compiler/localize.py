@@ -101,22 +101,21 @@ def _grouped_float_product(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.einsum("pgk,gkm->pgm", grouped, weights.astype(np.float64)).reshape(rows.shape[0], groups * outputs)
 
 
-def _quantized_to_rows(producer: dict[str, Instruction], mvm: Instruction) -> list[Instruction]:
-    """The instructions between a crossbar layer's `quantize` and its `mvm` (an im2col, reshapes, transposes,
-    slices), in program order."""
+def _quantized_to_rows(producer: dict[str, Instruction], mvm: Instruction) -> tuple[Instruction, list[Instruction]]:
+    """A crossbar layer's `quantize` and the instructions between it and its `mvm` (an im2col, reshapes,
+    transposes, slices), in program order."""
     chain = []
     instruction = producer[mvm.src[0]]
     while instruction.opcode != "quantize":
         chain.append(instruction)
         instruction = producer[instruction.src[0]]
-    return chain[::-1]
+    return instruction, chain[::-1]
 
 
 def attribute_layer(compiled: Compiled, mvm: Instruction, buffers: dict[str, np.ndarray]) -> dict[str, Any]:
     """The error of one crossbar layer's output split by source (see the module docstring)."""
     producer = {name: i for i in compiled.program.instructions for name in i.dst}
-    between = _quantized_to_rows(producer, mvm)
-    quantize = producer[between[0].src[0] if between else mvm.src[0]]
+    quantize, between = _quantized_to_rows(producer, mvm)
     dequantize = next(i for i in compiled.program.instructions if i.opcode == "dequantize" and i.src[0] == mvm.dst[0])
     scale, bits, signed = quantize.attrs["scale"], quantize.attrs["bits"], quantize.attrs["signed"]
 

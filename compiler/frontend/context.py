@@ -86,6 +86,28 @@ class LowerContext:
     def optional_constant(self, index: int, what: str) -> np.ndarray | None:
         return self.constant(index, what) if self.has_input(index) else None
 
+    def one_number(self, index: int, what: str) -> int:
+        """The compile-time value of input `index` when it holds one number (a scalar or one-element tensor:
+        a K, a depth, an axis), as an int; an error naming `what` otherwise."""
+        data = self.constant(index, what)
+        if data.size != 1 or data.dtype.kind not in "iuf":
+            raise self.error(f"input {what} must be one number, got {data.dtype} of shape {list(data.shape)}")
+        return int(data.reshape(-1)[0])
+
+    def flag(self, name: str, default: int) -> bool:
+        """Attribute `name`, which must be 0 or 1 (`default` when absent)."""
+        value = self.attr(name, default)
+        if value not in (0, 1):
+            raise self.error(f"attribute {name}={value} is not 0 or 1")
+        return bool(value)
+
+    def axis(self, raw: int, rank: int) -> int:
+        """Axis `raw` of a rank-`rank` tensor made non-negative; an error when it is not one of its axes."""
+        axis = int(raw) + rank if int(raw) < 0 else int(raw)
+        if not 0 <= axis < rank:
+            raise self.error(f"axis {raw} is out of range for rank {rank}")
+        return axis
+
     def input(self, index: int) -> Value:
         """The IR value of input `index` (constants become IR constants on first use)."""
         if not self.has_input(index):

@@ -18,13 +18,6 @@ from rcc.ir.core import Value
 from rcc.ir.optable import broadcast_shapes
 
 
-def _axis(ctx: LowerContext, raw: int, rank: int) -> int:
-    axis = int(raw) + rank if int(raw) < 0 else int(raw)
-    if not 0 <= axis < rank:
-        raise ctx.error(f"axis {raw} is out of range for rank {rank}")
-    return axis
-
-
 _TO_THE_END = (2**31 - 1, 2**63 - 1)  # ends onnxruntime reads as "to the last element in the step's direction"
 
 
@@ -53,7 +46,7 @@ def _slice_lists(ctx: LowerContext, rank: int) -> tuple[list[int], list[int], li
         ends = ctx.constant(2, "ends").reshape(-1).tolist()
         axes = ctx.constant(3, "axes").reshape(-1).tolist() if ctx.has_input(3) else None
         steps = ctx.constant(4, "steps").reshape(-1).tolist() if ctx.has_input(4) else None
-    axes = list(range(len(starts))) if axes is None else [_axis(ctx, a, rank) for a in axes]
+    axes = list(range(len(starts))) if axes is None else [ctx.axis(a, rank) for a in axes]
     steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise ctx.error(f"starts, ends, axes and steps differ in length ({len(starts)}, {len(ends)}, "
@@ -111,7 +104,7 @@ def _split_sizes(ctx: LowerContext, size: int, outputs: int) -> list[int]:
 @rule("Split")
 def lower_split(ctx: LowerContext) -> None:
     x = ctx.input(0)
-    axis = _axis(ctx, ctx.attr("axis", 0), x.type.rank)
+    axis = ctx.axis(ctx.attr("axis", 0), x.type.rank)
     outputs = len(ctx.node.output)
     start = 0
     for index, length in enumerate(_split_sizes(ctx, x.type.shape[axis], outputs)):
@@ -142,7 +135,7 @@ _GATHERS = {"Gather": "nn.gather", "GatherElements": "nn.gather_elements"}
 @rule(*_GATHERS)
 def lower_gather(ctx: LowerContext) -> None:
     x = ctx.input(0)
-    axis = _axis(ctx, ctx.attr("axis", 0), x.type.rank)
+    axis = ctx.axis(ctx.attr("axis", 0), x.type.rank)
     _check_constant_indices(ctx, x.type.shape[axis])
     ctx.bind(0, ctx.op(_GATHERS[ctx.node.op_type], [x, _indices(ctx)], {"axis": axis}))
 
@@ -168,7 +161,7 @@ def lower_scatter(ctx: LowerContext) -> None:
         raise ctx.error(f"attribute reduction={reduction!r} is not one of {', '.join(allowed)} in opset {ctx.opset}")
     attrs: dict[str, object] = {"reduction": reduction}
     if ctx.node.op_type != "ScatterND":
-        attrs["axis"] = axis = _axis(ctx, ctx.attr("axis", 0), data.type.rank)
+        attrs["axis"] = axis = ctx.axis(ctx.attr("axis", 0), data.type.rank)
         _check_constant_indices(ctx, data.type.shape[axis])
     ctx.bind(0, ctx.op(_SCATTERS[ctx.node.op_type], [data, _indices(ctx), updates], attrs))
 

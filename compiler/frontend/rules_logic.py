@@ -37,11 +37,8 @@ def lower_bit_test(ctx: LowerContext) -> None:
 
 @rule("IsInf")
 def lower_isinf(ctx: LowerContext) -> None:
-    flags = {key: ctx.attr(key, 1) for key in ("detect_negative", "detect_positive")}
-    for key, value in flags.items():
-        if value not in (0, 1):
-            raise ctx.error(f"attribute {key}={value} is not 0 or 1")
-    ctx.bind(0, ctx.op("nn.isinf", [ctx.input(0)], {key: bool(value) for key, value in flags.items()}))
+    flags = {key: ctx.flag(key, 1) for key in ("detect_negative", "detect_positive")}
+    ctx.bind(0, ctx.op("nn.isinf", [ctx.input(0)], flags))
 
 
 @rule("BitShift")
@@ -57,15 +54,14 @@ def lower_bit_shift(ctx: LowerContext) -> None:
 
 @rule("Mod")
 def lower_mod(ctx: LowerContext) -> None:
-    fmod = ctx.attr("fmod", 0)
-    if fmod not in (0, 1):
-        raise ctx.error(f"attribute fmod={fmod} is not 0 or 1")
+    fmod = ctx.flag("fmod", 0)
     lhs = ctx.input(0)
-    if ctx.is_constant(1) and ctx.constant(1, "divisor").dtype.kind in "iu" and not ctx.constant(1, "divisor").all():
+    divisor = ctx.constant(1, "divisor") if ctx.is_constant(1) else None
+    if divisor is not None and divisor.dtype.kind in "iu" and not divisor.all():
         raise ctx.error("integer modulo by zero: the constant divisor holds a 0 (onnxruntime refuses it too)")
     if ctx.opset < 28 and not fmod and lhs.type.dtype.startswith("f"):
         raise ctx.error(f"Mod-{ctx.opset} of {lhs.type.dtype} needs fmod=1 (a float remainder with fmod=0: opset 28)")
-    ctx.bind(0, ctx.op("nn.mod", [lhs, ctx.input(1)], {"fmod": bool(fmod)}))
+    ctx.bind(0, ctx.op("nn.mod", [lhs, ctx.input(1)], {"fmod": fmod}))
 
 
 @rule("Not")
@@ -91,9 +87,7 @@ def _ir_dtype(ctx: LowerContext, elem_type: int) -> str:
 
 
 def _cast_to(ctx: LowerContext, to: str) -> None:
-    saturate = ctx.attr("saturate", 1)
-    if saturate not in (0, 1):
-        raise ctx.error(f"attribute saturate={saturate} is not 0 or 1")
+    ctx.flag("saturate", 1)   # checked only
     x = ctx.input(0)
     if x.type == TensorType(x.type.shape, to):
         ctx.bind(0, ctx.op("nn.identity", [x]))

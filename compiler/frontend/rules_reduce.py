@@ -39,45 +39,28 @@ def lower_reduction(ctx: LowerContext) -> None:
         noop = bool(ctx.attr("noop_with_empty_axes", 0))
     else:
         axes, noop = [int(a) for a in ctx.attr("axes", [])], False
-    keepdims = ctx.attr("keepdims", 1)
-    if keepdims not in (0, 1):
-        raise ctx.error(f"attribute keepdims={keepdims} is not 0 or 1")
+    keepdims = ctx.flag("keepdims", 1)
     if not axes and noop:
         ctx.bind(0, ctx.op("nn.identity", [x]))
         return
     rank = x.type.rank
     resolved = normalized_axes(ctx, axes, rank) if axes else tuple(range(rank))
-    ctx.bind(0, ctx.op(_REDUCTIONS[ctx.node.op_type], [x], {"axes": resolved, "keepdims": bool(keepdims)}))
+    ctx.bind(0, ctx.op(_REDUCTIONS[ctx.node.op_type], [x], {"axes": resolved, "keepdims": keepdims}))
 
 
 @rule("ArgMax", "ArgMin")
 def lower_arg_reduction(ctx: LowerContext) -> None:
     x = ctx.input(0)
-    axis = int(ctx.attr("axis", 0))
-    rank = x.type.rank
-    if not -rank <= axis < rank:
-        raise ctx.error(f"axis {axis} is out of range for rank {rank}")
-    flags = {key: ctx.attr(key, default) for key, default in (("keepdims", 1), ("select_last_index", 0))}
-    for key, value in flags.items():
-        if value not in (0, 1):
-            raise ctx.error(f"attribute {key}={value} is not 0 or 1")
+    axis = ctx.axis(ctx.attr("axis", 0), x.type.rank)
+    flags = {key: ctx.flag(key, default) for key, default in (("keepdims", 1), ("select_last_index", 0))}
     opname = "nn.argmax" if ctx.node.op_type == "ArgMax" else "nn.argmin"
-    ctx.bind(0, ctx.op(opname, [x], {"axis": axis % rank, **{k: bool(v) for k, v in flags.items()}}))
+    ctx.bind(0, ctx.op(opname, [x], {"axis": axis, **flags}))
 
 
 @rule("CumSum")
 def lower_cumsum(ctx: LowerContext) -> None:
     """CumSum (opset 11, 14): its axis a constant scalar or one-element tensor."""
     x = ctx.input(0)
-    axis = ctx.constant(1, "axis")
-    if axis.size != 1 or axis.ndim > 1 or axis.dtype.kind != "i":
-        raise ctx.error(f"input axis must be one integer, got {axis.dtype} of shape {list(axis.shape)}")
-    rank = x.type.rank
-    resolved = int(axis.reshape(-1)[0])
-    if not -rank <= resolved < rank:
-        raise ctx.error(f"axis {resolved} is out of range for rank {rank}")
-    flags = {key: ctx.attr(key, 0) for key in ("exclusive", "reverse")}
-    for key, value in flags.items():
-        if value not in (0, 1):
-            raise ctx.error(f"attribute {key}={value} is not 0 or 1")
-    ctx.bind(0, ctx.op("nn.cumsum", [x], {"axis": resolved % rank, **{k: bool(v) for k, v in flags.items()}}))
+    axis = ctx.axis(ctx.one_number(1, "axis"), x.type.rank)
+    flags = {key: ctx.flag(key, 0) for key in ("exclusive", "reverse")}
+    ctx.bind(0, ctx.op("nn.cumsum", [x], {"axis": axis, **flags}))

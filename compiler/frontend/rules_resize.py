@@ -160,15 +160,13 @@ def lower_grid_sample(ctx: LowerContext) -> None:
     names = _GRID_MODES[20 if ctx.opset >= 20 else 16]
     mode = ctx.attr("mode", "linear" if ctx.opset >= 20 else "bilinear")
     padding_mode = ctx.attr("padding_mode", "zeros")
-    align_corners = ctx.attr("align_corners", 0)
+    align_corners = ctx.flag("align_corners", 0)
     if mode not in names:
         raise ctx.error(f"attribute mode={mode!r} is not one of {', '.join(names)} in opset {ctx.opset}")
     if padding_mode not in GRID_PADDING_MODES:
         raise ctx.error(f"attribute padding_mode={padding_mode!r} is not one of {', '.join(GRID_PADDING_MODES)}")
-    if align_corners not in (0, 1):
-        raise ctx.error(f"attribute align_corners={align_corners} is not 0 or 1")
     x, grid = ctx.input(0), ctx.input(1)
     if grid.type.dtype != x.type.dtype and grid.type.dtype == "f16" and x.type.dtype in ("f32", "f64"):
         grid = ctx.op("nn.cast", [grid], {"to": x.type.dtype})   # exact; onnxruntime takes the two types apart
     ctx.bind(0, ctx.op("nn.grid_sample", [x, grid],
-                       {"mode": names[mode], "padding_mode": padding_mode, "align_corners": bool(align_corners)}))
+                       {"mode": names[mode], "padding_mode": padding_mode, "align_corners": align_corners}))

@@ -21,40 +21,24 @@ _KERNEL_DTYPES = {"TopK": ("f16", "f32", "f64", "i8", "i16", "i32", "i64", "u8")
 def _check_kernel(ctx: LowerContext, dtype: str) -> None:
     if dtype not in _KERNEL_DTYPES[ctx.node.op_type]:
         raise ctx.unsupported(f"{ctx.node.op_type} of {dtype}: onnxruntime has no such kernel either (it takes "
-                        f"{', '.join(_KERNEL_DTYPES[ctx.node.op_type])})")
-
-
-def _axis(ctx: LowerContext, axis: int, rank: int) -> int:
-    if not -rank <= axis < rank:
-        raise ctx.error(f"axis {axis} is out of range for rank {rank}")
-    return axis % rank
-
-
-def _one_integer(ctx: LowerContext, index: int, what: str) -> int:
-    data = ctx.constant(index, what)
-    if data.size != 1 or data.dtype.kind not in "iuf":
-        raise ctx.error(f"input {what} must be one number, got {data.dtype} of shape {list(data.shape)}")
-    return int(data.reshape(-1)[0])
+                              f"{', '.join(_KERNEL_DTYPES[ctx.node.op_type])})")
 
 
 @rule("TopK")
 def lower_top_k(ctx: LowerContext) -> None:
     x = ctx.input(0)
     _check_kernel(ctx, x.type.dtype)
-    axis = _axis(ctx, int(ctx.attr("axis", -1)), x.type.rank)
-    k = int(ctx.attr("k")) if ctx.opset < 10 else _one_integer(ctx, 1, "K")
+    axis = ctx.axis(ctx.attr("axis", -1), x.type.rank)
+    k = int(ctx.attr("k")) if ctx.opset < 10 else ctx.one_number(1, "K")
     if not 0 <= k <= x.type.shape[axis]:
         raise ctx.error(f"k={k} is outside [0, {x.type.shape[axis]}], the length of axis {axis}")
-    flags = {key: ctx.attr(key, 1) for key in ("largest", "sorted")}
-    for key, value in flags.items():
-        if value not in (0, 1):
-            raise ctx.error(f"attribute {key}={value} is not 0 or 1")
-    if not flags["sorted"] and k > 1:
+    largest, ordered = ctx.flag("largest", 1), ctx.flag("sorted", 1)
+    if not ordered and k > 1:
         raise ctx.unsupported("TopK with sorted=0 (onnxruntime's order of an unsorted selection is its own)")
-    indices = ctx.op("nn.top_k_indices", [x], {"k": k, "axis": axis, "largest": bool(flags["largest"])},
-                     name=ctx.node.output[1] if len(ctx.node.output) > 1 and ctx.node.output[1] else None)
+    indices_name = ctx.node.output[1] if len(ctx.node.output) > 1 and ctx.node.output[1] else None
+    indices = ctx.op("nn.top_k_indices", [x], {"k": k, "axis": axis, "largest": largest}, name=indices_name)
     ctx.bind(0, ctx.op("nn.gather_elements", [x, indices], {"axis": axis}))
-    if len(ctx.node.output) > 1 and ctx.node.output[1]:
+    if indices_name:
         ctx.bind(1, indices)
 
 
@@ -67,23 +51,20 @@ def lower_one_hot(ctx: LowerContext) -> None:
     if types not in ONE_HOT_KERNELS:
         raise ctx.error(f"{types[0]} indices, {types[1]} depth and {types[2]} values: onnxruntime has no such "
                         f"OneHot kernel either")
-    depth = _one_integer(ctx, 1, "depth")
+    depth = ctx.one_number(1, "depth")
     if depth < 1:
         raise ctx.error(f"depth {depth} is not positive")
-    axis = int(ctx.attr("axis", -1))
-    rank = indices.type.rank + 1
-    ctx.bind(0, ctx.op("nn.one_hot", [indices, ctx.input(2)], {"depth": depth, "axis": _axis(ctx, axis, rank)}))
+    axis = ctx.axis(ctx.attr("axis", -1), indices.type.rank + 1)
+    ctx.bind(0, ctx.op("nn.one_hot", [indices, ctx.input(2)], {"depth": depth, "axis": axis}))
 
 
 @rule("Trilu")
 def lower_trilu(ctx: LowerContext) -> None:
-    k = _one_integer(ctx, 1, "k") if ctx.has_input(1) else 0
-    upper = ctx.attr("upper", 1)
-    if upper not in (0, 1):
-        raise ctx.error(f"attribute upper={upper} is not 0 or 1")
+    k = ctx.one_number(1, "k") if ctx.has_input(1) else 0
+    upper = ctx.flag("upper", 1)
     x = ctx.input(0)
     _check_kernel(ctx, x.type.dtype)
-    ctx.bind(0, ctx.op("nn.trilu", [x], {"k": k, "upper": bool(upper)}))
+    ctx.bind(0, ctx.op("nn.trilu", [x], {"k": k, "upper": upper}))
 
 
 @rule("Swish")

@@ -154,7 +154,8 @@ def tile(x: np.ndarray, *, repeats: tuple[int, ...]) -> np.ndarray:
 
 # A scatter's reduction: how an update combines with the value already there, applied one index after the
 # other in the indices' order (onnxruntime's order; with "none" a repeated index keeps its last update).
-SCATTER_REDUCTIONS = {"none": None, "add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
+_ARITHMETIC = {"add": np.add, "mul": np.multiply}   # applied in index order by ufunc.at
 
 
 # (dtype, reduction) pairs onnxruntime 1.32 has no kernel for, per scatter (it refuses them at run time)
@@ -165,7 +166,7 @@ _SCATTER_GAPS = {"nn.scatter_nd": {("bool", "max"), ("bool", "min"), ("f16", "ad
 
 def _check_reduction(opname: str, data: TensorType, reduction: str) -> None:
     if reduction not in SCATTER_REDUCTIONS:
-        raise ValueError(f"reduction {reduction!r} is not one of {sorted(SCATTER_REDUCTIONS)}")
+        raise ValueError(f"reduction {reduction!r} is not one of {', '.join(SCATTER_REDUCTIONS)}")
     if (data.dtype, reduction) in _SCATTER_GAPS[opname]:
         raise ValueError(f"reduction {reduction!r} of {data.dtype} data (onnxruntime has no such kernel either)")
 
@@ -177,7 +178,7 @@ def _combine(reduction: str, current: np.ndarray, update: np.ndarray) -> np.ndar
         return np.where(update < current, current, update)
     if reduction == "min":
         return np.where(update > current, current, update)
-    return SCATTER_REDUCTIONS[reduction](current, update)
+    return _ARITHMETIC[reduction](current, update)
 
 
 def _scatter(data: np.ndarray, where: tuple[np.ndarray, ...], updates: np.ndarray, reduction: str) -> np.ndarray:
@@ -186,8 +187,8 @@ def _scatter(data: np.ndarray, where: tuple[np.ndarray, ...], updates: np.ndarra
     out = data.copy()
     if reduction == "none":
         out[where] = updates
-    elif reduction in ("add", "mul"):
-        SCATTER_REDUCTIONS[reduction].at(out, where, updates)
+    elif reduction in _ARITHMETIC:
+        _ARITHMETIC[reduction].at(out, where, updates)
     else:   # rounds: each element's first update, then its second, ... (repeated indices apply in order)
         where = tuple(np.broadcast_to(w, updates.shape[:np.broadcast(*where).ndim]) for w in where)
         flat = np.ravel_multi_index(where, data.shape[:len(where)]).reshape(-1)
