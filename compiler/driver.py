@@ -24,7 +24,8 @@ from rcc.backends.program import Instruction, Program
 from rcc.backends.target import Target
 from rcc.compiler.calibrate import calibration_samples
 from rcc.compiler.frontend import lower_model
-from rcc.compiler.frontend.host_split import split_for_host
+from rcc.compiler.frontend.host_split import HostSplit, split_for_host
+from rcc.compiler.frontend.rules_control import DataDependentIf
 from rcc.compiler.host_run import HostPart
 from rcc.compiler.noise_gain import output_snrs
 from rcc.compiler.frontend.loader import ShapeOverrides, load_onnx
@@ -95,6 +96,19 @@ def _lazy_reference(path: str | os.PathLike) -> Callable[[dict[str, np.ndarray]]
     return reference
 
 
+def lower_for_chip(model, source: str, input_shapes: ShapeOverrides | None, allow_nonfinite: bool
+                   ) -> tuple[Module, HostSplit | None]:
+    """The graph IR of what runs on the chip, and the host split when a data-dependent node sends the rest of the
+    model to the host: cut first at NonZero and the like, then, when the lowering meets an If whose condition is
+    computed at run time (an If on shapes alone takes its branch: `rules_control.py`), at that If."""
+    split = split_for_host(model, source, first_if="")
+    try:
+        return lower_model(split.prefix if split else model, source, input_shapes, allow_nonfinite), split
+    except DataDependentIf as stop:
+        split = split_for_host(model, source, first_if=stop.output)
+        return lower_model(split.prefix, source, input_shapes, allow_nonfinite), split
+
+
 def compile_model(path: str | os.PathLike, target: Target | None = None, precision: str = "int",
                   input_shapes: ShapeOverrides | None = None, pipeline: PipelineSpec | None = None,
                   calibration: dict | None = None, print_after_all: bool = False, deconv: str = "pixelwise",
@@ -114,8 +128,7 @@ def compile_model(path: str | os.PathLike, target: Target | None = None, precisi
                       reference=_lazy_reference(path))
     with stage("import"):
         model = load_onnx(path)
-        split = split_for_host(model, str(path))  # a data-dependent node: the rest of the model runs on the host
-        module = lower_model(split.prefix if split else model, str(path), input_shapes, allow_nonfinite)
+        module, split = lower_for_chip(model, str(path), input_shapes, allow_nonfinite)
     run_pipeline(module, default_pipeline(deconv) if pipeline is None else pipeline, ctx, print_after_all)
     if ctx.graph is None:
         raise RccError("the pipeline has no lower-to-xbar, so there is no crossbar-level IR to emit")

@@ -19,12 +19,14 @@ from onnx import helper, numpy_helper
 
 from rcc.compiler.frontend.registry import RULES
 
-# (op type, input index from which on inputs are parameters rcc needs at compile time)
+# (op type, input index from which on inputs are parameters rcc needs at compile time, or their indices)
 PARAMETER_INPUTS = {"Resize": 1, "Upsample": 1, "Clip": 1, "Pad": 1, "Reshape": 1, "Squeeze": 1,
                     "Unsqueeze": 1, "Dropout": 1, "SplitToSequence": 1, "SequenceInsert": 2, "SequenceAt": 1,
                     "SequenceErase": 1}
 PARAMETER_INPUTS.update({"Slice": 1, "Split": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0, "Range": 0, "CumSum": 1,
                          "TopK": 1, "OneHot": 1, "Trilu": 1})
+# recurrent layers: W, R, B, sequence_lens and LSTM's P (initial_h and initial_c stay data)
+PARAMETER_INPUTS.update({"RNN": (1, 2, 3, 4), "GRU": (1, 2, 3, 4), "LSTM": (1, 2, 3, 4, 7)})
 PARAMETER_INPUTS.update({op: 1 for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
                                           "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")})
 PARAMETER_INPUTS.update({"QuantizeLinear": 1, "DequantizeLinear": 1, "QLinearConv": 1, "QLinearMatMul": 1,
@@ -59,9 +61,11 @@ def frozen_model(case, also: dict[str, int] | None = None) -> tuple[onnx.ModelPr
     parameter_names = set()
     freeze = {**PARAMETER_INPUTS, **(also or {})}
     for node in model.graph.node:
-        first = freeze.get(node.op_type)
-        if first is not None:
-            parameter_names.update(name for name in node.input[first:] if name)
+        positions = freeze.get(node.op_type)
+        if positions is not None:
+            chosen = node.input[positions:] if isinstance(positions, int) else \
+                [node.input[i] for i in positions if i < len(node.input)]
+            parameter_names.update(name for name in chosen if name)
     inputs = case.data_sets[0][0]
     kept, keep_index, constructs = [], [], []
     for index, (info, data) in enumerate(zip(list(model.graph.input), inputs)):

@@ -16,7 +16,7 @@ import onnx
 from rcc.compiler.frontend import (rules_activation, rules_math, rules_norm, rules_sequence,  # noqa: F401  (fill RULES)
                                    rules_shape, rules_spatial)
 from rcc.compiler.frontend import (rules_einsum, rules_index, rules_logic, rules_reduce,  # noqa: F401  (fill RULES)
-                                   rules_resize, rules_select)
+                                   rules_control, rules_recurrent, rules_resize, rules_select)
 from rcc.compiler.frontend.context import LowerContext, initializer_arrays, node_label
 from rcc.compiler.frontend.float16 import computes_in_float32, fold_node, in_float32, lower_cast
 from rcc.compiler.frontend.fold import try_fold
@@ -75,6 +75,37 @@ def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:
         ctx.module.outputs.append(value)
 
 
+def register_nodes(ctx: LowerContext, nodes) -> None:
+    """Record what `nodes` read and write (the main graph's, or an inlined If branch's)."""
+    for node in nodes:
+        ctx.used.update(node.input)
+        ctx.producers.update((name, node) for name in node.output if name)
+        for name in node.input:
+            ctx.readers.setdefault(name, []).append(node)
+
+
+def _lower_nodes(ctx: LowerContext, nodes) -> None:
+    """Fold or lower each (node, index) in order."""
+    for node, index in nodes:
+        ctx.node, ctx.label = node, node_label(node, index)
+        widened = computes_in_float32(ctx, node)   # a float16 node onnxruntime computes in float32
+        if fold_node(ctx, node, lambda copy: try_fold(ctx, copy, ctx.opsets), widened):
+            continue
+        lowering = rule_for(node)
+        if lowering is None:
+            domain = f"{node.domain}." if node.domain else ""
+            raise UnsupportedError(f"{ctx.source}: {ctx.label}: unsupported op {domain}{node.op_type}")
+        if widened:
+            in_float32(ctx, lambda copy: lowering(ctx))
+        elif node.op_type == "Cast":
+            lower_cast(ctx, lowering)
+        else:
+            lowering(ctx)
+        unbound = [name for name in node.output[:1] if name and name in ctx.used
+                   and not any(name in bound for bound in (ctx.values, ctx.constants, ctx.sequences))]
+        assert not unbound, f"rule for {node.op_type} left {unbound} unbound"
+
+
 def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverrides | None = None,
                 allow_nonfinite: bool = False) -> Module:
     """Graph-level IR of an already loaded model; RccError naming the tensor when a weight holds NaN/Inf
@@ -88,31 +119,14 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
         for name, array in ctx.constants.items():
             check_finite(f"{source}: initializer {name!r}", array)
     _add_inputs(ctx, model, input_shapes or {})
-    ctx.used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
-    for node in model.graph.node:
-        ctx.producers.update((name, node) for name in node.output if name)
-        for name in node.input:
-            ctx.readers.setdefault(name, []).append(node)
     ctx.graph_outputs = {o.name for o in model.graph.output}
-    opsets = list(model.opset_import)
+    ctx.opsets = list(model.opset_import)
+    ctx.lower_nodes = lambda nodes: (register_nodes(ctx, [node for node, _ in nodes]), _lower_nodes(ctx, nodes))
+    register_nodes(ctx, model.graph.node)
+    ctx.used |= ctx.graph_outputs
     for index, node in enumerate(model.graph.node):
-        ctx.node, ctx.label = node, node_label(node, index)
-        widened = computes_in_float32(ctx, node)   # a float16 node onnxruntime computes in float32
-        if fold_node(ctx, node, lambda copy: try_fold(ctx, copy, opsets), widened):
-            continue
-        lowering = rule_for(node)
-        if lowering is None:
-            domain = f"{node.domain}." if node.domain else ""
-            raise UnsupportedError(f"{source}: {ctx.label}: unsupported op {domain}{node.op_type}")
-        if widened:
-            in_float32(ctx, lambda copy: lowering(ctx))
-        elif node.op_type == "Cast":
-            lower_cast(ctx, lowering)
-        else:
-            lowering(ctx)
-        unbound = [name for name in node.output[:1] if name and name in ctx.used
-                   and not any(name in bound for bound in (ctx.values, ctx.constants, ctx.sequences))]
-        assert not unbound, f"rule for {node.op_type} left {unbound} unbound"
+        ctx.top_node = node
+        _lower_nodes(ctx, [(node, index)])
     ctx.node, ctx.label = None, "graph outputs"
     _bind_outputs(ctx, model)
     ctx.module.drop_unused_constants()

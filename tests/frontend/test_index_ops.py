@@ -56,7 +56,7 @@ def onnxruntime_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dic
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
-def check_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> None:
+def check_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e-5, atol: float = 1e-5) -> None:
     """Interpreter and exported model agree with onnxruntime; the IR text round-trips."""
     expected = onnxruntime_run(model, feeds)
     module = lower_model(model, "one")
@@ -67,8 +67,8 @@ def check_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> None:
     exported = onnxruntime_run(export_onnx(module), feeds)
     for name, reference in expected.items():
         assert actual[name].dtype == reference.dtype and actual[name].shape == reference.shape, name
-        np.testing.assert_allclose(actual[name], reference, rtol=1e-5, atol=1e-5, err_msg=f"interpreter {name}")
-        np.testing.assert_allclose(exported[name], reference, rtol=1e-5, atol=1e-5, err_msg=f"export {name}")
+        np.testing.assert_allclose(actual[name], reference, rtol=rtol, atol=atol, err_msg=f"interpreter {name}")
+        np.testing.assert_allclose(exported[name], reference, rtol=rtol, atol=atol, err_msg=f"export {name}")
 
 
 def floats(seed: int, shape: tuple[int, ...]) -> np.ndarray:
