@@ -82,7 +82,7 @@ def calibration_samples(module: Module, data: dict[str, np.ndarray] | None = Non
     if len(set(counts.values())) > 1:
         raise RccError(f"{origin}: inputs have different sample counts "
                        f"({', '.join(f'{name}: {count}' for name, count in counts.items())})")
-    return [{**defaults, **{name: array[index] for name, array in arrays.items()}}
+    return [{**defaults, **{name: array[index, ...] for name, array in arrays.items()}}   # 0-d stays an array
             for index in range(max(counts.values(), default=1))]
 
 

@@ -132,3 +132,31 @@ def test_an_output_whose_shape_changes_per_sample_verifies(tmp_path) -> None:
     assert len(counts) > 1   # the samples' shapes do differ
     shifted = _ragged_metrics([np.zeros((2, 3)), np.zeros((2, 4))], [np.zeros((2, 3)), np.zeros((2, 5))], INTERPRETER_TOLERANCE)
     assert not shifted["passed"] and shifted["note"].startswith("sample 1: shape [2, 4] differs")
+
+
+def test_stacked_samples_of_a_scalar_input_reach_the_host_as_arrays(tmp_path) -> None:
+    """Samples given with a leading axis (`--inputs`, `--calibrate`) split into per-sample sets whose 0-d
+    inputs stay arrays: the host's onnxruntime session refused a numpy scalar (a traceback, exit 3)."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")]
+    then_branch = helper.make_graph([helper.make_node("Relu", ["y"], ["r"])], "then", [], [tensor("r", [1, 4, 4, 4])])
+    else_branch = helper.make_graph([helper.make_node("Neg", ["y"], ["n"])], "else", [], [tensor("n", [1, 4, 4, 4])])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("If", ["flag"], ["out"], then_branch=then_branch, else_branch=else_branch, name="if")]
+    path = save_model(tmp_path / "if.onnx", nodes, [tensor("x", [1, 3, 4, 4]), tensor("flag", [], TensorProto.BOOL)],
+                      [tensor("out", [1, 4, 4, 4])], inits)
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, x=rng.normal(size=(2, 1, 3, 4, 4)).astype(np.float32), flag=np.array([True, False]))
+    assert main([str(path), "--verify", "--inputs", str(samples), "--calibrate", str(samples), "-q",
+                 "-o", str(tmp_path / "if.rccp")]) == 0
+
+
+def test_localize_compares_the_tensors_handed_to_the_host(model, tmp_path, capsys) -> None:
+    """The program's outputs of a split model are intermediate tensors of the ONNX model: --localize asks
+    onnxruntime for them too (it raised a KeyError, exit 3)."""
+    report = tmp_path / "report.json"
+    assert main([model, "--verify", "--localize", "-q", "-o", str(tmp_path / "s.rccp"), "--report", str(report)]) == 0
+    import json
+    verify = json.loads(report.read_text())["verify"]
+    tensors = {row["tensor"]: row for row in verify["localization"]["tensors"]}
+    assert tensors["y"]["passed"] and tensors["y"]["op"] == "Conv"
