@@ -24,8 +24,9 @@ about the input-dependent part and is not counted as verified.
     python bench/try_models.py --mixed-precision auto --models efficientnet_b0   # wider inputs where needed
     python bench/try_models.py --calibrate-on-inputs --models opt_tiny    # ranges from the model's own samples
 
-Integer compiles calibrate on rcc's seeded random inputs (integers below 8), as `rcc MODEL` does without
-`--calibrate`; `--calibrate-on-inputs` calibrates on `NAME.inputs.npz` instead, the samples it is then verified
+Integer compiles calibrate on `NAME.calibration.npz` when present (held-out samples from the generator of the
+inputs: `bench/wheel_models.py` writes them), else on rcc's seeded random inputs (integers below 8), as `rcc MODEL`
+does without `--calibrate`; `--calibrate-on-inputs` calibrates on `NAME.inputs.npz` instead, the samples it is then verified
 on (optimistic: a user would hold out calibration data; OPT's position ids index a table with the running
 count of its attention mask, which random integers overrun).
 
@@ -118,10 +119,11 @@ def run_stage(result: dict[str, Any], stage: str, save: Callable[[], None], work
 
 
 def try_model(path: Path, result_path: Path, mixed_precision: str | None = None,
-              calibrate_on_inputs: bool = False) -> None:
+              calibrate_on_inputs: bool = False, allow_nonfinite: bool = False) -> None:
     """Every stage of one model, its results rewritten to `result_path` after each stage; `mixed_precision`
     (auto or a goal in dB) as `rcc --mixed-precision` for the integer compile, calibrated on the model's input
-    samples when `calibrate_on_inputs`."""
+    samples when `calibrate_on_inputs`, else on NAME.calibration.npz when there is one; `allow_nonfinite` as
+    rcc's flag."""
     from rcc.backends.chip import load_chip
     from rcc.backends.target import Target
     from rcc.compiler.driver import compile_model, verify_compiled
@@ -141,11 +143,14 @@ def try_model(path: Path, result_path: Path, mixed_precision: str | None = None,
     inputs_path = path.with_suffix(".inputs.npz")
     inputs = dict(np.load(inputs_path)) if inputs_path.is_file() else None
     result["inputs"] = inputs_path.name if inputs is not None else "random"
+    calibration_path = path.with_suffix(".calibration.npz")
+    calibration = inputs if calibrate_on_inputs else \
+        dict(np.load(calibration_path)) if calibration_path.is_file() else None
 
     def compile_int() -> tuple[Any, dict[str, Any]]:
         goal = None if mixed_precision is None else mixed_precision_goal(mixed_precision, Target())
-        compiled = compile_model(path, precision="int", mixed_precision=goal,
-                                 calibration=inputs if calibrate_on_inputs else None)
+        compiled = compile_model(path, precision="int", mixed_precision=goal, calibration=calibration,
+                                 allow_nonfinite=allow_nonfinite)
         cost = estimate_cost(compiled.program, load_chip("isaac"))
         return compiled, {"crossbars": totals(layer_rows(compiled.program, compiled.target))["crossbars"],
                           "energy_uj": cost.energy_pj / 1e6, "latency_us": cost.latency_ns / 1e3,
@@ -153,7 +158,8 @@ def try_model(path: Path, result_path: Path, mixed_precision: str | None = None,
 
     def verify(compiled: Any, executor: str) -> Callable[[], tuple[None, dict[str, Any]]]:
         def work() -> tuple[None, dict[str, Any]]:
-            outcome = verify_compiled(path, compiled, executor=executor, inputs=inputs).to_json()
+            outcome = verify_compiled(path, compiled, executor=executor, inputs=inputs,
+                                      allow_nonfinite=allow_nonfinite).to_json()
             return None, {**worst_output(outcome), "verify": outcome}
         return work
 
@@ -162,7 +168,8 @@ def try_model(path: Path, result_path: Path, mixed_precision: str | None = None,
         run_stage(result, "interpreter", save, verify(compiled, "interpreter"))
         run_stage(result, "machine_int", save, verify(compiled, "machine"))
     del compiled
-    compiled = run_stage(result, "compile_float", save, lambda: (compile_model(path, precision="float"), {}))
+    compiled = run_stage(result, "compile_float", save,
+                         lambda: (compile_model(path, precision="float", allow_nonfinite=allow_nonfinite), {}))
     if compiled is not None:
         run_stage(result, "machine_float", save, verify(compiled, "machine"))
 
@@ -176,13 +183,14 @@ STAGES = ("compile_int", "interpreter", "machine_int", "compile_float", "machine
 
 
 def run_child(path: Path, timeout: float, mixed_precision: str | None = None,
-              calibrate_on_inputs: bool = False) -> dict[str, Any]:
+              calibrate_on_inputs: bool = False, allow_nonfinite: bool = False) -> dict[str, Any]:
     """`try_model` in a fresh interpreter; what it had saved when it ended, with how it ended."""
     with tempfile.TemporaryDirectory() as tmp:
         result_path = Path(tmp) / "result.json"
         command = [sys.executable, __file__, "--child", str(path), "--child-result", str(result_path),
                    *(["--mixed-precision", mixed_precision] if mixed_precision else []),
-                   *(["--calibrate-on-inputs"] if calibrate_on_inputs else [])]
+                   *(["--calibrate-on-inputs"] if calibrate_on_inputs else []),
+                   *(["--allow-nonfinite"] if allow_nonfinite else [])]
         started = time.perf_counter()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -281,11 +289,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="as rcc's flag, for the integer compile (default: off, every input at 8 bits)")
     parser.add_argument("--calibrate-on-inputs", action="store_true",
                         help="calibrate the integer compile on NAME.inputs.npz (default: rcc's seeded random inputs)")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="as rcc's flag: compile NaN/Inf weights (a -inf mask constant) and propagate them")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        try_model(args.child, args.child_result, args.mixed_precision, args.calibrate_on_inputs)
+        try_model(args.child, args.child_result, args.mixed_precision, args.calibrate_on_inputs, args.allow_nonfinite)
         return 0
 
     paths = sorted(args.dir.glob("*.onnx"))
@@ -297,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results: dict[str, dict[str, Any]] = {}
     for path in paths:
-        results[path.stem] = run_child(path, args.timeout, args.mixed_precision, args.calibrate_on_inputs)
+        results[path.stem] = run_child(path, args.timeout, args.mixed_precision, args.calibrate_on_inputs,
+                                       args.allow_nonfinite)
         compiled = results[path.stem].get("compile_int", {})
         print(f"{path.stem:32s} {compiled.get('status', '-'):6s} {results[path.stem]['seconds']:7.1f} s",
               file=sys.stderr, flush=True)
