@@ -23,7 +23,7 @@ from collections import Counter
 
 import numpy as np
 
-from rcc.ir.ops.xbar import channels_first_dequantizer, im2col_taps_first, quantized_levels, taps_first_order
+from rcc.ir.ops.xbar import channels_first_dequantizer, im2col_taps_first, quantizer, taps_first_order
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
 
@@ -153,5 +153,5 @@ def _taps_first_cols(attrs: dict):
 
 
 def _levels(attrs: dict):
-    scale, bits, signed = attrs["scale"], attrs["bits"], attrs["signed"]
-    return lambda operands: [quantized_levels(operands[0], scale, bits, signed)]
+    levels = quantizer(attrs["scale"], attrs["bits"], attrs["signed"])
+    return lambda operands: [levels(operands[0])]
