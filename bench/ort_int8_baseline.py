@@ -12,7 +12,7 @@ try_models.py's JSON (`--rcc-table`), or measured (`--rcc-live`: `compile_model`
 executor="machine")`).
 
 A model whose tail is data-dependent (SSDlite's post-processing) is cut where rcc cuts it
-(`split_for_host`): both onnxruntime runs use the prefix rcc puts on the chip, and the outputs compared are
+(`driver.lower_for_chip`): both onnxruntime runs use the prefix rcc puts on the chip, and the outputs compared are
 the float tensors handed to the host.
 
 For each quantized model it also counts which node types onnxruntime left in float (a node none of whose
@@ -45,8 +45,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_static)
 
 from rcc.compiler.calibrate import calibration_samples, default_sample_count
-from rcc.compiler.frontend import lower_model
-from rcc.compiler.frontend.host_split import split_for_host
+from rcc.compiler.driver import lower_for_chip
 from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.verify import sample_metrics
 
@@ -181,9 +180,8 @@ def baseline(path: Path, methods: list[str], activations: list[str], scopes: lis
              table: Path | None) -> dict[str, Any]:
     """Every (scope, activation type, calibration method) of one model, with rcc's figures beside them."""
     model = load_onnx(path)
-    split = split_for_host(model)
+    module, split = lower_for_chip(model, str(path), None, False)   # the prefix rcc compiles (Ifs on shapes taken)
     chip_part = split.prefix if split else model
-    module = lower_model(chip_part, str(path))
     count = default_sample_count(module) if samples is None else samples
     calibration = calibration_samples(module, samples=count)
     inputs = dict(np.load(path.with_suffix(".inputs.npz")))

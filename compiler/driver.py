@@ -101,11 +101,11 @@ def lower_for_chip(model, source: str, input_shapes: ShapeOverrides | None, allo
     """The graph IR of what runs on the chip, and the host split when a data-dependent node sends the rest of the
     model to the host: cut first at NonZero and the like, then, when the lowering meets an If whose condition is
     computed at run time (an If on shapes alone takes its branch: `rules_control.py`), at that If."""
-    split = split_for_host(model, source, first_if="")
+    split = split_for_host(model, source, static_ifs=True)
     try:
         return lower_model(split.prefix if split else model, source, input_shapes, allow_nonfinite), split
     except DataDependentIf as stop:
-        split = split_for_host(model, source, first_if=stop.output)
+        split = split_for_host(model, source, static_ifs=True, cut_if=stop.index)
         return lower_model(split.prefix, source, input_shapes, allow_nonfinite), split
 
 

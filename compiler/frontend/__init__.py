@@ -84,10 +84,10 @@ def register_nodes(ctx: LowerContext, nodes) -> None:
             ctx.readers.setdefault(name, []).append(node)
 
 
-def _lower_nodes(ctx: LowerContext, nodes) -> None:
-    """Fold or lower each (node, index) in order."""
+def _lower_nodes(ctx: LowerContext, nodes, within: str = "") -> None:
+    """Fold or lower each (node, index) in order (nodes of a subgraph `within`, as messages name it)."""
     for node, index in nodes:
-        ctx.node, ctx.label = node, node_label(node, index)
+        ctx.node, ctx.label = node, node_label(node, index) + (f" in {within}" if within else "")
         widened = computes_in_float32(ctx, node)   # a float16 node onnxruntime computes in float32
         if fold_node(ctx, node, lambda copy: try_fold(ctx, copy, ctx.opsets), widened):
             continue
@@ -121,11 +121,12 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
     _add_inputs(ctx, model, input_shapes or {})
     ctx.graph_outputs = {o.name for o in model.graph.output}
     ctx.opsets = list(model.opset_import)
-    ctx.lower_nodes = lambda nodes: (register_nodes(ctx, [node for node, _ in nodes]), _lower_nodes(ctx, nodes))
+    ctx.lower_nodes = lambda nodes, within: (register_nodes(ctx, [node for node, _ in nodes]),
+                                             _lower_nodes(ctx, nodes, within))
     register_nodes(ctx, model.graph.node)
     ctx.used |= ctx.graph_outputs
     for index, node in enumerate(model.graph.node):
-        ctx.top_node = node
+        ctx.top_index = index
         _lower_nodes(ctx, [(node, index)])
     ctx.node, ctx.label = None, "graph outputs"
     _bind_outputs(ctx, model)

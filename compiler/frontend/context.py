@@ -48,9 +48,9 @@ class LowerContext:
         self.graph_outputs: set[str] = set()
         self.node: onnx.NodeProto | None = None
         self.label = ""
-        self.top_node: onnx.NodeProto | None = None   # the main graph's node being lowered (an If's, in its branch)
+        self.top_index = 0   # the main graph's node being lowered (an If's, while its branch is)
         self.opsets: list = []
-        self.lower_nodes = None   # (node, index) pairs → lowered in order: an If's taken branch
+        self.lower_nodes = None   # ((node, index) pairs, where) → lowered in order: an If's taken branch
 
     # errors
     def error(self, message: str) -> RccError:

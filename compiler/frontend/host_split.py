@@ -43,12 +43,8 @@ def _constant_names(graph: onnx.GraphProto) -> set[str]:
         {out for node in graph.node if node.op_type == "Constant" for out in node.output}
 
 
-def is_data_dependent(node: onnx.NodeProto, constants: set[str], first_if: str | None = None) -> bool:
-    """Whether the node's output shape depends on tensor values rather than shapes alone. An If is, unless the
-    lowering found its condition known at compile time (`rules_control.py` takes its branch): with `first_if`,
-    the If of that output (the first one the lowering found data-dependent) is, and no If before it."""
-    if node.op_type == "If" and first_if is not None:
-        return node.output[0] == first_if
+def is_data_dependent(node: onnx.NodeProto, constants: set[str]) -> bool:
+    """Whether the node's output shape depends on tensor values rather than shapes alone."""
     if node.op_type in ALWAYS_DATA_DEPENDENT:
         return True
     return node.op_type == "TopK" and len(node.input) > 1 and node.input[1] not in constants
@@ -64,15 +60,21 @@ def _names_read(node: onnx.NodeProto) -> set[str]:
     return names
 
 
-def split_for_host(model: onnx.ModelProto, source: str = "<model>", first_if: str | None = None) -> HostSplit | None:
+def split_for_host(model: onnx.ModelProto, source: str = "<model>", static_ifs: bool = False,
+                   cut_if: int | None = None) -> HostSplit | None:
     """The machine prefix and host suffix of `model` (read from `source`), or None when no node is
-    data-dependent (every If is, unless `first_if` names the first If whose condition is computed at run time,
-    by its first output: `DataDependentIf`); UnsupportedError naming the node when the prefix would compute
-    nothing, RccError naming the tensor when a tensor crossing the cut has no known element type."""
+    data-dependent; UnsupportedError naming the node when the prefix would compute nothing, RccError naming
+    the tensor when a tensor crossing the cut has no known element type. Every If is data-dependent, unless
+    `static_ifs`: the lowering then decides (`rules_control.py` takes the branch of an If on a compile-time
+    condition), and only the If at node index `cut_if`, the first it could not take (`DataDependentIf`), is."""
     graph = model.graph
     constants = _constant_names(graph)
-    cut = next((index for index, node in enumerate(graph.node) if is_data_dependent(node, constants, first_if)),
-               None)
+
+    def cuts(index: int, node: onnx.NodeProto) -> bool:
+        if node.op_type == "If" and static_ifs:
+            return index == cut_if
+        return is_data_dependent(node, constants)
+    cut = next((index for index, node in enumerate(graph.node) if cuts(index, node)), None)
     if cut is None:
         return None
     head, tail = graph.node[:cut], graph.node[cut:]

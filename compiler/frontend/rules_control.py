@@ -20,19 +20,20 @@ from rcc.ir.inputs import check_finite
 
 
 class DataDependentIf(UnsupportedError):
-    """An If whose condition is a run-time value; `output` names the main graph's node that holds it (the If
-    itself, or the If whose taken branch holds it) by its first output."""
+    """An If whose condition is a run-time value, or whose taken branch holds a node rcc cannot compile for the
+    chip (NonZero, a TopK with a computed K, an unsupported op): `index` is the main graph's node that holds it
+    (the If itself, or the If whose taken branch holds it)."""
 
-    def __init__(self, message: str, output: str) -> None:
+    def __init__(self, message: str, index: int) -> None:
         super().__init__(message)
-        self.output = output
+        self.index = index
 
 
 @rule("If")
 def lower_if(ctx: LowerContext) -> None:
     if not ctx.is_constant(0):
         raise DataDependentIf(f"{ctx.source}: {ctx.label}: its condition is computed at run time, so which branch "
-                              f"runs (and its output shape) depends on tensor values", ctx.top_node.output[0])
+                              f"runs (and its output shape) depends on tensor values", ctx.top_index)
     condition = ctx.constant(0, "cond")
     if condition.size != 1:
         raise ctx.error(f"cond must hold one value, got shape {list(condition.shape)}")
@@ -48,7 +49,12 @@ def lower_if(ctx: LowerContext) -> None:
     ctx.constants.update(weights)
     ctx.used.update(output.name for output in branch.output)
     label = ctx.label
-    ctx.lower_nodes(list(zip(branch.node, range(len(branch.node)))))
+    try:
+        ctx.lower_nodes(list(zip(branch.node, range(len(branch.node)))), f"{label}'s {name}")
+    except DataDependentIf:
+        raise
+    except UnsupportedError as err:   # the If goes to the host whole, as an If on a run-time value does
+        raise DataDependentIf(f"{err} (so the If runs on the host)", ctx.top_index) from None
     ctx.node, ctx.label = node, label
     for index, (inner, outer) in enumerate(zip(branch.output, node.output)):
         if not outer:

@@ -8,7 +8,8 @@ unit, adding in onnxruntime's order (RNN: projection + biases, then the recurren
 projection + recurrent product, then peephole, then biases; `_biases`).
 
 `sequence_lens` must be known at compile time. A batch entry's steps past its length leave its state as it was
-and write zeros to Y; a reverse direction reads each entry's own steps backwards from its last one. Activation
+and write zeros to Y (an entry of length 0 ends with zero states, as in onnxruntime, whatever its initial ones);
+a reverse direction reads each entry's own steps backwards from its last one. Activation
 names, alphas and betas are read as onnxruntime reads them (an alpha or beta is consumed only by a function
 that takes one; absent, LeakyRelu, HardSigmoid and Elu take their defaults and the others 0).
 """
@@ -76,6 +77,8 @@ class Recurrence:
             raise ctx.error(f"X must be f32[seq_length, batch, input_size], got {x.type}")
         self.x = self.op("nn.transpose", [x], {"perm": (1, 0, 2)}, "x") if self.layout else x
         self.steps, self.batch, size = self.x.type.shape
+        if self.steps == 0 or self.batch == 0:
+            raise ctx.unsupported(f"X of shape {list(x.type.shape)}: an empty sequence or batch")
         direction = ctx.attr("direction", "forward")
         if direction not in _DIRECTIONS:
             raise ctx.error(f"direction {direction!r} is not forward, reverse or bidirectional")
@@ -94,8 +97,10 @@ class Recurrence:
         self.bias = bias
         self.lengths = self._lengths()
         self.clip = ctx.attr("clip")
-        if self.clip is not None and not float(self.clip) > 0:
-            raise ctx.error(f"clip={self.clip} is not positive")
+        if self.clip is not None and self.kind == "RNN":   # onnxruntime's RNN: 0 clips to 0, below 0 does not clip
+            self.clip = None if float(self.clip) < 0 else float(self.clip)
+        elif self.clip is not None and not float(self.clip) > 0:
+            raise ctx.error(f"clip={self.clip} is not positive (onnxruntime refuses it for GRU and LSTM)")
         self.functions = activations(ctx, self.directions)
         self.linear_before_reset = self.kind == "GRU" and ctx.flag("linear_before_reset", 0)
         self.input_forget = self.kind == "LSTM" and ctx.flag("input_forget", 0)
@@ -115,8 +120,8 @@ class Recurrence:
         if lengths.shape != (self.batch,) or lengths.dtype.kind not in "iu":
             raise self.ctx.error(f"sequence_lens must be {self.batch} integers, got {lengths.dtype} of shape "
                                  f"{list(lengths.shape)}")
-        if lengths.min() < 1 or lengths.max() > self.steps:
-            raise self.ctx.unsupported(f"sequence_lens {lengths.tolist()} outside [1, {self.steps}]")
+        if lengths.min() < 0 or lengths.max() > self.steps:
+            raise self.ctx.error(f"sequence_lens {lengths.tolist()} outside [0, {self.steps}]")
         return None if (lengths == self.steps).all() else lengths.astype(np.int64)
 
     def state(self, index: int, direction: int) -> Value | None:
@@ -247,6 +252,9 @@ def _direction(rec: Recurrence, d: int) -> tuple[list[Value], Value, Value | Non
             cell = rec.keep(k, new_cell, cell)
         outputs.append(rec.keep(k, new, None))
         hidden = rec.keep(k, new, hidden)
+    if rec.lengths is not None and (rec.lengths == 0).any():   # onnxruntime: an empty entry's last states are 0
+        hidden = rec.keep(0, hidden, None)
+        cell = None if cell is None else rec.keep(0, cell, None)
     if index is not None:
         cube = rec.stacked(outputs, rec.steps)
         gather = np.broadcast_to(index[:, :, None], cube.type.shape).astype(np.int64)

@@ -97,7 +97,7 @@ def test_recurrent_layers_match_onnxruntime(kind: str, direction: str, layout: i
     attrs = activation_attrs(kind, 2 if direction == "bidirectional" else 1, data)
     if clip is not None:
         attrs["clip"] = clip
-    lengths = data.draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
+    lengths = data.draw(st.none() | st.lists(st.integers(0, steps), min_size=batch, max_size=batch))
     if kind == "GRU":
         attrs["linear_before_reset"] = data.draw(st.integers(0, 1))
     peepholes = kind == "LSTM" and data.draw(st.booleans())
@@ -166,7 +166,7 @@ def test_computed_weights_are_refused_naming_the_input() -> None:
     ({"activations": ["Tanh", "Tanh", "Tanh"]}, "activations lists 3 functions; GRU with 1 direction"),
     ({"activations": ["Sigmoid", "Gelu"]}, "activation 'Gelu' is not one of"),
     ({"direction": "sideways"}, "direction 'sideways'"),
-    ({"clip": -1.0}, "clip=-1.0 is not positive"),
+    ({"clip": -1.0}, r"clip=-1.0 is not positive \(onnxruntime refuses it for GRU and LSTM\)"),
 ])
 def test_bad_attributes_are_one_line_errors(attrs: dict, message: str) -> None:
     direction = attrs.pop("direction", "forward")
@@ -177,7 +177,22 @@ def test_bad_attributes_are_one_line_errors(attrs: dict, message: str) -> None:
         lower_model(model, "gru")
 
 
-def test_sequence_lengths_outside_the_sequence_are_refused() -> None:
-    model, _ = recurrent_model("LSTM", 0, 2, 2, 3, 4, lengths=[2, 0])
-    with pytest.raises(UnsupportedError, match=r"sequence_lens \[2, 0\] outside \[1, 2\]"):
+def test_sequence_lengths_outside_the_sequence_and_empty_sequences_are_refused() -> None:
+    model, _ = recurrent_model("LSTM", 0, 2, 2, 3, 4, lengths=[2, 3])
+    with pytest.raises(RccError, match=r"sequence_lens \[2, 3\] outside \[0, 2\]"):
         lower_model(model, "lstm")
+    model, _ = recurrent_model("RNN", 0, 0, 1, 3, 4)
+    with pytest.raises(UnsupportedError, match=r"X of shape \[0, 1, 3\]: an empty sequence"):
+        lower_model(model, "rnn")
+
+
+@pytest.mark.parametrize("clip", [0.0, -1.0])
+def test_rnn_clip_of_zero_clips_to_zero_and_a_negative_one_does_not_clip(clip: float) -> None:
+    """As onnxruntime's RNN has it (its GRU and LSTM refuse such a clip, as rcc does)."""
+    model, fed = recurrent_model("RNN", 0, 3, 2, 3, 4, clip=clip)
+    check_recurrent(model, fed)
+
+
+def test_an_empty_entry_ends_with_zero_states_whatever_its_initial_ones() -> None:
+    model, fed = recurrent_model("LSTM", 5, 3, 3, 3, 4, "bidirectional", lengths=[3, 0, 1], initial=True)
+    check_recurrent(model, fed)

@@ -86,3 +86,26 @@ def test_a_nonfinite_branch_weight_is_refused_naming_it(tmp_path: Path, capsys) 
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "initializer 'then.w'" in error and "then_branch" in error
     assert not (tmp_path / "bad.rccp").exists()
+
+
+def test_a_taken_branch_rcc_cannot_compile_sends_its_if_to_the_host(tmp_path: Path) -> None:
+    """A NonZero (data-dependent) in the branch of an If on shapes: the If runs on the host whole, as before
+    rcc took such branches; lowered alone, the message names the node inside the branch and the If."""
+    check, condition = shape_check("outer", "x", 1, 4)
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32), "w")
+    nonzero = [helper.make_graph([helper.make_node("NonZero", ["p"], [f"{side}.nz"])], side, [],
+                                 [tensor(f"{side}.nz", [2, None], TensorProto.INT64)]) for side in ("then", "else")]
+    nodes = check + [helper.make_node("MatMul", ["x", "w"], ["p"], name="matmul"),
+                     helper.make_node("If", [condition], ["nz"], name="shape_if", then_branch=nonzero[0],
+                                      else_branch=nonzero[1])]
+    path = save_model(tmp_path / "nz.onnx", nodes, [tensor("x", [1, 4])], [tensor("nz", [2, None], TensorProto.INT64)],
+                      [weight])
+    compiled = compile_model(path, precision="float")
+    assert compiled.program.host["node"] == "shape_if"
+    assert main([str(path), "--precision", "float", "--verify", "-q", "-o", str(tmp_path / "nz.rccp")]) == 0
+    import onnx
+    from rcc.compiler.frontend import lower_model
+    from rcc.ir.errors import UnsupportedError
+    with pytest.raises(UnsupportedError, match=r"node '#0 \(output then.nz\)' \(NonZero\) in node 'shape_if' \(If\)'s "
+                                               r"then_branch: unsupported op NonZero \(so the If runs on the host\)"):
+        lower_model(onnx.load(path), "nz.onnx")
