@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rcc.ir.ops.nn_quant_tables import mlas_logistic
 from rcc.ir.optable import Attr, broadcast_shapes, define, same_as_operand
 from rcc.ir.types import TensorType
 
@@ -88,13 +89,15 @@ def prelu(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
 
 @define("nn.sigmoid", operands=("x",), infer=same_as_operand(0), tags=("elementwise",))
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(−x)) without overflow or cancellation: with e = exp(−|x|), 1/(1 + e) for x ≥ 0 and e/(1 + e)
-    below (1 − 1/(1 + e) cancels: 1e-4 relative error at x = −7 in float32, and 0 below −16.6). float16 is computed
-    in float32 and rounded once, as onnxruntime does."""
-    wide = float32_if_half(x)
-    small = np.exp(-np.abs(wide))
+    """1 / (1 + exp(−x)). float32 (and float16, computed in float32 and rounded once) as onnxruntime's CPU kernel
+    computes it (`nn_quant_tables.mlas_logistic`: its rational approximation, 0 from −16.6 down, up to 7x relative
+    error from the exact value above that, NaN kept); float64 without overflow or cancellation: with
+    e = exp(−|x|), 1/(1 + e) for x ≥ 0 and e/(1 + e) below."""
+    if x.dtype != np.float64:
+        return mlas_logistic(float32_if_half(x)).astype(x.dtype, copy=False)   # bit for bit with onnxruntime
+    small = np.exp(-np.abs(x))
     positive = 1 / (1 + small)
-    return np.where(wide >= 0, positive, small * positive).astype(x.dtype, copy=False)
+    return np.where(x >= 0, positive, small * positive)
 
 
 @define("nn.tanh", operands=("x",), infer=same_as_operand(0), tags=("elementwise",))

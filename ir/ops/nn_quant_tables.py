@@ -11,8 +11,8 @@ Facts of onnxruntime's CPU kernels (contrib_ops/cpu/quantization, MLAS) reproduc
   then QuantizeLinear with y_scale, y_zero (float32 division, ties to even, saturated); an int8 tensor
   indexes it by its two's-complement byte;
 - QLinearSigmoid's function is MLAS's logistic: Eigen's rational polynomial (degree 9 over degree 10)
-  on the input clamped to [−18, 18], evaluated with fused multiply-adds on x86-64, plus 0.5, clamped to
-  [0, 1];
+  on the input clamped to [−18, 18], evaluated with fused multiply-adds on x86-64, plus 0.5, clamped below
+  at 0 (float Sigmoid, `nn.sigmoid`, is the same function);
 - QLinearSoftmax (`softmax_table`, `qlinear_softmax`): a float32 table of exp((i − 255 + shift) · x_scale)
   computed in double, shift = max(0, ln(FLT_MAX / D) − 5) / x_scale for a softmax over D values; a row
   looks up its codes relative to its maximum, sums the float32 values in order, and each output is
@@ -58,9 +58,11 @@ def _rational(x: np.ndarray, bound: float, numerator: tuple[float, ...], denomin
 
 
 def mlas_logistic(x: np.ndarray) -> np.ndarray:
-    """MLAS's float32 logistic: p(x)/q(x) + 0.5 on [−18, 18], clamped to [0, 1]."""
+    """MLAS's float32 logistic (onnxruntime's Sigmoid, LSTM gates, QLinearSigmoid's function): p(x)/q(x) + 0.5
+    on [−18, 18], clamped below at 0 only, as its x86-64 FMA3 kernel does (1.0000001 at x = 17.48; NaN kept):
+    bit for bit with onnxruntime 1.32 on 6 million probes (a sweep of [−30, 30], random values, ±inf, ±0, NaN)."""
     ratio = _rational(x, 18.0, _LOGISTIC_NUMERATOR, _LOGISTIC_DENOMINATOR)
-    return np.clip(np.add(ratio, np.float32(0.5), dtype=np.float32), np.float32(0.0), np.float32(1.0))
+    return np.maximum(np.float32(0.0), np.add(ratio, np.float32(0.5), dtype=np.float32))   # NaN passes
 
 
 def mlas_tanh(x: np.ndarray) -> np.ndarray:
