@@ -66,7 +66,8 @@ def mlas_logistic(x: np.ndarray) -> np.ndarray:
 
 
 def mlas_tanh(x: np.ndarray) -> np.ndarray:
-    """MLAS's float32 tanh (onnxruntime's Tanh kernel): p(x)/q(x) on [−9, 9]."""
+    """MLAS's float32 tanh (onnxruntime's Tanh kernel, `nn.tanh`): p(x)/q(x) on [−9, 9]; bit for bit with
+    onnxruntime 1.32 on 6 million probes (a sweep of [−30, 30], random values, ±inf, ±0, NaN)."""
     return _rational(x, 9.0, _TANH_NUMERATOR, _TANH_DENOMINATOR)
 
 
