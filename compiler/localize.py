@@ -26,11 +26,10 @@ from typing import Any
 import numpy as np
 
 from rcc.backends.program import Instruction
-from rcc.compiler.driver import Compiled, with_extra_stores
+from rcc.compiler.driver import Compiled, input_samples, with_extra_stores
 from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.verify import (FLOAT_MACHINE_TOLERANCE, Tolerance, integer_snr_bound, onnxruntime_runner,
                                  output_metrics)
-from rcc.ir.inputs import random_inputs
 from rcc.ir.ops.nn_linear import weight_matrix
 from rcc.ir.ops.xbar import exact_grouped_product, im2col, quantize_limits
 from rcc.runtime.crossbar import CrossbarGroup
@@ -56,13 +55,14 @@ class Localization:
 def localize(path: str | os.PathLike, compiled: Compiled, inputs: dict[str, np.ndarray] | None = None,
              seed: int = 0) -> Localization:
     """Compare every tensor the program writes under an ONNX tensor's name with onnxruntime's on one
-    input set (`inputs`, or seeded random ones), and attribute the first mismatch's layer error."""
+    input set (`inputs`, the first of its samples when stacked, or seeded random ones), and attribute the first
+    mismatch's layer error."""
     model = load_onnx(path)
     onnx_ops = {out: node.op_type for node in model.graph.node for out in node.output}
     model_outputs = {output.name for output in model.graph.output}
     written = [name for i in compiled.program.instructions for name in i.dst]
     program, _ = with_extra_stores(compiled.program, written)
-    feeds = random_inputs(compiled.graph, seed) if inputs is None else inputs
+    feeds = input_samples(compiled.graph, inputs, seed, 2)[0]   # verify's first input set (of stacked samples too)
     buffers = Machine(program).run(feeds).outputs
     compared = [name for name in written if name in onnx_ops]
     # every compared tensor that is not the model's output (a program output of a model split for the host,

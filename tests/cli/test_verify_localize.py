@@ -77,3 +77,14 @@ def test_cli_prints_the_first_mismatch_and_reports_it(tmp_path, capsys) -> None:
 def test_localize_without_verify_exits_2(tmp_path, capsys) -> None:
     code, _, err = run_cli(capsys, LENET, "--localize", "-o", tmp_path / "l.rccp")
     assert code == 2 and "--localize needs --verify" in err and not (tmp_path / "l.rccp").exists()
+
+
+def test_stacked_input_samples_localize_on_the_first(tmp_path) -> None:
+    """`--inputs` with a leading samples axis, as `--verify` takes it: localize compares on the first set (it was
+    one line refusing the stacked shape)."""
+    rng = np.random.default_rng(3)
+    samples = rng.standard_normal((3, 4, 64)).astype(np.float32)
+    compiled = compile_model(MLP, Target(adc_bits=4))
+    stacked = localize(MLP, compiled, {"input": samples})
+    first = localize(MLP, compiled, {"input": samples[0]})
+    assert stacked.tensors == first.tensors and stacked.first == "fc1"
