@@ -93,11 +93,16 @@ def lower_prelu(ctx: LowerContext) -> None:
 def lower_clip(ctx: LowerContext) -> None:
     """An absent bound is the input type's lowest or largest finite value from opset 11 on, float32's before (as
     ONNX defines them; onnxruntime clamps +inf to 3.4e38 when max is absent); an integer input's bounds are clamped
-    to its range by nn.clip itself."""
+    to its range by nn.clip itself. Bounds computed at run time are an element-wise maximum and minimum."""
     x = ctx.input(0)
     dtype = np.dtype(np.float32) if ctx.opset < 11 else x.type.np_dtype
     lowest, largest = (float(np.finfo(dtype).min), float(np.finfo(dtype).max)) if dtype.kind == "f" else \
         (float("-inf"), float("inf"))
+    computed = [index for index in (1, 2) if ctx.opset >= 11 and ctx.has_input(index) and not ctx.is_constant(index)]
+    if computed:   # a bound computed at run time (a spectrogram's floor at its maximum − 80 dB): max, then min
+        y = ctx.op("nn.maximum", [x, ctx.input(1)]) if ctx.has_input(1) else x
+        ctx.bind(0, ctx.op("nn.minimum", [y, ctx.input(2)]) if ctx.has_input(2) else y)
+        return
     if ctx.opset < 11:
         low, high = ctx.attr("min", lowest), ctx.attr("max", largest)
     else:

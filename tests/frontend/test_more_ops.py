@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -176,3 +177,22 @@ def test_activation_after_a_crossbar_layer_runs_on_the_vector_unit(op_type: str,
         program = compile_verified(path, precision, tmp_path)
         activation = [i for i in program.instructions if i.opcode == "vec" and i.dst == ["y"]]
         assert activation and activation[0].attrs["fn"] == import_onnx(path).ops[-1].opname
+
+
+@pytest.mark.parametrize("which", ["min", "max", "both"])
+def test_clip_with_bounds_computed_at_run_time_matches_onnxruntime(which: str) -> None:
+    """openWakeWord's mel spectrogram floors its dB values at their maximum − 80: Clip(x, ReduceMax(x) − 80)."""
+    x = np.random.default_rng(0).standard_normal((2, 5)).astype(np.float32) * 10
+    nodes = [helper.make_node("ReduceMax", ["x"], ["top"], keepdims=0),
+             helper.make_node("Sub", ["top", "range"], ["floor"]),
+             helper.make_node("Add", ["top", "range"], ["ceiling"]),
+             helper.make_node("Clip", ["x", "floor" if which != "max" else "", "ceiling" if which != "min" else "lid"],
+                              ["y"])]
+    graph = helper.make_graph(nodes, "clip", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])],
+                              [numpy_helper.from_array(np.array(8, np.float32), "range"),
+                               numpy_helper.from_array(np.array(3, np.float32), "lid")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    actual = interpreter.run(lower_model(model, "clip"), {"x": x})["y"]
+    np.testing.assert_array_equal(actual, expected)
