@@ -115,15 +115,16 @@ def compile_model(path: str | os.PathLike, target: Target | None = None, precisi
                   packing: str = "best", prune: PruneBudget | None = None, replicate: str = "none",
                   pipelining: str = "none", allow_nonfinite: bool = False,
                   calibration_method: str = "max", layer_input_bits: dict[str, int] | None = None,
-                  mixed_precision: float | None = None) -> Compiled:
+                  mixed_precision: float | None = None, layer_weight_bits: dict[str, int] | None = None) -> Compiled:
     """ONNX model → graph IR → (`pipeline`, by default `default_pipeline(deconv)`) → crossbar IR → program.
     Pruning error is measured against onnxruntime on the model at `path`. NaN/Inf weights are refused
     unless `allow_nonfinite`. `calibration_method`: how activation ranges are chosen (calibrate.METHODS).
-    `layer_input_bits`: input widths of single crossbar layers; `mixed_precision`: an SNR goal (dB) the
+    `layer_input_bits`, `layer_weight_bits`: input and weight widths of single crossbar layers; `mixed_precision`: an SNR goal (dB) the
     `mixed-precision` pass widens layers' inputs to reach."""
     ctx = PassContext(target=target or Target(), precision=precision, calibration=calibration,
                       calibration_method=calibration_method, packing=packing,
                       layer_input_bits=dict(layer_input_bits or {}), mixed_precision=mixed_precision,
+                      layer_weight_bits=dict(layer_weight_bits or {}),
                       deconv=deconv, prune=prune, replicate=replicate, pipelining=pipelining,
                       reference=_lazy_reference(path))
     with stage("import"):

@@ -12,7 +12,7 @@ lowering started from) are written into the context, never into a pass's options
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -87,6 +87,7 @@ class PassContext:
     # report's layer: `fc1` for `fc1.matmul`, `up` for a deconvolution's `up.phase0_1`, ...), and that
     # pass's SNR goal in dB (None: off)
     layer_input_bits: dict[str, int] = field(default_factory=dict)
+    layer_weight_bits: dict[str, int] = field(default_factory=dict)   # `--layer-weight-bits`, keyed the same way
     mixed_precision: float | None = None
     reports: list[PassReport] = field(default_factory=list)
     graph: Module | None = None  # the graph-level module `lower-to-xbar` started from (a copy)
@@ -104,6 +105,12 @@ class PassContext:
             if not isinstance(bits, int) or not narrowest <= bits <= MAX_INPUT_BITS:
                 raise RccError(f"--layer-input-bits {layer}={bits}: the width must be an integer from "
                                f"{narrowest} to {MAX_INPUT_BITS}")
+        for layer, bits in self.layer_weight_bits.items():
+            try:
+                replace(self.target, weight_bits=bits)
+            except RccError as err:
+                raise RccError(f"--layer-weight-bits {layer}={bits}: {str(err).replace('--weight-bits', 'the width')}"
+                               ) from None
         if self.packing not in PACKING_MODES:
             raise RccError(f"--packing {self.packing!r}: choose one of {', '.join(PACKING_MODES)}")
 
@@ -131,11 +138,16 @@ class PassContext:
         `layer_input_bits`, else the target's."""
         return self.layer_input_bits.get(self.width_key(layer) or "", self.target.input_bits)
 
-    def width_key(self, layer: str) -> str | None:
-        """The key of `layer_input_bits` that gives `layer` its width (its name, or its longest dotted prefix)."""
+    def weight_bits_of(self, layer: str) -> int:
+        """The weight width of the op lowered as `layer`, from `layer_weight_bits` as `input_bits_of` reads its table."""
+        return self.layer_weight_bits.get(self.width_key(layer, self.layer_weight_bits) or "", self.target.weight_bits)
+
+    def width_key(self, layer: str, table: dict[str, int] | None = None) -> str | None:
+        """The key of `table` (`layer_input_bits` by default) that gives `layer` its width (its name, or its longest
+        dotted prefix)."""
+        table = self.layer_input_bits if table is None else table
         parts = layer.split(".")
-        return next((".".join(parts[:i]) for i in range(len(parts), 0, -1)
-                     if ".".join(parts[:i]) in self.layer_input_bits), None)
+        return next((".".join(parts[:i]) for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in table), None)
 
     def layer_ranges(self, module: Module, sources: dict[Op, Value], widths: dict[Op, int]
                      ) -> dict[Op, tuple[float, float]]:

@@ -46,6 +46,7 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
             figures = _mvm_figures(program, instruction)
             row["op"], row["unit"] = "xbar.mvm", "crossbar"
             row["input_bits"] = max(row.get("input_bits", 0), instruction.attrs["input_bits"])  # the widest mvm's
+            row["weight_bits"] = max(row.get("weight_bits", 0), instruction.attrs["weight_bits"])
             for key in ("crossbars", "crossbars_dense", "macs", "zero_macs"):
                 row[key] += figures[key]
             if figures["utilization_histogram"] is not None:

@@ -1,5 +1,5 @@
-"""The precision flags of `rcc compile` and `rcc opt`: `--layer-input-bits LAYER=BITS` and
-`--mixed-precision auto|DB` (per-layer input widths; compiler/passes/mixed_precision.py). Kept apart from
+"""The precision flags of `rcc compile` and `rcc opt`: `--layer-input-bits LAYER=BITS`, `--layer-weight-bits
+LAYER=BITS` and `--mixed-precision auto|DB` (per-layer widths; compiler/passes/mixed_precision.py). Kept apart from
 common.py so that `rcc run` does not import the passes."""
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer-input-bits", action="append", default=[], metavar="LAYER=BITS",
                         help="input width of one crossbar layer, beside --input-bits (repeatable); LAYER is a "
                              "layer of the report or the `layer` of an xbar.mvm in --emit xbar")
+    parser.add_argument("--layer-weight-bits", action="append", default=[], metavar="LAYER=BITS",
+                        help="weight width of one crossbar layer, beside --weight-bits (repeatable; more bits, more "
+                             "weight slices and arrays); LAYER as for --layer-input-bits")
     parser.add_argument("--mixed-precision", metavar="auto|DB",
                         help="widen the inputs of the layers that cost the most accuracy until the model's SNR "
                              "on held-out inputs reaches DB (auto: the integer verification bound + "
@@ -25,12 +28,17 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def precision_settings(args: argparse.Namespace, target: Target) -> dict[str, Any]:
-    """`compile_model`'s `layer_input_bits` and `mixed_precision` from the flags above."""
+    """`compile_model`'s `layer_input_bits`, `layer_weight_bits` and `mixed_precision` from the flags above."""
+    goal = None if args.mixed_precision is None else mixed_precision_goal(args.mixed_precision, target)
+    return {"layer_input_bits": _widths("--layer-input-bits", args.layer_input_bits),
+            "layer_weight_bits": _widths("--layer-weight-bits", args.layer_weight_bits), "mixed_precision": goal}
+
+
+def _widths(flag: str, items: list[str]) -> dict[str, int]:
     widths = {}
-    for item in args.layer_input_bits:
+    for item in items:
         layer, _, bits = item.rpartition("=")
         if not layer or not (bits.isascii() and bits.strip().isdigit()):
-            raise RccError(f"--layer-input-bits {item!r}: expected LAYER=BITS, e.g. conv1=10")
+            raise RccError(f"{flag} {item!r}: expected LAYER=BITS, e.g. conv1=10")
         widths[layer] = int(bits)
-    goal = None if args.mixed_precision is None else mixed_precision_goal(args.mixed_precision, target)
-    return {"layer_input_bits": widths, "mixed_precision": goal}
+    return widths

@@ -77,6 +77,7 @@ class LowerToXbar(Pass):
             return False
         sources = {op: op.operands[0] for op in mapped}  # before earlier lowerings rewire the operands
         widths = {op: ctx.input_bits_of(op.result.name) for op in mapped}
+        weight_widths = {op: ctx.weight_bits_of(op.result.name) for op in mapped}
         ranges = ctx.layer_ranges(module, sources, widths) if precision == "int" else {}
         names = module.name_allocator()
         quantized_inputs: dict[tuple, Value] = {}
@@ -86,8 +87,8 @@ class LowerToXbar(Pass):
             if op not in mapped:
                 new_ops.append(op)
                 continue
-            target = ctx.target if widths[op] == ctx.target.input_bits else \
-                dataclasses.replace(ctx.target, input_bits=widths[op])
+            target = ctx.target if (widths[op], weight_widths[op]) == (ctx.target.input_bits, ctx.target.weight_bits) \
+                else dataclasses.replace(ctx.target, input_bits=widths[op], weight_bits=weight_widths[op])
             lowering = _Lowering(module, op, target, precision, names, next_array, quantized_inputs)
             created = lowering.ops(ranges.get(op))
             ctx.report.removed.append({"op": op.opname, "value": op.result.name, "arrays": lowering.arrays})
@@ -100,20 +101,28 @@ class LowerToXbar(Pass):
         wide = {op.result.name: bits for op, bits in widths.items() if bits != ctx.target.input_bits}
         if wide and precision == "int":
             ctx.report.figures["layer_input_bits"] = wide
+        wide = {op.result.name: bits for op, bits in weight_widths.items() if bits != ctx.target.weight_bits}
+        if wide and precision == "int":
+            ctx.report.figures["layer_weight_bits"] = wide
         return True
 
 
 def check_layer_widths(mapped: list[Op], precision: str, ctx: PassContext) -> None:
-    """RccError naming the first `--layer-input-bits` entry that widens nothing lowered here."""
-    if not ctx.layer_input_bits:
-        return
+    """RccError naming the first `--layer-input-bits` or `--layer-weight-bits` entry that widens nothing lowered
+    here."""
+    for flag, table in (("--layer-input-bits", ctx.layer_input_bits), ("--layer-weight-bits", ctx.layer_weight_bits)):
+        if table:
+            _check_widths(flag, table, mapped, precision, ctx)
+
+
+def _check_widths(flag: str, table: dict[str, int], mapped: list[Op], precision: str, ctx: PassContext) -> None:
     if precision != "int":
-        raise RccError("--layer-input-bits: float precision has no input widths (use --precision int)")
-    used = {ctx.width_key(op.result.name) for op in mapped}
-    unknown = [layer for layer in ctx.layer_input_bits if layer not in used]
+        raise RccError(f"{flag}: float precision has no {flag.split('-')[3]} widths (use --precision int)")
+    used = {ctx.width_key(op.result.name, table) for op in mapped}
+    unknown = [layer for layer in table if layer not in used]
     if unknown:
         names = ", ".join(op.result.name for op in mapped[:8]) + (", ..." if len(mapped) > 8 else "")
-        raise RccError(f"--layer-input-bits: no float crossbar layer named {unknown[0]!r} " +
+        raise RccError(f"{flag}: no float crossbar layer named {unknown[0]!r} " +
                        (f"(the layers: {names})" if mapped else
                         "(the model has no float conv or matmul with constant weights; a quantized model's "
                         "layers keep the widths of its own integers)"))

@@ -116,7 +116,7 @@ class _Search:
         self.attention_ranges = ctx.activation_ranges(module, [op.operands[0] for op in self.attention]) \
             if self.attention else {}
         self.observed: ActivationObservation | None = None  # the layers' inputs on the calibration samples
-        self.weights = {op: dequantized_weight(op, self.target.weight_bits) for op in mapped}
+        self.weights = {op: dequantized_weight(op, ctx.weight_bits_of(op.result.name)) for op in mapped}
         self.expected, self.reference_name = self.references()
         self.measurements = 0
         self.order: list[str] = []  # the widened layers, in the order the search chose them
