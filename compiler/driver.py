@@ -221,13 +221,23 @@ def hold_to_bit_exactness(result: VerifyResult, summary: dict, strict: bool) -> 
         result.extra["tolerance"] = "bit-exact (quantized model, lossless ADC)"
 
 
+def integer_widths(compiled: Compiled) -> tuple[int, int]:
+    """The weight and input widths integer verification holds a program to: the narrowest of its crossbar layers'
+    (`--layer-weight-bits` and `--layer-input-bits` may set them apart from the target's), or the target's for a
+    quantized model (whose layers keep the model's own integers and are held to bit exactness)."""
+    layers = [i.attrs for i in compiled.program.instructions if i.opcode == "mvm"]
+    if not layers or is_quantized(compiled.program):
+        return compiled.target.weight_bits, compiled.target.input_bits
+    return min(a["weight_bits"] for a in layers), min(a["input_bits"] for a in layers)
+
+
 def noise_probe(compiled: Compiled, reference: Callable, feeds: list[dict[str, np.ndarray]], bound: float,
                 names: list[str], clean: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """A failed integer verification's probe of the model itself (compiler/noise_gain.py): each output's SNR in
     onnxruntime alone with every float input perturbed at one operand's rounding level; per output a number,
     "not moved", "diverged" (driven to infinity) or None (not a float output, or a data-dependent shape).
     `clean`: onnxruntime's outputs on `feeds`, when verification already ran them."""
-    level = operand_snr_db(compiled.target.weight_bits, compiled.target.input_bits)
+    level = operand_snr_db(*integer_widths(compiled))
     probe: dict[str, Any] = {"input_snr_db": level, "bound_db": bound}
     if not any(np.asarray(value).dtype.kind == "f" for feed in feeds for value in feed.values()):
         return {**probe, "skipped": "no float input to perturb"}
@@ -264,7 +274,7 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
     if compiled.precision == "float":
         tolerance = FLOAT_MACHINE_TOLERANCE
     else:
-        tolerance = Tolerance("snr", bound=integer_snr_bound(compiled.target.weight_bits, compiled.target.input_bits))
+        tolerance = Tolerance("snr", bound=integer_snr_bound(*integer_widths(compiled)))
     outputs = compiled.program.outputs
     finals = [{n: r.outputs[n] for n in outputs if n in r.outputs} for r in runs]
     if host is not None:
@@ -289,8 +299,7 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
         listed = ", fault map" if faults is not None else ""
         result.extra["device"] = f"{device.name} (seed {device_seed}{stuck}{listed})"
     if traced:
-        mark_input_bound(result, compiled.target.weight_bits, compiled.target.input_bits,
-                         crossbar_depth(compiled.program))
+        mark_input_bound(result, *integer_widths(compiled), crossbar_depth(compiled.program))
         result.extra["adc_lossless"] = compiled.target.adc_is_lossless
         result.extra["integer_reference_match"] = all(integer_reference_match(compiled, r.mvm_trace) for r in runs)
         if not result.passed and not non_ideal:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from rcc.backends.program import Instruction
-from rcc.compiler.driver import Compiled, input_samples, with_extra_stores
+from rcc.compiler.driver import Compiled, input_samples, integer_widths, with_extra_stores
 from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.verify import (FLOAT_MACHINE_TOLERANCE, Tolerance, integer_snr_bound, onnxruntime_runner,
                                  output_metrics)
@@ -69,7 +69,7 @@ def localize(path: str | os.PathLike, compiled: Compiled, inputs: dict[str, np.n
     # the tensors it hands over, is an intermediate tensor of the model)
     reference = onnxruntime_runner(path, [n for n in compared if n not in model_outputs])(feeds)
     tolerance = FLOAT_MACHINE_TOLERANCE if compiled.precision == "float" else \
-        Tolerance("snr", bound=integer_snr_bound(compiled.target.weight_bits, compiled.target.input_bits))
+        Tolerance("snr", bound=integer_snr_bound(*integer_widths(compiled)))
     result = Localization(tolerance.describe())
     for name in compared:
         metrics = output_metrics(np.asarray(buffers[name]), reference[name], tolerance)

@@ -17,7 +17,7 @@ and the samples it was measured on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -58,11 +58,18 @@ def prune_op(module: Module, op: Op, fraction: float, mode: str, target: Target,
             "removed_salience": sum(unit[0] for unit in units[:count]) / total if total else 0.0}
 
 
-def prune_module(module: Module, fraction: float, mode: str, target: Target) -> list[dict]:
-    """Prune every mappable op of `module` in place; one entry per pruned layer."""
+def layer_target(ctx: PassContext, op: Op) -> Target:
+    """The target `op` is lowered for: the context's, with the layer's own weight width (`--layer-weight-bits`)."""
+    bits = ctx.weight_bits_of(op.result.name)
+    return ctx.target if bits == ctx.target.weight_bits else replace(ctx.target, weight_bits=bits)
+
+
+def prune_module(module: Module, fraction: float, mode: str, ctx: PassContext) -> list[dict]:
+    """Prune every mappable op of `module` in place, each in the layout of its own weight width
+    (`--layer-weight-bits`); one entry per pruned layer."""
     names = module.name_allocator()
     removed = [entry for op in module.ops if is_mappable(op)
-               if (entry := prune_op(module, op, fraction, mode, target, names)) is not None]
+               if (entry := prune_op(module, op, fraction, mode, layer_target(ctx, op), names)) is not None]
     if removed:
         module.drop_unused_constants()
     return removed
@@ -87,7 +94,7 @@ def budget_fraction(module: Module, budget: PruneBudget, mode: str, ctx: PassCon
     best = (0.0, 0.0)
     for fraction in [budget.fraction] if budget.fraction is not None else PRUNE_STEPS:
         candidate = module.copy()
-        prune_module(candidate, fraction, mode, ctx.target)
+        prune_module(candidate, fraction, mode, ctx)
         error = max((output_error(interpreter.run(candidate, sample), wanted)
                      for sample, wanted in zip(samples, expected)), default=0.0)
         if budget.max_error is not None and error > budget.max_error:
@@ -106,7 +113,7 @@ class PruneCrossbars(Pass):
         mode = self.mode or (ctx.packing if ctx.packing != "dense" else "compact")
         if self.fraction > 0:
             ctx.report.figures["fraction"] = self.fraction
-            ctx.report.removed = prune_module(module, self.fraction, mode, ctx.target)
+            ctx.report.removed = prune_module(module, self.fraction, mode, ctx)
             return bool(ctx.report.removed)
         if ctx.prune is None:
             return False
@@ -114,5 +121,5 @@ class PruneCrossbars(Pass):
         budget = ctx.prune.fraction if ctx.prune.fraction is not None else f"error<={ctx.prune.max_error}"
         ctx.report.figures.update({"budget": budget, "fraction": fraction, "rel_l2_error": error,
                                    "samples": samples})
-        ctx.report.removed = prune_module(module, fraction, mode, ctx.target) if fraction > 0 else []
+        ctx.report.removed = prune_module(module, fraction, mode, ctx) if fraction > 0 else []
         return bool(ctx.report.removed)

@@ -8,13 +8,16 @@ import json
 
 import pytest
 
+from rcc.backends.target import Target
 from rcc.compiler.cli import main
 from rcc.compiler.driver import compile_model, verify_compiled
 from rcc.compiler.localize import localize
+from rcc.compiler.pass_context import PruneBudget
 from rcc.compiler.report import layer_rows
 from rcc.ir.errors import RccError
 
 MLP = "models/mlp.onnx"
+PRUNED = "models/lenet5_pruned.onnx"
 
 
 def mvm_weight_bits(compiled) -> dict[str, int]:
@@ -56,3 +59,24 @@ def test_cli_takes_and_reports_the_flag(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert "--layer-weight-bits 'fc2': expected LAYER=BITS" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "bad.rccp").exists()
+
+
+def test_verification_holds_the_program_to_its_narrowest_layer() -> None:
+    """A narrower layer cannot reach the target's bound (8-bit fc1 among 12-bit layers missed 50.2 dB at 46.4), and
+    layers all wider than the target are held to their own (all 12-bit beside a 4-bit target checked >= 2.1 dB)."""
+    narrow = compile_model(MLP, target=Target(weight_bits=12, input_bits=12), layer_weight_bits={"fc1": 8})
+    result = verify_compiled(MLP, narrow, samples=2)
+    assert result.passed and "26.2" in result.to_json()["tolerance"]
+    wide = compile_model(MLP, target=Target(weight_bits=4), layer_weight_bits={"fc1": 12, "fc2": 12, "fc3": 12})
+    assert "26.2" in verify_compiled(MLP, wide, samples=2).to_json()["tolerance"]
+
+
+def test_pruning_cuts_blocks_in_the_layers_own_weight_layout() -> None:
+    """Crossbar-grained pruning counts a layer's blocks at its own width, as a global --weight-bits does."""
+    budget = PruneBudget(fraction=0.5)
+    per_layer = compile_model(PRUNED, packing="compact", prune=budget, layer_weight_bits={"fc1": 4})
+    everywhere = compile_model(PRUNED, packing="compact", prune=budget, target=Target(weight_bits=4))
+    blocks = [{e["layer"]: e["blocks"] for e in c.pruning["layers"]} for c in (per_layer, everywhere)]
+    eight_bit = compile_model(PRUNED, packing="compact", prune=budget)
+    assert blocks[0]["fc1.matmul"] == blocks[1]["fc1.matmul"] < \
+        {e["layer"]: e["blocks"] for e in eight_bit.pruning["layers"]}["fc1.matmul"]
