@@ -269,12 +269,13 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
     reference = onnxruntime_runner(path, [*(name for name in extra if name in logits.values()),
                                           *(host.handed_over if host is not None else ())])
     traced = compiled.precision == "int"
+    widths = integer_widths(compiled)
     runs = [machine.run(f, trace=traced, allow_nonfinite=allow_nonfinite) for f in feeds]
     expected = [reference(f) for f in feeds]
     if compiled.precision == "float":
         tolerance = FLOAT_MACHINE_TOLERANCE
     else:
-        tolerance = Tolerance("snr", bound=integer_snr_bound(*integer_widths(compiled)))
+        tolerance = Tolerance("snr", bound=integer_snr_bound(*widths))
     outputs = compiled.program.outputs
     finals = [{n: r.outputs[n] for n in outputs if n in r.outputs} for r in runs]
     if host is not None:
@@ -299,7 +300,7 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
         listed = ", fault map" if faults is not None else ""
         result.extra["device"] = f"{device.name} (seed {device_seed}{stuck}{listed})"
     if traced:
-        mark_input_bound(result, *integer_widths(compiled), crossbar_depth(compiled.program))
+        mark_input_bound(result, *widths, crossbar_depth(compiled.program))
         result.extra["adc_lossless"] = compiled.target.adc_is_lossless
         result.extra["integer_reference_match"] = all(integer_reference_match(compiled, r.mvm_trace) for r in runs)
         if not result.passed and not non_ideal:

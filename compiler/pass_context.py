@@ -138,6 +138,13 @@ class PassContext:
         `layer_input_bits`, else the target's."""
         return self.layer_input_bits.get(self.width_key(layer) or "", self.target.input_bits)
 
+    def layer_target(self, layer: str) -> Target:
+        """The target the op lowered as `layer` is mapped for: the context's, with the layer's own input and weight
+        widths (`--layer-input-bits`, `--layer-weight-bits`, `mixed-precision`)."""
+        widths = {"input_bits": self.input_bits_of(layer), "weight_bits": self.weight_bits_of(layer)}
+        same = all(getattr(self.target, key) == bits for key, bits in widths.items())
+        return self.target if same else replace(self.target, **widths)
+
     def weight_bits_of(self, layer: str) -> int:
         """The weight width of the op lowered as `layer`, from `layer_weight_bits` as `input_bits_of` reads its table."""
         return self.layer_weight_bits.get(self.width_key(layer, self.layer_weight_bits) or "", self.target.weight_bits)

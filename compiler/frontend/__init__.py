@@ -106,6 +106,12 @@ def _lower_nodes(ctx: LowerContext, nodes, within: str = "") -> None:
         assert not unbound, f"rule for {node.op_type} left {unbound} unbound"
 
 
+def _lower_branch(ctx: LowerContext, nodes, within: str) -> None:
+    """A subgraph's (node, index) pairs (an If's taken branch), recorded, then lowered in order."""
+    register_nodes(ctx, [node for node, _ in nodes])
+    _lower_nodes(ctx, nodes, within)
+
+
 def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverrides | None = None,
                 allow_nonfinite: bool = False) -> Module:
     """Graph-level IR of an already loaded model; RccError naming the tensor when a weight holds NaN/Inf
@@ -121,8 +127,7 @@ def lower_model(model: onnx.ModelProto, source: str, input_shapes: ShapeOverride
     _add_inputs(ctx, model, input_shapes or {})
     ctx.graph_outputs = {o.name for o in model.graph.output}
     ctx.opsets = list(model.opset_import)
-    ctx.lower_nodes = lambda nodes, within: (register_nodes(ctx, [node for node, _ in nodes]),
-                                             _lower_nodes(ctx, nodes, within))
+    ctx.lower_nodes = lambda nodes, within: _lower_branch(ctx, nodes, within)
     register_nodes(ctx, model.graph.node)
     ctx.used |= ctx.graph_outputs
     for index, node in enumerate(model.graph.node):

@@ -51,12 +51,12 @@ def lower_if(ctx: LowerContext) -> None:
     label = ctx.label
     try:
         ctx.lower_nodes(list(zip(branch.node, range(len(branch.node)))), f"{label}'s {name}")
-    except DataDependentIf:
-        raise
     except UnsupportedError as err:   # the If goes to the host whole, as an If on a run-time value does
+        if isinstance(err, DataDependentIf):
+            raise
         raise DataDependentIf(f"{err} (so the If runs on the host)", ctx.top_index) from None
     ctx.node, ctx.label = node, label
-    for index, (inner, outer) in enumerate(zip(branch.output, node.output)):
+    for inner, outer in zip(branch.output, node.output):
         if not outer:
             continue
         if inner.name in ctx.sequences:

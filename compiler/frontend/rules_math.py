@@ -98,8 +98,8 @@ def lower_clip(ctx: LowerContext) -> None:
     dtype = np.dtype(np.float32) if ctx.opset < 11 else x.type.np_dtype
     lowest, largest = (float(np.finfo(dtype).min), float(np.finfo(dtype).max)) if dtype.kind == "f" else \
         (float("-inf"), float("inf"))
-    computed = [index for index in (1, 2) if ctx.opset >= 11 and ctx.has_input(index) and not ctx.is_constant(index)]
-    if computed:   # a bound computed at run time (a spectrogram's floor at its maximum − 80 dB): max, then min
+    if any(ctx.opset >= 11 and ctx.has_input(index) and not ctx.is_constant(index) for index in (1, 2)):
+        # a bound computed at run time (a spectrogram's floor at its maximum − 80 dB): max, then min
         y = ctx.op("nn.maximum", [x, ctx.input(1)]) if ctx.has_input(1) else x
         ctx.bind(0, ctx.op("nn.minimum", [y, ctx.input(2)]) if ctx.has_input(2) else y)
         return

@@ -27,7 +27,6 @@ first for transposed convolutions); a matmul of two activations stays at graph l
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,9 +86,8 @@ class LowerToXbar(Pass):
             if op not in mapped:
                 new_ops.append(op)
                 continue
-            target = ctx.target if (widths[op], weight_widths[op]) == (ctx.target.input_bits, ctx.target.weight_bits) \
-                else dataclasses.replace(ctx.target, input_bits=widths[op], weight_bits=weight_widths[op])
-            lowering = _Lowering(module, op, target, precision, names, next_array, quantized_inputs)
+            lowering = _Lowering(module, op, ctx.layer_target(op.result.name), precision, names, next_array,
+                                 quantized_inputs)
             created = lowering.ops(ranges.get(op))
             ctx.report.removed.append({"op": op.opname, "value": op.result.name, "arrays": lowering.arrays})
             new_ops.extend(created)

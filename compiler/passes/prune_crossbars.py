@@ -17,7 +17,7 @@ and the samples it was measured on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -58,18 +58,12 @@ def prune_op(module: Module, op: Op, fraction: float, mode: str, target: Target,
             "removed_salience": sum(unit[0] for unit in units[:count]) / total if total else 0.0}
 
 
-def layer_target(ctx: PassContext, op: Op) -> Target:
-    """The target `op` is lowered for: the context's, with the layer's own weight width (`--layer-weight-bits`)."""
-    bits = ctx.weight_bits_of(op.result.name)
-    return ctx.target if bits == ctx.target.weight_bits else replace(ctx.target, weight_bits=bits)
-
-
 def prune_module(module: Module, fraction: float, mode: str, ctx: PassContext) -> list[dict]:
     """Prune every mappable op of `module` in place, each in the layout of its own weight width
     (`--layer-weight-bits`); one entry per pruned layer."""
     names = module.name_allocator()
     removed = [entry for op in module.ops if is_mappable(op)
-               if (entry := prune_op(module, op, fraction, mode, layer_target(ctx, op), names)) is not None]
+               if (entry := prune_op(module, op, fraction, mode, ctx.layer_target(op.result.name), names)) is not None]
     if removed:
         module.drop_unused_constants()
     return removed
