@@ -21,7 +21,7 @@ about the input-dependent part and is not counted as verified.
     python bench/try_models.py                                  # /work/exports → table on stdout
     python bench/try_models.py --dir /work/exports --out /work/exports/table_main.txt
     python bench/try_models.py --dir /work/exports/zoo_blocks --models gpt_decoder_block
-    python bench/try_models.py --mixed-precision auto --models efficientnet_b0   # wider inputs where needed
+    python bench/try_models.py --mixed-precision auto --models efficientnet_b0   # wider inputs or weights where needed
     python bench/try_models.py --calibrate-on-inputs --models opt_tiny    # ranges from the model's own samples
 
 Integer compiles calibrate on `NAME.calibration.npz` when present (held-out samples from the generator of the
@@ -224,22 +224,26 @@ def verdict(stage: dict[str, Any] | None) -> str:
     return f"{db(stage['snr_db'])}/{db(stage['snr_input_db'])} {mark}"
 
 
-def wider_inputs(summary: dict[str, Any] | None) -> str:
-    """What `--mixed-precision` did: `-` (not asked), `12/64 @10` (12 of 64 layers at 10 bits), or `missed`."""
+def widened_widths(summary: dict[str, Any] | None) -> str:
+    """What `--mixed-precision` did: `-` (not asked), `12/64 in@10 3/64 w@10` (inputs of 12 of 64 layers and weights
+    of 3 at 10 bits), or `missed`."""
     if not summary:
         return "-"
     if not summary["reached"]:
         return f"missed ({summary['snr_db']:.1f} dB at 16)"
-    widths: dict[int, int] = {}
-    for bits in summary["widened_layers"].values():
-        widths[bits] = widths.get(bits, 0) + 1
-    return " ".join(f"{count}/{summary['layers']} @{bits}" for bits, count in sorted(widths.items())) or "none"
+    cells = []
+    for kind, short in (("inputs", "in"), ("weights", "w")):
+        counts: dict[int, int] = {}
+        for bits in summary[f"widened_{kind}"].values():
+            counts[bits] = counts.get(bits, 0) + 1
+        cells += [f"{count}/{summary['layers']} {short}@{bits}" for bits, count in sorted(counts.items())]
+    return " ".join(cells) or "none"
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     """The results as a fixed-width table, then each model's first error."""
     header = ("model", "unsupported ops", "compile", "interpreter", "machine int", "machine float",
-              "xbars", "energy uJ", "wider inputs", "time s")
+              "xbars", "energy uJ", "wider", "time s")
     rows = []
     for name, result in results.items():
         compiled = result.get("compile_int", {})
@@ -247,7 +251,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         rows.append((name, ",".join(result.get("unsupported", [])) or "-", compiled.get("status", "-"),
                      verdict(result.get("interpreter")), verdict(result.get("machine_int")),
                      verdict(result.get("machine_float")), str(compiled["crossbars"]) if ok else "-",
-                     f"{compiled['energy_uj']:.3g}" if ok else "-", wider_inputs(compiled.get("mixed_precision")),
+                     f"{compiled['energy_uj']:.3g}" if ok else "-", widened_widths(compiled.get("mixed_precision")),
                      f"{result['seconds']:.0f}"))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]

@@ -76,12 +76,15 @@ def pruning_summary(ctx: PassContext) -> dict | None:
 
 
 def mixed_precision_summary(ctx: PassContext) -> dict | None:
-    """The goal, the SNR measured before and after and the widened layers (the `mixed-precision` report),
-    or None when the pass had no goal."""
+    """The goal, the SNR measured before and after and the widened widths (the `mixed-precision` report): in the
+    order chosen, and by kind (`widened_inputs`, `widened_weights`: layer → bits); None when the pass had no goal."""
     report = ctx.report_of("mixed-precision")
     if report is None or "goal_db" not in report.figures:
         return None
-    return {**report.figures, "widened_layers": {entry["layer"]: entry["input_bits"] for entry in report.removed}}
+    by_kind = {kind: {entry["layer"]: entry[f"{kind}_bits"] for entry in report.removed if f"{kind}_bits" in entry}
+               for kind in ("input", "weight")}
+    return {**report.figures, "widened_in_order": report.removed, "widened_inputs": by_kind["input"],
+            "widened_weights": by_kind["weight"]}
 
 
 def _lazy_reference(path: str | os.PathLike) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
@@ -115,16 +118,18 @@ def compile_model(path: str | os.PathLike, target: Target | None = None, precisi
                   packing: str = "best", prune: PruneBudget | None = None, replicate: str = "none",
                   pipelining: str = "none", allow_nonfinite: bool = False,
                   calibration_method: str = "max", layer_input_bits: dict[str, int] | None = None,
-                  mixed_precision: float | None = None, layer_weight_bits: dict[str, int] | None = None) -> Compiled:
+                  mixed_precision: float | None = None, layer_weight_bits: dict[str, int] | None = None,
+                  mixed_precision_widths: str = "both") -> Compiled:
     """ONNX model → graph IR → (`pipeline`, by default `default_pipeline(deconv)`) → crossbar IR → program.
     Pruning error is measured against onnxruntime on the model at `path`. NaN/Inf weights are refused
     unless `allow_nonfinite`. `calibration_method`: how activation ranges are chosen (calibrate.METHODS).
     `layer_input_bits`, `layer_weight_bits`: input and weight widths of single crossbar layers; `mixed_precision`: an SNR goal (dB) the
-    `mixed-precision` pass widens layers' inputs to reach."""
+    `mixed-precision` pass widens layers' inputs or weights (`mixed_precision_widths`: inputs, weights or both) to
+    reach."""
     ctx = PassContext(target=target or Target(), precision=precision, calibration=calibration,
                       calibration_method=calibration_method, packing=packing,
                       layer_input_bits=dict(layer_input_bits or {}), mixed_precision=mixed_precision,
-                      layer_weight_bits=dict(layer_weight_bits or {}),
+                      layer_weight_bits=dict(layer_weight_bits or {}), mixed_precision_widths=mixed_precision_widths,
                       deconv=deconv, prune=prune, replicate=replicate, pipelining=pipelining,
                       reference=_lazy_reference(path))
     with stage("import"):

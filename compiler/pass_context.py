@@ -26,6 +26,7 @@ from rcc.ir.errors import RccError
 
 PRECISIONS = ("int", "float")
 PIPELINING = ("none", "layer", "row")
+MIXED_PRECISION_WIDTHS = ("both", "inputs", "weights")  # what `mixed-precision` may widen
 DECONV_PASSES = {"pixelwise": "deconv-to-pixelwise", "zero-insertion": "deconv-zero-insertion"}
 
 Outputs = dict[str, np.ndarray]
@@ -89,6 +90,7 @@ class PassContext:
     layer_input_bits: dict[str, int] = field(default_factory=dict)
     layer_weight_bits: dict[str, int] = field(default_factory=dict)   # `--layer-weight-bits`, keyed the same way
     mixed_precision: float | None = None
+    mixed_precision_widths: str = "both"  # which widths that pass may widen: inputs, weights or both
     reports: list[PassReport] = field(default_factory=list)
     graph: Module | None = None  # the graph-level module `lower-to-xbar` started from (a copy)
 
@@ -111,6 +113,9 @@ class PassContext:
             except RccError as err:
                 raise RccError(f"--layer-weight-bits {layer}={bits}: {str(err).replace('--weight-bits', 'the width')}"
                                ) from None
+        if self.mixed_precision_widths not in MIXED_PRECISION_WIDTHS:
+            raise RccError(f"--mixed-precision-widths {self.mixed_precision_widths!r}: choose "
+                           f"{', '.join(MIXED_PRECISION_WIDTHS)}")
         if self.packing not in PACKING_MODES:
             raise RccError(f"--packing {self.packing!r}: choose one of {', '.join(PACKING_MODES)}")
 

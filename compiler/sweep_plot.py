@@ -19,6 +19,7 @@ from matplotlib.figure import Figure  # the object API renders with Agg and neve
 
 from rcc.compiler.summary import format_table
 from rcc.compiler.sweep_search import MAXIMISED
+from rcc.compiler.sweep_space import KEYS
 from rcc.ir.files import write_output
 
 Row = dict[str, Any]
@@ -85,7 +86,7 @@ def front_table(rows: list[Row], options: list[str], limit: int = 20) -> str:
     front = pareto_front(rows, figures) if figures else []
     if not front:
         return "no point finished, so there is no Pareto front"
-    table = [[row["model"], *("auto" if row.get(o) is None else row[o] for o in options),
+    table = [[row["model"], *(KEYS[o].unset if row.get(o) is None else row[o] for o in options),
               *(row[c] if isinstance(row[c], int) else float(f"{row[c]:.4g}") for c in figures)]
              for row in front[:limit]]
     more = f"\n({len(front) - limit} more points on the front)" if len(front) > limit else ""

@@ -31,7 +31,7 @@ from rcc.backends.device import PRESETS as DEVICE_PRESETS
 from rcc.backends.device import Device, load_device, parse_duration, parse_rates
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.target import AUTO, ENCODINGS, Target, parse_xbar
-from rcc.compiler.pass_context import DECONV_PASSES, PRECISIONS, PruneBudget
+from rcc.compiler.pass_context import DECONV_PASSES, MIXED_PRECISION_WIDTHS, PRECISIONS, PruneBudget
 from rcc.compiler.passes.mixed_precision import mixed_precision_goal
 from rcc.ir.errors import RccError
 
@@ -52,6 +52,7 @@ class SweepKey:
     parse: Callable[[str], Value]
     help: str
     text: bool = False  # values are strings (kept as text when a CSV results file is read back)
+    unset: str = "auto"  # what a value of None means, as tables print it
 
 
 KEYS: dict[str, SweepKey] = {}
@@ -118,9 +119,12 @@ for _field in dataclasses.fields(Target):
 register_key(SweepKey("precision", "compile", _choice(PRECISIONS), "int (bit-accurate) or float", text=True))
 register_key(SweepKey("packing", "compile", _choice(list(PACKING_MODES)), "sparse packing mode", text=True))
 register_key(SweepKey("deconv", "compile", _choice(list(DECONV_PASSES)), "transposed-convolution lowering", text=True))
-register_key(SweepKey("prune", "compile", _prune, "prune budget: FRACTION, error=MAX or none", text=True))
+register_key(SweepKey("prune", "compile", _prune, "prune budget: FRACTION, error=MAX or none", text=True,
+                      unset="none"))
 register_key(SweepKey("mixed_precision", "compile", _mixed_precision,
-                      "SNR goal of the mixed-precision pass: none, auto or dB", text=True))
+                      "SNR goal of the mixed-precision pass: none, auto or dB", text=True, unset="none"))
+register_key(SweepKey("mixed_precision_widths", "compile", _choice(MIXED_PRECISION_WIDTHS),
+                      "what the mixed-precision pass may widen: inputs, weights or both", text=True))
 register_key(SweepKey("cost_model", "cost", _cost_model, "cost preset (isaac, puma) or FILE.toml", text=True))
 register_key(SweepKey("seed", "verify", _whole, "seed of the random verification inputs"))
 

@@ -8,13 +8,15 @@ import argparse
 from typing import Any
 
 from rcc.backends.target import Target
+from rcc.compiler.pass_context import MIXED_PRECISION_WIDTHS
 from rcc.compiler.passes.mixed_precision import AUTO_MARGIN_DB, mixed_precision_goal
 from rcc.ir.errors import RccError
 
 
 def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--layer-input-bits LAYER=BITS` (repeatable) and `--mixed-precision auto|DB`: input widths of single
-    crossbar layers beside the target's (compiler/passes/mixed_precision.py)."""
+    """`--layer-input-bits LAYER=BITS`, `--layer-weight-bits LAYER=BITS` (repeatable), `--mixed-precision auto|DB`
+    and `--mixed-precision-widths`: input and weight widths of single crossbar layers beside the target's
+    (compiler/passes/mixed_precision.py)."""
     parser.add_argument("--layer-input-bits", action="append", default=[], metavar="LAYER=BITS",
                         help="input width of one crossbar layer, beside --input-bits (repeatable); LAYER is a "
                              "layer of the report or the `layer` of an xbar.mvm in --emit xbar")
@@ -22,16 +24,21 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight width of one crossbar layer, beside --weight-bits (repeatable; more bits, more "
                              "weight slices and arrays); LAYER as for --layer-input-bits")
     parser.add_argument("--mixed-precision", metavar="auto|DB",
-                        help="widen the inputs of the layers that cost the most accuracy until the model's SNR "
-                             "on held-out inputs reaches DB (auto: the integer verification bound + "
+                        help="widen the inputs or weights of the layers that cost the most accuracy until the "
+                             "model's SNR on held-out inputs reaches DB (auto: the integer verification bound + "
                              f"{AUTO_MARGIN_DB:g} dB)")
+    parser.add_argument("--mixed-precision-widths", choices=MIXED_PRECISION_WIDTHS, default="both",
+                        help="which widths --mixed-precision may widen: inputs (input cycles), weights (weight "
+                             "slices, so arrays) or both (the default; inputs only with --prune-budget)")
 
 
 def precision_settings(args: argparse.Namespace, target: Target) -> dict[str, Any]:
-    """`compile_model`'s `layer_input_bits`, `layer_weight_bits` and `mixed_precision` from the flags above."""
+    """`compile_model`'s `layer_input_bits`, `layer_weight_bits`, `mixed_precision` and `mixed_precision_widths`
+    from the flags above."""
     goal = None if args.mixed_precision is None else mixed_precision_goal(args.mixed_precision, target)
     return {"layer_input_bits": _widths("--layer-input-bits", args.layer_input_bits),
-            "layer_weight_bits": _widths("--layer-weight-bits", args.layer_weight_bits), "mixed_precision": goal}
+            "layer_weight_bits": _widths("--layer-weight-bits", args.layer_weight_bits), "mixed_precision": goal,
+            "mixed_precision_widths": args.mixed_precision_widths}
 
 
 def _widths(flag: str, items: list[str]) -> dict[str, int]:

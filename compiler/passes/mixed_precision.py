@@ -1,33 +1,36 @@
-"""`mixed-precision`: widen the inputs of the crossbar layers that cost the most accuracy until the model reaches
-an SNR goal (integer mode; off unless the context has a goal, `--mixed-precision auto|DB`).
+"""`mixed-precision`: widen the inputs or weights of the crossbar layers that cost the most accuracy until the model
+reaches an SNR goal (integer mode; off unless the context has a goal, `--mixed-precision auto|DB`).
 
-A deep network quantised to 8-bit inputs everywhere can fall short of the integer verification bound
-(26.2 dB at 8 bits) although each layer loses little: the rounding noise of inputs with a wide range for
-their spread (squeeze-excite vectors, hard-swish outputs, depthwise layers) adds up. This pass gives some
-layers wider inputs (more input cycles on the DAC, nothing else changes: the same arrays, weights and
-calibration) and leaves the rest at the target's width. The choice goes into the context's
-`layer_input_bits`, which `lower-to-xbar` reads; layers the user gave a width (`--layer-input-bits`) keep
-it. The report lists the widened layers, in the order chosen, and the SNR measured before and after.
+A deep network quantised to 8 bits everywhere can fall short of the integer verification bound (26.2 dB at 8 bits)
+although each layer loses little: the rounding noise of inputs with a wide range for their spread (squeeze-excite
+vectors, hard-swish outputs, depthwise layers) or of weights with a wide range for their spread (trained,
+re-parameterised convolutions) adds up. This pass gives some layers wider inputs (more input cycles on the DAC) or
+wider weights (more weight slices, so more arrays) and leaves the rest at the target's widths; the calibration is
+the same. Which widths it may widen is the context's `mixed_precision_widths` (`--mixed-precision-widths
+inputs|weights|both`, both by default; inputs only under a prune budget, whose blocks were cut in the layout of
+each layer's weight width). The choice goes into the context's `layer_input_bits` and `layer_weight_bits`, which
+`lower-to-xbar` reads; widths the user gave (`--layer-input-bits`, `--layer-weight-bits`) are kept. The report
+lists what was widened, in the order chosen, and the SNR measured before and after.
 
-How the SNR is measured: the graph-level module run with every crossbar layer's input quantised as
-`lower-to-xbar` will quantise it (its calibrated range at its width, round half to even, saturation), its
-weights replaced by their dequantised integers, and, with `--attention crossbar`, every matmul that
-`place-attention` writes into crossbars quantised as it will be; against the original model (the driver's
-onnxruntime reference, so pruning error counts; without one, the module in float), on HELD_OUT_SAMPLES
-seeded random inputs that calibration did not see (the user's `--calibrate` sets when given: then clipping
-on unseen inputs cannot show). The figure is the worst output's SNR over all samples' elements, as
-`--verify` computes it. Quantised float arithmetic stands in for the integer product: they differ by float
-rounding, far below any goal.
+How the SNR is measured: the graph-level module run with every crossbar layer's input quantised as `lower-to-xbar`
+will quantise it (its calibrated range at its width, round half to even, saturation), its weights replaced by their
+dequantised integers at its weight width, and, with `--attention crossbar`, every matmul that `place-attention`
+writes into crossbars quantised as it will be; against the original model (the driver's onnxruntime reference, so
+pruning error counts; without one, the module in float), on HELD_OUT_SAMPLES seeded random inputs that calibration
+did not see (the user's `--calibrate` sets when given: then clipping on unseen inputs cannot show). The figure is
+the worst output's SNR over all samples' elements, as `--verify` computes it. Quantised float arithmetic stands in
+for the integer product: they differ by float rounding, far below any goal.
 
-The search, per width step (target width + 2, + 4, ... up to 16 bits): the free layers below the step are
-ranked by the noise their input quantisation adds to their own output (‖W·(q(x) − x)‖² / ‖W·x‖² on one
-held-out sample); the number of top-ranked layers to widen is found by doubling, then bisection between
-the last count measured to miss and the first to reach the goal. The SNR is not strictly monotone in the
-count, so the count is the fewest the bisection found, not a proven minimum; the setting returned is
-always one that was measured to reach the goal. If widening every free layer at one step still misses,
-all go to that width and the next step starts. A goal that even 16-bit inputs everywhere miss is out of
-reach of input widths (weight rounding, clipping or pruning limit the model): it is reported as missed,
-with the SNR measured at the widest setting, and no layer is widened.
+The search works on widths of single layers, a layer's input width or its weight width. Per width step (the
+narrowest free width + 2, + 4, ... up to 16 bits), the free widths below the step are ranked by the noise their
+rounding adds to their layer's own output (‖W·(q(x) − x)‖² or ‖(q(W) − W)·x‖², over ‖W·x‖², on one held-out
+sample); the number of top-ranked widths to widen is found by doubling, then bisection between the last count
+measured to miss and the first to reach the goal. The SNR is not strictly monotone in the count, so the count is
+the fewest the bisection found, not a proven minimum; the setting returned is always one that was measured to reach
+the goal. If widening every free width at one step still misses, all go to that width and the next step starts. A
+goal that 16 bits everywhere it may widen still miss is out of its reach (clipping, pruning or the widths it may not
+widen limit the model): it is reported as missed, with the SNR measured at the widest setting, and nothing is
+widened.
 """
 
 from __future__ import annotations
@@ -56,8 +59,12 @@ AUTO_MARGIN_DB = 3.0  # `auto`: the verification bound plus this, for inputs the
 HELD_OUT_SAMPLES = 4
 HELD_OUT_SEED = 2_000_003
 WIDTH_STEP = 2
+WIDEST = MAX_INPUT_BITS  # 16: the widest input (and weight) width
+KINDS = ("input", "weight")
+WIDTH_CHOICES = {"inputs": ("input",), "weights": ("weight",), "both": KINDS}  # MIXED_PRECISION_WIDTHS
 
-Widths = dict[str, int]
+Knob = tuple[str, str]   # (layer, "input" or "weight")
+Widths = dict[Knob, int]
 
 
 def mixed_precision_goal(text: str, target: Target) -> float:
@@ -89,37 +96,47 @@ class MixedPrecision(Pass):
         if not mapped:
             raise RccError("--mixed-precision: the model has no float conv or matmul with constant weights to "
                            "widen (a quantized model's layers keep the widths of its own integers)")
-        search = _Search(module, mapped, ctx)
+        kinds = ("input",) if ctx.prune is not None else WIDTH_CHOICES[ctx.mixed_precision_widths]
+        search = _Search(module, mapped, ctx, kinds)
         widths, snr = search.widths_for(goal)
-        widened = {layer: widths[layer] for layer in search.order if widths[layer] != search.base[layer]}
-        ctx.layer_input_bits.update(widened)
+        widened = [(knob, widths[knob]) for knob in search.order if widths[knob] != search.base[knob]]
+        for (layer, kind), bits in widened:
+            (ctx.layer_input_bits if kind == "input" else ctx.layer_weight_bits)[layer] = bits
         ctx.report.figures.update({
             "goal_db": goal, "snr_db_before": round(search.base_snr, 2),
-            "snr_db": round(snr, 2),  # with every free layer at 16 bits when the goal is missed
-            "reached": snr >= goal, "layers": len(mapped), "widened": len(widened),
-            "fixed_by_user": len(search.fixed), "measurements": search.measurements,
-            "samples": len(search.samples), "reference": search.reference_name})
-        ctx.report.removed = [{"layer": layer, "input_bits": bits} for layer, bits in widened.items()]
+            "snr_db": round(snr, 2),  # with every free width at 16 bits when the goal is missed
+            "reached": snr >= goal, "layers": len(mapped), "widths": "+".join(kinds),
+            "widened": len({layer for (layer, _), _ in widened}),
+            "fixed_by_user": len({layer for layer, _ in search.fixed}), "measurements": search.measurements,
+            "samples": len(search.samples), "held_out": ctx.calibration is None,  # else the first calibration sets
+            "reference": search.reference_name})
+        ctx.report.removed = [{"layer": layer, f"{kind}_bits": bits} for (layer, kind), bits in widened]
         return bool(widened)
 
 
 class _Search:
     """The fake-quantised module's SNR for given layer widths, and the search over them."""
 
-    def __init__(self, module: Module, mapped: list[Op], ctx: PassContext) -> None:
-        self.module, self.mapped, self.ctx, self.target = module, mapped, ctx, ctx.target
-        self.base = {op.result.name: ctx.input_bits_of(op.result.name) for op in mapped}
-        self.fixed = {op.result.name for op in mapped if ctx.width_key(op.result.name) is not None}
+    def __init__(self, module: Module, mapped: list[Op], ctx: PassContext, kinds: tuple[str, ...]) -> None:
+        self.module, self.mapped, self.ctx, self.target, self.kinds = module, mapped, ctx, ctx.target, kinds
+        self.op_of = {op.result.name: op for op in mapped}
+        self.base: Widths = {}
+        for op in mapped:
+            layer = op.result.name
+            self.base[layer, "input"] = ctx.input_bits_of(layer)
+            self.base[layer, "weight"] = ctx.weight_bits_of(layer)
+        tables = {"input": ctx.layer_input_bits, "weight": ctx.layer_weight_bits}
+        self.fixed = {(layer, kind) for layer, kind in self.base if ctx.width_key(layer, tables[kind]) is not None}
         self.samples = (ctx.calibration_samples(module)[:HELD_OUT_SAMPLES] if ctx.calibration is not None else
                         [random_inputs(module, HELD_OUT_SEED + i) for i in range(HELD_OUT_SAMPLES)])
         self.attention = [op for op in module.ops if written_at_run_time(op, ctx.target.attention)]
         self.attention_ranges = ctx.activation_ranges(module, [op.operands[0] for op in self.attention]) \
             if self.attention else {}
         self.observed: ActivationObservation | None = None  # the layers' inputs on the calibration samples
-        self.weights = {op: dequantized_weight(op, ctx.weight_bits_of(op.result.name)) for op in mapped}
+        self.dequantized: dict[tuple[Op, int], np.ndarray] = {}
         self.expected, self.reference_name = self.references()
         self.measurements = 0
-        self.order: list[str] = []  # the widened layers, in the order the search chose them
+        self.order: list[Knob] = []  # the widened widths, in the order the search chose them
         self.base_snr = self.snr(self.base)
 
     def references(self) -> tuple[list[dict[str, np.ndarray]], str]:
@@ -141,17 +158,25 @@ class _Search:
     def quantized_input(self, op: Op, x: np.ndarray, bits: int) -> np.ndarray:
         return fake_quantized(x, self.range_of(op, bits), bits)
 
+    def quantized_weight(self, op: Op, bits: int) -> np.ndarray:
+        """`op`'s weight as arrays of `bits`-bit weights hold it (computed once per width)."""
+        if (op, bits) not in self.dequantized:
+            self.dequantized[op, bits] = dequantized_weight(op, bits)
+        return self.dequantized[op, bits]
+
     def substitute(self, widths: Widths) -> interpreter.Substitute:
         """The interpreter hook: each layer's input and weights as the arrays will see them, and attention
         matmuls written into crossbars at run time (`--attention crossbar`) as `place-attention` quantises
         them (their left operand's range calibrated here on the float graph; there on the quantised one)."""
-        by_op = {op: widths[op.result.name] for op in self.mapped}
+        by_op = {op: (widths[op.result.name, "input"], widths[op.result.name, "weight"]) for op in self.mapped}
         attention = set(self.attention)
         input_bits, weight_bits = self.target.input_bits, self.target.weight_bits
 
         def quantized(op: Op, operands: list[np.ndarray]) -> list[np.ndarray]:
             if op in by_op:
-                return [self.quantized_input(op, operands[0], by_op[op]), self.weights[op], *operands[2:]]
+                inputs, weights = by_op[op]
+                return [self.quantized_input(op, operands[0], inputs), self.quantized_weight(op, weights),
+                        *operands[2:]]
             if op in attention:
                 lhs, rhs = operands
                 return [fake_quantized(lhs, self.attention_ranges[op.operands[0]], input_bits),
@@ -175,36 +200,40 @@ class _Search:
                 noise[value.name] = noise.get(value.name, 0.0) + float(np.sum(error ** 2))
         return min((snr_db(signal[name], noise[name]) for name in signal), default=math.inf)
 
-    def ranking(self, widths: Widths) -> list[str]:
-        """Layers by the noise their input quantisation adds to their own output, worst first."""
+    def ranking(self, knobs: list[Knob], widths: Widths) -> list[Knob]:
+        """`knobs` by the noise their rounding at `widths` adds to their layer's own output, worst first."""
         env = interpreter.evaluate(self.module, self.samples[0])
         noise = {}
-        for op in self.mapped:
-            x = env[op.operands[0]]
-            error = self.quantized_input(op, x, widths[op.result.name]) - x
-            rest = [v.data if v.is_constant else env[v] for v in op.operands[1:2]]
-            added = OPS[op.opname].run([error, *rest], op.attrs)[0].astype(np.float64)
-            clean = OPS[op.opname].run([x, *rest], op.attrs)[0].astype(np.float64)
+        for layer, kind in knobs:
+            op = self.op_of[layer]
+            x, weight = env[op.operands[0]], op.operands[1].data
+            bits = widths[layer, kind]
+            if kind == "input":
+                error = OPS[op.opname].run([self.quantized_input(op, x, bits) - x, weight], op.attrs)[0]
+            else:
+                error = OPS[op.opname].run([x, self.quantized_weight(op, bits) - weight], op.attrs)[0]
+            clean = OPS[op.opname].run([x, weight], op.attrs)[0].astype(np.float64)
             power = float(np.sum(clean ** 2))
-            noise[op.result.name] = float(np.sum(added ** 2)) / power if power > 0 else 0.0
-        return sorted(noise, key=lambda layer: -noise[layer])
+            noise[layer, kind] = float(np.sum(error.astype(np.float64) ** 2)) / power if power > 0 else 0.0
+        return sorted(knobs, key=lambda knob: -noise[knob])
 
     def widths_for(self, goal: float) -> tuple[Widths, float]:
-        """The widths reaching `goal` with the fewest widened layers at each step, and their SNR (the base
-        widths and the widest setting's SNR when no step reaches it)."""
+        """The widths reaching `goal` with the fewest widened at each step, and their SNR (the base widths and the
+        widest setting's SNR when no step reaches it)."""
         widths, snr = dict(self.base), self.base_snr
-        step_width = self.target.input_bits
-        while snr < goal and step_width < MAX_INPUT_BITS:
-            step_width = min(step_width + WIDTH_STEP, MAX_INPUT_BITS)
-            order = [layer for layer in self.ranking(widths)
-                     if widths[layer] < step_width and layer not in self.fixed]
-            if order:
+        free = [knob for knob in self.base if knob[1] in self.kinds and knob not in self.fixed]
+        step_width = min((self.base[knob] for knob in free), default=WIDEST)
+        while snr < goal and step_width < WIDEST:
+            step_width = min(step_width + WIDTH_STEP, WIDEST)
+            below = [knob for knob in free if widths[knob] < step_width]
+            if below:
+                order = self.ranking(below, widths)
                 count, snr = self.fewest_reaching(goal, order, widths, step_width)
                 widths = {**widths, **dict.fromkeys(order[:count], step_width)}
-                self.order = [layer for layer in self.order if layer not in order[:count]] + order[:count]
+                self.order = [knob for knob in self.order if knob not in order[:count]] + order[:count]
         return (widths, snr) if snr >= goal else (dict(self.base), snr)
 
-    def fewest_reaching(self, goal: float, order: list[str], widths: Widths, width: int) -> tuple[int, float]:
+    def fewest_reaching(self, goal: float, order: list[Knob], widths: Widths, width: int) -> tuple[int, float]:
         """How many of `order` (top-ranked first) to widen to `width` for `goal`, found by doubling, then
         bisection between the last count that missed and the first that reached it, with their SNR; all of
         them, and their SNR, when even that misses."""
@@ -228,8 +257,6 @@ class _Search:
             else:
                 low = middle
         return count, snr
-
-
 def fake_quantized(x: np.ndarray, value_range: tuple[float, float], bits: int) -> np.ndarray:
     """x rounded to the `bits`-bit grid of its calibrated range, as `vec.quantize` then dequantise."""
     scale, signed = input_quantization(*value_range, bits)

@@ -131,6 +131,13 @@ def test_pareto_front_keeps_exactly_the_undominated_points() -> None:
     assert "3 of 7 points" in table.splitlines()[0]
 
 
+def test_the_front_table_says_what_an_unset_option_means() -> None:
+    rows = [{"model": "m", "status": "ok", "energy_pj": 1.0, "snr_db": 20.0, "mixed_precision": None,
+             "prune": None, "adc_bits": None}]
+    last = front_table(rows, ["mixed_precision", "prune", "adc_bits"]).splitlines()[-1].split()
+    assert last[:4] == ["m", "none", "none", "auto"]  # no goal, no budget; the ADC width rcc chooses
+
+
 def test_random_search_and_constraints() -> None:
     space = parse_grid(["adc_bits=4:9", "cell_bits=1,2"])
     check_points(grid_points(space))

@@ -1,7 +1,7 @@
-"""Per-layer input widths: `--layer-input-bits LAYER=BITS` and the `mixed-precision` pass
-(`--mixed-precision auto|DB`), checked on the machine against onnxruntime: the SNR the pass claims is the one
-the compiled program gets on the same held-out inputs, with every calibration method, with pruning and with
-attention written into crossbars."""
+"""Per-layer input widths, `--layer-input-bits LAYER=BITS`, and the `mixed-precision` pass (`--mixed-precision
+auto|DB`, `--mixed-precision-widths`), checked on the machine against onnxruntime: the SNR the pass claims is the
+one the compiled program gets on the same held-out inputs, with every calibration method, with pruning, with
+attention written into crossbars and with widened weights."""
 
 from __future__ import annotations
 
@@ -28,14 +28,35 @@ BLOCK = "models/mobilenetv3_block.onnx"  # hard-swish, squeeze-excite: 32.5 dB a
 ENCODER = "models/transformer_encoder_block.onnx"
 
 
-def mvm_widths(compiled) -> dict[str, int]:
-    return {i.attrs["layer"]: i.attrs["input_bits"] for i in compiled.program.instructions if i.opcode == "mvm"}
+def mvm_widths(compiled, kind: str = "input") -> dict[str, int]:
+    return {i.attrs["layer"]: i.attrs[f"{kind}_bits"] for i in compiled.program.instructions if i.opcode == "mvm"}
 
 
-def machine_snr(path: str, compiled) -> float:
+def outlier_model(tmp_path) -> tuple[str, dict[str, np.ndarray]]:
+    """x → MatMul → Relu → MatMul whose first weights hold one large entry per column (the rest get few of the
+    8-bit levels: weight rounding, not input rounding, limits it), and 8 calibration samples of x."""
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((64, 32)) * 0.02).astype(np.float32)
+    w1[rng.integers(0, 64, 32), np.arange(32)] = 1.0
+    w2 = (rng.standard_normal((32, 10)) * 0.2).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["y"])], "outliers",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    path = tmp_path / "outliers.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    return str(path), {"x": rng.standard_normal((8, 1, 64)).astype(np.float32)}
+
+
+def machine_snr(path: str, compiled, calibration: dict[str, np.ndarray] | None = None) -> float:
     """The worst output's SNR (dB) of the program on the machine against onnxruntime, on the pass's held-out
-    inputs (seeded random ones calibration did not see), summed over them as the pass sums them."""
-    samples = [random_inputs(compiled.graph, HELD_OUT_SEED + i) for i in range(HELD_OUT_SAMPLES)]
+    inputs (seeded random ones calibration did not see; the first calibration samples when it was given),
+    summed over them as the pass sums them."""
+    samples = ([random_inputs(compiled.graph, HELD_OUT_SEED + i) for i in range(HELD_OUT_SAMPLES)]
+               if calibration is None else
+               [{name: array[i] for name, array in calibration.items()} for i in range(HELD_OUT_SAMPLES)])
     reference, machine = onnxruntime_runner(path), Machine(compiled.program)
     signal: dict[str, float] = {}
     noise: dict[str, float] = {}
@@ -85,25 +106,58 @@ def test_the_claimed_snr_is_the_programs_on_the_machine(path, goal, options) -> 
 def test_the_search_reaches_its_goal_with_the_widths_it_reports() -> None:
     compiled = compile_model(BLOCK, mixed_precision=38.0)
     summary = compiled.mixed_precision
-    assert 0 < summary["widened"] == len(summary["widened_layers"]) <= summary["layers"]
-    assert {name: bits for name, bits in mvm_widths(compiled).items() if bits != 8} == summary["widened_layers"]
+    assert 0 < summary["widened"] == len(summary["widened_inputs"]) <= summary["layers"]
+    assert {name: bits for name, bits in mvm_widths(compiled).items() if bits != 8} == summary["widened_inputs"]
+    assert set(mvm_widths(compiled, "weight").values()) == {8} and not summary["widened_weights"]  # inputs limit it
     assert verify_compiled(BLOCK, compiled, samples=3).passed
 
 
 def test_the_last_layer_the_search_widened_is_needed() -> None:
-    widened = compile_model(BLOCK, mixed_precision=38.0).mixed_precision["widened_layers"]
-    assert set(widened.values()) == {10}  # one width step: the search bisected over its ranking
-    fewer = dict(list(widened.items())[:-1])  # in the order the search chose them
+    widened = compile_model(BLOCK, mixed_precision=38.0).mixed_precision["widened_in_order"]
+    assert {entry["input_bits"] for entry in widened} == {10}  # one width step: the search bisected over its ranking
+    fewer = {entry["layer"]: entry["input_bits"] for entry in widened[:-1]}
     assert compile_model(BLOCK, layer_input_bits=fewer, mixed_precision=38.0).mixed_precision["snr_db_before"] < 38.0
 
 
 def test_layers_the_user_set_keep_their_width() -> None:
-    free = compile_model(BLOCK, mixed_precision=36.0).mixed_precision["widened_layers"]
+    free = compile_model(BLOCK, mixed_precision=36.0).mixed_precision["widened_inputs"]
     layer = next(iter(free))
     compiled = compile_model(BLOCK, layer_input_bits={layer: 6}, mixed_precision=36.0)
-    assert mvm_widths(compiled)[layer] == 6 and layer not in compiled.mixed_precision["widened_layers"]
+    assert mvm_widths(compiled)[layer] == 6 and layer not in compiled.mixed_precision["widened_inputs"]
     assert compiled.mixed_precision["fixed_by_user"] == 1
-    assert compiled.mixed_precision["widened"] == len(compiled.mixed_precision["widened_layers"])
+    assert compiled.mixed_precision["widened"] == len(compiled.mixed_precision["widened_inputs"])
+
+
+def test_weights_are_widened_where_their_rounding_limits_the_model(tmp_path) -> None:
+    path, calibration = outlier_model(tmp_path)
+    inputs_only = compile_model(path, calibration=calibration, mixed_precision=40.0, mixed_precision_widths="inputs")
+    assert not inputs_only.mixed_precision["reached"] and inputs_only.mixed_precision["widths"] == "input"
+    base = compile_model(path, calibration=calibration)
+    for widths in ("weights", "both"):
+        compiled = compile_model(path, calibration=calibration, mixed_precision=40.0, mixed_precision_widths=widths)
+        summary = compiled.mixed_precision
+        assert summary["reached"] and summary["widened_weights"], summary
+        assert abs(machine_snr(path, compiled, calibration) - summary["snr_db"]) < 0.1, summary
+        assert {name: bits for name, bits in mvm_widths(compiled, "weight").items() if bits != 8} == summary[
+            "widened_weights"]  # unnamed nodes: the layers are named after their results
+        before, after = (totals(layer_rows(c.program, c.target)) for c in (base, compiled))
+        assert after["crossbars"] > before["crossbars"]  # wider weights: more weight slices
+        result = verify_compiled(path, compiled, samples=2)
+        assert result.passed and result.extra["integer_reference_match"]
+    assert compile_model(path, calibration=calibration, mixed_precision=40.0,
+                         mixed_precision_widths="weights").mixed_precision["widened_inputs"] == {}
+
+
+def test_weight_widths_the_user_set_or_pruning_cut_are_kept(tmp_path) -> None:
+    path, calibration = outlier_model(tmp_path)
+    free = compile_model(path, calibration=calibration, mixed_precision=40.0).mixed_precision["widened_weights"]
+    layer = next(iter(free))
+    compiled = compile_model(path, calibration=calibration, mixed_precision=40.0, layer_weight_bits={layer: 8})
+    assert layer not in compiled.mixed_precision["widened_weights"] and compiled.mixed_precision["fixed_by_user"] == 1
+    assert mvm_widths(compiled, "weight")[layer] == 8
+    pruned = compile_model(path, calibration=calibration, mixed_precision=40.0, prune=PruneBudget(fraction=0.05))
+    assert pruned.mixed_precision["widths"] == "input" and not pruned.mixed_precision["widened_weights"]
+    assert set(mvm_widths(pruned, "weight").values()) == {8}
 
 
 def test_a_goal_already_met_or_out_of_reach_widens_nothing() -> None:
@@ -154,6 +208,7 @@ def test_bad_layer_widths_and_goals_are_named(tmp_path) -> None:
     (["--layer-input-bits", "fc1"], "--layer-input-bits 'fc1': expected LAYER=BITS"),
     (["--layer-input-bits", "fc1=²"], "--layer-input-bits 'fc1=²': expected LAYER=BITS"),
     (["--layer-input-bits", "nope=10"], "no float crossbar layer named 'nope'"),
+    (["--mixed-precision", "30", "--mixed-precision-widths", "cells"], "--mixed-precision-widths"),
 ])
 def test_cli_refuses_bad_precision_flags(flags, message, tmp_path, capsys) -> None:
     output = tmp_path / "out.rccp"
@@ -167,7 +222,21 @@ def test_cli_prints_and_reports_the_choice(tmp_path, capsys) -> None:
     report = tmp_path / "report.json"
     assert main([BLOCK, "-o", str(tmp_path / "out.rccp"), "--mixed-precision", "38", "--report", str(report)]) == 0
     out = capsys.readouterr().out
-    assert "mixed precision: of 5 crossbar layers, widened" in out and "goal 38.0 dB reached" in out
+    assert "mixed precision: of 5 crossbar layers, widened inputs of" in out and "goal 38.0 dB reached" in out
+    assert "SNR on 4 held-out inputs" in out
     written = json.loads(report.read_text())
-    assert written["mixed_precision"]["reached"] and written["mixed_precision"]["widened_layers"]
+    assert written["mixed_precision"]["reached"] and written["mixed_precision"]["widened_inputs"]
     assert any(layer.get("input_bits", 8) > 8 for layer in written["layers"])
+
+
+def test_cli_prints_widened_weights(tmp_path, capsys) -> None:
+    path, calibration = outlier_model(tmp_path)
+    np.savez(tmp_path / "calibration.npz", **calibration)
+    assert main([path, "-o", str(tmp_path / "out.rccp"), "--mixed-precision", "40", "--calibrate",
+                 str(tmp_path / "calibration.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "mixed precision: of 2 crossbar layers, widened weights of" in out and "goal 40.0 dB reached" in out
+    assert "SNR on 4 calibration inputs" in out  # the user's sets: not held out
+    assert main([path, "-o", str(tmp_path / "out.rccp"), "--mixed-precision", "40", "--mixed-precision-widths",
+                 "inputs", "--calibrate", str(tmp_path / "calibration.npz")]) == 0
+    assert "MISSED, out of reach of input widths" in capsys.readouterr().out
