@@ -15,6 +15,7 @@ from rcc.backends.program import Instruction, Program
 from rcc.backends.target import Target
 from rcc.ir.core import Module, Op
 from rcc.ir.errors import RccError
+from rcc.ir.ops.xbar import array_owner_ops
 
 _DEDICATED = {"vec.im2col": "im2col", "vec.quantize": "quantize", "xbar.mvm": "mvm", "vec.dequantize": "dequantize",
               "xbar.write_mvm": "write_mvm"}
@@ -39,8 +40,9 @@ def emit_program(module: Module, target: Target, precision: str) -> Program:
                     for v in module.inputs]
     instructions += [_instruction(op) for op in module.ops]
     phases: dict[int, int] = {}  # arrays each reprogramming phase holds, copies included
+    sharing = array_owner_ops(module.ops)   # these run on an earlier mvm's arrays
     for op in module.ops:
-        if op.opname in ("xbar.mvm", "xbar.write_mvm"):
+        if op.opname in ("xbar.mvm", "xbar.write_mvm") and op not in sharing:
             arrays = op.attrs["arrays"] * op.attrs.get("copies", 1)
             phases[op.attrs["phase"]] = phases.get(op.attrs["phase"], 0) + arrays
     arrays = max(phases.values(), default=0)

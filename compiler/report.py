@@ -5,7 +5,9 @@ A layer is what one graph-level op became (runtime/schedule.py); `unit` says whe
 (weights programmed when the program loads), `crossbar-write` (weights written at run time: attention
 on crossbars) or `vector` (the digital vector unit). Counts are the static ones of the
 instruction table, which the machine's counters equal when it runs the program; `zero_macs` are the
-multiply-accumulates spent on zeros a deconvolution lowering inserted between input pixels.
+multiply-accumulates spent on zeros a deconvolution lowering inserted between input pixels. A layer that runs on
+another's arrays (time-multiplexed: a recurrent layer's steps all read R) has no crossbars of its own and names
+that layer in `shares_arrays_of`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from rcc.compiler.driver import Compiled
 from rcc.compiler.verify import VerifyResult
 from rcc.runtime.cost import estimate_cost
 from rcc.runtime.counters import Counts
-from rcc.runtime.schedule import instruction_layers, layer_counts, operand_shapes, static_counts
+from rcc.runtime.schedule import array_owners, instruction_layers, layer_counts, operand_shapes, static_counts
 
 
 def layer_rows(program: Program, target: Target, counts: list[Counts] | None = None) -> list[dict[str, Any]]:
@@ -29,7 +31,8 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
     rows: dict[str, dict[str, Any]] = {}
     cells: dict[str, list[int]] = {}
     program_shapes = operand_shapes(program)
-    for index, (instruction, layer) in enumerate(zip(program.instructions, instruction_layers(program))):
+    layers, owners = instruction_layers(program), array_owners(program)
+    for index, (instruction, layer) in enumerate(zip(program.instructions, layers)):
         if layer is None:
             continue
         row = rows.setdefault(layer, {"name": layer, "op": "", "unit": "vector", "crossbars": 0,
@@ -47,6 +50,11 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
             row["op"], row["unit"] = "xbar.mvm", "crossbar"
             row["input_bits"] = max(row.get("input_bits", 0), instruction.attrs["input_bits"])  # the widest mvm's
             row["weight_bits"] = max(row.get("weight_bits", 0), instruction.attrs["weight_bits"])
+            if owners[index] is not None:   # time-multiplexed on an earlier layer's arrays: none of its own
+                row["shares_arrays_of"] = layers[owners[index]]
+                row["macs"] += figures["macs"]
+                row["zero_macs"] += figures["zero_macs"]
+                continue
             for key in ("crossbars", "crossbars_dense", "macs", "zero_macs"):
                 row[key] += figures[key]
             if figures["utilization_histogram"] is not None:

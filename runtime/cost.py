@@ -50,7 +50,7 @@ from rcc.backends.program import Program
 from rcc.backends.target import Target
 from rcc.runtime.counters import Counts
 from rcc.runtime.machine import target_of
-from rcc.runtime.schedule import instruction_layers, layer_counts, mvm_arrays, static_counts
+from rcc.runtime.schedule import instruction_layers, layer_counts, owned_arrays, static_counts
 
 CATEGORIES = tuple(dict.fromkeys([*EVENTS.values(), "static", "write"]))
 
@@ -286,10 +286,12 @@ def _latency_ns(chip: Chip, target: Target, count: Counts) -> float:
 
 
 def _layer_arrays(program: Program, opcodes: tuple[str, ...] = ("mvm", "write_mvm")) -> dict[str, int]:
+    """The arrays each crossbar layer holds (a layer running on another's arrays holds none of its own)."""
     arrays: dict[str, int] = {}
-    for instruction, layer in zip(program.instructions, instruction_layers(program)):
+    for instruction, layer, owned in zip(program.instructions, instruction_layers(program),
+                                         owned_arrays(program, opcodes)):
         if instruction.opcode in opcodes:
-            arrays[layer] = arrays.get(layer, 0) + mvm_arrays(instruction)
+            arrays[layer] = arrays.get(layer, 0) + owned
     return arrays
 
 

@@ -2,8 +2,9 @@
 bytes moved, cycles. Every instruction's counts come from its one count function, which serves both
 the static estimate and the running machine.
 
-Within a layer the `mvm`s run in parallel on disjoint arrays, so the fields in `PARALLEL` (how long the
-crossbars are busy) take the slowest mvm's value; every other field adds up (runtime/schedule.py).
+Within a layer independent `mvm`s run in parallel on disjoint arrays and dependent ones one after another, so the
+fields in `PARALLEL` (how long the crossbars are busy) take the value of the layer's longest chain of mvms; every
+other field adds up (runtime/schedule.py `layer_counts`).
 """
 
 from __future__ import annotations

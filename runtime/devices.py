@@ -52,6 +52,7 @@ from rcc.backends.faults import OK, STUCK_OFF, STUCK_ON, FaultMap, RandomFaults
 from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 from rcc.backends.program import Program, ProgramError
 from rcc.runtime.crossbar import EXACT_FLOAT32, CrossbarGroup, contiguous
+from rcc.runtime.schedule import array_owners
 from rcc.runtime.threads import in_parallel, work_buffer
 
 CHUNK_ELEMENTS = 1 << 23     # bound on one step's temporaries (elements)
@@ -460,22 +461,27 @@ def program_crossbars(program: Program, device: Device | None = None, seed: int 
     """The crossbars of every `mvm` of `program`, by destination buffer: exact `CrossbarGroup`s for the ideal
     device without faults (today's machine, bit for bit), else `DeviceCrossbarGroup`s programmed with `seed`."""
     check_spares(program)
-    mvms = [i for i in program.instructions if i.opcode == "mvm"]
+    owners = array_owners(program)
+    mvms = [i for i, owner in zip(program.instructions, owners) if i.opcode == "mvm" and owner is None]
     operands = [(program.constants[i.src[1]], i.attrs, *[program.constants[n] for n in i.src[2:]]) for i in mvms]
     faults = None if device is None else chip_faults(device, faults)
-    if device is None or (device.is_ideal and faults is None):
-        return {i.dst[0]: CrossbarGroup(*args) for i, args in zip(mvms, operands)}
-    if faults is not None:
-        first = next((args for args in operands), None)
-        if first is not None:
-            mapping = CrossbarMapping.of(first[1], first[0].shape)
-            total = sum(CrossbarMapping.of(args[1], args[0].shape).arrays for args in operands)
-            faults.check(total, mapping.xbar_rows, mapping.xbar_cols)
     crossbars: dict[str, CrossbarGroup | DeviceCrossbarGroup] = {}
-    first_array, tape = 0, NoiseTape(seed)
-    for instruction, (weights, attrs, *maps) in zip(mvms, operands):
-        group = DeviceCrossbarGroup(weights, attrs, *(maps or [None, None]), device=device, seed=seed,
-                                    first_array=first_array, faults=faults, tape=tape)
-        first_array += group.array_count
-        crossbars[instruction.dst[0]] = group
+    if device is None or (device.is_ideal and faults is None):
+        crossbars = {i.dst[0]: CrossbarGroup(*args) for i, args in zip(mvms, operands)}
+    else:
+        if faults is not None:
+            first = next((args for args in operands), None)
+            if first is not None:
+                mapping = CrossbarMapping.of(first[1], first[0].shape)
+                total = sum(CrossbarMapping.of(args[1], args[0].shape).arrays for args in operands)
+                faults.check(total, mapping.xbar_rows, mapping.xbar_cols)
+        first_array, tape = 0, NoiseTape(seed)
+        for instruction, (weights, attrs, *maps) in zip(mvms, operands):
+            group = DeviceCrossbarGroup(weights, attrs, *(maps or [None, None]), device=device, seed=seed,
+                                        first_array=first_array, faults=faults, tape=tape)
+            first_array += group.array_count
+            crossbars[instruction.dst[0]] = group
+    for instruction, owner in zip(program.instructions, owners):   # mvms on an earlier mvm's arrays read them
+        if owner is not None:
+            crossbars[instruction.dst[0]] = crossbars[program.instructions[owner].dst[0]]
     return crossbars

@@ -23,7 +23,7 @@ from rcc.runtime.counters import Counts
 from rcc.runtime.devices import program_crossbars
 from rcc.runtime.instructions import INSTRUCTIONS, input_ranges
 from rcc.runtime.plan import Plan, PlannedStep
-from rcc.runtime.schedule import check_schedule, instruction_counts, mvm_arrays, total_counts
+from rcc.runtime.schedule import check_schedule, instruction_counts, phase_arrays, total_counts
 from rcc.runtime.threads import blas_limited, blas_threads_for
 
 _TARGET_FIELDS = set(Target.__dataclass_fields__)
@@ -81,12 +81,7 @@ class Machine:
         self.input_ranges = input_ranges(program)   # buffer → (low, high) of what quantize proves
         self.plan = Plan(self)
         self._declared = [(spec["name"], TensorType(tuple(spec["shape"]), spec["dtype"])) for spec in program.inputs]
-        phases: dict[int, int] = {}
-        for instruction in program.instructions:
-            if instruction.opcode == "mvm":
-                phase = instruction.attrs.get("phase", 0)
-                phases[phase] = phases.get(phase, 0) + mvm_arrays(instruction)
-        arrays = max(phases.values(), default=0)
+        arrays = max(phase_arrays(program, ("mvm",)).values(), default=0)
         if self.target.max_arrays is not None and arrays > self.target.max_arrays:
             raise ProgramError(f"program {program.name!r} needs {arrays} arrays; the target has "
                                f"{self.target.max_arrays}")

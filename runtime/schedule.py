@@ -3,16 +3,19 @@
 A layer is named by a graph-level op; everything lowered from it carries that name followed by a
 dotted suffix (`conv1.cols`, `conv1.acc`, `up1.phase0_1.acc`), so an instruction's layer is the
 shortest dotted prefix of what it writes that some instruction writes in full. Layers run one after
-another. Within a layer, the `mvm`s hold disjoint arrays and read the same input (the output phases of
-a pixel-wise deconvolution), so they run in parallel: the layer's crossbar time is the slowest of
-them (the `PARALLEL` counts), while its vector-unit work adds up. A `load`'s off-chip bytes belong to
+another. Within a layer, `mvm`s that do not depend on each other (the output phases of a pixel-wise
+deconvolution, on disjoint arrays) run in parallel and dependent ones (a recurrent layer's steps) one after
+another: the layer's crossbar time is its longest chain of them (the `PARALLEL` counts, `layer_counts`), while
+its vector-unit work adds up. A `load`'s off-chip bytes belong to
 the first layer that reads the input, a `store`'s to the layer that wrote the output.
 
 An `mvm` may hold `copies` of its weights (the `replicate` pass): copy c sits on arrays
 `copy_arrays[c]` … `+ arrays` and serves input vectors `copy_rows[c]` … `copy_rows[c + 1]`. The machine
 runs each copy on its own vectors (the results are the same rows, so outputs are unchanged bit for bit);
 the copies run in parallel, so the instruction's `PARALLEL` counts are its busiest copy's. Arrays are
-reprogrammed between `phase`s, so two mvms of one phase never share an array (`check_schedule`).
+reprogrammed between `phase`s, so two mvms of one phase never share an array (`check_schedule`), unless they
+read the same weights (and packing maps): then they run on the same arrays in turn (time-multiplexed, as a
+recurrent layer's steps read R), programmed once; the first such mvm of a phase owns them (`array_owners`).
 """
 
 from __future__ import annotations
@@ -89,15 +92,47 @@ def mvm_arrays(instruction: Instruction) -> int:
     return instruction.attrs["arrays"] * instruction.attrs.get("copies", 1)
 
 
+def array_owners(program: Program) -> list[int | None]:
+    """For each instruction, the index of the earlier `mvm` of its phase that reads the same weights and maps
+    (whose arrays it runs on), else None."""
+    first: dict[tuple, int] = {}
+    owners: list[int | None] = []
+    for index, instruction in enumerate(program.instructions):
+        if instruction.opcode != "mvm":
+            owners.append(None)
+            continue
+        owner = first.setdefault((instruction.attrs.get("phase", 0), *instruction.src[1:]), index)
+        owners.append(owner if owner != index else None)
+    return owners
+
+
+def owned_arrays(program: Program, opcodes: tuple[str, ...] = ("mvm", "write_mvm")) -> list[int]:
+    """Arrays each instruction adds, copies included: an mvm's or write_mvm's own, none for one that runs on
+    an earlier mvm's arrays (`array_owners`) or is not of `opcodes`."""
+    return [mvm_arrays(instruction) if instruction.opcode in opcodes and owner is None else 0
+            for instruction, owner in zip(program.instructions, array_owners(program))]
+
+
+def phase_arrays(program: Program, opcodes: tuple[str, ...] = ("mvm", "write_mvm")) -> dict[int, int]:
+    """The arrays each reprogramming phase holds (`owned_arrays`)."""
+    phases: dict[int, int] = {}
+    for instruction, arrays in zip(program.instructions, owned_arrays(program, opcodes)):
+        if instruction.opcode in opcodes:
+            phase = instruction.attrs.get("phase", 0)
+            phases[phase] = phases.get(phase, 0) + arrays
+    return phases
+
+
 def check_schedule(program: Program, target: Target) -> None:
     """ProgramError (one line) when a replicated mvm's copies disagree with its rows or arrays, a copy
     serves no rows, an array holds two things in one phase, or a phase needs more arrays than the target has."""
     shapes = operand_shapes(program)
     owner: dict[tuple[int, int], str] = {}
-    for instruction, operand in zip(program.instructions, shapes):
+    for instruction, operand, shared in zip(program.instructions, shapes, array_owners(program)):
         if instruction.opcode != "mvm":
             continue
         attrs, name = instruction.attrs, instruction.dst[0]
+        holder = name if shared is None else program.instructions[shared].dst[0]   # whose arrays it runs on
         where = f"program {program.name!r}: mvm {name!r}"
         _check_kinds(attrs, where)
         copies, phase = attrs.get("copies", 1), attrs.get("phase", 0)
@@ -110,10 +145,16 @@ def check_schedule(program: Program, target: Target) -> None:
         empty = next((c for c in range(copies) if bounds[c + 1] <= bounds[c]), None)
         if empty is not None:
             raise ProgramError(f"{where}: copy {empty} serves no rows ({bounds[empty]}..{bounds[empty + 1]})")
+        if shared is not None:
+            held = program.instructions[shared].attrs
+            if (copy_first_arrays(held), held["arrays"]) != (firsts, attrs["arrays"]):
+                raise ProgramError(f"{where} reads the weights of mvm {holder!r} but not on its arrays "
+                                   f"({attrs['arrays']} from {firsts}, not {held['arrays']} from "
+                                   f"{copy_first_arrays(held)})")
         for copy, first in enumerate(firsts):
             for array in range(first, first + attrs["arrays"]):
-                other = owner.setdefault((phase, array), f"{name} copy {copy}")
-                if other != f"{name} copy {copy}":
+                other = owner.setdefault((phase, array), f"{holder} copy {copy}")
+                if other != f"{holder} copy {copy}":
                     raise ProgramError(f"{where}: copy {copy} uses array {array} of phase {phase}, which "
                                        f"{other} already holds")
         if target.max_arrays is not None and max(firsts) + attrs["arrays"] > target.max_arrays:
@@ -174,21 +215,30 @@ def _io_layers(program: Program, layers: list[str | None]) -> list[str | None]:
 
 
 def layer_counts(program: Program, counts: list[Counts]) -> dict[str, Counts]:
-    """Counts per layer in program order, with the parallel-mvm rule applied to the `PARALLEL` counts."""
+    """Counts per layer in program order. The `PARALLEL` counts of a layer's `mvm`s are its longest chain of
+    them: an mvm starts when the mvms of its layer that it reads from (through any instructions) have finished,
+    and when the last reader of its arrays has (time-multiplexed arrays); so independent mvms (a deconvolution's
+    phases) overlap and dependent ones (a recurrent layer's steps) add up."""
     layers: dict[str, Counts] = {name: Counts() for name in instruction_layers(program) if name is not None}
-    slowest_mvm: dict[str, dict[str, int]] = {}
+    chains: dict[str, tuple[str, dict[str, int]]] = {}   # buffer → (its layer, the mvm chain that led to it)
+    longest: dict[str, dict[str, int]] = {}
     for instruction, layer, count in zip(program.instructions, _io_layers(program, instruction_layers(program)),
                                          counts):
         if layer is None:
             continue
-        if instruction.opcode == "mvm":
-            layers[layer] += dataclasses.replace(count, **dict.fromkeys(PARALLEL, 0))
-            slowest = slowest_mvm.setdefault(layer, dict.fromkeys(PARALLEL, 0))
+        mvm = instruction.opcode == "mvm"
+        layers[layer] += dataclasses.replace(count, **dict.fromkeys(PARALLEL, 0)) if mvm else count
+        arrays = [("arrays", *instruction.src[1:])] if mvm else []   # who last used these arrays
+        before = [chains[name][1] for name in [*instruction.src, *arrays] if chains.get(name, ("",))[0] == layer]
+        chain = {key: max((c[key] for c in before), default=0) + (getattr(count, key) if mvm else 0)
+                 for key in PARALLEL}
+        for name in [*instruction.dst, *arrays]:
+            chains[name] = (layer, chain)
+        if mvm:
+            slowest = longest.setdefault(layer, dict.fromkeys(PARALLEL, 0))
             for key in PARALLEL:
-                slowest[key] = max(slowest[key], getattr(count, key))
-        else:
-            layers[layer] += count
-    for layer, slowest in slowest_mvm.items():
+                slowest[key] = max(slowest[key], chain[key])
+    for layer, slowest in longest.items():
         layers[layer] += Counts(**slowest)
     return layers
 

@@ -1,9 +1,9 @@
 """Lowering of ONNX's recurrent layers RNN, GRU and LSTM, unrolled over their (static) sequence length.
 
 Per direction, the input projection of every step, X·Wᵀ, is one matmul over all T·B rows: one
-crossbar layer that each step's vectors pass through. Each step's recurrent product H·Rᵀ is its own matmul of
-R's values, so the crossbar level maps one copy of R per step (spatial unrolling: T copies of R's arrays, each
-listed in the report as a layer). The gates, peepholes, clip, activations and state updates run on the vector
+crossbar layer that each step's vectors pass through. Each step's recurrent product H·Rᵀ is its own matmul (a
+layer of the report) of one constant Rᵀ, so `lower-to-xbar` maps R's arrays once and every step reads them in
+turn (time-multiplexed: the steps share R's arrays, their reads and conversions are counted per step). The gates, peepholes, clip, activations and state updates run on the vector
 unit, adding in onnxruntime's order (RNN: projection + biases, then the recurrent product; GRU and LSTM:
 projection + recurrent product, then peephole, then biases; `_biases`).
 
@@ -85,6 +85,7 @@ class Recurrence:
         self.direction, self.directions = direction, _DIRECTIONS[direction]
         gates = _GATES[self.kind]
         self.w, self.r = ctx.constant(1, "W"), ctx.constant(2, "R")
+        self.transposed: dict[str, Value] = {}   # the recurrent matrices' transposes, by name, made once
         self.hidden = int(ctx.attr("hidden_size", self.r.shape[-1] if self.r.ndim == 3 else 0))
         expected = {"W": (self.directions, gates * self.hidden, size),
                     "R": (self.directions, gates * self.hidden, self.hidden)}
@@ -174,8 +175,13 @@ class Recurrence:
         return self.op("nn.mul", [x, y])
 
     def product(self, h: Value | None, matrix: np.ndarray, suffix: str) -> Value | None:
-        """h · matrixᵀ (a crossbar layer of its own); None for a zero state."""
-        return None if h is None else self.op("nn.matmul", [h, self.constant(suffix + ".T", matrix.T)], suffix=suffix)
+        """h · matrixᵀ (a crossbar layer of its own, reading the one constant matrixᵀ named by `suffix` that
+        every step reads); None for a zero state."""
+        if h is None:
+            return None
+        if suffix not in self.transposed:
+            self.transposed[suffix] = self.constant(suffix + ".T", matrix.T)
+        return self.op("nn.matmul", [h, self.transposed[suffix]], suffix=suffix)
 
     def keep(self, step: int, new: Value, old: Value | None) -> Value:
         """`new` for the batch entries whose sequence has step `step`, `old` (or 0) for the others."""

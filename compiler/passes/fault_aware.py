@@ -21,7 +21,8 @@ Spare columns (target `spare_columns` per array): after the placement, each arra
 wrong are replaced by its spares, costliest first (then the one with most faulty non-zero cells), recorded in
 the mvm's `spare_columns` attribute as (array of the layer, column) pairs; the machine reads a repaired column
 as perfect cells (spares are taken as tested good) and the cost model adds the spares' area.
-The report gives the faulty cells holding a non-zero level and the total cost before, after the permutation
+mvms that read the same weights run on the same arrays (time-multiplexed): the first is placed, the others take
+its maps. The report gives the faulty cells holding a non-zero level and the total cost before, after the permutation
 and after the spares (`faulty_nonzero_after` and `fault_cost_after` are the final figures).
 The chip is `faults` (a Python option: the machine's fault map), or else a random one from the text options
 `stuck_off_rate`, `stuck_on_rate` and `fault_seed` (`fault-aware{stuck_off_rate=0.09;stuck_on_rate=0.01}`).
@@ -117,8 +118,18 @@ class FaultAware(Pass):
                    "spare_columns_used": 0}
         spares = ctx.target.spare_columns
         changed, first_array = False, 0
+        remapped: dict[tuple, tuple[Op, dict]] = {}   # by weights and maps: mvms sharing arrays share the remapping
         for index, op in enumerate(module.ops):
             if op.opname != "xbar.mvm":
+                continue
+            key = tuple(v.name for v in op.operands[1:])
+            if key in remapped:
+                done, before = remapped[key]   # the first reader, and its attributes before remapping
+                changes = {k: v for k, v in done.attrs.items() if k not in before or before[k] != v}
+                replacement = make_op("xbar.mvm", [op.operands[0], *done.operands[1:]], {**op.attrs, **changes},
+                                      [op.result.name])
+                module.ops[index] = replacement
+                module.replace_uses(op.result, replacement.result)
                 continue
             weights = op.operands[1].data
             mapping = CrossbarMapping.of(op.attrs, weights.shape)
@@ -136,6 +147,7 @@ class FaultAware(Pass):
                 repaired += [(b * mapping.signs + sign, int(column)) for sign, column in columns]
             first_array += mapping.arrays
             replacement = self._rewritten(module, op, mapping, placed, repaired)
+            remapped[key] = (replacement, op.attrs)
             module.ops[index] = replacement
             module.replace_uses(op.result, replacement.result)
             changed = True

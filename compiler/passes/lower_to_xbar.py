@@ -20,6 +20,10 @@ inputs of the `PassContext`:
 Float mode (the context's precision, or the option `precision=float`) keeps float weights and activations on the same mapping: no
 quantisation, ideal analog arithmetic, so any difference from the graph-level IR is a mapping error.
 
+Ops that read the same weight constant with the same target (a recurrent layer's steps, all reading R) share
+arrays: the first is programmed, the later ones run on its arrays in turn (time-multiplexed; their `xbar.mvm`
+reads the same weight constants and states the same `first_array`, and adds none of its own).
+
 Only `nn.conv2d` and `nn.matmul` whose weights are constants map onto arrays (run `deconv-zero-insertion`
 first for transposed convolutions); a matmul of two activations stays at graph level for `place-attention`
 (the vector unit, or crossbars written at run time, as the target's `attention` says).
@@ -80,6 +84,7 @@ class LowerToXbar(Pass):
         ranges = ctx.layer_ranges(module, sources, widths) if precision == "int" else {}
         names = module.name_allocator()
         quantized_inputs: dict[tuple, Value] = {}
+        programmed: dict[tuple, tuple[Value, Value, int, str]] = {}  # weights on arrays: constants, first array, layer
         next_array = 0
         new_ops: list[Op] = []
         for op in module.ops:
@@ -87,12 +92,13 @@ class LowerToXbar(Pass):
                 new_ops.append(op)
                 continue
             lowering = _Lowering(module, op, ctx.layer_target(op.result.name), precision, names, next_array,
-                                 quantized_inputs)
+                                 quantized_inputs, programmed)
             created = lowering.ops(ranges.get(op))
-            ctx.report.removed.append({"op": op.opname, "value": op.result.name, "arrays": lowering.arrays})
+            ctx.report.removed.append({"op": op.opname, "value": op.result.name, "arrays": lowering.new_arrays,
+                                       **({"shares": lowering.shares} if lowering.shares else {})})
             new_ops.extend(created)
             module.replace_uses(op.result, created[-1].result)
-            next_array += lowering.arrays
+            next_array += lowering.new_arrays
         module.ops = new_ops
         module.drop_unused_constants()
         ctx.report.figures.update({"layers": len(mapped), "arrays": next_array, "precision": precision})
@@ -130,12 +136,15 @@ class _Lowering:
     """The ops replacing one weighted op."""
 
     def __init__(self, module: Module, op: Op, target: Target, precision: str, names: NameAllocator,
-                 first_array: int, quantized_inputs: dict[tuple, Value]) -> None:
+                 first_array: int, quantized_inputs: dict[tuple, Value],
+                 programmed: dict[tuple, tuple[Value, Value, int, str]]) -> None:
         self.module, self.op, self.target, self.precision = module, op, target, precision
         self.names, self.first_array, self.quantized_inputs = names, first_array, quantized_inputs
+        self.programmed = programmed
         self.name = op.result.name
         self.created: list[Op] = []
-        self.arrays = 0
+        self.new_arrays = 0   # arrays this op adds (none when it runs on an earlier op's)
+        self.shares: str | None = None   # the layer whose arrays it runs on
 
     def fresh(self, suffix: str) -> str:
         return self.names.fresh(f"{self.name}.{suffix}")
@@ -155,19 +164,27 @@ class _Lowering:
         bias = op.operands[2] if op.opname == "nn.conv2d" and len(op.operands) > 2 else None
         x = op.operands[0]
         if self.precision == "int":
-            quantized, w_scale = quantize_weights(weights, target.weight_bits)
             x_scale, signed = input_quantization(*activation_range, target.input_bits)
             x = self.quantized(x, {"scale": x_scale, "bits": target.input_bits, "signed": signed})
         else:
-            quantized, w_scale = weights.astype(np.float32), np.ones(groups * m, np.float32)
             x_scale, signed = 1.0, True
         rows = self.rows(x)
         plan = CrossbarMapping.lowered(target, (groups, k, m), signed)
-        self.arrays = plan.arrays
-        mapping = {"layer": self.name, **plan.attrs(), "first_array": self.first_array,
+        key = (op.opname, op.attrs.get("group"), op.operands[1].name, target, signed)
+        if key in self.programmed:
+            wq, w_scale, first_array, self.shares = self.programmed[key]
+        else:
+            if self.precision == "int":
+                quantized, scales = quantize_weights(weights, target.weight_bits)
+            else:
+                quantized, scales = weights.astype(np.float32), np.ones(groups * m, np.float32)
+            wq, w_scale = self.constant("wq", np.ascontiguousarray(quantized)), self.constant("w_scale", scales)
+            first_array, self.new_arrays = self.first_array, plan.arrays
+            self.programmed[key] = (wq, w_scale, first_array, self.name)
+        mapping = {"layer": self.name, **plan.attrs(), "first_array": first_array,
                    "zero_macs": inserted_zero_macs(op)}
-        acc = self.emit("xbar.mvm", [rows, self.constant("wq", np.ascontiguousarray(quantized))], mapping, "acc")
-        operands = [acc, self.constant("w_scale", w_scale)] + ([bias] if bias is not None else [])
+        acc = self.emit("xbar.mvm", [rows, wq], mapping, "acc")
+        operands = [acc, w_scale] + ([bias] if bias is not None else [])
         out = self.emit("vec.dequantize", operands, {"input_scale": x_scale}, "rows")
         self.restore_shape(out)
         return self.created

@@ -7,7 +7,8 @@
 `row_map` [blocks, xbar_rows] and `col_map` [blocks, xbar_cols // weight_slices] (int64, −1 padded) say
 which input rows feed each array block and which outputs it produces (global indices over the groups);
 the machine gathers and scatters through them, so results are unchanged bit for bit. A differential
-pair shares its block's wiring. Modes (backends/packing.py): `dense` (no change), `compact`, `kmeans`
+pair shares its block's wiring. mvms reading the same weights (time-multiplexed on one set of arrays) get the
+same packing. Modes (backends/packing.py): `dense` (no change), `compact`, `kmeans`
 (Lin et al., ASP-DAC 2019) and `best`; the option `mode` overrides the context's `packing`. Layers whose weights are less than `min_sparsity` zeros, and
 layers packing would not shrink, stay densely tiled.
 """
@@ -23,7 +24,7 @@ from rcc.backends.packing import MODES, pack
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.builder import make_op
-from rcc.ir.core import Module, Op
+from rcc.ir.core import Module, Op, Value
 
 
 def block_maps(weights: np.ndarray, rows: int, outputs_per_array: int, mode: str, seed: int
@@ -55,19 +56,29 @@ class PackCrossbars(Pass):
         if mode == "dense":
             return False
         changed = False
+        packings: dict[str, tuple[list[Value], dict] | None] = {}   # by weights: mvms sharing arrays pack alike
         for index, op in enumerate(module.ops):
             if op.opname != "xbar.mvm" or len(op.operands) != 2 or op.attrs["packing"] != "dense":
                 continue
-            replacement = self.packed(module, op, mode)
-            if replacement is not None:
-                module.ops[index] = replacement
-                module.replace_uses(op.result, replacement.result)
+            weights = op.operands[1].name
+            first = weights not in packings
+            if first:
+                packings[weights] = self.packing(module, op, mode)
+            if packings[weights] is None:
+                continue
+            maps, attrs = packings[weights]
+            replacement = make_op("xbar.mvm", [*op.operands, *maps], {**op.attrs, **attrs}, [op.result.name])
+            module.ops[index] = replacement
+            module.replace_uses(op.result, replacement.result)
+            if first:
                 ctx.report.removed.append({"layer": op.attrs["layer"], "arrays": op.attrs["arrays"],
                                            "packed_arrays": replacement.attrs["arrays"]})
-                changed = True
+            changed = True
         return changed
 
-    def packed(self, module: Module, op: Op, mode: str) -> Op | None:
+    def packing(self, module: Module, op: Op, mode: str) -> tuple[list[Value], dict] | None:
+        """The maps (new constants) and mapping attributes of `op`'s packed weights; None when packing would
+        not shrink them."""
         weights = op.operands[1].data
         if weights.size == 0 or np.count_nonzero(weights) > (1 - self.min_sparsity) * weights.size:
             return None
@@ -79,5 +90,4 @@ class PackCrossbars(Pass):
         name, names = op.result.name, module.name_allocator()
         maps = [module.add_constant(names.fresh(f"{name}.{what}"), data)
                 for what, data in (("row_map", row_map), ("col_map", col_map))]
-        new_attrs = {**op.attrs, **packed.attrs(), "packing": mode, "dense_arrays": dense.arrays}
-        return make_op("xbar.mvm", [*op.operands, *maps], new_attrs, [name])
+        return maps, {**packed.attrs(), "packing": mode, "dense_arrays": dense.arrays}

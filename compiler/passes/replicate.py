@@ -31,16 +31,24 @@ from rcc.compiler.passes.base import Pass
 from rcc.compiler.replication import BASELINES, STRATEGIES, Stage, best_allocation, schedule_key, uniform
 from rcc.ir.core import Module, Op
 from rcc.ir.errors import RccError
+from rcc.ir.ops.xbar import array_owner_ops
 from rcc.runtime.instructions import mvm_counts
 
 
 def stages_of(mvms: list[Op], ctx: PassContext) -> list[Stage]:
-    """Each mvm's vectors, cycles per vector (the busiest copy's crossbar time) and arrays per copy."""
+    """Each mvm's vectors, cycles per vector (the busiest copy's crossbar time) and arrays per copy. mvms that
+    share arrays (time-multiplexed, `array_owner_ops`) are not replicated: each is one indivisible stage of its
+    whole time, the first holding the arrays, the others none."""
+    shared = array_owner_ops(mvms)
+    owners = set(shared.values())
     stages = []
     for op in mvms:
         mapping = CrossbarMapping.of(op.attrs, op.operands[1].type.shape)
-        stages.append(Stage(op.operands[0].type.shape[0], mvm_counts(ctx.target, mapping, 1).cycles,
-                            op.attrs["arrays"]))
+        vectors, step = op.operands[0].type.shape[0], mvm_counts(ctx.target, mapping, 1).cycles
+        if op in shared or op in owners:
+            stages.append(Stage(1, vectors * step, 0 if op in shared else op.attrs["arrays"]))
+        else:
+            stages.append(Stage(vectors, step, op.attrs["arrays"]))
     return stages
 
 
@@ -97,12 +105,17 @@ class Replicate(Pass):
         copies = self.copies_of(mode, stages, single, budget, ctx) if max(phases, default=0) == 0 else \
             [1] * len(mvms)
         placed: dict[int, int] = {}
-        for op, stage, count, phase in zip(mvms, stages, copies, phases):
-            first = placed.get(phase, 0)
-            placed[phase] = first + count * stage.arrays
+        programmed: dict[tuple, int] = {}   # (phase, weights) → first array: time-multiplexed mvms share it
+        for op, count, phase in zip(mvms, copies, phases):
+            arrays, vectors = op.attrs["arrays"], op.operands[0].type.shape[0]
+            key = (phase, *(v.name for v in op.operands[1:]))
+            if key not in programmed:
+                programmed[key] = placed.get(phase, 0)
+                placed[phase] = programmed[key] + count * arrays
+            first = programmed[key]
             op.attrs.update({"copies": count, "first_array": first,
-                             "copy_arrays": tuple(first + c * stage.arrays for c in range(count)),
-                             "copy_rows": tuple(c * stage.vectors // count for c in range(count + 1)),
+                             "copy_arrays": tuple(first + c * arrays for c in range(count)),
+                             "copy_rows": tuple(c * vectors // count for c in range(count + 1)),
                              "phase": phase, "pipeline": pipeline})
             op.attrs["lead"] = self.row_lead_checked(module, op, ctx) if pipeline == "row" else 1.0
         ctx.report.figures.update({"phases": max(phases, default=0) + 1, "budget_arrays": budget,
@@ -153,13 +166,17 @@ class Replicate(Pass):
     def phases(mvms: list[Op], budget: int) -> list[int]:
         """Program-order phases of at most `budget` arrays each; RccError for a layer larger than that."""
         phases, phase, used = [], 0, 0
+        programmed: set[tuple] = set()   # the weights on this phase's arrays (later readers add no arrays)
         for op in mvms:
-            arrays = op.attrs["arrays"]
+            arrays, key = op.attrs["arrays"], tuple(v.name for v in op.operands[1:])
             if arrays > budget:
                 raise RccError(f"layer {op.attrs['layer']!r} needs {arrays} crossbar arrays; the target has "
                                f"{budget} in all, too few for even this layer (raise --chips or use larger arrays)")
-            if used + arrays > budget:
-                phase, used = phase + 1, 0
+            if key in programmed:
+                arrays = 0
+            elif used + arrays > budget:
+                phase, used, programmed = phase + 1, 0, set()
+            programmed.add(key)
             phases.append(phase)
             used += arrays
         return phases

@@ -6,7 +6,9 @@
     %y    = vec.dequantize(%acc, %w_scale, %bias) {input_scale} : f32[P,M]
 
 `xbar.mvm` carries its whole mapping as attributes (array size, bit widths, tiles, slices, arrays, the
-index of its first array). Its semantics here are the ideal product (what a lossless ADC gives); the
+index of its first array). `xbar.mvm`s that read the same weights (and packing maps) in one reprogramming phase
+run on the same arrays, programmed once, one after another (`array_owner_ops`: a recurrent layer's steps all
+read R). Its semantics here are the ideal product (what a lossless ADC gives); the
 machine model in `runtime/` executes the same op bit-accurately. Every other graph-level op without
 weights runs on the digital vector unit unchanged.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rcc.ir.core import Op
 from rcc.ir.ops.nn_linear import _check_conv_attrs, conv_output_size, strided_view
 from rcc.ir import xbar_figures
 from rcc.ir.optable import DERIVED, Attr, define
@@ -22,6 +25,19 @@ from rcc.ir.types import TensorType
 
 _EXACT_FLOAT64 = 2.0 ** 53
 _DEQUANTIZE_BLOCK = 1 << 15   # float64 elements dequantized at a time
+
+
+def array_owner_ops(ops: list[Op]) -> dict[Op, Op]:
+    """Each `xbar.mvm` of `ops` that runs on an earlier one's arrays (the same weights and maps, in the same
+    `phase`), mapped to that earlier one."""
+    first: dict[tuple, Op] = {}
+    owners = {}
+    for op in ops:
+        if op.opname == "xbar.mvm":
+            owner = first.setdefault((op.attrs.get("phase", 0), *(v.name for v in op.operands[1:])), op)
+            if owner is not op:
+                owners[op] = owner
+    return owners
 
 
 def _im2col_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -1,0 +1,124 @@
+"""Time-multiplexed arrays: a recurrent layer's steps all read R, which is programmed once and read by each step in
+turn. Its arrays do not grow with the sequence, its crossbar time does (the steps depend on each other); the
+results are those of one copy per step, on the ideal machine, on noisy devices (one programming of R), with
+replication, phases, packing and the fault-aware mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from rcc.backends.device import Device
+from rcc.backends.faults import RandomFaults
+from rcc.backends.target import Target
+from rcc.compiler.driver import compile_model, verify_compiled
+from rcc.compiler.pass_manager import default_pipeline
+from rcc.compiler.passes.fault_aware import FaultAware
+from rcc.compiler.report import layer_rows, totals
+from rcc.runtime.machine import Machine
+from rcc.runtime.schedule import array_owners, instruction_layers, static_counts
+from tests.frontend.test_recurrent import recurrent_model
+
+
+def lstm(tmp_path: Path, steps: int, sparse: bool = False) -> tuple[Path, dict[str, np.ndarray], dict]:
+    """An LSTM of `steps` steps (70% of R's gate outputs pruned to zero when `sparse`: packing drops them), its
+    input and 4 calibration samples."""
+    model, fed = recurrent_model("LSTM", 3, steps, 1, 8, 32)
+    if sparse:
+        r = next(init for init in model.graph.initializer if init.name == "R")
+        weights = onnx.numpy_helper.to_array(r).copy()
+        weights[:, np.random.default_rng(0).random(weights.shape[1]) < 0.7, :] = 0.0
+        r.CopyFrom(onnx.numpy_helper.from_array(weights, "R"))
+    path = tmp_path / f"lstm{steps}{'s' if sparse else ''}.onnx"
+    onnx.save(model, path)
+    rng = np.random.default_rng(5)
+    calibration = {"X": rng.standard_normal((4, *fed["X"].shape)).astype(np.float32)}
+    return path, fed, calibration
+
+
+def step_mvms(compiled) -> list:
+    return [i for i in compiled.program.instructions if i.opcode == "mvm" and ".R0" in i.dst[0]]
+
+
+def test_r_is_programmed_once_whatever_the_sequence_length(tmp_path) -> None:
+    figures = {}
+    for steps in (2, 6):
+        path, fed, calibration = lstm(tmp_path, steps)
+        compiled = compile_model(path, calibration=calibration)
+        steps_read = step_mvms(compiled)
+        assert len(steps_read) == steps - 1   # the first step's state is zero: no product
+        assert len({(i.src[1], i.attrs["first_array"]) for i in steps_read}) == 1   # one R, on one set of arrays
+        owners = array_owners(compiled.program)
+        assert sum(owner is not None for owner in owners) == steps - 2
+        total = totals(layer_rows(compiled.program, compiled.target))
+        figures[steps] = (total["crossbars"], total["cycles"])
+        result = verify_compiled(path, compiled, inputs={"X": calibration["X"]})
+        assert result.passed and result.extra["integer_reference_match"]
+    (arrays_2, cycles_2), (arrays_6, cycles_6) = figures[2], figures[6]
+    assert arrays_6 == arrays_2   # R's arrays once, not once per step
+    assert cycles_6 > cycles_2   # the steps read R one after another
+
+
+def layer_cycles(compiled) -> dict[str, tuple[int, list[int], int]]:
+    """Per crossbar layer: its cycles, its mvms' cycles, and its other instructions' cycles (static counts)."""
+    program = compiled.program
+    counts, layers = static_counts(program, compiled.target), instruction_layers(program)
+    rows = {row["name"]: row["cycles"] for row in layer_rows(program, compiled.target)}
+    result: dict[str, tuple[int, list[int], int]] = {}
+    for instruction, layer, count in zip(program.instructions, layers, counts):
+        if layer is None:
+            continue
+        cycles, mvms, other = result.get(layer, (rows[layer], [], 0))
+        if instruction.opcode == "mvm":
+            mvms = [*mvms, count.cycles]
+        elif instruction.opcode not in ("load", "store"):
+            other += count.cycles
+        result[layer] = (cycles, mvms, other)
+    return {layer: figures for layer, figures in result.items() if len(figures[1]) > 1}
+
+
+def test_steps_run_one_after_another_and_deconvolution_phases_together(tmp_path) -> None:
+    path, _, calibration = lstm(tmp_path, 4)
+    (cycles, mvms, other), = layer_cycles(compile_model(path, calibration=calibration)).values()
+    assert cycles == sum(mvms) + other   # the projection, then each step: one chain
+    deconvolutions = layer_cycles(compile_model("models/dcgan_generator.onnx"))
+    assert deconvolutions
+    for cycles, phases, other in deconvolutions.values():   # the phases read the input side by side
+        assert cycles == max(phases) + other
+
+
+def test_devices_program_r_once(tmp_path) -> None:
+    path, fed, calibration = lstm(tmp_path, 4)
+    compiled = compile_model(path, calibration=calibration)
+    steps = step_mvms(compiled)
+    machine = Machine(compiled.program, device=Device(programming_noise="constant", programming_sigma=0.05), seed=1)
+    assert all(machine.crossbars[i.dst[0]] is machine.crossbars[steps[0].dst[0]] for i in steps)
+    assert all(np.isfinite(y).all() for y in machine.run(fed).outputs.values())
+    faulty = Machine(compiled.program, faults=RandomFaults(0.05, 0.01, seed=0), device=Device())
+    assert all(np.isfinite(y).all() for y in faulty.run(fed).outputs.values())
+
+
+def test_replication_phases_packing_and_fault_aware_mapping_keep_one_r(tmp_path) -> None:
+    path, fed, calibration = lstm(tmp_path, 5, sparse=True)
+    base = compile_model(path, calibration=calibration)
+    expected = Machine(base.program).run(fed).outputs
+    arrays = totals(layer_rows(base.program, base.target))["crossbars"]
+    budget = Target(chips=1, tiles_per_chip=1, arrays_per_tile=max(arrays - 1, 1))
+    variants = {"replicated": compile_model(path, calibration=calibration, replicate="auto"),
+                "phased": compile_model(path, target=budget, calibration=calibration),
+                "fault-aware": compile_model(path, calibration=calibration, pipeline=[
+                    *default_pipeline(), FaultAware(faults=RandomFaults(0.05, 0.01, seed=0)), "dce"])}
+    packed = [i for i in step_mvms(base) if len(i.src) == 4]
+    assert packed and len({tuple(i.src[1:]) for i in step_mvms(base)}) == 1   # one packing of R for every step
+    for name, compiled in variants.items():
+        steps = step_mvms(compiled)
+        assert all(i.attrs.get("copies", 1) == 1 for i in steps), name
+        phases = {i.attrs.get("phase", 0) for i in steps}
+        assert len({(i.attrs.get("phase", 0), *i.src[1:]) for i in steps}) == len(phases), name
+        actual = Machine(compiled.program).run(fed).outputs
+        for output, values in expected.items():
+            np.testing.assert_array_equal(actual[output], values, err_msg=name)
+    assert max(i.attrs["phase"] for i in variants["phased"].program.instructions if i.opcode == "mvm") > 0
