@@ -23,7 +23,8 @@ work follows. How layers overlap is the program's schedule (the mvms' `pipeline`
 `none`: one after another, one inference at a time (throughput = 1 / latency); `layer`: one after
 another, but inferences overlap, one starting every slowest-layer time; `row`: also a layer starts when
 `lead` of the layer before has run (its first window's input rows; layers without crossbars stream)
-and finishes no earlier than `lead` of itself after the layer before finishes.
+and finishes no earlier than `lead` of itself after the layer before finishes. Layers that run on the same arrays
+(time-multiplexed weights, e.g. tied ones) are one pipeline stage: the arrays serve them all in every inference.
 
 Phases (a model larger than the chip): each phase's arrays are reprogrammed before it runs, every
 inference (batch 1) or once per `batch` inferences. Write figures: the chip's `write_row_ns` and
@@ -50,7 +51,7 @@ from rcc.backends.program import Program
 from rcc.backends.target import Target
 from rcc.runtime.counters import Counts
 from rcc.runtime.machine import target_of
-from rcc.runtime.schedule import instruction_layers, layer_counts, owned_arrays, static_counts
+from rcc.runtime.schedule import array_owners, instruction_layers, layer_counts, owned_arrays, static_counts
 
 CATEGORIES = tuple(dict.fromkeys([*EVENTS.values(), "static", "write"]))
 
@@ -68,6 +69,7 @@ class LayerCost:
     copies: int = 1
     phase: int = 0
     lead: float = 1.0  # fraction of the layer before that runs before this one starts (`row` pipelining)
+    shares: str | None = None   # the layer whose arrays it runs on (time-multiplexed), if another's
 
     @property
     def energy_pj(self) -> float:
@@ -134,10 +136,18 @@ class Cost:
             return (self.write_ns + self.batch * (self.latency_ns - self.write_ns)) / self.batch
         return self.latency_ns if self.pipeline == "none" else self.bottleneck_ns
 
+    def _stages(self) -> dict[str, float]:
+        """Pipeline stages and their times: each layer, with the layers running on its arrays (time-multiplexed:
+        its arrays serve all of them in every inference)."""
+        stages: dict[str, float] = {}
+        for layer in self.layers:
+            stages[layer.shares or layer.name] = stages.get(layer.shares or layer.name, 0.0) + layer.latency_ns
+        return stages
+
     @property
     def bottleneck_ns(self) -> float:
-        """The slowest layer: a pipeline of layers starts one inference per this."""
-        return max((layer.latency_ns for layer in self.layers), default=0.0)
+        """The slowest stage: a pipeline of layers starts one inference per this."""
+        return max(self._stages().values(), default=0.0)
 
     @property
     def ops(self) -> int:
@@ -145,7 +155,8 @@ class Cost:
 
     @property
     def bottleneck(self) -> str | None:
-        return max(self.layers, key=lambda layer: layer.latency_ns).name if self.layers else None
+        stages = self._stages()
+        return max(stages, key=stages.__getitem__) if stages else None
 
     def to_json(self) -> dict[str, Any]:
         totals = _figures(self.energy_breakdown_pj, self.latency_ns, self.interval_ns, self.area_mm2, self.ops)
@@ -208,6 +219,7 @@ def estimate_cost(program: Program, chip: Chip, counts: list[Counts] | None = No
     energies = event_energies_pj(adapted)
     per_layer = layer_counts(program, counts)
     arrays = _layer_arrays(program)
+    shares = _shared_layers(program)
     hops = _layer_hops(adapted, per_layer, arrays)
     plan = _layer_schedule(program)
     phase_arrays: dict[int, int] = {}
@@ -230,7 +242,7 @@ def estimate_cost(program: Program, chip: Chip, counts: list[Counts] | None = No
     layers = tuple(LayerCost(name, {**breakdown, "static": static_mw_per_array * arrays.get(name, 0) * latency,
                                     "write": breakdown["write"] + write_pj * programmed.get(name, 0)},
                              layer_latency, tile_area * arrays.get(name, 0) / adapted.arrays_per_tile, 2 * count.macs,
-                             arrays.get(name, 0), *layer_plan[name])
+                             arrays.get(name, 0), *layer_plan[name], shares.get(name))
                    for name, count, breakdown, layer_latency in rows)
     breakdown = {category: sum(layer.energy_breakdown_pj[category] for layer in layers) for category in CATEGORIES}
     array_area = sum(c.area_mm2 for c in adapted.of_event("array_read")) / adapted.arrays_per_core
@@ -293,6 +305,13 @@ def _layer_arrays(program: Program, opcodes: tuple[str, ...] = ("mvm", "write_mv
         if instruction.opcode in opcodes:
             arrays[layer] = arrays.get(layer, 0) + owned
     return arrays
+
+
+def _shared_layers(program: Program) -> dict[str, str]:
+    """Each layer that runs on another layer's arrays, and that layer."""
+    layers = instruction_layers(program)
+    return {layers[index]: layers[owner] for index, owner in enumerate(array_owners(program))
+            if owner is not None and layers[owner] != layers[index]}
 
 
 def _layer_schedule(program: Program) -> dict[str, tuple[str, int, int, float]]:

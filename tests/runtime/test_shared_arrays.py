@@ -1,7 +1,8 @@
 """Time-multiplexed arrays: a recurrent layer's steps all read R, which is programmed once and read by each step in
 turn. Its arrays do not grow with the sequence, its crossbar time does (the steps depend on each other); the
 results are those of one copy per step, on the ideal machine, on noisy devices (one programming of R), with
-replication, phases, packing and the fault-aware mapping."""
+replication, phases, packing and the fault-aware mapping. Tied weights (one initializer read by two layers) share
+arrays the same way, and are one stage of a layer pipeline."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
+from rcc.backends.chip import load_chip
 from rcc.backends.device import Device
 from rcc.backends.faults import RandomFaults
 from rcc.backends.target import Target
@@ -18,6 +20,7 @@ from rcc.compiler.driver import compile_model, verify_compiled
 from rcc.compiler.pass_manager import default_pipeline
 from rcc.compiler.passes.fault_aware import FaultAware
 from rcc.compiler.report import layer_rows, totals
+from rcc.runtime.cost import estimate_cost
 from rcc.runtime.machine import Machine
 from rcc.runtime.schedule import array_owners, instruction_layers, static_counts
 from tests.frontend.test_recurrent import recurrent_model
@@ -122,3 +125,25 @@ def test_replication_phases_packing_and_fault_aware_mapping_keep_one_r(tmp_path)
         for output, values in expected.items():
             np.testing.assert_array_equal(actual[output], values, err_msg=name)
     assert max(i.attrs["phase"] for i in variants["phased"].program.instructions if i.opcode == "mvm") > 0
+
+
+def test_tied_weights_share_arrays_across_layers_and_one_pipeline_stage(tmp_path) -> None:
+    """x → MatMul(W) → Tanh → MatMul(W): one initializer read by two layers (both inputs signed, one target)."""
+    weights = (np.random.default_rng(0).standard_normal((64, 64)) / 8).astype(np.float32)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["h"]), onnx.helper.make_node("Tanh", ["h"], ["t"]),
+         onnx.helper.make_node("MatMul", ["t", "w"], ["y"])], "tied",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 64])],
+        [onnx.numpy_helper.from_array(weights, "w")])
+    path = tmp_path / "tied.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    compiled = compile_model(path, pipelining="layer")
+    rows = {row["name"]: row for row in layer_rows(compiled.program, compiled.target)}
+    assert rows["y"]["crossbars"] == 0 and rows["y"]["shares_arrays_of"] == "h" and rows["h"]["crossbars"] > 0
+    cost = estimate_cost(compiled.program, load_chip("isaac"))
+    latency = {layer.name: layer.latency_ns for layer in cost.layers}
+    assert cost.bottleneck == "h" and cost.bottleneck_ns == pytest.approx(latency["h"] + latency["y"])
+    assert cost.to_json()["totals"]["arrays"] == rows["h"]["crossbars"]
+    result = verify_compiled(path, compiled)
+    assert result.passed and result.extra["integer_reference_match"]
