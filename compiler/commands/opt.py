@@ -14,6 +14,7 @@ from rcc.compiler.commands.precision_options import add_precision_arguments, pre
 from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.pass_context import PassContext
 from rcc.compiler.pass_manager import run_pipeline
+from rcc.ir.errors import RccError
 from rcc.ir.inputs import load_inputs
 from rcc.ir.files import check_distinct_files, check_output_path
 from rcc.ir.parser import load_module
@@ -55,8 +56,19 @@ def opt_command(argv: list[str]) -> int:
                                              ("the input IR's weights file", weights_path(args.ir))))
         module = load_module(args.ir)
         run_pipeline(module, args.pipeline, ctx, print_after_all=args.print_after_all)
+        check_flags_were_read(args, ctx)
         if args.output is not None:
             save_module(module, output)
     if args.output is None and not args.print_after_all:
         sys.stdout.write(print_module(module))
     return 0
+
+
+def check_flags_were_read(args: argparse.Namespace, ctx: PassContext) -> None:
+    """RccError naming a precision flag that no pass of the pipeline read (`-p` without the pass it is for)."""
+    readers = {"--layer-input-bits": ("lower-to-xbar", args.layer_input_bits),
+               "--layer-weight-bits": ("lower-to-xbar", args.layer_weight_bits),
+               "--mixed-precision": ("mixed-precision", args.mixed_precision)}
+    for flag, (reader, given) in readers.items():
+        if given and ctx.report_of(reader) is None:
+            raise RccError(f"{flag}: the pipeline has no {reader} pass, which reads it (add it to -p)")

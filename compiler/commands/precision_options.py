@@ -36,6 +36,9 @@ def precision_settings(args: argparse.Namespace, target: Target) -> dict[str, An
     """`compile_model`'s `layer_input_bits`, `layer_weight_bits`, `mixed_precision` and `mixed_precision_widths`
     from the flags above."""
     goal = None if args.mixed_precision is None else mixed_precision_goal(args.mixed_precision, target)
+    if goal is None and args.mixed_precision_widths != "both":
+        raise RccError(f"--mixed-precision-widths {args.mixed_precision_widths}: it says what --mixed-precision "
+                       f"widens; give --mixed-precision too")
     return {"layer_input_bits": _widths("--layer-input-bits", args.layer_input_bits),
             "layer_weight_bits": _widths("--layer-weight-bits", args.layer_weight_bits), "mixed_precision": goal,
             "mixed_precision_widths": args.mixed_precision_widths}

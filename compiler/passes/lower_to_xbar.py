@@ -124,6 +124,12 @@ def _check_widths(flag: str, table: dict[str, int], mapped: list[Op], precision:
         raise RccError(f"{flag}: float precision has no {flag.split('-')[3]} widths (use --precision int)")
     used = {ctx.width_key(op.result.name, table) for op in mapped}
     unknown = [layer for layer in table if layer not in used]
+    for layer in unknown:
+        named = [op.result.name for op in mapped if (op.result.name + ".").startswith(layer + ".")]
+        if named:
+            longer = sorted({ctx.width_key(name, table) for name in named})
+            raise RccError(f"{flag} {layer}={table[layer]}: every layer it names has a longer entry of its own "
+                           f"({', '.join(longer[:4])}{', ...' if len(longer) > 4 else ''}), so it sets nothing")
     if unknown:
         names = ", ".join(op.result.name for op in mapped[:8]) + (", ..." if len(mapped) > 8 else "")
         raise RccError(f"{flag}: no float crossbar layer named {unknown[0]!r} " +

@@ -209,6 +209,11 @@ def test_bad_layer_widths_and_goals_are_named(tmp_path) -> None:
     (["--layer-input-bits", "fc1=²"], "--layer-input-bits 'fc1=²': expected LAYER=BITS"),
     (["--layer-input-bits", "nope=10"], "no float crossbar layer named 'nope'"),
     (["--mixed-precision", "30", "--mixed-precision-widths", "cells"], "--mixed-precision-widths"),
+    (["--mixed-precision-widths", "weights"], "give --mixed-precision too"),
+    (["--layer-input-bits", "fc1=10", "--layer-input-bits", "fc1.matmul=12"],
+     "--layer-input-bits fc1=10: every layer it names has a longer entry of its own (fc1.matmul)"),
+    (["--layer-weight-bits", "fc1=10", "--layer-weight-bits", "fc1.matmul=12"],
+     "--layer-weight-bits fc1=10: every layer it names has a longer entry of its own (fc1.matmul)"),
 ])
 def test_cli_refuses_bad_precision_flags(flags, message, tmp_path, capsys) -> None:
     output = tmp_path / "out.rccp"
@@ -240,3 +245,18 @@ def test_cli_prints_widened_weights(tmp_path, capsys) -> None:
     assert main([path, "-o", str(tmp_path / "out.rccp"), "--mixed-precision", "40", "--mixed-precision-widths",
                  "inputs", "--calibrate", str(tmp_path / "calibration.npz")]) == 0
     assert "MISSED, out of reach of input widths" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("passes, flags, message", [
+    ("constant-fold", ["--layer-weight-bits", "fc1=10"], "--layer-weight-bits: the pipeline has no lower-to-xbar"),
+    ("constant-fold", ["--layer-input-bits", "fc1=10"], "--layer-input-bits: the pipeline has no lower-to-xbar"),
+    ("lower-to-xbar", ["--mixed-precision", "30"], "--mixed-precision: the pipeline has no mixed-precision pass"),
+    ("mixed-precision,lower-to-xbar", ["--mixed-precision-widths", "inputs"], "give --mixed-precision too"),
+])
+def test_opt_refuses_precision_flags_its_pipeline_does_not_read(passes, flags, message, tmp_path, capsys) -> None:
+    ir, output = tmp_path / "mlp.ir", tmp_path / "out.ir"
+    assert main([MLP, "--emit", "ir", "-o", str(ir), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["opt", str(ir), "-p", passes, *flags, "-o", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not output.exists()
