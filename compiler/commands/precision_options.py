@@ -25,18 +25,19 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
                              "weight slices and arrays); LAYER as for --layer-input-bits")
     parser.add_argument("--mixed-precision", metavar="auto|DB",
                         help="widen the inputs or weights of the layers that cost the most accuracy until the "
-                             "model's SNR on held-out inputs reaches DB (auto: the integer verification bound + "
+                             "model's SNR on held-out inputs (the --calibrate sets when given) reaches DB (auto: "
+                             "the integer verification bound + "
                              f"{AUTO_MARGIN_DB:g} dB)")
-    parser.add_argument("--mixed-precision-widths", choices=MIXED_PRECISION_WIDTHS, default="both",
+    parser.add_argument("--mixed-precision-widths", choices=MIXED_PRECISION_WIDTHS, default="auto",
                         help="which widths --mixed-precision may widen: inputs (input cycles), weights (weight "
-                             "slices, so arrays) or both (the default; inputs only with --prune-budget)")
+                             "slices, so arrays), both, or auto (the default: both, inputs only after pruning)")
 
 
 def precision_settings(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     """`compile_model`'s `layer_input_bits`, `layer_weight_bits`, `mixed_precision` and `mixed_precision_widths`
     from the flags above."""
     goal = None if args.mixed_precision is None else mixed_precision_goal(args.mixed_precision, target)
-    if goal is None and args.mixed_precision_widths != "both":
+    if goal is None and args.mixed_precision_widths != "auto":
         raise RccError(f"--mixed-precision-widths {args.mixed_precision_widths}: it says what --mixed-precision "
                        f"widens; give --mixed-precision too")
     return {"layer_input_bits": _widths("--layer-input-bits", args.layer_input_bits),

@@ -5,7 +5,8 @@ blocked; int8, uint8, int4 and uint4), QLinearConv, QLinearMatMul, ConvInteger a
 int4/uint4 tensors are carried as i8/u8 with `bits = 4` on the Q/DQ ops (their values always fit). A
 blocked scale (`block_size`, opset 21) is expanded to one value per element of the tensor.
 
-Scales and zero points must be compile-time constants, and are checked here, so a malformed quantized
+Scales and zero points must be compile-time constants (but for the input zero point of ConvInteger and
+MatMulInteger, which DynamicQuantizeLinear computes at run time: rules_quant_dynamic.py), and are checked here, so a malformed quantized
 model is one line naming its node: a scale that is zero, negative or not finite, a zero point of another
 dtype than the tensor (or a non-zero one for int32), one that does not fit `output_dtype`, per-axis
 parameters whose length is not the axis's, scale and zero point of different shapes, an axis out of
@@ -213,19 +214,27 @@ def _weight_zero(ctx: LowerContext, index: int, w: Value, channels: int, what: s
     return zero
 
 
-def _input_zero(ctx: LowerContext, index: int, x: Value) -> np.ndarray | None:
+def _input_zero(ctx: LowerContext, index: int, x: Value) -> np.ndarray | Value | None:
+    """The input zero point: a constant, or a value computed at run time (DynamicQuantizeLinear's)."""
     if not ctx.has_input(index):
         return None
+    if ctx.node.input[index] not in ctx.constants:
+        zero = ctx.input(index)
+        if zero.type.dtype != x.type.dtype or zero.type.size != 1:
+            raise ctx.error(f"input zero point must be one {x.type.dtype}, got {zero.type}")
+        return zero
     zero = ctx.constant(index, "input zero point")
     if zero.dtype != x.type.np_dtype or zero.size != 1:
         raise ctx.error(f"input zero point must be one {x.type.np_dtype}, got {zero.dtype}{list(zero.shape)}")
     return zero
 
 
-def _product(ctx: LowerContext, opname: str, x: Value, w: Value, x_zero: np.ndarray | None,
+def _product(ctx: LowerContext, opname: str, x: Value, w: Value, x_zero: np.ndarray | Value | None,
              w_zero: np.ndarray | None, attrs: dict, name: str | None = None) -> Value:
     operands = [x, w]
-    if x_zero is not None or w_zero is not None:
+    if isinstance(x_zero, Value):
+        operands.append(x_zero)
+    elif x_zero is not None or w_zero is not None:
         operands.append(_param(ctx, "x_zero", x_zero if x_zero is not None else np.zeros((), x.type.np_dtype)))
     if w_zero is not None:
         operands.append(_param(ctx, "w_zero", w_zero))

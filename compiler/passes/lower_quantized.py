@@ -12,7 +12,8 @@ constant weights) onto crossbars with the model's own integers: no re-quantisati
 The weights on the arrays are wq − zw; `weight_bits` is the fewest signed bits that hold them in the
 arrays' symmetric range (8 for onnxruntime's symmetric int8 weights; 5 for int4/uint4 weights, whose
 wq − zw reach −8, 4 when they stay within ±7) and `input_bits`/`input_signed` the fewest that hold
-xq − zx, so the bit widths follow the model, not the target's `--weight-bits`/`--input-bits`. A 4-bit
+xq − zx, so the bit widths follow the model, not the target's `--weight-bits`/`--input-bits` (a zero point
+computed at run time, DynamicQuantizeLinear's, may be any of the dtype's values: 9 signed input bits). A 4-bit
 weight's magnitude (4 bits) takes half the slices of an 8-bit one (7 bits): 2 columns of 2-bit cells
 instead of 4, so 4-bit layers need about half the arrays (LeNet-5: 28 instead of 46). With a lossless
 ADC the arrays give the exact integer accumulators, which `nn.requantize` or `nn.rescale_quantize`
@@ -59,9 +60,17 @@ def input_width(dtype: np.dtype, zero: int) -> tuple[int, bool]:
     return signed_bits_for(max(-low, high)), True
 
 
+def any_zero_width(dtype: np.dtype) -> tuple[int, bool]:
+    """(input_bits, input_signed) holding xq − zero for every zero point of the dtype (one computed at run time):
+    9 signed bits for uint8 and int8."""
+    low, high = integer_limits(dtype)
+    return signed_bits_for(high - low), True
+
+
 def is_mappable_product(op: Op) -> bool:
-    """An integer conv or matmul whose weights (and zero points) are constants."""
-    return op.opname in _PRODUCTS and all(v.is_constant for v in op.operands[1:])
+    """An integer conv or matmul whose weights (and their zero points) are constants; the input's zero point may
+    be computed at run time (DynamicQuantizeLinear)."""
+    return op.opname in _PRODUCTS and op.operands[1].is_constant and all(v.is_constant for v in op.operands[3:])
 
 
 def first_free_array(module: Module) -> int:
@@ -97,7 +106,8 @@ class _ProductLowering:
         x = op.operands[0]
         zero = op.operands[2] if len(op.operands) > 2 else self.module.add_constant(
             self.module.fresh_name(f"{self.name}.x_zero"), np.zeros((), x.type.np_dtype))
-        input_bits, signed = input_width(x.type.np_dtype, int(zero.data.reshape(-1)[0]))
+        input_bits, signed = input_width(x.type.np_dtype, int(zero.data.reshape(-1)[0])) if zero.is_constant \
+            else any_zero_width(x.type.np_dtype)
         matrix = self.weights()
         weight_bits = signed_bits_for(int(np.abs(matrix).max(initial=0)))
         stored = matrix.astype(np.int8 if weight_bits <= 8 else np.int16)

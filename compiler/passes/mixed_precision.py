@@ -7,8 +7,9 @@ vectors, hard-swish outputs, depthwise layers) or of weights with a wide range f
 re-parameterised convolutions) adds up. This pass gives some layers wider inputs (more input cycles on the DAC) or
 wider weights (more weight slices, so more arrays) and leaves the rest at the target's widths; the calibration is
 the same. Which widths it may widen is the context's `mixed_precision_widths` (`--mixed-precision-widths
-inputs|weights|both`, both by default; inputs only under a prune budget, whose blocks were cut in the layout of
-each layer's weight width). The choice goes into the context's `layer_input_bits` and `layer_weight_bits`, which
+auto|both|inputs|weights`; auto, the default, is both, or inputs only once crossbar-grained pruning has cut the
+weights in the layout of their widths, where asking for weights is an error). A weight width the layer's arrays
+cannot hold (a row of too few columns for its slices) is not tried. The choice goes into the context's `layer_input_bits` and `layer_weight_bits`, which
 `lower-to-xbar` reads; widths the user gave (`--layer-input-bits`, `--layer-weight-bits`) are kept. The report
 lists what was widened, in the order chosen, and the SNR measured before and after.
 
@@ -22,21 +23,21 @@ the worst output's SNR over all samples' elements, as `--verify` computes it. Qu
 for the integer product: they differ by float rounding, far below any goal.
 
 The search works on widths of single layers, a layer's input width or its weight width. Per width step (the
-narrowest free width + 2, + 4, ... up to 16 bits), the free widths below the step are ranked by the noise their
+narrowest free width + 2, + 4, ... up to 16 bits: with 3-bit weights and 8-bit inputs, 5, 7, 9, ...), the free widths below the step are ranked by the noise their
 rounding adds to their layer's own output (‖W·(q(x) − x)‖² or ‖(q(W) − W)·x‖², over ‖W·x‖², on one held-out
 sample); the number of top-ranked widths to widen is found by doubling, then bisection between the last count
 measured to miss and the first to reach the goal. The SNR is not strictly monotone in the count, so the count is
 the fewest the bisection found, not a proven minimum; the setting returned is always one that was measured to reach
 the goal. If widening every free width at one step still misses, all go to that width and the next step starts. A
-goal that 16 bits everywhere it may widen still miss is out of its reach (clipping, pruning or the widths it may not
-widen limit the model): it is reported as missed, with the SNR measured at the widest setting, and nothing is
+goal that 16 bits everywhere it may widen still miss is out of its reach (clipping, pruning, attention written
+into crossbars at the target's widths, or the widths it may not widen limit the model): it is reported as missed, with the SNR measured at the widest setting, and nothing is
 widened.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,7 +62,7 @@ HELD_OUT_SEED = 2_000_003
 WIDTH_STEP = 2
 WIDEST = MAX_INPUT_BITS  # 16: the widest input (and weight) width
 KINDS = ("input", "weight")
-WIDTH_CHOICES = {"inputs": ("input",), "weights": ("weight",), "both": KINDS}  # MIXED_PRECISION_WIDTHS
+WIDTH_CHOICES = {"inputs": ("input",), "weights": ("weight",), "both": KINDS, "auto": KINDS}  # MIXED_PRECISION_WIDTHS
 
 Knob = tuple[str, str]   # (layer, "input" or "weight")
 Widths = dict[Knob, int]
@@ -96,7 +97,14 @@ class MixedPrecision(Pass):
         if not mapped:
             raise RccError("--mixed-precision: the model has no float conv or matmul with constant weights to "
                            "widen (a quantized model's layers keep the widths of its own integers)")
-        kinds = ("input",) if ctx.prune is not None else WIDTH_CHOICES[ctx.mixed_precision_widths]
+        kinds = WIDTH_CHOICES[ctx.mixed_precision_widths]
+        pruning = ctx.report_of("prune-crossbars")
+        if ctx.prune is not None or pruning is not None and pruning.removed:   # blocks cut in each weight layout
+            if "weight" in kinds and ctx.mixed_precision_widths != "auto":
+                raise RccError(f"--mixed-precision-widths {ctx.mixed_precision_widths}: crossbar-grained pruning cut "
+                               f"the weights in the layout of their widths, so only inputs can be widened (use "
+                               f"inputs or auto)")
+            kinds = ("input",)
         search = _Search(module, mapped, ctx, kinds)
         widths, snr = search.widths_for(goal)
         widened = [(knob, widths[knob]) for knob in search.order if widths[knob] != search.base[knob]]
@@ -159,10 +167,25 @@ class _Search:
         return fake_quantized(x, self.range_of(op, bits), bits)
 
     def quantized_weight(self, op: Op, bits: int) -> np.ndarray:
-        """`op`'s weight as arrays of `bits`-bit weights hold it (computed once per width)."""
+        """`op`'s weight as arrays of `bits`-bit weights hold it, kept for the two widths last asked (the search
+        compares the current width with one step wider; a float64 copy of ViT-B/16's weights is 0.7 GB)."""
         if (op, bits) not in self.dequantized:
+            kept = [key for key in self.dequantized if key[0] is op]
+            for key in kept[:-1]:
+                del self.dequantized[key]
             self.dequantized[op, bits] = dequantized_weight(op, bits)
         return self.dequantized[op, bits]
+
+    def fits(self, knob: Knob, width: int) -> bool:
+        """Whether the layer's arrays hold `width`-bit weights (enough columns for their slices); inputs always."""
+        layer, kind = knob
+        if kind == "input":
+            return True
+        try:
+            replace(self.ctx.layer_target(layer), weight_bits=width)
+        except RccError:
+            return False
+        return True
 
     def substitute(self, widths: Widths) -> interpreter.Substitute:
         """The interpreter hook: each layer's input and weights as the arrays will see them, and attention
@@ -225,7 +248,7 @@ class _Search:
         step_width = min((self.base[knob] for knob in free), default=WIDEST)
         while snr < goal and step_width < WIDEST:
             step_width = min(step_width + WIDTH_STEP, WIDEST)
-            below = [knob for knob in free if widths[knob] < step_width]
+            below = [knob for knob in free if widths[knob] < step_width and self.fits(knob, step_width)]
             if below:
                 order = self.ranking(below, widths)
                 count, snr = self.fewest_reaching(goal, order, widths, step_width)
@@ -257,6 +280,8 @@ class _Search:
             else:
                 low = middle
         return count, snr
+
+
 def fake_quantized(x: np.ndarray, value_range: tuple[float, float], bits: int) -> np.ndarray:
     """x rounded to the `bits`-bit grid of its calibrated range, as `vec.quantize` then dequantise."""
     scale, signed = input_quantization(*value_range, bits)

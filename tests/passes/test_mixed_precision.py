@@ -158,6 +158,19 @@ def test_weight_widths_the_user_set_or_pruning_cut_are_kept(tmp_path) -> None:
     pruned = compile_model(path, calibration=calibration, mixed_precision=40.0, prune=PruneBudget(fraction=0.05))
     assert pruned.mixed_precision["widths"] == "input" and not pruned.mixed_precision["widened_weights"]
     assert set(mvm_widths(pruned, "weight").values()) == {8}
+    for widths in ("weights", "both"):   # asked for explicitly: refused, not quietly narrowed
+        with pytest.raises(RccError, match=f"--mixed-precision-widths {widths}: crossbar-grained pruning cut"):
+            compile_model(path, calibration=calibration, mixed_precision=40.0, prune=PruneBudget(fraction=0.05),
+                          mixed_precision_widths=widths)
+
+
+def test_weight_widths_the_arrays_cannot_hold_are_not_tried() -> None:
+    """A 4-column array holds the 4 slices of an 8-bit weight in 2-bit cells, not the 5 of a 10-bit one: the search
+    widens inputs only (before, it chose a width lower-to-xbar then refused)."""
+    target = Target(xbar_rows=128, xbar_cols=4, cell_bits=2)
+    compiled = compile_model(MLP, target=target, mixed_precision=40.0)
+    assert not compiled.mixed_precision["widened_weights"]
+    assert set(mvm_widths(compiled, "weight").values()) == {8}
 
 
 def test_a_goal_already_met_or_out_of_reach_widens_nothing() -> None:

@@ -1,0 +1,84 @@
+"""onnxruntime's dynamically quantized models (`quantize_dynamic`: DynamicQuantizeLinear → ConvInteger /
+MatMulInteger with a run-time zero point → Cast → Mul by the scales): DynamicQuantizeLinear equals onnxruntime's
+bit for bit (data, scale and zero point, ties and one-signed ranges included), and the zoo's models quantized this
+way compile, map their integer products onto crossbars reading x − zero point (9 signed bits) and verify on the
+machine, every quantized boundary equal to onnxruntime's."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
+from rcc.compiler.driver import compile_model, verify_compiled
+from rcc.compiler.frontend import lower_model
+from rcc.ir import interpreter
+from rcc.ir.errors import RccError
+from tests.frontend.test_index_ops import PROPERTY, SEEDS, onnxruntime_run
+
+quantization = pytest.importorskip("onnxruntime.quantization")
+
+
+def dynamic_quantize_model(shape: tuple[int, ...]) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "scale", "zero_point"])], "dql",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, shape),
+         helper.make_tensor_value_info("scale", TensorProto.FLOAT, []),
+         helper.make_tensor_value_info("zero_point", TensorProto.UINT8, [])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def sample(seed: int, kind: str, shape: tuple[int, ...]) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32) * np.float32(10.0 ** rng.uniform(-3, 3))
+    if kind == "positive":
+        return np.abs(x)
+    if kind == "negative":
+        return -np.abs(x)
+    if kind == "zeros":
+        return np.zeros(shape, np.float32)
+    if kind == "ties":   # values half a step from the grid of a round scale: rint's ties
+        return (rng.integers(-100, 100, shape) + 0.5).astype(np.float32) * np.float32(0.25)
+    return x
+
+
+@PROPERTY
+@given(seed=SEEDS, kind=st.sampled_from(["normal", "positive", "negative", "zeros", "ties"]),
+       shape=st.sampled_from([(1,), (3, 5), (2, 3, 4, 5)]))
+def test_dynamic_quantize_linear_is_onnxruntimes_bit_for_bit(seed: int, kind: str, shape: tuple[int, ...]) -> None:
+    model, x = dynamic_quantize_model(shape), sample(seed, kind, shape)
+    expected = onnxruntime_run(model, {"x": x})
+    actual = interpreter.run(lower_model(model, "dql"), {"x": x})
+    for name, reference in expected.items():
+        assert actual[name].dtype == reference.dtype and actual[name].shape == reference.shape, name
+        np.testing.assert_array_equal(actual[name], reference, err_msg=name)
+
+
+@pytest.mark.parametrize("model", ["mlp", "lenet5", "transformer_encoder_block"])
+def test_dynamically_quantized_zoo_models_verify_on_the_machine(model: str, tmp_path) -> None:
+    path = tmp_path / f"{model}_dynamic.onnx"
+    quantization.quantize_dynamic(f"models/{model}.onnx", str(path), weight_type=quantization.QuantType.QInt8)
+    compiled = compile_model(path)
+    mvms = [i for i in compiled.program.instructions if i.opcode == "mvm"]
+    assert mvms and all(i.attrs["input_bits"] == 9 and i.attrs["input_signed"] for i in mvms)
+    result = verify_compiled(path, compiled)
+    assert result.passed and result.extra["integer_reference_match"], result.outputs
+    assert result.extra["boundaries_compared"] > 0 and result.extra["boundaries_bit_exact"], result.extra
+    assert result.extra["tolerance"].startswith("rel_l2 <= 1e-05 (dynamically quantized model")
+
+
+def test_a_run_time_zero_point_of_another_dtype_is_one_line(tmp_path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "scale", "zero_point"]),
+         helper.make_node("Cast", ["zero_point"], ["wrong"], to=TensorProto.INT8),
+         helper.make_node("MatMulInteger", ["xq", "w", "wrong"], ["y"])], "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 2])],
+        [onnx.numpy_helper.from_array(np.ones((4, 2), np.int8), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(RccError, match="input zero point must be one u8"):
+        lower_model(model, "bad")
