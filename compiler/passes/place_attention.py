@@ -20,7 +20,8 @@ do (ReTransformer, Yang et al., ICCAD 2020), then reads them with the activation
 
 Each head (batch entry) is one group of the mapping, so one mvm serves all heads. The right operand is
 quantised per output column at run time (the weight scheme of compiler/lowering.py); the left one per
-tensor with a range calibrated on the module being lowered. The arrays come after every array the
+tensor with a range calibrated on the graph-level module `lower-to-xbar` started from, as the crossbar layers'
+inputs are (`float_graph_ranges`; on the module being lowered when there is none). The arrays come after every array the
 constant weights hold, one set per attention matmul (no two share a cell, so every written cell is
 written once per inference). A matmul whose operands are not f32 matrices with equal batch axes (or a
 2-D right operand) stays on the vector unit; the report's `removed` lists each matmul with where it ran.
@@ -89,7 +90,7 @@ class PlaceAttention(Pass):
         precision = self.precision or ctx.precision
         ranges = {}
         if precision == "int":
-            ranges = ctx.activation_ranges(module, [op.operands[0] for op in placed])
+            ranges = float_graph_ranges(ctx, module, [op.operands[0] for op in placed])
         names = module.name_allocator()
         first_array = start = next_free_array(module)
         new_ops: list[Op] = []
@@ -105,6 +106,18 @@ class PlaceAttention(Pass):
         module.ops = new_ops
         ctx.report.figures["arrays"] = first_array - start
         return True
+
+
+def float_graph_ranges(ctx: PassContext, module: Module, values: list[Value]) -> dict[Value, tuple[float, float]]:
+    """The calibrated ranges of `values`, observed on the graph-level module `lower-to-xbar` started from (as it
+    calibrates the crossbar layers' inputs, and as `mixed-precision` predicts them), or on `module` when there is
+    none or it lacks one of them by name."""
+    graph = ctx.graph
+    by_name = {} if graph is None else {v.name: v for v in [*graph.inputs, *(r for op in graph.ops for r in op.results)]}
+    if graph is None or any(value.name not in by_name for value in values):
+        return ctx.activation_ranges(module, values)
+    ranges = ctx.activation_ranges(graph, [by_name[value.name] for value in values])
+    return {value: ranges[by_name[value.name]] for value in values}
 
 
 class _WrittenMatmul:
