@@ -62,15 +62,15 @@ CONSTANT_SOURCES = {"Constant", "Shape", "Size"}  # static shapes: these are alw
 
 def unsupported_ops(model: onnx.ModelProto) -> list[str]:
     """Op types on an input-dependent path that have no lowering rule in rcc."""
-    from rcc.compiler.frontend import RULES  # noqa: F401  (importing the frontend fills RULES)
+    from rcc.compiler.frontend import registry  # noqa: F401  (importing the frontend fills the rule tables)
 
     known = {init.name for init in model.graph.initializer} | {""}
     missing: set[str] = set()
     for node in model.graph.node:
         if node.op_type in CONSTANT_SOURCES or all(name in known for name in node.input):
             known.update(node.output)
-        elif node.op_type not in RULES:
-            missing.add(node.op_type)
+        elif registry.rule_for(node) is None:
+            missing.add(f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type)
     return sorted(missing)
 
 

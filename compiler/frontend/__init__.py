@@ -151,3 +151,4 @@ def import_onnx(path: str | os.PathLike, input_shapes: ShapeOverrides | None = N
 from rcc.compiler.frontend import rules_quant  # noqa: E402,F401  (quantized-model rules)
 from rcc.compiler.frontend import rules_quant_ms  # noqa: E402,F401  (com.microsoft quantized-model rules)
 from rcc.compiler.frontend import rules_quant_dynamic  # noqa: E402,F401  (onnxruntime's dynamic quantization)
+from rcc.compiler.frontend import rules_ms_transformer  # noqa: E402,F401  (onnxruntime's fused transformer ops)
