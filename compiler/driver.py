@@ -226,6 +226,27 @@ def hold_to_bit_exactness(result: VerifyResult, summary: dict, strict: bool) -> 
         result.extra["tolerance"] = "bit-exact (quantized model, lossless ADC)"
 
 
+def rcc_quantized_layers(compiled: Compiled) -> int:
+    """The float conv and matmul layers rcc quantized itself (`lower-to-xbar`), beside a quantized model's own."""
+    return sum(report.figures.get("layers", 0) for report in compiled.reports if report.name == "lower-to-xbar")
+
+
+def hold_to_one_step(result: VerifyResult, summary: dict, strict: bool) -> None:
+    """A dynamically quantized model (DynamicQuantizeLinear) is held to the integer bound, and, when `strict` (every
+    crossbar layer the model's own integers, lossless ADC, ideal cells), each of its quantized boundaries to within
+    one integer step of onnxruntime's (its 8-bit codes; an int32 accumulator moves by a weight when a code moves by
+    one): its run-time quantizers take their ranges from float kernels (the scales'
+    products, Softmax, LayerNormalization) that rcc computes in float32 but not with MLAS's instructions, and an
+    ulp there can move a value across a rounding tie (seen: 84 dB on one seed, 140 dB on another)."""
+    result.extra["tolerance"] += " (dynamically quantized model" + (
+        f"; every 8-bit quantized boundary within one step of onnxruntime's: "
+        f"{'yes' if summary['max_step'] <= 1 else 'NO, ' + str(summary['max_step']) + ' steps apart'})"
+        if strict else "; quantized boundaries reported)")
+    if strict and summary["max_step"] > 1:
+        for metrics in result.outputs.values():
+            metrics["passed"] = False
+
+
 def integer_widths(compiled: Compiled) -> tuple[int, int]:
     """The weight and input widths integer verification holds a program to: the narrowest of its crossbar layers'
     (`--layer-weight-bits` and `--layer-input-bits` may set them apart from the target's), or the target's for a
@@ -278,8 +299,8 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
     runs = [machine.run(f, trace=traced, allow_nonfinite=allow_nonfinite) for f in feeds]
     expected = [reference(f) for f in feeds]
     exact_integers = not non_ideal and compiled.target.adc_is_lossless
-    dynamic = exact_integers and is_quantized(compiled.program) and dynamically_quantized(path)
-    if compiled.precision == "float" or dynamic:   # dynamic: float kernels between exact integer layers
+    dynamic = is_quantized(compiled.program) and dynamically_quantized(path)
+    if compiled.precision == "float":
         tolerance = FLOAT_MACHINE_TOLERANCE
     else:
         tolerance = Tolerance("snr", bound=integer_snr_bound(*widths))
@@ -303,8 +324,7 @@ def verify_compiled(path: str | os.PathLike, compiled: Compiled, executor: str =
                                     float_kernel_boundaries(path))
         hold_to_bit_exactness(result, summary, strict=exact_integers and not dynamic)
         if dynamic:
-            result.extra["tolerance"] += " (dynamically quantized model: float kernels between its exact integer " \
-                                         "layers; its quantized boundaries are reported)"
+            hold_to_one_step(result, summary, exact_integers and not rcc_quantized_layers(compiled))
     if non_ideal:
         stuck = f", stuck-at {device.stuck_off_rate:g}/{device.stuck_on_rate:g}" if device.has_faults else ""
         listed = ", fault map" if faults is not None else ""

@@ -50,8 +50,9 @@ def layer_rows(program: Program, target: Target, counts: list[Counts] | None = N
             row["op"], row["unit"] = "xbar.mvm", "crossbar"
             row["input_bits"] = max(row.get("input_bits", 0), instruction.attrs["input_bits"])  # the widest mvm's
             row["weight_bits"] = max(row.get("weight_bits", 0), instruction.attrs["weight_bits"])
-            if owners[index] is not None:   # time-multiplexed on an earlier layer's arrays: none of its own
-                row["shares_arrays_of"] = layers[owners[index]]
+            if owners[index] is not None:   # time-multiplexed on an earlier mvm's arrays: none of its own
+                if layers[owners[index]] != layer:
+                    row["shares_arrays_of"] = layers[owners[index]]
                 row["macs"] += figures["macs"]
                 row["zero_macs"] += figures["zero_macs"]
                 continue

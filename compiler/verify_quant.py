@@ -46,8 +46,8 @@ def is_quantized(program: Program) -> bool:
 def dynamically_quantized(path: str | os.PathLike) -> bool:
     """Whether the model quantizes activations at run time (DynamicQuantizeLinear, onnxruntime's `quantize_dynamic`):
     its integer layers sit between float kernels (the scales' products, the float ops it leaves in float) that rcc
-    computes in float32 but not with MLAS's instructions, so its outputs are held to the float tolerance and its
-    quantized boundaries (each DynamicQuantizeLinear's range comes from a float kernel's output) are reported."""
+    computes in float32 but not with MLAS's instructions, and each DynamicQuantizeLinear takes its range from one,
+    so it is not held to bit exactness (driver.hold_to_one_step)."""
     return any(node.op_type == "DynamicQuantizeLinear" for node in load_onnx(path).graph.node)
 
 
@@ -92,6 +92,13 @@ def float_kernel_boundaries(path: str | os.PathLike) -> dict[str, str]:
             if node.op_type == "QuantizeLinear" and node.input and node.input[0] in computed}
 
 
+def _steps_apart(actual: np.ndarray, expected: np.ndarray) -> int:
+    """The largest |actual − expected| of two integer tensors of one shape; 2^31 otherwise when they differ."""
+    if actual.shape != expected.shape or actual.dtype.kind not in "iu" or expected.dtype.kind not in "iu":
+        return 0 if _differing(actual, expected) == 0 else 2 ** 31
+    return int(np.abs(actual.astype(np.int64) - expected.astype(np.int64)).max(initial=0))
+
+
 def _differing(actual: np.ndarray, expected: np.ndarray) -> int:
     if actual.shape != expected.shape:
         return int(max(actual.size, expected.size))
@@ -122,12 +129,17 @@ def bit_exact_summary(actual: list[dict[str, np.ndarray]], expected: list[dict[s
                   for name in outputs if all(name in a for a in actual) and name in expected[0]}
     per_boundary = {name: sum(_differing(np.asarray(a[name]), np.asarray(e[name]))
                               for a, e in zip(actual, expected_boundaries)) for name in boundaries}
+    max_step = max((_steps_apart(np.asarray(a[name]), np.asarray(e[name])) for name in boundaries
+                    for a, e in zip(actual, expected_boundaries) if np.asarray(e[name]).dtype.itemsize == 1),
+                   default=0)
     float_kernels = float_kernels or {}
     differing_boundaries = {name: count for name, count in per_boundary.items() if count}
     first = next(iter(differing_boundaries), None)
     return {"bit_exact": not any(per_output.values()) and len(per_output) == len(outputs),
             "differing": sum(per_output.values()), "differing_per_output": per_output,
             "boundaries_compared": len(boundaries), "boundaries_bit_exact": not differing_boundaries,
+            "max_step": max_step,   # the largest difference of an 8-bit boundary's codes (an int32 accumulator
+            # moves by a weight when one of its input codes moves by one)
             "differing_boundaries": differing_boundaries,
             "first_differing_boundary": first,
             "float_kernel_boundaries": {name: per_boundary[name] for name in boundaries if name in float_kernels},

@@ -87,6 +87,11 @@ def execute(machine, instruction: Instruction, operands: list[np.ndarray]) -> li
     return prepare(machine, instruction)(operands)
 
 
+# what arrays that serve several mvms fix for all of them: their mapping, converters and widths
+SHARED_MAPPING = ("xbar_rows", "xbar_cols", "weight_bits", "input_bits", "input_signed", "cell_bits", "dac_bits",
+                  "adc_bits", "encoding", "packing", "spare_columns")
+
+
 def mvm_arrays(instruction: Instruction) -> int:
     """Arrays an mvm occupies, all its copies included."""
     return instruction.attrs["arrays"] * instruction.attrs.get("copies", 1)
@@ -145,12 +150,18 @@ def check_schedule(program: Program, target: Target) -> None:
         empty = next((c for c in range(copies) if bounds[c + 1] <= bounds[c]), None)
         if empty is not None:
             raise ProgramError(f"{where}: copy {empty} serves no rows ({bounds[empty]}..{bounds[empty + 1]})")
+        if attrs.get("copy_arrays") and attrs.get("first_array", firsts[0]) != firsts[0]:
+            raise ProgramError(f"{where}: first_array {attrs['first_array']} is not its first copy's {firsts[0]}")
         if shared is not None:
             held = program.instructions[shared].attrs
             if (copy_first_arrays(held), held["arrays"]) != (firsts, attrs["arrays"]):
                 raise ProgramError(f"{where} reads the weights of mvm {holder!r} but not on its arrays "
                                    f"({attrs['arrays']} from {firsts}, not {held['arrays']} from "
                                    f"{copy_first_arrays(held)})")
+            differing = next((key for key in SHARED_MAPPING if attrs.get(key) != held.get(key)), None)
+            if differing is not None:
+                raise ProgramError(f"{where} runs on the arrays of mvm {holder!r} but states {differing} = "
+                                   f"{attrs.get(differing)!r}, not {held.get(differing)!r}")
         for copy, first in enumerate(firsts):
             for array in range(first, first + attrs["arrays"]):
                 other = owner.setdefault((phase, array), f"{holder} copy {copy}")

@@ -2,8 +2,8 @@
 (DynamicQuantizeLinear → ConvInteger / MatMulInteger with the run-time zero point → Cast → Mul by the scales).
 
 The scale and zero point come from the tensor's own range at run time, as onnxruntime's CPU kernel computes them:
-lo = min(min(x), 0), hi = max(max(x), 0); scale = 1 if hi = lo, else float32((hi − lo) / 255); zero point =
-round_half_even(clamp(−lo / scale, 0, 255)) as uint8; y = saturate(rint(x / scale) + zero point). They are ops on
+lo = min(min(x), 0), hi = max(max(x), 0) (NaN elements skipped); scale = 1 if hi = lo, else float32((hi − lo) / 255); zero point =
+round_half_even(clamp(−lo / scale, 0, 255)) as uint8 (255 when −lo / scale is NaN, as std::min/std::max give); y = saturate(rint(x / scale) + zero point). They are ops on
 the vector unit (two reductions over the tensor, a few scalar ops and the quantisation), so the quantized product
 that follows maps onto crossbars with a zero point known only at run time (`lower-quantized`: the arrays read
 x − zero point, 9 bits wide).
@@ -36,12 +36,17 @@ def lower_dynamic_quantize_linear(ctx: LowerContext) -> None:
         return ctx.op(opname, operands, attrs, name=f"{ctx.node.output[0]}.{suffix or opname[3:]}")
 
     zero = scalar("zero", 0.0)
-    low = op("nn.minimum", [op("nn.reduce_min", [x], everything), zero], suffix="low")
-    high = op("nn.maximum", [op("nn.reduce_max", [x], everything), zero], suffix="high")
+    # MLAS's min/max skip NaN; the range includes 0 anyway, so a NaN counts as 0
+    finite = op("nn.where", [op("nn.isnan", [x]), zero, x], suffix="nan_free")
+    low = op("nn.minimum", [op("nn.reduce_min", [finite], everything), zero], suffix="low")
+    high = op("nn.maximum", [op("nn.reduce_max", [finite], everything), zero], suffix="high")
     spread = op("nn.div", [op("nn.sub", [high, low]), scalar("levels", _LEVELS)], suffix="spread")
     scale = op("nn.where", [op("nn.equal", [high, low]), scalar("one", 1.0), spread], suffix="scale")
-    offset = op("nn.clip", [op("nn.neg", [op("nn.div", [low, scale])])], {"min": 0.0, "max": _LEVELS})
-    zero_point = op("nn.cast", [op("nn.round", [offset])], {"to": "u8"}, suffix="zero_point")
+    offset = op("nn.neg", [op("nn.div", [low, scale])], suffix="offset")
+    # std::max(0, std::min(255, offset)) takes 255 for a NaN offset (a −inf minimum: −inf / inf)
+    clamped = op("nn.where", [op("nn.isnan", [offset]), scalar("top", _LEVELS),
+                              op("nn.clip", [offset], {"min": 0.0, "max": _LEVELS})], suffix="clamped")
+    zero_point = op("nn.cast", [op("nn.round", [clamped])], {"to": "u8"}, suffix="zero_point")
     quantized = op("nn.quantize_linear", [x, scale, zero_point], {"axis": 0, "bits": 8}, suffix="y")
     for index, value in enumerate((quantized, scale, zero_point)):
         if index < len(ctx.node.output) and ctx.node.output[index]:

@@ -1,8 +1,8 @@
 """Lowering of ONNX's recurrent layers RNN, GRU and LSTM, unrolled over their (static) sequence length.
 
 Per direction, the input projection of every step, X·Wᵀ, is one matmul over all T·B rows: one
-crossbar layer that each step's vectors pass through. Each step's recurrent product H·Rᵀ is its own matmul (a
-layer of the report) of one constant Rᵀ, so `lower-to-xbar` maps R's arrays once and every step reads them in
+crossbar layer that each step's vectors pass through. Each step's recurrent product H·Rᵀ is its own matmul of one constant Rᵀ (the
+report's layers are the node's outputs, so usually one layer holds the projection and every step), so `lower-to-xbar` maps R's arrays once and every step reads them in
 turn (time-multiplexed: the steps share R's arrays, their reads and conversions are counted per step). The gates, peepholes, clip, activations and state updates run on the vector
 unit, adding in onnxruntime's order (RNN: projection + biases, then the recurrent product; GRU and LSTM:
 projection + recurrent product, then peephole, then biases; `_biases`).

@@ -21,8 +21,8 @@ Spare columns (target `spare_columns` per array): after the placement, each arra
 wrong are replaced by its spares, costliest first (then the one with most faulty non-zero cells), recorded in
 the mvm's `spare_columns` attribute as (array of the layer, column) pairs; the machine reads a repaired column
 as perfect cells (spares are taken as tested good) and the cost model adds the spares' area.
-mvms that read the same weights run on the same arrays (time-multiplexed): the first is placed, the others take
-its maps. The report gives the faulty cells holding a non-zero level and the total cost before, after the permutation
+mvms that read the same weights in one phase run on the same arrays (time-multiplexed): the first is placed, the
+others take its maps. The report gives the faulty cells holding a non-zero level and the total cost before, after the permutation
 and after the spares (`faulty_nonzero_after` and `fault_cost_after` are the final figures).
 The chip is `faults` (a Python option: the machine's fault map), or else a random one from the text options
 `stuck_off_rate`, `stuck_on_rate` and `fault_seed` (`fault-aware{stuck_off_rate=0.09;stuck_on_rate=0.01}`).
@@ -122,7 +122,7 @@ class FaultAware(Pass):
         for index, op in enumerate(module.ops):
             if op.opname != "xbar.mvm":
                 continue
-            key = tuple(v.name for v in op.operands[1:])
+            key = (op.attrs.get("phase", 0), *(v.name for v in op.operands[1:]))   # reprogrammed per phase
             if key in remapped:
                 done, before = remapped[key]   # the first reader, and its attributes before remapping
                 changes = {k: v for k, v in done.attrs.items() if k not in before or before[k] != v}

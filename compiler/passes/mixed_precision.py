@@ -107,7 +107,8 @@ class MixedPrecision(Pass):
             kinds = ("input",)
         search = _Search(module, mapped, ctx, kinds)
         widths, snr = search.widths_for(goal)
-        widened = [(knob, widths[knob]) for knob in search.order if widths[knob] != search.base[knob]]
+        widened = [((member, kind), widths[layer, kind]) for layer, kind in search.order
+                   if widths[layer, kind] != search.base[layer, kind] for member in search.members(layer, kind)]
         for (layer, kind), bits in widened:
             (ctx.layer_input_bits if kind == "input" else ctx.layer_weight_bits)[layer] = bits
         ctx.report.figures.update({
@@ -128,6 +129,11 @@ class _Search:
     def __init__(self, module: Module, mapped: list[Op], ctx: PassContext, kinds: tuple[str, ...]) -> None:
         self.module, self.mapped, self.ctx, self.target, self.kinds = module, mapped, ctx, ctx.target, kinds
         self.op_of = {op.result.name: op for op in mapped}
+        # layers reading one weight constant (a recurrent layer's steps: one R on one set of arrays) share one weight
+        # width, that of the first
+        first_reader: dict[str, str] = {}
+        self.weight_owner = {op.result.name: first_reader.setdefault(op.operands[1].name, op.result.name)
+                             for op in mapped}
         self.base: Widths = {}
         for op in mapped:
             layer = op.result.name
@@ -176,6 +182,12 @@ class _Search:
             self.dequantized[op, bits] = dequantized_weight(op, bits)
         return self.dequantized[op, bits]
 
+    def members(self, layer: str, kind: str) -> list[str]:
+        """The layers a width of `layer` sets: itself, and for a weight width every layer reading its weights."""
+        if kind == "input":
+            return [layer]
+        return [other for other, owner in self.weight_owner.items() if owner == layer]
+
     def fits(self, knob: Knob, width: int) -> bool:
         """Whether the layer's arrays hold `width`-bit weights (enough columns for their slices); inputs always."""
         layer, kind = knob
@@ -191,7 +203,8 @@ class _Search:
         """The interpreter hook: each layer's input and weights as the arrays will see them, and attention
         matmuls written into crossbars at run time (`--attention crossbar`) as `place-attention` quantises
         them (their left operand's range calibrated here on the float graph; there on the quantised one)."""
-        by_op = {op: (widths[op.result.name, "input"], widths[op.result.name, "weight"]) for op in self.mapped}
+        by_op = {op: (widths[op.result.name, "input"], widths[self.weight_owner[op.result.name], "weight"])
+                 for op in self.mapped}
         attention = set(self.attention)
         input_bits, weight_bits = self.target.input_bits, self.target.weight_bits
 
@@ -244,7 +257,8 @@ class _Search:
         """The widths reaching `goal` with the fewest widened at each step, and their SNR (the base widths and the
         widest setting's SNR when no step reaches it)."""
         widths, snr = dict(self.base), self.base_snr
-        free = [knob for knob in self.base if knob[1] in self.kinds and knob not in self.fixed]
+        free = [knob for knob in self.base if knob[1] in self.kinds and knob not in self.fixed
+                and (knob[1] == "input" or self.weight_owner[knob[0]] == knob[0])]
         step_width = min((self.base[knob] for knob in free), default=WIDEST)
         while snr < goal and step_width < WIDEST:
             step_width = min(step_width + WIDTH_STEP, WIDEST)

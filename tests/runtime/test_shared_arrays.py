@@ -6,6 +6,7 @@ arrays the same way, and are one stage of a layer pipeline."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from rcc.backends.chip import load_chip
 from rcc.backends.device import Device
 from rcc.backends.faults import RandomFaults
+from rcc.backends.program import ProgramError
 from rcc.backends.target import Target
 from rcc.compiler.driver import compile_model, verify_compiled
 from rcc.compiler.pass_manager import default_pipeline
@@ -147,3 +149,19 @@ def test_tied_weights_share_arrays_across_layers_and_one_pipeline_stage(tmp_path
     assert cost.to_json()["totals"]["arrays"] == rows["h"]["crossbars"]
     result = verify_compiled(path, compiled)
     assert result.passed and result.extra["integer_reference_match"]
+
+
+def test_a_program_whose_shared_mvms_disagree_is_refused(tmp_path) -> None:
+    """Shared arrays fix the mapping, converters and widths of every mvm that reads them; first_array is a
+    replicated mvm's first copy's."""
+    path, _, calibration = lstm(tmp_path, 4)
+    compiled = compile_model(path, calibration=calibration)
+    rows = layer_rows(compiled.program, compiled.target)
+    assert all(row.get("shares_arrays_of") not in (None, row["name"]) for row in rows if "shares_arrays_of" in row)
+    last = step_mvms(compiled)[-1]
+    for key, value in (("input_bits", 6), ("adc_bits", 4), ("dac_bits", 2), ("first_array", 1)):
+        edited = dataclasses.replace(compiled.program, instructions=[
+            dataclasses.replace(i, attrs={**i.attrs, key: value}) if i is last else i
+            for i in compiled.program.instructions])
+        with pytest.raises(ProgramError, match=key):
+            Machine(edited)
