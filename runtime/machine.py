@@ -114,7 +114,7 @@ class Machine:
                 merged, shapes = self.plan.run(stacked, batch, record, observe, timings)
             else:   # a buffer without a leading axis: one sample at a time
                 runs = [self.plan.run(sample, 1, record, observe, timings) for sample in samples]
-                merged = {name: np.concatenate([outputs[name] for outputs, _ in runs]) for name in runs[0][0]}
+                merged = {name: _joined([outputs[name] for outputs, _ in runs]) for name in runs[0][0]}
                 shapes = runs[0][1]
         if record:
             self._counted[key] = self._counts(shapes)
@@ -174,3 +174,8 @@ def _propagate_nonfinite(instruction, operands: list[np.ndarray], results: list[
         out[poisoned[instruction.src[0]]] = np.nan
         return [out]
     return results
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """Samples' outputs one after another: concatenated along the leading axis, stacked when they are scalars."""
+    return np.stack(parts) if np.ndim(parts[0]) == 0 else np.concatenate(parts)

@@ -17,6 +17,7 @@ from rcc.compiler.driver import compile_model, verify_compiled
 from rcc.compiler.frontend import lower_model
 from rcc.ir import interpreter
 from rcc.ir.errors import RccError
+from rcc.runtime.machine import Machine
 from tests.frontend.test_index_ops import PROPERTY, SEEDS, onnxruntime_run
 
 quantization = pytest.importorskip("onnxruntime.quantization")
@@ -104,3 +105,17 @@ def test_a_run_time_zero_point_of_another_dtype_is_one_line(tmp_path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(RccError, match="input zero point must be one u8"):
         lower_model(model, "bad")
+
+
+def test_a_batch_of_samples_with_scalar_outputs_runs(tmp_path) -> None:
+    """DynamicQuantizeLinear's scale and zero point are scalars: a batch gives one per sample (it raised, exit 3)."""
+    path = tmp_path / "dql.onnx"
+    onnx.save(dynamic_quantize_model((1, 4)), path)
+    machine = Machine(compile_model(path).program)
+    batch = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    outputs = machine.run({"x": batch}).outputs
+    for index in range(3):
+        single = machine.run({"x": batch[index:index + 1]}).outputs
+        for name, values in single.items():
+            np.testing.assert_array_equal(outputs[name][index] if values.ndim == 0 else
+                                          outputs[name][index:index + 1], values, err_msg=name)
