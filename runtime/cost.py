@@ -27,7 +27,8 @@ and finishes no earlier than `lead` of itself after the layer before finishes. L
 (time-multiplexed weights, e.g. tied ones) are one pipeline stage: the arrays serve them all in every inference.
 
 Phases (a model larger than the chip): each phase's arrays are reprogrammed before it runs, every
-inference (batch 1) or once per `batch` inferences. Write figures: the chip's `write_row_ns` and
+inference (batch 1) or once per `batch` inferences. Phases are the mvms' own: one layer's mvms (a recurrent
+node's steps) may span several, whose writes then come before the layers after it. Write figures: the chip's `write_row_ns` and
 `write_row_pj` per write of one array row (PipeLayer's 50.88 ns and 3.91 nJ in the presets; the rows
 of an array are written one after another, arrays in parallel); charged as `write` energy.
 
@@ -51,7 +52,8 @@ from rcc.backends.program import Program
 from rcc.backends.target import Target
 from rcc.runtime.counters import Counts
 from rcc.runtime.machine import target_of
-from rcc.runtime.schedule import array_owners, instruction_layers, layer_counts, owned_arrays, static_counts
+from rcc.runtime.schedule import (array_owners, instruction_layers, layer_counts, owned_arrays, phase_arrays,
+                                  static_counts)
 
 CATEGORIES = tuple(dict.fromkeys([*EVENTS.values(), "static", "write"]))
 
@@ -95,6 +97,7 @@ class Cost:
     energy_breakdown_pj: dict[str, float] = field(default_factory=dict)
     pipeline: str = "none"
     phase_write_ns: tuple[float, ...] = ()   # reprogramming before each phase (empty: one phase, no writes)
+    arrays: int = 0          # the arrays the fullest phase holds
     batch: int = 1
     endurance: dict[str, Any] = field(default_factory=dict)  # run-time writes and the cells' wear
 
@@ -114,14 +117,21 @@ class Cost:
 
     def timeline(self) -> list[tuple[str, float, float]]:
         """(layer or `write phase N`, start ns, finish ns) of one inference under the schedule."""
-        spans, now = [], 0.0
-        for index, layers in enumerate(self._phases()):
-            if self.phase_write_ns:
-                spans.append((f"write phase {index}", now, now + self.phase_write_ns[index]))
-                now += self.phase_write_ns[index]
+        spans, now, written = [], 0.0, 0
+
+        def write_until(phase: int) -> None:   # the writes of every phase up to `phase` not yet written
+            nonlocal now, written
+            while written < len(self.phase_write_ns) and written <= phase:
+                spans.append((f"write phase {written}", now, now + self.phase_write_ns[written]))
+                now += self.phase_write_ns[written]
+                written += 1
+
+        for layers in self._phases():
+            write_until(layers[0].phase)
             phase = _phase_spans(layers, self.pipeline)
             spans += [(name, now + start, now + finish) for name, start, finish in phase]
             now += max((finish for _, _, finish in phase), default=0.0)
+        write_until(len(self.phase_write_ns))   # phases inside a layer (a recurrent node split by the budget)
         return spans
 
     @property
@@ -171,7 +181,7 @@ class Cost:
         totals.update({"pipeline": self.pipeline, "phases": max(len(self.phase_write_ns), 1), "batch": self.batch,
                        "write_latency_ns": self.write_ns, "bottleneck": self.bottleneck,
                        "writes": [[start, finish] for name, start, finish in spans if name not in layers],
-                       "arrays": max((sum(layer.arrays for layer in phase) for phase in self._phases()), default=0),
+                       "arrays": self.arrays,
                        "chip": self.chip, "array_area_mm2": self.array_area_mm2, "tiles": self.tiles,
                        "chips": self.chips, "chip_area_mm2": self.peak.chip_area_mm2,
                        "chip_power_mw": self.peak.chip_power_mw, "peak_tops_per_w": self.peak.tops_per_w,
@@ -222,11 +232,9 @@ def estimate_cost(program: Program, chip: Chip, counts: list[Counts] | None = No
     shares = _shared_layers(program)
     hops = _layer_hops(adapted, per_layer, arrays)
     plan = _layer_schedule(program)
-    phase_arrays: dict[int, int] = {}
-    for name, count in arrays.items():
-        phase_arrays[plan[name][1]] = phase_arrays.get(plan[name][1], 0) + count
-    total_arrays = max(phase_arrays.values(), default=0)
-    phased = len(phase_arrays) > 1
+    phases = phase_arrays(program)   # by the mvms' own phases: a recurrent node's steps may span several
+    total_arrays = max(phases.values(), default=0)
+    phased = len(phases) > 1
     tiles = math.ceil(total_arrays / adapted.arrays_per_tile)
     tile_area = adapted.tile_area_mm2()
     mac_pj = chip.vector_mac_pj if program.precision == "int" else chip.vector_float_mac_pj
@@ -247,10 +255,10 @@ def estimate_cost(program: Program, chip: Chip, counts: list[Counts] | None = No
     breakdown = {category: sum(layer.energy_breakdown_pj[category] for layer in layers) for category in CATEGORIES}
     array_area = sum(c.area_mm2 for c in adapted.of_event("array_read")) / adapted.arrays_per_core
     pipeline = next((mode for mode, _phase, _copies, _lead in plan.values()), "none")
-    writes = tuple(chip.write_row_ns * target.xbar_rows for _ in phase_arrays) if phased else ()
+    writes = tuple(chip.write_row_ns * target.xbar_rows for _ in phases) if phased else ()
     return Cost(chip.name, layers, tiles * tile_area, total_arrays * array_area, tiles,
-                math.ceil(tiles / adapted.tiles_per_chip), peak(chip, target), breakdown, pipeline, writes, batch,
-                _endurance(program, counts, chip))
+                math.ceil(tiles / adapted.tiles_per_chip), peak(chip, target), breakdown, pipeline, writes,
+                total_arrays, batch, _endurance(program, counts, chip))
 
 
 def _endurance(program: Program, counts: list[Counts], chip: Chip) -> dict[str, Any]:

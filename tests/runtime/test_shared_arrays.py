@@ -165,3 +165,20 @@ def test_a_program_whose_shared_mvms_disagree_is_refused(tmp_path) -> None:
             for i in compiled.program.instructions])
         with pytest.raises(ProgramError, match=key):
             Machine(edited)
+
+
+def test_the_cost_of_a_recurrent_layer_split_into_phases(tmp_path) -> None:
+    """The steps of one layer may land in several reprogramming phases (a budget below the layer's arrays): the cost
+    counts the fullest phase's arrays and every phase's writes (it took the layer's first phase for all of them)."""
+    path, _, calibration = lstm(tmp_path, 5)
+    whole = compile_model(path, calibration=calibration)
+    arrays = totals(layer_rows(whole.program, whole.target))["crossbars"]
+    budget = Target(chips=1, tiles_per_chip=1, arrays_per_tile=max(arrays // 2, 1))
+    split = compile_model(path, target=budget, calibration=calibration)
+    phases = {i.attrs["phase"] for i in split.program.instructions if i.opcode == "mvm"}
+    assert len(phases) > 1
+    cost = estimate_cost(split.program, load_chip("isaac"))
+    figures = cost.to_json()["totals"]
+    assert figures["phases"] == len(phases) and 0 < figures["arrays"] <= budget.max_arrays
+    assert figures["energy_breakdown_pj"]["write"] > 0
+    assert len(figures["writes"]) == len(phases) and cost.latency_ns > sum(cost.phase_write_ns)
