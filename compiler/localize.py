@@ -13,7 +13,8 @@ linear in each, so a source's contribution is the difference it makes, in the la
 - `activation_clipping`: the exact product of (unclipped − clipped) integer inputs;
 - `adc_saturation`: the machine's accumulators − the exact product (the arrays and columns that saturated
   are found by running each array alone);
-- `device_noise`: None: the target has no device model here, so nothing is measured.
+- `device_noise`: with a device model or faults (`--device`, `--faults`, as `--verify` ran), the device
+  machine's accumulators − the ideal machine's (then `adc_saturation` is the ideal machine's); else None.
 Each is reported as rel L2 against the layer's float output (the float inputs times the float weights).
 """
 
@@ -25,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from rcc.backends.device import Device
+from rcc.backends.faults import FaultMap
 from rcc.backends.program import Instruction
 from rcc.compiler.driver import Compiled, input_samples, integer_widths, with_extra_stores
 from rcc.compiler.frontend.loader import load_onnx
@@ -53,17 +56,20 @@ class Localization:
 
 
 def localize(path: str | os.PathLike, compiled: Compiled, inputs: dict[str, np.ndarray] | None = None,
-             seed: int = 0) -> Localization:
+             seed: int = 0, device: Device | None = None, device_seed: int = 0,
+             faults: FaultMap | None = None) -> Localization:
     """Compare every tensor the program writes under an ONNX tensor's name with onnxruntime's on one
-    input set (`inputs`, the first of its samples when stacked, or seeded random ones), and attribute the first
-    mismatch's layer error."""
+    input set (`inputs`, the first of its samples when stacked, or seeded random ones), on the machine `--verify`
+    ran (its cells those of `device` with `faults`), and attribute the first mismatch's layer error."""
     model = load_onnx(path)
     onnx_ops = {out: node.op_type for node in model.graph.node for out in node.output}
     model_outputs = {output.name for output in model.graph.output}
     written = [name for i in compiled.program.instructions for name in i.dst]
     program, _ = with_extra_stores(compiled.program, written)
     feeds = input_samples(compiled.graph, inputs, seed, 2)[0]   # verify's first input set (of stacked samples too)
-    buffers = Machine(program).run(feeds).outputs
+    non_ideal = device is not None and not (device.is_ideal and faults is None)
+    buffers = Machine(program, device=device, seed=device_seed, faults=faults).run(feeds).outputs
+    ideal = Machine(program).run(feeds).outputs if non_ideal else None
     compared = [name for name in written if name in onnx_ops]
     # every compared tensor that is not the model's output (a program output of a model split for the host,
     # the tensors it hands over, is an intermediate tensor of the model)
@@ -79,7 +85,7 @@ def localize(path: str | os.PathLike, compiled: Compiled, inputs: dict[str, np.n
     if result.first is not None:
         layer = producing_mvm(program.instructions, result.first)
         if layer is not None and compiled.precision == "int":
-            result.attribution = attribute_layer(compiled, layer, buffers)
+            result.attribution = attribute_layer(compiled, layer, buffers, ideal)
     return result
 
 
@@ -116,8 +122,10 @@ def _quantized_to_rows(producer: dict[str, Instruction], mvm: Instruction) -> tu
     return instruction, chain[::-1]
 
 
-def attribute_layer(compiled: Compiled, mvm: Instruction, buffers: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The error of one crossbar layer's output split by source (see the module docstring)."""
+def attribute_layer(compiled: Compiled, mvm: Instruction, buffers: dict[str, np.ndarray],
+                    ideal_buffers: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The error of one crossbar layer's output split by source (see the module docstring); `ideal_buffers`: the
+    ideal machine's buffers when `buffers` are a device model's."""
     producer = {name: i for i in compiled.program.instructions for name in i.dst}
     quantize, between = _quantized_to_rows(producer, mvm)
     dequantize = next(i for i in compiled.program.instructions if i.opcode == "dequantize" and i.src[0] == mvm.dst[0])
@@ -150,11 +158,13 @@ def attribute_layer(compiled: Compiled, mvm: Instruction, buffers: dict[str, np.
     ideal = _grouped_float_product(rows_float, w_float)
     exact = exact_grouped_product(rows_clipped, wq)
     machine_acc = np.asarray(buffers[mvm.dst[0]])
+    ideal_acc = machine_acc if ideal_buffers is None else np.asarray(ideal_buffers[mvm.dst[0]])
     contributions = {
         "weight_quantization": _grouped_float_product(rows_clipped * scale, w_float - w_dequantized),
         "activation_rounding": _grouped_float_product(rows_float - rows_unclipped * scale, w_float),
         "activation_clipping": out(exact_grouped_product(rows_unclipped, wq)) - out(exact),
-        "adc_saturation": out(machine_acc) - out(exact),
+        "adc_saturation": out(ideal_acc) - out(exact),
+        **({"device_noise": out(machine_acc) - out(ideal_acc)} if ideal_buffers is not None else {}),
     }
     total = out(machine_acc) - ideal
     norm = float(np.linalg.norm(ideal)) or 1.0
@@ -162,10 +172,10 @@ def attribute_layer(compiled: Compiled, mvm: Instruction, buffers: dict[str, np.
     sources = {name: {"rel_l2": float(np.linalg.norm(c)) / norm,
                       "rel_l2_without": float(np.linalg.norm(total - c)) / norm}
                for name, c in contributions.items()}
-    sources["device_noise"] = None
+    sources.setdefault("device_noise", None)
     return {"layer": mvm.attrs["layer"], "rel_l2": float(np.linalg.norm(total)) / norm, "sources": sources,
             "clipped_inputs": int(np.count_nonzero((rows_unclipped > limit) | (rows_unclipped < low))),
-            "saturated_arrays": saturated_arrays(compiled, mvm, rows_clipped, exact, machine_acc)}
+            "saturated_arrays": saturated_arrays(compiled, mvm, rows_clipped, exact, ideal_acc)}
 
 
 def saturated_arrays(compiled: Compiled, mvm: Instruction, rows: np.ndarray, exact: np.ndarray,

@@ -315,7 +315,7 @@ def _compile(args: argparse.Namespace) -> int:
                                             args.allow_nonfinite, args.samples, device, args.device_seed, faults)
         if args.localize:
             with stage("localize"):
-                localization = localize(args.model, compiled, inputs, args.seed)
+                localization = localize(args.model, compiled, inputs, args.seed, device, args.device_seed, faults)
             result.extra["localization"] = localization.to_json()
     report = build_report(compiled, result, {"model": str(args.model), "deconv": args.deconv,
                                              "packing": args.packing, "cost_model": args.cost_model,

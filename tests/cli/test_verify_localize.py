@@ -11,6 +11,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from rcc.backends.device import Device
+from rcc.backends.faults import RandomFaults
 from rcc.backends.target import Target
 from rcc.compiler.driver import compile_model
 from rcc.compiler.localize import localize
@@ -88,3 +90,15 @@ def test_stacked_input_samples_localize_on_the_first(tmp_path) -> None:
     stacked = localize(MLP, compiled, {"input": samples})
     first = localize(MLP, compiled, {"input": samples[0]})
     assert stacked.tensors == first.tensors and stacked.first == "fc1"
+
+
+def test_localize_runs_the_machine_verify_ran_and_blames_its_faults() -> None:
+    """With stuck cells `--verify` fails; localize ran the ideal machine and found every tensor within the bound."""
+    compiled = compile_model("models/mlp.onnx")
+    faults = RandomFaults(0.05, 0.01, seed=0)
+    found = localize("models/mlp.onnx", compiled, device=Device(), faults=faults)
+    assert found.first is not None and found.attribution is not None
+    sources = found.attribution["sources"]
+    assert sources["device_noise"]["rel_l2"] > 10 * max(sources[name]["rel_l2"] for name in
+                                                        ("weight_quantization", "activation_rounding"))
+    assert localize("models/mlp.onnx", compiled).first is None   # the ideal machine: nothing to blame
