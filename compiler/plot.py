@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from rcc.backends.mapping import CrossbarMapping, block_occupancy, cell_codes, sum_runs, tile_occupancy
 from rcc.backends.program import Program
 from rcc.ir.files import check_output_folder, write_output
+from rcc.runtime.schedule import array_owners
 
 PATTERN_PIXELS = 480  # the non-zero pattern is binned down to at most this many pixels a side
 MAX_GRID_LINES = 48   # tile boundaries drawn over the pattern only while they stay readable
@@ -39,14 +40,15 @@ ZOOM_LIMITS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 def plot_sparse_layers(program: Program, directory: Path, min_sparsity: float = 0.5) -> list[Path]:
     """Write `directory/<layer>.png` for every `mvm` whose weights are at least `min_sparsity` zeros, and
-    for every packed one; return the paths written."""
+    for every packed one, once per set of arrays (not again for an mvm on an earlier one's: a recurrent step);
+    return the paths written."""
     directory = Path(directory)
     check_output_folder(directory, "--plot")
     directory.mkdir(exist_ok=True)
     written: list[Path] = []
     used_names: set[str] = set()
-    for instruction in program.instructions:
-        if instruction.opcode != "mvm":
+    for instruction, owner in zip(program.instructions, array_owners(program)):
+        if instruction.opcode != "mvm" or owner is not None:
             continue
         weights = program.constants[instruction.src[1]]
         maps = [program.constants[name] for name in instruction.src[2:]]

@@ -17,7 +17,8 @@ computed at run time, DynamicQuantizeLinear's, may be any of the dtype's values:
 weight's magnitude (4 bits) takes half the slices of an 8-bit one (7 bits): 2 columns of 2-bit cells
 instead of 4, so 4-bit layers need about half the arrays (LeNet-5: 28 instead of 46). With a lossless
 ADC the arrays give the exact integer accumulators, which `nn.requantize` or `nn.rescale_quantize`
-(vector unit) turns into onnxruntime's output bit for bit. Runs after `lower-to-xbar` and numbers its arrays after that pass's.
+(vector unit) turns into onnxruntime's output bit for bit. Products reading one integer weight tensor (tied
+weights) with the same input width run on one set of arrays. Runs after `lower-to-xbar` and numbers its arrays after that pass's.
 """
 
 from __future__ import annotations
@@ -81,8 +82,10 @@ def first_free_array(module: Module) -> int:
 class _ProductLowering:
     """The ops replacing one integer product."""
 
-    def __init__(self, module: Module, op: Op, target: Target, first_array: int) -> None:
+    def __init__(self, module: Module, op: Op, target: Target, first_array: int,
+                 programmed: dict[tuple, tuple[Value, int]]) -> None:
         self.module, self.op, self.target, self.first_array = module, op, target, first_array
+        self.programmed = programmed   # weights already on arrays (tied weights): their constant and first array
         self.name = op.result.name
         self.created: list[Op] = []
 
@@ -101,7 +104,8 @@ class _ProductLowering:
         return shifted(op.operands[1].data, zero, -1)[None]
 
     def lower(self) -> tuple[Value, int]:
-        """The i64 accumulators in the product's layout, and the arrays used."""
+        """The i64 accumulators in the product's layout, and the arrays it adds (none on arrays already holding its
+        weights: a tied weight read by several products, which run on them in turn)."""
         op = self.op
         x = op.operands[0]
         zero = op.operands[2] if len(op.operands) > 2 else self.module.add_constant(
@@ -120,8 +124,16 @@ class _ProductLowering:
         elif x.type.rank != 2:
             rows = self.emit("nn.reshape", [rows], {"shape": (x.type.size // x.type.shape[-1], x.type.shape[-1])},
                              "vectors")
-        weights = self.module.add_constant(self.module.fresh_name(f"{self.name}.wq"), np.ascontiguousarray(stored))
-        attrs = {"layer": self.name, **mapping.attrs(), "first_array": self.first_array}
+        w_zero = op.operands[3].data.tobytes() if len(op.operands) > 3 else b""   # the frontend's copy per node
+        key = (op.opname, op.attrs.get("group"), op.operands[1].name, w_zero, input_bits, signed)
+        if key not in self.programmed:
+            self.programmed[key] = (self.module.add_constant(self.module.fresh_name(f"{self.name}.wq"),
+                                                             np.ascontiguousarray(stored)), self.first_array)
+            added = mapping.arrays
+        else:
+            added = 0
+        weights, first_array = self.programmed[key]
+        attrs = {"layer": self.name, **mapping.attrs(), "first_array": first_array}
         acc = self.emit("xbar.mvm", [rows, weights], attrs, "mvm")
         shape = op.result.type.shape
         if op.opname == "nn.conv_integer":
@@ -130,7 +142,7 @@ class _ProductLowering:
             acc = self.emit("nn.transpose", [nhwc], {"perm": (0, 3, 1, 2)}, "i64")
         elif len(shape) != 2:
             acc = self.emit("nn.reshape", [acc], {"shape": shape}, "i64")
-        return acc, mapping.arrays
+        return acc, added
 
 
 @dataclass
@@ -141,8 +153,9 @@ class LowerQuantized(Pass):
         products = [op for op in module.ops if is_mappable_product(op)]
         next_array = first_free_array(module)
         outputs = {id(v) for v in module.outputs}
+        programmed: dict[tuple, tuple[Value, int]] = {}
         for op in products:
-            lowering = _ProductLowering(module, op, ctx.target, next_array)
+            lowering = _ProductLowering(module, op, ctx.target, next_array, programmed)
             acc, arrays = lowering.lower()
             readers = module.users().get(op.result, [])
             if id(op.result) in outputs or any(r.opname != "nn.requantize" for r in readers):

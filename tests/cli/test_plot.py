@@ -79,7 +79,9 @@ def test_utilisation_matches_the_mapping(precision) -> None:
 def test_layer_names_become_safe_file_names(pruned, tmp_path) -> None:
     conv1 = next(instruction for instruction in mvms(pruned) if instruction.attrs["layer"] == "conv1")
     renamed = replace(conv1, attrs={**conv1.attrs, "layer": "../stage 1/conv:1"})
-    paths = plot_sparse_layers(replace(pruned.program, instructions=[renamed, renamed]), tmp_path)
+    twin = replace(renamed, src=[renamed.src[0], "copy", *renamed.src[2:]])   # its own arrays, the same name
+    constants = {**pruned.program.constants, "copy": pruned.program.constants[conv1.src[1]]}
+    paths = plot_sparse_layers(replace(pruned.program, instructions=[renamed, twin], constants=constants), tmp_path)
     assert [path.name for path in paths] == ["_stage_1_conv_1.png", "_stage_1_conv_1_2.png"]
     assert all(path.parent == tmp_path for path in paths)
 

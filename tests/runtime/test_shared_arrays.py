@@ -20,6 +20,7 @@ from rcc.backends.program import ProgramError
 from rcc.backends.target import Target
 from rcc.compiler.driver import compile_model, verify_compiled
 from rcc.compiler.pass_manager import default_pipeline
+from rcc.compiler.plot import plot_sparse_layers
 from rcc.compiler.passes.fault_aware import FaultAware
 from rcc.compiler.report import layer_rows, totals
 from rcc.runtime.cost import estimate_cost
@@ -117,6 +118,8 @@ def test_replication_phases_packing_and_fault_aware_mapping_keep_one_r(tmp_path)
                 "fault-aware": compile_model(path, calibration=calibration, pipeline=[
                     *default_pipeline(), FaultAware(faults=RandomFaults(0.05, 0.01, seed=0)), "dce"])}
     packed = [i for i in step_mvms(base) if len(i.src) == 4]
+    plotted = plot_sparse_layers(base.program, tmp_path / "plots")   # R's packed arrays drawn once, not per step
+    assert sum(".R0" in path.name for path in plotted) == 1
     assert packed and len({tuple(i.src[1:]) for i in step_mvms(base)}) == 1   # one packing of R for every step
     for name, compiled in variants.items():
         steps = step_mvms(compiled)
@@ -129,7 +132,7 @@ def test_replication_phases_packing_and_fault_aware_mapping_keep_one_r(tmp_path)
     assert max(i.attrs["phase"] for i in variants["phased"].program.instructions if i.opcode == "mvm") > 0
 
 
-def test_tied_weights_share_arrays_across_layers_and_one_pipeline_stage(tmp_path) -> None:
+def tied_model(tmp_path) -> Path:
     """x → MatMul(W) → Tanh → MatMul(W): one initializer read by two layers (both inputs signed, one target)."""
     weights = (np.random.default_rng(0).standard_normal((64, 64)) / 8).astype(np.float32)
     graph = onnx.helper.make_graph(
@@ -140,6 +143,11 @@ def test_tied_weights_share_arrays_across_layers_and_one_pipeline_stage(tmp_path
         [onnx.numpy_helper.from_array(weights, "w")])
     path = tmp_path / "tied.onnx"
     onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_tied_weights_share_arrays_across_layers_and_one_pipeline_stage(tmp_path) -> None:
+    path = tied_model(tmp_path)
     compiled = compile_model(path, pipelining="layer")
     rows = {row["name"]: row for row in layer_rows(compiled.program, compiled.target)}
     assert rows["y"]["crossbars"] == 0 and rows["y"]["shares_arrays_of"] == "h" and rows["h"]["crossbars"] > 0
@@ -182,3 +190,15 @@ def test_the_cost_of_a_recurrent_layer_split_into_phases(tmp_path) -> None:
     assert figures["phases"] == len(phases) and 0 < figures["arrays"] <= budget.max_arrays
     assert figures["energy_breakdown_pj"]["write"] > 0
     assert len(figures["writes"]) == len(phases) and cost.latency_ns > sum(cost.phase_write_ns)
+
+
+def test_tied_integer_weights_of_a_quantized_model_share_arrays(tmp_path) -> None:
+    """onnxruntime's quantize_dynamic keeps one int8 initializer for both MatMulIntegers (8 arrays, now 4)."""
+    quantization = pytest.importorskip("onnxruntime.quantization")
+    path = tmp_path / "tied_dynamic.onnx"
+    quantization.quantize_dynamic(str(tied_model(tmp_path)), str(path), weight_type=quantization.QuantType.QInt8)
+    compiled = compile_model(path)
+    rows = [row for row in layer_rows(compiled.program, compiled.target) if row["op"] == "xbar.mvm"]
+    assert [row["crossbars"] > 0 for row in rows] == [True, False] and rows[1]["shares_arrays_of"] == rows[0]["name"]
+    result = verify_compiled(path, compiled)
+    assert result.passed and result.extra["integer_reference_match"]
