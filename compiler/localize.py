@@ -111,15 +111,37 @@ def _grouped_float_product(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.einsum("pgk,gkm->pgm", grouped, weights.astype(np.float64)).reshape(rows.shape[0], groups * outputs)
 
 
-def _quantized_to_rows(producer: dict[str, Instruction], mvm: Instruction) -> tuple[Instruction, list[Instruction]]:
+def _quantized_to_rows(producer: dict[str, Instruction], mvm: Instruction
+                       ) -> tuple[Instruction, list[Instruction]] | None:
     """A crossbar layer's `quantize` and the instructions between it and its `mvm` (an im2col, reshapes,
-    transposes, slices), in program order."""
+    transposes, slices), in program order; None for a quantized model's own integers (no `quantize` of rcc's)."""
     chain = []
-    instruction = producer[mvm.src[0]]
-    while instruction.opcode != "quantize":
+    instruction = producer.get(mvm.src[0])
+    while instruction is not None and instruction.opcode != "quantize":
         chain.append(instruction)
-        instruction = producer[instruction.src[0]]
-    return instruction, chain[::-1]
+        instruction = producer.get(instruction.src[0]) if instruction.src else None
+    return None if instruction is None else (instruction, chain[::-1])
+
+
+def attribute_accumulators(compiled: Compiled, mvm: Instruction, buffers: dict[str, np.ndarray],
+                           ideal_buffers: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """A quantized model's own integer layer (rcc quantised nothing there): its accumulators' error against the exact
+    integer product, by the sources that remain, ADC saturation and device noise (rel L2 against the exact)."""
+    rows = np.asarray(buffers[mvm.src[0]]).astype(np.int64)
+    exact = exact_grouped_product(rows, compiled.program.constants[mvm.src[1]]).astype(np.float64)
+    machine_acc = np.asarray(buffers[mvm.dst[0]], np.float64)
+    ideal_acc = machine_acc if ideal_buffers is None else np.asarray(ideal_buffers[mvm.dst[0]], np.float64)
+    norm = float(np.linalg.norm(exact)) or 1.0
+    total = machine_acc - exact
+    contributions = {"adc_saturation": ideal_acc - exact,
+                     **({"device_noise": machine_acc - ideal_acc} if ideal_buffers is not None else {})}
+    sources: dict[str, Any] = dict.fromkeys(("weight_quantization", "activation_rounding", "activation_clipping"))
+    sources.update({name: {"rel_l2": float(np.linalg.norm(c)) / norm,
+                           "rel_l2_without": float(np.linalg.norm(total - c)) / norm}
+                    for name, c in contributions.items()})
+    sources.setdefault("device_noise", None)
+    return {"layer": mvm.attrs["layer"], "rel_l2": float(np.linalg.norm(total)) / norm, "sources": sources,
+            "against": "exact integer product", "clipped_inputs": 0, "saturated_arrays": []}
 
 
 def attribute_layer(compiled: Compiled, mvm: Instruction, buffers: dict[str, np.ndarray],
@@ -127,7 +149,10 @@ def attribute_layer(compiled: Compiled, mvm: Instruction, buffers: dict[str, np.
     """The error of one crossbar layer's output split by source (see the module docstring); `ideal_buffers`: the
     ideal machine's buffers when `buffers` are a device model's."""
     producer = {name: i for i in compiled.program.instructions for name in i.dst}
-    quantize, between = _quantized_to_rows(producer, mvm)
+    chain = _quantized_to_rows(producer, mvm)
+    if chain is None:
+        return attribute_accumulators(compiled, mvm, buffers, ideal_buffers)
+    quantize, between = chain
     dequantize = next(i for i in compiled.program.instructions if i.opcode == "dequantize" and i.src[0] == mvm.dst[0])
     scale, bits, signed = quantize.attrs["scale"], quantize.attrs["bits"], quantize.attrs["signed"]
 

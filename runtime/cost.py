@@ -28,7 +28,8 @@ and finishes no earlier than `lead` of itself after the layer before finishes. L
 
 Phases (a model larger than the chip): each phase's arrays are reprogrammed before it runs, every
 inference (batch 1) or once per `batch` inferences. Phases are the mvms' own: one layer's mvms (a recurrent
-node's steps) may span several, whose writes then come before the layers after it. Write figures: the chip's `write_row_ns` and
+node's steps) may span several; the timeline puts their writes before that layer (its last phase is its phase)
+and so before the layers after it. Write figures: the chip's `write_row_ns` and
 `write_row_pj` per write of one array row (PipeLayer's 50.88 ns and 3.91 nJ in the presets; the rows
 of an array are written one after another, arrays in parallel); charged as `write` energy.
 
@@ -323,13 +324,14 @@ def _shared_layers(program: Program) -> dict[str, str]:
 
 
 def _layer_schedule(program: Program) -> dict[str, tuple[str, int, int, float]]:
-    """Each crossbar layer's (pipeline, phase, most copies, least lead) from its mvms' schedule."""
+    """Each crossbar layer's (pipeline, last phase, most copies, least lead) from its mvms' schedule."""
     plan: dict[str, tuple[str, int, int, float]] = {}
     for instruction, layer in zip(program.instructions, instruction_layers(program)):
         if instruction.opcode in ("mvm", "write_mvm"):
             a = instruction.attrs
             held = plan.get(layer, (a.get("pipeline", "none"), a.get("phase", 0), 1, 1.0))
-            plan[layer] = (held[0], held[1], max(held[2], a.get("copies", 1)), min(held[3], a.get("lead", 1.0)))
+            plan[layer] = (held[0], max(held[1], a.get("phase", 0)), max(held[2], a.get("copies", 1)),
+                           min(held[3], a.get("lead", 1.0)))
     return plan
 
 

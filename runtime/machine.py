@@ -23,7 +23,7 @@ from rcc.runtime.counters import Counts
 from rcc.runtime.devices import program_crossbars
 from rcc.runtime.instructions import INSTRUCTIONS, input_ranges
 from rcc.runtime.plan import Plan, PlannedStep
-from rcc.runtime.schedule import check_schedule, instruction_counts, phase_arrays, total_counts
+from rcc.runtime.schedule import check_schedule, instruction_counts, operand_shapes, phase_arrays, total_counts
 from rcc.runtime.threads import blas_limited, blas_threads_for
 
 _TARGET_FIELDS = set(Target.__dataclass_fields__)
@@ -79,6 +79,9 @@ class Machine:
         self.crossbars = program_crossbars(program, device, seed, faults)
         check_schedule(program, self.target)
         self.input_ranges = input_ranges(program)   # buffer → (low, high) of what quantize proves
+        self._unbatched = {i.attrs["output"]: tuple(shapes[0]) for i, shapes in zip(program.instructions,
+                                                                                   operand_shapes(program))
+                           if i.opcode == "store" and (not shapes[0] or shapes[0][0] != 1)}   # no batch axis
         self.plan = Plan(self)
         self._declared = [(spec["name"], TensorType(tuple(spec["shape"]), spec["dtype"])) for spec in program.inputs]
         arrays = max(phase_arrays(program, ("mvm",)).values(), default=0)
@@ -116,6 +119,9 @@ class Machine:
                 runs = [self.plan.run(sample, 1, record, observe, timings) for sample in samples]
                 merged = {name: _joined([outputs[name] for outputs, _ in runs]) for name in runs[0][0]}
                 shapes = runs[0][1]
+        for name, shape in self._unbatched.items():   # a sample's output without a leading 1: one row per sample
+            if batch > 1 and name in merged:
+                merged[name] = np.asarray(merged[name]).reshape(batch, *shape)
         if record:
             self._counted[key] = self._counts(shapes)
         per_instruction, totals = self._counted[key]
@@ -177,5 +183,8 @@ def _propagate_nonfinite(instruction, operands: list[np.ndarray], results: list[
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    """Samples' outputs one after another: concatenated along the leading axis, stacked when they are scalars."""
-    return np.stack(parts) if np.ndim(parts[0]) == 0 else np.concatenate(parts)
+    """Samples' outputs one after another: concatenated along their leading axis of 1 (the batch axis), stacked
+    on a new one when they have none (a scalar, a squeezed vector)."""
+    if all(np.ndim(part) >= 1 and np.shape(part)[0] == 1 for part in parts):
+        return np.concatenate(parts)
+    return np.stack(parts)

@@ -152,7 +152,8 @@ class Plan:
                     slots[index] = None
                 if step.output is not None:
                     value = operands[0]
-                    outputs[step.output] = value if batch == 1 or step.stacked[0] else np.concatenate([value] * batch)
+                    outputs[step.output] = value if batch == 1 or step.stacked[0] else \
+                        np.stack([value] * batch) if np.ndim(value) == 0 else np.concatenate([value] * batch)
                 if shapes is not None:
                     shapes[step.index] = tuple(_sample_shape(a.shape, batch if s else 1)
                                                for a, s in zip(operands, step.stacked))

@@ -218,7 +218,8 @@ def print_localization(localization: Localization) -> None:
         return
     sources = ", ".join(f"{name} {figures['rel_l2']:.3g}" if figures is not None else f"{name} not modelled"
                         for name, figures in attribution["sources"].items())
-    print(f"layer {attribution['layer']}: rel L2 {attribution['rel_l2']:.3g} against its float output; by source: "
+    against = attribution.get("against", "float output")
+    print(f"layer {attribution['layer']}: rel L2 {attribution['rel_l2']:.3g} against its {against}; by source: "
           f"{sources}; {attribution['clipped_inputs']} inputs clipped")
     for array in attribution["saturated_arrays"]:
         columns = array["columns"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rcc.backends.device import Device
@@ -102,3 +103,15 @@ def test_localize_runs_the_machine_verify_ran_and_blames_its_faults() -> None:
     assert sources["device_noise"]["rel_l2"] > 10 * max(sources[name]["rel_l2"] for name in
                                                         ("weight_quantization", "activation_rounding"))
     assert localize("models/mlp.onnx", compiled).first is None   # the ideal machine: nothing to blame
+
+
+def test_a_quantized_models_own_layer_is_attributed_on_a_noisy_device(tmp_path) -> None:
+    """No quantize of rcc's before a quantized model's integer product: its accumulators' error is split into ADC
+    saturation and device noise (it raised, exit 3, once the device pushed a layer out of tolerance)."""
+    quantization = pytest.importorskip("onnxruntime.quantization")
+    path = tmp_path / "mlp_dynamic.onnx"
+    quantization.quantize_dynamic("models/mlp.onnx", str(path), weight_type=quantization.QuantType.QInt8)
+    found = localize(path, compile_model(path), device=Device(), faults=RandomFaults(0.05, 0.01, seed=0))
+    assert found.first is not None and found.attribution["against"] == "exact integer product"
+    sources = found.attribution["sources"]
+    assert sources["weight_quantization"] is None and sources["device_noise"]["rel_l2"] > 0.1

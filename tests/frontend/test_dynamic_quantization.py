@@ -119,3 +119,19 @@ def test_a_batch_of_samples_with_scalar_outputs_runs(tmp_path) -> None:
         for name, values in single.items():
             np.testing.assert_array_equal(outputs[name][index] if values.ndim == 0 else
                                           outputs[name][index:index + 1], values, err_msg=name)
+
+
+def test_a_batch_keeps_the_sample_axis_of_squeezed_outputs(tmp_path) -> None:
+    """An output without the batch axis of 1 (squeezed to [16]) is stacked per sample, not flattened to [48]."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Squeeze", ["y", "axis"], ["s"])], "squeezed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [16])],
+        [onnx.numpy_helper.from_array(np.array([0], np.int64), "axis")])
+    path = tmp_path / "squeezed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    machine = Machine(compile_model(path).program)
+    outputs = machine.run({"x": np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)}).outputs
+    assert outputs["y"].shape == (3, 16) and outputs["s"].shape == (3, 16)
+    np.testing.assert_array_equal(outputs["s"], outputs["y"])
