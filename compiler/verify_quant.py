@@ -44,11 +44,13 @@ def is_quantized(program: Program) -> bool:
 
 
 def dynamically_quantized(path: str | os.PathLike) -> bool:
-    """Whether the model quantizes activations at run time (DynamicQuantizeLinear, onnxruntime's `quantize_dynamic`):
+    """Whether the model quantizes activations at run time (DynamicQuantizeLinear, onnxruntime's `quantize_dynamic`,
+    or com.microsoft DynamicQuantizeMatMul):
     its integer layers sit between float kernels (the scales' products, the float ops it leaves in float) that rcc
     computes in float32 but not with MLAS's instructions, and each DynamicQuantizeLinear takes its range from one,
     so it is not held to bit exactness (driver.hold_to_one_step)."""
-    return any(node.op_type == "DynamicQuantizeLinear" for node in load_onnx(path).graph.node)
+    quantizers = ("DynamicQuantizeLinear", "DynamicQuantizeMatMul")
+    return any(node.op_type in quantizers for node in load_onnx(path).graph.node)
 
 
 def quantized_boundaries(path: str | os.PathLike, program: Program) -> list[str]:

@@ -135,3 +135,44 @@ def test_a_batch_keeps_the_sample_axis_of_squeezed_outputs(tmp_path) -> None:
     outputs = machine.run({"x": np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)}).outputs
     assert outputs["y"].shape == (3, 16) and outputs["s"].shape == (3, 16)
     np.testing.assert_array_equal(outputs["s"], outputs["y"])
+
+
+def fused_model(op: str, per_column: bool, bias: bool, zero: bool, seed: int) -> onnx.ModelProto:
+    """com.microsoft DynamicQuantizeMatMul (float A) or MatMulIntegerToFloat (uint8 A) with a constant int8 B."""
+    rng = np.random.default_rng(seed)
+    columns = 8 if per_column else 1
+    constants = {"b": rng.integers(-127, 128, (16, 8)).astype(np.int8),
+                 "b_scale": rng.uniform(0.01, 0.05, columns).astype(np.float32),
+                 "b_zero": rng.integers(-3, 4, columns).astype(np.int8), "bias": rng.standard_normal(8).astype(np.float32),
+                 "a_scale": np.array(0.02, np.float32), "a_zero": np.array(7, np.uint8)}
+    if op == "DynamicQuantizeMatMul":
+        inputs, a_type = ["a", "b", "b_scale", "b_zero" if zero else "", "bias" if bias else ""], TensorProto.FLOAT
+    else:
+        inputs = ["a", "b", "a_scale", "b_scale", "a_zero" if zero else "", "b_zero" if zero else "",
+                  "bias" if bias else ""]
+        a_type = TensorProto.UINT8
+    while not inputs[-1]:
+        inputs.pop()
+    graph = helper.make_graph(
+        [helper.make_node(op, inputs, ["y"], domain="com.microsoft")], "fused",
+        [helper.make_tensor_value_info("a", a_type, [3, 16])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 8])],
+        [onnx.numpy_helper.from_array(array, name) for name, array in constants.items() if name in inputs])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+
+
+@pytest.mark.parametrize("op", ["DynamicQuantizeMatMul", "MatMulIntegerToFloat"])
+@pytest.mark.parametrize("per_column, bias, zero", [(False, False, False), (True, True, True), (False, True, True),
+                                                    (True, False, False)])
+def test_onnxruntimes_fused_dynamic_products_bit_for_bit(op, per_column, bias, zero, tmp_path) -> None:
+    model = fused_model(op, per_column, bias, zero, seed=3)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((3, 16)).astype(np.float32) if op == "DynamicQuantizeMatMul" else \
+        rng.integers(0, 256, (3, 16)).astype(np.uint8)
+    expected = onnxruntime_run(model, {"a": a})["y"]
+    np.testing.assert_array_equal(interpreter.run(lower_model(model, "fused"), {"a": a})["y"], expected)
+    path = tmp_path / "fused.onnx"
+    onnx.save(model, path)
+    compiled = compile_model(path)
+    assert sum(i.opcode == "mvm" for i in compiled.program.instructions) == 1   # B on crossbars
+    result = verify_compiled(path, compiled, inputs={"a": a})
+    assert result.passed and result.extra["integer_reference_match"]
