@@ -41,6 +41,7 @@ from rcc.compiler.pass_context import PassContext
 from rcc.compiler.passes.base import Pass
 from rcc.ir.builder import make_op
 from rcc.ir.core import Module, Op
+from rcc.ir.ops.xbar import arrays_key
 from rcc.ir.errors import RccError
 from rcc.runtime.devices import PhysicalBlock, block_columns, block_levels, physical_blocks
 
@@ -122,7 +123,7 @@ class FaultAware(Pass):
         for index, op in enumerate(module.ops):
             if op.opname != "xbar.mvm":
                 continue
-            key = (op.attrs.get("phase", 0), *(v.name for v in op.operands[1:]))   # reprogrammed per phase
+            key = arrays_key(op)   # reprogrammed per phase
             if key in remapped:
                 done, before = remapped[key]   # the first reader, and its attributes before remapping
                 changes = {k: v for k, v in done.attrs.items() if k not in before or before[k] != v}

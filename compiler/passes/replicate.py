@@ -31,7 +31,7 @@ from rcc.compiler.passes.base import Pass
 from rcc.compiler.replication import BASELINES, STRATEGIES, Stage, best_allocation, schedule_key, uniform
 from rcc.ir.core import Module, Op
 from rcc.ir.errors import RccError
-from rcc.ir.ops.xbar import array_owner_ops
+from rcc.ir.ops.xbar import array_owner_ops, arrays_key
 from rcc.runtime.instructions import mvm_counts
 
 
@@ -108,7 +108,7 @@ class Replicate(Pass):
         programmed: dict[tuple, int] = {}   # (phase, weights) → first array: time-multiplexed mvms share it
         for op, count, phase in zip(mvms, copies, phases):
             arrays, vectors = op.attrs["arrays"], op.operands[0].type.shape[0]
-            key = (phase, *(v.name for v in op.operands[1:]))
+            key = arrays_key(op, phase)
             if key not in programmed:
                 programmed[key] = placed.get(phase, 0)
                 placed[phase] = programmed[key] + count * arrays
@@ -168,7 +168,7 @@ class Replicate(Pass):
         phases, phase, used = [], 0, 0
         programmed: set[tuple] = set()   # the weights on this phase's arrays (later readers add no arrays)
         for op in mvms:
-            arrays, key = op.attrs["arrays"], tuple(v.name for v in op.operands[1:])
+            arrays, key = op.attrs["arrays"], arrays_key(op, 0)
             if arrays > budget:
                 raise RccError(f"layer {op.attrs['layer']!r} needs {arrays} crossbar arrays; the target has "
                                f"{budget} in all, too few for even this layer (raise --chips or use larger arrays)")

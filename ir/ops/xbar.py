@@ -27,6 +27,12 @@ _EXACT_FLOAT64 = 2.0 ** 53
 _DEQUANTIZE_BLOCK = 1 << 15   # float64 elements dequantized at a time
 
 
+def arrays_key(op: Op, phase: int | None = None) -> tuple:
+    """What an `xbar.mvm`'s arrays hold and when: its phase (`phase`, else its attribute) and the names of its weights
+    and maps. mvms with equal keys run on the same arrays."""
+    return (op.attrs.get("phase", 0) if phase is None else phase, *(v.name for v in op.operands[1:]))
+
+
 def array_owner_ops(ops: list[Op]) -> dict[Op, Op]:
     """Each `xbar.mvm` of `ops` that runs on an earlier one's arrays (the same weights and maps, in the same
     `phase`), mapped to that earlier one."""
@@ -34,7 +40,7 @@ def array_owner_ops(ops: list[Op]) -> dict[Op, Op]:
     owners = {}
     for op in ops:
         if op.opname == "xbar.mvm":
-            owner = first.setdefault((op.attrs.get("phase", 0), *(v.name for v in op.operands[1:])), op)
+            owner = first.setdefault(arrays_key(op), op)
             if owner is not op:
                 owners[op] = owner
     return owners
