@@ -32,7 +32,7 @@ import numpy as np
 from onnx import helper
 
 from deconv import GraphBuilder  # bench/ is the script's folder
-from machine import median_ms, onnxruntime_samples, timed_runs
+from machine import MACHINE_WARM_UPS, median_ms, onnxruntime_samples, steady, timed_runs
 from rcc.backends.device import Device, load_device
 from rcc.backends.target import Target
 from rcc.compiler.driver import compile_model
@@ -169,7 +169,7 @@ def speed(repeats: int, max_seconds: float) -> dict:
         inputs = random_inputs(compiled.graph, 0)
         ort_samples = onnxruntime_samples(path, inputs, repeats, max_seconds)
         start = time.perf_counter()
-        machine = Machine(compiled.program, device=ALL_ON, seed=0)
+        machine = steady(Machine(compiled.program, device=ALL_ON, seed=0))
         programming_s = time.perf_counter() - start
         cpu_seconds: list[float] = []
 
@@ -178,9 +178,9 @@ def speed(repeats: int, max_seconds: float) -> dict:
             machine.run(inputs)
             cpu_seconds.append(time.process_time() - cpu)
 
-        noisy_ms = median_ms(timed_runs(noisy_run, repeats, max_seconds))
-        ideal = Machine(compiled.program)
-        ideal_ms = median_ms(timed_runs(lambda: ideal.run(inputs), repeats, max_seconds))
+        noisy_ms = median_ms(timed_runs(noisy_run, repeats, max_seconds, MACHINE_WARM_UPS))
+        ideal = steady(Machine(compiled.program))
+        ideal_ms = median_ms(timed_runs(lambda: ideal.run(inputs), repeats, max_seconds, MACHINE_WARM_UPS))
         ort_samples += onnxruntime_samples(path, inputs, repeats, max_seconds)
     ort_ms = median_ms(ort_samples)
     load = (load_before[0], os.getloadavg()[0])

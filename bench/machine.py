@@ -111,9 +111,20 @@ class ModelResult:
         return None if machine_ms is None or not base else machine_ms / base
 
 
-def timed_runs(run: Callable[[], object], repeats: int, max_seconds: float, warm_up: bool = True) -> list[float]:
-    """Seconds per call: a warm-up call, then up to `repeats` calls until `max_seconds` of them have run."""
-    if warm_up:
+# A Machine's first run records its counts; its single-sample runs switch to compiled steps
+# (runtime/compiled_steps.py) once they have taken `Plan.compile_after_seconds` in all (a second). `steady`
+# sets that to 0, so the warm-up's second run switches: the samples are the steady state a data set reaches.
+MACHINE_WARM_UPS = 3
+
+
+def steady(machine: Machine) -> Machine:
+    machine.plan.compile_after_seconds = 0.0
+    return machine
+
+
+def timed_runs(run: Callable[[], object], repeats: int, max_seconds: float, warm_ups: int = 1) -> list[float]:
+    """Seconds per call: `warm_ups` warm-up calls, then up to `repeats` calls until `max_seconds` of them have run."""
+    for _ in range(warm_ups):
         start = time.perf_counter()
         run()
         warm_up_seconds = time.perf_counter() - start
@@ -145,8 +156,8 @@ def onnxruntime_samples(path: Path, inputs: dict[str, np.ndarray], repeats: int,
 
 def machine_samples(compiled: Compiled, inputs: dict[str, np.ndarray], repeats: int,
                     max_seconds: float) -> list[float]:
-    machine = Machine(compiled.program)
-    return timed_runs(lambda: machine.run(inputs), repeats, max_seconds)
+    machine = steady(Machine(compiled.program))
+    return timed_runs(lambda: machine.run(inputs), repeats, max_seconds, MACHINE_WARM_UPS)
 
 
 def blas_threads() -> int:
@@ -222,15 +233,16 @@ def measure_model(name: str, path: Path, args: argparse.Namespace) -> ModelResul
         inputs = random_inputs(compiled.graph, seed=0)
         result.ort1_ms = sample("ort1", lambda: onnxruntime_samples(path, inputs, repeats, max_seconds, 1))
         result.ort_ms = sample("ort", lambda: onnxruntime_samples(path, inputs, repeats, max_seconds))
-        machine = Machine(compiled.program)
-        result.int_ms = sample("int", lambda: timed_runs(lambda: machine.run(inputs), repeats, max_seconds))
+        machine = steady(Machine(compiled.program))
+        runs = lambda: timed_runs(lambda: machine.run(inputs), repeats, max_seconds, MACHINE_WARM_UPS)   # noqa: E731
+        result.int_ms = sample("int", runs)
         with threadpool_limits(1, user_api="blas"):
-            result.int1_ms = sample("int1", lambda: timed_runs(lambda: machine.run(inputs), repeats, max_seconds))
+            result.int1_ms = sample("int1", runs)
             result.profile = machine_profile(machine, inputs, len(result.samples["int1"]), result.int1_ms)
         if all(spec["shape"][:1] == [1] for spec in compiled.program.inputs):   # else the model fixes its batch
             batch = batch_inputs(inputs, args.batch)
-            result.batch_ms = sample("batch", lambda: timed_runs(lambda: machine.run(batch), repeats, max_seconds)
-                                     ) / args.batch
+            result.batch_ms = sample("batch", lambda: timed_runs(lambda: machine.run(batch), repeats, max_seconds,
+                                                                 MACHINE_WARM_UPS)) / args.batch
         if args.memory and name == MEMORY_MODEL:
             result.memory = machine_memory(compiled)
 

@@ -23,7 +23,9 @@ from collections import Counter
 
 import numpy as np
 
-from rcc.ir.ops.xbar import channels_first_dequantizer, im2col_taps_first, quantizer, taps_first_order
+from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, im2col_taps_first, quantizer,
+                             quantizer_constants, taps_first_order)
+from rcc.runtime.compiled_steps import compilable, depthwise_step, dequantize_step, levels_step
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
 
@@ -36,6 +38,7 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
     readers = Counter(name for step in steps for name in step.instruction.src)
     position = {name: k for k, step in enumerate(steps) for name in step.instruction.dst}
     fused = list(steps)
+    exact: set[int] = set()   # positions of the mvms carried in floats
     taps: dict[int, tuple[int, TapConvolution | DepthwiseTaps, bool]] = {}   # mvm position → (its im2col's, the taps, keep_float)
     for k, step in enumerate(steps):
         instruction = step.instruction
@@ -49,6 +52,7 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
                                                   later.instruction.src[0] == acc for later in steps[k + 1:])
         source = instruction.src[0]
         order = None
+        exact.add(k)
         if readers[source] != 1 or source not in position:
             fused[k] = dataclasses.replace(step, run=_product(group, bound, None, to_dequantize), stacked_run=None)
             continue
@@ -69,15 +73,36 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
             producer = steps[position[source]]
         if producer.instruction.opcode == "quantize":
             fused[position[source]] = dataclasses.replace(producer, run=_levels(producer.instruction.attrs))
+    _shared_levels(steps, fused, exact)
     single = list(fused)
     for k, (cols, tap, keep_float) in taps.items():
-        single[cols] = dataclasses.replace(fused[cols], run=_pass_on)
+        single[cols] = dataclasses.replace(fused[cols], run=pass_on)
         single[k] = dataclasses.replace(fused[k], run=_tap_product(tap, fused[cols].run, fused[k].run, keep_float))
     _dequantize_channels_first(machine, steps, single, readers, position)
     return fused, single
 
 
-def _pass_on(operands: list[np.ndarray]) -> list[np.ndarray]:
+def _shared_levels(steps: list, fused: list, exact: set[int]) -> None:
+    """In `fused`: a quantize read by several layers (a deconvolution's phases, a block's branches), each carried in
+    floats directly or through an im2col read by such layers alone, gives its integers in float32 too."""
+    reading: dict[str, list[int]] = {}
+    for k, step in enumerate(steps):
+        for name in set(step.instruction.src):
+            reading.setdefault(name, []).append(k)
+
+    def takes_levels(k: int) -> bool:
+        instruction = steps[k].instruction
+        return k in exact or (instruction.opcode == "im2col" and
+                              all(j in exact for j in reading.get(instruction.dst[0], [None])))
+
+    for k, step in enumerate(steps):
+        if step.instruction.opcode == "quantize" and fused[k] is step and \
+                all(takes_levels(j) for j in reading.get(step.instruction.dst[0], [])) and \
+                len(reading.get(step.instruction.dst[0], [])) > 1:
+            fused[k] = dataclasses.replace(step, run=_levels(step.instruction.attrs))
+
+
+def pass_on(operands: list[np.ndarray]) -> list[np.ndarray]:
     """A step whose work an earlier step did: its operand is already its result."""
     return operands[:1]
 
@@ -106,12 +131,15 @@ def _dequantize_channels_first(machine, steps: list, single: list, readers: Coun
                 not all(name in constants for name in scales) or len(shape) != 4 or \
                 math.prod(shape) > CHANNELS_FIRST_ELEMENTS:
             continue
-        run = channels_first_dequantizer(constants[scales[0]], constants[scales[1]] if len(scales) > 1 else None,
-                                         dequantize.instruction.attrs["input_scale"], shape)
-        single[position[reshape.instruction.src[0]]] = dataclasses.replace(
-            dequantize, run=lambda operands, run=run: [run(operands[0])])
-        single[position[instruction.src[0]]] = dataclasses.replace(single[position[instruction.src[0]]], run=_pass_on)
-        single[k] = dataclasses.replace(single[k], run=_pass_on)
+        terms = (constants[scales[0]], constants[scales[1]] if len(scales) > 1 else None,
+                 dequantize.instruction.attrs["input_scale"])
+        run = channels_first_dequantizer(*terms, shape)
+        step = lambda operands, run=run: [run(operands[0])]   # noqa: E731
+        step = compilable(step, lambda step=step, terms=terms, shape=shape:
+                          dequantize_step(*dequantize_terms(*terms), step, shape))
+        single[position[reshape.instruction.src[0]]] = dataclasses.replace(dequantize, run=step)
+        single[position[instruction.src[0]]] = dataclasses.replace(single[position[instruction.src[0]]], run=pass_on)
+        single[k] = dataclasses.replace(single[k], run=pass_on)
 
 
 def _tap_product(tap: TapConvolution | DepthwiseTaps, cols, product, keep_float: bool):
@@ -121,6 +149,8 @@ def _tap_product(tap: TapConvolution | DepthwiseTaps, cols, product, keep_float:
             return product(cols(operands))
         values = tap(operands[0])
         return [values if keep_float else values.astype(np.int64)]
+    if isinstance(tap, DepthwiseTaps):
+        return compilable(run, lambda: depthwise_step(tap, keep_float, run))
     return run
 
 
@@ -154,4 +184,6 @@ def _taps_first_cols(attrs: dict):
 
 def _levels(attrs: dict):
     levels = quantizer(attrs["scale"], attrs["bits"], attrs["signed"])
-    return lambda operands: [levels(operands[0])]
+    run = lambda operands: [levels(operands[0])]   # noqa: E731
+    constants = quantizer_constants(attrs["scale"], attrs["bits"], attrs["signed"])
+    return compilable(run, lambda: levels_step(*constants, run))

@@ -38,8 +38,10 @@ import numpy as np
 from rcc.backends.mapping import CrossbarMapping
 from rcc.backends.program import Instruction
 from rcc.backends.target import Target
-from rcc.ir.ops.xbar import dequantize, dequantizer, im2col, im2col_sources, quantize, quantize_limits
+from rcc.ir.ops.xbar import (dequantize, dequantize_terms, dequantizer, im2col, im2col_sources, quantize,
+                             quantize_limits, quantizer_constants)
 from rcc.ir.optable import OPS, normalize_attrs
+from rcc.runtime.compiled_steps import VECTOR_KERNELS, compilable, dequantize_step, levels_step, vector_kernel_step
 from rcc.runtime.counters import Counts
 from rcc.runtime.crossbar import CrossbarGroup
 
@@ -124,7 +126,10 @@ def vector_step(fn: str, attrs: dict) -> Step:
     impl, normalized = opdef.impl, normalize_attrs(opdef, attrs)
     if opdef.results != 1:
         return lambda operands: list(impl(*operands, **normalized))
-    return lambda operands: [impl(*operands, **normalized)]
+    step = lambda operands: [impl(*operands, **normalized)]   # noqa: E731
+    if fn in VECTOR_KERNELS:
+        return compilable(step, lambda: vector_kernel_step(fn, normalized, step))
+    return step
 
 
 def _prepare_vec(machine, instruction: Instruction) -> Step:
@@ -228,14 +233,22 @@ def _prepare_im2col(machine, instruction: Instruction) -> Step:
     return gather
 
 
+def _prepare_quantize(machine, instruction: Instruction) -> Step:
+    attrs = {k: instruction.attrs[k] for k in ("scale", "bits", "signed")}
+    step = lambda operands: [quantize(operands[0], **attrs)]   # noqa: E731
+    constants = quantizer_constants(attrs["scale"], attrs["bits"], attrs["signed"])
+    return compilable(step, lambda: levels_step(*constants, step, np.int32))
+
+
 def _prepare_dequantize(machine, instruction: Instruction) -> Step:
     """Scales and bias that are program constants (as the compiler emits them) are combined once."""
     constants, input_scale = machine.program.constants, instruction.attrs["input_scale"]
     if not all(name in constants for name in instruction.src[1:]):
         return _attr_call(dequantize, ("input_scale",))(machine, instruction)
-    run = dequantizer(*(constants[name] for name in instruction.src[1:3]), input_scale) \
-        if len(instruction.src) > 2 else dequantizer(constants[instruction.src[1]], None, input_scale)
-    return lambda operands: [run(operands[0])]
+    scale, bias = constants[instruction.src[1]], constants[instruction.src[2]] if len(instruction.src) > 2 else None
+    run = dequantizer(scale, bias, input_scale)
+    step = lambda operands: [run(operands[0])]   # noqa: E731
+    return compilable(step, lambda: dequantize_step(*dequantize_terms(scale, bias, input_scale), step))
 
 
 def _prepare_load(machine, instruction: Instruction) -> Step:
@@ -246,7 +259,7 @@ INSTRUCTIONS: dict[str, InstructionDef] = {
     "load": InstructionDef("load", _prepare_load, _offchip_count),
     "store": InstructionDef("store", lambda m, i: lambda operands: [], _offchip_count),
     "im2col": InstructionDef("im2col", _prepare_im2col, _vec_count),
-    "quantize": InstructionDef("quantize", _attr_call(quantize, ("scale", "bits", "signed")), _vec_count),
+    "quantize": InstructionDef("quantize", _prepare_quantize, _vec_count),
     "mvm": InstructionDef("mvm", _prepare_mvm, _mvm_count),
     "dequantize": InstructionDef("dequantize", _prepare_dequantize, _vec_count),
     "vec": InstructionDef("vec", _prepare_vec, _vec_count),

@@ -10,7 +10,9 @@ A batch runs stacked (`runtime/batching.py`): a step runs once on the stacked op
 else sample by sample on their parts; steps on constants alone run once. The operand shapes each
 instruction read (per sample) are recorded on request, for the counts. A run that observes no
 intermediate values uses the fused steps (`runtime/fusion.py`: the same instructions on the same values,
-integers between quantize and dequantize carried in float32).
+integers between quantize and dequantize carried in float32). A single sample that nothing observes or records
+runs as generated straight-line code (`runtime/straight_line.py`), with compiled steps
+(`runtime/compiled_steps.py`) once such runs have taken `compile_after_seconds` in all.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ import numpy as np
 from rcc.backends.program import Instruction, Program
 from rcc.ir.progress import stage
 from rcc.runtime.batching import batch_attrs, stacks
-from rcc.runtime.fusion import fused_steps
+from rcc.runtime.compiled_steps import compiled
+from rcc.runtime.fusion import pass_on, fused_steps
 from rcc.runtime.instructions import Step, vector_step
 from rcc.runtime.schedule import operand_shapes, prepare
+from rcc.runtime.straight_line import StraightLine, straight_line
 
 ONCE, STACKED, PER_SAMPLE = "once", "stacked", "per-sample"
+COMPILE_AFTER_SECONDS = 1.0
 
 
 @dataclass
@@ -116,6 +121,13 @@ class Plan:
         self.fused, single = fused_steps(machine, self.steps)
         self._single = [(step.run, step.src, step.dst, step.free, step.output, step.progress) for step in single]
         self._kinds = [step_kind(step.instruction) for step in single]
+        self._straight: tuple[StraightLine, list] | None = None   # generated at the first single-sample run
+        # Compiled steps (runtime/compiled_steps.py) replace the numpy ones once single-sample runs have taken
+        # `compile_after_seconds` in all: numba's import and the kernels' loading cost 0.2-0.5 s (about 2 s the
+        # first time ever, before its disk cache holds them), which pays back over a data set, not in one run.
+        self.compile_after_seconds = COMPILE_AFTER_SECONDS
+        self.steps_compiled = False
+        self._single_seconds = 0.0
 
     def run(self, inputs: dict[str, np.ndarray], batch: int, record_shapes: bool,
             observe: Callable[[PlannedStep, list[np.ndarray], list[np.ndarray]], list[np.ndarray]] | None = None,
@@ -164,19 +176,28 @@ class Plan:
                     advance(step.progress)
         return outputs, shapes
 
-
     def _run_single(self, slots: list, outputs: dict[str, np.ndarray], advance: Callable[[int], None],
                     timings: dict[str, float] | None) -> None:
         """`run`'s loop for one sample that nothing observes or records: the single-sample steps (`fused_steps`),
-        with nothing per step but the call and the slots' bookkeeping (and, for a profile, its seconds)."""
+        with nothing per step but the call and the slots' bookkeeping: generated as straight-line code
+        (`runtime/straight_line.py`), or, for a profile, this loop timing each step."""
+        if timings is None:
+            if self._straight is None:
+                self._straight = straight_line(self._single, pass_on)
+            run_steps, runs = self._straight
+            if not self.steps_compiled and self._single_seconds >= self.compile_after_seconds:
+                self._single = [(compiled(run), *rest) for run, *rest in self._single]
+                runs[:] = [run for run, *_ in self._single]
+                self.steps_compiled = True
+            start = time.perf_counter()
+            run_steps(slots, outputs, advance)
+            self._single_seconds += time.perf_counter() - start
+            return
         for (run, src, dst, free, output, progress), kind in zip(self._single, self._kinds):
             operands = [slots[i] for i in src]
-            if timings is None:
-                results = run(operands)
-            else:
-                start = time.perf_counter()
-                results = run(operands)
-                timings[kind] = timings.get(kind, 0.0) + time.perf_counter() - start
+            start = time.perf_counter()
+            results = run(operands)
+            timings[kind] = timings.get(kind, 0.0) + time.perf_counter() - start
             for index, result in zip(dst, results):
                 slots[index] = result
             for index in free:

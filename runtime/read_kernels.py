@@ -18,11 +18,12 @@ Importing numba takes most of a second, so its callers import this module only w
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from rcc.runtime.numba_jit import jit
 
-@numba.njit(nogil=True, cache=True)
+
+@jit
 def read_out(analog: np.ndarray, normals: np.ndarray, spread: np.ndarray, adc_max: np.float32,
              cycle_weights: np.ndarray, merged: np.ndarray) -> None:
     """merged[v, c] = Σ_k cycle_weights[k]·clip(rint(analog[r, c] + normals[r, c]·spread[r]), 0, adc_max) with
@@ -47,7 +48,7 @@ def read_out(analog: np.ndarray, normals: np.ndarray, spread: np.ndarray, adc_ma
                     total[c] += weight * min(max(np.rint(row[c]), zero), adc_max)
 
 
-@numba.njit(nogil=True, cache=True)
+@jit
 def input_slices(chunk: np.ndarray, dac_bits: int, cycles: int, bits: np.ndarray, spread: np.ndarray,
                  spread_scale: np.float32) -> None:
     """bits[v·cycles + k, i] = (chunk[v, i] >> dac_bits·k) & (2^dac_bits − 1) for the chunk's rows i (bits' last
@@ -71,7 +72,7 @@ def input_slices(chunk: np.ndarray, dac_bits: int, cycles: int, bits: np.ndarray
                 spread[r] = np.float32(np.sqrt(np.float32(squares))) * spread_scale
 
 
-@numba.njit(nogil=True, cache=True)
+@jit
 def add_excess(sums: np.ndarray, adc_max: np.float32, block_weights: np.ndarray, scale: float, rows: np.ndarray,
                excess: np.ndarray) -> None:
     """The ideal arrays' ADC saturation (rcc.runtime.crossbar): excess[rows[r], i] += scale · Σ_b block_weights[b] ·

@@ -55,9 +55,14 @@ def erf_wide(x: np.ndarray) -> np.ndarray:
     out = x * _horner(_ERF_NEAR, near * near * 0.5 - 1.0)
     far = magnitude >= 2.0
     if far.any():
-        a = np.minimum(magnitude[far], 6.0)
-        out[far] = np.copysign(1.0 - np.exp(-a * a) * _horner(_ERFCX_FAR, (a - 4.0) * 0.5), x[far])
+        out[far] = erf_far(x[far])
     return out.reshape(shape)
+
+
+def erf_far(x: np.ndarray) -> np.ndarray:
+    """`erf_wide` of float64 elements with |x| ≥ 2: ±(1 − exp(−a²)·Q(a)), a = min(|x|, 6)."""
+    a = np.minimum(np.abs(x), 6.0)
+    return np.copysign(1.0 - np.exp(-a * a) * _horner(_ERFCX_FAR, (a - 4.0) * 0.5), x)
 
 
 @_float_op("nn.erf")

@@ -158,14 +158,19 @@ def quantized_levels(x: np.ndarray, scale: float, bits: int, signed: bool) -> np
 def quantizer(scale: float, bits: int, signed: bool):
     """`quantized_levels` with its attributes fixed (prepared once per step: its float32 constants cost a
     microsecond a call): x → its integers in float32."""
-    low, high = (np.float32(limit) for limit in quantize_limits(bits, signed))
-    inverse = np.float32(1.0 / scale)
+    inverse, low, high = quantizer_constants(scale, bits, signed)
 
     def levels(x: np.ndarray) -> np.ndarray:
         scaled = np.multiply(x, inverse, dtype=np.float32)
         np.rint(scaled, out=scaled)
         return scaled.clip(low, high, out=scaled)   # one vectorised pass; NaN stays NaN
     return levels
+
+
+def quantizer_constants(scale: float, bits: int, signed: bool) -> tuple[np.float32, np.float32, np.float32]:
+    """The float32 1/scale and integer range that `quantizer` computes with."""
+    low, high = (np.float32(limit) for limit in quantize_limits(bits, signed))
+    return np.float32(1.0 / scale), low, high
 
 
 def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -185,7 +190,7 @@ def dequantize(acc: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None = N
 
 def dequantizer(w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float):
     """`dequantize` with its scales and bias fixed (prepared once when they are constants): acc → float32."""
-    scale, bias = _dequantize_terms(w_scale, bias, input_scale)
+    scale, bias = dequantize_terms(w_scale, bias, input_scale)
 
     def run(acc: np.ndarray) -> np.ndarray:
         step = max(1, _DEQUANTIZE_BLOCK // max(1, acc.shape[1]))   # rows whose float64 temporaries stay in cache
@@ -213,7 +218,7 @@ def channels_first_dequantizer(w_scale: np.ndarray, bias: np.ndarray | None, inp
     """`dequantize` of accumulators [N·H·W, M] whose values then go channels first: acc → float32 [N, M, H, W]
     (`shape` is [N, H, W, M]), the float64 arithmetic per element as `dequantize` does it, the transposition done
     in the widening copy."""
-    scale, bias = _dequantize_terms(w_scale, bias, input_scale)
+    scale, bias = dequantize_terms(w_scale, bias, input_scale)
     n, h, w, m = shape
     scale = scale[:, None]
     bias = None if bias is None else bias[:, None]
@@ -228,7 +233,7 @@ def channels_first_dequantizer(w_scale: np.ndarray, bias: np.ndarray | None, inp
     return run
 
 
-def _dequantize_terms(w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float
+def dequantize_terms(w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float
                       ) -> tuple[np.ndarray, np.ndarray | None]:
     """The float64 per-output scale input_scale·w_scale[m] and bias[m] of a dequantize."""
     return input_scale * w_scale.astype(np.float64), None if bias is None else bias.astype(np.float64, copy=False)

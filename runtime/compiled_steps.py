@@ -1,0 +1,156 @@
+"""Plan steps with a compiled form (`runtime/step_kernels.py`, numba), and the switch to it.
+
+Where a step's numpy callable is made (a quantize's levels, a dequantize with constant scales, a vector op with a
+kernel, a depthwise layer's product), `compilable` tags it with a factory of its compiled form; `compiled` (called
+by `runtime/plan.py` once a `Machine`'s single-sample runs have taken a second) swaps a tagged callable for it.
+This module imports numba only inside the factories, so tagging costs nothing and a short run never loads it. A
+compiled step hands operands its kernel does not take (elementwise kernels and the depthwise product take float32
+C-contiguous arrays; dequantize float32, float64, int32 or int64 accumulators of any layout) to the numpy
+callable it replaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Step = Callable[[list[np.ndarray]], list[np.ndarray]]
+
+VECTOR_KERNELS = frozenset({"nn.tanh", "nn.sigmoid", "nn.erf", "nn.hard_swish", "nn.hard_sigmoid"})
+
+
+def compilable(run: Step, factory: Callable[[], Step]) -> Step:
+    """`run`, tagged with the `factory` of its compiled form."""
+    run.compiled_form = factory   # type: ignore[attr-defined]
+    return run
+
+
+def compiled(run: Step) -> Step:
+    """The compiled form of a tagged step, else the step itself."""
+    factory = getattr(run, "compiled_form", None)
+    return run if factory is None else factory()
+
+
+def _takes(x: np.ndarray) -> bool:
+    """Whether an elementwise kernel takes `x`: float32, C-contiguous, not 0-d (numpy gives a 0-d op a scalar)."""
+    return x.dtype == np.float32 and x.flags.c_contiguous and x.ndim > 0
+
+
+ACCUMULATOR_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64))
+
+
+def levels_step(inverse: np.float32, low: np.float32, high: np.float32, fallback: Step,
+                integers: type | None = None) -> Step:
+    """A quantize's float32 levels (`ir.ops.xbar.quantizer`'s constants) in one pass; cast to `integers` (the
+    quantize instruction's int32) by numpy, as `ir.ops.xbar.quantize` casts them."""
+    from rcc.runtime.step_kernels import levels
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if not _takes(x):
+            return fallback(operands)
+        out = np.empty(x.shape, np.float32)
+        levels(x.reshape(-1), inverse, low, high, out.reshape(-1))
+        return [out if integers is None else out.astype(integers)]
+    return run
+
+
+def dequantize_step(scale: np.ndarray, bias: np.ndarray | None, fallback: Step,
+                    channels_first: tuple[int, int, int, int] | None = None) -> Step:
+    """A dequantize with constant float64 terms (`ir.ops.xbar.dequantize_terms`) in one pass over the
+    accumulators [P, M] (of any dtype and layout); `channels_first` [N, H, W, M]: written as [N, M, H, W]."""
+    from rcc.runtime.step_kernels import dequantize_channels_first, dequantize_rows
+    with_bias = bias is not None
+    terms = (np.ascontiguousarray(scale, np.float64),
+             np.ascontiguousarray(bias if with_bias else np.zeros(0), np.float64), with_bias)
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        acc = operands[0]
+        if acc.ndim != 2 or acc.dtype not in ACCUMULATOR_DTYPES:
+            return fallback(operands)
+        if channels_first is None:
+            out = np.empty(acc.shape, np.float32)
+            dequantize_rows(acc, *terms, out)
+            return [out]
+        n, h, w, m = channels_first
+        out = np.empty((n, m, h * w), np.float32)
+        dequantize_channels_first(acc, *terms, out)
+        return [out.reshape(n, m, h, w)]
+    return run
+
+
+def vector_kernel_step(fn: str, attrs: dict, fallback: Step) -> Step:
+    """Vector op `fn` (one of VECTOR_KERNELS) with normalized `attrs` as one elementwise pass over float32."""
+    from rcc.ir.ops.nn_quant_tables import (_LOGISTIC_DENOMINATOR, _LOGISTIC_NUMERATOR, _TANH_DENOMINATOR,
+                                            _TANH_NUMERATOR)
+    from rcc.runtime import step_kernels
+
+    if fn == "nn.erf":
+        return _erf_step(fallback)
+    if fn == "nn.hard_sigmoid":
+        alpha, beta = np.float32(attrs["alpha"]), np.float32(attrs["beta"])
+        kernel = lambda x, out: step_kernels.hard_sigmoid(x, alpha, beta, out)   # noqa: E731
+    elif fn in ("nn.tanh", "nn.sigmoid"):
+        rational, coefficients = (step_kernels.tanh, _TANH_NUMERATOR + _TANH_DENOMINATOR) if fn == "nn.tanh" else \
+            (step_kernels.logistic, _LOGISTIC_NUMERATOR + _LOGISTIC_DENOMINATOR)
+        constants = tuple(np.float32(c) for c in coefficients)
+        kernel = lambda x, out: rational(x, constants, out)   # noqa: E731
+    else:
+        kernel = step_kernels.hard_swish
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if not _takes(x):
+            return fallback(operands)
+        out = np.empty(x.shape, np.float32)
+        kernel(x.reshape(-1), out.reshape(-1))
+        return [out]
+    return run
+
+
+def _erf_step(fallback: Step) -> Step:
+    """erf: the kernels' polynomials, below 2 in magnitude and beyond; numpy's exp for the elements beyond."""
+    from rcc.ir.ops.nn_transcendental import _ERF_NEAR, _ERFCX_FAR
+    from rcc.runtime.step_kernels import erf_far_finish, erf_far_terms, erf_near
+    near_coefficients, far_coefficients = tuple(map(float, _ERF_NEAR)), np.array(_ERFCX_FAR, np.float64)
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if not _takes(x):
+            return fallback(operands)
+        out = np.empty(x.shape, np.float32)
+        flat, values = out.reshape(-1), x.reshape(-1)
+        far = np.empty(values.size, np.intp)
+        count = erf_near(values, near_coefficients, flat, far)
+        if count:   # numpy's exp of the same compact array erf_far exponentiates
+            far = far[:count]
+            argument, tail = np.empty(count), np.empty(count)
+            erf_far_terms(values, far, far_coefficients, argument, tail)
+            erf_far_finish(values, far, np.exp(argument), tail, flat)
+        return [out]
+    return run
+
+
+def depthwise_step(taps, keep_float: bool, fallback: Step) -> Step:
+    """A depthwise layer's product from its im2col's input (`runtime/tap_conv.py` DepthwiseTaps `taps`: the
+    kernel, strides, dilations, pads, multiplier and weights) in one pass, [N·oh·ow, G·mult] as the layer's
+    product orders it (for N = 1 the transposed view of the channels-first sums, which is how DepthwiseTaps gives
+    larger planes; the values are what matter downstream, and they are the same)."""
+    from rcc.runtime.step_kernels import depthwise
+    weights = np.ascontiguousarray(np.concatenate(taps.tap_weights, axis=1), np.float32)   # [G·mult, taps]
+    geometry = (int(taps.multiplier), tuple(map(int, taps.kernel)), tuple(map(int, taps.strides)),
+                tuple(map(int, taps.dilations)), (int(taps.pads[0]), int(taps.pads[1])))
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if not _takes(x) or x.ndim != 4:
+            return fallback(operands)
+        oh, ow = taps.output_size(x.shape)
+        n, channels = x.shape[0], weights.shape[0]
+        out = np.empty((n, channels, oh, ow), np.float32)
+        depthwise(x, weights, *geometry, out)
+        values = out.reshape(channels, oh * ow).T if n == 1 else \
+            out.transpose(0, 2, 3, 1).reshape(n * oh * ow, channels)
+        return [values if keep_float else values.astype(np.int64)]
+    return run

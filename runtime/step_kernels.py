@@ -1,0 +1,241 @@
+"""The machine's hot steps compiled with numba: one pass where numpy makes several, the same values bit for bit.
+
+A small model's run is tens of steps on a few thousand elements, where each numpy call costs about a
+microsecond whatever its size: a quantize is three calls, a dequantize four, onnxruntime's rational tanh and
+logistic about forty (their fused multiply-adds in float64, rounded to float32 after each). Here each is one
+loop over the elements doing the same IEEE operations in the same order (no fast-math, so no contraction into
+fused multiply-adds and no reassociation; float32 operations on float32 operands, float64 where numpy widens):
+- `levels`: quantize's integers in float32, rint(float32(x · 1/scale)) clipped to the range (NaN kept);
+- `dequantize_rows`, `dequantize_channels_first`: float32(float64(acc) · scale[m] (+ bias[m])), the latter
+  writing [M, pixels] per sample from accumulators [N·pixels, M];
+- `tanh`, `logistic`: MLAS's rational approximations as `ir/ops/nn_quant_tables.py` computes them;
+- `erf_near`, `erf_far_terms`, `erf_far_finish`: erf's float64 polynomials, below 2 in magnitude and beyond, where
+  numpy computes the exponential (its own exp: the same float64 values as numpy's erf, which a libm's might not be);
+- `hard_swish`, `hard_sigmoid`: the float32 expressions of `ir/ops/nn_transcendental.py`;
+- `depthwise`: a depthwise layer's exact product from its quantized input, without im2col columns.
+(`runtime/numba_jit.py`: no fast-math, IEEE division, cached on disk where numba can write.)
+
+Importing numba and loading these from its disk cache takes 0.2-0.5 s (compiling them, the first time ever, about
+2 s), so `runtime/plan.py` switches a `Machine` to them only once its single-sample runs have taken a second in all:
+a few inferences (`rcc run`, `--verify`) never import numba. Each step falls back to its numpy callable for
+operands the kernel does not take (another dtype, a non-contiguous array).
+Tests compare every kernel with its numpy function on random, boundary and special values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from rcc.runtime.numba_jit import jit
+
+
+@numba.njit(inline="always")
+def _fma32(a, b, c):
+    return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
+
+
+@numba.njit(inline="always")
+def _clamped(v, low, high):
+    """v within [low, high]; NaN passes, −0 stays −0 (as ndarray.clip)."""
+    v = low if v < low else v
+    return high if v > high else v
+
+
+@jit
+def levels(x, inverse, low, high, out):
+    """out = clip(rint(float32(x · inverse)), low, high) over flat float32 arrays; NaN stays NaN."""
+    for i in range(x.size):
+        out[i] = _clamped(np.rint(x[i] * inverse), low, high)
+
+
+@jit
+def dequantize_rows(acc, scale, bias, with_bias, out):
+    """out[p, m] = float32(float64(acc[p, m]) · scale[m] (+ bias[m]))."""
+    for p in range(acc.shape[0]):
+        for m in range(acc.shape[1]):
+            wide = np.float64(acc[p, m]) * scale[m]
+            if with_bias:
+                wide = wide + bias[m]
+            out[p, m] = np.float32(wide)
+
+
+@jit
+def dequantize_channels_first(acc, scale, bias, with_bias, out):
+    """out[n, m, q] = float32(float64(acc[n·Q + q, m]) · scale[m] (+ bias[m])) for out [N, M, Q]."""
+    pixels = out.shape[2]
+    for n in range(out.shape[0]):
+        for m in range(out.shape[1]):
+            for q in range(pixels):
+                wide = np.float64(acc[n * pixels + q, m]) * scale[m]
+                if with_bias:
+                    wide = wide + bias[m]
+                out[n, m, q] = np.float32(wide)
+
+
+# Eigen's odd rational approximations, p(v²)·v / q(v²) on v clamped to ±bound, by Horner's rule with float32
+# fused multiply-adds (float64 products and sums, rounded to float32), written out: a loop over the coefficients
+# would keep the loop over elements from being vectorised. The coefficients (float32, numerator's then
+# denominator's, highest power first) are arguments, not globals: numba's disk cache would keep stale constants.
+
+
+@jit
+def tanh(x, coefficients, out):
+    """MLAS's tanh: `coefficients` are `nn_quant_tables`' 7 numerator and 4 denominator ones."""
+    T0, T1, T2, T3, T4, T5, T6, TQ0, TQ1, TQ2, TQ3 = coefficients
+    bound = np.float32(9.0)
+    for i in range(x.size):
+        v = _clamped(x[i], -bound, bound)
+        s = v * v
+        p = _fma32(_fma32(_fma32(_fma32(_fma32(_fma32(T0, s, T1), s, T2), s, T3), s, T4), s, T5), s, T6)
+        q = _fma32(_fma32(_fma32(TQ0, s, TQ1), s, TQ2), s, TQ3)
+        out[i] = (p * v) / q
+
+
+@jit
+def logistic(x, coefficients, out):
+    """MLAS's logistic: `coefficients` are `nn_quant_tables`' 5 numerator and 6 denominator ones."""
+    L0, L1, L2, L3, L4, LQ0, LQ1, LQ2, LQ3, LQ4, LQ5 = coefficients
+    bound, half, zero = np.float32(18.0), np.float32(0.5), np.float32(0.0)
+    for i in range(x.size):
+        v = _clamped(x[i], -bound, bound)
+        s = v * v
+        p = _fma32(_fma32(_fma32(_fma32(L0, s, L1), s, L2), s, L3), s, L4)
+        q = _fma32(_fma32(_fma32(_fma32(_fma32(LQ0, s, LQ1), s, LQ2), s, LQ3), s, LQ4), s, LQ5)
+        value = (p * v) / q + half
+        out[i] = zero if value < zero else value
+
+
+@jit
+def erf_near(x, coefficients, out, far):
+    """out[i] = float32(x·P(min(|x|, 2)²/2 − 1)) in float64 (P's 17 float64 `coefficients`, highest power first; a
+    NaN x gives itself, sign and payload kept, as numpy's product does on short arrays: its SIMD loop on long ones
+    drops a negative NaN's sign); the indices of the elements with |x| ≥ 2, whose values numpy computes
+    (`erf_far`), in far[:count]; returns the count."""
+    E0, E1, E2, E3, E4, E5, E6, E7, E8, E9, E10, E11, E12, E13, E14, E15, E16 = coefficients
+    count = 0
+    for i in range(x.size):   # no stores but out[i]: vectorised
+        wide = np.float64(x[i])
+        near = abs(wide)
+        if near >= 2.0:
+            count += 1
+            near = 2.0
+        t = near * near * 0.5 - 1.0
+        acc = E0 * t + E1   # Horner's rule written out (a loop would keep this one from being vectorised)
+        acc = acc * t + E2
+        acc = acc * t + E3
+        acc = acc * t + E4
+        acc = acc * t + E5
+        acc = acc * t + E6
+        acc = acc * t + E7
+        acc = acc * t + E8
+        acc = acc * t + E9
+        acc = acc * t + E10
+        acc = acc * t + E11
+        acc = acc * t + E12
+        acc = acc * t + E13
+        acc = acc * t + E14
+        acc = acc * t + E15
+        acc = acc * t + E16
+        out[i] = np.float32(wide if wide != wide else wide * acc)
+    if count:
+        found = 0
+        for i in range(x.size):
+            if abs(x[i]) >= 2.0:
+                far[found] = i
+                found += 1
+    return count
+
+
+@jit
+def hard_swish(x, out):
+    sixth, half, zero, one = np.float32(1 / 6), np.float32(0.5), np.float32(0.0), np.float32(1.0)
+    for i in range(x.size):
+        out[i] = x[i] * _clamped(x[i] * sixth + half, zero, one)
+
+
+@jit
+def hard_sigmoid(x, alpha, beta, out):
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for i in range(x.size):
+        out[i] = _clamped(x[i] * alpha + beta, zero, one)
+
+
+@jit
+def depthwise(x, weights, multiplier, kernel, strides, dilations, pads, out):
+    """A depthwise layer's exact product, channels first: out[n, g·mult + k, oy, ox] = Σ over taps (i, j) of
+    weights[g·mult + k, i·kw + j] · x[n, g, oy·sh + i·dh − top, ox·sw + j·dw − left], taps outside the input
+    reading the padding's zeros, for integer-valued float32 x [N, G, H, W], weights [G·mult, kh·kw] and
+    out [N, G·mult, oh, ow]. Every partial sum is an integer below 2^24 (the caller's `single_gemm_exact`), so the
+    sums are exact in any order. At stride 1 each channel is copied once into a zero-padded plane and each tap
+    adds one long contiguous run of it (the padded width's extra columns computed and dropped: long vectorised
+    loops); strided layers loop over each tap's valid rows."""
+    (kh, kw), (sh, sw), (dh, dw), (top, left) = kernel, strides, dilations, pads
+    height, width = x.shape[2], x.shape[3]
+    oh, ow = out.shape[2], out.shape[3]
+    if sh == 1 and sw == 1:
+        padded_width = ow + dw * (kw - 1)
+        padded_height = oh + dh * (kh - 1)
+        padded = np.zeros((padded_height, padded_width), np.float32)
+        length = (oh - 1) * padded_width + ow
+        total = np.empty(oh * padded_width, np.float32)
+    for n in range(out.shape[0]):
+        for channel in range(out.shape[1]):
+            source = x[n, channel // multiplier]
+            plane = out[n, channel]
+            if sh == 1 and sw == 1:
+                for y in range(height):   # the input inside the padding (rows and columns beyond stay zero)
+                    if 0 <= y + top < padded_height:
+                        for col in range(width):
+                            if 0 <= col + left < padded_width:
+                                padded[y + top, col + left] = source[y, col]
+                flat = padded.reshape(-1)
+                total[:] = 0
+                for i in range(kh):
+                    for j in range(kw):
+                        weight = weights[channel, i * kw + j]
+                        run = flat[i * dh * padded_width + j * dw:]
+                        for k in range(length):
+                            total[k] += weight * run[k]
+                for oy in range(oh):
+                    for ox in range(ow):
+                        plane[oy, ox] = total[oy * padded_width + ox]
+                continue
+            plane[:, :] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    weight = weights[channel, i * kw + j]
+                    dy, dx = i * dh - top, j * dw - left
+                    y0, y1 = max(0, -(dy // sh)), min(oh, (height - 1 - dy) // sh + 1)
+                    x0, x1 = max(0, -(dx // sw)), min(ow, (width - 1 - dx) // sw + 1)
+                    if x1 <= x0:
+                        continue
+                    for oy in range(y0, y1):
+                        target = plane[oy, x0:x1]
+                        run = source[oy * sh + dy, x0 * sw + dx:(x1 - 1) * sw + dx + 1:sw]
+                        for k in range(target.size):
+                            target[k] += weight * run[k]
+
+
+@jit
+def erf_far_terms(x, far, coefficients, argument, tail):
+    """For the elements x[far[k]] with |x| ≥ 2 (`erf_near`'s), as `ir.ops.nn_transcendental.erf_far` computes
+    them in float64: a = min(|x|, 6), argument[k] = −a·a (numpy takes its exp) and tail[k] = Q((a − 4)/2), Q's
+    float64 `coefficients` highest power first."""
+    for k in range(far.size):
+        a = min(abs(np.float64(x[far[k]])), 6.0)
+        argument[k] = -a * a
+        t = (a - 4.0) * 0.5
+        acc = coefficients[0]
+        for c in range(1, coefficients.size):
+            acc = acc * t + coefficients[c]
+        tail[k] = acc
+
+
+@jit
+def erf_far_finish(x, far, exponential, tail, out):
+    """out[far[k]] = float32(copysign(1 − exponential[k]·tail[k], x[far[k]]))."""
+    for k in range(far.size):
+        out[far[k]] = np.float32(math.copysign(1.0 - exponential[k] * tail[k], np.float64(x[far[k]])))
