@@ -50,8 +50,8 @@ def check_inputs(declared: Iterable[tuple[str, TensorType]], inputs: Mapping[str
 
 def check_finite(what: str, array: np.ndarray, hint: str = NONFINITE_HINT) -> None:
     """RccError naming `what`, how many values are NaN/Inf and where the first is, when any is."""
-    if array.dtype.kind != "f":
-        return
+    if array.dtype.kind != "f" or np.isfinite(np.add.reduce(array, axis=None)):
+        return   # a NaN or an Inf anywhere makes the sum NaN or infinite (finite values may overflow it: then look)
     bad = ~np.isfinite(array)
     if bad.any():
         first = [int(i) for i in np.argwhere(bad)[0]]

@@ -17,7 +17,7 @@ import numpy as np
 
 Step = Callable[[list[np.ndarray]], list[np.ndarray]]
 
-VECTOR_KERNELS = frozenset({"nn.tanh", "nn.sigmoid", "nn.erf", "nn.hard_swish", "nn.hard_sigmoid"})
+VECTOR_KERNELS = frozenset({"nn.tanh", "nn.sigmoid", "nn.erf", "nn.hard_swish", "nn.hard_sigmoid", "nn.relu"})
 
 
 def compilable(run: Step, factory: Callable[[], Step]) -> Step:
@@ -97,7 +97,7 @@ def vector_kernel_step(fn: str, attrs: dict, fallback: Step) -> Step:
         constants = tuple(np.float32(c) for c in coefficients)
         kernel = lambda x, out: rational(x, constants, out)   # noqa: E731
     else:
-        kernel = step_kernels.hard_swish
+        kernel = step_kernels.hard_swish if fn == "nn.hard_swish" else step_kernels.relu
 
     def run(operands: list[np.ndarray]) -> list[np.ndarray]:
         x = operands[0]

@@ -40,6 +40,7 @@ from rcc.backends.program import Instruction
 from rcc.backends.target import Target
 from rcc.ir.ops.xbar import (dequantize, dequantize_terms, dequantizer, im2col, im2col_sources, quantize,
                              quantize_limits, quantizer_constants)
+from rcc.ir.ops.nn_index import slicer
 from rcc.ir.optable import OPS, normalize_attrs
 from rcc.runtime.compiled_steps import VECTOR_KERNELS, compilable, dequantize_step, levels_step, vector_kernel_step
 from rcc.runtime.counters import Counts
@@ -120,10 +121,17 @@ def vector_mac_counts(target: Target, macs: int) -> Counts:
     return Counts(vector_macs=macs, macs=macs, cycles=math.ceil(macs / target.vector_lanes) * target.vector_op_cycles)
 
 
+# vector ops whose attributes are prepared once per step (attributes → the op on its operands)
+_PREPARED_VECTOR_OPS = {"nn.slice": slicer}
+
+
 def vector_step(fn: str, attrs: dict) -> Step:
     """The vector unit running IR op `fn` with `attrs` (normalized here, once)."""
     opdef = OPS[fn]
     impl, normalized = opdef.impl, normalize_attrs(opdef, attrs)
+    if fn in _PREPARED_VECTOR_OPS:
+        prepared = _PREPARED_VECTOR_OPS[fn](**normalized)
+        return lambda operands: [prepared(*operands)]
     if opdef.results != 1:
         return lambda operands: list(impl(*operands, **normalized))
     step = lambda operands: [impl(*operands, **normalized)]   # noqa: E731

@@ -11,7 +11,7 @@ fused multiply-adds and no reassociation; float32 operations on float32 operands
 - `tanh`, `logistic`: MLAS's rational approximations as `ir/ops/nn_quant_tables.py` computes them;
 - `erf_near`, `erf_far_terms`, `erf_far_finish`: erf's float64 polynomials, below 2 in magnitude and beyond, where
   numpy computes the exponential (its own exp: the same float64 values as numpy's erf, which a libm's might not be);
-- `hard_swish`, `hard_sigmoid`: the float32 expressions of `ir/ops/nn_transcendental.py`;
+- `hard_swish`, `hard_sigmoid`, `relu`: the float32 expressions of `ir/ops/nn_transcendental.py` and `relu`'s clip;
 - `depthwise`: a depthwise layer's exact product from its quantized input, without im2col columns.
 (`runtime/numba_jit.py`: no fast-math, IEEE division, cached on disk where numba can write.)
 
@@ -154,6 +154,14 @@ def hard_swish(x, out):
     sixth, half, zero, one = np.float32(1 / 6), np.float32(0.5), np.float32(0.0), np.float32(1.0)
     for i in range(x.size):
         out[i] = x[i] * _clamped(x[i] * sixth + half, zero, one)
+
+
+@jit
+def relu(x, out):
+    """x.clip(0, inf): −0 and NaN kept."""
+    zero, infinity = np.float32(0.0), np.float32(np.inf)
+    for i in range(x.size):
+        out[i] = _clamped(x[i], zero, infinity)
 
 
 @jit

@@ -43,9 +43,14 @@ def _slice_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
         attrs={"starts": Attr("ints"), "steps": Attr("ints"), "sizes": Attr("ints")})
 def slice_(x: np.ndarray, *, starts: tuple[int, ...], steps: tuple[int, ...], sizes: tuple[int, ...]) -> np.ndarray:
     """On every axis, `sizes[i]` elements from index `starts[i]` on by `steps[i]` (a step may be negative)."""
+    return slicer(starts, steps, sizes)(x)
+
+
+def slicer(starts: tuple[int, ...], steps: tuple[int, ...], sizes: tuple[int, ...]):
+    """`slice_` with its attributes fixed (the machine prepares it once per step): x → a C-ordered copy."""
     index = tuple(slice(start, start + size * step if start + size * step >= 0 else None, step) if size else
                   slice(0, 0) for start, step, size in zip(starts, steps, sizes))
-    return np.array(x[index], order="C") if x.ndim else x.copy()
+    return lambda x: np.array(x[index], order="C") if x.ndim else x.copy()
 
 
 def _axis_in_range(axis: int, rank: int) -> None:

@@ -47,7 +47,7 @@ def _identical(a: np.ndarray, b: np.ndarray, nan_bits: bool = True) -> bool:
     return bool(np.array_equal(nan, np.isnan(b)) and a[~nan].tobytes() == b[~nan].tobytes())
 
 
-@pytest.mark.parametrize("fn, attrs", [("nn.tanh", {}), ("nn.sigmoid", {}), ("nn.erf", {}), ("nn.hard_swish", {}),
+@pytest.mark.parametrize("fn, attrs", [("nn.tanh", {}), ("nn.sigmoid", {}), ("nn.erf", {}), ("nn.hard_swish", {}), ("nn.relu", {}),
                                        ("nn.hard_sigmoid", {"alpha": 0.2, "beta": 0.5}),
                                        ("nn.hard_sigmoid", {"alpha": 1 / 6, "beta": 0.5}),
                                        ("nn.hard_sigmoid", {"alpha": -0.7, "beta": 0.1})])
