@@ -38,3 +38,20 @@ def test_agreeing_nonfinite_values_compare_the_rest(tolerance) -> None:
     flipped = expected.copy()
     flipped[2] = -np.inf
     assert output_metrics(flipped, expected, tolerance)["passed"] is False
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_the_input_check_finds_every_nan_and_inf_and_no_other(dtype) -> None:
+    """The check's one-sum shortcut: finite values whose sum overflows pass; a NaN or Inf anywhere is found
+    (also beside values that overflow, and +Inf beside -Inf)."""
+    from rcc.ir.errors import RccError
+    from rcc.ir.inputs import check_finite
+    big = np.full(64, np.finfo(dtype).max, dtype)
+    check_finite("x", big)   # sums to Inf, holds none
+    check_finite("x", np.zeros((0, 3), dtype))
+    for bad in ([np.nan], [np.inf], [-np.inf], [np.inf, -np.inf]):
+        for base in (big, np.ones(64, dtype), -big):
+            values = base.copy()
+            values[5:5 + len(bad)] = bad
+            with pytest.raises(RccError, match="NaN/Inf"):
+                check_finite("x", values)
