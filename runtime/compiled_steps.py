@@ -2,7 +2,7 @@
 
 Where a step's numpy callable is made (a quantize's levels, a dequantize with constant scales, a vector op with a
 kernel, a depthwise layer's product), `compilable` tags it with a factory of its compiled form; `compiled` (called
-by `runtime/plan.py` once a `Machine`'s single-sample runs have taken a second) swaps a tagged callable for it.
+by `runtime/plan.py` once a `Machine`'s runs have taken a second) swaps a tagged callable for it.
 This module imports numba only inside the factories, so tagging costs nothing and a short run never loads it. A
 compiled step hands operands its kernel does not take (elementwise kernels and the depthwise product take float32
 C-contiguous arrays; dequantize float32, float64, int32 or int64 accumulators of any layout) to the numpy
@@ -73,7 +73,8 @@ def dequantize_step(scale: np.ndarray, bias: np.ndarray | None, fallback: Step,
             out = np.empty(acc.shape, np.float32)
             dequantize_rows(acc, *terms, out)
             return [out]
-        n, h, w, m = channels_first
+        _, h, w, m = channels_first
+        n = acc.shape[0] // (h * w)   # the samples of a stacked batch too
         out = np.empty((n, m, h * w), np.float32)
         dequantize_channels_first(acc, *terms, out)
         return [out.reshape(n, m, h, w)]

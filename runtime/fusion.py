@@ -32,9 +32,9 @@ from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
 
 def fused_steps(machine, steps: list) -> tuple[list, list]:
     """The plan's `steps` (runtime/plan.py's PlannedStep) with every eligible quantize → (im2col →) mvm →
-    dequantize chain carried in floats; and the same for a single sample whose steps need not show their
-    operands' shapes (`Plan.run`'s quickest loop), where a stride-1 im2col's layer may skip the columns
-    (`runtime/tap_conv.py`, dense stride-1 and depthwise layers: its im2col passes the input on)."""
+    dequantize chain carried in floats; and the same for runs whose steps need not show their operands' shapes
+    (`Plan.run`'s quickest loops: one sample, or a stacked batch), where a stride-1 im2col's layer may skip the
+    columns (`runtime/tap_conv.py`, dense stride-1 and depthwise layers: its im2col passes the input on)."""
     readers = Counter(name for step in steps for name in step.instruction.src)
     position = {name: k for k, step in enumerate(steps) for name in step.instruction.dst}
     fused = list(steps)

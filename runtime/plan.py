@@ -10,13 +10,15 @@ A batch runs stacked (`runtime/batching.py`): a step runs once on the stacked op
 else sample by sample on their parts; steps on constants alone run once. The operand shapes each
 instruction read (per sample) are recorded on request, for the counts. A run that observes no
 intermediate values uses the fused steps (`runtime/fusion.py`: the same instructions on the same values,
-integers between quantize and dequantize carried in float32). A single sample that nothing observes or records
-runs as generated straight-line code (`runtime/straight_line.py`), with compiled steps
+integers between quantize and dequantize carried in float32). A run that observes and records nothing takes the
+single-sample steps (tap-by-tap products, channels-first dequantize): one sample as generated straight-line code
+(`runtime/straight_line.py`), a stacked batch in the loop; both switch to compiled steps
 (`runtime/compiled_steps.py`) once such runs have taken `compile_after_seconds` in all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,17 +119,18 @@ class Plan:
         for position, step in enumerate(self.steps):
             if step.instruction.opcode in ("mvm", "write_mvm") or position == len(self.steps) - 1:
                 step.progress, done = position + 1 - done, position + 1
-        # for runs that observe no intermediate values, and of those, single samples that record no shapes
-        self.fused, single = fused_steps(machine, self.steps)
-        self._single = [(step.run, step.src, step.dst, step.free, step.output, step.progress) for step in single]
-        self._kinds = [step_kind(step.instruction) for step in single]
+        # for runs that observe no intermediate values, and of those, runs that record no shapes (one sample, or a
+        # stacked batch)
+        self.fused, self.single = fused_steps(machine, self.steps)
+        self._single = [(step.run, step.src, step.dst, step.free, step.output, step.progress) for step in self.single]
+        self._kinds = [step_kind(step.instruction) for step in self.single]
         self._straight: tuple[StraightLine, list] | None = None   # generated at the first single-sample run
-        # Compiled steps (runtime/compiled_steps.py) replace the numpy ones once single-sample runs have taken
-        # `compile_after_seconds` in all: numba's import and the kernels' loading cost 0.2-0.5 s (about 2 s the
+        # Compiled steps (runtime/compiled_steps.py) replace the numpy ones once runs on the single-sample steps
+        # (one sample or a stacked batch, recording nothing) have taken `compile_after_seconds` in all: numba's import and the kernels' loading cost 0.2-0.5 s (about 2 s the
         # first time ever, before its disk cache holds them), which pays back over a data set, not in one run.
         self.compile_after_seconds = COMPILE_AFTER_SECONDS
         self.steps_compiled = False
-        self._single_seconds = 0.0
+        self._quick_seconds = 0.0   # of runs on the single-sample steps
 
     def run(self, inputs: dict[str, np.ndarray], batch: int, record_shapes: bool,
             observe: Callable[[PlannedStep, list[np.ndarray], list[np.ndarray]], list[np.ndarray]] | None = None,
@@ -143,38 +146,64 @@ class Plan:
         outputs: dict[str, np.ndarray] = {}
         shapes: list[tuple[tuple[int, ...], ...]] | None = [()] * (len(self.steps) + len(self.loads)) \
             if record_shapes else None
+        quick = observe is None and shapes is None   # the single-sample steps, one sample or a stacked batch
+        if quick:
+            self._compile_if_due()
+        began = time.perf_counter()
         with stage("machine run", len(self.steps)) as advance:
-            if batch == 1 and observe is None and shapes is None:
+            if batch == 1 and quick:
                 self._run_single(slots, outputs, advance, timings)
-                return outputs, shapes
-            for step in self.steps if observe is not None else self.fused:
-                start = time.perf_counter() if timings is not None else 0.0
-                operands = [slots[i] for i in step.src]
-                if batch == 1 or step.mode == ONCE:
-                    results = step.run(operands)
-                elif step.mode == STACKED:
-                    results = step.batched(batch)(operands)
-                else:
-                    results = _per_sample(step, operands, batch)
-                if observe is not None:
-                    results = observe(step, operands, results)
-                for index, result in zip(step.dst, results):
-                    slots[index] = result
-                for index in step.free:
-                    slots[index] = None
-                if step.output is not None:
-                    value = operands[0]
-                    outputs[step.output] = value if batch == 1 or step.stacked[0] else \
-                        np.stack([value] * batch) if np.ndim(value) == 0 else np.concatenate([value] * batch)
-                if shapes is not None:
-                    shapes[step.index] = tuple(_sample_shape(a.shape, batch if s else 1)
-                                               for a, s in zip(operands, step.stacked))
-                if timings is not None:
-                    kind = step_kind(step.instruction)
-                    timings[kind] = timings.get(kind, 0.0) + time.perf_counter() - start
-                if step.progress:
-                    advance(step.progress)
+            else:
+                self._run_steps(self.single if quick else self.fused if observe is None else self.steps, slots,
+                                outputs, batch, advance, shapes, observe, timings)
+        if quick and timings is None:
+            self._quick_seconds += time.perf_counter() - began
         return outputs, shapes
+
+    def _compile_if_due(self) -> None:
+        """Switch the single-sample steps to their compiled forms once quick runs have taken
+        `compile_after_seconds` in all."""
+        if self.steps_compiled or self._quick_seconds < self.compile_after_seconds:
+            return
+        self.single = [dataclasses.replace(step, run=compiled(step.run)) for step in self.single]
+        self._single = [(step.run, *rest) for step, (_, *rest) in zip(self.single, self._single)]
+        if self._straight is not None:
+            self._straight[1][:] = [step.run for step in self.single]
+        self.steps_compiled = True
+
+    def _run_steps(self, steps: list[PlannedStep], slots: list, outputs: dict[str, np.ndarray], batch: int,
+                   advance: Callable[[int], None], shapes: list | None, observe: Callable | None,
+                   timings: dict[str, float] | None) -> None:
+        """`run`'s loop over planned steps: a stacked batch, a run that records shapes, or one that is observed."""
+        for step in steps:
+            start = time.perf_counter() if timings is not None else 0.0
+            operands = [slots[i] for i in step.src]
+            if batch == 1 or step.mode == ONCE:
+                results = step.run(operands)
+            elif step.run is pass_on:   # its work done by an earlier step (a batch-sized reshape included)
+                results = operands[:1]
+            elif step.mode == STACKED:
+                results = step.batched(batch)(operands)
+            else:
+                results = _per_sample(step, operands, batch)
+            if observe is not None:
+                results = observe(step, operands, results)
+            for index, result in zip(step.dst, results):
+                slots[index] = result
+            for index in step.free:
+                slots[index] = None
+            if step.output is not None:
+                value = operands[0]
+                outputs[step.output] = value if batch == 1 or step.stacked[0] else \
+                    np.stack([value] * batch) if np.ndim(value) == 0 else np.concatenate([value] * batch)
+            if shapes is not None:
+                shapes[step.index] = tuple(_sample_shape(a.shape, batch if s else 1)
+                                           for a, s in zip(operands, step.stacked))
+            if timings is not None:
+                kind = step_kind(step.instruction)
+                timings[kind] = timings.get(kind, 0.0) + time.perf_counter() - start
+            if step.progress:
+                advance(step.progress)
 
     def _run_single(self, slots: list, outputs: dict[str, np.ndarray], advance: Callable[[int], None],
                     timings: dict[str, float] | None) -> None:
@@ -184,14 +213,7 @@ class Plan:
         if timings is None:
             if self._straight is None:
                 self._straight = straight_line(self._single, pass_on)
-            run_steps, runs = self._straight
-            if not self.steps_compiled and self._single_seconds >= self.compile_after_seconds:
-                self._single = [(compiled(run), *rest) for run, *rest in self._single]
-                runs[:] = [run for run, *_ in self._single]
-                self.steps_compiled = True
-            start = time.perf_counter()
-            run_steps(slots, outputs, advance)
-            self._single_seconds += time.perf_counter() - start
+            self._straight[0](slots, outputs, advance)
             return
         for (run, src, dst, free, output, progress), kind in zip(self._single, self._kinds):
             operands = [slots[i] for i in src]

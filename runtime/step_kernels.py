@@ -16,7 +16,7 @@ fused multiply-adds and no reassociation; float32 operations on float32 operands
 (`runtime/numba_jit.py`: no fast-math, IEEE division, cached on disk where numba can write.)
 
 Importing numba and loading these from its disk cache takes 0.2-0.5 s (compiling them, the first time ever, about
-2 s), so `runtime/plan.py` switches a `Machine` to them only once its single-sample runs have taken a second in all:
+2 s), so `runtime/plan.py` switches a `Machine` to them only once its runs have taken a second in all:
 a few inferences (`rcc run`, `--verify`) never import numba. Each step falls back to its numpy callable for
 operands the kernel does not take (another dtype, a non-contiguous array).
 Tests compare every kernel with its numpy function on random, boundary and special values.

@@ -216,14 +216,15 @@ def dequantizer(w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float
 def channels_first_dequantizer(w_scale: np.ndarray, bias: np.ndarray | None, input_scale: float,
                                shape: tuple[int, int, int, int]):
     """`dequantize` of accumulators [N·H·W, M] whose values then go channels first: acc → float32 [N, M, H, W]
-    (`shape` is [N, H, W, M]), the float64 arithmetic per element as `dequantize` does it, the transposition done
-    in the widening copy."""
+    (`shape` is [N, H, W, M] of one sample or batch: N follows from the accumulators' rows), the float64 arithmetic
+    per element as `dequantize` does it, the transposition done in the widening copy."""
     scale, bias = dequantize_terms(w_scale, bias, input_scale)
-    n, h, w, m = shape
+    _, h, w, m = shape
     scale = scale[:, None]
     bias = None if bias is None else bias[:, None]
 
     def run(acc: np.ndarray) -> np.ndarray:
+        n = acc.shape[0] // (h * w)
         wide = np.empty((n, m, h * w), dtype=np.float64)
         wide[...] = acc.reshape(n, h * w, m).transpose(0, 2, 1)
         wide *= scale

@@ -16,6 +16,7 @@ from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, dequa
                              quantizer, quantizer_constants)
 from rcc.runtime.compiled_steps import VECTOR_KERNELS, dequantize_step, depthwise_step, levels_step
 from rcc.runtime.instructions import vector_step
+from rcc.runtime.fusion import pass_on
 from rcc.runtime.machine import Machine
 from rcc.runtime.straight_line import straight_line
 from rcc.runtime.tap_conv import DepthwiseTaps, tap_product_of
@@ -185,7 +186,7 @@ def test_the_plan_switches_to_compiled_steps_after_its_single_runs_took_a_while(
     for _ in range(3):
         machine.run(inputs)
     assert not machine.plan.steps_compiled and not names() & {"depthwise_step", "vector_kernel_step"}
-    machine.plan._single_seconds = machine.plan.compile_after_seconds   # as if its runs had taken that long
+    machine.plan._quick_seconds = machine.plan.compile_after_seconds   # as if its runs had taken that long
     machine.run(inputs)
     assert machine.plan.steps_compiled
     assert {"depthwise_step", "vector_kernel_step", "levels_step", "dequantize_step"} <= names()
@@ -242,3 +243,31 @@ def test_the_straight_line_runner_is_the_profiled_loop() -> None:
         timings: dict[str, float] = {}
         looped = machine.run(inputs, timings=timings).outputs
         assert timings and all(_identical(straight[name], looped[name]) for name in straight)
+
+
+BATCHED = [model for model in ZOO if model != "mlp"]   # mlp fixes its batch
+
+
+@pytest.mark.parametrize("compile_after", [float("inf"), 0.0], ids=["numpy", "compiled"])
+@pytest.mark.parametrize("model", BATCHED)
+def test_a_stacked_batchs_later_runs_take_the_single_sample_steps_and_equal_single_runs(model: str,
+                                                                                          compile_after: float) -> None:
+    """A batch's first run records counts (fused steps); later ones take the single-sample steps (tap products,
+    channels-first dequantize; compiled ones once due): integer outputs equal the single runs' bit for bit."""
+    compiled = compile_model(ROOT / "models" / f"{model}.onnx", precision="int")
+    machine = Machine(compiled.program)
+    machine.plan.compile_after_seconds = compile_after
+    samples = [random_inputs(compiled.graph, seed) for seed in range(3)]
+    batch = {name: np.concatenate([sample[name] for sample in samples]) for name in samples[0]}
+    machine.run(batch)
+    machine.plan._compile_if_due()   # (the next run would switch first; the wrappers below must see its steps)
+    assert machine.plan.steps_compiled == (compile_after == 0.0)
+    seen = []
+    for step in machine.plan.single:
+        if step.run is not pass_on:   # (the plan passes those on without a call)
+            step.run = (lambda run, index: lambda ops: seen.append(index) or run(ops))(step.run, step.index)
+    batched = machine.run(batch).outputs
+    assert seen
+    singles = [Machine(compiled.program).run(sample).outputs for sample in samples]
+    for name, value in batched.items():
+        assert _identical(value, np.concatenate([single[name] for single in singles])), name
