@@ -199,10 +199,11 @@ class CrossbarGroup:
         g = self.mapping
         x_low, x_max = _value_range(x, x_range)
         term_max = float(x_max) * self.weight_max
-        weights = self.weights if row_order is None else self.weights[:, row_order]
-        if g.rows * term_max >= _EXACT_FLOAT64:
-            return ungrouped(np.matmul(grouped_rows(x.astype(np.int64), g.groups), weights.astype(np.int64)))
-        if term_max >= EXACT_FLOAT32:  # a single product needs more than float32's 24 bits
+        if g.rows * term_max >= _EXACT_FLOAT64 or term_max >= EXACT_FLOAT32:
+            weights = self.weights if row_order is None else self.weights[:, row_order]
+            if g.rows * term_max >= _EXACT_FLOAT64:
+                return ungrouped(np.matmul(grouped_rows(x.astype(np.int64), g.groups), weights.astype(np.int64)))
+            # a single product needs more than float32's 24 bits
             return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), weights.astype(np.float64)))
         matrix = self.matrix if row_order is None else self._reordered(row_order)
         rows = grouped_rows(x.astype(np.float32, copy=False), g.groups)
@@ -230,7 +231,8 @@ class CrossbarGroup:
 
     def _reordered(self, row_order: np.ndarray) -> np.ndarray:
         """The float32 weights with their rows in `row_order` (kept: the first order asked for)."""
-        if self._reordered_matrix is None or not np.array_equal(self._reordered_matrix[0], row_order):
+        if self._reordered_matrix is None or (self._reordered_matrix[0] is not row_order and
+                                              not np.array_equal(self._reordered_matrix[0], row_order)):
             self._reordered_matrix = (row_order, np.ascontiguousarray(self.matrix[:, row_order]))
         return self._reordered_matrix[1]
 
