@@ -152,6 +152,9 @@ def batch_inputs(declared: list[tuple[str, TensorType]], inputs: dict[str, np.nd
                  ) -> list[dict[str, np.ndarray]]:
     """The samples of a batch: when every declared input has a leading 1 and every given one has the same
     N > 1 samples there (and otherwise its declared shape), N single inputs (views); else the inputs as given."""
+    if len(inputs) == len(declared) and all(getattr(inputs.get(name), "shape", None) == type_.shape
+                                            for name, type_ in declared):
+        return [inputs]   # one sample as declared (the common call)
     arrays = {name: np.asarray(inputs[name]) for name, _ in declared if name in inputs}
     if len(arrays) != len(declared) or not declared:
         return [inputs]
