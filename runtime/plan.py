@@ -122,12 +122,11 @@ class Plan:
         # for runs that observe no intermediate values, and of those, runs that record no shapes (one sample, or a
         # stacked batch)
         self.fused, self.single = fused_steps(machine, self.steps)
-        self._single = [(step.run, step.src, step.dst, step.free, step.output, step.progress) for step in self.single]
-        self._kinds = [step_kind(step.instruction) for step in self.single]
         self._straight: tuple[StraightLine, list] | None = None   # generated at the first single-sample run
         # Compiled steps (runtime/compiled_steps.py) replace the numpy ones once runs on the single-sample steps
-        # (one sample or a stacked batch, recording nothing) have taken `compile_after_seconds` in all: numba's import and the kernels' loading cost 0.2-0.5 s (about 2 s the
-        # first time ever, before its disk cache holds them), which pays back over a data set, not in one run.
+        # (one sample or a stacked batch, recording nothing) have taken `compile_after_seconds` in all: numba's
+        # import and the kernels' loading cost 0.2-0.5 s (about 2 s the first time ever, before its disk cache
+        # holds them), which pays back over a data set, not in one run.
         self.compile_after_seconds = COMPILE_AFTER_SECONDS
         self.steps_compiled = False
         self._quick_seconds = 0.0   # of runs on the single-sample steps
@@ -151,8 +150,10 @@ class Plan:
             self._compile_if_due()
         began = time.perf_counter()
         with stage("machine run", len(self.steps)) as advance:
-            if batch == 1 and quick:
-                self._run_single(slots, outputs, advance, timings)
+            if batch == 1 and quick and timings is None:   # (a profile times each step in the loop)
+                if self._straight is None:
+                    self._straight = straight_line(self.single, pass_on)
+                self._straight[0](slots, outputs, advance)
             else:
                 self._run_steps(self.single if quick else self.fused if observe is None else self.steps, slots,
                                 outputs, batch, advance, shapes, observe, timings)
@@ -166,7 +167,6 @@ class Plan:
         if self.steps_compiled or self._quick_seconds < self.compile_after_seconds:
             return
         self.single = [dataclasses.replace(step, run=compiled(step.run)) for step in self.single]
-        self._single = [(step.run, *rest) for step, (_, *rest) in zip(self.single, self._single)]
         if self._straight is not None:
             self._straight[1][:] = [step.run for step in self.single]
         self.steps_compiled = True
@@ -174,7 +174,8 @@ class Plan:
     def _run_steps(self, steps: list[PlannedStep], slots: list, outputs: dict[str, np.ndarray], batch: int,
                    advance: Callable[[int], None], shapes: list | None, observe: Callable | None,
                    timings: dict[str, float] | None) -> None:
-        """`run`'s loop over planned steps: a stacked batch, a run that records shapes, or one that is observed."""
+        """`run`'s loop over planned steps: a stacked batch, a run that records shapes, is observed or is profiled
+        (one sample that is none of these runs as straight-line code, `runtime/straight_line.py`)."""
         for step in steps:
             start = time.perf_counter() if timings is not None else 0.0
             operands = [slots[i] for i in step.src]
@@ -204,30 +205,6 @@ class Plan:
                 timings[kind] = timings.get(kind, 0.0) + time.perf_counter() - start
             if step.progress:
                 advance(step.progress)
-
-    def _run_single(self, slots: list, outputs: dict[str, np.ndarray], advance: Callable[[int], None],
-                    timings: dict[str, float] | None) -> None:
-        """`run`'s loop for one sample that nothing observes or records: the single-sample steps (`fused_steps`),
-        with nothing per step but the call and the slots' bookkeeping: generated as straight-line code
-        (`runtime/straight_line.py`), or, for a profile, this loop timing each step."""
-        if timings is None:
-            if self._straight is None:
-                self._straight = straight_line(self._single, pass_on)
-            self._straight[0](slots, outputs, advance)
-            return
-        for (run, src, dst, free, output, progress), kind in zip(self._single, self._kinds):
-            operands = [slots[i] for i in src]
-            start = time.perf_counter()
-            results = run(operands)
-            timings[kind] = timings.get(kind, 0.0) + time.perf_counter() - start
-            for index, result in zip(dst, results):
-                slots[index] = result
-            for index in free:
-                slots[index] = None
-            if output is not None:
-                outputs[output] = operands[0]
-            if progress:
-                advance(progress)
 
 
 def step_kind(instruction: Instruction) -> str:

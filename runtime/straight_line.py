@@ -14,21 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-# (run, operand slots, result slots, slots to free, a store's output name, progress to report)
-SingleStep = tuple[Callable, tuple[int, ...], tuple[int, ...], tuple[int, ...], "str | None", int]
 StraightLine = Callable[[list, dict, Callable[[int], None]], None]
 
 
-def straight_line(steps: Sequence[SingleStep], pass_on: Callable) -> tuple[StraightLine, list[Callable]]:
-    """A function (slots, outputs, advance) running `steps` in order on `slots` (the plan's template with the
-    loaded inputs, emptied once read) into `outputs`, as `Plan._run_single` does; steps whose run is `pass_on`
+def straight_line(steps: Sequence, pass_on: Callable) -> tuple[StraightLine, list[Callable]]:
+    """A function (slots, outputs, advance) running `steps` (runtime/plan.py's PlannedStep: run, src, dst, free,
+    output, progress) in order on `slots` (the plan's template with the loaded inputs, emptied once read) into
+    `outputs`, as `Plan._run_steps` does for one sample; steps whose run is `pass_on`
     become assignments. With it, the list of the callables it calls, by step: replacing an entry (a compiled
     step) changes what the function calls without generating it again."""
-    written = {index for _, _, dst, *_ in steps for index in dst}
-    read_first = sorted({index for _, src, *_ in steps for index in src} - written)
+    written = {index for step in steps for index in step.dst}
+    read_first = sorted({index for step in steps for index in step.src} - written)
     lines = [f"    v{index} = slots[{index}]" for index in read_first] + ["    slots.clear()"]
-    runs = [run for run, *_ in steps]
-    for position, (run, src, dst, free, output, progress) in enumerate(steps):
+    runs = [step.run for step in steps]
+    for position, step in enumerate(steps):
+        run, src, dst, free, output, progress = step.run, step.src, step.dst, step.free, step.output, step.progress
         operands = ", ".join(f"v{index}" for index in src)
         if output is not None:
             lines.append(f"    outputs[{output!r}] = v{src[0]}")

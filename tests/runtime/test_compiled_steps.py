@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -182,7 +183,7 @@ def test_the_plan_switches_to_compiled_steps_after_its_single_runs_took_a_while(
     compiled = compile_model(ROOT / "models" / "mobilenetv3_block.onnx", precision="int")
     machine = Machine(compiled.program)
     inputs = random_inputs(compiled.graph, 0)
-    names = lambda: {run.__qualname__.split(".")[0] for run, *_ in machine.plan._single}   # noqa: E731
+    names = lambda: {step.run.__qualname__.split(".")[0] for step in machine.plan.single}   # noqa: E731
     for _ in range(3):
         machine.run(inputs)
     assert not machine.plan.steps_compiled and not names() & {"depthwise_step", "vector_kernel_step"}
@@ -216,11 +217,13 @@ def test_the_straight_line_runner_runs_steps_as_the_loop_does() -> None:
         raise AssertionError("a pass-on step is an assignment")
 
     slots = [np.array(1.0), np.array(2.0), None, None, None, None]
-    steps = [(record("split", [np.array(3.0), np.array(4.0)]), (0,), (2, 3), (0,), None, 0),
-             (pass_on, (2,), (4,), (2,), None, 1),
-             (record("sink", []), (4, 1), (), (), None, 0),
-             (record("add", [np.array(7.0)]), (3, 4), (5,), (3, 4), None, 2),
-             (record("store", []), (5,), (), (5,), "y", 1)]
+    fields = ("run", "src", "dst", "free", "output", "progress")
+    steps = [SimpleNamespace(**dict(zip(fields, step))) for step in [
+        (record("split", [np.array(3.0), np.array(4.0)]), (0,), (2, 3), (0,), None, 0),
+        (pass_on, (2,), (4,), (2,), None, 1),
+        (record("sink", []), (4, 1), (), (), None, 0),
+        (record("add", [np.array(7.0)]), (3, 4), (5,), (3, 4), None, 2),
+        (record("store", []), (5,), (), (5,), "y", 1)]]
     outputs: dict = {}
     ticks: list[int] = []
     run, runs = straight_line(steps, pass_on)

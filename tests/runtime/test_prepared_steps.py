@@ -162,7 +162,7 @@ def test_a_single_run_with_depthwise_taps_gives_the_traced_runs_outputs() -> Non
     machine = Machine(compiled.program)
     inputs = random_inputs(compiled.graph, 3)
     machine.run(inputs)
-    tapped = [run for run, *_ in machine.plan._single if run.__qualname__.startswith("_tap_product")]
+    tapped = [step.run for step in machine.plan.single if step.run.__qualname__.startswith("_tap_product")]
     assert any(isinstance(cell.cell_contents, DepthwiseTaps) for run in tapped for cell in run.__closure__)
     again, traced = machine.run(inputs), machine.run(inputs, trace=True)
     for name, value in traced.outputs.items():
@@ -172,8 +172,8 @@ def test_a_single_run_with_depthwise_taps_gives_the_traced_runs_outputs() -> Non
 def test_a_single_run_with_tap_convolutions_gives_the_traced_runs_outputs() -> None:
     compiled = compile_model(ROOT / "models" / "resnet_small.onnx", precision="int")
     machine = Machine(compiled.program)
-    assert any(run.__qualname__.startswith("_tap_product") for run, *_ in machine.plan._single)
-    assert any(run.__qualname__.startswith("_dequantize_channels_first") for run, *_ in machine.plan._single)
+    assert any(step.run.__qualname__.startswith("_tap_product") for step in machine.plan.single)
+    assert any(step.run.__qualname__.startswith("_dequantize_channels_first") for step in machine.plan.single)
     inputs = random_inputs(compiled.graph, 1)
     first = machine.run(inputs)           # records the shapes for the counts: the fused steps
     again = machine.run(inputs)           # the single-sample steps, convolutions tap by tap
