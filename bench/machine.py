@@ -26,7 +26,12 @@ model under 0.3 s; peak memory on VGG-19 under 2x its float32 weights plus its l
 
 Machine timings exclude building the `Machine` (programming its crossbars). Each measurement gets a
 warm-up run, then up to `--repeats` timed runs, stopping once the timed runs have taken
-`--max-seconds`; when the warm-up alone takes longer than that, it is the only sample.
+`--max-seconds`; when the warm-up alone takes longer than that, it is the only sample. onnxruntime (both
+thread counts) and the integer lossless machine (both BLAS thread counts, and the batch) take turns in
+blocks of about TURN_SECONDS each until every one has its samples, so that the ratios compare runs made
+under the same load: the shared machine's speed drifts by tens of percent over seconds, which made two
+runs of the same command disagree on a ratio (bilinear_seg_head 6.6x and 3.9x, back to back). A block
+keeps its contender's data in the caches, as a run of one model over a data set would.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -122,14 +128,23 @@ def steady(machine: Machine) -> Machine:
     return machine
 
 
-def timed_runs(run: Callable[[], object], repeats: int, max_seconds: float, warm_ups: int = 1) -> list[float]:
-    """Seconds per call: `warm_ups` warm-up calls, then up to `repeats` calls until `max_seconds` of them have run."""
+def warm_up(run: Callable[[], object], warm_ups: int, max_seconds: float) -> float:
+    """Seconds of the last of `warm_ups` calls; it stops early after a call longer than `max_seconds`."""
+    seconds = 0.0
     for _ in range(warm_ups):
         start = time.perf_counter()
         run()
-        warm_up_seconds = time.perf_counter() - start
-        if warm_up_seconds > max_seconds:
-            return [warm_up_seconds]
+        seconds = time.perf_counter() - start
+        if seconds > max_seconds:
+            break
+    return seconds
+
+
+def timed_runs(run: Callable[[], object], repeats: int, max_seconds: float, warm_ups: int = 1) -> list[float]:
+    """Seconds per call: `warm_ups` warm-up calls, then up to `repeats` calls until `max_seconds` of them have run."""
+    warm_up_seconds = warm_up(run, warm_ups, max_seconds)
+    if warm_up_seconds > max_seconds:
+        return [warm_up_seconds]
     samples: list[float] = []
     while len(samples) < repeats and sum(samples) <= max_seconds:
         start = time.perf_counter()
@@ -142,16 +157,60 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000.0
 
 
-def onnxruntime_samples(path: Path, inputs: dict[str, np.ndarray], repeats: int, max_seconds: float,
-                        threads: int = 0) -> list[float]:
-    """onnxruntime's seconds per run with `threads` intra-op threads (0: its default)."""
+def onnxruntime_session(path: Path, inputs: dict[str, np.ndarray], threads: int = 0) -> Callable[[], object]:
+    """One onnxruntime run of `inputs` with `threads` intra-op threads (0: its default)."""
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3   # silence warnings only; nothing that changes execution
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
     feeds = {spec.name: inputs[spec.name] for spec in session.get_inputs()}
-    return timed_runs(lambda: session.run(names, feeds), repeats, max_seconds)
+    return lambda: session.run(names, feeds)
+
+
+def onnxruntime_samples(path: Path, inputs: dict[str, np.ndarray], repeats: int, max_seconds: float,
+                        threads: int = 0) -> list[float]:
+    """onnxruntime's seconds per run with `threads` intra-op threads (0: its default)."""
+    return timed_runs(onnxruntime_session(path, inputs, threads), repeats, max_seconds)
+
+
+@dataclass
+class Contender:
+    """One side of an interleaved measurement: a call, its warm-up calls, and what to hold while it runs."""
+    run: Callable[[], object]
+    warm_ups: int = 1
+    holding: Callable[[], AbstractContextManager] = nullcontext
+
+
+# Interleaved measurements take turns in blocks of about this long, so that every contender sees the same
+# shared machine (its load swings over seconds) and each block runs with its own data in the caches.
+TURN_SECONDS = 0.05
+
+
+def interleaved_runs(contenders: dict[str, Contender], repeats: int, max_seconds: float) -> dict[str, list[float]]:
+    """Seconds per call of each contender, measured in turns: each takes a block of calls (about `TURN_SECONDS`)
+    in turn until it has `repeats` calls or `max_seconds` of them; a contender whose warm-up alone takes
+    longer than that keeps the warm-up as its one sample."""
+    samples: dict[str, list[float]] = {}
+    block: dict[str, int] = {}
+    for name, contender in contenders.items():
+        with contender.holding():
+            seconds = warm_up(contender.run, contender.warm_ups, max_seconds)
+        if seconds > max_seconds:
+            samples[name] = [seconds]
+        else:
+            samples[name], block[name] = [], max(1, round(TURN_SECONDS / max(seconds, 1e-6)))
+    while block:
+        for name in list(block):
+            contender, taken = contenders[name], samples[name]
+            with contender.holding():
+                for _ in range(min(block[name], repeats - len(taken))):
+                    start = time.perf_counter()
+                    contender.run()
+                    taken.append(time.perf_counter() - start)
+            if len(taken) >= repeats or sum(taken) > max_seconds:
+                del block[name]
+    return samples
 
 
 def machine_samples(compiled: Compiled, inputs: dict[str, np.ndarray], repeats: int,
@@ -231,18 +290,22 @@ def measure_model(name: str, path: Path, args: argparse.Namespace) -> ModelResul
         result.compile_s = time.perf_counter() - start
         result.crossbar_weights = crossbar_weights(compiled)
         inputs = random_inputs(compiled.graph, seed=0)
-        result.ort1_ms = sample("ort1", lambda: onnxruntime_samples(path, inputs, repeats, max_seconds, 1))
-        result.ort_ms = sample("ort", lambda: onnxruntime_samples(path, inputs, repeats, max_seconds))
         machine = steady(Machine(compiled.program))
-        runs = lambda: timed_runs(lambda: machine.run(inputs), repeats, max_seconds, MACHINE_WARM_UPS)   # noqa: E731
-        result.int_ms = sample("int", runs)
-        with threadpool_limits(1, user_api="blas"):
-            result.int1_ms = sample("int1", runs)
-            result.profile = machine_profile(machine, inputs, len(result.samples["int1"]), result.int1_ms)
+        contenders = {"ort1": Contender(onnxruntime_session(path, inputs, 1)),
+                      "ort": Contender(onnxruntime_session(path, inputs)),
+                      "int": Contender(lambda: machine.run(inputs), MACHINE_WARM_UPS),
+                      "int1": Contender(lambda: machine.run(inputs), MACHINE_WARM_UPS,
+                                        lambda: threadpool_limits(1, user_api="blas"))}
         if all(spec["shape"][:1] == [1] for spec in compiled.program.inputs):   # else the model fixes its batch
             batch = batch_inputs(inputs, args.batch)
-            result.batch_ms = sample("batch", lambda: timed_runs(lambda: machine.run(batch), repeats, max_seconds,
-                                                                 MACHINE_WARM_UPS)) / args.batch
+            contenders["batch"] = Contender(lambda: machine.run(batch), MACHINE_WARM_UPS)
+        result.samples.update(interleaved_runs(contenders, repeats, max_seconds))
+        result.ort1_ms, result.ort_ms, result.int_ms, result.int1_ms = (
+            median_ms(result.samples[key]) for key in ("ort1", "ort", "int", "int1"))
+        if "batch" in result.samples:
+            result.batch_ms = median_ms(result.samples["batch"]) / args.batch
+        with threadpool_limits(1, user_api="blas"):
+            result.profile = machine_profile(machine, inputs, len(result.samples["int1"]), result.int1_ms)
         if args.memory and name == MEMORY_MODEL:
             result.memory = machine_memory(compiled)
 
