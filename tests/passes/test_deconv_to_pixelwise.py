@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from rcc.compiler.frontend import import_onnx, lower_model
 from rcc.ir.inputs import random_inputs
 from rcc.compiler.pass_manager import run_pipeline
-from rcc.compiler.passes.deconv_to_pixelwise import phase_macs
+from rcc.compiler.passes.deconv_to_pixelwise import phase_macs, single_pixel_taps
 from rcc.compiler.verify import onnxruntime_outputs
 from rcc.ir import OPS, Builder, Module, TensorType, UnsupportedError, Value, interpreter
 from tests.conformance import frozen_model, selected_cases
@@ -44,10 +44,15 @@ def test_phases_compute_the_transposed_convolution(module: Module, seed: int) ->
     before = interpreter.run(module, inputs)
     deconv = module.ops[0]
     macs = phase_macs(deconv)
+    single_pixel = single_pixel_taps(deconv) is not None
     run_pipeline(module, [PASS])
     assert_pixelwise(module)
-    assert [v.name for v in module.outputs] == ["y"] and module.ops[-1].opname == "nn.interleave"
-    # phase_macs counts exactly what the phase convs compute
+    assert [v.name for v in module.outputs] == ["y"]
+    assert module.ops[-1].opname == ("nn.reshape" if single_pixel else "nn.interleave")
+    if single_pixel:   # one dense layer: a 1×1 conv over the one pixel, no padding
+        (conv,) = [op for op in module.ops if op.opname == "nn.conv2d"]
+        assert conv.operands[1].type.shape[2:] == (1, 1) and not any(conv.attrs["pads"])
+    # phase_macs counts exactly what the phase convs (or the dense layer) compute
     conv_macs = sum(op.result.type.size * np.prod(op.operands[1].type.shape[1:]) for op in module.ops
                     if op.opname == "nn.conv2d")
     assert conv_macs == macs
@@ -129,3 +134,45 @@ def test_conformance_conv_transpose(case) -> None:
     for info, reference in zip(case.model.graph.output, expected):
         np.testing.assert_allclose(actual[info.name], reference, rtol=max(case.rtol, 1e-4), atol=max(case.atol, 1e-5),
                                    err_msg=f"{case.name}: output {info.name}")
+
+
+@pytest.mark.parametrize("group, w_zero_per_channel", [(1, False), (1, True), (2, True), (3, False)])
+def test_one_pixel_integer_deconvolution_is_one_exact_dense_layer(group: int, w_zero_per_channel: bool) -> None:
+    """nn.conv_transpose_integer on a 1×1 input (k3×2, pads cropping one row): one 1×1 nn.conv_integer with
+    the weight zero points repeated per output pixel and tiled per group, bit for bit the same integers."""
+    rng = np.random.default_rng(group)
+    out_per_group = 2
+    module = Module("latent")
+    x = Value("x", TensorType((2, 2 * group, 1, 1), "u8"))
+    module.inputs.append(x)
+    builder = Builder(module)
+    weight = builder.constant("w", rng.integers(-128, 128, (2 * group, out_per_group, 3, 2)).astype(np.int8))
+    x_zero = builder.constant("x_zero", np.array(7, np.uint8))
+    w_zero = builder.constant("w_zero", (rng.integers(-5, 6, out_per_group) if w_zero_per_channel else
+                                         np.array([3])).astype(np.int8))
+    attrs = {"strides": [2, 2], "pads": [1, 0, 0, 0], "group": group}
+    module.outputs.append(builder.op("nn.conv_transpose_integer", [x, weight, x_zero, w_zero], attrs, name="y"))
+    assert single_pixel_taps(module.ops[0]) == ([1, 2], [0, 1])
+    inputs = {"x": rng.integers(0, 256, (2, 2 * group, 1, 1)).astype(np.uint8)}
+    before = interpreter.run(module, inputs)["y"]
+    run_pipeline(module, [PASS])
+    assert [op.opname for op in module.ops] == ["nn.conv_integer", "nn.reshape"]
+    np.testing.assert_array_equal(interpreter.run(module, inputs)["y"], before)
+
+
+@pytest.mark.parametrize("attrs", [{"dilations": [2, 1]}, {"strides": [2, 2], "output_padding": [1, 0]}])
+def test_one_pixel_with_outputs_no_tap_reads_keeps_the_phases(attrs: dict) -> None:
+    """A dilated kernel's gaps, or output padding past the end pad, leave output pixels that no tap
+    reads: those stay bias-only phases, not all-zero crossbar columns."""
+    module = Module("gaps")
+    x = Value("x", TensorType((1, 3, 1, 1), "f32"))
+    module.inputs.append(x)
+    builder = Builder(module)
+    weight = builder.constant("w", np.random.default_rng(0).standard_normal((3, 2, 2, 2)).astype(np.float32))
+    module.outputs.append(builder.op("nn.conv_transpose2d", [x, weight], attrs, name="y"))
+    assert single_pixel_taps(module.ops[0]) is None
+    inputs = random_inputs(module, seed=0)
+    before = interpreter.run(module, inputs)["y"]
+    run_pipeline(module, [PASS])
+    assert module.ops[-1].opname == "nn.interleave"
+    np.testing.assert_allclose(interpreter.run(module, inputs)["y"], before, rtol=1e-6, atol=1e-6)
