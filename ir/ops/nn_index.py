@@ -83,7 +83,11 @@ def _gather_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def gather(x: np.ndarray, indices: np.ndarray, *, axis: int) -> np.ndarray:
     """ONNX Gather: x's slices along `axis` picked by `indices` (the result's axes: x's before `axis`,
     the indices', x's after it). With a constant x and activation indices, an embedding look-up."""
-    return np.take(x, normalized_indices(indices, x.shape[axis], "nn.gather"), axis=axis)
+    try:   # np.take counts negative indices from the end, as ONNX does, and refuses the others outside
+        return np.take(x, indices, axis=axis)
+    except IndexError:
+        normalized_indices(indices, x.shape[axis], "nn.gather")   # names the index
+        raise
 
 
 def _gather_elements_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

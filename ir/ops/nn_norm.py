@@ -103,18 +103,21 @@ def _layer_norm_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None = None, *, axis: int, epsilon: float,
                stash_type: str) -> np.ndarray:
     """x normalised over its axes from `axis` on (mean and biased variance in `stash_type`), then
-    scale·x̂ + bias (both broadcast to those axes; float16 in float32, rounded once). Overflow, a zero variance + epsilon and a negative one
-    give ±inf and NaN, as in onnxruntime."""
+    scale·x̂ + bias (both broadcast to those axes; float16 in float32, rounded once). Overflow, a zero variance
+    + epsilon and a negative one give ±inf and NaN, as in onnxruntime. Each mean sums its row of float64 values
+    by numpy's pairwise summation over the contiguous row (summing float32 with dtype=float64 instead would
+    split rows longer than numpy's 8192-element cast buffer), so a compiled kernel can repeat the same sums
+    (`runtime/step_kernels.py` pairwise_sum)."""
     wide = np.float64 if stash_type == "f64" else np.float32
-    stashed = x.astype(wide, copy=False)
-    axes = tuple(range(axis, x.ndim))
-    count = math.prod(x.shape[axis:])   # the means sum in float64 and divide, as ndarray.mean does
+    count = math.prod(x.shape[axis:])
+    stashed = x.reshape(math.prod(x.shape[:axis]), count).astype(wide, copy=False)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        mean = (np.add.reduce(stashed, axis=axes, dtype=np.float64, keepdims=True) / count).astype(wide)
+        mean = (np.add.reduce(stashed.astype(np.float64), axis=1, keepdims=True) / count).astype(wide)
         centered = stashed - mean
-        variance = (np.add.reduce(np.square(centered), axis=axes, dtype=np.float64, keepdims=True) / count
+        variance = (np.add.reduce(np.square(centered).astype(np.float64), axis=1, keepdims=True) / count
                     ).astype(wide)
         centered /= np.sqrt(variance + wide(epsilon))
+        centered = centered.reshape(x.shape)
         if x.dtype == np.float16:   # scaled and shifted in float32, rounded once, as onnxruntime does
             return (centered.astype(np.float32) * scale.astype(np.float32) +
                     (0 if bias is None else bias.astype(np.float32))).astype(x.dtype)

@@ -201,15 +201,11 @@ def onnxruntime_bilinear(x: np.ndarray, attrs: dict) -> np.ndarray | None:
     """onnxruntime's UpsampleBilinear for a float32 NCHW tensor whose last two axes (or one) are resized linearly (no
     antialias, no region of interest): dx2·dy2·X11 + dx1·dy2·X21 + dx2·dy1·X12 + dx1·dy1·X22, each product
     and sum rounded to float32 left to right. None when the resize is not that case."""
-    changed = [axis for axis in range(x.ndim) if resize_axis_changes(x.shape, attrs, axis)]
-    if x.dtype != np.float32 or x.ndim != 4 or not changed or not set(changed) <= {2, 3} or attrs["mode"] != "linear" \
-            or attrs["antialias"] \
-            or attrs["coordinate_transformation_mode"] == "tf_crop_and_resize":
+    taps = ort_bilinear_taps(x.shape, x.dtype, attrs)
+    if taps is None:
         return None
     n, c, h, w = x.shape
     out_h, out_w = attrs["sizes"][2:]
-    taps = _bilinear_plan(h, w, out_h, out_w, attrs["scales"][2], attrs["scales"][3],
-                          attrs["coordinate_transformation_mode"])
     pixels = x.reshape(n * c, h * w)
     (first, first_weight), *rest = taps
     total = np.take(pixels, first, axis=1)
@@ -219,6 +215,21 @@ def onnxruntime_bilinear(x: np.ndarray, attrs: dict) -> np.ndarray | None:
         term *= weight
         total += term
     return total.reshape(n, c, out_h, out_w)
+
+
+def ort_bilinear_taps(shape: tuple[int, ...], dtype: np.dtype,
+                      attrs: dict) -> tuple[tuple[np.ndarray, np.ndarray], ...] | None:
+    """`onnxruntime_bilinear`'s taps for an input of `shape` and `dtype` (`_bilinear_plan`), or None when the
+    resize is not its case (the result the shape of the input included)."""
+    changed = [axis for axis in range(len(shape)) if resize_axis_changes(shape, attrs, axis)]
+    if dtype != np.float32 or len(shape) != 4 or tuple(attrs["sizes"]) == tuple(shape) or not changed \
+            or not set(changed) <= {2, 3} or attrs["mode"] != "linear" or attrs["antialias"] \
+            or attrs["coordinate_transformation_mode"] == "tf_crop_and_resize":
+        return None
+    h, w = shape[2:]
+    out_h, out_w = attrs["sizes"][2:]
+    return _bilinear_plan(h, w, out_h, out_w, attrs["scales"][2], attrs["scales"][3],
+                          attrs["coordinate_transformation_mode"])
 
 
 @functools.lru_cache(maxsize=64)
@@ -246,10 +257,9 @@ def resize(x: np.ndarray, **attrs) -> np.ndarray:
     """ONNX Resize in linear or cubic mode to `sizes`; `scales` (output/input per axis, used as float32) map
     coordinates, `roi` ([starts..., ends...] as fractions, tf_crop_and_resize only) crops first. As in
     onnxruntime, a result the shape of the input is the input, whatever the scales say."""
-    if tuple(attrs["sizes"]) != tuple(x.shape):
-        bilinear = onnxruntime_bilinear(x, attrs)
-        if bilinear is not None:
-            return bilinear
+    bilinear = onnxruntime_bilinear(x, attrs)
+    if bilinear is not None:
+        return bilinear
     matrices, outside = interpolation_matrices(x.shape, attrs)
     out = x.astype(np.float64)
     for axis, weights in matrices:
