@@ -11,13 +11,15 @@ callable it replaces.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 Step = Callable[[list[np.ndarray]], list[np.ndarray]]
 
-VECTOR_KERNELS = frozenset({"nn.tanh", "nn.sigmoid", "nn.erf", "nn.hard_swish", "nn.hard_sigmoid", "nn.relu"})
+VECTOR_KERNELS = frozenset({"nn.tanh", "nn.sigmoid", "nn.erf", "nn.hard_swish", "nn.hard_sigmoid", "nn.relu",
+                            "nn.layer_norm", "nn.resize", "nn.softmax"})
 
 
 def compilable(run: Step, factory: Callable[[], Step]) -> Step:
@@ -82,13 +84,20 @@ def dequantize_step(scale: np.ndarray, bias: np.ndarray | None, fallback: Step,
 
 
 def vector_kernel_step(fn: str, attrs: dict, fallback: Step) -> Step:
-    """Vector op `fn` (one of VECTOR_KERNELS) with normalized `attrs` as one elementwise pass over float32."""
+    """Vector op `fn` (one of VECTOR_KERNELS) with normalized `attrs` as one pass over float32 (elementwise, or
+    row by row for layer norm and softmax, output pixel by output pixel for a bilinear resize)."""
     from rcc.ir.ops.nn_quant_tables import (_LOGISTIC_DENOMINATOR, _LOGISTIC_NUMERATOR, _TANH_DENOMINATOR,
                                             _TANH_NUMERATOR)
     from rcc.runtime import step_kernels
 
     if fn == "nn.erf":
         return _erf_step(fallback)
+    if fn == "nn.layer_norm":
+        return _layer_norm_step(attrs, fallback)
+    if fn == "nn.resize":
+        return _bilinear_step(attrs, fallback)
+    if fn == "nn.softmax":
+        return _softmax_step(attrs, fallback)
     if fn == "nn.hard_sigmoid":
         alpha, beta = np.float32(attrs["alpha"]), np.float32(attrs["beta"])
         kernel = lambda x, out: step_kernels.hard_sigmoid(x, alpha, beta, out)   # noqa: E731
@@ -129,6 +138,71 @@ def _erf_step(fallback: Step) -> Step:
             argument, tail = np.empty(count), np.empty(count)
             erf_far_terms(values, far, far_coefficients, argument, tail)
             erf_far_finish(values, far, np.exp(argument), tail, flat)
+        return [out]
+    return run
+
+
+def _layer_norm_step(attrs: dict, fallback: Step) -> Step:
+    """Layer normalization of float32 rows with stash_type f32, scale and bias (as many values as a row: the
+    normalised shape, perhaps with leading ones) in one pass per row; a row whose sum is NaN sends the whole
+    step to numpy."""
+    from rcc.runtime.step_kernels import layer_norm
+    axis, epsilon = attrs["axis"], np.float32(attrs["epsilon"])
+    no_bias = np.zeros(0, np.float32)
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x, scale, bias = operands[0], operands[1], operands[2] if len(operands) > 2 else None
+        count = math.prod(x.shape[axis:])
+        if not _takes(x) or attrs["stash_type"] != "f32" or count == 0 or any(
+                p.dtype != np.float32 or p.size != count for p in (scale, bias) if p is not None):
+            return fallback(operands)
+        out = np.empty(x.shape, np.float32)
+        if not layer_norm(x.reshape(-1, count), np.ascontiguousarray(scale).reshape(-1),
+                          no_bias if bias is None else np.ascontiguousarray(bias).reshape(-1), bias is not None,
+                          epsilon, out.reshape(-1, count)):
+            return fallback(operands)
+        return [out]
+    return run
+
+
+def _bilinear_step(attrs: dict, fallback: Step) -> Step:
+    """A resize onnxruntime computes as its bilinear upsampling (`ir.ops.nn_resize.ort_bilinear_taps`) in one pass;
+    its taps are stacked once per input shape."""
+    from rcc.ir.ops.nn_resize import ort_bilinear_taps
+    from rcc.runtime.step_kernels import bilinear
+    stacked: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if x.shape not in stacked:
+            taps = ort_bilinear_taps(x.shape, x.dtype, attrs)
+            stacked[x.shape] = None if taps is None else (np.stack([index for index, _ in taps]),
+                                                          np.stack([weight for _, weight in taps]))
+        taps = stacked[x.shape]
+        if taps is None or not _takes(x):
+            return fallback(operands)
+        n, c = x.shape[:2]
+        out = np.empty((n, c, *attrs["sizes"][2:]), np.float32)
+        bilinear(x.reshape(n * c, -1), *taps, out.reshape(n * c, -1))
+        return [out]
+    return run
+
+
+def _softmax_step(attrs: dict, fallback: Step) -> Step:
+    """Softmax over the last axis of float32 rows: the shift by each row's maximum and the normalisation compiled,
+    numpy's own exp between them (rows holding a NaN go to numpy)."""
+    from rcc.runtime.step_kernels import softmax_normalize, softmax_shift
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if not _takes(x) or attrs["axis"] not in (-1, x.ndim - 1) or x.shape[-1] == 0:
+            return fallback(operands)
+        out = np.empty(x.shape, np.float32)
+        rows = out.reshape(-1, x.shape[-1])
+        if not softmax_shift(x.reshape(rows.shape), rows):
+            return fallback(operands)
+        np.exp(rows, out=rows)
+        softmax_normalize(rows)
         return [out]
     return run
 

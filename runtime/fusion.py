@@ -27,6 +27,7 @@ from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, im2co
                              quantizer_constants, taps_first_order)
 from rcc.runtime.compiled_steps import compilable, depthwise_step, dequantize_step, levels_step
 from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.instructions import gathers_im2col
 from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
 
 
@@ -168,11 +169,12 @@ TAPS_FIRST_CHANNELS = 16
 
 def _taps_first(im2col_step, group: CrossbarGroup) -> np.ndarray | None:
     """The weight row order for an im2col read by this layer alone when its taps-first columns copy faster
-    (one group, several taps, at least TAPS_FIRST_CHANNELS channels), else None."""
+    (one group, several taps, at least TAPS_FIRST_CHANNELS channels, and not a gather), else None."""
     attrs = im2col_step.instruction.attrs
     taps = attrs["kernel"][0] * attrs["kernel"][1]
     channels = im2col_step.instruction.shapes[0][1] // taps
-    if group.mapping.groups != 1 or taps == 1 or channels < TAPS_FIRST_CHANNELS:
+    if group.mapping.groups != 1 or taps == 1 or channels < TAPS_FIRST_CHANNELS or \
+            gathers_im2col(im2col_step.instruction):
         return None
     return taps_first_order(channels, taps)
 

@@ -12,7 +12,11 @@ fused multiply-adds and no reassociation; float32 operations on float32 operands
 - `erf_near`, `erf_far_terms`, `erf_far_finish`: erf's float64 polynomials, below 2 in magnitude and beyond, where
   numpy computes the exponential (its own exp: the same float64 values as numpy's erf, which a libm's might not be);
 - `hard_swish`, `hard_sigmoid`, `relu`: the float32 expressions of `ir/ops/nn_transcendental.py` and `relu`'s clip;
-- `depthwise`: a depthwise layer's exact product from its quantized input, without im2col columns.
+- `depthwise`: a depthwise layer's exact product from its quantized input, without im2col columns;
+- `layer_norm`: its float64 means by numpy's pairwise summation (`pairwise_sum`, the order its add.reduce
+  takes over a contiguous row); `softmax_shift`, `softmax_normalize`: softmax around numpy's own exp (its
+  float32 row sums pairwise too);
+- `bilinear`: onnxruntime's bilinear resize, four float32 products summed left to right.
 (`runtime/numba_jit.py`: no fast-math, IEEE division, cached on disk where numba can write.)
 
 Importing numba and loading these from its disk cache takes 0.2-0.5 s (compiling them, the first time ever, about
@@ -247,3 +251,135 @@ def erf_far_finish(x, far, exponential, tail, out):
     """out[far[k]] = float32(copysign(1 − exponential[k]·tail[k], x[far[k]]))."""
     for k in range(far.size):
         out[far[k]] = np.float32(math.copysign(1.0 - exponential[k] * tail[k], np.float64(x[far[k]])))
+
+
+@jit
+def _block_sum(values, start, n, zero):
+    """numpy's pairwise sum of at most 128 values (in their type, `zero`'s): a plain loop from 0 below 8; else
+    eight running sums (i ≡ k mod 8) combined as ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), then the
+    remainder one by one."""
+    if n < 8:
+        total = zero
+        for i in range(start, start + n):
+            total += values[i]
+        return total
+    s0, s1, s2, s3 = values[start], values[start + 1], values[start + 2], values[start + 3]
+    s4, s5, s6, s7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
+    i, blocks_end = start + 8, start + n - n % 8
+    while i < blocks_end:
+        s0 += values[i]
+        s1 += values[i + 1]
+        s2 += values[i + 2]
+        s3 += values[i + 3]
+        s4 += values[i + 4]
+        s5 += values[i + 5]
+        s6 += values[i + 6]
+        s7 += values[i + 7]
+        i += 8
+    total = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    while i < start + n:
+        total += values[i]
+        i += 1
+    return total
+
+
+@jit
+def pairwise_sum(values, start, n, zero):
+    """Σ values[start:start + n] (float64 or float32, `zero`'s type) in numpy's pairwise order, as its add.reduce
+    sums a contiguous row from its identity: up to 128 values one block (`_block_sum`); beyond, the two halves
+    (the first a multiple of 8 long) summed apart and added. The halving tree is walked with a stack (numba
+    cannot cache a recursive function)."""
+    if n <= 128:
+        return zero + _block_sum(values, start, n, zero)
+    starts, lengths = np.empty(64, np.int64), np.empty(64, np.int64)
+    lefts, left_done = np.full(64, zero), np.zeros(64, np.bool_)
+    depth, starts[0], lengths[0] = 0, start, n
+    while True:
+        if lengths[depth] > 128:   # descend into the left half
+            half = lengths[depth] // 2
+            half -= half % 8
+            left_done[depth] = False
+            depth += 1
+            starts[depth], lengths[depth] = starts[depth - 1], half
+            continue
+        total = _block_sum(values, starts[depth], lengths[depth], zero)
+        while depth > 0:   # hand the finished half to its parent
+            depth -= 1
+            if not left_done[depth]:   # the left half: keep it, go on with the right one
+                left_done[depth], lefts[depth] = True, total
+                half = lengths[depth] // 2
+                half -= half % 8
+                depth += 1
+                starts[depth], lengths[depth] = starts[depth - 1] + half, lengths[depth - 1] - half
+                break
+            total = lefts[depth] + total
+        else:
+            return zero + total
+
+
+@jit
+def layer_norm(x, scale, bias, with_bias, epsilon, out):
+    """`ir/ops/nn_norm.py` layer_norm over the rows of x [rows, count] (float32, stash_type f32): the mean and
+    variance of each row in float64 (numpy's pairwise sums, from its identity 0) rounded to float32, the
+    centred row divided by float32 sqrt(variance + epsilon), times scale[j] (plus bias[j]). False (out
+    unfinished) when a row's sum is NaN: which of two NaNs a sum keeps depends on operand order, which LLVM
+    may commute."""
+    rows, count = x.shape
+    wide = np.empty(count)
+    for r in range(rows):
+        for j in range(count):
+            wide[j] = np.float64(x[r, j])
+        total = pairwise_sum(wide, 0, count, 0.0)
+        if total != total:
+            return False
+        mean = np.float32(total / count)
+        for j in range(count):
+            centered = x[r, j] - mean
+            out[r, j] = centered
+            wide[j] = np.float64(centered * centered)
+        variance = np.float32(pairwise_sum(wide, 0, count, 0.0) / count)
+        deviation = np.sqrt(variance + epsilon)
+        for j in range(count):
+            y = (out[r, j] / deviation) * scale[j]
+            out[r, j] = y + bias[j] if with_bias else y
+    return True
+
+
+@jit
+def bilinear(pixels, indices, weights, out):
+    """onnxruntime's bilinear resize (`ir/ops/nn_resize.py` onnxruntime_bilinear) of pixels [rows, H·W] into
+    out [rows, P]: ((x[i0]·w0 + x[i1]·w1) + x[i2]·w2) + x[i3]·w3 per output p, in float32 left to right."""
+    for r in range(pixels.shape[0]):
+        for p in range(indices.shape[1]):
+            total = pixels[r, indices[0, p]] * weights[0, p]
+            total += pixels[r, indices[1, p]] * weights[1, p]
+            total += pixels[r, indices[2, p]] * weights[2, p]
+            out[r, p] = total + pixels[r, indices[3, p]] * weights[3, p]
+
+
+
+
+@jit
+def softmax_shift(x, out):
+    """out[r] = x[r] − max(x[r]) over the rows of x [rows, n] (float32), the first step of `ir/ops/nn_elementwise.py`
+    softmax; False (out unfinished) when a row holds a NaN, whose payload numpy's maximum picks its own way."""
+    for r in range(x.shape[0]):
+        top = x[r, 0]
+        for j in range(x.shape[1]):
+            value = x[r, j]
+            if value != value:
+                return False
+            if value > top:
+                top = value
+        for j in range(x.shape[1]):
+            out[r, j] = x[r, j] - top
+    return True
+
+
+@jit
+def softmax_normalize(exponentials):
+    """exponentials[r] /= Σ exponentials[r] (numpy's float32 pairwise sum from 0) over the rows, in place."""
+    for r in range(exponentials.shape[0]):
+        total = pairwise_sum(exponentials[r], 0, exponentials.shape[1], np.float32(0))
+        for j in range(exponentials.shape[1]):
+            exponentials[r, j] /= total

@@ -10,7 +10,10 @@ the layer's product is provably one exact float32 GEMM (every partial sum of x·
 `CrossbarGroup.single_gemm_exact`), every partial sum here is one of them too: the same integers as the im2col
 product, bit for bit. It pays from TAP_MIN_CHANNELS channels and TAP_MIN_PIXELS output pixels (measured, one
 BLAS thread: 16 channels at 32×32 147 → 95 µs, 8 at 64×64 266 → 169, 32 at 16×16 94 → 77; 3 channels at 32×32
-34 → 49 and 6 at 10×10 26 → 57, so those keep im2col).
+34 → 49 and 6 at 10×10 26 → 57, so those keep im2col), and not on columns small enough for im2col's gather
+(`runtime/instructions.py` SMALL_IM2COL_ELEMENTS: 16 channels at 16×16 into 3, 2×2 taps, 25 µs against 13 for
+the gather and its GEMM). A pointwise (1×1, unpadded) layer always goes this way: its GEMM reads the input's
+pixels transposed, where im2col would copy them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 
 from rcc.ir.ops.nn_linear import conv_output_size
 from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.instructions import SMALL_IM2COL_ELEMENTS
 
 TAP_MIN_CHANNELS = 8
 TAP_MIN_PIXELS = 256
@@ -36,17 +40,25 @@ class TapConvolution:
         self.kernel, self.pads, self.dilations = im2col_attrs["kernel"], im2col_attrs["pads"], im2col_attrs["dilations"]
         taps = self.kernel[0] * self.kernel[1]
         self.tap_weights = [np.ascontiguousarray(group.matrix[0][tap::taps]) for tap in range(taps)]
+        self.pointwise = taps == 1 and not any(self.pads)   # a 1×1 layer: the input's pixels are its columns
 
     def suits(self, shape: tuple[int, ...]) -> bool:
-        """Whether an input of `shape` [N, C, H, W] has channels and output pixels enough for taps to pay."""
+        """Whether an input of `shape` [N, C, H, W] has channels and output pixels enough for taps to pay (a
+        pointwise layer's always do: it reads the input's pixels as they lie, without a copy)."""
+        if self.pointwise:
+            return True
         (kh, kw), (dh, dw), p = self.kernel, self.dilations, self.pads
         pixels = (shape[2] + p[0] + p[2] - dh * (kh - 1)) * (shape[3] + p[1] + p[3] - dw * (kw - 1))
-        return shape[1] >= TAP_MIN_CHANNELS and pixels >= TAP_MIN_PIXELS
+        return shape[1] >= TAP_MIN_CHANNELS and pixels >= TAP_MIN_PIXELS and \
+            shape[0] * pixels * shape[1] * kh * kw > SMALL_IM2COL_ELEMENTS
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x · W [N·oh·ow, M] in float32 for integer x [N, C, H, W] (float32 levels or int32)."""
         (kh, kw), (dh, dw), p = self.kernel, self.dilations, self.pads
         n, c, h, w = x.shape
+        if self.pointwise:   # each sample's [C, H·W] read transposed by the GEMM
+            pixels = x.astype(np.float32, copy=False).reshape(n, c, h * w).transpose(0, 2, 1)
+            return np.matmul(pixels, self.tap_weights[0]).reshape(n * h * w, -1)
         hp, wp = h + p[0] + p[2], w + p[1] + p[3]
         oh, ow = hp - dh * (kh - 1), wp - dw * (kw - 1)
         padded = np.zeros((n, hp, wp, c), dtype=np.float32)

@@ -71,6 +71,66 @@ def test_a_vector_kernel_is_its_numpy_op_bit_for_bit(fn: str, attrs: dict) -> No
         assert type(step([scalar])[0]) is type(compiled([scalar])[0]) and step([scalar])[0] == compiled([scalar])[0]
 
 
+def _rows(shape: tuple[int, ...], seed: int) -> list[np.ndarray]:
+    """float32 arrays of `shape`: random at four magnitudes, then with NaNs of both signs, ±inf, and signed zeros."""
+    rng = np.random.default_rng(seed)
+    arrays = [(rng.standard_normal(shape) * scale).astype(np.float32) for scale in (1, 100, 1e-30, 3e37)]
+    specials = arrays[0].copy()
+    specials.flat[::5], specials.flat[1::7], specials.flat[2::11] = -np.inf, np.inf, NANS[3]
+    zeros = arrays[0].copy()
+    zeros.flat[::2], zeros.flat[1::3] = -0.0, 0.0
+    return [*arrays, specials, zeros]
+
+
+# Rows of up to 128 values (one block of numpy's pairwise sum), beyond (its halving), and past its 8192-value cast
+# buffer; normalised over one axis and over several.
+ROW_CASES = [((1, 16, 32), 2), ((2, 7, 5), 2), ((1, 3, 300), 2), ((1, 5, 7, 9), 1), ((3, 9000), 1), ((1, 4, 1), 2),
+             ((2, 3, 8), 0), ((1, 2, 129), 2)]
+
+
+@pytest.mark.parametrize("shape, axis", ROW_CASES)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_a_compiled_layer_norm_is_the_numpy_step_bit_for_bit(shape: tuple[int, ...], axis: int,
+                                                              with_bias: bool) -> None:
+    rng = np.random.default_rng(len(shape) * axis)
+    scale, bias = (rng.standard_normal(shape[axis:]).astype(np.float32) for _ in range(2))
+    for epsilon in (1e-5, 0.0):
+        step = vector_step("nn.layer_norm", {"axis": axis, "epsilon": epsilon, "stash_type": "f32"})
+        for x in _rows(shape, axis):
+            operands = [x, scale, *([bias] if with_bias else [])]
+            with np.errstate(all="ignore"):
+                assert _identical(step(operands)[0], step.compiled_form()(operands)[0]), (shape, epsilon)
+    f64 = vector_step("nn.layer_norm", {"axis": axis, "epsilon": 1e-5, "stash_type": "f64"})
+    x = _rows(shape, 0)[0]
+    assert _identical(f64([x, scale])[0], f64.compiled_form()([x, scale])[0])   # handed to numpy
+
+
+@pytest.mark.parametrize("shape", [(4, 10), (1, 4, 16, 16), (2, 3, 129), (1, 7), (2, 9000)])
+def test_a_compiled_softmax_is_the_numpy_step_bit_for_bit(shape: tuple[int, ...]) -> None:
+    step = vector_step("nn.softmax", {"axis": len(shape) - 1})
+    for x in _rows(shape, 1):
+        with np.errstate(all="ignore"):
+            assert _identical(step([x])[0], step.compiled_form()([x])[0]), shape
+    other_axis = vector_step("nn.softmax", {"axis": 0})   # not the last axis: numpy's
+    x = _rows(shape, 2)[0]
+    assert _identical(other_axis([x])[0], other_axis.compiled_form()([x])[0])
+
+
+@pytest.mark.parametrize("mode", ["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel",
+                                  "half_pixel_symmetric"])
+@pytest.mark.parametrize("shape, sizes", [((1, 4, 8, 8), (1, 4, 16, 16)), ((2, 3, 5, 7), (2, 3, 11, 4)),
+                                          ((1, 2, 3, 3), (1, 2, 3, 9)), ((1, 1, 1, 1), (1, 1, 4, 4)),
+                                          ((1, 4, 8, 8), (1, 4, 8, 8))])
+def test_a_compiled_bilinear_resize_is_the_numpy_step_bit_for_bit(mode: str, shape: tuple[int, ...],
+                                                                  sizes: tuple[int, ...]) -> None:
+    """onnxruntime's bilinear formula (one resized axis or two, an unchanged shape handed to numpy)."""
+    step = vector_step("nn.resize", {"mode": "linear", "sizes": sizes, "coordinate_transformation_mode": mode,
+                                     "scales": [out / size for out, size in zip(sizes, shape)]})
+    for x in _rows(shape, 3):
+        with np.errstate(all="ignore"):
+            assert _identical(step([x])[0], step.compiled_form()([x])[0]), (shape, sizes, mode)
+
+
 @pytest.mark.parametrize("bits, signed, scale", [(8, True, 0.0371), (8, False, 0.0123), (4, True, 0.5), (16, True, 1e-3),
                                                  (1, False, 0.7), (9, True, 3.0)])
 def test_compiled_levels_are_quantize_bit_for_bit(bits: int, signed: bool, scale: float) -> None:

@@ -119,6 +119,27 @@ def test_a_stride_one_convolution_tap_by_tap_is_the_im2col_product(seed: int) ->
         assert got.dtype == np.float32 and np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_pointwise_convolution_reads_its_input_pixels_as_they_lie(n: int) -> None:
+    """A 1×1 unpadded layer's product is the GEMM of the input's pixels read transposed, whatever its size: the
+    same float32 integers as im2col's product. A 3×3 layer with few columns goes through im2col's gather and one
+    GEMM."""
+    rng = np.random.default_rng(n)
+    attrs = {"kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1)}
+    x = rng.integers(0, 256, (n, 16, 5, 7)).astype(np.int32)
+    layer = _layer(rng, 16, 6, x, rng.integers(-127, 128, (1, 16, 6)))
+    convolution = TapConvolution(layer, attrs)
+    assert convolution.pointwise and convolution.suits(x.shape)
+    expected = layer.exact_product((0, 255))(im2col(x, **attrs))
+    for levels in (x, x.astype(np.float32)):
+        got = convolution(levels)
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
+    small = TapConvolution(_layer(rng, 8 * 9, 6, x, rng.integers(-127, 128, (1, 8 * 9, 6))),
+                           {**attrs, "kernel": (3, 3), "pads": (1, 1, 1, 1)})
+    assert not small.pointwise and not small.suits((1, 8, 16, 16))   # 18,432 column elements: the gather
+    assert small.suits((1, 8, 32, 32))   # 73,728
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_a_depthwise_convolution_tap_by_tap_is_the_im2col_product(monkeypatch, seed: int) -> None:
     """Random kernels, strides, pads, dilations, channel multipliers and batch sizes, channels first and (stride
