@@ -167,7 +167,7 @@ def _layer_norm_step(attrs: dict, fallback: Step) -> Step:
 
 def _bilinear_step(attrs: dict, fallback: Step) -> Step:
     """A resize onnxruntime computes as its bilinear upsampling (`ir.ops.nn_resize.ort_bilinear_taps`) in one pass;
-    its taps are stacked once per input shape."""
+    its taps are stacked once per input shape; a NaN output sends the whole step to numpy."""
     from rcc.ir.ops.nn_resize import ort_bilinear_taps
     from rcc.runtime.step_kernels import bilinear
     stacked: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray] | None] = {}
@@ -183,14 +183,15 @@ def _bilinear_step(attrs: dict, fallback: Step) -> Step:
             return fallback(operands)
         n, c = x.shape[:2]
         out = np.empty((n, c, *attrs["sizes"][2:]), np.float32)
-        bilinear(x.reshape(n * c, -1), *taps, out.reshape(n * c, -1))
+        if not bilinear(x.reshape(n * c, -1), *taps, out.reshape(n * c, -1)):
+            return fallback(operands)
         return [out]
     return run
 
 
 def _softmax_step(attrs: dict, fallback: Step) -> Step:
     """Softmax over the last axis of float32 rows: the shift by each row's maximum and the normalisation compiled,
-    numpy's own exp between them (rows holding a NaN go to numpy)."""
+    numpy's own exp between them (an input holding a NaN sends the whole step to numpy)."""
     from rcc.runtime.step_kernels import softmax_normalize, softmax_shift
 
     def run(operands: list[np.ndarray]) -> list[np.ndarray]:

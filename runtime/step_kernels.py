@@ -348,13 +348,19 @@ def layer_norm(x, scale, bias, with_bias, epsilon, out):
 @jit
 def bilinear(pixels, indices, weights, out):
     """onnxruntime's bilinear resize (`ir/ops/nn_resize.py` onnxruntime_bilinear) of pixels [rows, H·W] into
-    out [rows, P]: ((x[i0]·w0 + x[i1]·w1) + x[i2]·w2) + x[i3]·w3 per output p, in float32 left to right."""
+    out [rows, P]: ((x[i0]·w0 + x[i1]·w1) + x[i2]·w2) + x[i3]·w3 per output p, in float32 left to right. False
+    (out unfinished) at a NaN output: which of two NaNs a sum keeps depends on operand order, which LLVM may
+    commute."""
     for r in range(pixels.shape[0]):
         for p in range(indices.shape[1]):
             total = pixels[r, indices[0, p]] * weights[0, p]
             total += pixels[r, indices[1, p]] * weights[1, p]
             total += pixels[r, indices[2, p]] * weights[2, p]
-            out[r, p] = total + pixels[r, indices[3, p]] * weights[3, p]
+            total += pixels[r, indices[3, p]] * weights[3, p]
+            if total != total:
+                return False
+            out[r, p] = total
+    return True
 
 
 

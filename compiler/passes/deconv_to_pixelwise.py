@@ -19,11 +19,12 @@ scatters the phases back with y[ρh::sh, ρw::sw], which also covers output_padd
 
 An input of one pixel (a generator's latent projection, e.g. DCGAN's 1×1 → 4×4) is a dense layer instead:
 each output pixel reads that pixel through one tap, so the phase convs would spend all but one tap of
-every window on padding. When every output pixel has its tap (dilation 1, output_padding within the end
-pad), the rewrite is one 1×1 nn.conv2d with M·H·W outputs (the taps, output pixel by output pixel) and an
-nn.reshape to [N, M, H, W]: no padding reaches a crossbar either. DCGAN's first layer then takes one pass of
-its arrays instead of 16 (one per output pixel) and 1/16 of the MACs, at the cost of row fill: its 100 × 1024
-weights use 100 of each array's 128 rows (64 arrays where the phase conv's 1600 × 64 took 52).
+every window on padding. When every output pixel has its tap (dilation 1 or a single output pixel along
+the axis, output_padding within the end pad), the rewrite is one 1×1 nn.conv2d with M·H·W outputs (the
+taps, output pixel by output pixel) and an nn.reshape to [N, M, H, W]: no padding reaches a crossbar
+either. DCGAN's first layer then takes one pass of its arrays instead of 16 (one per output pixel) and 1/16
+of the MACs, at the cost of row fill: its 100 × 1024 weights use 100 of each array's 128 rows (64 arrays
+where the phase conv's 1600 × 64 took 52).
 
     %y = nn.conv_transpose2d(%x, %w, %b) {strides = [1, 1], pads = [0, 0, 0, 0], ...} : f32[1,64,4,4]
         →                                                     (x: f32[1,100,1,1], w: [100, 64, 4, 4])
