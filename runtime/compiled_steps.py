@@ -19,7 +19,7 @@ import numpy as np
 Step = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 VECTOR_KERNELS = frozenset({"nn.tanh", "nn.sigmoid", "nn.erf", "nn.hard_swish", "nn.hard_sigmoid", "nn.relu",
-                            "nn.layer_norm", "nn.resize", "nn.softmax"})
+                            "nn.layer_norm", "nn.resize", "nn.softmax", "nn.avg_pool2d"})
 
 
 def compilable(run: Step, factory: Callable[[], Step]) -> Step:
@@ -98,6 +98,8 @@ def vector_kernel_step(fn: str, attrs: dict, fallback: Step) -> Step:
         return _bilinear_step(attrs, fallback)
     if fn == "nn.softmax":
         return _softmax_step(attrs, fallback)
+    if fn == "nn.avg_pool2d":
+        return _average_tiles_step(attrs, fallback)
     if fn == "nn.hard_sigmoid":
         alpha, beta = np.float32(attrs["alpha"]), np.float32(attrs["beta"])
         kernel = lambda x, out: step_kernels.hard_sigmoid(x, alpha, beta, out)   # noqa: E731
@@ -204,6 +206,25 @@ def _softmax_step(attrs: dict, fallback: Step) -> Step:
             return fallback(operands)
         np.exp(rows, out=rows)
         softmax_normalize(rows)
+        return [out]
+    return run
+
+
+def _average_tiles_step(attrs: dict, fallback: Step) -> Step:
+    """Average pooling whose windows tile a float32 NCHW input (`ir.ops.nn_pool.windows_tile`) in one pass;
+    other geometries, and a NaN sum, go to numpy."""
+    from rcc.ir.ops.nn_pool import windows_tile
+    from rcc.runtime.step_kernels import average_tiles
+    kh, kw = (int(k) for k in attrs["kernel"])
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if not _takes(x) or x.ndim != 4 or \
+                not windows_tile(x.shape, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"]):
+            return fallback(operands)
+        out = np.empty((x.shape[0], x.shape[1], x.shape[2] // kh, x.shape[3] // kw), np.float32)
+        if not average_tiles(x, kh, kw, out):
+            return fallback(operands)
         return [out]
     return run
 

@@ -16,7 +16,10 @@ fused multiply-adds and no reassociation; float32 operations on float32 operands
 - `layer_norm`: its float64 means by numpy's pairwise summation (`pairwise_sum`, the order its add.reduce
   takes over a contiguous row); `softmax_shift`, `softmax_normalize`: softmax around numpy's own exp (its
   float32 row sums pairwise too);
-- `bilinear`: onnxruntime's bilinear resize, four float32 products summed left to right.
+- `bilinear`: onnxruntime's bilinear resize, four float32 products summed left to right;
+- `average_tiles`: average pooling whose windows tile the input, float64 sums in tap order.
+(A kernel whose sums may meet two NaNs hands the step back to numpy: which payload survives depends on operand
+order, which LLVM may commute.)
 (`runtime/numba_jit.py`: no fast-math, IEEE division, cached on disk where numba can write.)
 
 Importing numba and loading these from its disk cache takes 0.2-0.5 s (compiling them, the first time ever, about
@@ -389,3 +392,22 @@ def softmax_normalize(exponentials):
         total = pairwise_sum(exponentials[r], 0, exponentials.shape[1], np.float32(0))
         for j in range(exponentials.shape[1]):
             exponentials[r, j] /= total
+
+
+@jit
+def average_tiles(x, kh, kw, out):
+    """`ir/ops/nn_pool.py` avg_pool2d where the windows tile x [N, C, H, W] (no pads or dilation, strides equal
+    to the kernel): each window's values summed in float64 in row-major tap order from its first, divided by
+    kh·kw, rounded to float32. False (out unfinished) at a NaN sum, whose payload depends on operand order."""
+    count = np.float64(kh * kw)
+    for b in range(out.shape[0]):
+        for ch in range(out.shape[1]):
+            for i in range(out.shape[2]):
+                for j in range(out.shape[3]):
+                    total = np.float64(x[b, ch, i * kh, j * kw])
+                    for tap in range(1, kh * kw):
+                        total += np.float64(x[b, ch, i * kh + tap // kw, j * kw + tap % kw])
+                    if total != total:
+                        return False
+                    out[b, ch, i, j] = np.float32(total / count)
+    return True

@@ -54,7 +54,7 @@ def _pool_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
 def _pool_windows(x: np.ndarray, pad_value: float, kernel: tuple[int, ...], strides: tuple[int, ...],
                   pads: tuple[int, ...], dilations: tuple[int, ...], ceil_mode: bool) -> np.ndarray:
     """Receptive fields [N, C, oh, ow, kh, kw]; ceil mode's extra end area is filled with `pad_value`."""
-    if _tiles(x.shape, kernel, strides, pads, dilations):   # windows tile the input: a view of it
+    if windows_tile(x.shape, kernel, strides, pads, dilations):   # windows tile the input: a view of it
         n, c, h, w = x.shape
         return x.reshape(n, c, h // kernel[0], kernel[0], w // kernel[1], kernel[1]).transpose(0, 1, 2, 4, 3, 5)
     oh, ow = _pool_shape(x.shape, {"kernel": kernel, "strides": strides, "pads": pads,
@@ -67,7 +67,7 @@ def _pool_windows(x: np.ndarray, pad_value: float, kernel: tuple[int, ...], stri
     return conv_windows(x, tuple(kernel), strides, padded_pads, dilations, pad_value)[:, :, :oh, :ow]
 
 
-def _tiles(shape: tuple[int, ...], kernel, strides, pads, dilations) -> bool:
+def windows_tile(shape: tuple[int, ...], kernel, strides, pads, dilations) -> bool:
     """Whether the windows tile the input exactly: no pads, no dilation, strides equal to a kernel that divides
     the input (in ceil mode too, which then adds nothing)."""
     return not any(pads) and tuple(dilations) == (1, 1) and tuple(strides) == tuple(kernel) and \
@@ -100,7 +100,7 @@ def avg_pool2d(x: np.ndarray, *, count_include_pad: bool, **attrs) -> np.ndarray
     A dilated window can miss every input cell; without count_include_pad its mean is 0, as in onnxruntime.
     """
     sums = _over_taps(_pool_windows(x, 0.0, **attrs), np.add, np.dtype(np.float64))
-    if _tiles(x.shape, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"]):
+    if windows_tile(x.shape, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"]):
         return (sums / float(attrs["kernel"][0] * attrs["kernel"][1])).astype(x.dtype)   # every count is the kernel's
     counts = _window_counts(x.shape[2:], count_include_pad, **{k: tuple(v) if isinstance(v, list) else v
                                                                for k, v in attrs.items()})

@@ -18,7 +18,7 @@ TILINGS = [((2, 2), (1, 3, 8, 6)), ((3, 3), (2, 2, 9, 3)), ((2, 3), (1, 4, 4, 9)
 def test_tiled_max_pool_is_onnxruntimes(kernel: tuple, shape: tuple, ceil_mode: bool, dtype: type) -> None:
     x = floats(1, shape, 100.0).astype(dtype)
     attrs = {"kernel": kernel, "strides": kernel, "dilations": (1, 1), "pads": (0, 0, 0, 0), "ceil_mode": ceil_mode}
-    assert nn_pool._tiles(shape, kernel, kernel, (0, 0, 0, 0), (1, 1))
+    assert nn_pool.windows_tile(shape, kernel, kernel, (0, 0, 0, 0), (1, 1))
     check("nn.max_pool2d", [x], attrs, "MaxPool", {"kernel_shape": kernel, "strides": kernel,
                                                     "ceil_mode": int(ceil_mode)})
 
@@ -32,5 +32,5 @@ def test_tiled_average_pool_is_onnxruntimes_and_the_windowed_paths(monkeypatch, 
     check("nn.avg_pool2d", [x], {**attrs, "count_include_pad": count_include_pad}, "AveragePool",
           {"kernel_shape": kernel, "strides": kernel, "count_include_pad": int(count_include_pad)}, opset=19)
     tiled = nn_pool.avg_pool2d(x, count_include_pad=count_include_pad, **attrs)
-    monkeypatch.setattr(nn_pool, "_tiles", lambda *args: False)
+    monkeypatch.setattr(nn_pool, "windows_tile", lambda *args: False)
     assert np.array_equal(tiled, nn_pool.avg_pool2d(x, count_include_pad=count_include_pad, **attrs))

@@ -133,6 +133,22 @@ def test_a_compiled_bilinear_resize_is_the_numpy_step_bit_for_bit(mode: str, sha
             assert _identical(step([x])[0], step.compiled_form()([x])[0]), (shape, sizes, mode)
 
 
+@pytest.mark.parametrize("shape, kernel", [((1, 16, 10, 10), 2), ((2, 3, 9, 6), 3), ((1, 4, 8, 8), 4),
+                                           ((1, 2, 7, 7), 1), ((1, 2, 7, 7), 2)])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_a_compiled_average_pool_is_the_numpy_step_bit_for_bit(shape: tuple[int, ...], kernel: int,
+                                                               ceil_mode: bool) -> None:
+    """Windows that tile the input (7×7 with 2×2 windows does not: numpy's), with NaNs of two payloads meeting."""
+    step = vector_step("nn.avg_pool2d", {"kernel": (kernel, kernel), "strides": (kernel, kernel),
+                                         "pads": (0, 0, 0, 0), "dilations": (1, 1), "ceil_mode": ceil_mode,
+                                         "count_include_pad": False})
+    payloads = _rows(shape, 5)[0]
+    payloads.reshape(-1)[::2], payloads.reshape(-1)[1::3] = NANS[2], NANS[3]
+    for x in [*_rows(shape, 5), payloads]:
+        with np.errstate(all="ignore"):
+            assert _identical(step([x])[0], step.compiled_form()([x])[0]), (shape, kernel)
+
+
 @pytest.mark.parametrize("bits, signed, scale", [(8, True, 0.0371), (8, False, 0.0123), (4, True, 0.5), (16, True, 1e-3),
                                                  (1, False, 0.7), (9, True, 3.0)])
 def test_compiled_levels_are_quantize_bit_for_bit(bits: int, signed: bool, scale: float) -> None:
