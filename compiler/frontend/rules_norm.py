@@ -1,5 +1,6 @@
 """Lowering of ONNX's InstanceNormalization, GroupNormalization, LayerNormalization and RMSNormalization to
-`nn.instance_norm`, `nn.group_norm`, `nn.layer_norm` and `nn.rms_norm`.
+`nn.instance_norm`, `nn.group_norm`, `nn.layer_norm` and `nn.rms_norm`; LayerNormalization's optional Mean and
+InvStdDev outputs, where read, as ONNX's function body computes them (reductions and elementwise vector ops).
 
 GroupNormalization-18 gives scale and bias per group, -21 per channel; the IR op takes them per channel,
 so per-group constants are repeated over each group's channels here.
@@ -46,10 +47,32 @@ def lower_group_norm(ctx: LowerContext) -> None:
 _STASH_TYPES = {1: "f32", 11: "f64"}  # onnxruntime's LayerNormalization stashes in float or double
 
 
+def _bind_moments(ctx: LowerContext, x: Value, axis: int, stash_type: str, epsilon: float) -> None:
+    """LayerNormalization's Mean and InvStdDev outputs (those read) as ONNX's function body defines them, in the
+    stash type U: Mean = ReduceMean(Cast<U>(X)) and InvStdDev = Reciprocal(Sqrt(ReduceMean(D·D) + epsilon)) with
+    D = Cast<U>(X) − Mean, both over the axes from `axis` on, kept. Vector ops beside the nn.layer_norm of Y."""
+    used = [index for index in (1, 2) if len(ctx.node.output) > index and ctx.node.output[index] in ctx.used]
+    if not used:
+        return
+    base = ctx.node.output[0] or ctx.node.name
+    wide = x if x.type.dtype == stash_type else ctx.op("nn.cast", [x], {"to": stash_type}, name=f"{base}.stashed")
+    reduced = {"axes": tuple(range(axis, x.type.rank)), "keepdims": True}
+    mean = ctx.op("nn.reduce_mean", [wide], reduced, name=f"{base}.mean")
+    if 1 in used:
+        ctx.bind(1, mean)
+    if 2 in used:
+        centered = ctx.op("nn.sub", [wide, mean], name=f"{base}.centered")
+        variance = ctx.op("nn.reduce_mean", [ctx.op("nn.mul", [centered, centered], name=f"{base}.squares")],
+                          reduced, name=f"{base}.variance")
+        eps = ctx.builder.constant(f"{base}.epsilon", np.array(epsilon, np.float64 if stash_type == "f64" else
+                                                                np.float32))
+        deviation = ctx.op("nn.sqrt", [ctx.op("nn.add", [variance, eps], name=f"{base}.variance_eps")],
+                           name=f"{base}.deviation")
+        ctx.bind(2, ctx.op("nn.reciprocal", [deviation], name=f"{base}.inv_std_dev"))
+
+
 @rule("LayerNormalization", "RMSNormalization")
 def lower_layer_norm(ctx: LowerContext) -> None:
-    if ctx.node.op_type == "LayerNormalization":
-        ctx.refuse_used_outputs(1, "LayerNormalization's Mean and InvStdDev outputs")
     x = ctx.input(0)
     rank = x.type.rank
     axis = int(ctx.attr("axis", -1))
@@ -65,4 +88,7 @@ def lower_layer_norm(ctx: LowerContext) -> None:
     attrs = {"axis": axis % rank, "epsilon": float(ctx.attr("epsilon", np.float32(1e-5))),
              "stash_type": _STASH_TYPES[stash_type]}
     opname = "nn.layer_norm" if ctx.node.op_type == "LayerNormalization" else "nn.rms_norm"
-    ctx.bind(0, ctx.op(opname, operands, attrs))
+    if ctx.node.output[0]:
+        ctx.bind(0, ctx.op(opname, operands, attrs))
+    if ctx.node.op_type == "LayerNormalization":
+        _bind_moments(ctx, x, attrs["axis"], attrs["stash_type"], attrs["epsilon"])

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from rcc.backends.onnx_export import export_onnx
 from rcc.compiler.frontend import lower_model
 from rcc.ir import interpreter
-from rcc.ir.errors import RccError, UnsupportedError
+from rcc.ir.errors import RccError
 from tests.backends.test_onnx_export import run_export
 from tests.frontend.test_more_ops import _check_against_onnxruntime
 from tests.frontend.through_cli import compile_verified
@@ -156,14 +156,6 @@ def test_bad_attributes_are_one_line_errors_naming_the_node(node: onnx.NodeProto
     with pytest.raises(RccError) as caught:
         lower_model(_model([node], {"x": (2, 2)}, ["y"], opset, {"two": np.array(2), "one": np.array([1])}), "bad.onnx")
     assert str(caught.value) == f"bad.onnx: {message}"
-
-
-def test_layer_norm_statistics_outputs_are_refused_when_used() -> None:
-    node = helper.make_node("LayerNormalization", ["x", "g"], ["y", "mean"], name="ln")
-    model = _model([node], {"x": (2, 4)}, ["y", "mean"], 17, {"g": np.ones(4, np.float32)})
-    with pytest.raises(UnsupportedError, match=r"^bad.onnx: node 'ln' \(LayerNormalization\): LayerNormalization's "
-                                               r"Mean and InvStdDev outputs$"):
-        lower_model(model, "bad.onnx")
 
 
 def test_folding_falls_back_to_onnxruntime_where_the_reference_evaluator_fails() -> None:
