@@ -168,7 +168,24 @@ def lower_identity(ctx: LowerContext) -> None:
         ctx.sequences[ctx.node.output[0]] = list(ctx.sequences[ctx.node.input[0]])
         return
     if ctx.node.op_type == "Dropout":
-        ctx.refuse_used_outputs(1, "the mask output of Dropout")
-        if ctx.is_constant(2) and bool(ctx.constant(2, "training_mode")):
-            raise ctx.unsupported("Dropout in training mode")
+        _check_dropout(ctx)
     ctx.bind(0, ctx.op("nn.identity", [ctx.input(0)]))
+    if ctx.node.op_type == "Dropout" and len(ctx.node.output) > 1 and ctx.node.output[1] in ctx.used:
+        # nothing is dropped, and the mask says so from opset 12; before, onnxruntime's Dropout-7 to -11 (an
+        # identity) gives a mask of zeros: False from opset 10, x's type before
+        x = ctx.input(0).type
+        fill = np.ones if ctx.opset >= 12 else np.zeros
+        ctx.bind(1, ctx.builder.constant(ctx.node.output[1], fill(x.shape, bool if ctx.opset >= 10 else x.np_dtype)))
+
+
+def _check_dropout(ctx: LowerContext) -> None:
+    """Dropout is the identity at inference, and in training mode with a ratio of 0; a ratio above 0 in training
+    mode drops random elements, which rcc does not model."""
+    if not (ctx.has_input(2) and ctx.is_constant(2) and bool(ctx.constant(2, "training_mode"))):
+        return
+    if not ctx.has_input(1):
+        ratio = 0.5   # ONNX's default
+    else:
+        ratio = float(ctx.constant(1, "ratio")) if ctx.is_constant(1) else None
+    if ratio != 0.0:
+        raise ctx.unsupported("Dropout in training mode (with a ratio above 0 it drops random elements)")

@@ -193,11 +193,22 @@ def test_mixed_float16_and_float32_operands_are_refused_as_onnxruntime_refuses_t
 
 
 def test_a_refused_output_of_a_float16_node_is_named() -> None:
+    model = _mixed_graph([("Add", ["x", "one"], "a"), ("Reshape", ["a", "nchw"], "r"),
+                          ("MaxPool", ["r"], "d", {"kernel_shape": [2, 2]})], {"d": HALF, "indices": TensorProto.INT64},
+                         extra={"nchw": np.array([1, 1, 16, 8], np.int64)})
+    model.graph.node[2].output.append("indices")
+    with pytest.raises(UnsupportedError, match="Indices output of MaxPool"):
+        lower_model(model, "maxpool")
+
+
+def test_a_float16_dropouts_mask_keeps_every_element() -> None:
     model = _mixed_graph([("Add", ["x", "one"], "a"), ("Dropout", ["a"], "d"), ("Not", ["mask"], "y")],
                          {"d": HALF, "y": TensorProto.BOOL})
     model.graph.node[1].output.append("mask")
-    with pytest.raises(UnsupportedError, match="mask output of Dropout"):
-        lower_model(model, "dropout")
+    feeds = {"x": np.random.default_rng(5).standard_normal((16, 8)).astype(np.float16)}
+    ours = interpreter.run(lower_model(model, "dropout"), feeds)
+    for name, theirs in zip(("d", "y"), unrewritten_onnxruntime(model, feeds)):
+        assert ours[name].dtype == theirs.dtype and np.array_equal(ours[name], theirs), name
 
 
 def test_the_reference_is_the_unrewritten_model_even_with_intermediates_exposed(tmp_path) -> None:

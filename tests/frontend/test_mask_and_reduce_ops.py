@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rcc.backends.onnx_export import export_onnx
 from rcc.compiler.frontend import lower_model
 from rcc.ir import interpreter
-from rcc.ir.errors import RccError
+from rcc.ir.errors import RccError, UnsupportedError
 from tests.backends.test_onnx_export import run_export
 from tests.frontend.test_more_ops import _check_against_onnxruntime
 from tests.frontend.through_cli import compile_verified
@@ -425,3 +426,35 @@ def test_remaining_ops_export_and_match_onnxruntime() -> None:
              helper.make_node("Cast", ["argmin"], ["argmin_f"], to=FLOAT)]
     outputs = ["erf", "log", "reciprocal", "both", "min", "prod", "l1", "logsum", "argmin_f"]
     _check_against_onnxruntime(_model(nodes, {"x": (3, 4), "y": (4,)}, outputs, 15))
+
+
+@pytest.mark.parametrize("opset", [7, 10, 13])
+@pytest.mark.parametrize("training", [False, True])
+def test_a_dropouts_mask_is_onnxruntimes(opset: int, training: bool) -> None:
+    """Nothing is dropped at inference, or in training mode with a ratio of 0 (opset 12 on): the mask is all True
+    from opset 12, and onnxruntime's Dropout-7 to -11 gives zeros (False from opset 10, x's type before)."""
+    if training and opset < 12:
+        pytest.skip("training mode is an input from opset 12")
+    inputs, attrs = (["x", "zero", "train"], {}) if training else (["x"], {"ratio": 0.3} if opset < 12 else {})
+    node = helper.make_node("Dropout", inputs, ["y", "mask"], name="drop", **attrs)
+    mask_type = TensorProto.FLOAT if opset < 10 else TensorProto.BOOL
+    graph = helper.make_graph([node], "dropout", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3]),
+                               helper.make_tensor_value_info("mask", mask_type, [2, 3])],
+                              [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+                               numpy_helper.from_array(np.array(True), "train")] if training else [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    x = np.random.default_rng(opset).standard_normal((2, 3)).astype(np.float32)
+    theirs = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})
+    ours = interpreter.run(lower_model(model, "dropout.onnx"), {"x": x})
+    for name, reference in zip(("y", "mask"), theirs):
+        assert ours[name].dtype == reference.dtype and np.array_equal(ours[name], reference), name
+
+
+def test_dropout_in_training_mode_with_a_ratio_is_refused() -> None:
+    node = helper.make_node("Dropout", ["x", "", "train"], ["y"], name="drop")
+    model = _model([node], {"x": (2, 2)}, ["y"], 13, {"train": np.array(True)})
+    with pytest.raises(UnsupportedError, match=r"^bad.onnx: node 'drop' \(Dropout\): Dropout in training mode"):
+        lower_model(model, "bad.onnx")
