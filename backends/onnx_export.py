@@ -154,6 +154,16 @@ def _onnx_pool_length(size: int, kernel: int, stride: int, pad_begin: int, pad_e
     return (-(-span // stride) if ceil_mode else span // stride) + 1
 
 
+def _direct_pool(op: Op) -> bool:
+    """Whether ONNX's pooling takes the IR op's windows as they are: pads below the kernel and the same output
+    size (onnxruntime refuses larger pads, and ONNX's shape inference keeps ceil-mode windows the IR drops)."""
+    kernel, strides, dilations, pads = (op.attrs[key] for key in ("kernel", "strides", "dilations", "pads"))
+    sizes, lengths = op.operands[0].type.shape[2:], op.result.type.shape[2:]
+    return all(_onnx_pool_length(sizes[i], kernel[i], strides[i], pads[i], pads[i + 2], dilations[i],
+                                 op.attrs["ceil_mode"]) == lengths[i] and max(pads[i], pads[i + 2]) < kernel[i]
+               for i in range(2))
+
+
 def _pool(emitter: GraphEmitter, op: Op, op_type: str) -> None:
     x, result = op.operands[0], op.result
     kernel, strides, dilations, pads = (op.attrs[key] for key in ("kernel", "strides", "dilations", "pads"))
@@ -165,10 +175,7 @@ def _pool(emitter: GraphEmitter, op: Op, op_type: str) -> None:
             emitter.require_opset(19)  # AveragePool takes dilations from opset 19 on
     if op_type == "AveragePool":
         attrs["count_include_pad"] = int(op.attrs["count_include_pad"])
-    direct = all(_onnx_pool_length(sizes[i], kernel[i], strides[i], pads[i], pads[i + 2], dilations[i],
-                                   op.attrs["ceil_mode"]) == lengths[i] and max(pads[i], pads[i + 2]) < kernel[i]
-                 for i in range(2))
-    if direct:
+    if _direct_pool(op):
         emitter.node(op_type, [x.name], result.name, pads=list(pads), ceil_mode=int(op.attrs["ceil_mode"]), **attrs)
         return
     # onnxruntime drops a ceil-mode window that starts past the input and its begin padding, where ONNX's shape
@@ -196,11 +203,32 @@ def _pool(emitter: GraphEmitter, op: Op, op_type: str) -> None:
 
 
 def _max_pool2d(emitter: GraphEmitter, op: Op) -> None:
+    if op.attrs["select"] == "first_greater":   # onnxruntime selects so in MaxPool with its Indices output
+        _max_pool_with_indices(emitter, op, [op.result.name, emitter.fresh(op.result.name + ".indices")], 0)
+        return
     _pool(emitter, op, "MaxPool")
 
 
 def _avg_pool2d(emitter: GraphEmitter, op: Op) -> None:
     _pool(emitter, op, "AveragePool")
+
+
+def _max_pool2d_indices(emitter: GraphEmitter, op: Op) -> None:
+    """MaxPool's Indices output (its values under a fresh name)."""
+    _max_pool_with_indices(emitter, op, [emitter.fresh(op.result.name + ".values"), op.result.name],
+                           op.attrs["storage_order"])
+
+
+def _max_pool_with_indices(emitter: GraphEmitter, op: Op, outputs: list[str], storage_order: int) -> None:
+    """A MaxPool node with both outputs. Only where MaxPool takes the windows as they are: padding or cropping the
+    input first, as `_pool` does otherwise, would move the indices."""
+    if not _direct_pool(op):
+        raise UnsupportedError(f"ONNX export: {op.opname} (result %{op.result.name}) has pads or a ceil-mode size "
+                               f"ONNX's MaxPool does not take, and its indices would move with explicit padding")
+    attrs = {key: list(op.attrs[name]) for key, name in (("kernel_shape", "kernel"), ("strides", "strides"),
+                                                          ("pads", "pads"), ("dilations", "dilations"))}
+    emitter.nodes.append(helper.make_node("MaxPool", [op.operands[0].name], outputs, name=op.result.name,
+                                          ceil_mode=int(op.attrs["ceil_mode"]), storage_order=storage_order, **attrs))
 
 
 def _lrn(emitter: GraphEmitter, op: Op) -> None:
@@ -350,6 +378,7 @@ EXPORTERS: dict[str, Exporter] = {
     "nn.pad": _pad,
     "nn.max_pool2d": _max_pool2d,
     "nn.avg_pool2d": _avg_pool2d,
+    "nn.max_pool2d_indices": _max_pool2d_indices,
     "nn.global_avg_pool": _same("GlobalAveragePool"),
     "nn.global_max_pool": _same("GlobalMaxPool"),
     "nn.lrn": _lrn,

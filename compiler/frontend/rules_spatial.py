@@ -164,7 +164,9 @@ def lower_conv_transpose(ctx: LowerContext) -> None:
 def lower_pool(ctx: LowerContext) -> None:
     x = ctx.input(0)
     spatial = _spatial_rank(ctx, x, volumes=True)
-    ctx.refuse_used_outputs(1, "the Indices output of MaxPool")
+    indices = ctx.node.op_type == "MaxPool" and len(ctx.node.output) > 1 and ctx.node.output[1] in ctx.used
+    if indices and spatial == 3:
+        raise ctx.unsupported("the Indices output of a 3-D MaxPool")
     kernel = _ints(ctx, "kernel_shape", [])
     if len(kernel) != spatial:
         raise ctx.error(f"kernel_shape has {len(kernel)} values, expected {spatial}")
@@ -175,13 +177,22 @@ def lower_pool(ctx: LowerContext) -> None:
     extra = {"ceil_mode": bool(ctx.attr("ceil_mode", 0))}
     if ctx.node.op_type == "AveragePool":
         extra["count_include_pad"] = bool(ctx.attr("count_include_pad", 0))
+    select = {"select": "first_greater"} if indices else {}   # onnxruntime's other kernel picks Y then
     if spatial == 3:
         attrs = {"kernel": kernel, "strides": strides, "dilations": dilations, "pads": pads, **extra}
         ctx.bind(0, pool3d(ctx, opname, x, attrs))
         return
     attrs = {"kernel": as_2d(spatial, kernel, 1), "strides": as_2d(spatial, strides, 1),
              "dilations": as_2d(spatial, dilations, 1), "pads": pads_2d(spatial, pads), **extra}
-    ctx.bind(0, from_2d(ctx, ctx.op(opname, [to_2d(ctx, x, spatial)], attrs), spatial))
+    planar = to_2d(ctx, x, spatial)
+    ctx.bind(0, from_2d(ctx, ctx.op(opname, [planar], {**attrs, **select}), spatial))
+    if indices:   # a 1-D input is one row: its flat indices are the 2-D ones
+        storage_order = int(ctx.attr("storage_order", 0))
+        if storage_order not in (0, 1):
+            raise ctx.error(f"storage_order {storage_order} is not 0 or 1")
+        found = ctx.op("nn.max_pool2d_indices", [planar], {**attrs, "storage_order": storage_order},
+                       name=f"{ctx.node.output[1]}.2d" if spatial == 1 else ctx.node.output[1])
+        ctx.bind(1, from_2d(ctx, found, spatial))
 
 
 @rule("GlobalAveragePool", "GlobalMaxPool")

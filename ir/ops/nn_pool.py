@@ -84,12 +84,63 @@ def _over_taps(windows: np.ndarray, combine: np.ufunc, dtype: np.dtype) -> np.nd
     return out
 
 
-@define("nn.max_pool2d", operands=("x",), infer=_pool_infer, attrs=_POOL_ATTRS)
-def max_pool2d(x: np.ndarray, **attrs) -> np.ndarray:
-    """Maximum over each (dilated) window; a window of padding only gives the dtype's lowest finite value."""
-    # onnxruntime starts every window at numeric_limits::lowest(), not -inf
+_SELECTIONS = ("maximum", "first_greater")
+
+
+def _max_pool_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    if attrs["select"] not in _SELECTIONS:
+        raise ValueError(f"select {attrs['select']!r} is not one of {', '.join(_SELECTIONS)}")
+    return _pool_infer(types, attrs)
+
+
+@define("nn.max_pool2d", operands=("x",), infer=_max_pool_infer, attrs={**_POOL_ATTRS, "select": Attr("str", "maximum")})
+def max_pool2d(x: np.ndarray, *, select: str, **attrs) -> np.ndarray:
+    """Maximum over each (dilated) window, as onnxruntime's two MaxPool kernels select it. "maximum" (MaxPool
+    without its Indices output): np.maximum over the taps, padding reading the dtype's lowest finite value
+    (onnxruntime starts every window there, not at −inf), so a NaN wins. "first_greater" (MaxPool with Indices):
+    `_first_greater`'s value."""
+    if select == "first_greater":
+        return _first_greater(x, attrs)[0]
     low = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     return _over_taps(_pool_windows(x, low, **attrs), np.maximum, x.dtype)
+
+
+def _first_greater(x: np.ndarray, attrs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per window, as onnxruntime's MaxPool with Indices scans it: its first input cell (not padding) in row-major
+    tap order, then each later one greater than the value so far (a NaN is never greater, but a first NaN stays).
+    The values, and the cells as flat indices h·W + w into their channel plane."""
+    height, width = x.shape[2:]
+    cells = np.arange(height * width, dtype=np.float64).reshape(1, 1, height, width)
+    value_windows = _pool_windows(x, 0, **attrs)
+    cell_windows = _pool_windows(cells, -1.0, **attrs)
+    kh, kw = value_windows.shape[4:]
+    best = np.zeros(value_windows.shape[:4], x.dtype)
+    where = np.full(cell_windows.shape[:4], -1, np.int64)
+    for tap in range(kh * kw):
+        value, cell = value_windows[..., tap // kw, tap % kw], cell_windows[..., tap // kw, tap % kw]
+        with np.errstate(invalid="ignore"):
+            take = (cell >= 0) & ((where < 0) | (value > best))
+        best = np.where(take, value, best)
+        where = np.where(take, cell.astype(np.int64), where)
+    return best, where
+
+
+def _pool_indices_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+    if attrs["storage_order"] not in (0, 1):
+        raise ValueError(f"storage_order {attrs['storage_order']} is not 0 or 1")
+    return [TensorType(_pool_infer(types, attrs)[0].shape, "i64")]
+
+
+@define("nn.max_pool2d_indices", operands=("x",), infer=_pool_indices_infer,
+        attrs={**_POOL_ATTRS, "storage_order": Attr("int", 0)})
+def max_pool2d_indices(x: np.ndarray, *, storage_order: int, **attrs) -> np.ndarray:
+    """MaxPool's Indices output as onnxruntime 1.32 computes it: the cell `_first_greater` selects in each window, as
+    a flat index into x, (n·C + c)·H·W + h·W + w, or (n·C + c)·H·W + h + w·H with storage_order 1."""
+    n, c, height, width = x.shape
+    cells = _first_greater(x, attrs)[1]
+    if storage_order == 1:
+        cells = cells // width + cells % width * height
+    return np.arange(n * c, dtype=np.int64).reshape(n, c, 1, 1) * (height * width) + cells
 
 
 @define("nn.avg_pool2d", operands=("x",), infer=_pool_infer,
