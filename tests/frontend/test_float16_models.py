@@ -193,11 +193,11 @@ def test_mixed_float16_and_float32_operands_are_refused_as_onnxruntime_refuses_t
 
 
 def test_a_refused_output_of_a_float16_node_is_named() -> None:
-    model = _mixed_graph([("Add", ["x", "one"], "a"), ("Reshape", ["a", "nchw"], "r"),
-                          ("MaxPool", ["r"], "d", {"kernel_shape": [2, 2]})], {"d": HALF, "indices": TensorProto.INT64},
-                         extra={"nchw": np.array([1, 1, 16, 8], np.int64)})
+    model = _mixed_graph([("Add", ["x", "one"], "a"), ("Reshape", ["a", "volume"], "r"),
+                          ("MaxPool", ["r"], "d", {"kernel_shape": [2, 2, 2]})],
+                         {"d": HALF, "indices": TensorProto.INT64}, extra={"volume": np.array([1, 1, 4, 4, 8], np.int64)})
     model.graph.node[2].output.append("indices")
-    with pytest.raises(UnsupportedError, match="Indices output of MaxPool"):
+    with pytest.raises(UnsupportedError, match="Indices output of a 3-D MaxPool"):
         lower_model(model, "maxpool")
 
 
