@@ -18,10 +18,6 @@ import numpy as np
 
 Step = Callable[[list[np.ndarray]], list[np.ndarray]]
 
-VECTOR_KERNELS = frozenset({"nn.tanh", "nn.sigmoid", "nn.erf", "nn.hard_swish", "nn.hard_sigmoid", "nn.relu",
-                            "nn.layer_norm", "nn.resize", "nn.softmax", "nn.avg_pool2d"})
-
-
 def compilable(run: Step, factory: Callable[[], Step]) -> Step:
     """`run`, tagged with the `factory` of its compiled form."""
     run.compiled_form = factory   # type: ignore[attr-defined]
@@ -84,32 +80,12 @@ def dequantize_step(scale: np.ndarray, bias: np.ndarray | None, fallback: Step,
 
 
 def vector_kernel_step(fn: str, attrs: dict, fallback: Step) -> Step:
-    """Vector op `fn` (one of VECTOR_KERNELS) with normalized `attrs` as one pass over float32 (elementwise, or
-    row by row for layer norm and softmax, output pixel by output pixel for a bilinear resize)."""
-    from rcc.ir.ops.nn_quant_tables import (_LOGISTIC_DENOMINATOR, _LOGISTIC_NUMERATOR, _TANH_DENOMINATOR,
-                                            _TANH_NUMERATOR)
-    from rcc.runtime import step_kernels
-
-    if fn == "nn.erf":
-        return _erf_step(fallback)
-    if fn == "nn.layer_norm":
-        return _layer_norm_step(attrs, fallback)
-    if fn == "nn.resize":
-        return _bilinear_step(attrs, fallback)
-    if fn == "nn.softmax":
-        return _softmax_step(attrs, fallback)
-    if fn == "nn.avg_pool2d":
-        return _average_tiles_step(attrs, fallback)
-    if fn == "nn.hard_sigmoid":
-        alpha, beta = np.float32(attrs["alpha"]), np.float32(attrs["beta"])
-        kernel = lambda x, out: step_kernels.hard_sigmoid(x, alpha, beta, out)   # noqa: E731
-    elif fn in ("nn.tanh", "nn.sigmoid"):
-        rational, coefficients = (step_kernels.tanh, _TANH_NUMERATOR + _TANH_DENOMINATOR) if fn == "nn.tanh" else \
-            (step_kernels.logistic, _LOGISTIC_NUMERATOR + _LOGISTIC_DENOMINATOR)
-        constants = tuple(np.float32(c) for c in coefficients)
-        kernel = lambda x, out: rational(x, constants, out)   # noqa: E731
-    else:
-        kernel = step_kernels.hard_swish if fn == "nn.hard_swish" else step_kernels.relu
+    """Vector op `fn` (one of VECTOR_KERNELS) with normalized `attrs` as one pass over float32: elementwise
+    (`_ELEMENTWISE_KERNELS`), or its own step (`_KERNEL_STEPS`: row by row for layer norm and softmax, output pixel
+    by output pixel for a bilinear resize, ...)."""
+    if fn in _KERNEL_STEPS:
+        return _KERNEL_STEPS[fn](attrs, fallback)
+    kernel = _ELEMENTWISE_KERNELS[fn](attrs)
 
     def run(operands: list[np.ndarray]) -> list[np.ndarray]:
         x = operands[0]
@@ -121,7 +97,30 @@ def vector_kernel_step(fn: str, attrs: dict, fallback: Step) -> Step:
     return run
 
 
-def _erf_step(fallback: Step) -> Step:
+def _rational(fn: str) -> Callable[[np.ndarray, np.ndarray], None]:
+    """MLAS's rational tanh or logistic, its coefficients bound as float32 arguments."""
+    from rcc.ir.ops.nn_quant_tables import (_LOGISTIC_DENOMINATOR, _LOGISTIC_NUMERATOR, _TANH_DENOMINATOR,
+                                            _TANH_NUMERATOR)
+    from rcc.runtime import step_kernels
+    rational, coefficients = (step_kernels.tanh, _TANH_NUMERATOR + _TANH_DENOMINATOR) if fn == "nn.tanh" else \
+        (step_kernels.logistic, _LOGISTIC_NUMERATOR + _LOGISTIC_DENOMINATOR)
+    constants = tuple(np.float32(c) for c in coefficients)
+    return lambda x, out: rational(x, constants, out)
+
+
+def _hard_sigmoid(attrs: dict) -> Callable[[np.ndarray, np.ndarray], None]:
+    from rcc.runtime.step_kernels import hard_sigmoid
+    alpha, beta = np.float32(attrs["alpha"]), np.float32(attrs["beta"])
+    return lambda x, out: hard_sigmoid(x, alpha, beta, out)
+
+
+def _kernel(name: str) -> Callable[[np.ndarray, np.ndarray], None]:
+    """A kernel of `runtime/step_kernels.py` that takes no attributes (numba is imported only here, at the switch)."""
+    from rcc.runtime import step_kernels
+    return getattr(step_kernels, name)
+
+
+def _erf_step(attrs: dict, fallback: Step) -> Step:
     """erf: the kernels' polynomials, below 2 in magnitude and beyond; numpy's exp for the elements beyond."""
     from rcc.ir.ops.nn_transcendental import _ERF_NEAR, _ERFCX_FAR
     from rcc.runtime.step_kernels import erf_far_finish, erf_far_terms, erf_near
@@ -251,3 +250,15 @@ def depthwise_step(taps, keep_float: bool, fallback: Step) -> Step:
             out.transpose(0, 2, 3, 1).reshape(n * oh * ow, channels)
         return [values if keep_float else values.astype(np.int64)]
     return run
+
+
+# The vector ops with a compiled form: IR op → (normalized attrs → kernel(x, out)) for elementwise ones, IR op →
+# (normalized attrs, numpy step → step) for the others.
+_ELEMENTWISE_KERNELS: dict[str, Callable[[dict], Callable[[np.ndarray, np.ndarray], None]]] = {
+    "nn.tanh": lambda attrs: _rational("nn.tanh"), "nn.sigmoid": lambda attrs: _rational("nn.sigmoid"),
+    "nn.hard_sigmoid": _hard_sigmoid, "nn.hard_swish": lambda attrs: _kernel("hard_swish"),
+    "nn.relu": lambda attrs: _kernel("relu")}
+_KERNEL_STEPS: dict[str, Callable[[dict, Step], Step]] = {
+    "nn.erf": _erf_step, "nn.layer_norm": _layer_norm_step, "nn.resize": _bilinear_step, "nn.softmax": _softmax_step,
+    "nn.avg_pool2d": _average_tiles_step}
+VECTOR_KERNELS = frozenset(_ELEMENTWISE_KERNELS) | frozenset(_KERNEL_STEPS)
