@@ -34,3 +34,25 @@ def test_tiled_average_pool_is_onnxruntimes_and_the_windowed_paths(monkeypatch, 
     tiled = nn_pool.avg_pool2d(x, count_include_pad=count_include_pad, **attrs)
     monkeypatch.setattr(nn_pool, "windows_tile", lambda *args: False)
     assert np.array_equal(tiled, nn_pool.avg_pool2d(x, count_include_pad=count_include_pad, **attrs))
+
+
+@pytest.mark.parametrize("kernel, shape", TILINGS + [((1, 3), (2, 1, 2, 6)), ((3, 1), (1, 2, 6, 2))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int8])
+def test_tiled_max_pool_keeps_the_windowed_paths_bits(monkeypatch, kernel: tuple, shape: tuple, dtype: type) -> None:
+    """Row runs first, then rows: each window's first maximal cell in tap order, NaN payloads and zero signs
+    included, as the tap-by-tap path keeps it."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    if dtype != np.int8:
+        x[rng.random(shape) < 0.3] = -0.0
+        nans = rng.random(shape) < 0.2
+        if dtype == np.float32:   # quiet NaNs with distinct payloads
+            x[nans] = (np.uint32(0x7FC00000) + np.arange(nans.sum(), dtype=np.uint32) + 1).view(np.float32)
+        else:
+            x[nans] = np.nan
+    attrs = {"kernel": kernel, "strides": kernel, "dilations": (1, 1), "pads": (0, 0, 0, 0), "ceil_mode": False}
+    tiled = nn_pool.max_pool2d(x, select="maximum", **attrs)
+    monkeypatch.setattr(nn_pool, "windows_tile", lambda *args: False)
+    windowed = nn_pool.max_pool2d(x, select="maximum", **attrs)
+    assert tiled.dtype == windowed.dtype and tiled.shape == windowed.shape
+    assert tiled.tobytes() == windowed.tobytes()
