@@ -4,9 +4,9 @@ Where a step's numpy callable is made (a quantize's levels, a dequantize with co
 kernel, a depthwise layer's product), `compilable` tags it with a factory of its compiled form; `compiled` (called
 by `runtime/plan.py` once a `Machine`'s runs have taken a second) swaps a tagged callable for it.
 This module imports numba only inside the factories, so tagging costs nothing and a short run never loads it. A
-compiled step hands operands its kernel does not take (elementwise kernels and the depthwise product take float32
-C-contiguous arrays; dequantize float32, float64, int32 or int64 accumulators of any layout) to the numpy
-callable it replaces.
+compiled step hands operands its kernel does not take (elementwise kernels and the depthwise and dense tap products
+take float32 C-contiguous arrays; an im2col's gather float32 or int32 ones; dequantize float32, float64, int32 or int64
+accumulators of any layout) to the numpy callable it replaces.
 """
 
 from __future__ import annotations
@@ -246,9 +246,59 @@ def depthwise_step(taps, keep_float: bool, fallback: Step) -> Step:
         n, channels = x.shape[0], weights.shape[0]
         out = np.empty((n, channels, oh, ow), np.float32)
         depthwise(x, weights, *geometry, out)
-        values = out.reshape(channels, oh * ow).T if n == 1 else \
-            out.transpose(0, 2, 3, 1).reshape(n * oh * ow, channels)
-        return [values if keep_float else values.astype(np.int64)]
+        return _product_rows(out, keep_float)
+    return run
+
+
+def _product_rows(out: np.ndarray, keep_float: bool) -> list[np.ndarray]:
+    """A layer's channels-first sums [N, M, oh, ow] as its product orders them, [N·oh·ow, M] (for N = 1 the transposed
+    view), int64 unless `keep_float`."""
+    n, channels, oh, ow = out.shape
+    values = out.reshape(channels, oh * ow).T if n == 1 else out.transpose(0, 2, 3, 1).reshape(n * oh * ow, channels)
+    return [values if keep_float else values.astype(np.int64)]
+
+
+def gather_step(sources_for: Callable[[tuple[int, ...]], np.ndarray | None], fallback: Step) -> Step:
+    """An im2col run as one gather (`runtime/instructions.py` `_prepare_im2col`) in one pass: `sources_for(shape)`
+    is the flat index of an input of that shape (None: the numpy step's own choice, a plain im2col), kept here as
+    int32. float32 and int32 inputs (the levels and integers a quantize gives); other dtypes go to numpy."""
+    from rcc.runtime.step_kernels import gather_cells
+    indices: dict[tuple[int, ...], np.ndarray | None] = {}
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if x.shape not in indices:
+            sources = sources_for(x.shape)
+            indices[x.shape] = None if sources is None else (sources.shape, sources.reshape(-1).astype(np.int32))
+        index = indices[x.shape]
+        if index is None or x.dtype not in _GATHERED_DTYPES or not x.flags.c_contiguous:
+            return fallback(operands)
+        shape, flat = index
+        out = np.empty(shape, x.dtype)
+        gather_cells(x.reshape(-1), flat, out.reshape(-1))
+        return [out]
+    return run
+
+
+_GATHERED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32))
+
+
+def dense_taps_step(taps, keep_float: bool, fallback: Step) -> Step:
+    """A dense stride-1 layer's product from its im2col's input (`runtime/tap_conv.py` TapConvolution `taps`) in one
+    pass, for inputs with few channels (`TapConvolution.few_channels`); [N·oh·ow, M] as the layer's product orders
+    it (for N = 1 the transposed view of the channels-first sums, as `depthwise_step` gives them)."""
+    from rcc.runtime.step_kernels import dense_taps
+    weights = np.ascontiguousarray(np.stack(taps.tap_weights, axis=1).reshape(-1, taps.outputs).T, np.float32)
+    geometry = (tuple(map(int, taps.kernel)), tuple(map(int, taps.dilations)), (int(taps.pads[0]), int(taps.pads[1])))
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if not _takes(x) or x.ndim != 4 or not taps.few_channels(x.shape):
+            return fallback(operands)
+        oh, ow = taps.output_size(x.shape)
+        out = np.empty((x.shape[0], taps.outputs, oh, ow), np.float32)
+        dense_taps(x, weights, *geometry, out)
+        return _product_rows(out, keep_float)
     return run
 
 

@@ -159,10 +159,7 @@ class CrossbarGroup:
         x_max = float(_value_range(x, x_range)[1]) if self.integer else 0.0
         exact32 = g.xbar_rows * x_max * self.weight_max < EXACT_FLOAT32
         dtype = np.float32 if self.integer and exact32 else np.float64
-        if self._block_weights is None:     # the blocks' cells, gathered once (they are programmed once)
-            self._block_weights = [(group * g.rows + rows, group * g.outputs + cols,
-                                    self.matrix[group][np.ix_(rows, cols)]) for group, rows, cols in self.blocks]
-            self._packed_dense = self._blocks_as_dense() if self.integer else None
+        self._gather_blocks()
         if self._packed_dense is not None:
             dense, dense32, dense_max = self._packed_dense
             bound = dense.shape[0] * x_max * dense_max
@@ -175,6 +172,15 @@ class CrossbarGroup:
         for rows, cols, block in self._block_weights:
             total[:, cols] += np.matmul(inputs[:, rows], block.astype(dtype, copy=False))
         return total.astype(np.int64) if self.integer else total.astype(np.float32)
+
+    def _gather_blocks(self) -> None:
+        """A packed layer's blocks' cells, gathered at first use (they are programmed once), and in integer mode
+        their dense sum (`_blocks_as_dense`)."""
+        if self._block_weights is None:
+            g = self.mapping
+            self._block_weights = [(group * g.rows + rows, group * g.outputs + cols,
+                                    self.matrix[group][np.ix_(rows, cols)]) for group, rows, cols in self.blocks]
+            self._packed_dense = self._blocks_as_dense() if self.integer else None
 
     def _blocks_as_dense(self) -> tuple[np.ndarray, np.ndarray, float] | None:
         """Integer mode: the packed blocks' cells added into one [G·K, G·M] matrix and its largest magnitude, when
@@ -216,6 +222,8 @@ class CrossbarGroup:
         proves one float32 GEMM exact (rows·max|x|·max|w| < 2^24), the GEMM alone (the same float32 product,
         without re-deciding per call); else `exact_values`."""
         g = self.mapping
+        if self.blocks is not None:
+            return self._packed_exact_product(x_range)
         if not self.single_gemm_exact(x_range):
             return lambda x: self.exact_values(x, x_range, row_order)
         matrix = self.matrix if row_order is None else self._reordered(row_order)
@@ -224,10 +232,24 @@ class CrossbarGroup:
             return lambda x: np.matmul(x.astype(np.float32, copy=False), weights)
         return lambda x: ungrouped(np.matmul(grouped_rows(x.astype(np.float32, copy=False), g.groups), matrix))
 
+    def _packed_exact_product(self, x_range: tuple[int, int]):
+        """A packed integer layer's `exact_product`: the same decision `_block_product` takes per call, taken once.
+        For x in `x_range`, x · the blocks' dense sum is one float32 GEMM when rows·max|x|·max|w| < 2^24, one float64
+        GEMM below 2^53 (every partial sum an exact integer: the blocks' sum); else the blocks one by one."""
+        self._gather_blocks()
+        if self._packed_dense is not None:
+            dense, dense32, dense_max = self._packed_dense
+            bound = dense.shape[0] * float(_value_range(None, x_range)[1]) * dense_max
+            if bound < EXACT_FLOAT32:
+                return lambda x: np.matmul(x.astype(np.float32, copy=False), dense32)
+            if bound < _EXACT_FLOAT64:
+                return lambda x: np.matmul(x.astype(np.float64, copy=False), dense)
+        return lambda x: self._block_product(x, x_range)
+
     def single_gemm_exact(self, x_range: tuple[int, int]) -> bool:
-        """Whether, for every x in `x_range`, x · W is one exact float32 GEMM: rows·max|x|·max|w| < 2^24 bounds
-        every partial sum, in any order and over any subset of the rows."""
-        return self.mapping.rows * float(_value_range(None, x_range)[1]) * self.weight_max < EXACT_FLOAT32
+        """Whether, for every x in `x_range`, x · W is one exact float32 GEMM of the layer's weight matrix (a dense
+        layer): rows·max|x|·max|w| < 2^24 bounds every partial sum, in any order and over any subset of the rows."""
+        return self.blocks is None and self.mapping.rows * float(_value_range(None, x_range)[1]) * self.weight_max < EXACT_FLOAT32
 
     def _reordered(self, row_order: np.ndarray) -> np.ndarray:
         """The float32 weights with their rows in `row_order` (kept: the first order asked for)."""
@@ -237,10 +259,10 @@ class CrossbarGroup:
         return self._reordered_matrix[1]
 
     def exact_without_saturation(self, sliced: bool | None = None) -> bool:
-        """Whether `run(x, sliced)` is `exact_values(x)`: an ideal integer dense layer with no ADC saturation
-        to subtract."""
+        """Whether `run(x, sliced)` is `exact_product`'s values (as integers): an ideal integer layer, dense or
+        packed, with no ADC saturation to subtract."""
         saturates = (not self.adc_lossless) if sliced is None else sliced
-        return type(self) is CrossbarGroup and self.integer and self.blocks is None and not saturates
+        return type(self) is CrossbarGroup and self.integer and not saturates
 
     def _chunked_product(self, rows: np.ndarray, matrix: np.ndarray, nonnegative: bool) -> np.ndarray:
         """rows [G, P, k] · matrix [G, k, M] (rows of the layer's weights) exactly: one float32 GEMM when its

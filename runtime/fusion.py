@@ -1,6 +1,6 @@
 """Fused steps of the machine's plan: quantize → (im2col →) mvm → dequantize carried in float.
 
-When an ideal, dense, integer layer with no ADC saturation to subtract (`CrossbarGroup.
+When an ideal integer layer (dense, or packed: its blocks' sum) with no ADC saturation to subtract (`CrossbarGroup.
 exact_without_saturation`) reads a quantized input (its range known from the `quantize`'s `bits` and
 `signed`, `instructions.input_ranges`), every integer between the `quantize` and the `dequantize` can be
 carried as a float holding it exactly: the quantize skips its int32 cast (`quantized_levels`: at most
@@ -25,7 +25,8 @@ import numpy as np
 
 from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, im2col_taps_first, quantizer,
                              quantizer_constants, taps_first_order)
-from rcc.runtime.compiled_steps import compilable, depthwise_step, dequantize_step, levels_step
+from rcc.runtime.compiled_steps import (compilable, compiled, dense_taps_step, depthwise_step, dequantize_step,
+                                        levels_step)
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.instructions import gathers_im2col
 from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
@@ -144,15 +145,18 @@ def _dequantize_channels_first(machine, steps: list, single: list, readers: Coun
 
 
 def _tap_product(tap: TapConvolution | DepthwiseTaps, cols, product, keep_float: bool):
-    """The layer's step reading its im2col's input: tap by tap when that pays, else the columns and product."""
-    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
-        if not tap.suits(operands[0].shape):
-            return product(cols(operands))
-        values = tap(operands[0])
-        return [values if keep_float else values.astype(np.int64)]
+    """The layer's step reading its im2col's input: tap by tap when that pays, else the columns and product. Its
+    compiled form takes the im2col's compiled form too (and a depthwise layer's compiled product)."""
+    def reading(columns):
+        def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+            if not tap.suits(operands[0].shape):
+                return product(columns(operands))
+            values = tap(operands[0])
+            return [values if keep_float else values.astype(np.int64)]
+        return run
     if isinstance(tap, DepthwiseTaps):
-        return compilable(run, lambda: depthwise_step(tap, keep_float, run))
-    return run
+        return compilable(reading(cols), lambda: depthwise_step(tap, keep_float, reading(compiled(cols))))
+    return compilable(reading(cols), lambda: dense_taps_step(tap, keep_float, reading(compiled(cols))))
 
 
 def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool):
@@ -169,11 +173,11 @@ TAPS_FIRST_CHANNELS = 16
 
 def _taps_first(im2col_step, group: CrossbarGroup) -> np.ndarray | None:
     """The weight row order for an im2col read by this layer alone when its taps-first columns copy faster
-    (one group, several taps, at least TAPS_FIRST_CHANNELS channels, and not a gather), else None."""
+    (a dense layer of one group, several taps, at least TAPS_FIRST_CHANNELS channels, and not a gather), else None."""
     attrs = im2col_step.instruction.attrs
     taps = attrs["kernel"][0] * attrs["kernel"][1]
     channels = im2col_step.instruction.shapes[0][1] // taps
-    if group.mapping.groups != 1 or taps == 1 or channels < TAPS_FIRST_CHANNELS or \
+    if group.blocks is not None or group.mapping.groups != 1 or taps == 1 or channels < TAPS_FIRST_CHANNELS or \
             gathers_im2col(im2col_step.instruction):
         return None
     return taps_first_order(channels, taps)

@@ -42,7 +42,8 @@ from rcc.ir.ops.xbar import (dequantize, dequantize_terms, dequantizer, im2col, 
                              quantize_limits, quantizer_constants)
 from rcc.ir.ops.nn_index import slicer
 from rcc.ir.optable import OPS, normalize_attrs
-from rcc.runtime.compiled_steps import VECTOR_KERNELS, compilable, dequantize_step, levels_step, vector_kernel_step
+from rcc.runtime.compiled_steps import (VECTOR_KERNELS, compilable, dequantize_step, gather_step, levels_step,
+                                        vector_kernel_step)
 from rcc.runtime.counters import Counts
 from rcc.runtime.crossbar import CrossbarGroup
 
@@ -238,19 +239,26 @@ def _prepare_im2col(machine, instruction: Instruction) -> Step:
     taps = attrs["kernel"][0] * attrs["kernel"][1]
     if not gathers_im2col(instruction):
         return lambda operands: [im2col(operands[0], **attrs)]
-    sources: dict[tuple[int, ...], np.ndarray] = {}
+    sources: dict[tuple[int, ...], np.ndarray | None] = {}
+
+    def sources_for(shape: tuple[int, ...]) -> np.ndarray | None:
+        """The gather's index for an input of `shape`; None for a large batch, whose index would cost too much
+        memory (it is copied tap by tap)."""
+        if shape not in sources:
+            sources[shape] = None if math.prod(shape) * taps > 4 * GATHERED_IM2COL_ELEMENTS else \
+                im2col_sources(shape, *attrs.values())
+        return sources[shape]
 
     def gather(operands: list[np.ndarray]) -> list[np.ndarray]:
         x = operands[0]
-        if x.size * taps > 4 * GATHERED_IM2COL_ELEMENTS:   # a large batch: an index would cost too much memory
+        index = sources_for(x.shape)
+        if index is None:
             return [im2col(x, **attrs)]
-        if x.shape not in sources:
-            sources[x.shape] = im2col_sources(x.shape, *attrs.values())
         padded = np.empty(x.size + 1, dtype=x.dtype)
         padded[:-1] = x.reshape(-1)
         padded[-1] = 0
-        return [np.take(padded, sources[x.shape])]
-    return gather
+        return [np.take(padded, index)]
+    return compilable(gather, lambda: gather_step(sources_for, gather))
 
 
 def _prepare_quantize(machine, instruction: Instruction) -> Step:

@@ -12,12 +12,14 @@ fused multiply-adds and no reassociation; float32 operations on float32 operands
 - `erf_near`, `erf_far_terms`, `erf_far_finish`: erf's float64 polynomials, below 2 in magnitude and beyond, where
   numpy computes the exponential (its own exp: the same float64 values as numpy's erf, which a libm's might not be);
 - `hard_swish`, `hard_sigmoid`, `relu`: the float32 expressions of `ir/ops/nn_transcendental.py` and `relu`'s clip;
-- `depthwise`: a depthwise layer's exact product from its quantized input, without im2col columns;
+- `depthwise`, `dense_taps`: a depthwise layer's, or a stride-1 layer's with few channels, exact product from its
+  quantized input, without im2col columns;
 - `layer_norm`: its float64 means by numpy's pairwise summation (`pairwise_sum`, the order its add.reduce
   takes over a contiguous row); `softmax_shift`, `softmax_normalize`: softmax around numpy's own exp (its
   float32 row sums pairwise too);
 - `bilinear`: onnxruntime's bilinear resize, four float32 products summed left to right;
-- `average_tiles`: average pooling whose windows tile the input, float64 sums in tap order.
+- `average_tiles`: average pooling whose windows tile the input, float64 sums in tap order;
+- `gather_cells`: an im2col as one gather, by a flat index prepared per input shape (numpy's take is half as fast).
 (A kernel whose sums may meet two NaNs hands the step back to numpy: which payload survives depends on operand
 order, which LLVM may commute.)
 (`runtime/numba_jit.py`: no fast-math, IEEE division, cached on disk where numba can write.)
@@ -235,6 +237,47 @@ def depthwise(x, weights, multiplier, kernel, strides, dilations, pads, out):
 
 
 @jit
+def dense_taps(x, weights, kernel, dilations, pads, out):
+    """A dense stride-1 layer's exact product, channels first: out[n, m, oy, ox] = Σ over channels c and taps (i, j)
+    of weights[m, c·kh·kw + i·kw + j] · x[n, c, oy + i·dh − top, ox + j·dw − left], taps outside the input reading
+    the padding's zeros, for integer-valued float32 x [N, C, H, W], weights [M, C·kh·kw] and out [N, M, oh, ow].
+    Every partial sum is an integer below 2^24 (the caller's `single_gemm_exact`), so the sums are exact in any
+    order. Each channel is copied once into a zero-padded plane, and each (tap, output) adds one long contiguous
+    run of it (the padded width's extra columns computed and dropped), as `depthwise` does at stride 1: C·taps·M
+    vectorised loops, which beat the columns' gather and a GEMM when C·M is small."""
+    (kh, kw), (dh, dw), (top, left) = kernel, dilations, pads
+    height, width = x.shape[2], x.shape[3]
+    outputs, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    padded_width, padded_height = ow + dw * (kw - 1), oh + dh * (kh - 1)
+    padded = np.zeros((padded_height, padded_width), np.float32)
+    flat = padded.reshape(-1)
+    length = (oh - 1) * padded_width + ow
+    total = np.empty((outputs, oh * padded_width), np.float32)
+    taps = kh * kw
+    for n in range(out.shape[0]):
+        total[:, :] = 0
+        for channel in range(x.shape[1]):
+            source = x[n, channel]
+            for y in range(height):   # the input inside the padding (rows and columns beyond stay zero)
+                if 0 <= y + top < padded_height:
+                    for col in range(width):
+                        if 0 <= col + left < padded_width:
+                            padded[y + top, col + left] = source[y, col]
+            for i in range(kh):
+                for j in range(kw):
+                    run = flat[i * dh * padded_width + j * dw:]
+                    for m in range(outputs):
+                        weight = weights[m, channel * taps + i * kw + j]
+                        sums = total[m]
+                        for k in range(length):
+                            sums[k] += weight * run[k]
+        for m in range(outputs):
+            for oy in range(oh):
+                for ox in range(ow):
+                    out[n, m, oy, ox] = total[m, oy * padded_width + ox]
+
+
+@jit
 def erf_far_terms(x, far, coefficients, argument, tail):
     """For the elements x[far[k]] with |x| ≥ 2 (`erf_near`'s), as `ir.ops.nn_transcendental.erf_far` computes
     them in float64: a = min(|x|, 6), argument[k] = −a·a (numpy takes its exp) and tail[k] = Q((a − 4)/2), Q's
@@ -411,3 +454,13 @@ def average_tiles(x, kh, kw, out):
                         return False
                     out[b, ch, i, j] = np.float32(total / count)
     return True
+
+
+@jit
+def gather_cells(x, sources, out):
+    """out[i] = x[sources[i]] over flat arrays, 0 where sources[i] is x.size (a padding cell): `ir/ops/xbar.py`
+    im2col through its `im2col_sources` index."""
+    size = x.size
+    for i in range(sources.size):
+        cell = sources[i]
+        out[i] = x[cell] if cell < size else 0

@@ -13,7 +13,9 @@ BLAS thread: 16 channels at 32×32 147 → 95 µs, 8 at 64×64 266 → 169, 32 a
 34 → 49 and 6 at 10×10 26 → 57, so those keep im2col), and not on columns small enough for im2col's gather
 (`runtime/instructions.py` SMALL_IM2COL_ELEMENTS: 16 channels at 16×16 into 3, 2×2 taps, 25 µs against 13 for
 the gather and its GEMM). A pointwise (1×1, unpadded) layer always goes this way: its GEMM reads the input's
-pixels transposed, where im2col would copy them.
+pixels transposed, where im2col would copy them. A layer with few input channels for its outputs (FEW_CHANNEL_OUTPUTS)
+goes tap by tap in its compiled form (`runtime/compiled_steps.py` dense_taps_step), channels first, where numpy's
+calls would be too many and too small.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from rcc.runtime.instructions import SMALL_IM2COL_ELEMENTS
 
 TAP_MIN_CHANNELS = 8
 TAP_MIN_PIXELS = 256
+# Up to this many input channels × outputs a stride-1 layer's compiled tap-by-tap product beats the gathered
+# columns and a GEMM (measured, one BLAS thread, against numpy's gather: 1 channel at 28×28 into 6, 5×5, 37 → 14 µs;
+# 4 at 16×16 into 8, 3×3, 25 → 10; 3 at 32×32 into 16 and 6 at 14×14 into 16: equal; 3 at 32×32 into 64: 91 → 224).
+FEW_CHANNEL_OUTPUTS = 32
 DEPTHWISE_MIN_OUTPUTS = 1024   # outputs (N·oh·ow·G·mult) from which a depthwise layer goes tap by tap
 CHANNELS_FIRST_PIXELS = 256  # output plane from which a depthwise layer goes channels first
 SPREAD_TILINGS = 2           # input shapes whose tiled weights a depthwise layer keeps
@@ -41,6 +47,18 @@ class TapConvolution:
         taps = self.kernel[0] * self.kernel[1]
         self.tap_weights = [np.ascontiguousarray(group.matrix[0][tap::taps]) for tap in range(taps)]
         self.pointwise = taps == 1 and not any(self.pads)   # a 1×1 layer: the input's pixels are its columns
+        self.outputs = group.mapping.outputs
+
+    def output_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        (kh, kw), (dh, dw), p = self.kernel, self.dilations, self.pads
+        return shape[2] + p[0] + p[2] - dh * (kh - 1), shape[3] + p[1] + p[3] - dw * (kw - 1)
+
+    def few_channels(self, shape: tuple[int, ...]) -> bool:
+        """Whether an input of `shape` has so few channels for the layer's outputs (C·M at most FEW_CHANNEL_OUTPUTS,
+        two taps or more) that the compiled product (`runtime/compiled_steps.py` dense_taps_step) beats the
+        columns' gather and a GEMM."""
+        return not self.pointwise and shape[1] * self.outputs <= FEW_CHANNEL_OUTPUTS and \
+            self.kernel[0] * self.kernel[1] > 1
 
     def suits(self, shape: tuple[int, ...]) -> bool:
         """Whether an input of `shape` [N, C, H, W] has channels and output pixels enough for taps to pay (a

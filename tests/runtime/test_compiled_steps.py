@@ -13,14 +13,15 @@ import pytest
 
 from rcc.compiler.driver import compile_model
 from rcc.ir.inputs import random_inputs
-from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, dequantizer, im2col, quantize,
+from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, dequantizer, im2col, im2col_sources, quantize,
                              quantizer, quantizer_constants)
-from rcc.runtime.compiled_steps import VECTOR_KERNELS, dequantize_step, depthwise_step, levels_step
+from rcc.runtime.compiled_steps import (VECTOR_KERNELS, dense_taps_step, dequantize_step, depthwise_step, gather_step,
+                                        levels_step)
 from rcc.runtime.instructions import vector_step
 from rcc.runtime.fusion import pass_on
 from rcc.runtime.machine import Machine
 from rcc.runtime.straight_line import straight_line
-from rcc.runtime.tap_conv import DepthwiseTaps, tap_product_of
+from rcc.runtime.tap_conv import FEW_CHANNEL_OUTPUTS, DepthwiseTaps, TapConvolution, tap_product_of
 from tests.conftest import ROOT
 from tests.runtime.test_machine_fast_paths import _layer
 
@@ -232,6 +233,59 @@ def test_a_compiled_depthwise_product_is_the_im2col_product(seed: int) -> None:
         got = depthwise_step(tap, keep_float, numpy_step)([x.astype(np.float32)])[0]
         assert got.dtype == (np.float32 if keep_float else np.int64) and np.array_equal(got, expected)
     assert _identical(depthwise_step(tap, True, numpy_step)([x])[0], tap(x))
+
+
+def _geometry(rng: np.random.Generator, strides: bool) -> dict:
+    """A random kernel of two taps or more, pads, dilations, and strides if `strides`."""
+    kernel = (int(rng.integers(1, 4)), int(rng.integers(2, 6)))
+    return {"kernel": kernel, "strides": tuple(int(s) for s in rng.integers(1, 4, 2)) if strides else (1, 1),
+            "pads": tuple(int(p) for p in rng.integers(0, 3, 4)), "dilations": tuple(int(d) for d in rng.integers(1, 3, 2))}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_compiled_dense_tap_product_is_the_im2col_product(seed: int) -> None:
+    """Stride-1 layers with few channels (C·M up to FEW_CHANNEL_OUTPUTS), random kernels, pads (also uneven),
+    dilations and batch sizes: the same float32 integers as the product of the im2col columns; layers with more
+    channels, and int32 levels, take the numpy step."""
+    rng = np.random.default_rng(300 + seed)
+    n, c = int(rng.integers(1, 3)), int(rng.integers(1, 5))
+    m = int(rng.integers(1, FEW_CHANNEL_OUTPUTS // c + 1))
+    attrs = _geometry(rng, strides=False)
+    taps = attrs["kernel"][0] * attrs["kernel"][1]
+    x = rng.integers(-128, 128, (n, c, int(rng.integers(3, 20)), int(rng.integers(5, 20)))).astype(np.int32)
+    layer = _layer(rng, c * taps, m, x, rng.integers(-127, 128, (1, c * taps, m)))
+    expected = layer.exact_product((-128, 127))(im2col(x, **attrs))
+    tap = tap_product_of(layer, attrs)
+    assert isinstance(tap, TapConvolution) and tap.few_channels(x.shape)
+    numpy_calls = []
+    numpy_step = lambda ops: numpy_calls.append(1) or [layer.exact_product((-128, 127))(im2col(ops[0], **attrs))]  # noqa: E731
+    for keep_float in (True, False):
+        got = dense_taps_step(tap, keep_float, numpy_step)([x.astype(np.float32)])[0]
+        assert got.dtype == (np.float32 if keep_float else np.int64) and np.array_equal(got, expected)
+    assert not numpy_calls
+    dense_taps_step(tap, True, numpy_step)([x])
+    wide = np.concatenate([x] * (FEW_CHANNEL_OUTPUTS // m + 1), axis=1).astype(np.float32)
+    assert not tap.few_channels(wide.shape)
+    dense_taps_step(tap, True, lambda ops: numpy_calls.append(2) or [None])([wide])
+    assert numpy_calls == [1, 2]
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_a_compiled_gather_is_im2col(seed: int, dtype: type) -> None:
+    """Random geometries (strides, pads, dilations, batches): the gathered columns are im2col's, dtype included;
+    another dtype, and a shape the caller gives no index for, take the numpy step."""
+    rng = np.random.default_rng(400 + seed)
+    attrs = _geometry(rng, strides=True)
+    x = rng.integers(-128, 128, (int(rng.integers(1, 3)), int(rng.integers(1, 6)), int(rng.integers(6, 16)),
+                                 int(rng.integers(6, 16)))).astype(dtype)
+    calls = []
+    step = gather_step(lambda shape: None if shape[0] > 2 else im2col_sources(shape, *attrs.values()),
+                       lambda ops: calls.append(ops[0].dtype) or [im2col(ops[0], **attrs)])
+    assert _identical(step([x])[0], im2col(x, **attrs)) and not calls
+    assert _identical(step([x.astype(np.int64)])[0], im2col(x.astype(np.int64), **attrs))
+    step([np.concatenate([x] * 3)])
+    assert calls == [np.dtype(np.int64), np.dtype(dtype)]
 
 
 ZOO = sorted(path.stem for path in (ROOT / "models").glob("*.onnx"))

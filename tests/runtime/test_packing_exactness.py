@@ -19,7 +19,8 @@ from rcc.compiler.passes.pack_crossbars import block_maps
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.machine import Machine
 from tests.conftest import ROOT
-from tests.runtime.test_crossbar_exactness import Layer, int64_product, layers
+from rcc.runtime import crossbar
+from tests.runtime.test_crossbar_exactness import Layer, int64_product, layers, mvm_attrs
 
 MODES = ["compact", "kmeans", "best"]
 
@@ -55,6 +56,31 @@ def test_packed_equals_dense_bit_for_bit(layer, density, seed, mode) -> None:
     floats = layer.weights.astype(np.float32)
     np.testing.assert_allclose(CrossbarGroup(floats, attrs, row_map, col_map).run(layer.x.astype(np.float32)),
                                dense.astype(np.float64), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("rows, x_high, dense_limit", [(300, 127, None), (1500, 255, None), (300, 127, 0)],
+                         ids=["float32-gemm", "float64-gemm", "block-by-block"])
+@pytest.mark.parametrize("as_levels", [False, True])
+def test_a_packed_layers_exact_product_is_its_run(monkeypatch, rows: int, x_high: int, dense_limit: int | None,
+                                                  as_levels: bool) -> None:
+    """The product the fused steps take for a packed layer (`CrossbarGroup.exact_product`: one float32 GEMM of its
+    blocks' sum when rows·max|x|·max|w| < 2^24, float64 below 2^53, else block by block) gives the integers its run
+    gives, from int32 inputs or their float32 levels; inputs at the range's ends make every partial sum large."""
+    if dense_limit is not None:
+        monkeypatch.setattr(crossbar, "DENSE_PACKED_ELEMENTS", dense_limit)
+    rng = np.random.default_rng(rows + x_high)
+    weights = np.where(rng.random((2, rows, 24)) < 0.3, rng.integers(-127, 128, (2, rows, 24)), 0).astype(np.int8)
+    weights[:, :, 0] = 127
+    x = rng.choice([-x_high - 1, x_high, 0, 1], (5, 2 * rows)).astype(np.int32)
+    x[0] = x_high
+    attrs = mvm_attrs(rows=128, cols=128, weight_bits=8, input_bits=9, input_signed=True, cell_bits=2, dac_bits=1,
+                      encoding="differential", groups=2, k=rows, m=24)
+    attrs, row_map, col_map = packed_attrs(Layer(weights, x, attrs), "compact")
+    group = CrossbarGroup(weights, attrs, row_map, col_map)
+    assert group.exact_without_saturation() and not group.single_gemm_exact((-x_high - 1, x_high))
+    product = group.exact_product((-x_high - 1, x_high))(x.astype(np.float32) if as_levels else x)
+    assert np.array_equal(np.asarray(product).astype(np.int64), group.run(x))
+    assert np.array_equal(group.run(x), int64_product(x, weights))
 
 
 def direct_block_simulation(layer: Layer, attrs: dict, row_map, col_map) -> np.ndarray:
