@@ -55,13 +55,17 @@ def levels_step(inverse: np.float32, low: np.float32, high: np.float32, fallback
 
 
 def dequantize_step(scale: np.ndarray, bias: np.ndarray | None, fallback: Step,
-                    channels_first: tuple[int, int, int, int] | None = None) -> Step:
+                    channels_first: tuple[int, int, int, int] | None = None, addend: np.ndarray | None = None,
+                    relu: bool = False) -> Step:
     """A dequantize with constant float64 terms (`ir.ops.xbar.dequantize_terms`) in one pass over the
-    accumulators [P, M] (of any dtype and layout); `channels_first` [N, H, W, M]: written as [N, M, H, W]."""
+    accumulators [P, M] (of any dtype and layout); `channels_first` [N, H, W, M]: written as [N, M, H, W]. Its
+    epilogue (`runtime/fusion.py`): `addend` (float32 [M], one value per output channel) added in float32, then
+    relu if `relu`."""
     from rcc.runtime.step_kernels import dequantize_channels_first, dequantize_rows
-    with_bias = bias is not None
+    with_bias, with_addend = bias is not None, addend is not None
     terms = (np.ascontiguousarray(scale, np.float64),
-             np.ascontiguousarray(bias if with_bias else np.zeros(0), np.float64), with_bias)
+             np.ascontiguousarray(bias if with_bias else np.zeros(0), np.float64), with_bias,
+             np.ascontiguousarray(addend if with_addend else np.zeros(0), np.float32), with_addend, relu)
 
     def run(operands: list[np.ndarray]) -> list[np.ndarray]:
         acc = operands[0]

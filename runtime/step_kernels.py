@@ -7,7 +7,8 @@ loop over the elements doing the same IEEE operations in the same order (no fast
 fused multiply-adds and no reassociation; float32 operations on float32 operands, float64 where numpy widens):
 - `levels`: quantize's integers in float32, rint(float32(x · 1/scale)) clipped to the range (NaN kept);
 - `dequantize_rows`, `dequantize_channels_first`: float32(float64(acc) · scale[m] (+ bias[m])), the latter
-  writing [M, pixels] per sample from accumulators [N·pixels, M];
+  writing [M, pixels] per sample from accumulators [N·pixels, M]; then, where the plan fused them, a constant's
+  float32 addition and relu (`runtime/fusion.py` dequantize epilogues);
 - `tanh`, `logistic`: MLAS's rational approximations as `ir/ops/nn_quant_tables.py` computes them;
 - `erf_near`, `erf_far_terms`, `erf_far_finish`: erf's float64 polynomials, below 2 in magnitude and beyond, where
   numpy computes the exponential (its own exp: the same float64 values as numpy's erf, which a libm's might not be);
@@ -60,28 +61,40 @@ def levels(x, inverse, low, high, out):
         out[i] = _clamped(np.rint(x[i] * inverse), low, high)
 
 
+@numba.njit(inline="always")
+def _dequantized(acc, scale, bias, with_bias, addend, with_addend, relu):
+    """float32(float64(acc) · scale (+ bias)), then (+ addend in float32), then (relu's clip), as the separate steps."""
+    wide = np.float64(acc) * scale
+    if with_bias:
+        wide = wide + bias
+    value = np.float32(wide)
+    if with_addend:
+        value = value + addend
+    if relu:
+        value = _clamped(value, np.float32(0.0), np.float32(np.inf))
+    return value
+
+
 @jit
-def dequantize_rows(acc, scale, bias, with_bias, out):
-    """out[p, m] = float32(float64(acc[p, m]) · scale[m] (+ bias[m]))."""
+def dequantize_rows(acc, scale, bias, with_bias, addend, with_addend, relu, out):
+    """out[p, m] = float32(float64(acc[p, m]) · scale[m] (+ bias[m])), then (+ addend[m]), then (relu)."""
     for p in range(acc.shape[0]):
         for m in range(acc.shape[1]):
-            wide = np.float64(acc[p, m]) * scale[m]
-            if with_bias:
-                wide = wide + bias[m]
-            out[p, m] = np.float32(wide)
+            out[p, m] = _dequantized(acc[p, m], scale[m], bias[m] if with_bias else 0.0, with_bias,
+                                     addend[m] if with_addend else np.float32(0.0), with_addend, relu)
 
 
 @jit
-def dequantize_channels_first(acc, scale, bias, with_bias, out):
-    """out[n, m, q] = float32(float64(acc[n·Q + q, m]) · scale[m] (+ bias[m])) for out [N, M, Q]."""
+def dequantize_channels_first(acc, scale, bias, with_bias, addend, with_addend, relu, out):
+    """out[n, m, q] = float32(float64(acc[n·Q + q, m]) · scale[m] (+ bias[m])), then (+ addend[m]), then (relu), for
+    out [N, M, Q]."""
     pixels = out.shape[2]
     for n in range(out.shape[0]):
         for m in range(out.shape[1]):
             for q in range(pixels):
-                wide = np.float64(acc[n * pixels + q, m]) * scale[m]
-                if with_bias:
-                    wide = wide + bias[m]
-                out[n, m, q] = np.float32(wide)
+                out[n, m, q] = _dequantized(acc[n * pixels + q, m], scale[m], bias[m] if with_bias else 0.0,
+                                            with_bias, addend[m] if with_addend else np.float32(0.0), with_addend,
+                                            relu)
 
 
 # Eigen's odd rational approximations, p(v²)·v / q(v²) on v clamped to ±bound, by Horner's rule with float32
