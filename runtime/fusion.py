@@ -26,9 +26,9 @@ import numpy as np
 from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, im2col_taps_first, quantizer,
                              quantizer_constants, taps_first_order)
 from rcc.runtime.compiled_steps import (compilable, compiled, dense_taps_step, depthwise_step, dequantize_step,
-                                        levels_step)
+                                        gather_step, levels_step)
 from rcc.runtime.crossbar import CrossbarGroup
-from rcc.runtime.instructions import gathers_im2col
+from rcc.runtime.instructions import COMPILED_GATHER_ELEMENTS, gathers_im2col, im2col_index
 from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
 
 
@@ -258,8 +258,11 @@ def _taps_first(im2col_step, group: CrossbarGroup) -> np.ndarray | None:
 
 
 def _taps_first_cols(attrs: dict):
+    """Taps-first columns; compiled, as a gather where it beats the copies (`runtime/instructions.py`)."""
     kernel, strides, pads, dilations = attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"]
-    return lambda operands: [im2col_taps_first(operands[0], kernel, strides, pads, dilations)]
+    copy = lambda operands: [im2col_taps_first(operands[0], kernel, strides, pads, dilations)]   # noqa: E731
+    geometry = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations}
+    return compilable(copy, lambda: gather_step(im2col_index(geometry, COMPILED_GATHER_ELEMENTS, taps_first=True), copy))
 
 
 def _levels(attrs: dict):

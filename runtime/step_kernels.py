@@ -61,27 +61,20 @@ def levels(x, inverse, low, high, out):
         out[i] = _clamped(np.rint(x[i] * inverse), low, high)
 
 
-@numba.njit(inline="always")
-def _dequantized(acc, scale, bias, with_bias, addend, with_addend, relu):
-    """float32(float64(acc) · scale (+ bias)), then (+ addend in float32), then (relu's clip), as the separate steps."""
-    wide = np.float64(acc) * scale
-    if with_bias:
-        wide = wide + bias
-    value = np.float32(wide)
-    if with_addend:
-        value = value + addend
-    if relu:
-        value = _clamped(value, np.float32(0.0), np.float32(np.inf))
-    return value
-
-
 @jit
 def dequantize_rows(acc, scale, bias, with_bias, addend, with_addend, relu, out):
     """out[p, m] = float32(float64(acc[p, m]) · scale[m] (+ bias[m])), then (+ addend[m]), then (relu)."""
     for p in range(acc.shape[0]):
         for m in range(acc.shape[1]):
-            out[p, m] = _dequantized(acc[p, m], scale[m], bias[m] if with_bias else 0.0, with_bias,
-                                     addend[m] if with_addend else np.float32(0.0), with_addend, relu)
+            wide = np.float64(acc[p, m]) * scale[m]
+            if with_bias:
+                wide = wide + bias[m]
+            out[p, m] = np.float32(wide)
+    if with_addend or relu:
+        zero, infinity = np.float32(0.0), np.float32(np.inf)
+        for p in range(out.shape[0]):
+            for m in range(out.shape[1]):
+                out[p, m] = _epilogue(out[p, m], addend[m] if with_addend else zero, with_addend, relu)
 
 
 @jit
@@ -92,9 +85,28 @@ def dequantize_channels_first(acc, scale, bias, with_bias, addend, with_addend, 
     for n in range(out.shape[0]):
         for m in range(out.shape[1]):
             for q in range(pixels):
-                out[n, m, q] = _dequantized(acc[n * pixels + q, m], scale[m], bias[m] if with_bias else 0.0,
-                                            with_bias, addend[m] if with_addend else np.float32(0.0), with_addend,
-                                            relu)
+                wide = np.float64(acc[n * pixels + q, m]) * scale[m]
+                if with_bias:
+                    wide = wide + bias[m]
+                out[n, m, q] = np.float32(wide)
+    if with_addend or relu:
+        zero = np.float32(0.0)
+        for n in range(out.shape[0]):
+            for m in range(out.shape[1]):
+                shift = addend[m] if with_addend else zero
+                for q in range(pixels):
+                    out[n, m, q] = _epilogue(out[n, m, q], shift, with_addend, relu)
+
+
+@numba.njit(inline="always")
+def _epilogue(value, shift, with_addend, relu):
+    """A dequantized float32 value, + shift in float32, then relu's clip (−0 and NaN kept), as the add and relu steps
+    compute them: a second pass over the output, which keeps the dequantize's own loop as fast as alone."""
+    if with_addend:
+        value = value + shift
+    if relu:
+        value = _clamped(value, np.float32(0.0), np.float32(np.inf))
+    return value
 
 
 # Eigen's odd rational approximations, p(v²)·v / q(v²) on v clamped to ±bound, by Horner's rule with float32

@@ -13,11 +13,11 @@ import pytest
 
 from rcc.compiler.driver import compile_model
 from rcc.ir.inputs import random_inputs
-from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, dequantizer, im2col, im2col_sources, quantize,
-                             quantizer, quantizer_constants)
+from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, dequantizer, im2col, im2col_sources,
+                             im2col_taps_first, quantize, quantizer, quantizer_constants)
 from rcc.runtime.compiled_steps import (VECTOR_KERNELS, dense_taps_step, dequantize_step, depthwise_step, gather_step,
                                         levels_step)
-from rcc.runtime.instructions import vector_step
+from rcc.runtime.instructions import im2col_index, vector_step
 from rcc.runtime.fusion import pass_on
 from rcc.runtime.machine import Machine
 from rcc.runtime.straight_line import straight_line
@@ -286,6 +286,20 @@ def test_a_compiled_gather_is_im2col(seed: int, dtype: type) -> None:
     assert _identical(step([x.astype(np.int64)])[0], im2col(x.astype(np.int64), **attrs))
     step([np.concatenate([x] * 3)])
     assert calls == [np.dtype(np.int64), np.dtype(dtype)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_compiled_gather_writes_taps_first_columns_and_keeps_to_its_limit(seed: int) -> None:
+    """`im2col_index`: the taps-first columns' index gathers what `im2col_taps_first` copies; beyond its limit it
+    gives no index (the numpy copies run)."""
+    rng = np.random.default_rng(500 + seed)
+    attrs = _geometry(rng, strides=True)
+    x = rng.integers(-128, 128, (1, int(rng.integers(2, 20)), int(rng.integers(6, 16)),
+                                 int(rng.integers(6, 16)))).astype(np.float32)
+    columns = im2col_taps_first(x, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"])
+    step = gather_step(im2col_index(attrs, columns.size, taps_first=True), lambda ops: [None])
+    assert _identical(step([x])[0], columns)
+    assert im2col_index(attrs, columns.size - 1)(x.shape) is None
 
 
 ZOO = sorted(path.stem for path in (ROOT / "models").glob("*.onnx"))
