@@ -263,23 +263,18 @@ def _product_rows(out: np.ndarray, keep_float: bool) -> list[np.ndarray]:
 
 
 def gather_step(sources_for: Callable[[tuple[int, ...]], np.ndarray | None], fallback: Step) -> Step:
-    """An im2col run as one gather (`runtime/instructions.py` `_prepare_im2col`) in one pass: `sources_for(shape)`
-    is the flat index of an input of that shape (None: the numpy step's own choice, a plain im2col), kept here as
-    int32. float32 and int32 inputs (the levels and integers a quantize gives); other dtypes go to numpy."""
+    """An im2col run as one gather (`runtime/instructions.py` `im2col_index`) in one pass: `sources_for(shape)` is
+    the flat int64 index of an input of that shape (kept by its maker; None: the numpy step's copies). float32 and
+    int32 inputs (the levels and integers a quantize gives); other dtypes go to numpy."""
     from rcc.runtime.step_kernels import gather_cells
-    indices: dict[tuple[int, ...], np.ndarray | None] = {}
 
     def run(operands: list[np.ndarray]) -> list[np.ndarray]:
         x = operands[0]
-        if x.shape not in indices:
-            sources = sources_for(x.shape)
-            indices[x.shape] = None if sources is None else (sources.shape, sources.reshape(-1).astype(np.int32))
-        index = indices[x.shape]
+        index = sources_for(x.shape)
         if index is None or x.dtype not in _GATHERED_DTYPES or not x.flags.c_contiguous:
             return fallback(operands)
-        shape, flat = index
-        out = np.empty(shape, x.dtype)
-        gather_cells(x.reshape(-1), flat, out.reshape(-1))
+        out = np.empty(index.shape, x.dtype)
+        gather_cells(x.reshape(-1), index.reshape(-1), out.reshape(-1))
         return [out]
     return run
 

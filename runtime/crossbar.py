@@ -157,8 +157,6 @@ class CrossbarGroup:
         float32 when rows·max|x|·max|w| < 2^24 (else float64), summed in float64."""
         g = self.mapping
         x_max = float(_value_range(x, x_range)[1]) if self.integer else 0.0
-        exact32 = g.xbar_rows * x_max * self.weight_max < EXACT_FLOAT32
-        dtype = np.float32 if self.integer and exact32 else np.float64
         self._gather_blocks()
         if self._packed_dense is not None:
             dense, dense32, dense_max = self._packed_dense
@@ -167,6 +165,8 @@ class CrossbarGroup:
                 if bound < EXACT_FLOAT32:
                     return np.matmul(x.astype(np.float32, copy=False), dense32).astype(np.int64)
                 return np.matmul(x.astype(np.float64, copy=False), dense).astype(np.int64)
+        exact32 = g.xbar_rows * x_max * self.weight_max < EXACT_FLOAT32
+        dtype = np.float32 if self.integer and exact32 else np.float64
         total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
         inputs = x.astype(dtype)
         for rows, cols, block in self._block_weights:
@@ -184,8 +184,8 @@ class CrossbarGroup:
 
     def _blocks_as_dense(self) -> tuple[np.ndarray, np.ndarray, float] | None:
         """Integer mode: the packed blocks' cells added into one [G·K, G·M] matrix and its largest magnitude, when
-        it holds at most DENSE_PACKED_ELEMENTS (float64, and in float32); x · it is Σ over blocks of x[:, rows] · block, scattered (the same
-        integers when the GEMM is exact). None for a larger one."""
+        it holds at most DENSE_PACKED_ELEMENTS (float64, and in float32); x · it is Σ over blocks of x[:, rows] ·
+        block, scattered (the same integers when the GEMM is exact). None for a larger one."""
         g = self.mapping
         if g.groups * g.rows * g.groups * g.outputs > DENSE_PACKED_ELEMENTS:
             return None
@@ -220,9 +220,10 @@ class CrossbarGroup:
     def exact_product(self, x_range: tuple[int, int], row_order: np.ndarray | None = None):
         """`exact_values(x, x_range, row_order)` prepared for inputs known to lie in `x_range`: when that range
         proves one float32 GEMM exact (rows·max|x|·max|w| < 2^24), the GEMM alone (the same float32 product,
-        without re-deciding per call); else `exact_values`."""
+        without re-deciding per call); else `exact_values`. A packed layer: `_packed_exact_product`."""
         g = self.mapping
-        if self.blocks is not None:
+        if self.blocks is not None:   # its blocks' rows are the layer's: no row order (fusion asks for none)
+            assert row_order is None, "a packed layer's product takes its rows in the layer's order"
             return self._packed_exact_product(x_range)
         if not self.single_gemm_exact(x_range):
             return lambda x: self.exact_values(x, x_range, row_order)

@@ -235,8 +235,8 @@ def gathers_im2col(instruction: Instruction) -> bool:
 
 def _prepare_im2col(machine, instruction: Instruction) -> Step:
     """An im2col that `gathers_im2col` runs as one gather through an index prepared per input shape
-    (`im2col_sources`); others copy tap by tap (`ir.ops.xbar.im2col`). Compiled, any of up to
-    COMPILED_GATHER_ELEMENTS elements is a gather (`runtime/compiled_steps.py` gather_step)."""
+    (`im2col_sources`); others copy tap by tap (`ir.ops.xbar.im2col`). Compiled (`runtime/compiled_steps.py`
+    gather_step), those gather in one pass, and the others too up to COMPILED_GATHER_ELEMENTS elements."""
     attrs = {k: instruction.attrs[k] for k in ("kernel", "strides", "pads", "dilations")}
     if not gathers_im2col(instruction):
         copy = lambda operands: [im2col(operands[0], **attrs)]   # noqa: E731

@@ -71,7 +71,7 @@ def dequantize_rows(acc, scale, bias, with_bias, addend, with_addend, relu, out)
                 wide = wide + bias[m]
             out[p, m] = np.float32(wide)
     if with_addend or relu:
-        zero, infinity = np.float32(0.0), np.float32(np.inf)
+        zero = np.float32(0.0)
         for p in range(out.shape[0]):
             for m in range(out.shape[1]):
                 out[p, m] = _epilogue(out[p, m], addend[m] if with_addend else zero, with_addend, relu)

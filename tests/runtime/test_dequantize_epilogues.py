@@ -1,6 +1,6 @@
 """A dequantize's epilogue (`runtime/fusion.py` `_dequantize_epilogues`): the add of a per-channel constant and a
-relu, done by the dequantize step (in its compiled form, one pass) while the add and relu pass its values on; the
-same bits as the steps one after another, and taken only where nothing else reads what it skips."""
+relu, done by the dequantize step (in its compiled form, within its kernel call) while the add and relu pass its
+values on; the same bits as the steps one after another, and taken only where nothing else reads what it skips."""
 
 from __future__ import annotations
 
