@@ -251,9 +251,26 @@ def _check_mvm(program, instruction, label: str, operand_types: list[TensorType]
         raise ProgramError(f"{label}: weights exceed ±{target.weight_max} ({target.weight_bits}-bit)")
     if len(instruction.src) == 4 and weights.ndim == 3:
         row_map, col_map = (program.constants[name] for name in instruction.src[2:])
-        if row_map.size and (row_map.min() < -1 or row_map.max() >= weights.shape[1]) or \
-                col_map.size and (col_map.min() < -1 or col_map.max() >= weights.shape[2]):
+        if not _blocks_in_their_groups(row_map, col_map, weights.shape):
             raise ProgramError(f"{label}: row_map/col_map index rows or outputs the weights do not have")
+
+
+def _blocks_in_their_groups(row_map: np.ndarray, col_map: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether every block (a row of each map, −1 padding) holds rows and outputs of one group of weights [G, K, M]:
+    rows g·K + r and outputs g·M + c (the layer's numbering, as `backends.mapping.array_blocks` reads them), g the
+    group of its first output."""
+    groups, k, m = shape
+    if row_map.ndim != 2 or col_map.ndim != 2 or len(row_map) != len(col_map):
+        return False
+    for rows, cols in zip(row_map, col_map):
+        if rows.size and rows.min() < -1 or cols.size and cols.min() < -1:
+            return False
+        rows, cols = rows[rows >= 0], cols[cols >= 0]
+        group = int(cols[0]) // m if cols.size else 0
+        if group >= groups or rows.size and (rows.min() < group * k or rows.max() >= (group + 1) * k) or \
+                cols.size and cols.max() >= (group + 1) * m:
+            return False
+    return True
 
 
 def _check_crossbar_settings(attrs: dict, label: str) -> Target:

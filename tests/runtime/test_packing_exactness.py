@@ -137,3 +137,57 @@ def test_every_packing_mode_runs_the_pruned_zoo_model_identically(precision) -> 
                 np.testing.assert_allclose(packed_acc, acc, rtol=1e-4, atol=1e-5)
         assert arrays[mode] < arrays["dense"]
     assert arrays["best"] <= arrays["kmeans"] and arrays["best"] <= arrays["compact"]
+
+
+def _grouped_sparse_conv(path, groups: int, seed: int) -> str:
+    """A Conv of `groups` groups (16 channels per group into 16, 3×3) with 85% of its weights pruned."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    weights = rng.standard_normal((16 * groups, 16, 3, 3)).astype(np.float32)
+    weights[rng.random(weights.shape) < 0.85] = 0
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], group=groups, kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["y"])], "grouped",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16 * groups, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16 * groups, 8, 8])],
+        [numpy_helper.from_array(weights, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("groups", [2, 4])
+def test_a_packed_grouped_layer_runs_as_its_dense_tiling(tmp_path, groups: int) -> None:
+    """A grouped layer's blocks number its rows and outputs across groups (g·K + r, g·M + c): the machine takes
+    such maps (it refused them once) and its accumulators, fused, compiled and traced, are the dense tiling's."""
+    path = _grouped_sparse_conv(tmp_path / "grouped.onnx", groups, seed=groups)
+    target = Target(xbar_rows=32, xbar_cols=32)
+    runs = {}
+    for mode in ["dense", *MODES]:
+        compiled = compile_model(path, target, "int", packing=mode)
+        machine = Machine(compiled.program)
+        if mode != "dense":
+            assert any(getattr(group, "blocks", None) is not None and group.mapping.groups == groups
+                       for group in machine.crossbars.values())
+        inputs = random_inputs(compiled.graph, 2)
+        traced = machine.run(inputs, trace=True)
+        machine.plan.compile_after_seconds = 0.0
+        quick = [machine.run(inputs).outputs for _ in range(2)]
+        assert all(np.array_equal(run["y"], traced.outputs["y"]) for run in quick)
+        runs[mode] = traced
+    for mode in MODES:
+        for name, (x, acc) in runs["dense"].mvm_trace.items():
+            assert np.array_equal(runs[mode].mvm_trace[name][0], x) and np.array_equal(runs[mode].mvm_trace[name][1], acc)
+
+
+@pytest.mark.parametrize("row_map, col_map, holds", [
+    ([[0, 3, -1]], [[0, 2, -1]], True),       # group 0: rows 0-3, outputs 0-2
+    ([[4, 7]], [[3, 5]], True),               # group 1: rows 4-7, outputs 3-5
+    ([[3, 4]], [[0, 1]], False),              # row 4 is group 1's, its outputs group 0's
+    ([[0]], [[2, 3]], False),                 # outputs of two groups
+    ([[0]], [[6]], False),                    # a third group's output
+    ([[-2]], [[0]], False),                   # below the padding's −1
+])
+def test_the_program_check_takes_blocks_within_one_group(row_map: list, col_map: list, holds: bool) -> None:
+    from rcc.backends.program_schema import _blocks_in_their_groups
+    assert _blocks_in_their_groups(np.array(row_map), np.array(col_map), (2, 4, 3)) is holds
