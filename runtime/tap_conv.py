@@ -13,8 +13,8 @@ BLAS thread: 16 channels at 32×32 147 → 95 µs, 8 at 64×64 266 → 169, 32 a
 34 → 49 and 6 at 10×10 26 → 57, so those keep im2col), and not on columns small enough for im2col's gather
 (`runtime/instructions.py` SMALL_IM2COL_ELEMENTS: 16 channels at 16×16 into 3, 2×2 taps, 25 µs against 13 for
 the gather and its GEMM). A pointwise (1×1, unpadded) layer always goes this way: its GEMM reads the input's
-pixels transposed, where im2col would copy them. A layer with few input channels for its outputs (FEW_CHANNEL_OUTPUTS)
-goes tap by tap in its compiled form (`runtime/compiled_steps.py` dense_taps_step), channels first, where numpy's
+pixels transposed, where im2col would copy them. A layer with few outputs (FEW_OUTPUTS) goes tap by tap in its
+compiled form (`runtime/compiled_steps.py` dense_taps_step), channels first, where numpy's
 calls would be too many and too small.
 """
 
@@ -28,10 +28,12 @@ from rcc.runtime.instructions import SMALL_IM2COL_ELEMENTS
 
 TAP_MIN_CHANNELS = 8
 TAP_MIN_PIXELS = 256
-# Up to this many input channels × outputs a stride-1 layer's compiled tap-by-tap product beats the gathered
-# columns and a GEMM (measured, one BLAS thread, against numpy's gather: 1 channel at 28×28 into 6, 5×5, 37 → 14 µs;
-# 4 at 16×16 into 8, 3×3, 25 → 10; 3 at 32×32 into 16 and 6 at 14×14 into 16: equal; 3 at 32×32 into 64: 91 → 224).
-FEW_CHANNEL_OUTPUTS = 32
+# Up to this many outputs a stride-1 layer's compiled tap-by-tap product beats, or equals, the compiled gather of its
+# columns and a GEMM, whatever its channels (measured, one BLAS thread, medians, µs, gather+GEMM → taps: 16 channels
+# at 16×16 into 3, 2×2 17 → 8 and 3×3 31 → 14; 32 at 16×16 into 4 58 → 34; 1 at 28×28 into 6, 5×5, 23 → 13; 8 at
+# 32×32 into 8 78 → 50; 16 at 16×16 into 8 33 → 33; 64 at 8×8 into 5 32 → 33; but into 16 outputs: 32 at 8×8
+# 13 → 26, 3 at 32×32 30 → 48, 6 at 14×14 17 → 31).
+FEW_OUTPUTS = 8
 DEPTHWISE_MIN_OUTPUTS = 1024   # outputs (N·oh·ow·G·mult) from which a depthwise layer goes tap by tap
 CHANNELS_FIRST_PIXELS = 256  # output plane from which a depthwise layer goes channels first
 SPREAD_TILINGS = 2           # input shapes whose tiled weights a depthwise layer keeps
@@ -53,12 +55,11 @@ class TapConvolution:
         (kh, kw), (dh, dw), p = self.kernel, self.dilations, self.pads
         return shape[2] + p[0] + p[2] - dh * (kh - 1), shape[3] + p[1] + p[3] - dw * (kw - 1)
 
-    def few_channels(self, shape: tuple[int, ...]) -> bool:
-        """Whether an input of `shape` has so few channels for the layer's outputs (C·M at most FEW_CHANNEL_OUTPUTS,
-        two taps or more) that the compiled product (`runtime/compiled_steps.py` dense_taps_step) beats the
-        columns' gather and a GEMM."""
-        return not self.pointwise and shape[1] * self.outputs <= FEW_CHANNEL_OUTPUTS and \
-            self.kernel[0] * self.kernel[1] > 1
+    @property
+    def few_outputs(self) -> bool:
+        """Whether the layer has so few outputs (at most FEW_OUTPUTS, two taps or more) that its compiled product
+        (`runtime/compiled_steps.py` dense_taps_step) beats the columns' gather and a GEMM."""
+        return not self.pointwise and self.outputs <= FEW_OUTPUTS and self.kernel[0] * self.kernel[1] > 1
 
     def suits(self, shape: tuple[int, ...]) -> bool:
         """Whether an input of `shape` [N, C, H, W] has channels and output pixels enough for taps to pay (a

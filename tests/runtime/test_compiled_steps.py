@@ -21,7 +21,7 @@ from rcc.runtime.instructions import im2col_index, vector_step
 from rcc.runtime.fusion import pass_on
 from rcc.runtime.machine import Machine
 from rcc.runtime.straight_line import straight_line
-from rcc.runtime.tap_conv import FEW_CHANNEL_OUTPUTS, DepthwiseTaps, TapConvolution, tap_product_of
+from rcc.runtime.tap_conv import FEW_OUTPUTS, DepthwiseTaps, TapConvolution, tap_product_of
 from tests.conftest import ROOT
 from tests.runtime.test_machine_fast_paths import _layer
 
@@ -244,19 +244,19 @@ def _geometry(rng: np.random.Generator, strides: bool) -> dict:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_a_compiled_dense_tap_product_is_the_im2col_product(seed: int) -> None:
-    """Stride-1 layers with few channels (C·M up to FEW_CHANNEL_OUTPUTS), random kernels, pads (also uneven),
-    dilations and batch sizes: the same float32 integers as the product of the im2col columns; layers with more
-    channels, and int32 levels, take the numpy step."""
+    """Stride-1 layers with few outputs (up to FEW_OUTPUTS) and any channels, random kernels, pads (also uneven),
+    dilations and batch sizes: the same float32 integers as the product of the im2col columns; int32 levels, and
+    layers with more outputs, take the numpy step."""
     rng = np.random.default_rng(300 + seed)
-    n, c = int(rng.integers(1, 3)), int(rng.integers(1, 5))
-    m = int(rng.integers(1, FEW_CHANNEL_OUTPUTS // c + 1))
+    n = int(rng.integers(1, 3))
+    c, m = int(rng.integers(1, 40)), int(rng.integers(1, FEW_OUTPUTS + 1))
     attrs = _geometry(rng, strides=False)
     taps = attrs["kernel"][0] * attrs["kernel"][1]
     x = rng.integers(-128, 128, (n, c, int(rng.integers(3, 20)), int(rng.integers(5, 20)))).astype(np.int32)
     layer = _layer(rng, c * taps, m, x, rng.integers(-127, 128, (1, c * taps, m)))
     expected = layer.exact_product((-128, 127))(im2col(x, **attrs))
     tap = tap_product_of(layer, attrs)
-    assert isinstance(tap, TapConvolution) and tap.few_channels(x.shape)
+    assert isinstance(tap, TapConvolution) and tap.few_outputs
     numpy_calls = []
     numpy_step = lambda ops: numpy_calls.append(1) or [layer.exact_product((-128, 127))(im2col(ops[0], **attrs))]  # noqa: E731
     for keep_float in (True, False):
@@ -264,9 +264,10 @@ def test_a_compiled_dense_tap_product_is_the_im2col_product(seed: int) -> None:
         assert got.dtype == (np.float32 if keep_float else np.int64) and np.array_equal(got, expected)
     assert not numpy_calls
     dense_taps_step(tap, True, numpy_step)([x])
-    wide = np.concatenate([x] * (FEW_CHANNEL_OUTPUTS // m + 1), axis=1).astype(np.float32)
-    assert not tap.few_channels(wide.shape)
-    dense_taps_step(tap, True, lambda ops: numpy_calls.append(2) or [None])([wide])
+    wide = tap_product_of(_layer(rng, c * taps, FEW_OUTPUTS + 1, x, rng.integers(-127, 128, (1, c * taps, FEW_OUTPUTS + 1))),
+                          attrs)
+    assert not wide.few_outputs
+    dense_taps_step(wide, True, lambda ops: numpy_calls.append(2) or [None])([x.astype(np.float32)])
     assert numpy_calls == [1, 2]
 
 
