@@ -284,15 +284,18 @@ _GATHERED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32))
 
 def dense_taps_step(taps, keep_float: bool, fallback: Step) -> Step:
     """A dense stride-1 layer's product from its im2col's input (`runtime/tap_conv.py` TapConvolution `taps`) in one
-    pass, for layers with few outputs (`TapConvolution.few_outputs`; others take `fallback`); [N·oh·ow, M] as the layer's product orders
-    it (for N = 1 the transposed view of the channels-first sums, as `depthwise_step` gives them)."""
+    pass, for a layer with few outputs (`TapConvolution.few_outputs`; another keeps `fallback`); [N·oh·ow, M] as the
+    layer's product orders it (for N = 1 the transposed view of the channels-first sums, as `depthwise_step` gives
+    them)."""
+    if not taps.few_outputs:
+        return fallback
     from rcc.runtime.step_kernels import dense_taps
     weights = np.ascontiguousarray(np.stack(taps.tap_weights, axis=1).reshape(-1, taps.outputs).T, np.float32)
     geometry = (tuple(map(int, taps.kernel)), tuple(map(int, taps.dilations)), (int(taps.pads[0]), int(taps.pads[1])))
 
     def run(operands: list[np.ndarray]) -> list[np.ndarray]:
         x = operands[0]
-        if not _takes(x) or x.ndim != 4 or not taps.few_outputs:
+        if not _takes(x) or x.ndim != 4:
             return fallback(operands)
         oh, ow = taps.output_size(x.shape)
         out = np.empty((x.shape[0], taps.outputs, oh, ow), np.float32)

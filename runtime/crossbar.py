@@ -158,13 +158,9 @@ class CrossbarGroup:
         g = self.mapping
         x_max = float(_value_range(x, x_range)[1]) if self.integer else 0.0
         self._gather_blocks()
-        if self._packed_dense is not None:
-            dense, dense32, dense_max = self._packed_dense
-            bound = dense.shape[0] * x_max * dense_max
-            if bound < _EXACT_FLOAT64:   # every sum is an integer the GEMM holds exactly: the blocks' sum
-                if bound < EXACT_FLOAT32:
-                    return np.matmul(x.astype(np.float32, copy=False), dense32).astype(np.int64)
-                return np.matmul(x.astype(np.float64, copy=False), dense).astype(np.int64)
+        dense_product = self._dense_sum_product(x_max)
+        if dense_product is not None:
+            return dense_product(x).astype(np.int64)
         exact32 = g.xbar_rows * x_max * self.weight_max < EXACT_FLOAT32
         dtype = np.float32 if self.integer and exact32 else np.float64
         total = np.zeros((x.shape[0], g.groups * g.outputs), dtype=np.float64)
@@ -238,19 +234,27 @@ class CrossbarGroup:
         For x in `x_range`, x · the blocks' dense sum is one float32 GEMM when rows·max|x|·max|w| < 2^24, one float64
         GEMM below 2^53 (every partial sum an exact integer: the blocks' sum); else the blocks one by one."""
         self._gather_blocks()
-        if self._packed_dense is not None:
-            dense, dense32, dense_max = self._packed_dense
-            bound = dense.shape[0] * float(_value_range(None, x_range)[1]) * dense_max
-            if bound < EXACT_FLOAT32:
-                return lambda x: np.matmul(x.astype(np.float32, copy=False), dense32)
-            if bound < _EXACT_FLOAT64:
-                return lambda x: np.matmul(x.astype(np.float64, copy=False), dense)
-        return lambda x: self._block_product(x, x_range)
+        dense_product = self._dense_sum_product(float(_value_range(None, x_range)[1]))
+        return dense_product or (lambda x: self._block_product(x, x_range))
+
+    def _dense_sum_product(self, x_max: float):
+        """x · the packed blocks' dense sum for integer x up to `x_max` in magnitude, when that GEMM is exact (every
+        partial sum an integer below 2^24 in float32, else below 2^53 in float64: the blocks' sum); else None."""
+        if self._packed_dense is None:
+            return None
+        dense, dense32, dense_max = self._packed_dense
+        bound = dense.shape[0] * x_max * dense_max
+        if bound < EXACT_FLOAT32:
+            return lambda x: np.matmul(x.astype(np.float32, copy=False), dense32)
+        if bound < _EXACT_FLOAT64:
+            return lambda x: np.matmul(x.astype(np.float64, copy=False), dense)
+        return None
 
     def single_gemm_exact(self, x_range: tuple[int, int]) -> bool:
         """Whether, for every x in `x_range`, x · W is one exact float32 GEMM of the layer's weight matrix (a dense
         layer): rows·max|x|·max|w| < 2^24 bounds every partial sum, in any order and over any subset of the rows."""
-        return self.blocks is None and self.mapping.rows * float(_value_range(None, x_range)[1]) * self.weight_max < EXACT_FLOAT32
+        return self.blocks is None and \
+            self.mapping.rows * float(_value_range(None, x_range)[1]) * self.weight_max < EXACT_FLOAT32
 
     def _reordered(self, row_order: np.ndarray) -> np.ndarray:
         """The float32 weights with their rows in `row_order` (kept: the first order asked for)."""

@@ -29,7 +29,8 @@ from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, im2co
 from rcc.runtime.compiled_steps import (compilable, compiled, dense_taps_step, depthwise_step, dequantize_step,
                                         gather_step, levels_step)
 from rcc.runtime.crossbar import CrossbarGroup
-from rcc.runtime.instructions import COMPILED_GATHER_ELEMENTS, gathers_im2col, im2col_index
+from rcc.runtime.instructions import (COMPILED_GATHER_ELEMENTS, constant_dequantize_terms, gathers_im2col,
+                                     im2col_index)
 from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
 
 
@@ -114,14 +115,6 @@ def pass_on(operands: list[np.ndarray]) -> list[np.ndarray]:
 CHANNELS_FIRST_ELEMENTS = 1 << 17   # largest dequantize given channels first (its float64 temporary: 1 MiB)
 
 
-def _constant_terms(machine, instruction) -> tuple | None:
-    """A dequantize's (scale, bias or None, input_scale) when its scales and bias are program constants, else None."""
-    constants, names = machine.program.constants, instruction.src[1:]
-    if not all(name in constants for name in names):
-        return None
-    return (constants[names[0]], constants[names[1]] if len(names) > 1 else None, instruction.attrs["input_scale"])
-
-
 def _dequantize_channels_first(machine, steps: list, single: list, readers: Counter, position: dict) -> dict:
     """In `single`: a dequantize with constant scales read only by a reshape to [N, H, W, M] read only by a
     transpose to [N, M, H, W] gives its values in that layout directly (transposed as they are widened to float64:
@@ -139,8 +132,8 @@ def _dequantize_channels_first(machine, steps: list, single: list, readers: Coun
             continue
         dequantize = steps[position[reshape.instruction.src[0]]]
         shape = tuple(reshape.instruction.shapes[0])
-        terms = _constant_terms(machine, dequantize.instruction) if dequantize.instruction.opcode == "dequantize" \
-            else None
+        terms = constant_dequantize_terms(machine, dequantize.instruction) \
+            if dequantize.instruction.opcode == "dequantize" else None
         if terms is None or readers[reshape.instruction.src[0]] != 1 or len(shape) != 4 or \
                 math.prod(shape) > CHANNELS_FIRST_ELEMENTS:
             continue
@@ -166,7 +159,8 @@ def _dequantize_epilogues(machine, steps: list, single: list, readers: Counter,
     reader = {name: j for j, step in enumerate(steps) for name in step.instruction.src}
     constants = machine.program.constants
     for k, step in enumerate(steps):
-        terms = _constant_terms(machine, step.instruction) if step.instruction.opcode == "dequantize" else None
+        terms = constant_dequantize_terms(machine, step.instruction) if step.instruction.opcode == "dequantize" \
+            else None
         if terms is None:
             continue
         layout, name = layouts.get(k, (None, step.instruction.dst[0]))
@@ -264,8 +258,7 @@ def _taps_first_cols(attrs: dict):
     """Taps-first columns; compiled, as a gather where it beats the copies (`runtime/instructions.py`)."""
     kernel, strides, pads, dilations = attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"]
     copy = lambda operands: [im2col_taps_first(operands[0], kernel, strides, pads, dilations)]   # noqa: E731
-    geometry = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations}
-    return compilable(copy, lambda: gather_step(im2col_index(geometry, COMPILED_GATHER_ELEMENTS, taps_first=True), copy))
+    return compilable(copy, lambda: gather_step(im2col_index(attrs, COMPILED_GATHER_ELEMENTS, taps_first=True), copy))
 
 
 def _levels(attrs: dict):

@@ -267,14 +267,14 @@ def im2col_index(attrs: dict, limit: int, taps_first: bool = False):
     columns taps first, `ir.ops.xbar.taps_first_order`, if `taps_first`), kept per shape; None where the columns
     hold more than `limit` elements."""
     (kh, kw), (sh, sw), pads, (dh, dw) = attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"]
+    geometry = ((kh, kw), (sh, sw), pads, (dh, dw))
     sources: dict[tuple[int, ...], np.ndarray | None] = {}
 
     def sources_for(shape: tuple[int, ...]) -> np.ndarray | None:
         if shape not in sources:
             pixels = conv_output_size(shape[2], kh, sh, pads[0], pads[2], dh) * \
                 conv_output_size(shape[3], kw, sw, pads[1], pads[3], dw)
-            index = None if shape[0] * pixels * shape[1] * kh * kw > limit else \
-                im2col_sources(shape, *attrs.values())
+            index = None if shape[0] * pixels * shape[1] * kh * kw > limit else im2col_sources(shape, *geometry)
             if index is not None and taps_first:
                 index = np.ascontiguousarray(index[:, taps_first_order(shape[1], kh * kw)])
             sources[shape] = index
@@ -289,15 +289,23 @@ def _prepare_quantize(machine, instruction: Instruction) -> Step:
     return compilable(step, lambda: levels_step(*constants, step, np.int32))
 
 
+def constant_dequantize_terms(machine, instruction: Instruction) -> tuple | None:
+    """A dequantize's (scale, bias or None, input_scale) when its scales and bias are program constants (as the
+    compiler emits them), else None."""
+    constants, names = machine.program.constants, instruction.src[1:]
+    if not all(name in constants for name in names):
+        return None
+    return (constants[names[0]], constants[names[1]] if len(names) > 1 else None, instruction.attrs["input_scale"])
+
+
 def _prepare_dequantize(machine, instruction: Instruction) -> Step:
-    """Scales and bias that are program constants (as the compiler emits them) are combined once."""
-    constants, input_scale = machine.program.constants, instruction.attrs["input_scale"]
-    if not all(name in constants for name in instruction.src[1:]):
+    """Scales and bias that are program constants are combined once."""
+    terms = constant_dequantize_terms(machine, instruction)
+    if terms is None:
         return _attr_call(dequantize, ("input_scale",))(machine, instruction)
-    scale, bias = constants[instruction.src[1]], constants[instruction.src[2]] if len(instruction.src) > 2 else None
-    run = dequantizer(scale, bias, input_scale)
+    run = dequantizer(*terms)
     step = lambda operands: [run(operands[0])]   # noqa: E731
-    return compilable(step, lambda: dequantize_step(*dequantize_terms(scale, bias, input_scale), step))
+    return compilable(step, lambda: dequantize_step(*dequantize_terms(*terms), step))
 
 
 def _prepare_load(machine, instruction: Instruction) -> Step:

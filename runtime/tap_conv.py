@@ -66,10 +66,9 @@ class TapConvolution:
         pointwise layer's always do: it reads the input's pixels as they lie, without a copy)."""
         if self.pointwise:
             return True
-        (kh, kw), (dh, dw), p = self.kernel, self.dilations, self.pads
-        pixels = (shape[2] + p[0] + p[2] - dh * (kh - 1)) * (shape[3] + p[1] + p[3] - dw * (kw - 1))
-        return shape[1] >= TAP_MIN_CHANNELS and pixels >= TAP_MIN_PIXELS and \
-            shape[0] * pixels * shape[1] * kh * kw > SMALL_IM2COL_ELEMENTS
+        oh, ow = self.output_size(shape)
+        return shape[1] >= TAP_MIN_CHANNELS and oh * ow >= TAP_MIN_PIXELS and \
+            shape[0] * oh * ow * shape[1] * self.kernel[0] * self.kernel[1] > SMALL_IM2COL_ELEMENTS
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x · W [N·oh·ow, M] in float32 for integer x [N, C, H, W] (float32 levels or int32)."""
@@ -79,7 +78,7 @@ class TapConvolution:
             pixels = x.astype(np.float32, copy=False).reshape(n, c, h * w).transpose(0, 2, 1)
             return np.matmul(pixels, self.tap_weights[0]).reshape(n * h * w, -1)
         hp, wp = h + p[0] + p[2], w + p[1] + p[3]
-        oh, ow = hp - dh * (kh - 1), wp - dw * (kw - 1)
+        oh, ow = self.output_size(x.shape)
         padded = np.zeros((n, hp, wp, c), dtype=np.float32)
         padded[:, p[0]:p[0] + h, p[1]:p[1] + w] = x.transpose(0, 2, 3, 1)
         pixels = padded.reshape(n * hp * wp, c)
