@@ -20,7 +20,6 @@ import io
 import json
 import math
 import os
-import secrets
 import signal
 import stat
 import threading
@@ -153,7 +152,7 @@ def _signals_raise() -> Iterator[None]:
 
 def _create_temporary(path: Path) -> tuple[int, Path]:
     while True:
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        temporary = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
         try:  # mode 0o666: the umask decides, as for any file the user creates
             return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
         except FileExistsError:

@@ -11,9 +11,16 @@ into it by pyproject.toml's package-directory table:
 `python -m rcc` runs the command line.
 """
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("rcc")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+def __getattr__(name: str) -> str:
+    """`rcc.__version__`, read from the installed metadata on first use: importing importlib.metadata costs
+    about 45 ms of every command's start-up, and only `--version` and the internal-error line need it."""
+    if name != "__version__":
+        raise AttributeError(f"module 'rcc' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        found = version("rcc")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        found = "0+unknown"
+    globals()["__version__"] = found
+    return found

@@ -13,11 +13,9 @@ import math
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 READ_THREADS = min(2, os.cpu_count() or 1)   # threads programming arrays and reading (unit, chunk) steps
 
@@ -54,6 +52,7 @@ def blas_threads_for(largest_gemm_macs: int) -> int | None:
 
 def _blas_libraries() -> list:
     if "blas" not in _POOL:
+        from threadpoolctl import ThreadpoolController   # 4 ms of start-up: only for runs that set BLAS threads
         _POOL["blas"] = ThreadpoolController()
     return [library for library in _POOL["blas"].lib_controllers if library.user_api == "blas"]
 
@@ -90,5 +89,6 @@ def in_parallel(work, tasks: list[tuple]) -> list:
         if len(tasks) < 2 or READ_THREADS < 2:
             return [work(*task) for task in tasks]
         if "threads" not in _POOL:
+            from concurrent.futures import ThreadPoolExecutor   # 6 ms of start-up: only for parallel reads
             _POOL["threads"] = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="rcc-read")
         return list(_POOL["threads"].map(lambda task: work(*task), tasks))

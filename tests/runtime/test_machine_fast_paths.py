@@ -132,9 +132,11 @@ def test_rcc_run_reports_time_per_inference_for_a_batch(tmp_path, capsys) -> Non
     assert np.load(tmp_path / "out.npz")["logits"].shape == (4, 10)
 
 
-def test_rcc_run_imports_neither_onnx_nor_the_parser() -> None:
-    """Start-up: running a program needs numpy and the op table, not onnx (compiling) or lark (IR text)."""
+def test_rcc_run_imports_only_what_running_needs() -> None:
+    """Start-up: running a program needs numpy and the op table, not onnx (compiling), lark (IR text), the
+    package metadata (only --version), the thread pools (only runs that use them) or the preset reader."""
     probe = ("import sys; import rcc.compiler.commands.run; "
-             "print(sorted(m for m in ('onnx', 'onnxruntime', 'scipy', 'lark') if m in sys.modules))")
+             "print(sorted(m for m in ('onnx', 'onnxruntime', 'scipy', 'lark', 'importlib.metadata', 'threadpoolctl', "
+             "'concurrent.futures', 'importlib.resources', 'secrets') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "[]", done.stdout + done.stderr
