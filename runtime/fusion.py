@@ -112,14 +112,16 @@ def pass_on(operands: list[np.ndarray]) -> list[np.ndarray]:
     return operands[:1]
 
 
-CHANNELS_FIRST_ELEMENTS = 1 << 17   # largest dequantize given channels first (its float64 temporary: 1 MiB)
+CHANNELS_FIRST_ELEMENTS = 1 << 17   # largest dequantize whose numpy form transposes as it widens (a float64 temporary)
 
 
 def _dequantize_channels_first(machine, steps: list, single: list, readers: Counter, position: dict) -> dict:
     """In `single`: a dequantize with constant scales read only by a reshape to [N, H, W, M] read only by a
-    transpose to [N, M, H, W] gives its values in that layout directly (transposed as they are widened to float64:
-    measured 26 µs against 35 for [1024, 16]); the reshape and transpose pass them on. Returns, by such a
-    dequantize's position, its layout [N, H, W, M] and the transpose's result (the buffer holding its values)."""
+    transpose to [N, M, H, W] gives its values in that layout directly (numpy: transposed as they are widened to
+    float64, measured 26 µs against 35 for [1024, 16], up to CHANNELS_FIRST_ELEMENTS, beyond that the dequantize's
+    values transposed; compiled: `compiled_steps.dequantize_step`); the reshape and transpose pass them on.
+    Returns, by such a dequantize's position, its layout [N, H, W, M] and the transpose's result (the buffer
+    holding its values)."""
     layouts: dict[int, tuple[tuple[int, ...], str]] = {}
     for k, step in enumerate(steps):
         instruction = step.instruction
@@ -134,11 +136,14 @@ def _dequantize_channels_first(machine, steps: list, single: list, readers: Coun
         shape = tuple(reshape.instruction.shapes[0])
         terms = constant_dequantize_terms(machine, dequantize.instruction) \
             if dequantize.instruction.opcode == "dequantize" else None
-        if terms is None or readers[reshape.instruction.src[0]] != 1 or len(shape) != 4 or \
-                math.prod(shape) > CHANNELS_FIRST_ELEMENTS:
+        if terms is None or readers[reshape.instruction.src[0]] != 1 or len(shape) != 4:
             continue
-        run = channels_first_dequantizer(*terms, shape)
-        step = lambda operands, run=run: [run(operands[0])]   # noqa: E731
+        if math.prod(shape) <= CHANNELS_FIRST_ELEMENTS:
+            run = channels_first_dequantizer(*terms, shape)
+            step = lambda operands, run=run: [run(operands[0])]   # noqa: E731
+        else:
+            step = lambda operands, run=dequantize.run, shape=shape: [   # noqa: E731
+                np.ascontiguousarray(run(operands)[0].reshape(-1, *shape[1:]).transpose(0, 3, 1, 2))]
         step = compilable(step, lambda step=step, terms=terms, shape=shape:
                           dequantize_step(*dequantize_terms(*terms), step, shape))
         single[position[reshape.instruction.src[0]]] = dataclasses.replace(dequantize, run=step)
