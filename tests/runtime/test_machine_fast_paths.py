@@ -22,7 +22,8 @@ from rcc.compiler.cli import main
 from rcc.compiler.driver import compile_model
 from rcc.ir.inputs import random_inputs
 from rcc.ir.types import TensorType
-from rcc.runtime.crossbar import CrossbarGroup, _largest_column_norm, _partial_sum_bound, grouped_rows
+from rcc.runtime.crossbar import (FEW_ROWS, LARGE_WEIGHTS, CrossbarGroup, _largest_column_norm, _partial_sum_bound,
+                                  grouped_rows)
 from rcc.runtime.machine import Machine, batch_inputs
 from tests.runtime.test_crossbar_exactness import int64_product, mvm_attrs
 
@@ -73,6 +74,32 @@ def test_chunked_product_splits_only_when_needed() -> None:
     rows = grouped_rows(x.astype(np.float32), 1)
     assert _partial_sum_bound(rows, True, 127.0, layer._column_norm) >= 2**24   # one GEMM would not be exact
     assert np.array_equal(layer.run(x), np.full((3, 4), 1500 * 255 * 127))
+
+
+@pytest.mark.parametrize("pixels", [1, 2, 49, FEW_ROWS, FEW_ROWS + 1])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_few_rows_times_large_weights_run_transposed_and_stay_exact(pixels: int, groups: int) -> None:
+    """K·M = 2^20 a group (at LARGE_WEIGHTS): 2 to FEW_ROWS rows run as Wᵀ · xᵀ (its transposed weights kept), one
+    row or more than FEW_ROWS as x · W; the same integers as exact products in every case: the prepared GEMM (inputs
+    up to 15: proven exact once), the bound proven per call (sparse inputs up to 255, K·255·127 > 2^24), and the
+    weights in another row order."""
+    rng = np.random.default_rng(pixels)
+    k, m = 2048, 512
+    w = rng.integers(-127, 128, (groups, k, m))
+    small = rng.integers(0, 16, (pixels, groups * k)).astype(np.int32)
+    sparse = rng.integers(0, 256, (pixels, groups * k)) * (rng.random((pixels, groups * k)) < 0.02)
+    layer = _layer(rng, k, m, small, w)
+    assert layer.matrix[0].size == LARGE_WEIGHTS and layer.single_gemm_exact((0, 15))
+    def reference(x: np.ndarray) -> np.ndarray:   # float64: every sum below 2048·255·127 < 2^53, exact
+        return np.concatenate([x[:, g * k:(g + 1) * k].astype(np.float64) @ w[g].astype(np.float64)
+                               for g in range(groups)], axis=1)
+    expected = reference(small)
+    assert np.array_equal(layer.exact_product((0, 15))(small.astype(np.float32)), expected)
+    assert (layer._weight_rows is not None) == (1 < pixels <= FEW_ROWS)
+    assert np.array_equal(layer.exact_values(sparse.astype(np.float32), (0, 255)), reference(sparse))
+    if groups == 1:
+        order = rng.permutation(k)
+        assert np.array_equal(layer.exact_product((0, 15), order)(small[:, order].astype(np.float32)), expected)
 
 
 @pytest.mark.parametrize("precision", ["int", "float"])
