@@ -30,6 +30,7 @@ from rcc.compiler.driver import compile_model
 from rcc.ir.inputs import random_inputs
 from rcc.ir import interpreter
 from rcc.runtime.counters import PARALLEL, Counts
+from rcc.runtime import crossbar
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.instructions import INSTRUCTIONS
 from rcc.runtime.machine import Machine, target_of
@@ -274,6 +275,20 @@ def test_narrow_adc_matches_naive_simulation(layer: Layer, adc_choice) -> None:
     assert actual.dtype == np.int64
     assert np.array_equal(actual, expected)
     assert np.array_equal(crossbars.run(layer.x), expected)  # the default path of a narrow ADC is sliced
+
+
+@settings(max_examples=30, deadline=None)
+@given(layers(**TINY), st.data(), st.sampled_from([1, 10 ** 9]))
+def test_narrow_adc_on_both_threads_matches_naive_simulation(layer: Layer, adc_choice, batch: int) -> None:
+    """The saturation read on both threads (`PARALLEL_EXCESS` 0: every array in two halves of its vectors), one
+    task a batch or all at once: the naive simulation's values, bit for bit."""
+    adc_bits = adc_choice.draw(st.integers(1, layer.attrs["adc_bits"] - 1))
+    narrow = {**layer.attrs, "adc_bits": adc_bits}
+    expected, _ = naive_crossbars(layer.weights, layer.x, narrow)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(crossbar, "PARALLEL_EXCESS", 0)
+        patch.setattr(crossbar, "EXCESS_BATCH", batch)
+        assert np.array_equal(CrossbarGroup(layer.weights, narrow).run(layer.x, sliced=True), expected)
 
 
 def test_saturating_example_saturates() -> None:
