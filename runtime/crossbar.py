@@ -41,11 +41,13 @@ import numpy as np
 from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 
 CHUNK_ELEMENTS = 1 << 24  # bound on the temporaries of one step (elements)
-# From this many column sums a slice (vectors × saturable columns) the ideal arrays' saturation runs on both threads
-# (VGG-19 at a 6-bit ADC, 2 BLAS threads: 21.7-23.3 s a run serially, 17.5-22.1 with the arrays of 2^20 sums or more
-# read in halves, measured in turns); EXCESS_BATCH bounds the terms held at once (float64: 32 MiB).
+# The ideal arrays' saturation runs on both threads from this many column sums a slice (vectors × saturable columns)
+# and this many vectors: with fewer, halves of a layer's vectors make BLAS calls too small (measured in turns in one
+# process, 6-bit ADC, 2 BLAS threads, seconds a run: VGG-19 serially 24.7, 26.7, 21.9, on both threads 20.3, 24.2,
+# 19.9; ResNet-50, whose layers past its first stage have at most 784 vectors, 4.5-5.3 either way, but 5.3-6.3
+# with every layer split).
 PARALLEL_EXCESS = 1 << 20
-EXCESS_BATCH = 1 << 22
+PARALLEL_VECTORS = 2048
 DENSE_PACKED_ELEMENTS = 1 << 22   # a packed layer's blocks run as one dense GEMM up to this size (32 MiB float64)
 _EXACT_FLOAT64 = 2.0 ** 53
 EXACT_FLOAT32 = 2.0 ** 24  # float32 holds every integer below it
@@ -321,50 +323,40 @@ class CrossbarGroup:
         """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output [P, G·M], over arrays. Per array
         (pair) the column sums of every input slice k are one float32 matmul of the slice's bits [P, rows] with
         both sign arrays' saturable columns side by side (exact: each sum ≤ rows·(2^dac−1)·(2^cell−1) < 2^24);
-        vectors whose active inputs cannot reach A are skipped. A layer of PARALLEL_EXCESS column sums or more a
-        slice reads its arrays on both threads (`threads.in_parallel`), an array of that many alone in two halves of
-        its vectors, at most EXCESS_BATCH terms held at a time; each vector's terms are added in the same order
-        either way, integers in float64, exact."""
+        vectors whose active inputs cannot reach A are skipped. A layer of PARALLEL_EXCESS column sums a slice and
+        PARALLEL_VECTORS vectors or more reads the two halves of its vectors on both threads (`threads.in_parallel`),
+        each into its own rows; each vector's terms are added in the same order either way, integers in float64."""
         from rcc.runtime.threads import in_parallel
 
         g, vectors = self.mapping, x.shape[0]
         excess = np.zeros((vectors, g.groups * g.outputs), dtype=np.float64)
         tiles = self._saturable_tiles()
-        if vectors * sum(tile.levels.shape[1] for tile in tiles) < PARALLEL_EXCESS:
-            for tile in tiles:
-                excess[:, contiguous(tile.group * g.outputs + tile.cols)] += self._tile_excess(x, tile, 0, vectors)
-            return np.rint(excess).astype(np.int64)
-        half = -(-vectors // 2)
-        tasks = [(x, tile, start, stop) for tile in tiles
-                 for start, stop in ([(0, half), (half, vectors)] if vectors * tile.levels.shape[1] >= PARALLEL_EXCESS
-                                     else [(0, vectors)])]
-        while tasks:
-            held, batch = 0, []
-            while tasks and (not batch or held + (tasks[0][3] - tasks[0][2]) * tasks[0][1].cols.size <= EXCESS_BATCH):
-                held += (tasks[0][3] - tasks[0][2]) * tasks[0][1].cols.size
-                batch.append(tasks.pop(0))
-            for (_, tile, start, stop), part in zip(batch, in_parallel(self._tile_excess, batch)):
-                excess[start:stop, contiguous(tile.group * g.outputs + tile.cols)] += part
+        if vectors < PARALLEL_VECTORS or vectors * sum(tile.levels.shape[1] for tile in tiles) < PARALLEL_EXCESS:
+            self._excess_rows(x, tiles, excess)
+        else:
+            half = -(-vectors // 2)
+            in_parallel(self._excess_rows, [(x[:half], tiles, excess[:half]), (x[half:], tiles, excess[half:])])
         return np.rint(excess).astype(np.int64)
 
-    def _tile_excess(self, x: np.ndarray, tile: SaturableTile, start: int, stop: int) -> np.ndarray:
-        """`_saturation_excess`'s terms of one array (pair) for the vectors x[start:stop], [stop − start, outputs]."""
+    def _excess_rows(self, x: np.ndarray, tiles: list[SaturableTile], excess: np.ndarray) -> None:
+        """`_saturation_excess`'s terms of the vectors x, added into their rows of `excess`, array by array."""
         from rcc.runtime.read_kernels import add_excess   # numba's import takes most of a second: only sliced runs
 
         g = self.mapping
         dac_mask = (1 << g.dac_bits) - 1
-        inputs = x[start:stop, tile.group * g.rows + tile.rows].astype(np.int32) + np.int32(g.input_offset)
-        tile_excess = np.zeros((stop - start, tile.cols.size), dtype=np.float64)
-        step = max(1, CHUNK_ELEMENTS // tile.levels.shape[1])
-        for cycle in range(g.input_cycles):
-            bits = ((inputs >> (g.dac_bits * cycle)) & dac_mask).astype(np.float32)
-            active = np.flatnonzero(bits.sum(axis=1) * tile.largest_level > self.adc_max)
-            for first in range(0, active.size, step):
-                chosen = active[first:first + step]
-                sums = np.matmul(bits if chosen.size == bits.shape[0] else bits[chosen], tile.levels)  # exact
-                add_excess(sums, np.float32(self.adc_max), tile.block_weights, 2.0 ** (g.dac_bits * cycle),
-                           chosen, tile_excess)
-        return tile_excess
+        for tile in tiles:
+            inputs = x[:, tile.group * g.rows + tile.rows].astype(np.int32) + np.int32(g.input_offset)
+            tile_excess = np.zeros((x.shape[0], tile.cols.size), dtype=np.float64)
+            step = max(1, CHUNK_ELEMENTS // tile.levels.shape[1])
+            for cycle in range(g.input_cycles):
+                bits = ((inputs >> (g.dac_bits * cycle)) & dac_mask).astype(np.float32)
+                active = np.flatnonzero(bits.sum(axis=1) * tile.largest_level > self.adc_max)
+                for start in range(0, active.size, step):
+                    chosen = active[start:start + step]
+                    sums = np.matmul(bits if chosen.size == x.shape[0] else bits[chosen], tile.levels)  # exact
+                    add_excess(sums, np.float32(self.adc_max), tile.block_weights, 2.0 ** (g.dac_bits * cycle),
+                               chosen, tile_excess)
+            excess[:, contiguous(tile.group * g.outputs + tile.cols)] += tile_excess
 
     def _saturable_tiles(self) -> list[SaturableTile]:
         """Every array (pair)'s saturable columns, built when the sliced path first runs and kept (they are
