@@ -20,9 +20,12 @@ So the layer's result is
 and the excess is computed only where it can be non-zero: for the (sign array, weight slice) column
 blocks holding a column whose largest possible sum (2^dac_bits − 1)·Σ_rows level exceeds A, and for
 (vector, array, input slice) triples whose active input total times the largest cell level exceeds A.
-Per array and input slice, the column sums of both sign arrays' blocks are one float32 matmul of small
-integers, each ≤ xbar_rows·(2^dac_bits−1)·(2^cell_bits−1) < 2^24 (the target refuses larger), so exact;
-the excesses merge over blocks into the vectors' rows in one compiled pass (read_kernels.add_excess). With a
+Per array, the column sums of both sign arrays' blocks are float32 matmuls of small integers, each sum
+≤ P = the largest (2^dac_bits−1)·Σ_rows level ≤ xbar_rows·(2^dac_bits−1)·(2^cell_bits−1) < 2^24 (the target
+refuses larger); consecutive input slices share one matmul as the digits of its inputs in base B (the power of
+two above P), as many as keep every sum, P·Σ_j B^j, below 2^24, so exact (read_kernels.packed_input_slices:
+three 1-bit slices a matmul for 128-row arrays of 2-bit cells with random weights); the excesses merge over
+digits and blocks into the vectors' rows in one compiled pass (read_kernels.add_packed_excess). With a
 lossless ADC nothing can exceed A and the result is the exact product. Tests compare this with a naive slice-by-slice simulation and with an int64 reference.
 
 A batch's vectors arrive stacked ([N·P, K]); every vector's result depends on that vector alone.
@@ -40,7 +43,7 @@ import numpy as np
 
 from rcc.backends.mapping import CrossbarMapping, array_blocks, weight_levels
 
-CHUNK_ELEMENTS = 1 << 24  # bound on the temporaries of one step (elements)
+EXCESS_CHUNK_ELEMENTS = 1 << 22   # bound on the saturation's packed slices and column sums of one chunk (elements)
 # The ideal arrays' saturation runs on both threads from this many column sums a slice (vectors × saturable columns)
 # and this many vectors: with fewer, halves of a layer's vectors make BLAS calls too small (measured in turns in one
 # process, 6-bit ADC, 2 BLAS threads, seconds a run: VGG-19 serially 24.7, 26.7, 21.9, on both threads 20.3, 24.2,
@@ -321,9 +324,9 @@ class CrossbarGroup:
 
     def _saturation_excess(self, x: np.ndarray) -> np.ndarray:
         """Σ sign · 2^(dac·k) · 2^(cell·s) · max(v − A, 0) per vector and output [P, G·M], over arrays. Per array
-        (pair) the column sums of every input slice k are one float32 matmul of the slice's bits [P, rows] with
-        both sign arrays' saturable columns side by side (exact: each sum ≤ rows·(2^dac−1)·(2^cell−1) < 2^24);
-        vectors whose active inputs cannot reach A are skipped. A layer of PARALLEL_EXCESS column sums a slice and
+        (pair) the column sums of a few input slices k are one float32 matmul of the slices' bits [P, rows], packed
+        as digits (`SaturableTile`), with both sign arrays' saturable columns side by side; vectors whose active
+        inputs cannot reach A in any of those slices are skipped. A layer of PARALLEL_EXCESS column sums a slice and
         PARALLEL_VECTORS vectors or more reads the two halves of its vectors on both threads (`threads.in_parallel`),
         each into its own rows; each vector's terms are added in the same order either way, integers in float64."""
         from rcc.runtime.threads import in_parallel
@@ -339,23 +342,34 @@ class CrossbarGroup:
         return np.rint(excess).astype(np.int64)
 
     def _excess_rows(self, x: np.ndarray, tiles: list[SaturableTile], excess: np.ndarray) -> None:
-        """`_saturation_excess`'s terms of the vectors x, added into their rows of `excess`, array by array."""
-        from rcc.runtime.read_kernels import add_excess   # numba's import takes most of a second: only sliced runs
+        """`_saturation_excess`'s terms of the vectors x, added into their rows of `excess`, array by array: per
+        chunk of vectors, the bit-slices of each tile's reads (`per_read` input cycles packed in one float32) for
+        the vectors that can saturate in them, each read's column sums one GEMM."""
+        from rcc.runtime.read_kernels import add_packed_excess, packed_input_slices   # numba's import takes most
+        from rcc.runtime.threads import work_buffer                                  # of a second: sliced runs only
 
         g = self.mapping
-        dac_mask = (1 << g.dac_bits) - 1
         for tile in tiles:
-            inputs = x[:, tile.group * g.rows + tile.rows].astype(np.int32) + np.int32(g.input_offset)
+            columns = tile.group * g.rows + tile.rows
+            reads = -(-g.input_cycles // tile.per_read)
+            cycle_weights = [2.0 ** (g.dac_bits * np.arange(first, min(first + tile.per_read, g.input_cycles)))
+                             for first in range(0, g.input_cycles, tile.per_read)]
             tile_excess = np.zeros((x.shape[0], tile.cols.size), dtype=np.float64)
-            step = max(1, CHUNK_ELEMENTS // tile.levels.shape[1])
-            for cycle in range(g.input_cycles):
-                bits = ((inputs >> (g.dac_bits * cycle)) & dac_mask).astype(np.float32)
-                active = np.flatnonzero(bits.sum(axis=1) * tile.largest_level > self.adc_max)
-                for start in range(0, active.size, step):
-                    chosen = active[start:start + step]
-                    sums = np.matmul(bits if chosen.size == x.shape[0] else bits[chosen], tile.levels)  # exact
-                    add_excess(sums, np.float32(self.adc_max), tile.block_weights, 2.0 ** (g.dac_bits * cycle),
-                               chosen, tile_excess)
+            step = max(1, EXCESS_CHUNK_ELEMENTS // max(reads * columns.size, tile.levels.shape[1]))
+            for start in range(0, x.shape[0], step):
+                chunk = x[start:start + step]
+                packed = work_buffer("packed slices", (reads, chunk.shape[0], columns.size))
+                chosen = np.empty((reads, chunk.shape[0]), dtype=np.int64)
+                counts = np.empty(reads, dtype=np.int64)
+                packed_input_slices(chunk, columns, g.input_offset, g.dac_bits, g.input_cycles, tile.per_read,
+                                    tile.base, tile.largest_level, self.adc_max, packed, chosen, counts)
+                for read in range(reads):
+                    kept = int(counts[read])
+                    if kept:
+                        sums = np.matmul(packed[read, :kept], tile.levels,     # exact: integers below 2^24
+                                         out=work_buffer("column sums", (kept, tile.levels.shape[1])))
+                        add_packed_excess(sums, self.adc_max, tile.block_weights, cycle_weights[read],
+                                          tile.base.bit_length() - 1, chosen[read, :kept] + start, tile_excess)
             excess[:, contiguous(tile.group * g.outputs + tile.cols)] += tile_excess
 
     def _saturable_tiles(self) -> list[SaturableTile]:
@@ -377,13 +391,21 @@ class SaturableTile:
     """One array (pair)'s column blocks (one per sign array and weight slice) holding a column whose sum can
     exceed the ADC's range A: their cell levels [rows, blocks·outputs] (float32; column b·outputs + i), and
     the shift-and-add weight of each block, sign · 2^(cell·s). A block's other columns never exceed A, so
-    their excess is zero: computing it keeps the merge a plain sum over blocks."""
+    their excess is zero: computing it keeps the merge a plain sum over blocks.
+    A read packs `per_read` consecutive input cycles into one GEMM, cycle j's bit-slice times B^j (B = `base`, the
+    power of two above the largest sum P any column can form in one cycle): the column sums are then
+    Σ_j B^j · sum_j, digits in base B, every partial sum at most P · Σ_j B^j, kept below 2^24 (exact in float32)."""
 
     def __init__(self, group: int, rows: np.ndarray, cols: np.ndarray, levels: np.ndarray,
-                 block_weights: np.ndarray) -> None:
+                 block_weights: np.ndarray, peak: int, input_cycles: int) -> None:
         self.group, self.rows, self.cols = group, rows, cols
         self.levels, self.block_weights = levels, block_weights
-        self.largest_level = float(levels.max(initial=0))
+        self.largest_level = int(levels.max(initial=0))
+        self.base = 1 << peak.bit_length()
+        self.per_read = 1
+        while self.per_read < input_cycles and peak * (self.base ** (self.per_read + 1) - 1) // (self.base - 1) \
+                < EXACT_FLOAT32:
+            self.per_read += 1
 
     @classmethod
     def of(cls, group: int, rows: np.ndarray, cols: np.ndarray, levels: list[np.ndarray], mapping: CrossbarMapping,
@@ -398,4 +420,4 @@ class SaturableTile:
         slice_weights = 2.0 ** (mapping.cell_bits * np.arange(mapping.weight_slices))
         block_weights = np.concatenate([sign * slice_weights for sign in (1.0, -1.0)[:len(levels)]])[kept]
         cells = blocks[kept].transpose(1, 0, 2).reshape(rows.size, -1).astype(np.float32)
-        return cls(group, rows, cols, cells, block_weights)
+        return cls(group, rows, cols, cells, block_weights, int(peak[kept].max()), mapping.input_cycles)

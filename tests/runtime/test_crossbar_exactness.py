@@ -291,6 +291,28 @@ def test_narrow_adc_on_both_threads_matches_naive_simulation(layer: Layer, adc_c
         assert np.array_equal(CrossbarGroup(layer.weights, narrow).run(layer.x, sliced=True), expected)
 
 
+@settings(max_examples=40, deadline=None)
+@given(layers(max_vectors=5), st.data())
+def test_packed_reads_match_naive_simulation(layer: Layer, choices) -> None:
+    """Input cycles packed as digits of one GEMM per read (up to all of them, down to one where a column's sum
+    needs most of float32's 24 bits), in chunks down to a single vector: the naive simulation's values, bit for
+    bit; and each read packs as many cycles as float32 holds exactly, no more."""
+    adc_bits = choices.draw(st.integers(1, layer.attrs["adc_bits"] - 1))
+    narrow = {**layer.attrs, "adc_bits": adc_bits}
+    expected, _ = naive_crossbars(layer.weights, layer.x, narrow)
+    crossbars = CrossbarGroup(layer.weights, narrow)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(crossbar, "EXCESS_CHUNK_ELEMENTS", choices.draw(st.sampled_from([1, 64, 1 << 22])))
+        assert np.array_equal(crossbars.run(layer.x, sliced=True), expected)
+    cycles = crossbars.mapping.input_cycles
+    for tile in crossbars._saturable_tiles():
+        peak = int(tile.levels.sum(axis=0).max()) * (2 ** narrow["dac_bits"] - 1)
+        assert tile.base > peak and tile.base & (tile.base - 1) == 0
+        digits = sum(tile.base ** j for j in range(tile.per_read))
+        assert peak * digits < 2**24
+        assert tile.per_read == cycles or peak * (digits + tile.base ** tile.per_read) >= 2**24
+
+
 def test_saturating_example_saturates() -> None:
     """The explicit example really clips: 4 columns × 1 cycle all saturate, and the result is not x·W."""
     layer, adc_bits = saturating_example()
