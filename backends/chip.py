@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import Any
 
-from rcc.backends.target import read_preset_or_file
+from rcc.backends.target import CHIP_PRESETS as PRESETS, read_preset_or_file
 from rcc.ir.errors import RccError
 
-PRESETS = ("isaac", "puma")
 LEVELS = ("core", "tile", "chip")
 # event → the energy breakdown's component it is charged to
 EVENTS = {

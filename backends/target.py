@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-import tomllib
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -267,6 +266,8 @@ class Target:
 
 def read_toml(path: str | PathLike[str], error: type[RccError], label: str = "") -> dict[str, Any]:
     """A TOML file's tables; `error` with one line naming `label` and the file when it cannot be read."""
+    import tomllib   # 5 ms of start-up: only where a TOML file is read
+
     name = f"{label} {path}" if label else str(path)
     problem = regular_file_problem(Path(path))
     if problem:
@@ -283,10 +284,17 @@ def read_toml(path: str | PathLike[str], error: type[RccError], label: str = "")
         raise error(f"{name}: cannot read: {err.strerror or one_line(err)}") from None
 
 
+# The cost-model presets (`rcc.backends.chip`), named here so that a command's options can list them without
+# importing the cost model.
+CHIP_PRESETS = ("isaac", "puma")
+
+
 def read_preset_or_file(spec: str | PathLike[str], presets: tuple[str, ...], preset_file: str,
                         error: type[RccError], flag: str) -> tuple[dict[str, Any], str]:
     """(tables, origin) of a preset by name (`presets/<preset_file with {name}>` in rcc.backends) or of a
     FILE.toml; `error` naming `flag` when the spec is neither or the file cannot be read."""
+    import tomllib
+
     text = str(spec)
     if text in presets:
         from importlib import resources   # 9 ms of start-up: only where a preset is read

@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rcc.backends.chip import PRESETS as CHIP_PRESETS
-from rcc.backends.target import ATTENTION_MODES, AUTO, ENCODINGS, Auto, Target, parse_xbar
+from rcc.backends.target import ATTENTION_MODES, AUTO, CHIP_PRESETS, ENCODINGS, Auto, Target, parse_xbar
 from rcc.compiler.calibrate import METHODS as CALIBRATION_METHODS, PERCENTILE
 from rcc.ir.errors import RccError
 from rcc.ir.files import check_output_path, json_bytes, write_output

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from rcc.backends.chip import load_chip
 from rcc.backends.program import load_program
 from rcc.compiler.commands.common import (Parser, add_common_arguments, add_cost_model_argument,
                                           add_nonfinite_argument, input_files, optional_output, write_report)
@@ -19,7 +18,6 @@ from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.host_run import HostPart
 from rcc.ir.inputs import load_inputs
 from rcc.ir.files import check_distinct_files, check_output_path, npz_bytes, write_output
-from rcc.runtime.cost import estimate_cost
 from rcc.runtime.machine import Machine
 
 
@@ -45,7 +43,11 @@ def run_command(argv: list[str]) -> int:
         check_distinct_files([("-o", output), ("--report", report)],
                              input_files(args, ("the input program", args.program)))
         device, faults = device_from_args(args)
-        chip = load_chip(args.cost_model) if report is not None else None
+        chip = None
+        if report is not None:   # the cost model's modules: 15 ms of start-up, only for a report
+            from rcc.backends.chip import load_chip
+            from rcc.runtime.cost import estimate_cost
+            chip = load_chip(args.cost_model)
         program = load_program(args.program)
         host = HostPart.of(program)
         machine = Machine(program, device=device, seed=args.device_seed, faults=faults)

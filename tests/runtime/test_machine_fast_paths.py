@@ -161,9 +161,11 @@ def test_rcc_run_reports_time_per_inference_for_a_batch(tmp_path, capsys) -> Non
 
 def test_rcc_run_imports_only_what_running_needs() -> None:
     """Start-up: running a program needs numpy and the op table, not onnx (compiling), lark (IR text), the
-    package metadata (only --version), the thread pools (only runs that use them) or the preset reader."""
+    package metadata (only --version), the thread pools (only runs that use them), the preset and TOML readers
+    or the cost model (only --report)."""
     probe = ("import sys; import rcc.compiler.commands.run; "
              "print(sorted(m for m in ('onnx', 'onnxruntime', 'scipy', 'lark', 'importlib.metadata', 'threadpoolctl', "
-             "'concurrent.futures', 'importlib.resources', 'secrets') if m in sys.modules))")
+             "'concurrent.futures', 'importlib.resources', 'secrets', 'tomllib', 'rcc.backends.chip', "
+             "'rcc.runtime.cost') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "[]", done.stdout + done.stderr
