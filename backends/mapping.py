@@ -217,15 +217,20 @@ def weight_levels(weights: np.ndarray, weight_bits: int, cell_bits: int, slices:
     Differential: |w| of the positive part on one array, of the negative part on the other.
     Offset: w + 2^(weight_bits−1) on one array (the offset is removed digitally).
     """
-    wide = weights.astype(np.int64)
+    wide = weights.astype(np.int32)   # at most 16 bits (the target's limit), offset included
     if encoding == "differential":
         magnitudes = [np.maximum(wide, 0), np.maximum(-wide, 0)]
     else:
         magnitudes = [wide + 2 ** (weight_bits - 1)]
     mask = (1 << cell_bits) - 1
     dtype = np.uint8 if cell_bits <= 8 else np.uint16  # the target allows cells up to 16 bits
-    return [np.stack([(mag >> (cell_bits * s)) & mask for s in range(slices)]).astype(dtype)
-            for mag in magnitudes]
+    per_array = []
+    for magnitude in magnitudes:
+        levels = np.empty((slices, *weights.shape), dtype=dtype)
+        for s in range(slices):
+            np.bitwise_and(magnitude >> (cell_bits * s), mask, out=levels[s], casting="unsafe")
+        per_array.append(levels)
+    return per_array
 
 
 def array_blocks(weights_shape: tuple[int, int, int], attrs: dict, row_map: np.ndarray | None = None,
