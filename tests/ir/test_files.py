@@ -65,9 +65,12 @@ def test_an_exception_while_writing_removes_the_temporary(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_while_writing_removes_the_temporary_and_still_kills(tmp_path, signum) -> None:
-    # The child signals itself between writing the temporary file and renaming it.
+    # The child signals itself between writing the temporary file and renaming it. It starts with the signal's
+    # default action, as in a terminal: under nohup (which ignores SIGHUP) the child would inherit the ignore,
+    # which write_output leaves alone by design.
     script = f"""
 import os, signal, sys
+signal.signal({int(signum)}, signal.SIG_DFL)
 sys.path.insert(0, {str(ROOT)!r})
 from rcc.ir import files
 real_fsync = os.fsync
