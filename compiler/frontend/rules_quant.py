@@ -22,6 +22,7 @@ from onnx import helper
 
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import MS_DOMAIN, rule
+from rcc.compiler.frontend.rules_index import slice_value
 from rcc.compiler.frontend.rules_spatial import explicit_pads
 from rcc.ir.core import Value
 from rcc.ir.ops.nn_quant import QUANT_DTYPES, integer_limits, requantize_multiplier
@@ -291,8 +292,12 @@ def lower_qlinear_conv(ctx: LowerContext) -> None:
 @rule("QLinearMatMul")
 def lower_qlinear_matmul(ctx: LowerContext) -> None:
     a, b = _integer_operand(ctx, 0, "a"), _integer_operand(ctx, 3, "b")
-    if b.type.rank != 2:
-        raise ctx.unsupported(f"QLinearMatMul with a rank-{b.type.rank} b (rcc handles a 2-D b)")
+    if b.type.rank not in (2, 3) or (b.type.rank == 3 and a.type.rank not in (2, 3)):
+        raise ctx.unsupported(f"QLinearMatMul with a rank-{a.type.rank} a and a rank-{b.type.rank} b (rcc handles a "
+                              "2-D b, and a 3-D b with a 2-D or 3-D a)")
+    if b.type.rank == 3 and ctx.constant(4, "b scale").size != 1:
+        raise ctx.unsupported("QLinearMatMul with a 3-D b and per-column b scales (rcc handles one b scale for a "
+                              "3-D b)")
     a_scale, a_zero = quant_params(ctx, 1, 2, a.type, -1, a.type.np_dtype, "a")
     b_scale, b_zero = quant_params(ctx, 4, 5, b.type, 1, b.type.np_dtype, "b")
     y_scale, y_zero = quant_params(ctx, 6, 7, a.type, -1, None, "y")
@@ -300,7 +305,29 @@ def lower_qlinear_matmul(ctx: LowerContext) -> None:
     _per_tensor(ctx, y_scale, "y")
     if y_zero.dtype not in _CARRIED:
         raise ctx.error(f"y zero point is {y_zero.dtype}; QLinearMatMul produces uint8 or int8")
-    acc = _product(ctx, "nn.matmul_integer", a, b, a_zero.reshape(()), b_zero.reshape(-1) if b_zero.size > 1
-                   else b_zero.reshape(()), {}, name=f"{ctx.node.output[0]}.acc")
+    b_zero = b_zero.reshape(-1) if b_zero.size > 1 else b_zero.reshape(())
+    if b.type.rank == 2:
+        acc = _product(ctx, "nn.matmul_integer", a, b, a_zero.reshape(()), b_zero, {}, name=f"{ctx.node.output[0]}.acc")
+    else:
+        acc = _batched_product(ctx, a, b, a_zero.reshape(()), b_zero)
     ctx.bind(0, _requantized(ctx, acc, a_scale, b_scale, y_scale, y_zero, None, -1 % acc.type.rank))
+
+
+def _batched_product(ctx: LowerContext, a: Value, b: Value, a_zero: np.ndarray, b_zero: np.ndarray) -> Value:
+    """(a − a_zero)·(b − b_zero) for a 3-D b [B, K, N] and a [P, K] or [B', P, K], batches broadcast as ONNX's
+    MatMul: one 2-D `nn.matmul_integer` per batch (a constant b's slices are each a weight matrix for crossbars),
+    stacked along the batch axis."""
+    a_batches, b_batches = (a.type.shape[0] if a.type.rank == 3 else 1), b.type.shape[0]
+    if a_batches != b_batches and 1 not in (a_batches, b_batches):
+        raise ctx.error(f"a {list(a.type.shape)} and b {list(b.type.shape)}: batch sizes do not broadcast")
+    rows, columns = a.type.shape[-2], b.type.shape[-1]
+
+    def batch(x: Value, index: int) -> Value:
+        if x.type.rank == 2:
+            return x
+        part = slice_value(ctx, x, {0: (min(index, x.type.shape[0] - 1), 1, 1)})
+        return ctx.op("nn.reshape", [part], {"shape": tuple(x.type.shape[1:])})
+    parts = [ctx.op("nn.reshape", [_product(ctx, "nn.matmul_integer", batch(a, i), batch(b, i), a_zero, b_zero, {})],
+                    {"shape": (1, rows, columns)}) for i in range(max(a_batches, b_batches))]
+    return ctx.op("nn.concat", parts, {"axis": 0}, name=f"{ctx.node.output[0]}.acc")
 
