@@ -10,7 +10,7 @@ import math
 
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import rule
-from rcc.compiler.frontend.volume import conv3d, pool3d
+from rcc.compiler.frontend.volume import conv3d, conv_transpose3d, pool3d
 from rcc.ir.core import Value
 
 
@@ -153,9 +153,13 @@ def conv_transpose_pads(ctx: LowerContext, sizes: tuple[int, ...], kernel: list[
 
 @rule("ConvTranspose")
 def lower_conv_transpose(ctx: LowerContext) -> None:
-    x, spatial, kernel, strides, dilations = _conv_geometry(ctx)
+    x, spatial, kernel, strides, dilations = _conv_geometry(ctx, volumes=True)
     output_padding = _ints(ctx, "output_padding", [0] * spatial)
     pads, output_padding = conv_transpose_pads(ctx, x.type.shape[2:], kernel, strides, dilations, output_padding)
+    if spatial == 3:
+        bias = ctx.input(2) if ctx.has_input(2) else None
+        ctx.bind(0, conv_transpose3d(ctx, x, bias, strides, pads, dilations, output_padding, int(ctx.attr("group", 1))))
+        return
     _emit_conv(ctx, "nn.conv_transpose2d", x, spatial, {"strides": strides, "dilations": dilations, "pads": pads,
                                                        "output_padding": as_2d(spatial, output_padding, 0)})
 

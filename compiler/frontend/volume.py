@@ -11,6 +11,11 @@ Conv with three spatial axes becomes one `nn.conv2d`, so a constant weight maps 
 The 2-D weight's rows are the 3-D weight's (c, t, i, j) taps in (t, c, i, j) order, so each output is the
 same sum of products: the im2col matrix of the 2-D convolution is the 3-D one with columns permuted.
 
+ConvTranspose with three spatial axes is one `nn.conv_transpose2d` per depth tap t (so the deconvolution rewrite
+still sees every 2-D transposed convolution), depth folded into batch: y_t = convT2d(x[:, :, i], W[:, :, t]) for
+every input depth i; input depth i and tap t land on output depth i·sd + t·dd − pad, so each output depth is the
+sum of the y_t slices that land on it (zeros where none does: the output padding), stacked on depth.
+
 3-D pooling is separable: a box window's maximum is the maximum over depth of each depth slice's 2-D
 maximum, and its mean (with or without counting pads, in ceil mode or not) the mean over depth of 2-D
 means, since a box's count of counted cells is the product of its per-axis counts. So max and average
@@ -75,6 +80,53 @@ def conv3d(ctx: LowerContext, x: Value, weight_index: int, bias: Value | None, s
     out = ctx.op("nn.conv2d", [planes, weight] + ([bias] if bias is not None else []), attrs)
     _, _, oh, ow = out.type.shape
     return _transpose(ctx, _reshape(ctx, out, (n, out_depth, m, oh, ow)), (0, 2, 1, 3, 4))
+
+
+def conv_transpose3d(ctx: LowerContext, x: Value, bias: Value | None, strides: list[int], pads: list[int],
+                     dilations: list[int], output_padding: list[int], group: int) -> Value:
+    """The ConvTranspose of x [N, C, D, H, W] with the node's weight input [C, M/G, kd, kh, kw]: one
+    nn.conv_transpose2d per depth tap, their depth slices summed where they land."""
+    n, c, depth, h, w = x.type.shape
+    weight_shape = ctx.input_type(1).shape
+    _, m_per_group, kd, kh, kw = weight_shape
+    if weight_shape[0] != c or c % group:
+        raise ctx.error(f"input channels {c} do not match weight {list(weight_shape)} with group {group}")
+    out_depth = strides[0] * (depth - 1) + dilations[0] * (kd - 1) + 1 + output_padding[0] - pads[0] - pads[3]
+    if out_depth < 1:
+        raise ctx.error(f"the output depth {out_depth} is not positive")
+    planes = _reshape(ctx, _transpose(ctx, x, (0, 2, 1, 3, 4)), (n * depth, c, h, w))
+    attrs = {"strides": strides[1:], "dilations": dilations[1:], "pads": [pads[1], pads[2], pads[4], pads[5]],
+             "output_padding": output_padding[1:], "group": group}
+    per_tap = []
+    for t in range(kd):
+        if ctx.is_constant(1):
+            tap = ctx.builder.constant(f"{ctx.node.input[1]}.tap{t}",
+                                       np.ascontiguousarray(ctx.constant(1, "W")[:, :, t]))
+        else:
+            sliced = ctx.op("nn.slice", [ctx.input(1)], {"starts": (0, 0, t, 0, 0), "steps": (1,) * 5,
+                                                          "sizes": (c, m_per_group, 1, kh, kw)})
+            tap = _reshape(ctx, sliced, (c, m_per_group, kh, kw))
+        product = ctx.op("nn.conv_transpose2d", [planes, tap], attrs)
+        per_tap.append(_reshape(ctx, product, (n, depth) + tuple(product.type.shape[1:])))
+    m, oh, ow = per_tap[0].type.shape[2:]
+    slices = []
+    for od in range(out_depth):
+        full = od + pads[0]
+        landing = [(t, (full - t * dilations[0]) // strides[0]) for t in range(kd)
+                   if (full - t * dilations[0]) % strides[0] == 0 and 0 <= (full - t * dilations[0]) // strides[0] < depth]
+        total = None
+        for t, i in landing:
+            part = ctx.op("nn.slice", [per_tap[t]], {"starts": (0, i, 0, 0, 0), "steps": (1,) * 5,
+                                                     "sizes": (n, 1, m, oh, ow)})
+            total = part if total is None else ctx.op("nn.add", [total, part])
+        if total is None:
+            total = ctx.builder.constant(f"{ctx.node.output[0]}.zeros", np.zeros((n, 1, m, oh, ow), x.type.np_dtype))
+        slices.append(total)
+    stacked = slices[0] if len(slices) == 1 else ctx.op("nn.concat", slices, {"axis": 1})
+    out = _transpose(ctx, stacked, (0, 2, 1, 3, 4))
+    if bias is not None:
+        out = ctx.op("nn.add", [out, _reshape(ctx, bias, (m, 1, 1, 1))])
+    return out
 
 
 def pool3d(ctx: LowerContext, opname: str, x: Value, attrs: dict) -> Value:

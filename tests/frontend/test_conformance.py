@@ -1,8 +1,8 @@
 """ONNX conformance node cases through the frontend and the interpreter, against the cases' outputs.
 
 Each selected case is one test: it passes, fails, or is skipped when rcc names a construct it does not
-handle (3-D ConvTranspose, the Indices output of MaxPool, training-mode Dropout, ...). The terminal
-summary prints the tally (see conftest.py). rcc follows onnxruntime: the few cases whose expected outputs
+handle (an If whose condition is computed at run time, the Indices output of MaxPool, training-mode Dropout,
+...). The terminal summary prints the tally (see conftest.py). rcc follows onnxruntime: the few cases whose expected outputs
 onnxruntime does not reproduce (`ONNXRUNTIME_DIFFERS`) are compared with onnxruntime's outputs instead.
 """
 

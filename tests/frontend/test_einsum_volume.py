@@ -118,10 +118,65 @@ def test_global_average_pool_of_a_volume() -> None:
     check_model(one_node("GlobalAveragePool", {"x": x}, {}), {"x": x})
 
 
-def test_conv_transpose_3d_is_still_named_unsupported() -> None:
-    x, w = floats(0, (1, 2, 3, 3, 3)), floats(1, (2, 2, 2, 2, 2))
-    with pytest.raises(UnsupportedError, match=r"3-D ConvTranspose \(rcc handles 1-D and 2-D\)"):
+@PROPERTY
+@given(data=st.data(), seed=SEEDS)
+def test_conv_transpose3d_matches_onnxruntime(data: st.DataObject, seed: int) -> None:
+    """Strides, dilations, pads, output padding (or an output_shape), groups and bias: one nn.conv_transpose2d per
+    depth tap."""
+    group = data.draw(st.sampled_from([1, 2]))
+    channels, per_group = group * data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
+    kernel = [data.draw(st.integers(1, 3)) for _ in range(3)]
+    strides = [data.draw(st.integers(1, 3)) for _ in range(3)]
+    dilations = [data.draw(st.integers(1, 2)) for _ in range(3)]
+    pads = [data.draw(st.integers(0, d * (k - 1) // 2)) for _ in range(2) for k, d in zip(kernel, dilations)]
+    output_padding = [data.draw(st.integers(0, s - 1)) for s in strides]   # onnxruntime: below the stride
+    x = floats(seed, (data.draw(st.integers(1, 2)), channels, *(data.draw(st.integers(1, 3)) for _ in range(3))))
+    weights = {"w": floats(seed + 1, (channels, per_group, *kernel)),
+               "b": floats(seed + 2, (group * per_group,)) if data.draw(st.booleans()) else None}
+    attrs = {"group": group, "strides": strides, "dilations": dilations, "pads": pads, "output_padding": output_padding}
+    if data.draw(st.booleans()):   # an output_shape instead: pads resolved from it (SAME_UPPER split)
+        attrs = {"group": group, "strides": strides, "dilations": dilations,
+                 "output_shape": [size * stride for size, stride in zip(x.shape[2:], strides)]}
+    model = one_node("ConvTranspose", {"x": x}, weights, opset=17, **attrs)
+    check_model(model, {"x": x})
+    assert [op.opname for op in lower_model(model, "deconv3d").ops].count("nn.conv_transpose2d") == kernel[0]
+
+
+def test_conv_transpose3d_with_weights_as_an_input() -> None:
+    x, w = floats(0, (1, 2, 3, 3, 2)), floats(1, (2, 3, 2, 2, 3))
+    check_model(one_node("ConvTranspose", {"x": x, "w": w}, {}, opset=17, strides=[2, 1, 2], pads=[1, 0, 0, 0, 1, 1]),
+                {"x": x, "w": w})
+
+
+def test_conv_transpose_of_four_spatial_axes_is_named_unsupported() -> None:
+    x, w = floats(0, (1, 2, 2, 2, 2, 2)), floats(1, (2, 2, 2, 2, 2, 2))
+    with pytest.raises(UnsupportedError, match=r"4-D ConvTranspose \(rcc handles 1-D, 2-D and 3-D\)"):
         lower_model(one_node("ConvTranspose", {"x": x}, {"w": w}), "one")
+
+
+def verified_programs(tmp_path: Path, name: str, nodes: list, weights: dict[str, np.ndarray], x_shape: tuple,
+                       y_shape: tuple) -> list:
+    """The model x → nodes → y compiled and verified on the machine in float and in integer mode: its programs."""
+    graph = onnx.helper.make_graph(
+        nodes, name, [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x_shape)],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, y_shape)],
+        [onnx.numpy_helper.from_array(a, n) for n, a in weights.items()])
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=9), path)
+    return [compile_verified(path, precision, tmp_path) for precision in ("float", "int")]
+
+
+def test_volume_decoder_runs_on_crossbars(tmp_path: Path) -> None:
+    """A strided 3-D ConvTranspose with bias, then ReLU, float and integer, verified on the machine: each of its 2
+    depth taps' 2-D transposed convolutions (stride 2) is rewritten into 4 pixel-wise phases on crossbars."""
+    rng = np.random.default_rng(1)
+    weights = {"w": rng.standard_normal((3, 4, 2, 3, 3)).astype(np.float32) * 0.3,
+               "b": rng.standard_normal(4).astype(np.float32) * 0.1}
+    nodes = [onnx.helper.make_node("ConvTranspose", ["x", "w", "b"], ["d"], strides=[2, 2, 2], pads=[0, 1, 1] * 2,
+                                   output_padding=[0, 1, 1]),
+             onnx.helper.make_node("Relu", ["d"], ["y"])]
+    for program in verified_programs(tmp_path, "decoder", nodes, weights, (1, 3, 3, 5, 5), (1, 4, 6, 10, 10)):
+        assert sum(i.opcode == "mvm" for i in program.instructions) == 8
 
 
 def test_volume_network_runs_on_crossbars(tmp_path: Path) -> None:
@@ -136,12 +191,5 @@ def test_volume_network_runs_on_crossbars(tmp_path: Path) -> None:
              onnx.helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2, 2], strides=[1, 2, 2]),
              onnx.helper.make_node("Conv", ["p1", "w2"], ["c2"], group=2, strides=[1, 2, 1], pads=[0, 1, 1] * 2),
              onnx.helper.make_node("GlobalAveragePool", ["c2"], ["y"])]
-    graph = onnx.helper.make_graph(
-        nodes, "volume", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, (1, 2, 4, 8, 8))],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, (1, 4, 1, 1, 1))],
-        [onnx.numpy_helper.from_array(a, n) for n, a in weights.items()])
-    path = tmp_path / "volume.onnx"
-    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=9), path)
-    for precision in ("float", "int"):
-        program = compile_verified(path, precision, tmp_path)
+    for program in verified_programs(tmp_path, "volume", nodes, weights, (1, 2, 4, 8, 8), (1, 4, 1, 1, 1)):
         assert sum(i.opcode == "mvm" for i in program.instructions) == 2
