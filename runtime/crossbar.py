@@ -351,9 +351,7 @@ class CrossbarGroup:
         g = self.mapping
         for tile in tiles:
             columns = tile.group * g.rows + tile.rows
-            reads = -(-g.input_cycles // tile.per_read)
-            cycle_weights = [2.0 ** (g.dac_bits * np.arange(first, min(first + tile.per_read, g.input_cycles)))
-                             for first in range(0, g.input_cycles, tile.per_read)]
+            reads = len(tile.read_weights)
             tile_excess = np.zeros((x.shape[0], tile.cols.size), dtype=np.float64)
             step = max(1, EXCESS_CHUNK_ELEMENTS // max(reads * columns.size, tile.levels.shape[1]))
             for start in range(0, x.shape[0], step):
@@ -368,8 +366,8 @@ class CrossbarGroup:
                     if kept:
                         sums = np.matmul(packed[read, :kept], tile.levels,     # exact: integers below 2^24
                                          out=work_buffer("column sums", (kept, tile.levels.shape[1])))
-                        add_packed_excess(sums, self.adc_max, tile.block_weights, cycle_weights[read],
-                                          tile.base.bit_length() - 1, chosen[read, :kept] + start, tile_excess)
+                        add_packed_excess(sums, self.adc_max, tile.block_weights, tile.read_weights[read],
+                                          tile.base_bits, chosen[read, :kept] + start, tile_excess)
             excess[:, contiguous(tile.group * g.outputs + tile.cols)] += tile_excess
 
     def _saturable_tiles(self) -> list[SaturableTile]:
@@ -394,18 +392,23 @@ class SaturableTile:
     their excess is zero: computing it keeps the merge a plain sum over blocks.
     A read packs `per_read` consecutive input cycles into one GEMM, cycle j's bit-slice times B^j (B = `base`, the
     power of two above the largest sum P any column can form in one cycle): the column sums are then
-    Σ_j B^j · sum_j, digits in base B, every partial sum at most P · Σ_j B^j, kept below 2^24 (exact in float32)."""
+    Σ_j B^j · sum_j, digits in base B, every partial sum at most P · Σ_j B^j, kept below 2^24 (exact in float32).
+    `read_weights`: per read, its cycles' shift-and-add weights 2^(dac·k)."""
 
     def __init__(self, group: int, rows: np.ndarray, cols: np.ndarray, levels: np.ndarray,
-                 block_weights: np.ndarray, peak: int, input_cycles: int) -> None:
+                 block_weights: np.ndarray, peak: int, mapping: CrossbarMapping) -> None:
         self.group, self.rows, self.cols = group, rows, cols
         self.levels, self.block_weights = levels, block_weights
         self.largest_level = int(levels.max(initial=0))
-        self.base = 1 << peak.bit_length()
+        self.base_bits = peak.bit_length()
+        self.base = 1 << self.base_bits
+        cycles = mapping.input_cycles
         self.per_read = 1
-        while self.per_read < input_cycles and peak * (self.base ** (self.per_read + 1) - 1) // (self.base - 1) \
+        while self.per_read < cycles and peak * (self.base ** (self.per_read + 1) - 1) // (self.base - 1) \
                 < EXACT_FLOAT32:
             self.per_read += 1
+        self.read_weights = [2.0 ** (mapping.dac_bits * np.arange(first, min(first + self.per_read, cycles)))
+                             for first in range(0, cycles, self.per_read)]
 
     @classmethod
     def of(cls, group: int, rows: np.ndarray, cols: np.ndarray, levels: list[np.ndarray], mapping: CrossbarMapping,
@@ -420,4 +423,4 @@ class SaturableTile:
         slice_weights = 2.0 ** (mapping.cell_bits * np.arange(mapping.weight_slices))
         block_weights = np.concatenate([sign * slice_weights for sign in (1.0, -1.0)[:len(levels)]])[kept]
         cells = blocks[kept].transpose(1, 0, 2).reshape(rows.size, -1).astype(np.float32)
-        return cls(group, rows, cols, cells, block_weights, int(peak[kept].max()), mapping.input_cycles)
+        return cls(group, rows, cols, cells, block_weights, int(peak[kept].max()), mapping)

@@ -109,18 +109,21 @@ def conv_transpose3d(ctx: LowerContext, x: Value, bias: Value | None, strides: l
         product = ctx.op("nn.conv_transpose2d", [planes, tap], attrs)
         per_tap.append(_reshape(ctx, product, (n, depth) + tuple(product.type.shape[1:])))
     m, oh, ow = per_tap[0].type.shape[2:]
+    zeros = None   # an output depth no tap lands on (output padding), built once
     slices = []
     for od in range(out_depth):
-        full = od + pads[0]
-        landing = [(t, (full - t * dilations[0]) // strides[0]) for t in range(kd)
-                   if (full - t * dilations[0]) % strides[0] == 0 and 0 <= (full - t * dilations[0]) // strides[0] < depth]
         total = None
-        for t, i in landing:
+        for t in range(kd):
+            i, off_grid = divmod(od + pads[0] - t * dilations[0], strides[0])
+            if off_grid or not 0 <= i < depth:
+                continue
             part = ctx.op("nn.slice", [per_tap[t]], {"starts": (0, i, 0, 0, 0), "steps": (1,) * 5,
                                                      "sizes": (n, 1, m, oh, ow)})
             total = part if total is None else ctx.op("nn.add", [total, part])
         if total is None:
-            total = ctx.builder.constant(f"{ctx.node.output[0]}.zeros", np.zeros((n, 1, m, oh, ow), x.type.np_dtype))
+            if zeros is None:
+                zeros = ctx.builder.constant(f"{ctx.node.output[0]}.zeros", np.zeros((n, 1, m, oh, ow), x.type.np_dtype))
+            total = zeros
         slices.append(total)
     stacked = slices[0] if len(slices) == 1 else ctx.op("nn.concat", slices, {"axis": 1})
     out = _transpose(ctx, stacked, (0, 2, 1, 3, 4))
