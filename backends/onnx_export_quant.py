@@ -1,6 +1,7 @@
 """ONNX forms of the quantized-model ops (`ir/ops/nn_quant.py`), in standard ONNX ops only.
 
-QuantizeLinear, DequantizeLinear, ConvInteger and MatMulInteger export as themselves. The requantisations
+QuantizeLinear, DequantizeLinear, ConvInteger and MatMulInteger export as themselves (16-bit Q/DQ at opset 21;
+an integer product of a 16-bit input has no ONNX form and is refused). The requantisations
 are spelled with the float32 steps they are defined by, ending in QuantizeLinear with scale 1, which
 rounds ties to even and saturates: `nn.requantize` → Add(bias) → Cast(float) → Mul(multiplier) →
 QuantizeLinear(1, y_zero); `nn.qlinear_add`, `nn.qlinear_global_avg_pool` and `nn.qlinear_avg_pool2d`
@@ -17,8 +18,9 @@ from typing import Any, Protocol
 import numpy as np
 from onnx import TensorProto
 
-from rcc.ir.core import Op
-from rcc.ir.ops.nn_quant import fma32, pool_counts
+from rcc.ir.core import Op, Value
+from rcc.ir.errors import UnsupportedError
+from rcc.ir.ops.nn_quant import WIDE_DTYPES, fma32, pool_counts
 from rcc.ir.ops.nn_quant_tables import softmax_multiplier, softmax_table
 
 
@@ -29,6 +31,7 @@ class Emitter(Protocol):
 
     def node(self, op_type: str, inputs: list[str], output: str, **attrs: Any) -> str: ...
 
+    def require_opset(self, version: int) -> None: ...
 
 
 def _scalar_or_vector(emitter: Emitter, op: Op, index: int, suffix: str) -> str:
@@ -41,8 +44,22 @@ def _scalar_or_vector(emitter: Emitter, op: Op, index: int, suffix: str) -> str:
     return emitter.constant(f"{op.result.name}.{suffix}", np.asarray(value.data.flat[0]))
 
 
+def require_wide_opset(emitter: Emitter, zero: Value) -> None:
+    """QuantizeLinear and DequantizeLinear take int16/uint16 from opset 21 on."""
+    if zero.type.dtype in WIDE_DTYPES:
+        emitter.require_opset(21)
+
+
+def refuse_wide_product(op: Op) -> None:
+    """ONNX's integer products take 8-bit operands only, and a 16-bit one's sums outgrow an exact float32 product."""
+    if op.operands[0].type.dtype in WIDE_DTYPES:
+        raise UnsupportedError(f"ONNX export: {op.opname} (result {op.result.name}) of a 16-bit input: ONNX's "
+                               f"integer products take 8-bit operands")
+
+
 def _linear(op_type: str) -> Callable[[Emitter, Op], None]:
     def export(emitter: Emitter, op: Op) -> None:
+        require_wide_opset(emitter, op.operands[2])
         inputs = [op.operands[0].name, _scalar_or_vector(emitter, op, 1, "scale"),
                   _scalar_or_vector(emitter, op, 2, "zero_point")]
         emitter.node(op_type, inputs, op.result.name, axis=op.attrs["axis"])
@@ -52,6 +69,7 @@ def _linear(op_type: str) -> Callable[[Emitter, Op], None]:
 
 def _integer_product(op_type: str) -> Callable[[Emitter, Op], None]:
     def export(emitter: Emitter, op: Op) -> None:
+        refuse_wide_product(op)
         inputs = [op.operands[0].name, op.operands[1].name]
         if len(op.operands) > 2:
             inputs.append(_scalar_or_vector(emitter, op, 2, "x_zero"))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from onnx import TensorProto
 
-from rcc.backends.onnx_export_quant import Emitter
+from rcc.backends.onnx_export_quant import Emitter, refuse_wide_product, require_wide_opset
 from rcc.ir.core import Op
 from rcc.ir.errors import UnsupportedError
 from rcc.ir.ops.nn_quant import shifted
@@ -21,6 +21,7 @@ _EXACT_FLOAT = 2 ** 24
 
 
 def _conv_transpose_integer(emitter: Emitter, op: Op) -> None:
+    refuse_wide_product(op)
     x, weight = op.operands[:2]
     base = op.result.name
     x_zero = int(op.operands[2].data.reshape(-1)[0]) if len(op.operands) > 2 else 0
@@ -45,6 +46,7 @@ def _conv_transpose_integer(emitter: Emitter, op: Op) -> None:
 
 def _rescale_quantize(emitter: Emitter, op: Op) -> None:
     acc, scale, y_scale, y_zero = op.operands[:4]
+    require_wide_opset(emitter, y_zero)
     base, rank = op.result.name, acc.type.rank
     shape = [1] * rank
     shape[op.attrs["axis"] % rank] = -1

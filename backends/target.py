@@ -54,7 +54,8 @@ ENCODINGS = ("differential", "offset")
 ATTENTION_MODES = ("vector", "crossbar")
 MAX_XBAR = 4096
 MAX_ADC_BITS = 32
-MAX_INPUT_BITS = 16
+# 16 bits, and one more: a 16-bit model's codes less their zero point (`lower-quantized`) span 17 signed bits
+MAX_INPUT_BITS = 17
 # Columns are summed in float32, whose integers are all exact only below 2**24.
 EXACT_SUM_LIMIT = 2**24
 

@@ -63,14 +63,15 @@ def quantized_boundaries(path: str | os.PathLike, program: Program) -> list[str]
 
 
 def onnxruntime_optimized_graph(path: str | os.PathLike) -> onnx.GraphProto:
-    """The graph onnxruntime runs for the model under its default session options (CPU), as it saves it
-    through `SessionOptions.optimized_model_filepath`: QDQ groups it fused are its integer kernels there,
-    the groups it left in float are still DequantizeLinear → float op → QuantizeLinear."""
+    """The graph onnxruntime runs for the model under the reference's session options (CPU; `verify.
+    reference_options`), as it saves it through `SessionOptions.optimized_model_filepath`: QDQ groups it fused are
+    its integer kernels there, the groups it left in float are still DequantizeLinear → float op → QuantizeLinear."""
     import onnxruntime
 
+    from rcc.compiler.verify import reference_options
+
     with tempfile.TemporaryDirectory() as folder:
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
+        options = reference_options()
         options.optimized_model_filepath = os.path.join(folder, "optimized.onnx")
         onnxruntime.InferenceSession(model_for_onnxruntime(path), options, providers=["CPUExecutionProvider"])
         return onnx.load(options.optimized_model_filepath).graph
@@ -131,17 +132,19 @@ def bit_exact_summary(actual: list[dict[str, np.ndarray]], expected: list[dict[s
                   for name in outputs if all(name in a for a in actual) and name in expected[0]}
     per_boundary = {name: sum(_differing(np.asarray(a[name]), np.asarray(e[name]))
                               for a, e in zip(actual, expected_boundaries)) for name in boundaries}
-    max_step = max((_steps_apart(np.asarray(a[name]), np.asarray(e[name])) for name in boundaries
-                    for a, e in zip(actual, expected_boundaries) if np.asarray(e[name]).dtype.itemsize == 1),
-                   default=0)
+    codes = [name for name in boundaries if np.asarray(expected_boundaries[0][name]).dtype.itemsize <= 2]
+    steps = {name: max(_steps_apart(np.asarray(a[name]), np.asarray(e[name]))
+                       for a, e in zip(actual, expected_boundaries)) for name in codes}
     float_kernels = float_kernels or {}
     differing_boundaries = {name: count for name, count in per_boundary.items() if count}
     first = next(iter(differing_boundaries), None)
     return {"bit_exact": not any(per_output.values()) and len(per_output) == len(outputs),
             "differing": sum(per_output.values()), "differing_per_output": per_output,
             "boundaries_compared": len(boundaries), "boundaries_bit_exact": not differing_boundaries,
-            "max_step": max_step,   # the largest difference of an 8-bit boundary's codes (an int32 accumulator
-            # moves by a weight when one of its input codes moves by one)
+            "max_step": max(steps.values(), default=0),   # the largest difference of an 8- or 16-bit boundary's
+            # codes (an int32 accumulator moves by a weight when one of its input codes moves by one)
+            "first_step": steps.get(first, 0),   # that difference at the first differing boundary
+            "wide_boundaries": sum(np.asarray(expected_boundaries[0][name]).dtype.itemsize == 2 for name in codes),
             "differing_boundaries": differing_boundaries,
             "first_differing_boundary": first,
             "float_kernel_boundaries": {name: per_boundary[name] for name in boundaries if name in float_kernels},

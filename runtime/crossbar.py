@@ -53,6 +53,10 @@ PARALLEL_EXCESS = 1 << 20
 PARALLEL_VECTORS = 2048
 DENSE_PACKED_ELEMENTS = 1 << 22   # a packed layer's blocks run as one dense GEMM up to this size (32 MiB float64)
 _EXACT_FLOAT64 = 2.0 ** 53
+# Inputs wider than this many bits take one float64 GEMM (`exact_values`) rather than float32 row chunks: at
+# 16 bits the chunks' bound (‖x‖₂·‖w‖₂ < 2^24) holds a few dozen rows (a 16-bit ResNet-small's products, one
+# thread: 12.4 ms a run in chunks, 1.7 ms in float64); at 8 bits one chunk or two hold the layer.
+WIDE_INPUT_BITS = 12
 EXACT_FLOAT32 = 2.0 ** 24  # float32 holds every integer below it
 # OpenBLAS multiplies few rows by a large weight matrix [K, M] up to twice as fast as the transposed product Wᵀ · xᵀ
 # from a row-major copy of Wᵀ (measured, one thread, ms, x · W against Wᵀ · xᵀ: K 4608, M 512: 4 rows 3.8 → 1.1, 49
@@ -214,7 +218,8 @@ class CrossbarGroup:
         """x · W exactly for integer x (int32, or integer values held in float32), as float32, float64 or int64
         integers: one float32 GEMM when every partial sum BLAS can form is an integer below 2^24
         (`_partial_sum_bound`); else float32 GEMMs over row chunks that each meet that bound, summed in
-        float64 (the same multiply-adds as one GEMM); float64 or int64 when a single product needs it.
+        float64 (the same multiply-adds as one GEMM), or for inputs of WIDE_INPUT_BITS bits or more one float64
+        GEMM; float64 or int64 when a single product needs it.
         `row_order` (one group) gives x's columns as rows of W in another order (the same sums, so the
         same integers); its reordered weights are kept."""
         g = self.mapping
@@ -227,6 +232,8 @@ class CrossbarGroup:
             # a single product needs more than float32's 24 bits
             return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), weights.astype(np.float64)))
         matrix = self.matrix if row_order is None else self._reordered(row_order)
+        if g.rows * term_max >= EXACT_FLOAT32 and x_max >= 2 ** WIDE_INPUT_BITS:   # exact below 2^53 (above)
+            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), matrix.astype(np.float64)))
         rows = grouped_rows(x.astype(np.float32, copy=False), g.groups)
         if g.rows * term_max < EXACT_FLOAT32:
             return ungrouped(self._matrix_product(rows, matrix))

@@ -1,6 +1,6 @@
 """Lowering of ONNX's quantization ops: QuantizeLinear, DequantizeLinear (opsets 10–21 and onnxruntime's
 com.microsoft versions, which its `quantize_static` writes for 4-bit weights; per tensor, per axis and
-blocked; int8, uint8, int4 and uint4), QLinearConv, QLinearMatMul, ConvInteger and MatMulInteger.
+blocked; int8, uint8, int16, uint16, int4 and uint4), QLinearConv, QLinearMatMul, ConvInteger and MatMulInteger.
 
 int4/uint4 tensors are carried as i8/u8 with `bits = 4` on the Q/DQ ops (their values always fit). A
 blocked scale (`block_size`, opset 21) is expanded to one value per element of the tensor.
@@ -10,7 +10,9 @@ MatMulInteger, which DynamicQuantizeLinear computes at run time: rules_quant_dyn
 model is one line naming its node: a scale that is zero, negative or not finite, a zero point of another
 dtype than the tensor (or a non-zero one for int32), one that does not fit `output_dtype`, per-axis
 parameters whose length is not the axis's, scale and zero point of different shapes, an axis out of
-range, a block size that does not divide the axis. 16-bit and float8 types are refused in one line.
+range, a block size that does not divide the axis. float8 and 2-bit types are refused in one line. 16-bit
+tensors (onnxruntime's A16W8 models) carry `bits = 16`; onnxruntime runs their groups as float kernels
+(`fuse-qdq`).
 QLinearConv and QLinearMatMul become an integer product and `nn.requantize` (onnxruntime's output
 stage; `ir/ops/nn_quant.py`).
 """
@@ -25,10 +27,12 @@ from rcc.compiler.frontend.registry import MS_DOMAIN, rule
 from rcc.compiler.frontend.rules_index import slice_value
 from rcc.compiler.frontend.rules_spatial import explicit_pads
 from rcc.ir.core import Value
-from rcc.ir.ops.nn_quant import QUANT_DTYPES, integer_limits, requantize_multiplier
+from rcc.ir.ops.nn_quant import QDQ_DTYPES, QUANT_DTYPES, integer_limits, requantize_multiplier
 from rcc.ir.types import TensorType
 
-_CARRIED = {np.dtype(np.uint8), np.dtype(np.int8)}
+_EIGHT_BIT = {np.dtype(np.uint8), np.dtype(np.int8)}
+_CARRIED = _EIGHT_BIT | {np.dtype(np.uint16), np.dtype(np.int16)}
+_HANDLED = "uint8, int8, uint16, int16, uint4 and int4"
 _FOUR_BIT = {"int4": np.int8, "uint4": np.uint8}  # ONNX's 4-bit types (ml_dtypes) → the dtype carrying them
 
 
@@ -59,8 +63,8 @@ def _checked_values(ctx: LowerContext, scale_index: int, zero_index: int, zero_d
     else:
         zero = np.zeros(scale.shape, zero_dtype or np.uint8)
     if zero.dtype not in _CARRIED and zero.dtype != np.int32:
-        raise ctx.unsupported(f"{label}zero point of type {_dtype_label(zero)}: rcc handles uint8, int8, uint4 "
-                              f"and int4 quantization (16-bit and float8 types are not supported)")
+        raise ctx.unsupported(f"{label}zero point of type {_dtype_label(zero)}: rcc handles {_HANDLED} "
+                              f"quantization (float8, float4 and 2-bit types are not supported)")
     if zero_dtype is not None and zero.dtype != zero_dtype:
         raise ctx.error(f"{label}zero point is {zero.dtype} but the tensor is {np.dtype(zero_dtype)}")
     if zero.dtype == np.int32 and np.any(zero != 0):
@@ -113,10 +117,16 @@ def _blocked_params(ctx: LowerContext, tensor: TensorType, axis: int, block_size
     return np.repeat(scale, block_size, axis), np.repeat(zero, block_size, axis)
 
 
+def _bits_of(dtype: np.dtype) -> int:
+    """The `bits` of a quantized dtype: 4 for int4/uint4 (carried in 8 bits), 16 for int16/uint16, else 8 (int32
+    tensors, biases, are not narrowed)."""
+    zero = np.zeros((), dtype)
+    return 4 if is_four_bit(zero) else 16 if zero.dtype.itemsize == 2 else 8
+
+
 def _range_of(dtype: np.dtype) -> tuple[int, int]:
     """The integers a quantized dtype holds, 4-bit ones included."""
-    zero = np.zeros((), dtype)
-    return integer_limits(widened(zero).dtype, 4 if is_four_bit(zero) else 8)
+    return integer_limits(widened(np.zeros((), dtype)).dtype, _bits_of(dtype))
 
 
 def _qdq_params(ctx: LowerContext, tensor: TensorType, zero_dtype: np.dtype | None,
@@ -132,7 +142,7 @@ def _qdq_params(ctx: LowerContext, tensor: TensorType, zero_dtype: np.dtype | No
     if zero_dtype is None and declared is None:
         zero_dtype = output_dtype
     dtypes = [d for d in (declared.dtype if declared is not None else None, zero_dtype) if d is not None]
-    bits = 4 if any(is_four_bit(np.zeros((), d)) for d in dtypes) else 8
+    bits = min((_bits_of(d) for d in dtypes), default=8)
     if zero_dtype is not None:
         zero_dtype = widened(np.zeros((), zero_dtype)).dtype
     if block_size:
@@ -159,10 +169,10 @@ def lower_quantize_linear(ctx: LowerContext) -> None:
     output_dtype = int(ctx.attr("output_dtype", 0))
     declared = helper.tensor_dtype_to_np_dtype(output_dtype) if output_dtype else None
     if declared is not None and declared.name not in _FOUR_BIT and declared not in _CARRIED:
-        raise ctx.unsupported(f"QuantizeLinear to {declared}: rcc handles uint8, int8, uint4 and int4")
+        raise ctx.unsupported(f"QuantizeLinear to {declared}: rcc handles {_HANDLED}")
     scale, zero, attrs = _qdq_params(ctx, x.type, None, declared)
     if zero.dtype not in _CARRIED:
-        raise ctx.error(f"zero point is {zero.dtype}; QuantizeLinear produces uint8, int8, uint4 or int4")
+        raise ctx.error(f"zero point is {zero.dtype}; QuantizeLinear produces {_HANDLED.replace(' and ', ' or ')}")
     operands = [x, _param(ctx, "scale", scale), _param(ctx, "zero_point", zero)]
     ctx.bind(0, ctx.op("nn.quantize_linear", operands, attrs))
 
@@ -173,8 +183,9 @@ def lower_dequantize_linear(ctx: LowerContext) -> None:
     name = ctx.node.input[0]
     raw = ctx.constants.get(name)
     x = _quantized_input(ctx)
-    if x.type.dtype not in (*QUANT_DTYPES, "i32"):
-        raise ctx.unsupported(f"DequantizeLinear of {x.type.dtype}: rcc handles uint8, int8, uint4, int4 and int32")
+    if x.type.dtype not in (*QDQ_DTYPES, "i32"):
+        raise ctx.unsupported(f"DequantizeLinear of {x.type.dtype}: rcc handles {_HANDLED.replace(' and', ',')} and "
+                              f"int32")
     scale, zero, attrs = _qdq_params(ctx, x.type, raw.dtype if raw is not None else x.type.np_dtype)
     if x.producer is not None and x.producer.opname == "nn.quantize_linear" and x.producer.attrs["bits"] == 4:
         attrs["bits"] = 4
@@ -279,7 +290,7 @@ def lower_qlinear_conv(ctx: LowerContext) -> None:
     y_scale, y_zero = quant_params(ctx, 6, 7, x.type, 1, None, "y")
     _per_tensor(ctx, x_scale, "x")
     _per_tensor(ctx, y_scale, "y")
-    if y_zero.dtype not in _CARRIED:
+    if y_zero.dtype not in _EIGHT_BIT:
         raise ctx.error(f"y zero point is {y_zero.dtype}; QLinearConv produces uint8 or int8")
     if w_scale.size not in (1, channels):
         raise ctx.error(f"w scale has {w_scale.size} values; expected one or {channels} (output channels)")
@@ -303,7 +314,7 @@ def lower_qlinear_matmul(ctx: LowerContext) -> None:
     y_scale, y_zero = quant_params(ctx, 6, 7, a.type, -1, None, "y")
     _per_tensor(ctx, a_scale, "a")
     _per_tensor(ctx, y_scale, "y")
-    if y_zero.dtype not in _CARRIED:
+    if y_zero.dtype not in _EIGHT_BIT:
         raise ctx.error(f"y zero point is {y_zero.dtype}; QLinearMatMul produces uint8 or int8")
     b_zero = b_zero.reshape(-1) if b_zero.size > 1 else b_zero.reshape(())
     if b.type.rank == 2:

@@ -40,7 +40,7 @@ from rcc.compiler.passes.fuse_qdq_tables import TABLE_MATCHERS, fuse_dequantized
 from rcc.compiler.passes.qdq_group import Dequantized, QdqGroup, dequantized, float_bias, float_kernel_ops
 from rcc.ir.builder import make_op
 from rcc.ir.core import Module, Op, Value
-from rcc.ir.ops.nn_quant import requantize_multiplier
+from rcc.ir.ops.nn_quant import QUANT_DTYPES, requantize_multiplier
 
 _ELEMENTWISE = ("nn.add", "nn.mul", "nn.global_avg_pool", "nn.avg_pool2d")
 _PASSTHROUGH = ("nn.max_pool2d", "nn.reshape", "nn.transpose", "nn.identity", "nn.depth_to_space",
@@ -67,10 +67,15 @@ def _integer_bias(value: Value | None) -> Value | None | bool:
     return bias.x
 
 
+def _integer_weights(w: Dequantized) -> bool:
+    """Constant 8- or 4-bit weights (16-bit weights stay a float layer, which `lower-to-xbar` quantizes)."""
+    return w.x.is_constant and w.x.type.dtype in QUANT_DTYPES
+
+
 def _runs_in_float(group: QdqGroup, x: Dequantized, w: Dequantized) -> bool:
-    """Whether onnxruntime runs the group's product as a float kernel: it has no integer kernel for 4-bit
-    operands, and on x86-64 its QDQ Conv/MatMul/Gemm selectors take uint8 activations only (int8 is allowed
-    on ARM alone), so an int8 activation its int8 → uint8 rewrite did not convert keeps the group in float."""
+    """Whether onnxruntime runs the group's product as a float kernel: it has no integer kernel for 4-bit operands
+    or 16-bit activations, and on x86-64 its QDQ Conv/MatMul/Gemm selectors take uint8 activations only (int8 is
+    allowed on ARM alone), so an int8 activation its int8 → uint8 rewrite did not convert keeps the group in float."""
     activations = {group.onnxruntime_dtype(x.x), group.onnxruntime_dtype(group.quantize.result)}
     return x.bits == 4 or w.bits == 4 or activations != {"u8"}
 
@@ -78,7 +83,7 @@ def _runs_in_float(group: QdqGroup, x: Dequantized, w: Dequantized) -> bool:
 def _float_kernel(group: QdqGroup, product: str, operands: list[Value], attrs: dict, x: Dequantized,
                   w: Dequantized, bias_value: Value | None, axis: int) -> list[Op] | None:
     bias = float_bias(bias_value)
-    if bias is False or group.quantize.attrs["bits"] != 8:
+    if bias is False or group.quantize.attrs["bits"] == 4:
         return None
     acc = make_op(product, operands, attrs, [group.module.fresh_name(f"{group.name}.acc")])
     return float_kernel_ops(group, acc, x, w, bias, axis)
@@ -93,7 +98,7 @@ def _fuse_conv(group: QdqGroup) -> list[Op] | None:
     x, w = dequantized(conv.operands[0]), dequantized(conv.operands[1])
     bias_value = conv.operands[2] if len(conv.operands) > 2 else None
     bias = _integer_bias(bias_value)
-    if x is None or w is None or bias is False or not x.per_tensor or not w.x.is_constant \
+    if x is None or w is None or bias is False or not x.per_tensor or not _integer_weights(w) \
             or not (w.per_tensor or w.per_axis and w.axis == 0):
         return None
     operands = [x.x, w.x, x.zero, w.zero]
@@ -121,7 +126,7 @@ def _fuse_matmul(group: QdqGroup) -> list[Op] | None:
         weight, output_axis = weight.producer.operands[0], 0
     x, w = dequantized(product.operands[0]), dequantized(weight)
     bias = _integer_bias(bias_value)
-    if x is None or w is None or bias is False or not x.per_tensor or not w.x.is_constant \
+    if x is None or w is None or bias is False or not x.per_tensor or not _integer_weights(w) \
             or w.x.type.rank != 2 or not (w.per_tensor or w.per_axis and w.axis == output_axis):
         return None
     matrix = w.x if output_axis == 1 else group.constant("wq", np.ascontiguousarray(w.x.data.T))

@@ -20,6 +20,7 @@ import numpy as np
 from rcc.compiler.passes.qdq_group import Dequantized, QdqGroup, dequantized
 from rcc.ir.builder import make_op
 from rcc.ir.core import Module, Op, Value
+from rcc.ir.ops.nn_quant import QUANT_DTYPES
 from rcc.ir.ops.nn_quant_tables import float_table, leaky_relu_function, lookup_table, mlas_logistic, mlas_tanh
 
 _FUNCTIONS: dict[str, Callable[[dict], Callable[[np.ndarray], np.ndarray]]] = {
@@ -40,7 +41,8 @@ def _float_operands(group: QdqGroup, opnames: tuple[str, ...]) -> tuple[Op, list
     if op is None or op.opname not in opnames or not group.only_read_by_quantize(y) or group.scale.type.size != 1:
         return None
     inputs = [dequantized(v) for v in op.operands]
-    if any(d is None or not d.per_tensor or d.x.type.dtype != group.zero.type.dtype for d in inputs):
+    if any(d is None or not d.per_tensor or d.x.type.dtype != group.zero.type.dtype for d in inputs) \
+            or group.zero.type.dtype not in QUANT_DTYPES:   # 256-entry tables: 16-bit groups stay in float
         return None
     return op, inputs
 
@@ -100,7 +102,7 @@ def fuse_dequantized_function(module: Module, op: Op) -> list[Op] | None:
     lookup in a float32 table of MLAS's function of the 256 dequantized codes, which onnxruntime's float
     kernel gives for each of them."""
     x = dequantized(op.operands[0]) if op.opname in _FLOAT_FUNCTIONS else None
-    if x is None or not x.per_tensor:
+    if x is None or not x.per_tensor or x.x.type.dtype not in QUANT_DTYPES:
         return None
     table = float_table(x.x.type.dtype, _scalar(x.scale), _scalar(x.zero), _FLOAT_FUNCTIONS[op.opname])
     constant = module.add_constant(module.fresh_name(f"{op.result.name}.table"), table)

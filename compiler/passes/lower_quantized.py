@@ -158,7 +158,8 @@ class LowerQuantized(Pass):
             lowering = _ProductLowering(module, op, ctx.target, next_array, programmed)
             acc, arrays = lowering.lower()
             readers = module.users().get(op.result, [])
-            if id(op.result) in outputs or any(r.opname != "nn.requantize" for r in readers):
+            if op.result.type.dtype == "i32" and (id(op.result) in outputs
+                                                  or any(r.opname != "nn.requantize" for r in readers)):
                 acc = lowering.emit("vec.accumulators_i32", [acc], {}, "i32")
             module.ops.remove(op)
             module.replace_uses(op.result, acc)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rcc.backends.target import MAX_INPUT_BITS, Target
+from rcc.backends.target import Target
 from rcc.compiler.calibrate import ActivationObservation
 from rcc.compiler.lowering import input_quantization, is_mappable, quantize_weights
 from rcc.compiler.pass_context import PassContext
@@ -60,7 +60,7 @@ AUTO_MARGIN_DB = 3.0  # `auto`: the verification bound plus this, for inputs the
 HELD_OUT_SAMPLES = 4
 HELD_OUT_SEED = 2_000_003
 WIDTH_STEP = 2
-WIDEST = MAX_INPUT_BITS  # 16: the widest input (and weight) width
+WIDEST = 16  # the widest input (and weight) width it chooses
 KINDS = ("input", "weight")
 WIDTH_CHOICES = {"inputs": ("input",), "weights": ("weight",), "both": KINDS, "auto": KINDS}  # MIXED_PRECISION_WIDTHS
 

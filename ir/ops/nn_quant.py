@@ -27,14 +27,23 @@ from rcc.ir.ops.nn_pool import _POOL_ATTRS, _pool_infer, _pool_windows
 from rcc.ir.optable import OPS, Attr, broadcast_shapes, define
 from rcc.ir.types import TensorType
 
-QUANT_DTYPES = ("u8", "i8")
+QUANT_DTYPES = ("u8", "i8")   # the integer kernels' (QLinear*, tables): 8-bit
+WIDE_DTYPES = ("u16", "i16")  # 16-bit activations (onnxruntime's A16W8): Q/DQ and the exact products only
+QDQ_DTYPES = QUANT_DTYPES + WIDE_DTYPES
+QDQ_BITS = (4, 8, 16)
 
 
-def integer_limits(dtype: np.dtype | str, bits: int = 8) -> tuple[int, int]:
+def accumulator_dtype(*operands: TensorType) -> str:
+    """An exact integer product's dtype: ONNX's int32 for 8-bit operands; int64 when one is 16-bit (a 16-bit code
+    times an 8-bit weight reaches 2^23, so a few hundred of them overflow int32)."""
+    return "i64" if any(t.dtype in WIDE_DTYPES for t in operands) else "i32"
+
+
+def integer_limits(dtype: np.dtype | str, bits: int | None = None) -> tuple[int, int]:
     """The range of a quantized integer dtype (`u8` → (0, 255)), or of its `bits`-bit narrowing (4: `i8` →
     (−8, 7), `u8` → (0, 15): ONNX's int4/uint4)."""
     info = np.iinfo(TensorType((), dtype).np_dtype if isinstance(dtype, str) else dtype)
-    if bits < info.bits:
+    if bits is not None and bits < info.bits:
         return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if info.min < 0 else (0, 2 ** bits - 1)
     return int(info.min), int(info.max)
 
@@ -61,12 +70,12 @@ def _check_per_axis(x: TensorType, params: list[TensorType], axis: int) -> None:
 
 def _quantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     x, scale, zero = types
-    if x.dtype != "f32" or scale.dtype != "f32" or zero.dtype not in QUANT_DTYPES or scale.shape != zero.shape:
-        raise ValueError(f"quantizes f32 with an f32 scale and a u8/i8 zero point of the same shape, "
+    if x.dtype != "f32" or scale.dtype != "f32" or zero.dtype not in QDQ_DTYPES or scale.shape != zero.shape:
+        raise ValueError(f"quantizes f32 with an f32 scale and a u8/i8/u16/i16 zero point of the same shape, "
                          f"got {x}, {scale}, {zero}")
     _check_per_axis(x, [scale, zero], attrs["axis"])
-    if attrs["bits"] not in (4, 8):
-        raise ValueError(f"bits must be 4 or 8, got {attrs['bits']}")
+    if attrs["bits"] not in QDQ_BITS:
+        raise ValueError(f"bits must be 4, 8 or 16, got {attrs['bits']}")
     return [TensorType(x.shape, zero.dtype)]
 
 
@@ -84,13 +93,13 @@ def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, *,
 
 def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     x, scale, zero = types
-    if x.dtype not in (*QUANT_DTYPES, "i32") or scale.dtype != "f32" or zero.dtype != x.dtype \
+    if x.dtype not in (*QDQ_DTYPES, "i32") or scale.dtype != "f32" or zero.dtype != x.dtype \
             or scale.shape != zero.shape:
-        raise ValueError(f"dequantizes u8/i8/i32 with an f32 scale and a zero point of its dtype and the "
+        raise ValueError(f"dequantizes u8/i8/u16/i16/i32 with an f32 scale and a zero point of its dtype and the "
                          f"scale's shape, got {x}, {scale}, {zero}")
     _check_per_axis(x, [scale, zero], attrs["axis"])
-    if attrs["bits"] not in (4, 8):
-        raise ValueError(f"bits must be 4 or 8, got {attrs['bits']}")
+    if attrs["bits"] not in QDQ_BITS:
+        raise ValueError(f"bits must be 4, 8 or 16, got {attrs['bits']}")
     return [TensorType(x.shape, "f32")]
 
 
@@ -104,8 +113,8 @@ def dequantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, 
 
 
 def _zero_points_fit(types: list[TensorType], x: TensorType, w: TensorType, w_axis: int) -> None:
-    if x.dtype not in QUANT_DTYPES or w.dtype not in QUANT_DTYPES:
-        raise ValueError(f"expects u8/i8 operands, got {x} and {w}")
+    if x.dtype not in QDQ_DTYPES or w.dtype not in QUANT_DTYPES:
+        raise ValueError(f"expects a u8/i8/u16/i16 input and u8/i8 weights, got {x} and {w}")
     if len(types) > 2 and (types[2].dtype != x.dtype or types[2].size != 1):
         raise ValueError(f"the input's zero point must be one {x.dtype}, got {types[2]}")
     if len(types) > 3 and (types[3].dtype != w.dtype or types[3].size not in (1, w.shape[w_axis])):
@@ -115,7 +124,7 @@ def _zero_points_fit(types: list[TensorType], x: TensorType, w: TensorType, w_ax
 def _conv_integer_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     _zero_points_fit(types, types[0], types[1], 0)
     shape = OPS["nn.conv2d"].infer([TensorType(t.shape, "f32") for t in types[:2]], attrs)[0].shape
-    return [TensorType(shape, "i32")]
+    return [TensorType(shape, accumulator_dtype(*types[:2]))]
 
 
 def shifted(values: np.ndarray, zero_point: np.ndarray | None, axis: int = 0) -> np.ndarray:
@@ -132,8 +141,10 @@ def shifted(values: np.ndarray, zero_point: np.ndarray | None, axis: int = 0) ->
                "dilations": Attr("ints", (1, 1)), "group": Attr("int", 1)})
 def conv_integer(x: np.ndarray, weight: np.ndarray, x_zero: np.ndarray | None = None,
                  w_zero: np.ndarray | None = None, **conv_attrs) -> np.ndarray:
-    """ONNX ConvInteger: the exact int32 convolution of (x − x_zero) and (w − w_zero); padding is x_zero."""
-    return conv2d(shifted(x, x_zero), shifted(weight, w_zero, 0), **conv_attrs).astype(np.int32)
+    """ONNX ConvInteger: the exact int32 convolution of (x − x_zero) and (w − w_zero); padding is x_zero (int64 for
+    a 16-bit x: `accumulator_dtype`)."""
+    product = conv2d(shifted(x, x_zero), shifted(weight, w_zero, 0), **conv_attrs)
+    return product.astype(np.int64 if x.dtype.itemsize == 2 else np.int32)
 
 
 def _matmul_integer_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -141,14 +152,15 @@ def _matmul_integer_infer(types: list[TensorType], attrs: dict) -> list[TensorTy
     _zero_points_fit(types, a, b, -1)
     if a.rank < 1 or b.rank != 2 or a.shape[-1] != b.shape[0]:
         raise ValueError(f"expects a [..., K] and b [K, N], got {a} and {b}")
-    return [TensorType(a.shape[:-1] + b.shape[1:], "i32")]
+    return [TensorType(a.shape[:-1] + b.shape[1:], accumulator_dtype(a, b))]
 
 
 @define("nn.matmul_integer", operands=("a", "b", "a_zero?", "b_zero?"), infer=_matmul_integer_infer)
 def matmul_integer(a: np.ndarray, b: np.ndarray, a_zero: np.ndarray | None = None,
                    b_zero: np.ndarray | None = None) -> np.ndarray:
-    """ONNX MatMulInteger with a 2-D b: the exact int32 product (a − a_zero) · (b − b_zero)."""
-    return np.matmul(shifted(a, a_zero), shifted(b, b_zero, -1)).astype(np.int32)
+    """ONNX MatMulInteger with a 2-D b: the exact int32 product (a − a_zero) · (b − b_zero) (int64 for a 16-bit a)."""
+    product = np.matmul(shifted(a, a_zero), shifted(b, b_zero, -1))
+    return product.astype(np.int64 if a.dtype.itemsize == 2 else np.int32)
 
 
 def _requantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -308,8 +320,8 @@ def qlinear_avg_pool2d(x: np.ndarray, *, a_scale: float, a_zero: int, y_scale: f
 
 def _subtract_zero_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     x, zero = types
-    if x.dtype not in QUANT_DTYPES or zero.dtype != x.dtype or zero.size != 1:
-        raise ValueError(f"expects a u8/i8 tensor and one zero point of its dtype, got {x} and {zero}")
+    if x.dtype not in QDQ_DTYPES or zero.dtype != x.dtype or zero.size != 1:
+        raise ValueError(f"expects a u8/i8/u16/i16 tensor and one zero point of its dtype, got {x} and {zero}")
     return [TensorType(x.shape, "i32")]
 
 

@@ -17,22 +17,23 @@ from __future__ import annotations
 import numpy as np
 
 from rcc.ir.ops.nn_linear import _CONV_ATTRS, conv_transpose2d
-from rcc.ir.ops.nn_quant import QUANT_DTYPES, _check_per_axis, along_axis, quantize_linear, shifted
+from rcc.ir.ops.nn_quant import (QDQ_DTYPES, QUANT_DTYPES, _check_per_axis, accumulator_dtype, along_axis,
+                                 quantize_linear, shifted)
 from rcc.ir.optable import OPS, Attr, define
 from rcc.ir.types import TensorType
 
 
 def _conv_transpose_integer_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     x, w = types[:2]
-    if x.dtype not in QUANT_DTYPES or w.dtype not in QUANT_DTYPES:
-        raise ValueError(f"expects u8/i8 operands, got {x} and {w}")
+    if x.dtype not in QDQ_DTYPES or w.dtype not in QUANT_DTYPES:
+        raise ValueError(f"expects a u8/i8/u16/i16 input and u8/i8 weights, got {x} and {w}")
     if len(types) > 2 and (types[2].dtype != x.dtype or types[2].size != 1):
         raise ValueError(f"the input's zero point must be one {x.dtype}, got {types[2]}")
     if len(types) > 3 and (types[3].dtype != w.dtype or types[3].size not in (1, w.shape[1])):
         raise ValueError(f"the weight's zero point must be one {w.dtype} or one per index of the weight's axis 1 "
                          f"(output channel of a group), got {types[3]}")
     shape = OPS["nn.conv_transpose2d"].infer([TensorType(t.shape, "f32") for t in types[:2]], attrs)[0].shape
-    return [TensorType(shape, "i32")]
+    return [TensorType(shape, accumulator_dtype(x, w))]
 
 
 @define("nn.conv_transpose_integer", operands=("x", "weight", "x_zero?", "w_zero?"),
@@ -40,17 +41,18 @@ def _conv_transpose_integer_infer(types: list[TensorType], attrs: dict) -> list[
 def conv_transpose_integer(x: np.ndarray, weight: np.ndarray, x_zero: np.ndarray | None = None,
                            w_zero: np.ndarray | None = None, **attrs) -> np.ndarray:
     """The exact int32 transposed convolution of (x − x_zero) and (w − w_zero) (w_zero one value or one per
-    index of the weight's axis 1, as ONNX's per-axis DequantizeLinear of a ConvTranspose weight gives it)."""
+    index of the weight's axis 1, as ONNX's per-axis DequantizeLinear of a ConvTranspose weight gives it); int64
+    for a 16-bit x."""
     product = conv_transpose2d(shifted(x, x_zero).astype(np.float64), shifted(weight, w_zero, 1).astype(np.float64),
                                **attrs)
-    return np.rint(product).astype(np.int32)
+    return np.rint(product).astype(np.int64 if x.dtype.itemsize == 2 else np.int32)
 
 
 def _rescale_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     acc, scale, y_scale, y_zero = types[:4]
-    if acc.dtype != "i32" or scale.dtype != "f32" or y_scale.dtype != "f32" or y_scale.size != 1 \
-            or y_zero.dtype not in QUANT_DTYPES or y_zero.size != 1:
-        raise ValueError(f"expects i32 accumulators, f32 scales and one u8/i8 zero point, "
+    if acc.dtype not in ("i32", "i64") or scale.dtype != "f32" or y_scale.dtype != "f32" or y_scale.size != 1 \
+            or y_zero.dtype not in QDQ_DTYPES or y_zero.size != 1:
+        raise ValueError(f"expects i32/i64 accumulators, f32 scales and one u8/i8/u16/i16 zero point, "
                          f"got {', '.join(map(str, types))}")
     if len(types) > 4 and types[4].dtype != "f32":
         raise ValueError(f"the bias must be f32, got {types[4]}")
@@ -66,4 +68,4 @@ def rescale_quantize(acc: np.ndarray, scale: np.ndarray, y_scale: np.ndarray, y_
     value = np.multiply(acc.astype(np.float32), along_axis(scale.reshape(-1), acc.ndim, axis), dtype=np.float32)
     if bias is not None:
         value = np.add(value, along_axis(bias.reshape(-1), acc.ndim, axis), dtype=np.float32)
-    return quantize_linear(value, y_scale.reshape(()), y_zero.reshape(()), axis=axis)
+    return quantize_linear(value, y_scale.reshape(()), y_zero.reshape(()), axis=axis, bits=8 * y_zero.dtype.itemsize)

@@ -16,6 +16,7 @@ from rcc.ir.errors import RccError, UnsupportedError
 from rcc.runtime.machine import Machine
 
 ONNX_TYPE = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8,
+             np.dtype(np.uint16): TensorProto.UINT16, np.dtype(np.int16): TensorProto.INT16,
              np.dtype(np.int32): TensorProto.INT32, np.dtype(np.float32): TensorProto.FLOAT}
 
 
@@ -125,6 +126,49 @@ def test_quantize_dequantize_round_trip_at_each_opset(tmp_path, opset) -> None:
     path = save_model(tmp_path, nodes, feeds, {"s": scale, "z": zero}, {"q": (np.int8, (2, 3, 4)), "y": (np.float32, (2, 3, 4))},
                       opset=opset)
     assert_machine_bit_exact(path, feeds)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16])
+@pytest.mark.parametrize("layout", ["tensor", "axis", "blocked"])
+def test_16_bit_quantize_dequantize_is_bit_exact(tmp_path, dtype, layout) -> None:
+    """int16/uint16 QuantizeLinear → DequantizeLinear (opset 21) per tensor, per axis and blocked, with values that
+    saturate at both ends and ties (x an odd multiple of scale/2), bit for bit with onnxruntime on the machine."""
+    rng = np.random.default_rng(21)
+    shape = (2, 4, 6)
+    info = np.iinfo(dtype)
+    params = {"tensor": ((), {}), "axis": ((4,), {"axis": 1}), "blocked": ((2, 4, 3), {"axis": 2, "block_size": 2})}
+    param_shape, attrs = params[layout]
+    scale = rng.uniform(1e-4, 1e-3, param_shape).astype(np.float32)
+    zero = rng.integers(info.min // 2, info.max // 2, param_shape).astype(dtype)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], **attrs),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], **attrs)]
+    path = save_model(tmp_path, nodes, {"x": np.zeros(shape, np.float32)}, {"s": scale, "z": zero},
+                      {"q": (dtype, shape), "y": (np.float32, shape)}, opset=21)
+    x = (rng.standard_normal(shape) * 20).astype(np.float32)   # past ±32767·1e-3 at both ends
+    odd_halves = 2 * rng.integers(-1000, 1000, x.size)[::5] + 1
+    x.flat[::5] = (odd_halves * 0.5 * np.float32(scale.flat[0])).astype(np.float32)
+    assert_machine_bit_exact(path, {"x": x})
+
+
+def test_a_16_bit_qdq_conv_maps_its_codes_on_17_input_bits(tmp_path) -> None:
+    """A uint16 activation with a mid-range zero point (x − zx spans 17 signed bits) into an int8 Conv: onnxruntime
+    runs DequantizeLinear → float32 Conv → QuantizeLinear; rcc puts the exact integer product on crossbars with 17
+    input bits, rescales once, and verify holds the first differing boundary to one step."""
+    rng = np.random.default_rng(16)
+    w = rng.integers(-127, 128, (3, 2, 3, 3)).astype(np.int8)
+    inits = {"sx": np.float32(2e-4), "zx": np.array(32000, np.uint16), "w": w, "sw": np.float32(0.01),
+             "zw": np.array(0, np.int8), "sy": np.float32(3e-3), "zy": np.array(30000, np.uint16)}
+    nodes = [*qdq_nodes("x", "sx", "zx"), helper.make_node("DequantizeLinear", ["w", "sw", "zw"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]), *qdq_nodes("c", "sy", "zy")]
+    path = save_model(tmp_path, nodes, {"x": np.zeros((1, 2, 6, 6), np.float32)}, inits,
+                      {"cd": (np.float32, (1, 3, 6, 6))}, opset=21)
+    compiled = compile_model(path)
+    assert {op.opname for op in compiled.graph.ops} >= {"nn.conv_integer", "nn.rescale_quantize"}
+    mvm = next(i for i in compiled.program.instructions if i.opcode == "mvm")
+    assert mvm.attrs["input_bits"] == 17 and mvm.attrs["input_signed"] and mvm.attrs["weight_bits"] == 8
+    result = verify_compiled(path, compiled, samples=2)
+    assert result.passed and result.extra["integer_reference_match"], result.extra
+    assert result.extra["wide_boundaries"] == 2 and result.extra["first_step"] <= 1
 
 
 def test_a_qdq_conv_verifies_bit_exact_with_its_boundaries(tmp_path) -> None:

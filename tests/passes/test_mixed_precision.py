@@ -204,7 +204,7 @@ def test_an_output_the_model_zeroes_is_no_crash(tmp_path) -> None:
 def test_bad_layer_widths_and_goals_are_named(tmp_path) -> None:
     with pytest.raises(RccError, match="no float crossbar layer named 'nope' .the layers: fc1.matmul"):
         compile_model(MLP, layer_input_bits={"nope": 10})
-    with pytest.raises(RccError, match="--layer-input-bits fc1=40: the width must be an integer from 2 to 16"):
+    with pytest.raises(RccError, match="--layer-input-bits fc1=40: the width must be an integer from 2 to 17"):
         compile_model(MLP, layer_input_bits={"fc1": 40})
     with pytest.raises(RccError, match="float precision has no input widths"):
         compile_model(MLP, precision="float", mixed_precision=30.0)

@@ -31,7 +31,8 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def _layer(rng: np.random.Generator, k: int, m: int, x: np.ndarray, weights: np.ndarray, **widths) -> CrossbarGroup:
-    attrs = mvm_attrs(rows=128, cols=128, weight_bits=8, input_bits=8, input_signed=bool((x < 0).any()), cell_bits=2,
+    widths = {"input_bits": 8, **widths}
+    attrs = mvm_attrs(rows=128, cols=128, weight_bits=8, input_signed=bool((x < 0).any()), cell_bits=2,
                       dac_bits=1, encoding="differential", groups=weights.shape[0], k=k, m=m, **widths)
     return CrossbarGroup(weights.astype(np.int8), attrs)
 
@@ -74,6 +75,26 @@ def test_chunked_product_splits_only_when_needed() -> None:
     rows = grouped_rows(x.astype(np.float32), 1)
     assert _partial_sum_bound(rows, True, 127.0, layer._column_norm) >= 2**24   # one GEMM would not be exact
     assert np.array_equal(layer.run(x), np.full((3, 4), 1500 * 255 * 127))
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_wide_inputs_take_one_exact_float64_gemm(monkeypatch, signed: bool) -> None:
+    """16- and 17-bit inputs (a 16-bit model's codes less their zero point) times int8 weights over 600 rows: sums
+    reach 2^32, so no float32 GEMM of the layer is exact; one float64 GEMM is, and gives the int64 product (with
+    and without the row order fusion asks for), without the float32 row chunks."""
+    rng = np.random.default_rng(17)
+    low, high = (-65535, 65535) if signed else (0, 65535)
+    x = rng.integers(low, high + 1, (7, 600)).astype(np.int32)
+    x[0] = high                                     # the largest sums
+    w = rng.integers(-127, 128, (1, 600, 5))
+    w[0, :, 0] = 127
+    layer = _layer(rng, 600, 5, x, w, input_bits=17 if signed else 16)
+    monkeypatch.setattr(layer, "_chunked_product", None)   # would raise if called
+    expected = int64_product(x, w.astype(np.int8))
+    assert np.abs(expected).max() > 2**31
+    assert np.array_equal(layer.run(x, x_range=(low, high)), expected)
+    order = rng.permutation(600)
+    assert np.array_equal(layer.exact_product((low, high), order)(x[:, order]), expected)
 
 
 @pytest.mark.parametrize("pixels", [1, 2, 49, FEW_ROWS, FEW_ROWS + 1])

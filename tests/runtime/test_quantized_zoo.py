@@ -22,7 +22,8 @@ import pytest
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from rcc.compiler.driver import compile_model, input_samples, onnxruntime_runner, verify_compiled, with_extra_stores
+from rcc.compiler.driver import (compile_model, input_samples, onnxruntime_runner, rcc_quantized_layers,
+                                 verify_compiled, with_extra_stores)
 from rcc.runtime.machine import Machine
 from tests.conftest import ROOT
 from tests.runtime.float_kernel_ties import float_kernel_node, tie_margins, within_float32_of_a_tie
@@ -34,7 +35,9 @@ CONFIGS = {"per-tensor-u8": (False, QuantType.QUInt8, QuantType.QInt8),
            "per-channel-i8": (True, QuantType.QInt8, QuantType.QInt8),
            "per-channel-int4-u8": (True, QuantType.QUInt8, QuantType.QInt4),
            "per-tensor-uint4-i8": (False, QuantType.QInt8, QuantType.QUInt4),
-           "per-tensor-int4-u8": (False, QuantType.QUInt8, QuantType.QInt4)}
+           "per-tensor-int4-u8": (False, QuantType.QUInt8, QuantType.QInt4),
+           "per-channel-i16": (True, QuantType.QInt16, QuantType.QInt8),
+           "per-tensor-u16": (False, QuantType.QUInt16, QuantType.QInt8)}
 EIGHT_BIT = ("per-tensor-u8", "per-channel-u8", "per-tensor-i8", "per-channel-i8")
 BLOCKS = ("transformer_encoder_block", "gpt_decoder_block", "mobilenetv3_block", "bilinear_seg_head",
           "shufflenet_block")
@@ -48,6 +51,11 @@ EXACT_BLOCKS = [(name, config) for name in BLOCKS for config in EIGHT_BIT]
 # onnxruntime's float32 kernel rounds a value within float32 error of a tie to the other side
 FLOAT_KERNEL = [("unet_small", "per-channel-u8", "ConvTranspose"), ("unet_small", "per-channel-i8", "ConvTranspose"),
                 ("fcn_segmenter", "per-channel-i8", "Conv"), ("dcgan_generator", "per-tensor-int4-u8", "ConvTranspose")]
+
+
+# 16-bit activations (A16W8): onnxruntime runs every product group as a float32 kernel
+WIDE = [(name, config) for name in ("lenet5", "resnet_small", "mlp", "unet_small", "transformer_encoder_block")
+        for config in ("per-channel-i16", "per-tensor-u16")]
 
 
 class SeededReader(CalibrationDataReader):
@@ -134,6 +142,13 @@ def test_a_float_kernel_boundary_is_named_and_differs_only_at_float32_ties(quant
     boundary = extra["float_kernel_boundary"]
     assert not extra["bit_exact"] and not result.passed and boundary == extra["first_differing_boundary"]
     assert extra["float_kernels"][boundary] == kernel
+    assert float32_ties(path, compiled, boundary) == extra["float_kernel_boundaries"][boundary] > 0
+
+
+def float32_ties(path: Path, compiled, boundary: str) -> int:
+    """How many elements of `boundary` (a Conv or ConvTranspose group's QuantizeLinear) the machine computes
+    otherwise than onnxruntime on 2 inputs, each asserted to differ by one step and to lie within float32 error of
+    a tie of y_scale, on onnxruntime's own integers for the group's input."""
     model = onnx.load(path)
     producers = {out: node for node in model.graph.node for out in node.output}
     integers = producers[float_kernel_node(model, boundary).input[0]].input[0]
@@ -148,4 +163,26 @@ def test_a_float_kernel_boundary_is_named_and_differs_only_at_float32_ties(quant
             assert within_float32_of_a_tie(value[index], margin[index]), (value[index], margin[index])
             assert abs(int(actual[index]) - int(expected[boundary][index])) == 1
             ties += 1
-    assert ties == extra["float_kernel_boundaries"][boundary] > 0
+    return ties
+
+
+@pytest.mark.parametrize(("name", "config"), WIDE, ids=[f"{name}-{config}" for name, config in WIDE])
+def test_a_16_bit_activation_model_runs_on_its_own_integers_and_parts_from_onnxruntime_only_at_ties(
+        quantized_zoo, name, config) -> None:
+    """A16W8 (`quantize_static` with QInt16/QUInt16 activations): every product runs on crossbars with the model's
+    own 16-bit codes less their zero point (16 or 17 input bits) and 8-bit weights, nothing is re-quantised by rcc,
+    and verify holds the first boundary where machine and onnxruntime part to one step; where that is a Conv, every
+    differing element there is a float32 tie of onnxruntime's float kernel."""
+    path = quantized_zoo(name, config)
+    compiled = compile_model(path)
+    mvms = [i for i in compiled.program.instructions if i.opcode == "mvm"]
+    assert mvms and all(i.attrs["input_bits"] in (16, 17) and i.attrs["weight_bits"] <= 8 for i in mvms)
+    assert not rcc_quantized_layers(compiled)
+    result = verify_compiled(path, compiled, samples=2)
+    extra = result.extra
+    assert result.passed and extra["adc_lossless"] and extra["integer_reference_match"], result.outputs
+    assert extra["wide_boundaries"] == extra["boundaries_compared"] > 0
+    assert "the first differing boundary within one step of onnxruntime's: yes" in extra["tolerance"], extra
+    boundary = extra["first_differing_boundary"]
+    if boundary is not None and boundary in extra["float_kernels"] and extra["float_kernels"][boundary] == "Conv":
+        assert float32_ties(path, compiled, boundary) == extra["differing_boundaries"][boundary]
