@@ -64,11 +64,39 @@ def lower_matmul(ctx: LowerContext) -> None:
 
 @rule("BatchNormalization")
 def lower_batch_norm(ctx: LowerContext) -> None:
-    if ctx.attr("training_mode", 0) or ctx.attr("is_test", 1) == 0:
-        raise ctx.unsupported("BatchNormalization in training mode")
-    ctx.refuse_used_outputs(1, "BatchNormalization's running-statistics outputs")
+    """Inference: the given statistics. Training mode (opset 14 on, as a model exported in training mode has it):
+    the batch's own mean and population variance over every axis but 1, and where read the running statistics
+    mean·momentum + batch mean·(1 − momentum) and likewise the variance, as ONNX and onnxruntime define them."""
+    if ctx.attr("is_test", 1) == 0:
+        raise ctx.unsupported("BatchNormalization with is_test 0 (opsets 1–6 training mode; from opset 14 on, "
+                              "training_mode 1 is supported)")
     operands = [ctx.input(i) for i in range(5)]
-    ctx.bind(0, ctx.op("nn.batch_norm", operands, {"epsilon": ctx.attr("epsilon", 1e-5)}))
+    epsilon = {"epsilon": ctx.attr("epsilon", 1e-5)}
+    if not ctx.attr("training_mode", 0):
+        ctx.refuse_used_outputs(1, "BatchNormalization's running-statistics outputs")
+        ctx.bind(0, ctx.op("nn.batch_norm", operands, epsilon))
+        return
+    x = operands[0]
+    if x.type.rank < 2 or x.type.dtype not in ("f32", "f64", "f16"):
+        raise ctx.error(f"training-mode BatchNormalization takes a float tensor of rank 2 or more, got {x.type}")
+    base = ctx.node.output[0] or ctx.node.name
+    channels = (x.type.shape[1],)
+    kept = {"axes": (0, *range(2, x.type.rank)), "keepdims": True}
+    mean = ctx.op("nn.reduce_mean", [x], kept, name=f"{base}.batch_mean")
+    centered = ctx.op("nn.sub", [x, mean], name=f"{base}.centered")
+    variance = ctx.op("nn.reduce_mean", [ctx.op("nn.mul", [centered, centered], name=f"{base}.squares")], kept,
+                      name=f"{base}.batch_variance")
+    batch = [ctx.op("nn.reshape", [v], {"shape": channels}, name=f"{v.name}.per_channel") for v in (mean, variance)]
+    ctx.bind(0, ctx.op("nn.batch_norm", [*operands[:3], *batch], epsilon))
+    used = [index for index in (1, 2) if len(ctx.node.output) > index and ctx.node.output[index] in ctx.used]
+    if not used:
+        return
+    momentum = float(ctx.attr("momentum", 0.9))
+    kept_part = ctx.builder.constant(f"{base}.momentum", np.array(momentum, x.type.np_dtype))
+    new_part = ctx.builder.constant(f"{base}.one_minus_momentum", np.array(1 - momentum, x.type.np_dtype))
+    for index in used:
+        given, current = operands[2 + index], batch[index - 1]
+        ctx.bind(index, ctx.op("nn.add", [ctx.op("nn.mul", [given, kept_part]), ctx.op("nn.mul", [current, new_part])]))
 
 
 _UNARY = {"Relu": "nn.relu", "Sigmoid": "nn.sigmoid", "Tanh": "nn.tanh"}

@@ -196,3 +196,32 @@ def test_clip_with_bounds_computed_at_run_time_matches_onnxruntime(which: str) -
     expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     actual = interpreter.run(lower_model(model, "clip"), {"x": x})["y"]
     np.testing.assert_array_equal(actual, expected)
+
+
+@pytest.mark.parametrize("momentum", [0.9, 0.3])
+def test_training_mode_batch_norm_uses_the_batch_statistics(momentum: float, tmp_path: Path) -> None:
+    """A model exported in training mode: Conv → BatchNormalization(training_mode=1) → Relu normalises with the
+    batch's own mean and population variance (not the given statistics, which only enter the running-statistics
+    outputs); the interpreter, the ONNX export and the machine (float and integer) against onnxruntime, and the BN is
+    not folded into the conv."""
+    rng = np.random.default_rng(4)
+    weights = {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+               "s": rng.uniform(0.5, 2, 4).astype(np.float32), "bias": rng.standard_normal(4).astype(np.float32),
+               "mean": rng.standard_normal(4).astype(np.float32),
+               "var": rng.uniform(0.5, 2, 4).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "bias", "mean", "var"],
+                              ["n", "running_mean", "running_var"], training_mode=1, momentum=momentum, epsilon=1e-3),
+             helper.make_node("Relu", ["n"], ["y"])]
+    graph = helper.make_graph(nodes, "bn_training", [helper.make_tensor_value_info("x", FLOAT, (2, 3, 6, 6))],
+                              [helper.make_tensor_value_info("y", FLOAT, (2, 4, 6, 6)),
+                               helper.make_tensor_value_info("running_mean", FLOAT, (4,)),
+                               helper.make_tensor_value_info("running_var", FLOAT, (4,))],
+                              [numpy_helper.from_array(a, n) for n, a in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+    _check_against_onnxruntime(model)
+    path = tmp_path / "bn_training.onnx"
+    onnx.save(model, path)
+    for precision in ("float", "int"):
+        program = compile_verified(path, precision, tmp_path)
+        assert any(i.opcode == "vec" and i.attrs["fn"] == "nn.batch_norm" for i in program.instructions)
