@@ -14,7 +14,7 @@ import pytest
 from rcc.compiler.driver import compile_model
 from rcc.ir.inputs import random_inputs
 from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, dequantizer, im2col, im2col_sources,
-                             im2col_taps_first, quantize, quantizer, quantizer_constants)
+                             im2col_taps_first, quantize, quantizer, quantizer_constants, taps_first_order)
 from rcc.runtime.compiled_steps import (VECTOR_KERNELS, dense_taps_step, dequantize_step, depthwise_step, gather_step,
                                         levels_step)
 from rcc.runtime.instructions import im2col_index, vector_step
@@ -301,6 +301,22 @@ def test_a_compiled_gather_writes_taps_first_columns_and_keeps_to_its_limit(seed
     step = gather_step(im2col_index(attrs, columns.size, taps_first=True), lambda ops: [None])
     assert _identical(step([x])[0], columns)
     assert im2col_index(attrs, columns.size - 1)(x.shape) is None
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_taps_first_columns_are_im2col_columns_reordered(seed: int) -> None:
+    """`im2col_taps_first` (a kernel row's kw pixels in one copy when the width is not dilated and the padded input is
+    contiguous; else tap by tap, e.g. unpadded, whose channels-last input is a view) gives im2col's columns in
+    (kh, kw, c) order: batches, strides, dilations and pads of every kind."""
+    rng = np.random.default_rng(900 + seed)
+    attrs = _geometry(rng, strides=True)
+    if seed % 3 == 0:
+        attrs["pads"] = (0, 0, 0, 0)
+    x = rng.integers(-128, 128, (int(rng.integers(1, 3)), int(rng.integers(1, 20)), int(rng.integers(6, 16)),
+                                 int(rng.integers(6, 16)))).astype(np.float32)
+    (kh, kw) = attrs["kernel"]
+    columns = im2col_taps_first(x, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"])
+    assert _identical(columns, im2col(x, **attrs)[:, taps_first_order(x.shape[1], kh * kw)])
 
 
 ZOO = sorted(path.stem for path in (ROOT / "models").glob("*.onnx"))
