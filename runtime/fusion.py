@@ -242,18 +242,24 @@ def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | N
     return lambda operands: [product(operands[0]).astype(np.int64, copy=False)]
 
 
-# Taps-first columns copy faster from this many channels on (measured on 3×3 kernels: 3 channels 58 µs against
-# im2col's 25, 16 channels 83 against 86, 32 channels 30 against 41).
-TAPS_FIRST_CHANNELS = 16
+# Taps-first columns copy faster where each copy moves runs of this many elements or more: a kernel row's kw·C when
+# the width is not dilated (`ir.ops.xbar._copy_tap_rows`), else a tap's C (measured, medians of 30, µs, im2col →
+# taps-first: 3×3 kernels, 8 channels at 32×32 115 → 83, 16 at 16×16 62 → 53, 4 at 64×64 226 → 216, 8 at 112×112
+# stride 2 701 → 344, ResNet-50's stem, 3 channels 7×7 stride 2 at 224×224, 4669 → 3390; but 3 channels 3×3 at 32×32
+# 74 → 82, one channel 5×5 at 28×28 46 → 109; tap by tap: 3 channels 58 against 25, 16 channels 83 against 86, 32
+# channels 30 against 41).
+TAPS_FIRST_RUN = 16
 
 
 def _taps_first(im2col_step, group: CrossbarGroup) -> np.ndarray | None:
     """The weight row order for an im2col read by this layer alone when its taps-first columns copy faster
-    (a dense layer of one group, several taps, at least TAPS_FIRST_CHANNELS channels, and not a gather), else None."""
+    (a dense layer of one group, several taps, copies of TAPS_FIRST_RUN elements or more, and not a gather), else
+    None."""
     attrs = im2col_step.instruction.attrs
     taps = attrs["kernel"][0] * attrs["kernel"][1]
     channels = im2col_step.instruction.shapes[0][1] // taps
-    if group.blocks is not None or group.mapping.groups != 1 or taps == 1 or channels < TAPS_FIRST_CHANNELS or \
+    run = channels * attrs["kernel"][1] if attrs["dilations"][1] == 1 else channels
+    if group.blocks is not None or group.mapping.groups != 1 or taps == 1 or run < TAPS_FIRST_RUN or \
             gathers_im2col(im2col_step.instruction):
         return None
     return taps_first_order(channels, taps)
