@@ -146,6 +146,21 @@ def _hard_sigmoid(attrs: dict) -> Callable[[np.ndarray, np.ndarray], None]:
     return lambda x, out: hard_sigmoid(x, alpha, beta, out)
 
 
+def add_relu_step(fallback: Step) -> Step:
+    """An add of two float32 tensors of one shape and the relu of its sum in one pass (`step_kernels.add_relu`, the
+    same float32 operations); other operands take `fallback` (the add and the relu as numpy steps)."""
+    from rcc.runtime.step_kernels import add_relu
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        a, b = operands
+        if not (_takes(a) and _takes(b)) or a.shape != b.shape:
+            return fallback(operands)
+        out = np.empty(a.shape, np.float32)
+        add_relu(a.reshape(-1), b.reshape(-1), out.reshape(-1))
+        return [out]
+    return run
+
+
 def _kernel(name: str) -> Callable[[np.ndarray, np.ndarray], None]:
     """A kernel of `runtime/step_kernels.py` that takes no attributes (numba is imported only here, at the switch)."""
     from rcc.runtime import step_kernels

@@ -26,8 +26,8 @@ import numpy as np
 
 from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, im2col_taps_first, quantizer,
                              quantizer_constants, taps_first_order)
-from rcc.runtime.compiled_steps import (compilable, compiled, dense_taps_step, depthwise_step, dequantize_step,
-                                        gather_step, levels_step)
+from rcc.runtime.compiled_steps import (add_relu_step, compilable, compiled, dense_taps_step, depthwise_step,
+                                        dequantize_step, gather_step, levels_step)
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.instructions import (COMPILED_GATHER_ELEMENTS, constant_dequantize_terms, gathers_im2col,
                                      im2col_index)
@@ -84,6 +84,7 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
         single[k] = dataclasses.replace(fused[k], run=_tap_product(tap, fused[cols].run, fused[k].run, keep_float))
     layouts = _dequantize_channels_first(machine, steps, single, readers, position)
     _dequantize_epilogues(machine, steps, single, readers, layouts)
+    _add_relus(steps, single, readers)
     return fused, single
 
 
@@ -205,6 +206,27 @@ def _dequantize_epilogues(machine, steps: list, single: list, readers: Counter,
             dequantize_step(*dequantize_terms(*terms), run, layout, addend, relu)))
         for j, _ in chain:
             single[j] = dataclasses.replace(single[j], run=pass_on)
+
+
+def _add_relus(steps: list, single: list, readers: Counter) -> None:
+    """In `single`: an add of two tensors whose only reader is a relu (a residual block's sum) takes the relu on, in
+    its compiled form in the same pass over the sums (`runtime/compiled_steps.py` add_relu_step); the relu passes
+    them on. Neither step may have been taken over already (a dequantize's epilogue)."""
+    reader = {name: j for j, step in enumerate(steps) for name in step.instruction.src}
+    for k, step in enumerate(steps):
+        instruction, name = step.instruction, step.instruction.dst[0] if step.instruction.dst else None
+        if instruction.opcode != "vec" or instruction.attrs["fn"] != "nn.add" or len(instruction.src) != 2 or \
+                single[k].run is not step.run or readers[name] != 1 or name not in reader:
+            continue
+        j = reader[name]
+        relu = steps[j].instruction
+        if relu.opcode != "vec" or relu.attrs["fn"] != "nn.relu" or single[j].run is not steps[j].run:
+            continue
+
+        def run(operands: list[np.ndarray], add=step.run, clip=steps[j].run) -> list[np.ndarray]:
+            return clip(add(operands))
+        single[k] = dataclasses.replace(single[k], run=compilable(run, lambda run=run: add_relu_step(run)))
+        single[j] = dataclasses.replace(single[j], run=pass_on)
 
 
 def _channel_values(constant: np.ndarray, shape: tuple[int, ...], channel_axis: int) -> np.ndarray | None:

@@ -192,6 +192,14 @@ def hard_swish(x, out):
 
 
 @jit
+def add_relu(a, b, out):
+    """(a + b).clip(0, inf) over flat float32 arrays: the add's float32 sum, then relu's clip (−0 and NaN kept)."""
+    zero, infinity = np.float32(0.0), np.float32(np.inf)
+    for i in range(a.size):
+        out[i] = _clamped(a[i] + b[i], zero, infinity)
+
+
+@jit
 def relu(x, out):
     """x.clip(0, inf): −0 and NaN kept."""
     zero, infinity = np.float32(0.0), np.float32(np.inf)

@@ -15,7 +15,7 @@ from rcc.compiler.driver import compile_model
 from rcc.ir.inputs import random_inputs
 from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, dequantizer, im2col, im2col_sources,
                              im2col_taps_first, quantize, quantizer, quantizer_constants, taps_first_order)
-from rcc.runtime.compiled_steps import (VECTOR_KERNELS, dense_taps_step, dequantize_step, depthwise_step, gather_step,
+from rcc.runtime.compiled_steps import (VECTOR_KERNELS, add_relu_step, dense_taps_step, dequantize_step, depthwise_step, gather_step,
                                         levels_step)
 from rcc.runtime.instructions import im2col_index, vector_step
 from rcc.runtime.fusion import pass_on
@@ -318,6 +318,32 @@ def test_taps_first_columns_are_im2col_columns_reordered(seed: int) -> None:
     (kh, kw) = attrs["kernel"]
     columns = im2col_taps_first(x, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"])
     assert _identical(columns, im2col(x, **attrs)[:, taps_first_order(x.shape[1], kh * kw)])
+
+
+def test_a_fused_add_and_relu_is_their_numpy_steps_bit_for_bit() -> None:
+    """`add_relu_step`: a + b in float32, then relu's clip (−0, NaN and its payload kept, +inf kept, overflow to
+    +inf), bit for bit with the add and relu steps; a broadcast or non-float32 operand takes the numpy steps."""
+    rng = np.random.default_rng(7)
+    special = np.array([0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, -1e-45], np.float32)
+    pairs = np.array(np.meshgrid(special, special)).reshape(2, -1)   # every pair: −0 + −0 = −0, NaN + 1, inf − inf
+    a = np.concatenate([pairs[0], rng.standard_normal(1000).astype(np.float32)]).reshape(-1, 10)
+    b = np.concatenate([pairs[1], rng.standard_normal(1000).astype(np.float32)]).reshape(-1, 10)
+    add, relu = vector_step("nn.add", {}), vector_step("nn.relu", {})
+    numpy_steps = lambda operands: relu(add(operands))   # noqa: E731
+    step = add_relu_step(numpy_steps)
+    assert _identical(step([a, b])[0], numpy_steps([a, b])[0])
+    calls = []
+    fallback = add_relu_step(lambda operands: calls.append(len(operands)) or numpy_steps(operands))
+    fallback([a, b[:1]])
+    fallback([a.astype(np.float64), b])
+    assert calls == [2, 2]
+
+
+def test_a_residual_blocks_add_and_relu_run_as_one_step() -> None:
+    compiled = compile_model(ROOT / "models" / "resnet_small.onnx", precision="int")
+    machine = Machine(compiled.program)
+    fused = [step for step in machine.plan.single if step.run.__qualname__.startswith("_add_relus")]
+    assert fused and all(step.instruction.attrs["fn"] == "nn.add" for step in fused)
 
 
 ZOO = sorted(path.stem for path in (ROOT / "models").glob("*.onnx"))
