@@ -145,6 +145,7 @@ class CrossbarGroup:
         self._packed_dense: tuple[np.ndarray, np.ndarray, float] | None = None   # packed, integer: the blocks as one matrix
         self._reordered_matrix: tuple[np.ndarray, np.ndarray] | None = None   # (row order, matrix), `exact_values`
         self._weight_rows: tuple[np.ndarray, np.ndarray] | None = None   # (matrix, its Wᵀ), `_matrix_product`
+        self._wide_weights: tuple[np.ndarray, np.ndarray] | None = None   # (matrix, it in float64), `exact_values`
 
     def tiles(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(group, rows, outputs) of every array (pair): the packed blocks, or the dense row tiles (a dense
@@ -233,7 +234,9 @@ class CrossbarGroup:
             return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), weights.astype(np.float64)))
         matrix = self.matrix if row_order is None else self._reordered(row_order)
         if g.rows * term_max >= EXACT_FLOAT32 and x_max >= 2 ** WIDE_INPUT_BITS:   # exact below 2^53 (above)
-            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), matrix.astype(np.float64)))
+            if self._wide_weights is None or self._wide_weights[0] is not matrix:   # converted once, not per call
+                self._wide_weights = (matrix, matrix.astype(np.float64))
+            return ungrouped(np.matmul(grouped_rows(x.astype(np.float64), g.groups), self._wide_weights[1]))
         rows = grouped_rows(x.astype(np.float32, copy=False), g.groups)
         if g.rows * term_max < EXACT_FLOAT32:
             return ungrouped(self._matrix_product(rows, matrix))

@@ -83,8 +83,9 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
         single[cols] = dataclasses.replace(fused[cols], run=pass_on)
         single[k] = dataclasses.replace(fused[k], run=_tap_product(tap, fused[cols].run, fused[k].run, keep_float))
     layouts = _dequantize_channels_first(machine, steps, single, readers, position)
-    _dequantize_epilogues(machine, steps, single, readers, layouts)
-    _add_relus(steps, single, readers)
+    reader = {name: j for j, step in enumerate(steps) for name in step.instruction.src}   # a name's (last) reader
+    _dequantize_epilogues(machine, steps, single, readers, reader, layouts)
+    _add_relus(steps, single, readers, reader)
     return fused, single
 
 
@@ -154,7 +155,7 @@ def _dequantize_channels_first(machine, steps: list, single: list, readers: Coun
     return layouts
 
 
-def _dequantize_epilogues(machine, steps: list, single: list, readers: Counter,
+def _dequantize_epilogues(machine, steps: list, single: list, readers: Counter, reader: dict[str, int],
                           layouts: dict[int, tuple[tuple[int, ...], str]]) -> None:
     """In `single`: a dequantize with constant scales whose values are read only by the add (as its first operand)
     of a constant that holds one finite float32 value per output channel, and/or then only by a relu, does that
@@ -162,7 +163,6 @@ def _dequantize_epilogues(machine, steps: list, single: list, readers: Counter,
     epilogue, a second pass over its output: the same float32 operations in the same order); the add and relu pass
     its values on (an add whose first operand is the constant is left as it is: passing on takes the first).
     Measured on mlp's layers: 2-2.5 µs a step saved."""
-    reader = {name: j for j, step in enumerate(steps) for name in step.instruction.src}
     constants = machine.program.constants
     for k, step in enumerate(steps):
         terms = constant_dequantize_terms(machine, step.instruction) if step.instruction.opcode == "dequantize" \
@@ -208,11 +208,10 @@ def _dequantize_epilogues(machine, steps: list, single: list, readers: Counter,
             single[j] = dataclasses.replace(single[j], run=pass_on)
 
 
-def _add_relus(steps: list, single: list, readers: Counter) -> None:
+def _add_relus(steps: list, single: list, readers: Counter, reader: dict[str, int]) -> None:
     """In `single`: an add of two tensors whose only reader is a relu (a residual block's sum) takes the relu on, in
     its compiled form in the same pass over the sums (`runtime/compiled_steps.py` add_relu_step); the relu passes
     them on. Neither step may have been taken over already (a dequantize's epilogue)."""
-    reader = {name: j for j, step in enumerate(steps) for name in step.instruction.src}
     for k, step in enumerate(steps):
         instruction, name = step.instruction, step.instruction.dst[0] if step.instruction.dst else None
         if instruction.opcode != "vec" or instruction.attrs["fn"] != "nn.add" or len(instruction.src) != 2 or \

@@ -39,6 +39,11 @@ def accumulator_dtype(*operands: TensorType) -> str:
     return "i64" if any(t.dtype in WIDE_DTYPES for t in operands) else "i32"
 
 
+def accumulators(product: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """An exact integer product as the dtype `accumulator_dtype` gives it for an input like `x`."""
+    return product.astype(np.int64 if x.dtype.itemsize == 2 else np.int32)
+
+
 def integer_limits(dtype: np.dtype | str, bits: int | None = None) -> tuple[int, int]:
     """The range of a quantized integer dtype (`u8` → (0, 255)), or of its `bits`-bit narrowing (4: `i8` →
     (−8, 7), `u8` → (0, 15): ONNX's int4/uint4)."""
@@ -143,8 +148,7 @@ def conv_integer(x: np.ndarray, weight: np.ndarray, x_zero: np.ndarray | None = 
                  w_zero: np.ndarray | None = None, **conv_attrs) -> np.ndarray:
     """ONNX ConvInteger: the exact int32 convolution of (x − x_zero) and (w − w_zero); padding is x_zero (int64 for
     a 16-bit x: `accumulator_dtype`)."""
-    product = conv2d(shifted(x, x_zero), shifted(weight, w_zero, 0), **conv_attrs)
-    return product.astype(np.int64 if x.dtype.itemsize == 2 else np.int32)
+    return accumulators(conv2d(shifted(x, x_zero), shifted(weight, w_zero, 0), **conv_attrs), x)
 
 
 def _matmul_integer_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -159,8 +163,7 @@ def _matmul_integer_infer(types: list[TensorType], attrs: dict) -> list[TensorTy
 def matmul_integer(a: np.ndarray, b: np.ndarray, a_zero: np.ndarray | None = None,
                    b_zero: np.ndarray | None = None) -> np.ndarray:
     """ONNX MatMulInteger with a 2-D b: the exact int32 product (a − a_zero) · (b − b_zero) (int64 for a 16-bit a)."""
-    product = np.matmul(shifted(a, a_zero), shifted(b, b_zero, -1))
-    return product.astype(np.int64 if a.dtype.itemsize == 2 else np.int32)
+    return accumulators(np.matmul(shifted(a, a_zero), shifted(b, b_zero, -1)), a)
 
 
 def _requantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:

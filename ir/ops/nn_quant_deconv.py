@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from rcc.ir.ops.nn_linear import _CONV_ATTRS, conv_transpose2d
-from rcc.ir.ops.nn_quant import (QDQ_DTYPES, QUANT_DTYPES, _check_per_axis, accumulator_dtype, along_axis,
-                                 quantize_linear, shifted)
+from rcc.ir.ops.nn_quant import (QDQ_DTYPES, QUANT_DTYPES, _check_per_axis, accumulator_dtype, accumulators,
+                                 along_axis, quantize_linear, shifted)
 from rcc.ir.optable import OPS, Attr, define
 from rcc.ir.types import TensorType
 
@@ -45,7 +45,7 @@ def conv_transpose_integer(x: np.ndarray, weight: np.ndarray, x_zero: np.ndarray
     for a 16-bit x."""
     product = conv_transpose2d(shifted(x, x_zero).astype(np.float64), shifted(weight, w_zero, 1).astype(np.float64),
                                **attrs)
-    return np.rint(product).astype(np.int64 if x.dtype.itemsize == 2 else np.int32)
+    return accumulators(np.rint(product), x)
 
 
 def _rescale_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
