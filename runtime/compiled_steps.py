@@ -307,8 +307,9 @@ def _product_rows(out: np.ndarray, keep_float: bool) -> list[np.ndarray]:
 
 def gather_step(sources_for: Callable[[tuple[int, ...]], np.ndarray | None], fallback: Step) -> Step:
     """An im2col run as one gather (`runtime/instructions.py` `im2col_index`) in one pass: `sources_for(shape)` is
-    the flat int64 index of an input of that shape (kept by its maker; None: the numpy step's copies). float32 and
-    int32 inputs (the levels and integers a quantize gives); other dtypes go to numpy."""
+    the flat int64 index of an input of that shape (kept by its maker; None: the numpy step's copies). float32,
+    int32 and uint8 inputs (the levels and integers a quantize gives, the codes of an integer GEMM's inputs); other
+    dtypes go to numpy."""
     from rcc.runtime.step_kernels import gather_cells
 
     def run(operands: list[np.ndarray]) -> list[np.ndarray]:
@@ -322,7 +323,7 @@ def gather_step(sources_for: Callable[[tuple[int, ...]], np.ndarray | None], fal
     return run
 
 
-_GATHERED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32))
+_GATHERED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.uint8))
 
 
 def dense_taps_step(taps, keep_float: bool, fallback: Step) -> Step:

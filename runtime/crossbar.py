@@ -252,7 +252,7 @@ class CrossbarGroup:
             return self._packed_exact_product(x_range)
         if not self.single_gemm_exact(x_range):
             return lambda x: self.exact_values(x, x_range, row_order)
-        matrix = self.matrix if row_order is None else self._reordered(row_order)
+        matrix = self.matrix_in_order(row_order)
         if LARGE_WEIGHTS <= matrix[0].size <= LARGEST_COPIED_WEIGHTS:
             return lambda x: ungrouped(self._matrix_product(grouped_rows(x.astype(np.float32, copy=False), g.groups),
                                                             matrix))
@@ -298,6 +298,10 @@ class CrossbarGroup:
         layer): rows·max|x|·max|w| < 2^24 bounds every partial sum, in any order and over any subset of the rows."""
         return self.blocks is None and \
             self.mapping.rows * float(_value_range(None, x_range)[1]) * self.weight_max < EXACT_FLOAT32
+
+    def matrix_in_order(self, row_order: np.ndarray | None) -> np.ndarray:
+        """The weights [G, K, M] (float32 for an integer layer), their rows in `row_order` if given."""
+        return self.matrix if row_order is None else self._reordered(row_order)
 
     def _reordered(self, row_order: np.ndarray) -> np.ndarray:
         """The float32 weights with their rows in `row_order` (kept: the first order asked for)."""

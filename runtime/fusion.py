@@ -56,16 +56,17 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
                                                   later.instruction.src[0] == acc for later in steps[k + 1:])
         source = instruction.src[0]
         order = None
+        rows = instruction.shapes[0][0] if instruction.shapes else 0   # a sample's
         exact.add(k)
         if readers[source] != 1 or source not in position:
-            fused[k] = dataclasses.replace(step, run=_product(group, bound, None, to_dequantize), stacked_run=None)
+            fused[k] = dataclasses.replace(step, run=_product(group, bound, None, to_dequantize, rows), stacked_run=None)
             continue
         producer = steps[position[source]]
         if producer.instruction.opcode == "im2col":
             order = _taps_first(producer, group)
-            if order is not None:
-                fused[position[source]] = dataclasses.replace(producer, run=_taps_first_cols(producer.instruction.attrs))
-        fused[k] = dataclasses.replace(step, run=_product(group, bound, order, to_dequantize), stacked_run=None)
+            cols = producer.run if order is None else _taps_first_cols(producer.instruction.attrs)
+            fused[position[source]] = dataclasses.replace(producer, run=_code_columns(cols, group, bound, order, rows))
+        fused[k] = dataclasses.replace(step, run=_product(group, bound, order, to_dequantize, rows), stacked_run=None)
         if producer.instruction.opcode == "im2col" and group.single_gemm_exact(bound):
             tap = tap_product_of(group, producer.instruction.attrs)
             if tap is not None:
@@ -256,11 +257,42 @@ def _tap_product(tap: TapConvolution | DepthwiseTaps, cols, product, keep_float:
     return compilable(reading(cols), lambda: dense_taps_step(tap, keep_float, reading(compiled(cols))))
 
 
-def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool):
+def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool, rows: int):
+    """The layer's exact product: float32 (or int64 unless `keep_float`) from the float32 GEMM; compiled, where the
+    inputs and weights are 8-bit and a sample has `rows` ≥ INTEGER_GEMM_ROWS, int32 from onnxruntime's integer GEMM
+    (`runtime/integer_gemm.py`)."""
     product = group.exact_product(bound, order)
     if keep_float:
-        return lambda operands: [product(operands[0])]
-    return lambda operands: [product(operands[0]).astype(np.int64, copy=False)]
+        run = lambda operands: [product(operands[0])]   # noqa: E731
+    else:
+        run = lambda operands: [product(operands[0]).astype(np.int64, copy=False)]   # noqa: E731
+    return compilable(run, lambda: _integer_product(group, bound, order, keep_float, rows) or run)
+
+
+# Fewer rows a sample than this: a matrix-vector product, bound by reading the weights, where the session's copy of
+# them would cost memory (VGG-19's classifier: 123 M weights, 1 row) for a small gain
+INTEGER_GEMM_ROWS = 16
+
+
+def _integer_gemm_takes(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, rows: int) -> bool:
+    """Whether the layer's compiled product is onnxruntime's integer GEMM: a dense single-group layer of 8-bit inputs
+    and weights (`runtime/integer_gemm.py` takes) with INTEGER_GEMM_ROWS rows a sample or more."""
+    from rcc.runtime import integer_gemm
+    return rows >= INTEGER_GEMM_ROWS and group.blocks is None and group.mapping.groups == 1 and \
+        integer_gemm.takes(group.matrix_in_order(order)[0], bound)
+
+
+def _integer_product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool,
+                     rows: int):
+    """A layer's product on onnxruntime's integer GEMM where `_integer_gemm_takes`: int32 for its dequantize (which
+    takes int32 sums), int64 for other readers; else None."""
+    from rcc.runtime import integer_gemm
+    if not _integer_gemm_takes(group, bound, order, rows):
+        return None
+    gemm = integer_gemm.Int8Gemm(group.matrix_in_order(order)[0], integer_gemm.input_offset(bound))
+    if keep_float:
+        return lambda operands: [gemm(operands[0])]
+    return lambda operands: [gemm(operands[0]).astype(np.int64)]
 
 
 # Taps-first columns copy faster where each copy moves runs of this many elements or more: a kernel row's kw·C when
@@ -284,6 +316,18 @@ def _taps_first(im2col_step, group: CrossbarGroup) -> np.ndarray | None:
             gathers_im2col(im2col_step.instruction):
         return None
     return taps_first_order(channels, taps)
+
+
+def _code_columns(cols, group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, rows: int):
+    """An im2col read by one layer alone: compiled, where that layer's product is the integer GEMM of unsigned
+    inputs, it copies the inputs as uint8 codes (a quarter of float32's bytes, the codes that GEMM takes; padding 0
+    is level 0), else as `cols`'s compiled form does."""
+    def code_copy():
+        copy = compiled(cols)
+        if bound[0] < 0 or not _integer_gemm_takes(group, bound, order, rows):
+            return copy
+        return lambda operands: copy([operands[0].astype(np.uint8)])
+    return compilable(lambda operands: cols(operands), code_copy)
 
 
 def _taps_first_cols(attrs: dict):

@@ -1,0 +1,130 @@
+"""The integer GEMM (`runtime/integer_gemm.py`): onnxruntime's u8 × s8 MatMulInteger as an 8-bit layer's exact
+product, the same integers as the float64 product on extremes, offsets and depths; refused for ranges it cannot
+code and on a CPU whose kernel saturates; and in a machine's compiled steps, with uint8 columns, the same outputs
+as the traced run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rcc.compiler.driver import compile_model
+from rcc.ir.inputs import random_inputs
+from rcc.runtime import integer_gemm
+from rcc.runtime.integer_gemm import LARGEST_DEPTH, Int8Gemm, exact_on_this_cpu, input_offset, takes
+from rcc.runtime.machine import Machine
+from tests.conftest import ROOT
+from tests.runtime.test_compiled_steps import _identical
+
+needs_exact_kernel = pytest.mark.skipif(not exact_on_this_cpu(), reason="this CPU's u8 x s8 kernel saturates pairs")
+
+
+@needs_exact_kernel
+@pytest.mark.parametrize("x_range", [(0, 255), (0, 15), (-128, 127), (-127, 127), (-8, 7)])
+@pytest.mark.parametrize("depth", [1, 147, 4608])
+def test_the_integer_gemm_is_the_exact_product(x_range: tuple[int, int], depth: int) -> None:
+    """Random codes, a row and a column at their extremes (every pair of products 255 · 127 or 255 · −128, the
+    sums then near ±2^22·2), in float32 levels as the machine holds them: the float64 product's integers."""
+    rng = np.random.default_rng(depth)
+    low, high = x_range
+    x = rng.integers(low, high + 1, (37, depth)).astype(np.float32)
+    x[0], x[1] = high, low
+    weights = rng.integers(-128, 128, (depth, 9)).astype(np.float32)
+    weights[:, 0], weights[:, 1] = 127, -128
+    assert takes(weights, x_range)
+    sums = Int8Gemm(weights, input_offset(x_range))(x)
+    assert sums.dtype == np.int32
+    assert np.array_equal(sums, x.astype(np.float64) @ weights.astype(np.float64))
+
+
+def test_ranges_and_weights_it_cannot_code_are_refused() -> None:
+    weights = np.ones((8, 4), np.float32)
+    for x_range in [(0, 256), (-129, 126), (-1, 255), (-128, 128)]:
+        assert not takes(weights, x_range)
+    for extreme in (128, -129):
+        wide = weights.copy()
+        wide[3, 2] = extreme
+        assert not takes(wide, (0, 255))
+    assert not takes(np.ones((LARGEST_DEPTH + 1, 1), np.float32), (0, 255))
+    assert input_offset((-128, 127)) == 128 and input_offset((0, 255)) == 0 and input_offset((3, 9)) == 0
+
+
+def _saturating_pairs(self, x: np.ndarray) -> np.ndarray:
+    """MLAS's AVX2 u8 × s8 kernel as it sums: products in pairs, each pair saturated to int16, then int32."""
+    codes = x.astype(np.int64) + self._offset
+    weights = self._weights.astype(np.int64)
+    if codes.shape[1] % 2:
+        codes, weights = np.pad(codes, ((0, 0), (0, 1))), np.pad(weights, ((0, 1), (0, 0)))
+    pairs = codes[:, 0::2, None] * weights[None, 0::2] + codes[:, 1::2, None] * weights[None, 1::2]
+    sums = np.clip(pairs, -2**15, 2**15 - 1).sum(axis=1)
+    return (sums - (0 if self._correction is None else self._correction)).astype(np.int32)
+
+
+def test_a_cpu_whose_kernel_saturates_keeps_the_float_gemm(monkeypatch) -> None:
+    """With the AVX2 kernel's pairwise int16 saturation in place of onnxruntime's, the probe fails, no layer takes the
+    integer GEMM, and a machine's compiled runs still equal its traced run."""
+    original = Int8Gemm.__init__
+
+    def keeping_weights(self, weights, offset=0):
+        original(self, weights, offset)
+        self._weights = np.asarray(weights)
+    monkeypatch.setattr(Int8Gemm, "__init__", keeping_weights)
+    monkeypatch.setattr(Int8Gemm, "__call__", _saturating_pairs)
+    monkeypatch.setattr(integer_gemm, "_PROBE", {})
+    assert not exact_on_this_cpu()
+    assert not takes(np.ones((8, 4), np.float32), (0, 255))
+    machine, traced, inputs = _traced("resnet_small")
+    assert _runs_equal(machine, traced, inputs)
+    assert not _integer_products(machine)
+
+
+def _traced(model: str):
+    compiled = compile_model(ROOT / "models" / f"{model}.onnx", precision="int")
+    machine = Machine(compiled.program)
+    inputs = random_inputs(compiled.graph, 4)
+    return machine, machine.run(inputs, trace=True).outputs, inputs
+
+
+def _runs_equal(machine: Machine, traced: dict, inputs: dict) -> bool:
+    machine.plan.compile_after_seconds = 0.0
+    equal = True
+    for _ in range(2):
+        outputs = machine.run(inputs).outputs
+        equal &= all(_identical(np.asarray(outputs[name]), np.asarray(value)) for name, value in traced.items())
+    return equal and machine.plan.steps_compiled
+
+
+def _integer_products(machine: Machine) -> list:
+    return [step for step in machine.plan.single if step.instruction.opcode == "mvm" and
+            step.run.__qualname__.startswith("_integer_product")]
+
+
+@needs_exact_kernel
+@pytest.mark.parametrize("model, layers", [("lenet5", 0), ("resnet_small", 2), ("fcn_segmenter", 2),
+                                           ("transformer_encoder_block", 6), ("gpt_decoder_block", 7)])
+def test_compiled_runs_take_the_integer_gemm_and_equal_the_traced_run(model: str, layers: int) -> None:
+    """Once compiled, the 8-bit layers with 16 rows a sample or more that are not taken tap by tap take the integer
+    GEMM (resnet_small's and fcn_segmenter's dense 3x3 layers from unsigned inputs, the transformer blocks'
+    projections of 16 tokens from signed inputs, offset; not lenet5's dense layers, one row each), an im2col read by
+    one copying uint8 codes where its inputs are unsigned; outputs bit for bit those of the traced run."""
+    machine, traced, inputs = _traced(model)
+    assert _runs_equal(machine, traced, inputs)
+    assert len(_integer_products(machine)) == layers
+    producer = {name: step.instruction.opcode for step in machine.plan.single for name in step.instruction.dst}
+    seen = {}   # each integer product's input dtype, its input's range and producer
+
+    def recording(step):
+        def run(operands):
+            source = step.instruction.src[0]
+            seen[step.index] = (operands[0].dtype, machine.input_ranges[source], producer[source])
+            return step.run(operands)
+        return dataclasses.replace(step, run=run)
+    machine.plan.single = [recording(step) if step in _integer_products(machine) else step
+                           for step in machine.plan.single]
+    machine.run(inputs, timings={})   # a profiled run calls the single-sample steps one by one
+    assert len(seen) == layers
+    assert all((dtype == np.uint8) == (low >= 0 and by == "im2col") for dtype, (low, _), by in seen.values()), seen
+    assert (np.dtype(np.uint8) in {dtype for dtype, _, _ in seen.values()}) == (model in ("resnet_small",
+                                                                                     "fcn_segmenter"))
