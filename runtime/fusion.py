@@ -14,6 +14,9 @@ Every instruction still runs, on the same values: results are identical bit for
 bit and the counts, which follow the shapes, are unchanged. A buffer read by anything else (a store, a
 second reader) keeps its integer type. Runs that observe intermediate values (a trace, NaN propagation)
 use the unfused steps.
+Compiled (once a machine's runs have taken a second), a large 8-bit layer (16 rows a sample, 2^19 multiply-accumulates
+or more) takes onnxruntime's integer GEMM (`runtime/integer_gemm.py`: int32 sums, exact where this CPU's kernel is), and an
+im2col read by it alone copies uint8 codes.
 """
 
 from __future__ import annotations
@@ -272,14 +275,20 @@ def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | N
 # Fewer rows a sample than this: a matrix-vector product, bound by reading the weights, where the session's copy of
 # them would cost memory (VGG-19's classifier: 123 M weights, 1 row) for a small gain
 INTEGER_GEMM_ROWS = 16
+# Fewer multiply-accumulates a sample than this: the float32 GEMM is as quick as a session's call (one thread,
+# medians, µs: 16 x 128 x 32 float32 4.0 against 9.7 from uint8 codes; 64 x 288 x 64 28.3 against 12.3; 256 x 576
+# x 64 244 against 49; 784 x 1152 x 128 3149 against 426)
+INTEGER_GEMM_MACS = 1 << 19
 
 
 def _integer_gemm_takes(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, rows: int) -> bool:
     """Whether the layer's compiled product is onnxruntime's integer GEMM: a dense single-group layer of 8-bit inputs
-    and weights (`runtime/integer_gemm.py` takes) with INTEGER_GEMM_ROWS rows a sample or more."""
+    and weights (`runtime/integer_gemm.py` takes) with INTEGER_GEMM_ROWS rows a sample or more and
+    INTEGER_GEMM_MACS multiply-accumulates or more."""
     from rcc.runtime import integer_gemm
-    return rows >= INTEGER_GEMM_ROWS and group.blocks is None and group.mapping.groups == 1 and \
-        integer_gemm.takes(group.matrix_in_order(order)[0], bound)
+    _, depth, outputs = group.matrix.shape
+    return rows >= INTEGER_GEMM_ROWS and rows * depth * outputs >= INTEGER_GEMM_MACS and group.blocks is None and \
+        group.mapping.groups == 1 and integer_gemm.takes(group.matrix_in_order(order)[0], bound)
 
 
 def _integer_product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool,

@@ -12,7 +12,7 @@ import pytest
 
 from rcc.compiler.driver import compile_model
 from rcc.ir.inputs import random_inputs
-from rcc.runtime import integer_gemm
+from rcc.runtime import fusion, integer_gemm
 from rcc.runtime.integer_gemm import LARGEST_DEPTH, Int8Gemm, exact_on_this_cpu, input_offset, takes
 from rcc.runtime.machine import Machine
 from tests.conftest import ROOT
@@ -102,13 +102,20 @@ def _integer_products(machine: Machine) -> list:
 
 
 @needs_exact_kernel
-@pytest.mark.parametrize("model, layers", [("lenet5", 0), ("resnet_small", 2), ("fcn_segmenter", 2),
-                                           ("transformer_encoder_block", 6), ("gpt_decoder_block", 7)])
-def test_compiled_runs_take_the_integer_gemm_and_equal_the_traced_run(model: str, layers: int) -> None:
-    """Once compiled, the 8-bit layers with 16 rows a sample or more that are not taken tap by tap take the integer
-    GEMM (resnet_small's and fcn_segmenter's dense 3x3 layers from unsigned inputs, the transformer blocks'
-    projections of 16 tokens from signed inputs, offset; not lenet5's dense layers, one row each), an im2col read by
-    one copying uint8 codes where its inputs are unsigned; outputs bit for bit those of the traced run."""
+@pytest.mark.parametrize("model, layers, every_size", [
+    ("lenet5", 0, False), ("resnet_small", 1, False), ("fcn_segmenter", 2, False), ("resnet_small", 3, True),
+    ("transformer_encoder_block", 0, False), ("transformer_encoder_block", 6, True), ("gpt_decoder_block", 7, True)])
+def test_compiled_runs_take_the_integer_gemm_and_equal_the_traced_run(model: str, layers: int, every_size: bool,
+                                                                      monkeypatch) -> None:
+    """Once compiled, the large 8-bit layers not taken tap by tap take the integer GEMM (resnet_small's dense 3x3
+    layer, fcn_segmenter's two, from unsigned inputs; not lenet5's dense layers, one row each, nor the transformer
+    block's 16-token projections, 2^14-2^16 multiply-accumulates); with the size rules lifted, layers of every size
+    (resnet_small's classifier and a 3x3 layer's 1x1 shortcut, the transformer blocks' projections from signed
+    inputs, offset). An im2col read by one copies uint8 codes where its inputs are unsigned; outputs bit for bit
+    those of the traced run."""
+    if every_size:
+        monkeypatch.setattr(fusion, "INTEGER_GEMM_ROWS", 1)
+        monkeypatch.setattr(fusion, "INTEGER_GEMM_MACS", 1)
     machine, traced, inputs = _traced(model)
     assert _runs_equal(machine, traced, inputs)
     assert len(_integer_products(machine)) == layers
