@@ -137,6 +137,8 @@ def vector_step(fn: str, attrs: dict) -> Step:
     if opdef.results != 1:
         return lambda operands: list(impl(*operands, **normalized))
     step = lambda operands: [impl(*operands, **normalized)]   # noqa: E731
+    if fn == "nn.reshape":   # the straight-line code writes it out (`runtime/straight_line.py`)
+        step.method_call = f".reshape({tuple(normalized['shape'])!r})"   # type: ignore[attr-defined]
     if fn in VECTOR_KERNELS:
         return compilable(step, lambda: vector_kernel_step(fn, normalized, step))
     return step

@@ -5,7 +5,9 @@ the slots' bookkeeping and a progress tick. Written as a loop that bookkeeping c
 (the operand list, the zip over results, the free list, two tests), as much as a small numpy call; generated as
 straight-line code each buffer is a local variable, a step is one line (`v7 = runs[3]([v2, v5])[0]`), a buffer
 no later step reads is deleted (`del v2`: peak memory as the loop's), a step that passes its operand on (its
-work done by an earlier step, `runtime/fusion.py`) is an assignment, and a store writes its output. The
+work done by an earlier step, `runtime/fusion.py`) is an assignment, a reshape (a step with a `method_call`) is that
+method call on its operand (`v7 = v2.reshape((16, 4, 8))`: a microsecond less than the call through its step), and a
+store writes its output. The
 generated function does what the loop does, in the same order, with the same callables. It is generated once per
 plan (about 30 µs a step) and reads its callables from a list, which the switch to compiled steps updates.
 """
@@ -34,6 +36,8 @@ def straight_line(steps: Sequence, pass_on: Callable) -> tuple[StraightLine, lis
             lines.append(f"    outputs[{output!r}] = v{src[0]}")
         elif run is pass_on and len(dst) == 1:
             lines.append(f"    v{dst[0]} = v{src[0]}")
+        elif hasattr(run, "method_call") and len(dst) == 1:   # a reshape: the method call itself
+            lines.append(f"    v{dst[0]} = v{src[0]}{run.method_call}")
         else:
             call = f"runs[{position}]([{operands}])"
             if len(dst) == 1:
