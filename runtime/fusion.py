@@ -14,9 +14,9 @@ Every instruction still runs, on the same values: results are identical bit for
 bit and the counts, which follow the shapes, are unchanged. A buffer read by anything else (a store, a
 second reader) keeps its integer type. Runs that observe intermediate values (a trace, NaN propagation)
 use the unfused steps.
-Compiled (once a machine's runs have taken a second), a large 8-bit layer (16 rows a sample, 2^19 multiply-accumulates
-or more) takes onnxruntime's integer GEMM (`runtime/integer_gemm.py`: int32 sums, exact where this CPU's kernel is), and an
-im2col read by it alone copies uint8 codes.
+Compiled (once a machine's runs have taken a second), a large 8-bit layer (`runtime/integer_gemm.py` layer_takes)
+takes onnxruntime's integer GEMM (int32 sums, exact where this CPU's kernel is), and an im2col read by it alone
+copies uint8 codes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
+from collections.abc import Callable
+from functools import cache
 
 import numpy as np
 
@@ -32,6 +34,7 @@ from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, im2co
 from rcc.runtime.compiled_steps import (add_relu_step, compilable, compiled, dense_taps_step, depthwise_step,
                                         dequantize_step, gather_step, levels_step)
 from rcc.runtime.crossbar import CrossbarGroup
+from rcc.runtime.integer_gemm import Int8Gemm, input_offset, layer_takes
 from rcc.runtime.instructions import (COMPILED_GATHER_ELEMENTS, constant_dequantize_terms, gathers_im2col,
                                      im2col_index)
 from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
@@ -58,18 +61,20 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
         to_dequantize = readers[acc] == 1 and any(later.instruction.opcode == "dequantize" and
                                                   later.instruction.src[0] == acc for later in steps[k + 1:])
         source = instruction.src[0]
-        order = None
+        producer = steps[position[source]] if readers[source] == 1 and source in position else None
+        columns = producer is not None and producer.instruction.opcode == "im2col"
+        order = _taps_first(producer, group) if columns else None
         rows = instruction.shapes[0][0] if instruction.shapes else 0   # a sample's
+        integer = cache(lambda group=group, bound=bound, order=order, rows=rows:   # decided at the switch, once
+                        layer_takes(group, bound, order, rows))
         exact.add(k)
-        if readers[source] != 1 or source not in position:
-            fused[k] = dataclasses.replace(step, run=_product(group, bound, None, to_dequantize, rows), stacked_run=None)
+        fused[k] = dataclasses.replace(step, run=_product(group, bound, order, to_dequantize, integer),
+                                       stacked_run=None)
+        if producer is None:
             continue
-        producer = steps[position[source]]
-        if producer.instruction.opcode == "im2col":
-            order = _taps_first(producer, group)
+        if columns:
             cols = producer.run if order is None else _taps_first_cols(producer.instruction.attrs)
-            fused[position[source]] = dataclasses.replace(producer, run=_code_columns(cols, group, bound, order, rows))
-        fused[k] = dataclasses.replace(step, run=_product(group, bound, order, to_dequantize, rows), stacked_run=None)
+            fused[position[source]] = dataclasses.replace(producer, run=_code_columns(cols, bound, integer))
         if producer.instruction.opcode == "im2col" and group.single_gemm_exact(bound):
             tap = tap_product_of(group, producer.instruction.attrs)
             if tap is not None:
@@ -247,8 +252,9 @@ def _channel_values(constant: np.ndarray, shape: tuple[int, ...], channel_axis: 
 
 def _tap_product(tap: TapConvolution | DepthwiseTaps, cols, product, keep_float: bool):
     """The layer's step reading its im2col's input: tap by tap when that pays, else the columns and product. Its
-    compiled form takes the im2col's compiled form too (and a depthwise layer's compiled product)."""
-    def reading(columns):
+    compiled form takes the im2col's and the product's compiled forms too (and a depthwise layer's compiled
+    product)."""
+    def reading(columns, product):
         def run(operands: list[np.ndarray]) -> list[np.ndarray]:
             if not tap.suits(operands[0].shape):
                 return product(columns(operands))
@@ -256,52 +262,31 @@ def _tap_product(tap: TapConvolution | DepthwiseTaps, cols, product, keep_float:
             return [values if keep_float else values.astype(np.int64)]
         return run
     if isinstance(tap, DepthwiseTaps):
-        return compilable(reading(cols), lambda: depthwise_step(tap, keep_float, reading(compiled(cols))))
-    return compilable(reading(cols), lambda: dense_taps_step(tap, keep_float, reading(compiled(cols))))
+        return compilable(reading(cols, product),
+                          lambda: depthwise_step(tap, keep_float, reading(compiled(cols), compiled(product))))
+    return compilable(reading(cols, product),
+                      lambda: dense_taps_step(tap, keep_float, reading(compiled(cols), compiled(product))))
 
 
-def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool, rows: int):
-    """The layer's exact product: float32 (or int64 unless `keep_float`) from the float32 GEMM; compiled, where the
-    inputs and weights are 8-bit and a sample has `rows` ≥ INTEGER_GEMM_ROWS, int32 from onnxruntime's integer GEMM
-    (`runtime/integer_gemm.py`)."""
+def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool,
+             integer: Callable[[], bool]):
+    """The layer's exact product: float (or int64 unless `keep_float`) from `CrossbarGroup.exact_product`; compiled,
+    where `integer()` (`integer_gemm.layer_takes`), int32 from onnxruntime's integer GEMM (int64 unless
+    `keep_float`)."""
     product = group.exact_product(bound, order)
     if keep_float:
         run = lambda operands: [product(operands[0])]   # noqa: E731
     else:
         run = lambda operands: [product(operands[0]).astype(np.int64, copy=False)]   # noqa: E731
-    return compilable(run, lambda: _integer_product(group, bound, order, keep_float, rows) or run)
 
-
-# Fewer rows a sample than this: a matrix-vector product, bound by reading the weights, where the session's copy of
-# them would cost memory (VGG-19's classifier: 123 M weights, 1 row) for a small gain
-INTEGER_GEMM_ROWS = 16
-# Fewer multiply-accumulates a sample than this: the float32 GEMM is as quick as a session's call (one thread,
-# medians, µs: 16 x 128 x 32 float32 4.0 against 9.7 from uint8 codes; 64 x 288 x 64 28.3 against 12.3; 256 x 576
-# x 64 244 against 49; 784 x 1152 x 128 3149 against 426)
-INTEGER_GEMM_MACS = 1 << 19
-
-
-def _integer_gemm_takes(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, rows: int) -> bool:
-    """Whether the layer's compiled product is onnxruntime's integer GEMM: a dense single-group layer of 8-bit inputs
-    and weights (`runtime/integer_gemm.py` takes) with INTEGER_GEMM_ROWS rows a sample or more and
-    INTEGER_GEMM_MACS multiply-accumulates or more."""
-    from rcc.runtime import integer_gemm
-    _, depth, outputs = group.matrix.shape
-    return rows >= INTEGER_GEMM_ROWS and rows * depth * outputs >= INTEGER_GEMM_MACS and group.blocks is None and \
-        group.mapping.groups == 1 and integer_gemm.takes(group.matrix_in_order(order)[0], bound)
-
-
-def _integer_product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool,
-                     rows: int):
-    """A layer's product on onnxruntime's integer GEMM where `_integer_gemm_takes`: int32 for its dequantize (which
-    takes int32 sums), int64 for other readers; else None."""
-    from rcc.runtime import integer_gemm
-    if not _integer_gemm_takes(group, bound, order, rows):
-        return None
-    gemm = integer_gemm.Int8Gemm(group.matrix_in_order(order)[0], integer_gemm.input_offset(bound))
-    if keep_float:
-        return lambda operands: [gemm(operands[0])]
-    return lambda operands: [gemm(operands[0]).astype(np.int64)]
+    def integer_product():
+        if not integer():
+            return run
+        gemm = Int8Gemm(group.matrix_in_order(order)[0], input_offset(bound))
+        if keep_float:
+            return lambda operands: [gemm(operands[0])]
+        return lambda operands: [gemm(operands[0]).astype(np.int64)]
+    return compilable(run, integer_product)
 
 
 # Taps-first columns copy faster where each copy moves runs of this many elements or more: a kernel row's kw·C when
@@ -327,13 +312,13 @@ def _taps_first(im2col_step, group: CrossbarGroup) -> np.ndarray | None:
     return taps_first_order(channels, taps)
 
 
-def _code_columns(cols, group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, rows: int):
-    """An im2col read by one layer alone: compiled, where that layer's product is the integer GEMM of unsigned
-    inputs, it copies the inputs as uint8 codes (a quarter of float32's bytes, the codes that GEMM takes; padding 0
-    is level 0), else as `cols`'s compiled form does."""
+def _code_columns(cols, bound: tuple[int, int], integer: Callable[[], bool]):
+    """An im2col read by one layer alone: compiled, where that layer's product is the integer GEMM (`integer()`)
+    of unsigned inputs, it copies the inputs as uint8 codes (a quarter of float32's bytes, the codes that GEMM
+    takes; padding 0 is level 0), else as `cols`'s compiled form does."""
     def code_copy():
         copy = compiled(cols)
-        if bound[0] < 0 or not _integer_gemm_takes(group, bound, order, rows):
+        if bound[0] < 0 or not integer():
             return copy
         return lambda operands: copy([operands[0].astype(np.uint8)])
     return compilable(lambda operands: cols(operands), code_copy)

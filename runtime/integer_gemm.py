@@ -12,8 +12,10 @@ AVX-512 without VNNI) u8 × s8 kernel adds pairs of products in int16 with satur
 this process dispatches to, once; where it saturates, no layer takes this path (the float32 GEMM does their
 products, as before).
 
-Imported only where a machine switches to its compiled steps (`runtime/fusion.py`): onnxruntime's import is not
-paid by a short run.
+`layer_takes` is the rule for a layer (`runtime/fusion.py` asks it once, when a machine switches to its compiled
+steps, so a short run never imports onnxruntime). A NaN that reaches such a layer's codes (a NaN made inside the
+network, in a run that does not propagate NaN: those run the unfused steps) gives an arbitrary code, as the unfused
+steps' int32 cast does, where the float32 GEMM's product was NaN.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ import numpy as np
 
 # K · 255 · 128 below 2^31: every int32 partial sum exact
 LARGEST_DEPTH = (2**31 - 1) // (255 * 128)
+# Fewer rows a sample than this: a matrix-vector product, bound by reading the weights, where the session's copy of
+# them would cost memory (VGG-19's classifier: 123 M weights, 1 row; with it in sessions the compiled machine's
+# VmHWM was 1574 MiB, without 1208) for a small gain
+INTEGER_GEMM_ROWS = 16
+# Fewer multiply-accumulates a sample than this: the float32 GEMM is as quick as a session's call (one thread,
+# medians, µs: 16 x 128 x 32 float32 4.0 against 9.7 from uint8 codes; 64 x 288 x 64 28.3 against 12.3; 256 x 576
+# x 64 244 against 49; 784 x 1152 x 128 3149 against 426)
+INTEGER_GEMM_MACS = 1 << 19
 
 _PROBE: dict[str, bool] = {}
 
@@ -40,22 +50,38 @@ def takes(matrix: np.ndarray, x_range: tuple[int, int]) -> bool:
         float(matrix.min(initial=0)) >= -128 and float(matrix.max(initial=0)) <= 127 and exact_on_this_cpu()
 
 
+def layer_takes(group, bound: tuple[int, int], order: np.ndarray | None, rows: int) -> bool:
+    """Whether a layer's (`runtime/crossbar.py` CrossbarGroup, its inputs in `bound`, weight rows in `order`) exact
+    product is this module's: dense, one group, INTEGER_GEMM_ROWS rows a sample and INTEGER_GEMM_MACS
+    multiply-accumulates or more, and codes and weights `takes`."""
+    _, depth, outputs = group.matrix.shape
+    return rows >= INTEGER_GEMM_ROWS and rows * depth * outputs >= INTEGER_GEMM_MACS and group.blocks is None and \
+        group.mapping.groups == 1 and takes(group.matrix_in_order(order)[0], bound)
+
+
 def exact_on_this_cpu() -> bool:
-    """Whether MLAS's u8 × s8 kernel in this process sums products exactly: a probe whose every pair of products is
-    at an extreme (255 · 127 twice, 255 · −128 twice, and mixed), against the float64 product; kept per process."""
+    """Whether MLAS's u8 × s8 kernel in this process sums products exactly, against the float64 product; kept per
+    process. The probe's rows of 255 meet columns of 127 and of −128, so that however the kernel pairs adjacent
+    products, each pair of those columns overflows int16 (64770, −65280); other rows and columns mix zeros and
+    signs; one probe of 8 rows and one of a single row (MLAS's matrix-vector kernel), an even and an odd depth."""
     if "u8s8" not in _PROBE:
-        x = np.full((8, 64), 255, np.uint8)
-        x[1::2, ::2] = 0
-        weights = np.zeros((64, 4), np.int8)
-        weights[:, 0], weights[:, 1] = 127, -128
-        weights[::2, 2], weights[1::2, 2] = 127, -128
-        weights[:, 3] = np.arange(64) % 256 - 128
-        exact = x.astype(np.float64) @ weights.astype(np.float64)
-        try:
-            _PROBE["u8s8"] = bool(np.array_equal(Int8Gemm(weights)(x), exact))
-        except Exception:   # an onnxruntime without the kernel, or refusing the model: the float32 GEMM instead
-            _PROBE["u8s8"] = False
+        _PROBE["u8s8"] = all(_probe(rows, depth) for rows, depth in ((8, 64), (1, 63)))
     return _PROBE["u8s8"]
+
+
+def _probe(rows: int, depth: int) -> bool:
+    x = np.full((rows, depth), 255, np.uint8)
+    x[1::2, ::2] = 0
+    weights = np.zeros((depth, 4), np.int8)
+    weights[:, 0], weights[:, 1] = 127, -128
+    weights[::2, 2], weights[1::2, 2] = 127, -128
+    weights[:, 3] = np.arange(depth) % 256 - 128
+    exact = x.astype(np.float64) @ weights.astype(np.float64)
+    try:
+        gemm = Int8Gemm(weights)
+    except Exception:   # noqa: BLE001 -- an onnxruntime refusing the one-node model: the float32 GEMM instead
+        return False
+    return bool(np.array_equal(gemm(x), exact))
 
 
 class Int8Gemm:
@@ -73,9 +99,10 @@ class Int8Gemm:
             [helper.make_tensor_value_info("x", TensorProto.UINT8, ["rows", depth])],
             [helper.make_tensor_value_info("y", TensorProto.INT32, ["rows", outputs])],
             [numpy_helper.from_array(np.asarray(weights).astype(np.int8), "w")])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False   # a session per layer: no arena of its own held between runs
         options.log_severity_level = 3
         self._session = onnxruntime.InferenceSession(model.SerializeToString(), options,
                                                      providers=["CPUExecutionProvider"])

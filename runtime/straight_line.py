@@ -36,7 +36,7 @@ def straight_line(steps: Sequence, pass_on: Callable) -> tuple[StraightLine, lis
             lines.append(f"    outputs[{output!r}] = v{src[0]}")
         elif run is pass_on and len(dst) == 1:
             lines.append(f"    v{dst[0]} = v{src[0]}")
-        elif hasattr(run, "method_call") and len(dst) == 1:   # a reshape: the method call itself
+        elif hasattr(run, "method_call") and not hasattr(run, "compiled_form") and len(dst) == 1:   # a reshape
             lines.append(f"    v{dst[0]} = v{src[0]}{run.method_call}")
         else:
             call = f"runs[{position}]([{operands}])"

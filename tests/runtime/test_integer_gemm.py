@@ -12,7 +12,7 @@ import pytest
 
 from rcc.compiler.driver import compile_model
 from rcc.ir.inputs import random_inputs
-from rcc.runtime import fusion, integer_gemm
+from rcc.runtime import integer_gemm
 from rcc.runtime.integer_gemm import LARGEST_DEPTH, Int8Gemm, exact_on_this_cpu, input_offset, takes
 from rcc.runtime.machine import Machine
 from tests.conftest import ROOT
@@ -51,33 +51,69 @@ def test_ranges_and_weights_it_cannot_code_are_refused() -> None:
     assert input_offset((-128, 127)) == 128 and input_offset((0, 255)) == 0 and input_offset((3, 9)) == 0
 
 
-def _saturating_pairs(self, x: np.ndarray) -> np.ndarray:
-    """MLAS's AVX2 u8 × s8 kernel as it sums: products in pairs, each pair saturated to int16, then int32."""
-    codes = x.astype(np.int64) + self._offset
-    weights = self._weights.astype(np.int64)
-    if codes.shape[1] % 2:
-        codes, weights = np.pad(codes, ((0, 0), (0, 1))), np.pad(weights, ((0, 1), (0, 0)))
-    pairs = codes[:, 0::2, None] * weights[None, 0::2] + codes[:, 1::2, None] * weights[None, 1::2]
-    sums = np.clip(pairs, -2**15, 2**15 - 1).sum(axis=1)
-    return (sums - (0 if self._correction is None else self._correction)).astype(np.int32)
+class _EmulatedKernel:
+    """A session whose u8 × s8 sums are computed in int64: exactly, or as MLAS's AVX2 kernel sums them (products in
+    adjacent pairs from the first, each pair saturated to int16, then int32)."""
+
+    def __init__(self, weights: np.ndarray, saturating: bool):
+        self.weights, self.saturating = weights.astype(np.int64), saturating
+
+    def run(self, outputs, feeds: dict) -> list[np.ndarray]:
+        codes, weights = feeds["x"].astype(np.int64), self.weights
+        assert feeds["x"].dtype == np.uint8
+        if not self.saturating:
+            return [(codes @ weights).astype(np.int32)]
+        if codes.shape[1] % 2:
+            codes, weights = np.pad(codes, ((0, 0), (0, 1))), np.pad(weights, ((0, 1), (0, 0)))
+        pairs = codes[:, 0::2, None] * weights[None, 0::2] + codes[:, 1::2, None] * weights[None, 1::2]
+        return [np.clip(pairs, -2**15, 2**15 - 1).sum(axis=1).astype(np.int32)]
+
+
+def _emulated(monkeypatch, saturating: bool) -> None:
+    """Every Int8Gemm (its offset, casts and correction as they are) on an emulated kernel, the probe run anew."""
+    original = Int8Gemm.__init__
+
+    def on_emulated_kernel(self, weights, offset=0):
+        original(self, weights, offset)
+        self._session = _EmulatedKernel(np.asarray(weights), saturating)
+    monkeypatch.setattr(Int8Gemm, "__init__", on_emulated_kernel)
+    monkeypatch.setattr(integer_gemm, "_PROBE", {})
 
 
 def test_a_cpu_whose_kernel_saturates_keeps_the_float_gemm(monkeypatch) -> None:
-    """With the AVX2 kernel's pairwise int16 saturation in place of onnxruntime's, the probe fails, no layer takes the
-    integer GEMM, and a machine's compiled runs still equal its traced run."""
-    original = Int8Gemm.__init__
-
-    def keeping_weights(self, weights, offset=0):
-        original(self, weights, offset)
-        self._weights = np.asarray(weights)
-    monkeypatch.setattr(Int8Gemm, "__init__", keeping_weights)
-    monkeypatch.setattr(Int8Gemm, "__call__", _saturating_pairs)
-    monkeypatch.setattr(integer_gemm, "_PROBE", {})
+    """On a kernel that sums pairs of products in int16 with saturation (MLAS's AVX2 one), the probe fails, no layer
+    takes the integer GEMM, and a machine's compiled runs still equal its traced run."""
+    _emulated(monkeypatch, saturating=True)
     assert not exact_on_this_cpu()
     assert not takes(np.ones((8, 4), np.float32), (0, 255))
     machine, traced, inputs = _traced("resnet_small")
     assert _runs_equal(machine, traced, inputs)
     assert not _integer_products(machine)
+
+
+@pytest.mark.parametrize("model, layers", [("resnet_small", 3), ("transformer_encoder_block", 6)])
+def test_on_an_exact_kernel_every_cpu_runs_the_integer_path(model: str, layers: int, monkeypatch) -> None:
+    """With an exact kernel emulated (so on any CPU, this module's offsets, casts and corrections as they are), the
+    size rules lifted: the layers take the integer GEMM, unsigned columns as uint8 codes, signed inputs offset,
+    and the compiled runs equal the traced run."""
+    _emulated(monkeypatch, saturating=False)
+    monkeypatch.setattr(integer_gemm, "INTEGER_GEMM_ROWS", 1)
+    monkeypatch.setattr(integer_gemm, "INTEGER_GEMM_MACS", 1)
+    machine, traced, inputs = _traced(model)
+    assert _runs_equal(machine, traced, inputs)
+    assert len(_integer_products(machine)) == layers
+
+
+@needs_exact_kernel
+def test_the_deepest_layer_it_takes_sums_to_the_edge_of_int32() -> None:
+    """K = LARGEST_DEPTH, every code 255 against every weight −128 (and 127): sums of −2,147,450,880 and
+    2,130,719,745, exact in int32."""
+    x = np.full((2, LARGEST_DEPTH), 255, np.uint8)
+    weights = np.empty((LARGEST_DEPTH, 2), np.float32)
+    weights[:, 0], weights[:, 1] = -128, 127
+    assert takes(weights, (0, 255))
+    sums = Int8Gemm(weights)(x)
+    assert sums.tolist() == [[-255 * 128 * LARGEST_DEPTH, 255 * 127 * LARGEST_DEPTH]] * 2
 
 
 def _traced(model: str):
@@ -98,7 +134,7 @@ def _runs_equal(machine: Machine, traced: dict, inputs: dict) -> bool:
 
 def _integer_products(machine: Machine) -> list:
     return [step for step in machine.plan.single if step.instruction.opcode == "mvm" and
-            step.run.__qualname__.startswith("_integer_product")]
+            "integer_product" in step.run.__qualname__]
 
 
 @needs_exact_kernel
@@ -114,8 +150,8 @@ def test_compiled_runs_take_the_integer_gemm_and_equal_the_traced_run(model: str
     inputs, offset). An im2col read by one copies uint8 codes where its inputs are unsigned; outputs bit for bit
     those of the traced run."""
     if every_size:
-        monkeypatch.setattr(fusion, "INTEGER_GEMM_ROWS", 1)
-        monkeypatch.setattr(fusion, "INTEGER_GEMM_MACS", 1)
+        monkeypatch.setattr(integer_gemm, "INTEGER_GEMM_ROWS", 1)
+        monkeypatch.setattr(integer_gemm, "INTEGER_GEMM_MACS", 1)
     machine, traced, inputs = _traced(model)
     assert _runs_equal(machine, traced, inputs)
     assert len(_integer_products(machine)) == layers
