@@ -75,11 +75,9 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
         if columns:
             cols = producer.run if order is None else _taps_first_cols(producer.instruction.attrs)
             fused[position[source]] = dataclasses.replace(producer, run=_code_columns(cols, bound, integer))
-        if producer.instruction.opcode == "im2col" and group.single_gemm_exact(bound):
-            tap = tap_product_of(group, producer.instruction.attrs)
+            tap = tap_product_of(group, producer.instruction.attrs) if group.single_gemm_exact(bound) else None
             if tap is not None:
                 taps[k] = (position[source], tap, to_dequantize)
-        if producer.instruction.opcode == "im2col":
             source = producer.instruction.src[0]
             if readers[source] != 1 or source not in position:
                 continue
