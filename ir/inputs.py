@@ -8,6 +8,7 @@ default and what calibration samples; numpy only, so every layer can draw inputs
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping
 
@@ -35,7 +36,8 @@ def check_inputs(declared: Iterable[tuple[str, TensorType]], inputs: Mapping[str
                            f"which a fed value cannot change); drop it from the inputs, or change the initializer "
                            f"and recompile")
     checked = {}
-    inputs = {**(defaults or {}), **inputs}
+    if defaults:
+        inputs = {**defaults, **inputs}
     for name, type_ in declared:
         if name not in inputs:
             raise RccError(f"input {name!r} is missing (expected {type_})")
@@ -50,7 +52,7 @@ def check_inputs(declared: Iterable[tuple[str, TensorType]], inputs: Mapping[str
 
 def check_finite(what: str, array: np.ndarray, hint: str = NONFINITE_HINT) -> None:
     """RccError naming `what`, how many values are NaN/Inf and where the first is, when any is."""
-    if array.dtype.kind != "f" or np.isfinite(np.add.reduce(array, axis=None)):
+    if array.dtype.kind != "f" or math.isfinite(np.add.reduce(array, axis=None)):
         return   # a NaN or an Inf anywhere makes the sum NaN or infinite (finite values may overflow it: then look)
     bad = ~np.isfinite(array)
     if bad.any():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol, TypeVar
 
 Item = TypeVar("Item")
@@ -53,9 +53,15 @@ def install_sink(sink: ProgressSink) -> ProgressSink:
     return previous
 
 
+def stage(name: str, total: int | None = None) -> AbstractContextManager[Callable[[int], None]]:
+    """Mark the enclosed code as the step `name` (of `total` units if known); yields `advance(steps=1)`. Without a
+    sink (the default `NullSink`), one shared context that does nothing: a machine run marks a stage each time (a
+    generator's context costs microseconds, a small model's run tens of them)."""
+    return _NULL_STAGE if type(_sink) is NullSink else _stage(name, total)
+
+
 @contextmanager
-def stage(name: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-    """Mark the enclosed code as the step `name` (of `total` units if known); yields `advance(steps=1)`."""
+def _stage(name: str, total: int | None) -> Iterator[Callable[[int], None]]:
     sink = _sink
     start = time.perf_counter()
     sink.start(name, total)
@@ -63,6 +69,21 @@ def stage(name: str, total: int | None = None) -> Iterator[Callable[[int], None]
         yield lambda steps=1: sink.advance(steps)
     finally:
         sink.finish(name, time.perf_counter() - start)
+
+
+def _no_advance(steps: int = 1) -> None:
+    pass
+
+
+class _NullStage:
+    def __enter__(self) -> Callable[[int], None]:
+        return _no_advance
+
+    def __exit__(self, *exc_info) -> None:
+        return None
+
+
+_NULL_STAGE = _NullStage()
 
 
 def tracked(items: Iterable[Item], name: str) -> Iterator[Item]:

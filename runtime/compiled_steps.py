@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rcc.ir.ops.nn_linear import conv_output_size
+
 Step = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 def compilable(run: Step, factory: Callable[[], Step]) -> Step:
@@ -51,6 +53,8 @@ def levels_step(inverse: np.float32, low: np.float32, high: np.float32, fallback
         out = np.empty(x.shape, np.float32)
         levels(x.reshape(-1), inverse, low, high, out.reshape(-1))
         return [out if integers is None else out.astype(integers)]
+    if integers is None:
+        run.levels_constants = (inverse, low, high)   # type: ignore[attr-defined]  # for small_layer_step
     return run
 
 
@@ -88,6 +92,41 @@ def dequantize_step(scale: np.ndarray, bias: np.ndarray | None, fallback: Step,
             dequantize_rows(acc, *terms, rows)
             transposed(rows.reshape(n, h * w, m), out)
         return [out.reshape(n, m, h, w)]
+    if channels_first is None:
+        run.rows_terms = terms   # type: ignore[attr-defined]  # for small_layer_step
+    return run
+
+
+# Up to this many multiply-accumulates a run (rows × K × M) a layer's quantize, product and dequantize are one kernel
+# call (`small_layer_step`): its product in numba's loops, slower than BLAS beyond (one thread, medians, µs, the three
+# kernels against one: 4 x 64 x 128 6.2 → 5.1, 4 x 64 x 10 5.0 → 3.7, 16 x 32 x 32 5.8 → 4.1, 1 x 48 x 12 4.1 → 1.9;
+# but 16 x 32 x 96 6.6 → 8.3, 16 x 64 x 64 8.1 → 11.0), besides the two steps' calls it saves either way.
+SMALL_LAYER_MACS = 1 << 15
+
+
+def small_layer_step(weights: np.ndarray, quantize: Step, product: Step, dequantize: Step,
+                     constants: list[np.ndarray]) -> Step:
+    """A layer's quantize → product → dequantize (`runtime/fusion.py` _small_layers) as one step reading the
+    quantize's input and the product's other operands: one kernel call (`step_kernels.small_layer`, the float32
+    `weights` [K, M] of a product that is one exact float32 GEMM) for products of up to SMALL_LAYER_MACS, when the
+    quantize gives float32 levels (`levels_step`) and the dequantize rows (`dequantize_step`); else the three
+    steps called in turn (the dequantize also reading its `constants`)."""
+    def chain(operands: list[np.ndarray]) -> list[np.ndarray]:
+        levels = quantize(operands[:1])[0]
+        return dequantize([product([levels, *operands[1:]])[0], *constants])
+    levels_constants, terms = getattr(quantize, "levels_constants", None), getattr(dequantize, "rows_terms", None)
+    if levels_constants is None or terms is None:
+        return chain
+    from rcc.runtime.step_kernels import small_layer
+    inverse, low, high = levels_constants
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        x = operands[0]
+        if x.ndim != 2 or not _takes(x) or x.shape[0] * weights.size > SMALL_LAYER_MACS:
+            return chain(operands)
+        out = np.empty((x.shape[0], weights.shape[1]), np.float32)
+        small_layer(x, inverse, low, high, weights, *terms, out)
+        return [out]
     return run
 
 
@@ -324,6 +363,27 @@ def gather_step(sources_for: Callable[[tuple[int, ...]], np.ndarray | None], fal
 
 
 _GATHERED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.uint8))
+
+
+def code_columns_step(attrs: dict) -> Step:
+    """An im2col of codes in [0, 255] (the unsigned inputs of an integer-GEMM layer, `runtime/integer_gemm.py`) as
+    uint8 columns, taps first: the input's codes channels last and zero-padded (numpy's cast, then its transposed
+    copy: numba's byte scatter is 2x slower), then the columns in one pass (`step_kernels.code_columns`; numpy's
+    copies of short runs are 2-3x slower: 16 channels at 32×32, 3×3, 80 µs against 45)."""
+    from rcc.runtime.step_kernels import code_columns
+    kernel, strides, dilations, pads = (tuple(map(int, attrs[key])) for key in ("kernel", "strides", "dilations", "pads"))
+    top, left, bottom, right = pads
+
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        n, c, h, w = operands[0].shape
+        padded = np.zeros((n, h + top + bottom, w + left + right, c), np.uint8)
+        padded[:, top:top + h, left:left + w] = operands[0].astype(np.uint8).transpose(0, 2, 3, 1)
+        oh = conv_output_size(h, kernel[0], strides[0], top, bottom, dilations[0])
+        ow = conv_output_size(w, kernel[1], strides[1], left, right, dilations[1])
+        out = np.empty((n * oh * ow, c * kernel[0] * kernel[1]), np.uint8)
+        code_columns(padded, kernel, strides, dilations, out)
+        return [out]
+    return run
 
 
 def dense_taps_step(taps, keep_float: bool, fallback: Step) -> Step:

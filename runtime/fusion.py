@@ -16,7 +16,10 @@ second reader) keeps its integer type. Runs that observe intermediate values (a 
 use the unfused steps.
 Compiled (once a machine's runs have taken a second), a large 8-bit layer (`runtime/integer_gemm.py` layer_takes)
 takes onnxruntime's integer GEMM (int32 sums, exact where this CPU's kernel is), and an im2col read by it alone
-copies uint8 codes.
+copies uint8 codes (taps first, in one kernel pass, where the kernel has several taps); a stride-1 layer that would
+go tap by tap in float32 takes those columns and that GEMM instead.
+For the single-sample steps, a small dense layer that alone reads its quantize runs its quantize, product and
+dequantize as one step (`_small_layers`; compiled, one kernel call up to `compiled_steps.SMALL_LAYER_MACS`).
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ import numpy as np
 
 from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, im2col_taps_first, quantizer,
                              quantizer_constants, taps_first_order)
-from rcc.runtime.compiled_steps import (add_relu_step, compilable, compiled, dense_taps_step, depthwise_step,
-                                        dequantize_step, gather_step, levels_step)
+from rcc.runtime.compiled_steps import (add_relu_step, code_columns_step, compilable, compiled, dense_taps_step,
+                                        depthwise_step, dequantize_step, gather_step, levels_step, small_layer_step)
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.integer_gemm import Int8Gemm, input_offset, layer_takes
 from rcc.runtime.instructions import (COMPILED_GATHER_ELEMENTS, constant_dequantize_terms, gathers_im2col,
@@ -49,7 +52,8 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
     position = {name: k for k, step in enumerate(steps) for name in step.instruction.dst}
     fused = list(steps)
     exact: set[int] = set()   # positions of the mvms carried in floats
-    taps: dict[int, tuple[int, TapConvolution | DepthwiseTaps, bool]] = {}   # mvm position → (its im2col's, the taps, keep_float)
+    # mvm position → (its im2col's, the taps, keep_float, whether the integer GEMM takes the layer)
+    taps: dict[int, tuple[int, TapConvolution | DepthwiseTaps, bool, Callable[[], bool]]] = {}
     for k, step in enumerate(steps):
         instruction = step.instruction
         group = machine.crossbars.get(instruction.dst[0]) if instruction.opcode == "mvm" else None
@@ -64,20 +68,22 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
         producer = steps[position[source]] if readers[source] == 1 and source in position else None
         columns = producer is not None and producer.instruction.opcode == "im2col"
         order = _taps_first(producer, group) if columns else None
+        codes_order = _codes_order(producer, bound) if columns else None
         rows = instruction.shapes[0][0] if instruction.shapes else 0   # a sample's
         integer = cache(lambda group=group, bound=bound, order=order, rows=rows:   # decided at the switch, once
                         layer_takes(group, bound, order, rows))
         exact.add(k)
-        fused[k] = dataclasses.replace(step, run=_product(group, bound, order, to_dequantize, integer),
+        fused[k] = dataclasses.replace(step, run=_product(group, bound, order, to_dequantize, integer, codes_order),
                                        stacked_run=None)
         if producer is None:
             continue
         if columns:
             cols = producer.run if order is None else _taps_first_cols(producer.instruction.attrs)
-            fused[position[source]] = dataclasses.replace(producer, run=_code_columns(cols, bound, integer))
+            fused[position[source]] = dataclasses.replace(
+                producer, run=_code_columns(cols, producer.instruction.attrs, bound, integer))
             tap = tap_product_of(group, producer.instruction.attrs) if group.single_gemm_exact(bound) else None
             if tap is not None:
-                taps[k] = (position[source], tap, to_dequantize)
+                taps[k] = (position[source], tap, to_dequantize, integer)
             source = producer.instruction.src[0]
             if readers[source] != 1 or source not in position:
                 continue
@@ -86,13 +92,15 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
             fused[position[source]] = dataclasses.replace(producer, run=_levels(producer.instruction.attrs))
     _shared_levels(steps, fused, exact)
     single = list(fused)
-    for k, (cols, tap, keep_float) in taps.items():
+    for k, (cols, tap, keep_float, integer) in taps.items():
         single[cols] = dataclasses.replace(fused[cols], run=pass_on)
-        single[k] = dataclasses.replace(fused[k], run=_tap_product(tap, fused[cols].run, fused[k].run, keep_float))
+        single[k] = dataclasses.replace(fused[k], run=_tap_product(tap, fused[cols].run, fused[k].run, keep_float,
+                                                                   integer))
     layouts = _dequantize_channels_first(machine, steps, single, readers, position)
     reader = {name: j for j, step in enumerate(steps) for name in step.instruction.src}   # a name's (last) reader
     _dequantize_epilogues(machine, steps, single, readers, reader, layouts)
     _add_relus(steps, single, readers, reader)
+    _small_layers(machine, steps, single, readers, reader, position, exact, layouts)
     return fused, single
 
 
@@ -169,7 +177,9 @@ def _dequantize_epilogues(machine, steps: list, single: list, readers: Counter, 
     work too, in its compiled form within the same kernel call (`runtime/compiled_steps.py` dequantize_step's
     epilogue, a second pass over its output: the same float32 operations in the same order); the add and relu pass
     its values on (an add whose first operand is the constant is left as it is: passing on takes the first).
-    Measured on mlp's layers: 2-2.5 µs a step saved."""
+    Measured on mlp's layers: 2-2.5 µs a step saved. A reshape of rows [P, M] keeping M as the last axis (a
+    transformer's [16, 32] → [1, 16, 32] before its bias) may stand between: it still runs, on the values with
+    the add done."""
     constants = machine.program.constants
     for k, step in enumerate(steps):
         terms = constant_dequantize_terms(machine, step.instruction) if step.instruction.opcode == "dequantize" \
@@ -184,8 +194,15 @@ def _dequantize_epilogues(machine, steps: list, single: list, readers: Counter, 
         while readers[name] == 1 and name in reader and not relu:
             j = reader[name]
             instruction = steps[j].instruction
-            if instruction.opcode != "vec" or single[j].run is not steps[j].run or instruction.src[0] != name or \
-                    tuple(instruction.shapes[0]) != shape:
+            if instruction.opcode != "vec" or instruction.src[0] != name:
+                break
+            if instruction.attrs["fn"] == "nn.reshape" and layout is None and not chain and \
+                    instruction.shapes[0][-1:] == [shape[-1]]:   # [P, M] → [..., M]
+                name, shape = instruction.dst[0], tuple(instruction.shapes[0])
+                continue
+            if tuple(instruction.shapes[0]) != shape:   # (of its result: an add that broadcasts no wider)
+                break
+            if single[j].run is not steps[j].run:
                 break
             if instruction.attrs["fn"] == "nn.add" and addend is None and len(instruction.src) == 2 and \
                     instruction.src[1] in constants:
@@ -204,15 +221,49 @@ def _dequantize_epilogues(machine, steps: list, single: list, readers: Counter, 
         base, tails = single[k].run, [(steps[j].run, constant) for j, constant in chain]
 
         def run(operands: list[np.ndarray], base=base, tails=tails) -> list[np.ndarray]:
-            value = base(operands)[0]
+            value = dequantized = base(operands)[0]
             for tail, constant in tails:
                 value = tail([value] if constant is None else [value, constant])[0]
-            return [value]
+            return [value.reshape(dequantized.shape)]   # (a constant with more leading ones broadcasts wider)
         single[k] = dataclasses.replace(single[k], run=compilable(
             run, lambda run=run, terms=terms, layout=layout, addend=addend, relu=relu:
             dequantize_step(*dequantize_terms(*terms), run, layout, addend, relu)))
         for j, _ in chain:
             single[j] = dataclasses.replace(single[j], run=pass_on)
+
+
+def _small_layers(machine, steps: list, single: list, readers: Counter, reader: dict[str, int], position: dict,
+                  exact: set[int], layouts: dict) -> None:
+    """In `single`: a layer carried in floats (`exact`) that alone reads its quantize's levels, has one dense group
+    of weights whose product is one exact float32 GEMM, and whose accumulators only its dequantize reads (rows, not
+    channels first; constant scales; with or without its epilogue) runs as one step, the quantize and the
+    dequantize passing their operands on: compiled, one kernel call for a small product
+    (`compiled_steps.small_layer_step`), else the three steps in one (two steps' calls fewer: mlp's 10 steps a run
+    are 4)."""
+    constants = machine.program.constants
+    for k in sorted(exact):
+        instruction = steps[k].instruction
+        source, acc = instruction.src[0], instruction.dst[0]
+        q, d = position.get(source), reader.get(acc)
+        if q is None or d is None or readers[source] != 1 or readers[acc] != 1 or d in layouts or \
+                steps[q].instruction.opcode != "quantize" or steps[d].instruction.opcode != "dequantize" or \
+                single[q].run is pass_on or constant_dequantize_terms(machine, steps[d].instruction) is None:
+            continue
+        group = machine.crossbars[acc]
+        if group.blocks is not None or group.mapping.groups != 1 or \
+                not group.single_gemm_exact(machine.input_ranges[source]):
+            continue
+        parts = (single[q].run, single[k].run, single[d].run)
+        terms = [constants[name] for name in steps[d].instruction.src[1:]]
+
+        def chain(operands: list[np.ndarray], parts=parts, terms=terms) -> list[np.ndarray]:
+            levels = parts[0](operands[:1])[0]
+            return parts[2]([parts[1]([levels, *operands[1:]])[0], *terms])
+        single[k] = dataclasses.replace(single[k], run=compilable(
+            chain, lambda parts=parts, terms=terms, weights=group.matrix[0]:
+            small_layer_step(weights, *(compiled(part) for part in parts), terms)))
+        single[q] = dataclasses.replace(single[q], run=pass_on)
+        single[d] = dataclasses.replace(single[d], run=pass_on)
 
 
 def _add_relus(steps: list, single: list, readers: Counter, reader: dict[str, int]) -> None:
@@ -248,10 +299,11 @@ def _channel_values(constant: np.ndarray, shape: tuple[int, ...], channel_axis: 
     return np.ascontiguousarray(np.broadcast_to(padded.reshape(-1), (shape[axis],)), np.float32)
 
 
-def _tap_product(tap: TapConvolution | DepthwiseTaps, cols, product, keep_float: bool):
+def _tap_product(tap: TapConvolution | DepthwiseTaps, cols, product, keep_float: bool, integer: Callable[[], bool]):
     """The layer's step reading its im2col's input: tap by tap when that pays, else the columns and product. Its
     compiled form takes the im2col's and the product's compiled forms too (and a depthwise layer's compiled
-    product)."""
+    product); a dense layer with kernel taps that the integer GEMM takes (`integer()`) always reads its uint8
+    columns into it (16 channels at 32×32, 3×3: 95-146 µs tap by tap in float32, 16 for the integer GEMM)."""
     def reading(columns, product):
         def run(operands: list[np.ndarray]) -> list[np.ndarray]:
             if not tap.suits(operands[0].shape):
@@ -262,15 +314,24 @@ def _tap_product(tap: TapConvolution | DepthwiseTaps, cols, product, keep_float:
     if isinstance(tap, DepthwiseTaps):
         return compilable(reading(cols, product),
                           lambda: depthwise_step(tap, keep_float, reading(compiled(cols), compiled(product))))
-    return compilable(reading(cols, product),
-                      lambda: dense_taps_step(tap, keep_float, reading(compiled(cols), compiled(product))))
+
+    def compiled_taps():
+        if not tap.pointwise and integer():
+            columns, integer_product = compiled(cols), compiled(product)
+
+            def integer_product_of_columns(operands: list[np.ndarray]) -> list[np.ndarray]:
+                return integer_product(columns(operands))
+            return integer_product_of_columns
+        return dense_taps_step(tap, keep_float, reading(compiled(cols), compiled(product)))
+    return compilable(reading(cols, product), compiled_taps)
 
 
 def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | None, keep_float: bool,
-             integer: Callable[[], bool]):
-    """The layer's exact product: float (or int64 unless `keep_float`) from `CrossbarGroup.exact_product`; compiled,
-    where `integer()` (`integer_gemm.layer_takes`), int32 from onnxruntime's integer GEMM (int64 unless
-    `keep_float`)."""
+             integer: Callable[[], bool], codes_order: np.ndarray | None):
+    """The layer's exact product: float (or int64 unless `keep_float`) from `CrossbarGroup.exact_product`, its
+    weight rows in `order`; compiled, where `integer()` (`integer_gemm.layer_takes`), int32 from onnxruntime's
+    integer GEMM (int64 unless `keep_float`), its weight rows in `codes_order` where its columns are codes
+    (`_code_columns`), else in `order`."""
     product = group.exact_product(bound, order)
     if keep_float:
         run = lambda operands: [product(operands[0])]   # noqa: E731
@@ -280,7 +341,8 @@ def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | N
     def integer_product():
         if not integer():
             return run
-        gemm = Int8Gemm(group.matrix_in_order(order)[0], input_offset(bound))
+        rows = order if bound[0] < 0 else codes_order
+        gemm = Int8Gemm(group.matrix_in_order(rows)[0], input_offset(bound))
         if keep_float:
             return lambda operands: [gemm(operands[0])]
         return lambda operands: [gemm(operands[0]).astype(np.int64)]
@@ -310,14 +372,28 @@ def _taps_first(im2col_step, group: CrossbarGroup) -> np.ndarray | None:
     return taps_first_order(channels, taps)
 
 
-def _code_columns(cols, bound: tuple[int, int], integer: Callable[[], bool]):
+def _codes_order(im2col_step, bound: tuple[int, int]) -> np.ndarray | None:
+    """The weight row order of a layer reading the uint8 codes of an im2col (unsigned inputs, several taps) when the
+    integer GEMM takes it: taps first, each tap's channels one run (`step_kernels.code_columns`); None for one tap
+    (the same order) or signed inputs (float32 columns in the layer's own order, offset by the GEMM)."""
+    attrs = im2col_step.instruction.attrs
+    taps = attrs["kernel"][0] * attrs["kernel"][1]
+    if bound[0] < 0 or taps == 1:
+        return None
+    return taps_first_order(im2col_step.instruction.shapes[0][1] // taps, taps)
+
+
+def _code_columns(cols, attrs: dict, bound: tuple[int, int], integer: Callable[[], bool]):
     """An im2col read by one layer alone: compiled, where that layer's product is the integer GEMM (`integer()`)
-    of unsigned inputs, it copies the inputs as uint8 codes (a quarter of float32's bytes, the codes that GEMM
-    takes; padding 0 is level 0), else as `cols`'s compiled form does."""
+    of unsigned inputs, it copies the inputs' uint8 codes (a quarter of float32's bytes, the codes that GEMM takes;
+    padding 0 is level 0), with several taps taps first (`compiled_steps.code_columns_step`, in the layer's
+    `_codes_order`), else as `cols`'s compiled form does."""
     def code_copy():
         copy = compiled(cols)
         if bound[0] < 0 or not integer():
             return copy
+        if attrs["kernel"][0] * attrs["kernel"][1] > 1:
+            return code_columns_step(attrs)
         return lambda operands: copy([operands[0].astype(np.uint8)])
     return compilable(lambda operands: cols(operands), code_copy)
 

@@ -21,6 +21,7 @@ fused multiply-adds and no reassociation; float32 operations on float32 operands
   float32 row sums pairwise too);
 - `bilinear`: onnxruntime's bilinear resize, four float32 products summed left to right;
 - `average_tiles`: average pooling whose windows tile the input, float64 sums in tap order;
+- `code_columns`: an im2col of uint8 codes, taps first (the columns of an integer-GEMM layer);
 - `gather_cells`: an im2col as one gather, by a flat index prepared per input shape (numpy's take is half as fast).
 (A kernel whose sums may meet two NaNs hands the step back to numpy: which payload survives depends on operand
 order, which LLVM may commute.)
@@ -97,6 +98,21 @@ def dequantize_channels_first(acc, scale, bias, with_bias, addend, with_addend, 
                 shift = addend[m] if with_addend else zero
                 for q in range(pixels):
                     out[n, m, q] = _epilogue(out[n, m, q], shift, with_addend, relu)
+
+
+@jit
+def small_layer(x, inverse, low, high, weights, scale, bias, with_bias, addend, with_addend, relu, out):
+    """A small layer's quantize → exact product → dequantize in one call: `levels` of x [P, K], their product with
+    the integer-valued float32 weights [K, M] summed in float32 (exact: every partial sum an integer below 2^24,
+    `CrossbarGroup.single_gemm_exact`, in any order), then `dequantize_rows` into out [P, M]."""
+    rows, depth = x.shape
+    acc = np.zeros((rows, weights.shape[1]), np.float32)
+    for p in range(rows):
+        for k in range(depth):
+            level = _clamped(np.rint(x[p, k] * inverse), low, high)
+            for m in range(weights.shape[1]):
+                acc[p, m] += level * weights[k, m]
+    dequantize_rows(acc, scale, bias, with_bias, addend, with_addend, relu, out)
 
 
 @numba.njit(inline="always")
@@ -498,6 +514,25 @@ def gather_cells(x, sources, out):
     for i in range(sources.size):
         cell = sources[i]
         out[i] = x[cell] if cell < size else 0
+
+
+@jit
+def code_columns(padded, kernel, strides, dilations, out):
+    """im2col's columns, taps first (`ir.ops.xbar.taps_first_order`), from its input's codes channels last and
+    zero-padded (uint8 [N, Hp, Wp, C]): out [N·oh·ow, kh·kw·C] holds each output pixel's row, a run of C codes a
+    tap."""
+    n, hp, wp, c = padded.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    oh, ow = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    for s in range(n):
+        for oy in range(oh):
+            for ox in range(ow):
+                row = (s * oh + oy) * ow + ox
+                for i in range(kh):
+                    for j in range(kw):
+                        y, z, start = oy * sh + i * dh, ox * sw + j * dw, (i * kw + j) * c
+                        for ch in range(c):   # multi-dimensional indexing: numba's flat views copy 5-10x slower
+                            out[row, start + ch] = padded[s, y, z, ch]
 
 
 TILE = 32   # transpose_tiles' tile side: a 32 x 32 float32 tile is 4 KiB, read and written within L1

@@ -11,6 +11,8 @@ divide truncating, of L2 and the logarithms compute in float and truncate toward
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rcc.ir.optable import Attr, define
@@ -74,14 +76,15 @@ def reduce_sum(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.nd
 def reduce_mean(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
     """Σ x / n over `axes` (integers: the sum divided truncating toward zero; empty: NaN for floats; float16 summed
     and divided in float32)."""
-    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    count = math.prod(x.shape[a] for a in axes)
     if x.dtype.kind in "iu":
         total = np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
         return _in_dtype(np.trunc(total / max(count, 1)) if count else total, x.dtype)
     wide = _wide(x)
     total = np.sum(wide, axis=axes, keepdims=keepdims, dtype=wide.dtype)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(total / wide.dtype.type(count), dtype=x.dtype)
+    if not count:   # 0 / 0 (a squeeze-excite's mean runs on every inference: no error-state context otherwise)
+        return np.full(total.shape, np.nan, x.dtype)
+    return np.asarray(np.divide(total, wide.dtype.type(count)), dtype=x.dtype)
 
 
 @_reduction("nn.reduce_max")

@@ -50,6 +50,19 @@ def _identical(a: np.ndarray, b: np.ndarray, nan_bits: bool = True) -> bool:
     return bool(np.array_equal(nan, np.isnan(b)) and a[~nan].tobytes() == b[~nan].tobytes())
 
 
+def runs_equal_the_traced_one(machine, inputs: dict) -> bool:
+    """Whether the machine's numpy steps and then its compiled steps (two runs each) give the traced (unfused) run's
+    outputs bit for bit, and its steps did switch to their compiled forms."""
+    traced = machine.run(inputs, trace=True).outputs
+    for compile_after in (float("inf"), 0.0):
+        machine.plan.compile_after_seconds = compile_after
+        for _ in range(2):
+            outputs = machine.run(inputs).outputs
+            if not all(_identical(np.asarray(outputs[name]), np.asarray(value)) for name, value in traced.items()):
+                return False
+    return machine.plan.steps_compiled
+
+
 @pytest.mark.parametrize("fn, attrs", [("nn.tanh", {}), ("nn.sigmoid", {}), ("nn.erf", {}), ("nn.hard_swish", {}), ("nn.relu", {}),
                                        ("nn.hard_sigmoid", {"alpha": 0.2, "beta": 0.5}),
                                        ("nn.hard_sigmoid", {"alpha": 1 / 6, "beta": 0.5}),

@@ -15,7 +15,7 @@ from rcc.runtime.compiled_steps import dequantize_step
 from rcc.runtime.fusion import _channel_values, pass_on
 from rcc.runtime.machine import Machine
 from tests.conftest import ROOT
-from tests.runtime.test_compiled_steps import _identical
+from tests.runtime.test_compiled_steps import _identical, runs_equal_the_traced_one
 
 
 def _accumulators(dtype: type, shape: tuple[int, int]) -> np.ndarray:
@@ -70,22 +70,18 @@ def test_an_epilogue_takes_a_finite_float32_constant_per_channel(constant, shape
         (values.dtype == np.float32 and np.array_equal(values, np.float32(expected)))
 
 
-@pytest.mark.parametrize("model, fused", [("mlp", 5), ("lenet5", 7), ("resnet_small", 6)])
+@pytest.mark.parametrize("model, fused", [("mlp", 5), ("lenet5", 7), ("resnet_small", 6),
+                                          ("transformer_encoder_block", 6), ("gpt_decoder_block", 6)])
 def test_a_zoo_models_epilogues_pass_on_and_its_runs_equal_the_traced_one(model: str, fused: int) -> None:
     """mlp: its 3 bias adds and 2 relus; lenet5: its 2 convolutions' relus and its dense layers' 3 bias adds and 2
     relus; resnet_small: the 3 relus that follow a convolution and its classifier's bias add, and the 2 relus after a
-    residual add, which that add takes on (`fusion._add_relus`: the add reads two activations, so no dequantize can).
+    residual add, which that add takes on (`fusion._add_relus`: the add reads two activations, so no dequantize can);
+    the transformer blocks: the bias adds of their 6 projections, each after the reshape of its rows [16, M] to
+    [1, 16, M].
     Numpy steps, compiled steps and the traced (unfused) run give the same outputs, bit for bit."""
     compiled = compile_model(ROOT / "models" / f"{model}.onnx", precision="int")
     machine = Machine(compiled.program)
     epilogues = [step for step in machine.plan.single if step.run is pass_on and step.instruction.opcode == "vec"
                  and step.instruction.attrs["fn"] in ("nn.add", "nn.relu")]
     assert len(epilogues) == fused
-    inputs = random_inputs(compiled.graph, 3)
-    traced = machine.run(inputs, trace=True).outputs
-    for compile_after in (float("inf"), 0.0):
-        machine.plan.compile_after_seconds = compile_after
-        for _ in range(2):
-            outputs = machine.run(inputs).outputs
-            assert all(_identical(np.asarray(outputs[name]), np.asarray(value)) for name, value in traced.items())
-    assert machine.plan.steps_compiled
+    assert runs_equal_the_traced_one(machine, random_inputs(compiled.graph, 3))
