@@ -365,19 +365,22 @@ def gather_step(sources_for: Callable[[tuple[int, ...]], np.ndarray | None], fal
 _GATHERED_DTYPES = (np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.uint8))
 
 
-def code_columns_step(attrs: dict) -> Step:
-    """An im2col of codes in [0, 255] (the unsigned inputs of an integer-GEMM layer, `runtime/integer_gemm.py`) as
-    uint8 columns, taps first: the input's codes channels last and zero-padded (numpy's cast, then its transposed
-    copy: numba's byte scatter is 2x slower), then the columns in one pass (`step_kernels.code_columns`; numpy's
-    copies of short runs are 2-3x slower: 16 channels at 32×32, 3×3, 80 µs against 45)."""
+def code_columns_step(attrs: dict, offset: int = 0) -> Step:
+    """An im2col of an integer-GEMM layer's inputs (`runtime/integer_gemm.py`), integers in [−offset, 255 − offset],
+    as uint8 codes x + offset, taps first: the input's codes channels last and padded with level 0's code (numpy's
+    cast, then its transposed copy: numba's byte scatter is 2x slower), then the columns in one pass
+    (`step_kernels.code_columns`; numpy's copies of short runs are 2-3x slower: 16 channels at 32×32, 3×3, 80 µs
+    against 45)."""
     from rcc.runtime.step_kernels import code_columns
     kernel, strides, dilations, pads = (tuple(map(int, attrs[key])) for key in ("kernel", "strides", "dilations", "pads"))
     top, left, bottom, right = pads
 
     def run(operands: list[np.ndarray]) -> list[np.ndarray]:
-        n, c, h, w = operands[0].shape
-        padded = np.zeros((n, h + top + bottom, w + left + right, c), np.uint8)
-        padded[:, top:top + h, left:left + w] = operands[0].astype(np.uint8).transpose(0, 2, 3, 1)
+        x = operands[0]
+        n, c, h, w = x.shape
+        padded = np.full((n, h + top + bottom, w + left + right, c), offset, np.uint8)
+        codes = (x + offset if offset else x).astype(np.uint8)
+        padded[:, top:top + h, left:left + w] = codes.transpose(0, 2, 3, 1)
         oh = conv_output_size(h, kernel[0], strides[0], top, bottom, dilations[0])
         ow = conv_output_size(w, kernel[1], strides[1], left, right, dilations[1])
         out = np.empty((n * oh * ow, c * kernel[0] * kernel[1]), np.uint8)

@@ -68,7 +68,7 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
         producer = steps[position[source]] if readers[source] == 1 and source in position else None
         columns = producer is not None and producer.instruction.opcode == "im2col"
         order = _taps_first(producer, group) if columns else None
-        codes_order = _codes_order(producer, bound) if columns else None
+        codes_order = _codes_order(producer) if columns else None
         rows = instruction.shapes[0][0] if instruction.shapes else 0   # a sample's
         integer = cache(lambda group=group, bound=bound, order=order, rows=rows:   # decided at the switch, once
                         layer_takes(group, bound, order, rows))
@@ -341,7 +341,7 @@ def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | N
     def integer_product():
         if not integer():
             return run
-        rows = order if bound[0] < 0 else codes_order
+        rows = order if codes_order is None else codes_order
         gemm = Int8Gemm(group.matrix_in_order(rows)[0], input_offset(bound))
         if keep_float:
             return lambda operands: [gemm(operands[0])]
@@ -372,28 +372,30 @@ def _taps_first(im2col_step, group: CrossbarGroup) -> np.ndarray | None:
     return taps_first_order(channels, taps)
 
 
-def _codes_order(im2col_step, bound: tuple[int, int]) -> np.ndarray | None:
-    """The weight row order of a layer reading the uint8 codes of an im2col (unsigned inputs, several taps) when the
-    integer GEMM takes it: taps first, each tap's channels one run (`step_kernels.code_columns`); None for one tap
-    (the same order) or signed inputs (float32 columns in the layer's own order, offset by the GEMM)."""
+def _codes_order(im2col_step) -> np.ndarray | None:
+    """The weight row order of a layer reading the uint8 codes of an im2col (several taps) when the integer GEMM takes
+    it: taps first, each tap's channels one run (`step_kernels.code_columns`); None for one tap (the same order)."""
     attrs = im2col_step.instruction.attrs
     taps = attrs["kernel"][0] * attrs["kernel"][1]
-    if bound[0] < 0 or taps == 1:
+    if taps == 1:
         return None
     return taps_first_order(im2col_step.instruction.shapes[0][1] // taps, taps)
 
 
 def _code_columns(cols, attrs: dict, bound: tuple[int, int], integer: Callable[[], bool]):
-    """An im2col read by one layer alone: compiled, where that layer's product is the integer GEMM (`integer()`)
-    of unsigned inputs, it copies the inputs' uint8 codes (a quarter of float32's bytes, the codes that GEMM takes;
-    padding 0 is level 0), with several taps taps first (`compiled_steps.code_columns_step`, in the layer's
-    `_codes_order`), else as `cols`'s compiled form does."""
+    """An im2col read by one layer alone: compiled, where that layer's product is the integer GEMM (`integer()`),
+    it copies the inputs' uint8 codes (a quarter of float32's bytes, the codes that GEMM takes): with several taps,
+    taps first (`compiled_steps.code_columns_step`, in the layer's `_codes_order`; signed inputs offset, padded with
+    level 0's code); with one, unsigned inputs as they are (padding 0 is level 0) and signed ones in float32 (the
+    GEMM offsets them); else as `cols`'s compiled form does."""
     def code_copy():
         copy = compiled(cols)
-        if bound[0] < 0 or not integer():
+        if not integer():
             return copy
         if attrs["kernel"][0] * attrs["kernel"][1] > 1:
-            return code_columns_step(attrs)
+            return code_columns_step(attrs, input_offset(bound))
+        if bound[0] < 0:   # one tap, signed: float32 columns, offset by the GEMM
+            return copy
         return lambda operands: copy([operands[0].astype(np.uint8)])
     return compilable(lambda operands: cols(operands), code_copy)
 

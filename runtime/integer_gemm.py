@@ -85,8 +85,9 @@ def _probe(rows: int, depth: int) -> bool:
 
 
 class Int8Gemm:
-    """x [P, K] (integer values in [−offset, 255 − offset], of any dtype) · `weights` (integers in [−128, 127],
-    [K, M]) as int32 [P, M], on a one-node onnxruntime session holding the weights as int8."""
+    """x [P, K] (integer values in [−offset, 255 − offset], of any dtype; uint8: their codes x + offset already)
+    · `weights` (integers in [−128, 127], [K, M]) as int32 [P, M], on a one-node onnxruntime session holding the
+    weights as int8."""
 
     def __init__(self, weights: np.ndarray, offset: int = 0):
         self._offset = offset
@@ -108,11 +109,13 @@ class Int8Gemm:
                                                      providers=["CPUExecutionProvider"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self._offset:
+        if x.dtype == np.uint8:
+            codes = x
+        elif self._offset:
             codes = np.empty(x.shape, np.uint8)
             np.add(x, self._offset, out=codes, casting="unsafe")
         else:
-            codes = x if x.dtype == np.uint8 else x.astype(np.uint8)
+            codes = x.astype(np.uint8)
         sums = self._session.run(None, {"x": codes})[0]
         if self._correction is not None:
             sums -= self._correction

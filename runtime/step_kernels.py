@@ -519,20 +519,29 @@ def gather_cells(x, sources, out):
 @jit
 def code_columns(padded, kernel, strides, dilations, out):
     """im2col's columns, taps first (`ir.ops.xbar.taps_first_order`), from its input's codes channels last and
-    zero-padded (uint8 [N, Hp, Wp, C]): out [N·oh·ow, kh·kw·C] holds each output pixel's row, a run of C codes a
-    tap."""
+    padded (uint8 [N, Hp, Wp, C]): out [N·oh·ow, kh·kw·C] holds each output pixel's row, a run of kw·C codes a
+    kernel row (undilated width), else of C a tap. (Slices of known extent: an index computed per element keeps
+    numba from vectorising the copy, 3-5x slower.)"""
     n, hp, wp, c = padded.shape
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
     oh, ow = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
     for s in range(n):
         for oy in range(oh):
-            for ox in range(ow):
-                row = (s * oh + oy) * ow + ox
-                for i in range(kh):
+            for i in range(kh):
+                line = padded[s, oy * sh + i * dh].reshape(-1)
+                for ox in range(ow):
+                    row = (s * oh + oy) * ow + ox
+                    if dw == 1:
+                        target = out[row, i * kw * c:(i + 1) * kw * c]
+                        source = line[ox * sw * c:(ox * sw + kw) * c]
+                        for e in range(kw * c):
+                            target[e] = source[e]
+                        continue
                     for j in range(kw):
-                        y, z, start = oy * sh + i * dh, ox * sw + j * dw, (i * kw + j) * c
-                        for ch in range(c):   # multi-dimensional indexing: numba's flat views copy 5-10x slower
-                            out[row, start + ch] = padded[s, y, z, ch]
+                        target = out[row, (i * kw + j) * c:(i * kw + j + 1) * c]
+                        source = line[(ox * sw + j * dw) * c:(ox * sw + j * dw + 1) * c]
+                        for e in range(c):
+                            target[e] = source[e]
 
 
 TILE = 32   # transpose_tiles' tile side: a 32 x 32 float32 tile is 4 KiB, read and written within L1

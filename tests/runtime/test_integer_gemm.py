@@ -6,6 +6,7 @@ as the traced run."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -148,7 +149,7 @@ def test_compiled_runs_take_the_integer_gemm_and_equal_the_traced_run(model: str
     inputs; not lenet5's dense layers, one row each, nor the transformer block's 16-token projections, 2^14-2^16
     multiply-accumulates); with the size rules lifted, layers of every size (resnet_small's stem from signed inputs,
     offset, and a 3x3 layer's 1x1 shortcut, the transformer blocks' projections from signed inputs; not
-    resnet_small's classifier, one kernel call with its quantize and dequantize). An im2col read by one copies uint8 codes where its inputs are unsigned; outputs bit for bit
+    resnet_small's classifier, one kernel call with its quantize and dequantize). An im2col read by one copies uint8 codes where its inputs are unsigned or its kernel has several taps (signed inputs offset); outputs bit for bit
     those of the traced run."""
     if every_size:
         monkeypatch.setattr(integer_gemm, "INTEGER_GEMM_ROWS", 1)
@@ -156,7 +157,8 @@ def test_compiled_runs_take_the_integer_gemm_and_equal_the_traced_run(model: str
     machine, traced, inputs = _traced(model)
     assert _runs_equal(machine, traced, inputs)
     assert len(_integer_products(machine)) == layers
-    producer = {name: step.instruction.opcode for step in machine.plan.single for name in step.instruction.dst}
+    producer = {name: (step.instruction.opcode, step.instruction.attrs) for step in machine.plan.single
+                for name in step.instruction.dst}
     seen = {}   # each integer product's codes' dtype (as the integer GEMM gets them), its input's range and producer
     gemm_call, running = Int8Gemm.__call__, []
 
@@ -176,6 +178,8 @@ def test_compiled_runs_take_the_integer_gemm_and_equal_the_traced_run(model: str
                            for step in machine.plan.single]
     machine.run(inputs, timings={})   # a profiled run calls the single-sample steps one by one
     assert len(seen) == layers
-    assert all((dtype == np.uint8) == (low >= 0 and by == "im2col") for dtype, (low, _), by in seen.values()), seen
+    # uint8 codes from an im2col: of unsigned inputs, and of signed ones (offset) where the kernel has several taps
+    assert all((dtype == np.uint8) == (by == "im2col" and (low >= 0 or math.prod(attrs["kernel"]) > 1))
+               for dtype, (low, _), (by, attrs) in seen.values()), seen
     assert (np.dtype(np.uint8) in {dtype for dtype, _, _ in seen.values()}) == (model in ("resnet_small",
                                                                                      "fcn_segmenter"))

@@ -111,14 +111,17 @@ def test_mlp_runs_its_layers_as_three_steps_and_equals_the_traced_run(largest: i
     ((1, 64, 14, 14), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
     ((3, 1, 7, 7), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
     ((1, 8, 6, 6), (3, 3), (1, 1), (0, 0, 0, 0), (2, 2))])
-@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.int32])
-def test_uint8_columns_are_the_taps_first_im2col_of_the_codes(shape, kernel, strides, pads, dilations,
-                                                               dtype) -> None:
+@pytest.mark.parametrize("dtype, offset", [(np.float32, 0), (np.uint8, 0), (np.int32, 0), (np.float32, 128),
+                                           (np.int32, 128)])
+def test_uint8_columns_are_the_taps_first_im2col_of_the_codes(shape, kernel, strides, pads, dilations, dtype,
+                                                               offset) -> None:
     """Any geometry (strides, dilations, uneven padding, several samples), float32 levels, uint8 codes or int32
-    (made contiguous uint8 first) in [0, 255]: `im2col_taps_first` of the codes, padding 0."""
-    x = np.random.default_rng(sum(shape)).integers(0, 256, shape).astype(dtype)
-    step = code_columns_step({"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations})
+    in [0, 255], or signed levels in [−128, 127] offset by 128: `im2col_taps_first` of the values (padding level 0)
+    plus the offset, as uint8; also from a non-contiguous input."""
+    low = -offset
+    x = np.random.default_rng(sum(shape)).integers(low, low + 256, shape).astype(dtype)
+    step = code_columns_step({"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations}, offset)
     columns = step([x])[0]
-    expected = im2col_taps_first(x.astype(np.uint8), kernel, strides, pads, dilations)
+    expected = (im2col_taps_first(x.astype(np.int64), kernel, strides, pads, dilations) + offset).astype(np.uint8)
     assert columns.dtype == np.uint8 and np.array_equal(columns, expected)
     assert np.array_equal(step([np.asfortranarray(x)])[0], expected)
