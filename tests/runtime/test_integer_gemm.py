@@ -144,13 +144,14 @@ def _integer_products(machine: Machine) -> list:
     ("transformer_encoder_block", 0, False), ("transformer_encoder_block", 6, True), ("gpt_decoder_block", 7, True)])
 def test_compiled_runs_take_the_integer_gemm_and_equal_the_traced_run(model: str, layers: int, every_size: bool,
                                                                       monkeypatch) -> None:
-    """Once compiled, the large 8-bit layers take the integer GEMM (resnet_small's four 3x3 layers, the three of
-    stride 1 from its columns of uint8 codes instead of tap by tap in float32, fcn_segmenter's two, from unsigned
-    inputs; not lenet5's dense layers, one row each, nor the transformer block's 16-token projections, 2^14-2^16
-    multiply-accumulates); with the size rules lifted, layers of every size (resnet_small's stem from signed inputs,
-    offset, and a 3x3 layer's 1x1 shortcut, the transformer blocks' projections from signed inputs; not
-    resnet_small's classifier, one kernel call with its quantize and dequantize). An im2col read by one copies uint8 codes where its inputs are unsigned or its kernel has several taps (signed inputs offset); outputs bit for bit
-    those of the traced run."""
+    """Once compiled, the large 8-bit layers take the integer GEMM (resnet_small's four 3x3 layers, the three of stride
+    1 from its columns of uint8 codes instead of tap by tap in float32, fcn_segmenter's two, from unsigned inputs;
+    not lenet5's dense layers, one row each, nor the transformer block's 16-token projections, 2^14-2^16 multiply-
+    accumulates); with the size rules lifted, layers of every size (resnet_small's stem from signed inputs, offset,
+    and a 3x3 layer's 1x1 shortcut, the transformer blocks' projections from signed inputs; not resnet_small's
+    classifier, one kernel call with its quantize and dequantize). An im2col read by one copies uint8 codes where
+    its inputs are unsigned or its kernel has several taps (signed inputs offset); outputs bit for bit those of the
+    traced run."""
     if every_size:
         monkeypatch.setattr(integer_gemm, "INTEGER_GEMM_ROWS", 1)
         monkeypatch.setattr(integer_gemm, "INTEGER_GEMM_MACS", 1)
