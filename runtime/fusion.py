@@ -40,7 +40,7 @@ from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.integer_gemm import Int8Gemm, input_offset, layer_takes
 from rcc.runtime.instructions import (COMPILED_GATHER_ELEMENTS, constant_dequantize_terms, gathers_im2col,
                                      im2col_index)
-from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
+from rcc.runtime.tap_conv import TAP_MIN_CHANNELS, TAP_MIN_PIXELS, DepthwiseTaps, TapConvolution, tap_product_of
 
 
 def fused_steps(machine, steps: list) -> tuple[list, list]:
@@ -70,8 +70,11 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
         order = _taps_first(producer, group) if columns else None
         codes_order = _codes_order(producer) if columns else None
         rows = instruction.shapes[0][0] if instruction.shapes else 0   # a sample's
-        integer = cache(lambda group=group, bound=bound, order=order, rows=rows:   # decided at the switch, once
-                        layer_takes(group, bound, order, rows))
+        tap = tap_product_of(group, producer.instruction.attrs) if columns and group.single_gemm_exact(bound) \
+            else None
+        by_taps = _goes_tap_by_tap(tap, producer)
+        integer = cache(lambda group=group, bound=bound, order=order, rows=rows, by_taps=by_taps:
+                        layer_takes(group, bound, order, rows, by_taps))   # decided at the switch, once
         exact.add(k)
         fused[k] = dataclasses.replace(step, run=_product(group, bound, order, to_dequantize, integer, codes_order),
                                        stacked_run=None)
@@ -81,7 +84,6 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
             cols = producer.run if order is None else _taps_first_cols(producer.instruction.attrs)
             fused[position[source]] = dataclasses.replace(
                 producer, run=_code_columns(cols, producer.instruction.attrs, bound, integer))
-            tap = tap_product_of(group, producer.instruction.attrs) if group.single_gemm_exact(bound) else None
             if tap is not None:
                 taps[k] = (position[source], tap, to_dequantize, integer)
             source = producer.instruction.src[0]
@@ -102,6 +104,15 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
     _add_relus(steps, single, readers, reader)
     _small_layers(machine, steps, single, readers, reader, position, exact, layouts)
     return fused, single
+
+
+def _goes_tap_by_tap(tap, im2col_step) -> bool:
+    """Whether a layer would go tap by tap in float32 (`runtime/tap_conv.py` TapConvolution, several taps, not its
+    few-outputs kernel) on its input, as the im2col's shape tells it (a sample's output pixels and channels)."""
+    if not isinstance(tap, TapConvolution) or tap.pointwise or tap.few_outputs:
+        return False
+    pixels, depth = im2col_step.instruction.shapes[0]
+    return depth // (tap.kernel[0] * tap.kernel[1]) >= TAP_MIN_CHANNELS and pixels >= TAP_MIN_PIXELS
 
 
 def _shared_levels(steps: list, fused: list, exact: set[int]) -> None:

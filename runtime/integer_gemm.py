@@ -33,6 +33,13 @@ INTEGER_GEMM_ROWS = 16
 # x 64 244 against 49; 784 x 1152 x 128 3149 against 426)
 INTEGER_GEMM_MACS = 1 << 19
 
+# From this many multiply-accumulates a sample, a layer that would go tap by tap in float32 (several GEMMs of a few
+# channels each, `runtime/tap_conv.py`) takes the integer GEMM from its uint8 columns; below INTEGER_GEMM_MACS too,
+# as that bound weighs one float32 GEMM (one thread, medians, µs, taps → columns and integer GEMM: 16 channels at
+# 16×16 into 9, 3×3, 2^18.3 MACs, 79 → 55; 32 at 8×8 into 32 58 → 37; 8 at 32×32 into 8 123 → 106, but a layer
+# with few outputs has its own compiled taps: `TapConvolution.few_outputs`)
+TAP_LAYER_MACS = 1 << 18
+
 _PROBE: dict[str, bool] = {}
 
 
@@ -50,12 +57,14 @@ def takes(matrix: np.ndarray, x_range: tuple[int, int]) -> bool:
         float(matrix.min(initial=0)) >= -128 and float(matrix.max(initial=0)) <= 127 and exact_on_this_cpu()
 
 
-def layer_takes(group, bound: tuple[int, int], order: np.ndarray | None, rows: int) -> bool:
+def layer_takes(group, bound: tuple[int, int], order: np.ndarray | None, rows: int, by_taps: bool = False) -> bool:
     """Whether a layer's (`runtime/crossbar.py` CrossbarGroup, its inputs in `bound`, weight rows in `order`) exact
     product is this module's: dense, one group, INTEGER_GEMM_ROWS rows a sample and INTEGER_GEMM_MACS
-    multiply-accumulates or more, and codes and weights `takes`."""
+    multiply-accumulates or more (TAP_LAYER_MACS for a layer that would otherwise go tap by tap, `by_taps`), and
+    codes and weights `takes`."""
     _, depth, outputs = group.matrix.shape
-    return rows >= INTEGER_GEMM_ROWS and rows * depth * outputs >= INTEGER_GEMM_MACS and group.blocks is None and \
+    smallest = min(TAP_LAYER_MACS, INTEGER_GEMM_MACS) if by_taps else INTEGER_GEMM_MACS
+    return rows >= INTEGER_GEMM_ROWS and rows * depth * outputs >= smallest and group.blocks is None and \
         group.mapping.groups == 1 and takes(group.matrix_in_order(order)[0], bound)
 
 

@@ -140,18 +140,20 @@ def _integer_products(machine: Machine) -> list:
 
 @needs_exact_kernel
 @pytest.mark.parametrize("model, layers, every_size", [
-    ("lenet5", 0, False), ("resnet_small", 4, False), ("fcn_segmenter", 2, False), ("resnet_small", 6, True),
+    ("lenet5", 0, False), ("resnet_small", 4, False), ("fcn_segmenter", 2, False), ("subpixel_sr", 2, False),
+    ("resnet_small", 6, True),
     ("transformer_encoder_block", 0, False), ("transformer_encoder_block", 6, True), ("gpt_decoder_block", 7, True)])
 def test_compiled_runs_take_the_integer_gemm_and_equal_the_traced_run(model: str, layers: int, every_size: bool,
                                                                       monkeypatch) -> None:
     """Once compiled, the large 8-bit layers take the integer GEMM (resnet_small's four 3x3 layers, the three of stride
     1 from its columns of uint8 codes instead of tap by tap in float32, fcn_segmenter's two, from unsigned inputs;
-    not lenet5's dense layers, one row each, nor the transformer block's 16-token projections, 2^14-2^16 multiply-
-    accumulates); with the size rules lifted, layers of every size (resnet_small's stem from signed inputs, offset,
-    and a 3x3 layer's 1x1 shortcut, the transformer blocks' projections from signed inputs; not resnet_small's
-    classifier, one kernel call with its quantize and dequantize). An im2col read by one copies uint8 codes where
-    its inputs are unsigned or its kernel has several taps (signed inputs offset); outputs bit for bit those of the
-    traced run."""
+    subpixel_sr's two 3x3 layers from signed ones, offset, one of them below INTEGER_GEMM_MACS, as it would
+    otherwise go tap by tap (TAP_LAYER_MACS); not lenet5's dense layers, one row each, nor the transformer block's
+    16-token projections, 2^14-2^16 multiply- accumulates); with the size rules lifted, layers of every size
+    (resnet_small's stem from signed inputs, offset, and a 3x3 layer's 1x1 shortcut, the transformer blocks'
+    projections from signed inputs; not resnet_small's classifier, one kernel call with its quantize and
+    dequantize). An im2col read by one copies uint8 codes where its inputs are unsigned or its kernel has several
+    taps (signed inputs offset); outputs bit for bit those of the traced run."""
     if every_size:
         monkeypatch.setattr(integer_gemm, "INTEGER_GEMM_ROWS", 1)
         monkeypatch.setattr(integer_gemm, "INTEGER_GEMM_MACS", 1)
@@ -183,4 +185,4 @@ def test_compiled_runs_take_the_integer_gemm_and_equal_the_traced_run(model: str
     assert all((dtype == np.uint8) == (by == "im2col" and (low >= 0 or math.prod(attrs["kernel"]) > 1))
                for dtype, (low, _), (by, attrs) in seen.values()), seen
     assert (np.dtype(np.uint8) in {dtype for dtype, _, _ in seen.values()}) == (model in ("resnet_small",
-                                                                                     "fcn_segmenter"))
+                                                                                     "fcn_segmenter", "subpixel_sr"))
