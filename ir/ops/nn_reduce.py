@@ -74,16 +74,16 @@ def reduce_sum(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.nd
 
 @_reduction("nn.reduce_mean")
 def reduce_mean(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    """Σ x / n over `axes` (integers: the sum divided truncating toward zero; empty: NaN for floats; float16 summed
-    and divided in float32)."""
+    """Σ x / n over `axes` (integers: the sum divided truncating toward zero; empty: 0, as onnxruntime gives it for
+    floats too; float16 summed and divided in float32)."""
     count = math.prod(x.shape[a] for a in axes)
     if x.dtype.kind in "iu":
         total = np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
         return _in_dtype(np.trunc(total / max(count, 1)) if count else total, x.dtype)
     wide = _wide(x)
     total = np.sum(wide, axis=axes, keepdims=keepdims, dtype=wide.dtype)
-    if not count:   # 0 / 0 (a squeeze-excite's mean runs on every inference: no error-state context otherwise)
-        return np.full(total.shape, np.nan, x.dtype)
+    if not count:   # the empty sums, 0, as onnxruntime gives them
+        return np.asarray(total, dtype=x.dtype)
     return np.asarray(np.divide(total, wide.dtype.type(count)), dtype=x.dtype)
 
 

@@ -127,6 +127,14 @@ def test_reductions(op_type: str, shape: tuple, keepdims: bool, dtype: str, seed
     assert_op_matches(REDUCTIONS[op_type], [x], {"axes": tuple(axes), "keepdims": keepdims}, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32])
+def test_an_empty_mean_is_onnxruntimes_zero(dtype: type) -> None:
+    """ReduceMean over an axis of length 0: onnxruntime gives 0 for floats too (not 0 / 0's NaN)."""
+    x = np.zeros((2, 0, 3), dtype)
+    expected = run_node("ReduceMean", [x, np.array([1], np.int64)], {"keepdims": 0})
+    assert_op_matches("nn.reduce_mean", [x], {"axes": (1,), "keepdims": False}, expected)
+
+
 @SETTINGS
 @given(op_type=st.sampled_from(["ArgMax", "ArgMin"]), shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple),
        keepdims=st.booleans(), last=st.booleans(), dtype=st.sampled_from(["f32", "i32", "u8"]), seed=SEEDS,
