@@ -104,6 +104,15 @@ def dequantize_step(scale: np.ndarray, bias: np.ndarray | None, fallback: Step,
 SMALL_LAYER_MACS = 1 << 15
 
 
+def layer_chain(quantize: Step, product: Step, dequantize: Step, constants: list[np.ndarray]) -> Step:
+    """A layer's quantize, product and dequantize steps called in turn as one step reading the quantize's input and
+    the product's other operands (the dequantize also reading its `constants`)."""
+    def run(operands: list[np.ndarray]) -> list[np.ndarray]:
+        levels = quantize(operands[:1])[0]
+        return dequantize([product([levels, *operands[1:]])[0], *constants])
+    return run
+
+
 def small_layer_step(weights: np.ndarray, quantize: Step, product: Step, dequantize: Step,
                      constants: list[np.ndarray]) -> Step:
     """A layer's quantize → product → dequantize (`runtime/fusion.py` _small_layers) as one step reading the
@@ -111,9 +120,7 @@ def small_layer_step(weights: np.ndarray, quantize: Step, product: Step, dequant
     `weights` [K, M] of a product that is one exact float32 GEMM) for products of up to SMALL_LAYER_MACS, when the
     quantize gives float32 levels (`levels_step`) and the dequantize rows (`dequantize_step`); else the three
     steps called in turn (the dequantize also reading its `constants`)."""
-    def chain(operands: list[np.ndarray]) -> list[np.ndarray]:
-        levels = quantize(operands[:1])[0]
-        return dequantize([product([levels, *operands[1:]])[0], *constants])
+    chain = layer_chain(quantize, product, dequantize, constants)
     levels_constants, terms = getattr(quantize, "levels_constants", None), getattr(dequantize, "rows_terms", None)
     if levels_constants is None or terms is None:
         return chain

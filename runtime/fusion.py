@@ -35,12 +35,13 @@ import numpy as np
 from rcc.ir.ops.xbar import (channels_first_dequantizer, dequantize_terms, im2col_taps_first, quantizer,
                              quantizer_constants, taps_first_order)
 from rcc.runtime.compiled_steps import (add_relu_step, code_columns_step, compilable, compiled, dense_taps_step,
-                                        depthwise_step, dequantize_step, gather_step, levels_step, small_layer_step)
+                                        depthwise_step, dequantize_step, gather_step, layer_chain, levels_step,
+                                        small_layer_step)
 from rcc.runtime.crossbar import CrossbarGroup
 from rcc.runtime.integer_gemm import Int8Gemm, input_offset, layer_takes
 from rcc.runtime.instructions import (COMPILED_GATHER_ELEMENTS, constant_dequantize_terms, gathers_im2col,
                                      im2col_index)
-from rcc.runtime.tap_conv import TAP_MIN_CHANNELS, TAP_MIN_PIXELS, DepthwiseTaps, TapConvolution, tap_product_of
+from rcc.runtime.tap_conv import DepthwiseTaps, TapConvolution, tap_product_of
 
 
 def fused_steps(machine, steps: list) -> tuple[list, list]:
@@ -72,7 +73,7 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
         rows = instruction.shapes[0][0] if instruction.shapes else 0   # a sample's
         tap = tap_product_of(group, producer.instruction.attrs) if columns and group.single_gemm_exact(bound) \
             else None
-        by_taps = _goes_tap_by_tap(tap, producer)
+        by_taps = _goes_tap_by_tap(tap, producer, steps, position)
         integer = cache(lambda group=group, bound=bound, order=order, rows=rows, by_taps=by_taps:
                         layer_takes(group, bound, order, rows, by_taps))   # decided at the switch, once
         exact.add(k)
@@ -106,13 +107,13 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
     return fused, single
 
 
-def _goes_tap_by_tap(tap, im2col_step) -> bool:
+def _goes_tap_by_tap(tap, im2col_step, steps: list, position: dict) -> bool:
     """Whether a layer would go tap by tap in float32 (`runtime/tap_conv.py` TapConvolution, several taps, not its
-    few-outputs kernel) on its input, as the im2col's shape tells it (a sample's output pixels and channels)."""
-    if not isinstance(tap, TapConvolution) or tap.pointwise or tap.few_outputs:
+    few-outputs kernel) on its input as the im2col's source step shapes it (`TapConvolution.suits`)."""
+    source = im2col_step.instruction.src[0]
+    if not isinstance(tap, TapConvolution) or tap.pointwise or tap.few_outputs or source not in position:
         return False
-    pixels, depth = im2col_step.instruction.shapes[0]
-    return depth // (tap.kernel[0] * tap.kernel[1]) >= TAP_MIN_CHANNELS and pixels >= TAP_MIN_PIXELS
+    return tap.suits(tuple(steps[position[source]].instruction.shapes[0]))
 
 
 def _shared_levels(steps: list, fused: list, exact: set[int]) -> None:
@@ -266,12 +267,8 @@ def _small_layers(machine, steps: list, single: list, readers: Counter, reader: 
             continue
         parts = (single[q].run, single[k].run, single[d].run)
         terms = [constants[name] for name in steps[d].instruction.src[1:]]
-
-        def chain(operands: list[np.ndarray], parts=parts, terms=terms) -> list[np.ndarray]:
-            levels = parts[0](operands[:1])[0]
-            return parts[2]([parts[1]([levels, *operands[1:]])[0], *terms])
         single[k] = dataclasses.replace(single[k], run=compilable(
-            chain, lambda parts=parts, terms=terms, weights=group.matrix[0]:
+            layer_chain(*parts, terms), lambda parts=parts, terms=terms, weights=group.matrix[0]:
             small_layer_step(weights, *(compiled(part) for part in parts), terms)))
         single[q] = dataclasses.replace(single[q], run=pass_on)
         single[d] = dataclasses.replace(single[d], run=pass_on)
@@ -352,8 +349,8 @@ def _product(group: CrossbarGroup, bound: tuple[int, int], order: np.ndarray | N
     def integer_product():
         if not integer():
             return run
-        rows = order if codes_order is None else codes_order
-        gemm = Int8Gemm(group.matrix_in_order(rows)[0], input_offset(bound))
+        row_order = order if codes_order is None else codes_order
+        gemm = Int8Gemm(group.matrix_in_order(row_order)[0], input_offset(bound))
         if keep_float:
             return lambda operands: [gemm(operands[0])]
         return lambda operands: [gemm(operands[0]).astype(np.int64)]

@@ -99,7 +99,7 @@ def test_mlp_runs_its_layers_as_three_steps_and_equals_the_traced_run(largest: i
     compiled = compile_model(ROOT / "models" / "mlp.onnx", precision="int")
     machine = Machine(compiled.program)
     single = machine.plan.single
-    layers = [step for step in single if step.instruction.opcode == "mvm" and "_small_layers" in step.run.__qualname__]
+    layers = [step for step in single if step.instruction.opcode == "mvm" and "layer_chain" in step.run.__qualname__]
     assert len(layers) == 3
     assert all(step.run is pass_on for step in single if step.instruction.opcode in ("quantize", "dequantize"))
     assert runs_equal_the_traced_one(machine, random_inputs(compiled.graph, 5))
