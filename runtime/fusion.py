@@ -110,10 +110,10 @@ def fused_steps(machine, steps: list) -> tuple[list, list]:
 def _goes_tap_by_tap(tap, im2col_step, steps: list, position: dict) -> bool:
     """Whether a layer would go tap by tap in float32 (`runtime/tap_conv.py` TapConvolution, several taps, not its
     few-outputs kernel) on its input as the im2col's source step shapes it (`TapConvolution.suits`)."""
-    source = im2col_step.instruction.src[0]
-    if not isinstance(tap, TapConvolution) or tap.pointwise or tap.few_outputs or source not in position:
+    if not isinstance(tap, TapConvolution) or tap.pointwise or tap.few_outputs or \
+            im2col_step.instruction.src[0] not in position:
         return False
-    return tap.suits(tuple(steps[position[source]].instruction.shapes[0]))
+    return tap.suits(tuple(steps[position[im2col_step.instruction.src[0]]].instruction.shapes[0]))
 
 
 def _shared_levels(steps: list, fused: list, exact: set[int]) -> None:
