@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from rcc.backends.onnx_export_more import MORE_EXPORTERS
+from rcc.backends.onnx_export_more import MORE_EXPORTERS, NARROW_OPSETS
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.errors import RccError, UnsupportedError
 from rcc.ir.files import write_output
@@ -400,6 +400,8 @@ def _build(module: Module, opset: int) -> onnx.ModelProto:
     if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise RccError(f"ONNX export: opset {opset} is outside {MIN_OPSET}..{onnx.defs.onnx_opset_version()}")
     emitter = GraphEmitter(module, opset)
+    values = [*module.inputs, *module.constants, *(r for op in module.ops for r in op.results)]
+    emitter.require_opset(max((NARROW_OPSETS.get(v.type.dtype, 1) for v in values), default=1))
     emitter.initializers.extend(numpy_helper.from_array(c.data, c.name) for c in module.constants)
     for op in module.ops:
         export = EXPORTERS.get(op.opname)

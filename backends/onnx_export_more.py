@@ -68,9 +68,22 @@ def _arg_reduction(op_type: str) -> Callable[[Any, Op], None]:
     return export
 
 
+# the opset from which Cast and the data-movement ops take each narrow type (bfloat16 13, float8 and 4-bit 21,
+# float4 23, e8m0 24, 2-bit 25)
+NARROW_OPSETS = {"bf16": 13, "f8e4m3fn": 21, "f8e4m3fnuz": 21, "f8e5m2": 21, "f8e5m2fnuz": 21, "i4": 21, "u4": 21,
+                "f4e2m1": 23, "f8e8m0": 24, "i2": 25, "u2": 25}
+
+
 def _cast(emitter: Any, op: Op) -> None:
+    to, source = op.attrs["to"], op.operands[0].type.dtype
+    emitter.require_opset(max(NARROW_OPSETS.get(to, 1), NARROW_OPSETS.get(source, 1)))
+    extra = {}
+    if to.startswith("f8") and not op.attrs["saturate"]:
+        extra["saturate"] = 0
+    if to == "f8e8m0" and op.attrs["round_mode"] != "up":
+        extra["round_mode"] = op.attrs["round_mode"]
     emitter.node("Cast", [op.operands[0].name], op.result.name,
-                 to=helper.np_dtype_to_tensor_dtype(op.result.type.np_dtype))
+                 to=helper.np_dtype_to_tensor_dtype(op.result.type.np_dtype), **extra)
 
 
 def _cumsum(emitter: Any, op: Op) -> None:

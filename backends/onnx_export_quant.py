@@ -20,7 +20,7 @@ from onnx import TensorProto
 
 from rcc.ir.core import Op, Value
 from rcc.ir.errors import UnsupportedError
-from rcc.ir.ops.nn_quant import WIDE_DTYPES, fma32, pool_counts
+from rcc.ir.ops.nn_quant import WIDE_DTYPES, fma32, integer_limits, pool_counts
 from rcc.ir.ops.nn_quant_tables import softmax_multiplier, softmax_table
 
 
@@ -32,6 +32,8 @@ class Emitter(Protocol):
     def node(self, op_type: str, inputs: list[str], output: str, **attrs: Any) -> str: ...
 
     def require_opset(self, version: int) -> None: ...
+
+    def fresh(self, base: str) -> str: ...
 
 
 def _scalar_or_vector(emitter: Emitter, op: Op, index: int, suffix: str) -> str:
@@ -62,7 +64,17 @@ def _linear(op_type: str) -> Callable[[Emitter, Op], None]:
         require_wide_opset(emitter, op.operands[2])
         inputs = [op.operands[0].name, _scalar_or_vector(emitter, op, 1, "scale"),
                   _scalar_or_vector(emitter, op, 2, "zero_point")]
-        emitter.node(op_type, inputs, op.result.name, axis=op.attrs["axis"])
+        narrowed = op_type == "QuantizeLinear" and op.attrs["bits"] < 8
+        output = emitter.fresh(f"{op.result.name}.8bit") if narrowed else op.result.name
+        per_element = op.operands[1].type.rank > 1   # a blocked scale, expanded: blocks of one element (opset 21)
+        if per_element:
+            emitter.require_opset(21)
+        emitter.node(op_type, inputs, output, axis=op.attrs["axis"], **({"block_size": 1} if per_element else {}))
+        if narrowed:   # 4- and 2-bit codes in their 8-bit carrier: saturating to 8 bits, then to `bits`, is exact
+            low, high = integer_limits(op.result.type.dtype, op.attrs["bits"])
+            bounds = [emitter.constant(f"{op.result.name}.{end}", np.array(limit, op.result.type.np_dtype))
+                      for end, limit in (("low", low), ("high", high))]
+            emitter.node("Clip", [output, *bounds], op.result.name)
 
     return export
 

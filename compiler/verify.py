@@ -69,11 +69,19 @@ def onnxruntime_runner(model_path: str | os.PathLike, extra_outputs: Sequence[st
     import onnx
     import onnxruntime
 
+    from rcc.compiler.onnxruntime_narrow import carried_model, carrier_feeds, has_narrow_io, narrow_results
+
     options = reference_options()
     try:
         # the model read once: whole to expose tensors, else its graph only (weights stay on disk)
         model = load_onnx(model_path) if extra_outputs else onnx.load(str(model_path), load_external_data=False)
         half = holds_float16(model.graph)
+        graph = model.graph   # the model's own, whose narrow inputs and outputs go through carriers
+        narrow = has_narrow_io(graph)
+        if narrow:
+            graph = onnx.GraphProto()
+            graph.CopyFrom(model.graph)
+            model = carried_model(model if extra_outputs else load_onnx(model_path))
         if half:
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         sessions = []
@@ -83,8 +91,9 @@ def onnxruntime_runner(model_path: str | os.PathLike, extra_outputs: Sequence[st
             sessions.append(onnxruntime.InferenceSession(model.SerializeToString(), options,
                                                          providers=["CPUExecutionProvider"]))
         if half or not extra_outputs:   # the model's own outputs from the model as it is
-            sessions.append(onnxruntime.InferenceSession(model_for_onnxruntime(model_path), options,
-                                                         providers=["CPUExecutionProvider"]))
+            source = carried_model(load_onnx(model_path)).SerializeToString() if narrow else \
+                model_for_onnxruntime(model_path)
+            sessions.append(onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"]))
     except Exception as err:  # onnxruntime's errors have no common base class
         raise RccError(f"{model_path}: onnxruntime cannot run the model: {str(err).splitlines()[0][:200]}") from None
 
@@ -97,7 +106,8 @@ def onnxruntime_runner(model_path: str | os.PathLike, extra_outputs: Sequence[st
                 feeds.update((i.name, inputs[i.name]) for i in session.get_overridable_initializers()
                              if i.name in inputs)
                 names = [o.name for o in session.get_outputs()]
-                outputs.update(zip(names, session.run(names, feeds)))
+                feeds = carrier_feeds(graph, feeds) if narrow else feeds
+                outputs.update(narrow_results(graph, dict(zip(names, session.run(names, feeds)))))
         except Exception as err:  # as above
             raise RccError(f"{model_path}: onnxruntime cannot run the model: "
                            f"{str(err).splitlines()[0][:200]}") from None

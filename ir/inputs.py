@@ -17,7 +17,7 @@ import numpy as np
 from rcc.ir.core import Module
 from rcc.ir.errors import RccError
 from rcc.ir.limits import load_npz
-from rcc.ir.types import TensorType
+from rcc.ir.types import TensorType, is_narrow, is_narrow_float, narrow_integer_range
 
 NONFINITE_HINT = "pass --allow-nonfinite to propagate NaN/Inf as onnxruntime does"
 
@@ -42,12 +42,30 @@ def check_inputs(declared: Iterable[tuple[str, TensorType]], inputs: Mapping[str
         if name not in inputs:
             raise RccError(f"input {name!r} is missing (expected {type_})")
         array = np.asarray(inputs[name])
+        if is_narrow(type_.dtype) and array.dtype != type_.np_dtype and array.shape == type_.shape:
+            array = _exactly_narrowed(name, array, type_)
         if array.shape != type_.shape or array.dtype != type_.np_dtype:
             raise RccError(f"input {name!r} is {array.dtype}{list(array.shape)}, expected {type_}")
         if not allow_nonfinite:
             check_finite(f"input {name!r}", array)
         checked[name] = array
     return checked
+
+
+def _exactly_narrowed(name: str, array: np.ndarray, type_: TensorType) -> np.ndarray:
+    """A narrow-typed input given in a wider dtype (numpy files hold no narrow types: float32 for bfloat16 and
+    float8, int8 for int4), as the narrow type when every value is exactly one of its values; else as it is,
+    for the dtype check to refuse, or an RccError naming the first value the type does not hold."""
+    if array.dtype.kind not in "fiu":
+        return array
+    narrowed = array.astype(type_.np_dtype)
+    back = narrowed.astype(array.dtype)
+    same = (back == array) | (np.isnan(back) & np.isnan(array) if array.dtype.kind == "f" else False)
+    if not np.all(same):
+        first = [int(i) for i in np.argwhere(~same)[0]]
+        raise RccError(f"input {name!r}: {array[tuple(first)]} at {first} is not a {type_.dtype} value "
+                       f"(expected {type_}, or {array.dtype} values it holds exactly)")
+    return narrowed
 
 
 def check_finite(what: str, array: np.ndarray, hint: str = NONFINITE_HINT) -> None:
@@ -73,12 +91,13 @@ def random_inputs(module: Module, seed: int = 0) -> dict[str, np.ndarray]:
         if value.name in module.input_defaults:
             inputs[value.name] = module.input_defaults[value.name]
             continue
-        if dtype.kind == "f":
+        if dtype.kind == "f" or is_narrow_float(value.type.dtype):
             inputs[value.name] = rng.standard_normal(value.type.shape).astype(dtype)
         elif dtype.kind == "b":
             inputs[value.name] = rng.integers(0, 2, value.type.shape).astype(dtype)
         else:
-            inputs[value.name] = rng.integers(0, min(8, bounds.get(value.name, 8)), value.type.shape).astype(dtype)
+            high = narrow_integer_range(value.type.dtype)[1] + 1 if is_narrow(value.type.dtype) else 8
+            inputs[value.name] = rng.integers(0, min(high, bounds.get(value.name, 8)), value.type.shape).astype(dtype)
     return inputs
 
 

@@ -15,7 +15,7 @@ from rcc.ir.errors import IRParseError
 from rcc.ir.limits import load_npz, read_bounded, regular_file_problem
 from rcc.ir.optable import OPS, coerce_attr, normalize_attrs
 from rcc.ir.printer import weights_path
-from rcc.ir.types import DTYPES, TensorType
+from rcc.ir.types import DTYPES, TensorType, from_storage
 from rcc.ir.verifier import verify
 
 
@@ -123,7 +123,7 @@ class _ToModule(lark.Transformer):
         elif self.weights is None or name not in self.weights:
             raise _SemanticError(token, f"no data for {what} {token} in the weights file")
         else:
-            data = self.weights[name]
+            data = from_storage(self.weights[name], type_.dtype)
             if data.shape != type_.shape or data.dtype != type_.np_dtype:
                 raise _SemanticError(token, f"weights file holds {TensorType.of(data)} for {token}, "
                                             f"the text says {type_}")

@@ -12,6 +12,7 @@ import numpy as np
 
 from rcc.ir.core import Module, Op, Value
 from rcc.ir.files import npz_bytes, write_output
+from rcc.ir.types import dtype_name, is_narrow, storage_view
 
 INLINE_LIMIT = 16
 _BARE_NAME = re.compile(r"[A-Za-z0-9_.]+")
@@ -31,6 +32,8 @@ def format_scalar(item: Any) -> str:
         return "true" if item else "false"
     if isinstance(item, (int, np.integer)):
         return str(int(item))
+    if isinstance(item, np.generic) and is_narrow(dtype_name(item.dtype)):  # exact in a float64 (or int)
+        return format_scalar(int(item) if item.dtype.name.startswith(("int", "uint")) else float(item))
     if isinstance(item, np.floating) and item.dtype != np.float64:
         text = str(item)  # numpy prints the shortest text that reads back to the same float32/16
     elif isinstance(item, (float, np.floating)):
@@ -80,8 +83,9 @@ def _inline(data: np.ndarray, inline_limit: int) -> str:
 
 def external_arrays(module: Module, inline_limit: int = INLINE_LIMIT) -> dict[str, np.ndarray]:
     """The arrays the text refers to and the .npz holds: large constants and input defaults, by value name."""
-    arrays = {c.name: c.data for c in module.constants if c.data.size > inline_limit}
-    arrays.update((name, data) for name, data in module.input_defaults.items() if data.size > inline_limit)
+    arrays = {c.name: storage_view(c.data) for c in module.constants if c.data.size > inline_limit}
+    arrays.update((name, storage_view(data)) for name, data in module.input_defaults.items()
+                  if data.size > inline_limit)
     return arrays
 
 

@@ -23,6 +23,7 @@ from rcc.compiler.frontend.fold import try_fold
 from rcc.compiler.frontend.input_types import input_dtype
 from rcc.compiler.frontend.loader import (ShapeOverrides, graph_inputs, input_shape, load_onnx, overridable_inputs,
                                           shadowed_inputs)
+from rcc.compiler.frontend.narrow_types import check_narrow_use, declared_output
 from rcc.compiler.frontend.opsets import conversion_summary, default_opset  # noqa: F401  (frontend API)
 from rcc.compiler.frontend.registry import RULES, rule_for  # noqa: F401  (RULES: re-exported)
 from rcc.ir.core import Module, Value
@@ -66,7 +67,7 @@ def _bind_outputs(ctx: LowerContext, model: onnx.ModelProto) -> None:
         if info.name in ctx.sequences:
             ctx.module.outputs.extend(rules_sequence.bind_sequence_output(ctx, info.name))
             continue
-        value = ctx.value_of(info.name)
+        value = declared_output(ctx, info, ctx.value_of(info.name))
         if value.is_constant and value.name == info.name:  # free the name for the output
             value.name = ctx.builder.fresh(info.name + ".value")
             ctx.builder.taken.discard(info.name)
@@ -95,12 +96,14 @@ def _lower_nodes(ctx: LowerContext, nodes, within: str = "") -> None:
         if lowering is None:
             domain = f"{node.domain}." if node.domain else ""
             raise UnsupportedError(f"{ctx.source}: {ctx.label}: unsupported op {domain}{node.op_type}")
+        check_narrow_use(ctx, node, list(node.input))
         if widened:
             in_float32(ctx, lambda copy: lowering(ctx))
         elif node.op_type == "Cast":
             lower_cast(ctx, lowering)
         else:
             lowering(ctx)
+        check_narrow_use(ctx, node, list(node.output))
         unbound = [name for name in node.output[:1] if name and name in ctx.used
                    and not any(name in bound for bound in (ctx.values, ctx.constants, ctx.sequences))]
         assert not unbound, f"rule for {node.op_type} left {unbound} unbound"

@@ -8,6 +8,7 @@ import onnx
 
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import rule
+from rcc.ir.ops.narrow_cast import ROUND_MODES
 from rcc.ir.types import TensorType, dtype_name
 
 _BINARY = {"Equal": "nn.equal", "Less": "nn.less", "LessOrEqual": "nn.less_equal", "Greater": "nn.greater",
@@ -87,13 +88,15 @@ def _ir_dtype(ctx: LowerContext, elem_type: int) -> str:
 
 
 def _cast_to(ctx: LowerContext, to: str) -> None:
-    ctx.flag("saturate", 1)   # checked only
+    saturate = ctx.flag("saturate", 1)   # changes casts to float8 types only
+    round_mode = ctx.attr("round_mode", "up")   # changes casts to float8 e8m0 only (Cast-24)
+    if round_mode not in ROUND_MODES:
+        raise ctx.error(f"attribute round_mode={round_mode!r} is not one of {', '.join(ROUND_MODES)}")
     x = ctx.input(0)
     if x.type == TensorType(x.type.shape, to):
         ctx.bind(0, ctx.op("nn.identity", [x]))
         return
-    # saturate only changes casts to float8 types, which rcc does not carry
-    ctx.bind(0, ctx.op("nn.cast", [x], {"to": to}))
+    ctx.bind(0, ctx.op("nn.cast", [x], {"to": to, "saturate": int(saturate), "round_mode": round_mode}))
 
 
 @rule("Cast")

@@ -1,8 +1,10 @@
 """Lowering of ONNX's quantization ops: QuantizeLinear, DequantizeLinear (opsets 10–21 and onnxruntime's
 com.microsoft versions, which its `quantize_static` writes for 4-bit weights; per tensor, per axis and
-blocked; int8, uint8, int16, uint16, int4 and uint4), QLinearConv, QLinearMatMul, ConvInteger and MatMulInteger.
+blocked; int8, uint8, int16, uint16, int4, uint4, int2 and uint2, and float8 and float4 in
+rules_quant_float.py), QLinearConv, QLinearMatMul, ConvInteger and MatMulInteger.
 
-int4/uint4 tensors are carried as i8/u8 with `bits = 4` on the Q/DQ ops (their values always fit). A
+int4/uint4 (int2/uint2) tensors are carried as i8/u8 with `bits = 4` (2) on the Q/DQ ops (their values always
+fit); a graph input or output of such a type is cast from or to its carrier. A
 blocked scale (`block_size`, opset 21) is expanded to one value per element of the tensor.
 
 Scales and zero points must be compile-time constants (but for the input zero point of ConvInteger and
@@ -10,7 +12,7 @@ MatMulInteger, which DynamicQuantizeLinear computes at run time: rules_quant_dyn
 model is one line naming its node: a scale that is zero, negative or not finite, a zero point of another
 dtype than the tensor (or a non-zero one for int32), one that does not fit `output_dtype`, per-axis
 parameters whose length is not the axis's, scale and zero point of different shapes, an axis out of
-range, a block size that does not divide the axis. float8 and 2-bit types are refused in one line. 16-bit
+range, a block size that does not divide the axis. 16-bit
 tensors (onnxruntime's A16W8 models) carry `bits = 16`; onnxruntime runs their groups as float kernels
 (`fuse-qdq`).
 QLinearConv and QLinearMatMul become an integer product and `nn.requantize` (onnxruntime's output
@@ -24,29 +26,36 @@ from onnx import helper
 
 from rcc.compiler.frontend.context import LowerContext
 from rcc.compiler.frontend.registry import MS_DOMAIN, rule
+from rcc.compiler.frontend.rules_quant_float import lower_dequantize_from_float, lower_quantize_to_float
 from rcc.compiler.frontend.rules_index import slice_value
 from rcc.compiler.frontend.rules_spatial import explicit_pads
 from rcc.ir.core import Value
 from rcc.ir.ops.nn_quant import QDQ_DTYPES, QUANT_DTYPES, integer_limits, requantize_multiplier
-from rcc.ir.types import TensorType
+from rcc.ir.types import TensorType, dtype_name, is_narrow, is_narrow_float
 
 _EIGHT_BIT = {np.dtype(np.uint8), np.dtype(np.int8)}
 _CARRIED = _EIGHT_BIT | {np.dtype(np.uint16), np.dtype(np.int16)}
-_HANDLED = "uint8, int8, uint16, int16, uint4 and int4"
-_FOUR_BIT = {"int4": np.int8, "uint4": np.uint8}  # ONNX's 4-bit types (ml_dtypes) → the dtype carrying them
+_HANDLED = "uint8, int8, uint16, int16, uint4, int4, uint2, int2, float8 and float4"
+# ONNX's 4- and 2-bit types (ml_dtypes) → the dtype carrying them, and their width
+_SUB_BYTE = {"int4": (np.int8, 4), "uint4": (np.uint8, 4), "int2": (np.int8, 2), "uint2": (np.uint8, 2)}
 
 
 def _dtype_label(array: np.ndarray) -> str:
     return str(array.dtype) if array.dtype.names is None else "a custom type"
 
 
-def is_four_bit(array: np.ndarray) -> bool:
-    return array.dtype.name in _FOUR_BIT
+def is_sub_byte(array: np.ndarray) -> bool:
+    return array.dtype.name in _SUB_BYTE
 
 
 def widened(array: np.ndarray) -> np.ndarray:
-    """An int4/uint4 array as the int8/uint8 values rcc carries it in; other arrays unchanged."""
-    return array.astype(_FOUR_BIT[array.dtype.name]) if is_four_bit(array) else array
+    """An int4/uint4/int2/uint2 array as the int8/uint8 values rcc carries it in; other arrays unchanged."""
+    return array.astype(_SUB_BYTE[array.dtype.name][0]) if is_sub_byte(array) else array
+
+
+def _is_float_quantization(dtype: np.dtype | None) -> bool:
+    """Whether `dtype` is a float8 or float4 type (quantization without an integer grid)."""
+    return dtype is not None and is_narrow_float(dtype_name(dtype)) and dtype_name(dtype) != "bf16"
 
 
 def _checked_values(ctx: LowerContext, scale_index: int, zero_index: int, zero_dtype: np.dtype | None,
@@ -62,9 +71,9 @@ def _checked_values(ctx: LowerContext, scale_index: int, zero_index: int, zero_d
         zero = widened(ctx.constant(zero_index, f"{label}zero point"))
     else:
         zero = np.zeros(scale.shape, zero_dtype or np.uint8)
-    if zero.dtype not in _CARRIED and zero.dtype != np.int32:
+    if zero.dtype not in _CARRIED and zero.dtype != np.int32 and not _is_float_quantization(zero.dtype):
         raise ctx.unsupported(f"{label}zero point of type {_dtype_label(zero)}: rcc handles {_HANDLED} "
-                              f"quantization (float8, float4 and 2-bit types are not supported)")
+                              f"quantization")
     if zero_dtype is not None and zero.dtype != zero_dtype:
         raise ctx.error(f"{label}zero point is {zero.dtype} but the tensor is {np.dtype(zero_dtype)}")
     if zero.dtype == np.int32 and np.any(zero != 0):
@@ -118,10 +127,10 @@ def _blocked_params(ctx: LowerContext, tensor: TensorType, axis: int, block_size
 
 
 def _bits_of(dtype: np.dtype) -> int:
-    """The `bits` of a quantized dtype: 4 for int4/uint4 (carried in 8 bits), 16 for int16/uint16, else 8 (int32
-    tensors, biases, are not narrowed)."""
+    """The `bits` of a quantized dtype: 4 or 2 for int4/uint4 and int2/uint2 (carried in 8 bits), 16 for
+    int16/uint16, else 8 (int32 tensors, biases, are not narrowed)."""
     zero = np.zeros((), dtype)
-    return 4 if is_four_bit(zero) else 16 if zero.dtype.itemsize == 2 else 8
+    return _SUB_BYTE[zero.dtype.name][1] if is_sub_byte(zero) else 16 if zero.dtype.itemsize == 2 else 8
 
 
 def _range_of(dtype: np.dtype) -> tuple[int, int]:
@@ -153,11 +162,25 @@ def _qdq_params(ctx: LowerContext, tensor: TensorType, zero_dtype: np.dtype | No
 
 
 def _quantized_input(ctx: LowerContext) -> Value:
-    """Input 0 of a DequantizeLinear; an int4/uint4 constant becomes its i8/u8 carrier."""
+    """Input 0 of a DequantizeLinear; a 4- or 2-bit constant or value becomes its i8/u8 carrier."""
     name = ctx.node.input[0]
-    if name in ctx.constants and is_four_bit(ctx.constants[name]):
+    if name in ctx.constants and is_sub_byte(ctx.constants[name]):
         return ctx.builder.constant(f"{ctx.node.output[0]}.x", widened(ctx.constants[name]))
-    return ctx.input(0)
+    x = ctx.input(0)
+    if is_narrow(x.type.dtype) and not is_narrow_float(x.type.dtype):
+        carrier = dtype_name(widened(np.zeros((), x.type.np_dtype)).dtype)
+        return ctx.op("nn.cast", [x], {"to": carrier}, name=f"{ctx.node.output[0]}.x")
+    return x
+
+
+def _float_params(ctx: LowerContext, tensor: TensorType, zero_dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, int]:
+    """Scale, zero point and axis of a float8/float4 Q/DQ (per tensor, per axis or blocked)."""
+    axis, block_size = int(ctx.attr("axis", 1)), int(ctx.attr("block_size", 0))
+    if block_size:
+        scale, zero = _blocked_params(ctx, tensor, axis, block_size, zero_dtype)
+    else:
+        scale, zero = quant_params(ctx, 1, 2, tensor, axis, zero_dtype)
+    return scale, zero, axis % max(tensor.rank, 1)
 
 
 @rule("QuantizeLinear")
@@ -168,7 +191,11 @@ def lower_quantize_linear(ctx: LowerContext) -> None:
         raise ctx.unsupported(f"QuantizeLinear of {x.type.dtype}: rcc quantizes float32 tensors")
     output_dtype = int(ctx.attr("output_dtype", 0))
     declared = helper.tensor_dtype_to_np_dtype(output_dtype) if output_dtype else None
-    if declared is not None and declared.name not in _FOUR_BIT and declared not in _CARRIED:
+    zero_type = ctx.constant(2, "zero point").dtype if ctx.has_input(2) else declared
+    if _is_float_quantization(zero_type):
+        lower_quantize_to_float(ctx, x, *_float_params(ctx, x.type, zero_type))
+        return
+    if declared is not None and declared.name not in _SUB_BYTE and declared not in _CARRIED:
         raise ctx.unsupported(f"QuantizeLinear to {declared}: rcc handles {_HANDLED}")
     scale, zero, attrs = _qdq_params(ctx, x.type, None, declared)
     if zero.dtype not in _CARRIED:
@@ -183,12 +210,15 @@ def lower_dequantize_linear(ctx: LowerContext) -> None:
     name = ctx.node.input[0]
     raw = ctx.constants.get(name)
     x = _quantized_input(ctx)
+    if _is_float_quantization(x.type.np_dtype):
+        lower_dequantize_from_float(ctx, x, *_float_params(ctx, x.type, x.type.np_dtype))
+        return
     if x.type.dtype not in (*QDQ_DTYPES, "i32"):
         raise ctx.unsupported(f"DequantizeLinear of {x.type.dtype}: rcc handles {_HANDLED.replace(' and', ',')} and "
                               f"int32")
     scale, zero, attrs = _qdq_params(ctx, x.type, raw.dtype if raw is not None else x.type.np_dtype)
-    if x.producer is not None and x.producer.opname == "nn.quantize_linear" and x.producer.attrs["bits"] == 4:
-        attrs["bits"] = 4
+    if x.producer is not None and x.producer.opname == "nn.quantize_linear" and x.producer.attrs["bits"] < 8:
+        attrs["bits"] = x.producer.attrs["bits"]
     operands = [x, _param(ctx, "scale", scale), _param(ctx, "zero_point", zero)]
     ctx.bind(0, ctx.op("nn.dequantize_linear", operands, attrs))
 

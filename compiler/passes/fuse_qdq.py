@@ -77,13 +77,13 @@ def _runs_in_float(group: QdqGroup, x: Dequantized, w: Dequantized) -> bool:
     or 16-bit activations, and on x86-64 its QDQ Conv/MatMul/Gemm selectors take uint8 activations only (int8 is
     allowed on ARM alone), so an int8 activation its int8 → uint8 rewrite did not convert keeps the group in float."""
     activations = {group.onnxruntime_dtype(x.x), group.onnxruntime_dtype(group.quantize.result)}
-    return x.bits == 4 or w.bits == 4 or activations != {"u8"}
+    return x.bits < 8 or w.bits < 8 or activations != {"u8"}
 
 
 def _float_kernel(group: QdqGroup, product: str, operands: list[Value], attrs: dict, x: Dequantized,
                   w: Dequantized, bias_value: Value | None, axis: int) -> list[Op] | None:
     bias = float_bias(bias_value)
-    if bias is False or group.quantize.attrs["bits"] == 4:
+    if bias is False or group.quantize.attrs["bits"] < 8:
         return None
     acc = make_op(product, operands, attrs, [group.module.fresh_name(f"{group.name}.acc")])
     return float_kernel_ops(group, acc, x, w, bias, axis)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rcc.ir.ops.narrow_cast import ROUND_MODES, convert
 from rcc.ir.optable import Attr, broadcast_shapes, define
 from rcc.ir.types import DTYPES, TensorType
 
@@ -78,12 +79,15 @@ def where(condition: np.ndarray, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray
 def _cast_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
     if attrs["to"] not in DTYPES:
         raise ValueError(f"cannot cast to {attrs['to']!r}; rcc carries {', '.join(DTYPES)}")
+    if attrs.get("round_mode", "up") not in ROUND_MODES or attrs.get("saturate", 1) not in (0, 1):
+        raise ValueError(f"round_mode must be one of {ROUND_MODES} and saturate 0 or 1, got {attrs}")
     return [TensorType(types[0].shape, attrs["to"])]
 
 
-@define("nn.cast", operands=("x",), infer=_cast_infer, attrs={"to": Attr("str")}, tags=("elementwise",))
-def cast(x: np.ndarray, *, to: str) -> np.ndarray:
+@define("nn.cast", operands=("x",), infer=_cast_infer, tags=("elementwise",),
+        attrs={"to": Attr("str"), "saturate": Attr("int", 1), "round_mode": Attr("str", "up")})
+def cast(x: np.ndarray, *, to: str, saturate: int = 1, round_mode: str = "up") -> np.ndarray:
     """x converted to dtype `to`: floats to integers truncate toward zero, non-zero (and NaN) is true;
-    NaN and out-of-range values give what the CPU's conversion gives, as in onnxruntime."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.asarray(x).astype(DTYPES[to])
+    NaN and out-of-range values give what the CPU's conversion gives, as in onnxruntime. Narrow types
+    (`saturate` for float8, `round_mode` for float8 e8m0) convert as `narrow_cast` says."""
+    return convert(x, to, bool(saturate), round_mode)

@@ -30,7 +30,7 @@ from rcc.ir.types import TensorType
 QUANT_DTYPES = ("u8", "i8")   # the integer kernels' (QLinear*, tables): 8-bit
 WIDE_DTYPES = ("u16", "i16")  # 16-bit activations (onnxruntime's A16W8): Q/DQ and the exact products only
 QDQ_DTYPES = QUANT_DTYPES + WIDE_DTYPES
-QDQ_BITS = (4, 8, 16)
+QDQ_BITS = (2, 4, 8, 16)
 
 
 def accumulator_dtype(*operands: TensorType) -> str:
@@ -80,7 +80,7 @@ def _quantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
                          f"got {x}, {scale}, {zero}")
     _check_per_axis(x, [scale, zero], attrs["axis"])
     if attrs["bits"] not in QDQ_BITS:
-        raise ValueError(f"bits must be 4, 8 or 16, got {attrs['bits']}")
+        raise ValueError(f"bits must be one of {QDQ_BITS}, got {attrs['bits']}")
     return [TensorType(x.shape, zero.dtype)]
 
 
@@ -104,7 +104,7 @@ def _dequantize_infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
                          f"scale's shape, got {x}, {scale}, {zero}")
     _check_per_axis(x, [scale, zero], attrs["axis"])
     if attrs["bits"] not in QDQ_BITS:
-        raise ValueError(f"bits must be 4, 8 or 16, got {attrs['bits']}")
+        raise ValueError(f"bits must be one of {QDQ_BITS}, got {attrs['bits']}")
     return [TensorType(x.shape, "f32")]
 
 
