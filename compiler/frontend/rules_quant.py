@@ -336,39 +336,61 @@ def lower_qlinear_matmul(ctx: LowerContext) -> None:
     if b.type.rank not in (2, 3) or (b.type.rank == 3 and a.type.rank not in (2, 3)):
         raise ctx.unsupported(f"QLinearMatMul with a rank-{a.type.rank} a and a rank-{b.type.rank} b (rcc handles a "
                               "2-D b, and a 3-D b with a 2-D or 3-D a)")
-    if b.type.rank == 3 and ctx.constant(4, "b scale").size != 1:
-        raise ctx.unsupported("QLinearMatMul with a 3-D b and per-column b scales (rcc handles one b scale for a "
-                              "3-D b)")
     a_scale, a_zero = quant_params(ctx, 1, 2, a.type, -1, a.type.np_dtype, "a")
-    b_scale, b_zero = quant_params(ctx, 4, 5, b.type, 1, b.type.np_dtype, "b")
     y_scale, y_zero = quant_params(ctx, 6, 7, a.type, -1, None, "y")
     _per_tensor(ctx, a_scale, "a")
     _per_tensor(ctx, y_scale, "y")
     if y_zero.dtype not in _EIGHT_BIT:
         raise ctx.error(f"y zero point is {y_zero.dtype}; QLinearMatMul produces uint8 or int8")
+    if b.type.rank == 3:
+        ctx.bind(0, _batched_qlinear_matmul(ctx, a, b, a_scale, a_zero.reshape(()), y_scale, y_zero))
+        return
+    b_scale, b_zero = quant_params(ctx, 4, 5, b.type, 1, b.type.np_dtype, "b")
     b_zero = b_zero.reshape(-1) if b_zero.size > 1 else b_zero.reshape(())
-    if b.type.rank == 2:
-        acc = _product(ctx, "nn.matmul_integer", a, b, a_zero.reshape(()), b_zero, {}, name=f"{ctx.node.output[0]}.acc")
-    else:
-        acc = _batched_product(ctx, a, b, a_zero.reshape(()), b_zero)
+    acc = _product(ctx, "nn.matmul_integer", a, b, a_zero.reshape(()), b_zero, {}, name=f"{ctx.node.output[0]}.acc")
     ctx.bind(0, _requantized(ctx, acc, a_scale, b_scale, y_scale, y_zero, None, -1 % acc.type.rank))
 
 
-def _batched_product(ctx: LowerContext, a: Value, b: Value, a_zero: np.ndarray, b_zero: np.ndarray) -> Value:
-    """(a − a_zero)·(b − b_zero) for a 3-D b [B, K, N] and a [P, K] or [B', P, K], batches broadcast as ONNX's
-    MatMul: one 2-D `nn.matmul_integer` per batch (a constant b's slices are each a weight matrix for crossbars),
-    stacked along the batch axis."""
+def _batch_params(ctx: LowerContext, b: Value) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A 3-D b's scale and zero point for each of its batches: one value for all, or, as onnxruntime takes them
+    per column, [B, 1, N] (each batch's own columns)."""
+    batches, columns = b.type.shape[0], b.type.shape[2]
+    scale = ctx.constant(4, "b scale")
+    if scale.size == 1:
+        b_scale, b_zero = quant_params(ctx, 4, 5, b.type, 1, b.type.np_dtype, "b")
+        return [b_scale] * batches, [b_zero.reshape(())] * batches
+    scale, zero = _checked_values(ctx, 4, 5, b.type.np_dtype, "b ")
+    if scale.shape != (batches, 1, columns) or zero.shape != scale.shape:
+        raise ctx.error(f"b scale {list(scale.shape)} and zero point {list(zero.shape)} of a 3-D b {list(b.type.shape)} "
+                        f"must be one value or [{batches}, 1, {columns}] (per column of each batch)")
+    return list(scale.reshape(batches, columns)), list(zero.reshape(batches, columns))
+
+
+def _batched_qlinear_matmul(ctx: LowerContext, a: Value, b: Value, a_scale: np.ndarray, a_zero: np.ndarray,
+                            y_scale: np.ndarray, y_zero: np.ndarray) -> Value:
+    """QLinearMatMul of a 3-D b [B, K, N] and a [P, K] or [B', P, K], batches broadcast as ONNX's MatMul: one 2-D
+    `nn.matmul_integer` per batch (a constant b's slices are each a weight matrix for crossbars), requantized with
+    that batch's b scale, stacked along the batch axis."""
     a_batches, b_batches = (a.type.shape[0] if a.type.rank == 3 else 1), b.type.shape[0]
     if a_batches != b_batches and 1 not in (a_batches, b_batches):
         raise ctx.error(f"a {list(a.type.shape)} and b {list(b.type.shape)}: batch sizes do not broadcast")
     rows, columns = a.type.shape[-2], b.type.shape[-1]
+    scales, zeros = _batch_params(ctx, b)
 
     def batch(x: Value, index: int) -> Value:
         if x.type.rank == 2:
             return x
         part = slice_value(ctx, x, {0: (min(index, x.type.shape[0] - 1), 1, 1)})
         return ctx.op("nn.reshape", [part], {"shape": tuple(x.type.shape[1:])})
-    parts = [ctx.op("nn.reshape", [_product(ctx, "nn.matmul_integer", batch(a, i), batch(b, i), a_zero, b_zero, {})],
-                    {"shape": (1, rows, columns)}) for i in range(max(a_batches, b_batches))]
-    return ctx.op("nn.concat", parts, {"axis": 0}, name=f"{ctx.node.output[0]}.acc")
+
+    parts = []
+    for index in range(max(a_batches, b_batches)):
+        scale, zero = scales[min(index, b_batches - 1)], zeros[min(index, b_batches - 1)]
+        acc = _product(ctx, "nn.matmul_integer", batch(a, index), batch(b, index), a_zero,
+                       zero if zero.size > 1 else zero.reshape(()), {})
+        multiplier = requantize_multiplier(a_scale, scale, y_scale)
+        requantized = ctx.op("nn.requantize", [acc, _param(ctx, f"multiplier{index}", multiplier),
+                                               _param(ctx, "y_zero", y_zero.reshape(()))], {"axis": 1})
+        parts.append(ctx.op("nn.reshape", [requantized], {"shape": (1, rows, columns)}))
+    return ctx.op("nn.concat", parts, {"axis": 0}, name=ctx.node.output[0])
 

@@ -85,7 +85,8 @@ def test_qlinear_conv_then_matmul_is_bit_exact(tmp_path, x_dtype, w_dtype, per_c
                                             ((3, 2, 5), (1, 5, 4))])
 def test_qlinear_matmul_with_a_3d_b_is_bit_exact(tmp_path, a_shape, b_shape) -> None:
     """A 3-D b: one product per batch (batches broadcast as MatMul's): the machine's uint8 outputs equal
-    onnxruntime's bit for bit. Per-column b scales for a 3-D b are named as unsupported."""
+    onnxruntime's bit for bit, with one b scale and with per-column scales and zero points for each batch
+    ([B, 1, N], the form onnxruntime takes); [1, N] is an error, as in onnxruntime."""
     rng = np.random.default_rng(len(a_shape) + b_shape[0])
     inits = {"as": np.float32(0.02), "az": np.array(7, np.uint8), "b": integers(rng, np.int8, b_shape),
              "bs": np.float32(0.02), "bz": np.array(0, np.int8), "ys": np.float32(0.3), "yz": np.array(128, np.uint8)}
@@ -95,9 +96,15 @@ def test_qlinear_matmul_with_a_3d_b_is_bit_exact(tmp_path, a_shape, b_shape) -> 
     path = save_model(tmp_path, [node], feeds, inits, {"y": (np.uint8, out_shape)})
     assert_machine_bit_exact(path, feeds)
     assert len(set(onnxruntime_run(path, feeds)["y"].ravel())) > 10   # the outputs vary: the check can fail
-    inits.update(bs=np.full((1, b_shape[-1]), 0.02, np.float32), bz=np.zeros((1, b_shape[-1]), np.int8))
+    per_column = (b_shape[0], 1, b_shape[-1])
+    inits.update(bs=rng.uniform(0.005, 0.04, per_column).astype(np.float32),
+                 bz=rng.integers(-3, 4, per_column).astype(np.int8))
     path = save_model(tmp_path, [node], feeds, inits, {"y": (np.uint8, out_shape)}, name="per_column.onnx")
-    with pytest.raises(UnsupportedError, match=r"node 'mm' \(QLinearMatMul\): QLinearMatMul with a 3-D b and per-column"):
+    assert_machine_bit_exact(path, feeds)
+    inits.update(bs=np.full((1, b_shape[-1]), 0.02, np.float32), bz=np.zeros((1, b_shape[-1]), np.int8))
+    path = save_model(tmp_path, [node], feeds, inits, {"y": (np.uint8, out_shape)}, name="per_row.onnx")
+    with pytest.raises(RccError, match=r"node 'mm' \(QLinearMatMul\): b scale \[1, 4\] and zero point \[1, 4\] of a "
+                                       r"3-D b"):
         compile_model(path)
 
 
