@@ -76,6 +76,10 @@ def onnxruntime_runner(model_path: str | os.PathLike, extra_outputs: Sequence[st
         # the model read once: whole to expose tensors, else its graph only (weights stay on disk)
         model = load_onnx(model_path) if extra_outputs else onnx.load(str(model_path), load_external_data=False)
         half = holds_float16(model.graph)
+        if any(node.op_type == "DynamicQuantizeLSTM" for node in model.graph.node):
+            # its kernel quantizes each thread's batch rows on their own (a result that depends on the thread
+            # count); rcc computes it as one thread does (compiler/frontend/rules_quant_lstm.py)
+            options.intra_op_num_threads = 1
         graph = model.graph   # the model's own, whose narrow inputs and outputs go through carriers
         narrow = has_narrow_io(graph)
         if narrow:

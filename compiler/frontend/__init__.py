@@ -156,3 +156,4 @@ from rcc.compiler.frontend import rules_quant_ms  # noqa: E402,F401  (com.micros
 from rcc.compiler.frontend import rules_quant_dynamic  # noqa: E402,F401  (onnxruntime's dynamic quantization)
 from rcc.compiler.frontend import rules_ms_transformer  # noqa: E402,F401  (onnxruntime's fused transformer ops)
 from rcc.compiler.frontend import rules_ms_attention  # noqa: E402,F401  (onnxruntime's fused attention ops)
+from rcc.compiler.frontend import rules_quant_lstm  # noqa: E402,F401  (onnxruntime's DynamicQuantizeLSTM)

@@ -23,13 +23,14 @@ from rcc.ir.core import Value
 _LEVELS = 255.0   # uint8: qmax − qmin
 
 
-def dynamically_quantized(ctx: LowerContext, x: Value) -> tuple[Value, Value, Value]:
-    """x's uint8 codes, scale and zero point as onnxruntime's DynamicQuantizeLinear computes them (module docstring)."""
+def dynamically_quantized(ctx: LowerContext, x: Value, range_of: Value | None = None) -> tuple[Value, Value, Value]:
+    """x's uint8 codes, scale and zero point as onnxruntime's DynamicQuantizeLinear computes them (module docstring),
+    the range taken from `range_of` (x itself by default)."""
     if x.type.dtype != "f32":
         raise ctx.unsupported(f"{ctx.node.op_type} of {x.type.dtype}: onnxruntime quantizes float32 tensors")
     if x.type.size == 0:
         raise ctx.unsupported(f"{ctx.node.op_type} of an empty tensor")
-    everything = {"axes": tuple(range(x.type.rank)), "keepdims": False}
+    everything = {"axes": tuple(range(x.type.rank if range_of is None else range_of.type.rank)), "keepdims": False}
 
     def scalar(name: str, number: float) -> Value:
         return ctx.builder.constant(f"{ctx.node.output[0]}.{name}", np.array(number, np.float32))
@@ -39,7 +40,8 @@ def dynamically_quantized(ctx: LowerContext, x: Value) -> tuple[Value, Value, Va
 
     zero = scalar("zero", 0.0)
     # MLAS's min/max skip NaN; the range includes 0 anyway, so a NaN counts as 0
-    finite = op("nn.where", [op("nn.isnan", [x]), zero, x], suffix="nan_free")
+    ranged = x if range_of is None else range_of
+    finite = op("nn.where", [op("nn.isnan", [ranged]), zero, ranged], suffix="nan_free")
     low = op("nn.minimum", [op("nn.reduce_min", [finite], everything), zero], suffix="low")
     high = op("nn.maximum", [op("nn.reduce_max", [finite], everything), zero], suffix="high")
     spread = op("nn.div", [op("nn.sub", [high, low]), scalar("levels", _LEVELS)], suffix="spread")

@@ -17,6 +17,7 @@ that takes one; absent, LeakyRelu, HardSigmoid and Elu take their defaults and t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -42,14 +43,15 @@ class Activation:
     beta: float
 
 
-def activations(ctx: LowerContext, directions: int) -> list[list[Activation]]:
-    """Each direction's activation functions (f; f, g; f, g, h), with their alphas and betas."""
-    count = len(_DEFAULT_ACTIVATIONS[ctx.node.op_type])
-    names = list(ctx.attr("activations", []) or _DEFAULT_ACTIVATIONS[ctx.node.op_type] * directions)
-    if ctx.node.op_type == "RNN" and len(names) == 2 and directions == 1:
+def activations(ctx: LowerContext, directions: int, kind: str) -> list[list[Activation]]:
+    """Each direction's activation functions (f; f, g; f, g, h) of a `kind` (RNN, GRU, LSTM), with their alphas and
+    betas."""
+    count = len(_DEFAULT_ACTIVATIONS[kind])
+    names = list(ctx.attr("activations", []) or _DEFAULT_ACTIVATIONS[kind] * directions)
+    if kind == "RNN" and len(names) == 2 and directions == 1:
         names = names[:1]   # ONNX once listed RNN's default as (Tanh, Tanh); onnxruntime takes the first
     if len(names) != count * directions:
-        raise ctx.error(f"activations lists {len(names)} functions; {ctx.node.op_type} with {directions} "
+        raise ctx.error(f"activations lists {len(names)} functions; {kind} with {directions} "
                         f"direction(s) takes {count * directions}")
     alphas, betas = iter(ctx.attr("activation_alpha", []) or []), iter(ctx.attr("activation_beta", []) or [])
     parsed = []
@@ -68,8 +70,8 @@ def activations(ctx: LowerContext, directions: int) -> list[list[Activation]]:
 class Recurrence:
     """One recurrent node being unrolled: its operands, and the ops every step is built from."""
 
-    def __init__(self, ctx: LowerContext) -> None:
-        self.ctx, self.kind = ctx, ctx.node.op_type
+    def __init__(self, ctx: LowerContext, weights: WeightReader | None = None) -> None:
+        self.ctx, self.kind = ctx, ctx.node.op_type if weights is None else weights.kind
         self.name = ctx.node.output[0] or ctx.node.output[1] or ctx.node.name
         self.layout = ctx.flag("layout", 0)
         x = ctx.input(0)
@@ -84,7 +86,8 @@ class Recurrence:
             raise ctx.error(f"direction {direction!r} is not forward, reverse or bidirectional")
         self.direction, self.directions = direction, _DIRECTIONS[direction]
         gates = _GATES[self.kind]
-        self.w, self.r = ctx.constant(1, "W"), ctx.constant(2, "R")
+        self.weights = weights
+        self.w, self.r = (ctx.constant(1, "W"), ctx.constant(2, "R")) if weights is None else weights.matrices(ctx)
         self.transposed: dict[str, Value] = {}   # the recurrent matrices' transposes, by name, made once
         self.hidden = int(ctx.attr("hidden_size", self.r.shape[-1] if self.r.ndim == 3 else 0))
         expected = {"W": (self.directions, gates * self.hidden, size),
@@ -102,9 +105,10 @@ class Recurrence:
             self.clip = None if float(self.clip) < 0 else float(self.clip)
         elif self.clip is not None and not float(self.clip) > 0:
             raise ctx.error(f"clip={self.clip} is not positive (onnxruntime refuses it for GRU and LSTM)")
-        self.functions = activations(ctx, self.directions)
+        self.functions = activations(ctx, self.directions, self.kind)
         self.linear_before_reset = self.kind == "GRU" and ctx.flag("linear_before_reset", 0)
         self.input_forget = self.kind == "LSTM" and ctx.flag("input_forget", 0)
+        self.writes_sequence = bool(ctx.node.output[0]) if ctx.node.output else False
 
     def op(self, opname: str, operands: list[Value], attrs: dict | None = None, suffix: str = "") -> Value:
         return self.ctx.op(opname, operands, attrs, name=f"{self.name}.{suffix or opname[3:]}")
@@ -176,9 +180,11 @@ class Recurrence:
 
     def product(self, h: Value | None, matrix: np.ndarray, suffix: str) -> Value | None:
         """h · matrixᵀ (a crossbar layer of its own, reading the one constant matrixᵀ named by `suffix` that
-        every step reads); None for a zero state."""
+        every step reads); None for a zero state. Quantized weights (`WeightReader`) give their own product."""
         if h is None:
             return None
+        if self.weights is not None:
+            return self.weights.product(self, h, suffix)
         if suffix not in self.transposed:
             self.transposed[suffix] = self.constant(suffix + ".T", matrix.T)
         return self.op("nn.matmul", [h, self.transposed[suffix]], suffix=suffix)
@@ -236,7 +242,7 @@ def _direction(rec: Recurrence, d: int) -> tuple[list[Value], Value, Value | Non
     reverse = rec.direction == "reverse" or d == 1
     biases = _biases(rec, d)
     flat = rec.op("nn.reshape", [rec.x], {"shape": (rec.steps * rec.batch, rec.x.type.shape[2])}, "rows")
-    projected = rec.op("nn.matmul", [flat, rec.constant(f"W{d}.T", rec.w[d].T)], suffix=f"W{d}")
+    projected = rec.product(flat, rec.w[d], f"W{d}")
     projected = rec.add(projected, biases.get("projection"))
     index, order = _time_order(rec, reverse)
     if index is not None:   # each entry's own steps backwards
@@ -253,7 +259,10 @@ def _direction(rec: Recurrence, d: int) -> tuple[list[Value], Value, Value | Non
     for k, row in enumerate(order):
         x = rec.op("nn.slice", [projected], {"starts": (row * rec.batch, 0), "steps": (1, 1),
                                              "sizes": (rec.batch, gates * h)}, f"step{row}")
-        new, new_cell = step(rec, x, hidden, cell, d, biases, peepholes)
+        # onnxruntime's quantized product reads the previous step's output row (zeros past a sequence's end) when
+        # it writes Y, and the quantization range spans all rows: the same products, other codes
+        read = outputs[-1] if rec.weights is not None and rec.writes_sequence and outputs else hidden
+        new, new_cell = step(rec, x, hidden, cell, d, biases, peepholes, read)
         if kind == "LSTM":
             cell = rec.keep(k, new_cell, cell)
         outputs.append(rec.keep(k, new, None))
@@ -275,13 +284,13 @@ def _direction(rec: Recurrence, d: int) -> tuple[list[Value], Value, Value | Non
     return outputs, hidden, cell
 
 
-def _rnn_step(rec: Recurrence, x: Value, hidden: Value | None, cell: None, d: int, biases: dict, peepholes: None
-              ) -> tuple[Value, None]:
+def _rnn_step(rec: Recurrence, x: Value, hidden: Value | None, cell: None, d: int, biases: dict, peepholes: None,
+              read: Value | None) -> tuple[Value, None]:
     return rec.activate(rec.add(x, rec.product(hidden, rec.r[d], f"R{d}")), rec.functions[d][0]), None
 
 
-def _gru_step(rec: Recurrence, x: Value, hidden: Value | None, cell: None, d: int, biases: dict, peepholes: None
-              ) -> tuple[Value, None]:
+def _gru_step(rec: Recurrence, x: Value, hidden: Value | None, cell: None, d: int, biases: dict, peepholes: None,
+              read: Value | None) -> tuple[Value, None]:
     h, r, f = rec.hidden, rec.r[d], rec.functions[d]
     if rec.linear_before_reset:   # H·Rᵀ for all three gates at once
         full = rec.product(hidden, r, f"R{d}")
@@ -304,9 +313,10 @@ def _gru_step(rec: Recurrence, x: Value, hidden: Value | None, cell: None, d: in
 
 
 def _lstm_step(rec: Recurrence, x: Value, hidden: Value | None, cell: Value | None, d: int, biases: dict,
-               peepholes: np.ndarray | None) -> tuple[Value, Value]:
+               peepholes: np.ndarray | None, read: Value | None) -> tuple[Value, Value]:
+    """One step; `read` is the state the recurrent product reads (`hidden`, but for quantized weights)."""
     h, f = rec.hidden, rec.functions[d]
-    pre = rec.add(x, rec.product(hidden, rec.r[d], f"R{d}"))   # gates i, o, f, c
+    pre = rec.add(x, rec.product(read, rec.r[d], f"R{d}"))   # gates i, o, f, c
 
     def gate(g: int, state: Value | None = None) -> Value:
         """Gate g's input: its part of the products, + its peephole · state, + its bias."""
@@ -326,9 +336,20 @@ def _lstm_step(rec: Recurrence, x: Value, hidden: Value | None, cell: Value | No
     return rec.mul(output_gate, rec.activate(new_cell, f[2], clipped=False)), new_cell
 
 
+class WeightReader(Protocol):
+    """Where a recurrent node's W and R come from when they are not LSTM's float inputs 1 and 2 (DynamicQuantizeLSTM's
+    int8 matrices, `rules_quant_lstm.py`), and how a state or input is multiplied by them."""
+
+    kind: str
+
+    def matrices(self, ctx: LowerContext) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def product(self, rec: Recurrence, h: Value, suffix: str) -> Value: ...
+
+
 @rule("RNN", "GRU", "LSTM")
-def lower_recurrent(ctx: LowerContext) -> None:
-    rec = Recurrence(ctx)
+def lower_recurrent(ctx: LowerContext, weights: WeightReader | None = None) -> None:
+    rec = Recurrence(ctx, weights)
     results = [_direction(rec, d) for d in range(rec.directions)]
     outputs = list(ctx.node.output) + [""] * 3
     if outputs[0]:   # Y: [T, D, B, H] (layout 1: [B, T, D, H])
