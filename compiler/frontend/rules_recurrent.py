@@ -12,6 +12,13 @@ and write zeros to Y (an entry of length 0 ends with zero states, as in onnxrunt
 a reverse direction reads each entry's own steps backwards from its last one. Activation
 names, alphas and betas are read as onnxruntime reads them (an alpha or beta is consumed only by a function
 that takes one; absent, LeakyRelu, HardSigmoid and Elu take their defaults and the others 0).
+
+Not matched: NaN inside the layer. onnxruntime's GRU and LSTM kernels add the bias and clip each gate input in one
+step with std::min/std::max (the clip bound is FLT_MAX when `clip` is absent), which turns a NaN gate input into the
+bound when the node has a bias (a NaN in X then gives finite states: LSTM outputs tanh(1)), and their Relu gates
+give 0 or the bound for NaN depending on the gate; rcc propagates NaN, as onnxruntime does without a bias. Only NaN
+inputs and states that overflow (exploding Relu, Softplus or Affine gates) reach these paths; modelling them would
+add two vector-unit ops to every gate of every step.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from onnx import helper, numpy_helper
 
@@ -106,12 +106,16 @@ def test_recurrent_layers_match_onnxruntime(kind: str, direction: str, layout: i
     model, fed = recurrent_model(kind, seed % 2**31, steps, batch, 3, 4, direction, layout, bias, lengths,
                                  initial, peepholes, **attrs)
     if not layout:
+        # states that overflow to inf and NaN take onnxruntime's bias-and-clip paths, which rcc does not model
+        # (rules_recurrent.py, "Not matched")
+        assume(all(np.isfinite(a).all() for a in onnxruntime_run(model, fed).values()))
         check_recurrent(model, fed)
         return
     # onnxruntime has no batch-first kernels (layout 1): its run of the same layer sequence-first, transposed
     reference, _ = recurrent_model(kind, seed % 2**31, steps, batch, 3, 4, direction, 0, bias, lengths,
                                    initial, peepholes, **attrs)
     expected = onnxruntime_run(reference, {name: np.swapaxes(array, 0, 1) for name, array in fed.items()})
+    assume(all(np.isfinite(a).all() for a in expected.values()))
     actual = interpreter.run(lower_model(model, "batch-first"), fed)
     scale = max([1.0] + [float(np.abs(a[np.isfinite(a)]).max(initial=0)) for a in expected.values()])
     for name, transposed in (("y0", (2, 0, 1, 3)), ("y1", (1, 0, 2)), ("y2", (1, 0, 2))):
