@@ -27,22 +27,45 @@ def has_narrow_io(graph: onnx.GraphProto) -> bool:
     return any(_elem_type(info) in CARRIERS for info in [*graph.input, *graph.output])
 
 
+def _renamed(graph: onnx.GraphProto, old: str, new: str, outputs: bool = False) -> None:
+    """Every node of `graph` and of its subgraphs reads and writes `new` where it read or wrote `old` (and a
+    subgraph's outputs name it so)."""
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+        for attribute in node.attribute:
+            for subgraph in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else
+                             attribute.graphs if attribute.type == onnx.AttributeProto.GRAPHS else []):
+                _renamed(subgraph, old, new, outputs=True)
+    if outputs:
+        for info in graph.output:
+            if info.name == old:
+                info.name = new
+
+
+def _mentions_narrow(graph: onnx.GraphProto) -> bool:
+    """Whether a narrow type can arise in `graph`: a narrow input, output or initializer, or a Cast to one (a
+    QuantizeLinear's type is its zero point's, an initializer)."""
+    return has_narrow_io(graph) or any(tensor.data_type in CARRIERS for tensor in graph.initializer) or \
+        any(attribute.name == "to" and attribute.i in CARRIERS for node in graph.node for attribute in node.attribute)
+
+
 def carried_model(model: onnx.ModelProto) -> onnx.ModelProto:
     """`model` with each narrow-typed graph input and output exchanged through a Cast from or to its carrier."""
     carried = onnx.ModelProto()
     carried.CopyFrom(model)
     graph, before, after = carried.graph, [], []
     inputs = {info.name for info in graph.input}
-    for info in [*graph.input, *graph.output]:
+    for info, is_input in [(i, True) for i in graph.input] + [(o, False) for o in graph.output]:
         narrow = _elem_type(info)
         if narrow not in CARRIERS:
             continue
-        inner = info.name + ".narrow"
-        for node in graph.node:   # the graph reads and writes the narrow tensor under its inner name
-            node.input[:] = [inner if name == info.name else name for name in node.input]
-            node.output[:] = [inner if name == info.name else name for name in node.output]
         info.type.tensor_type.elem_type = CARRIERS[narrow]
-        if info.name in inputs:   # without saturation, so that an inf stays inf in float8 e5m2
+        if not is_input and info.name in inputs:
+            continue   # an input given back as an output: the carrier itself
+        inner = info.name + ".narrow"
+        _renamed(graph, info.name, inner)   # the graph reads and writes the narrow tensor under its inner name
+        if is_input:   # without saturation, so that an inf stays inf in float8 e5m2
             before.append(helper.make_node("Cast", [info.name], [inner], to=narrow, **_EXACT.get(narrow, {})))
         else:
             after.append(helper.make_node("Cast", [inner], [info.name], to=CARRIERS[narrow]))
@@ -50,6 +73,34 @@ def carried_model(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.node[:]
     graph.node.extend(nodes)
     return carried
+
+
+def exposed_model(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, dict[str, tuple[str, int]]]:
+    """`model` with the tensors `names` as extra outputs, each of a narrow type through a Cast to its carrier
+    (types from onnx's shape inference); and the output name → (tensor name, narrow type) of those Casts."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    types = {info.name: _elem_type(info) for info in onnx.shape_inference.infer_shapes(model).graph.value_info} \
+        if _mentions_narrow(model.graph) else {}
+    known = {info.name for info in exposed.graph.output}
+    renames = {}
+    for name in names:
+        if name in known:
+            continue
+        if types.get(name) in CARRIERS:
+            renames[name + ".exposed"] = (name, types[name])
+            exposed.graph.node.append(helper.make_node("Cast", [name], [name + ".exposed"], to=CARRIERS[types[name]]))
+            exposed.graph.output.append(helper.make_tensor_value_info(name + ".exposed", CARRIERS[types[name]], None))
+        else:
+            exposed.graph.output.append(onnx.ValueInfoProto(name=name))
+    return exposed, renames
+
+
+def exposed_results(results: dict[str, np.ndarray], renames: dict[str, tuple[str, int]]) -> dict[str, np.ndarray]:
+    """`results` of an `exposed_model` with its Casts' outputs under their tensors' names and types."""
+    return {renames[name][0] if name in renames else name:
+            array.astype(helper.tensor_dtype_to_np_dtype(renames[name][1])) if name in renames else array
+            for name, array in results.items()}
 
 
 def carrier_feeds(graph: onnx.GraphProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -69,34 +69,30 @@ def onnxruntime_runner(model_path: str | os.PathLike, extra_outputs: Sequence[st
     import onnx
     import onnxruntime
 
-    from rcc.compiler.onnxruntime_narrow import carried_model, carrier_feeds, has_narrow_io, narrow_results
+    from rcc.compiler.onnxruntime_narrow import (carried_model, carrier_feeds, exposed_model, exposed_results,
+                                                 has_narrow_io, narrow_results)
 
     options = reference_options()
     try:
         # the model read once: whole to expose tensors, else its graph only (weights stay on disk)
         model = load_onnx(model_path) if extra_outputs else onnx.load(str(model_path), load_external_data=False)
         half = holds_float16(model.graph)
-        if any(node.op_type == "DynamicQuantizeLSTM" for node in model.graph.node):
+        if any(node.op_type == "DynamicQuantizeLSTM" and node.domain == "com.microsoft" for node in model.graph.node):
             # its kernel quantizes each thread's batch rows on their own (a result that depends on the thread
             # count); rcc computes it as one thread does (compiler/frontend/rules_quant_lstm.py)
             options.intra_op_num_threads = 1
-        graph = model.graph   # the model's own, whose narrow inputs and outputs go through carriers
-        narrow = has_narrow_io(graph)
-        if narrow:
-            graph = onnx.GraphProto()
-            graph.CopyFrom(model.graph)
-            model = carried_model(model if extra_outputs else load_onnx(model_path))
+        graph, narrow = model.graph, has_narrow_io(model.graph)   # narrow inputs and outputs go through carriers
+        if narrow and not extra_outputs:
+            model = load_onnx(model_path)
         if half:
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sessions = []
+        sessions, renames = [], {}
         if extra_outputs:
-            known = {o.name for o in model.graph.output}
-            model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in extra_outputs if n not in known)
-            sessions.append(onnxruntime.InferenceSession(model.SerializeToString(), options,
+            exposed, renames = exposed_model(carried_model(model) if narrow else model, list(extra_outputs))
+            sessions.append(onnxruntime.InferenceSession(exposed.SerializeToString(), options,
                                                          providers=["CPUExecutionProvider"]))
         if half or not extra_outputs:   # the model's own outputs from the model as it is
-            source = carried_model(load_onnx(model_path)).SerializeToString() if narrow else \
-                model_for_onnxruntime(model_path)
+            source = carried_model(model).SerializeToString() if narrow else model_for_onnxruntime(model_path)
             sessions.append(onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"]))
     except Exception as err:  # onnxruntime's errors have no common base class
         raise RccError(f"{model_path}: onnxruntime cannot run the model: {str(err).splitlines()[0][:200]}") from None
@@ -111,7 +107,8 @@ def onnxruntime_runner(model_path: str | os.PathLike, extra_outputs: Sequence[st
                              if i.name in inputs)
                 names = [o.name for o in session.get_outputs()]
                 feeds = carrier_feeds(graph, feeds) if narrow else feeds
-                outputs.update(narrow_results(graph, dict(zip(names, session.run(names, feeds)))))
+                results = exposed_results(dict(zip(names, session.run(names, feeds))), renames)
+                outputs.update(narrow_results(graph, results))
         except Exception as err:  # as above
             raise RccError(f"{model_path}: onnxruntime cannot run the model: "
                            f"{str(err).splitlines()[0][:200]}") from None

@@ -92,7 +92,8 @@ def random_inputs(module: Module, seed: int = 0) -> dict[str, np.ndarray]:
             inputs[value.name] = module.input_defaults[value.name]
             continue
         if dtype.kind == "f" or is_narrow_float(value.type.dtype):
-            inputs[value.name] = rng.standard_normal(value.type.shape).astype(dtype)
+            normal = rng.standard_normal(value.type.shape)
+            inputs[value.name] = (np.abs(normal) if value.type.dtype == "f8e8m0" else normal).astype(dtype)   # unsigned
         elif dtype.kind == "b":
             inputs[value.name] = rng.integers(0, 2, value.type.shape).astype(dtype)
         else:

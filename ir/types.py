@@ -43,6 +43,7 @@ NARROW_DTYPES: dict[str, np.dtype] = {
     "u2": np.dtype(ml_dtypes.uint2),
 }
 DTYPES.update(NARROW_DTYPES)
+_NARROW_NAMES = {dtype: name for name, dtype in NARROW_DTYPES.items()}
 _NAME_OF_DTYPE = {dtype: name for name, dtype in DTYPES.items()}
 
 
@@ -57,6 +58,7 @@ def is_narrow(dtype: str) -> bool:
 
 
 def is_narrow_float(dtype: str) -> bool:
+    """Whether IR dtype `dtype` is bfloat16, a float8 or float4 type (not a 4- or 2-bit integer)."""
     return dtype in NARROW_DTYPES and dtype[0] in "bf"
 
 
@@ -66,9 +68,18 @@ def narrow_integer_range(dtype: str) -> tuple[int, int]:
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if dtype[0] == "i" else (0, (1 << bits) - 1)
 
 
+def stand_in(array: np.ndarray) -> np.ndarray:
+    """A narrow array in the numpy dtype that holds its values exactly (float32 for the narrow floats, int8 or
+    uint8 for the 4- and 2-bit integers); other arrays unchanged."""
+    name = _NARROW_NAMES.get(array.dtype)
+    if name is None:
+        return array
+    return array.astype(np.float32 if is_narrow_float(name) else np.int8 if name[0] == "i" else np.uint8)
+
+
 def storage_view(array: np.ndarray) -> np.ndarray:
     """`array` as a file can hold it: a narrow type's bits as unsigned integers of its width; others as they are."""
-    if array.dtype in _NARROW_SET:
+    if array.dtype in _NARROW_NAMES:
         return array.view(np.dtype(f"u{array.dtype.itemsize}"))
     return array
 
@@ -79,8 +90,6 @@ def from_storage(array: np.ndarray, dtype: str) -> np.ndarray:
         return array.view(NARROW_DTYPES[dtype])
     return array
 
-
-_NARROW_SET = frozenset(NARROW_DTYPES.values())
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from rcc.compiler.commands.progress import showing_progress
 from rcc.compiler.host_run import HostPart
 from rcc.ir.inputs import load_inputs
 from rcc.ir.files import check_distinct_files, check_output_path, npz_bytes, write_output
+from rcc.ir.types import stand_in
 from rcc.runtime.machine import Machine
 
 
@@ -56,7 +57,8 @@ def run_command(argv: list[str]) -> int:
         result = machine.run(inputs, allow_nonfinite=args.allow_nonfinite)
         seconds = time.perf_counter() - start
         outputs = result.outputs if host is None else host.finish(result.outputs, inputs)
-        write_output(output, npz_bytes(outputs))
+        # numpy files hold no narrow types: a bfloat16/float8 output is written as float32, a 4-bit one as int8
+        write_output(output, npz_bytes({name: stand_in(array) for name, array in outputs.items()}))
         if report is not None:
             cost = estimate_cost(program, chip, result.per_instruction).to_json()   # from the machine's counts
             write_report(report, {"program": args.program, "cost_model": args.cost_model,

@@ -5,7 +5,9 @@ fail on is an error naming the node and both evaluators' messages.
 
 This is how weights built by subgraphs (`ConstantOfShape`, `Shape`, `Gather`, `Unsqueeze`, `Concat`,
 `Reshape` on constants, ...) become plain constants before lowering. `Shape` and `Size` of a tensor
-with a static type fold too, since every IR value has a static shape.
+with a static type fold too, since every IR value has a static shape. A Cast or CastLike folds with rcc's own
+`nn.cast` (onnxruntime's conversions, `ir/ops/narrow_cast.py`), since onnx's reference evaluator converts to
+4-bit, 2-bit and float8 types otherwise (9.0 to int4: 0 there, −7 in onnxruntime).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from onnx.reference import ReferenceEvaluator
 
 from rcc.compiler.frontend.context import LowerContext
 from rcc.ir.limits import check_tensor_bytes
+from rcc.ir.ops.narrow_cast import ROUND_MODES, convert
+from rcc.ir.types import dtype_name
 
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                "Bernoulli", "If", "Loop", "Scan", "SequenceEmpty", "SequenceConstruct", "SequenceInsert",
@@ -104,6 +108,23 @@ def _check_folded_size(ctx: LowerContext, node: onnx.NodeProto) -> None:
     check_tensor_bytes(f"{ctx.source}: {ctx.label}: folded constant", tuple(max(d, 0) for d in shape), dtype)
 
 
+def _folded_cast(ctx: LowerContext, node: onnx.NodeProto) -> np.ndarray | None:
+    """A Cast or CastLike of a constant as `nn.cast` computes it (onnxruntime's conversions; onnx's reference
+    evaluator converts to 4-bit and float8 types otherwise); None when either dtype is one the IR does not carry."""
+    try:
+        source = ctx.constants[node.input[0]]
+        dtype_name(source.dtype)
+        target = ctx.constants[node.input[1]].dtype if node.op_type == "CastLike" else \
+            helper.tensor_dtype_to_np_dtype(ctx.attr("to"))
+        to = dtype_name(target)
+    except (KeyError, ValueError, TypeError, IndexError):
+        return None
+    round_mode = ctx.attr("round_mode", "up")
+    if round_mode not in ROUND_MODES or ctx.attr("saturate", 1) not in (0, 1):
+        return None   # lowering names the bad attribute
+    return convert(source, to, bool(ctx.attr("saturate", 1)), round_mode)
+
+
 def try_fold(ctx: LowerContext, node: onnx.NodeProto, opsets: list[onnx.OperatorSetIdProto]) -> bool:
     """Fold `node` into constants if its value is known at compile time; True when it was folded."""
     if node.op_type in _NEVER_FOLD or node.domain not in ("", "ai.onnx"):
@@ -113,7 +134,8 @@ def try_fold(ctx: LowerContext, node: onnx.NodeProto, opsets: list[onnx.Operator
     if any(name and name not in ctx.constants for name in node.input):
         return False
     _check_folded_size(ctx, node)
-    results = _evaluate(ctx, node, opsets)
+    cast = _folded_cast(ctx, node) if node.op_type in ("Cast", "CastLike") else None
+    results = [cast] if cast is not None else _evaluate(ctx, node, opsets)
     for name, array in zip([n for n in node.output if n], results):
         ctx.bind_constant(name, np.asarray(array))
     return True

@@ -1,9 +1,9 @@
 """Where ONNX's narrow element types (bfloat16, float8, float4, int4/uint4, int2/uint2) may go in a model rcc lowers.
 
-onnxruntime's CPU provider stores, moves, casts, quantizes and dequantizes these types and has no arithmetic
-kernels for them (measured on 1.32: Add, Relu, MatMul, Where, Expand of bfloat16 are "not implemented"; float8
-and 4-bit tensors are refused by its type checks), so rcc takes them in the same places: the ops of
-`CARRYING_OPS`. Any other node that reads or writes one is refused in one line naming the node and the type.
+onnxruntime's CPU provider casts, quantizes and dequantizes these types, moves some of them, and has no arithmetic
+kernels for them (Add, Relu, MatMul, Where, Expand of bfloat16 are "not implemented"; float8 and 4-bit tensors are
+refused by its type checks). rcc takes them where onnxruntime 1.32 creates a session for them (measured at opset
+25, `MOVING_OPS`): any other node that reads or writes one is refused in one line naming the node and the type.
 
 A graph output declared as a 4- or 2-bit type whose value rcc carries in int8/uint8 (a QuantizeLinear's,
 `rules_quant.py`) is cast to the declared type (`declared_output`).
@@ -17,17 +17,25 @@ from rcc.compiler.frontend.context import LowerContext
 from rcc.ir.core import Value
 from rcc.ir.types import dtype_name, is_narrow, is_narrow_float
 
-CARRYING_OPS = frozenset({
-    "Cast", "CastLike", "QuantizeLinear", "DequantizeLinear", "Identity", "Reshape", "Flatten", "Squeeze",
-    "Unsqueeze", "Transpose", "Concat", "Split", "Slice", "Gather", "Pad", "Shape", "Size", "Constant",
-})
+CONVERTING_OPS = frozenset({"Cast", "CastLike", "QuantizeLinear", "DequantizeLinear", "Constant"})   # every type
+_FLOAT8_MOVES = frozenset({"Identity", "Reshape", "Transpose", "Shape", "If"})
+MOVING_OPS = {   # the data movement onnxruntime has kernels for, by type
+    "bf16": frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split",
+                       "Slice", "Gather", "Pad", "Shape", "If"}),
+    **dict.fromkeys(("f8e4m3fn", "f8e4m3fnuz", "f8e5m2", "f8e5m2fnuz"), _FLOAT8_MOVES),
+    **dict.fromkeys(("f8e8m0", "f4e2m1"), frozenset({"Shape"})),
+    **dict.fromkeys(("i4", "u4", "i2", "u2"), frozenset({"Transpose", "Shape"})),
+}
 
 
 def _narrow_dtype(ctx: LowerContext, name: str) -> str | None:
     if name in ctx.values:
         dtype = ctx.values[name].type.dtype
     elif name in ctx.constants:
-        dtype = dtype_name(ctx.constants[name].dtype) if ctx.constants[name].dtype.names is None else ""
+        try:
+            dtype = dtype_name(ctx.constants[name].dtype)
+        except KeyError:   # a dtype the IR does not carry (strings): the rule that reads it says so
+            return None
     else:
         return None
     return dtype if is_narrow(dtype) else None
@@ -35,15 +43,15 @@ def _narrow_dtype(ctx: LowerContext, name: str) -> str | None:
 
 def check_narrow_use(ctx: LowerContext, node: onnx.NodeProto, names: list[str]) -> None:
     """UnsupportedError naming the node when one of `names` (its inputs, or its results once lowered) holds a
-    narrow type and the node is not one of `CARRYING_OPS`."""
-    if node.op_type in CARRYING_OPS:   # com.microsoft's QuantizeLinear and DequantizeLinear too
+    narrow type that the node's op does not take (`CONVERTING_OPS`, `MOVING_OPS`)."""
+    if node.op_type in CONVERTING_OPS:   # com.microsoft's QuantizeLinear and DequantizeLinear too
         return
     for name in names:
         dtype = _narrow_dtype(ctx, name) if name else None
-        if dtype is not None:
-            raise ctx.unsupported(f"{dtype} tensor {name!r}: rcc (as onnxruntime's CPU kernels) computes nothing on "
-                                  f"this type; it casts, quantizes, dequantizes and moves it "
-                                  f"({', '.join(sorted(CARRYING_OPS))})")
+        if dtype is not None and node.op_type not in MOVING_OPS[dtype]:
+            raise ctx.unsupported(f"{dtype} tensor {name!r}: onnxruntime has no {node.op_type} kernel for this type "
+                                  f"(it casts, quantizes and dequantizes it, and moves it with "
+                                  f"{', '.join(sorted(MOVING_OPS[dtype]))})")
 
 
 def declared_output(ctx: LowerContext, info: onnx.ValueInfoProto, value: Value) -> Value:

@@ -31,13 +31,12 @@ from rcc.compiler.frontend.rules_index import slice_value
 from rcc.compiler.frontend.rules_spatial import explicit_pads
 from rcc.ir.core import Value
 from rcc.ir.ops.nn_quant import QDQ_DTYPES, QUANT_DTYPES, integer_limits, requantize_multiplier
-from rcc.ir.types import TensorType, dtype_name, is_narrow, is_narrow_float
+from rcc.ir.types import TensorType, dtype_name, is_narrow, is_narrow_float, stand_in
 
 _EIGHT_BIT = {np.dtype(np.uint8), np.dtype(np.int8)}
 _CARRIED = _EIGHT_BIT | {np.dtype(np.uint16), np.dtype(np.int16)}
 _HANDLED = "uint8, int8, uint16, int16, uint4, int4, uint2, int2, float8 and float4"
-# ONNX's 4- and 2-bit types (ml_dtypes) → the dtype carrying them, and their width
-_SUB_BYTE = {"int4": (np.int8, 4), "uint4": (np.uint8, 4), "int2": (np.int8, 2), "uint2": (np.uint8, 2)}
+_SUB_BYTE = {"int4": 4, "uint4": 4, "int2": 2, "uint2": 2}   # ONNX's 4- and 2-bit types (ml_dtypes): their width
 
 
 def _dtype_label(array: np.ndarray) -> str:
@@ -50,7 +49,7 @@ def is_sub_byte(array: np.ndarray) -> bool:
 
 def widened(array: np.ndarray) -> np.ndarray:
     """An int4/uint4/int2/uint2 array as the int8/uint8 values rcc carries it in; other arrays unchanged."""
-    return array.astype(_SUB_BYTE[array.dtype.name][0]) if is_sub_byte(array) else array
+    return stand_in(array) if is_sub_byte(array) else array
 
 
 def _is_float_quantization(dtype: np.dtype | None) -> bool:
@@ -130,7 +129,7 @@ def _bits_of(dtype: np.dtype) -> int:
     """The `bits` of a quantized dtype: 4 or 2 for int4/uint4 and int2/uint2 (carried in 8 bits), 16 for
     int16/uint16, else 8 (int32 tensors, biases, are not narrowed)."""
     zero = np.zeros((), dtype)
-    return _SUB_BYTE[zero.dtype.name][1] if is_sub_byte(zero) else 16 if zero.dtype.itemsize == 2 else 8
+    return _SUB_BYTE[zero.dtype.name] if is_sub_byte(zero) else 16 if zero.dtype.itemsize == 2 else 8
 
 
 def _range_of(dtype: np.dtype) -> tuple[int, int]:
@@ -360,7 +359,9 @@ def _batch_params(ctx: LowerContext, b: Value) -> tuple[list[np.ndarray], list[n
         b_scale, b_zero = quant_params(ctx, 4, 5, b.type, 1, b.type.np_dtype, "b")
         return [b_scale] * batches, [b_zero.reshape(())] * batches
     scale, zero = _checked_values(ctx, 4, 5, b.type.np_dtype, "b ")
-    if scale.shape != (batches, 1, columns) or zero.shape != scale.shape:
+    per_column = (batches, 1, columns)
+    scale, zero = (np.broadcast_to(a, per_column) if a.size == 1 else a for a in (scale, zero))   # one for all
+    if scale.shape != per_column or zero.shape != per_column:
         raise ctx.error(f"b scale {list(scale.shape)} and zero point {list(zero.shape)} of a 3-D b {list(b.type.shape)} "
                         f"must be one value or [{batches}, 1, {columns}] (per column of each batch)")
     return list(scale.reshape(batches, columns)), list(zero.reshape(batches, columns))

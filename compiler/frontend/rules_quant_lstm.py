@@ -37,9 +37,9 @@ class QuantizedWeights:
         self.ctx = ctx
         self.constants: dict[str, tuple[Value, Value, Value]] = {}   # suffix → (weights, zero point, scale)
 
-    def matrices(self, ctx: LowerContext) -> tuple[np.ndarray, np.ndarray]:
+    def matrices(self) -> tuple[np.ndarray, np.ndarray]:
         """W and R as LSTM holds them ([D, 4H, input], [D, 4H, H]), still integers."""
-        matrices = []
+        ctx, matrices = self.ctx, []
         for what, index in (("W", 1), ("R", 2)):
             array = ctx.constant(index, what)
             if array.dtype not in (np.int8, np.uint8) or array.ndim != 3:
@@ -95,4 +95,6 @@ class QuantizedWeights:
 
 @rule("DynamicQuantizeLSTM", domain=MS_DOMAIN)
 def lower_dynamic_quantize_lstm(ctx: LowerContext) -> None:
+    if ctx.attr("layout") is not None:
+        raise ctx.error("DynamicQuantizeLSTM has no layout attribute (onnxruntime refuses the model)")
     lower_recurrent(ctx, QuantizedWeights(ctx))

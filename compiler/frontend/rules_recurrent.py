@@ -74,6 +74,17 @@ def activations(ctx: LowerContext, directions: int, kind: str) -> list[list[Acti
     return [parsed[d * count:(d + 1) * count] for d in range(directions)]
 
 
+class WeightReader(Protocol):
+    """Where a recurrent node's W and R come from when they are not LSTM's float inputs 1 and 2 (DynamicQuantizeLSTM's
+    int8 matrices, `rules_quant_lstm.py`), and how a state or input is multiplied by them."""
+
+    kind: str
+
+    def matrices(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def product(self, rec: "Recurrence", h: Value, suffix: str) -> Value: ...
+
+
 class Recurrence:
     """One recurrent node being unrolled: its operands, and the ops every step is built from."""
 
@@ -94,7 +105,7 @@ class Recurrence:
         self.direction, self.directions = direction, _DIRECTIONS[direction]
         gates = _GATES[self.kind]
         self.weights = weights
-        self.w, self.r = (ctx.constant(1, "W"), ctx.constant(2, "R")) if weights is None else weights.matrices(ctx)
+        self.w, self.r = (ctx.constant(1, "W"), ctx.constant(2, "R")) if weights is None else weights.matrices()
         self.transposed: dict[str, Value] = {}   # the recurrent matrices' transposes, by name, made once
         self.hidden = int(ctx.attr("hidden_size", self.r.shape[-1] if self.r.ndim == 3 else 0))
         expected = {"W": (self.directions, gates * self.hidden, size),
@@ -187,7 +198,8 @@ class Recurrence:
 
     def product(self, h: Value | None, matrix: np.ndarray, suffix: str) -> Value | None:
         """h · matrixᵀ (a crossbar layer of its own, reading the one constant matrixᵀ named by `suffix` that
-        every step reads); None for a zero state. Quantized weights (`WeightReader`) give their own product."""
+        every step reads); None for a zero state. With a `WeightReader` the reader multiplies by its own form
+        of the matrix that `suffix` names (`matrix` is then that matrix as integers, unused here)."""
         if h is None:
             return None
         if self.weights is not None:
@@ -341,17 +353,6 @@ def _lstm_step(rec: Recurrence, x: Value, hidden: Value | None, cell: Value | No
         new_cell = rec.add(rec.mul(cell, forget_gate), new_cell)
     output_gate = rec.activate(gate(1, new_cell), f[0])
     return rec.mul(output_gate, rec.activate(new_cell, f[2], clipped=False)), new_cell
-
-
-class WeightReader(Protocol):
-    """Where a recurrent node's W and R come from when they are not LSTM's float inputs 1 and 2 (DynamicQuantizeLSTM's
-    int8 matrices, `rules_quant_lstm.py`), and how a state or input is multiplied by them."""
-
-    kind: str
-
-    def matrices(self, ctx: LowerContext) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def product(self, rec: Recurrence, h: Value, suffix: str) -> Value: ...
 
 
 @rule("RNN", "GRU", "LSTM")

@@ -2,8 +2,10 @@
 Cast computes them; `nn.cast` calls `convert`.
 
 - A narrow value widens exactly: a narrow float to float32, a narrow integer to int8/uint8; the wide value then
-  converts as any other (floats to integers truncate toward zero).
-- To bfloat16, float8 and float4: round to nearest even (float64 through float32, as onnxruntime does). float8
+  converts as any other (floats to integers truncate toward zero). A float8 to bool tests its bits, as
+  onnxruntime does (−0 is true, e8m0's 2^−127 false).
+- To bfloat16, float8 and float4: round to nearest even, from float32 (integers, float16 and float64 are converted
+  to float32 first, as onnxruntime does: a double rounding for some int32 and float64 values). float8
   with `saturate` (ONNX's default) clips finite values and ±inf to the format's largest finite value; without
   it, what does not fit is inf (e5m2) or NaN, except where onnxruntime's conversion departs from rounding just
   above the largest value (`_to_float8`).
@@ -21,27 +23,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from rcc.ir.types import DTYPES, NARROW_DTYPES, is_narrow, is_narrow_float
+from rcc.ir.types import DTYPES, NARROW_DTYPES, is_narrow, is_narrow_float, stand_in
 
 ROUND_MODES = ("up", "down", "nearest")
 _E8M0 = "f8e8m0"
-_F8_SATURATING = ("f8e4m3fn", "f8e4m3fnuz", "f8e5m2", "f8e5m2fnuz")
-_NARROW_NAME = {dtype: name for name, dtype in NARROW_DTYPES.items()}
-
-
-def widened(x: np.ndarray) -> np.ndarray:
-    """A narrow array as float32 (floats) or int8/uint8 (integers), exactly; other arrays unchanged."""
-    name = _NARROW_NAME.get(x.dtype)
-    if name is None:
-        return x
-    if is_narrow_float(name):
-        return x.astype(np.float32)
-    return x.astype(np.int8 if name[0] == "i" else np.uint8)
+_BITWISE_TRUTH = frozenset(NARROW_DTYPES[name] for name in ("f8e4m3fn", "f8e4m3fnuz", "f8e5m2", "f8e5m2fnuz", "f8e8m0"))
+_FLOAT8_WITH_MAXIMUM = ("f8e4m3fn", "f8e4m3fnuz", "f8e5m2", "f8e5m2fnuz")   # saturate clips to their largest
 
 
 def convert(x: np.ndarray, to: str, saturate: bool = True, round_mode: str = "up") -> np.ndarray:
     """`x` converted to IR dtype `to` as onnxruntime's Cast converts it (module docstring)."""
-    x = widened(np.asarray(x))
+    x = np.asarray(x)
+    if to == "bool" and x.dtype in _BITWISE_TRUTH:   # onnxruntime tests a float8's bits: −0 is true, 2^−127 false
+        return x.view(np.uint8) != 0
+    x = stand_in(x)
     with np.errstate(invalid="ignore", over="ignore"):
         if not is_narrow(to):
             return x.astype(DTYPES[to])
@@ -49,10 +44,9 @@ def convert(x: np.ndarray, to: str, saturate: bool = True, round_mode: str = "up
             return _to_e8m0(x, saturate, round_mode)
         if not is_narrow_float(to):
             return _to_narrow_integer(x, to)
-        if x.dtype.kind != "f":
-            x = x.astype(np.float64)   # integers and bool: exact below 2^53, then rounded once
-        if to in _F8_SATURATING:
-            return _to_float8(x.astype(np.float32) if x.dtype == np.float64 else x, to, saturate)
+        x = x.astype(np.float32)   # onnxruntime converts integers, float16 and float64 to float32 first
+        if to in _FLOAT8_WITH_MAXIMUM:
+            return _to_float8(x, to, saturate)
         return x.astype(DTYPES[to])
 
 

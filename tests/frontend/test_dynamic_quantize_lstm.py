@@ -106,3 +106,10 @@ def test_a_non_zero_weight_zero_point_is_one_line() -> None:
     with pytest.raises(RccError, match=r"node 'lstm' \(DynamicQuantizeLSTM\): W_zero_point must be zero \(onnxruntime "
                                         r"refuses others\)"):
         lower_model(model, "dq_lstm.onnx")
+
+
+def test_a_layout_attribute_is_one_line_as_onnxruntime_refuses_it() -> None:
+    model, _ = lstm_model(0)
+    model.graph.node[0].attribute.append(helper.make_attribute("layout", 0))
+    with pytest.raises(RccError, match=r"node 'lstm' \(DynamicQuantizeLSTM\): DynamicQuantizeLSTM has no layout"):
+        lower_model(model, "dq_lstm.onnx")

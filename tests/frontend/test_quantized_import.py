@@ -101,6 +101,9 @@ def test_qlinear_matmul_with_a_3d_b_is_bit_exact(tmp_path, a_shape, b_shape) -> 
                  bz=rng.integers(-3, 4, per_column).astype(np.int8))
     path = save_model(tmp_path, [node], feeds, inits, {"y": (np.uint8, out_shape)}, name="per_column.onnx")
     assert_machine_bit_exact(path, feeds)
+    inits.update(bz=np.array(2, np.int8))   # one zero point with per-column scales: onnxruntime broadcasts it
+    path = save_model(tmp_path, [node], feeds, inits, {"y": (np.uint8, out_shape)}, name="one_zero.onnx")
+    assert_machine_bit_exact(path, feeds)
     inits.update(bs=np.full((1, b_shape[-1]), 0.02, np.float32), bz=np.zeros((1, b_shape[-1]), np.int8))
     path = save_model(tmp_path, [node], feeds, inits, {"y": (np.uint8, out_shape)}, name="per_row.onnx")
     with pytest.raises(RccError, match=r"node 'mm' \(QLinearMatMul\): b scale \[1, 4\] and zero point \[1, 4\] of a "
