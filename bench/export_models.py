@@ -2,7 +2,8 @@
 """Export standard torchvision and transformers architectures to ONNX, for `bench/try_models.py`.
 
 Runs in its own virtual environment (torch, torchvision, transformers, onnx, onnxscript), never rcc's:
-torch is not an rcc dependency. Every model gets random weights from a fixed seed (no download), a small
+torch is not an rcc dependency. Every model gets random weights from a fixed seed (no download; the two `_trained`
+entries are then trained briefly on synthetic shapes, `trained_exports.py`, and get inputs of that kind), a small
 input where the architecture allows it (the point is the architecture, not the size) and is exported by
 torch's dynamo exporter at opset 18, or, when that fails, by the TorchScript exporter at opset 17.
 
@@ -52,6 +53,7 @@ class Spec:
     token_inputs: dict[str, int] = field(default_factory=dict)  # int64 input name → vocabulary size (0: mask)
     family: str = "torchvision"
     prepare: Callable[[Any, "Spec"], None] | None = None  # fixes a random-weight model before export
+    samples: Callable[[int, int], dict[str, np.ndarray]] | None = None  # (seed, count) → inputs, else N(0, 1)
 
 
 def image(size: int) -> dict[str, tuple[int, ...]]:
@@ -206,6 +208,22 @@ def recalibrated_batchnorm_of(part: str = "") -> Callable[[Any, Spec], None]:
     return prepare
 
 
+def trained(hook_name: str) -> Callable[[Any, Spec], None]:
+    """A `trained_exports` hook (a few hundred steps on its synthetic task) as a `prepare`."""
+    def prepare(model: Any, spec: Spec) -> None:
+        import trained_exports
+        getattr(trained_exports, hook_name)(model)
+    return prepare
+
+
+def shape_images(size: int) -> Callable[[int, int], dict[str, np.ndarray]]:
+    """Verification images from `trained_exports`' generator (the distribution the trained models learnt)."""
+    def samples(seed: int, count: int) -> dict[str, np.ndarray]:
+        import trained_exports
+        return {"image": trained_exports.sample_images(seed, count, size)}
+    return samples
+
+
 def classifiers(*names: str) -> dict[str, Spec]:
     """torchvision classifiers as they come, on 64×64 images."""
     return {name: Spec(torchvision_model(name), image(64)) for name in names}
@@ -222,6 +240,12 @@ MODELS: dict[str, Spec] = {
     "lraspp_mobilenet_v3_large": Spec(segmentation_model("lraspp_mobilenet_v3_large"), image(64)),
     "ssdlite320_mobilenet_v3_large": Spec(detector("ssdlite320_mobilenet_v3_large"), image(96),
                                           prepare=recalibrated_batchnorm_of()),
+    # the same two, trained briefly on synthetic shapes (bench/trained_exports.py): not chaotic
+    "deeplabv3_mobilenet_v3_large_trained": Spec(segmentation_model("deeplabv3_mobilenet_v3_large", aux_loss=False),
+                                                 image(64), prepare=trained("trained_segmenter"),
+                                                 samples=shape_images(64)),
+    "ssdlite320_mobilenet_v3_large_trained": Spec(detector("ssdlite320_mobilenet_v3_large"), image(96),
+                                                  prepare=trained("trained_detector"), samples=shape_images(96)),
     "bert_tiny": Spec(hf_model("BertConfig", "BertModel", **TINY_TEXT), text("input_ids", "attention_mask"),
                       TOKENS, "transformers"),
     "distilbert_tiny": Spec(hf_model("DistilBertConfig", "DistilBertModel", vocab_size=VOCAB, dim=64, n_layers=2,
@@ -322,6 +346,8 @@ MODELS.update(MORE_MODELS)
 
 def sample_inputs(spec: Spec, seed: int = SEED, samples: int = SAMPLES) -> dict[str, np.ndarray]:
     """`samples` input sets stacked on a leading axis (rcc's `--inputs` takes that as several samples)."""
+    if spec.samples is not None:
+        return spec.samples(seed, samples)
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
     for name, shape in spec.inputs.items():
@@ -382,6 +408,8 @@ def export_one(name: str, out_dir: Path, exporter: str) -> dict[str, Any]:
     if errors:
         entry["fallback_because"] = errors[0]
     np.savez(out_dir / f"{name}.inputs.npz", **inputs)
+    if spec.samples is not None:   # held-out samples of the same distribution, for try_models to calibrate on
+        np.savez(out_dir / f"{name}.calibration.npz", **spec.samples(SEED + 7, 4))
     import onnx
     model_proto = onnx.load(str(path))
     entry["onnx_ops"] = sorted({node.op_type for node in model_proto.graph.node})
