@@ -9,14 +9,14 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from rcc.ir.types import NARROW_DTYPES, stand_in
+
 _TYPE = onnx.TensorProto
-CARRIERS = {**{t: _TYPE.FLOAT for t in (_TYPE.BFLOAT16, _TYPE.FLOAT8E4M3FN, _TYPE.FLOAT8E4M3FNUZ, _TYPE.FLOAT8E5M2,
-                                        _TYPE.FLOAT8E5M2FNUZ, _TYPE.FLOAT8E8M0, _TYPE.FLOAT4E2M1)},
-            _TYPE.INT4: _TYPE.INT8, _TYPE.INT2: _TYPE.INT8, _TYPE.UINT4: _TYPE.UINT8, _TYPE.UINT2: _TYPE.UINT8}
-
-
+# each narrow ONNX element type → the element type of its stand-in (ir.types.stand_in: float32, int8 or uint8)
+CARRIERS = {helper.np_dtype_to_tensor_dtype(dtype): helper.np_dtype_to_tensor_dtype(stand_in(np.zeros(0, dtype)).dtype)
+            for dtype in NARROW_DTYPES.values()}
 _EXACT = {t: {"saturate": 0} for t in (_TYPE.FLOAT8E4M3FN, _TYPE.FLOAT8E4M3FNUZ, _TYPE.FLOAT8E5M2, _TYPE.FLOAT8E5M2FNUZ,
-                                      _TYPE.FLOAT8E8M0)}
+                                      _TYPE.FLOAT8E8M0)}   # Casts that would saturate an exact inf otherwise
 
 
 def _elem_type(info: onnx.ValueInfoProto) -> int:
@@ -96,22 +96,24 @@ def exposed_model(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelP
     return exposed, renames
 
 
+def _converted(arrays: dict[str, np.ndarray], element_types: dict[str, int]) -> dict[str, np.ndarray]:
+    """`arrays` with those named in `element_types` converted to that ONNX element type (exact both ways here)."""
+    return {name: array.astype(helper.tensor_dtype_to_np_dtype(element_types[name])) if name in element_types else array
+            for name, array in arrays.items()}
+
+
 def exposed_results(results: dict[str, np.ndarray], renames: dict[str, tuple[str, int]]) -> dict[str, np.ndarray]:
     """`results` of an `exposed_model` with its Casts' outputs under their tensors' names and types."""
-    return {renames[name][0] if name in renames else name:
-            array.astype(helper.tensor_dtype_to_np_dtype(renames[name][1])) if name in renames else array
-            for name, array in results.items()}
+    renamed = {renames[name][0] if name in renames else name: array for name, array in results.items()}
+    return _converted(renamed, dict(renames.values()))
 
 
 def carrier_feeds(graph: onnx.GraphProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """`feeds` with each narrow graph input's array as its carrier's."""
-    narrow = {info.name: CARRIERS[_elem_type(info)] for info in graph.input if _elem_type(info) in CARRIERS}
-    return {name: array.astype(helper.tensor_dtype_to_np_dtype(narrow[name])) if name in narrow else array
-            for name, array in feeds.items()}
+    return _converted(feeds, {info.name: CARRIERS[_elem_type(info)] for info in graph.input
+                              if _elem_type(info) in CARRIERS})
 
 
 def narrow_results(graph: onnx.GraphProto, results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """`results` by output name with each narrow graph output converted back from its carrier."""
-    narrow = {info.name: _elem_type(info) for info in graph.output if _elem_type(info) in CARRIERS}
-    return {name: array.astype(helper.tensor_dtype_to_np_dtype(narrow[name])) if name in narrow else array
-            for name, array in results.items()}
+    return _converted(results, {info.name: _elem_type(info) for info in graph.output if _elem_type(info) in CARRIERS})

@@ -31,11 +31,12 @@ from rcc.compiler.frontend.rules_index import slice_value
 from rcc.compiler.frontend.rules_spatial import explicit_pads
 from rcc.ir.core import Value
 from rcc.ir.ops.nn_quant import QDQ_DTYPES, QUANT_DTYPES, integer_limits, requantize_multiplier
-from rcc.ir.types import TensorType, dtype_name, is_narrow, is_narrow_float, stand_in
+from rcc.ir.types import NARROW_DTYPES, TensorType, dtype_name, is_narrow, is_narrow_float, stand_in
 
 _EIGHT_BIT = {np.dtype(np.uint8), np.dtype(np.int8)}
 _CARRIED = _EIGHT_BIT | {np.dtype(np.uint16), np.dtype(np.int16)}
 _HANDLED = "uint8, int8, uint16, int16, uint4, int4, uint2, int2, float8 and float4"
+_FLOAT_QUANTIZED = frozenset(NARROW_DTYPES[name] for name in NARROW_DTYPES if is_narrow_float(name) and name != "bf16")
 _SUB_BYTE = {"int4": 4, "uint4": 4, "int2": 2, "uint2": 2}   # ONNX's 4- and 2-bit types (ml_dtypes): their width
 
 
@@ -54,7 +55,7 @@ def widened(array: np.ndarray) -> np.ndarray:
 
 def _is_float_quantization(dtype: np.dtype | None) -> bool:
     """Whether `dtype` is a float8 or float4 type (quantization without an integer grid)."""
-    return dtype is not None and is_narrow_float(dtype_name(dtype)) and dtype_name(dtype) != "bf16"
+    return dtype is not None and dtype in _FLOAT_QUANTIZED
 
 
 def _checked_values(ctx: LowerContext, scale_index: int, zero_index: int, zero_dtype: np.dtype | None,
